@@ -1,0 +1,93 @@
+#!/usr/bin/env node
+"use strict";
+// Side-by-side table of a queue benchmark run (a .jsonl file written by run.sh).
+// Usage: node report.js bench/out/queue-<timestamp>.jsonl [--markdown]
+// Every line is one result object (see README.md, "Result line"). Rows whose
+// "system" is "jarvis" are the subject; for each of them a ratio table against
+// every peer row of the same run is printed. Ratios are oriented so that > 1
+// always means Jarvis is better: throughput Jarvis/peer, latency peer/Jarvis.
+
+const fs = require("node:fs");
+
+const args = process.argv.slice(2);
+const markdown = args.includes("--markdown");
+const file = args.find((a) => !a.startsWith("--"));
+if (!file) {
+  console.error("usage: node report.js <queue-*.jsonl> [--markdown]");
+  process.exit(2);
+}
+
+const rows = [];
+for (const [i, line] of fs.readFileSync(file, "utf8").split("\n").entries()) {
+  if (!line.trim()) continue;
+  let r;
+  try {
+    r = JSON.parse(line);
+  } catch (e) {
+    console.error(`${file}:${i + 1}: not JSON, skipped`);
+    continue;
+  }
+  if (typeof r !== "object" || !r || typeof r.system !== "string") {
+    console.error(`${file}:${i + 1}: no "system" key, skipped`);
+    continue;
+  }
+  rows.push(r);
+}
+if (rows.length === 0) {
+  console.error("no result lines");
+  process.exit(1);
+}
+
+const fmtInt = (x) => (Number.isFinite(x) ? Math.round(x).toLocaleString("en-US") : "n/a");
+const fmtMs = (x) => (Number.isFinite(x) ? x.toFixed(2) : "n/a");
+const fmtRatio = (x) => (Number.isFinite(x) && x > 0 ? `${x >= 10 ? x.toFixed(1) : x.toFixed(2)}x` : "n/a");
+const label = (r) => `${r.system} / ${r.backend}${r.mode && r.mode !== "default" ? ` / ${r.mode}` : ""}${r.agent ? ` / agent ${r.agent}` : ""}`;
+
+function table(headers, body, alignRight) {
+  if (markdown) {
+    const out = [`| ${headers.join(" | ")} |`, `|${headers.map((_, i) => (alignRight[i] ? "---:" : ":---")).join("|")}|`];
+    for (const b of body) out.push(`| ${b.join(" | ")} |`);
+    return out.join("\n");
+  }
+  const w = headers.map((h, i) => Math.max(h.length, ...body.map((b) => String(b[i]).length)));
+  const cell = (s, i) => (alignRight[i] ? String(s).padStart(w[i]) : String(s).padEnd(w[i]));
+  const out = [headers.map(cell).join("  "), w.map((n) => "-".repeat(n)).join("  ")];
+  for (const b of body) out.push(b.map(cell).join("  "));
+  return out.join("\n");
+}
+
+const counts = [...new Set(rows.map((r) => `${r.tasks} tasks, concurrency ${r.concurrency}`))];
+console.log(`Queue benchmark: ${file}`);
+console.log(`Workload: ${counts.join("; ")}${counts.length > 1 ? "  (WARNING: rows differ in workload)" : ""}`);
+console.log("Figures are medians over `runs` runs; pickup is idle pickup latency (add call -> handler start).\n");
+
+console.log(
+  table(
+    ["system / backend / mode", "enqueue/s", "process/s", "pickup p50 ms", "pickup p99 ms", "runs"],
+    rows.map((r) => [label(r), fmtInt(r.enqueuePerSec), fmtInt(r.processPerSec), fmtMs(r.pickupP50Ms), fmtMs(r.pickupP99Ms), r.runs ?? "?"]),
+    [false, true, true, true, true, true],
+  ),
+);
+
+const jarvis = rows.filter((r) => r.system === "jarvis");
+const peers = rows.filter((r) => r.system !== "jarvis");
+if (jarvis.length === 0) {
+  console.log("\nNo Jarvis result in this run (bench/queue/jarvis.sh absent or failed): no ratios.");
+} else {
+  for (const j of jarvis) {
+    console.log(`\nRatios for ${label(j)} (> 1 means Jarvis is better):`);
+    console.log(
+      table(
+        ["vs peer", "enqueue", "process", "pickup p50", "pickup p99"],
+        peers.map((p) => [
+          label(p),
+          fmtRatio(j.enqueuePerSec / p.enqueuePerSec),
+          fmtRatio(j.processPerSec / p.processPerSec),
+          fmtRatio(p.pickupP50Ms / j.pickupP50Ms),
+          fmtRatio(p.pickupP99Ms / j.pickupP99Ms),
+        ]),
+        [false, true, true, true, true],
+      ),
+    );
+  }
+}
