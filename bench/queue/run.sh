@@ -77,6 +77,12 @@ redis_up || { say "Redis is not reachable on 127.0.0.1:6379"; exit 1; }
 
 # ---- machine state -----------------------------------------------------------------------
 load1() { cut -d' ' -f1 /proc/loadavg; }
+# processes using CPU right now (0.5 s sample), to tell whether a build shared the machine
+busy() {
+  echo "busiest processes (0.5 s sample):"
+  top -b -n 2 -d 0.5 -w 200 2>/dev/null | awk '/^top -/{n++} n==2 && /^ *[0-9]+ /{print}' |
+    sort -k9 -nr | head -n 5 | awk '{printf "  %5s%% %s\n", $9, $12}'
+}
 WAIT="${BENCH_WAIT_QUIET:-0}"
 QUIET="${BENCH_QUIET_LOAD:-0.5}"
 if [ "$WAIT" -gt 0 ] 2>/dev/null; then
@@ -90,6 +96,7 @@ fi
   echo "node $(node --version); $(psql -h 127.0.0.1 -U postgres -Atc 'show server_version' 2>/dev/null | sed 's/^/PostgreSQL /'); $(redis-server --version | awk '{print "Redis", $3}')"
   echo "postgres: fsync=$(psql -h 127.0.0.1 -U postgres -Atc 'show fsync' 2>/dev/null) synchronous_commit=$(psql -h 127.0.0.1 -U postgres -Atc 'show synchronous_commit' 2>/dev/null)"
   echo "load before: $(cat /proc/loadavg)"
+  busy
 } | tee -a "$LOG" >&2
 
 # ---- runs --------------------------------------------------------------------------------
@@ -114,6 +121,7 @@ run_one() { # name, working directory, command...
   fi
   rm -f "$tmp"
   say "load now: $(cat /proc/loadavg)"
+  busy >> "$LOG"
 }
 
 want graphile-default  && run_one graphile-default  "$HERE/peers" node graphile.js --mode default "${ARGS[@]}"

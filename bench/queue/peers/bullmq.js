@@ -138,18 +138,21 @@ async function oneRun(url, runIndex) {
 }
 
 async function main() {
-  let db = null;
-  let url = null;
-  if (onPg) {
-    db = `bench_bullmq_${process.pid}`;
-    url = await c.createDatabase(db);
-    await migratePg(url);
-  }
   const results = [];
-  try {
-    for (let i = 0; i < opts.runs; i++) results.push(await oneRun(url, i));
-  } finally {
-    if (db) await c.dropDatabase(db).catch((e) => c.log(`could not drop ${db}: ${e}`));
+  for (let i = 0; i < opts.runs; i++) {
+    if (!onPg) {
+      results.push(await oneRun(null, i)); // fresh queue name per run, obliterated after
+      continue;
+    }
+    // a fresh database per run: no dead tuples or warm tables carried between runs
+    const db = `bench_bullmq_${process.pid}_${i}`;
+    const url = await c.createDatabase(db);
+    try {
+      await migratePg(url);
+      results.push(await oneRun(url, i));
+    } finally {
+      await c.dropDatabase(db).catch((e) => c.log(`could not drop ${db}: ${e}`));
+    }
   }
   const out = c.summarise(
     {
