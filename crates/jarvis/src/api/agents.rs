@@ -1,0 +1,61 @@
+//! `/api/v1/agents`: register, list and remove the HTTP agent of a domain.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+use super::envelope::{ok, ApiError, ApiJson, ApiOk};
+use super::services::path_name;
+use crate::agents::{AgentInput, AgentSpec};
+use crate::app::AppState;
+
+/// `PUT /api/v1/agents/{domain}`: 201 when new, 200 when replaced.
+pub async fn put(
+    State(state): State<AppState>,
+    Path(domain): Path<String>,
+    ApiJson(input): ApiJson<AgentInput>,
+) -> Result<ApiOk<AgentSpec>, ApiError> {
+    let domain = path_name(&domain, "domain")?;
+    let spec = input
+        .into_spec(domain, crate::store::now())
+        .map_err(|e| ApiError::bad_request("invalid_agent", e.to_string()))?;
+    let (stored, created) = state.store.put_agent(&spec).await?;
+    tracing::info!(domain = %stored.domain, created, "agent registered");
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok(ApiOk(status, stored))
+}
+
+/// `GET /api/v1/agents`.
+pub async fn list(State(state): State<AppState>) -> Result<ApiOk<Vec<AgentSpec>>, ApiError> {
+    Ok(ok(state.store.list_agents().await?))
+}
+
+/// `GET /api/v1/agents/{domain}`.
+pub async fn get(
+    State(state): State<AppState>,
+    Path(domain): Path<String>,
+) -> Result<ApiOk<AgentSpec>, ApiError> {
+    let domain = path_name(&domain, "domain")?;
+    match state.store.get_agent(domain.as_str()).await? {
+        Some(a) => Ok(ok(a)),
+        None => Err(ApiError::not_found(format!("no agent for domain {domain}"))),
+    }
+}
+
+/// `DELETE /api/v1/agents/{domain}`: 204.
+pub async fn delete(
+    State(state): State<AppState>,
+    Path(domain): Path<String>,
+) -> Result<Response, ApiError> {
+    let domain = path_name(&domain, "domain")?;
+    if state.store.delete_agent(domain.as_str()).await? {
+        tracing::info!(domain = %domain, "agent removed");
+        Ok(StatusCode::NO_CONTENT.into_response())
+    } else {
+        Err(ApiError::not_found(format!("no agent for domain {domain}")))
+    }
+}

@@ -1,0 +1,159 @@
+//! The response envelope and the error type every handler returns.
+//!
+//! Success: `{"success": true, "data": …}`. Failure:
+//! `{"success": false, "error": {"code": "…", "message": "…"}}`. The JSON and query extractors
+//! here replace axum's own so that malformed, oversized or mistyped input gets the same envelope
+//! (with the parse position for malformed JSON) instead of a plain-text rejection.
+
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::json;
+
+/// A successful answer: the status code and the `data` of the envelope.
+pub struct ApiOk<T>(pub StatusCode, pub T);
+
+/// `200 OK` with `data`.
+pub fn ok<T: Serialize>(data: T) -> ApiOk<T> {
+    ApiOk(StatusCode::OK, data)
+}
+
+impl<T: Serialize> IntoResponse for ApiOk<T> {
+    fn into_response(self) -> Response {
+        (self.0, Json(json!({ "success": true, "data": self.1 }))).into_response()
+    }
+}
+
+/// An error answer, with a machine-readable code and a message for a person.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Stable, snake_case error code (`not_found`, `invalid_body`, …).
+    pub code: &'static str,
+    /// What went wrong, for a person. Never holds a secret.
+    pub message: String,
+}
+
+impl ApiError {
+    /// An error with any status.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// 400 with `code`.
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    /// 404 `not_found`.
+    pub fn not_found(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    /// 500 `internal`; the detail is logged, the caller sees a generic message.
+    pub fn internal(detail: impl std::fmt::Display) -> ApiError {
+        tracing::error!(error = %detail, "internal error");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error; see the server log for this correlation ID",
+        )
+    }
+
+    /// 503 `unavailable`, for a store that cannot be reached.
+    pub fn unavailable(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (
+            self.status,
+            Json(json!({
+                "success": false,
+                "error": { "code": self.code, "message": self.message },
+            })),
+        )
+            .into_response()
+    }
+}
+
+impl From<crate::store::StoreError> for ApiError {
+    fn from(e: crate::store::StoreError) -> ApiError {
+        match e {
+            crate::store::StoreError::Unavailable(m) => ApiError::unavailable(m),
+            other => ApiError::internal(other),
+        }
+    }
+}
+
+/// A JSON body whose rejections are answered in the envelope.
+pub struct ApiJson<T>(pub T);
+
+impl<T, S> FromRequest<S> for ApiJson<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(ApiJson(v)),
+            Err(rejection) => Err(json_rejection(rejection)),
+        }
+    }
+}
+
+fn json_rejection(rejection: JsonRejection) -> ApiError {
+    let text = rejection.body_text();
+    match rejection {
+        JsonRejection::JsonSyntaxError(_) => ApiError::bad_request("malformed_json", text),
+        JsonRejection::JsonDataError(_) => ApiError::bad_request("invalid_body", text),
+        JsonRejection::MissingJsonContentType(_) => ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "expected a body with Content-Type: application/json",
+        ),
+        JsonRejection::BytesRejection(b) if b.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "the request body is larger than the server accepts",
+            )
+        }
+        other => ApiError::new(other.status(), "invalid_body", text),
+    }
+}
+
+/// Query parameters whose rejections are answered in the envelope.
+pub struct ApiQuery<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for ApiQuery<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(v)) => Ok(ApiQuery(v)),
+            Err(r @ QueryRejection::FailedToDeserializeQueryString(_)) => {
+                Err(ApiError::bad_request("invalid_query", r.body_text()))
+            }
+            Err(r) => Err(ApiError::bad_request("invalid_query", r.body_text())),
+        }
+    }
+}

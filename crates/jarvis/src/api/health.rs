@@ -1,0 +1,64 @@
+//! `GET /health`: liveness of Jarvis itself (process and store), public and cheap.
+
+use std::time::{Duration, Instant};
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+use crate::app::AppState;
+
+/// How long the store may take to answer before `/health` reports it failed.
+const STORE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Answers 200 with `status: pass` when the store answers, else 503 with `status: fail`.
+pub async fn health(State(state): State<AppState>) -> Response {
+    let started = Instant::now();
+    let store = match tokio::time::timeout(STORE_TIMEOUT, state.store.ping()).await {
+        Ok(Ok(())) => json!({
+            "status": "pass",
+            "backend": state.store.backend(),
+            "latencyMs": started.elapsed().as_millis() as u64,
+        }),
+        Ok(Err(e)) => json!({
+            "status": "fail",
+            "backend": state.store.backend(),
+            "output": e.to_string(),
+        }),
+        Err(_) => json!({
+            "status": "fail",
+            "backend": state.store.backend(),
+            "output": format!("no answer within {} ms", STORE_TIMEOUT.as_millis()),
+        }),
+    };
+    let pass = store["status"] == "pass";
+    let data = json!({
+        "status": if pass { "pass" } else { "fail" },
+        "version": env!("CARGO_PKG_VERSION"),
+        "instanceId": state.instance_id,
+        "uptimeSeconds": state.started_at.elapsed().as_secs(),
+        "checks": {
+            "process": { "status": "pass" },
+            "store": store,
+        },
+    });
+    if pass {
+        (
+            StatusCode::OK,
+            Json(json!({ "success": true, "data": data })),
+        )
+            .into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({
+                "success": false,
+                "error": { "code": "unhealthy", "message": "the store does not answer" },
+                "data": data,
+            })),
+        )
+            .into_response()
+    }
+}

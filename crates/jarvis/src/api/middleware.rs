@@ -1,0 +1,101 @@
+//! Request middleware: correlation IDs with the access log, and bearer-token auth.
+
+use std::time::Instant;
+
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use secrecy::ExposeSecret;
+use subtle::ConstantTimeEq;
+use tracing::Instrument;
+
+use super::envelope::ApiError;
+use crate::app::AppState;
+use crate::correlation::{CorrelationId, ALT_HEADER, HEADER};
+
+/// The longest path written to the access log; longer paths are cut (never a whole hostile URL).
+const MAX_LOGGED_PATH: usize = 256;
+
+/// Takes or makes the request's correlation ID, runs the request inside a span that carries it,
+/// echoes it in `X-Correlation-ID`, and writes one access-log line with method, path, status and
+/// `durationMs`.
+pub async fn correlate(mut req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let given = req
+        .headers()
+        .get(HEADER)
+        .or_else(|| req.headers().get(ALT_HEADER));
+    let (id, replaced) = match given {
+        None => (CorrelationId::generate("req"), false),
+        Some(value) => match value.to_str().ok().and_then(CorrelationId::parse) {
+            Some(id) => (id, false),
+            None => (CorrelationId::generate("req"), true),
+        },
+    };
+    req.extensions_mut().insert(id.clone());
+
+    let mut path = req.uri().path().to_string();
+    if path.len() > MAX_LOGGED_PATH {
+        let mut cut = MAX_LOGGED_PATH;
+        while !path.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        path.truncate(cut);
+        path.push('…');
+    }
+    let span = tracing::info_span!(
+        "request",
+        correlation_id = %id,
+        method = %req.method(),
+        path = %path,
+    );
+    async move {
+        if replaced {
+            // The refused value itself is never logged: it may be an injection attempt.
+            tracing::warn!("replaced an invalid X-Correlation-ID header with a generated ID");
+        }
+        let mut response = next.run(req).await;
+        if let Ok(value) = HeaderValue::from_str(id.as_str()) {
+            response.headers_mut().insert(HEADER, value);
+        }
+        tracing::info!(
+            status = response.status().as_u16(),
+            duration_ms = started.elapsed().as_millis() as u64,
+            "request completed"
+        );
+        response
+    }
+    .instrument(span)
+    .await
+}
+
+/// Refuses a request without `Authorization: Bearer <JARVIS_AUTH_TOKEN>` (401 in the envelope).
+/// The comparison takes the same time whatever the given token.
+pub async fn require_token(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim);
+    let expected = state.auth_token.expose_secret().as_bytes();
+    match given {
+        Some(token) if bool::from(token.as_bytes().ct_eq(expected)) => next.run(req).await,
+        Some(_) => unauthorized("the bearer token is not valid"),
+        None => unauthorized("missing Authorization: Bearer <token> header"),
+    }
+}
+
+fn unauthorized(message: &str) -> Response {
+    let mut response =
+        ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message).into_response();
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Bearer realm=\"jarvis\""),
+    );
+    response
+}

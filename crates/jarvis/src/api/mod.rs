@@ -1,0 +1,60 @@
+//! The HTTP API: routes, envelope, middleware. Handlers are thin: they validate input, call the
+//! domain modules and shape the answer. Only this module knows about HTTP and JSON shapes.
+
+pub mod agents;
+pub mod envelope;
+pub mod health;
+pub mod middleware;
+pub mod services;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::Router;
+
+use crate::app::AppState;
+use envelope::ApiError;
+
+/// Builds the whole router: public routes, the token-protected `/api/v1`, envelope fallbacks.
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/services", get(services::list))
+        .route(
+            "/services/{name}",
+            get(services::get)
+                .put(services::put)
+                .delete(services::delete),
+        )
+        .route("/agents", get(agents::list))
+        .route(
+            "/agents/{domain}",
+            get(agents::get).put(agents::put).delete(agents::delete),
+        )
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            middleware::require_token,
+        ));
+
+    Router::new()
+        .route("/health", get(health::health))
+        .nest("/api/v1", api)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(state.config.body_limit))
+        .layer(axum::middleware::from_fn(middleware::correlate))
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("no such route")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this route does not accept that method",
+    )
+}

@@ -1,0 +1,66 @@
+//! `/api/v1/services`: register, list, show and remove monitored services.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+use super::envelope::{ok, ApiError, ApiJson, ApiOk};
+use crate::app::AppState;
+use crate::health::{ServiceInput, ServiceSpec};
+use crate::names::Name;
+
+/// Parses a path segment as a name, or answers 400 naming the problem.
+pub fn path_name(raw: &str, what: &str) -> Result<Name, ApiError> {
+    Name::parse(raw).map_err(|e| ApiError::bad_request("invalid_name", format!("{what}: {e}")))
+}
+
+/// `PUT /api/v1/services/{name}`: 201 when new, 200 when replaced.
+pub async fn put(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    ApiJson(input): ApiJson<ServiceInput>,
+) -> Result<ApiOk<ServiceSpec>, ApiError> {
+    let name = path_name(&name, "service name")?;
+    let spec = input
+        .into_spec(name, crate::store::now())
+        .map_err(|e| ApiError::bad_request("invalid_service", e.to_string()))?;
+    let (stored, created) = state.store.put_service(&spec).await?;
+    tracing::info!(service = %stored.name, created, "service registered");
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok(ApiOk(status, stored))
+}
+
+/// `GET /api/v1/services`.
+pub async fn list(State(state): State<AppState>) -> Result<ApiOk<Vec<ServiceSpec>>, ApiError> {
+    Ok(ok(state.store.list_services().await?))
+}
+
+/// `GET /api/v1/services/{name}`.
+pub async fn get(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<ApiOk<ServiceSpec>, ApiError> {
+    let name = path_name(&name, "service name")?;
+    match state.store.get_service(name.as_str()).await? {
+        Some(s) => Ok(ok(s)),
+        None => Err(ApiError::not_found(format!("no service named {name}"))),
+    }
+}
+
+/// `DELETE /api/v1/services/{name}`: 204.
+pub async fn delete(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    let name = path_name(&name, "service name")?;
+    if state.store.delete_service(name.as_str()).await? {
+        tracing::info!(service = %name, "service removed");
+        Ok(StatusCode::NO_CONTENT.into_response())
+    } else {
+        Err(ApiError::not_found(format!("no service named {name}")))
+    }
+}

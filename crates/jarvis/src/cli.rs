@@ -1,0 +1,51 @@
+//! The command line: `jarvis serve`, `jarvis migrate`, `jarvis config check`,
+//! `jarvis healthcheck`, and one subcommand per capability for operators.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// Jarvis: a control plane for autonomous agents and the services they depend on.
+#[derive(Debug, Parser)]
+#[command(name = "jarvis", version, about, long_about = None)]
+pub struct Cli {
+    /// Config file (services, agents, per-breaker settings). Default: $JARVIS_CONFIG, else
+    /// ./jarvis.toml when it exists.
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP server, the workers and the health monitor (port 4000 by default).
+    Serve,
+    /// Apply the database migrations and exit.
+    Migrate,
+    /// Inspect the configuration.
+    Config {
+        /// What to do with it.
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// Exit 0 when a running Jarvis answers /health with 200 (for container health checks).
+    Healthcheck {
+        /// The health URL.
+        #[arg(long, default_value = "http://127.0.0.1:4000/health")]
+        url: String,
+        /// Give up after this many milliseconds.
+        #[arg(long, default_value_t = 3000)]
+        timeout_ms: u64,
+    },
+}
+
+/// `jarvis config …`
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate the configuration and print it with secrets masked.
+    Check,
+}

@@ -1,0 +1,24 @@
+//! Jarvis: a control plane for autonomous agents and the services they depend on.
+//!
+//! Code map (one line per module; `ARCHITECTURE.md` has the bird's-eye view):
+//!
+//! - [`app`]: builds the application from a [`config::Config`] and runs it with graceful shutdown.
+//! - [`api`]: the HTTP API (routes, envelope, auth and correlation middleware). Only this module
+//!   knows about HTTP and JSON shapes.
+//! - [`cli`]: the command line (`serve`, `migrate`, `config check`, `healthcheck`, …).
+//! - [`config`]: environment variables and `jarvis.toml`, validated once at start.
+//! - [`correlation`]: correlation IDs, taken from callers or generated, carried across work.
+//! - [`names`]: validated names of services, agents, breakers, domains and actions.
+//! - [`store`]: the storage trait and its SQLite (embedded) and PostgreSQL (shared) backends.
+//! - [`telemetry`]: JSON log lines with a correlation ID on every line, to stdout and a file.
+
+pub mod agents;
+pub mod api;
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod correlation;
+pub mod health;
+pub mod names;
+pub mod store;
+pub mod telemetry;

@@ -1,0 +1,117 @@
+//! The `jarvis` binary: parses the command line and hands over to the library.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use jarvis::app::{shutdown_signal, Application};
+use jarvis::cli::{Cli, Command, ConfigCommand};
+use jarvis::config::Config;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("jarvis: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    runtime.block_on(run(cli))
+}
+
+async fn run(cli: Cli) -> ExitCode {
+    if let Command::Healthcheck { url, timeout_ms } = &cli.command {
+        return healthcheck(url, *timeout_ms).await;
+    }
+    let config = match Config::from_env(cli.config.clone()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("jarvis: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match cli.command {
+        Command::Serve => serve(config).await,
+        Command::Migrate => match migrate(&config).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("jarvis: {e:#}");
+                ExitCode::from(1)
+            }
+        },
+        Command::Config {
+            command: ConfigCommand::Check,
+        } => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&config.masked_view()).unwrap_or_default()
+            );
+            eprintln!("configuration OK");
+            ExitCode::SUCCESS
+        }
+        Command::Healthcheck { .. } => unreachable!("handled above"),
+    }
+}
+
+async fn serve(config: Config) -> ExitCode {
+    let guard = match jarvis::telemetry::init(&config) {
+        Ok(g) => g,
+        Err(e) => {
+            eprintln!("jarvis: cannot set up logging: {e:#}");
+            return ExitCode::from(1);
+        }
+    };
+    let code = match Application::build(config).await {
+        Ok(app) => match app.run_until(shutdown_signal()).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                tracing::error!(error = format!("{e:#}"), "Jarvis stopped with an error");
+                eprintln!("jarvis: {e:#}");
+                ExitCode::from(1)
+            }
+        },
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "Jarvis cannot start");
+            eprintln!("jarvis: {e:#}");
+            ExitCode::from(1)
+        }
+    };
+    drop(guard);
+    code
+}
+
+async fn migrate(config: &Config) -> anyhow::Result<()> {
+    let store = jarvis::store::open(&config.store).await?;
+    store.migrate().await?;
+    store.close().await;
+    eprintln!("migrations applied ({:?} store)", store.backend());
+    Ok(())
+}
+
+async fn healthcheck(url: &str, timeout_ms: u64) -> ExitCode {
+    let client = match reqwest::Client::builder()
+        .timeout(Duration::from_millis(timeout_ms))
+        .build()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("jarvis: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match client.get(url).send().await {
+        Ok(r) if r.status().is_success() => ExitCode::SUCCESS,
+        Ok(r) => {
+            eprintln!("jarvis: {url} answered {}", r.status());
+            ExitCode::from(1)
+        }
+        Err(e) => {
+            eprintln!("jarvis: {url}: {e}");
+            ExitCode::from(1)
+        }
+    }
+}

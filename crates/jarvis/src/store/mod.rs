@@ -1,0 +1,124 @@
+//! Storage: one trait, two backends.
+//!
+//! [`Store`] is everything Jarvis keeps: breaker state, task history and (in later migrations)
+//! the queue, services and agents. [`sqlite::SqliteStore`] is the embedded single-machine
+//! default; [`postgres::PostgresStore`] is the shared engine several instances coordinate
+//! through. Both pass one behaviour suite (`tests/api/store.rs`), so code above this module
+//! never asks which one it has.
+//!
+//! Migrations are embedded in the binary (`migrations/<backend>/*.sql`) and applied at start.
+//! The PostgreSQL files are plain, idempotent SQL that also run with `psql`.
+
+pub mod postgres;
+mod rows;
+pub mod sqlite;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::agents::AgentSpec;
+use crate::config::StoreConfig;
+use crate::health::ServiceSpec;
+
+/// The current time as the stores keep it: UTC, truncated to microseconds (PostgreSQL's
+/// precision), so what is written compares equal to what is read back.
+pub fn now() -> chrono::DateTime<chrono::Utc> {
+    use chrono::SubsecRound;
+    chrono::Utc::now().trunc_subsecs(6)
+}
+
+/// Which engine a store runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// The embedded SQLite file.
+    Sqlite,
+    /// A PostgreSQL server.
+    Postgres,
+}
+
+/// A storage failure, phrased for an operator. Never contains a password.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database cannot be reached (refused, timed out, closed).
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// A migration failed.
+    #[error("migration failed: {0}")]
+    Migration(String),
+    /// Any other database error.
+    #[error("database error: {0}")]
+    Other(String),
+}
+
+impl StoreError {
+    /// Classifies a driver error: connection-level problems are `Unavailable`.
+    pub(crate) fn from_sqlx(e: sqlx::Error) -> StoreError {
+        match e {
+            sqlx::Error::Io(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::WorkerCrashed => StoreError::Unavailable(e.to_string()),
+            other => StoreError::Other(other.to_string()),
+        }
+    }
+}
+
+/// Everything Jarvis persists. Implemented by each backend; used as `Arc<dyn Store>`.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Which engine this is.
+    fn backend(&self) -> Backend;
+
+    /// A cheap round trip, for `/health`.
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Applies every embedded migration that has not run yet. Safe to call concurrently from
+    /// several instances (PostgreSQL serialises it with an advisory lock).
+    async fn migrate(&self) -> Result<(), StoreError>;
+
+    /// Closes every connection; waits for in-flight queries.
+    async fn close(&self);
+
+    /// Creates or replaces a service (keeping its `created_at`). Returns what is stored and
+    /// whether it was new.
+    async fn put_service(&self, spec: &ServiceSpec) -> Result<(ServiceSpec, bool), StoreError>;
+
+    /// One service by name.
+    async fn get_service(&self, name: &str) -> Result<Option<ServiceSpec>, StoreError>;
+
+    /// Every service, by name.
+    async fn list_services(&self) -> Result<Vec<ServiceSpec>, StoreError>;
+
+    /// Removes a service; false when there was none.
+    async fn delete_service(&self, name: &str) -> Result<bool, StoreError>;
+
+    /// Creates or replaces an agent (keeping its `created_at`). Returns what is stored and
+    /// whether it was new.
+    async fn put_agent(&self, spec: &AgentSpec) -> Result<(AgentSpec, bool), StoreError>;
+
+    /// The agent of a domain.
+    async fn get_agent(&self, domain: &str) -> Result<Option<AgentSpec>, StoreError>;
+
+    /// Every agent, by domain.
+    async fn list_agents(&self) -> Result<Vec<AgentSpec>, StoreError>;
+
+    /// Removes an agent; false when there was none.
+    async fn delete_agent(&self, domain: &str) -> Result<bool, StoreError>;
+}
+
+/// Opens the store the configuration names (creating the SQLite file on first start, retrying a
+/// refused PostgreSQL connection for a bounded time) without migrating it.
+pub async fn open(config: &StoreConfig) -> anyhow::Result<Arc<dyn Store>> {
+    match config {
+        StoreConfig::Sqlite { path } => Ok(Arc::new(sqlite::SqliteStore::open(path).await?)),
+        StoreConfig::Postgres {
+            url,
+            connect_timeout,
+        } => Ok(Arc::new(
+            postgres::PostgresStore::connect(url, *connect_timeout).await?,
+        )),
+    }
+}

@@ -1,0 +1,192 @@
+//! The embedded store: one SQLite file in WAL mode, for a single machine with no setup.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::SqlitePool;
+
+use sqlx::types::Json;
+
+use super::{rows, Backend, Store, StoreError};
+use crate::agents::AgentSpec;
+use crate::health::ServiceSpec;
+
+/// The SQLite-backed [`Store`].
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file at `path` and its directory.
+    pub async fn open(path: &Path) -> anyhow::Result<SqliteStore> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                anyhow::anyhow!("cannot create the data directory {}: {e}", dir.display())
+            })?;
+        }
+        let options = SqliteConnectOptions::from_str("sqlite://")?
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // WAL + NORMAL is durable across process crashes; only an OS crash may lose the
+            // last transactions, which is the usual trade for an embedded store.
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options)
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!("cannot open the SQLite database {}: {e}", path.display())
+            })?;
+        Ok(SqliteStore { pool })
+    }
+
+    /// The connection pool, for the backend's own modules.
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    fn err(&self, e: sqlx::Error) -> StoreError {
+        StoreError::from_sqlx(e)
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn backend(&self) -> Backend {
+        Backend::Sqlite
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+            .map_err(StoreError::from_sqlx)
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        sqlx::migrate!("./migrations/sqlite")
+            .run(&self.pool)
+            .await
+            .map_err(|e| StoreError::Migration(e.to_string()))
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    async fn put_service(&self, spec: &ServiceSpec) -> Result<(ServiceSpec, bool), StoreError> {
+        let row = sqlx::query(
+            "INSERT INTO services (name, url, method, interval_ms, timeout_ms, critical, \
+             expected_status, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8) \
+             ON CONFLICT (name) DO UPDATE SET url = excluded.url, method = excluded.method, \
+             interval_ms = excluded.interval_ms, timeout_ms = excluded.timeout_ms, \
+             critical = excluded.critical, expected_status = excluded.expected_status, \
+             updated_at = excluded.updated_at \
+             RETURNING *",
+        )
+        .bind(spec.name.as_str())
+        .bind(&spec.url)
+        .bind(&spec.method)
+        .bind(spec.interval_ms as i64)
+        .bind(spec.timeout_ms as i64)
+        .bind(spec.critical)
+        .bind(Json(&spec.expected_status))
+        .bind(spec.created_at)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| self.err(e))?;
+        let stored = rows::service(&row).map_err(|e| self.err(e))?;
+        let created = stored.created_at == spec.created_at;
+        Ok((stored, created))
+    }
+
+    async fn get_service(&self, name: &str) -> Result<Option<ServiceSpec>, StoreError> {
+        let row = sqlx::query("SELECT * FROM services WHERE name = ?1")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| self.err(e))?;
+        row.map(|r| rows::service(&r))
+            .transpose()
+            .map_err(|e| self.err(e))
+    }
+
+    async fn list_services(&self) -> Result<Vec<ServiceSpec>, StoreError> {
+        let all = sqlx::query("SELECT * FROM services ORDER BY name")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| self.err(e))?;
+        all.iter()
+            .map(rows::service)
+            .collect::<Result<_, _>>()
+            .map_err(|e| self.err(e))
+    }
+
+    async fn delete_service(&self, name: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM services WHERE name = ?1")
+            .bind(name)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn put_agent(&self, spec: &AgentSpec) -> Result<(AgentSpec, bool), StoreError> {
+        let row = sqlx::query(
+            "INSERT INTO agents (domain, url, timeout_ms, created_at, updated_at) \
+             VALUES (?1, ?2, ?3, ?4, ?4) \
+             ON CONFLICT (domain) DO UPDATE SET url = excluded.url, \
+             timeout_ms = excluded.timeout_ms, updated_at = excluded.updated_at \
+             RETURNING *",
+        )
+        .bind(spec.domain.as_str())
+        .bind(&spec.url)
+        .bind(spec.timeout_ms as i64)
+        .bind(spec.created_at)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| self.err(e))?;
+        let stored = rows::agent(&row).map_err(|e| self.err(e))?;
+        let created = stored.created_at == spec.created_at;
+        Ok((stored, created))
+    }
+
+    async fn get_agent(&self, domain: &str) -> Result<Option<AgentSpec>, StoreError> {
+        let row = sqlx::query("SELECT * FROM agents WHERE domain = ?1")
+            .bind(domain)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| self.err(e))?;
+        row.map(|r| rows::agent(&r))
+            .transpose()
+            .map_err(|e| self.err(e))
+    }
+
+    async fn list_agents(&self) -> Result<Vec<AgentSpec>, StoreError> {
+        let all = sqlx::query("SELECT * FROM agents ORDER BY domain")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| self.err(e))?;
+        all.iter()
+            .map(rows::agent)
+            .collect::<Result<_, _>>()
+            .map_err(|e| self.err(e))
+    }
+
+    async fn delete_agent(&self, domain: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM agents WHERE domain = ?1")
+            .bind(domain)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(done.rows_affected() > 0)
+    }
+}

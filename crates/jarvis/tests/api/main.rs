@@ -1,0 +1,7 @@
+//! Integration tests: one binary (fast to link), one module per capability.
+
+mod helpers;
+
+mod foundation;
+mod process;
+mod registry;

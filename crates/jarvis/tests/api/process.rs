@@ -1,0 +1,200 @@
+//! Tests of the real `jarvis` binary: configuration errors, secrets, logging, shutdown.
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::time::Duration;
+
+use crate::helpers::*;
+
+fn env_of(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+#[test]
+fn a_bad_value_exits_non_zero_naming_the_variable() {
+    let dir = tempfile::tempdir().unwrap();
+    for (var, value, expected) in [
+        (
+            "CIRCUIT_BREAKER_FAILURE_THRESHOLD",
+            "abc",
+            "invalid CIRCUIT_BREAKER_FAILURE_THRESHOLD=\"abc\": expected a whole number",
+        ),
+        (
+            "PORT",
+            "99999",
+            "invalid PORT=\"99999\": expected a whole number from 0 to 65535",
+        ),
+        ("LOG_LEVEL", "shout", "invalid LOG_LEVEL=\"shout\""),
+        (
+            "CIRCUIT_BREAKER_ENABLED",
+            "perhaps",
+            "invalid CIRCUIT_BREAKER_ENABLED=\"perhaps\"",
+        ),
+    ] {
+        let out = run_jarvis(&["serve"], &env_of(&[(var, value)]), dir.path());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{var}={value} was accepted");
+        assert_eq!(out.status.code(), Some(2));
+        assert!(stderr.contains(expected), "{var}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "one clear line: {stderr}");
+    }
+    // Production without a token refuses to start.
+    let out = run_jarvis(
+        &["serve"],
+        &env_of(&[("NODE_ENV", "production")]),
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("missing JARVIS_AUTH_TOKEN"));
+}
+
+#[test]
+fn config_check_masks_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let vars = env_of(&[
+        (
+            "DATABASE_URL",
+            "postgres://app:pw-hunter2-pw@127.0.0.1:5432/jarvis",
+        ),
+        ("JARVIS_AUTH_TOKEN", "tok-hunter3-0123456789"),
+        ("ANTHROPIC_API_KEY", "sk-ant-hunter4"),
+    ]);
+    let out = run_jarvis(&["config", "check"], &vars, dir.path());
+    assert!(out.status.success());
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for secret in ["pw-hunter2-pw", "tok-hunter3-0123456789", "sk-ant-hunter4"] {
+        assert!(!all.contains(secret), "{secret} leaked: {all}");
+    }
+    let view: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        view["store"]["url"],
+        "postgres://app:***@127.0.0.1:5432/jarvis"
+    );
+    assert_eq!(view["authToken"], "***");
+}
+
+#[test]
+fn an_unreachable_database_names_host_and_database_but_not_the_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port(); // nothing listens there
+    let vars = env_of(&[
+        (
+            "DATABASE_URL",
+            &format!("postgres://jarvis:pw-hunter5-pw@127.0.0.1:{port}/jarvisdb"),
+        ),
+        ("JARVIS_DB_CONNECT_TIMEOUT_MS", "600"),
+        ("JARVIS_AUTH_TOKEN", TOKEN),
+        (
+            "JARVIS_LOG_DIR",
+            &dir.path().join("logs").display().to_string(),
+        ),
+    ]);
+    let out = run_jarvis(&["serve"], &vars, dir.path());
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let logs = std::fs::read_to_string(dir.path().join("logs/jarvis-combined.log")).unwrap();
+    assert!(stderr.contains(&format!("127.0.0.1:{port}")), "{stderr}");
+    assert!(stderr.contains("jarvisdb"), "{stderr}");
+    assert!(stderr.contains("attempt(s)"), "retried: {stderr}");
+    for text in [&*stderr, &*stdout, &logs] {
+        assert!(!text.contains("pw-hunter5-pw"), "password leaked: {text}");
+    }
+    // The retries were logged (and every one of those lines carries a correlation ID).
+    assert!(logs.contains("PostgreSQL is not reachable yet"), "{logs}");
+}
+
+/// Every line has a correlation ID; a request's lines carry the caller's ID; a hostile header
+/// value is replaced and never written.
+#[tokio::test]
+async fn every_log_line_carries_a_correlation_id() {
+    let env = TestEnv::new(Backend::Sqlite).await;
+    let mut p = TestProcess::start(&env).await;
+    let client = reqwest::Client::new();
+    let r = client
+        .get(p.url("/api/v1/unknown"))
+        .header("x-correlation-id", "req-abc123xyz")
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let hostile = "evil\"},{\"level\":\"ERROR\",\"message\":\"forged";
+    let r = client
+        .get(p.url("/health"))
+        .header(
+            "x-correlation-id",
+            reqwest::header::HeaderValue::from_bytes(hostile.as_bytes()).unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    p.signal("TERM");
+    assert!(p.wait_exit(Duration::from_secs(20)).await.success());
+
+    let lines = log_lines(&env.log_file());
+    assert!(lines.len() >= 4, "{lines:?}");
+    for line in &lines {
+        for key in ["timestamp", "level", "message", "target", "correlationId"] {
+            assert!(line.get(key).is_some(), "{key} missing: {line}");
+        }
+    }
+    let ours: Vec<_> = lines
+        .iter()
+        .filter(|l| l["correlationId"] == "req-abc123xyz")
+        .collect();
+    let access = ours
+        .iter()
+        .find(|l| l["message"] == "request completed")
+        .expect("access line");
+    assert_eq!(access["status"], 404);
+    assert_eq!(access["method"], "GET");
+    assert_eq!(access["path"], "/api/v1/unknown");
+    assert!(access["durationMs"].is_u64());
+    let text = std::fs::read_to_string(env.log_file()).unwrap();
+    assert!(!text.contains("forged"), "hostile header reached the log");
+    assert!(text.contains("replaced an invalid X-Correlation-ID"));
+    // Stdout carries the same JSON lines.
+    assert!(p.stdout().contains("req-abc123xyz"));
+}
+
+/// SIGTERM while a request is in flight: the request finishes, then Jarvis exits 0.
+#[tokio::test]
+async fn sigterm_lets_a_slow_request_finish() {
+    let env = TestEnv::new(Backend::Sqlite).await;
+    let mut p = TestProcess::start(&env).await;
+    // A request whose body arrives slowly: it is in flight while the signal comes.
+    let body = br#"{"url":"http://127.0.0.1:9/health"}"#;
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", p.port)).unwrap();
+    write!(
+        stream,
+        "PUT /api/v1/services/slowsvc HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    stream.write_all(&body[..10]).unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    p.signal("TERM");
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(
+        p.child.try_wait().unwrap().is_none(),
+        "exited with a request in flight"
+    );
+    stream.write_all(&body[10..]).unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 201"), "{response}");
+    let status = p.wait_exit(Duration::from_secs(20)).await;
+    assert!(status.success(), "{status:?}");
+    // New connections are refused once it is gone.
+    assert!(std::net::TcpStream::connect(("127.0.0.1", p.port)).is_err());
+}
