@@ -13,7 +13,10 @@ use anyhow::Context;
 use secrecy::SecretString;
 use tokio::net::TcpListener;
 
+use crate::breakers::metrics::BreakerMetrics;
+use crate::breakers::BreakerRegistry;
 use crate::config::{Config, Environment};
+use crate::metrics::Metrics;
 use crate::store::{self, Store};
 
 /// State shared by every handler and background task. Cheap to clone.
@@ -29,6 +32,10 @@ pub struct AppState {
     pub instance_id: String,
     /// When the process started serving.
     pub started_at: Instant,
+    /// Every named circuit breaker.
+    pub breakers: Arc<BreakerRegistry>,
+    /// The Prometheus registry.
+    pub metrics: Arc<Metrics>,
 }
 
 /// A built application: bound to its port, store open and migrated, not yet serving.
@@ -51,7 +58,15 @@ impl Application {
         let listener = TcpListener::bind(addr)
             .await
             .with_context(|| format!("cannot listen on {addr}"))?;
+        let metrics = Arc::new(Metrics::new());
+        let breakers = Arc::new(BreakerRegistry::new(
+            config.breakers,
+            config.file.breakers.clone(),
+            Arc::new(BreakerMetrics::new(metrics.clone())),
+        ));
         let state = AppState {
+            breakers,
+            metrics,
             instance_id: config.instance_id.clone(),
             config: Arc::new(config),
             store,

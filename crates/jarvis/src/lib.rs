@@ -5,9 +5,12 @@
 //! - [`app`]: builds the application from a [`config::Config`] and runs it with graceful shutdown.
 //! - [`api`]: the HTTP API (routes, envelope, auth and correlation middleware). Only this module
 //!   knows about HTTP and JSON shapes.
+//! - [`breakers`]: the registry of named circuit breakers (the `jarvis-breaker` library), their
+//!   metrics and API view.
 //! - [`cli`]: the command line (`serve`, `migrate`, `config check`, `healthcheck`, …).
 //! - [`config`]: environment variables and `jarvis.toml`, validated once at start.
 //! - [`correlation`]: correlation IDs, taken from callers or generated, carried across work.
+//! - [`metrics`]: the Prometheus registry of an instance (`GET /metrics`).
 //! - [`names`]: validated names of services, agents, breakers, domains and actions.
 //! - [`store`]: the storage trait and its SQLite (embedded) and PostgreSQL (shared) backends.
 //! - [`telemetry`]: JSON log lines with a correlation ID on every line, to stdout and a file.
@@ -15,10 +18,12 @@
 pub mod agents;
 pub mod api;
 pub mod app;
+pub mod breakers;
 pub mod cli;
 pub mod config;
 pub mod correlation;
 pub mod health;
+pub mod metrics;
 pub mod names;
 pub mod store;
 pub mod telemetry;

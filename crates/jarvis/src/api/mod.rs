@@ -2,6 +2,7 @@
 //! domain modules and shape the answer. Only this module knows about HTTP and JSON shapes.
 
 pub mod agents;
+pub mod breakers;
 pub mod envelope;
 pub mod health;
 pub mod middleware;
@@ -9,7 +10,7 @@ pub mod services;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 
 use crate::app::AppState;
@@ -25,6 +26,9 @@ pub fn router(state: AppState) -> Router {
                 .put(services::put)
                 .delete(services::delete),
         )
+        .route("/circuit-breakers", get(breakers::list))
+        .route("/circuit-breakers/{name}", get(breakers::get))
+        .route("/circuit-breakers/{name}/{action}", post(breakers::act))
         .route("/agents", get(agents::list))
         .route(
             "/agents/{domain}",
@@ -37,8 +41,20 @@ pub fn router(state: AppState) -> Router {
             middleware::require_token,
         ));
 
+    let metrics = if state.config.metrics_public {
+        Router::new().route("/metrics", get(breakers::metrics))
+    } else {
+        Router::new()
+            .route("/metrics", get(breakers::metrics))
+            .layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                middleware::require_token,
+            ))
+    };
+
     Router::new()
         .route("/health", get(health::health))
+        .merge(metrics)
         .nest("/api/v1", api)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

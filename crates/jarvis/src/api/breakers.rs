@@ -1,0 +1,95 @@
+//! `/api/v1/circuit-breakers`: the state of every breaker, and operator actions.
+
+use std::collections::BTreeMap;
+
+use axum::extract::{Path, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+
+use super::envelope::{ok, ApiError, ApiOk};
+use super::services::path_name;
+use crate::app::AppState;
+use crate::breakers::view::BreakerView;
+use crate::correlation::CorrelationId;
+
+type Views = BTreeMap<String, BreakerView>;
+
+fn view_of(state: &AppState, name: &str) -> Result<Views, ApiError> {
+    let breaker = state
+        .breakers
+        .get(name)
+        .ok_or_else(|| ApiError::not_found(format!("no circuit breaker named {name}")))?;
+    let mut views = Views::new();
+    views.insert(
+        name.to_string(),
+        BreakerView::new(&breaker.snapshot(), state.breakers.enabled()),
+    );
+    Ok(views)
+}
+
+/// `GET /api/v1/circuit-breakers`: `{name: view}` for every breaker (`{}` on a fresh system).
+pub async fn list(State(state): State<AppState>) -> ApiOk<Views> {
+    let enabled = state.breakers.enabled();
+    ok(state
+        .breakers
+        .snapshots()
+        .iter()
+        .map(|s| (s.name.clone(), BreakerView::new(s, enabled)))
+        .collect())
+}
+
+/// `GET /api/v1/circuit-breakers/{name}`: `{name: view}`.
+pub async fn get(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<ApiOk<Views>, ApiError> {
+    let name = path_name(&name, "breaker name")?;
+    Ok(ok(view_of(&state, name.as_str())?))
+}
+
+/// `POST /api/v1/circuit-breakers/{name}/{open|close|reset}`: an operator action.
+pub async fn act(
+    State(state): State<AppState>,
+    Path((name, action)): Path<(String, String)>,
+    correlation: Option<axum::Extension<CorrelationId>>,
+) -> Result<ApiOk<Views>, ApiError> {
+    let name = path_name(&name, "breaker name")?;
+    let breaker = state
+        .breakers
+        .get(name.as_str())
+        .ok_or_else(|| ApiError::not_found(format!("no circuit breaker named {name}")))?;
+    match action.as_str() {
+        "open" => breaker.force_open(),
+        "close" => breaker.force_closed(),
+        "reset" => breaker.reset(),
+        _ => {
+            return Err(ApiError::not_found(
+                "no such action (expected open, close or reset)",
+            ))
+        }
+    }
+    // The request span already carries the correlation ID; it is named here for the audit.
+    tracing::warn!(
+        breaker = %name,
+        action = action.as_str(),
+        requested_by = correlation.map(|c| c.0.to_string()).unwrap_or_default(),
+        "operator action on a circuit breaker"
+    );
+    Ok(ok(view_of(&state, name.as_str())?))
+}
+
+/// `GET /metrics`: Prometheus text format.
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    state
+        .breakers
+        .metrics()
+        .refresh(&state.breakers.snapshots());
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
+        .into_response()
+}

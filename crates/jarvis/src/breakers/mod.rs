@@ -1,0 +1,198 @@
+//! Circuit breakers in the server: the named registry every outgoing call goes through.
+//!
+//! [`BreakerRegistry::breaker`] returns the breaker of a name, created on first use from the
+//! `CIRCUIT_BREAKER_*` defaults and the config file's `[breakers.<name>]` overrides. Callers use
+//! [`BreakerRegistry::acquire`], which also honours `CIRCUIT_BREAKER_ENABLED=false` (every call
+//! passes through, and the API says so). The breaker itself is the `jarvis-breaker` library; this
+//! module adds names, configuration, metrics and the API view.
+
+pub mod metrics;
+pub mod view;
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use jarvis_breaker::{Breaker, Classifier, Event, OwnedPermit, Rejected, Snapshot};
+
+use crate::config::{BreakerDefaults, BreakerFileEntry};
+use crate::names::Name;
+
+pub use jarvis_breaker::{Outcome, State};
+
+/// The admission of one call: report its outcome, or drop it (counts as neither).
+#[derive(Debug)]
+pub struct Admission {
+    permit: Option<OwnedPermit>,
+}
+
+impl Admission {
+    /// The call succeeded.
+    pub fn success(self) {
+        if let Some(p) = self.permit {
+            p.success();
+        }
+    }
+
+    /// The call failed; `reason` becomes the breaker's `lastFailureReason`.
+    pub fn failure(self, reason: impl fmt::Display) {
+        if let Some(p) = self.permit {
+            p.failure(reason);
+        }
+    }
+
+    /// Reports an outcome, classified by the breaker's classifier (5xx, timeouts and
+    /// connection errors are failures; 4xx and cancellations are not).
+    pub fn record(self, outcome: Outcome, reason: impl fmt::Display) {
+        if let Some(p) = self.permit {
+            p.record(outcome, reason);
+        }
+    }
+
+    /// Whether this is a half-open trial call.
+    pub fn is_trial(&self) -> bool {
+        self.permit.as_ref().is_some_and(|p| p.is_trial())
+    }
+}
+
+/// Every named breaker of this instance.
+pub struct BreakerRegistry {
+    defaults: BreakerDefaults,
+    overrides: BTreeMap<String, BreakerFileEntry>,
+    breakers: RwLock<HashMap<String, Arc<Breaker>>>,
+    metrics: Arc<metrics::BreakerMetrics>,
+}
+
+impl BreakerRegistry {
+    /// A registry with the given defaults and per-name overrides.
+    pub fn new(
+        defaults: BreakerDefaults,
+        overrides: BTreeMap<String, BreakerFileEntry>,
+        metrics: Arc<metrics::BreakerMetrics>,
+    ) -> BreakerRegistry {
+        BreakerRegistry {
+            defaults,
+            overrides,
+            breakers: RwLock::new(HashMap::new()),
+            metrics,
+        }
+    }
+
+    /// Whether breakers are on (`CIRCUIT_BREAKER_ENABLED`).
+    pub fn enabled(&self) -> bool {
+        self.defaults.enabled
+    }
+
+    /// The breaker of `name`, created on first use.
+    pub fn breaker(&self, name: &Name) -> Arc<Breaker> {
+        if let Some(b) = self.get(name.as_str()) {
+            return b;
+        }
+        let mut all = self.breakers.write().unwrap_or_else(|e| e.into_inner());
+        all.entry(name.as_str().to_string())
+            .or_insert_with(|| Arc::new(self.build(name.as_str())))
+            .clone()
+    }
+
+    /// The breaker of `name`, if it exists.
+    pub fn get(&self, name: &str) -> Option<Arc<Breaker>> {
+        self.breakers
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .cloned()
+    }
+
+    /// Asks `name`'s breaker for permission to make one call. With breakers disabled every call
+    /// is admitted and nothing is counted.
+    pub fn acquire(&self, name: &Name) -> Result<Admission, Rejected> {
+        // Created even when disabled, so the API lists it (and says breakers are off).
+        let breaker = self.breaker(name);
+        if !self.enabled() {
+            return Ok(Admission { permit: None });
+        }
+        breaker
+            .try_acquire_owned()
+            .map(|p| Admission { permit: Some(p) })
+    }
+
+    /// Snapshots of every breaker, by name.
+    pub fn snapshots(&self) -> Vec<Snapshot> {
+        let all: Vec<Arc<Breaker>> = self
+            .breakers
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        let mut snaps: Vec<Snapshot> = all.iter().map(|b| b.snapshot()).collect();
+        snaps.sort_by(|a, b| a.name.cmp(&b.name));
+        snaps
+    }
+
+    /// The metrics every breaker reports to.
+    pub fn metrics(&self) -> &Arc<metrics::BreakerMetrics> {
+        &self.metrics
+    }
+
+    fn build(&self, name: &str) -> Breaker {
+        let o = self.overrides.get(name).cloned().unwrap_or_default();
+        let metrics = self.metrics.clone();
+        let mut builder = Breaker::builder(name)
+            .failure_threshold(
+                o.failure_threshold
+                    .unwrap_or(self.defaults.failure_threshold),
+            )
+            .open_duration(Duration::from_millis(
+                o.timeout_ms.unwrap_or(self.defaults.timeout_ms),
+            ))
+            .classifier(Classifier::default())
+            .listener(move |b: &Breaker, e: &Event| on_event(&metrics, b, e));
+        if let Some(n) = o.success_threshold {
+            builder = builder.successes_to_close(n);
+        }
+        if let Some(n) = o.half_open_max_calls {
+            builder = builder.half_open_max_trials(n);
+        }
+        match builder.build() {
+            Ok(b) => b,
+            Err(e) => {
+                // The file was validated at start; fall back to the defaults rather than fail a
+                // call because of a setting.
+                tracing::error!(breaker = name, error = %e, "invalid breaker settings; using defaults");
+                Breaker::new(name)
+            }
+        }
+    }
+}
+
+/// Logs transitions and counts them; the listener must not block, and does not.
+fn on_event(metrics: &metrics::BreakerMetrics, breaker: &Breaker, event: &Event) {
+    match event {
+        Event::Transition(t) => {
+            metrics.transition(breaker.name(), t.from, t.to);
+            let level_warn = t.to == State::Open;
+            if level_warn {
+                tracing::warn!(
+                    breaker = breaker.name(),
+                    from = t.from.as_str(),
+                    to = t.to.as_str(),
+                    origin = t.origin.as_str(),
+                    failure_count = t.consecutive_failures,
+                    open_for_ms = t.open_for.map(|d| d.as_millis() as u64),
+                    "circuit opened"
+                );
+            } else {
+                tracing::info!(
+                    breaker = breaker.name(),
+                    from = t.from.as_str(),
+                    to = t.to.as_str(),
+                    origin = t.origin.as_str(),
+                    "circuit state changed"
+                );
+            }
+        }
+        _ => {}
+    }
+}
