@@ -69,15 +69,52 @@ impl RejectReason {
     }
 }
 
-/// A call the breaker refused. A small `Copy` value: rejecting allocates nothing.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+/// A call the breaker refused. A 16-byte `Copy` value: rejecting allocates nothing, and a
+/// `Result` carrying it stays small.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Rejected {
+    /// Nanoseconds until the open period ends; `u64::MAX` when unknown.
+    retry_after_ns: u64,
+    state: State,
+    reason: RejectReason,
+}
+
+impl Rejected {
+    /// A rejection (mostly useful to tests and to wrappers that reject on their own).
+    pub fn new(state: State, reason: RejectReason, retry_after: Option<Duration>) -> Self {
+        Rejected {
+            retry_after_ns: retry_after.map_or(u64::MAX, |d| {
+                u64::try_from(d.as_nanos()).unwrap_or(u64::MAX - 1)
+            }),
+            state,
+            reason,
+        }
+    }
+
     /// The state the breaker was in.
-    pub state: State,
+    pub fn state(&self) -> State {
+        self.state
+    }
+
     /// Why the call was refused.
-    pub reason: RejectReason,
+    pub fn reason(&self) -> RejectReason {
+        self.reason
+    }
+
     /// How long until the open period ends, when known (only [`RejectReason::Open`]).
-    pub retry_after: Option<Duration>,
+    pub fn retry_after(&self) -> Option<Duration> {
+        (self.retry_after_ns != u64::MAX).then(|| Duration::from_nanos(self.retry_after_ns))
+    }
+}
+
+impl fmt::Debug for Rejected {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Rejected")
+            .field("state", &self.state)
+            .field("reason", &self.reason)
+            .field("retry_after", &self.retry_after())
+            .finish()
+    }
 }
 
 impl fmt::Display for Rejected {
@@ -92,7 +129,7 @@ impl fmt::Display for Rejected {
                 f.write_str("circuit breaker OPEN: awaiting a coordinated trial")?
             }
         }
-        if let Some(after) = self.retry_after {
+        if let Some(after) = self.retry_after() {
             write!(f, "; next attempt in {} ms", after.as_millis())?;
         }
         Ok(())
