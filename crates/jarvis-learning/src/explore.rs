@@ -39,11 +39,12 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::adjust::{adjusted_evidence, Evidence, EvidenceMap};
 use crate::aggregates::{Aggregates, ValueStats};
 use crate::config::{sample_in_bucket, LearningConfig, ParameterSpace};
 use crate::estimate::BetaPosterior;
 use crate::recommend::considered_parameters;
-use crate::timeout::learned_timeout;
+use crate::timeout::learned_timeout_for;
 use crate::value_key::ValueKey;
 
 /// The parameters for one run, and how each learned value was chosen.
@@ -56,7 +57,8 @@ pub struct Choice {
     pub learned: BTreeMap<String, LearnedValue>,
     /// The names the caller gave (sorted); these were not touched.
     pub given: Vec<String>,
-    /// The learned timeout in ms, once there is enough data.
+    /// The learned timeout in ms for these parameters, once there is enough data
+    /// (see [`learned_timeout_for`]).
     pub timeout_ms: Option<u64>,
 }
 
@@ -88,6 +90,7 @@ pub struct LearnedValue {
 struct Candidate<'a> {
     key: ValueKey,
     stats: Option<&'a ValueStats>,
+    evidence: Option<Evidence>,
 }
 
 /// Fills in the parameters missing from `given`. See the [module docs](self).
@@ -102,12 +105,13 @@ pub fn choose<R: Rng + ?Sized>(
     let samples = config.propensity_samples.max(16);
     let mut parameters = given.clone();
     let mut learned = BTreeMap::new();
+    let evidence = adjusted_evidence(aggregates);
     for name in considered_parameters(aggregates, config) {
         if given.contains_key(&name) {
             continue;
         }
         let space = config.search_space.get(&name);
-        let candidates = candidates(aggregates, &name, space);
+        let candidates = candidates(aggregates, &evidence, &name, space);
         if candidates.is_empty() {
             continue;
         }
@@ -147,27 +151,36 @@ pub fn choose<R: Rng + ?Sized>(
     }
     let mut given_names: Vec<String> = given.keys().cloned().collect();
     given_names.sort();
+    let timeout_ms = learned_timeout_for(aggregates, &parameters, &config.timeout);
     Choice {
         parameters,
         learned,
         given: given_names,
-        timeout_ms: learned_timeout(&aggregates.successful_durations, &config.timeout),
+        timeout_ms,
     }
 }
 
 fn candidates<'a>(
     aggregates: &'a Aggregates,
+    evidence: &EvidenceMap,
     name: &str,
     space: Option<&ParameterSpace>,
 ) -> Vec<Candidate<'a>> {
     let observed = aggregates.parameters.get(name);
     let stats_of = |key: &ValueKey| observed.and_then(|values| values.get(key));
+    let evidence_of = |key: &ValueKey| {
+        evidence
+            .get(name)
+            .and_then(|values| values.get(key))
+            .copied()
+    };
     match space {
         Some(space) => space
             .candidate_keys()
             .into_iter()
             .map(|key| Candidate {
                 stats: stats_of(&key),
+                evidence: evidence_of(&key),
                 key,
             })
             .collect(),
@@ -180,6 +193,7 @@ fn candidates<'a>(
             .map(|(key, stats)| Candidate {
                 key: key.clone(),
                 stats: Some(stats),
+                evidence: evidence_of(key),
             })
             .collect(),
     }
@@ -190,11 +204,8 @@ fn candidates<'a>(
 fn thompson_pick<R: Rng + ?Sized>(candidates: &[Candidate<'_>], w: f64, rng: &mut R) -> usize {
     let mut best = (0, f64::NEG_INFINITY);
     for (index, candidate) in candidates.iter().enumerate() {
-        let (success, impact) = match candidate.stats {
-            Some(stats) => (
-                stats.outcome.success_posterior(),
-                stats.outcome.impact_posterior(),
-            ),
+        let (success, impact) = match candidate.evidence {
+            Some(evidence) => (evidence.success_posterior(), evidence.impact_posterior()),
             None => (BetaPosterior::UNIFORM, BetaPosterior::UNIFORM),
         };
         let p = success.sample(rng);
