@@ -129,6 +129,7 @@ pub struct TestApp {
     pub port: u16,
     pub client: reqwest::Client,
     pub env: TestEnv,
+    state: jarvis::app::AppState,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     handle: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
@@ -143,6 +144,7 @@ impl TestApp {
         let config = Config::from_env_map(&env.vars, None).expect("test configuration");
         let app = Application::build(config).await.expect("build application");
         let port = app.port();
+        let state = app.state().clone();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let handle = tokio::spawn(app.run_until(async {
             let _ = rx.await;
@@ -152,6 +154,7 @@ impl TestApp {
             port,
             client: reqwest::Client::new(),
             env,
+            state,
             shutdown: Some(tx),
             handle: Some(handle),
         }
@@ -159,6 +162,11 @@ impl TestApp {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.address, path)
+    }
+
+    /// The running application's shared state.
+    pub fn state(&self) -> &jarvis::app::AppState {
+        &self.state
     }
 
     /// GET with the token.

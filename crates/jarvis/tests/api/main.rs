@@ -2,6 +2,7 @@
 
 mod helpers;
 
+mod breakers;
 mod foundation;
 mod process;
 mod registry;
