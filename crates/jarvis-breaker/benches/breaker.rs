@@ -300,6 +300,14 @@ fn median_ns(group: &str, bench: &str) -> Option<f64> {
 fn summary() {
     let peers = ["failsafe_consecutive", "recloser", "failsafe_default"];
     println!("\n## Summary (median ns per call; ratio = jarvis / peer)\n");
+    // Other work on the machine distorts every number; say how busy it was.
+    if let Ok(load) = std::fs::read_to_string("/proc/loadavg") {
+        let cores = std::thread::available_parallelism().map_or(0, usize::from);
+        println!(
+            "load average at the end of the run: {} ({cores} cores)\n",
+            load.trim()
+        );
+    }
     println!("| case | no breaker | jarvis | failsafe consecutive | recloser | failsafe default | jarvis failure-rate policy | best peer | jarvis / best peer |");
     println!("|---|---|---|---|---|---|---|---|---|");
     for (label, group) in [

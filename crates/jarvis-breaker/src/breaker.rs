@@ -478,7 +478,10 @@ impl Breaker {
         }
         if self.coordinated.load(Ordering::Relaxed) {
             let generation = gen_of(w);
-            if self.trial_due_gen.swap(generation, Ordering::AcqRel) != generation {
+            // Load first: waiting callers then only read the shared line.
+            if self.trial_due_gen.load(Ordering::Acquire) != generation
+                && self.trial_due_gen.swap(generation, Ordering::AcqRel) != generation
+            {
                 self.emit_one(Event::TrialDue { generation });
             }
             return Err(self.reject(state, RejectReason::AwaitingTrial, None));

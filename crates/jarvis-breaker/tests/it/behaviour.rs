@@ -498,7 +498,8 @@ fn call_sync_reports_errors_as_failures_with_their_reason() {
     );
 }
 
-#[tokio::test]
+// Paused tokio time: the timeout below completes without sleeping.
+#[tokio::test(start_paused = true)]
 async fn async_call_counts_outcomes_and_a_dropped_future_is_ignored() {
     let clock = Arc::new(ManualClock::new());
     let b = Breaker::builder("svc")
