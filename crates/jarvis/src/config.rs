@@ -331,6 +331,12 @@ pub struct Config {
     pub concurrency: u32,
     /// A name for this instance, shown in logs and history rows.
     pub instance_id: String,
+    /// Shared breaker state: distinct instances whose failures open a shared circuit.
+    pub breaker_quorum: u32,
+    /// Shared breaker state: how long a half-open trial lease lasts.
+    pub breaker_lease: Duration,
+    /// Shared breaker state: how often every row is re-read.
+    pub breaker_reconcile: Duration,
     /// The parsed config file (services, agents, per-breaker settings).
     pub file: FileConfig,
     /// Where the config file was read from, if any.
@@ -660,7 +666,22 @@ impl Config {
             None => default_instance_id(),
         };
 
+        let breaker_quorum = env
+            .int::<u32>("JARVIS_BREAKER_QUORUM", 1, 1_000)?
+            .unwrap_or(1);
+        let breaker_lease = Duration::from_millis(
+            env.int::<u64>("JARVIS_BREAKER_LEASE_MS", 100, 3_600_000)?
+                .unwrap_or(30_000),
+        );
+        let breaker_reconcile = Duration::from_millis(
+            env.int::<u64>("JARVIS_BREAKER_RECONCILE_MS", 50, 3_600_000)?
+                .unwrap_or(5_000),
+        );
+
         Ok(Config {
+            breaker_quorum,
+            breaker_lease,
+            breaker_reconcile,
             environment,
             bind,
             port,
@@ -715,6 +736,9 @@ impl Config {
             "dataDir": self.data_dir.display().to_string(),
             "store": store,
             "circuitBreakers": self.breakers,
+            "breakerQuorum": self.breaker_quorum,
+            "breakerLeaseMs": self.breaker_lease.as_millis() as u64,
+            "breakerReconcileMs": self.breaker_reconcile.as_millis() as u64,
             "authToken": mask(&self.auth_token),
             "redis": self.redis.as_ref().map(|r| serde_json::json!({
                 "host": r.host,

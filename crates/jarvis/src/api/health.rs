@@ -34,14 +34,30 @@ pub async fn health(State(state): State<AppState>) -> Response {
         }),
     };
     let pass = store["status"] == "pass";
+    let breakers = if state.breaker_sync.degraded() {
+        json!({
+            "status": "warn",
+            "output": "the store was unreachable at the last breaker update; breakers run on local state",
+        })
+    } else {
+        json!({ "status": "pass" })
+    };
+    let status = if !pass {
+        "fail"
+    } else if breakers["status"] == "warn" {
+        "warn"
+    } else {
+        "pass"
+    };
     let data = json!({
-        "status": if pass { "pass" } else { "fail" },
+        "status": status,
         "version": env!("CARGO_PKG_VERSION"),
         "instanceId": state.instance_id,
         "uptimeSeconds": state.started_at.elapsed().as_secs(),
         "checks": {
             "process": { "status": "pass" },
             "store": store,
+            "breakers": breakers,
         },
     });
     if pass {

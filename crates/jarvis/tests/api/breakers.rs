@@ -8,7 +8,12 @@ use serde_json::json;
 
 both_backends!(a_fresh_system_has_no_breakers, |backend| async move {
     let app = TestApp::spawn(backend).await;
-    let text = app.get("/api/v1/circuit-breakers").await.text().await.unwrap();
+    let text = app
+        .get("/api/v1/circuit-breakers")
+        .await
+        .text()
+        .await
+        .unwrap();
     assert_eq!(text, r#"{"success":true,"data":{}}"#);
     app.stop().await;
 });
@@ -18,9 +23,16 @@ async fn breakers_open_after_five_failures_and_operators_can_act() {
     let app = TestApp::spawn(Backend::Sqlite).await;
     let name = Name::parse("aiDawgBackend").unwrap();
     for _ in 0..5 {
-        app.state().breakers.acquire(&name).unwrap().failure("connection refused");
+        app.state()
+            .breakers
+            .acquire(&name)
+            .unwrap()
+            .failure("connection refused");
     }
-    assert!(app.state().breakers.acquire(&name).is_err(), "open circuits reject");
+    assert!(
+        app.state().breakers.acquire(&name).is_err(),
+        "open circuits reject"
+    );
     let (s, body) = json(app.get("/api/v1/circuit-breakers").await).await;
     assert_eq!(s, 200);
     let b = &body["data"]["aiDawgBackend"];
@@ -39,7 +51,11 @@ async fn breakers_open_after_five_failures_and_operators_can_act() {
     assert_eq!(body["data"]["aiDawgBackend"]["state"], "OPEN");
 
     let close = app
-        .send_json(Method::POST, "/api/v1/circuit-breakers/aiDawgBackend/close", &json!({}))
+        .send_json(
+            Method::POST,
+            "/api/v1/circuit-breakers/aiDawgBackend/close",
+            &json!({}),
+        )
         .await;
     let (s, body) = json(close).await;
     assert_eq!(s, 200);
@@ -47,8 +63,12 @@ async fn breakers_open_after_five_failures_and_operators_can_act() {
     assert!(app.state().breakers.acquire(&name).is_ok());
 
     let (_, body) = json(
-        app.send_json(Method::POST, "/api/v1/circuit-breakers/aiDawgBackend/open", &json!({}))
-            .await,
+        app.send_json(
+            Method::POST,
+            "/api/v1/circuit-breakers/aiDawgBackend/open",
+            &json!({}),
+        )
+        .await,
     )
     .await;
     assert_eq!(body["data"]["aiDawgBackend"]["state"], "OPEN");
@@ -56,21 +76,38 @@ async fn breakers_open_after_five_failures_and_operators_can_act() {
     assert!(app.state().breakers.acquire(&name).is_err());
 
     let (_, body) = json(
-        app.send_json(Method::POST, "/api/v1/circuit-breakers/aiDawgBackend/reset", &json!({}))
-            .await,
+        app.send_json(
+            Method::POST,
+            "/api/v1/circuit-breakers/aiDawgBackend/reset",
+            &json!({}),
+        )
+        .await,
     )
     .await;
     assert_eq!(body["data"]["aiDawgBackend"]["state"], "CLOSED");
     assert_eq!(body["data"]["aiDawgBackend"]["failureCount"], 0);
 
     // Unknown names and actions.
-    assert_error(app.get("/api/v1/circuit-breakers/nobody").await, 404, "not_found").await;
+    assert_error(
+        app.get("/api/v1/circuit-breakers/nobody").await,
+        404,
+        "not_found",
+    )
+    .await;
     let r = app
-        .send_json(Method::POST, "/api/v1/circuit-breakers/nobody/open", &json!({}))
+        .send_json(
+            Method::POST,
+            "/api/v1/circuit-breakers/nobody/open",
+            &json!({}),
+        )
         .await;
     assert_error(r, 404, "not_found").await;
     let r = app
-        .send_json(Method::POST, "/api/v1/circuit-breakers/aiDawgBackend/explode", &json!({}))
+        .send_json(
+            Method::POST,
+            "/api/v1/circuit-breakers/aiDawgBackend/explode",
+            &json!({}),
+        )
         .await;
     assert_error(r, 404, "not_found").await;
     app.stop().await;
@@ -117,12 +154,19 @@ async fn metrics_need_the_token_and_name_breakers_in_labels() {
     assert_error(r, 401, "unauthorized").await;
     let name = Name::parse("aiDawgBackend").unwrap();
     for _ in 0..5 {
-        app.state().breakers.acquire(&name).unwrap().failure("refused");
+        app.state()
+            .breakers
+            .acquire(&name)
+            .unwrap()
+            .failure("refused");
     }
     let _ = app.state().breakers.acquire(&name);
     let r = app.get("/metrics").await;
     assert_eq!(r.status(), 200);
-    assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain"));
     let text = r.text().await.unwrap();
     for needle in [
         "jarvis_circuit_breakers_open 1",

@@ -196,13 +196,36 @@ impl TestApp {
     }
 
     /// Stops the server and waits for it.
-    pub async fn stop(mut self) {
+    pub async fn stop(self) {
+        let _ = self.stop_keep_env().await;
+    }
+
+    /// Stops the server and gives back its environment (same database, same directories), to
+    /// start it again.
+    pub async fn stop_keep_env(mut self) -> TestEnv {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
         if let Some(h) = self.handle.take() {
             h.await.unwrap().unwrap();
         }
+        let TestApp { env, .. } = self;
+        env
+    }
+}
+
+/// Waits until `check` is true, polling every 20 ms, or panics after `limit` with `what`.
+pub async fn eventually<F, Fut>(limit: std::time::Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let started = Instant::now();
+    while !check().await {
+        if started.elapsed() > limit {
+            panic!("timed out after {limit:?} waiting for: {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

@@ -6,3 +6,4 @@ mod breakers;
 mod foundation;
 mod process;
 mod registry;
+mod shared_breakers;
