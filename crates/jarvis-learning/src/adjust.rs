@@ -119,14 +119,14 @@ pub(crate) fn adjusted_evidence(aggregates: &Aggregates) -> EvidenceMap {
     let shape: Vec<usize> = keys.iter().map(Vec::len).collect();
     let (success_mu, success_factors) = fit(&rows, &shape, |s| (s.runs as f64, s.successes as f64));
     let (impact_mu, impact_factors) = fit(&rows, &shape, |s| {
-        (
-            s.impact_runs as f64,
-            s.impact_milli_sum as f64 / 100_000.0,
-        )
+        (s.impact_runs as f64, s.impact_milli_sum as f64 / 100_000.0)
     });
     for (p, name) in names.iter().enumerate() {
         for (v, key) in keys[p].iter().enumerate() {
-            if let Some(e) = evidence.get_mut(name).and_then(|values| values.get_mut(key)) {
+            if let Some(e) = evidence
+                .get_mut(name)
+                .and_then(|values| values.get_mut(key))
+            {
                 e.successes = e.runs * (success_mu * success_factors[p][v]).clamp(0.0, 1.0);
                 e.impact_sum = e.impact_runs * (impact_mu * impact_factors[p][v]).clamp(0.0, 1.0);
             }
@@ -197,7 +197,12 @@ mod tests {
     use crate::aggregates::Execution;
     use serde_json::json;
 
-    fn observe_n(aggregates: &mut Aggregates, parameters: serde_json::Value, successes: usize, failures: usize) {
+    fn observe_n(
+        aggregates: &mut Aggregates,
+        parameters: serde_json::Value,
+        successes: usize,
+        failures: usize,
+    ) {
         let parameters = parameters.as_object().cloned().unwrap();
         for i in 0..successes + failures {
             aggregates.observe(&Execution {
@@ -217,10 +222,30 @@ mod tests {
         // Quality "standard" is truly as good as "draft" (both × 1), but it was mostly run with
         // the bad genre (rate 0.2) and draft with the good one (rate 0.9).
         let mut aggregates = Aggregates::new();
-        observe_n(&mut aggregates, json!({"genre": "bad", "quality": "standard"}), 8, 32);
-        observe_n(&mut aggregates, json!({"genre": "good", "quality": "standard"}), 9, 1);
-        observe_n(&mut aggregates, json!({"genre": "bad", "quality": "draft"}), 2, 8);
-        observe_n(&mut aggregates, json!({"genre": "good", "quality": "draft"}), 36, 4);
+        observe_n(
+            &mut aggregates,
+            json!({"genre": "bad", "quality": "standard"}),
+            8,
+            32,
+        );
+        observe_n(
+            &mut aggregates,
+            json!({"genre": "good", "quality": "standard"}),
+            9,
+            1,
+        );
+        observe_n(
+            &mut aggregates,
+            json!({"genre": "bad", "quality": "draft"}),
+            2,
+            8,
+        );
+        observe_n(
+            &mut aggregates,
+            json!({"genre": "good", "quality": "draft"}),
+            36,
+            4,
+        );
         let raw_standard = 17.0 / 50.0;
         let raw_draft = 38.0 / 50.0;
         assert!(raw_standard < raw_draft - 0.4);

@@ -414,7 +414,10 @@ impl Aggregates {
             }
         }
         for (key, stats) in &other.combinations {
-            self.combinations.entry(key.clone()).or_default().merge(stats);
+            self.combinations
+                .entry(key.clone())
+                .or_default()
+                .merge(stats);
         }
         self.failures.merge(&other.failures);
     }
@@ -510,8 +513,11 @@ mod tests {
         let mut aggregates = Aggregates::new();
         aggregates.observe(&execution(json!({"genre": "pop", "bpm": 120}), true, 1000));
         aggregates.observe(&execution(json!({"genre": "pop", "bpm": 121}), true, 2000));
-        let fingerprint =
-            aggregates.observe(&execution(json!({"genre": "metal", "bpm": 60}), false, 30_012));
+        let fingerprint = aggregates.observe(&execution(
+            json!({"genre": "metal", "bpm": 60}),
+            false,
+            30_012,
+        ));
         assert!(fingerprint.is_some());
         assert_eq!(aggregates.total.runs, 3);
         assert_eq!(aggregates.total.successes, 2);
@@ -589,13 +595,13 @@ mod tests {
     fn combination_keys_round_trip() {
         let pairs = vec![
             ("genre".to_owned(), ValueKey::Text("pop".into())),
-            ("bpm".to_owned(), ValueKey::Number(NumberBucket::Positive(55))),
+            (
+                "bpm".to_owned(),
+                ValueKey::Number(NumberBucket::Positive(55)),
+            ),
         ];
         let key = CombinationKey::new(&pairs);
-        assert_eq!(
-            key.as_str(),
-            r#"[["bpm","num:+55"],["genre","str:pop"]]"#
-        );
+        assert_eq!(key.as_str(), r#"[["bpm","num:+55"],["genre","str:pop"]]"#);
         let mut sorted = pairs.clone();
         sorted.sort();
         assert_eq!(key.pairs(), sorted);

@@ -247,7 +247,12 @@ mod tests {
     use rand::SeedableRng;
     use serde_json::json;
 
-    fn observe_n(aggregates: &mut Aggregates, parameters: Value, successes: usize, failures: usize) {
+    fn observe_n(
+        aggregates: &mut Aggregates,
+        parameters: Value,
+        successes: usize,
+        failures: usize,
+    ) {
         let parameters = parameters.as_object().cloned().unwrap();
         for i in 0..successes + failures {
             aggregates.observe(&Execution {
@@ -285,7 +290,10 @@ mod tests {
     fn fills_only_what_is_missing() {
         let config = space();
         let mut rng = StdRng::seed_from_u64(1);
-        let given = json!({"genre": "jazz", "seed": 7}).as_object().cloned().unwrap();
+        let given = json!({"genre": "jazz", "seed": 7})
+            .as_object()
+            .cloned()
+            .unwrap();
         let choice = choose(&Aggregates::new(), &given, &config, &mut rng);
         assert_eq!(choice.parameters["genre"], json!("jazz"));
         assert_eq!(choice.parameters["seed"], json!(7));
@@ -302,7 +310,12 @@ mod tests {
     #[test]
     fn nothing_to_fill_without_data_or_space() {
         let mut rng = StdRng::seed_from_u64(1);
-        let choice = choose(&Aggregates::new(), &Map::new(), &LearningConfig::default(), &mut rng);
+        let choice = choose(
+            &Aggregates::new(),
+            &Map::new(),
+            &LearningConfig::default(),
+            &mut rng,
+        );
         assert!(choice.parameters.is_empty() && choice.learned.is_empty());
         assert_eq!(choice.probability(), 1.0);
     }
@@ -312,8 +325,18 @@ mod tests {
         let config = space();
         let mut aggregates = Aggregates::new();
         observe_n(&mut aggregates, json!({"genre": "pop", "bpm": 120}), 90, 10);
-        observe_n(&mut aggregates, json!({"genre": "rock", "bpm": 120}), 50, 50);
-        observe_n(&mut aggregates, json!({"genre": "metal", "bpm": 120}), 10, 90);
+        observe_n(
+            &mut aggregates,
+            json!({"genre": "rock", "bpm": 120}),
+            50,
+            50,
+        );
+        observe_n(
+            &mut aggregates,
+            json!({"genre": "metal", "bpm": 120}),
+            10,
+            90,
+        );
         let mut rng = StdRng::seed_from_u64(3);
         let mut counts: BTreeMap<String, usize> = BTreeMap::new();
         let mut probability_of_pop = 0.0;
@@ -345,7 +368,9 @@ mod tests {
         observe_n(&mut aggregates, json!({"genre": "rock"}), 1, 0);
         let mut rng = StdRng::seed_from_u64(4);
         let rock = (0..2_000)
-            .filter(|_| choose(&aggregates, &Map::new(), &config, &mut rng).parameters["genre"] == "rock")
+            .filter(|_| {
+                choose(&aggregates, &Map::new(), &config, &mut rng).parameters["genre"] == "rock"
+            })
             .count();
         // Beta(2,1) beats Beta(81,21) with probability ≈ 0.35 … 0.45 (metal, unseen, also gets
         // some picks).

@@ -74,7 +74,11 @@ pub use config::{LearningConfig, ParameterSpace};
 pub use estimate::{normal_cdf, success_rate, wilson_interval, BetaPosterior, Interval, Z_95};
 pub use explore::{choose, Choice, LearnedValue};
 pub use failure::{cluster_templates, fingerprint, normalize, FailureGroups, Fingerprint};
-pub use recommend::{rank_values, recommend, Alternative, Recommendation, RecommendationSource, ValueEstimate};
+pub use recommend::{
+    rank_values, recommend, Alternative, Recommendation, RecommendationSource, ValueEstimate,
+};
 pub use sketch::DurationSketch;
-pub use timeout::{learned_timeout, learned_timeout_for, timeout_warning, TimeoutPolicy, TimeoutWarning};
+pub use timeout::{
+    learned_timeout, learned_timeout_for, timeout_warning, TimeoutPolicy, TimeoutWarning,
+};
 pub use value_key::ValueKey;

@@ -147,6 +147,14 @@ pub enum AlternativeBasis {
     },
 }
 
+/// A combination with its parsed pairs, counts and utility estimate.
+type ScoredCombination = (
+    CombinationKey,
+    Vec<(String, ValueKey)>,
+    OutcomeStats,
+    UtilityEstimate,
+);
+
 /// Utility estimates of one set of outcomes.
 #[derive(Debug, Clone, Copy)]
 struct UtilityEstimate {
@@ -193,7 +201,11 @@ pub(crate) fn value_of(key: &ValueKey, stats: Option<&ValueStats>) -> Option<Val
 /// Every observed value of parameter `name`, best first: eligible values by score (ties: more
 /// runs, then key order), then the ineligible ones in the same order. Scores use the evidence
 /// adjusted for the other parameters ([`crate::adjust`]).
-pub fn rank_values(aggregates: &Aggregates, name: &str, config: &LearningConfig) -> Vec<ValueEstimate> {
+pub fn rank_values(
+    aggregates: &Aggregates,
+    name: &str,
+    config: &LearningConfig,
+) -> Vec<ValueEstimate> {
     rank_with(aggregates, &adjusted_evidence(aggregates), name, config)
 }
 
@@ -246,7 +258,10 @@ fn rank_with(
 
 /// The names of the parameters the learner considers: those in the search space, and those
 /// present in at least [`LearningConfig::min_parameter_share`] of the runs.
-pub(crate) fn considered_parameters(aggregates: &Aggregates, config: &LearningConfig) -> Vec<String> {
+pub(crate) fn considered_parameters(
+    aggregates: &Aggregates,
+    config: &LearningConfig,
+) -> Vec<String> {
     let share = config.parameter_share();
     let runs = aggregates.total.runs.max(1) as f64;
     let mut names: Vec<String> = aggregates
@@ -323,7 +338,9 @@ pub fn recommend(aggregates: &Aggregates, config: &LearningConfig) -> Recommenda
         if let Some(value) = interpolate_peak(aggregates, &evidence, &name, &best, config) {
             best.value = value;
         }
-        recommendation.parameters.insert(name.clone(), best.value.clone());
+        recommendation
+            .parameters
+            .insert(name.clone(), best.value.clone());
         recommendation.estimates.insert(name, best);
     }
     if recommendation.parameters.is_empty() {
@@ -339,21 +356,22 @@ pub fn recommend(aggregates: &Aggregates, config: &LearningConfig) -> Recommenda
         .map(|(name, estimate)| (name.clone(), estimate.key.clone()))
         .collect();
     let factored_key = CombinationKey::new(&factored_pairs);
-    let mut combinations: Vec<(CombinationKey, Vec<(String, ValueKey)>, OutcomeStats, UtilityEstimate)> =
-        aggregates
-            .combinations
-            .iter()
-            .filter(|(_, stats)| stats.runs >= config.min_combination_runs.max(1) && stats.successes > 0)
-            .filter_map(|(key, stats)| {
-                let pairs = key.pairs();
-                let same_names = pairs.len() == names.len()
-                    && pairs.iter().zip(&names).all(|((n, _), m)| n == *m);
-                same_names.then(|| {
-                    let utility = utility_estimate(&Evidence::of(stats), w, config.z);
-                    (key.clone(), pairs, *stats, utility)
-                })
+    let mut combinations: Vec<ScoredCombination> = aggregates
+        .combinations
+        .iter()
+        .filter(|(_, stats)| {
+            stats.runs >= config.min_combination_runs.max(1) && stats.successes > 0
+        })
+        .filter_map(|(key, stats)| {
+            let pairs = key.pairs();
+            let same_names =
+                pairs.len() == names.len() && pairs.iter().zip(&names).all(|((n, _), m)| n == *m);
+            same_names.then(|| {
+                let utility = utility_estimate(&Evidence::of(stats), w, config.z);
+                (key.clone(), pairs, *stats, utility)
             })
-            .collect();
+        })
+        .collect();
     combinations.sort_by(|a, b| {
         b.3.score
             .total_cmp(&a.3.score)
@@ -366,8 +384,12 @@ pub fn recommend(aggregates: &Aggregates, config: &LearningConfig) -> Recommenda
             if let Some(parameters) = parameters_of(aggregates, &best.1) {
                 recommendation.parameters = parameters;
                 recommendation.source = RecommendationSource::Combination;
-                confidence =
-                    prob_greater(best.3.mean, best.3.variance, factored.3.mean, factored.3.variance);
+                confidence = prob_greater(
+                    best.3.mean,
+                    best.3.variance,
+                    factored.3.mean,
+                    factored.3.variance,
+                );
                 for (name, key) in &best.1 {
                     if let Some(estimate) = rank_with(aggregates, &evidence, name, config)
                         .into_iter()
@@ -454,7 +476,11 @@ fn interpolate_peak(
             .find(|e| e.eligible && e.key == ValueKey::Number(NumberBucket::Positive(i)))
             .map(|e| e.expected_utility)
     };
-    let (below, centre, above) = (utility_of(index - 1)?, best.expected_utility, utility_of(index + 1)?);
+    let (below, centre, above) = (
+        utility_of(index - 1)?,
+        best.expected_utility,
+        utility_of(index + 1)?,
+    );
     let curvature = below - 2.0 * centre + above;
     if curvature >= 0.0 || !curvature.is_finite() {
         return None;
@@ -479,7 +505,10 @@ fn interpolate_peak(
     }
 }
 
-fn parameters_of(aggregates: &Aggregates, pairs: &[(String, ValueKey)]) -> Option<Map<String, Value>> {
+fn parameters_of(
+    aggregates: &Aggregates,
+    pairs: &[(String, ValueKey)],
+) -> Option<Map<String, Value>> {
     pairs
         .iter()
         .map(|(name, key)| {
@@ -522,7 +551,10 @@ mod tests {
         let mut aggregates = Aggregates::new();
         observe_n(&mut aggregates, json!({"genre": "pop"}), 19, 0, 50.0);
         let recommendation = recommend(&aggregates, &LearningConfig::default());
-        assert_eq!(recommendation.source, RecommendationSource::InsufficientData);
+        assert_eq!(
+            recommendation.source,
+            RecommendationSource::InsufficientData
+        );
         assert!(recommendation.parameters.is_empty());
         assert_eq!(recommendation.confidence, 0.0);
         assert_eq!(recommendation.based_on_runs, 19);
@@ -546,7 +578,10 @@ mod tests {
         assert!(recommendation.confidence > 0.5);
         assert_eq!(recommendation.based_on_runs, 101);
         // The lucky value is the listed alternative.
-        assert_eq!(recommendation.alternatives[0].parameters["genre"], json!("jazz"));
+        assert_eq!(
+            recommendation.alternatives[0].parameters["genre"],
+            json!("jazz")
+        );
         // With the default minimum of 5 runs per value it is not even eligible.
         let ranked = rank_values(&aggregates, "genre", &LearningConfig::default());
         assert!(ranked[0].eligible && !ranked[1].eligible);
@@ -587,10 +622,34 @@ mod tests {
     fn a_clear_interaction_overrides_the_factored_pick() {
         // genre a is better on average, tempo slow is better on average, but (a, slow) fails.
         let mut aggregates = Aggregates::new();
-        observe_n(&mut aggregates, json!({"genre": "a", "tempo": "slow"}), 2, 38, 50.0);
-        observe_n(&mut aggregates, json!({"genre": "a", "tempo": "fast"}), 40, 0, 50.0);
-        observe_n(&mut aggregates, json!({"genre": "b", "tempo": "slow"}), 40, 0, 50.0);
-        observe_n(&mut aggregates, json!({"genre": "b", "tempo": "fast"}), 0, 40, 50.0);
+        observe_n(
+            &mut aggregates,
+            json!({"genre": "a", "tempo": "slow"}),
+            2,
+            38,
+            50.0,
+        );
+        observe_n(
+            &mut aggregates,
+            json!({"genre": "a", "tempo": "fast"}),
+            40,
+            0,
+            50.0,
+        );
+        observe_n(
+            &mut aggregates,
+            json!({"genre": "b", "tempo": "slow"}),
+            40,
+            0,
+            50.0,
+        );
+        observe_n(
+            &mut aggregates,
+            json!({"genre": "b", "tempo": "fast"}),
+            0,
+            40,
+            50.0,
+        );
         let recommendation = recommend(&aggregates, &LearningConfig::default());
         // Marginals: a = 42/80, b = 40/80, slow = 42/80, fast = 40/80 → factored (a, slow),
         // whose combination fails 38 of 40: the interaction check takes a combination instead.

@@ -45,7 +45,7 @@ use crate::explore::choose;
 use crate::recommend::recommend;
 
 /// A configuration is "best" when its expected utility is at least `1 − BEST_TOLERANCE` of the
-/// optimum's. 5 % admits exactly `electronic`, `standard` and a tempo of about 106–134 bpm: the
+/// optimum's. 5 % admits exactly `electronic`, `standard` and a tempo of 111–129 bpm: the
 /// right choices, with the tempo inside the best one or two buckets of the learner's 9 %-wide
 /// grid (a test checks this).
 pub const BEST_TOLERANCE: f64 = 0.05;
@@ -184,7 +184,11 @@ impl BeatAgent {
     }
 
     /// The probability that a run finishes within `timeout_ms` (1 without a timeout).
-    pub fn finish_probability(&self, parameters: &Map<String, Value>, timeout_ms: Option<u64>) -> f64 {
+    pub fn finish_probability(
+        &self,
+        parameters: &Map<String, Value>,
+        timeout_ms: Option<u64>,
+    ) -> f64 {
         match timeout_ms {
             None => 1.0,
             Some(0) => 0.0,
@@ -229,7 +233,11 @@ impl BeatAgent {
     }
 
     /// The agent's answer for one run with these parameters (no time limit).
-    pub fn respond<R: Rng + ?Sized>(&self, parameters: &Map<String, Value>, rng: &mut R) -> AgentResponse {
+    pub fn respond<R: Rng + ?Sized>(
+        &self,
+        parameters: &Map<String, Value>,
+        rng: &mut R,
+    ) -> AgentResponse {
         let u = self.understand(parameters);
         let (genre, genre_success, _) = GENRES[u.genre];
         let quality_success = QUALITIES[u.quality].1;
@@ -465,7 +473,14 @@ impl ExperimentReport {
         let _ = writeln!(
             out,
             "{:<14} {:>7} {:>9} {:>10} {:>12} {:>8} {:>11} {:>12}",
-            "strategy", "failed", "timeouts", "fail rate", "mean impact", "regret", "first best", "stable from"
+            "strategy",
+            "failed",
+            "timeouts",
+            "fail rate",
+            "mean impact",
+            "regret",
+            "first best",
+            "stable from"
         );
         for report in &self.strategies {
             let at = |x: Option<usize>| x.map_or_else(|| "-".to_owned(), |x| x.to_string());
@@ -509,9 +524,7 @@ pub fn run_experiment(agent: &BeatAgent, config: &ExperimentConfig) -> Experimen
     let strategies = Strategy::ALL
         .iter()
         .enumerate()
-        .map(|(i, &strategy)| {
-            run_strategy(agent, config, strategy, i as u64, best_utility)
-        })
+        .map(|(i, &strategy)| run_strategy(agent, config, strategy, i as u64, best_utility))
         .collect();
     ExperimentReport {
         seed: config.seed,
@@ -647,8 +660,8 @@ mod tests {
                 }
             }
         }
-        assert_eq!(tempos.first(), Some(&106));
-        assert_eq!(tempos.last(), Some(&134));
+        assert_eq!(tempos.first(), Some(&111));
+        assert_eq!(tempos.last(), Some(&129));
     }
 
     #[test]
@@ -662,7 +675,10 @@ mod tests {
             .count();
         let expected = agent.success_probability(&parameters);
         let observed = successes as f64 / runs as f64;
-        assert!((observed - expected).abs() < 0.03, "{observed} vs {expected}");
+        assert!(
+            (observed - expected).abs() < 0.03,
+            "{observed} vs {expected}"
+        );
     }
 
     #[test]

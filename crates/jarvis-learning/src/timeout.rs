@@ -95,7 +95,10 @@ impl TimeoutPolicy {
 
 /// The learned timeout in ms from successful durations, or `None` with fewer than
 /// `policy.min_samples` successes. See the [module docs](self).
-pub fn learned_timeout(successful_durations: &DurationSketch, policy: &TimeoutPolicy) -> Option<u64> {
+pub fn learned_timeout(
+    successful_durations: &DurationSketch,
+    policy: &TimeoutPolicy,
+) -> Option<u64> {
     let policy = policy.sanitized();
     if successful_durations.count() < policy.min_samples {
         return None;
@@ -177,13 +180,14 @@ pub fn timeout_warning(
     let learned_ms = learned_timeout(successes, &policy);
 
     let above = successful_above_share > policy.warn_share;
-    let cut_tail =
-        timed_out_share > policy.warn_share && near_limit_share > policy.warn_share;
+    let cut_tail = timed_out_share > policy.warn_share && near_limit_share > policy.warn_share;
     if !above && !cut_tail {
         return None;
     }
     let suggestion = match learned_ms {
-        Some(learned) if learned > configured_ms => format!("; the learned timeout is {learned} ms"),
+        Some(learned) if learned > configured_ms => {
+            format!("; the learned timeout is {learned} ms")
+        }
         _ => String::new(),
     };
     let message = if above {
@@ -244,7 +248,10 @@ mod tests {
         // Too few samples: nothing learned.
         assert_eq!(learned_timeout(&sketch_of([5_000; 19]), &policy), None);
         // Ties: all equal durations give exactly that × 1.5.
-        assert_eq!(learned_timeout(&sketch_of([4_000; 20]), &policy), Some(6_000));
+        assert_eq!(
+            learned_timeout(&sketch_of([4_000; 20]), &policy),
+            Some(6_000)
+        );
         // Bounds.
         assert_eq!(learned_timeout(&sketch_of([10; 50]), &policy), Some(1_000));
         assert_eq!(
