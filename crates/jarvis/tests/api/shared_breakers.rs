@@ -213,3 +213,61 @@ async fn exactly_one_instance_runs_the_trial() {
     a.stop().await;
     b.stop().await;
 }
+
+/// The database goes away while calls flow: no call fails because of it, `/health` says the
+/// breakers are degraded, and the state is written back once the database returns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_outage_degrades_but_never_fails_calls() {
+    let mut env = TestEnv::new(Backend::Postgres).await;
+    let proxy = TcpProxy::start("127.0.0.1:5432".parse().unwrap()).await;
+    let db = env.db.as_ref().unwrap().name.clone();
+    env.set(
+        "DATABASE_URL",
+        &format!("postgres://postgres@127.0.0.1:{}/{db}", proxy.port),
+    );
+    env.set("CIRCUIT_BREAKER_TIMEOUT_MS", "600000");
+    env.set("JARVIS_BREAKER_RECONCILE_MS", "200");
+    let app = TestApp::spawn_with(env).await;
+    let name = Name::parse("outage").unwrap();
+    app.state().breakers.acquire(&name).unwrap().success();
+
+    proxy.cut();
+    // Calls keep flowing on local state; five failures open the circuit locally.
+    for _ in 0..5 {
+        app.state()
+            .breakers
+            .acquire(&name)
+            .expect("no call fails because of the database")
+            .failure("refused");
+    }
+    assert!(app.state().breakers.acquire(&name).is_err(), "open locally");
+    eventually(
+        Duration::from_secs(10),
+        "/health reports degraded breakers",
+        || async {
+            let (status, body) =
+                json(app.client.get(app.url("/health")).send().await.unwrap()).await;
+            status == 200
+                && body["data"]["status"] == "warn"
+                && body["data"]["checks"]["breakers"]["status"] == "warn"
+        },
+    )
+    .await;
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics.contains("jarvis_breaker_store_degraded 1"),
+        "{metrics}"
+    );
+
+    proxy.restore();
+    eventually(Duration::from_secs(15), "state written back after the outage", || async {
+        matches!(app.state().store.breaker_row("outage").await, Ok(Some(r)) if r.state == "OPEN")
+    })
+    .await;
+    eventually(Duration::from_secs(5), "/health passes again", || async {
+        let (_, body) = json(app.client.get(app.url("/health")).send().await.unwrap()).await;
+        body["data"]["status"] == "pass"
+    })
+    .await;
+    app.stop().await;
+}
