@@ -6,7 +6,7 @@
 //! * [`wilson_interval`] — the Wilson score interval. Unlike the textbook normal ("Wald")
 //!   interval it stays inside `[0, 1]` and keeps close to its nominal coverage for small samples
 //!   and for rates near 0 or 1, which is exactly the regime of a fresh domain/action. Its lower
-//!   bound is the conservative score that [`crate::recommend`] ranks by: 1/1 has a 95 % lower bound
+//!   bound is the conservative score that [`crate::recommend`](mod@crate::recommend) ranks by: 1/1 has a 95 % lower bound
 //!   of 0.21, 80/100 one of 0.71.
 //! * [`BetaPosterior`] — the conjugate posterior of a Bernoulli rate under a uniform prior. It can
 //!   be *sampled*, which is what Thompson sampling in [`crate::explore`] needs, and it also accepts

@@ -19,7 +19,7 @@
 //!
 //! Why factored (one posterior per value of each parameter, not per combination): it learns from
 //! every run about every parameter, so evidence accumulates on ~20 values instead of hundreds of
-//! combinations. [`crate::recommend`] checks the combinations for interactions.
+//! combinations. [`crate::recommend`](mod@crate::recommend) checks the combinations for interactions.
 //!
 //! The logged probability of a learned value is
 //! `ε/K + (1 − ε) × P̂(Thompson picks it)`, where `K` is the number of candidates and `P̂` is

@@ -15,7 +15,7 @@
 //! - [`adjust`] — per-value evidence corrected for the other parameters of the same runs.
 //! - [`aggregates`] — [`Execution`] in, [`Aggregates`] out: `observe` and `merge`.
 //! - [`config`] — [`LearningConfig`], the objective, and the optional [`ParameterSpace`].
-//! - [`recommend`] — [`recommend()`]: the best parameters, their confidence, alternatives.
+//! - [`recommend`](mod@recommend) — [`recommend()`]: the best parameters, their confidence, alternatives.
 //! - [`explore`] — [`choose`]: factored Thompson sampling for the parameters a caller left out.
 //! - [`timeout`] — the learned timeout and the warning for a timeout that is too short.
 //! - [`sim`] — a simulated agent and an experiment that measures what learning gains.
