@@ -12,6 +12,7 @@
 //! - [`correlation`]: correlation IDs, taken from callers or generated, carried across work.
 //! - [`metrics`]: the Prometheus registry of an instance (`GET /metrics`).
 //! - [`names`]: validated names of services, agents, breakers, domains and actions.
+//! - [`secrets`]: secrets read from AWS Secrets Manager at start (`JARVIS_SECRETS_PREFIX`).
 //! - [`store`]: the storage trait and its SQLite (embedded) and PostgreSQL (shared) backends.
 //! - [`telemetry`]: JSON log lines with a correlation ID on every line, to stdout and a file.
 
@@ -25,5 +26,6 @@ pub mod correlation;
 pub mod health;
 pub mod metrics;
 pub mod names;
+pub mod secrets;
 pub mod store;
 pub mod telemetry;
