@@ -24,6 +24,9 @@ def secret($secret; $key): {name: $key, valueFrom: "\($secret_arns[$secret]):\($
       name: "jarvis",
       image: $image,
       essential: true,
+      # The container may use all of the task's memory. (Optional on Fargate; set explicitly so
+      # that the definition is complete for every tool, the local emulator included.)
+      memory: ($memory | tonumber),
       command: ["serve"],
       portMappings: [{containerPort: ($port | tonumber), hostPort: ($port | tonumber), protocol: "tcp"}],
       environment: ([
