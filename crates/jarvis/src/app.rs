@@ -41,6 +41,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Keeps breaker state shared through the store.
     pub breaker_sync: Arc<BreakerSync>,
+    /// Requests served (for the EMF metrics).
+    pub requests: Arc<crate::emf::RequestStats>,
 }
 
 /// Background work started with the server and stopped after it: each entry gets the shutdown
@@ -107,6 +109,7 @@ impl Application {
             }));
         }
         let state = AppState {
+            requests: Arc::new(crate::emf::RequestStats::default()),
             breakers,
             breaker_sync,
             metrics,
@@ -116,6 +119,14 @@ impl Application {
             auth_token,
             started_at: Instant::now(),
         };
+        {
+            let state = state.clone();
+            let interval = state.config.emf_interval;
+            let namespace = state.config.metrics_namespace.clone();
+            background.push(Box::new(move |stop| {
+                Box::pin(crate::emf::run(state, interval, namespace, stop))
+            }));
+        }
         Ok(Application {
             listener,
             state,

@@ -158,16 +158,20 @@ impl BreakerSync {
         let mut i = 0;
         while i < batch.len() {
             let SyncEvent { name, event } = &batch[i];
-            if let Event::FailureRecorded { .. } = event {
+            if let Event::FailureRecorded { generation, .. } = event {
+                let mut generation = *generation;
                 let mut count = 1u32;
                 while i + 1 < batch.len()
                     && batch[i + 1].name == *name
                     && matches!(batch[i + 1].event, Event::FailureRecorded { .. })
                 {
+                    if let Event::FailureRecorded { generation: g, .. } = batch[i + 1].event {
+                        generation = g;
+                    }
                     count += 1;
                     i += 1;
                 }
-                self.failures(name, count).await;
+                self.failures(name, count, generation).await;
             } else {
                 self.one(name, event).await;
             }
@@ -175,7 +179,7 @@ impl BreakerSync {
         }
     }
 
-    async fn failures(&self, name: &str, count: u32) {
+    async fn failures(&self, name: &str, count: u32, generation: u64) {
         let Some(breaker) = self.registry.get(name) else {
             return;
         };
@@ -193,7 +197,7 @@ impl BreakerSync {
         match self.store.breaker_failures(&report).await {
             Ok(row) => {
                 self.came_back().await;
-                self.apply(&row);
+                self.apply_if_current(&breaker, generation, &row);
             }
             Err(e) => self.went_away(&e.to_string(), Some(name)),
         }
@@ -204,13 +208,13 @@ impl BreakerSync {
             return;
         };
         let result = match event {
-            Event::FailuresReset { .. } => self
+            Event::FailuresReset { generation, .. } => self
                 .store
                 .breaker_success(name, &self.instance)
                 .await
                 .map(|row| {
                     if let Some(row) = row {
-                        self.apply(&row);
+                        self.apply_if_current(&breaker, *generation, &row);
                     }
                 }),
             Event::TrialSucceeded {
@@ -283,7 +287,7 @@ impl BreakerSync {
             },
         };
         match self.store.breaker_write(&w).await? {
-            Some(row) => self.apply(&row),
+            Some(row) => self.apply_if_current(breaker, t.generation, &row),
             None => {
                 // Another instance moved the row first: its state wins.
                 if let Some(row) = self.store.breaker_row(breaker.name()).await? {
@@ -321,6 +325,17 @@ impl BreakerSync {
             }
         }
         Ok(())
+    }
+
+    /// Applies the row written for a local event, unless the breaker has moved on since the event
+    /// (a later local change is still on its way to the store and must not be undone by this
+    /// older answer); the row's version is recorded either way.
+    fn apply_if_current(&self, breaker: &Breaker, generation: u64, row: &BreakerRow) {
+        if breaker.generation() == generation {
+            self.apply(row);
+        } else {
+            breaker.set_remote_version(row.version);
+        }
     }
 
     /// Re-reads one row (after a notification).
