@@ -13,15 +13,6 @@ async fn breaker_view(app: &TestApp, name: &str) -> Value {
     body["data"][name].clone()
 }
 
-async fn stored_state(app: &TestApp, name: &str) -> Option<String> {
-    app.state()
-        .store
-        .breaker_row(name)
-        .await
-        .unwrap()
-        .map(|r| r.state)
-}
-
 fn millis(v: &Value) -> i64 {
     chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap())
         .unwrap()
@@ -42,8 +33,18 @@ both_backends!(a_restart_keeps_an_open_circuit_open, |backend| async move {
     }
     eventually(
         Duration::from_secs(5),
-        "the OPEN state is stored",
-        || async { stored_state(&app, "svc").await.as_deref() == Some("OPEN") },
+        "the OPEN state is stored and applied",
+        || async {
+            let row = app.state().store.breaker_row("svc").await.unwrap();
+            let applied = app
+                .state()
+                .breakers
+                .get("svc")
+                .unwrap()
+                .snapshot()
+                .remote_version;
+            matches!(row, Some(r) if r.state == "OPEN" && applied == Some(r.version))
+        },
     )
     .await;
     let before = breaker_view(&app, "svc").await;
