@@ -63,7 +63,8 @@ def secret($secret; $key): {name: $key, valueFrom: "\($secret_arns[$secret]):\($
         retries: 3,
         startPeriod: 30
       },
-      stopTimeout: 30
+      # Jarvis finishes in-flight requests for up to JARVIS_SHUTDOWN_GRACE_MS (30 s) after SIGTERM.
+      stopTimeout: 45
     }
   ],
   tags: [{key: "project", value: "jarvis"}, {key: "environment", value: $env}]

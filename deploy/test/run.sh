@@ -362,16 +362,11 @@ secret_values() {
 }
 
 secret_json() { awst secretsmanager get-secret-value --secret-id "$1" --query SecretString --output text; }
-secret_version() { awst secretsmanager describe-secret --secret-id "$1" --query 'VersionIdsToStages' --output json | jq -c 'keys'; }
 
 # Snapshot of what should not change on a second run.
 state_snapshot() {
   {
-    local s
-    for s in database redis ai-keys app; do
-      printf '%s %s\n' "$s" "$(secret_version "jarvis/$env_name/$s")"
-    done
-    printf 'secrets %s\n' "$(awst secretsmanager list-secrets --query 'length(SecretList)')"
+    printf 'secrets %s\n' "$(awst secretsmanager list-secrets --query 'SecretList[].[Name, SecretVersionsToStages]' | jq -c 'sort')"
     printf 'task-definitions %s\n' "$(awst ecs list-task-definitions --family-prefix "jarvis-$env_name" --query 'taskDefinitionArns' | jq -c .)"
     printf 'services %s\n' "$(awst ecs list-services --cluster "jarvis-$env_name" --query 'serviceArns' | jq -c .)"
     printf 'service %s\n' "$(awst ecs describe-services --cluster "jarvis-$env_name" --services jarvis --query 'services[0].[taskDefinition, desiredCount, length(deployments)]' | jq -c .)"
@@ -442,7 +437,7 @@ test_fail_fast() {
 
   run_deploy "$out" "$env_name" --image "$image_1"
   check_fails "deploy before the secrets exist names the missing secret" "$out" \
-    "secret jarvis/$env_name/database does not exist in $region; create it first: scripts/create-aws-secrets.sh $env_name"
+    "secret jarvis/$env_name/database does not exist in $region \(or is scheduled for deletion\); create it first: scripts/create-aws-secrets.sh $env_name"
 
   run_secrets "$out" "$env_name"
   check_fails "create-aws-secrets without DATABASE_URL and no terminal says so" "$out" \
@@ -478,7 +473,7 @@ test_dry_run() {
   check_ok "deploy --dry-run succeeds ($label)" "$out"
   check_eq "deploy --dry-run makes no AWS call ($label: emulator request count unchanged)" "$before" "$after"
   local call missing=""
-  for call in "aws sts get-caller-identity" "aws secretsmanager describe-secret" \
+  for call in "aws sts get-caller-identity" "aws secretsmanager list-secrets" \
     "aws ecr create-repository" "aws ecs create-cluster" "aws logs create-log-group" \
     "aws logs put-retention-policy" "aws ecs register-task-definition" "aws ecs run-task" \
     "aws ecs create-service" "aws cloudwatch put-metric-alarm"; do
@@ -681,7 +676,14 @@ main() {
   check_ok "deploy-to-aws.sh $env_name --image (new image)" "$work/deploy-3.txt"
   check_eq "a new image registers one new task definition revision" 2 \
     "$(awst ecs list-task-definitions --family-prefix "jarvis-$env_name" --query 'length(taskDefinitionArns)')"
-  check_deployment "$image_2"
+  check_task_definition "$image_2"
+  check_eq "the service runs the new revision" "arn:aws:ecs:$region:123456789012:task-definition/jarvis-$env_name:2" \
+    "$(awst ecs describe-services --cluster "jarvis-$env_name" --services jarvis --query 'services[0].taskDefinition' --output text)"
+  local migrations
+  migrations="$(awst ecs list-tasks --cluster "jarvis-$env_name" --started-by jarvis-migrate --query 'taskArns')"
+  check_eq "the migration ran again, on the new revision, before the update" \
+    "3 arn:aws:ecs:$region:123456789012:task-definition/jarvis-$env_name:2" \
+    "$(jq length <<<"$migrations") $(awst ecs describe-tasks --cluster "jarvis-$env_name" --tasks "$(jq -r '.[-1]' <<<"$migrations")" --query 'tasks[0].taskDefinitionArn' --output text)"
   check_grep "the service was updated in place (update-service), not recreated" \
     "service jarvis: updated to .*jarvis-$env_name:2 \(rolling deployment\)" "$work/deploy-3.txt"
 
@@ -707,6 +709,14 @@ main() {
   fi
   check_eq "an empty environment keeps the stored DATABASE_URL" "$DATABASE_URL" \
     "$(secret_json "jarvis/$env_name/database" | jq -r .DATABASE_URL)"
+  awst secretsmanager delete-secret --secret-id "jarvis/$env_name/redis" --recovery-window-in-days 7 >/dev/null
+  run_deploy "$work/deploy-4.txt" "$env_name" --image "$image_2"
+  check_fails "deploy refuses a secret scheduled for deletion" "$work/deploy-4.txt" \
+    "secret jarvis/$env_name/redis does not exist in $region \\(or is scheduled for deletion\\)"
+  run_secrets "$work/secrets-5.txt" "$env_name"
+  check_ok "create-aws-secrets restores a secret scheduled for deletion" "$work/secrets-5.txt"
+  check_eq "the restored secret keeps its values" "$REDIS_HOST $REDIS_PORT $REDIS_PASSWORD" \
+    "$(secret_json "jarvis/$env_name/redis" | jq -r '"\(.REDIS_HOST) \(.REDIS_PORT) \(.REDIS_PASSWORD)"')"
   check_no_secret_in_output "all runs" "$new_token" "sk-openai-s3cret-rotated-1"
 }
 
