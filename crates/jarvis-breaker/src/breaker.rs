@@ -72,6 +72,8 @@ struct Hot {
     failures: AtomicU32,
     consecutive_policy: bool,
     needs_call_time: bool,
+    /// `consecutive_policy && !needs_call_time`: a CLOSED call needs nothing but the word.
+    plain: bool,
 }
 
 /// Everything touched only on failures, transitions and reads for the API, behind a lock.
@@ -295,6 +297,8 @@ impl BreakerBuilder {
                     Policy::ConsecutiveFailures { .. }
                 ),
                 needs_call_time: self.config.needs_call_time(),
+                plain: matches!(self.config.policy, Policy::ConsecutiveFailures { .. })
+                    && !self.config.needs_call_time(),
             },
             open_until: AtomicU64::new(0),
             trial_due_gen: AtomicU64::new(u64::MAX),
@@ -1108,6 +1112,28 @@ impl Breaker {
         F: FnOnce() -> Result<T, E>,
         E: fmt::Display,
     {
+        let w = self.hot.word.load(Ordering::Acquire);
+        if w & ST_MASK == ST_CLOSED && self.hot.plain {
+            // The steps of `try_acquire` + `success` without the branches that cannot be
+            // taken here (trial, clock, failure-rate window).
+            let ticket = Ticket::new(gen_of(w), false, None);
+            // Records the call as ignored if `f` panics, like any dropped permit.
+            let guard = Permit::new(self, ticket);
+            return match f() {
+                Ok(value) => {
+                    guard.disarm();
+                    self.counters.bump(Count::Success);
+                    if self.hot.failures.load(Ordering::Relaxed) != 0 {
+                        self.on_success_after_failures(ticket);
+                    }
+                    Ok(value)
+                }
+                Err(e) => {
+                    guard.failure(&e);
+                    Err(CallError::Inner(e))
+                }
+            };
+        }
         let permit = self.try_acquire().map_err(CallError::Rejected)?;
         match f() {
             Ok(value) => {
