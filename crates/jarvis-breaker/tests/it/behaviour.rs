@@ -551,3 +551,15 @@ fn owned_permits_move_across_threads() {
     drop(b.try_acquire_owned().unwrap());
     assert_eq!(b.snapshot().ignored, 1);
 }
+
+#[test]
+fn a_call_that_panics_is_ignored_not_counted_as_success() {
+    let (b, _, _) = defaults();
+    fail(&b, 2);
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let _ = b.call_sync(|| -> Result<(), String> { panic!("boom") });
+    }));
+    assert!(r.is_err());
+    let s = b.snapshot();
+    assert_eq!((s.ignored, s.successes, s.failure_count), (1, 0, 2));
+}
