@@ -72,8 +72,9 @@ struct Hot {
     failures: AtomicU32,
     consecutive_policy: bool,
     needs_call_time: bool,
-    /// `consecutive_policy && !needs_call_time`: a CLOSED call needs nothing but the word.
-    plain: bool,
+    /// `0` when `consecutive_policy && !needs_call_time` (a CLOSED call then needs nothing
+    /// but the word), else `ST_OPEN`: OR-ed into the word, it makes one test cover both.
+    not_plain: u64,
 }
 
 /// Everything touched only on failures, transitions and reads for the API, behind a lock.
@@ -297,8 +298,13 @@ impl BreakerBuilder {
                     Policy::ConsecutiveFailures { .. }
                 ),
                 needs_call_time: self.config.needs_call_time(),
-                plain: matches!(self.config.policy, Policy::ConsecutiveFailures { .. })
-                    && !self.config.needs_call_time(),
+                not_plain: if matches!(self.config.policy, Policy::ConsecutiveFailures { .. })
+                    && !self.config.needs_call_time()
+                {
+                    0
+                } else {
+                    ST_OPEN
+                },
             },
             open_until: AtomicU64::new(0),
             trial_due_gen: AtomicU64::new(u64::MAX),
@@ -1113,7 +1119,7 @@ impl Breaker {
         E: fmt::Display,
     {
         let w = self.hot.word.load(Ordering::Acquire);
-        if w & ST_MASK == ST_CLOSED && self.hot.plain {
+        if (w | self.hot.not_plain) & ST_MASK == ST_CLOSED {
             // The steps of `try_acquire` + `success` without the branches that cannot be
             // taken here (trial, clock, failure-rate window).
             let ticket = Ticket::new(gen_of(w), false, None);
