@@ -90,12 +90,32 @@ generate_token() {
   od -An -N32 -tx1 /dev/urandom | tr -d ' \n'
 }
 
+# Turns the terminal's echo off or back on; the EXIT trap turns it back on whatever happens.
+saved_tty=""
+terminal_echo() {
+  if [ "$1" = off ]; then
+    saved_tty="$(stty -g 2>/dev/null || true)"
+    stty -echo 2>/dev/null || true
+  elif [ -n "$saved_tty" ]; then
+    stty "$saved_tty" 2>/dev/null || true
+    saved_tty=""
+  fi
+}
+restore_terminal_and_clean_up() {
+  terminal_echo on
+  cleanup_private_tmp
+}
+
 # Reads one value from the terminal into the variable named by $1 (exported).
 prompt_value() {
   local key="$1" visibility="$2" hint="$3" value=""
   if [ "$visibility" = secret ]; then
+    # Echo goes off before the prompt is shown, so not even a fast typist or a paste that
+    # arrives before `read` starts can have the value echoed.
+    terminal_echo off
     printf '%s%s: ' "$key" "$hint" >&2
     IFS= read -rs value || true
+    terminal_echo on
     printf '\n' >&2
   else
     printf '%s%s: ' "$key" "$hint" >&2
@@ -272,6 +292,7 @@ main() {
   require_jq
   resolve_region
   make_private_tmp
+  trap restore_terminal_and_clean_up EXIT
   if [ "$DRY_RUN" = 1 ]; then
     info "dry run: no AWS call is made; secret values are never shown"
   else

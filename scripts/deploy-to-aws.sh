@@ -316,7 +316,10 @@ build_and_push_image() {
   image="$repository_uri:$(image_tag)"
   local registry="${repository_uri%%/*}"
   info "building $image from $repo_root"
-  run_docker build --pull --tag "$image" --file "$repo_root/Dockerfile" "$repo_root"
+  # Build for the CPU the tasks run on, whatever the CPU of this machine (e.g. an ARM laptop).
+  local platform=linux/amd64
+  [ "$cpu_architecture" = ARM64 ] && platform=linux/arm64
+  run_docker build --pull --platform "$platform" --tag "$image" --file "$repo_root/Dockerfile" "$repo_root"
   # The registry password goes from the CLI to docker through a pipe, never onto a command line.
   if [ "$DRY_RUN" = 1 ]; then
     show_call "[dry-run] would run:" aws ecr get-login-password
