@@ -197,7 +197,7 @@ resolve_keys() {
       generate)
         printf -v "$key" '%s' "$(generate_token)"
         export "${key?}"
-        info "$name: generated a new $key (read it with: aws secretsmanager get-secret-value --secret-id $name --query SecretString --output text)"
+        info "$name: a new $key $(outcome generated) (read it with: aws secretsmanager get-secret-value --secret-id $name --query SecretString --output text)"
         ;;
       *) die "internal error: unknown policy '$policy' for $key" ;;
     esac
@@ -270,7 +270,7 @@ ensure_secret() {
       create+=(--kms-key-id "$JARVIS_SECRETS_KMS_KEY_ID")
     fi
     aws_do "${create[@]}" >/dev/null
-    info "$name: created (keys: $(jq -r 'keys_unsorted | join(", ")' "$wanted"))"
+    info "$name: $(outcome created) (keys: $(jq -r 'keys_unsorted | join(", ")' "$wanted"))"
     return 0
   fi
 
@@ -283,7 +283,7 @@ ensure_secret() {
     return 0
   fi
   aws_do secretsmanager put-secret-value --secret-id "$name" --secret-string "file://$wanted" >/dev/null
-  info "$name: updated (changed keys: $changed)"
+  info "$name: $(outcome updated) (changed keys: $changed)"
 }
 
 main() {
@@ -309,7 +309,11 @@ main() {
     IFS='|' read -r suffix description keyspecs <<<"$spec"
     ensure_secret "$suffix" "$description" "$keyspecs"
   done
-  info "done: secrets jarvis/$env_name/{database,redis,ai-keys,app} are in place in $AWS_REGION"
+  if [ "$DRY_RUN" = 1 ]; then
+    info "dry run done: nothing was changed"
+  else
+    info "done: secrets jarvis/$env_name/{database,redis,ai-keys,app} are in place in $AWS_REGION"
+  fi
 }
 
 main
