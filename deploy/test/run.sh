@@ -799,6 +799,70 @@ main() {
   check_grep "the terminal shows the non-secret answer REDIS_HOST as typed" 'redis\.typed\.example' "$work/secrets-tty.txt"
   check_no_secret_in_output "all runs" "$new_token" "sk-openai-s3cret-rotated-1" "Typed-s3cret" \
     "$(secret_json jarvis/staging/app | jq -r .JARVIS_AUTH_TOKEN)"
+
+  section "Jarvis reads its secrets"
+  test_jarvis_reads_secrets
+}
+
+# Jarvis reads its secrets ------------------------------------------------------------------------
+
+# Starts the real jarvis binary with JARVIS_SECRETS_PREFIX pointing at secrets in the emulator and
+# nothing else set: the database URL and the auth token it then uses must come from them.
+test_jarvis_reads_secrets() {
+  local bin="$repo_root/target/debug/jarvis" senv=secretstest db port token out rc pid
+  if [ ! -x "$bin" ]; then
+    cargo build -q -p jarvis || { fail "build jarvis for the secrets test"; return; }
+  fi
+  db="jarvis_deploy_$$"
+  if ! psql -h 127.0.0.1 -U postgres -d postgres -qc "CREATE DATABASE $db" >/dev/null 2>&1; then
+    fail "create a PostgreSQL database for the secrets test (is PostgreSQL up on 127.0.0.1:5432?)"
+    return
+  fi
+  token="Jarvis-s3cret-token-$(date +%s)-0123456789"
+  out="$work/secrets-jarvis.txt"
+  rc=0
+  DATABASE_URL="postgres://postgres@127.0.0.1:5432/$db" JARVIS_AUTH_TOKEN="$token" \
+    REDIS_HOST="" REDIS_PORT="" REDIS_PASSWORD="" \
+    timeout 120 bash scripts/create-aws-secrets.sh "$senv" </dev/null >"$out" 2>&1 || rc=$?
+  check_ok "create-aws-secrets $senv (for Jarvis to read)" "$out"
+  port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+  mkdir -p "$work/jarvis"
+  (
+    cd "$work/jarvis"
+    exec env -i PATH="$PATH" HOME="$work/jarvis" \
+      AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION="$region" \
+      AWS_ENDPOINT_URL="$AWS_ENDPOINT_URL" JARVIS_SECRETS_PREFIX="jarvis/$senv" \
+      JARVIS_ENV=production JARVIS_PORT="$port" JARVIS_BIND=127.0.0.1 JARVIS_EMF_INTERVAL_MS=0 \
+      "$bin" serve >"$work/jarvis/stdout.log" 2>"$work/jarvis/stderr.log"
+  ) &
+  pid=$!
+  rc=1
+  for _ in $(seq 1 100); do
+    if curl -fsS "http://127.0.0.1:$port/health" >"$work/jarvis/health.json" 2>/dev/null; then
+      rc=0
+      break
+    fi
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.2
+  done
+  if [ "$rc" = 0 ]; then
+    pass "Jarvis starts in production with only JARVIS_SECRETS_PREFIX (token and database from Secrets Manager)"
+  else
+    fail "Jarvis starts in production with only JARVIS_SECRETS_PREFIX" "$(cat "$work/jarvis/stderr.log")"
+  fi
+  check_eq "the DATABASE_URL secret took effect: Jarvis runs on PostgreSQL" postgres \
+    "$(jq -r '.data.checks.store.backend' "$work/jarvis/health.json" 2>/dev/null)"
+  check_eq "the JARVIS_AUTH_TOKEN secret took effect: 401 without it, 200 with it" "401 200" \
+    "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/api/v1/services") $(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $token" "http://127.0.0.1:$port/api/v1/services")"
+  kill -TERM "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  cat "$work/jarvis/stdout.log" "$work/jarvis/stderr.log" >>"$work/all-output.log"
+  if grep -qF -- "$token" "$work/jarvis/stdout.log" "$work/jarvis/stderr.log" "$work/jarvis/logs/jarvis-combined.log" 2>/dev/null; then
+    fail "Jarvis never writes the secret token to its output or log"
+  else
+    pass "Jarvis never writes the secret token to its output or log"
+  fi
+  psql -h 127.0.0.1 -U postgres -d postgres -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
 }
 
 # Checks record their failures and the run goes on; finish decides the exit status.
