@@ -17,7 +17,11 @@ use crate::breakers::metrics::BreakerMetrics;
 use crate::breakers::BreakerRegistry;
 use crate::config::{Config, Environment};
 use crate::metrics::Metrics;
+use crate::history::{Recorder, RecorderTask};
 use crate::store::{self, Store};
+use crate::tasks::metrics::TaskMetrics;
+use crate::tasks::queue::QueueParts;
+use crate::tasks::{BuiltinAgents, TaskQueue};
 
 /// State shared by every handler and background task. Cheap to clone.
 #[derive(Clone)]
@@ -36,17 +40,29 @@ pub struct AppState {
     pub breakers: Arc<BreakerRegistry>,
     /// The Prometheus registry.
     pub metrics: Arc<Metrics>,
+    /// The task queue and its workers.
+    pub tasks: Arc<TaskQueue>,
 }
 
 /// A built application: bound to its port, store open and migrated, not yet serving.
 pub struct Application {
     listener: TcpListener,
     state: AppState,
+    recorder: RecorderTask,
 }
 
 impl Application {
     /// Opens and migrates the store, resolves the auth token and binds the listener.
     pub async fn build(config: Config) -> anyhow::Result<Application> {
+        Application::build_with(config, BuiltinAgents::with_defaults()).await
+    }
+
+    /// Like [`Application::build`], with the built-in agents to serve (`noop` and whatever
+    /// other modules register, such as the health monitor's `system-health`).
+    pub async fn build_with(
+        config: Config,
+        builtins: BuiltinAgents,
+    ) -> anyhow::Result<Application> {
         let store = store::open(&config.store).await?;
         store
             .migrate()
@@ -64,16 +80,33 @@ impl Application {
             config.file.breakers.clone(),
             Arc::new(BreakerMetrics::new(metrics.clone())),
         ));
+        let (recorder, recorder_task) =
+            Recorder::start(store.clone(), &config.data_dir, metrics.clone());
+        let tasks = TaskQueue::new(QueueParts {
+            store: store.clone(),
+            breakers: breakers.clone(),
+            builtins,
+            recorder,
+            metrics: Arc::new(TaskMetrics::new(metrics.clone())),
+            settings: config.tasks,
+            concurrency: config.concurrency,
+            instance: config.instance_id.clone(),
+        });
         let state = AppState {
             breakers,
             metrics,
+            tasks,
             instance_id: config.instance_id.clone(),
             config: Arc::new(config),
             store,
             auth_token,
             started_at: Instant::now(),
         };
-        Ok(Application { listener, state })
+        Ok(Application {
+            listener,
+            state,
+            recorder: recorder_task,
+        })
     }
 
     /// The port actually bound (useful with port 0).
@@ -92,8 +125,23 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let Application { listener, state } = self;
+        let Application {
+            listener,
+            state,
+            recorder,
+        } = self;
         let grace = state.config.shutdown_grace;
+        state.tasks.start().await;
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let retention = match state.config.tasks.history_retention_days {
+            0 => None,
+            days => Some(tokio::spawn(crate::history::retention_loop(
+                state.store.clone(),
+                std::time::Duration::from_secs(u64::from(days) * 86_400),
+                std::time::Duration::from_secs(3_600),
+                stop_rx,
+            ))),
+        };
         let router = crate::api::router(state.clone());
         tracing::info!(
             port = listener.local_addr().map(|a| a.port()).unwrap_or(0),
@@ -104,13 +152,20 @@ impl Application {
         );
 
         let (stopping_tx, stopping_rx) = tokio::sync::watch::channel(false);
+        let queue = state.tasks.clone();
+        let (drained_tx, drained_rx) = tokio::sync::oneshot::channel::<()>();
         let signal = async move {
             shutdown.await;
             tracing::info!(
                 grace_ms = grace.as_millis() as u64,
-                "shutdown requested; finishing in-flight requests"
+                "shutdown requested; finishing in-flight requests and tasks"
             );
             let _ = stopping_tx.send(true);
+            // The workers stop claiming now and drain alongside the HTTP requests.
+            tokio::spawn(async move {
+                queue.shutdown(grace).await;
+                let _ = drained_tx.send(());
+            });
         };
         let serve = axum::serve(listener, router).with_graceful_shutdown(signal);
         let mut stopping = stopping_rx;
@@ -129,6 +184,12 @@ impl Application {
                 tracing::warn!("grace period over; abandoning requests still in flight");
             }
         }
+        let _ = drained_rx.await;
+        let _ = stop_tx.send(true);
+        if let Some(r) = retention {
+            r.abort();
+        }
+        recorder.stop(state.tasks.recorder().clone()).await;
         state.store.close().await;
         tracing::info!("Jarvis stopped");
         Ok(())

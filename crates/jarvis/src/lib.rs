@@ -7,12 +7,15 @@
 //!   knows about HTTP and JSON shapes.
 //! - [`breakers`]: the registry of named circuit breakers (the `jarvis-breaker` library), their
 //!   metrics and API view.
-//! - [`cli`]: the command line (`serve`, `migrate`, `config check`, `healthcheck`, …).
+//! - [`cli`]: the command line (`serve`, `migrate`, `config check`, `healthcheck`, `tasks`, …).
+//! - [`client`]: a small client of a running Jarvis's API, for CLI subcommands.
 //! - [`config`]: environment variables and `jarvis.toml`, validated once at start.
+//! - [`history`]: execution records, the batched recorder with its spool, rollups, stats.
 //! - [`correlation`]: correlation IDs, taken from callers or generated, carried across work.
 //! - [`metrics`]: the Prometheus registry of an instance (`GET /metrics`).
 //! - [`names`]: validated names of services, agents, breakers, domains and actions.
 //! - [`store`]: the storage trait and its SQLite (embedded) and PostgreSQL (shared) backends.
+//! - [`tasks`]: the durable queue, workers, retries, leases, agents (built-in and HTTP).
 //! - [`telemetry`]: JSON log lines with a correlation ID on every line, to stdout and a file.
 
 pub mod agents;
@@ -20,10 +23,13 @@ pub mod api;
 pub mod app;
 pub mod breakers;
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod correlation;
 pub mod health;
+pub mod history;
 pub mod metrics;
 pub mod names;
 pub mod store;
+pub mod tasks;
 pub mod telemetry;

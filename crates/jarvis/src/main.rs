@@ -27,6 +27,19 @@ async fn run(cli: Cli) -> ExitCode {
     if let Command::Healthcheck { url, timeout_ms } = &cli.command {
         return healthcheck(url, *timeout_ms).await;
     }
+    if let Command::Tasks {
+        connection,
+        command,
+    } = cli.command
+    {
+        return match jarvis::tasks::cli::run(&connection, command).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("jarvis: {e:#}");
+                ExitCode::from(1)
+            }
+        };
+    }
     let config = match Config::from_env(cli.config.clone()) {
         Ok(c) => c,
         Err(e) => {
@@ -53,7 +66,7 @@ async fn run(cli: Cli) -> ExitCode {
             eprintln!("configuration OK");
             ExitCode::SUCCESS
         }
-        Command::Healthcheck { .. } => unreachable!("handled above"),
+        Command::Healthcheck { .. } | Command::Tasks { .. } => unreachable!("handled above"),
     }
 }
 
