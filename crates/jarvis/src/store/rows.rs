@@ -90,6 +90,7 @@ where
     &'static str: ColumnIndex<R>,
     String: Decode<'r, R::Database> + Type<R::Database>,
     i64: Decode<'r, R::Database> + Type<R::Database>,
+    i32: Decode<'r, R::Database> + Type<R::Database>,
     DateTime<Utc>: Decode<'r, R::Database> + Type<R::Database>,
     Json<serde_json::Value>: Decode<'r, R::Database> + Type<R::Database>,
 {
@@ -103,10 +104,10 @@ where
             .try_get::<Option<Json<serde_json::Value>>, _>("learned_parameters")?
             .map(|j| j.0),
         status: status(row.try_get("status")?)?,
-        priority: row.try_get::<i64, _>("priority")? as i32,
+        priority: row.try_get::<i32, _>("priority")?,
         run_at: row.try_get("run_at")?,
-        attempts: row.try_get::<i64, _>("attempts")?.max(0) as u32,
-        max_attempts: row.try_get::<i64, _>("max_attempts")?.max(1) as u32,
+        attempts: row.try_get::<i32, _>("attempts")?.max(0) as u32,
+        max_attempts: row.try_get::<i32, _>("max_attempts")?.max(1) as u32,
         timeout_ms: opt_ms(row.try_get("timeout_ms")?),
         idempotency_key: row.try_get("idempotency_key")?,
         correlation_id: row.try_get("correlation_id")?,
@@ -130,6 +131,7 @@ where
     &'static str: ColumnIndex<R>,
     String: Decode<'r, R::Database> + Type<R::Database>,
     i64: Decode<'r, R::Database> + Type<R::Database>,
+    i32: Decode<'r, R::Database> + Type<R::Database>,
     f64: Decode<'r, R::Database> + Type<R::Database>,
     bool: Decode<'r, R::Database> + Type<R::Database>,
     DateTime<Utc>: Decode<'r, R::Database> + Type<R::Database>,
@@ -142,7 +144,7 @@ where
             task_id: row.uuid("task_id")?,
             domain: row.try_get("domain")?,
             action: row.try_get("action")?,
-            attempt: row.try_get::<i64, _>("attempt")?.max(1) as u32,
+            attempt: row.try_get::<i32, _>("attempt")?.max(1) as u32,
             parameters: row.try_get::<Json<serde_json::Value>, _>("parameters")?.0,
             learned_parameters: row
                 .try_get::<Option<Json<serde_json::Value>>, _>("learned_parameters")?
