@@ -8,3 +8,4 @@ mod process;
 mod registry;
 mod store_tasks;
 mod tasks;
+mod tasks_process;
