@@ -297,8 +297,16 @@ pub async fn list(
         })?),
     };
     let filter = TaskFilter {
-        domain: q.domain.map(|d| path_name(&d, "domain")).transpose()?.map(|n| n.to_string()),
-        action: q.action.map(|a| path_name(&a, "action")).transpose()?.map(|n| n.to_string()),
+        domain: q
+            .domain
+            .map(|d| path_name(&d, "domain"))
+            .transpose()?
+            .map(|n| n.to_string()),
+        action: q
+            .action
+            .map(|a| path_name(&a, "action"))
+            .transpose()?
+            .map(|n| n.to_string()),
         status,
         limit: limit(q.limit, 100)?,
     };
@@ -310,7 +318,10 @@ fn limit(raw: Option<u32>, default: u32) -> Result<u32, ApiError> {
     match raw {
         None => Ok(default),
         Some(n) if (1..=1000).contains(&n) => Ok(n),
-        Some(_) => Err(ApiError::bad_request("invalid_query", "limit: must be from 1 to 1000")),
+        Some(_) => Err(ApiError::bad_request(
+            "invalid_query",
+            "limit: must be from 1 to 1000",
+        )),
     }
 }
 
@@ -409,16 +420,21 @@ pub async fn executions(
     let limit = limit(q.limit, 100)?;
     let before_id = match q.cursor.as_deref() {
         None | Some("") => None,
-        Some(c) => Some(
-            c.parse::<i64>()
-                .ok()
-                .filter(|n| *n > 0)
-                .ok_or_else(|| ApiError::bad_request("invalid_query", "cursor: not a cursor from a previous page"))?,
-        ),
+        Some(c) => Some(c.parse::<i64>().ok().filter(|n| *n > 0).ok_or_else(|| {
+            ApiError::bad_request("invalid_query", "cursor: not a cursor from a previous page")
+        })?),
     };
     let filter = ExecutionFilter {
-        domain: q.domain.map(|d| path_name(&d, "domain")).transpose()?.map(|n| n.to_string()),
-        action: q.action.map(|a| path_name(&a, "action")).transpose()?.map(|n| n.to_string()),
+        domain: q
+            .domain
+            .map(|d| path_name(&d, "domain"))
+            .transpose()?
+            .map(|n| n.to_string()),
+        action: q
+            .action
+            .map(|a| path_name(&a, "action"))
+            .transpose()?
+            .map(|n| n.to_string()),
         task_id: q.task_id.as_deref().map(task_id).transpose()?,
         success: q.success,
         correlation_id: q.correlation_id,

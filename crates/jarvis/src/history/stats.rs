@@ -78,7 +78,9 @@ fn percentile(durations: &[(i16, i64)], total: i64, p: f64) -> Option<u64> {
             return Some(bucket_value(*bucket).round() as u64);
         }
     }
-    durations.last().map(|(b, _)| bucket_value(*b).round() as u64)
+    durations
+        .last()
+        .map(|(b, _)| bucket_value(*b).round() as u64)
 }
 
 /// For each top-level scalar parameter, its most common value (ties: the most recent).

@@ -148,7 +148,9 @@ pub(crate) fn history_range(
 }
 
 /// The summed totals row of a stats query (same column names on both backends).
-pub(crate) fn totals_of<'r, R>(row: &'r R) -> Result<crate::history::rollup::HourTotals, sqlx::Error>
+pub(crate) fn totals_of<'r, R>(
+    row: &'r R,
+) -> Result<crate::history::rollup::HourTotals, sqlx::Error>
 where
     R: sqlx::Row,
     &'static str: sqlx::ColumnIndex<R>,

@@ -248,7 +248,10 @@ impl HttpAgents {
             let impact_score = wire.impact_score.filter(|s| {
                 let ok = s.is_finite() && (0.0..=100.0).contains(s);
                 if !ok {
-                    tracing::warn!(impact_score = s, "agent reported an impact score outside 0-100; ignored");
+                    tracing::warn!(
+                        impact_score = s,
+                        "agent reported an impact score outside 0-100; ignored"
+                    );
                 }
                 ok
             });

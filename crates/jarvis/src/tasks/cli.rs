@@ -165,7 +165,11 @@ pub async fn run(connection: &Connection, command: TasksCommand) -> anyhow::Resu
                     body[k] = v;
                 }
             }
-            let path = if wait { "/api/v1/execute?wait=true" } else { "/api/v1/execute" };
+            let path = if wait {
+                "/api/v1/execute?wait=true"
+            } else {
+                "/api/v1/execute"
+            };
             client.post(path, &body).await?
         }
         TasksCommand::Show { id } => client.get(&format!("/api/v1/tasks/{id}")).await?,
@@ -218,7 +222,10 @@ mod tests {
             Some(r#"{"bpm": 90, "key": "C"}"#),
         )
         .unwrap();
-        assert_eq!(p, json!({"bpm": 120, "genre": "jazz", "live": true, "key": "C"}));
+        assert_eq!(
+            p,
+            json!({"bpm": 120, "genre": "jazz", "live": true, "key": "C"})
+        );
         assert!(parameters(&["novalue".into()], None).is_err());
         assert_eq!(
             query(&[("domain", Some("a b".into())), ("x", None)]),

@@ -90,7 +90,9 @@ impl TaskInput {
         let parameters = match self.parameters {
             None | Some(Value::Null) => Value::Object(Default::default()),
             Some(v @ Value::Object(_)) => {
-                let size = serde_json::to_vec(&v).map(|b| b.len()).unwrap_or(usize::MAX);
+                let size = serde_json::to_vec(&v)
+                    .map(|b| b.len())
+                    .unwrap_or(usize::MAX);
                 if size > MAX_PARAMETERS_BYTES {
                     return Err(refuse(
                         &f("parameters"),
@@ -215,7 +217,9 @@ mod tests {
         let input: TaskInput =
             serde_json::from_value(json!({"domain": "d", "action": "a", "parameters": {"x": big}}))
                 .unwrap();
-        let err = input.validate("tasks[2].", "c", crate::store::now()).unwrap_err();
+        let err = input
+            .validate("tasks[2].", "c", crate::store::now())
+            .unwrap_err();
         assert_eq!(err.field, "tasks[2].parameters");
     }
 

@@ -68,8 +68,16 @@ impl TaskMetrics {
             Some(metrics::Unit::Seconds),
             "Duration of task attempts.",
         );
-        metrics.describe(names::QUEUE_DEPTH, None, "Tasks queued or waiting in the store.");
-        metrics.describe(names::RUNNING, None, "Task attempts running on this instance.");
+        metrics.describe(
+            names::QUEUE_DEPTH,
+            None,
+            "Tasks queued or waiting in the store.",
+        );
+        metrics.describe(
+            names::RUNNING,
+            None,
+            "Task attempts running on this instance.",
+        );
         TaskMetrics {
             metrics,
             series: Mutex::new(HashMap::new()),
@@ -82,7 +90,8 @@ impl TaskMetrics {
         let key = (domain.to_string(), action.to_string());
         let m = &self.metrics;
         let s = all.entry(key).or_insert_with(|| {
-            let l = |status: &'static str| [("domain", domain), ("action", action), ("status", status)];
+            let l =
+                |status: &'static str| [("domain", domain), ("action", action), ("status", status)];
             let o = |outcome: &'static str| {
                 [("domain", domain), ("action", action), ("outcome", outcome)]
             };
@@ -138,7 +147,10 @@ impl TaskMetrics {
         });
         if let Some(rate) = rate {
             self.metrics
-                .gauge(names::FAILURE_RATE, &[("domain", domain), ("action", action)])
+                .gauge(
+                    names::FAILURE_RATE,
+                    &[("domain", domain), ("action", action)],
+                )
                 .set(rate);
         }
         if matches!(status, TaskStatus::Succeeded | TaskStatus::Failed) {

@@ -203,7 +203,12 @@ impl TaskQueue {
     /// and (PostgreSQL) the `LISTEN` wake-up.
     pub async fn start(self: &Arc<Self>) {
         let mut bg = Vec::new();
-        if let Some(rx) = self.settle_rx.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        if let Some(rx) = self
+            .settle_rx
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
             bg.push(tokio::spawn(self.clone().settler(rx)));
         }
         if self.settings.workers_enabled {
@@ -233,13 +238,20 @@ impl TaskQueue {
 
     /// Stores tasks (one transaction). A single task due now, submitted while a worker of this
     /// instance is free, is stored already claimed and starts at once.
-    pub async fn submit(self: &Arc<Self>, tasks: Vec<NewTask>) -> Result<Vec<Inserted>, StoreError> {
+    pub async fn submit(
+        self: &Arc<Self>,
+        tasks: Vec<NewTask>,
+    ) -> Result<Vec<Inserted>, StoreError> {
         let now = store::now();
         if tasks.len() == 1
             && self.started.load(AtomicOrdering::Relaxed)
             && !self.stopping()
             && tasks[0].run_at <= now
-            && self.buffer.lock().unwrap_or_else(|e| e.into_inner()).is_empty()
+            && self
+                .buffer
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .is_empty()
         {
             if let Ok(permit) = self.slots.clone().try_acquire_owned() {
                 let out = self
@@ -277,8 +289,11 @@ impl TaskQueue {
         let result = self.store.cancel_task(id, store::now()).await?;
         if let Some((task, true)) = &result {
             self.stop_local(id, Stop::Cancelled);
-            self.metrics
-                .finished(task.domain.as_str(), task.action.as_str(), TaskStatus::Cancelled);
+            self.metrics.finished(
+                task.domain.as_str(),
+                task.action.as_str(),
+                TaskStatus::Cancelled,
+            );
             let _ = self.finished.send(id);
             let span = task_span(task);
             span.in_scope(|| tracing::info!(task_id = %id, "task cancelled"));
@@ -395,7 +410,11 @@ impl TaskQueue {
             let mut wait = poll;
             if want > 0 && buffered <= prefetch / 2 {
                 let now = store::now();
-                match self.store.claim_tasks(self.lease_from(now), want as u32).await {
+                match self
+                    .store
+                    .claim_tasks(self.lease_from(now), want as u32)
+                    .await
+                {
                     Ok(tasks) => {
                         failures = 0;
                         let n = tasks.len();
@@ -463,7 +482,11 @@ impl TaskQueue {
         }
         let target = match self.builtins.get(task.domain.as_str()) {
             Some(b) => Target::Builtin(b),
-            None => match self.http.lookup(self.store.as_ref(), task.domain.as_str()).await {
+            None => match self
+                .http
+                .lookup(self.store.as_ref(), task.domain.as_str())
+                .await
+            {
                 Ok(Some(spec)) => Target::Http(spec),
                 Ok(None) => {
                     let reason = format!("no agent is registered for domain {}", task.domain);
@@ -519,15 +542,17 @@ impl TaskQueue {
         let call_started = Instant::now();
         let work = async {
             match &target {
-                Target::Builtin(agent) => match tokio::time::timeout(timeout, agent.run(&call)).await {
-                    Ok(answer) => (answer, Outcome::Success),
-                    Err(_) => (
-                        AgentAnswer::Failure {
-                            reason: format!("agent timed out after {} ms", timeout.as_millis()),
-                        },
-                        Outcome::Timeout,
-                    ),
-                },
+                Target::Builtin(agent) => {
+                    match tokio::time::timeout(timeout, agent.run(&call)).await {
+                        Ok(answer) => (answer, Outcome::Success),
+                        Err(_) => (
+                            AgentAnswer::Failure {
+                                reason: format!("agent timed out after {} ms", timeout.as_millis()),
+                            },
+                            Outcome::Timeout,
+                        ),
+                    }
+                }
                 Target::Http(spec) => {
                     tracing::info!(url = %spec.url, timeout_ms = timeout.as_millis() as u64, "calling agent");
                     let r = self.http.call(spec, &call, timeout).await;
@@ -572,7 +597,8 @@ impl TaskQueue {
     }
 
     fn backoff(&self, attempt: u32) -> Duration {
-        let base = self.settings.retry_base_ms as f64 * 2f64.powi(attempt.saturating_sub(1).min(40) as i32);
+        let base = self.settings.retry_base_ms as f64
+            * 2f64.powi(attempt.saturating_sub(1).min(40) as i32);
         let capped = base.min(self.settings.retry_max_ms as f64).max(1.0);
         // Equal jitter: half fixed (the backoff grows), half random (retries spread out).
         let half = capped / 2.0;
@@ -580,7 +606,12 @@ impl TaskQueue {
         Duration::from_millis((half + jitter).round() as u64)
     }
 
-    fn record_of(&self, task: &Task, started_at: chrono::DateTime<chrono::Utc>, clock: Instant) -> ExecutionRecord {
+    fn record_of(
+        &self,
+        task: &Task,
+        started_at: chrono::DateTime<chrono::Utc>,
+        clock: Instant,
+    ) -> ExecutionRecord {
         ExecutionRecord {
             record_id: Uuid::new_v4(),
             task_id: task.id,
@@ -624,7 +655,12 @@ impl TaskQueue {
                 record.success = true;
                 record.impact_score = impact_score;
                 record.cost_usd = cost_usd;
-                tracing::info!(duration_ms, status = "succeeded", attempts = task.attempts, "task completed");
+                tracing::info!(
+                    duration_ms,
+                    status = "succeeded",
+                    attempts = task.attempts,
+                    "task completed"
+                );
                 Settlement {
                     id: task.id,
                     attempt: task.attempts,
@@ -710,7 +746,9 @@ impl TaskQueue {
                 task.attempts, self.instance
             ),
         };
-        let record = self.record_of(task, started_at, clock).with_failure(&reason);
+        let record = self
+            .record_of(task, started_at, clock)
+            .with_failure(&reason);
         tracing::warn!(duration_ms = record.duration_ms, error = %reason, "task attempt stopped");
         self.recorder.record(record);
         match why {
@@ -728,7 +766,11 @@ impl TaskQueue {
                     Settlement {
                         id: task.id,
                         attempt: task.attempts,
-                        status: if last { TaskStatus::Failed } else { TaskStatus::Queued },
+                        status: if last {
+                            TaskStatus::Failed
+                        } else {
+                            TaskStatus::Queued
+                        },
                         attempts_delta: 0,
                         run_at: Some(now),
                         result: None,
@@ -853,7 +895,8 @@ impl TaskQueue {
                 }
                 continue;
             }
-            let until = store::now() + chrono::TimeDelta::milliseconds(self.settings.lease_ms as i64);
+            let until =
+                store::now() + chrono::TimeDelta::milliseconds(self.settings.lease_ms as i64);
             match self.store.extend_leases(&self.instance, &ids, until).await {
                 Ok(kept) => {
                     let kept: HashSet<Uuid> = kept.into_iter().collect();
@@ -914,8 +957,11 @@ impl TaskQueue {
                         });
                         self.recorder.record(record);
                         if task.status.is_final() {
-                            self.metrics
-                                .finished(task.domain.as_str(), task.action.as_str(), task.status);
+                            self.metrics.finished(
+                                task.domain.as_str(),
+                                task.action.as_str(),
+                                task.status,
+                            );
                             let _ = self.finished.send(task.id);
                         }
                     }
@@ -944,7 +990,10 @@ impl TaskQueue {
             .map(|r| r.0)
             .collect();
         if !buffered.is_empty() {
-            tracing::info!(tasks = buffered.len(), "releasing claimed tasks that did not start");
+            tracing::info!(
+                tasks = buffered.len(),
+                "releasing claimed tasks that did not start"
+            );
         }
         for t in &buffered {
             self.settle(
@@ -952,7 +1001,11 @@ impl TaskQueue {
                 Settlement {
                     id: t.id,
                     attempt: t.attempts,
-                    status: if t.status == TaskStatus::Waiting { TaskStatus::Waiting } else { TaskStatus::Queued },
+                    status: if t.status == TaskStatus::Waiting {
+                        TaskStatus::Waiting
+                    } else {
+                        TaskStatus::Queued
+                    },
                     attempts_delta: -1,
                     run_at: None,
                     result: None,
@@ -963,7 +1016,10 @@ impl TaskQueue {
             );
         }
         if self.running() > 0 {
-            tracing::info!(running = self.running(), "waiting for running tasks to finish");
+            tracing::info!(
+                running = self.running(),
+                "waiting for running tasks to finish"
+            );
         }
         while self.running() > 0 && tokio::time::Instant::now() < deadline {
             tokio::select! {
@@ -972,7 +1028,10 @@ impl TaskQueue {
             }
         }
         if self.running() > 0 {
-            tracing::warn!(running = self.running(), "grace period over; interrupting running tasks");
+            tracing::warn!(
+                running = self.running(),
+                "grace period over; interrupting running tasks"
+            );
             let ids: Vec<Uuid> = self
                 .held
                 .lock()

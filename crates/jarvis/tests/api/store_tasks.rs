@@ -53,7 +53,9 @@ both_backends!(concurrent_claims_never_overlap, |backend| async move {
     let (_env, store) = open(backend).await;
     let tasks: Vec<NewTask> = (0..200).map(|i| new_task(i, None)).collect();
     let ins = store.insert_tasks(&tasks, None).await.unwrap();
-    assert!(ins.iter().all(|i| i.created && i.task.status == TaskStatus::Queued));
+    assert!(ins
+        .iter()
+        .all(|i| i.created && i.task.status == TaskStatus::Queued));
     assert_eq!(store.queue_depth().await.unwrap(), 200);
     let mut workers = Vec::new();
     for w in 0..4 {
@@ -90,7 +92,10 @@ both_backends!(settlements_apply_only_to_the_holder, |backend| async move {
     let (_env, store) = open(backend).await;
     let t = new_task(0, Some("once"));
     let first = store.insert_tasks(&[t.clone()], None).await.unwrap();
-    let again = store.insert_tasks(&[new_task(1, Some("once"))], None).await.unwrap();
+    let again = store
+        .insert_tasks(&[new_task(1, Some("once"))], None)
+        .await
+        .unwrap();
     assert!(!again[0].created);
     assert_eq!(again[0].task.id, first[0].task.id);
     let claimed = store.claim_tasks(lease("a", 30), 10).await.unwrap();
@@ -109,14 +114,24 @@ both_backends!(settlements_apply_only_to_the_holder, |backend| async move {
     let now = jarvis::store::now();
     assert_eq!(store.settle_tasks("b", &[done(1)], now).await.unwrap(), 0);
     assert_eq!(store.settle_tasks("a", &[done(2)], now).await.unwrap(), 0);
-    assert_eq!(store.extend_leases("a", &[t.id], now + TimeDelta::seconds(60)).await.unwrap(), vec![t.id]);
+    assert_eq!(
+        store
+            .extend_leases("a", &[t.id], now + TimeDelta::seconds(60))
+            .await
+            .unwrap(),
+        vec![t.id]
+    );
     assert_eq!(store.settle_tasks("a", &[done(1)], now).await.unwrap(), 1);
     let got = store.get_task(t.id).await.unwrap().unwrap();
     assert_eq!(got.status, TaskStatus::Succeeded);
     assert_eq!(got.result, Some(json!({"ok": true})));
     assert_eq!(got.locked_by, None);
     // No longer held: the lease cannot be extended, nor the task cancelled.
-    assert!(store.extend_leases("a", &[t.id], now).await.unwrap().is_empty());
+    assert!(store
+        .extend_leases("a", &[t.id], now)
+        .await
+        .unwrap()
+        .is_empty());
     let (_, cancelled) = store.cancel_task(t.id, now).await.unwrap().unwrap();
     assert!(!cancelled);
     store.close().await;
@@ -135,12 +150,20 @@ both_backends!(expired_leases_are_reclaimed_once, |backend| async move {
     assert_eq!(back[0].lost_by.as_deref(), Some("dead"));
     assert_eq!(back[0].task.status, TaskStatus::Queued);
     assert_eq!(back[0].task.attempts, 1);
-    assert!(back[0].task.error.as_deref().unwrap().contains("interrupted"));
+    assert!(back[0]
+        .task
+        .error
+        .as_deref()
+        .unwrap()
+        .contains("interrupted"));
     assert!(store.reclaim_expired(now, 10).await.unwrap().is_empty());
     // Claimed again (attempt 2, the last), lost again: now it fails.
     let again = store.claim_tasks(lease("dead2", -1), 1).await.unwrap();
     assert_eq!(again[0].attempts, 2);
-    let back = store.reclaim_expired(jarvis::store::now(), 10).await.unwrap();
+    let back = store
+        .reclaim_expired(jarvis::store::now(), 10)
+        .await
+        .unwrap();
     assert_eq!(back[0].task.status, TaskStatus::Failed);
     assert!(back[0].task.finished_at.is_some());
     store.close().await;
@@ -169,7 +192,11 @@ both_backends!(history_is_idempotent_and_rolled_up, |backend| async move {
             started_at: now,
             finished_at: now,
         };
-        if success { r } else { r.with_failure("timeout after 30012 ms") }
+        if success {
+            r
+        } else {
+            r.with_failure("timeout after 30012 ms")
+        }
     };
     let batch = vec![record(true, 100), record(true, 200), record(false, 30_000)];
     assert_eq!(store.insert_history(&batch).await.unwrap(), 3);
@@ -196,12 +223,21 @@ both_backends!(history_is_idempotent_and_rolled_up, |backend| async move {
     assert!((stats.total_cost_usd - 2.0).abs() < 1e-9);
     assert_eq!(stats.common_failure_reasons.len(), 1);
     assert_eq!(stats.common_failure_reasons[0].count, 2);
-    assert_eq!(stats.common_failure_reasons[0].reason, "timeout after <num> ms");
+    assert_eq!(
+        stats.common_failure_reasons[0].reason,
+        "timeout after <num> ms"
+    );
     assert_eq!(stats.optimal_parameters["bpm"], json!(120));
     let p50 = stats.p50_duration_ms.unwrap();
     assert!((190..=210).contains(&p50), "{p50}");
     // Retention removes old records.
-    assert_eq!(store.purge_history(now + TimeDelta::seconds(1), 100).await.unwrap(), 4);
+    assert_eq!(
+        store
+            .purge_history(now + TimeDelta::seconds(1), 100)
+            .await
+            .unwrap(),
+        4
+    );
     assert_eq!(store.count_executions(None).await.unwrap(), 0);
     store.close().await;
 });

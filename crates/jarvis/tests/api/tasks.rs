@@ -70,59 +70,74 @@ async fn app_with(backend: Backend, vars: &[(&str, &str)]) -> TestApp {
     TestApp::spawn_with(env).await
 }
 
-both_backends!(a_task_succeeds_through_an_http_agent, |backend| async move {
-    let app = app_with(backend, &[]).await;
-    let agent = TestAgent::start(Behaviour::Succeed).await;
-    register(&app, "music", &agent).await;
-    let r = app
-        .client
-        .post(app.url("/api/v1/execute?wait=true"))
-        .bearer_auth(TOKEN)
-        .header("x-correlation-id", "req-success01")
-        .json(&json!({"domain": "music", "action": "generate-beat", "parameters": {"bpm": 120}}))
-        .send()
-        .await
-        .unwrap();
-    let (s, body) = json(r).await;
-    assert_eq!(s, 200, "{body}");
-    let t = &body["data"];
-    assert_eq!(t["status"], "succeeded");
-    assert_eq!(t["attempts"], 1);
-    assert_eq!(t["correlationId"], "req-success01");
-    assert_eq!(t["result"], json!({"echo": {"bpm": 120}}));
-    assert!(t["durationMs"].is_u64());
-    // The agent protocol, exactly.
-    let calls = agent.calls();
-    assert_eq!(calls.len(), 1);
-    let call = &calls[0];
-    assert_eq!(call.correlation_header.as_deref(), Some("req-success01"));
-    let mut keys: Vec<&String> = call.body.as_object().unwrap().keys().collect();
-    keys.sort();
-    assert_eq!(
-        keys,
-        ["action", "attempt", "correlationId", "domain", "parameters", "taskId"]
-    );
-    assert_eq!(call.body["taskId"], t["taskId"]);
-    assert_eq!(call.body["attempt"], 1);
-    assert_eq!(call.body["correlationId"], "req-success01");
-    // History row with the correlation ID, and stats.
-    let id = t["taskId"].as_str().unwrap();
-    let rows = history_of(&app, id, 1).await;
-    assert_eq!(rows[0]["correlationId"], "req-success01");
-    assert_eq!(rows[0]["success"], true);
-    assert_eq!(rows[0]["impactScore"], 80.0);
-    let (_, stats) =
-        json(app.get("/api/v1/tasks/history?domain=music&action=generate-beat").await).await;
-    let st = &stats["data"];
-    assert_eq!(st["total"], 1, "{st}");
-    assert_eq!(st["successRate"], 1.0);
-    assert_eq!(st["avgImpactScore"], 80.0);
-    assert_eq!(st["totalCostUsd"], 0.01);
-    assert_eq!(st["optimalParameters"], json!({"bpm": 120}));
-    assert!(st["lastExecutedAt"].is_string());
-    assert!(st["p95DurationMs"].is_u64());
-    app.stop().await;
-});
+both_backends!(
+    a_task_succeeds_through_an_http_agent,
+    |backend| async move {
+        let app = app_with(backend, &[]).await;
+        let agent = TestAgent::start(Behaviour::Succeed).await;
+        register(&app, "music", &agent).await;
+        let r = app
+            .client
+            .post(app.url("/api/v1/execute?wait=true"))
+            .bearer_auth(TOKEN)
+            .header("x-correlation-id", "req-success01")
+            .json(
+                &json!({"domain": "music", "action": "generate-beat", "parameters": {"bpm": 120}}),
+            )
+            .send()
+            .await
+            .unwrap();
+        let (s, body) = json(r).await;
+        assert_eq!(s, 200, "{body}");
+        let t = &body["data"];
+        assert_eq!(t["status"], "succeeded");
+        assert_eq!(t["attempts"], 1);
+        assert_eq!(t["correlationId"], "req-success01");
+        assert_eq!(t["result"], json!({"echo": {"bpm": 120}}));
+        assert!(t["durationMs"].is_u64());
+        // The agent protocol, exactly.
+        let calls = agent.calls();
+        assert_eq!(calls.len(), 1);
+        let call = &calls[0];
+        assert_eq!(call.correlation_header.as_deref(), Some("req-success01"));
+        let mut keys: Vec<&String> = call.body.as_object().unwrap().keys().collect();
+        keys.sort();
+        assert_eq!(
+            keys,
+            [
+                "action",
+                "attempt",
+                "correlationId",
+                "domain",
+                "parameters",
+                "taskId"
+            ]
+        );
+        assert_eq!(call.body["taskId"], t["taskId"]);
+        assert_eq!(call.body["attempt"], 1);
+        assert_eq!(call.body["correlationId"], "req-success01");
+        // History row with the correlation ID, and stats.
+        let id = t["taskId"].as_str().unwrap();
+        let rows = history_of(&app, id, 1).await;
+        assert_eq!(rows[0]["correlationId"], "req-success01");
+        assert_eq!(rows[0]["success"], true);
+        assert_eq!(rows[0]["impactScore"], 80.0);
+        let (_, stats) = json(
+            app.get("/api/v1/tasks/history?domain=music&action=generate-beat")
+                .await,
+        )
+        .await;
+        let st = &stats["data"];
+        assert_eq!(st["total"], 1, "{st}");
+        assert_eq!(st["successRate"], 1.0);
+        assert_eq!(st["avgImpactScore"], 80.0);
+        assert_eq!(st["totalCostUsd"], 0.01);
+        assert_eq!(st["optimalParameters"], json!({"bpm": 120}));
+        assert!(st["lastExecutedAt"].is_string());
+        assert!(st["p95DurationMs"].is_u64());
+        app.stop().await;
+    }
+);
 
 both_backends!(failures_are_retried_with_backoff, |backend| async move {
     let app = app_with(backend, &[]).await;
@@ -137,7 +152,10 @@ both_backends!(failures_are_retried_with_backoff, |backend| async move {
     let id = body["data"]["taskId"].as_str().unwrap().to_string();
     let t = until_status(&app, &id, "failed").await;
     assert_eq!(t["attempts"], 3);
-    assert!(t["error"].as_str().unwrap().starts_with("render failed after"));
+    assert!(t["error"]
+        .as_str()
+        .unwrap()
+        .starts_with("render failed after"));
     let calls = agent.calls();
     assert_eq!(calls.len(), 3);
     for (i, c) in calls.iter().enumerate() {
@@ -149,12 +167,22 @@ both_backends!(failures_are_retried_with_backoff, |backend| async move {
     assert!(gap1 >= Duration::from_millis(20), "{gap1:?}");
     assert!(gap2 >= Duration::from_millis(40), "{gap2:?}");
     let rows = history_of(&app, &id, 3).await;
-    let attempts: Vec<u64> = rows.iter().map(|r| r["attempt"].as_u64().unwrap()).collect();
+    let attempts: Vec<u64> = rows
+        .iter()
+        .map(|r| r["attempt"].as_u64().unwrap())
+        .collect();
     assert_eq!(attempts, [1, 2, 3]);
     assert!(rows.iter().all(|r| r["success"] == false));
     // The three messages differ in their numbers but form one failure group.
-    let (_, stats) = json(app.get("/api/v1/tasks/history?domain=music&action=render").await).await;
-    let reasons = stats["data"]["commonFailureReasons"].as_array().unwrap().clone();
+    let (_, stats) = json(
+        app.get("/api/v1/tasks/history?domain=music&action=render")
+            .await,
+    )
+    .await;
+    let reasons = stats["data"]["commonFailureReasons"]
+        .as_array()
+        .unwrap()
+        .clone();
     assert_eq!(reasons.len(), 1, "{reasons:?}");
     assert_eq!(reasons[0]["count"], 3);
     assert_eq!(reasons[0]["reason"], "render failed after <num> ms");
@@ -195,7 +223,11 @@ both_backends!(an_open_circuit_spends_no_attempts, |backend| async move {
     .await;
     let agent = TestAgent::start(Behaviour::Status(503)).await;
     register(&app, "flaky", &agent).await;
-    let (_, body) = submit(&app, json!({"domain": "flaky", "action": "x", "maxAttempts": 5})).await;
+    let (_, body) = submit(
+        &app,
+        json!({"domain": "flaky", "action": "x", "maxAttempts": 5}),
+    )
+    .await;
     let id = body["data"]["taskId"].as_str().unwrap().to_string();
     // Two 503s open the circuit; the task then waits without spending attempts.
     let t = until_status(&app, &id, "waiting").await;
@@ -210,7 +242,10 @@ both_backends!(an_open_circuit_spends_no_attempts, |backend| async move {
     let calls = agent.calls();
     assert_eq!(calls.len(), 3);
     let quiet = calls[2].at - calls[1].at;
-    assert!(quiet >= Duration::from_millis(1300), "called while OPEN: {quiet:?}");
+    assert!(
+        quiet >= Duration::from_millis(1300),
+        "called while OPEN: {quiet:?}"
+    );
     let (_, b) = json(app.get("/api/v1/circuit-breakers/flaky").await).await;
     assert_ne!(b["data"]["flaky"]["state"], "OPEN");
     // History holds exactly the attempts made.
@@ -218,17 +253,19 @@ both_backends!(an_open_circuit_spends_no_attempts, |backend| async move {
     app.stop().await;
 });
 
-both_backends!(idempotency_keys_return_the_same_task, |backend| async move {
-    let app = app_with(backend, &[]).await;
-    let body = json!({"domain": "noop", "action": "x", "idempotencyKey": "order-42"});
-    let (s1, b1) = submit(&app, body.clone()).await;
-    let (s2, b2) = submit(&app, body.clone()).await;
-    assert_eq!(s1, 202, "{b1}");
-    assert_eq!(s2, 200, "{b2}");
-    assert_eq!(b1["data"]["taskId"], b2["data"]["taskId"]);
-    assert_eq!(b2["data"]["duplicate"], true);
-    // In a batch too, also against itself.
-    let (s, b) = json(
+both_backends!(
+    idempotency_keys_return_the_same_task,
+    |backend| async move {
+        let app = app_with(backend, &[]).await;
+        let body = json!({"domain": "noop", "action": "x", "idempotencyKey": "order-42"});
+        let (s1, b1) = submit(&app, body.clone()).await;
+        let (s2, b2) = submit(&app, body.clone()).await;
+        assert_eq!(s1, 202, "{b1}");
+        assert_eq!(s2, 200, "{b2}");
+        assert_eq!(b1["data"]["taskId"], b2["data"]["taskId"]);
+        assert_eq!(b2["data"]["duplicate"], true);
+        // In a batch too, also against itself.
+        let (s, b) = json(
         app.send_json(
             Method::POST,
             "/api/v1/tasks/batch",
@@ -238,49 +275,77 @@ both_backends!(idempotency_keys_return_the_same_task, |backend| async move {
         .await,
     )
     .await;
-    assert_eq!(s, 202, "{b}");
-    let ts = b["data"]["tasks"].as_array().unwrap();
-    assert_eq!(ts[0]["taskId"], b1["data"]["taskId"]);
-    assert_eq!(ts[1]["taskId"], ts[2]["taskId"]);
-    assert_eq!(b["data"]["created"], 1);
-    let id = b1["data"]["taskId"].as_str().unwrap();
-    until_status(&app, id, "succeeded").await;
-    app.stop().await;
-});
+        assert_eq!(s, 202, "{b}");
+        let ts = b["data"]["tasks"].as_array().unwrap();
+        assert_eq!(ts[0]["taskId"], b1["data"]["taskId"]);
+        assert_eq!(ts[1]["taskId"], ts[2]["taskId"]);
+        assert_eq!(b["data"]["created"], 1);
+        let id = b1["data"]["taskId"].as_str().unwrap();
+        until_status(&app, id, "succeeded").await;
+        app.stop().await;
+    }
+);
 
 both_backends!(tasks_can_be_cancelled, |backend| async move {
     let app = app_with(backend, &[]).await;
     let agent = TestAgent::start(Behaviour::Succeed).await;
     register(&app, "music", &agent).await;
     // A running task.
-    let (_, b) = submit(&app, json!({"domain": "music", "action": "x", "parameters": {"hold": true}})).await;
+    let (_, b) = submit(
+        &app,
+        json!({"domain": "music", "action": "x", "parameters": {"hold": true}}),
+    )
+    .await;
     let running = b["data"]["taskId"].as_str().unwrap().to_string();
-    eventually(LIMIT, "the agent call", || async { (!agent.calls().is_empty()).then_some(()) }).await;
+    eventually(LIMIT, "the agent call", || async {
+        (!agent.calls().is_empty()).then_some(())
+    })
+    .await;
     let (s, c) = json(
-        app.send_json(Method::DELETE, &format!("/api/v1/tasks/{running}"), &json!({}))
-            .await,
+        app.send_json(
+            Method::DELETE,
+            &format!("/api/v1/tasks/{running}"),
+            &json!({}),
+        )
+        .await,
     )
     .await;
     assert_eq!(s, 200, "{c}");
     assert_eq!(c["data"]["status"], "cancelled");
     // A delayed one, cancelled before it runs: never called.
     let later = (chrono::Utc::now() + chrono::TimeDelta::seconds(2)).to_rfc3339();
-    let (_, b) = submit(&app, json!({"domain": "music", "action": "y", "runAt": later})).await;
+    let (_, b) = submit(
+        &app,
+        json!({"domain": "music", "action": "y", "runAt": later}),
+    )
+    .await;
     let delayed = b["data"]["taskId"].as_str().unwrap().to_string();
     let (s, _) = json(
-        app.send_json(Method::DELETE, &format!("/api/v1/tasks/{delayed}"), &json!({}))
-            .await,
+        app.send_json(
+            Method::DELETE,
+            &format!("/api/v1/tasks/{delayed}"),
+            &json!({}),
+        )
+        .await,
     )
     .await;
     assert_eq!(s, 200);
     agent.release();
     // Cancelling again: 409; an unknown task: 404.
     let r = app
-        .send_json(Method::DELETE, &format!("/api/v1/tasks/{delayed}"), &json!({}))
+        .send_json(
+            Method::DELETE,
+            &format!("/api/v1/tasks/{delayed}"),
+            &json!({}),
+        )
         .await;
     assert_error(r, 409, "already_finished").await;
     let r = app
-        .send_json(Method::DELETE, &format!("/api/v1/tasks/{}", uuid::Uuid::new_v4()), &json!({}))
+        .send_json(
+            Method::DELETE,
+            &format!("/api/v1/tasks/{}", uuid::Uuid::new_v4()),
+            &json!({}),
+        )
         .await;
     assert_error(r, 404, "not_found").await;
     // The stopped attempt is recorded; the task stays cancelled; the delayed one never ran.
@@ -329,9 +394,16 @@ both_backends!(higher_priorities_run_first, |backend| async move {
     .await;
     let agent = TestAgent::start(Behaviour::Succeed).await;
     register(&app, "music", &agent).await;
-    let (_, b) = submit(&app, json!({"domain": "music", "action": "x", "parameters": {"hold": true}})).await;
+    let (_, b) = submit(
+        &app,
+        json!({"domain": "music", "action": "x", "parameters": {"hold": true}}),
+    )
+    .await;
     let blocker = b["data"]["taskId"].as_str().unwrap().to_string();
-    eventually(LIMIT, "the blocker to run", || async { (!agent.calls().is_empty()).then_some(()) }).await;
+    eventually(LIMIT, "the blocker to run", || async {
+        (!agent.calls().is_empty()).then_some(())
+    })
+    .await;
     let mut ids = Vec::new();
     for p in [1, 10, 5, -3] {
         let (_, b) = submit(
@@ -358,34 +430,83 @@ both_backends!(higher_priorities_run_first, |backend| async move {
 async fn bad_submissions_name_the_field() {
     let app = app_with(Backend::Sqlite, &[]).await;
     for (body, code, starts) in [
-        (json!({"action": "x"}), "invalid_task", "domain: is required"),
-        (json!({"domain": "a/b", "action": "x"}), "invalid_task", "domain: "),
-        (json!({"domain": "d", "action": "x", "parameters": "no"}), "invalid_task", "parameters: must be a JSON object"),
-        (json!({"domain": "d", "action": "x", "priority": 2_000_000}), "invalid_task", "priority: "),
-        (json!({"domain": "d", "action": "x", "runAt": "soon"}), "invalid_task", "runAt: "),
-        (json!({"domain": "d", "action": "x", "parameters": {"big": "x".repeat(70_000)}}), "invalid_task", "parameters: is "),
+        (
+            json!({"action": "x"}),
+            "invalid_task",
+            "domain: is required",
+        ),
+        (
+            json!({"domain": "a/b", "action": "x"}),
+            "invalid_task",
+            "domain: ",
+        ),
+        (
+            json!({"domain": "d", "action": "x", "parameters": "no"}),
+            "invalid_task",
+            "parameters: must be a JSON object",
+        ),
+        (
+            json!({"domain": "d", "action": "x", "priority": 2_000_000}),
+            "invalid_task",
+            "priority: ",
+        ),
+        (
+            json!({"domain": "d", "action": "x", "runAt": "soon"}),
+            "invalid_task",
+            "runAt: ",
+        ),
+        (
+            json!({"domain": "d", "action": "x", "parameters": {"big": "x".repeat(70_000)}}),
+            "invalid_task",
+            "parameters: is ",
+        ),
     ] {
         let (s, b) = submit(&app, body).await;
         assert_eq!(s, 400, "{b}");
         assert_eq!(b["error"]["code"], code);
-        assert!(b["error"]["message"].as_str().unwrap().starts_with(starts), "{b}");
+        assert!(
+            b["error"]["message"].as_str().unwrap().starts_with(starts),
+            "{b}"
+        );
     }
     let r = app
-        .send_json(Method::POST, "/api/v1/execute", &json!({"domain": "d", "action": "x", "bogus": 1}))
+        .send_json(
+            Method::POST,
+            "/api/v1/execute",
+            &json!({"domain": "d", "action": "x", "bogus": 1}),
+        )
         .await;
     let b = assert_error(r, 400, "invalid_body").await;
     assert!(b["error"]["message"].as_str().unwrap().contains("bogus"));
     let r = app
-        .send_json(Method::POST, "/api/v1/tasks/batch", &json!({"tasks": [{"domain": "d", "action": "x"}, {"domain": "d"}]}))
+        .send_json(
+            Method::POST,
+            "/api/v1/tasks/batch",
+            &json!({"tasks": [{"domain": "d", "action": "x"}, {"domain": "d"}]}),
+        )
         .await;
     let b = assert_error(r, 400, "invalid_task").await;
     assert_eq!(b["error"]["message"], "tasks[1].action: is required");
-    let many: Vec<Value> = (0..1001).map(|_| json!({"domain": "d", "action": "x"})).collect();
-    let r = app.send_json(Method::POST, "/api/v1/tasks/batch", &json!({"tasks": many})).await;
+    let many: Vec<Value> = (0..1001)
+        .map(|_| json!({"domain": "d", "action": "x"}))
+        .collect();
+    let r = app
+        .send_json(Method::POST, "/api/v1/tasks/batch", &json!({"tasks": many}))
+        .await;
     assert_error(r, 400, "invalid_task").await;
     assert_error(app.get("/api/v1/tasks/not-a-uuid").await, 400, "invalid_id").await;
-    assert_error(app.get("/api/v1/tasks/history?domain=d").await, 400, "invalid_query").await;
-    assert_error(app.get("/api/v1/tasks/executions?cursor=abc").await, 400, "invalid_query").await;
+    assert_error(
+        app.get("/api/v1/tasks/history?domain=d").await,
+        400,
+        "invalid_query",
+    )
+    .await;
+    assert_error(
+        app.get("/api/v1/tasks/executions?cursor=abc").await,
+        400,
+        "invalid_query",
+    )
+    .await;
     // Nothing was stored.
     let (_, b) = json(app.get("/api/v1/tasks").await).await;
     assert_eq!(b["data"], json!([]));
@@ -397,7 +518,15 @@ both_backends!(executions_page_with_a_cursor, |backend| async move {
     let tasks: Vec<Value> = (0..25)
         .map(|i| json!({"domain": "noop", "action": if i % 5 == 0 { "odd" } else { "even" }}))
         .collect();
-    let (s, _) = json(app.send_json(Method::POST, "/api/v1/tasks/batch", &json!({"tasks": tasks})).await).await;
+    let (s, _) = json(
+        app.send_json(
+            Method::POST,
+            "/api/v1/tasks/batch",
+            &json!({"tasks": tasks}),
+        )
+        .await,
+    )
+    .await;
     assert_eq!(s, 202);
     eventually(LIMIT, "25 records", || async {
         (executions(&app, "limit=1000").await.len() == 25).then_some(())
@@ -406,7 +535,13 @@ both_backends!(executions_page_with_a_cursor, |backend| async move {
     let mut seen = Vec::new();
     let mut cursor = String::new();
     loop {
-        let (_, b) = json(app.get(&format!("/api/v1/tasks/executions?domain=noop&action=even&limit=7&cursor={cursor}")).await).await;
+        let (_, b) = json(
+            app.get(&format!(
+                "/api/v1/tasks/executions?domain=noop&action=even&limit=7&cursor={cursor}"
+            ))
+            .await,
+        )
+        .await;
         let items = b["data"]["items"].as_array().unwrap().clone();
         seen.extend(items.iter().map(|i| i["id"].as_i64().unwrap()));
         match b["data"]["nextCursor"].as_str() {
@@ -415,6 +550,9 @@ both_backends!(executions_page_with_a_cursor, |backend| async move {
         }
     }
     assert_eq!(seen.len(), 20);
-    assert!(seen.windows(2).all(|w| w[0] > w[1]), "newest first, no repeats");
+    assert!(
+        seen.windows(2).all(|w| w[0] > w[1]),
+        "newest first, no repeats"
+    );
     app.stop().await;
 });

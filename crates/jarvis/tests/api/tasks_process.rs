@@ -10,10 +10,14 @@ use crate::helpers::*;
 use reqwest::Method;
 use serde_json::{json, Value};
 
-
 const LIMIT: Duration = Duration::from_secs(40);
 
-async fn api(client: &reqwest::Client, method: Method, url: String, body: Option<Value>) -> (u16, Value) {
+async fn api(
+    client: &reqwest::Client,
+    method: Method,
+    url: String,
+    body: Option<Value>,
+) -> (u16, Value) {
     let mut r = client.request(method, url).bearer_auth(TOKEN);
     if let Some(b) = body {
         r = r.json(&b);
@@ -29,7 +33,13 @@ async fn a_task_logs_under_the_request_correlation_id() {
     let mut p = TestProcess::start(&env).await;
     let agent = TestAgent::start(Behaviour::Succeed).await;
     let client = reqwest::Client::new();
-    let (s, _) = api(&client, Method::PUT, p.url("/api/v1/agents/music"), Some(json!({"url": agent.url}))).await;
+    let (s, _) = api(
+        &client,
+        Method::PUT,
+        p.url("/api/v1/agents/music"),
+        Some(json!({"url": agent.url})),
+    )
+    .await;
     assert_eq!(s, 201);
     let r = client
         .post(p.url("/api/v1/execute?wait=true"))
@@ -42,19 +52,33 @@ async fn a_task_logs_under_the_request_correlation_id() {
     let (s, body) = json(r).await;
     assert_eq!(s, 200, "{body}");
     let id = body["data"]["taskId"].as_str().unwrap().to_string();
-    assert_eq!(agent.calls()[0].correlation_header.as_deref(), Some("req-abc123xyz"));
+    assert_eq!(
+        agent.calls()[0].correlation_header.as_deref(),
+        Some("req-abc123xyz")
+    );
     // The history row carries it too (read before stopping: the recorder is asynchronous).
     eventually(LIMIT, "the history row", || async {
-        let (_, b) = api(&client, Method::GET, p.url(&format!("/api/v1/tasks/executions?taskId={id}")), None).await;
+        let (_, b) = api(
+            &client,
+            Method::GET,
+            p.url(&format!("/api/v1/tasks/executions?taskId={id}")),
+            None,
+        )
+        .await;
         let items = b["data"]["items"].as_array().cloned().unwrap_or_default();
-        items.first().map(|r| assert_eq!(r["correlationId"], "req-abc123xyz"))
+        items
+            .first()
+            .map(|r| assert_eq!(r["correlationId"], "req-abc123xyz"))
     })
     .await;
     p.signal("TERM");
     assert!(p.wait_exit(Duration::from_secs(20)).await.success());
 
     let lines = log_lines(&env.log_file());
-    let about_task: Vec<&Value> = lines.iter().filter(|l| l["taskId"] == id.as_str()).collect();
+    let about_task: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["taskId"] == id.as_str())
+        .collect();
     assert!(!about_task.is_empty());
     for l in &about_task {
         assert_eq!(l["correlationId"], "req-abc123xyz", "{l}");
@@ -64,7 +88,14 @@ async fn a_task_logs_under_the_request_correlation_id() {
         .filter(|l| l["correlationId"] == "req-abc123xyz")
         .map(|l| l["message"].as_str().unwrap().to_string())
         .collect();
-    let expected = ["task received", "task created", "executing task", "calling agent", "agent answered", "task completed"];
+    let expected = [
+        "task received",
+        "task created",
+        "executing task",
+        "calling agent",
+        "agent answered",
+        "task completed",
+    ];
     let mut at = 0;
     for m in &ours {
         if at < expected.len() && m == expected[at] {
@@ -94,12 +125,31 @@ async fn a_killed_worker_loses_no_task() {
     env.set("JARVIS_INSTANCE_ID", "victim");
     let mut victim = TestProcess::start(&env).await;
     let client = reqwest::Client::new();
-    let (s, _) = api(&client, Method::PUT, victim.url("/api/v1/agents/music"), Some(json!({"url": agent.url}))).await;
+    let (s, _) = api(
+        &client,
+        Method::PUT,
+        victim.url("/api/v1/agents/music"),
+        Some(json!({"url": agent.url})),
+    )
+    .await;
     assert_eq!(s, 201);
-    let tasks: Vec<Value> = (0..24).map(|i| json!({"domain": "music", "action": "x", "parameters": {"i": i}})).collect();
-    let (s, b) = api(&client, Method::POST, victim.url("/api/v1/tasks/batch"), Some(json!({"tasks": tasks}))).await;
+    let tasks: Vec<Value> = (0..24)
+        .map(|i| json!({"domain": "music", "action": "x", "parameters": {"i": i}}))
+        .collect();
+    let (s, b) = api(
+        &client,
+        Method::POST,
+        victim.url("/api/v1/tasks/batch"),
+        Some(json!({"tasks": tasks})),
+    )
+    .await;
     assert_eq!(s, 202, "{b}");
-    let ids: Vec<String> = b["data"]["tasks"].as_array().unwrap().iter().map(|t| t["taskId"].as_str().unwrap().to_string()).collect();
+    let ids: Vec<String> = b["data"]["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["taskId"].as_str().unwrap().to_string())
+        .collect();
 
     let db = sqlx::PgPool::connect(&db_url).await.unwrap();
     let held: Vec<uuid::Uuid> = eventually(LIMIT, "running tasks on the victim", || {
@@ -145,7 +195,10 @@ async fn a_killed_worker_loses_no_task() {
             .unwrap();
         assert!(attempts >= 2, "task {id}: {attempts} attempts");
         let rows = eventually(LIMIT, "the history of an interrupted task", || {
-            let (client, url) = (&client, survivor.url(&format!("/api/v1/tasks/executions?taskId={id}")));
+            let (client, url) = (
+                &client,
+                survivor.url(&format!("/api/v1/tasks/executions?taskId={id}")),
+            );
             async move {
                 let (_, b) = api(client, Method::GET, url, None).await;
                 let items = b["data"]["items"].as_array().cloned().unwrap_or_default();
@@ -158,13 +211,20 @@ async fn a_killed_worker_loses_no_task() {
             .find(|r| r["success"] == false)
             .unwrap_or_else(|| panic!("no interrupted attempt for {id}: {rows:?}"));
         assert_eq!(lost["instanceId"], "victim");
-        assert!(lost["failureReason"].as_str().unwrap().contains("stopped renewing its lease"), "{lost}");
+        assert!(
+            lost["failureReason"]
+                .as_str()
+                .unwrap()
+                .contains("stopped renewing its lease"),
+            "{lost}"
+        );
     }
     // Every task has a successful execution in history.
-    let ok: i64 = sqlx::query_scalar("SELECT count(DISTINCT task_id) FROM task_history WHERE success")
-        .fetch_one(&db)
-        .await
-        .unwrap();
+    let ok: i64 =
+        sqlx::query_scalar("SELECT count(DISTINCT task_id) FROM task_history WHERE success")
+            .fetch_one(&db)
+            .await
+            .unwrap();
     assert_eq!(ok, 24);
 }
 
@@ -186,7 +246,9 @@ impl Proxy {
         let (d, c) = (down.clone(), conns.clone());
         let accept = tokio::spawn(async move {
             loop {
-                let Ok((mut inbound, _)) = listener.accept().await else { continue };
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    continue;
+                };
                 if d.load(Ordering::SeqCst) {
                     drop(inbound);
                     continue;
@@ -199,7 +261,12 @@ impl Proxy {
                 }));
             }
         });
-        Proxy { port, down, conns, accept }
+        Proxy {
+            port,
+            down,
+            conns,
+            accept,
+        }
     }
 
     fn cut(&self) {
@@ -228,7 +295,11 @@ async fn no_record_is_lost_while_postgres_is_unreachable() {
     let mut env = TestEnv::new(Backend::Postgres).await;
     let real = env.db.as_ref().unwrap().url.clone();
     let mut parsed = url::Url::parse(&real).unwrap();
-    let target = format!("{}:{}", parsed.host_str().unwrap(), parsed.port().unwrap_or(5432));
+    let target = format!(
+        "{}:{}",
+        parsed.host_str().unwrap(),
+        parsed.port().unwrap_or(5432)
+    );
     let proxy = Proxy::start(target).await;
     parsed.set_host(Some("127.0.0.1")).unwrap();
     parsed.set_port(Some(proxy.port)).unwrap();
@@ -236,20 +307,44 @@ async fn no_record_is_lost_while_postgres_is_unreachable() {
     let data_dir = std::path::PathBuf::from(&env.vars["JARVIS_DATA_DIR"]);
     let app = TestApp::spawn_with(env).await;
     let agent = TestAgent::start(Behaviour::Succeed).await;
-    let r = app.send_json(Method::PUT, "/api/v1/agents/music", &json!({"url": agent.url})).await;
+    let r = app
+        .send_json(
+            Method::PUT,
+            "/api/v1/agents/music",
+            &json!({"url": agent.url}),
+        )
+        .await;
     assert_eq!(r.status(), 201);
     const N: usize = 30;
-    let tasks: Vec<Value> = (0..N).map(|i| json!({"domain": "music", "action": "x", "parameters": {"hold": true, "i": i}})).collect();
-    let (s, _) = json(app.send_json(Method::POST, "/api/v1/tasks/batch", &json!({"tasks": tasks})).await).await;
+    let tasks: Vec<Value> = (0..N)
+        .map(|i| json!({"domain": "music", "action": "x", "parameters": {"hold": true, "i": i}}))
+        .collect();
+    let (s, _) = json(
+        app.send_json(
+            Method::POST,
+            "/api/v1/tasks/batch",
+            &json!({"tasks": tasks}),
+        )
+        .await,
+    )
+    .await;
     assert_eq!(s, 202);
     // All N are claimed by this instance (prefetch), 10 are at the agent.
-    eventually(LIMIT, "10 calls at the agent", || async { (agent.calls().len() >= 10).then_some(()) }).await;
+    eventually(LIMIT, "10 calls at the agent", || async {
+        (agent.calls().len() >= 10).then_some(())
+    })
+    .await;
     proxy.cut();
     agent.release();
-    eventually(LIMIT, "every task to reach the agent", || async { (agent.calls().len() == N).then_some(()) }).await;
+    eventually(LIMIT, "every task to reach the agent", || async {
+        (agent.calls().len() == N).then_some(())
+    })
+    .await;
     let spool = data_dir.join("history-spool.jsonl");
     eventually(LIMIT, "records in the spool file", || async {
-        let n = std::fs::read_to_string(&spool).map(|t| t.lines().count()).unwrap_or(0);
+        let n = std::fs::read_to_string(&spool)
+            .map(|t| t.lines().count())
+            .unwrap_or(0);
         (n == N).then_some(())
     })
     .await;
@@ -266,21 +361,28 @@ async fn no_record_is_lost_while_postgres_is_unreachable() {
         }
     })
     .await;
-    assert_eq!(rows as usize, N, "one record per agent call, none lost, none doubled");
+    assert_eq!(
+        rows as usize, N,
+        "one record per agent call, none lost, none doubled"
+    );
     assert_eq!(agent.calls().len(), N);
     eventually(LIMIT, "every task settled", || {
         let db = &db;
         async move {
-            let n: i64 = sqlx::query_scalar("SELECT count(*) FROM tasks WHERE status = 'succeeded'")
-                .fetch_one(db)
-                .await
-                .unwrap();
+            let n: i64 =
+                sqlx::query_scalar("SELECT count(*) FROM tasks WHERE status = 'succeeded'")
+                    .fetch_one(db)
+                    .await
+                    .unwrap();
             (n as usize == N).then_some(())
         }
     })
     .await;
     assert!(!spool.exists(), "the spool is emptied after replay");
     let metrics = app.get("/metrics").await.text().await.unwrap();
-    assert!(metrics.contains("jarvis_history_records_total{result=\"replayed\"} 30"), "{metrics}");
+    assert!(
+        metrics.contains("jarvis_history_records_total{result=\"replayed\"} 30"),
+        "{metrics}"
+    );
     app.stop().await;
 }

@@ -11,7 +11,10 @@ use crate::history::rollup::{FailureCount, Rollup};
 use crate::store::history::{ExecutionFilter, HistoryStore, StatsQuery, StatsRaw};
 use crate::store::{rows, StoreError};
 
-async fn write_rollup(tx: &mut Transaction<'_, Sqlite>, rollup: &Rollup) -> Result<(), sqlx::Error> {
+async fn write_rollup(
+    tx: &mut Transaction<'_, Sqlite>,
+    rollup: &Rollup,
+) -> Result<(), sqlx::Error> {
     for ((domain, action, hour), t) in &rollup.totals {
         sqlx::query(
             "INSERT INTO task_stats_hourly (domain, action, hour, total, succeeded, failed, \
@@ -238,12 +241,13 @@ impl HistoryStore for SqliteStore {
     }
 
     async fn count_executions(&self, task_id: Option<Uuid>) -> Result<u64, StoreError> {
-        let n: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM task_history WHERE (?1 IS NULL OR task_id = ?1)")
-                .bind(task_id.map(|u| u.hyphenated().to_string()))
-                .fetch_one(self.pool())
-                .await
-                .map_err(|e| self.err(e))?;
+        let n: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM task_history WHERE (?1 IS NULL OR task_id = ?1)",
+        )
+        .bind(task_id.map(|u| u.hyphenated().to_string()))
+        .fetch_one(self.pool())
+        .await
+        .map_err(|e| self.err(e))?;
         Ok(n.max(0) as u64)
     }
 
