@@ -12,12 +12,15 @@ use std::time::Instant;
 use anyhow::Context;
 use secrecy::SecretString;
 use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
 
 use crate::breakers::metrics::BreakerMetrics;
+use crate::breakers::shared::{BreakerSync, SharedSettings};
 use crate::breakers::BreakerRegistry;
 use crate::config::{Config, Environment};
 use crate::history::{Recorder, RecorderTask};
 use crate::metrics::Metrics;
+use crate::store::Backend;
 use crate::store::{self, Store};
 use crate::tasks::metrics::TaskMetrics;
 use crate::tasks::queue::QueueParts;
@@ -42,13 +45,24 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// The task queue and its workers.
     pub tasks: Arc<TaskQueue>,
+    /// Keeps breaker state shared through the store.
+    pub breaker_sync: Arc<BreakerSync>,
+    /// Requests served (for the EMF metrics).
+    pub requests: Arc<crate::emf::RequestStats>,
 }
+
+/// Background work started with the server and stopped after it: each entry gets the shutdown
+/// signal and finishes its pending work before returning.
+type BackgroundTask = Box<
+    dyn FnOnce(watch::Receiver<bool>) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> + Send,
+>;
 
 /// A built application: bound to its port, store open and migrated, not yet serving.
 pub struct Application {
     listener: TcpListener,
     state: AppState,
     recorder: RecorderTask,
+    background: Vec<BackgroundTask>,
 }
 
 impl Application {
@@ -75,11 +89,41 @@ impl Application {
             .await
             .with_context(|| format!("cannot listen on {addr}"))?;
         let metrics = Arc::new(Metrics::new());
-        let breakers = Arc::new(BreakerRegistry::new(
-            config.breakers,
-            config.file.breakers.clone(),
-            Arc::new(BreakerMetrics::new(metrics.clone())),
-        ));
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let coordinate = store.backend() == Backend::Postgres;
+        let breakers = Arc::new(
+            BreakerRegistry::new(
+                config.breakers,
+                config.file.breakers.clone(),
+                Arc::new(BreakerMetrics::new(metrics.clone())),
+            )
+            .shared(events_tx, coordinate),
+        );
+        let breaker_sync = BreakerSync::new(
+            store.clone(),
+            breakers.clone(),
+            config.instance_id.clone(),
+            SharedSettings {
+                coordinate,
+                quorum: config.breaker_quorum,
+                lease: config.breaker_lease,
+                reconcile_every: config.breaker_reconcile,
+            },
+        );
+        // Before serving: an open circuit stays open across a restart.
+        breaker_sync.load().await;
+        let (notes_tx, notes_rx) = mpsc::unbounded_channel();
+        let mut background: Vec<BackgroundTask> = Vec::new();
+        {
+            let sync = breaker_sync.clone();
+            background.push(Box::new(move |stop| {
+                Box::pin(sync.run(events_rx, notes_rx, stop))
+            }));
+            let store = store.clone();
+            background.push(Box::new(move |stop| {
+                Box::pin(async move { store.watch_breakers(notes_tx, stop).await })
+            }));
+        }
         let (recorder, recorder_task) =
             Recorder::start(store.clone(), &config.data_dir, metrics.clone());
         let tasks = TaskQueue::new(QueueParts {
@@ -92,8 +136,24 @@ impl Application {
             concurrency: config.concurrency,
             instance: config.instance_id.clone(),
         });
+        if config.tasks.history_retention_days > 0 {
+            let store = store.clone();
+            let retention = std::time::Duration::from_secs(
+                u64::from(config.tasks.history_retention_days) * 86_400,
+            );
+            background.push(Box::new(move |stop| {
+                Box::pin(crate::history::retention_loop(
+                    store,
+                    retention,
+                    std::time::Duration::from_secs(3_600),
+                    stop,
+                ))
+            }));
+        }
         let state = AppState {
+            requests: Arc::new(crate::emf::RequestStats::default()),
             breakers,
+            breaker_sync,
             metrics,
             tasks,
             instance_id: config.instance_id.clone(),
@@ -102,9 +162,18 @@ impl Application {
             auth_token,
             started_at: Instant::now(),
         };
+        {
+            let state = state.clone();
+            let interval = state.config.emf_interval;
+            let namespace = state.config.metrics_namespace.clone();
+            background.push(Box::new(move |stop| {
+                Box::pin(crate::emf::run(state, interval, namespace, stop))
+            }));
+        }
         Ok(Application {
             listener,
             state,
+            background,
             recorder: recorder_task,
         })
     }
@@ -128,20 +197,16 @@ impl Application {
         let Application {
             listener,
             state,
+            background,
             recorder,
         } = self;
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let handles: Vec<_> = background
+            .into_iter()
+            .map(|task| tokio::spawn(task(stop_rx.clone())))
+            .collect();
         let grace = state.config.shutdown_grace;
         state.tasks.start().await;
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let retention = match state.config.tasks.history_retention_days {
-            0 => None,
-            days => Some(tokio::spawn(crate::history::retention_loop(
-                state.store.clone(),
-                std::time::Duration::from_secs(u64::from(days) * 86_400),
-                std::time::Duration::from_secs(3_600),
-                stop_rx,
-            ))),
-        };
         let router = crate::api::router(state.clone());
         tracing::info!(
             port = listener.local_addr().map(|a| a.port()).unwrap_or(0),
@@ -185,9 +250,18 @@ impl Application {
             }
         }
         let _ = drained_rx.await;
+        // Background work finishes its pending writes before the store closes.
         let _ = stop_tx.send(true);
-        if let Some(r) = retention {
-            r.abort();
+        let drain = async {
+            for h in handles {
+                let _ = h.await;
+            }
+        };
+        if tokio::time::timeout(grace.max(std::time::Duration::from_secs(1)), drain)
+            .await
+            .is_err()
+        {
+            tracing::warn!("background work did not finish within the grace period");
         }
         recorder.stop(state.tasks.recorder().clone()).await;
         state.store.close().await;

@@ -2,6 +2,7 @@
 //!
 //! Code map (one line per module; `ARCHITECTURE.md` has the bird's-eye view):
 //!
+//! - [`agents`]: HTTP agents, one per domain.
 //! - [`app`]: builds the application from a [`config::Config`] and runs it with graceful shutdown.
 //! - [`api`]: the HTTP API (routes, envelope, auth and correlation middleware). Only this module
 //!   knows about HTTP and JSON shapes.
@@ -12,8 +13,11 @@
 //! - [`config`]: environment variables and `jarvis.toml`, validated once at start.
 //! - [`history`]: execution records, the batched recorder with its spool, rollups, stats.
 //! - [`correlation`]: correlation IDs, taken from callers or generated, carried across work.
+//! - [`emf`]: CloudWatch Embedded Metric Format lines in the log (the alarms' metrics).
+//! - [`health`]: the services Jarvis watches: definitions, checks, aggregation.
 //! - [`metrics`]: the Prometheus registry of an instance (`GET /metrics`).
 //! - [`names`]: validated names of services, agents, breakers, domains and actions.
+//! - [`secrets`]: secrets read from AWS Secrets Manager at start (`JARVIS_SECRETS_PREFIX`).
 //! - [`store`]: the storage trait and its SQLite (embedded) and PostgreSQL (shared) backends.
 //! - [`tasks`]: the durable queue, workers, retries, leases, agents (built-in and HTTP).
 //! - [`telemetry`]: JSON log lines with a correlation ID on every line, to stdout and a file.
@@ -26,10 +30,12 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod correlation;
+pub mod emf;
 pub mod health;
 pub mod history;
 pub mod metrics;
 pub mod names;
+pub mod secrets;
 pub mod store;
 pub mod tasks;
 pub mod telemetry;

@@ -41,7 +41,7 @@ pub mod names {
 }
 
 enum Msg {
-    Record(ExecutionRecord),
+    Record(Box<ExecutionRecord>),
     Flush(oneshot::Sender<()>),
     Stop,
 }
@@ -92,7 +92,9 @@ impl Recorder {
 
     /// Queues a record. Never blocks, never fails (after shutdown the record is logged).
     pub fn record(&self, record: ExecutionRecord) {
-        if let Err(mpsc::error::SendError(Msg::Record(r))) = self.tx.send(Msg::Record(record)) {
+        if let Err(mpsc::error::SendError(Msg::Record(r))) =
+            self.tx.send(Msg::Record(Box::new(record)))
+        {
             tracing::error!(
                 record_id = %r.record_id,
                 task_id = %r.task_id,
@@ -151,7 +153,7 @@ impl Writer {
             let mut next = Some(first);
             while let Some(m) = next.take() {
                 match m {
-                    Msg::Record(r) => batch.push(r),
+                    Msg::Record(r) => batch.push(*r),
                     Msg::Flush(f) => flushes.push(f),
                     Msg::Stop => {
                         stopping = true;

@@ -9,6 +9,7 @@
 //! Migrations are embedded in the binary (`migrations/<backend>/*.sql`) and applied at start.
 //! The PostgreSQL files are plain, idempotent SQL that also run with `psql`.
 
+pub mod breaker_state;
 pub mod history;
 pub mod postgres;
 mod rows;
@@ -73,9 +74,11 @@ pub use tasks::{Inserted, Lease, Reclaimed, Settlement, TaskFilter, TaskStore};
 
 /// Everything Jarvis persists. Implemented by each backend; used as `Arc<dyn Store>`. The queue
 /// and the history have their own supertraits ([`TaskStore`], [`HistoryStore`]) in their own
-/// files.
+/// files, as the breaker state has ([`breaker_state::BreakerStateStore`]).
 #[async_trait]
-pub trait Store: TaskStore + HistoryStore + Send + Sync + 'static {
+pub trait Store:
+    TaskStore + HistoryStore + breaker_state::BreakerStateStore + Send + Sync + 'static
+{
     /// Which engine this is.
     fn backend(&self) -> Backend;
 

@@ -502,7 +502,7 @@ impl TaskQueue {
             Ok(a) => a,
             Err(rejected) => {
                 let delay = rejected
-                    .retry_after
+                    .retry_after()
                     .unwrap_or(Duration::from_millis(100))
                     .max(Duration::from_millis(10));
                 tracing::info!(

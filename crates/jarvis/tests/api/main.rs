@@ -3,9 +3,11 @@
 mod agent;
 mod helpers;
 
+mod breakers;
 mod foundation;
 mod process;
 mod registry;
+mod shared_breakers;
 mod store_tasks;
 mod tasks;
 mod tasks_process;

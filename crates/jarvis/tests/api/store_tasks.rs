@@ -91,7 +91,10 @@ both_backends!(concurrent_claims_never_overlap, |backend| async move {
 both_backends!(settlements_apply_only_to_the_holder, |backend| async move {
     let (_env, store) = open(backend).await;
     let t = new_task(0, Some("once"));
-    let first = store.insert_tasks(&[t.clone()], None).await.unwrap();
+    let first = store
+        .insert_tasks(std::slice::from_ref(&t), None)
+        .await
+        .unwrap();
     let again = store
         .insert_tasks(&[new_task(1, Some("once"))], None)
         .await
@@ -140,7 +143,10 @@ both_backends!(settlements_apply_only_to_the_holder, |backend| async move {
 both_backends!(expired_leases_are_reclaimed_once, |backend| async move {
     let (_env, store) = open(backend).await;
     let t = new_task(0, None);
-    store.insert_tasks(&[t.clone()], None).await.unwrap();
+    store
+        .insert_tasks(std::slice::from_ref(&t), None)
+        .await
+        .unwrap();
     // Claimed by an instance that then dies: its lease is already over.
     let claimed = store.claim_tasks(lease("dead", -1), 1).await.unwrap();
     assert_eq!(claimed.len(), 1);

@@ -32,7 +32,7 @@ async fn task(app: &TestApp, id: &str) -> Value {
 }
 
 async fn until_status(app: &TestApp, id: &str, status: &str) -> Value {
-    eventually(LIMIT, &format!("task {id} to be {status}"), || async {
+    eventually_some(LIMIT, &format!("task {id} to be {status}"), || async {
         let t = task(app, id).await;
         (t["status"] == status).then_some(t)
     })
@@ -47,7 +47,7 @@ async fn executions(app: &TestApp, query: &str) -> Vec<Value> {
 
 /// Waits for `n` history rows of a task (the recorder is asynchronous), oldest first.
 async fn history_of(app: &TestApp, id: &str, n: usize) -> Vec<Value> {
-    let mut rows = eventually(LIMIT, &format!("{n} history rows of {id}"), || async {
+    let mut rows = eventually_some(LIMIT, &format!("{n} history rows of {id}"), || async {
         let rows = executions(app, &format!("taskId={id}")).await;
         (rows.len() >= n).then_some(rows)
     })
@@ -297,7 +297,7 @@ both_backends!(tasks_can_be_cancelled, |backend| async move {
     )
     .await;
     let running = b["data"]["taskId"].as_str().unwrap().to_string();
-    eventually(LIMIT, "the agent call", || async {
+    eventually_some(LIMIT, "the agent call", || async {
         (!agent.calls().is_empty()).then_some(())
     })
     .await;
@@ -400,7 +400,7 @@ both_backends!(higher_priorities_run_first, |backend| async move {
     )
     .await;
     let blocker = b["data"]["taskId"].as_str().unwrap().to_string();
-    eventually(LIMIT, "the blocker to run", || async {
+    eventually_some(LIMIT, "the blocker to run", || async {
         (!agent.calls().is_empty()).then_some(())
     })
     .await;
@@ -528,7 +528,7 @@ both_backends!(executions_page_with_a_cursor, |backend| async move {
     )
     .await;
     assert_eq!(s, 202);
-    eventually(LIMIT, "25 records", || async {
+    eventually_some(LIMIT, "25 records", || async {
         (executions(&app, "limit=1000").await.len() == 25).then_some(())
     })
     .await;

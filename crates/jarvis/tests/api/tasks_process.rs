@@ -57,7 +57,7 @@ async fn a_task_logs_under_the_request_correlation_id() {
         Some("req-abc123xyz")
     );
     // The history row carries it too (read before stopping: the recorder is asynchronous).
-    eventually(LIMIT, "the history row", || async {
+    eventually_some(LIMIT, "the history row", || async {
         let (_, b) = api(
             &client,
             Method::GET,
@@ -152,7 +152,7 @@ async fn a_killed_worker_loses_no_task() {
         .collect();
 
     let db = sqlx::PgPool::connect(&db_url).await.unwrap();
-    let held: Vec<uuid::Uuid> = eventually(LIMIT, "running tasks on the victim", || {
+    let held: Vec<uuid::Uuid> = eventually_some(LIMIT, "running tasks on the victim", || {
         let db = &db;
         async move {
             let rows: Vec<uuid::Uuid> = sqlx::query_scalar(
@@ -171,7 +171,7 @@ async fn a_killed_worker_loses_no_task() {
     let survivor = TestProcess::start(&env).await;
 
     for id in &ids {
-        eventually(LIMIT, &format!("task {id} to succeed"), || {
+        eventually_some(LIMIT, &format!("task {id} to succeed"), || {
             let (client, url) = (&client, survivor.url(&format!("/api/v1/tasks/{id}")));
             async move {
                 let (_, t) = api(client, Method::GET, url, None).await;
@@ -194,7 +194,7 @@ async fn a_killed_worker_loses_no_task() {
             .await
             .unwrap();
         assert!(attempts >= 2, "task {id}: {attempts} attempts");
-        let rows = eventually(LIMIT, "the history of an interrupted task", || {
+        let rows = eventually_some(LIMIT, "the history of an interrupted task", || {
             let (client, url) = (
                 &client,
                 survivor.url(&format!("/api/v1/tasks/executions?taskId={id}")),
@@ -330,18 +330,18 @@ async fn no_record_is_lost_while_postgres_is_unreachable() {
     .await;
     assert_eq!(s, 202);
     // All N are claimed by this instance (prefetch), 10 are at the agent.
-    eventually(LIMIT, "10 calls at the agent", || async {
+    eventually_some(LIMIT, "10 calls at the agent", || async {
         (agent.calls().len() >= 10).then_some(())
     })
     .await;
     proxy.cut();
     agent.release();
-    eventually(LIMIT, "every task to reach the agent", || async {
+    eventually_some(LIMIT, "every task to reach the agent", || async {
         (agent.calls().len() == N).then_some(())
     })
     .await;
     let spool = data_dir.join("history-spool.jsonl");
-    eventually(LIMIT, "records in the spool file", || async {
+    eventually_some(LIMIT, "records in the spool file", || async {
         let n = std::fs::read_to_string(&spool)
             .map(|t| t.lines().count())
             .unwrap_or(0);
@@ -350,7 +350,7 @@ async fn no_record_is_lost_while_postgres_is_unreachable() {
     .await;
     proxy.restore();
     let db = sqlx::PgPool::connect(&real).await.unwrap();
-    let rows = eventually(LIMIT, "every record in PostgreSQL", || {
+    let rows = eventually_some(LIMIT, "every record in PostgreSQL", || {
         let db = &db;
         async move {
             let n: i64 = sqlx::query_scalar("SELECT count(*) FROM task_history")
@@ -366,7 +366,7 @@ async fn no_record_is_lost_while_postgres_is_unreachable() {
         "one record per agent call, none lost, none doubled"
     );
     assert_eq!(agent.calls().len(), N);
-    eventually(LIMIT, "every task settled", || {
+    eventually_some(LIMIT, "every task settled", || {
         let db = &db;
         async move {
             let n: i64 =
