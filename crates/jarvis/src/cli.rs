@@ -32,6 +32,16 @@ pub enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Submit, inspect and cancel tasks, read statistics and execution records of a running
+    /// Jarvis.
+    Tasks {
+        /// Where the server is.
+        #[command(flatten)]
+        connection: crate::tasks::cli::Connection,
+        /// What to do.
+        #[command(subcommand)]
+        command: crate::tasks::cli::TasksCommand,
+    },
     /// Exit 0 when a running Jarvis answers /health with 200 (for container health checks).
     Healthcheck {
         /// The health URL.

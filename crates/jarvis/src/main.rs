@@ -27,6 +27,19 @@ async fn run(cli: Cli) -> ExitCode {
     if let Command::Healthcheck { url, timeout_ms } = &cli.command {
         return healthcheck(url, *timeout_ms).await;
     }
+    if let Command::Tasks {
+        connection,
+        command,
+    } = cli.command
+    {
+        return match jarvis::tasks::cli::run(&connection, command).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("jarvis: {e:#}");
+                ExitCode::from(1)
+            }
+        };
+    }
     let mut vars: std::collections::HashMap<String, String> = std::env::vars().collect();
     if let Some(prefix) = vars
         .get("JARVIS_SECRETS_PREFIX")
@@ -73,7 +86,7 @@ async fn run(cli: Cli) -> ExitCode {
             eprintln!("configuration OK");
             ExitCode::SUCCESS
         }
-        Command::Healthcheck { .. } => unreachable!("handled above"),
+        Command::Healthcheck { .. } | Command::Tasks { .. } => unreachable!("handled above"),
     }
 }
 

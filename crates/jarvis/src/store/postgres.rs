@@ -9,6 +9,11 @@ use sqlx::{Connection, PgConnection, PgPool};
 
 use sqlx::types::Json;
 
+mod history;
+mod tasks;
+
+pub use tasks::CHANNEL;
+
 use super::{rows, Backend, Store, StoreError};
 use crate::agents::AgentSpec;
 use crate::config::DatabaseUrl;
@@ -18,6 +23,7 @@ use crate::health::ServiceSpec;
 pub struct PostgresStore {
     pool: PgPool,
     url: DatabaseUrl,
+    options: PgConnectOptions,
 }
 
 impl PostgresStore {
@@ -53,6 +59,7 @@ impl PostgresStore {
                     return Ok(PostgresStore {
                         pool,
                         url: url.clone(),
+                        options,
                     })
                 }
                 Err(e) => {
@@ -91,6 +98,11 @@ impl PostgresStore {
     /// The connection pool, for the backend's own modules.
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// How connections are opened (the task listener opens its own).
+    pub fn connect_options(&self) -> &PgConnectOptions {
+        &self.options
     }
 
     /// Classifies a driver error, scrubbing the password from its text.

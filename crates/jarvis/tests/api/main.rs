@@ -1,5 +1,6 @@
 //! Integration tests: one binary (fast to link), one module per capability.
 
+mod agent;
 mod helpers;
 
 mod breakers;
@@ -7,3 +8,6 @@ mod foundation;
 mod process;
 mod registry;
 mod shared_breakers;
+mod store_tasks;
+mod tasks;
+mod tasks_process;
