@@ -55,7 +55,9 @@ async fn main() -> anyhow::Result<()> {
         .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/postgres".into());
     let db = format!("jarvis_bench_{}", std::process::id());
     let mut conn = sqlx::PgConnection::connect(&admin).await?;
-    sqlx::query(&format!("CREATE DATABASE {db}")).execute(&mut conn).await?;
+    sqlx::query(&format!("CREATE DATABASE {db}"))
+        .execute(&mut conn)
+        .await?;
     let mut url = url::Url::parse(&admin)?;
     url.set_path(&db);
     let dir = tempfile::tempdir()?;
@@ -65,8 +67,12 @@ async fn main() -> anyhow::Result<()> {
     let (sa, sb) = (a.state().clone(), b.state().clone());
     let (stop_a, rx_a) = tokio::sync::oneshot::channel::<()>();
     let (stop_b, rx_b) = tokio::sync::oneshot::channel::<()>();
-    let ha = tokio::spawn(a.run_until(async { let _ = rx_a.await; }));
-    let hb = tokio::spawn(b.run_until(async { let _ = rx_b.await; }));
+    let ha = tokio::spawn(a.run_until(async {
+        let _ = rx_a.await;
+    }));
+    let hb = tokio::spawn(b.run_until(async {
+        let _ = rx_b.await;
+    }));
 
     let name = Name::parse("bench")?;
     sa.breakers.acquire(&name).unwrap().success();
@@ -77,7 +83,11 @@ async fn main() -> anyhow::Result<()> {
     let bb = sb.breakers.breaker(&name);
     let mut delays = Vec::with_capacity(transitions);
     for i in 0..transitions {
-        let want = if i % 2 == 0 { State::Open } else { State::Closed };
+        let want = if i % 2 == 0 {
+            State::Open
+        } else {
+            State::Closed
+        };
         let started = Instant::now();
         if want == State::Open {
             ba.force_open();
