@@ -356,28 +356,59 @@ impl TaskQueue {
 
     // ---- the workers ----------------------------------------------------------------------
 
-    fn spawn_attempt(self: &Arc<Self>, task: Task, permit: OwnedSemaphorePermit) {
+    /// Registers the stop channel of an attempt about to start.
+    fn arm(&self, id: Uuid) -> oneshot::Receiver<Stop> {
         let (tx, rx) = oneshot::channel();
         if let Some(h) = self
             .held
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .get_mut(&task.id)
+            .get_mut(&id)
         {
             h.stop = Some(tx);
         }
+        rx
+    }
+
+    /// The next buffered task for a worker that just finished one, unless the instance is
+    /// stopping. Wakes the dispatcher when the buffer runs low, so that it claims the next
+    /// batch while the workers keep draining what is left.
+    fn next_buffered(&self) -> Option<Task> {
+        if self.stopping() {
+            return None;
+        }
+        let (next, left) = {
+            let mut buffer = self.buffer.lock().unwrap_or_else(|e| e.into_inner());
+            let next = buffer.pop().map(|r| r.0);
+            (next, buffer.len())
+        };
+        if next.is_some() && left <= self.settings.prefetch as usize / 2 {
+            self.wake.notify_one();
+        }
+        next
+    }
+
+    /// Starts a worker on `task`. The worker keeps its slot and takes the next buffered task
+    /// itself when it is done, so a backlog drains without a round trip through the
+    /// dispatcher (which may be waiting for its next claim meanwhile).
+    fn spawn_attempt(self: &Arc<Self>, task: Task, permit: OwnedSemaphorePermit) {
+        let rx = self.arm(task.id);
         self.running.fetch_add(1, AtomicOrdering::Relaxed);
         let queue = self.clone();
-        let span = task_span(&task);
-        tokio::spawn(
-            async move {
-                queue.attempt(task, rx).await;
-                queue.running.fetch_sub(1, AtomicOrdering::Relaxed);
-                drop(permit);
-                queue.wake.notify_one();
+        tokio::spawn(async move {
+            let mut current = Some((task, rx));
+            while let Some((task, rx)) = current.take() {
+                let span = task_span(&task);
+                queue.attempt(task, rx).instrument(span).await;
+                if let Some(next) = queue.next_buffered() {
+                    let rx = queue.arm(next.id);
+                    current = Some((next, rx));
+                }
             }
-            .instrument(span),
-        );
+            queue.running.fetch_sub(1, AtomicOrdering::Relaxed);
+            drop(permit);
+            queue.wake.notify_one();
+        });
     }
 
     /// Starts buffered tasks while workers are free.

@@ -41,6 +41,14 @@ WITH ins AS (
 )
 SELECT ins.* FROM ins LEFT JOIN wake ON true";
 
+/// Planner settings of the claim's transaction. With few statistics (a queue that just
+/// filled up, before autovacuum analysed it) the planner estimated a handful of ready rows and
+/// chose a bitmap scan of the whole ready index plus a sort of every ready task, to take the
+/// first `LIMIT` of them: 21 ms per claim with 20,000 tasks queued, O(queue) per claim. Without
+/// bitmap scans and sorts the only plan left is the ordered walk of `tasks_ready_idx` that
+/// stops at `LIMIT` (1 ms), whatever the statistics say.
+const CLAIM_PLAN: &str = "SET LOCAL enable_bitmapscan = off; SET LOCAL enable_sort = off";
+
 const CLAIM: &str = "\
 WITH picked AS (
     SELECT id FROM tasks
@@ -54,6 +62,12 @@ UPDATE tasks t SET status = 'running', attempts = t.attempts + 1, locked_by = $1
 FROM picked WHERE t.id = picked.id
 RETURNING t.*";
 
+/// Settles a batch by primary key. `(t.status = 'running') IS TRUE` means the same as
+/// `t.status = 'running'` but does not match the predicate of `tasks_running_lease_idx`: with
+/// that index usable (and a table too fresh for statistics) the planner estimated one running
+/// row and scanned every running task once per settlement (a nested loop, O(held × batch),
+/// 3.5 ms for 50 settlements with 210 tasks held); now each settlement is one primary-key
+/// probe.
 const SETTLE: &str = "\
 UPDATE tasks t SET status = u.status, attempts = t.attempts + u.delta,
        run_at = COALESCE(u.run_at, t.run_at), result = u.result::jsonb, error = u.error,
@@ -62,7 +76,8 @@ UPDATE tasks t SET status = u.status, attempts = t.attempts + u.delta,
 FROM UNNEST($3::uuid[], $4::int4[], $5::text[], $6::int4[], $7::timestamptz[], $8::text[],
             $9::text[], $10::timestamptz[], $11::int8[])
      AS u(id, attempt, status, delta, run_at, result, error, finished_at, duration_ms)
-WHERE t.id = u.id AND t.locked_by = $1 AND t.status = 'running' AND t.attempts = u.attempt";
+WHERE t.id = u.id AND t.locked_by = $1 AND (t.status = 'running') IS TRUE
+  AND t.attempts = u.attempt";
 
 const RECLAIM: &str = "\
 WITH expired AS (
@@ -241,14 +256,20 @@ impl TaskStore for PostgresStore {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        let all = sqlx::query(CLAIM)
-            .bind(lease.instance)
-            .bind(lease.now)
-            .bind(i64::from(limit))
-            .bind(lease.until)
-            .fetch_all(self.pool())
-            .await
-            .map_err(|e| self.err(e))?;
+        let work = async {
+            let mut tx = self.pool().begin().await?;
+            sqlx::Executor::execute(&mut *tx, CLAIM_PLAN).await?;
+            let all = sqlx::query(CLAIM)
+                .bind(lease.instance)
+                .bind(lease.now)
+                .bind(i64::from(limit))
+                .bind(lease.until)
+                .fetch_all(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(all)
+        };
+        let all = work.await.map_err(|e| self.err(e))?;
         let mut tasks: Vec<Task> = all
             .iter()
             .map(rows::task)
