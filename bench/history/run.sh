@@ -40,7 +40,7 @@ INSERT INTO task_history (record_id, task_id, domain, action, attempt, parameter
                           correlation_id, instance_id, started_at, finished_at)
 SELECT gen_random_uuid(), gen_random_uuid(), 'domain' || (g % 4), 'action' || (g % 5), 1,
        jsonb_build_object('bpm', 80 + (g % 7) * 10, 'genre', CASE WHEN g % 3 = 0 THEN 'jazz' ELSE 'rock' END),
-       g % 10 <> 0, (g * 7919) % 5000, (g % 100)::float8,
+       g % 10 <> 0, (g::int8 * 7919) % 5000, (g % 100)::float8,
        CASE WHEN g % 10 = 0 THEN 'timeout after ' || (30000 + g % 97) || ' ms' END,
        CASE WHEN g % 10 = 0 THEN 'f00dfeed00000001' END, 0.002,
        'req-' || g, 'bench', ts, ts

@@ -81,7 +81,7 @@ load1() { cut -d' ' -f1 /proc/loadavg; }
 busy() {
   echo "busiest processes (0.5 s sample):"
   top -b -n 2 -d 0.5 -w 200 2>/dev/null | awk '/^top -/{n++} n==2 && /^ *[0-9]+ /{print}' |
-    sort -k9 -nr | head -n 5 | awk '{printf "  %5s%% %s\n", $9, $12}'
+    sort -k9 -nr | awk "NR <= 5" | awk '{printf "  %5s%% %s\n", $9, $12}'
 }
 WAIT="${BENCH_WAIT_QUIET:-0}"
 QUIET="${BENCH_QUIET_LOAD:-0.5}"
