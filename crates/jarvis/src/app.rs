@@ -16,6 +16,7 @@ use tokio::net::TcpListener;
 use crate::breakers::metrics::BreakerMetrics;
 use crate::breakers::BreakerRegistry;
 use crate::config::{Config, Environment};
+use crate::health::{Checker, Monitor};
 use crate::metrics::Metrics;
 use crate::store::{self, Store};
 
@@ -36,6 +37,8 @@ pub struct AppState {
     pub breakers: Arc<BreakerRegistry>,
     /// The Prometheus registry.
     pub metrics: Arc<Metrics>,
+    /// The health monitor (started by [`Application::run_until`]).
+    pub health: Arc<Monitor>,
 }
 
 /// A built application: bound to its port, store open and migrated, not yet serving.
@@ -64,7 +67,16 @@ impl Application {
             config.file.breakers.clone(),
             Arc::new(BreakerMetrics::new(metrics.clone())),
         ));
+        let checker = Checker::new(breakers.clone()).context("building the health check client")?;
+        let health = Arc::new(Monitor::new(
+            store.clone(),
+            checker,
+            config.health,
+            config.instance_id.clone(),
+            metrics.clone(),
+        ));
         let state = AppState {
+            health,
             breakers,
             metrics,
             instance_id: config.instance_id.clone(),
@@ -103,6 +115,8 @@ impl Application {
             "Jarvis is listening"
         );
 
+        state.health.start();
+
         let (stopping_tx, stopping_rx) = tokio::sync::watch::channel(false);
         let signal = async move {
             shutdown.await;
@@ -123,12 +137,16 @@ impl Application {
             }
             tokio::time::sleep(grace).await;
         };
-        tokio::select! {
-            result = serve => result.context("serving HTTP")?,
+        let served = tokio::select! {
+            result = serve => result.context("serving HTTP"),
             () = deadline => {
                 tracing::warn!("grace period over; abandoning requests still in flight");
+                Ok(())
             }
-        }
+        };
+        // Checks stop before the store closes, so the last results are written.
+        state.health.stop().await;
+        served?;
         state.store.close().await;
         tracing::info!("Jarvis stopped");
         Ok(())

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
 /// Jarvis: a control plane for autonomous agents and the services they depend on.
 #[derive(Debug, Parser)]
@@ -32,6 +32,9 @@ pub enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Print the health of every monitored service of a running Jarvis (exit 0 pass or warn,
+    /// 1 fail, 2 when Jarvis cannot be asked).
+    Health(HealthArgs),
     /// Exit 0 when a running Jarvis answers /health with 200 (for container health checks).
     Healthcheck {
         /// The health URL.
@@ -41,6 +44,23 @@ pub enum Command {
         #[arg(long, default_value_t = 3000)]
         timeout_ms: u64,
     },
+}
+
+/// Arguments of `jarvis health`.
+#[derive(Debug, Args)]
+pub struct HealthArgs {
+    /// The running Jarvis.
+    #[arg(long, default_value = "http://127.0.0.1:4000")]
+    pub url: String,
+    /// The bearer token.
+    #[arg(long, env = "JARVIS_AUTH_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Print the JSON of `GET /api/v1/health/services` instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Give up after this many milliseconds.
+    #[arg(long, default_value_t = 5000)]
+    pub timeout_ms: u64,
 }
 
 /// `jarvis config …`

@@ -27,6 +27,9 @@ async fn run(cli: Cli) -> ExitCode {
     if let Command::Healthcheck { url, timeout_ms } = &cli.command {
         return healthcheck(url, *timeout_ms).await;
     }
+    if let Command::Health(args) = &cli.command {
+        return health(args).await;
+    }
     let config = match Config::from_env(cli.config.clone()) {
         Ok(c) => c,
         Err(e) => {
@@ -53,7 +56,7 @@ async fn run(cli: Cli) -> ExitCode {
             eprintln!("configuration OK");
             ExitCode::SUCCESS
         }
-        Command::Healthcheck { .. } => unreachable!("handled above"),
+        Command::Healthcheck { .. } | Command::Health(_) => unreachable!("handled above"),
     }
 }
 
@@ -90,6 +93,36 @@ async fn migrate(config: &Config) -> anyhow::Result<()> {
     store.close().await;
     eprintln!("migrations applied ({:?} store)", store.backend());
     Ok(())
+}
+
+async fn health(args: &jarvis::cli::HealthArgs) -> ExitCode {
+    use jarvis::health::report;
+    let fetched = match report::fetch(
+        &args.url,
+        args.token.as_deref(),
+        Duration::from_millis(args.timeout_ms),
+    )
+    .await
+    {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("jarvis: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&fetched.data).unwrap_or_default()
+        );
+    } else {
+        print!("{}", report::table(&fetched.data));
+    }
+    if fetched.data["status"] == "fail" {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
 }
 
 async fn healthcheck(url: &str, timeout_ms: u64) -> ExitCode {

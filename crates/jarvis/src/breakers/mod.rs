@@ -169,30 +169,27 @@ impl BreakerRegistry {
 
 /// Logs transitions and counts them; the listener must not block, and does not.
 fn on_event(metrics: &metrics::BreakerMetrics, breaker: &Breaker, event: &Event) {
-    match event {
-        Event::Transition(t) => {
-            metrics.transition(breaker.name(), t.from, t.to);
-            let level_warn = t.to == State::Open;
-            if level_warn {
-                tracing::warn!(
-                    breaker = breaker.name(),
-                    from = t.from.as_str(),
-                    to = t.to.as_str(),
-                    origin = t.origin.as_str(),
-                    failure_count = t.consecutive_failures,
-                    open_for_ms = t.open_for.map(|d| d.as_millis() as u64),
-                    "circuit opened"
-                );
-            } else {
-                tracing::info!(
-                    breaker = breaker.name(),
-                    from = t.from.as_str(),
-                    to = t.to.as_str(),
-                    origin = t.origin.as_str(),
-                    "circuit state changed"
-                );
-            }
+    if let Event::Transition(t) = event {
+        metrics.transition(breaker.name(), t.from, t.to);
+        let level_warn = t.to == State::Open;
+        if level_warn {
+            tracing::warn!(
+                breaker = breaker.name(),
+                from = t.from.as_str(),
+                to = t.to.as_str(),
+                origin = t.origin.as_str(),
+                failure_count = t.consecutive_failures,
+                open_for_ms = t.open_for.map(|d| d.as_millis() as u64),
+                "circuit opened"
+            );
+        } else {
+            tracing::info!(
+                breaker = breaker.name(),
+                from = t.from.as_str(),
+                to = t.to.as_str(),
+                origin = t.origin.as_str(),
+                "circuit state changed"
+            );
         }
-        _ => {}
     }
 }
