@@ -3,5 +3,6 @@
 mod helpers;
 
 mod foundation;
+mod health;
 mod process;
 mod registry;
