@@ -837,3 +837,51 @@ async fn metrics_pass_promtool() {
     );
     app.stop().await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Round reports (the hook task history is wired to)
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_round_is_reported_to_the_sinks() {
+    let ok = FakeService::start(Mode::Ok).await;
+    let mut env = health_env(Backend::Sqlite, 60_000).await;
+    env.set("JARVIS_HEALTH_ROUND_MS", "300");
+    let file = env.dir.path().join("jarvis.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[services.core]\nurl = \"{}\"\nintervalMs = 100\ncritical = true\n\
+             [services.gone]\nurl = \"tcp://127.0.0.1:{}\"\nintervalMs = 100\n",
+            ok.url("/"),
+            closed_port()
+        ),
+    )
+    .unwrap();
+    env.set("JARVIS_CONFIG", &file.display().to_string());
+    let config = jarvis::config::Config::from_env_map(&env.vars, None).unwrap();
+    let app = jarvis::app::Application::build(config).await.unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<jarvis::health::RoundReport>(16);
+    app.state().health.add_sink(Arc::new(tx));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until(async {
+        let _ = stopped.await;
+    }));
+
+    let report = wait_for(Duration::from_secs(10), "a round with both results", || {
+        let next = rx.try_recv().ok();
+        async move { next.filter(|r| r.up == 1 && r.down == 1) }
+    })
+    .await;
+    assert_eq!(report.services, 2);
+    assert_eq!(report.services_checked, 2);
+    assert!(report.checks >= 2, "{report:?}");
+    assert!(report.all_critical_up, "the critical one is up");
+    // core weighs 3 and is up, gone weighs 1 and is down.
+    assert_eq!(report.impact_score, 75.0);
+    assert_eq!(report.down_services, vec!["gone".to_string()]);
+    assert!(report.correlation_id.as_str().starts_with("hm-"));
+    assert!(report.duration >= Duration::from_millis(250), "{report:?}");
+
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
+}
