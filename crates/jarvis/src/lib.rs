@@ -7,9 +7,11 @@
 //!   knows about HTTP and JSON shapes.
 //! - [`breakers`]: the registry of named circuit breakers (the `jarvis-breaker` library), their
 //!   metrics and API view.
-//! - [`cli`]: the command line (`serve`, `migrate`, `config check`, `healthcheck`, …).
+//! - [`cli`]: the command line (`serve`, `migrate`, `config check`, `health`, `healthcheck`, …).
 //! - [`config`]: environment variables and `jarvis.toml`, validated once at start.
 //! - [`correlation`]: correlation IDs, taken from callers or generated, carried across work.
+//! - [`health`]: monitored services: definitions, checks through breakers, the scheduler,
+//!   aggregation, history and per-round reports.
 //! - [`metrics`]: the Prometheus registry of an instance (`GET /metrics`).
 //! - [`names`]: validated names of services, agents, breakers, domains and actions.
 //! - [`store`]: the storage trait and its SQLite (embedded) and PostgreSQL (shared) backends.
