@@ -222,6 +222,12 @@ def main():
     ap.add_argument("--recover-seconds", type=int, default=30)
     ap.add_argument("--concurrency", type=int, default=0, help="JARVIS_HEALTH_CONCURRENCY")
     ap.add_argument("--history-hours", type=int, default=24)
+    ap.add_argument(
+        "--blackbox-targets",
+        type=int,
+        default=0,
+        help="afterwards, run blackbox.js with this many targets on the same nginx",
+    )
     ap.add_argument("--jarvis", default=os.path.join(ROOT, "target", "release", "jarvis"))
     args = ap.parse_args()
 
@@ -320,12 +326,38 @@ http {{
                     args.recover_seconds,
                 )
             )
-    finally:
         jarvis.send_signal(signal.SIGTERM)
-        try:
-            jarvis.wait(30)
-        except subprocess.TimeoutExpired:
-            jarvis.kill()
+        jarvis.wait(60)
+        if args.blackbox_targets:
+            log(f"blackbox exporter: {args.blackbox_targets} targets, {args.seconds} s")
+            out = subprocess.run(
+                [
+                    "node",
+                    os.path.join(HERE, "blackbox.js"),
+                    "--targets",
+                    str(args.blackbox_targets),
+                    "--seconds",
+                    str(args.seconds),
+                    "--target-port",
+                    str(nginx_port),
+                    "--work",
+                    work,
+                ],
+                capture_output=True,
+                text=True,
+                timeout=args.seconds + 120,
+            )
+            sys.stderr.write(out.stderr)
+            for line in out.stdout.splitlines():
+                print(line, flush=True)
+                results.append(json.loads(line))
+    finally:
+        if jarvis.poll() is None:
+            jarvis.send_signal(signal.SIGTERM)
+            try:
+                jarvis.wait(30)
+            except subprocess.TimeoutExpired:
+                jarvis.kill()
         nginx.send_signal(signal.SIGQUIT)
         try:
             nginx.wait(10)
