@@ -11,7 +11,8 @@
 #
 # Values come from the environment. A value that is neither in the environment nor already stored
 # is asked for when a terminal is attached; without a terminal, optional values default to ""
-# (REDIS_PORT to 6379), JARVIS_AUTH_TOKEN is generated, and a missing DATABASE_URL is an error.
+# (Jarvis treats an empty value as unset: no Redis, no provider key, REDIS_PORT 6379),
+# JARVIS_AUTH_TOKEN is generated, and a missing DATABASE_URL is an error.
 # Values already stored are kept unless the environment gives a new one, so a second run changes
 # nothing; JARVIS_AUTH_TOKEN is only replaced when it is set or --rotate-auth-token is given.
 # Secret values are never printed and never put on a command line: they go to the AWS CLI through
@@ -32,7 +33,7 @@ Creates or updates jarvis/ENV/{database,redis,ai-keys,app} in AWS Secrets Manage
 
 Environment:
   DATABASE_URL                 PostgreSQL URL (required unless already stored)
-  REDIS_HOST, REDIS_PORT, REDIS_PASSWORD          optional (REDIS_PORT defaults to 6379)
+  REDIS_HOST, REDIS_PORT, REDIS_PASSWORD          optional (empty: no Redis; REDIS_PORT empty: 6379)
   OPENAI_API_KEY, ANTHROPIC_API_KEY, GEMINI_API_KEY  optional
   JARVIS_AUTH_TOKEN            bearer token; generated on the first run when unset
   AWS_REGION                   region (or AWS_DEFAULT_REGION, or the CLI profile's region)
@@ -74,7 +75,7 @@ done
 # A key marked secret is read without echo.
 SECRET_SPECS=(
   "database|PostgreSQL connection URL for Jarvis|DATABASE_URL:required:secret"
-  "redis|Redis connection for Jarvis (optional; empty REDIS_HOST means no Redis)|REDIS_HOST:optional:plain REDIS_PORT:default=6379:plain REDIS_PASSWORD:optional:secret"
+  "redis|Redis connection for Jarvis (optional; empty values mean no Redis, an empty REDIS_PORT means 6379)|REDIS_HOST:optional:plain REDIS_PORT:optional:plain REDIS_PASSWORD:optional:secret"
   "ai-keys|Model provider API keys for Jarvis (empty means not configured)|OPENAI_API_KEY:optional:secret ANTHROPIC_API_KEY:optional:secret GEMINI_API_KEY:optional:secret"
   "app|Jarvis application secrets|JARVIS_AUTH_TOKEN:generate:secret"
 )
@@ -184,33 +185,36 @@ resolve_keys() {
 }
 
 # Fetches the current JSON of a secret into $2 ("{}" when the secret has no value yet).
-# Prints "missing", "present" or "deleted" on stdout.
+# Prints "missing", "present" or "deleted" on stdout. One call in the usual cases.
 fetch_secret() {
-  local name="$1" out="$2" err="$JARVIS_TMP_DIR/err" deleted
+  local name="$1" out="$2" err="$JARVIS_TMP_DIR/err"
   printf '{}' >"$out"
-  if ! aws_read secretsmanager describe-secret --secret-id "$name" --query 'DeletedDate' --output text \
-    >"$JARVIS_TMP_DIR/deleted" 2>"$err"; then
-    if [ "$DRY_RUN" = 1 ] || grep -q 'ResourceNotFoundException' "$err"; then
-      echo missing
-      return 0
-    fi
-    die "could not read secret $name: $(tr '\n' ' ' <"$err")"
-  fi
-  deleted="$(cat "$JARVIS_TMP_DIR/deleted")"
-  if [ -n "$deleted" ] && [ "$deleted" != None ]; then
-    echo deleted
+  if [ "$DRY_RUN" = 1 ]; then
+    show_call "[dry-run] would run:" aws secretsmanager get-secret-value --secret-id "$name"
+    echo missing
     return 0
   fi
   if aws secretsmanager get-secret-value --secret-id "$name" --query SecretString --output text \
     >"$out" 2>"$err"; then
     jq -e 'type == "object"' "$out" >/dev/null 2>&1 \
       || die "secret $name exists but does not hold a JSON object; fix or delete it first (its value is not shown)"
-  elif grep -q 'ResourceNotFoundException' "$err"; then
-    printf '{}' >"$out" # a secret without any value yet
-  else
-    die "could not read the value of secret $name: $(tr '\n' ' ' <"$err")"
+    echo present
+    return 0
   fi
-  echo present
+  printf '{}' >"$out"
+  if grep -qE 'marked (for )?delet' "$err"; then
+    echo deleted
+    return 0
+  fi
+  grep -q 'ResourceNotFoundException' "$err" || die "could not read secret $name: $(tr '\n' ' ' <"$err")"
+  # Either no such secret, or a secret that has no value yet.
+  if aws secretsmanager describe-secret --secret-id "$name" --query ARN --output text >/dev/null 2>"$err"; then
+    echo present
+  elif grep -q 'ResourceNotFoundException' "$err"; then
+    echo missing
+  else
+    die "could not read secret $name: $(tr '\n' ' ' <"$err")"
+  fi
 }
 
 ensure_secret() {

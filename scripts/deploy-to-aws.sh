@@ -184,26 +184,24 @@ check_docker() {
 }
 
 # Fills secret_arns_json with {"database": ARN, ...}; fails naming the first missing secret.
+# One list-secrets call (it leaves out secrets scheduled for deletion).
 check_secrets() {
-  local suffix name arn err="$JARVIS_TMP_DIR/err" arns="{}"
+  local suffix name arn listed err="$JARVIS_TMP_DIR/err" arns="{}"
+  if [ "$DRY_RUN" = 1 ]; then
+    show_call "[dry-run] would run:" aws secretsmanager list-secrets --filters "Key=name,Values=jarvis/$env_name/"
+    listed="[]"
+  elif ! listed="$(aws secretsmanager list-secrets --filters "Key=name,Values=jarvis/$env_name/" \
+    --query 'SecretList[].{name: Name, arn: ARN}' --output json 2>"$err")"; then
+    die "could not list the secrets jarvis/$env_name/*: $(tr '\n' ' ' <"$err")"
+  fi
   for suffix in "${SECRET_SUFFIXES[@]}"; do
     name="jarvis/$env_name/$suffix"
     if [ "$DRY_RUN" = 1 ]; then
-      show_call "[dry-run] would run:" aws secretsmanager describe-secret --secret-id "$name"
       arn="arn:aws:secretsmanager:$AWS_REGION:$account_id:secret:$name"
     else
-      if ! arn="$(aws secretsmanager describe-secret --secret-id "$name" \
-        --query '[ARN, DeletedDate]' --output text 2>"$err")"; then
-        if grep -q ResourceNotFoundException "$err"; then
-          die "secret $name does not exist in $AWS_REGION; create it first: scripts/create-aws-secrets.sh $env_name"
-        fi
-        die "could not read secret $name: $(tr '\n' ' ' <"$err")"
-      fi
-      # text output: "ARN<TAB>DeletedDate" with None when not scheduled for deletion
-      if [ "${arn#*$'\t'}" != None ]; then
-        die "secret $name is scheduled for deletion; restore it (scripts/create-aws-secrets.sh $env_name does) first"
-      fi
-      arn="${arn%%$'\t'*}"
+      arn="$(jq -r --arg n "$name" '[.[] | select(.name == $n) | .arn][0] // empty' <<<"$listed")"
+      [ -n "$arn" ] \
+        || die "secret $name does not exist in $AWS_REGION (or is scheduled for deletion); create it first: scripts/create-aws-secrets.sh $env_name"
     fi
     arns="$(jq -c --arg k "$suffix" --arg v "$arn" '. + {($k): $v}' <<<"$arns")"
   done
@@ -565,14 +563,20 @@ ensure_alarms() {
     --argjson actions "$actions" --argjson dimensions "$dims" \
     -f "$repo_root/deploy/aws/alarms.jq" >"$alarms"
   count="$(jq 'length' "$alarms")"
+  local names=()
+  read -r -a names <<<"$(jq -r 'map(.AlarmName) | join(" ")' "$alarms")"
+  local existing="[]"
+  if ! existing="$(aws_read cloudwatch describe-alarms --alarm-names "${names[@]}" --alarm-types MetricAlarm \
+    --query 'MetricAlarms' --output json)"; then
+    existing="[]"
+  fi
   for ((i = 0; i < count; i++)); do
     input="$JARVIS_TMP_DIR/alarm-$i.json"
     jq ".[$i]" "$alarms" >"$input"
     name="$(jq -r '.AlarmName' "$input")"
-    if current="$(aws_read cloudwatch describe-alarms --alarm-names "$name" --alarm-types MetricAlarm \
-      --query 'MetricAlarms[0]' --output json)" \
-      && jq -e --slurpfile wanted "$input" "$JQ_SUBSET"'subset($wanted[0] | del(.Tags); .)' \
-        <<<"$current" >/dev/null; then
+    current="$(jq -c --arg n "$name" '[.[] | select(.AlarmName == $n)][0]' <<<"$existing")"
+    if jq -e --slurpfile wanted "$input" "$JQ_SUBSET"'subset($wanted[0] | del(.Tags); .)' \
+      <<<"$current" >/dev/null; then
       info "alarm $name: unchanged"
       continue
     fi

@@ -24,6 +24,9 @@ def secret($secret; $key): {name: $key, valueFrom: "\($secret_arns[$secret]):\($
       name: "jarvis",
       image: $image,
       essential: true,
+      # The container may use all of the task's memory. (Optional on Fargate; set explicitly so
+      # that the definition is complete for every tool, the local emulator included.)
+      memory: ($memory | tonumber),
       command: ["serve"],
       portMappings: [{containerPort: ($port | tonumber), hostPort: ($port | tonumber), protocol: "tcp"}],
       environment: ([
@@ -60,7 +63,8 @@ def secret($secret; $key): {name: $key, valueFrom: "\($secret_arns[$secret]):\($
         retries: 3,
         startPeriod: 30
       },
-      stopTimeout: 30
+      # Jarvis finishes in-flight requests for up to JARVIS_SHUTDOWN_GRACE_MS (30 s) after SIGTERM.
+      stopTimeout: 45
     }
   ],
   tags: [{key: "project", value: "jarvis"}, {key: "environment", value: $env}]

@@ -115,6 +115,17 @@ impl Cold {
     }
 }
 
+/// How to open the circuit.
+struct OpenSpec {
+    generation: u64,
+    origin: Origin,
+    forced: bool,
+    /// `None`: held open.
+    period: Option<Duration>,
+    /// Shown as `opened_at`; `None`: now.
+    opened_at: Option<SystemTime>,
+}
+
 /// At most three events come out of one operation; kept on the stack.
 struct Events {
     buf: [Option<Event>; 3],
@@ -268,10 +279,8 @@ impl BreakerBuilder {
         self.config.validate()?;
         let clock = self.clock.unwrap_or_else(|| Arc::new(SystemClock));
         let seed = self.jitter_seed.unwrap_or_else(|| {
-            use std::hash::{BuildHasher, Hash, Hasher};
-            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-            self.name.hash(&mut h);
-            h.finish()
+            use std::hash::BuildHasher;
+            std::collections::hash_map::RandomState::new().hash_one(&self.name)
         });
         let window = match self.config.policy {
             Policy::FailureRate(rate) => Some(RateWindow::new(rate)),
@@ -408,14 +417,11 @@ impl Breaker {
         } else {
             None
         };
-        Ticket {
-            generation,
-            trial,
-            started,
-        }
+        Ticket::new(generation, trial, started)
     }
 
-    #[cold]
+    // Not `#[cold]`: rejecting in OPEN is a path worth making fast too, and LLVM inlines
+    // next to nothing into a cold function. Out of line so that the CLOSED path stays small.
     #[inline(never)]
     fn acquire_slow(&self, mut w: u64) -> Result<Ticket, Rejected> {
         loop {
@@ -460,6 +466,7 @@ impl Breaker {
 
     /// `Ok` when the open period (or the remote trial's lease) of the generation in `w` is
     /// over and this breaker may start a trial itself.
+    #[inline]
     fn check_open_period_over(&self, w: u64, state: State) -> Result<(), Rejected> {
         let now = self.now_nanos();
         let until = self.open_until.load(Ordering::Acquire);
@@ -473,7 +480,10 @@ impl Breaker {
         }
         if self.coordinated.load(Ordering::Relaxed) {
             let generation = gen_of(w);
-            if self.trial_due_gen.swap(generation, Ordering::AcqRel) != generation {
+            // Load first: waiting callers then only read the shared line.
+            if self.trial_due_gen.load(Ordering::Acquire) != generation
+                && self.trial_due_gen.swap(generation, Ordering::AcqRel) != generation
+            {
                 self.emit_one(Event::TrialDue { generation });
             }
             return Err(self.reject(state, RejectReason::AwaitingTrial, None));
@@ -498,6 +508,7 @@ impl Breaker {
         Some(ticket)
     }
 
+    #[inline]
     fn reject(
         &self,
         state: State,
@@ -505,11 +516,7 @@ impl Breaker {
         retry_after: Option<Duration>,
     ) -> Rejected {
         self.counters.bump(Count::Rejected);
-        let rejected = Rejected {
-            state,
-            reason,
-            retry_after,
-        };
+        let rejected = Rejected::new(state, reason, retry_after);
         self.emit_one(Event::Rejected(rejected));
         rejected
     }
@@ -528,7 +535,7 @@ impl Breaker {
     #[inline]
     pub(crate) fn complete_success(&self, ticket: Ticket) {
         self.counters.bump(Count::Success);
-        if ticket.trial {
+        if ticket.trial() {
             self.on_trial_success(ticket);
         } else if self.hot.consecutive_policy {
             // The hot path: a healthy CLOSED breaker has nothing to reset.
@@ -542,7 +549,7 @@ impl Breaker {
 
     pub(crate) fn complete_failure(&self, ticket: Ticket, reason: &dyn fmt::Display) {
         self.counters.bump(Count::Failure);
-        if !ticket.trial && !self.hot.consecutive_policy {
+        if !ticket.trial() && !self.hot.consecutive_policy {
             self.on_rate_outcome(ticket, true, reason);
         } else {
             self.on_failure(ticket, reason);
@@ -551,8 +558,8 @@ impl Breaker {
 
     pub(crate) fn complete_ignore(&self, ticket: Ticket) {
         self.counters.bump(Count::Ignored);
-        if ticket.trial {
-            self.release_trial(ticket.generation);
+        if ticket.trial() {
+            self.release_trial(ticket.generation());
         }
     }
 
@@ -581,12 +588,12 @@ impl Breaker {
         {
             let _cold = self.lock();
             let w = self.hot.word.load(Ordering::Acquire);
-            if gen_of(w) == ticket.generation && w & ST_MASK == ST_CLOSED {
+            if gen_of(w) == ticket.generation() && w & ST_MASK == ST_CLOSED {
                 let previous = self.hot.failures.swap(0, Ordering::Relaxed);
                 if previous != 0 {
                     events.push(Event::FailuresReset {
                         previous,
-                        generation: ticket.generation,
+                        generation: ticket.generation(),
                     });
                 }
             }
@@ -600,7 +607,7 @@ impl Breaker {
         {
             let mut cold = self.lock();
             let w = self.hot.word.load(Ordering::Acquire);
-            if gen_of(w) != ticket.generation || w & ST_MASK != ST_HALF {
+            if gen_of(w) != ticket.generation() || w & ST_MASK != ST_HALF {
                 return;
             }
             self.hot.failures.store(0, Ordering::Relaxed);
@@ -612,10 +619,10 @@ impl Breaker {
                     Origin::Local,
                 )));
             } else {
-                self.release_trial(ticket.generation);
+                self.release_trial(ticket.generation());
                 events.push(Event::TrialSucceeded {
                     half_open_successes: cold.half_open_successes,
-                    generation: ticket.generation,
+                    generation: ticket.generation(),
                 });
             }
         }
@@ -632,17 +639,17 @@ impl Breaker {
             cold.last_failure_at = Some(wall);
             cold.set_reason(reason);
             let w = self.hot.word.load(Ordering::Acquire);
-            if gen_of(w) != ticket.generation {
+            if gen_of(w) != ticket.generation() {
                 // Admitted under an earlier state: counted in the totals, moves nothing.
                 return;
             }
             let failures = self.hot.failures.load(Ordering::Relaxed).saturating_add(1);
             self.hot.failures.store(failures, Ordering::Relaxed);
             match w & ST_MASK {
-                ST_CLOSED if !ticket.trial => {
+                ST_CLOSED if !ticket.trial() => {
                     events.push(Event::FailureRecorded {
                         consecutive_failures: failures,
-                        generation: ticket.generation,
+                        generation: ticket.generation(),
                     });
                     if let Policy::ConsecutiveFailures { threshold } = self.config.policy {
                         if failures >= threshold {
@@ -655,7 +662,7 @@ impl Breaker {
                         }
                     }
                 }
-                ST_HALF if ticket.trial => {
+                ST_HALF if ticket.trial() => {
                     cold.backoff_level = cold.backoff_level.saturating_add(1);
                     events.push(Event::Transition(self.open_locked(
                         &mut cold,
@@ -676,7 +683,7 @@ impl Breaker {
         let now = self.now_nanos();
         let wall = failed.then(|| self.clock.wall());
         let elapsed = ticket
-            .started
+            .started()
             .map(|s| Duration::from_nanos(now.saturating_sub(s)));
         let mut events = Events::new();
         {
@@ -686,7 +693,7 @@ impl Breaker {
                 cold.set_reason(reason);
             }
             let w = self.hot.word.load(Ordering::Acquire);
-            if gen_of(w) != ticket.generation || w & ST_MASK != ST_CLOSED {
+            if gen_of(w) != ticket.generation() || w & ST_MASK != ST_CLOSED {
                 return;
             }
             if failed {
@@ -694,14 +701,14 @@ impl Breaker {
                 self.hot.failures.store(failures, Ordering::Relaxed);
                 events.push(Event::FailureRecorded {
                     consecutive_failures: failures,
-                    generation: ticket.generation,
+                    generation: ticket.generation(),
                 });
             } else {
                 let previous = self.hot.failures.swap(0, Ordering::Relaxed);
                 if previous != 0 {
                     events.push(Event::FailuresReset {
                         previous,
-                        generation: ticket.generation,
+                        generation: ticket.generation(),
                     });
                 }
             }
@@ -732,6 +739,7 @@ impl Breaker {
         self.cold.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    #[inline]
     fn now_nanos(&self) -> u64 {
         duration_nanos(self.clock.now().saturating_duration_since(self.origin))
     }
@@ -758,19 +766,24 @@ impl Breaker {
 
     fn open_locked(&self, cold: &mut Cold, w: u64, origin: Origin, forced: bool) -> Transition {
         let period = (!forced).then(|| self.open_period(cold));
-        self.open_with(cold, w, gen_of(w) + 1, origin, forced, period, None)
+        let open = OpenSpec {
+            generation: gen_of(w) + 1,
+            origin,
+            forced,
+            period,
+            opened_at: None,
+        };
+        self.open_with(cold, w, open)
     }
 
-    fn open_with(
-        &self,
-        cold: &mut Cold,
-        w: u64,
-        generation: u64,
-        origin: Origin,
-        forced: bool,
-        period: Option<Duration>,
-        opened_at: Option<SystemTime>,
-    ) -> Transition {
+    fn open_with(&self, cold: &mut Cold, w: u64, open: OpenSpec) -> Transition {
+        let OpenSpec {
+            generation,
+            origin,
+            forced,
+            period,
+            opened_at,
+        } = open;
         let now = self.now_nanos();
         let until = period.map_or(u64::MAX, |p| now.saturating_add(duration_nanos(p)));
         self.open_until.store(until, Ordering::Release);
@@ -850,6 +863,7 @@ impl Breaker {
         }
     }
 
+    #[inline]
     fn emit_one(&self, event: Event) {
         if let Some(listener) = &self.listener {
             listener.on_event(self, &event);
@@ -948,15 +962,14 @@ impl Breaker {
                     let opened = opened_at.or(if same { cold.opened_at } else { None });
                     // Same state, new deadline: keep the generation.
                     let generation = if same { gen_of(w) } else { gen_of(w) + 1 };
-                    let t = self.open_with(
-                        &mut cold,
-                        w,
+                    let open = OpenSpec {
                         generation,
-                        Origin::Remote,
-                        remote.forced,
+                        origin: Origin::Remote,
+                        forced: remote.forced,
                         period,
-                        opened,
-                    );
+                        opened_at: opened,
+                    };
+                    let t = self.open_with(&mut cold, w, open);
                     (!same).then_some(t)
                 }
                 State::HalfOpen => {

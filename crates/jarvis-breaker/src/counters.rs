@@ -53,7 +53,6 @@ fn ids() -> &'static Mutex<Ids> {
     IDS.get_or_init(Mutex::default)
 }
 
-#[inline]
 fn slot_id() -> usize {
     let id = SLOT_ID.with(Cell::get);
     if id != UNSET {
@@ -147,9 +146,22 @@ impl Counters {
     #[inline]
     pub(crate) fn bump(&self, which: Count) {
         let i = which as usize;
-        match self.slots.get(slot_id()) {
+        // `UNSET` and `OVERFLOW` are out of range too, so one bounds check covers them.
+        match self.slots.get(SLOT_ID.with(Cell::get)) {
             Some(slot) => {
                 // Single writer: a plain load and store is an exact increment.
+                let c = &slot.0[i];
+                c.store(c.load(Relaxed).wrapping_add(1), Relaxed);
+            }
+            None => self.bump_cold(i),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn bump_cold(&self, i: usize) {
+        match self.slots.get(slot_id()) {
+            Some(slot) => {
                 let c = &slot.0[i];
                 c.store(c.load(Relaxed).wrapping_add(1), Relaxed);
             }

@@ -6,16 +6,43 @@ use std::sync::Arc;
 use crate::breaker::Breaker;
 use crate::classify::{Outcome, Verdict};
 
-/// What a permit remembers about its admission.
+/// What a permit remembers about its admission. Two plain words (no `bool` or `Option`
+/// fields) so that it stays in registers, or at least is stored and reloaded at full
+/// width, on the hot path.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Ticket {
-    /// The generation the call was admitted in: an outcome reported after the breaker
-    /// moved to another generation is counted in the totals but moves no state.
-    pub generation: u64,
-    /// Whether this is a half-open trial call.
-    pub trial: bool,
-    /// Monotonic start time (breaker-relative nanoseconds), only when the policy needs it.
-    pub started: Option<u64>,
+    /// `generation << 1 | trial`. The generation the call was admitted in: an outcome
+    /// reported after the breaker moved to another generation is counted in the totals
+    /// but moves no state. `trial`: whether this is a half-open trial call.
+    tagged: u64,
+    /// Monotonic start time (breaker-relative nanoseconds), `u64::MAX` when the policy
+    /// does not need it.
+    started: u64,
+}
+
+impl Ticket {
+    #[inline]
+    pub(crate) fn new(generation: u64, trial: bool, started: Option<u64>) -> Self {
+        Ticket {
+            tagged: generation << 1 | u64::from(trial),
+            started: started.unwrap_or(u64::MAX),
+        }
+    }
+
+    #[inline]
+    pub(crate) fn generation(self) -> u64 {
+        self.tagged >> 1
+    }
+
+    #[inline]
+    pub(crate) fn trial(self) -> bool {
+        self.tagged & 1 != 0
+    }
+
+    #[inline]
+    pub(crate) fn started(self) -> Option<u64> {
+        (self.started != u64::MAX).then_some(self.started)
+    }
 }
 
 /// The right to make one call, from [`Breaker::try_acquire`].
@@ -76,12 +103,12 @@ impl<'a> Permit<'a> {
 
     /// The generation the call was admitted in.
     pub fn generation(&self) -> u64 {
-        self.ticket.generation
+        self.ticket.generation()
     }
 
     /// Whether this call is a half-open trial.
     pub fn is_trial(&self) -> bool {
-        self.ticket.trial
+        self.ticket.trial()
     }
 }
 
@@ -95,8 +122,8 @@ impl fmt::Debug for Permit<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Permit")
             .field("breaker", &self.breaker.name())
-            .field("generation", &self.ticket.generation)
-            .field("trial", &self.ticket.trial)
+            .field("generation", &self.ticket.generation())
+            .field("trial", &self.ticket.trial())
             .finish()
     }
 }
@@ -146,12 +173,12 @@ impl OwnedPermit {
 
     /// The generation the call was admitted in.
     pub fn generation(&self) -> u64 {
-        self.ticket.generation
+        self.ticket.generation()
     }
 
     /// Whether this call is a half-open trial.
     pub fn is_trial(&self) -> bool {
-        self.ticket.trial
+        self.ticket.trial()
     }
 
     /// The breaker this permit belongs to.
@@ -172,8 +199,8 @@ impl fmt::Debug for OwnedPermit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("OwnedPermit")
             .field("breaker", &self.breaker.name())
-            .field("generation", &self.ticket.generation)
-            .field("trial", &self.ticket.trial)
+            .field("generation", &self.ticket.generation())
+            .field("trial", &self.ticket.trial())
             .finish()
     }
 }

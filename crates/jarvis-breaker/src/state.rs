@@ -69,20 +69,84 @@ impl RejectReason {
     }
 }
 
-/// A call the breaker refused. A small `Copy` value: rejecting allocates nothing.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+/// A call the breaker refused.
+///
+/// One packed `u64` (`Copy`, no allocation), so that a `Result` carrying it is returned
+/// in registers or moved as whole words: a rejection stays cheap.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Rejected {
+    /// bits 0..2 state, bits 2..4 reason, bits 4..64 nanoseconds until the open period
+    /// ends (`NO_RETRY`: unknown).
+    bits: u64,
+}
+
+const NO_RETRY: u64 = (1 << 60) - 1;
+
+impl Rejected {
+    /// A rejection (mostly useful to tests and to wrappers that reject on their own).
+    #[inline]
+    pub fn new(state: State, reason: RejectReason, retry_after: Option<Duration>) -> Self {
+        let retry = retry_after.map_or(NO_RETRY, |d| {
+            u64::try_from(d.as_nanos()).map_or(NO_RETRY - 1, |n| n.min(NO_RETRY - 1))
+        });
+        let state = match state {
+            State::Closed => 0,
+            State::Open => 1,
+            State::HalfOpen => 2,
+        };
+        let reason = match reason {
+            RejectReason::Open => 0,
+            RejectReason::ForcedOpen => 1,
+            RejectReason::HalfOpenFull => 2,
+            RejectReason::AwaitingTrial => 3,
+        };
+        Rejected {
+            bits: retry << 4 | reason << 2 | state,
+        }
+    }
+
     /// The state the breaker was in.
-    pub state: State,
+    #[inline]
+    pub fn state(&self) -> State {
+        match self.bits & 0b11 {
+            0 => State::Closed,
+            1 => State::Open,
+            _ => State::HalfOpen,
+        }
+    }
+
     /// Why the call was refused.
-    pub reason: RejectReason,
+    #[inline]
+    pub fn reason(&self) -> RejectReason {
+        match (self.bits >> 2) & 0b11 {
+            0 => RejectReason::Open,
+            1 => RejectReason::ForcedOpen,
+            2 => RejectReason::HalfOpenFull,
+            _ => RejectReason::AwaitingTrial,
+        }
+    }
+
     /// How long until the open period ends, when known (only [`RejectReason::Open`]).
-    pub retry_after: Option<Duration>,
+    #[inline]
+    pub fn retry_after(&self) -> Option<Duration> {
+        let retry = self.bits >> 4;
+        (retry != NO_RETRY).then(|| Duration::from_nanos(retry))
+    }
+}
+
+impl fmt::Debug for Rejected {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Rejected")
+            .field("state", &self.state())
+            .field("reason", &self.reason())
+            .field("retry_after", &self.retry_after())
+            .finish()
+    }
 }
 
 impl fmt::Display for Rejected {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.reason {
+        match self.reason() {
             RejectReason::Open => f.write_str("circuit breaker OPEN")?,
             RejectReason::ForcedOpen => f.write_str("circuit breaker OPEN (forced)")?,
             RejectReason::HalfOpenFull => {
@@ -92,7 +156,7 @@ impl fmt::Display for Rejected {
                 f.write_str("circuit breaker OPEN: awaiting a coordinated trial")?
             }
         }
-        if let Some(after) = self.retry_after {
+        if let Some(after) = self.retry_after() {
             write!(f, "; next attempt in {} ms", after.as_millis())?;
         }
         Ok(())
@@ -143,5 +207,34 @@ impl<E: std::error::Error + 'static> std::error::Error for CallError<E> {
             CallError::Rejected(r) => Some(r),
             CallError::Inner(e) => Some(e),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejections_pack_into_one_word() {
+        assert_eq!(std::mem::size_of::<Rejected>(), 8);
+        assert_eq!(std::mem::size_of::<CallError<&str>>(), 16);
+        for state in [State::Closed, State::Open, State::HalfOpen] {
+            for reason in [
+                RejectReason::Open,
+                RejectReason::ForcedOpen,
+                RejectReason::HalfOpenFull,
+                RejectReason::AwaitingTrial,
+            ] {
+                for retry in [None, Some(Duration::ZERO), Some(Duration::from_secs(60))] {
+                    let r = Rejected::new(state, reason, retry);
+                    assert_eq!(
+                        (r.state(), r.reason(), r.retry_after()),
+                        (state, reason, retry)
+                    );
+                }
+            }
+        }
+        let far = Rejected::new(State::Open, RejectReason::Open, Some(Duration::MAX));
+        assert!(far.retry_after().unwrap() > Duration::from_secs(365 * 24 * 3600));
     }
 }

@@ -16,7 +16,8 @@
 //! * totals (runs, successes, timeouts, impact), durations of all runs and of successful runs,
 //!   cost;
 //! * per parameter name and [`ValueKey`]: the same outcome counters — the marginal statistics that
-//!   factored Thompson sampling and recommendations use;
+//!   factored Thompson sampling and recommendations use — and a sketch of successful durations,
+//!   so that the learned timeout can depend on the parameters;
 //! * per *combination* of all learned parameters of a run: the outcome counters, used to check
 //!   for interactions the factored view cannot see and to list alternatives;
 //! * failure groups by normalised template ([`crate::failure`]).
@@ -213,7 +214,7 @@ fn merge_option(a: Option<f64>, b: Option<f64>, pick: fn(f64, f64) -> f64) -> Op
 }
 
 /// Statistics of one value (or numeric bucket) of one parameter.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ValueStats {
     /// The outcomes of runs with this value.
@@ -221,12 +222,17 @@ pub struct ValueStats {
     /// For a numeric bucket, the values seen in it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub range: Option<NumericRange>,
+    /// Durations of the successful runs with this value, so that the timeout can follow the
+    /// parameters (a slow quality setting needs a longer timeout than a fast one).
+    #[serde(default, skip_serializing_if = "DurationSketch::is_empty")]
+    pub successful_durations: DurationSketch,
 }
 
 impl ValueStats {
     /// Adds `other`'s statistics.
     pub fn merge(&mut self, other: &ValueStats) {
         self.outcome.merge(&other.outcome);
+        self.successful_durations.merge(&other.successful_durations);
         match (&mut self.range, &other.range) {
             (Some(mine), Some(theirs)) => mine.merge(theirs),
             (mine @ None, Some(theirs)) => *mine = Some(*theirs),
@@ -366,6 +372,9 @@ impl Aggregates {
                 .or_default();
             let mut one = ValueStats::default();
             one.outcome.record(success, timed_out, *impact_score);
+            if success {
+                one.successful_durations.add(*duration_ms);
+            }
             if key.bucket().is_some() {
                 if let Some(x) = parameters.get(name).and_then(Value::as_f64) {
                     // `+ 0.0` turns −0.0 into 0.0 so that min/max stay order-independent.
@@ -405,7 +414,10 @@ impl Aggregates {
             }
         }
         for (key, stats) in &other.combinations {
-            self.combinations.entry(key.clone()).or_default().merge(stats);
+            self.combinations
+                .entry(key.clone())
+                .or_default()
+                .merge(stats);
         }
         self.failures.merge(&other.failures);
     }
@@ -501,8 +513,11 @@ mod tests {
         let mut aggregates = Aggregates::new();
         aggregates.observe(&execution(json!({"genre": "pop", "bpm": 120}), true, 1000));
         aggregates.observe(&execution(json!({"genre": "pop", "bpm": 121}), true, 2000));
-        let fingerprint =
-            aggregates.observe(&execution(json!({"genre": "metal", "bpm": 60}), false, 30_012));
+        let fingerprint = aggregates.observe(&execution(
+            json!({"genre": "metal", "bpm": 60}),
+            false,
+            30_012,
+        ));
         assert!(fingerprint.is_some());
         assert_eq!(aggregates.total.runs, 3);
         assert_eq!(aggregates.total.successes, 2);
@@ -580,13 +595,13 @@ mod tests {
     fn combination_keys_round_trip() {
         let pairs = vec![
             ("genre".to_owned(), ValueKey::Text("pop".into())),
-            ("bpm".to_owned(), ValueKey::Number(NumberBucket::Positive(55))),
+            (
+                "bpm".to_owned(),
+                ValueKey::Number(NumberBucket::Positive(55)),
+            ),
         ];
         let key = CombinationKey::new(&pairs);
-        assert_eq!(
-            key.as_str(),
-            r#"[["bpm","num:+55"],["genre","str:pop"]]"#
-        );
+        assert_eq!(key.as_str(), r#"[["bpm","num:+55"],["genre","str:pop"]]"#);
         let mut sorted = pairs.clone();
         sorted.sort();
         assert_eq!(key.pairs(), sorted);

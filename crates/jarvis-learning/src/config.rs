@@ -150,13 +150,13 @@ impl ParameterSpace {
     /// `min > max`) has none.
     pub fn candidate_keys(&self) -> Vec<ValueKey> {
         let mut keys: Vec<ValueKey> = match self {
-            ParameterSpace::Categorical { values } => values.iter().filter_map(ValueKey::of).collect(),
-            ParameterSpace::Numeric { min, max, integer } => {
-                numeric_buckets(*min, *max, *integer)
-                    .into_iter()
-                    .map(ValueKey::Number)
-                    .collect()
+            ParameterSpace::Categorical { values } => {
+                values.iter().filter_map(ValueKey::of).collect()
             }
+            ParameterSpace::Numeric { min, max, integer } => numeric_buckets(*min, *max, *integer)
+                .into_iter()
+                .map(ValueKey::Number)
+                .collect(),
         };
         keys.sort();
         keys.dedup();
@@ -202,11 +202,19 @@ fn numeric_buckets(min: f64, max: f64, integer: bool) -> Vec<NumberBucket> {
         }
     };
     if max > 0.0 {
-        let low = if min > 0.0 { min } else { floor_magnitude.min(max) };
+        let low = if min > 0.0 {
+            min
+        } else {
+            floor_magnitude.min(max)
+        };
         push_range(low, max, true);
     }
     if min < 0.0 {
-        let low = if max < 0.0 { -max } else { floor_magnitude.min(-min) };
+        let low = if max < 0.0 {
+            -max
+        } else {
+            floor_magnitude.min(-min)
+        };
         push_range(low, -min, false);
     }
     if min <= 0.0 && max >= 0.0 {
@@ -356,7 +364,10 @@ mod tests {
             config.search_space.get("bpm"),
             Some(ParameterSpace::Numeric { integer: true, .. })
         ));
-        assert_eq!(LearningConfig::default().effective_impact_weight(false), 0.0);
+        assert_eq!(
+            LearningConfig::default().effective_impact_weight(false),
+            0.0
+        );
         assert!((LearningConfig::utility(0.8, 0.5, 0.5) - 0.6).abs() < 1e-12);
     }
 }

@@ -6,7 +6,7 @@
 //! * [`wilson_interval`] — the Wilson score interval. Unlike the textbook normal ("Wald")
 //!   interval it stays inside `[0, 1]` and keeps close to its nominal coverage for small samples
 //!   and for rates near 0 or 1, which is exactly the regime of a fresh domain/action. Its lower
-//!   bound is the conservative score that [`crate::recommend`] ranks by: 1/1 has a 95 % lower bound
+//!   bound is the conservative score that [`crate::recommend`](mod@crate::recommend) ranks by: 1/1 has a 95 % lower bound
 //!   of 0.21, 80/100 one of 0.71.
 //! * [`BetaPosterior`] — the conjugate posterior of a Bernoulli rate under a uniform prior. It can
 //!   be *sampled*, which is what Thompson sampling in [`crate::explore`] needs, and it also accepts
@@ -168,12 +168,7 @@ impl BetaPosterior {
     /// The probability that a draw from `self` exceeds a draw from `other`, by the normal
     /// approximation `Φ((μ₁ − μ₂) / sqrt(σ₁² + σ₂²))`. Two identical posteriors give 0.5.
     pub fn prob_greater_than(&self, other: &BetaPosterior) -> f64 {
-        prob_greater(
-            self.mean(),
-            self.variance(),
-            other.mean(),
-            other.variance(),
-        )
+        prob_greater(self.mean(), self.variance(), other.mean(), other.variance())
     }
 }
 
@@ -260,7 +255,9 @@ mod tests {
         let lucky = wilson_interval(1, 1, Z_95);
         let proven = wilson_interval(80, 100, Z_95);
         assert!(lucky.lower < proven.lower);
-        assert!(BetaPosterior::from_counts(1, 0).mean() < BetaPosterior::from_counts(80, 20).mean());
+        assert!(
+            BetaPosterior::from_counts(1, 0).mean() < BetaPosterior::from_counts(80, 20).mean()
+        );
     }
 
     #[test]
@@ -268,7 +265,10 @@ mod tests {
         assert_eq!(wilson_interval(0, 0, Z_95), Interval::UNINFORMATIVE);
         assert_eq!(wilson_interval(3, 5, f64::NAN), Interval::UNINFORMATIVE);
         assert_eq!(wilson_interval(3, 5, -1.0), Interval::UNINFORMATIVE);
-        assert_eq!(wilson_interval(3, 5, f64::INFINITY), Interval::UNINFORMATIVE);
+        assert_eq!(
+            wilson_interval(3, 5, f64::INFINITY),
+            Interval::UNINFORMATIVE
+        );
         // More successes than runs is clamped, not a panic or a rate above 1.
         assert_eq!(wilson_interval(7, 5, Z_95), wilson_interval(5, 5, Z_95));
         // z = 0 collapses to the observed rate.

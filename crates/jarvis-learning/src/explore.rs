@@ -19,7 +19,7 @@
 //!
 //! Why factored (one posterior per value of each parameter, not per combination): it learns from
 //! every run about every parameter, so evidence accumulates on ~20 values instead of hundreds of
-//! combinations. [`crate::recommend`] checks the combinations for interactions.
+//! combinations. [`crate::recommend`](mod@crate::recommend) checks the combinations for interactions.
 //!
 //! The logged probability of a learned value is
 //! `ε/K + (1 − ε) × P̂(Thompson picks it)`, where `K` is the number of candidates and `P̂` is
@@ -39,11 +39,12 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::adjust::{adjusted_evidence, Evidence, EvidenceMap};
 use crate::aggregates::{Aggregates, ValueStats};
 use crate::config::{sample_in_bucket, LearningConfig, ParameterSpace};
 use crate::estimate::BetaPosterior;
 use crate::recommend::considered_parameters;
-use crate::timeout::learned_timeout;
+use crate::timeout::learned_timeout_for;
 use crate::value_key::ValueKey;
 
 /// The parameters for one run, and how each learned value was chosen.
@@ -56,7 +57,8 @@ pub struct Choice {
     pub learned: BTreeMap<String, LearnedValue>,
     /// The names the caller gave (sorted); these were not touched.
     pub given: Vec<String>,
-    /// The learned timeout in ms, once there is enough data.
+    /// The learned timeout in ms for these parameters, once there is enough data
+    /// (see [`learned_timeout_for`]).
     pub timeout_ms: Option<u64>,
 }
 
@@ -88,6 +90,7 @@ pub struct LearnedValue {
 struct Candidate<'a> {
     key: ValueKey,
     stats: Option<&'a ValueStats>,
+    evidence: Option<Evidence>,
 }
 
 /// Fills in the parameters missing from `given`. See the [module docs](self).
@@ -102,12 +105,13 @@ pub fn choose<R: Rng + ?Sized>(
     let samples = config.propensity_samples.max(16);
     let mut parameters = given.clone();
     let mut learned = BTreeMap::new();
+    let evidence = adjusted_evidence(aggregates);
     for name in considered_parameters(aggregates, config) {
         if given.contains_key(&name) {
             continue;
         }
         let space = config.search_space.get(&name);
-        let candidates = candidates(aggregates, &name, space);
+        let candidates = candidates(aggregates, &evidence, &name, space);
         if candidates.is_empty() {
             continue;
         }
@@ -147,27 +151,36 @@ pub fn choose<R: Rng + ?Sized>(
     }
     let mut given_names: Vec<String> = given.keys().cloned().collect();
     given_names.sort();
+    let timeout_ms = learned_timeout_for(aggregates, &parameters, &config.timeout);
     Choice {
         parameters,
         learned,
         given: given_names,
-        timeout_ms: learned_timeout(&aggregates.successful_durations, &config.timeout),
+        timeout_ms,
     }
 }
 
 fn candidates<'a>(
     aggregates: &'a Aggregates,
+    evidence: &EvidenceMap,
     name: &str,
     space: Option<&ParameterSpace>,
 ) -> Vec<Candidate<'a>> {
     let observed = aggregates.parameters.get(name);
     let stats_of = |key: &ValueKey| observed.and_then(|values| values.get(key));
+    let evidence_of = |key: &ValueKey| {
+        evidence
+            .get(name)
+            .and_then(|values| values.get(key))
+            .copied()
+    };
     match space {
         Some(space) => space
             .candidate_keys()
             .into_iter()
             .map(|key| Candidate {
                 stats: stats_of(&key),
+                evidence: evidence_of(&key),
                 key,
             })
             .collect(),
@@ -180,6 +193,7 @@ fn candidates<'a>(
             .map(|(key, stats)| Candidate {
                 key: key.clone(),
                 stats: Some(stats),
+                evidence: evidence_of(key),
             })
             .collect(),
     }
@@ -190,11 +204,8 @@ fn candidates<'a>(
 fn thompson_pick<R: Rng + ?Sized>(candidates: &[Candidate<'_>], w: f64, rng: &mut R) -> usize {
     let mut best = (0, f64::NEG_INFINITY);
     for (index, candidate) in candidates.iter().enumerate() {
-        let (success, impact) = match candidate.stats {
-            Some(stats) => (
-                stats.outcome.success_posterior(),
-                stats.outcome.impact_posterior(),
-            ),
+        let (success, impact) = match candidate.evidence {
+            Some(evidence) => (evidence.success_posterior(), evidence.impact_posterior()),
             None => (BetaPosterior::UNIFORM, BetaPosterior::UNIFORM),
         };
         let p = success.sample(rng);
@@ -236,7 +247,12 @@ mod tests {
     use rand::SeedableRng;
     use serde_json::json;
 
-    fn observe_n(aggregates: &mut Aggregates, parameters: Value, successes: usize, failures: usize) {
+    fn observe_n(
+        aggregates: &mut Aggregates,
+        parameters: Value,
+        successes: usize,
+        failures: usize,
+    ) {
         let parameters = parameters.as_object().cloned().unwrap();
         for i in 0..successes + failures {
             aggregates.observe(&Execution {
@@ -274,7 +290,10 @@ mod tests {
     fn fills_only_what_is_missing() {
         let config = space();
         let mut rng = StdRng::seed_from_u64(1);
-        let given = json!({"genre": "jazz", "seed": 7}).as_object().cloned().unwrap();
+        let given = json!({"genre": "jazz", "seed": 7})
+            .as_object()
+            .cloned()
+            .unwrap();
         let choice = choose(&Aggregates::new(), &given, &config, &mut rng);
         assert_eq!(choice.parameters["genre"], json!("jazz"));
         assert_eq!(choice.parameters["seed"], json!(7));
@@ -291,7 +310,12 @@ mod tests {
     #[test]
     fn nothing_to_fill_without_data_or_space() {
         let mut rng = StdRng::seed_from_u64(1);
-        let choice = choose(&Aggregates::new(), &Map::new(), &LearningConfig::default(), &mut rng);
+        let choice = choose(
+            &Aggregates::new(),
+            &Map::new(),
+            &LearningConfig::default(),
+            &mut rng,
+        );
         assert!(choice.parameters.is_empty() && choice.learned.is_empty());
         assert_eq!(choice.probability(), 1.0);
     }
@@ -301,8 +325,18 @@ mod tests {
         let config = space();
         let mut aggregates = Aggregates::new();
         observe_n(&mut aggregates, json!({"genre": "pop", "bpm": 120}), 90, 10);
-        observe_n(&mut aggregates, json!({"genre": "rock", "bpm": 120}), 50, 50);
-        observe_n(&mut aggregates, json!({"genre": "metal", "bpm": 120}), 10, 90);
+        observe_n(
+            &mut aggregates,
+            json!({"genre": "rock", "bpm": 120}),
+            50,
+            50,
+        );
+        observe_n(
+            &mut aggregates,
+            json!({"genre": "metal", "bpm": 120}),
+            10,
+            90,
+        );
         let mut rng = StdRng::seed_from_u64(3);
         let mut counts: BTreeMap<String, usize> = BTreeMap::new();
         let mut probability_of_pop = 0.0;
@@ -334,7 +368,9 @@ mod tests {
         observe_n(&mut aggregates, json!({"genre": "rock"}), 1, 0);
         let mut rng = StdRng::seed_from_u64(4);
         let rock = (0..2_000)
-            .filter(|_| choose(&aggregates, &Map::new(), &config, &mut rng).parameters["genre"] == "rock")
+            .filter(|_| {
+                choose(&aggregates, &Map::new(), &config, &mut rng).parameters["genre"] == "rock"
+            })
             .count();
         // Beta(2,1) beats Beta(81,21) with probability ≈ 0.35 … 0.45 (metal, unseen, also gets
         // some picks).

@@ -274,7 +274,11 @@ pub fn cluster_templates(groups: &FailureGroups, similarity: f64) -> Vec<Failure
             cluster
         })
         .collect();
-    result.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.template.cmp(&b.template)));
+    result.sort_by(|a, b| {
+        b.count
+            .cmp(&a.count)
+            .then_with(|| a.template.cmp(&b.template))
+    });
     result
 }
 
@@ -417,7 +421,7 @@ fn mask_core(core: &str) -> String {
     let mut out = String::new();
     let mut piece = String::new();
     for c in core.chars() {
-        if "=:,;()[]{}|<>".contains(c) {
+        if "=:,;()[]{}|".contains(c) {
             out.push_str(&mask_piece(&piece));
             piece.clear();
             out.push(c);
@@ -542,8 +546,27 @@ fn is_path(text: &str) -> bool {
 }
 
 const HOST_SUFFIXES: &[&str] = &[
-    "com", "net", "org", "io", "dev", "app", "ai", "co", "cloud", "local", "internal", "lan", "svc",
-    "cluster", "localdomain", "us", "uk", "de", "eu", "fr", "jp",
+    "com",
+    "net",
+    "org",
+    "io",
+    "dev",
+    "app",
+    "ai",
+    "co",
+    "cloud",
+    "local",
+    "internal",
+    "lan",
+    "svc",
+    "cluster",
+    "localdomain",
+    "us",
+    "uk",
+    "de",
+    "eu",
+    "fr",
+    "jp",
 ];
 
 fn is_host(text: &str) -> bool {
@@ -626,10 +649,7 @@ mod tests {
             "cannot resolve db.internal (try localhost)",
             "cannot resolve <host> (try <host>)",
         );
-        check(
-            "notify ops@example.com failed",
-            "notify <email> failed",
-        );
+        check("notify ops@example.com failed", "notify <email> failed");
         check("segfault at 0x7f3a9c", "segfault at <hex>");
         check("commit deadbeef42 missing", "commit <hex> missing");
         check("request req-abc123xyz failed", "request req-<id> failed");
@@ -637,8 +657,14 @@ mod tests {
             "token eyJhbGciOiJIUzI1NiJ9abc expired",
             "token <id> expired",
         );
-        check(r#"unknown genre "polka" requested"#, "unknown genre <str> requested");
-        check("no such key 'a1' (see `docs`)", "no such key <str> (see <str>)");
+        check(
+            r#"unknown genre "polka" requested"#,
+            "unknown genre <str> requested",
+        );
+        check(
+            "no such key 'a1' (see `docs`)",
+            "no such key <str> (see <str>)",
+        );
         check("retry_count=3 of 5", "retry_count=<num> of <num>");
     }
 
@@ -668,7 +694,10 @@ mod tests {
         // Published FNV-1a 64 test vectors.
         assert_eq!(Fingerprint::of_template("").as_str(), "cbf29ce484222325");
         assert_eq!(Fingerprint::of_template("a").as_str(), "af63dc4c8601ec8c");
-        assert_eq!(Fingerprint::of_template("foobar").as_str(), "85944171f73967e8");
+        assert_eq!(
+            Fingerprint::of_template("foobar").as_str(),
+            "85944171f73967e8"
+        );
     }
 
     #[test]

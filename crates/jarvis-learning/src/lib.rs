@@ -12,9 +12,10 @@
 //! - [`value_key`] — how a JSON parameter value becomes a countable key (numbers as buckets).
 //! - [`sketch`] — DDSketch, a mergeable quantile sketch for durations.
 //! - [`failure`] — failure messages normalised into templates, fingerprints and groups.
+//! - [`adjust`] — per-value evidence corrected for the other parameters of the same runs.
 //! - [`aggregates`] — [`Execution`] in, [`Aggregates`] out: `observe` and `merge`.
 //! - [`config`] — [`LearningConfig`], the objective, and the optional [`ParameterSpace`].
-//! - [`recommend`] — [`recommend()`]: the best parameters, their confidence, alternatives.
+//! - [`recommend`](mod@recommend) — [`recommend()`]: the best parameters, their confidence, alternatives.
 //! - [`explore`] — [`choose`]: factored Thompson sampling for the parameters a caller left out.
 //! - [`timeout`] — the learned timeout and the warning for a timeout that is too short.
 //! - [`sim`] — a simulated agent and an experiment that measures what learning gains.
@@ -56,6 +57,7 @@
 //! - No panics on odd input: NaN, negative or out-of-range numbers are clamped or ignored as
 //!   each item documents.
 
+pub mod adjust;
 pub mod aggregates;
 pub mod config;
 pub mod estimate;
@@ -72,7 +74,11 @@ pub use config::{LearningConfig, ParameterSpace};
 pub use estimate::{normal_cdf, success_rate, wilson_interval, BetaPosterior, Interval, Z_95};
 pub use explore::{choose, Choice, LearnedValue};
 pub use failure::{cluster_templates, fingerprint, normalize, FailureGroups, Fingerprint};
-pub use recommend::{rank_values, recommend, Alternative, Recommendation, RecommendationSource, ValueEstimate};
+pub use recommend::{
+    rank_values, recommend, Alternative, Recommendation, RecommendationSource, ValueEstimate,
+};
 pub use sketch::DurationSketch;
-pub use timeout::{learned_timeout, timeout_warning, TimeoutPolicy, TimeoutWarning};
+pub use timeout::{
+    learned_timeout, learned_timeout_for, timeout_warning, TimeoutPolicy, TimeoutWarning,
+};
 pub use value_key::ValueKey;

@@ -3,7 +3,8 @@
 //! # How values are ranked
 //!
 //! For each value of a parameter (a numeric value: its bucket) the *score* is the conservative
-//! utility
+//! utility, computed from the value's evidence adjusted for the other parameters of its runs
+//! ([`crate::adjust`]; plain counts when no combination was recorded)
 //!
 //! ```text
 //! score = WilsonLower(successes, runs, z) × ((1 − w) + w × E[impact/100])
@@ -24,9 +25,14 @@
 //! combination that has [`LearningConfig::min_combination_runs`] runs: if that combination's
 //! utility interval lies entirely above the factored combination's, it is recommended instead.
 //!
+//! For a numeric parameter the recommended number is refined inside the best bucket by
+//! parabolic interpolation through the expected utilities of the bucket and its two neighbours,
+//! so that a peak near a bucket edge is not reported as the bucket's middle.
+//!
 //! # Confidence
 //!
-//! Per recommended parameter, the probability that its value's utility exceeds the runner-up's,
+//! Per recommended parameter, the probability that its value's (adjusted) utility exceeds the
+//! runner-up's,
 //! from normal approximations of the two posteriors (`Φ(Δμ / sqrt(σ₁² + σ₂²))`); a parameter with
 //! a single eligible value contributes 0.5 (nothing to compare it with). The recommendation's
 //! confidence is the smallest of these — "how sure are we of the weakest part" — and 0 when
@@ -37,11 +43,12 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::adjust::{adjusted_evidence, Evidence, EvidenceMap};
 use crate::aggregates::{Aggregates, CombinationKey, OutcomeStats, ValueStats};
 use crate::config::LearningConfig;
 use crate::estimate::{prob_greater, Interval};
-use crate::timeout::learned_timeout;
-use crate::value_key::ValueKey;
+use crate::timeout::{learned_timeout, learned_timeout_for};
+use crate::value_key::{NumberBucket, ValueKey, BUCKETS_PER_OCTAVE};
 
 /// What the learner would run next, and why.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -49,7 +56,9 @@ use crate::value_key::ValueKey;
 pub struct Recommendation {
     /// The recommended value per parameter (empty without enough data).
     pub parameters: Map<String, Value>,
-    /// The learned timeout in ms, once there are enough successful runs.
+    /// The learned timeout in ms for the recommended parameters (the domain/action-wide one
+    /// when nothing is recommended), once there are enough successful runs (see
+    /// [`learned_timeout_for`]).
     pub timeout_ms: Option<u64>,
     /// 0–1; see the [module docs](self).
     pub confidence: f64,
@@ -87,13 +96,16 @@ pub struct ValueEstimate {
     pub runs: u64,
     /// Successful runs with this value.
     pub successes: u64,
-    /// `successes / runs`.
+    /// `successes / runs`, as observed.
     pub success_rate: f64,
-    /// The Wilson interval of the success rate.
+    /// The success rate next to average companions (see [`crate::adjust`]): what the value is
+    /// ranked by.
+    pub adjusted_success_rate: f64,
+    /// The Wilson interval of the adjusted success rate.
     pub success_interval: Interval,
-    /// The mean impact score of its successful runs.
+    /// The mean impact score of its successful runs, as observed.
     pub mean_impact: Option<f64>,
-    /// The posterior mean utility.
+    /// The posterior mean utility (adjusted).
     pub expected_utility: f64,
     /// The conservative utility it is ranked by.
     pub score: f64,
@@ -135,6 +147,14 @@ pub enum AlternativeBasis {
     },
 }
 
+/// A combination with its parsed pairs, counts and utility estimate.
+type ScoredCombination = (
+    CombinationKey,
+    Vec<(String, ValueKey)>,
+    OutcomeStats,
+    UtilityEstimate,
+);
+
 /// Utility estimates of one set of outcomes.
 #[derive(Debug, Clone, Copy)]
 struct UtilityEstimate {
@@ -144,16 +164,16 @@ struct UtilityEstimate {
     upper: f64,
 }
 
-fn utility_estimate(outcome: &OutcomeStats, w: f64, z: f64) -> UtilityEstimate {
-    let success = outcome.success_posterior();
-    let impact = outcome.impact_posterior();
+fn utility_estimate(evidence: &Evidence, w: f64, z: f64) -> UtilityEstimate {
+    let success = evidence.success_posterior();
+    let impact = evidence.impact_posterior();
     let (mean_p, var_p) = (success.mean(), success.variance());
     let (mean_q, var_q) = (impact.mean(), impact.variance());
     let factor = (1.0 - w) + w * mean_q;
     // Var(p·A) for independent p and A = (1 − w) + w·q.
     let variance =
         (var_p + mean_p * mean_p) * (w * w * var_q + factor * factor) - (mean_p * factor).powi(2);
-    let interval = outcome.success_interval(z);
+    let interval = evidence.success_interval(z);
     UtilityEstimate {
         mean: mean_p * factor,
         variance: variance.max(0.0),
@@ -179,8 +199,22 @@ pub(crate) fn value_of(key: &ValueKey, stats: Option<&ValueStats>) -> Option<Val
 }
 
 /// Every observed value of parameter `name`, best first: eligible values by score (ties: more
-/// runs, then key order), then the ineligible ones in the same order.
-pub fn rank_values(aggregates: &Aggregates, name: &str, config: &LearningConfig) -> Vec<ValueEstimate> {
+/// runs, then key order), then the ineligible ones in the same order. Scores use the evidence
+/// adjusted for the other parameters ([`crate::adjust`]).
+pub fn rank_values(
+    aggregates: &Aggregates,
+    name: &str,
+    config: &LearningConfig,
+) -> Vec<ValueEstimate> {
+    rank_with(aggregates, &adjusted_evidence(aggregates), name, config)
+}
+
+fn rank_with(
+    aggregates: &Aggregates,
+    evidence: &EvidenceMap,
+    name: &str,
+    config: &LearningConfig,
+) -> Vec<ValueEstimate> {
     let w = config.effective_impact_weight(aggregates.total.impact_runs > 0);
     let Some(values) = aggregates.parameters.get(name) else {
         return Vec::new();
@@ -191,14 +225,20 @@ pub fn rank_values(aggregates: &Aggregates, name: &str, config: &LearningConfig)
         .filter_map(|(key, stats)| {
             let value = value_of(key, Some(stats))?;
             let outcome = &stats.outcome;
-            let utility = utility_estimate(outcome, w, config.z);
+            let adjusted = evidence
+                .get(name)
+                .and_then(|values| values.get(key))
+                .copied()
+                .unwrap_or_else(|| Evidence::of(outcome));
+            let utility = utility_estimate(&adjusted, w, config.z);
             Some(ValueEstimate {
                 key: key.clone(),
                 value,
                 runs: outcome.runs,
                 successes: outcome.successes,
                 success_rate: outcome.success_rate().unwrap_or(0.0),
-                success_interval: outcome.success_interval(config.z),
+                adjusted_success_rate: adjusted.success_rate(),
+                success_interval: adjusted.success_interval(config.z),
                 mean_impact: outcome.mean_impact(),
                 expected_utility: utility.mean,
                 score: utility.score,
@@ -218,7 +258,10 @@ pub fn rank_values(aggregates: &Aggregates, name: &str, config: &LearningConfig)
 
 /// The names of the parameters the learner considers: those in the search space, and those
 /// present in at least [`LearningConfig::min_parameter_share`] of the runs.
-pub(crate) fn considered_parameters(aggregates: &Aggregates, config: &LearningConfig) -> Vec<String> {
+pub(crate) fn considered_parameters(
+    aggregates: &Aggregates,
+    config: &LearningConfig,
+) -> Vec<String> {
     let share = config.parameter_share();
     let runs = aggregates.total.runs.max(1) as f64;
     let mut names: Vec<String> = aggregates
@@ -256,23 +299,34 @@ pub fn recommend(aggregates: &Aggregates, config: &LearningConfig) -> Recommenda
         return recommendation;
     }
     let w = config.effective_impact_weight(aggregates.total.impact_runs > 0);
+    let evidence = adjusted_evidence(aggregates);
+    let evidence_of = |name: &str, key: &ValueKey| {
+        evidence
+            .get(name)
+            .and_then(|values| values.get(key))
+            .copied()
+            .unwrap_or(Evidence {
+                runs: 0.0,
+                successes: 0.0,
+                impact_runs: 0.0,
+                impact_sum: 0.0,
+            })
+    };
 
     // Factored picks.
     let mut runner_ups: BTreeMap<String, ValueEstimate> = BTreeMap::new();
     let mut confidence = 1.0_f64;
     for name in considered_parameters(aggregates, config) {
-        let ranked = rank_values(aggregates, &name, config);
+        let ranked = rank_with(aggregates, &evidence, &name, config);
         let mut eligible = ranked.into_iter().filter(|e| e.eligible);
         let Some(best) = eligible.next() else {
             continue;
         };
         let parameter_confidence = match eligible.next() {
             Some(second) => {
-                let best_stats = &aggregates.parameters[&name][&best.key].outcome;
-                let second_stats = &aggregates.parameters[&name][&second.key].outcome;
                 let (a, b) = (
-                    utility_estimate(best_stats, w, config.z),
-                    utility_estimate(second_stats, w, config.z),
+                    utility_estimate(&evidence_of(&name, &best.key), w, config.z),
+                    utility_estimate(&evidence_of(&name, &second.key), w, config.z),
                 );
                 runner_ups.insert(name.clone(), second);
                 prob_greater(a.mean, a.variance, b.mean, b.variance)
@@ -280,7 +334,13 @@ pub fn recommend(aggregates: &Aggregates, config: &LearningConfig) -> Recommenda
             None => 0.5,
         };
         confidence = confidence.min(parameter_confidence);
-        recommendation.parameters.insert(name.clone(), best.value.clone());
+        let mut best = best;
+        if let Some(value) = interpolate_peak(aggregates, &evidence, &name, &best, config) {
+            best.value = value;
+        }
+        recommendation
+            .parameters
+            .insert(name.clone(), best.value.clone());
         recommendation.estimates.insert(name, best);
     }
     if recommendation.parameters.is_empty() {
@@ -296,18 +356,22 @@ pub fn recommend(aggregates: &Aggregates, config: &LearningConfig) -> Recommenda
         .map(|(name, estimate)| (name.clone(), estimate.key.clone()))
         .collect();
     let factored_key = CombinationKey::new(&factored_pairs);
-    let mut combinations: Vec<(CombinationKey, Vec<(String, ValueKey)>, OutcomeStats, UtilityEstimate)> =
-        aggregates
-            .combinations
-            .iter()
-            .filter(|(_, stats)| stats.runs >= config.min_combination_runs.max(1) && stats.successes > 0)
-            .filter_map(|(key, stats)| {
-                let pairs = key.pairs();
-                let same_names = pairs.len() == names.len()
-                    && pairs.iter().zip(&names).all(|((n, _), m)| n == *m);
-                same_names.then(|| (key.clone(), pairs, *stats, utility_estimate(stats, w, config.z)))
+    let mut combinations: Vec<ScoredCombination> = aggregates
+        .combinations
+        .iter()
+        .filter(|(_, stats)| {
+            stats.runs >= config.min_combination_runs.max(1) && stats.successes > 0
+        })
+        .filter_map(|(key, stats)| {
+            let pairs = key.pairs();
+            let same_names =
+                pairs.len() == names.len() && pairs.iter().zip(&names).all(|((n, _), m)| n == *m);
+            same_names.then(|| {
+                let utility = utility_estimate(&Evidence::of(stats), w, config.z);
+                (key.clone(), pairs, *stats, utility)
             })
-            .collect();
+        })
+        .collect();
     combinations.sort_by(|a, b| {
         b.3.score
             .total_cmp(&a.3.score)
@@ -320,10 +384,14 @@ pub fn recommend(aggregates: &Aggregates, config: &LearningConfig) -> Recommenda
             if let Some(parameters) = parameters_of(aggregates, &best.1) {
                 recommendation.parameters = parameters;
                 recommendation.source = RecommendationSource::Combination;
-                confidence =
-                    prob_greater(best.3.mean, best.3.variance, factored.3.mean, factored.3.variance);
+                confidence = prob_greater(
+                    best.3.mean,
+                    best.3.variance,
+                    factored.3.mean,
+                    factored.3.variance,
+                );
                 for (name, key) in &best.1 {
-                    if let Some(estimate) = rank_values(aggregates, name, config)
+                    if let Some(estimate) = rank_with(aggregates, &evidence, name, config)
                         .into_iter()
                         .find(|e| &e.key == key)
                     {
@@ -381,10 +449,66 @@ pub fn recommend(aggregates: &Aggregates, config: &LearningConfig) -> Recommenda
         alternatives.extend(swaps.into_iter().take(room));
     }
     recommendation.alternatives = alternatives;
+    recommendation.timeout_ms =
+        learned_timeout_for(aggregates, &recommendation.parameters, &config.timeout);
     recommendation
 }
 
-fn parameters_of(aggregates: &Aggregates, pairs: &[(String, ValueKey)]) -> Option<Map<String, Value>> {
+/// For a positive numeric bucket whose two grid neighbours are eligible too, the peak of the
+/// parabola through the three buckets' expected utilities (in log-value, where the grid is
+/// even), kept inside the best bucket: `offset = (y₋ − y₊) / (2(y₋ − 2y₀ + y₊))`, value
+/// `2^((i + ½ + offset)/8)`. The best bucket's own midpoint ignores that its better neighbour
+/// pulls the optimum towards their common edge; this is the usual sub-grid refinement of a peak.
+fn interpolate_peak(
+    aggregates: &Aggregates,
+    evidence: &EvidenceMap,
+    name: &str,
+    best: &ValueEstimate,
+    config: &LearningConfig,
+) -> Option<Value> {
+    let ValueKey::Number(bucket @ NumberBucket::Positive(index)) = best.key else {
+        return None;
+    };
+    let ranked = rank_with(aggregates, evidence, name, config);
+    let utility_of = |i: i32| {
+        ranked
+            .iter()
+            .find(|e| e.eligible && e.key == ValueKey::Number(NumberBucket::Positive(i)))
+            .map(|e| e.expected_utility)
+    };
+    let (below, centre, above) = (
+        utility_of(index - 1)?,
+        best.expected_utility,
+        utility_of(index + 1)?,
+    );
+    let curvature = below - 2.0 * centre + above;
+    if curvature >= 0.0 || !curvature.is_finite() {
+        return None;
+    }
+    let offset = (0.5 * (below - above) / curvature).clamp(-0.5, 0.5);
+    let x = ((f64::from(index) + 0.5 + offset) / f64::from(BUCKETS_PER_OCTAVE)).exp2();
+    let range = aggregates.value_stats(name, &best.key)?.range?;
+    let (low, high) = bucket.range();
+    if range.integral {
+        let rounded = x.round();
+        let inside = [rounded, rounded.ceil(), low.ceil(), rounded - 1.0]
+            .into_iter()
+            .find(|candidate| bucket.contains(*candidate))?;
+        Some(Value::from(inside as i64))
+    } else {
+        let inside = x.clamp(low, high);
+        if bucket.contains(inside) {
+            serde_json::Number::from_f64(inside).map(Value::Number)
+        } else {
+            None
+        }
+    }
+}
+
+fn parameters_of(
+    aggregates: &Aggregates,
+    pairs: &[(String, ValueKey)],
+) -> Option<Map<String, Value>> {
     pairs
         .iter()
         .map(|(name, key)| {
@@ -427,7 +551,10 @@ mod tests {
         let mut aggregates = Aggregates::new();
         observe_n(&mut aggregates, json!({"genre": "pop"}), 19, 0, 50.0);
         let recommendation = recommend(&aggregates, &LearningConfig::default());
-        assert_eq!(recommendation.source, RecommendationSource::InsufficientData);
+        assert_eq!(
+            recommendation.source,
+            RecommendationSource::InsufficientData
+        );
         assert!(recommendation.parameters.is_empty());
         assert_eq!(recommendation.confidence, 0.0);
         assert_eq!(recommendation.based_on_runs, 19);
@@ -451,7 +578,10 @@ mod tests {
         assert!(recommendation.confidence > 0.5);
         assert_eq!(recommendation.based_on_runs, 101);
         // The lucky value is the listed alternative.
-        assert_eq!(recommendation.alternatives[0].parameters["genre"], json!("jazz"));
+        assert_eq!(
+            recommendation.alternatives[0].parameters["genre"],
+            json!("jazz")
+        );
         // With the default minimum of 5 runs per value it is not even eligible.
         let ranked = rank_values(&aggregates, "genre", &LearningConfig::default());
         assert!(ranked[0].eligible && !ranked[1].eligible);
@@ -492,10 +622,34 @@ mod tests {
     fn a_clear_interaction_overrides_the_factored_pick() {
         // genre a is better on average, tempo slow is better on average, but (a, slow) fails.
         let mut aggregates = Aggregates::new();
-        observe_n(&mut aggregates, json!({"genre": "a", "tempo": "slow"}), 2, 38, 50.0);
-        observe_n(&mut aggregates, json!({"genre": "a", "tempo": "fast"}), 40, 0, 50.0);
-        observe_n(&mut aggregates, json!({"genre": "b", "tempo": "slow"}), 40, 0, 50.0);
-        observe_n(&mut aggregates, json!({"genre": "b", "tempo": "fast"}), 0, 40, 50.0);
+        observe_n(
+            &mut aggregates,
+            json!({"genre": "a", "tempo": "slow"}),
+            2,
+            38,
+            50.0,
+        );
+        observe_n(
+            &mut aggregates,
+            json!({"genre": "a", "tempo": "fast"}),
+            40,
+            0,
+            50.0,
+        );
+        observe_n(
+            &mut aggregates,
+            json!({"genre": "b", "tempo": "slow"}),
+            40,
+            0,
+            50.0,
+        );
+        observe_n(
+            &mut aggregates,
+            json!({"genre": "b", "tempo": "fast"}),
+            0,
+            40,
+            50.0,
+        );
         let recommendation = recommend(&aggregates, &LearningConfig::default());
         // Marginals: a = 42/80, b = 40/80, slow = 42/80, fast = 40/80 → factored (a, slow),
         // whose combination fails 38 of 40: the interaction check takes a combination instead.

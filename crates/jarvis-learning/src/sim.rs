@@ -5,15 +5,17 @@
 //!
 //! | parameter | values | effect |
 //! |---|---|---|
-//! | `genre` | pop, rock, jazz, electronic, hiphop, metal | success 0.88–0.93 except **metal, 0.45**; impact 50–70 (electronic highest) |
-//! | `bpm` | 60–180 (integer) | success × `0.55 + 0.45·exp(−((bpm − 120)/25)²)`; impact + `20·exp(−((bpm − 120)/20)²)`: **best around 120** |
-//! | `quality` | draft, standard, high | success × 1.00 / 0.98 / 0.90; impact −15 / 0 / +8; median duration 6 s / 18 s / **40 s — beyond the default 30 s timeout** |
+//! | `genre` | pop, rock, jazz, electronic, hiphop, metal | success 0.88–0.93 except **metal, 0.45**; impact 45–58, **electronic 75** |
+//! | `bpm` | 60–180 (integer) | success × `0.55 + 0.45·exp(−((bpm − 120)/30)²)`; impact + `20·exp(−((bpm − 120)/30)²)`: **best around 120** |
+//! | `quality` | draft, standard, high | success × 1.00 / 0.98 / 0.90; impact −30 / 0 / +5; median duration 6 s / 18 s / **40 s — beyond the default 30 s timeout** |
 //!
 //! Durations are log-normal around the median (σ = 0.35), so even `standard` exceeds a 30 s
 //! timeout about 7 % of the time; impact scores get normal noise (σ = 5). Under the default
 //! objective (impact weight 0.5) the best configuration is `electronic`, bpm 120, `standard`
-//! (expected utility 0.866 with a long enough timeout); the naive default `pop`, bpm 100,
-//! `standard` with a 30 s timeout fails about a third of the time.
+//! (expected utility 0.889 with a long enough timeout); the naive default `pop`, bpm 100,
+//! `standard` with a 30 s timeout fails about 30 % of the time, uniformly random parameters
+//! about 58 %. The fast `draft` quality succeeds most often but has little impact; `high` has
+//! the most impact but needs a timeout the default does not give it.
 //!
 //! The model is reusable outside this crate: [`BeatAgent::respond`] gives the agent's answer for
 //! given parameters and an RNG (what it would do with no time limit), and [`apply_timeout`] turns
@@ -43,27 +45,29 @@ use crate::explore::choose;
 use crate::recommend::recommend;
 
 /// A configuration is "best" when its expected utility is at least `1 − BEST_TOLERANCE` of the
-/// optimum's (3 %: close enough that no realistic number of runs could tell them apart).
-pub const BEST_TOLERANCE: f64 = 0.03;
+/// optimum's. 5 % admits exactly `electronic`, `standard` and a tempo of 111–129 bpm: the
+/// right choices, with the tempo inside the best one or two buckets of the learner's 9 %-wide
+/// grid (a test checks this).
+pub const BEST_TOLERANCE: f64 = 0.05;
 
 /// The timeout Jarvis applies when nothing is learned yet, in the simulation (ms).
 pub const DEFAULT_TIMEOUT_MS: u64 = 30_000;
 
 /// Genre: name, success probability factor, base impact score.
 const GENRES: [(&str, f64, f64); 6] = [
-    ("pop", 0.92, 60.0),
-    ("rock", 0.90, 55.0),
-    ("jazz", 0.88, 65.0),
-    ("electronic", 0.93, 70.0),
-    ("hiphop", 0.90, 62.0),
-    ("metal", 0.45, 50.0),
+    ("pop", 0.92, 55.0),
+    ("rock", 0.90, 50.0),
+    ("jazz", 0.88, 58.0),
+    ("electronic", 0.93, 75.0),
+    ("hiphop", 0.90, 55.0),
+    ("metal", 0.45, 45.0),
 ];
 
 /// Quality: name, success probability factor, impact adjustment, median duration in ms.
 const QUALITIES: [(&str, f64, f64, f64); 3] = [
-    ("draft", 1.00, -15.0, 6_000.0),
+    ("draft", 1.00, -30.0, 6_000.0),
     ("standard", 0.98, 0.0, 18_000.0),
-    ("high", 0.90, 8.0, 40_000.0),
+    ("high", 0.90, 5.0, 40_000.0),
 ];
 
 const BPM_RANGE: (i64, i64) = (60, 180);
@@ -158,7 +162,7 @@ impl BeatAgent {
     }
 
     fn bpm_success_factor(bpm: f64) -> f64 {
-        0.55 + 0.45 * (-((bpm - BEST_BPM) / 25.0).powi(2)).exp()
+        0.55 + 0.45 * (-((bpm - BEST_BPM) / 30.0).powi(2)).exp()
     }
 
     /// The probability that the agent succeeds with these parameters, given enough time.
@@ -170,7 +174,7 @@ impl BeatAgent {
     /// The mean impact score of a successful run with these parameters.
     pub fn mean_impact(&self, parameters: &Map<String, Value>) -> f64 {
         let u = self.understand(parameters);
-        let bonus = 20.0 * (-((u.bpm - BEST_BPM) / 20.0).powi(2)).exp();
+        let bonus = 20.0 * (-((u.bpm - BEST_BPM) / 30.0).powi(2)).exp();
         (GENRES[u.genre].2 + bonus + QUALITIES[u.quality].2).clamp(0.0, 100.0)
     }
 
@@ -180,7 +184,11 @@ impl BeatAgent {
     }
 
     /// The probability that a run finishes within `timeout_ms` (1 without a timeout).
-    pub fn finish_probability(&self, parameters: &Map<String, Value>, timeout_ms: Option<u64>) -> f64 {
+    pub fn finish_probability(
+        &self,
+        parameters: &Map<String, Value>,
+        timeout_ms: Option<u64>,
+    ) -> f64 {
         match timeout_ms {
             None => 1.0,
             Some(0) => 0.0,
@@ -225,7 +233,11 @@ impl BeatAgent {
     }
 
     /// The agent's answer for one run with these parameters (no time limit).
-    pub fn respond<R: Rng + ?Sized>(&self, parameters: &Map<String, Value>, rng: &mut R) -> AgentResponse {
+    pub fn respond<R: Rng + ?Sized>(
+        &self,
+        parameters: &Map<String, Value>,
+        rng: &mut R,
+    ) -> AgentResponse {
         let u = self.understand(parameters);
         let (genre, genre_success, _) = GENRES[u.genre];
         let quality_success = QUALITIES[u.quality].1;
@@ -461,7 +473,14 @@ impl ExperimentReport {
         let _ = writeln!(
             out,
             "{:<14} {:>7} {:>9} {:>10} {:>12} {:>8} {:>11} {:>12}",
-            "strategy", "failed", "timeouts", "fail rate", "mean impact", "regret", "first best", "stable from"
+            "strategy",
+            "failed",
+            "timeouts",
+            "fail rate",
+            "mean impact",
+            "regret",
+            "first best",
+            "stable from"
         );
         for report in &self.strategies {
             let at = |x: Option<usize>| x.map_or_else(|| "-".to_owned(), |x| x.to_string());
@@ -505,9 +524,7 @@ pub fn run_experiment(agent: &BeatAgent, config: &ExperimentConfig) -> Experimen
     let strategies = Strategy::ALL
         .iter()
         .enumerate()
-        .map(|(i, &strategy)| {
-            run_strategy(agent, config, strategy, i as u64, best_utility)
-        })
+        .map(|(i, &strategy)| run_strategy(agent, config, strategy, i as u64, best_utility))
         .collect();
     ExperimentReport {
         seed: config.seed,
@@ -613,7 +630,7 @@ mod tests {
         assert_eq!(best["genre"], "electronic");
         assert_eq!(best["bpm"], 120);
         assert_eq!(best["quality"], "standard");
-        assert!((utility - 0.866).abs() < 0.001, "{utility}");
+        assert!((utility - 0.889).abs() < 0.001, "{utility}");
         let metal = object(json!({"genre": "metal", "bpm": 120, "quality": "standard"}));
         assert!(agent.success_probability(&metal) < 0.5);
         let high = object(json!({"genre": "pop", "bpm": 120, "quality": "high"}));
@@ -621,7 +638,30 @@ mod tests {
         let default = agent.default_parameters();
         let default_success = agent.success_probability(&default)
             * agent.finish_probability(&default, Some(DEFAULT_TIMEOUT_MS));
-        assert!((0.6..0.7).contains(&default_success), "{default_success}");
+        assert!((0.65..0.75).contains(&default_success), "{default_success}");
+    }
+
+    #[test]
+    fn best_means_the_right_choices_and_a_tempo_near_120() {
+        let agent = BeatAgent;
+        let (_, optimum) = agent.best(0.5);
+        let mut tempos = Vec::new();
+        for genre in GENRES {
+            for quality in QUALITIES {
+                for bpm in BPM_RANGE.0..=BPM_RANGE.1 {
+                    let parameters =
+                        object(json!({"genre": genre.0, "bpm": bpm, "quality": quality.0}));
+                    if agent.expected_utility(&parameters, None, 0.5)
+                        >= (1.0 - BEST_TOLERANCE) * optimum
+                    {
+                        assert_eq!((genre.0, quality.0), ("electronic", "standard"));
+                        tempos.push(bpm);
+                    }
+                }
+            }
+        }
+        assert_eq!(tempos.first(), Some(&111));
+        assert_eq!(tempos.last(), Some(&129));
     }
 
     #[test]
@@ -635,7 +675,10 @@ mod tests {
             .count();
         let expected = agent.success_probability(&parameters);
         let observed = successes as f64 / runs as f64;
-        assert!((observed - expected).abs() < 0.03, "{observed} vs {expected}");
+        assert!(
+            (observed - expected).abs() < 0.03,
+            "{observed} vs {expected}"
+        );
     }
 
     #[test]

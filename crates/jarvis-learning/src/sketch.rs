@@ -236,7 +236,11 @@ mod tests {
     fn merging_equals_adding_everything_to_one_sketch() {
         let mut a = sketch_of((1..=500).map(|x| x * 7));
         let b = sketch_of((1..=300).map(|x| x * 13 + 5));
-        let all = sketch_of((1..=500).map(|x| x * 7).chain((1..=300).map(|x| x * 13 + 5)));
+        let all = sketch_of(
+            (1..=500)
+                .map(|x| x * 7)
+                .chain((1..=300).map(|x| x * 13 + 5)),
+        );
         a.merge(&b);
         assert_eq!(a, all);
     }

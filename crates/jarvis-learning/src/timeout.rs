@@ -11,13 +11,25 @@
 //! above it, the previously cut-off runs start succeeding and being counted, and the timeout
 //! settles where the tail really is. Without a margin it would never grow.
 //!
+//! Why per parameter value: durations usually depend on the parameters (a "high quality" render
+//! takes twice as long as a "standard" one). One timeout for the whole domain/action, learned
+//! from whatever ran most, cuts off the slower values and makes them look worse than they are —
+//! a feedback loop that locks in the fast values. [`learned_timeout_for`] therefore takes the
+//! learned timeout of each parameter value of the run (from the successful runs with that value)
+//! and uses the largest. While any value of the run has too few successful runs of its own, it
+//! learns nothing (`None`) and the configured timeout applies: the learner does not know how
+//! long such a run needs, and a timeout learned from other values would cut it short before
+//! its success rate is even known (in the simulation that starved the best quality setting).
+//!
 //! [`timeout_warning`] tells an operator that a configured timeout is too short, from two kinds
 //! of evidence: successful runs that took longer than it (from periods with a longer limit), or
 //! timeouts together with successes that crowd just under the limit (the tail is being cut off).
 
 use serde::{Deserialize, Serialize};
 
-use crate::aggregates::Aggregates;
+use serde_json::{Map, Value};
+
+use crate::aggregates::{learned_keys, Aggregates};
 use crate::sketch::DurationSketch;
 
 /// How the learned timeout is derived. Invalid numbers (NaN, negative) fall back to the defaults.
@@ -83,7 +95,10 @@ impl TimeoutPolicy {
 
 /// The learned timeout in ms from successful durations, or `None` with fewer than
 /// `policy.min_samples` successes. See the [module docs](self).
-pub fn learned_timeout(successful_durations: &DurationSketch, policy: &TimeoutPolicy) -> Option<u64> {
+pub fn learned_timeout(
+    successful_durations: &DurationSketch,
+    policy: &TimeoutPolicy,
+) -> Option<u64> {
     let policy = policy.sanitized();
     if successful_durations.count() < policy.min_samples {
         return None;
@@ -96,6 +111,27 @@ pub fn learned_timeout(successful_durations: &DurationSketch, policy: &TimeoutPo
         (with_margin as u64).max(policy.min_ms)
     };
     Some(bounded)
+}
+
+/// The learned timeout for a run with these parameters: the largest of the learned timeouts of
+/// its parameter values; for a run without learned parameters, the domain/action-wide one.
+/// `None` — use the configured timeout — while any of its values has fewer than
+/// `policy.min_samples` successful runs (see the [module docs](self)).
+pub fn learned_timeout_for(
+    aggregates: &Aggregates,
+    parameters: &Map<String, Value>,
+    policy: &TimeoutPolicy,
+) -> Option<u64> {
+    let keys = learned_keys(parameters);
+    if keys.is_empty() {
+        return learned_timeout(&aggregates.successful_durations, policy);
+    }
+    let mut slowest = 0;
+    for (name, key) in keys {
+        let stats = aggregates.value_stats(&name, &key)?;
+        slowest = slowest.max(learned_timeout(&stats.successful_durations, policy)?);
+    }
+    Some(slowest)
 }
 
 /// Evidence that a configured timeout cuts off runs that would have succeeded.
@@ -144,13 +180,14 @@ pub fn timeout_warning(
     let learned_ms = learned_timeout(successes, &policy);
 
     let above = successful_above_share > policy.warn_share;
-    let cut_tail =
-        timed_out_share > policy.warn_share && near_limit_share > policy.warn_share;
+    let cut_tail = timed_out_share > policy.warn_share && near_limit_share > policy.warn_share;
     if !above && !cut_tail {
         return None;
     }
     let suggestion = match learned_ms {
-        Some(learned) if learned > configured_ms => format!("; the learned timeout is {learned} ms"),
+        Some(learned) if learned > configured_ms => {
+            format!("; the learned timeout is {learned} ms")
+        }
         _ => String::new(),
     };
     let message = if above {
@@ -211,7 +248,10 @@ mod tests {
         // Too few samples: nothing learned.
         assert_eq!(learned_timeout(&sketch_of([5_000; 19]), &policy), None);
         // Ties: all equal durations give exactly that × 1.5.
-        assert_eq!(learned_timeout(&sketch_of([4_000; 20]), &policy), Some(6_000));
+        assert_eq!(
+            learned_timeout(&sketch_of([4_000; 20]), &policy),
+            Some(6_000)
+        );
         // Bounds.
         assert_eq!(learned_timeout(&sketch_of([10; 50]), &policy), Some(1_000));
         assert_eq!(

@@ -12,12 +12,15 @@ use std::time::Instant;
 use anyhow::Context;
 use secrecy::SecretString;
 use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
 
 use crate::breakers::metrics::BreakerMetrics;
+use crate::breakers::shared::{BreakerSync, SharedSettings};
 use crate::breakers::BreakerRegistry;
 use crate::config::{Config, Environment};
 use crate::health::{Checker, Monitor};
 use crate::metrics::Metrics;
+use crate::store::Backend;
 use crate::store::{self, Store};
 
 /// State shared by every handler and background task. Cheap to clone.
@@ -39,12 +42,23 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// The health monitor (started by [`Application::run_until`]).
     pub health: Arc<Monitor>,
+    /// Keeps breaker state shared through the store.
+    pub breaker_sync: Arc<BreakerSync>,
+    /// Requests served (for the EMF metrics).
+    pub requests: Arc<crate::emf::RequestStats>,
 }
+
+/// Background work started with the server and stopped after it: each entry gets the shutdown
+/// signal and finishes its pending work before returning.
+type BackgroundTask = Box<
+    dyn FnOnce(watch::Receiver<bool>) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> + Send,
+>;
 
 /// A built application: bound to its port, store open and migrated, not yet serving.
 pub struct Application {
     listener: TcpListener,
     state: AppState,
+    background: Vec<BackgroundTask>,
 }
 
 impl Application {
@@ -62,11 +76,41 @@ impl Application {
             .await
             .with_context(|| format!("cannot listen on {addr}"))?;
         let metrics = Arc::new(Metrics::new());
-        let breakers = Arc::new(BreakerRegistry::new(
-            config.breakers,
-            config.file.breakers.clone(),
-            Arc::new(BreakerMetrics::new(metrics.clone())),
-        ));
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let coordinate = store.backend() == Backend::Postgres;
+        let breakers = Arc::new(
+            BreakerRegistry::new(
+                config.breakers,
+                config.file.breakers.clone(),
+                Arc::new(BreakerMetrics::new(metrics.clone())),
+            )
+            .shared(events_tx, coordinate),
+        );
+        let breaker_sync = BreakerSync::new(
+            store.clone(),
+            breakers.clone(),
+            config.instance_id.clone(),
+            SharedSettings {
+                coordinate,
+                quorum: config.breaker_quorum,
+                lease: config.breaker_lease,
+                reconcile_every: config.breaker_reconcile,
+            },
+        );
+        // Before serving: an open circuit stays open across a restart.
+        breaker_sync.load().await;
+        let (notes_tx, notes_rx) = mpsc::unbounded_channel();
+        let mut background: Vec<BackgroundTask> = Vec::new();
+        {
+            let sync = breaker_sync.clone();
+            background.push(Box::new(move |stop| {
+                Box::pin(sync.run(events_rx, notes_rx, stop))
+            }));
+            let store = store.clone();
+            background.push(Box::new(move |stop| {
+                Box::pin(async move { store.watch_breakers(notes_tx, stop).await })
+            }));
+        }
         let checker = Checker::new(breakers.clone()).context("building the health check client")?;
         let health = Arc::new(Monitor::new(
             store.clone(),
@@ -77,7 +121,9 @@ impl Application {
         ));
         let state = AppState {
             health,
+            requests: Arc::new(crate::emf::RequestStats::default()),
             breakers,
+            breaker_sync,
             metrics,
             instance_id: config.instance_id.clone(),
             config: Arc::new(config),
@@ -85,7 +131,19 @@ impl Application {
             auth_token,
             started_at: Instant::now(),
         };
-        Ok(Application { listener, state })
+        {
+            let state = state.clone();
+            let interval = state.config.emf_interval;
+            let namespace = state.config.metrics_namespace.clone();
+            background.push(Box::new(move |stop| {
+                Box::pin(crate::emf::run(state, interval, namespace, stop))
+            }));
+        }
+        Ok(Application {
+            listener,
+            state,
+            background,
+        })
     }
 
     /// The port actually bound (useful with port 0).
@@ -104,7 +162,16 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let Application { listener, state } = self;
+        let Application {
+            listener,
+            state,
+            background,
+        } = self;
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let handles: Vec<_> = background
+            .into_iter()
+            .map(|task| tokio::spawn(task(stop_rx.clone())))
+            .collect();
         let grace = state.config.shutdown_grace;
         let router = crate::api::router(state.clone());
         tracing::info!(
@@ -144,8 +211,21 @@ impl Application {
                 Ok(())
             }
         };
-        // Checks stop before the store closes, so the last results are written.
+        // Checks stop first, so that their last results are queued and written.
         state.health.stop().await;
+        // Background work finishes its pending writes before the store closes.
+        let _ = stop_tx.send(true);
+        let drain = async {
+            for h in handles {
+                let _ = h.await;
+            }
+        };
+        if tokio::time::timeout(grace.max(std::time::Duration::from_secs(1)), drain)
+            .await
+            .is_err()
+        {
+            tracing::warn!("background work did not finish within the grace period");
+        }
         served?;
         state.store.close().await;
         tracing::info!("Jarvis stopped");

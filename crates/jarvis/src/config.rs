@@ -377,6 +377,16 @@ pub struct Config {
     pub concurrency: u32,
     /// A name for this instance, shown in logs and history rows.
     pub instance_id: String,
+    /// How often CloudWatch EMF metric lines are logged (zero: never).
+    pub emf_interval: Duration,
+    /// The CloudWatch namespace of those metrics.
+    pub metrics_namespace: String,
+    /// Shared breaker state: distinct instances whose failures open a shared circuit.
+    pub breaker_quorum: u32,
+    /// Shared breaker state: how long a half-open trial lease lasts.
+    pub breaker_lease: Duration,
+    /// Shared breaker state: how often every row is re-read.
+    pub breaker_reconcile: Duration,
     /// The parsed config file (services, agents, per-breaker settings).
     pub file: FileConfig,
     /// Where the config file was read from, if any.
@@ -726,7 +736,48 @@ impl Config {
             None => default_instance_id(),
         };
 
+        let breaker_quorum = env
+            .int::<u32>("JARVIS_BREAKER_QUORUM", 1, 1_000)?
+            .unwrap_or(1);
+        let breaker_lease = Duration::from_millis(
+            env.int::<u64>("JARVIS_BREAKER_LEASE_MS", 100, 3_600_000)?
+                .unwrap_or(30_000),
+        );
+        let breaker_reconcile = Duration::from_millis(
+            env.int::<u64>("JARVIS_BREAKER_RECONCILE_MS", 50, 3_600_000)?
+                .unwrap_or(5_000),
+        );
+
+        let emf_interval = Duration::from_millis(
+            env.int::<u64>("JARVIS_EMF_INTERVAL_MS", 0, 86_400_000)?
+                .unwrap_or(60_000),
+        );
+        let metrics_namespace = match env.get("JARVIS_METRICS_NAMESPACE") {
+            None => "Jarvis".to_string(),
+            Some(ns)
+                if ns.len() <= 255
+                    && ns
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "._-/#:".contains(c))
+                    && !ns.starts_with("AWS/") =>
+            {
+                ns.to_string()
+            }
+            Some(ns) => {
+                return Err(invalid(
+                    "JARVIS_METRICS_NAMESPACE",
+                    ns,
+                    "a CloudWatch namespace (A-Z a-z 0-9 . _ - / # :, not starting with AWS/)",
+                ))
+            }
+        };
+
         Ok(Config {
+            emf_interval,
+            metrics_namespace,
+            breaker_quorum,
+            breaker_lease,
+            breaker_reconcile,
             environment,
             bind,
             port,
@@ -783,6 +834,11 @@ impl Config {
             "store": store,
             "circuitBreakers": self.breakers,
             "health": self.health,
+            "breakerQuorum": self.breaker_quorum,
+            "emfIntervalMs": self.emf_interval.as_millis() as u64,
+            "metricsNamespace": self.metrics_namespace,
+            "breakerLeaseMs": self.breaker_lease.as_millis() as u64,
+            "breakerReconcileMs": self.breaker_reconcile.as_millis() as u64,
             "authToken": mask(&self.auth_token),
             "redis": self.redis.as_ref().map(|r| serde_json::json!({
                 "host": r.host,

@@ -2,6 +2,7 @@
 //!
 //! Code map (one line per module; `ARCHITECTURE.md` has the bird's-eye view):
 //!
+//! - [`agents`]: HTTP agents, one per domain.
 //! - [`app`]: builds the application from a [`config::Config`] and runs it with graceful shutdown.
 //! - [`api`]: the HTTP API (routes, envelope, auth and correlation middleware). Only this module
 //!   knows about HTTP and JSON shapes.
@@ -10,10 +11,12 @@
 //! - [`cli`]: the command line (`serve`, `migrate`, `config check`, `health`, `healthcheck`, …).
 //! - [`config`]: environment variables and `jarvis.toml`, validated once at start.
 //! - [`correlation`]: correlation IDs, taken from callers or generated, carried across work.
+//! - [`emf`]: CloudWatch Embedded Metric Format lines in the log (the alarms' metrics).
 //! - [`health`]: monitored services: definitions, checks through breakers, the scheduler,
 //!   aggregation, history and per-round reports.
 //! - [`metrics`]: the Prometheus registry of an instance (`GET /metrics`).
 //! - [`names`]: validated names of services, agents, breakers, domains and actions.
+//! - [`secrets`]: secrets read from AWS Secrets Manager at start (`JARVIS_SECRETS_PREFIX`).
 //! - [`store`]: the storage trait and its SQLite (embedded) and PostgreSQL (shared) backends.
 //! - [`telemetry`]: JSON log lines with a correlation ID on every line, to stdout and a file.
 
@@ -24,8 +27,10 @@ pub mod breakers;
 pub mod cli;
 pub mod config;
 pub mod correlation;
+pub mod emf;
 pub mod health;
 pub mod metrics;
 pub mod names;
+pub mod secrets;
 pub mod store;
 pub mod telemetry;

@@ -30,7 +30,27 @@ async fn run(cli: Cli) -> ExitCode {
     if let Command::Health(args) = &cli.command {
         return health(args).await;
     }
-    let config = match Config::from_env(cli.config.clone()) {
+    let mut vars: std::collections::HashMap<String, String> = std::env::vars().collect();
+    if let Some(prefix) = vars
+        .get("JARVIS_SECRETS_PREFIX")
+        .map(|p| p.trim().to_string())
+        .filter(|p| !p.is_empty())
+    {
+        match jarvis::secrets::load(&prefix, &vars).await {
+            Ok(found) => {
+                eprintln!(
+                    "jarvis: {} value(s) read from Secrets Manager under {prefix}",
+                    found.len()
+                );
+                vars.extend(found);
+            }
+            Err(e) => {
+                eprintln!("jarvis: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let config = match Config::from_env_map(&vars, cli.config.clone()) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("jarvis: {e}");

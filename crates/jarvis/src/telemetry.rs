@@ -180,6 +180,15 @@ where
         if let Some(message) = context.remove("message") {
             line.insert("message".into(), message);
         }
+        // An `emf` field holds CloudWatch Embedded Metric Format fields (see `crate::emf`): they
+        // go to the top level of the line, where CloudWatch looks for them.
+        if let Some(Value::String(emf)) = context.remove("emf") {
+            if let Ok(Value::Object(fields)) = serde_json::from_str::<Value>(&emf) {
+                for (k, v) in fields {
+                    line.entry(k).or_insert(v);
+                }
+            }
+        }
         line.insert("correlationId".into(), correlation);
         for (k, v) in context {
             let key = camel_case(&k);

@@ -15,6 +15,13 @@ CREATE TABLE IF NOT EXISTS circuit_breaker_state (
     next_attempt_at      TIMESTAMPTZ,
     last_failure_at      TIMESTAMPTZ,
     last_failure_reason  TEXT,
+    -- Held open by an operator: no trial until closed or reset.
+    forced               BOOLEAN NOT NULL DEFAULT false,
+    -- The instance that holds the cluster-wide half-open trial, and until when.
+    trial_holder         TEXT,
+    trial_expires_at     TIMESTAMPTZ,
+    -- Instances whose failures make up the current count (comma-separated), for the quorum.
+    failure_instances    TEXT NOT NULL DEFAULT '',
     -- Compare-and-set guard: every transition increments it.
     version              BIGINT NOT NULL DEFAULT 0,
     updated_by           TEXT,

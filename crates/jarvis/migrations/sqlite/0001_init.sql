@@ -11,6 +11,10 @@ CREATE TABLE IF NOT EXISTS circuit_breaker_state (
     next_attempt_at      TEXT,
     last_failure_at      TEXT,
     last_failure_reason  TEXT,
+    forced               INTEGER NOT NULL DEFAULT 0,
+    trial_holder         TEXT,
+    trial_expires_at     TEXT,
+    failure_instances    TEXT NOT NULL DEFAULT '',
     version              INTEGER NOT NULL DEFAULT 0,
     updated_by           TEXT,
     updated_at           TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))

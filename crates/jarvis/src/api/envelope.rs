@@ -13,7 +13,6 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use serde_json::json;
 
 /// A successful answer: the status code and the `data` of the envelope.
 pub struct ApiOk<T>(pub StatusCode, pub T);
@@ -23,9 +22,39 @@ pub fn ok<T: Serialize>(data: T) -> ApiOk<T> {
     ApiOk(StatusCode::OK, data)
 }
 
+/// The success envelope. A struct rather than a JSON map so that `success` comes first, as in
+/// SPEC.md (`{"success":true,"data":{}}` is compared literally by the user's checklist).
+#[derive(Serialize)]
+pub struct Envelope<T> {
+    /// Always true here.
+    pub success: bool,
+    /// The answer.
+    pub data: T,
+}
+
+/// The error envelope, `success` first.
+#[derive(Serialize)]
+struct ErrorEnvelope<'a> {
+    success: bool,
+    error: ErrorBody<'a>,
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    code: &'a str,
+    message: &'a str,
+}
+
 impl<T: Serialize> IntoResponse for ApiOk<T> {
     fn into_response(self) -> Response {
-        (self.0, Json(json!({ "success": true, "data": self.1 }))).into_response()
+        (
+            self.0,
+            Json(Envelope {
+                success: true,
+                data: self.1,
+            }),
+        )
+            .into_response()
     }
 }
 
@@ -80,10 +109,13 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         (
             self.status,
-            Json(json!({
-                "success": false,
-                "error": { "code": self.code, "message": self.message },
-            })),
+            Json(ErrorEnvelope {
+                success: false,
+                error: ErrorBody {
+                    code: self.code,
+                    message: &self.message,
+                },
+            }),
         )
             .into_response()
     }

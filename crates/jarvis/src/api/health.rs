@@ -1,5 +1,10 @@
 //! `GET /health`: liveness of Jarvis itself (process and store), public and cheap; and the
-//! health of the monitored services (`/api/v1/health/services`, with history).
+//! health of the monitored services (`/api/v1/health/services`, with history), read from what
+//! the monitor already knows.
+//!
+//! `pass` (200): all well. `warn` (200): degraded but serving — a shared PostgreSQL does not
+//! answer, or the breakers could not write their state and run on local state. `fail` (503): the
+//! embedded store is broken.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -41,15 +46,38 @@ pub async fn health(State(state): State<AppState>) -> Response {
             "output": format!("no answer within {} ms", STORE_TIMEOUT.as_millis()),
         }),
     };
-    let pass = store["status"] == "pass";
+    // A shared PostgreSQL that does not answer degrades Jarvis (breakers run on local state, the
+    // queue waits) but does not make it dead: every instance would otherwise be taken out of
+    // its load balancer at once. A local SQLite file that fails is fatal.
+    let mut store = store;
+    if store["status"] == "fail" && state.store.backend() == crate::store::Backend::Postgres {
+        store["status"] = "warn".into();
+    }
+    let pass = store["status"] != "fail";
+    let breakers = if state.breaker_sync.degraded() {
+        json!({
+            "status": "warn",
+            "output": "the store was unreachable at the last breaker update; breakers run on local state",
+        })
+    } else {
+        json!({ "status": "pass" })
+    };
+    let status = if !pass {
+        "fail"
+    } else if breakers["status"] == "warn" || store["status"] == "warn" {
+        "warn"
+    } else {
+        "pass"
+    };
     let data = json!({
-        "status": if pass { "pass" } else { "fail" },
+        "status": status,
         "version": env!("CARGO_PKG_VERSION"),
         "instanceId": state.instance_id,
         "uptimeSeconds": state.started_at.elapsed().as_secs(),
         "checks": {
             "process": { "status": "pass" },
             "store": store,
+            "breakers": breakers,
         },
     });
     if pass {

@@ -20,7 +20,7 @@ const MAX_LOGGED_PATH: usize = 256;
 /// Takes or makes the request's correlation ID, runs the request inside a span that carries it,
 /// echoes it in `X-Correlation-ID`, and writes one access-log line with method, path, status and
 /// `durationMs`.
-pub async fn correlate(mut req: Request, next: Next) -> Response {
+pub async fn correlate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let started = Instant::now();
     let given = req
         .headers()
@@ -59,6 +59,9 @@ pub async fn correlate(mut req: Request, next: Next) -> Response {
         if let Ok(value) = HeaderValue::from_str(id.as_str()) {
             response.headers_mut().insert(HEADER, value);
         }
+        state
+            .requests
+            .record(response.status().as_u16(), started.elapsed());
         tracing::info!(
             status = response.status().as_u16(),
             duration_ms = started.elapsed().as_millis() as u64,
@@ -98,4 +101,26 @@ fn unauthorized(message: &str) -> Response {
         HeaderValue::from_static("Bearer realm=\"jarvis\""),
     );
     response
+}
+
+/// Answers 413 at once when `Content-Length` announces a body over the limit, before reading it
+/// (bodies without a length are cut at the limit by the JSON extractor, with the same answer).
+pub async fn limit_body(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let announced = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if announced.is_some_and(|n| n > state.config.body_limit as u64) {
+        return ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!(
+                "the request body is larger than the server accepts ({} bytes)",
+                state.config.body_limit
+            ),
+        )
+        .into_response();
+    }
+    next.run(req).await
 }

@@ -61,7 +61,14 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(state.config.body_limit))
-        .layer(axum::middleware::from_fn(middleware::correlate))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            middleware::limit_body,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            middleware::correlate,
+        ))
         .with_state(state)
 }
 

@@ -23,6 +23,8 @@ pub mod names {
     pub const REJECTED: &str = "jarvis_circuit_breaker_rejected_calls_total";
     /// Counter: state changes by from/to.
     pub const TRANSITIONS: &str = "jarvis_circuit_breaker_transitions_total";
+    /// Gauge: 1 while the store is unreachable and breakers run on local state.
+    pub const DEGRADED: &str = "jarvis_breaker_store_degraded";
     /// Histogram: duration of calls through a breaker, seconds.
     pub const DURATION: &str = "jarvis_circuit_breaker_call_duration_seconds";
 }
@@ -67,7 +69,21 @@ impl BreakerMetrics {
             Some(metrics::Unit::Seconds),
             "Duration of calls made through a circuit breaker.",
         );
-        BreakerMetrics { metrics }
+        metrics.describe(
+            names::DEGRADED,
+            None,
+            "1 while the store is unreachable and breakers run on local state only.",
+        );
+        let m = BreakerMetrics { metrics };
+        m.degraded(false);
+        m
+    }
+
+    /// Records whether the shared breaker state is degraded (store unreachable).
+    pub fn degraded(&self, degraded: bool) {
+        self.metrics
+            .gauge(names::DEGRADED, &[])
+            .set(if degraded { 1.0 } else { 0.0 });
     }
 
     /// Counts a state change.

@@ -7,10 +7,12 @@
 //! module adds names, configuration, metrics and the API view.
 
 pub mod metrics;
+pub mod shared;
 pub mod view;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -62,6 +64,10 @@ pub struct BreakerRegistry {
     overrides: BTreeMap<String, BreakerFileEntry>,
     breakers: RwLock<HashMap<String, Arc<Breaker>>>,
     metrics: Arc<metrics::BreakerMetrics>,
+    /// Where state-relevant events go to be shared (see [`shared`]); `None`: not shared.
+    sink: Option<tokio::sync::mpsc::UnboundedSender<shared::SyncEvent>>,
+    /// Whether new breakers coordinate their half-open trials through the store.
+    coordinated: AtomicBool,
 }
 
 impl BreakerRegistry {
@@ -76,7 +82,36 @@ impl BreakerRegistry {
             overrides,
             breakers: RwLock::new(HashMap::new()),
             metrics,
+            sink: None,
+            coordinated: AtomicBool::new(false),
         }
+    }
+
+    /// Shares state: every breaker sends its state-relevant events to `sink`, and with
+    /// `coordinated` its half-open trials wait for a cluster-wide lease.
+    pub fn shared(
+        mut self,
+        sink: tokio::sync::mpsc::UnboundedSender<shared::SyncEvent>,
+        coordinated: bool,
+    ) -> BreakerRegistry {
+        self.sink = Some(sink);
+        self.coordinated = AtomicBool::new(coordinated);
+        self
+    }
+
+    /// Turns coordinated trials on or off for breakers created from now on.
+    pub fn set_coordinated(&self, coordinated: bool) {
+        self.coordinated.store(coordinated, Ordering::Relaxed);
+    }
+
+    /// Every breaker.
+    pub fn all(&self) -> Vec<Arc<Breaker>> {
+        self.breakers
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect()
     }
 
     /// Whether breakers are on (`CIRCUIT_BREAKER_ENABLED`).
@@ -119,14 +154,7 @@ impl BreakerRegistry {
 
     /// Snapshots of every breaker, by name.
     pub fn snapshots(&self) -> Vec<Snapshot> {
-        let all: Vec<Arc<Breaker>> = self
-            .breakers
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .values()
-            .cloned()
-            .collect();
-        let mut snaps: Vec<Snapshot> = all.iter().map(|b| b.snapshot()).collect();
+        let mut snaps: Vec<Snapshot> = self.all().iter().map(|b| b.snapshot()).collect();
         snaps.sort_by(|a, b| a.name.cmp(&b.name));
         snaps
     }
@@ -139,6 +167,7 @@ impl BreakerRegistry {
     fn build(&self, name: &str) -> Breaker {
         let o = self.overrides.get(name).cloned().unwrap_or_default();
         let metrics = self.metrics.clone();
+        let sink = self.sink.clone();
         let mut builder = Breaker::builder(name)
             .failure_threshold(
                 o.failure_threshold
@@ -148,7 +177,19 @@ impl BreakerRegistry {
                 o.timeout_ms.unwrap_or(self.defaults.timeout_ms),
             ))
             .classifier(Classifier::default())
-            .listener(move |b: &Breaker, e: &Event| on_event(&metrics, b, e));
+            .coordinated_trials(self.sink.is_some() && self.coordinated.load(Ordering::Relaxed))
+            .listener(move |b: &Breaker, e: &Event| {
+                on_event(&metrics, b, e);
+                if let Some(sink) = &sink {
+                    if shares(e) {
+                        // Unbounded and non-blocking: the listener must never wait.
+                        let _ = sink.send(shared::SyncEvent {
+                            name: b.name().to_string(),
+                            event: *e,
+                        });
+                    }
+                }
+            });
         if let Some(n) = o.success_threshold {
             builder = builder.successes_to_close(n);
         }
@@ -164,6 +205,15 @@ impl BreakerRegistry {
                 Breaker::new(name)
             }
         }
+    }
+}
+
+/// Whether an event changes the shared state (rejections and remote echoes do not).
+fn shares(e: &Event) -> bool {
+    match e {
+        Event::Rejected(_) => false,
+        Event::Transition(t) => t.origin != jarvis_breaker::Origin::Remote,
+        _ => true,
     }
 }
 

@@ -9,6 +9,7 @@
 //! Migrations are embedded in the binary (`migrations/<backend>/*.sql`) and applied at start.
 //! The PostgreSQL files are plain, idempotent SQL that also run with `psql`.
 
+pub mod breaker_state;
 pub mod postgres;
 mod rows;
 pub mod sqlite;
@@ -67,8 +68,11 @@ impl StoreError {
 }
 
 /// Everything Jarvis persists. Implemented by each backend; used as `Arc<dyn Store>`.
+///
+/// Domains with many operations have their own supertrait in their own file (for example
+/// [`breaker_state::BreakerStateStore`]); `Store` is all of them together.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: breaker_state::BreakerStateStore + Send + Sync + 'static {
     /// Which engine this is.
     fn backend(&self) -> Backend;
 

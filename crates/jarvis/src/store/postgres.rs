@@ -93,6 +93,11 @@ impl PostgresStore {
         &self.pool
     }
 
+    /// Classifies a driver error, scrubbing the password from its text.
+    pub(crate) fn error(&self, e: sqlx::Error) -> StoreError {
+        self.err(e)
+    }
+
     fn err(&self, e: sqlx::Error) -> StoreError {
         match StoreError::from_sqlx(e) {
             StoreError::Unavailable(m) => StoreError::Unavailable(self.url.scrub(&m)),

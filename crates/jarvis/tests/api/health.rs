@@ -313,7 +313,8 @@ both_backends!(checklist_steps_1_to_3, |backend| async move {
     assert!(hits.len() >= 2, "two trials at least: {hits:?}");
     for hit in &hits {
         assert!(
-            hit.at >= next_attempt,
+            // nextAttemptAt is shown to the millisecond.
+            hit.at + Duration::from_millis(5) >= next_attempt,
             "a check reached the service while its circuit was open: {hit:?} < {next_attempt:?}"
         );
     }
@@ -355,7 +356,9 @@ async fn an_open_circuit_admits_exactly_one_trial_and_closes_after_two_successes
         "the failed trial to re-open",
         || async {
             let b = app.breaker("flaky").await;
-            (b["state"] == "OPEN" && b["openedAt"] != first["openedAt"]).then_some(b)
+            // A greater generation (transitions so far) in OPEN: it re-opened.
+            let later = b["generation"].as_u64() > first["generation"].as_u64();
+            (b["state"] == "OPEN" && later).then_some(b)
         },
     )
     .await;
@@ -366,24 +369,28 @@ async fn an_open_circuit_admits_exactly_one_trial_and_closes_after_two_successes
         trial.at >= iso_to_system(first["nextAttemptAt"].as_str().unwrap()),
         "the trial came after the open period"
     );
-    // openedAt is shown to the millisecond.
-    assert!(trial.at <= reopened + Duration::from_millis(1));
+    // openedAt is shown to the millisecond (and derived from a monotonic clock).
+    assert!(trial.at <= reopened + Duration::from_millis(5));
 
     // Healthy again: one trial (HALF_OPEN, successCount 1), a second, and the circuit closes.
     service.set_mode(Mode::Ok);
     let saw_half_open = std::sync::atomic::AtomicBool::new(false);
     wait_for(Duration::from_secs(10), "the circuit to close", || async {
         let b = app.breaker("flaky").await;
+        // HALF_OPEN shows as soon as the open period is over (successCount 0), and between
+        // the two successful trials (successCount 1).
         if b["state"] == "HALF_OPEN" {
-            assert_eq!(b["successCount"], 1, "{b}");
-            saw_half_open.store(true, std::sync::atomic::Ordering::SeqCst);
+            assert!(b["successCount"] == 0 || b["successCount"] == 1, "{b}");
+            if b["successCount"] == 1 {
+                saw_half_open.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
         }
         (b["state"] == "CLOSED").then_some(())
     })
     .await;
     assert!(
         saw_half_open.load(std::sync::atomic::Ordering::SeqCst),
-        "the circuit went through HALF_OPEN"
+        "the circuit was HALF_OPEN with one success between the two trials"
     );
     // Two successful trials after the failed one; the next regular check is 400 ms away.
     assert_eq!(service.count(), 8);

@@ -129,6 +129,7 @@ pub struct TestApp {
     pub port: u16,
     pub client: reqwest::Client,
     pub env: TestEnv,
+    state: jarvis::app::AppState,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     handle: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
@@ -143,6 +144,7 @@ impl TestApp {
         let config = Config::from_env_map(&env.vars, None).expect("test configuration");
         let app = Application::build(config).await.expect("build application");
         let port = app.port();
+        let state = app.state().clone();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let handle = tokio::spawn(app.run_until(async {
             let _ = rx.await;
@@ -152,6 +154,7 @@ impl TestApp {
             port,
             client: reqwest::Client::new(),
             env,
+            state,
             shutdown: Some(tx),
             handle: Some(handle),
         }
@@ -159,6 +162,11 @@ impl TestApp {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.address, path)
+    }
+
+    /// The running application's shared state.
+    pub fn state(&self) -> &jarvis::app::AppState {
+        &self.state
     }
 
     /// GET with the token.
@@ -188,13 +196,36 @@ impl TestApp {
     }
 
     /// Stops the server and waits for it.
-    pub async fn stop(mut self) {
+    pub async fn stop(self) {
+        let _ = self.stop_keep_env().await;
+    }
+
+    /// Stops the server and gives back its environment (same database, same directories), to
+    /// start it again.
+    pub async fn stop_keep_env(mut self) -> TestEnv {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
         if let Some(h) = self.handle.take() {
             h.await.unwrap().unwrap();
         }
+        let TestApp { env, .. } = self;
+        env
+    }
+}
+
+/// Waits until `check` is true, polling every 20 ms, or panics after `limit` with `what`.
+pub async fn eventually<F, Fut>(limit: std::time::Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let started = Instant::now();
+    while !check().await {
+        if started.elapsed() > limit {
+            panic!("timed out after {limit:?} waiting for: {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -379,4 +410,71 @@ macro_rules! both_backends {
             }
         }
     };
+}
+
+/// A TCP proxy on 127.0.0.1 in front of another address, which a test can cut (every open
+/// connection is closed and new ones are dropped at once) and restore: a database that goes away
+/// mid-run without stopping the machine's shared server.
+pub struct TcpProxy {
+    pub port: u16,
+    up: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    generation: tokio::sync::watch::Sender<u64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl TcpProxy {
+    pub async fn start(upstream: std::net::SocketAddr) -> TcpProxy {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let up = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let (generation, _) = tokio::sync::watch::channel(0u64);
+        let gen_tx = generation.clone();
+        let up2 = up.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    return;
+                };
+                if !up2.load(Ordering::SeqCst) {
+                    drop(inbound);
+                    continue;
+                }
+                let mut cut = gen_tx.subscribe();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(upstream).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = cut.changed() => {}
+                    }
+                });
+            }
+        });
+        TcpProxy {
+            port,
+            up,
+            generation,
+            task,
+        }
+    }
+
+    /// Closes every connection and refuses new ones.
+    pub fn cut(&self) {
+        self.up.store(false, std::sync::atomic::Ordering::SeqCst);
+        self.generation.send_modify(|g| *g += 1);
+    }
+
+    /// Lets connections through again.
+    pub fn restore(&self) {
+        self.up.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Drop for TcpProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+        self.generation.send_modify(|g| *g += 1);
+    }
 }

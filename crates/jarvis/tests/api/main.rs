@@ -2,7 +2,9 @@
 
 mod helpers;
 
+mod breakers;
 mod foundation;
 mod health;
 mod process;
 mod registry;
+mod shared_breakers;

@@ -198,3 +198,73 @@ async fn sigterm_lets_a_slow_request_finish() {
     // New connections are refused once it is gone.
     assert!(std::net::TcpStream::connect(("127.0.0.1", p.port)).is_err());
 }
+
+/// The EMF lines in the log satisfy the specification's required fields.
+#[tokio::test]
+async fn emf_metric_lines_follow_the_specification() {
+    let mut env = TestEnv::new(Backend::Sqlite).await;
+    env.set("JARVIS_EMF_INTERVAL_MS", "150");
+    env.set("JARVIS_METRICS_NAMESPACE", "JarvisTest");
+    let mut p = TestProcess::start(&env).await;
+    let client = reqwest::Client::new();
+    for _ in 0..3 {
+        client.get(p.url("/health")).send().await.unwrap();
+    }
+    let log = env.log_file();
+    eventually(Duration::from_secs(10), "two EMF lines", || {
+        let log = log.clone();
+        async move {
+            log_lines(&log)
+                .iter()
+                .filter(|l| l.get("_aws").is_some())
+                .count()
+                >= 2
+        }
+    })
+    .await;
+    p.signal("TERM");
+    assert!(p.wait_exit(Duration::from_secs(20)).await.success());
+    let lines = log_lines(&env.log_file());
+    let emf: Vec<_> = lines.iter().filter(|l| l.get("_aws").is_some()).collect();
+    for line in &emf {
+        let aws = &line["_aws"];
+        assert!(aws["Timestamp"].is_i64(), "{line}");
+        let directives = aws["CloudWatchMetrics"]
+            .as_array()
+            .expect("CloudWatchMetrics");
+        assert!(!directives.is_empty());
+        for d in directives {
+            assert_eq!(d["Namespace"], "JarvisTest");
+            for set in d["Dimensions"].as_array().expect("Dimensions") {
+                for dim in set.as_array().expect("a dimension set") {
+                    assert!(
+                        line.get(dim.as_str().unwrap()).is_some(),
+                        "dimension value missing"
+                    );
+                }
+            }
+            let metrics = d["Metrics"].as_array().expect("Metrics");
+            for m in metrics {
+                let name = m["Name"].as_str().unwrap();
+                assert!(
+                    line[name].is_number(),
+                    "{name} has no top-level value: {line}"
+                );
+            }
+            let names: Vec<_> = metrics
+                .iter()
+                .map(|m| m["Name"].as_str().unwrap())
+                .collect();
+            for wanted in [
+                "CircuitBreakersOpen",
+                "CircuitStateChanges",
+                "RejectedCalls",
+                "RequestLatencyMs",
+                "ErrorRate",
+            ] {
+                assert!(names.contains(&wanted), "{wanted} missing");
+            }
+        }
+        assert!(line.get("correlationId").is_some());
+    }
+}

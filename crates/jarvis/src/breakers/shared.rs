@@ -1,0 +1,475 @@
+//! Shared breaker state: one state for every instance, kept in the store.
+//!
+//! The in-process breaker stays the fast path. Its listener hands the *state-relevant* events
+//! (a failure counted, the first success after failures, a half-open trial success, a local or
+//! operator transition, a trial that is due) to a channel; one [`BreakerSync`] task per instance
+//! turns them into store updates and applies what the store answers back:
+//!
+//! - **Counting**: failures from every instance add up in one row (`UPDATE … RETURNING`); the
+//!   row opens the circuit when the threshold (and the quorum of distinct instances) is reached.
+//!   A success anywhere resets the count.
+//! - **Trials**: with PostgreSQL the breakers run with *coordinated trials*: when an open period
+//!   ends, the instance that wins the lease row (`trial_holder`, `trial_expires_at`) runs the one
+//!   half-open trial; the others keep rejecting until its outcome is known, or until the lease
+//!   expires (a crashed holder does not block recovery).
+//! - **Propagation**: every write bumps `version` and is announced with `NOTIFY`; instances apply
+//!   newer versions only (`Breaker::apply_remote`), and reconcile periodically in case a
+//!   notification was lost.
+//! - **One clock**: open periods and leases are computed by the database's `now()`.
+//! - **Outages**: when the store cannot be reached the breakers keep working on local state
+//!   (trials are no longer coordinated), the degradation is logged once and shown by `/health`
+//!   and `jarvis_breaker_store_degraded`; when the store answers again the breakers that changed
+//!   meanwhile are written back and everything is reconciled.
+//! - **Quorum**: with `JARVIS_BREAKER_QUORUM=K > 1` the shared circuit opens only when failures
+//!   came from at least K instances, and an instance that trips alone keeps its circuit open for
+//!   itself without forcing it on the others (one bad node does not poison the rest).
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use jarvis_breaker::{Breaker, Event, Origin, RemoteState, State, Transition};
+use tokio::sync::{mpsc, watch};
+
+use super::BreakerRegistry;
+use crate::store::breaker_state::{BreakerRow, BreakerWrite, ChangeNote, FailureReport};
+use crate::store::Store;
+
+/// A breaker event on its way to the store.
+#[derive(Debug, Clone)]
+pub struct SyncEvent {
+    /// The breaker's name.
+    pub name: String,
+    /// What happened.
+    pub event: Event,
+}
+
+/// Settings of the shared state.
+#[derive(Debug, Clone, Copy)]
+pub struct SharedSettings {
+    /// Whether trials are coordinated cluster-wide (PostgreSQL).
+    pub coordinate: bool,
+    /// Distinct instances whose failures it takes to open the shared circuit.
+    pub quorum: u32,
+    /// How long a trial lease lasts.
+    pub lease: Duration,
+    /// How often every row is re-read.
+    pub reconcile_every: Duration,
+}
+
+/// Keeps this instance's breakers and the store's rows in agreement.
+pub struct BreakerSync {
+    store: Arc<dyn Store>,
+    registry: Arc<BreakerRegistry>,
+    instance: String,
+    settings: SharedSettings,
+    degraded: AtomicBool,
+    /// Breakers whose changes could not be written while the store was away.
+    dirty: Mutex<HashSet<String>>,
+}
+
+impl BreakerSync {
+    /// A sync for `registry`'s breakers through `store`.
+    pub fn new(
+        store: Arc<dyn Store>,
+        registry: Arc<BreakerRegistry>,
+        instance: String,
+        settings: SharedSettings,
+    ) -> Arc<BreakerSync> {
+        Arc::new(BreakerSync {
+            store,
+            registry,
+            instance,
+            settings,
+            degraded: AtomicBool::new(false),
+            dirty: Mutex::new(HashSet::new()),
+        })
+    }
+
+    /// Whether the store is unreachable and breakers run on local state only.
+    pub fn degraded(&self) -> bool {
+        self.degraded.load(Ordering::Relaxed)
+    }
+
+    /// Loads every stored breaker (at start, so an open circuit stays open across a restart).
+    pub async fn load(&self) {
+        match self.store.breaker_rows().await {
+            Ok(rows) => {
+                for row in &rows {
+                    self.apply(row);
+                }
+                if !rows.is_empty() {
+                    tracing::info!(breakers = rows.len(), "loaded shared breaker state");
+                }
+            }
+            Err(e) => self.went_away(&e.to_string(), None),
+        }
+    }
+
+    /// Runs until `shutdown` turns true: applies local events and change notes, reconciles
+    /// periodically. Pending events are written before it returns.
+    pub async fn run(
+        self: Arc<Self>,
+        mut events: mpsc::UnboundedReceiver<SyncEvent>,
+        mut notes: mpsc::UnboundedReceiver<ChangeNote>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let mut tick = tokio::time::interval(self.settings.reconcile_every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        let mut notes_open = true;
+        loop {
+            tokio::select! {
+                biased;
+                first = events.recv() => {
+                    let Some(first) = first else { break };
+                    let mut batch = vec![first];
+                    while batch.len() < 512 {
+                        match events.try_recv() {
+                            Ok(e) => batch.push(e),
+                            Err(_) => break,
+                        }
+                    }
+                    self.process(batch).await;
+                }
+                note = notes.recv(), if notes_open => match note {
+                    Some(ChangeNote::Changed(name)) => self.refresh(&name).await,
+                    Some(ChangeNote::Reconnected) => self.reconcile().await,
+                    None => notes_open = false,
+                },
+                _ = tick.tick() => self.reconcile().await,
+                _ = shutdown.changed() => {
+                    let mut batch = Vec::new();
+                    while let Ok(e) = events.try_recv() {
+                        batch.push(e);
+                    }
+                    if !batch.is_empty() {
+                        self.process(batch).await;
+                    }
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Writes a batch of local events, coalescing consecutive failures of one breaker.
+    async fn process(&self, batch: Vec<SyncEvent>) {
+        let mut i = 0;
+        while i < batch.len() {
+            let SyncEvent { name, event } = &batch[i];
+            if let Event::FailureRecorded { generation, .. } = event {
+                let mut generation = *generation;
+                let mut count = 1u32;
+                while i + 1 < batch.len()
+                    && batch[i + 1].name == *name
+                    && matches!(batch[i + 1].event, Event::FailureRecorded { .. })
+                {
+                    if let Event::FailureRecorded { generation: g, .. } = batch[i + 1].event {
+                        generation = g;
+                    }
+                    count += 1;
+                    i += 1;
+                }
+                self.failures(name, count, generation).await;
+            } else {
+                self.one(name, event).await;
+            }
+            i += 1;
+        }
+    }
+
+    async fn failures(&self, name: &str, count: u32, generation: u64) {
+        let Some(breaker) = self.registry.get(name) else {
+            return;
+        };
+        let snapshot = breaker.snapshot();
+        let (threshold, open_ms) = settings_of(&breaker);
+        let report = FailureReport {
+            name,
+            count,
+            instance: &self.instance,
+            reason: snapshot.last_failure_reason.as_deref().unwrap_or("failure"),
+            threshold,
+            open_ms,
+            quorum: self.settings.quorum,
+        };
+        match self.store.breaker_failures(&report).await {
+            Ok(row) => {
+                self.came_back().await;
+                self.apply_if_current(&breaker, generation, &row);
+            }
+            Err(e) => self.went_away(&e.to_string(), Some(name)),
+        }
+    }
+
+    async fn one(&self, name: &str, event: &Event) {
+        let Some(breaker) = self.registry.get(name) else {
+            return;
+        };
+        let result = match event {
+            Event::FailuresReset { generation, .. } => self
+                .store
+                .breaker_success(name, &self.instance)
+                .await
+                .map(|row| {
+                    if let Some(row) = row {
+                        self.apply_if_current(&breaker, *generation, &row);
+                    }
+                }),
+            Event::TrialSucceeded {
+                half_open_successes,
+                ..
+            } => {
+                let w = BreakerWrite {
+                    name,
+                    state: State::HalfOpen.as_str(),
+                    forced: false,
+                    open_ms: None,
+                    consecutive_failures: 0,
+                    half_open_successes: *half_open_successes,
+                    instance: &self.instance,
+                    lease_ms: Some(self.settings.lease.as_millis() as u64),
+                    expected_version: None,
+                };
+                self.store.breaker_write(&w).await.map(|row| {
+                    if let Some(row) = row {
+                        breaker.set_remote_version(row.version);
+                    }
+                })
+            }
+            Event::Transition(t) if t.origin != Origin::Remote => {
+                self.transition(&breaker, t).await
+            }
+            Event::TrialDue { generation } => self.trial_due(&breaker, *generation).await,
+            _ => Ok(()),
+        };
+        match result {
+            Ok(()) => self.came_back().await,
+            Err(e) => {
+                self.went_away(&e.to_string(), Some(name));
+                if let Event::TrialDue { generation } = event {
+                    // Never keep a circuit shut because the store is away: run the trial here.
+                    breaker.grant_trial(*generation);
+                }
+            }
+        }
+    }
+
+    async fn transition(
+        &self,
+        breaker: &Breaker,
+        t: &Transition,
+    ) -> Result<(), crate::store::StoreError> {
+        if t.origin == Origin::Local
+            && t.from == State::Closed
+            && t.to == State::Open
+            && self.settings.quorum > 1
+        {
+            // This instance tripped on its own failures; with a quorum the cluster decides from
+            // the shared count instead, so the local trip stays local.
+            return Ok(());
+        }
+        let w = BreakerWrite {
+            name: breaker.name(),
+            state: t.to.as_str(),
+            forced: t.forced,
+            open_ms: t.open_for.map(|d| d.as_millis() as u64),
+            consecutive_failures: t.consecutive_failures,
+            half_open_successes: t.half_open_successes,
+            instance: &self.instance,
+            lease_ms: (t.to == State::HalfOpen).then_some(self.settings.lease.as_millis() as u64),
+            // Operators win; an instance's own transition is compare-and-set on what it saw.
+            expected_version: if t.origin == Origin::Manual {
+                None
+            } else {
+                breaker.snapshot().remote_version
+            },
+        };
+        match self.store.breaker_write(&w).await? {
+            Some(row) => self.apply_if_current(breaker, t.generation, &row),
+            None => {
+                // Another instance moved the row first: its state wins.
+                if let Some(row) = self.store.breaker_row(breaker.name()).await? {
+                    self.apply(&row);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn trial_due(
+        &self,
+        breaker: &Breaker,
+        generation: u64,
+    ) -> Result<(), crate::store::StoreError> {
+        let lease = self.settings.lease.as_millis() as u64;
+        match self
+            .store
+            .breaker_try_trial(breaker.name(), &self.instance, lease)
+            .await?
+        {
+            (true, Some(row)) => {
+                breaker.set_remote_version(row.version);
+                if !breaker.grant_trial(generation) {
+                    tracing::debug!(
+                        breaker = breaker.name(),
+                        "trial lease won but the breaker moved on"
+                    );
+                }
+            }
+            (_, Some(row)) => self.apply(&row),
+            // Never stored (it opened while the store was away): nobody else can run a trial.
+            (_, None) => {
+                breaker.grant_trial(generation);
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies the row written for a local event, unless the breaker has moved on since the event
+    /// (a later local change is still on its way to the store and must not be undone by this
+    /// older answer); the row's version is recorded either way.
+    fn apply_if_current(&self, breaker: &Breaker, generation: u64, row: &BreakerRow) {
+        if breaker.generation() == generation {
+            self.apply(row);
+        } else {
+            breaker.set_remote_version(row.version);
+        }
+    }
+
+    /// Re-reads one row (after a notification).
+    async fn refresh(&self, name: &str) {
+        match self.store.breaker_row(name).await {
+            Ok(Some(row)) => {
+                self.came_back().await;
+                self.apply(&row);
+            }
+            Ok(None) => {}
+            Err(e) => self.went_away(&e.to_string(), None),
+        }
+    }
+
+    /// Re-reads every row.
+    pub async fn reconcile(&self) {
+        match self.store.breaker_rows().await {
+            Ok(rows) => {
+                self.came_back().await;
+                for row in &rows {
+                    self.apply(row);
+                }
+            }
+            Err(e) => self.went_away(&e.to_string(), None),
+        }
+    }
+
+    /// Applies a stored row to the local breaker (creating it), unless it is older than what the
+    /// breaker already has.
+    fn apply(&self, row: &BreakerRow) {
+        let Ok(name) = crate::names::Name::parse(&row.name) else {
+            return;
+        };
+        let Some(state) = State::parse(&row.state) else {
+            return;
+        };
+        let breaker = self.registry.breaker(&name);
+        if state == State::HalfOpen && row.trial_holder.as_deref() == Some(self.instance.as_str()) {
+            // Our own trial: the local breaker already runs it.
+            breaker.set_remote_version(row.version);
+            return;
+        }
+        let ms = |v: Option<i64>| v.map(|ms| Duration::from_millis(ms.max(0) as u64));
+        let next_attempt_in = match state {
+            State::Open => ms(row.next_attempt_in_ms),
+            State::HalfOpen => ms(row.trial_expires_in_ms),
+            State::Closed => None,
+        };
+        let remote = RemoteState {
+            state,
+            forced: row.forced,
+            consecutive_failures: row.consecutive_failures,
+            half_open_successes: row.half_open_successes,
+            next_attempt_in,
+            version: row.version,
+        };
+        breaker.apply_remote_at(remote, row.opened_at.map(SystemTime::from));
+    }
+
+    fn went_away(&self, error: &str, name: Option<&str>) {
+        if let Some(name) = name {
+            self.dirty
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(name.to_string());
+        }
+        if !self.degraded.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                error,
+                "the store is unreachable: circuit breakers run on local state until it returns"
+            );
+            for b in self.registry.all() {
+                b.set_coordinated(false);
+            }
+            self.registry.set_coordinated(false);
+            self.registry.metrics().degraded(true);
+        }
+    }
+
+    async fn came_back(&self) {
+        if !self.degraded.swap(false, Ordering::Relaxed) {
+            return;
+        }
+        tracing::info!("the store is reachable again: writing back and reconciling breakers");
+        self.registry.set_coordinated(self.settings.coordinate);
+        for b in self.registry.all() {
+            b.set_coordinated(self.settings.coordinate);
+        }
+        self.registry.metrics().degraded(false);
+        let dirty: Vec<String> = self
+            .dirty
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain()
+            .collect();
+        for name in dirty {
+            let Some(b) = self.registry.get(&name) else {
+                continue;
+            };
+            let s = b.snapshot();
+            let next = s
+                .next_attempt_at
+                .and_then(|t| t.duration_since(SystemTime::now()).ok());
+            let w = BreakerWrite {
+                name: &name,
+                state: s.state.as_str(),
+                forced: s.forced,
+                open_ms: (s.state == State::Open && !s.forced)
+                    .then(|| next.map_or(0, |d| d.as_millis() as u64)),
+                consecutive_failures: s.failure_count,
+                half_open_successes: s.success_count,
+                instance: &self.instance,
+                lease_ms: (s.state == State::HalfOpen)
+                    .then_some(self.settings.lease.as_millis() as u64),
+                expected_version: None,
+            };
+            match self.store.breaker_write(&w).await {
+                Ok(Some(row)) => b.set_remote_version(row.version),
+                Ok(None) => {}
+                Err(e) => {
+                    self.went_away(&e.to_string(), Some(&name));
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// The threshold and open period a breaker was built with, for the shared row.
+fn settings_of(breaker: &Breaker) -> (u32, u64) {
+    let config = breaker.config();
+    let threshold = match config.policy {
+        jarvis_breaker::Policy::ConsecutiveFailures { threshold } => threshold,
+        _ => u32::MAX,
+    };
+    (threshold, config.open_duration.as_millis() as u64)
+}

@@ -1,0 +1,224 @@
+//! CloudWatch Embedded Metric Format: key metrics written into the JSON log, so that CloudWatch
+//! turns log lines into metrics (and alarms) with no agent.
+//!
+//! Every `JARVIS_EMF_INTERVAL_MS` (default 60 s; 0 turns it off) one log line carries an `_aws`
+//! object (`Timestamp`, `CloudWatchMetrics[{Namespace, Dimensions, Metrics}]`) and the values at
+//! its top level, as the EMF specification requires. The dimension set is empty, so the figures
+//! are fleet-wide: the alarms `jarvis-circuit-open` (CircuitBreakersOpen ≥ 1) and
+//! `jarvis-high-failure-rate` (TaskFailureRate > 0.3) read them without dimensions.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use serde_json::{json, Map, Value};
+use tokio::sync::watch;
+
+use crate::app::AppState;
+
+/// Requests served, counted by the access-log middleware.
+#[derive(Debug, Default)]
+pub struct RequestStats {
+    count: AtomicU64,
+    errors: AtomicU64,
+    latency_ms: AtomicU64,
+}
+
+impl RequestStats {
+    /// Counts one answered request.
+    pub fn record(&self, status: u16, latency: Duration) {
+        self.count.fetch_add(1, Ordering::Relaxed);
+        if status >= 500 {
+            self.errors.fetch_add(1, Ordering::Relaxed);
+        }
+        self.latency_ms
+            .fetch_add(latency.as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// `(count, 5xx errors, summed latency ms)` since start.
+    pub fn totals(&self) -> (u64, u64, u64) {
+        (
+            self.count.load(Ordering::Relaxed),
+            self.errors.load(Ordering::Relaxed),
+            self.latency_ms.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// One metric of an EMF line.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Figure {
+    /// The CloudWatch metric name.
+    pub name: &'static str,
+    /// The CloudWatch unit (`Count`, `Milliseconds`, `None`, …).
+    pub unit: &'static str,
+    /// The value.
+    pub value: f64,
+}
+
+/// The EMF fields of one line: `_aws` plus every value at the top level.
+pub fn fields(namespace: &str, timestamp_ms: i64, figures: &[Figure]) -> Map<String, Value> {
+    let mut out = Map::new();
+    out.insert(
+        "_aws".into(),
+        json!({
+            "Timestamp": timestamp_ms,
+            "CloudWatchMetrics": [{
+                "Namespace": namespace,
+                "Dimensions": [[]],
+                "Metrics": figures
+                    .iter()
+                    .map(|f| json!({ "Name": f.name, "Unit": f.unit }))
+                    .collect::<Vec<_>>(),
+            }],
+        }),
+    );
+    for f in figures {
+        out.insert(f.name.into(), json!(f.value));
+    }
+    out
+}
+
+/// Totals the reporter compares between two lines.
+#[derive(Debug, Default, Clone, Copy)]
+struct Totals {
+    transitions: u64,
+    rejected: u64,
+    requests: u64,
+    errors: u64,
+    latency_ms: u64,
+}
+
+fn totals(state: &AppState) -> (Totals, u64) {
+    let snaps = state.breakers.snapshots();
+    let open = snaps
+        .iter()
+        .filter(|s| s.state == jarvis_breaker::State::Open)
+        .count() as u64;
+    let (requests, errors, latency_ms) = state.requests.totals();
+    (
+        Totals {
+            // Every transition bumps a breaker's generation.
+            transitions: snaps.iter().map(|s| s.generation).sum(),
+            rejected: snaps.iter().map(|s| s.rejected_calls).sum(),
+            requests,
+            errors,
+            latency_ms,
+        },
+        open,
+    )
+}
+
+/// The figures of one interval, from the totals before and now.
+fn figures(before: Totals, now: Totals, open: u64) -> Vec<Figure> {
+    let requests = now.requests.saturating_sub(before.requests);
+    let errors = now.errors.saturating_sub(before.errors);
+    let latency = now.latency_ms.saturating_sub(before.latency_ms);
+    let ratio = |a: u64, b: u64| if b == 0 { 0.0 } else { a as f64 / b as f64 };
+    vec![
+        Figure {
+            name: "CircuitBreakersOpen",
+            unit: "Count",
+            value: open as f64,
+        },
+        Figure {
+            name: "CircuitStateChanges",
+            unit: "Count",
+            value: now.transitions.saturating_sub(before.transitions) as f64,
+        },
+        Figure {
+            name: "RejectedCalls",
+            unit: "Count",
+            value: now.rejected.saturating_sub(before.rejected) as f64,
+        },
+        Figure {
+            name: "RequestLatencyMs",
+            unit: "Milliseconds",
+            value: ratio(latency, requests),
+        },
+        Figure {
+            name: "ErrorRate",
+            unit: "None",
+            value: ratio(errors, requests),
+        },
+    ]
+}
+
+/// Writes one EMF line per interval until `stop` turns true.
+pub async fn run(
+    state: AppState,
+    interval: Duration,
+    namespace: String,
+    mut stop: watch::Receiver<bool>,
+) {
+    if interval.is_zero() {
+        return;
+    }
+    let (mut before, _) = totals(&state);
+    let mut tick = tokio::time::interval(interval);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => return,
+        }
+        let (now, open) = totals(&state);
+        let line = fields(
+            &namespace,
+            chrono::Utc::now().timestamp_millis(),
+            &figures(before, now, open),
+        );
+        before = now;
+        let emf = Value::Object(line).to_string();
+        tracing::info!(target: "jarvis::emf", emf = emf.as_str(), "metrics");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_line_follows_the_emf_specification() {
+        let f = fields(
+            "Jarvis",
+            1_700_000_000_000,
+            &[Figure {
+                name: "CircuitBreakersOpen",
+                unit: "Count",
+                value: 1.0,
+            }],
+        );
+        let aws = &f["_aws"];
+        assert_eq!(aws["Timestamp"], 1_700_000_000_000i64);
+        let d = &aws["CloudWatchMetrics"][0];
+        assert_eq!(d["Namespace"], "Jarvis");
+        assert_eq!(d["Dimensions"], json!([[]]));
+        assert_eq!(d["Metrics"][0]["Name"], "CircuitBreakersOpen");
+        assert_eq!(f["CircuitBreakersOpen"], 1.0);
+    }
+
+    #[test]
+    fn interval_figures_are_deltas() {
+        let before = Totals {
+            transitions: 2,
+            rejected: 10,
+            requests: 4,
+            errors: 1,
+            latency_ms: 40,
+        };
+        let now = Totals {
+            transitions: 5,
+            rejected: 13,
+            requests: 8,
+            errors: 2,
+            latency_ms: 100,
+        };
+        let f = figures(before, now, 1);
+        let get = |n: &str| f.iter().find(|x| x.name == n).unwrap().value;
+        assert_eq!(get("CircuitStateChanges"), 3.0);
+        assert_eq!(get("RejectedCalls"), 3.0);
+        assert_eq!(get("RequestLatencyMs"), 15.0);
+        assert_eq!(get("ErrorRate"), 0.25);
+        assert_eq!(get("CircuitBreakersOpen"), 1.0);
+    }
+}
