@@ -634,7 +634,14 @@ async fn changes_through_the_api_are_picked_up() {
     app.delete_service("svc").await;
     let v = app.data("/api/v1/health/services").await;
     assert_eq!(v["services"], json!({}));
-    tokio::time::sleep(Duration::from_millis(50)).await; // let an in-flight check finish
+    // Once the monitor has dropped it (the gauge says so), its task is gone.
+    wait_for(Duration::from_secs(5), "the monitor to drop it", || async {
+        let text = app.get("/metrics").await.text().await.unwrap();
+        text.lines()
+            .any(|l| l == "jarvis_health_services 0")
+            .then_some(())
+    })
+    .await;
     let b_then = b.count();
     let until = Instant::now() + Duration::from_millis(500);
     wait_for(Duration::from_secs(2), "500 ms to pass", || async {
