@@ -7,7 +7,8 @@ file (interval 1 s, timeout 1 s). After a warm-up, the script measures a window 
 
   checks/s      the increase of jarvis_health_checks_total over the window / seconds
   on time       checks that started within 100 ms of their scheduled time (lag histogram bucket
-                le=0.1) / the checks due (N x seconds); skipped checks count as not on time
+                le=0.1) / the checks due in the window (started + skipped): a skipped check
+                counts as not on time
   lag p99       from jarvis_health_check_lag_seconds (linear inside the bucket)
   skipped       increase of jarvis_health_checks_skipped_total by reason
   CPU           (utime + stime) of the Jarvis process over the window / wall time, in cores
@@ -170,7 +171,7 @@ def measure(label, jarvis, nginx_pid, port, services, seconds):
     checks = total(b, "jarvis_health_checks_total") - total(a, "jarvis_health_checks_total")
     lag = delta_buckets(a, b, "jarvis_health_check_lag_seconds")
     on_time = dict(lag).get(0.1, 0.0)
-    due = services * wall
+    started = lag[-1][1] if lag else 0.0
     skipped = {
         reason: total(b, "jarvis_health_checks_skipped_total", f'reason="{reason}"')
         - total(a, "jarvis_health_checks_skipped_total", f'reason="{reason}"')
@@ -193,7 +194,11 @@ def measure(label, jarvis, nginx_pid, port, services, seconds):
         "seconds": round(wall, 1),
         "checksPerSecond": round(checks / wall, 1),
         "dueCheckPerSecond": services,
-        "onTimeShare": round(on_time / due, 4) if due else None,
+        "checksStartedPerSecond": round(started / wall, 1),
+        # Of the checks due in the window (started or skipped), the share that started on time.
+        "onTimeShare": round(on_time / (started + skipped["late"] + skipped["overrun"]), 4)
+        if started
+        else None,
         "lagP50Ms": None if p50 is None else round(p50 * 1000, 2),
         "lagP99Ms": None if p99 is None else round(p99 * 1000, 2),
         "skippedLate": int(skipped["late"]),

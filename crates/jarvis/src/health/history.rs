@@ -18,8 +18,8 @@ use crate::store::Store;
 
 /// Results waiting to be written, at most (about 200 bytes each).
 const QUEUE: usize = 100_000;
-/// Results per write.
-const BATCH: usize = 2_000;
+/// Results per write (small enough that encoding one batch never holds a runtime thread long).
+const BATCH: usize = 1_000;
 /// How often old results are deleted.
 const PRUNE_EVERY: Duration = Duration::from_secs(300);
 

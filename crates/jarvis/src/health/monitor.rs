@@ -460,7 +460,10 @@ impl Slot {
         );
         let _entered = span.enter();
         let from = before.map_or("unknown", Status::as_str);
-        if result.status == Status::Down {
+        if before.is_none() && result.status == Status::Up {
+            // The first result of a healthy service is news to no one (thousands at start).
+            tracing::debug!(message = %result.message, "service is up");
+        } else if result.status == Status::Down {
             tracing::warn!(
                 from,
                 to = result.status.as_str(),
