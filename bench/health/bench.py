@@ -227,6 +227,7 @@ def main():
     ap.add_argument("--recover-seconds", type=int, default=30)
     ap.add_argument("--concurrency", type=int, default=0, help="JARVIS_HEALTH_CONCURRENCY")
     ap.add_argument("--history-hours", type=int, default=24)
+    ap.add_argument("--env", action="append", default=[], help="extra K=V for Jarvis")
     ap.add_argument(
         "--blackbox-targets",
         type=int,
@@ -282,6 +283,9 @@ http {{
         "JARVIS_HEALTH_HISTORY_RETENTION_HOURS": str(args.history_hours),
         "LOG_LEVEL": "info",
     }
+    for kv in args.env:
+        k, v = kv.split("=", 1)
+        env[k] = v
     if args.concurrency:
         env["JARVIS_HEALTH_CONCURRENCY"] = str(args.concurrency)
     jarvis = subprocess.Popen(
@@ -306,15 +310,28 @@ http {{
         )
         if args.recover_to:
             log(f"deleting services down to {args.recover_to}")
-            c = http.client.HTTPConnection("127.0.0.1", jarvis_port, timeout=30)
-            for i in range(args.recover_to, args.services):
-                c.request(
-                    "DELETE",
-                    f"/api/v1/services/s{i}",
-                    headers={"Authorization": f"Bearer {TOKEN}"},
-                )
-                c.getresponse().read()
-            c.close()
+            import threading
+
+            def deleter(first):
+                c = http.client.HTTPConnection("127.0.0.1", jarvis_port, timeout=60)
+                for i in range(first, args.services, 8):
+                    c.request(
+                        "DELETE",
+                        f"/api/v1/services/s{i}",
+                        headers={"Authorization": f"Bearer {TOKEN}"},
+                    )
+                    c.getresponse().read()
+                c.close()
+
+            started = time.time()
+            threads = [
+                threading.Thread(target=deleter, args=(args.recover_to + k,)) for k in range(8)
+            ]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            log(f"deleted in {time.time() - started:.1f} s")
             wait(
                 lambda: total(scrape(jarvis_port), "jarvis_health_services") == args.recover_to,
                 120,

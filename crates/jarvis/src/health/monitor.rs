@@ -10,10 +10,11 @@
 //! made late: it is skipped and counted (`late`), so overload sheds work instead of piling it
 //! up, and memory stays bounded whatever the load.
 //!
-//! Services. Every instance checks every service in the store. The list is re-read every
-//! `JARVIS_HEALTH_RELOAD_MS` and at once after a change through this instance's API
-//! ([`Monitor::services_changed`]); a changed definition restarts that service's task, keeping
-//! its latest result and uptime.
+//! Services. Every instance checks every service in the store. Every `JARVIS_HEALTH_RELOAD_MS`
+//! the monitor reads a fingerprint of the list (count, latest `updated_at`) and re-reads the list
+//! only when it changed (and at least every 30 polls); after a change through this instance's
+//! API ([`Monitor::services_changed`]) it re-reads at once. A changed definition restarts that
+//! service's task, keeping its latest result and uptime.
 //!
 //! Rounds. Every `JARVIS_HEALTH_ROUND_MS` the monitor builds a [`RoundReport`] (what was checked
 //! during the round and the latest status of every service), logs it as one line and hands it
@@ -294,14 +295,37 @@ async fn supervise(inner: Arc<Inner>, history: History, mut stopped: watch::Rece
     if inner.config.enabled {
         let mut reload = tokio::time::interval(inner.config.reload);
         reload.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The periodic poll reads only a fingerprint of the list; the whole list (thousands of
+        // rows, decoded on a runtime thread) is read when it changed, after a local change, and
+        // at least every FULL_RELOAD_EVERY polls as a safety net.
+        const FULL_RELOAD_EVERY: u32 = 30;
+        let mut known: Option<crate::store::ServicesFingerprint> = None;
+        let mut polls_since_full = 0u32;
         loop {
-            tokio::select! {
-                _ = reload.tick() => {}
-                () = inner.changed.notified() => {}
+            let local_change = tokio::select! {
+                _ = reload.tick() => false,
+                () = inner.changed.notified() => true,
                 _ = stopped.changed() => break,
+            };
+            polls_since_full += 1;
+            if !local_change && known.is_some() && polls_since_full < FULL_RELOAD_EVERY {
+                match inner.store.services_fingerprint().await {
+                    Ok(f) if Some(f) == known => continue,
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot read the service list fingerprint");
+                        continue;
+                    }
+                }
             }
+            // Read before the list, so that a change made in between is seen next time.
+            let fingerprint = inner.store.services_fingerprint().await.ok();
             match inner.store.list_services().await {
-                Ok(specs) => apply(&inner, &history, &mut tasks, specs),
+                Ok(specs) => {
+                    known = fingerprint;
+                    polls_since_full = 0;
+                    apply(&inner, &history, &mut tasks, specs);
+                }
                 Err(e) => tracing::warn!(
                     error = %e,
                     "cannot read the service list; checking the services already known"

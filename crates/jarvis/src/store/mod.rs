@@ -99,6 +99,11 @@ pub trait Store: breaker_state::BreakerStateStore + Send + Sync + 'static {
     /// Removes a service; false when there was none.
     async fn delete_service(&self, name: &str) -> Result<bool, StoreError>;
 
+    /// A cheap fingerprint of the service list: how many there are and the latest `updated_at`.
+    /// Any create, replace or delete changes it (a replace stamps a newer `updated_at`), so a
+    /// monitor polls this instead of reading every service.
+    async fn services_fingerprint(&self) -> Result<ServicesFingerprint, StoreError>;
+
     /// Creates or replaces an agent (keeping its `created_at`). Returns what is stored and
     /// whether it was new.
     async fn put_agent(&self, spec: &AgentSpec) -> Result<(AgentSpec, bool), StoreError>;
@@ -132,6 +137,15 @@ pub trait Store: breaker_state::BreakerStateStore + Send + Sync + 'static {
         &self,
         before: chrono::DateTime<chrono::Utc>,
     ) -> Result<u64, StoreError>;
+}
+
+/// See [`Store::services_fingerprint`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServicesFingerprint {
+    /// Number of services.
+    pub count: i64,
+    /// The latest `updated_at`, as stored.
+    pub latest: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// A time range and a row limit for history queries.

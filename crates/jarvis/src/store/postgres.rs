@@ -9,7 +9,9 @@ use sqlx::{Connection, PgConnection, PgPool};
 
 use sqlx::types::Json;
 
-use super::{rows, Backend, HistoryRange, Store, StoreError, INSERT_CHUNK, PRUNE_BATCH};
+use super::{
+    rows, Backend, HistoryRange, ServicesFingerprint, Store, StoreError, INSERT_CHUNK, PRUNE_BATCH,
+};
 use crate::agents::AgentSpec;
 use crate::config::DatabaseUrl;
 use crate::health::{CheckResult, ServiceSpec};
@@ -191,6 +193,15 @@ impl Store for PostgresStore {
             .await
             .map_err(|e| self.err(e))?;
         Ok(done.rows_affected() > 0)
+    }
+
+    async fn services_fingerprint(&self) -> Result<ServicesFingerprint, StoreError> {
+        let (count, latest): (i64, Option<chrono::DateTime<chrono::Utc>>) =
+            sqlx::query_as("SELECT COUNT(*), MAX(updated_at) FROM services")
+                .fetch_one(&self.pool)
+                .await
+                .map_err(|e| self.err(e))?;
+        Ok(ServicesFingerprint { count, latest })
     }
 
     async fn put_agent(&self, spec: &AgentSpec) -> Result<(AgentSpec, bool), StoreError> {
