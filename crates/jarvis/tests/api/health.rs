@@ -899,3 +899,61 @@ async fn every_round_is_reported_to_the_sinks() {
     let _ = stop.send(());
     server.await.unwrap().unwrap();
 }
+
+// ---------------------------------------------------------------------------------------------
+// Several instances
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_registered_on_one_instance_is_checked_by_another() {
+    // Two instances on one PostgreSQL database; the second learns of the service only through
+    // its periodic poll of the service list (no local API call).
+    let env1 = health_env(Backend::Postgres, 60_000).await;
+    let dir2 = tempfile::tempdir().unwrap();
+    let mut vars2 = env1.vars.clone();
+    vars2.insert(
+        "JARVIS_DATA_DIR".into(),
+        dir2.path().join("data").display().to_string(),
+    );
+    vars2.insert(
+        "JARVIS_LOG_DIR".into(),
+        dir2.path().join("logs").display().to_string(),
+    );
+    vars2.insert("JARVIS_HEALTH_RELOAD_MS".into(), "200".into());
+    let env2 = TestEnv {
+        dir: dir2,
+        vars: vars2,
+        db: None,
+    };
+    let first = TestApp::spawn_with(env1).await;
+    let second = TestApp::spawn_with(env2).await;
+    let service = FakeService::start(Mode::Ok).await;
+    first
+        .put_service(
+            "shared",
+            json!({"url": service.url("/"), "intervalMs": 100}),
+        )
+        .await;
+    wait_for(
+        Duration::from_secs(10),
+        "the other instance to check it",
+        || async { (second.service_health("shared").await["status"] == "up").then_some(()) },
+    )
+    .await;
+    // Both check it, each with its own checks.
+    wait_for(Duration::from_secs(5), "checks from both", || async {
+        (service.count() >= 4).then_some(())
+    })
+    .await;
+    first.delete_service("shared").await;
+    wait_for(
+        Duration::from_secs(10),
+        "the other instance to drop it",
+        || async {
+            let v = second.data("/api/v1/health/services").await;
+            (v["services"] == json!({})).then_some(())
+        },
+    )
+    .await;
+    second.stop().await;
+    first.stop().await;
+}
