@@ -90,12 +90,32 @@ generate_token() {
   od -An -N32 -tx1 /dev/urandom | tr -d ' \n'
 }
 
+# Turns the terminal's echo off or back on; the EXIT trap turns it back on whatever happens.
+saved_tty=""
+terminal_echo() {
+  if [ "$1" = off ]; then
+    saved_tty="$(stty -g 2>/dev/null || true)"
+    stty -echo 2>/dev/null || true
+  elif [ -n "$saved_tty" ]; then
+    stty "$saved_tty" 2>/dev/null || true
+    saved_tty=""
+  fi
+}
+restore_terminal_and_clean_up() {
+  terminal_echo on
+  cleanup_private_tmp
+}
+
 # Reads one value from the terminal into the variable named by $1 (exported).
 prompt_value() {
   local key="$1" visibility="$2" hint="$3" value=""
   if [ "$visibility" = secret ]; then
+    # Echo goes off before the prompt is shown, so not even a fast typist or a paste that
+    # arrives before `read` starts can have the value echoed.
+    terminal_echo off
     printf '%s%s: ' "$key" "$hint" >&2
     IFS= read -rs value || true
+    terminal_echo on
     printf '\n' >&2
   else
     printf '%s%s: ' "$key" "$hint" >&2
@@ -177,7 +197,7 @@ resolve_keys() {
       generate)
         printf -v "$key" '%s' "$(generate_token)"
         export "${key?}"
-        info "$name: generated a new $key (read it with: aws secretsmanager get-secret-value --secret-id $name --query SecretString --output text)"
+        info "$name: a new $key $(outcome generated) (read it with: aws secretsmanager get-secret-value --secret-id $name --query SecretString --output text)"
         ;;
       *) die "internal error: unknown policy '$policy' for $key" ;;
     esac
@@ -250,7 +270,7 @@ ensure_secret() {
       create+=(--kms-key-id "$JARVIS_SECRETS_KMS_KEY_ID")
     fi
     aws_do "${create[@]}" >/dev/null
-    info "$name: created (keys: $(jq -r 'keys_unsorted | join(", ")' "$wanted"))"
+    info "$name: $(outcome created) (keys: $(jq -r 'keys_unsorted | join(", ")' "$wanted"))"
     return 0
   fi
 
@@ -263,7 +283,7 @@ ensure_secret() {
     return 0
   fi
   aws_do secretsmanager put-secret-value --secret-id "$name" --secret-string "file://$wanted" >/dev/null
-  info "$name: updated (changed keys: $changed)"
+  info "$name: $(outcome updated) (changed keys: $changed)"
 }
 
 main() {
@@ -272,6 +292,7 @@ main() {
   require_jq
   resolve_region
   make_private_tmp
+  trap restore_terminal_and_clean_up EXIT
   if [ "$DRY_RUN" = 1 ]; then
     info "dry run: no AWS call is made; secret values are never shown"
   else
@@ -288,7 +309,11 @@ main() {
     IFS='|' read -r suffix description keyspecs <<<"$spec"
     ensure_secret "$suffix" "$description" "$keyspecs"
   done
-  info "done: secrets jarvis/$env_name/{database,redis,ai-keys,app} are in place in $AWS_REGION"
+  if [ "$DRY_RUN" = 1 ]; then
+    info "dry run done: nothing was changed"
+  else
+    info "done: secrets jarvis/$env_name/{database,redis,ai-keys,app} are in place in $AWS_REGION"
+  fi
 }
 
 main

@@ -232,6 +232,10 @@ check_target_group() {
 check_subnets_and_groups() {
   local err="$JARVIS_TMP_DIR/err" ids
   if [ "$DRY_RUN" = 1 ]; then
+    read -r -a ids <<<"$(jq -r 'join(" ")' <<<"$subnets_json")"
+    show_call "[dry-run] would run:" aws ec2 describe-subnets --subnet-ids "${ids[@]}"
+    read -r -a ids <<<"$(jq -r 'join(" ")' <<<"$security_groups_json")"
+    show_call "[dry-run] would run:" aws ec2 describe-security-groups --group-ids "${ids[@]}"
     return 0
   fi
   read -r -a ids <<<"$(jq -r 'join(" ")' <<<"$subnets_json")"
@@ -280,7 +284,7 @@ ensure_ecr_repository() {
   if [ "$DRY_RUN" = 1 ]; then
     repository_uri="$account_id.dkr.ecr.$AWS_REGION.amazonaws.com/$ecr_repository"
   fi
-  info "ECR repository $ecr_repository: created ($repository_uri)"
+  info "ECR repository $ecr_repository: $(outcome created) ($repository_uri)"
 }
 
 image_tag() {
@@ -316,7 +320,10 @@ build_and_push_image() {
   image="$repository_uri:$(image_tag)"
   local registry="${repository_uri%%/*}"
   info "building $image from $repo_root"
-  run_docker build --pull --tag "$image" --file "$repo_root/Dockerfile" "$repo_root"
+  # Build for the CPU the tasks run on, whatever the CPU of this machine (e.g. an ARM laptop).
+  local platform=linux/amd64
+  [ "$cpu_architecture" = ARM64 ] && platform=linux/arm64
+  run_docker build --pull --platform "$platform" --tag "$image" --file "$repo_root/Dockerfile" "$repo_root"
   # The registry password goes from the CLI to docker through a pipe, never onto a command line.
   if [ "$DRY_RUN" = 1 ]; then
     show_call "[dry-run] would run:" aws ecr get-login-password
@@ -337,7 +344,7 @@ ensure_cluster() {
   fi
   aws_do ecs create-cluster --cluster-name "$cluster" \
     --tags key=project,value=jarvis "key=environment,value=$env_name" >/dev/null
-  info "ECS cluster $cluster: created"
+  info "ECS cluster $cluster: $(outcome created)"
 }
 
 ensure_log_group() {
@@ -349,7 +356,7 @@ ensure_log_group() {
     info "log group $log_group: exists"
   else
     aws_do logs create-log-group --log-group-name "$log_group" --tags project=jarvis >/dev/null
-    info "log group $log_group: created"
+    info "log group $log_group: $(outcome created)"
     retention=never
   fi
   if [ "$retention" = "$log_retention_days" ]; then
@@ -357,7 +364,7 @@ ensure_log_group() {
   else
     aws_do logs put-retention-policy --log-group-name "$log_group" \
       --retention-in-days "$log_retention_days"
-    info "log group $log_group: retention set to $log_retention_days days"
+    info "log group $log_group: retention $(outcome set) to $log_retention_days days"
   fi
 }
 
@@ -398,7 +405,7 @@ register_task_definition() {
   if [ "$DRY_RUN" = 1 ]; then
     task_definition_arn="arn:aws:ecs:$AWS_REGION:$account_id:task-definition/$task_family:NEXT"
   fi
-  info "task definition: registered $task_definition_arn"
+  info "task definition: $(outcome registered) as $task_definition_arn"
 }
 
 write_network_configuration() {
@@ -485,7 +492,7 @@ ensure_service() {
       --health-check-grace-period-seconds "$health_check_grace" \
       --propagate-tags SERVICE --enable-ecs-managed-tags \
       --tags key=project,value=jarvis "key=environment,value=$env_name" >/dev/null
-    info "service $service_name: created in $cluster with $desired_count_on_create tasks"
+    info "service $service_name: $(outcome created) in $cluster with $desired_count_on_create tasks"
     if [ "$DRY_RUN" = 1 ]; then
       info "(if the service already exists, update-service --task-definition <new> is called instead)"
     fi
@@ -519,7 +526,7 @@ ensure_service() {
     update+=(--force-new-deployment)
   fi
   aws_do "${update[@]}" >/dev/null
-  info "service $service_name: updated to $task_definition_arn (rolling deployment)"
+  info "service $service_name: $(outcome updated) to $task_definition_arn (rolling deployment)"
 }
 
 wait_for_service_stable() {
@@ -582,7 +589,7 @@ ensure_alarms() {
     fi
     show_file_for_dry_run "alarm $name" "$input"
     aws_do cloudwatch put-metric-alarm --cli-input-json "file://$input"
-    info "alarm $name: $(jq -r '"\(.MetricName) \(.ComparisonOperator) \(.Threshold) in namespace \(.Namespace)"' "$input")"
+    info "alarm $name: $(outcome set): $(jq -r '"\(.MetricName) \(.ComparisonOperator) \(.Threshold) in namespace \(.Namespace)"' "$input")"
   done
 }
 
@@ -617,7 +624,11 @@ main() {
   ensure_service
   wait_for_service_stable
   ensure_alarms
-  info "done: $service_name in cluster $cluster runs $task_definition_arn (image $image)"
+  if [ "$DRY_RUN" = 1 ]; then
+    info "dry run done: nothing was changed"
+  else
+    info "done: $service_name in cluster $cluster runs $task_definition_arn (image $image)"
+  fi
 }
 
 main

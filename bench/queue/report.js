@@ -40,7 +40,8 @@ if (rows.length === 0) {
 
 const fmtInt = (x) => (Number.isFinite(x) ? Math.round(x).toLocaleString("en-US") : "n/a");
 const fmtMs = (x) => (Number.isFinite(x) ? x.toFixed(2) : "n/a");
-const fmtRatio = (x) => (Number.isFinite(x) && x > 0 ? `${x >= 10 ? x.toFixed(1) : x.toFixed(2)}x` : "n/a");
+const fmtRatio = (x) =>
+  Number.isFinite(x) && x > 0 ? `${x >= 10 ? x.toFixed(1) : x >= 0.1 ? x.toFixed(2) : x.toPrecision(2)}x` : "n/a";
 const label = (r) => `${r.system} / ${r.backend}${r.mode && r.mode !== "default" ? ` / ${r.mode}` : ""}${r.agent ? ` / agent ${r.agent}` : ""}`;
 
 function table(headers, body, alignRight) {

@@ -379,8 +379,66 @@ state_snapshot() {
 
 # The tests -----------------------------------------------------------------------------------
 
+# Runs create-aws-secrets.sh for ENV $1 on a pseudo-terminal and answers its prompts one by one,
+# as a person would (answers are written only once the prompt is shown, so the terminal's own
+# echo would show them if the script did not turn it off). Output in $2; exit status returned.
+run_secrets_on_terminal() {
+  python3 - "$1" "$2" <<'EOF'
+import os, pty, select, sys, time
+env_name, out_path = sys.argv[1], sys.argv[2]
+answers = [
+    ("DATABASE_URL: ", "postgres://jarvis:Typed-s3cret-db@db.typed.example/jarvis"),
+    ("REDIS_HOST (optional", "redis.typed.example"),
+    ("REDIS_PORT (optional", ""),
+    ("REDIS_PASSWORD (optional", "Typed-s3cret-redis"),
+    ("OPENAI_API_KEY (optional", "sk-typed-s3cret-openai"),
+    ("ANTHROPIC_API_KEY (optional", ""),
+    ("GEMINI_API_KEY (optional", ""),
+]
+pid, fd = pty.fork()
+if pid == 0:
+    keys = {"DATABASE_URL", "REDIS_HOST", "REDIS_PORT", "REDIS_PASSWORD", "OPENAI_API_KEY",
+            "ANTHROPIC_API_KEY", "GEMINI_API_KEY", "JARVIS_AUTH_TOKEN"}
+    env = {k: v for k, v in os.environ.items() if k not in keys}
+    os.execvpe("bash", ["bash", "scripts/create-aws-secrets.sh", env_name], env)
+out = b""
+deadline = time.monotonic() + 120
+def read_some():
+    global out
+    ready, _, _ = select.select([fd], [], [], 1.0)
+    if ready:
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:
+            return False
+        if not chunk:
+            return False
+        out += chunk
+    return True
+for prompt, answer in answers:
+    while prompt.encode() not in out and time.monotonic() < deadline:
+        if not read_some():
+            break
+    out = out.replace(prompt.encode(), b"<" + prompt.strip(": (").encode() + b">", 1)
+    os.write(fd, answer.encode() + b"\n")
+while time.monotonic() < deadline and read_some():
+    pass
+_, status = os.waitpid(pid, 0)
+open(out_path, "wb").write(out)
+sys.exit(os.waitstatus_to_exitcode(status))
+EOF
+}
+
 test_fail_fast() {
-  local out="$work/out.txt" aws_dir path_without_aws
+  local out="$work/out.txt" path_without_aws
+
+  rc=0
+  bash scripts/deploy-to-aws.sh --help >"$out" 2>&1 || rc=$?
+  check_eq "deploy-to-aws.sh --help exits 0 and lists the required settings" "0 4" \
+    "$rc $(grep -cE '^  (JARVIS_SUBNETS|JARVIS_SECURITY_GROUPS|JARVIS_TARGET_GROUP_ARN|JARVIS_EXECUTION_ROLE_ARN) ' "$out")"
+  rc=0
+  bash scripts/create-aws-secrets.sh --help >"$out" 2>&1 || rc=$?
+  check_eq "create-aws-secrets.sh --help exits 0 and names DATABASE_URL" "0 1" "$rc $(grep -c '^  DATABASE_URL ' "$out")"
 
   rc=0
   env -u JARVIS_SUBNETS -u JARVIS_SECURITY_GROUPS -u JARVIS_TARGET_GROUP_ARN -u JARVIS_EXECUTION_ROLE_ARN \
@@ -421,9 +479,14 @@ test_fail_fast() {
     bash scripts/create-aws-secrets.sh "$env_name" </dev/null >"$out" 2>&1 || rc=$?
   check_fails "create-aws-secrets without credentials says so" "$out" 'no usable AWS credentials'
 
-  # The AWS CLI missing: PATH without the directory that holds it (jq and bash stay reachable).
-  aws_dir="$(dirname "$(command -v aws)")"
-  path_without_aws="$(printf '%s' "$PATH" | tr ':' '\n' | grep -vxF "$aws_dir" | paste -sd: -)"
+  # The AWS CLI missing: PATH without every directory that holds an `aws` (jq and bash stay).
+  local dir
+  path_without_aws=""
+  while IFS= read -r -d: dir; do
+    if [ -n "$dir" ] && [ ! -x "$dir/aws" ]; then
+      path_without_aws="${path_without_aws:+$path_without_aws:}$dir"
+    fi
+  done <<<"$PATH:"
   if PATH="$path_without_aws" command -v jq >/dev/null && ! PATH="$path_without_aws" command -v aws >/dev/null; then
     rc=0
     PATH="$path_without_aws" bash scripts/deploy-to-aws.sh "$env_name" --image "$image_1" </dev/null >"$out" 2>&1 || rc=$?
@@ -463,6 +526,15 @@ test_docker_required() {
   run_deploy "$out" "$env_name"
   check_fails "deploy without --image and without a Docker engine says so" "$out" \
     'docker (was not found|is installed but its daemon is not reachable).*--image URI'
+  if command -v docker >/dev/null 2>&1; then
+    local before after
+    before="$(moto_requests)"
+    run_deploy "$out" "$env_name" --dry-run
+    after="$(moto_requests)"
+    check_ok "deploy --dry-run without --image plans the build" "$out"
+    check_eq "deploy --dry-run without --image: no AWS call, and docker build, login and push printed" \
+      "$before 3" "$after $(grep -cE '^\[dry-run\] (would run: docker build --pull --platform linux/amd64 --tag [^ ]+/jarvis:[^ ]+ |would run: docker push |  piped to: docker login --username AWS --password-stdin )' "$out")"
+  fi
 }
 
 test_dry_run() {
@@ -717,7 +789,80 @@ main() {
   check_ok "create-aws-secrets restores a secret scheduled for deletion" "$work/secrets-5.txt"
   check_eq "the restored secret keeps its values" "$REDIS_HOST $REDIS_PORT $REDIS_PASSWORD" \
     "$(secret_json "jarvis/$env_name/redis" | jq -r '"\(.REDIS_HOST) \(.REDIS_PORT) \(.REDIS_PASSWORD)"')"
-  check_no_secret_in_output "all runs" "$new_token" "sk-openai-s3cret-rotated-1"
+  rc=0
+  run_secrets_on_terminal staging "$work/secrets-tty.txt" || rc=$?
+  cat "$work/secrets-tty.txt" >>"$work/all-output.log"
+  check_ok "create-aws-secrets on a terminal asks for what is missing" "$work/secrets-tty.txt"
+  check_eq "the answers typed on the terminal are stored" \
+    "postgres://jarvis:Typed-s3cret-db@db.typed.example/jarvis redis.typed.example  Typed-s3cret-redis sk-typed-s3cret-openai" \
+    "$(secret_json jarvis/staging/database | jq -r .DATABASE_URL) $(secret_json jarvis/staging/redis | jq -r '"\(.REDIS_HOST) \(.REDIS_PORT) \(.REDIS_PASSWORD)"') $(secret_json jarvis/staging/ai-keys | jq -r .OPENAI_API_KEY)"
+  check_grep "the terminal shows the non-secret answer REDIS_HOST as typed" 'redis\.typed\.example' "$work/secrets-tty.txt"
+  check_no_secret_in_output "all runs" "$new_token" "sk-openai-s3cret-rotated-1" "Typed-s3cret" \
+    "$(secret_json jarvis/staging/app | jq -r .JARVIS_AUTH_TOKEN)"
+
+  section "Jarvis reads its secrets"
+  test_jarvis_reads_secrets
+}
+
+# Jarvis reads its secrets ------------------------------------------------------------------------
+
+# Starts the real jarvis binary with JARVIS_SECRETS_PREFIX pointing at secrets in the emulator and
+# nothing else set: the database URL and the auth token it then uses must come from them.
+test_jarvis_reads_secrets() {
+  local bin="$repo_root/target/debug/jarvis" senv=secretstest db port token out rc pid
+  if [ ! -x "$bin" ]; then
+    cargo build -q -p jarvis || { fail "build jarvis for the secrets test"; return; }
+  fi
+  db="jarvis_deploy_$$"
+  if ! psql -h 127.0.0.1 -U postgres -d postgres -qc "CREATE DATABASE $db" >/dev/null 2>&1; then
+    fail "create a PostgreSQL database for the secrets test (is PostgreSQL up on 127.0.0.1:5432?)"
+    return
+  fi
+  token="Jarvis-s3cret-token-$(date +%s)-0123456789"
+  out="$work/secrets-jarvis.txt"
+  rc=0
+  DATABASE_URL="postgres://postgres@127.0.0.1:5432/$db" JARVIS_AUTH_TOKEN="$token" \
+    REDIS_HOST="" REDIS_PORT="" REDIS_PASSWORD="" \
+    timeout 120 bash scripts/create-aws-secrets.sh "$senv" </dev/null >"$out" 2>&1 || rc=$?
+  check_ok "create-aws-secrets $senv (for Jarvis to read)" "$out"
+  port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+  mkdir -p "$work/jarvis"
+  (
+    cd "$work/jarvis"
+    exec env -i PATH="$PATH" HOME="$work/jarvis" \
+      AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION="$region" \
+      AWS_ENDPOINT_URL="$AWS_ENDPOINT_URL" JARVIS_SECRETS_PREFIX="jarvis/$senv" \
+      JARVIS_ENV=production JARVIS_PORT="$port" JARVIS_BIND=127.0.0.1 JARVIS_EMF_INTERVAL_MS=0 \
+      "$bin" serve >"$work/jarvis/stdout.log" 2>"$work/jarvis/stderr.log"
+  ) &
+  pid=$!
+  rc=1
+  for _ in $(seq 1 100); do
+    if curl -fsS "http://127.0.0.1:$port/health" >"$work/jarvis/health.json" 2>/dev/null; then
+      rc=0
+      break
+    fi
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.2
+  done
+  if [ "$rc" = 0 ]; then
+    pass "Jarvis starts in production with only JARVIS_SECRETS_PREFIX (token and database from Secrets Manager)"
+  else
+    fail "Jarvis starts in production with only JARVIS_SECRETS_PREFIX" "$(cat "$work/jarvis/stderr.log")"
+  fi
+  check_eq "the DATABASE_URL secret took effect: Jarvis runs on PostgreSQL" postgres \
+    "$(jq -r '.data.checks.store.backend' "$work/jarvis/health.json" 2>/dev/null)"
+  check_eq "the JARVIS_AUTH_TOKEN secret took effect: 401 without it, 200 with it" "401 200" \
+    "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/api/v1/services") $(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $token" "http://127.0.0.1:$port/api/v1/services")"
+  kill -TERM "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  cat "$work/jarvis/stdout.log" "$work/jarvis/stderr.log" >>"$work/all-output.log"
+  if grep -qF -- "$token" "$work/jarvis/stdout.log" "$work/jarvis/stderr.log" "$work/jarvis/logs/jarvis-combined.log" 2>/dev/null; then
+    fail "Jarvis never writes the secret token to its output or log"
+  else
+    pass "Jarvis never writes the secret token to its output or log"
+  fi
+  psql -h 127.0.0.1 -U postgres -d postgres -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
 }
 
 # Checks record their failures and the run goes on; finish decides the exit status.

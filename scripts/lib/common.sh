@@ -119,6 +119,15 @@ show_call() {
   printf '%s %s\n' "$prefix" "${quoted% }" >&3
 }
 
+# "created" in a real run, "would be created" under --dry-run.
+outcome() {
+  if [ "$DRY_RUN" = 1 ]; then
+    printf 'would be %s' "$1"
+  else
+    printf '%s' "$1"
+  fi
+}
+
 # aws_do ARGS...: a call that changes something. Logged; skipped under --dry-run.
 aws_do() {
   if [ "$DRY_RUN" = 1 ]; then

@@ -73,6 +73,12 @@ impl<'a> Permit<'a> {
         parts
     }
 
+    /// Forgets the permit without recording anything (the caller records the outcome).
+    #[inline]
+    pub(crate) fn disarm(self) {
+        self.take();
+    }
+
     /// The call succeeded.
     #[inline]
     pub fn success(self) {

@@ -19,9 +19,13 @@ use crate::breakers::shared::{BreakerSync, SharedSettings};
 use crate::breakers::BreakerRegistry;
 use crate::config::{Config, Environment};
 use crate::health::{Checker, Monitor};
+use crate::history::{Recorder, RecorderTask};
 use crate::metrics::Metrics;
 use crate::store::Backend;
 use crate::store::{self, Store};
+use crate::tasks::metrics::TaskMetrics;
+use crate::tasks::queue::QueueParts;
+use crate::tasks::{BuiltinAgents, TaskQueue};
 
 /// State shared by every handler and background task. Cheap to clone.
 #[derive(Clone)]
@@ -42,6 +46,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// The health monitor (started by [`Application::run_until`]).
     pub health: Arc<Monitor>,
+    /// The task queue and its workers.
+    pub tasks: Arc<TaskQueue>,
     /// Keeps breaker state shared through the store.
     pub breaker_sync: Arc<BreakerSync>,
     /// Requests served (for the EMF metrics).
@@ -58,12 +64,22 @@ type BackgroundTask = Box<
 pub struct Application {
     listener: TcpListener,
     state: AppState,
+    recorder: RecorderTask,
     background: Vec<BackgroundTask>,
 }
 
 impl Application {
     /// Opens and migrates the store, resolves the auth token and binds the listener.
     pub async fn build(config: Config) -> anyhow::Result<Application> {
+        Application::build_with(config, BuiltinAgents::with_defaults()).await
+    }
+
+    /// Like [`Application::build`], with the built-in agents to serve (`noop` and whatever
+    /// other modules register, such as the health monitor's `system-health`).
+    pub async fn build_with(
+        config: Config,
+        builtins: BuiltinAgents,
+    ) -> anyhow::Result<Application> {
         let store = store::open(&config.store).await?;
         store
             .migrate()
@@ -119,12 +135,39 @@ impl Application {
             config.instance_id.clone(),
             metrics.clone(),
         ));
+        let (recorder, recorder_task) =
+            Recorder::start(store.clone(), &config.data_dir, metrics.clone());
+        let tasks = TaskQueue::new(QueueParts {
+            store: store.clone(),
+            breakers: breakers.clone(),
+            builtins,
+            recorder,
+            metrics: Arc::new(TaskMetrics::new(metrics.clone())),
+            settings: config.tasks,
+            concurrency: config.concurrency,
+            instance: config.instance_id.clone(),
+        });
+        if config.tasks.history_retention_days > 0 {
+            let store = store.clone();
+            let retention = std::time::Duration::from_secs(
+                u64::from(config.tasks.history_retention_days) * 86_400,
+            );
+            background.push(Box::new(move |stop| {
+                Box::pin(crate::history::retention_loop(
+                    store,
+                    retention,
+                    std::time::Duration::from_secs(3_600),
+                    stop,
+                ))
+            }));
+        }
         let state = AppState {
             health,
             requests: Arc::new(crate::emf::RequestStats::default()),
             breakers,
             breaker_sync,
             metrics,
+            tasks,
             instance_id: config.instance_id.clone(),
             config: Arc::new(config),
             store,
@@ -143,6 +186,7 @@ impl Application {
             listener,
             state,
             background,
+            recorder: recorder_task,
         })
     }
 
@@ -166,6 +210,7 @@ impl Application {
             listener,
             state,
             background,
+            recorder,
         } = self;
         let (stop_tx, stop_rx) = watch::channel(false);
         let handles: Vec<_> = background
@@ -173,6 +218,7 @@ impl Application {
             .map(|task| tokio::spawn(task(stop_rx.clone())))
             .collect();
         let grace = state.config.shutdown_grace;
+        state.tasks.start().await;
         let router = crate::api::router(state.clone());
         tracing::info!(
             port = listener.local_addr().map(|a| a.port()).unwrap_or(0),
@@ -185,13 +231,20 @@ impl Application {
         state.health.start();
 
         let (stopping_tx, stopping_rx) = tokio::sync::watch::channel(false);
+        let queue = state.tasks.clone();
+        let (drained_tx, drained_rx) = tokio::sync::oneshot::channel::<()>();
         let signal = async move {
             shutdown.await;
             tracing::info!(
                 grace_ms = grace.as_millis() as u64,
-                "shutdown requested; finishing in-flight requests"
+                "shutdown requested; finishing in-flight requests and tasks"
             );
             let _ = stopping_tx.send(true);
+            // The workers stop claiming now and drain alongside the HTTP requests.
+            tokio::spawn(async move {
+                queue.shutdown(grace).await;
+                let _ = drained_tx.send(());
+            });
         };
         let serve = axum::serve(listener, router).with_graceful_shutdown(signal);
         let mut stopping = stopping_rx;
@@ -211,6 +264,7 @@ impl Application {
                 Ok(())
             }
         };
+        let _ = drained_rx.await;
         // Checks stop first, so that their last results are queued and written.
         state.health.stop().await;
         // Background work finishes its pending writes before the store closes.
@@ -226,6 +280,7 @@ impl Application {
         {
             tracing::warn!("background work did not finish within the grace period");
         }
+        recorder.stop(state.tasks.recorder().clone()).await;
         served?;
         state.store.close().await;
         tracing::info!("Jarvis stopped");

@@ -35,6 +35,28 @@ pub enum Command {
     /// Print the health of every monitored service of a running Jarvis (exit 0 pass or warn,
     /// 1 fail, 2 when Jarvis cannot be asked).
     Health(HealthArgs),
+    /// Submit, inspect and cancel tasks, read statistics and execution records of a running
+    /// Jarvis.
+    Tasks {
+        /// Where the server is.
+        #[command(flatten)]
+        connection: crate::tasks::cli::Connection,
+        /// What to do.
+        #[command(subcommand)]
+        command: crate::tasks::cli::TasksCommand,
+    },
+    /// List the circuit breakers of a running Jarvis, or open, close or reset one.
+    Breakers {
+        /// Where the server is.
+        #[command(flatten)]
+        connection: crate::client::Connection,
+        /// Print the raw JSON instead of a table.
+        #[arg(long, global = true)]
+        json: bool,
+        /// What to do (default: list).
+        #[command(subcommand)]
+        command: Option<crate::breakers::cli::BreakersCommand>,
+    },
     /// Exit 0 when a running Jarvis answers /health with 200 (for container health checks).
     Healthcheck {
         /// The health URL.

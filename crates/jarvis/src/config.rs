@@ -127,6 +127,44 @@ impl Default for HealthConfig {
     }
 }
 
+/// Settings of the task queue, workers and history (`JARVIS_TASK_*`, `JARVIS_QUEUE_*`,
+/// `JARVIS_WORKERS_ENABLED`, `JARVIS_HISTORY_RETENTION_DAYS`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskSettings {
+    /// `JARVIS_WORKERS_ENABLED`: whether this instance runs tasks (false: API only).
+    pub workers_enabled: bool,
+    /// `JARVIS_TASK_LEASE_MS`: how long a claim holds without renewal; a task whose worker
+    /// died is claimed again after this. Renewed every third of it.
+    pub lease_ms: u64,
+    /// `JARVIS_QUEUE_PREFETCH`: tasks claimed ahead of free workers (one claim fetches a
+    /// batch; higher is faster on a backlog, lower is fairer between instances and priorities).
+    pub prefetch: u32,
+    /// `JARVIS_QUEUE_POLL_MS`: longest idle wait between looks at the queue (wake-ups by
+    /// `LISTEN/NOTIFY` and by the instance's own submissions are immediate).
+    pub poll_ms: u64,
+    /// `JARVIS_TASK_RETRY_BASE_MS`: backoff before the second attempt; doubles per attempt.
+    pub retry_base_ms: u64,
+    /// `JARVIS_TASK_RETRY_MAX_MS`: longest backoff.
+    pub retry_max_ms: u64,
+    /// `JARVIS_HISTORY_RETENTION_DAYS`: execution records older than this are deleted (0: keep).
+    pub history_retention_days: u32,
+}
+
+impl Default for TaskSettings {
+    fn default() -> Self {
+        TaskSettings {
+            workers_enabled: true,
+            lease_ms: 30_000,
+            prefetch: 200,
+            poll_ms: 1_000,
+            retry_base_ms: 1_000,
+            retry_max_ms: 300_000,
+            history_retention_days: 90,
+        }
+    }
+}
+
 /// Optional Redis connection settings (`REDIS_HOST`, `REDIS_PORT`, `REDIS_PASSWORD`).
 #[derive(Debug, Clone)]
 pub struct RedisConfig {
@@ -375,6 +413,8 @@ pub struct Config {
     pub metrics_public: bool,
     /// Worker concurrency per instance.
     pub concurrency: u32,
+    /// Queue, worker and history settings.
+    pub tasks: TaskSettings,
     /// A name for this instance, shown in logs and history rows.
     pub instance_id: String,
     /// How often CloudWatch EMF metric lines are logged (zero: never).
@@ -729,6 +769,40 @@ impl Config {
             .int::<u32>("JARVIS_CONCURRENCY", 1, 10_000)?
             .or(file.server.concurrency)
             .unwrap_or(10);
+        let defaults = TaskSettings::default();
+        let tasks = TaskSettings {
+            workers_enabled: env
+                .bool("JARVIS_WORKERS_ENABLED")?
+                .unwrap_or(defaults.workers_enabled),
+            lease_ms: env
+                .int::<u64>("JARVIS_TASK_LEASE_MS", 300, 3_600_000)?
+                .unwrap_or(defaults.lease_ms),
+            prefetch: env
+                .int::<u32>("JARVIS_QUEUE_PREFETCH", 0, 10_000)?
+                .unwrap_or(defaults.prefetch),
+            poll_ms: env
+                .int::<u64>("JARVIS_QUEUE_POLL_MS", 10, 60_000)?
+                .unwrap_or(defaults.poll_ms),
+            retry_base_ms: env
+                .int::<u64>("JARVIS_TASK_RETRY_BASE_MS", 1, 3_600_000)?
+                .unwrap_or(defaults.retry_base_ms),
+            retry_max_ms: env
+                .int::<u64>("JARVIS_TASK_RETRY_MAX_MS", 1, 86_400_000)?
+                .unwrap_or(defaults.retry_max_ms),
+            history_retention_days: env
+                .int::<u32>("JARVIS_HISTORY_RETENTION_DAYS", 0, 36_500)?
+                .unwrap_or(defaults.history_retention_days),
+        };
+        if tasks.retry_max_ms < tasks.retry_base_ms {
+            return Err(invalid(
+                "JARVIS_TASK_RETRY_MAX_MS",
+                &tasks.retry_max_ms.to_string(),
+                format!(
+                    "at least JARVIS_TASK_RETRY_BASE_MS ({})",
+                    tasks.retry_base_ms
+                ),
+            ));
+        }
         let instance_id = match env.get("JARVIS_INSTANCE_ID") {
             Some(raw) => Name::parse(raw)
                 .map_err(|e| invalid("JARVIS_INSTANCE_ID", raw, e.to_string()))?
@@ -795,6 +869,7 @@ impl Config {
             body_limit,
             metrics_public,
             concurrency,
+            tasks,
             instance_id,
             file,
             file_path,
@@ -854,6 +929,7 @@ impl Config {
             "bodyLimitBytes": self.body_limit,
             "metricsPublic": self.metrics_public,
             "concurrency": self.concurrency,
+            "tasks": self.tasks,
             "instanceId": self.instance_id,
             "configFile": self.file_path.as_ref().map(|p| p.display().to_string()),
             "services": self.file.services,
@@ -1025,6 +1101,27 @@ mod tests {
             assert!(!shown.contains(secret), "{secret} leaked");
         }
         assert_eq!(c.masked_view()["authToken"], "***");
+    }
+
+    #[test]
+    fn task_settings_are_validated() {
+        let c = Config::from_env_map(&vars(&[]), None).unwrap();
+        assert_eq!(c.tasks, TaskSettings::default());
+        check_err(
+            &[("JARVIS_TASK_LEASE_MS", "10")],
+            r#"invalid JARVIS_TASK_LEASE_MS="10": expected a whole number from 300 to 3600000"#,
+        );
+        check_err(
+            &[("JARVIS_WORKERS_ENABLED", "sometimes")],
+            r#"invalid JARVIS_WORKERS_ENABLED="sometimes": expected true or false"#,
+        );
+        check_err(
+            &[
+                ("JARVIS_TASK_RETRY_BASE_MS", "5000"),
+                ("JARVIS_TASK_RETRY_MAX_MS", "100"),
+            ],
+            r#"invalid JARVIS_TASK_RETRY_MAX_MS="100": expected at least JARVIS_TASK_RETRY_BASE_MS (5000)"#,
+        );
     }
 
     #[test]

@@ -8,8 +8,10 @@
 //!   knows about HTTP and JSON shapes.
 //! - [`breakers`]: the registry of named circuit breakers (the `jarvis-breaker` library), their
 //!   metrics and API view.
-//! - [`cli`]: the command line (`serve`, `migrate`, `config check`, `health`, `healthcheck`, …).
+//! - [`cli`]: the command line (`serve`, `migrate`, `config check`, `health`, `healthcheck`, `tasks`, …).
+//! - [`client`]: a small client of a running Jarvis's API, for CLI subcommands.
 //! - [`config`]: environment variables and `jarvis.toml`, validated once at start.
+//! - [`history`]: execution records, the batched recorder with its spool, rollups, stats.
 //! - [`correlation`]: correlation IDs, taken from callers or generated, carried across work.
 //! - [`emf`]: CloudWatch Embedded Metric Format lines in the log (the alarms' metrics).
 //! - [`health`]: monitored services: definitions, checks through breakers, the scheduler,
@@ -18,6 +20,7 @@
 //! - [`names`]: validated names of services, agents, breakers, domains and actions.
 //! - [`secrets`]: secrets read from AWS Secrets Manager at start (`JARVIS_SECRETS_PREFIX`).
 //! - [`store`]: the storage trait and its SQLite (embedded) and PostgreSQL (shared) backends.
+//! - [`tasks`]: the durable queue, workers, retries, leases, agents (built-in and HTTP).
 //! - [`telemetry`]: JSON log lines with a correlation ID on every line, to stdout and a file.
 
 pub mod agents;
@@ -25,12 +28,15 @@ pub mod api;
 pub mod app;
 pub mod breakers;
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod correlation;
 pub mod emf;
 pub mod health;
+pub mod history;
 pub mod metrics;
 pub mod names;
 pub mod secrets;
 pub mod store;
+pub mod tasks;
 pub mod telemetry;

@@ -30,6 +30,33 @@ async fn run(cli: Cli) -> ExitCode {
     if let Command::Health(args) = &cli.command {
         return health(args).await;
     }
+    if let Command::Tasks {
+        connection,
+        command,
+    } = cli.command
+    {
+        return match jarvis::tasks::cli::run(&connection, command).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("jarvis: {e:#}");
+                ExitCode::from(1)
+            }
+        };
+    }
+    if let Command::Breakers {
+        connection,
+        json,
+        command,
+    } = cli.command
+    {
+        return match jarvis::breakers::cli::run(&connection, json, command).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("jarvis: {e:#}");
+                ExitCode::from(1)
+            }
+        };
+    }
     let mut vars: std::collections::HashMap<String, String> = std::env::vars().collect();
     if let Some(prefix) = vars
         .get("JARVIS_SECRETS_PREFIX")
@@ -76,7 +103,10 @@ async fn run(cli: Cli) -> ExitCode {
             eprintln!("configuration OK");
             ExitCode::SUCCESS
         }
-        Command::Healthcheck { .. } | Command::Health(_) => unreachable!("handled above"),
+        Command::Healthcheck { .. }
+        | Command::Health(_)
+        | Command::Tasks { .. }
+        | Command::Breakers { .. } => unreachable!("handled above"),
     }
 }
 

@@ -551,3 +551,31 @@ fn owned_permits_move_across_threads() {
     drop(b.try_acquire_owned().unwrap());
     assert_eq!(b.snapshot().ignored, 1);
 }
+
+#[test]
+fn a_call_that_panics_is_ignored_not_counted_as_success() {
+    let (b, _, _) = defaults();
+    fail(&b, 2);
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let _ = b.call_sync(|| -> Result<(), String> { panic!("boom") });
+    }));
+    assert!(r.is_err());
+    let s = b.snapshot();
+    assert_eq!((s.ignored, s.successes, s.failure_count), (1, 0, 2));
+}
+
+#[test]
+fn call_sync_feeds_the_failure_rate_window() {
+    let (b, _, _) = breaker_with(|b| {
+        b.failure_rate(FailureRate {
+            window: Window::Count(4),
+            minimum_calls: 4,
+            threshold: 0.5,
+            slow_call: None,
+        })
+    });
+    for i in 0..4 {
+        let _ = b.call_sync(|| if i % 2 == 0 { Err("down") } else { Ok(()) });
+    }
+    assert_eq!(b.state(), State::Open);
+}

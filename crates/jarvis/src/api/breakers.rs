@@ -84,6 +84,11 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         .breakers
         .metrics()
         .refresh(&state.breakers.snapshots());
+    let depth = tokio::time::timeout(std::time::Duration::from_secs(1), state.store.queue_depth())
+        .await
+        .ok()
+        .and_then(Result::ok);
+    state.tasks.metrics().refresh(depth, state.tasks.running());
     (
         [(
             header::CONTENT_TYPE,

@@ -7,6 +7,7 @@ pub mod envelope;
 pub mod health;
 pub mod middleware;
 pub mod services;
+pub mod tasks;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
@@ -31,6 +32,12 @@ pub fn router(state: AppState) -> Router {
         .route("/circuit-breakers", get(breakers::list))
         .route("/circuit-breakers/{name}", get(breakers::get))
         .route("/circuit-breakers/{name}/{action}", post(breakers::act))
+        .route("/execute", post(tasks::submit))
+        .route("/tasks", post(tasks::submit).get(tasks::list))
+        .route("/tasks/batch", post(tasks::batch))
+        .route("/tasks/history", get(tasks::history))
+        .route("/tasks/executions", get(tasks::executions))
+        .route("/tasks/{id}", get(tasks::get).delete(tasks::cancel))
         .route("/agents", get(agents::list))
         .route(
             "/agents/{domain}",

@@ -10,9 +10,11 @@
 //! The PostgreSQL files are plain, idempotent SQL that also run with `psql`.
 
 pub mod breaker_state;
+pub mod history;
 pub mod postgres;
 mod rows;
 pub mod sqlite;
+pub mod tasks;
 
 use std::sync::Arc;
 
@@ -67,12 +69,16 @@ impl StoreError {
     }
 }
 
-/// Everything Jarvis persists. Implemented by each backend; used as `Arc<dyn Store>`.
-///
-/// Domains with many operations have their own supertrait in their own file (for example
-/// [`breaker_state::BreakerStateStore`]); `Store` is all of them together.
+pub use history::{ExecutionFilter, HistoryStore, StatsQuery, StatsRaw};
+pub use tasks::{Inserted, Lease, Reclaimed, Settlement, TaskFilter, TaskStore};
+
+/// Everything Jarvis persists. Implemented by each backend; used as `Arc<dyn Store>`. The queue
+/// and the history have their own supertraits ([`TaskStore`], [`HistoryStore`]) in their own
+/// files, as the breaker state has ([`breaker_state::BreakerStateStore`]).
 #[async_trait]
-pub trait Store: breaker_state::BreakerStateStore + Send + Sync + 'static {
+pub trait Store:
+    TaskStore + HistoryStore + breaker_state::BreakerStateStore + Send + Sync + 'static
+{
     /// Which engine this is.
     fn backend(&self) -> Backend;
 
@@ -176,4 +182,45 @@ pub async fn open(config: &StoreConfig) -> anyhow::Result<Arc<dyn Store>> {
             postgres::PostgresStore::connect(url, *connect_timeout).await?,
         )),
     }
+}
+
+/// The hour range of a stats query: from the hour of `since` to the hour of `until` (both
+/// included), everything when unset.
+pub(crate) fn history_range(
+    q: &StatsQuery,
+) -> (chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>) {
+    use crate::history::rollup::hour_of;
+    let since = q
+        .since
+        .map(hour_of)
+        .unwrap_or(chrono::DateTime::<chrono::Utc>::UNIX_EPOCH);
+    let until = q
+        .until
+        .map(hour_of)
+        .unwrap_or_else(|| hour_of(now() + chrono::TimeDelta::days(365 * 100)));
+    (since, until)
+}
+
+/// The summed totals row of a stats query (same column names on both backends).
+pub(crate) fn totals_of<'r, R>(
+    row: &'r R,
+) -> Result<crate::history::rollup::HourTotals, sqlx::Error>
+where
+    R: sqlx::Row,
+    &'static str: sqlx::ColumnIndex<R>,
+    i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    f64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    chrono::DateTime<chrono::Utc>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    Ok(crate::history::rollup::HourTotals {
+        total: row.try_get("total")?,
+        succeeded: row.try_get("succeeded")?,
+        failed: row.try_get("failed")?,
+        duration_sum_ms: row.try_get("duration_sum_ms")?,
+        impact_sum: row.try_get("impact_sum")?,
+        impact_count: row.try_get("impact_count")?,
+        cost_sum_usd: row.try_get("cost_sum_usd")?,
+        cost_count: row.try_get("cost_count")?,
+        last_executed_at: row.try_get("last_executed_at")?,
+    })
 }

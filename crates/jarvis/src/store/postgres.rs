@@ -9,6 +9,11 @@ use sqlx::{Connection, PgConnection, PgPool};
 
 use sqlx::types::Json;
 
+mod history;
+mod tasks;
+
+pub use tasks::CHANNEL;
+
 use super::{
     rows, Backend, HistoryRange, ServicesFingerprint, Store, StoreError, INSERT_CHUNK, PRUNE_BATCH,
 };
@@ -20,6 +25,7 @@ use crate::health::{CheckResult, ServiceSpec};
 pub struct PostgresStore {
     pool: PgPool,
     url: DatabaseUrl,
+    options: PgConnectOptions,
 }
 
 impl PostgresStore {
@@ -55,6 +61,7 @@ impl PostgresStore {
                     return Ok(PostgresStore {
                         pool,
                         url: url.clone(),
+                        options,
                     })
                 }
                 Err(e) => {
@@ -93,6 +100,11 @@ impl PostgresStore {
     /// The connection pool, for the backend's own modules.
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// How connections are opened (the task listener opens its own).
+    pub fn connect_options(&self) -> &PgConnectOptions {
+        &self.options
     }
 
     /// Classifies a driver error, scrubbing the password from its text.

@@ -94,3 +94,107 @@ where
         timestamp: row.try_get("checked_at")?,
     })
 }
+
+/// Reading a UUID column: native on PostgreSQL, hyphenated text on SQLite.
+pub trait UuidColumn {
+    /// The UUID in column `col`.
+    fn uuid(&self, col: &str) -> Result<uuid::Uuid, sqlx::Error>;
+}
+
+impl UuidColumn for sqlx::postgres::PgRow {
+    fn uuid(&self, col: &str) -> Result<uuid::Uuid, sqlx::Error> {
+        self.try_get(col)
+    }
+}
+
+impl UuidColumn for sqlx::sqlite::SqliteRow {
+    fn uuid(&self, col: &str) -> Result<uuid::Uuid, sqlx::Error> {
+        let raw: String = self.try_get(col)?;
+        uuid::Uuid::parse_str(&raw).map_err(|e| sqlx::Error::Decode(Box::new(e)))
+    }
+}
+
+fn status(raw: String) -> Result<crate::tasks::model::TaskStatus, sqlx::Error> {
+    crate::tasks::model::TaskStatus::parse(&raw)
+        .ok_or_else(|| sqlx::Error::Decode(format!("unknown task status {raw:?}").into()))
+}
+
+/// A `tasks` row.
+pub fn task<'r, R>(row: &'r R) -> Result<crate::tasks::model::Task, sqlx::Error>
+where
+    R: Row + UuidColumn,
+    &'static str: ColumnIndex<R>,
+    String: Decode<'r, R::Database> + Type<R::Database>,
+    i64: Decode<'r, R::Database> + Type<R::Database>,
+    i32: Decode<'r, R::Database> + Type<R::Database>,
+    DateTime<Utc>: Decode<'r, R::Database> + Type<R::Database>,
+    Json<serde_json::Value>: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let opt_ms = |v: Option<i64>| v.map(ms);
+    Ok(crate::tasks::model::Task {
+        id: row.uuid("id")?,
+        domain: name(row.try_get("domain")?)?,
+        action: name(row.try_get("action")?)?,
+        parameters: row.try_get::<Json<serde_json::Value>, _>("parameters")?.0,
+        learned_parameters: row
+            .try_get::<Option<Json<serde_json::Value>>, _>("learned_parameters")?
+            .map(|j| j.0),
+        status: status(row.try_get("status")?)?,
+        priority: row.try_get::<i32, _>("priority")?,
+        run_at: row.try_get("run_at")?,
+        attempts: row.try_get::<i32, _>("attempts")?.max(0) as u32,
+        max_attempts: row.try_get::<i32, _>("max_attempts")?.max(1) as u32,
+        timeout_ms: opt_ms(row.try_get("timeout_ms")?),
+        idempotency_key: row.try_get("idempotency_key")?,
+        correlation_id: row.try_get("correlation_id")?,
+        locked_by: row.try_get("locked_by")?,
+        lease_until: row.try_get("lease_until")?,
+        result: row
+            .try_get::<Option<Json<serde_json::Value>>, _>("result")?
+            .map(|j| j.0),
+        error: row.try_get("error")?,
+        created_at: row.try_get("created_at")?,
+        started_at: row.try_get("started_at")?,
+        finished_at: row.try_get("finished_at")?,
+        duration_ms: opt_ms(row.try_get("duration_ms")?),
+    })
+}
+
+/// A `task_history` row.
+pub fn execution<'r, R>(row: &'r R) -> Result<crate::history::record::StoredExecution, sqlx::Error>
+where
+    R: Row + UuidColumn,
+    &'static str: ColumnIndex<R>,
+    String: Decode<'r, R::Database> + Type<R::Database>,
+    i64: Decode<'r, R::Database> + Type<R::Database>,
+    i32: Decode<'r, R::Database> + Type<R::Database>,
+    f64: Decode<'r, R::Database> + Type<R::Database>,
+    bool: Decode<'r, R::Database> + Type<R::Database>,
+    DateTime<Utc>: Decode<'r, R::Database> + Type<R::Database>,
+    Json<serde_json::Value>: Decode<'r, R::Database> + Type<R::Database>,
+{
+    Ok(crate::history::record::StoredExecution {
+        id: row.try_get("id")?,
+        record: crate::history::record::ExecutionRecord {
+            record_id: row.uuid("record_id")?,
+            task_id: row.uuid("task_id")?,
+            domain: row.try_get("domain")?,
+            action: row.try_get("action")?,
+            attempt: row.try_get::<i32, _>("attempt")?.max(1) as u32,
+            parameters: row.try_get::<Json<serde_json::Value>, _>("parameters")?.0,
+            learned_parameters: row
+                .try_get::<Option<Json<serde_json::Value>>, _>("learned_parameters")?
+                .map(|j| j.0),
+            success: row.try_get("success")?,
+            duration_ms: ms(row.try_get("duration_ms")?),
+            impact_score: row.try_get("impact_score")?,
+            failure_reason: row.try_get("failure_reason")?,
+            failure_group: row.try_get("failure_group")?,
+            cost_usd: row.try_get("cost_usd")?,
+            correlation_id: row.try_get("correlation_id")?,
+            instance_id: row.try_get("instance_id")?,
+            started_at: row.try_get("started_at")?,
+            finished_at: row.try_get("finished_at")?,
+        },
+    })
+}

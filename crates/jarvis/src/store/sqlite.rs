@@ -16,9 +16,17 @@ use super::{
 use crate::agents::AgentSpec;
 use crate::health::{CheckResult, ServiceSpec};
 
+mod history;
+mod tasks;
+
 /// The SQLite-backed [`Store`].
+///
+/// SQLite allows one writer at a time. Queue and history writes therefore go through `writer`,
+/// a pool of exactly one connection, so they are serialised inside the process instead of
+/// contending for the file lock; reads use `pool`.
 pub struct SqliteStore {
     pool: SqlitePool,
+    writer: SqlitePool,
 }
 
 impl SqliteStore {
@@ -41,17 +49,30 @@ impl SqliteStore {
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
             .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options.clone())
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!("cannot open the SQLite database {}: {e}", path.display())
+            })?;
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(30))
             .connect_with(options)
             .await
             .map_err(|e| {
                 anyhow::anyhow!("cannot open the SQLite database {}: {e}", path.display())
             })?;
-        Ok(SqliteStore { pool })
+        Ok(SqliteStore { pool, writer })
     }
 
     /// The connection pool, for the backend's own modules.
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
+    }
+
+    /// The single-connection pool every queue and history write goes through.
+    pub fn writer(&self) -> &SqlitePool {
+        &self.writer
     }
 
     fn err(&self, e: sqlx::Error) -> StoreError {
@@ -81,6 +102,7 @@ impl Store for SqliteStore {
     }
 
     async fn close(&self) {
+        self.writer.close().await;
         self.pool.close().await;
     }
 

@@ -412,6 +412,24 @@ macro_rules! both_backends {
     };
 }
 
+/// Polls `check` until it returns `Some`, at most `limit`; panics with `what` otherwise.
+pub async fn eventually_some<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let started = Instant::now();
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        if started.elapsed() > limit {
+            panic!("timed out after {limit:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// A TCP proxy on 127.0.0.1 in front of another address, which a test can cut (every open
 /// connection is closed and new ones are dropped at once) and restore: a database that goes away
 /// mid-run without stopping the machine's shared server.

@@ -1,5 +1,6 @@
 //! Integration tests: one binary (fast to link), one module per capability.
 
+mod agent;
 mod helpers;
 
 mod breakers;
@@ -8,3 +9,6 @@ mod health;
 mod process;
 mod registry;
 mod shared_breakers;
+mod store_tasks;
+mod tasks;
+mod tasks_process;

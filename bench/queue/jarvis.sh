@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Jarvis side of the queue benchmark; follows the contract in bench/queue/README.md.
+#   bench/queue/jarvis.sh [--tasks N] [--concurrency C] [--runs K]
+# Builds the release binary, then for each agent (built-in noop, local HTTP agent) runs
+# jarvis-driver.js, which prints one result line each on stdout.
+set -euo pipefail
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$HERE/../.." && pwd)"
+cd "$ROOT"
+cargo build --release -p jarvis >&2
+if [ ! -d "$HERE/peers/node_modules/pg" ]; then
+  (cd "$HERE/peers" && npm ci --no-audit --no-fund) >&2
+fi
+for agent in noop http; do
+  node "$HERE/jarvis-driver.js" --bin "$ROOT/target/release/jarvis" --agent "$agent" "$@"
+done

@@ -1,0 +1,451 @@
+//! `/api/v1/execute` and `/api/v1/tasks…`: submitting, reading and cancelling tasks, their
+//! statistics and execution records.
+
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Extension;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::envelope::{ok, ApiError, ApiJson, ApiOk, ApiQuery};
+use super::services::path_name;
+use crate::app::AppState;
+use crate::correlation::CorrelationId;
+use crate::history::{Stats, StoredExecution};
+use crate::store::{ExecutionFilter, Inserted, TaskFilter};
+use crate::tasks::input::{TaskInput, MAX_BATCH};
+use crate::tasks::{Task, TaskStatus};
+
+/// Default bound of `?wait=true`.
+pub const DEFAULT_WAIT_MS: u64 = 30_000;
+/// Longest `?wait=true` (`waitMs`).
+pub const MAX_WAIT_MS: u64 = 120_000;
+
+/// A task as the API shows it.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskView {
+    task_id: Uuid,
+    domain: String,
+    action: String,
+    status: TaskStatus,
+    attempts: u32,
+    max_attempts: u32,
+    priority: i32,
+    parameters: Value,
+    learned_parameters: Option<Value>,
+    result: Option<Value>,
+    error: Option<String>,
+    correlation_id: String,
+    idempotency_key: Option<String>,
+    timeout_ms: Option<u64>,
+    run_at: DateTime<Utc>,
+    created_at: DateTime<Utc>,
+    started_at: Option<DateTime<Utc>>,
+    finished_at: Option<DateTime<Utc>>,
+    duration_ms: Option<u64>,
+}
+
+impl From<Task> for TaskView {
+    fn from(t: Task) -> TaskView {
+        TaskView {
+            task_id: t.id,
+            domain: t.domain.to_string(),
+            action: t.action.to_string(),
+            status: t.status,
+            attempts: t.attempts,
+            max_attempts: t.max_attempts,
+            priority: t.priority,
+            parameters: t.parameters,
+            learned_parameters: t.learned_parameters,
+            result: t.result,
+            error: t.error,
+            correlation_id: t.correlation_id,
+            idempotency_key: t.idempotency_key,
+            timeout_ms: t.timeout_ms,
+            run_at: t.run_at,
+            created_at: t.created_at,
+            started_at: t.started_at,
+            finished_at: t.finished_at,
+            duration_ms: t.duration_ms,
+        }
+    }
+}
+
+/// The answer to a submission.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Accepted {
+    task_id: Uuid,
+    correlation_id: String,
+    status: TaskStatus,
+    /// True when an idempotency key matched an existing task.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    duplicate: bool,
+}
+
+impl From<&Inserted> for Accepted {
+    fn from(i: &Inserted) -> Accepted {
+        Accepted {
+            task_id: i.task.id,
+            correlation_id: i.task.correlation_id.clone(),
+            status: i.task.status,
+            duplicate: !i.created,
+        }
+    }
+}
+
+/// `?wait=true&waitMs=…` of a submission.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct WaitQuery {
+    #[serde(default)]
+    wait: Option<bool>,
+    #[serde(default)]
+    wait_ms: Option<u64>,
+}
+
+fn correlation(c: &Option<Extension<CorrelationId>>) -> String {
+    c.as_ref()
+        .map(|c| c.0.to_string())
+        .unwrap_or_else(|| CorrelationId::generate("req").to_string())
+}
+
+fn invalid(e: crate::tasks::input::InputError) -> ApiError {
+    ApiError::bad_request("invalid_task", e.to_string())
+}
+
+/// `POST /api/v1/execute` and `POST /api/v1/tasks`: 202 `{taskId, correlationId, status}`
+/// (200 with `duplicate: true` when the idempotency key matched); with `?wait=true` the task
+/// once finished (or as it is when the bounded wait ends: 202).
+pub async fn submit(
+    State(state): State<AppState>,
+    correlation_id: Option<Extension<CorrelationId>>,
+    ApiQuery(q): ApiQuery<WaitQuery>,
+    ApiJson(input): ApiJson<TaskInput>,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
+    let cid = correlation(&correlation_id);
+    tracing::info!(
+        domain = input.domain.as_deref().unwrap_or(""),
+        action = input.action.as_deref().unwrap_or(""),
+        "task received"
+    );
+    let wait_ms = q.wait_ms.unwrap_or(DEFAULT_WAIT_MS);
+    if q.wait_ms.is_some() && !(1..=MAX_WAIT_MS).contains(&wait_ms) {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            format!("waitMs: must be from 1 to {MAX_WAIT_MS}"),
+        ));
+    }
+    let new = input
+        .validate("", &cid, crate::store::now())
+        .map_err(invalid)?;
+    let inserted = state.tasks.submit(vec![new]).await?;
+    let ins = inserted
+        .first()
+        .ok_or_else(|| ApiError::internal("the store returned no task"))?;
+    if ins.created {
+        tracing::info!(
+            task_id = %ins.task.id,
+            domain = %ins.task.domain,
+            action = %ins.task.action,
+            priority = ins.task.priority,
+            run_at = %ins.task.run_at,
+            "task created"
+        );
+    } else {
+        tracing::info!(task_id = %ins.task.id, "idempotency key matched an existing task");
+    }
+    if q.wait.unwrap_or(false) {
+        let task = state
+            .tasks
+            .wait(ins.task.id, Duration::from_millis(wait_ms))
+            .await?
+            .ok_or_else(|| ApiError::not_found("the task disappeared"))?;
+        let status = if task.status.is_final() {
+            StatusCode::OK
+        } else {
+            StatusCode::ACCEPTED
+        };
+        return Ok(ApiOk(status, TaskView::from(task)).into_response());
+    }
+    let status = if ins.created {
+        StatusCode::ACCEPTED
+    } else {
+        StatusCode::OK
+    };
+    Ok(ApiOk(status, Accepted::from(ins)).into_response())
+}
+
+/// The body of `POST /api/v1/tasks/batch`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchInput {
+    tasks: Vec<TaskInput>,
+}
+
+/// The answer of a batch.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BatchAccepted {
+    tasks: Vec<Accepted>,
+    count: usize,
+    created: usize,
+}
+
+/// `POST /api/v1/tasks/batch`: up to 1,000 tasks stored in one transaction (all or none).
+pub async fn batch(
+    State(state): State<AppState>,
+    correlation_id: Option<Extension<CorrelationId>>,
+    ApiJson(input): ApiJson<BatchInput>,
+) -> Result<ApiOk<BatchAccepted>, ApiError> {
+    let cid = correlation(&correlation_id);
+    let n = input.tasks.len();
+    if n == 0 || n > MAX_BATCH {
+        return Err(ApiError::bad_request(
+            "invalid_task",
+            format!("tasks: must hold 1 to {MAX_BATCH} tasks (got {n})"),
+        ));
+    }
+    tracing::info!(tasks = n, "task batch received");
+    let now = crate::store::now();
+    let new = input
+        .tasks
+        .into_iter()
+        .enumerate()
+        .map(|(i, t)| t.validate(&format!("tasks[{i}]."), &cid, now))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(invalid)?;
+    let inserted = state.tasks.submit(new).await?;
+    let created = inserted.iter().filter(|i| i.created).count();
+    tracing::info!(tasks = n, created, "task batch created");
+    Ok(ApiOk(
+        StatusCode::ACCEPTED,
+        BatchAccepted {
+            tasks: inserted.iter().map(Accepted::from).collect(),
+            count: n,
+            created,
+        },
+    ))
+}
+
+fn task_id(raw: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(raw)
+        .map_err(|_| ApiError::bad_request("invalid_id", format!("task id: {raw:?} is not a UUID")))
+}
+
+/// `GET /api/v1/tasks/{id}`.
+pub async fn get(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<ApiOk<TaskView>, ApiError> {
+    let id = task_id(&id)?;
+    match state.tasks.get(id).await? {
+        Some(t) => Ok(ok(t.into())),
+        None => Err(ApiError::not_found(format!("no task {id}"))),
+    }
+}
+
+/// `DELETE /api/v1/tasks/{id}`: the cancelled task; 409 when it had already finished.
+pub async fn cancel(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<ApiOk<TaskView>, ApiError> {
+    let id = task_id(&id)?;
+    match state.tasks.cancel(id).await? {
+        Some((t, true)) => Ok(ok(t.into())),
+        Some((t, false)) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "already_finished",
+            format!("task {id} has already finished ({})", t.status),
+        )),
+        None => Err(ApiError::not_found(format!("no task {id}"))),
+    }
+}
+
+/// `GET /api/v1/tasks?domain=&action=&status=&limit=`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    #[serde(default)]
+    domain: Option<String>,
+    #[serde(default)]
+    action: Option<String>,
+    #[serde(default)]
+    status: Option<String>,
+    #[serde(default)]
+    limit: Option<u32>,
+}
+
+/// `GET /api/v1/tasks`: tasks, newest first.
+pub async fn list(
+    State(state): State<AppState>,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> Result<ApiOk<Vec<TaskView>>, ApiError> {
+    let status = match q.status.as_deref() {
+        None => None,
+        Some(s) => Some(TaskStatus::parse(s).ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_query",
+                "status: one of queued, running, waiting, succeeded, failed, cancelled",
+            )
+        })?),
+    };
+    let filter = TaskFilter {
+        domain: q
+            .domain
+            .map(|d| path_name(&d, "domain"))
+            .transpose()?
+            .map(|n| n.to_string()),
+        action: q
+            .action
+            .map(|a| path_name(&a, "action"))
+            .transpose()?
+            .map(|n| n.to_string()),
+        status,
+        limit: limit(q.limit, 100)?,
+    };
+    let tasks = state.store.list_tasks(&filter).await?;
+    Ok(ok(tasks.into_iter().map(TaskView::from).collect()))
+}
+
+fn limit(raw: Option<u32>, default: u32) -> Result<u32, ApiError> {
+    match raw {
+        None => Ok(default),
+        Some(n) if (1..=1000).contains(&n) => Ok(n),
+        Some(_) => Err(ApiError::bad_request(
+            "invalid_query",
+            "limit: must be from 1 to 1000",
+        )),
+    }
+}
+
+fn time(field: &str, raw: Option<String>) -> Result<Option<DateTime<Utc>>, ApiError> {
+    raw.map(|r| {
+        DateTime::parse_from_rfc3339(r.trim())
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(|e| {
+                ApiError::bad_request(
+                    "invalid_query",
+                    format!("{field}: {r:?} is not an ISO 8601 time with a zone ({e})"),
+                )
+            })
+    })
+    .transpose()
+}
+
+/// `GET /api/v1/tasks/history?domain=&action=&since=&until=`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryQuery {
+    #[serde(default)]
+    domain: Option<String>,
+    #[serde(default)]
+    action: Option<String>,
+    #[serde(default)]
+    since: Option<String>,
+    #[serde(default)]
+    until: Option<String>,
+}
+
+/// `GET /api/v1/tasks/history`: statistics of one domain/action.
+pub async fn history(
+    State(state): State<AppState>,
+    ApiQuery(q): ApiQuery<HistoryQuery>,
+) -> Result<ApiOk<Stats>, ApiError> {
+    let domain = q
+        .domain
+        .ok_or_else(|| ApiError::bad_request("invalid_query", "domain: is required"))?;
+    let action = q
+        .action
+        .ok_or_else(|| ApiError::bad_request("invalid_query", "action: is required"))?;
+    let domain = path_name(&domain, "domain")?;
+    let action = path_name(&action, "action")?;
+    let since = time("since", q.since)?;
+    let until = time("until", q.until)?;
+    let stats = crate::history::stats(
+        state.store.as_ref(),
+        domain.as_str(),
+        action.as_str(),
+        since,
+        until,
+    )
+    .await?;
+    Ok(ok(stats))
+}
+
+/// `GET /api/v1/tasks/executions?…&limit=&cursor=`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ExecutionsQuery {
+    #[serde(default)]
+    domain: Option<String>,
+    #[serde(default)]
+    action: Option<String>,
+    #[serde(default)]
+    task_id: Option<String>,
+    #[serde(default)]
+    success: Option<bool>,
+    #[serde(default)]
+    correlation_id: Option<String>,
+    #[serde(default)]
+    since: Option<String>,
+    #[serde(default)]
+    until: Option<String>,
+    #[serde(default)]
+    limit: Option<u32>,
+    #[serde(default)]
+    cursor: Option<String>,
+}
+
+/// A page of execution records.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExecutionPage {
+    items: Vec<StoredExecution>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    next_cursor: Option<String>,
+}
+
+/// `GET /api/v1/tasks/executions`: raw execution records, newest first, cursor-paginated.
+pub async fn executions(
+    State(state): State<AppState>,
+    ApiQuery(q): ApiQuery<ExecutionsQuery>,
+) -> Result<ApiOk<ExecutionPage>, ApiError> {
+    let limit = limit(q.limit, 100)?;
+    let before_id = match q.cursor.as_deref() {
+        None | Some("") => None,
+        Some(c) => Some(c.parse::<i64>().ok().filter(|n| *n > 0).ok_or_else(|| {
+            ApiError::bad_request("invalid_query", "cursor: not a cursor from a previous page")
+        })?),
+    };
+    let filter = ExecutionFilter {
+        domain: q
+            .domain
+            .map(|d| path_name(&d, "domain"))
+            .transpose()?
+            .map(|n| n.to_string()),
+        action: q
+            .action
+            .map(|a| path_name(&a, "action"))
+            .transpose()?
+            .map(|n| n.to_string()),
+        task_id: q.task_id.as_deref().map(task_id).transpose()?,
+        success: q.success,
+        correlation_id: q.correlation_id,
+        since: time("since", q.since)?,
+        until: time("until", q.until)?,
+        before_id,
+        limit,
+    };
+    let items = state.store.list_executions(&filter).await?;
+    let next_cursor = (items.len() as u32 == limit)
+        .then(|| items.last().map(|e| e.id.to_string()))
+        .flatten();
+    Ok(ok(ExecutionPage { items, next_cursor }))
+}

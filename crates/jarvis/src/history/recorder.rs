@@ -1,0 +1,401 @@
+//! The recorder: execution records are written in batches, off the hot path, and never lost.
+//!
+//! [`Recorder::record`] only queues the record (it never waits and never fails). One background
+//! task takes whatever has accumulated (up to [`MAX_BATCH`]) and writes it with one
+//! `insert_history` call, so batches grow with load and add no delay when idle. When the store
+//! cannot take a batch, the batch is appended to a local spool file (JSON lines, fsynced) under
+//! the data directory, and so is every later batch until the spool has been replayed into the
+//! store. Replaying is idempotent: each record carries its own `record_id`, which the store
+//! keeps unique, so a batch written twice (a timeout after a commit, a crash during replay) is
+//! stored once. A record the store refuses outright (not an outage) is moved to
+//! `history-spool.rejected.jsonl` with an error line rather than blocking the spool forever.
+
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::record::ExecutionRecord;
+use crate::metrics::Metrics;
+use crate::store::{Store, StoreError};
+
+/// Most records in one write.
+pub const MAX_BATCH: usize = 2_000;
+/// How often a non-empty spool is retried.
+const REPLAY_EVERY: Duration = Duration::from_millis(500);
+/// A write that takes longer than this is treated as failed (and spooled; replay is idempotent).
+const WRITE_TIMEOUT: Duration = Duration::from_secs(15);
+/// The spool file's name in the data directory.
+pub const SPOOL_FILE: &str = "history-spool.jsonl";
+
+/// Names of the history metrics.
+pub mod names {
+    /// Counter: records by what became of them (written, spooled, replayed, rejected).
+    pub const RECORDS: &str = "jarvis_history_records_total";
+    /// Gauge: records waiting in the local spool file.
+    pub const SPOOLED: &str = "jarvis_history_spool_records";
+    /// Histogram: duration of one batch write, seconds.
+    pub const WRITE: &str = "jarvis_history_write_duration_seconds";
+}
+
+enum Msg {
+    Record(Box<ExecutionRecord>),
+    Flush(oneshot::Sender<()>),
+    Stop,
+}
+
+/// The handle through which tasks hand over their records. Cheap to clone.
+#[derive(Clone)]
+pub struct Recorder {
+    tx: mpsc::UnboundedSender<Msg>,
+}
+
+/// The background writer's join handle; [`RecorderTask::stop`] drains and flushes it.
+pub struct RecorderTask {
+    handle: tokio::task::JoinHandle<()>,
+}
+
+impl Recorder {
+    /// Starts the writer. `spool_dir` holds the spool file (created when first needed); a
+    /// spool left by an earlier run is replayed first.
+    pub fn start(
+        store: Arc<dyn Store>,
+        spool_dir: &Path,
+        metrics: Arc<Metrics>,
+    ) -> (Recorder, RecorderTask) {
+        metrics.describe(
+            names::RECORDS,
+            None,
+            "Execution records by outcome: written, spooled, replayed, rejected.",
+        );
+        metrics.describe(
+            names::SPOOLED,
+            None,
+            "Execution records waiting in the local spool file for the store.",
+        );
+        metrics.describe(
+            names::WRITE,
+            Some(metrics::Unit::Seconds),
+            "Duration of one batched history write.",
+        );
+        let (tx, rx) = mpsc::unbounded_channel();
+        let writer = Writer {
+            store,
+            spool: Spool::new(spool_dir.join(SPOOL_FILE)),
+            metrics,
+        };
+        let handle = tokio::spawn(writer.run(rx));
+        (Recorder { tx }, RecorderTask { handle })
+    }
+
+    /// Queues a record. Never blocks, never fails (after shutdown the record is logged).
+    pub fn record(&self, record: ExecutionRecord) {
+        if let Err(mpsc::error::SendError(Msg::Record(r))) =
+            self.tx.send(Msg::Record(Box::new(record)))
+        {
+            tracing::error!(
+                record_id = %r.record_id,
+                task_id = %r.task_id,
+                "execution record after the recorder stopped; not stored"
+            );
+        }
+    }
+
+    /// Waits until every record queued before this call is in the store or the spool file.
+    pub async fn flush(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(Msg::Flush(tx)).is_ok() {
+            let _ = rx.await;
+        }
+    }
+}
+
+impl RecorderTask {
+    /// Flushes everything queued so far (to the store, else the spool) and stops the writer.
+    /// Records queued afterwards are logged as lost, so stop the producers first.
+    pub async fn stop(self, recorder: Recorder) {
+        recorder.flush().await;
+        let _ = recorder.tx.send(Msg::Stop);
+        let _ = self.handle.await;
+    }
+}
+
+struct Writer {
+    store: Arc<dyn Store>,
+    spool: Spool,
+    metrics: Arc<Metrics>,
+}
+
+impl Writer {
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Msg>) {
+        let mut last_replay = Instant::now() - REPLAY_EVERY;
+        self.spool.count_existing();
+        self.gauge();
+        loop {
+            let first = if self.spool.pending > 0 {
+                match tokio::time::timeout(REPLAY_EVERY, rx.recv()).await {
+                    Ok(m) => m,
+                    Err(_) => {
+                        self.replay().await;
+                        last_replay = Instant::now();
+                        continue;
+                    }
+                }
+            } else {
+                rx.recv().await
+            };
+            let Some(first) = first else { break };
+            let mut batch = Vec::new();
+            let mut flushes = Vec::new();
+            let mut stopping = false;
+            let mut next = Some(first);
+            while let Some(m) = next.take() {
+                match m {
+                    Msg::Record(r) => batch.push(*r),
+                    Msg::Flush(f) => flushes.push(f),
+                    Msg::Stop => {
+                        stopping = true;
+                        break;
+                    }
+                }
+                if batch.len() >= MAX_BATCH {
+                    break;
+                }
+                next = rx.try_recv().ok();
+            }
+            if self.spool.pending > 0 && last_replay.elapsed() >= REPLAY_EVERY {
+                self.replay().await;
+                last_replay = Instant::now();
+            }
+            if !batch.is_empty() {
+                self.write(batch).await;
+            }
+            if !flushes.is_empty() && self.spool.pending > 0 {
+                // A flush (shutdown) gives the spool one more chance to reach the store.
+                self.replay().await;
+                last_replay = Instant::now();
+            }
+            for f in flushes {
+                let _ = f.send(());
+            }
+            if stopping {
+                break;
+            }
+        }
+        if self.spool.pending > 0 {
+            tracing::warn!(
+                records = self.spool.pending,
+                spool = %self.spool.path.display(),
+                "history records remain in the spool file; they are written at the next start"
+            );
+        }
+    }
+
+    fn gauge(&self) {
+        self.metrics
+            .gauge(names::SPOOLED, &[])
+            .set(self.spool.pending as f64);
+    }
+
+    fn count(&self, result: &'static str, n: usize) {
+        if n > 0 {
+            self.metrics
+                .counter(names::RECORDS, &[("result", result)])
+                .increment(n as u64);
+        }
+    }
+
+    async fn insert(&self, batch: &[ExecutionRecord]) -> Result<u64, StoreError> {
+        let started = Instant::now();
+        let result =
+            match tokio::time::timeout(WRITE_TIMEOUT, self.store.insert_history(batch)).await {
+                Ok(r) => r,
+                Err(_) => Err(StoreError::Unavailable(format!(
+                    "no answer within {} s",
+                    WRITE_TIMEOUT.as_secs()
+                ))),
+            };
+        self.metrics
+            .histogram(names::WRITE, &[])
+            .record(started.elapsed().as_secs_f64());
+        result
+    }
+
+    async fn write(&mut self, batch: Vec<ExecutionRecord>) {
+        if self.spool.pending == 0 {
+            match self.insert(&batch).await {
+                Ok(_) => {
+                    self.count("written", batch.len());
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(
+                        error = %e,
+                        records = batch.len(),
+                        spool = %self.spool.path.display(),
+                        "cannot write execution records; keeping them in the local spool file"
+                    );
+                }
+            }
+        }
+        match self.spool.append(&batch) {
+            Ok(()) => self.count("spooled", batch.len()),
+            Err(e) => {
+                // Nowhere durable is left: keep them in memory and try again with the next batch.
+                tracing::error!(error = %e, records = batch.len(), "cannot write the history spool file");
+                self.spool.memory.extend(batch);
+            }
+        }
+        self.gauge();
+    }
+
+    /// Writes the spool into the store. Stops at the first outage; keeps the file until every
+    /// record is stored (or rejected).
+    async fn replay(&mut self) {
+        let records = match self.spool.read_all() {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the history spool file");
+                return;
+            }
+        };
+        let mut rejected = Vec::new();
+        for chunk in records.chunks(MAX_BATCH) {
+            match self.insert(chunk).await {
+                Ok(_) => {}
+                Err(StoreError::Unavailable(_)) => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, "a spooled batch was refused; retrying record by record");
+                    for r in chunk {
+                        match self.insert(std::slice::from_ref(r)).await {
+                            Ok(_) => {}
+                            Err(StoreError::Unavailable(_)) => return,
+                            Err(e) => rejected.push((r.clone(), e.to_string())),
+                        }
+                    }
+                }
+            }
+        }
+        if !rejected.is_empty() {
+            if let Err(e) = self.spool.reject(&rejected) {
+                tracing::error!(error = %e, "cannot write the rejected-records file");
+                return;
+            }
+            self.count("rejected", rejected.len());
+        }
+        let n = records.len();
+        if let Err(e) = self.spool.clear() {
+            tracing::error!(error = %e, "cannot empty the history spool file");
+            return;
+        }
+        self.count("replayed", n - rejected.len());
+        tracing::info!(
+            records = n,
+            rejected = rejected.len(),
+            "history spool replayed into the store"
+        );
+        self.gauge();
+    }
+}
+
+/// The spool file (plus, if even the file cannot be written, records kept in memory).
+struct Spool {
+    path: PathBuf,
+    pending: usize,
+    memory: Vec<ExecutionRecord>,
+}
+
+impl Spool {
+    fn new(path: PathBuf) -> Spool {
+        Spool {
+            path,
+            pending: 0,
+            memory: Vec::new(),
+        }
+    }
+
+    fn count_existing(&mut self) {
+        if let Ok(f) = std::fs::File::open(&self.path) {
+            self.pending = std::io::BufReader::new(f)
+                .lines()
+                .map_while(Result::ok)
+                .filter(|l| !l.trim().is_empty())
+                .count();
+            if self.pending > 0 {
+                tracing::info!(
+                    records = self.pending,
+                    spool = %self.path.display(),
+                    "found history records spooled by an earlier run; replaying them"
+                );
+            }
+        }
+    }
+
+    fn append(&mut self, batch: &[ExecutionRecord]) -> std::io::Result<()> {
+        if let Some(dir) = self.path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let mut text = Vec::with_capacity(batch.len() * 400);
+        for r in self.memory.iter().chain(batch) {
+            serde_json::to_writer(&mut text, r)?;
+            text.push(b'\n');
+        }
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)?;
+        f.write_all(&text)?;
+        f.sync_data()?;
+        self.pending += self.memory.len() + batch.len();
+        self.memory.clear();
+        Ok(())
+    }
+
+    fn read_all(&self) -> std::io::Result<Vec<ExecutionRecord>> {
+        let f = match std::fs::File::open(&self.path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        let mut out = Vec::new();
+        for line in std::io::BufReader::new(f).lines() {
+            let line = line?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            match serde_json::from_str(&line) {
+                Ok(r) => out.push(r),
+                // Only a line torn by a crash mid-write can fail to parse; its batch was not
+                // acknowledged as spooled, so nothing acknowledged is lost.
+                Err(e) => tracing::warn!(error = %e, "skipping a torn line in the history spool"),
+            }
+        }
+        Ok(out)
+    }
+
+    fn reject(&self, rejected: &[(ExecutionRecord, String)]) -> std::io::Result<()> {
+        let mut path = self.path.clone().into_os_string();
+        path.push(".rejected");
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(PathBuf::from(path))?;
+        for (r, error) in rejected {
+            let line = serde_json::json!({ "record": r, "error": error });
+            writeln!(f, "{line}")?;
+        }
+        f.sync_data()
+    }
+
+    fn clear(&mut self) -> std::io::Result<()> {
+        match std::fs::remove_file(&self.path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        self.pending = 0;
+        Ok(())
+    }
+}

@@ -1,0 +1,177 @@
+//! Incremental statistics: what a batch of newly inserted records adds to the hourly rollups.
+//!
+//! The store keeps, per domain/action and hour, counts and sums, a log-bucketed duration
+//! histogram and failure counts per fingerprint. Stats read those (a few thousand rows for a
+//! month), never the raw history. Only records actually inserted are rolled up, in the same
+//! transaction, so replaying a spool file never counts a record twice.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, DurationRound, TimeDelta, Utc};
+
+use super::record::ExecutionRecord;
+
+/// Growth factor of the duration buckets: a percentile is known within ±5%.
+pub const BUCKET_GROWTH: f64 = 1.1;
+/// The last bucket (durations beyond ~1.3 × 10^10 ms all land here).
+pub const MAX_BUCKET: i16 = 250;
+
+/// The histogram bucket of a duration: 0 for 0 ms, else `1 + floor(ln(ms) / ln(1.1))`.
+pub fn bucket_of(duration_ms: u64) -> i16 {
+    if duration_ms == 0 {
+        return 0;
+    }
+    let b = 1.0 + ((duration_ms as f64).ln() / BUCKET_GROWTH.ln()).floor();
+    (b as i64).clamp(1, MAX_BUCKET as i64) as i16
+}
+
+/// A representative duration of a bucket (its geometric middle), ms.
+pub fn bucket_value(bucket: i16) -> f64 {
+    if bucket <= 0 {
+        return 0.0;
+    }
+    let lo = BUCKET_GROWTH.powi(bucket as i32 - 1);
+    let hi = BUCKET_GROWTH.powi(bucket as i32);
+    (lo * hi).sqrt()
+}
+
+/// The hour a time falls in.
+pub fn hour_of(t: DateTime<Utc>) -> DateTime<Utc> {
+    t.duration_trunc(TimeDelta::hours(1)).unwrap_or(t)
+}
+
+/// Counts and sums of one domain/action/hour.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HourTotals {
+    /// Attempts.
+    pub total: i64,
+    /// Successful attempts.
+    pub succeeded: i64,
+    /// Failed attempts.
+    pub failed: i64,
+    /// Sum of durations, ms.
+    pub duration_sum_ms: i64,
+    /// Sum of impact scores.
+    pub impact_sum: f64,
+    /// Attempts with an impact score.
+    pub impact_count: i64,
+    /// Sum of costs, USD.
+    pub cost_sum_usd: f64,
+    /// Attempts with a cost.
+    pub cost_count: i64,
+    /// Latest finish.
+    pub last_executed_at: Option<DateTime<Utc>>,
+}
+
+/// One failure group's count in one hour, with its template and an example.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FailureCount {
+    /// Normalised template (what is shown as the reason).
+    pub template: String,
+    /// One original message.
+    pub example: String,
+    /// How many.
+    pub count: i64,
+}
+
+/// `(domain, action, hour)`.
+pub type HourKey = (String, String, DateTime<Utc>);
+
+/// What a batch adds to the rollups. Keys are sorted, so every writer locks rollup rows in the
+/// same order (no deadlocks between instances).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Rollup {
+    /// Totals per hour.
+    pub totals: BTreeMap<HourKey, HourTotals>,
+    /// Duration histogram counts per hour and bucket.
+    pub durations: BTreeMap<(HourKey, i16), i64>,
+    /// Failure counts per hour and fingerprint.
+    pub failures: BTreeMap<(HourKey, String), FailureCount>,
+}
+
+impl Rollup {
+    /// The rollup of `records`.
+    pub fn of<'a>(records: impl IntoIterator<Item = &'a ExecutionRecord>) -> Rollup {
+        let mut r = Rollup::default();
+        for rec in records {
+            r.add(rec);
+        }
+        r
+    }
+
+    /// Adds one record.
+    pub fn add(&mut self, rec: &ExecutionRecord) {
+        let key = (
+            rec.domain.clone(),
+            rec.action.clone(),
+            hour_of(rec.finished_at),
+        );
+        let t = self.totals.entry(key.clone()).or_default();
+        t.total += 1;
+        if rec.success {
+            t.succeeded += 1;
+        } else {
+            t.failed += 1;
+        }
+        t.duration_sum_ms += rec.duration_ms.min(i64::MAX as u64) as i64;
+        if let Some(s) = rec.impact_score {
+            t.impact_sum += s;
+            t.impact_count += 1;
+        }
+        if let Some(c) = rec.cost_usd {
+            t.cost_sum_usd += c;
+            t.cost_count += 1;
+        }
+        t.last_executed_at = Some(match t.last_executed_at {
+            Some(l) if l > rec.finished_at => l,
+            _ => rec.finished_at,
+        });
+        *self
+            .durations
+            .entry((key.clone(), bucket_of(rec.duration_ms)))
+            .or_default() += 1;
+        if !rec.success {
+            let reason = rec.failure_reason.as_deref().unwrap_or("unknown failure");
+            let group = rec
+                .failure_group
+                .clone()
+                .unwrap_or_else(|| jarvis_learning::fingerprint(reason).to_string());
+            let entry = self
+                .failures
+                .entry((key, group))
+                .or_insert_with(|| FailureCount {
+                    template: jarvis_learning::normalize(reason),
+                    example: reason.chars().take(500).collect(),
+                    count: 0,
+                });
+            entry.count += 1;
+        }
+    }
+
+    /// Whether there is nothing to add.
+    pub fn is_empty(&self) -> bool {
+        self.totals.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_are_monotonic_and_within_five_percent() {
+        let mut last = 0;
+        for ms in [0u64, 1, 2, 3, 10, 11, 100, 1_000, 30_000, 3_600_000] {
+            let b = bucket_of(ms);
+            assert!(b >= last, "{ms}");
+            last = b;
+            if ms > 0 {
+                let v = bucket_value(b);
+                assert!((v - ms as f64).abs() / (ms as f64) <= 0.1, "{ms} -> {v}");
+            }
+        }
+        assert_eq!(bucket_of(0), 0);
+        assert_eq!(bucket_of(1), 1);
+        assert_eq!(bucket_of(u64::MAX), MAX_BUCKET);
+    }
+}

@@ -1,0 +1,299 @@
+//! The queue on SQLite: every write goes through the single writer connection, so a claim
+//! (one `UPDATE … RETURNING` over the next due rows) can never hand a task to two workers.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::Row;
+use uuid::Uuid;
+
+use super::SqliteStore;
+use crate::store::rows;
+use crate::store::tasks::{Inserted, Lease, Reclaimed, Settlement, TaskFilter, TaskStore};
+use crate::store::StoreError;
+use crate::tasks::model::{NewTask, Task, TaskStatus};
+
+fn id(u: Uuid) -> String {
+    u.hyphenated().to_string()
+}
+
+#[async_trait]
+impl TaskStore for SqliteStore {
+    async fn insert_tasks(
+        &self,
+        tasks: &[NewTask],
+        claim: Option<Lease<'_>>,
+    ) -> Result<Vec<Inserted>, StoreError> {
+        let work = async {
+            let mut tx = self.writer().begin().await?;
+            let mut out = Vec::with_capacity(tasks.len());
+            for t in tasks {
+                let row = sqlx::query(
+                    "INSERT INTO tasks (id, domain, action, parameters, learned_parameters, \
+                     status, priority, run_at, attempts, max_attempts, timeout_ms, \
+                     idempotency_key, correlation_id, locked_by, lease_until, created_at, \
+                     started_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, \
+                     ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?16) \
+                     ON CONFLICT (idempotency_key) DO NOTHING RETURNING *",
+                )
+                .bind(id(t.id))
+                .bind(t.domain.as_str())
+                .bind(t.action.as_str())
+                .bind(t.parameters.to_string())
+                .bind(t.learned_parameters.as_ref().map(|v| v.to_string()))
+                .bind(if claim.is_some() {
+                    TaskStatus::Running.as_str()
+                } else {
+                    TaskStatus::Queued.as_str()
+                })
+                .bind(t.priority)
+                .bind(t.run_at)
+                .bind(if claim.is_some() { 1 } else { 0 })
+                .bind(t.max_attempts as i64)
+                .bind(t.timeout_ms.map(|v| v as i64))
+                .bind(t.idempotency_key.as_deref())
+                .bind(&t.correlation_id)
+                .bind(claim.map(|c| c.instance))
+                .bind(claim.map(|c| c.until))
+                .bind(t.created_at)
+                .bind(claim.map(|c| c.now))
+                .fetch_optional(&mut *tx)
+                .await?;
+                match row {
+                    Some(r) => out.push(Inserted {
+                        task: rows::task(&r)?,
+                        created: true,
+                    }),
+                    None => {
+                        let r = sqlx::query("SELECT * FROM tasks WHERE idempotency_key = ?1")
+                            .bind(t.idempotency_key.as_deref())
+                            .fetch_one(&mut *tx)
+                            .await?;
+                        out.push(Inserted {
+                            task: rows::task(&r)?,
+                            created: false,
+                        });
+                    }
+                }
+            }
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(out)
+        };
+        work.await.map_err(|e| self.err(e))
+    }
+
+    async fn get_task(&self, task: Uuid) -> Result<Option<Task>, StoreError> {
+        let row = sqlx::query("SELECT * FROM tasks WHERE id = ?1")
+            .bind(id(task))
+            .fetch_optional(self.pool())
+            .await
+            .map_err(|e| self.err(e))?;
+        row.map(|r| rows::task(&r))
+            .transpose()
+            .map_err(|e| self.err(e))
+    }
+
+    async fn list_tasks(&self, filter: &TaskFilter) -> Result<Vec<Task>, StoreError> {
+        let all = sqlx::query(
+            "SELECT * FROM tasks WHERE (?1 IS NULL OR domain = ?1) \
+             AND (?2 IS NULL OR action = ?2) AND (?3 IS NULL OR status = ?3) \
+             ORDER BY created_at DESC, id LIMIT ?4",
+        )
+        .bind(filter.domain.as_deref())
+        .bind(filter.action.as_deref())
+        .bind(filter.status.map(|s| s.as_str()))
+        .bind(i64::from(filter.limit))
+        .fetch_all(self.pool())
+        .await
+        .map_err(|e| self.err(e))?;
+        all.iter()
+            .map(rows::task)
+            .collect::<Result<_, _>>()
+            .map_err(|e| self.err(e))
+    }
+
+    async fn cancel_task(
+        &self,
+        task: Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<Option<(Task, bool)>, StoreError> {
+        let row = sqlx::query(
+            "UPDATE tasks SET status = 'cancelled', finished_at = ?2, locked_by = NULL, \
+             lease_until = NULL, updated_at = ?2 \
+             WHERE id = ?1 AND status NOT IN ('succeeded', 'failed', 'cancelled') RETURNING *",
+        )
+        .bind(id(task))
+        .bind(now)
+        .fetch_optional(self.writer())
+        .await
+        .map_err(|e| self.err(e))?;
+        match row {
+            Some(r) => Ok(Some((rows::task(&r).map_err(|e| self.err(e))?, true))),
+            None => Ok(self.get_task(task).await?.map(|t| (t, false))),
+        }
+    }
+
+    async fn claim_tasks(&self, lease: Lease<'_>, limit: u32) -> Result<Vec<Task>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let all = sqlx::query(
+            "UPDATE tasks SET status = 'running', attempts = attempts + 1, locked_by = ?1, \
+             lease_until = ?2, started_at = ?3, updated_at = ?3 \
+             WHERE id IN (SELECT id FROM tasks WHERE status IN ('queued', 'waiting') \
+             AND run_at <= ?3 ORDER BY priority DESC, run_at, id LIMIT ?4) RETURNING *",
+        )
+        .bind(lease.instance)
+        .bind(lease.until)
+        .bind(lease.now)
+        .bind(i64::from(limit))
+        .fetch_all(self.writer())
+        .await
+        .map_err(|e| self.err(e))?;
+        let mut tasks: Vec<Task> = all
+            .iter()
+            .map(rows::task)
+            .collect::<Result<_, _>>()
+            .map_err(|e| self.err(e))?;
+        tasks.sort_by(|a, b| (b.priority, a.run_at).cmp(&(a.priority, b.run_at)));
+        Ok(tasks)
+    }
+
+    async fn extend_leases(
+        &self,
+        instance: &str,
+        ids: &[Uuid],
+        until: DateTime<Utc>,
+    ) -> Result<Vec<Uuid>, StoreError> {
+        let work = async {
+            let mut tx = self.writer().begin().await?;
+            let mut held = Vec::with_capacity(ids.len());
+            for chunk in ids.chunks(500) {
+                let list = chunk
+                    .iter()
+                    .map(|u| format!("'{}'", id(*u)))
+                    .collect::<Vec<_>>()
+                    .join(",");
+                // The IDs are formatted UUIDs, never caller text: safe to inline.
+                let rows = sqlx::query(&format!(
+                    "UPDATE tasks SET lease_until = ?2 WHERE locked_by = ?1 \
+                     AND status = 'running' AND id IN ({list}) RETURNING id"
+                ))
+                .bind(instance)
+                .bind(until)
+                .fetch_all(&mut *tx)
+                .await?;
+                for r in &rows {
+                    held.push(rows::UuidColumn::uuid(r, "id")?);
+                }
+            }
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(held)
+        };
+        work.await.map_err(|e| self.err(e))
+    }
+
+    async fn settle_tasks(
+        &self,
+        instance: &str,
+        settlements: &[Settlement],
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        let work = async {
+            let mut tx = self.writer().begin().await?;
+            let mut applied = 0;
+            for s in settlements {
+                let done = sqlx::query(
+                    "UPDATE tasks SET status = ?4, attempts = attempts + ?5, \
+                     run_at = COALESCE(?6, run_at), result = ?7, error = ?8, finished_at = ?9, \
+                     duration_ms = COALESCE(?10, duration_ms), locked_by = NULL, \
+                     lease_until = NULL, updated_at = ?11 \
+                     WHERE id = ?1 AND locked_by = ?2 AND status = 'running' AND attempts = ?3",
+                )
+                .bind(id(s.id))
+                .bind(instance)
+                .bind(s.attempt as i64)
+                .bind(s.status.as_str())
+                .bind(s.attempts_delta)
+                .bind(s.run_at)
+                .bind(s.result.as_ref().map(|v| v.to_string()))
+                .bind(s.error.as_deref())
+                .bind(s.finished_at)
+                .bind(s.duration_ms.map(|d| d as i64))
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                applied += done.rows_affected();
+            }
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(applied)
+        };
+        work.await.map_err(|e| self.err(e))
+    }
+
+    async fn reclaim_expired(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Reclaimed>, StoreError> {
+        let work = async {
+            let mut tx = self.writer().begin().await?;
+            let expired = sqlx::query(
+                "SELECT id, locked_by, started_at FROM tasks \
+                 WHERE status = 'running' AND lease_until < ?1 ORDER BY lease_until LIMIT ?2",
+            )
+            .bind(now)
+            .bind(i64::from(limit))
+            .fetch_all(&mut *tx)
+            .await?;
+            let mut out = Vec::with_capacity(expired.len());
+            for e in &expired {
+                let task_id: String = e.try_get("id")?;
+                let lost_by: Option<String> = e.try_get("locked_by")?;
+                let started: Option<DateTime<Utc>> = e.try_get("started_at")?;
+                let row = sqlx::query(
+                    "UPDATE tasks SET \
+                     status = CASE WHEN attempts >= max_attempts THEN 'failed' ELSE 'queued' END, \
+                     finished_at = CASE WHEN attempts >= max_attempts THEN ?2 ELSE NULL END, \
+                     error = 'attempt ' || attempts || ' interrupted: instance ' \
+                             || COALESCE(locked_by, '?') || ' stopped renewing its lease', \
+                     locked_by = NULL, lease_until = NULL, run_at = ?2, updated_at = ?2 \
+                     WHERE id = ?1 RETURNING *",
+                )
+                .bind(&task_id)
+                .bind(now)
+                .fetch_one(&mut *tx)
+                .await?;
+                out.push(Reclaimed {
+                    task: rows::task(&row)?,
+                    lost_by,
+                    attempt_started_at: started,
+                });
+            }
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(out)
+        };
+        work.await.map_err(|e| self.err(e))
+    }
+
+    async fn next_run_at(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let row = sqlx::query(
+            "SELECT run_at FROM tasks WHERE status IN ('queued', 'waiting') \
+             ORDER BY run_at LIMIT 1",
+        )
+        .fetch_optional(self.pool())
+        .await
+        .map_err(|e| self.err(e))?;
+        row.map(|r| r.try_get("run_at"))
+            .transpose()
+            .map_err(|e| self.err(e))
+    }
+
+    async fn queue_depth(&self) -> Result<u64, StoreError> {
+        let n: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM tasks WHERE status IN ('queued', 'waiting')")
+                .fetch_one(self.pool())
+                .await
+                .map_err(|e| self.err(e))?;
+        Ok(n.max(0) as u64)
+    }
+}

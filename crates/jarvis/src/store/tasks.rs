@@ -1,0 +1,153 @@
+//! The queue's part of the storage trait: submitting, claiming with leases, settling, reclaiming.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::StoreError;
+use crate::tasks::model::{NewTask, Task, TaskStatus};
+
+/// Who claims, when, and for how long.
+#[derive(Debug, Clone, Copy)]
+pub struct Lease<'a> {
+    /// The claiming instance.
+    pub instance: &'a str,
+    /// The claim's time (also the new `started_at`).
+    pub now: DateTime<Utc>,
+    /// Until when the claim holds unless extended.
+    pub until: DateTime<Utc>,
+}
+
+/// A stored task and whether this call created it (false: an idempotency key matched).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Inserted {
+    /// The task as stored.
+    pub task: Task,
+    /// Whether it is new.
+    pub created: bool,
+}
+
+/// What becomes of a claimed task after an attempt (or a refused one).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settlement {
+    /// The task.
+    pub id: Uuid,
+    /// The attempt number the claim gave it; a settlement for another attempt is ignored.
+    pub attempt: u32,
+    /// The new status: `queued` (retry), `waiting` (open circuit), or final.
+    pub status: TaskStatus,
+    /// Added to `attempts`: -1 when the claim did not spend an attempt (an open circuit, a
+    /// task released unstarted), else 0.
+    pub attempts_delta: i32,
+    /// When it may run again (retry backoff, end of the open period).
+    pub run_at: Option<DateTime<Utc>>,
+    /// The agent's output.
+    pub result: Option<Value>,
+    /// The failure reason.
+    pub error: Option<String>,
+    /// When it finished, for final statuses.
+    pub finished_at: Option<DateTime<Utc>>,
+    /// The attempt's duration.
+    pub duration_ms: Option<u64>,
+}
+
+/// A task whose holder stopped renewing its lease, now queued again (or failed when it had no
+/// attempts left).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reclaimed {
+    /// The task after reclaiming.
+    pub task: Task,
+    /// The instance that held it.
+    pub lost_by: Option<String>,
+    /// When the interrupted attempt started.
+    pub attempt_started_at: Option<DateTime<Utc>>,
+}
+
+/// Filters of a task listing.
+#[derive(Debug, Clone, Default)]
+pub struct TaskFilter {
+    /// Only this domain.
+    pub domain: Option<String>,
+    /// Only this action.
+    pub action: Option<String>,
+    /// Only this status.
+    pub status: Option<TaskStatus>,
+    /// At most this many (newest first).
+    pub limit: u32,
+}
+
+/// The queue operations of the store.
+#[async_trait]
+pub trait TaskStore: Send + Sync {
+    /// Stores `tasks` in one transaction. A task whose idempotency key exists already is not
+    /// stored again: the existing one is returned with `created: false`. With `claim`, new
+    /// tasks are stored already claimed by that instance (the submitting instance runs them
+    /// at once; used for single submissions when it has a free worker). Wakes idle workers of
+    /// every instance with one notification per transaction.
+    async fn insert_tasks(
+        &self,
+        tasks: &[NewTask],
+        claim: Option<Lease<'_>>,
+    ) -> Result<Vec<Inserted>, StoreError>;
+
+    /// One task.
+    async fn get_task(&self, id: Uuid) -> Result<Option<Task>, StoreError>;
+
+    /// Tasks, newest first.
+    async fn list_tasks(&self, filter: &TaskFilter) -> Result<Vec<Task>, StoreError>;
+
+    /// Cancels a task that has not finished. Returns the task after the call and whether this
+    /// call cancelled it; `None` when there is no such task.
+    async fn cancel_task(
+        &self,
+        id: Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<Option<(Task, bool)>, StoreError>;
+
+    /// Claims up to `limit` due tasks, highest priority first, skipping tasks other workers
+    /// hold. Each claim counts an attempt.
+    async fn claim_tasks(&self, lease: Lease<'_>, limit: u32) -> Result<Vec<Task>, StoreError>;
+
+    /// Extends the leases of `ids` held by `instance`; returns those still held (a cancelled
+    /// or reclaimed task is not).
+    async fn extend_leases(
+        &self,
+        instance: &str,
+        ids: &[Uuid],
+        until: DateTime<Utc>,
+    ) -> Result<Vec<Uuid>, StoreError>;
+
+    /// Applies settlements of tasks `instance` holds, in one transaction. Returns how many
+    /// applied (a task cancelled or reclaimed meanwhile is left alone).
+    async fn settle_tasks(
+        &self,
+        instance: &str,
+        settlements: &[Settlement],
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError>;
+
+    /// Requeues (or fails, when out of attempts) up to `limit` running tasks whose lease
+    /// expired before `now`.
+    async fn reclaim_expired(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Reclaimed>, StoreError>;
+
+    /// The earliest `run_at` of a claimable task, if any.
+    async fn next_run_at(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
+
+    /// Tasks queued or waiting.
+    async fn queue_depth(&self) -> Result<u64, StoreError>;
+
+    /// Starts a background listener that calls `wake.notify_one()` whenever another instance
+    /// submits tasks (PostgreSQL `LISTEN`). `None` when the backend has no such channel.
+    async fn listen_for_tasks(
+        &self,
+        wake: std::sync::Arc<tokio::sync::Notify>,
+    ) -> Option<tokio::task::JoinHandle<()>> {
+        let _ = wake;
+        None
+    }
+}

@@ -1,0 +1,309 @@
+//! Who runs an attempt: a built-in agent compiled into the binary, or an HTTP agent speaking
+//! the agent protocol of SPEC.md.
+//!
+//! Built-in agents implement [`BuiltinAgent`] and are registered by domain in
+//! [`BuiltinAgents`] before the workers start (`noop` is always there; the health monitor
+//! registers `system-health`). A domain with a built-in agent never looks for an HTTP one.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::agents::AgentSpec;
+use crate::breakers::Outcome;
+use crate::correlation::HEADER;
+use crate::store::{Store, StoreError};
+
+/// The body of one attempt, as POSTed to an HTTP agent (and handed to a built-in one).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentCall {
+    /// The task.
+    pub task_id: Uuid,
+    /// Its domain.
+    pub domain: String,
+    /// Its action.
+    pub action: String,
+    /// The parameters to run with.
+    pub parameters: Value,
+    /// Which attempt this is (1-based).
+    pub attempt: u32,
+    /// The submitting request's correlation ID (also sent as `X-Correlation-ID`).
+    pub correlation_id: String,
+}
+
+/// What an agent answered.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AgentAnswer {
+    /// The task is done.
+    Success {
+        /// 0–100, when the agent reports one.
+        impact_score: Option<f64>,
+        /// Whatever the agent returns.
+        output: Option<Value>,
+        /// What the attempt cost.
+        cost_usd: Option<f64>,
+    },
+    /// The attempt failed.
+    Failure {
+        /// Why.
+        reason: String,
+    },
+}
+
+impl AgentAnswer {
+    /// A success without details.
+    pub fn done() -> AgentAnswer {
+        AgentAnswer::Success {
+            impact_score: None,
+            output: None,
+            cost_usd: None,
+        }
+    }
+}
+
+/// An agent compiled into the binary. It runs inside the task's span (so its log lines carry
+/// the task's correlation ID) and under the task's timeout.
+#[async_trait]
+pub trait BuiltinAgent: Send + Sync + 'static {
+    /// Runs one attempt.
+    async fn run(&self, call: &AgentCall) -> AgentAnswer;
+}
+
+/// The `noop` agent: succeeds at once (benchmarks, smoke tests).
+pub struct Noop;
+
+#[async_trait]
+impl BuiltinAgent for Noop {
+    async fn run(&self, _call: &AgentCall) -> AgentAnswer {
+        AgentAnswer::done()
+    }
+}
+
+/// The domain of the built-in [`Noop`] agent.
+pub const NOOP_DOMAIN: &str = "noop";
+
+/// Built-in agents by domain.
+#[derive(Clone, Default)]
+pub struct BuiltinAgents {
+    agents: HashMap<String, Arc<dyn BuiltinAgent>>,
+}
+
+impl BuiltinAgents {
+    /// The agents every Jarvis has: `noop`.
+    pub fn with_defaults() -> BuiltinAgents {
+        let mut a = BuiltinAgents::default();
+        a.register(NOOP_DOMAIN, Arc::new(Noop));
+        a
+    }
+
+    /// Adds (or replaces) the built-in agent of `domain`.
+    pub fn register(&mut self, domain: &str, agent: Arc<dyn BuiltinAgent>) {
+        self.agents.insert(domain.to_string(), agent);
+    }
+
+    /// The built-in agent of `domain`.
+    pub fn get(&self, domain: &str) -> Option<Arc<dyn BuiltinAgent>> {
+        self.agents.get(domain).cloned()
+    }
+
+    /// The domains served by built-in agents.
+    pub fn domains(&self) -> Vec<String> {
+        let mut d: Vec<String> = self.agents.keys().cloned().collect();
+        d.sort();
+        d
+    }
+}
+
+/// How long a looked-up HTTP agent is reused before asking the store again.
+const AGENT_CACHE_TTL: Duration = Duration::from_secs(1);
+/// How long "no agent for this domain" is remembered.
+const MISSING_AGENT_TTL: Duration = Duration::from_millis(200);
+
+/// Calls HTTP agents, looking them up in the store (briefly cached: registering an agent with
+/// `PUT /api/v1/agents/{domain}` reaches every instance within a second).
+pub struct HttpAgents {
+    client: reqwest::Client,
+    cache: Mutex<HashMap<String, (Instant, Option<AgentSpec>)>>,
+}
+
+impl Default for HttpAgents {
+    fn default() -> Self {
+        HttpAgents::new()
+    }
+}
+
+/// What an HTTP call came to: the answer, and the outcome for the agent's breaker.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpResult {
+    /// What the task gets.
+    pub answer: AgentAnswer,
+    /// What the breaker is told.
+    pub outcome: Outcome,
+}
+
+/// The answer body of the agent protocol.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WireAnswer {
+    success: bool,
+    #[serde(default)]
+    impact_score: Option<f64>,
+    #[serde(default)]
+    output: Option<Value>,
+    #[serde(default)]
+    cost_usd: Option<f64>,
+    #[serde(default)]
+    error: Option<Value>,
+}
+
+impl HttpAgents {
+    /// A client with connection reuse.
+    pub fn new() -> HttpAgents {
+        let client = reqwest::Client::builder()
+            .pool_idle_timeout(Duration::from_secs(30))
+            .tcp_nodelay(true)
+            .build()
+            .unwrap_or_default();
+        HttpAgents {
+            client,
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The HTTP agent of `domain`, if one is registered.
+    pub async fn lookup(
+        &self,
+        store: &dyn Store,
+        domain: &str,
+    ) -> Result<Option<AgentSpec>, StoreError> {
+        if let Some((at, spec)) = self
+            .cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(domain)
+        {
+            let ttl = if spec.is_some() {
+                AGENT_CACHE_TTL
+            } else {
+                MISSING_AGENT_TTL
+            };
+            if at.elapsed() < ttl {
+                return Ok(spec.clone());
+            }
+        }
+        let spec = store.get_agent(domain).await?;
+        self.cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(domain.to_string(), (Instant::now(), spec.clone()));
+        Ok(spec)
+    }
+
+    /// POSTs one attempt to `agent` and reads its answer, within `timeout`.
+    pub async fn call(&self, agent: &AgentSpec, call: &AgentCall, timeout: Duration) -> HttpResult {
+        let sent = self
+            .client
+            .post(&agent.url)
+            .header(HEADER, &call.correlation_id)
+            .json(call)
+            .timeout(timeout)
+            .send()
+            .await;
+        let response = match sent {
+            Ok(r) => r,
+            Err(e) => return transport_error(&e, timeout),
+        };
+        let status = response.status().as_u16();
+        let body = match response.bytes().await {
+            Ok(b) => b,
+            Err(e) => return transport_error(&e, timeout),
+        };
+        if !(200..300).contains(&status) {
+            return HttpResult {
+                answer: AgentAnswer::Failure {
+                    reason: format!("agent answered HTTP {status}"),
+                },
+                outcome: Outcome::Status(status),
+            };
+        }
+        let outcome = Outcome::Status(status);
+        let wire: WireAnswer = match serde_json::from_slice(&body) {
+            Ok(w) => w,
+            Err(e) => {
+                return HttpResult {
+                    answer: AgentAnswer::Failure {
+                        reason: format!("agent answer is not the agent protocol: {e}"),
+                    },
+                    outcome,
+                }
+            }
+        };
+        let answer = if wire.success {
+            let impact_score = wire.impact_score.filter(|s| {
+                let ok = s.is_finite() && (0.0..=100.0).contains(s);
+                if !ok {
+                    tracing::warn!(
+                        impact_score = s,
+                        "agent reported an impact score outside 0-100; ignored"
+                    );
+                }
+                ok
+            });
+            AgentAnswer::Success {
+                impact_score,
+                output: wire.output,
+                cost_usd: wire.cost_usd.filter(|c| c.is_finite() && *c >= 0.0),
+            }
+        } else {
+            let reason = match wire.error {
+                Some(Value::String(s)) if !s.is_empty() => s,
+                Some(Value::Null) | None => "agent reported failure without a reason".to_string(),
+                Some(other) => other.to_string(),
+            };
+            AgentAnswer::Failure { reason }
+        };
+        HttpResult { answer, outcome }
+    }
+}
+
+fn transport_error(e: &reqwest::Error, timeout: Duration) -> HttpResult {
+    if e.is_timeout() {
+        HttpResult {
+            answer: AgentAnswer::Failure {
+                reason: format!("agent timed out after {} ms", timeout.as_millis()),
+            },
+            outcome: Outcome::Timeout,
+        }
+    } else if e.is_connect() {
+        HttpResult {
+            answer: AgentAnswer::Failure {
+                reason: format!("cannot connect to agent: {}", error_chain(e)),
+            },
+            outcome: Outcome::Connection,
+        }
+    } else {
+        HttpResult {
+            answer: AgentAnswer::Failure {
+                reason: format!("agent call failed: {}", error_chain(e)),
+            },
+            outcome: Outcome::Connection,
+        }
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}

@@ -1,0 +1,243 @@
+//! What a caller submits (`POST /api/v1/execute`, `/tasks`, `/tasks/batch`), validated into a
+//! [`NewTask`]. Every refusal names the field.
+
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::model::NewTask;
+use crate::names::Name;
+
+/// Largest accepted `parameters` object, serialised, in bytes.
+pub const MAX_PARAMETERS_BYTES: usize = 64 * 1024;
+/// Longest accepted idempotency key.
+pub const MAX_IDEMPOTENCY_KEY: usize = 200;
+/// Default number of attempts.
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
+/// Most attempts a task may ask for.
+pub const MAX_ATTEMPTS: u32 = 100;
+/// Priorities are within ±this.
+pub const MAX_PRIORITY: i32 = 1_000_000;
+/// Longest per-attempt timeout, ms (one hour).
+pub const MAX_TIMEOUT_MS: u64 = 3_600_000;
+/// Most tasks in one batch.
+pub const MAX_BATCH: usize = 1_000;
+
+/// The body of a submission. Unknown fields are refused.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct TaskInput {
+    /// Required: which agent runs it.
+    pub domain: Option<String>,
+    /// Required: what the agent is asked to do.
+    pub action: Option<String>,
+    /// A JSON object (default `{}`).
+    #[serde(default)]
+    pub parameters: Option<Value>,
+    /// Fill in parameters from what was learned (accepted; applied once learning exists).
+    #[serde(default)]
+    pub use_learned: Option<bool>,
+    /// Per-attempt timeout, 1..=3600000 ms.
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+    /// Attempts in all, 1..=100 (default 3).
+    #[serde(default)]
+    pub max_attempts: Option<u32>,
+    /// Higher runs first (default 0).
+    #[serde(default)]
+    pub priority: Option<i32>,
+    /// ISO 8601 time before which it does not run.
+    #[serde(default)]
+    pub run_at: Option<String>,
+    /// The same key returns the same task.
+    #[serde(default)]
+    pub idempotency_key: Option<String>,
+}
+
+/// A refused field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct InputError {
+    /// The field, as the caller wrote it (`domain`, `tasks[3].runAt`).
+    pub field: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+fn refuse(field: &str, message: impl Into<String>) -> InputError {
+    InputError {
+        field: field.to_string(),
+        message: message.into(),
+    }
+}
+
+impl TaskInput {
+    /// Validates the input; `prefix` is prepended to field names (`tasks[3].`).
+    pub fn validate(
+        self,
+        prefix: &str,
+        correlation_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<NewTask, InputError> {
+        let f = |name: &str| format!("{prefix}{name}");
+        let name = |field: &str, raw: Option<String>| -> Result<Name, InputError> {
+            let raw = raw.ok_or_else(|| refuse(&f(field), "is required"))?;
+            Name::parse(&raw).map_err(|e| refuse(&f(field), e.to_string()))
+        };
+        let domain = name("domain", self.domain)?;
+        let action = name("action", self.action)?;
+        let parameters = match self.parameters {
+            None | Some(Value::Null) => Value::Object(Default::default()),
+            Some(v @ Value::Object(_)) => {
+                let size = serde_json::to_vec(&v)
+                    .map(|b| b.len())
+                    .unwrap_or(usize::MAX);
+                if size > MAX_PARAMETERS_BYTES {
+                    return Err(refuse(
+                        &f("parameters"),
+                        format!("is {size} bytes; at most {MAX_PARAMETERS_BYTES} are accepted"),
+                    ));
+                }
+                v
+            }
+            Some(_) => return Err(refuse(&f("parameters"), "must be a JSON object")),
+        };
+        let timeout_ms = match self.timeout_ms {
+            Some(t) if !(1..=MAX_TIMEOUT_MS).contains(&t) => {
+                return Err(refuse(
+                    &f("timeoutMs"),
+                    format!("must be from 1 to {MAX_TIMEOUT_MS}"),
+                ))
+            }
+            t => t,
+        };
+        let max_attempts = self.max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS);
+        if !(1..=MAX_ATTEMPTS).contains(&max_attempts) {
+            return Err(refuse(
+                &f("maxAttempts"),
+                format!("must be from 1 to {MAX_ATTEMPTS}"),
+            ));
+        }
+        let priority = self.priority.unwrap_or(0);
+        if !(-MAX_PRIORITY..=MAX_PRIORITY).contains(&priority) {
+            return Err(refuse(
+                &f("priority"),
+                format!("must be from -{MAX_PRIORITY} to {MAX_PRIORITY}"),
+            ));
+        }
+        let run_at = match self.run_at {
+            None => now,
+            Some(raw) => {
+                let t = DateTime::parse_from_rfc3339(raw.trim())
+                    .map_err(|e| {
+                        refuse(
+                            &f("runAt"),
+                            format!("{raw:?} is not an ISO 8601 time with a zone ({e})"),
+                        )
+                    })?
+                    .with_timezone(&Utc);
+                use chrono::SubsecRound;
+                t.trunc_subsecs(6).max(now)
+            }
+        };
+        let idempotency_key = match self.idempotency_key {
+            None => None,
+            Some(k) => {
+                if k.is_empty() || k.len() > MAX_IDEMPOTENCY_KEY {
+                    return Err(refuse(
+                        &f("idempotencyKey"),
+                        format!("must be 1 to {MAX_IDEMPOTENCY_KEY} characters"),
+                    ));
+                }
+                if k.chars().any(|c| c.is_control()) {
+                    return Err(refuse(
+                        &f("idempotencyKey"),
+                        "must not contain control characters",
+                    ));
+                }
+                Some(k)
+            }
+        };
+        let _ = self.use_learned;
+        Ok(NewTask {
+            id: Uuid::new_v4(),
+            domain,
+            action,
+            parameters,
+            learned_parameters: None,
+            priority,
+            run_at,
+            max_attempts,
+            timeout_ms,
+            idempotency_key,
+            correlation_id: correlation_id.to_string(),
+            created_at: now,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn check(body: Value, expected: &str) {
+        let input: TaskInput = serde_json::from_value(body).unwrap();
+        let err = input
+            .validate("", "req-x", crate::store::now())
+            .unwrap_err();
+        assert_eq!(err.to_string(), expected);
+    }
+
+    #[test]
+    fn refusals_name_the_field() {
+        check(json!({"action": "a"}), "domain: is required");
+        check(
+            json!({"domain": "a b", "action": "a"}),
+            "domain: a name may only hold A-Z a-z 0-9 _ . - (found ' ')",
+        );
+        check(
+            json!({"domain": "d", "action": "a", "parameters": [1]}),
+            "parameters: must be a JSON object",
+        );
+        check(
+            json!({"domain": "d", "action": "a", "maxAttempts": 0}),
+            "maxAttempts: must be from 1 to 100",
+        );
+        check(
+            json!({"domain": "d", "action": "a", "timeoutMs": 0}),
+            "timeoutMs: must be from 1 to 3600000",
+        );
+        check(
+            json!({"domain": "d", "action": "a", "idempotencyKey": ""}),
+            "idempotencyKey: must be 1 to 200 characters",
+        );
+        let big = "x".repeat(MAX_PARAMETERS_BYTES);
+        let input: TaskInput =
+            serde_json::from_value(json!({"domain": "d", "action": "a", "parameters": {"x": big}}))
+                .unwrap();
+        let err = input
+            .validate("tasks[2].", "c", crate::store::now())
+            .unwrap_err();
+        assert_eq!(err.field, "tasks[2].parameters");
+    }
+
+    #[test]
+    fn run_at_is_parsed_and_never_in_the_past() {
+        let now = crate::store::now();
+        let input: TaskInput = serde_json::from_value(
+            json!({"domain": "d", "action": "a", "runAt": "2000-01-01T00:00:00Z"}),
+        )
+        .unwrap();
+        assert_eq!(input.validate("", "c", now).unwrap().run_at, now);
+        let input: TaskInput =
+            serde_json::from_value(json!({"domain": "d", "action": "a", "runAt": "tomorrow"}))
+                .unwrap();
+        assert!(input
+            .validate("", "c", now)
+            .unwrap_err()
+            .to_string()
+            .starts_with("runAt: \"tomorrow\" is not an ISO 8601 time"));
+    }
+}

@@ -1,0 +1,21 @@
+//! Tasks: the durable shared queue, its workers and the agents they call.
+//!
+//! - [`model`]: [`Task`], [`TaskStatus`], [`NewTask`].
+//! - [`input`]: what callers submit, validated field by field.
+//! - [`queue`]: [`TaskQueue`]: submitting, claiming, running attempts through the agent's
+//!   circuit breaker, retries with backoff and jitter, leases, reclaiming, shutdown.
+//! - [`agents`]: built-in agents ([`BuiltinAgent`], `noop`) and HTTP agents (the agent
+//!   protocol of SPEC.md).
+//! - [`metrics`]: completions, failure rate, durations, queue depth.
+//! - [`cli`]: `jarvis tasks …` against a running server.
+
+pub mod agents;
+pub mod cli;
+pub mod input;
+pub mod metrics;
+pub mod model;
+pub mod queue;
+
+pub use agents::{AgentAnswer, AgentCall, BuiltinAgent, BuiltinAgents};
+pub use model::{NewTask, Task, TaskStatus};
+pub use queue::TaskQueue;

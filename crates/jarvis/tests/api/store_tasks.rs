@@ -1,0 +1,249 @@
+//! The queue and history parts of the storage trait, against both backends.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use crate::both_backends;
+use crate::helpers::*;
+use chrono::TimeDelta;
+use jarvis::config::Config;
+use jarvis::history::ExecutionRecord;
+use jarvis::names::Name;
+use jarvis::store::{Lease, Settlement, StatsQuery, Store};
+use jarvis::tasks::{NewTask, TaskStatus};
+use serde_json::json;
+use uuid::Uuid;
+
+async fn open(backend: Backend) -> (TestEnv, Arc<dyn Store>) {
+    let env = TestEnv::new(backend).await;
+    let config = Config::from_env_map(&env.vars, None).unwrap();
+    let store = jarvis::store::open(&config.store).await.unwrap();
+    store.migrate().await.unwrap();
+    (env, store)
+}
+
+fn new_task(i: usize, key: Option<&str>) -> NewTask {
+    let now = jarvis::store::now();
+    NewTask {
+        id: Uuid::new_v4(),
+        domain: Name::parse("noop").unwrap(),
+        action: Name::parse("x").unwrap(),
+        parameters: json!({"i": i}),
+        learned_parameters: None,
+        priority: 0,
+        run_at: now,
+        max_attempts: 2,
+        timeout_ms: None,
+        idempotency_key: key.map(str::to_string),
+        correlation_id: "req-store".into(),
+        created_at: now,
+    }
+}
+
+fn lease(instance: &str, secs: i64) -> Lease<'_> {
+    let now = jarvis::store::now();
+    Lease {
+        instance,
+        now,
+        until: now + TimeDelta::seconds(secs),
+    }
+}
+
+both_backends!(concurrent_claims_never_overlap, |backend| async move {
+    let (_env, store) = open(backend).await;
+    let tasks: Vec<NewTask> = (0..200).map(|i| new_task(i, None)).collect();
+    let ins = store.insert_tasks(&tasks, None).await.unwrap();
+    assert!(ins
+        .iter()
+        .all(|i| i.created && i.task.status == TaskStatus::Queued));
+    assert_eq!(store.queue_depth().await.unwrap(), 200);
+    let mut workers = Vec::new();
+    for w in 0..4 {
+        let store = store.clone();
+        workers.push(tokio::spawn(async move {
+            let name = format!("w{w}");
+            let mut got = Vec::new();
+            loop {
+                let batch = store.claim_tasks(lease(&name, 30), 7).await.unwrap();
+                if batch.is_empty() {
+                    return got;
+                }
+                for t in &batch {
+                    assert_eq!(t.status, TaskStatus::Running);
+                    assert_eq!(t.attempts, 1);
+                    assert_eq!(t.locked_by.as_deref(), Some(name.as_str()));
+                }
+                got.extend(batch.into_iter().map(|t| t.id));
+            }
+        }));
+    }
+    let mut all = Vec::new();
+    for w in workers {
+        all.extend(w.await.unwrap());
+    }
+    let unique: HashSet<Uuid> = all.iter().copied().collect();
+    assert_eq!(all.len(), 200);
+    assert_eq!(unique.len(), 200);
+    assert_eq!(store.queue_depth().await.unwrap(), 0);
+    store.close().await;
+});
+
+both_backends!(settlements_apply_only_to_the_holder, |backend| async move {
+    let (_env, store) = open(backend).await;
+    let t = new_task(0, Some("once"));
+    let first = store
+        .insert_tasks(std::slice::from_ref(&t), None)
+        .await
+        .unwrap();
+    let again = store
+        .insert_tasks(&[new_task(1, Some("once"))], None)
+        .await
+        .unwrap();
+    assert!(!again[0].created);
+    assert_eq!(again[0].task.id, first[0].task.id);
+    let claimed = store.claim_tasks(lease("a", 30), 10).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    let done = |attempt| Settlement {
+        id: t.id,
+        attempt,
+        status: TaskStatus::Succeeded,
+        attempts_delta: 0,
+        run_at: None,
+        result: Some(json!({"ok": true})),
+        error: None,
+        finished_at: Some(jarvis::store::now()),
+        duration_ms: Some(5),
+    };
+    let now = jarvis::store::now();
+    assert_eq!(store.settle_tasks("b", &[done(1)], now).await.unwrap(), 0);
+    assert_eq!(store.settle_tasks("a", &[done(2)], now).await.unwrap(), 0);
+    assert_eq!(
+        store
+            .extend_leases("a", &[t.id], now + TimeDelta::seconds(60))
+            .await
+            .unwrap(),
+        vec![t.id]
+    );
+    assert_eq!(store.settle_tasks("a", &[done(1)], now).await.unwrap(), 1);
+    let got = store.get_task(t.id).await.unwrap().unwrap();
+    assert_eq!(got.status, TaskStatus::Succeeded);
+    assert_eq!(got.result, Some(json!({"ok": true})));
+    assert_eq!(got.locked_by, None);
+    // No longer held: the lease cannot be extended, nor the task cancelled.
+    assert!(store
+        .extend_leases("a", &[t.id], now)
+        .await
+        .unwrap()
+        .is_empty());
+    let (_, cancelled) = store.cancel_task(t.id, now).await.unwrap().unwrap();
+    assert!(!cancelled);
+    store.close().await;
+});
+
+both_backends!(expired_leases_are_reclaimed_once, |backend| async move {
+    let (_env, store) = open(backend).await;
+    let t = new_task(0, None);
+    store
+        .insert_tasks(std::slice::from_ref(&t), None)
+        .await
+        .unwrap();
+    // Claimed by an instance that then dies: its lease is already over.
+    let claimed = store.claim_tasks(lease("dead", -1), 1).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    let now = jarvis::store::now();
+    let back = store.reclaim_expired(now, 10).await.unwrap();
+    assert_eq!(back.len(), 1);
+    assert_eq!(back[0].lost_by.as_deref(), Some("dead"));
+    assert_eq!(back[0].task.status, TaskStatus::Queued);
+    assert_eq!(back[0].task.attempts, 1);
+    assert!(back[0]
+        .task
+        .error
+        .as_deref()
+        .unwrap()
+        .contains("interrupted"));
+    assert!(store.reclaim_expired(now, 10).await.unwrap().is_empty());
+    // Claimed again (attempt 2, the last), lost again: now it fails.
+    let again = store.claim_tasks(lease("dead2", -1), 1).await.unwrap();
+    assert_eq!(again[0].attempts, 2);
+    let back = store
+        .reclaim_expired(jarvis::store::now(), 10)
+        .await
+        .unwrap();
+    assert_eq!(back[0].task.status, TaskStatus::Failed);
+    assert!(back[0].task.finished_at.is_some());
+    store.close().await;
+});
+
+both_backends!(history_is_idempotent_and_rolled_up, |backend| async move {
+    let (_env, store) = open(backend).await;
+    let now = jarvis::store::now();
+    let record = |success: bool, ms: u64| {
+        let r = ExecutionRecord {
+            record_id: Uuid::new_v4(),
+            task_id: Uuid::new_v4(),
+            domain: "music".into(),
+            action: "render".into(),
+            attempt: 1,
+            parameters: json!({"bpm": 120}),
+            learned_parameters: None,
+            success,
+            duration_ms: ms,
+            impact_score: success.then_some(50.0),
+            failure_reason: None,
+            failure_group: None,
+            cost_usd: Some(0.5),
+            correlation_id: Some("req-h".into()),
+            instance_id: Some("i1".into()),
+            started_at: now,
+            finished_at: now,
+        };
+        if success {
+            r
+        } else {
+            r.with_failure("timeout after 30012 ms")
+        }
+    };
+    let batch = vec![record(true, 100), record(true, 200), record(false, 30_000)];
+    assert_eq!(store.insert_history(&batch).await.unwrap(), 3);
+    // Replaying the same records (a spool written twice) stores and counts nothing more.
+    assert_eq!(store.insert_history(&batch).await.unwrap(), 0);
+    let mut more = batch.clone();
+    more.push(record(false, 29_877));
+    assert_eq!(store.insert_history(&more).await.unwrap(), 1);
+    assert_eq!(store.count_executions(None).await.unwrap(), 4);
+    let raw = store
+        .history_stats(&StatsQuery {
+            domain: "music".into(),
+            action: "render".into(),
+            since: None,
+            until: None,
+            top_failures: 5,
+            recent_successes: 10,
+        })
+        .await
+        .unwrap();
+    let stats = jarvis::history::Stats::from_raw("music", "render", None, None, raw);
+    assert_eq!((stats.total, stats.succeeded, stats.failed), (4, 2, 2));
+    assert_eq!(stats.avg_impact_score, Some(50.0));
+    assert!((stats.total_cost_usd - 2.0).abs() < 1e-9);
+    assert_eq!(stats.common_failure_reasons.len(), 1);
+    assert_eq!(stats.common_failure_reasons[0].count, 2);
+    assert_eq!(
+        stats.common_failure_reasons[0].reason,
+        "timeout after <num> ms"
+    );
+    assert_eq!(stats.optimal_parameters["bpm"], json!(120));
+    let p50 = stats.p50_duration_ms.unwrap();
+    assert!((190..=210).contains(&p50), "{p50}");
+    // Retention removes old records.
+    assert_eq!(
+        store
+            .purge_history(now + TimeDelta::seconds(1), 100)
+            .await
+            .unwrap(),
+        4
+    );
+    assert_eq!(store.count_executions(None).await.unwrap(), 0);
+    store.close().await;
+});
