@@ -71,18 +71,12 @@ pub enum Command {
 /// Arguments of `jarvis health`.
 #[derive(Debug, Args)]
 pub struct HealthArgs {
-    /// The running Jarvis.
-    #[arg(long, default_value = "http://127.0.0.1:4000")]
-    pub url: String,
-    /// The bearer token.
-    #[arg(long, env = "JARVIS_AUTH_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
+    /// Where the server is.
+    #[command(flatten)]
+    pub connection: crate::client::Connection,
     /// Print the JSON of `GET /api/v1/health/services` instead of a table.
     #[arg(long)]
     pub json: bool,
-    /// Give up after this many milliseconds.
-    #[arg(long, default_value_t = 5000)]
-    pub timeout_ms: u64,
 }
 
 /// `jarvis config …`

@@ -147,28 +147,22 @@ async fn migrate(config: &Config) -> anyhow::Result<()> {
 
 async fn health(args: &jarvis::cli::HealthArgs) -> ExitCode {
     use jarvis::health::report;
-    let fetched = match report::fetch(
-        &args.url,
-        args.token.as_deref(),
-        Duration::from_millis(args.timeout_ms),
-    )
-    .await
-    {
-        Ok(f) => f,
+    let data = match report::fetch(&args.connection).await {
+        Ok(d) => d,
         Err(e) => {
-            eprintln!("jarvis: {e}");
+            eprintln!("jarvis: {e:#}");
             return ExitCode::from(2);
         }
     };
     if args.json {
         println!(
             "{}",
-            serde_json::to_string_pretty(&fetched.data).unwrap_or_default()
+            serde_json::to_string_pretty(&data).unwrap_or_default()
         );
     } else {
-        print!("{}", report::table(&fetched.data));
+        print!("{}", report::table(&data));
     }
-    if fetched.data["status"] == "fail" {
+    if data["status"] == "fail" {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS

@@ -1,49 +1,13 @@
 //! `jarvis health`: asks a running Jarvis for `GET /api/v1/health/services` and prints it.
 
 use std::fmt::Write as _;
-use std::time::Duration;
 
 use serde_json::Value;
 
-/// What `jarvis health` found.
-#[derive(Debug)]
-pub struct Fetched {
-    /// The `data` of the answer.
-    pub data: Value,
-}
-
-/// Fetches the aggregated view. The error is one line for a person.
-pub async fn fetch(url: &str, token: Option<&str>, timeout: Duration) -> Result<Fetched, String> {
-    let client = reqwest::Client::builder()
-        .timeout(timeout)
-        .build()
-        .map_err(|e| e.to_string())?;
-    let endpoint = format!("{}/api/v1/health/services", url.trim_end_matches('/'));
-    let mut request = client.get(&endpoint);
-    if let Some(t) = token {
-        request = request.bearer_auth(t);
-    }
-    let response = request
-        .send()
-        .await
-        .map_err(|e| format!("{endpoint}: {e}"))?;
-    let status = response.status();
-    let body: Value = response
-        .json()
-        .await
-        .map_err(|e| format!("{endpoint}: answer is not JSON ({e})"))?;
-    if !status.is_success() || body["success"] != true {
-        let message = body["error"]["message"].as_str().unwrap_or("no message");
-        let hint = if status.as_u16() == 401 {
-            " (set JARVIS_AUTH_TOKEN or pass --token)"
-        } else {
-            ""
-        };
-        return Err(format!("{endpoint} answered {status}: {message}{hint}"));
-    }
-    Ok(Fetched {
-        data: body["data"].clone(),
-    })
+/// Fetches the aggregated view (`data` of `GET /api/v1/health/services`) from a running
+/// Jarvis. The error says what went wrong in one line.
+pub async fn fetch(connection: &crate::client::Connection) -> anyhow::Result<Value> {
+    connection.client()?.get("/api/v1/health/services").await
 }
 
 /// The aggregated view as a table, one service a line, worst first.
