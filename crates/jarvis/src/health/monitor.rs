@@ -42,6 +42,9 @@ use crate::correlation::CorrelationId;
 use crate::metrics::Metrics;
 use crate::store::Store;
 
+/// How long the monitor waits after a change through the API before re-reading the list.
+const LOCAL_CHANGE_DEBOUNCE: Duration = Duration::from_millis(100);
+
 /// The summary of one monitoring round.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RoundReport {
@@ -308,6 +311,12 @@ async fn supervise(inner: Arc<Inner>, history: History, mut stopped: watch::Rece
                 _ = stopped.changed() => break,
             };
             polls_since_full += 1;
+            if local_change {
+                // Coalesce a burst of API changes (a script deleting thousands of services)
+                // into one read of the list.
+                tokio::time::sleep(LOCAL_CHANGE_DEBOUNCE.min(inner.config.reload)).await;
+                let _ = tokio::time::timeout(Duration::ZERO, inner.changed.notified()).await;
+            }
             if !local_change && known.is_some() && polls_since_full < FULL_RELOAD_EVERY {
                 match inner.store.services_fingerprint().await {
                     Ok(f) if Some(f) == known => continue,
