@@ -4,6 +4,7 @@ mod agent;
 mod helpers;
 
 mod breakers;
+mod cluster;
 mod foundation;
 mod health;
 mod process;
