@@ -47,6 +47,8 @@ pub struct AppState {
     pub tasks: Arc<TaskQueue>,
     /// Keeps breaker state shared through the store.
     pub breaker_sync: Arc<BreakerSync>,
+    /// The learner (recommendations, `useLearned`).
+    pub learner: Arc<crate::learning::Learner>,
     /// Requests served (for the EMF metrics).
     pub requests: Arc<crate::emf::RequestStats>,
 }
@@ -124,8 +126,21 @@ impl Application {
                 Box::pin(async move { store.watch_breakers(notes_tx, stop).await })
             }));
         }
-        let (recorder, recorder_task) =
-            Recorder::start(store.clone(), &config.data_dir, metrics.clone());
+        let learner = crate::learning::Learner::new(
+            store.clone(),
+            config.learning.clone(),
+            &config.instance_id,
+        );
+        {
+            let learner = learner.clone();
+            background.push(Box::new(move |stop| Box::pin(learner.run(stop))));
+        }
+        let (recorder, recorder_task) = Recorder::start_observed(
+            store.clone(),
+            &config.data_dir,
+            metrics.clone(),
+            Some(learner.clone()),
+        );
         let tasks = TaskQueue::new(QueueParts {
             store: store.clone(),
             breakers: breakers.clone(),
@@ -154,6 +169,7 @@ impl Application {
             requests: Arc::new(crate::emf::RequestStats::default()),
             breakers,
             breaker_sync,
+            learner,
             metrics,
             tasks,
             instance_id: config.instance_id.clone(),
@@ -264,6 +280,8 @@ impl Application {
             tracing::warn!("background work did not finish within the grace period");
         }
         recorder.stop(state.tasks.recorder().clone()).await;
+        // The last records reached the learner with the recorder's final batch.
+        state.learner.flush().await;
         state.store.close().await;
         tracing::info!("Jarvis stopped");
         Ok(())

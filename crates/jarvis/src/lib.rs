@@ -15,6 +15,8 @@
 //! - [`correlation`]: correlation IDs, taken from callers or generated, carried across work.
 //! - [`emf`]: CloudWatch Embedded Metric Format lines in the log (the alarms' metrics).
 //! - [`health`]: the services Jarvis watches: definitions, checks, aggregation.
+//! - [`learning`]: the learner state per domain/action shared through the store,
+//!   recommendations, learned parameters and timeouts (`useLearned`), timeout warnings.
 //! - [`metrics`]: the Prometheus registry of an instance (`GET /metrics`).
 //! - [`names`]: validated names of services, agents, breakers, domains and actions.
 //! - [`secrets`]: secrets read from AWS Secrets Manager at start (`JARVIS_SECRETS_PREFIX`).
@@ -33,6 +35,7 @@ pub mod correlation;
 pub mod emf;
 pub mod health;
 pub mod history;
+pub mod learning;
 pub mod metrics;
 pub mod names;
 pub mod secrets;

@@ -15,6 +15,7 @@ use crate::agents::AgentSpec;
 use crate::health::ServiceSpec;
 
 mod history;
+mod learning;
 mod tasks;
 
 /// The SQLite-backed [`Store`].
