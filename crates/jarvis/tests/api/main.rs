@@ -5,6 +5,7 @@ mod helpers;
 
 mod breakers;
 mod foundation;
+mod learning;
 mod process;
 mod registry;
 mod shared_breakers;
