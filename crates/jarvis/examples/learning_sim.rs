@@ -184,8 +184,8 @@ async fn start_jarvis(args: &Args, run: &str) -> anyhow::Result<Jarvis> {
     let scale = args.scale;
     let toml = format!(
         r#"[learning]
-timeout_min_ms = {min}
-timeout_max_ms = {max}
+timeoutMinMs = {min}
+timeoutMaxMs = {max}
 
 [learning.spaces."{DOMAIN}/{ACTION}".genre]
 kind = "categorical"

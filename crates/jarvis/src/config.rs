@@ -321,7 +321,7 @@ pub struct FileConfig {
 
 /// The `[learning]` table of the config file. The environment (`JARVIS_LEARNING_*`) wins.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
-#[serde(deny_unknown_fields, rename_all = "snake_case")]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct FileLearning {
     /// Share of learned choices made uniformly at random (0–1).
     pub exploration: Option<f64>,
@@ -600,7 +600,7 @@ fn parse_file(path: &Path, text: &str) -> Result<FileConfig, ConfigError> {
     if let Some(x) = file.learning.impact_weight {
         if !(0.0..=1.0).contains(&x) {
             return Err(file_err(format!(
-                "learning.impact_weight: {x} is not from 0 to 1"
+                "learning.impactWeight: {x} is not from 0 to 1"
             )));
         }
     }

@@ -399,11 +399,19 @@ impl Learner {
         let (domain, action) = (task.domain.as_str(), task.action.as_str());
         let state = self.state(domain, action).await?;
         let config = self.config_for(domain, action);
+        // The learner sees only the given values that are choices (an id given alongside
+        // would otherwise make every learned timeout unknown); everything given is kept.
         let given = task.parameters.as_object().cloned().unwrap_or_default();
+        let given_choices = rules::choices(&task.parameters, &state.ignored);
         let choice = {
             let mut rng = lock(&self.rng);
-            choose(&state.aggregates, &given, &config, &mut *rng)
+            choose(&state.aggregates, &given_choices, &config, &mut *rng)
         };
+        let mut parameters = given.clone();
+        for (name, learned) in &choice.learned {
+            parameters.insert(name.clone(), learned.value.clone());
+        }
+        let given_names: Vec<&String> = given.keys().collect();
         let learned_timeout = if task.timeout_ms.is_none() {
             choice
                 .timeout_ms
@@ -430,7 +438,7 @@ impl Learner {
         let learned_text = Value::Object(values.clone()).to_string();
         tracing::info!(
             learned = %learned_text,
-            given = ?choice.given,
+            given = ?given_names,
             probability,
             learned_timeout_ms = learned_timeout,
             based_on_runs = state.aggregates.total.runs,
@@ -438,13 +446,13 @@ impl Learner {
         );
         task.learned_parameters = Some(json!({
             "parameters": values,
-            "given": choice.given,
+            "given": given_names,
             "timeoutMs": learned_timeout,
             "probability": probability,
             "explorationShare": self.settings.exploration,
             "basedOnRuns": state.aggregates.total.runs,
         }));
-        task.parameters = Value::Object(choice.parameters);
+        task.parameters = Value::Object(parameters);
         if learned_timeout.is_some() {
             task.timeout_ms = learned_timeout;
         }

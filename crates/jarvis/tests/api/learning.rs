@@ -198,10 +198,12 @@ both_backends!(
         train(&app, 50).await;
         learned(&app, 50).await;
 
-        // Nothing given: the learner fills genre and bpm, and the learned timeout.
+        // No choice given (an id is not one): the learner fills genre and bpm, and the
+        // learned timeout.
         let t = submit(
             &app,
-            json!({"domain": "music", "action": "beat", "useLearned": true, "maxAttempts": 1}),
+            json!({"domain": "music", "action": "beat", "useLearned": true, "maxAttempts": 1,
+                   "parameters": {"requestId": "r-x"}}),
         )
         .await;
         assert_eq!(t["status"], "succeeded", "{t}");
@@ -211,7 +213,8 @@ both_backends!(
         let p = lp["parameters"]["genre"]["probability"].as_f64().unwrap();
         assert!(p > 0.5 && p <= 1.0, "{lp}");
         assert_eq!(lp["parameters"]["genre"]["value"], "jazz");
-        assert_eq!(lp["given"], json!([]));
+        assert_eq!(lp["given"], json!(["requestId"]));
+        assert_eq!(t["parameters"]["requestId"], "r-x");
         // 25 successful jazz runs of a few ms: the learned timeout is the 1 s floor.
         assert_eq!(lp["timeoutMs"], 1_000, "{lp}");
         assert_eq!(t["timeoutMs"], 1_000, "{t}");
