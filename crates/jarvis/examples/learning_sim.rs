@@ -112,7 +112,10 @@ impl Strategy {
 }
 
 /// The simulated agent over HTTP.
-async fn serve_agent(seed: u64, scale: f64) -> anyhow::Result<(String, tokio::task::JoinHandle<()>)> {
+async fn serve_agent(
+    seed: u64,
+    scale: f64,
+) -> anyhow::Result<(String, tokio::task::JoinHandle<()>)> {
     let handler = move |Json(body): Json<Value>| async move {
         let mut parameters = body["parameters"].as_object().cloned().unwrap_or_default();
         let index = parameters
@@ -225,7 +228,11 @@ values = ["draft", "standard", "high"]
     let mut database = None;
     if let Some(admin) = &args.database_url {
         use sqlx::Connection;
-        let name = format!("jarvis_sim_{}_{}", std::process::id(), run.replace('-', "_"));
+        let name = format!(
+            "jarvis_sim_{}_{}",
+            std::process::id(),
+            run.replace('-', "_")
+        );
         let mut conn = sqlx::PgConnection::connect(admin).await?;
         sqlx::query(&format!("CREATE DATABASE {name}"))
             .execute(&mut conn)
@@ -289,7 +296,11 @@ async fn run_strategy(
         .json(&json!({"url": agent_url, "timeoutMs": default_timeout_real}))
         .send()
         .await?;
-    anyhow::ensure!(r.status().is_success(), "registering the agent: {}", r.status());
+    anyhow::ensure!(
+        r.status().is_success(),
+        "registering the agent: {}",
+        r.status()
+    );
 
     // The random strategy's parameters are drawn up front from its own seeded stream.
     let mut policy_rng = StdRng::seed_from_u64(seed.wrapping_mul(31).wrapping_add(7));

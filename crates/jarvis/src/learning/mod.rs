@@ -89,7 +89,9 @@ impl LearnerState {
         if names.is_empty() {
             return;
         }
-        aggregates.parameters.retain(|name, _| !names.contains(name));
+        aggregates
+            .parameters
+            .retain(|name, _| !names.contains(name));
         aggregates
             .combinations
             .retain(|key, _| key.pairs().iter().all(|(name, _)| !names.contains(name)));
@@ -389,8 +391,10 @@ impl Learner {
     ) -> Result<Option<(Map<String, Value>, f64, u64)>, StoreError> {
         let state = self.state(domain, action).await?;
         let r = recommend(&state.aggregates, &self.config_for(domain, action));
-        Ok((r.source != RecommendationSource::InsufficientData && !r.parameters.is_empty())
-            .then_some((r.parameters, r.confidence, r.based_on_runs)))
+        Ok(
+            (r.source != RecommendationSource::InsufficientData && !r.parameters.is_empty())
+                .then_some((r.parameters, r.confidence, r.based_on_runs)),
+        )
     }
 
     /// Fills the parameters the task leaves out with learned values, and its timeout with the
@@ -556,11 +560,17 @@ mod tests {
         let mut state = LearnerState::default();
         let mut delta = Aggregates::new();
         for i in 0..rules::MAX_DISTINCT_VALUES {
-            delta.observe(&execution_of(
-                &record(json!({"genre": "pop", "prompt": format!("p{i}")}), true, None),
-                &BTreeSet::new(),
-            )
-            .unwrap());
+            delta.observe(
+                &execution_of(
+                    &record(
+                        json!({"genre": "pop", "prompt": format!("p{i}")}),
+                        true,
+                        None,
+                    ),
+                    &BTreeSet::new(),
+                )
+                .unwrap(),
+            );
         }
         state.absorb(&delta);
         assert!(state.ignored.contains("prompt"));
@@ -574,11 +584,17 @@ mod tests {
         // A later delta with the parameter does not bring it back.
         let mut again = Aggregates::new();
         again.observe(
-            &execution_of(&record(json!({"prompt": "p1"}), true, None), &BTreeSet::new())
-                .unwrap(),
+            &execution_of(
+                &record(json!({"prompt": "p1"}), true, None),
+                &BTreeSet::new(),
+            )
+            .unwrap(),
         );
         state.absorb(&again);
         assert!(!state.aggregates.parameters.contains_key("prompt"));
-        assert_eq!(state.aggregates.total.runs, rules::MAX_DISTINCT_VALUES as u64 + 1);
+        assert_eq!(
+            state.aggregates.total.runs,
+            rules::MAX_DISTINCT_VALUES as u64 + 1
+        );
     }
 }

@@ -84,12 +84,24 @@ mod tests {
 
     #[test]
     fn names() {
-        for ok in ["genre", "bpm", "quality", "key", "width", "mid", "valid", "model"] {
+        for ok in [
+            "genre", "bpm", "quality", "key", "width", "mid", "valid", "model",
+        ] {
             assert!(is_choice_name(ok), "{ok}");
         }
         for no in [
-            "", "_sim", "id", "ID", "userId", "requestID", "user_id", "trace-id", "itemIds",
-            "uuid", "seed", "token",
+            "",
+            "_sim",
+            "id",
+            "ID",
+            "userId",
+            "requestID",
+            "user_id",
+            "trace-id",
+            "itemIds",
+            "uuid",
+            "seed",
+            "token",
         ] {
             assert!(!is_choice_name(no), "{no}");
         }

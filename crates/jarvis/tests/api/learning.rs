@@ -35,7 +35,9 @@ impl ChoiceAgent {
                 tokio::time::sleep(Duration::from_millis(ms)).await;
             }
             Json(match p["genre"].as_str() {
-                Some("metal") => json!({"success": false, "error": "render failed: clipping at sample 4411"}),
+                Some("metal") => {
+                    json!({"success": false, "error": "render failed: clipping at sample 4411"})
+                }
                 Some("jazz") => json!({"success": true, "impactScore": 90}),
                 _ => json!({"success": true, "impactScore": 50}),
             })
@@ -97,8 +99,12 @@ async fn train(app: &TestApp, n: usize) {
         })
         .collect();
     let (s, body) = json(
-        app.send_json(Method::POST, "/api/v1/tasks/batch", &json!({"tasks": tasks}))
-            .await,
+        app.send_json(
+            Method::POST,
+            "/api/v1/tasks/batch",
+            &json!({"tasks": tasks}),
+        )
+        .await,
     )
     .await;
     assert_eq!(s, 202, "{body}");
@@ -125,10 +131,14 @@ async fn recommendation(app: &TestApp) -> Value {
 
 /// Waits until the learner has seen `runs` runs.
 async fn learned(app: &TestApp, runs: u64) -> Value {
-    eventually_some(LIMIT, &format!("a recommendation from {runs} runs"), || async {
-        let r = recommendation(app).await;
-        (r["basedOnRuns"].as_u64() >= Some(runs)).then_some(r)
-    })
+    eventually_some(
+        LIMIT,
+        &format!("a recommendation from {runs} runs"),
+        || async {
+            let r = recommendation(app).await;
+            (r["basedOnRuns"].as_u64() >= Some(runs)).then_some(r)
+        },
+    )
     .await
 }
 
@@ -218,15 +228,15 @@ both_backends!(
         // 25 successful jazz runs of a few ms: the learned timeout is the 1 s floor.
         assert_eq!(lp["timeoutMs"], 1_000, "{lp}");
         assert_eq!(t["timeoutMs"], 1_000, "{t}");
-        assert_eq!(
-            agent.calls.lock().unwrap().last().unwrap()["genre"],
-            "jazz"
-        );
+        assert_eq!(agent.calls.lock().unwrap().last().unwrap()["genre"], "jazz");
         // The history row keeps what was learned and with which probability.
         let id = t["taskId"].as_str().unwrap();
         let rows = eventually_some(LIMIT, "the history row", || async {
-            let (_, b) = json(app.get(&format!("/api/v1/tasks/executions?taskId={id}")).await)
-                .await;
+            let (_, b) = json(
+                app.get(&format!("/api/v1/tasks/executions?taskId={id}"))
+                    .await,
+            )
+            .await;
             let items = b["data"]["items"].as_array().cloned().unwrap_or_default();
             (!items.is_empty()).then_some(items)
         })
@@ -267,11 +277,17 @@ both_backends!(
         let agent = ChoiceAgent::start().await;
         register(&app, &agent.url, 5_000).await;
         let tasks: Vec<Value> = (0..5)
-            .map(|_| json!({"domain": "music", "action": "beat", "maxAttempts": 1,
-                            "parameters": {"genre": "pop", "sleepMs": 300}}))
+            .map(|_| {
+                json!({"domain": "music", "action": "beat", "maxAttempts": 1,
+                            "parameters": {"genre": "pop", "sleepMs": 300}})
+            })
             .collect();
         let r = app
-            .send_json(Method::POST, "/api/v1/tasks/batch", &json!({"tasks": tasks}))
+            .send_json(
+                Method::POST,
+                "/api/v1/tasks/batch",
+                &json!({"tasks": tasks}),
+            )
             .await;
         assert_eq!(r.status(), 202);
         learned(&app, 5).await;
@@ -283,10 +299,7 @@ both_backends!(
         assert_eq!(r["configuredTimeoutMs"], 200, "{r}");
         assert_eq!(w["configuredMs"], 200, "{r}");
         assert_eq!(w["successfulAboveShare"], 1.0, "{r}");
-        assert!(
-            w["message"].as_str().unwrap().contains("200 ms"),
-            "{w}"
-        );
+        assert!(w["message"].as_str().unwrap().contains("200 ms"), "{w}");
         app.stop().await;
     }
 );

@@ -57,19 +57,21 @@ impl LearningStore for PostgresStore {
             .bind(instance)
             .execute(self.pool())
             .await,
-            Some(version) => sqlx::query(
-                "UPDATE learning_state SET state = $3, runs = $4, version = version + 1, \
+            Some(version) => {
+                sqlx::query(
+                    "UPDATE learning_state SET state = $3, runs = $4, version = version + 1, \
                  updated_at = now(), updated_by = $5 \
                  WHERE domain = $1 AND action = $2 AND version = $6",
-            )
-            .bind(domain)
-            .bind(action)
-            .bind(state)
-            .bind(runs)
-            .bind(instance)
-            .bind(version)
-            .execute(self.pool())
-            .await,
+                )
+                .bind(domain)
+                .bind(action)
+                .bind(state)
+                .bind(runs)
+                .bind(instance)
+                .bind(version)
+                .execute(self.pool())
+                .await
+            }
         };
         result
             .map(|r| r.rows_affected() == 1)

@@ -61,20 +61,22 @@ impl LearningStore for SqliteStore {
             .bind(instance)
             .execute(self.writer())
             .await,
-            Some(version) => sqlx::query(
-                "UPDATE learning_state SET state = ?3, runs = ?4, version = version + 1, \
+            Some(version) => {
+                sqlx::query(
+                    "UPDATE learning_state SET state = ?3, runs = ?4, version = version + 1, \
                  updated_at = ?5, updated_by = ?6 \
                  WHERE domain = ?1 AND action = ?2 AND version = ?7",
-            )
-            .bind(domain)
-            .bind(action)
-            .bind(&text)
-            .bind(runs)
-            .bind(&now)
-            .bind(instance)
-            .bind(version)
-            .execute(self.writer())
-            .await,
+                )
+                .bind(domain)
+                .bind(action)
+                .bind(&text)
+                .bind(runs)
+                .bind(&now)
+                .bind(instance)
+                .bind(version)
+                .execute(self.writer())
+                .await
+            }
         };
         result
             .map(|r| r.rows_affected() == 1)
