@@ -57,7 +57,7 @@ impl LearningStore for SqliteStore {
             .bind(action)
             .bind(&text)
             .bind(runs)
-            .bind(&now)
+            .bind(now)
             .bind(instance)
             .execute(self.writer())
             .await,
@@ -71,7 +71,7 @@ impl LearningStore for SqliteStore {
                 .bind(action)
                 .bind(&text)
                 .bind(runs)
-                .bind(&now)
+                .bind(now)
                 .bind(instance)
                 .bind(version)
                 .execute(self.writer())
