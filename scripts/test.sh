@@ -33,6 +33,10 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 log "cargo test"
 cargo test --workspace --locked
 
+# The same release build the Dockerfile runs (no Docker engine here to build the image itself).
+log "cargo build --release --locked -p jarvis"
+cargo build --release --locked -p jarvis
+
 if [ -x deploy/test/run.sh ] || [ -f deploy/test/run.sh ]; then
   log "deployment tests"
   bash deploy/test/run.sh

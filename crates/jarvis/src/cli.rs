@@ -42,6 +42,18 @@ pub enum Command {
         #[command(subcommand)]
         command: crate::tasks::cli::TasksCommand,
     },
+    /// List the circuit breakers of a running Jarvis, or open, close or reset one.
+    Breakers {
+        /// Where the server is.
+        #[command(flatten)]
+        connection: crate::client::Connection,
+        /// Print the raw JSON instead of a table.
+        #[arg(long, global = true)]
+        json: bool,
+        /// What to do (default: list).
+        #[command(subcommand)]
+        command: Option<crate::breakers::cli::BreakersCommand>,
+    },
     /// Exit 0 when a running Jarvis answers /health with 200 (for container health checks).
     Healthcheck {
         /// The health URL.

@@ -11,6 +11,28 @@ use serde_json::Value;
 /// Default URL of a local Jarvis.
 pub const DEFAULT_URL: &str = "http://127.0.0.1:4000";
 
+/// Where the server is and how to authenticate: the `--url` and `--token` of every operator
+/// subcommand.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Connection {
+    /// The Jarvis to talk to.
+    #[arg(long, global = true, default_value = DEFAULT_URL)]
+    pub url: String,
+    /// The bearer token (default: $JARVIS_AUTH_TOKEN).
+    #[arg(long, global = true, env = "JARVIS_AUTH_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+}
+
+impl Connection {
+    /// A client for this connection; refuses to go on without a token.
+    pub fn client(&self) -> anyhow::Result<ApiClient> {
+        let token = self.token.as_deref().filter(|t| !t.is_empty()).ok_or_else(|| {
+            anyhow::anyhow!("no token: set JARVIS_AUTH_TOKEN or pass --token (in development see data/dev-token)")
+        })?;
+        ApiClient::new(&self.url, token, Duration::from_secs(30))
+    }
+}
+
 /// A client of one Jarvis.
 pub struct ApiClient {
     base: String,

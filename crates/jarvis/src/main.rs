@@ -40,6 +40,20 @@ async fn run(cli: Cli) -> ExitCode {
             }
         };
     }
+    if let Command::Breakers {
+        connection,
+        json,
+        command,
+    } = cli.command
+    {
+        return match jarvis::breakers::cli::run(&connection, json, command).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("jarvis: {e:#}");
+                ExitCode::from(1)
+            }
+        };
+    }
     let mut vars: std::collections::HashMap<String, String> = std::env::vars().collect();
     if let Some(prefix) = vars
         .get("JARVIS_SECRETS_PREFIX")
@@ -86,7 +100,9 @@ async fn run(cli: Cli) -> ExitCode {
             eprintln!("configuration OK");
             ExitCode::SUCCESS
         }
-        Command::Healthcheck { .. } | Command::Tasks { .. } => unreachable!("handled above"),
+        Command::Healthcheck { .. } | Command::Tasks { .. } | Command::Breakers { .. } => {
+            unreachable!("handled above")
+        }
     }
 }
 

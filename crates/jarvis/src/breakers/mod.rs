@@ -6,6 +6,7 @@
 //! passes through, and the API says so). The breaker itself is the `jarvis-breaker` library; this
 //! module adds names, configuration, metrics and the API view.
 
+pub mod cli;
 pub mod metrics;
 pub mod shared;
 pub mod view;

@@ -2,21 +2,12 @@
 
 use std::time::Duration;
 
-use clap::{Args, Subcommand};
+use clap::Subcommand;
 use serde_json::{json, Map, Value};
 
-use crate::client::{ApiClient, DEFAULT_URL};
+use crate::client::ApiClient;
 
-/// Where the server is and how to authenticate.
-#[derive(Debug, Clone, Args)]
-pub struct Connection {
-    /// The Jarvis to talk to.
-    #[arg(long, global = true, default_value = DEFAULT_URL)]
-    pub url: String,
-    /// The bearer token (default: $JARVIS_AUTH_TOKEN).
-    #[arg(long, global = true, env = "JARVIS_AUTH_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
-}
+pub use crate::client::Connection;
 
 /// `jarvis tasks …`
 #[derive(Debug, Subcommand)]

@@ -180,3 +180,65 @@ async fn metrics_need_the_token_and_name_breakers_in_labels() {
     }
     app.stop().await;
 }
+
+/// `jarvis breakers` against a running server.
+#[tokio::test]
+async fn the_breakers_command_lists_and_acts() {
+    let env = TestEnv::new(Backend::Sqlite).await;
+    let p = TestProcess::start(&env).await;
+    let vars: std::collections::HashMap<String, String> =
+        [("JARVIS_AUTH_TOKEN".to_string(), TOKEN.to_string())].into();
+    let cli = |args: &[&str]| {
+        let mut all = vec!["breakers", "--url", p.address.as_str()];
+        all.extend_from_slice(args);
+        run_jarvis(&all, &vars, env.dir.path())
+    };
+    let out = cli(&[]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("no circuit breaker yet"));
+    let out = cli(&["open", "nobody"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not_found"));
+
+    // An agent that does not answer: its domain's breaker appears with a failure.
+    let client = reqwest::Client::new();
+    let dead = format!("http://127.0.0.1:{}/run", free_port());
+    let r = client
+        .put(p.url("/api/v1/agents/cli-test"))
+        .bearer_auth(TOKEN)
+        .json(&json!({ "url": dead, "timeoutMs": 500 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let r = client
+        .post(p.url("/api/v1/execute"))
+        .bearer_auth(TOKEN)
+        .json(&json!({ "domain": "cli-test", "action": "x", "maxAttempts": 1 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    eventually(
+        std::time::Duration::from_secs(20),
+        "the breaker shows up",
+        || async {
+            let out = cli(&["--json"]);
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+            v["cli-test"]["failureCount"] == 1
+        },
+    )
+    .await;
+    let out = cli(&["open", "cli-test"]);
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(text.contains("cli-test") && text.contains("OPEN"), "{text}");
+    // Without a token the command says how to get one.
+    let out = run_jarvis(
+        &["breakers", "--url", &p.address],
+        &Default::default(),
+        env.dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("JARVIS_AUTH_TOKEN"));
+}

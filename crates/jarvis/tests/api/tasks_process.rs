@@ -1,8 +1,6 @@
 //! Tasks across processes and outages: the correlation ID in the log, a worker killed with
 //! SIGKILL, PostgreSQL cut off while records are written.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::agent::{Behaviour, TestAgent};
@@ -228,66 +226,6 @@ async fn a_killed_worker_loses_no_task() {
     assert_eq!(ok, 24);
 }
 
-/// A TCP proxy in front of PostgreSQL that can be cut (every connection closed, new ones
-/// refused) and restored.
-struct Proxy {
-    port: u16,
-    down: Arc<AtomicBool>,
-    conns: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
-    accept: tokio::task::JoinHandle<()>,
-}
-
-impl Proxy {
-    async fn start(target: String) -> Proxy {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let down = Arc::new(AtomicBool::new(false));
-        let conns: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>> = Arc::default();
-        let (d, c) = (down.clone(), conns.clone());
-        let accept = tokio::spawn(async move {
-            loop {
-                let Ok((mut inbound, _)) = listener.accept().await else {
-                    continue;
-                };
-                if d.load(Ordering::SeqCst) {
-                    drop(inbound);
-                    continue;
-                }
-                let target = target.clone();
-                c.lock().unwrap().push(tokio::spawn(async move {
-                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-                    }
-                }));
-            }
-        });
-        Proxy {
-            port,
-            down,
-            conns,
-            accept,
-        }
-    }
-
-    fn cut(&self) {
-        self.down.store(true, Ordering::SeqCst);
-        for h in self.conns.lock().unwrap().drain(..) {
-            h.abort();
-        }
-    }
-
-    fn restore(&self) {
-        self.down.store(false, Ordering::SeqCst);
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        self.accept.abort();
-        self.cut();
-    }
-}
-
 /// PostgreSQL becomes unreachable while attempts finish: their records go to the spool and
 /// reach the store once it is back. Every record is counted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -300,7 +238,7 @@ async fn no_record_is_lost_while_postgres_is_unreachable() {
         parsed.host_str().unwrap(),
         parsed.port().unwrap_or(5432)
     );
-    let proxy = Proxy::start(target).await;
+    let proxy = TcpProxy::start(target.parse().unwrap()).await;
     parsed.set_host(Some("127.0.0.1")).unwrap();
     parsed.set_port(Some(proxy.port)).unwrap();
     env.set("DATABASE_URL", parsed.as_str());
