@@ -18,6 +18,7 @@ use crate::breakers::metrics::BreakerMetrics;
 use crate::breakers::shared::{BreakerSync, SharedSettings};
 use crate::breakers::BreakerRegistry;
 use crate::config::{Config, Environment};
+use crate::health::{Checker, Monitor};
 use crate::history::{Recorder, RecorderTask};
 use crate::metrics::Metrics;
 use crate::store::Backend;
@@ -43,6 +44,8 @@ pub struct AppState {
     pub breakers: Arc<BreakerRegistry>,
     /// The Prometheus registry.
     pub metrics: Arc<Metrics>,
+    /// The health monitor (started by [`Application::run_until`]).
+    pub health: Arc<Monitor>,
     /// The task queue and its workers.
     pub tasks: Arc<TaskQueue>,
     /// Keeps breaker state shared through the store.
@@ -126,6 +129,14 @@ impl Application {
                 Box::pin(async move { store.watch_breakers(notes_tx, stop).await })
             }));
         }
+        let checker = Checker::new(breakers.clone()).context("building the health check client")?;
+        let health = Arc::new(Monitor::new(
+            store.clone(),
+            checker,
+            config.health,
+            config.instance_id.clone(),
+            metrics.clone(),
+        ));
         let learner = crate::learning::Learner::new(
             store.clone(),
             config.learning.clone(),
@@ -166,6 +177,7 @@ impl Application {
             }));
         }
         let state = AppState {
+            health,
             requests: Arc::new(crate::emf::RequestStats::default()),
             breakers,
             breaker_sync,
@@ -232,6 +244,8 @@ impl Application {
             "Jarvis is listening"
         );
 
+        state.health.start();
+
         let (stopping_tx, stopping_rx) = tokio::sync::watch::channel(false);
         let queue = state.tasks.clone();
         let (drained_tx, drained_rx) = tokio::sync::oneshot::channel::<()>();
@@ -259,13 +273,16 @@ impl Application {
             }
             tokio::time::sleep(grace).await;
         };
-        tokio::select! {
-            result = serve => result.context("serving HTTP")?,
+        let served = tokio::select! {
+            result = serve => result.context("serving HTTP"),
             () = deadline => {
                 tracing::warn!("grace period over; abandoning requests still in flight");
+                Ok(())
             }
-        }
+        };
         let _ = drained_rx.await;
+        // Checks stop first, so that their last results are queued and written.
+        state.health.stop().await;
         // Background work finishes its pending writes before the store closes.
         let _ = stop_tx.send(true);
         let drain = async {
@@ -282,6 +299,7 @@ impl Application {
         recorder.stop(state.tasks.recorder().clone()).await;
         // The last records reached the learner with the recorder's final batch.
         state.learner.flush().await;
+        served?;
         state.store.close().await;
         tracing::info!("Jarvis stopped");
         Ok(())

@@ -89,6 +89,44 @@ impl Default for BreakerDefaults {
     }
 }
 
+/// Settings of the health monitor (`JARVIS_HEALTH_*`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HealthConfig {
+    /// `JARVIS_HEALTH_MONITOR`: whether this instance checks services at all.
+    pub enabled: bool,
+    /// `JARVIS_HEALTH_CONCURRENCY`: checks in flight at once, at most.
+    pub concurrency: usize,
+    /// `JARVIS_HEALTH_ROUND_MS`: length of a monitoring round (one summary, one log line).
+    #[serde(serialize_with = "ser_ms")]
+    pub round: Duration,
+    /// `JARVIS_HEALTH_RELOAD_MS`: how often the service list is re-read from the store.
+    #[serde(serialize_with = "ser_ms")]
+    pub reload: Duration,
+    /// `JARVIS_HEALTH_HISTORY_RETENTION_HOURS`: how long check results are kept (0: not kept).
+    pub history_retention_hours: u32,
+    /// `JARVIS_HEALTH_HISTORY_FLUSH_MS`: the longest a result waits before it is written.
+    #[serde(serialize_with = "ser_ms")]
+    pub history_flush: Duration,
+}
+
+fn ser_ms<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(d.as_millis() as u64)
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        HealthConfig {
+            enabled: true,
+            concurrency: 1024,
+            round: Duration::from_secs(5),
+            reload: Duration::from_secs(10),
+            history_retention_hours: 24,
+            history_flush: Duration::from_secs(1),
+        }
+    }
+}
+
 /// Settings of the task queue, workers and history (`JARVIS_TASK_*`, `JARVIS_QUEUE_*`,
 /// `JARVIS_WORKERS_ENABLED`, `JARVIS_HISTORY_RETENTION_DAYS`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -267,6 +305,12 @@ pub struct ServiceFileEntry {
     /// HTTP method of the check (default GET).
     #[serde(default)]
     pub method: Option<String>,
+    /// A condition on the JSON body of the answer (down when it does not hold).
+    #[serde(default)]
+    pub expect_body: Option<crate::health::BodyCondition>,
+    /// A slower answer is `degraded` (ms).
+    #[serde(default)]
+    pub degraded_latency_ms: Option<u64>,
 }
 
 /// An HTTP agent, as given in the config file.
@@ -405,6 +449,8 @@ pub struct Config {
     pub store: StoreConfig,
     /// Breaker defaults.
     pub breakers: BreakerDefaults,
+    /// The health monitor.
+    pub health: HealthConfig,
     /// The bearer token; `None` only in development before one is generated.
     pub auth_token: Option<SecretString>,
     /// Redis, when configured.
@@ -727,6 +773,26 @@ impl Config {
                 .unwrap_or(60_000),
         };
 
+        let health_defaults = HealthConfig::default();
+        let health = HealthConfig {
+            enabled: env.bool("JARVIS_HEALTH_MONITOR")?.unwrap_or(true),
+            concurrency: env
+                .int::<usize>("JARVIS_HEALTH_CONCURRENCY", 1, 100_000)?
+                .unwrap_or(health_defaults.concurrency),
+            round: env
+                .int::<u64>("JARVIS_HEALTH_ROUND_MS", 100, 3_600_000)?
+                .map_or(health_defaults.round, Duration::from_millis),
+            reload: env
+                .int::<u64>("JARVIS_HEALTH_RELOAD_MS", 100, 3_600_000)?
+                .map_or(health_defaults.reload, Duration::from_millis),
+            history_retention_hours: env
+                .int::<u32>("JARVIS_HEALTH_HISTORY_RETENTION_HOURS", 0, 24 * 366)?
+                .unwrap_or(health_defaults.history_retention_hours),
+            history_flush: env
+                .int::<u64>("JARVIS_HEALTH_HISTORY_FLUSH_MS", 10, 60_000)?
+                .map_or(health_defaults.history_flush, Duration::from_millis),
+        };
+
         let auth_token = env.secret("JARVIS_AUTH_TOKEN");
         if let Some(token) = &auth_token {
             let t = token.expose_secret();
@@ -903,6 +969,7 @@ impl Config {
             data_dir,
             store,
             breakers,
+            health,
             auth_token,
             redis,
             providers,
@@ -950,6 +1017,7 @@ impl Config {
             "dataDir": self.data_dir.display().to_string(),
             "store": store,
             "circuitBreakers": self.breakers,
+            "health": self.health,
             "breakerQuorum": self.breaker_quorum,
             "emfIntervalMs": self.emf_interval.as_millis() as u64,
             "metricsNamespace": self.metrics_namespace,

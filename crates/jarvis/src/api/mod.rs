@@ -27,6 +27,8 @@ pub fn router(state: AppState) -> Router {
                 .put(services::put)
                 .delete(services::delete),
         )
+        .route("/health/services", get(health::services))
+        .route("/health/services/{name}/history", get(health::history))
         .route("/circuit-breakers", get(breakers::list))
         .route("/circuit-breakers/{name}", get(breakers::get))
         .route("/circuit-breakers/{name}/{action}", post(breakers::act))

@@ -5,6 +5,7 @@ mod helpers;
 
 mod breakers;
 mod foundation;
+mod health;
 mod learning;
 mod process;
 mod registry;
