@@ -7,6 +7,7 @@ mod breakers;
 mod cluster;
 mod foundation;
 mod health;
+mod learning;
 mod process;
 mod registry;
 mod shared_breakers;
