@@ -50,6 +50,8 @@ pub struct AppState {
     pub tasks: Arc<TaskQueue>,
     /// Keeps breaker state shared through the store.
     pub breaker_sync: Arc<BreakerSync>,
+    /// The learner (recommendations, `useLearned`).
+    pub learner: Arc<crate::learning::Learner>,
     /// Requests served (for the EMF metrics).
     pub requests: Arc<crate::emf::RequestStats>,
 }
@@ -135,8 +137,21 @@ impl Application {
             config.instance_id.clone(),
             metrics.clone(),
         ));
-        let (recorder, recorder_task) =
-            Recorder::start(store.clone(), &config.data_dir, metrics.clone());
+        let learner = crate::learning::Learner::new(
+            store.clone(),
+            config.learning.clone(),
+            &config.instance_id,
+        );
+        {
+            let learner = learner.clone();
+            background.push(Box::new(move |stop| Box::pin(learner.run(stop))));
+        }
+        let (recorder, recorder_task) = Recorder::start_observed(
+            store.clone(),
+            &config.data_dir,
+            metrics.clone(),
+            Some(learner.clone()),
+        );
         let tasks = TaskQueue::new(QueueParts {
             store: store.clone(),
             breakers: breakers.clone(),
@@ -166,6 +181,7 @@ impl Application {
             requests: Arc::new(crate::emf::RequestStats::default()),
             breakers,
             breaker_sync,
+            learner,
             metrics,
             tasks,
             instance_id: config.instance_id.clone(),
@@ -281,6 +297,8 @@ impl Application {
             tracing::warn!("background work did not finish within the grace period");
         }
         recorder.stop(state.tasks.recorder().clone()).await;
+        // The last records reached the learner with the recorder's final batch.
+        state.learner.flush().await;
         served?;
         state.store.close().await;
         tracing::info!("Jarvis stopped");

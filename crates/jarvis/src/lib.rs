@@ -16,6 +16,8 @@
 //! - [`emf`]: CloudWatch Embedded Metric Format lines in the log (the alarms' metrics).
 //! - [`health`]: monitored services: definitions, checks through breakers, the scheduler,
 //!   aggregation, history and per-round reports.
+//! - [`learning`]: the learner state per domain/action shared through the store,
+//!   recommendations, learned parameters and timeouts (`useLearned`), timeout warnings.
 //! - [`metrics`]: the Prometheus registry of an instance (`GET /metrics`).
 //! - [`names`]: validated names of services, agents, breakers, domains and actions.
 //! - [`secrets`]: secrets read from AWS Secrets Manager at start (`JARVIS_SECRETS_PREFIX`).
@@ -34,6 +36,7 @@ pub mod correlation;
 pub mod emf;
 pub mod health;
 pub mod history;
+pub mod learning;
 pub mod metrics;
 pub mod names;
 pub mod secrets;

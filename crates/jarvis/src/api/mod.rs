@@ -36,6 +36,7 @@ pub fn router(state: AppState) -> Router {
         .route("/tasks", post(tasks::submit).get(tasks::list))
         .route("/tasks/batch", post(tasks::batch))
         .route("/tasks/history", get(tasks::history))
+        .route("/tasks/recommendations", get(tasks::recommendations))
         .route("/tasks/executions", get(tasks::executions))
         .route("/tasks/{id}", get(tasks::get).delete(tasks::cancel))
         .route("/agents", get(agents::list))

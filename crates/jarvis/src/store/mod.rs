@@ -11,6 +11,7 @@
 
 pub mod breaker_state;
 pub mod history;
+pub mod learning;
 pub mod postgres;
 mod rows;
 pub mod sqlite;
@@ -70,14 +71,16 @@ impl StoreError {
 }
 
 pub use history::{ExecutionFilter, HistoryStore, StatsQuery, StatsRaw};
+pub use learning::{LearningRow, LearningStore};
 pub use tasks::{Inserted, Lease, Reclaimed, Settlement, TaskFilter, TaskStore};
 
 /// Everything Jarvis persists. Implemented by each backend; used as `Arc<dyn Store>`. The queue
-/// and the history have their own supertraits ([`TaskStore`], [`HistoryStore`]) in their own
-/// files, as the breaker state has ([`breaker_state::BreakerStateStore`]).
+/// the history and the learner have their own supertraits ([`TaskStore`], [`HistoryStore`],
+/// [`LearningStore`]) in their own files, as the breaker state has
+/// ([`breaker_state::BreakerStateStore`]).
 #[async_trait]
 pub trait Store:
-    TaskStore + HistoryStore + breaker_state::BreakerStateStore + Send + Sync + 'static
+    TaskStore + HistoryStore + LearningStore + breaker_state::BreakerStateStore + Send + Sync + 'static
 {
     /// Which engine this is.
     fn backend(&self) -> Backend;

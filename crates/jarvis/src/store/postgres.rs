@@ -10,6 +10,7 @@ use sqlx::{Connection, PgConnection, PgPool};
 use sqlx::types::Json;
 
 mod history;
+mod learning;
 mod tasks;
 
 pub use tasks::CHANNEL;

@@ -17,6 +17,7 @@ use crate::agents::AgentSpec;
 use crate::health::{CheckResult, ServiceSpec};
 
 mod history;
+mod learning;
 mod tasks;
 
 /// The SQLite-backed [`Store`].
