@@ -152,6 +152,11 @@ impl Application {
             metrics.clone(),
             Some(learner.clone()),
         );
+        // Every health round is recorded in task history as system-health/monitor-services.
+        health.add_sink(Arc::new(crate::health::as_tasks::HistorySink::new(
+            recorder.clone(),
+            config.instance_id.clone(),
+        )));
         let tasks = TaskQueue::new(QueueParts {
             store: store.clone(),
             breakers: breakers.clone(),

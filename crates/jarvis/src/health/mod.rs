@@ -10,8 +10,10 @@
 //! - [`history`]: results written in batches off the check path, with retention.
 //! - [`uptime`]: uptime over the last hour and day, in memory.
 //! - [`metrics`]: the Prometheus metrics of the monitor.
+//! - [`as_tasks`]: every round recorded in task history as `system-health`/`monitor-services`.
 //! - [`report`]: `jarvis health`, the aggregated view of a running server for a terminal.
 
+pub mod as_tasks;
 pub mod check;
 pub mod history;
 pub mod metrics;

@@ -957,3 +957,52 @@ async fn a_service_registered_on_one_instance_is_checked_by_another() {
     second.stop().await;
     first.stop().await;
 }
+
+// The user's checklist, step 4: health rounds are tasks of system-health/monitor-services.
+both_backends!(health_rounds_have_task_history, |backend| async move {
+    let ok = FakeService::start(Mode::Ok).await;
+    let mut env = TestEnv::new(backend).await;
+    env.set("JARVIS_HEALTH_ROUND_MS", "200");
+    let app = TestApp::spawn_with(env).await;
+    let r = app
+        .send_json(
+            Method::PUT,
+            "/api/v1/services/db",
+            &json!({"url": ok.url("/health"), "intervalMs": 100, "critical": true}),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    let path = "/api/v1/tasks/history?domain=system-health&action=monitor-services";
+    eventually(
+        Duration::from_secs(20),
+        "rounds with the service up in history",
+        || async {
+            let (_, body) = json(app.get(path).await).await;
+            body["data"]["succeeded"].as_u64().unwrap_or(0) >= 2
+        },
+    )
+    .await;
+    let (status, body) = json(app.get(path).await).await;
+    assert_eq!(status, 200, "{body}");
+    let d = &body["data"];
+    assert_eq!(d["domain"], "system-health");
+    assert_eq!(d["action"], "monitor-services");
+    assert!(d["total"].as_u64().unwrap() >= 2, "{d}");
+    assert!(d["successRate"].as_f64().is_some(), "{d}");
+    assert!(d["avgImpactScore"].as_f64().is_some(), "{d}");
+    assert!(d["lastExecutedAt"].as_str().is_some(), "{d}");
+    // The records carry each round's correlation ID (hm-…).
+    let (_, records) = json(
+        app.get("/api/v1/tasks/executions?domain=system-health&action=monitor-services&limit=5")
+            .await,
+    )
+    .await;
+    let first = &records["data"]["items"][0];
+    assert!(
+        first["correlationId"]
+            .as_str()
+            .is_some_and(|c| c.starts_with("hm-")),
+        "{records}"
+    );
+    app.stop().await;
+});
