@@ -23,6 +23,8 @@ ensure_postgres() {
 }
 
 ensure_postgres
+# promtool (Debian package prometheus) checks the /metrics exposition in the tests.
+bash scripts/ensure-tools.sh
 
 log "cargo fmt --check"
 cargo fmt --all -- --check

@@ -18,6 +18,7 @@ use crate::breakers::metrics::BreakerMetrics;
 use crate::breakers::shared::{BreakerSync, SharedSettings};
 use crate::breakers::BreakerRegistry;
 use crate::config::{Config, Environment};
+use crate::health::{Checker, Monitor};
 use crate::history::{Recorder, RecorderTask};
 use crate::metrics::Metrics;
 use crate::store::Backend;
@@ -43,10 +44,14 @@ pub struct AppState {
     pub breakers: Arc<BreakerRegistry>,
     /// The Prometheus registry.
     pub metrics: Arc<Metrics>,
+    /// The health monitor (started by [`Application::run_until`]).
+    pub health: Arc<Monitor>,
     /// The task queue and its workers.
     pub tasks: Arc<TaskQueue>,
     /// Keeps breaker state shared through the store.
     pub breaker_sync: Arc<BreakerSync>,
+    /// The learner (recommendations, `useLearned`).
+    pub learner: Arc<crate::learning::Learner>,
     /// Requests served (for the EMF metrics).
     pub requests: Arc<crate::emf::RequestStats>,
 }
@@ -124,8 +129,34 @@ impl Application {
                 Box::pin(async move { store.watch_breakers(notes_tx, stop).await })
             }));
         }
-        let (recorder, recorder_task) =
-            Recorder::start(store.clone(), &config.data_dir, metrics.clone());
+        let checker = Checker::new(breakers.clone()).context("building the health check client")?;
+        let health = Arc::new(Monitor::new(
+            store.clone(),
+            checker,
+            config.health,
+            config.instance_id.clone(),
+            metrics.clone(),
+        ));
+        let learner = crate::learning::Learner::new(
+            store.clone(),
+            config.learning.clone(),
+            &config.instance_id,
+        );
+        {
+            let learner = learner.clone();
+            background.push(Box::new(move |stop| Box::pin(learner.run(stop))));
+        }
+        let (recorder, recorder_task) = Recorder::start_observed(
+            store.clone(),
+            &config.data_dir,
+            metrics.clone(),
+            Some(learner.clone()),
+        );
+        // Every health round is recorded in task history as system-health/monitor-services.
+        health.add_sink(Arc::new(crate::health::as_tasks::HistorySink::new(
+            recorder.clone(),
+            config.instance_id.clone(),
+        )));
         let tasks = TaskQueue::new(QueueParts {
             store: store.clone(),
             breakers: breakers.clone(),
@@ -151,9 +182,11 @@ impl Application {
             }));
         }
         let state = AppState {
+            health,
             requests: Arc::new(crate::emf::RequestStats::default()),
             breakers,
             breaker_sync,
+            learner,
             metrics,
             tasks,
             instance_id: config.instance_id.clone(),
@@ -216,6 +249,8 @@ impl Application {
             "Jarvis is listening"
         );
 
+        state.health.start();
+
         let (stopping_tx, stopping_rx) = tokio::sync::watch::channel(false);
         let queue = state.tasks.clone();
         let (drained_tx, drained_rx) = tokio::sync::oneshot::channel::<()>();
@@ -243,13 +278,16 @@ impl Application {
             }
             tokio::time::sleep(grace).await;
         };
-        tokio::select! {
-            result = serve => result.context("serving HTTP")?,
+        let served = tokio::select! {
+            result = serve => result.context("serving HTTP"),
             () = deadline => {
                 tracing::warn!("grace period over; abandoning requests still in flight");
+                Ok(())
             }
-        }
+        };
         let _ = drained_rx.await;
+        // Checks stop first, so that their last results are queued and written.
+        state.health.stop().await;
         // Background work finishes its pending writes before the store closes.
         let _ = stop_tx.send(true);
         let drain = async {
@@ -264,6 +302,9 @@ impl Application {
             tracing::warn!("background work did not finish within the grace period");
         }
         recorder.stop(state.tasks.recorder().clone()).await;
+        // The last records reached the learner with the recorder's final batch.
+        state.learner.flush().await;
+        served?;
         state.store.close().await;
         tracing::info!("Jarvis stopped");
         Ok(())

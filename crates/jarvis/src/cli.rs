@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
 /// Jarvis: a control plane for autonomous agents and the services they depend on.
 #[derive(Debug, Parser)]
@@ -32,6 +32,9 @@ pub enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Print the health of every monitored service of a running Jarvis (exit 0 pass or warn,
+    /// 1 fail, 2 when Jarvis cannot be asked).
+    Health(HealthArgs),
     /// Submit, inspect and cancel tasks, read statistics and execution records of a running
     /// Jarvis.
     Tasks {
@@ -63,6 +66,17 @@ pub enum Command {
         #[arg(long, default_value_t = 3000)]
         timeout_ms: u64,
     },
+}
+
+/// Arguments of `jarvis health`.
+#[derive(Debug, Args)]
+pub struct HealthArgs {
+    /// Where the server is.
+    #[command(flatten)]
+    pub connection: crate::client::Connection,
+    /// Print the JSON of `GET /api/v1/health/services` instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `jarvis config …`

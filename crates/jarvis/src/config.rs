@@ -89,6 +89,44 @@ impl Default for BreakerDefaults {
     }
 }
 
+/// Settings of the health monitor (`JARVIS_HEALTH_*`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HealthConfig {
+    /// `JARVIS_HEALTH_MONITOR`: whether this instance checks services at all.
+    pub enabled: bool,
+    /// `JARVIS_HEALTH_CONCURRENCY`: checks in flight at once, at most.
+    pub concurrency: usize,
+    /// `JARVIS_HEALTH_ROUND_MS`: length of a monitoring round (one summary, one log line).
+    #[serde(serialize_with = "ser_ms")]
+    pub round: Duration,
+    /// `JARVIS_HEALTH_RELOAD_MS`: how often the service list is re-read from the store.
+    #[serde(serialize_with = "ser_ms")]
+    pub reload: Duration,
+    /// `JARVIS_HEALTH_HISTORY_RETENTION_HOURS`: how long check results are kept (0: not kept).
+    pub history_retention_hours: u32,
+    /// `JARVIS_HEALTH_HISTORY_FLUSH_MS`: the longest a result waits before it is written.
+    #[serde(serialize_with = "ser_ms")]
+    pub history_flush: Duration,
+}
+
+fn ser_ms<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(d.as_millis() as u64)
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        HealthConfig {
+            enabled: true,
+            concurrency: 1024,
+            round: Duration::from_secs(5),
+            reload: Duration::from_secs(10),
+            history_retention_hours: 24,
+            history_flush: Duration::from_secs(1),
+        }
+    }
+}
+
 /// Settings of the task queue, workers and history (`JARVIS_TASK_*`, `JARVIS_QUEUE_*`,
 /// `JARVIS_WORKERS_ENABLED`, `JARVIS_HISTORY_RETENTION_DAYS`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -267,6 +305,12 @@ pub struct ServiceFileEntry {
     /// HTTP method of the check (default GET).
     #[serde(default)]
     pub method: Option<String>,
+    /// A condition on the JSON body of the answer (down when it does not hold).
+    #[serde(default)]
+    pub expect_body: Option<crate::health::BodyCondition>,
+    /// A slower answer is `degraded` (ms).
+    #[serde(default)]
+    pub degraded_latency_ms: Option<u64>,
 }
 
 /// An HTTP agent, as given in the config file.
@@ -314,6 +358,58 @@ pub struct FileConfig {
     /// Per-breaker settings, by breaker name.
     #[serde(default)]
     pub breakers: BTreeMap<String, BreakerFileEntry>,
+    /// The learner: settings and the search space per `"domain/action"`.
+    #[serde(default)]
+    pub learning: FileLearning,
+}
+
+/// The `[learning]` table of the config file. The environment (`JARVIS_LEARNING_*`) wins.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct FileLearning {
+    /// Share of learned choices made uniformly at random (0–1).
+    pub exploration: Option<f64>,
+    /// Runs of a domain/action before anything is recommended.
+    pub min_runs: Option<u64>,
+    /// How often an instance merges its new results into the shared state, ms.
+    pub flush_ms: Option<u64>,
+    /// Weight of the impact score in the objective (0–1; the rest is success).
+    pub impact_weight: Option<f64>,
+    /// Smallest learned timeout, ms.
+    pub timeout_min_ms: Option<u64>,
+    /// Largest learned timeout, ms.
+    pub timeout_max_ms: Option<u64>,
+    /// The values each parameter may take, per `"domain/action"`, so that values nobody sent
+    /// yet can be tried: `[learning.spaces."music/generate-beat".genre]` with
+    /// `kind = "categorical"`, `values = [...]`, or `kind = "numeric"`, `min`, `max`, `integer`.
+    #[serde(default)]
+    pub spaces: BTreeMap<String, BTreeMap<String, jarvis_learning::ParameterSpace>>,
+}
+
+/// Settings of the learner (`JARVIS_LEARNING_EXPLORATION`, `JARVIS_LEARNING_MIN_RUNS`,
+/// `JARVIS_LEARNING_FLUSH_MS`, and `[learning]` of the config file).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LearningSettings {
+    /// Share of learned choices made uniformly at random instead of by Thompson sampling.
+    pub exploration: f64,
+    /// Runs of a domain/action before anything is recommended.
+    pub min_runs: u64,
+    /// How often an instance merges its new results into the shared state (and how old a
+    /// cached state may be).
+    pub flush: Duration,
+    /// The rest of the `[learning]` table (impact weight, timeout bounds, search spaces).
+    pub file: FileLearning,
+}
+
+impl Default for LearningSettings {
+    fn default() -> Self {
+        LearningSettings {
+            exploration: 0.05,
+            min_runs: 20,
+            flush: Duration::from_millis(1_000),
+            file: FileLearning::default(),
+        }
+    }
 }
 
 /// The `[server]` table of the config file.
@@ -353,6 +449,8 @@ pub struct Config {
     pub store: StoreConfig,
     /// Breaker defaults.
     pub breakers: BreakerDefaults,
+    /// The health monitor.
+    pub health: HealthConfig,
     /// The bearer token; `None` only in development before one is generated.
     pub auth_token: Option<SecretString>,
     /// Redis, when configured.
@@ -369,6 +467,8 @@ pub struct Config {
     pub concurrency: u32,
     /// Queue, worker and history settings.
     pub tasks: TaskSettings,
+    /// The learner's settings.
+    pub learning: LearningSettings,
     /// A name for this instance, shown in logs and history rows.
     pub instance_id: String,
     /// How often CloudWatch EMF metric lines are logged (zero: never).
@@ -526,6 +626,30 @@ fn parse_file(path: &Path, text: &str) -> Result<FileConfig, ConfigError> {
             )));
         }
     }
+    for key in file.learning.spaces.keys() {
+        let ok = key
+            .split_once('/')
+            .is_some_and(|(d, a)| Name::parse(d).is_ok() && Name::parse(a).is_ok());
+        if !ok {
+            return Err(file_err(format!(
+                "learning.spaces.{key:?}: expected \"domain/action\" (two names)"
+            )));
+        }
+    }
+    if let Some(x) = file.learning.exploration {
+        if !(0.0..=1.0).contains(&x) {
+            return Err(file_err(format!(
+                "learning.exploration: {x} is not from 0 to 1"
+            )));
+        }
+    }
+    if let Some(x) = file.learning.impact_weight {
+        if !(0.0..=1.0).contains(&x) {
+            return Err(file_err(format!(
+                "learning.impactWeight: {x} is not from 0 to 1"
+            )));
+        }
+    }
     for (name, a) in &file.agents {
         match url::Url::parse(&a.url) {
             Ok(u) if u.scheme() == "http" || u.scheme() == "https" => {}
@@ -649,6 +773,26 @@ impl Config {
                 .unwrap_or(60_000),
         };
 
+        let health_defaults = HealthConfig::default();
+        let health = HealthConfig {
+            enabled: env.bool("JARVIS_HEALTH_MONITOR")?.unwrap_or(true),
+            concurrency: env
+                .int::<usize>("JARVIS_HEALTH_CONCURRENCY", 1, 100_000)?
+                .unwrap_or(health_defaults.concurrency),
+            round: env
+                .int::<u64>("JARVIS_HEALTH_ROUND_MS", 100, 3_600_000)?
+                .map_or(health_defaults.round, Duration::from_millis),
+            reload: env
+                .int::<u64>("JARVIS_HEALTH_RELOAD_MS", 100, 3_600_000)?
+                .map_or(health_defaults.reload, Duration::from_millis),
+            history_retention_hours: env
+                .int::<u32>("JARVIS_HEALTH_HISTORY_RETENTION_HOURS", 0, 24 * 366)?
+                .unwrap_or(health_defaults.history_retention_hours),
+            history_flush: env
+                .int::<u64>("JARVIS_HEALTH_HISTORY_FLUSH_MS", 10, 60_000)?
+                .map_or(health_defaults.history_flush, Duration::from_millis),
+        };
+
         let auth_token = env.secret("JARVIS_AUTH_TOKEN");
         if let Some(token) = &auth_token {
             let t = token.expose_secret();
@@ -737,6 +881,36 @@ impl Config {
                 ),
             ));
         }
+        let learning_defaults = LearningSettings::default();
+        let exploration = match env.get("JARVIS_LEARNING_EXPLORATION") {
+            None => file
+                .learning
+                .exploration
+                .unwrap_or(learning_defaults.exploration),
+            Some(raw) => match raw.parse::<f64>() {
+                Ok(x) if (0.0..=1.0).contains(&x) => x,
+                _ => {
+                    return Err(invalid(
+                        "JARVIS_LEARNING_EXPLORATION",
+                        raw,
+                        "a share from 0 to 1, such as 0.05",
+                    ))
+                }
+            },
+        };
+        let learning = LearningSettings {
+            exploration,
+            min_runs: env
+                .int::<u64>("JARVIS_LEARNING_MIN_RUNS", 1, 1_000_000)?
+                .or(file.learning.min_runs)
+                .unwrap_or(learning_defaults.min_runs),
+            flush: Duration::from_millis(
+                env.int::<u64>("JARVIS_LEARNING_FLUSH_MS", 10, 600_000)?
+                    .or(file.learning.flush_ms)
+                    .unwrap_or(learning_defaults.flush.as_millis() as u64),
+            ),
+            file: file.learning.clone(),
+        };
         let instance_id = match env.get("JARVIS_INSTANCE_ID") {
             Some(raw) => Name::parse(raw)
                 .map_err(|e| invalid("JARVIS_INSTANCE_ID", raw, e.to_string()))?
@@ -795,6 +969,7 @@ impl Config {
             data_dir,
             store,
             breakers,
+            health,
             auth_token,
             redis,
             providers,
@@ -803,6 +978,7 @@ impl Config {
             metrics_public,
             concurrency,
             tasks,
+            learning,
             instance_id,
             file,
             file_path,
@@ -841,6 +1017,7 @@ impl Config {
             "dataDir": self.data_dir.display().to_string(),
             "store": store,
             "circuitBreakers": self.breakers,
+            "health": self.health,
             "breakerQuorum": self.breaker_quorum,
             "emfIntervalMs": self.emf_interval.as_millis() as u64,
             "metricsNamespace": self.metrics_namespace,
@@ -862,6 +1039,12 @@ impl Config {
             "metricsPublic": self.metrics_public,
             "concurrency": self.concurrency,
             "tasks": self.tasks,
+            "learning": {
+                "exploration": self.learning.exploration,
+                "minRuns": self.learning.min_runs,
+                "flushMs": self.learning.flush.as_millis() as u64,
+                "file": self.learning.file,
+            },
             "instanceId": self.instance_id,
             "configFile": self.file_path.as_ref().map(|p| p.display().to_string()),
             "services": self.file.services,
@@ -946,6 +1129,10 @@ mod tests {
         check_err(
             &[("CIRCUIT_BREAKER_TIMEOUT_MS", "-5")],
             r#"invalid CIRCUIT_BREAKER_TIMEOUT_MS="-5": expected a whole number from 1 to 86400000"#,
+        );
+        check_err(
+            &[("JARVIS_LEARNING_EXPLORATION", "1.5")],
+            r#"invalid JARVIS_LEARNING_EXPLORATION="1.5": expected a share from 0 to 1, such as 0.05"#,
         );
     }
 

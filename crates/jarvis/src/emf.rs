@@ -86,6 +86,7 @@ struct Totals {
     requests: u64,
     errors: u64,
     latency_ms: u64,
+    tasks: crate::tasks::metrics::TaskTotals,
 }
 
 fn totals(state: &AppState) -> (Totals, u64) {
@@ -103,6 +104,7 @@ fn totals(state: &AppState) -> (Totals, u64) {
             requests,
             errors,
             latency_ms,
+            tasks: state.tasks.metrics().totals(),
         },
         open,
     )
@@ -114,6 +116,8 @@ fn figures(before: Totals, now: Totals, open: u64) -> Vec<Figure> {
     let errors = now.errors.saturating_sub(before.errors);
     let latency = now.latency_ms.saturating_sub(before.latency_ms);
     let ratio = |a: u64, b: u64| if b == 0 { 0.0 } else { a as f64 / b as f64 };
+    let failed = now.tasks.failed.saturating_sub(before.tasks.failed);
+    let finished = now.tasks.succeeded.saturating_sub(before.tasks.succeeded) + failed;
     vec![
         Figure {
             name: "CircuitBreakersOpen",
@@ -129,6 +133,36 @@ fn figures(before: Totals, now: Totals, open: u64) -> Vec<Figure> {
             name: "RejectedCalls",
             unit: "Count",
             value: now.rejected.saturating_sub(before.rejected) as f64,
+        },
+        Figure {
+            name: "TasksCompleted",
+            unit: "Count",
+            value: finished as f64,
+        },
+        Figure {
+            name: "TaskFailureRate",
+            unit: "None",
+            value: ratio(failed, finished),
+        },
+        Figure {
+            name: "TaskDurationMs",
+            unit: "Milliseconds",
+            value: ratio(
+                now.tasks
+                    .duration_ms
+                    .saturating_sub(before.tasks.duration_ms),
+                now.tasks.attempts.saturating_sub(before.tasks.attempts),
+            ),
+        },
+        Figure {
+            name: "CostPerTask",
+            unit: "None",
+            value: ratio(
+                now.tasks
+                    .cost_micro_usd
+                    .saturating_sub(before.tasks.cost_micro_usd),
+                finished,
+            ) / 1e6,
         },
         Figure {
             name: "RequestLatencyMs",
@@ -199,12 +233,20 @@ mod tests {
 
     #[test]
     fn interval_figures_are_deltas() {
+        use crate::tasks::metrics::TaskTotals;
         let before = Totals {
             transitions: 2,
             rejected: 10,
             requests: 4,
             errors: 1,
             latency_ms: 40,
+            tasks: TaskTotals {
+                succeeded: 10,
+                failed: 0,
+                attempts: 10,
+                duration_ms: 100,
+                cost_micro_usd: 0,
+            },
         };
         let now = Totals {
             transitions: 5,
@@ -212,6 +254,13 @@ mod tests {
             requests: 8,
             errors: 2,
             latency_ms: 100,
+            tasks: TaskTotals {
+                succeeded: 16,
+                failed: 4,
+                attempts: 22,
+                duration_ms: 400,
+                cost_micro_usd: 2_000_000,
+            },
         };
         let f = figures(before, now, 1);
         let get = |n: &str| f.iter().find(|x| x.name == n).unwrap().value;
@@ -220,5 +269,9 @@ mod tests {
         assert_eq!(get("RequestLatencyMs"), 15.0);
         assert_eq!(get("ErrorRate"), 0.25);
         assert_eq!(get("CircuitBreakersOpen"), 1.0);
+        assert_eq!(get("TasksCompleted"), 10.0);
+        assert_eq!(get("TaskFailureRate"), 0.4);
+        assert_eq!(get("TaskDurationMs"), 25.0);
+        assert_eq!(get("CostPerTask"), 0.2);
     }
 }

@@ -8,13 +8,16 @@
 //!   knows about HTTP and JSON shapes.
 //! - [`breakers`]: the registry of named circuit breakers (the `jarvis-breaker` library), their
 //!   metrics and API view.
-//! - [`cli`]: the command line (`serve`, `migrate`, `config check`, `healthcheck`, `tasks`, …).
+//! - [`cli`]: the command line (`serve`, `migrate`, `config check`, `health`, `healthcheck`, `tasks`, …).
 //! - [`client`]: a small client of a running Jarvis's API, for CLI subcommands.
 //! - [`config`]: environment variables and `jarvis.toml`, validated once at start.
 //! - [`history`]: execution records, the batched recorder with its spool, rollups, stats.
 //! - [`correlation`]: correlation IDs, taken from callers or generated, carried across work.
 //! - [`emf`]: CloudWatch Embedded Metric Format lines in the log (the alarms' metrics).
-//! - [`health`]: the services Jarvis watches: definitions, checks, aggregation.
+//! - [`health`]: monitored services: definitions, checks through breakers, the scheduler,
+//!   aggregation, history and per-round reports.
+//! - [`learning`]: the learner state per domain/action shared through the store,
+//!   recommendations, learned parameters and timeouts (`useLearned`), timeout warnings.
 //! - [`metrics`]: the Prometheus registry of an instance (`GET /metrics`).
 //! - [`names`]: validated names of services, agents, breakers, domains and actions.
 //! - [`secrets`]: secrets read from AWS Secrets Manager at start (`JARVIS_SECRETS_PREFIX`).
@@ -33,6 +36,7 @@ pub mod correlation;
 pub mod emf;
 pub mod health;
 pub mod history;
+pub mod learning;
 pub mod metrics;
 pub mod names;
 pub mod secrets;

@@ -27,6 +27,9 @@ async fn run(cli: Cli) -> ExitCode {
     if let Command::Healthcheck { url, timeout_ms } = &cli.command {
         return healthcheck(url, *timeout_ms).await;
     }
+    if let Command::Health(args) = &cli.command {
+        return health(args).await;
+    }
     if let Command::Tasks {
         connection,
         command,
@@ -100,9 +103,10 @@ async fn run(cli: Cli) -> ExitCode {
             eprintln!("configuration OK");
             ExitCode::SUCCESS
         }
-        Command::Healthcheck { .. } | Command::Tasks { .. } | Command::Breakers { .. } => {
-            unreachable!("handled above")
-        }
+        Command::Healthcheck { .. }
+        | Command::Health(_)
+        | Command::Tasks { .. }
+        | Command::Breakers { .. } => unreachable!("handled above"),
     }
 }
 
@@ -139,6 +143,30 @@ async fn migrate(config: &Config) -> anyhow::Result<()> {
     store.close().await;
     eprintln!("migrations applied ({:?} store)", store.backend());
     Ok(())
+}
+
+async fn health(args: &jarvis::cli::HealthArgs) -> ExitCode {
+    use jarvis::health::report;
+    let data = match report::fetch(&args.connection).await {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("jarvis: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&data).unwrap_or_default()
+        );
+    } else {
+        print!("{}", report::table(&data));
+    }
+    if data["status"] == "fail" {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
 }
 
 async fn healthcheck(url: &str, timeout_ms: u64) -> ExitCode {

@@ -77,6 +77,12 @@ impl Metrics {
             .register_histogram(&key(name, labels), &METADATA)
     }
 
+    /// Folds recorded histogram samples into their buckets. Samples otherwise pile up until the
+    /// next scrape, so something calls this every few seconds (the health monitor's rounds).
+    pub fn run_upkeep(&self) {
+        self.handle.run_upkeep();
+    }
+
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
         self.handle.render()

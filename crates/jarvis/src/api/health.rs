@@ -1,18 +1,27 @@
-//! `GET /health`: liveness of Jarvis itself (process and store), public and cheap.
+//! `GET /health`: liveness of Jarvis itself (process and store), public and cheap; and the
+//! health of the monitored services (`/api/v1/health/services`, with history), read from what
+//! the monitor already knows.
 //!
 //! `pass` (200): all well. `warn` (200): degraded but serving — a shared PostgreSQL does not
 //! answer, or the breakers could not write their state and run on local state. `fail` (503): the
 //! embedded store is broken.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use super::envelope::{ok, ApiError, ApiOk, ApiQuery};
+use super::services::path_name;
 use crate::app::AppState;
+use crate::health::{overall, Kind, Overall, ServiceHealth};
+use crate::store::HistoryRange;
 
 /// How long the store may take to answer before `/health` reports it failed.
 const STORE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -88,4 +97,218 @@ pub async fn health(State(state): State<AppState>) -> Response {
         )
             .into_response()
     }
+}
+
+/// One service in `GET /api/v1/health/services`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceView {
+    /// `up`, `degraded`, `down`, or `unknown` before the first check.
+    pub status: &'static str,
+    /// Why (`HTTP 200`, `Circuit breaker OPEN`, `timeout after 3000 ms`, …).
+    pub message: String,
+    /// Duration of the latest check, ms (0 when the circuit refused it).
+    pub latency: u64,
+    /// When the latest result was produced (ISO 8601), null before the first check.
+    pub timestamp: Option<String>,
+    /// The state of the service's circuit breaker.
+    pub breaker: &'static str,
+    /// When the service was last actually called (ISO 8601).
+    pub last_checked: Option<String>,
+    /// Percent of checks up (or degraded) over about the last hour and day.
+    pub uptime: UptimeView,
+    /// Whether the overall status fails when this service is down.
+    pub critical: bool,
+    /// `http` or `tcp` (the health+json draft's `componentType`).
+    pub component_type: &'static str,
+}
+
+/// Uptime percentages; null without checks in the window.
+#[derive(Debug, Serialize)]
+pub struct UptimeView {
+    /// About the last hour.
+    pub hour: Option<f64>,
+    /// About the last day.
+    pub day: Option<f64>,
+}
+
+/// The `data` of `GET /api/v1/health/services`.
+#[derive(Debug, Serialize)]
+pub struct ServicesView {
+    /// `pass`, `warn` or `fail`.
+    pub status: Overall,
+    /// What the status means, in one line.
+    pub description: &'static str,
+    /// Every service by name.
+    pub services: BTreeMap<String, ServiceView>,
+}
+
+fn iso(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// `GET /api/v1/health/services`: the latest result of every service and the overall status
+/// (any critical service down → `fail`; otherwise anything down, degraded or unchecked → `warn`;
+/// else `pass`), in the shape of the IETF health+json draft inside the envelope. It reads what
+/// the monitor already knows: it never calls a service.
+pub async fn services(State(state): State<AppState>) -> Result<ApiOk<ServicesView>, ApiError> {
+    let mut known: BTreeMap<String, ServiceHealth> = state
+        .health
+        .services()
+        .into_iter()
+        .map(|s| (s.spec.name.to_string(), s))
+        .collect();
+    // Services stored but not (yet) picked up by the monitor are shown as unknown.
+    match state.store.list_services().await {
+        Ok(specs) => {
+            let stored: std::collections::HashSet<String> =
+                specs.iter().map(|s| s.name.to_string()).collect();
+            known.retain(|name, _| stored.contains(name));
+            for spec in specs {
+                known
+                    .entry(spec.name.to_string())
+                    .or_insert_with(|| ServiceHealth {
+                        spec,
+                        latest: None,
+                        last_checked: None,
+                        uptime_hour: None,
+                        uptime_day: None,
+                    });
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the service list; showing what the monitor knows")
+        }
+    }
+    let status = overall(
+        known
+            .values()
+            .map(|s| (s.spec.critical, s.latest.as_ref().map(|l| l.status))),
+    );
+    let services = known
+        .into_iter()
+        .map(|(name, s)| {
+            let breaker = state
+                .breakers
+                .get(&name)
+                .map_or("CLOSED", |b| b.snapshot().state.as_str());
+            let view = ServiceView {
+                status: s.latest.as_ref().map_or("unknown", |l| l.status.as_str()),
+                message: s
+                    .latest
+                    .as_ref()
+                    .map_or_else(|| "not checked yet".to_string(), |l| l.message.clone()),
+                latency: s.latest.as_ref().map_or(0, |l| l.latency_ms),
+                timestamp: s.latest.as_ref().map(|l| iso(l.timestamp)),
+                breaker,
+                last_checked: s.last_checked.map(iso),
+                uptime: UptimeView {
+                    hour: s.uptime_hour,
+                    day: s.uptime_day,
+                },
+                critical: s.spec.critical,
+                component_type: Kind::of(&s.spec).as_str(),
+            };
+            (name, view)
+        })
+        .collect();
+    let description = match status {
+        Overall::Pass => "every service is up",
+        Overall::Warn => {
+            "some non-critical service is down, or some service is degraded or not checked yet"
+        }
+        Overall::Fail => "a critical service is down",
+    };
+    Ok(ok(ServicesView {
+        status,
+        description,
+        services,
+    }))
+}
+
+/// Query of `GET /api/v1/health/services/{name}/history`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryQuery {
+    /// Only results at or after this time (ISO 8601).
+    pub since: Option<DateTime<Utc>>,
+    /// Only results before this time (ISO 8601).
+    pub until: Option<DateTime<Utc>>,
+    /// At most this many results, newest first (1–1000, default 100).
+    pub limit: Option<u32>,
+}
+
+/// One stored check result.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HistoryEntry {
+    /// `up`, `degraded` or `down`.
+    pub status: &'static str,
+    /// Why.
+    pub message: String,
+    /// ms.
+    pub latency: u64,
+    /// When (ISO 8601).
+    pub timestamp: String,
+    /// True when the circuit refused the check (the service was not called).
+    pub breaker_open: bool,
+    /// The check's correlation ID.
+    pub correlation_id: Option<String>,
+}
+
+/// The `data` of the history route.
+#[derive(Debug, Serialize)]
+pub struct HistoryView {
+    /// The service.
+    pub service: String,
+    /// Results, newest first.
+    pub results: Vec<HistoryEntry>,
+}
+
+/// `GET /api/v1/health/services/{name}/history?since=&until=&limit=`: stored check results,
+/// newest first. 404 for a service that is neither registered nor has history.
+pub async fn history(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    ApiQuery(query): ApiQuery<HistoryQuery>,
+) -> Result<ApiOk<HistoryView>, ApiError> {
+    let name = path_name(&name, "service name")?;
+    let limit = query.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            "limit: must be from 1 to 1000",
+        ));
+    }
+    if let (Some(since), Some(until)) = (query.since, query.until) {
+        if since > until {
+            return Err(ApiError::bad_request(
+                "invalid_query",
+                "since: must not be after until",
+            ));
+        }
+    }
+    let range = HistoryRange {
+        since: query.since,
+        until: query.until,
+        limit,
+    };
+    let rows = state.store.health_history(name.as_str(), range).await?;
+    if rows.is_empty() && state.store.get_service(name.as_str()).await?.is_none() {
+        return Err(ApiError::not_found(format!("no service named {name}")));
+    }
+    Ok(ok(HistoryView {
+        service: name.to_string(),
+        results: rows
+            .into_iter()
+            .map(|r| HistoryEntry {
+                status: r.status.as_str(),
+                message: r.message,
+                latency: r.latency_ms,
+                timestamp: iso(r.timestamp),
+                breaker_open: r.breaker_open,
+                correlation_id: r.correlation_id.map(|c| c.to_string()),
+            })
+            .collect(),
+    }))
 }

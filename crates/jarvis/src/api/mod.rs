@@ -27,6 +27,8 @@ pub fn router(state: AppState) -> Router {
                 .put(services::put)
                 .delete(services::delete),
         )
+        .route("/health/services", get(health::services))
+        .route("/health/services/{name}/history", get(health::history))
         .route("/circuit-breakers", get(breakers::list))
         .route("/circuit-breakers/{name}", get(breakers::get))
         .route("/circuit-breakers/{name}/{action}", post(breakers::act))
@@ -34,6 +36,7 @@ pub fn router(state: AppState) -> Router {
         .route("/tasks", post(tasks::submit).get(tasks::list))
         .route("/tasks/batch", post(tasks::batch))
         .route("/tasks/history", get(tasks::history))
+        .route("/tasks/recommendations", get(tasks::recommendations))
         .route("/tasks/executions", get(tasks::executions))
         .route("/tasks/{id}", get(tasks::get).delete(tasks::cancel))
         .route("/agents", get(agents::list))

@@ -26,6 +26,7 @@ pub async fn put(
         .map_err(|e| ApiError::bad_request("invalid_service", e.to_string()))?;
     let (stored, created) = state.store.put_service(&spec).await?;
     tracing::info!(service = %stored.name, created, "service registered");
+    state.health.services_changed();
     let status = if created {
         StatusCode::CREATED
     } else {
@@ -59,6 +60,7 @@ pub async fn delete(
     let name = path_name(&name, "service name")?;
     if state.store.delete_service(name.as_str()).await? {
         tracing::info!(service = %name, "service removed");
+        state.health.services_changed();
         Ok(StatusCode::NO_CONTENT.into_response())
     } else {
         Err(ApiError::not_found(format!("no service named {name}")))

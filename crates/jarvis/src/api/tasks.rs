@@ -16,6 +16,7 @@ use super::services::path_name;
 use crate::app::AppState;
 use crate::correlation::CorrelationId;
 use crate::history::{Stats, StoredExecution};
+use crate::learning::RecommendationView;
 use crate::store::{ExecutionFilter, Inserted, TaskFilter};
 use crate::tasks::input::{TaskInput, MAX_BATCH};
 use crate::tasks::{Task, TaskStatus};
@@ -142,9 +143,13 @@ pub async fn submit(
             format!("waitMs: must be from 1 to {MAX_WAIT_MS}"),
         ));
     }
-    let new = input
+    let use_learned = input.use_learned == Some(true);
+    let mut new = input
         .validate("", &cid, crate::store::now())
         .map_err(invalid)?;
+    if use_learned {
+        state.learner.apply(&mut new).await?;
+    }
     let inserted = state.tasks.submit(vec![new]).await?;
     let ins = inserted
         .first()
@@ -214,13 +219,20 @@ pub async fn batch(
     }
     tracing::info!(tasks = n, "task batch received");
     let now = crate::store::now();
-    let new = input
-        .tasks
-        .into_iter()
-        .enumerate()
-        .map(|(i, t)| t.validate(&format!("tasks[{i}]."), &cid, now))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(invalid)?;
+    let mut new = Vec::with_capacity(n);
+    let mut learn = Vec::with_capacity(n);
+    for (i, t) in input.tasks.into_iter().enumerate() {
+        learn.push(t.use_learned == Some(true));
+        new.push(
+            t.validate(&format!("tasks[{i}]."), &cid, now)
+                .map_err(invalid)?,
+        );
+    }
+    for (task, use_learned) in new.iter_mut().zip(learn) {
+        if use_learned {
+            state.learner.apply(task).await?;
+        }
+    }
     let inserted = state.tasks.submit(new).await?;
     let created = inserted.iter().filter(|i| i.created).count();
     tracing::info!(tasks = n, created, "task batch created");
@@ -368,7 +380,7 @@ pub async fn history(
     let action = path_name(&action, "action")?;
     let since = time("since", q.since)?;
     let until = time("until", q.until)?;
-    let stats = crate::history::stats(
+    let mut stats = crate::history::stats(
         state.store.as_ref(),
         domain.as_str(),
         action.as_str(),
@@ -376,7 +388,47 @@ pub async fn history(
         until,
     )
     .await?;
+    if let Some((parameters, confidence, _)) = state
+        .learner
+        .optimal_parameters(domain.as_str(), action.as_str())
+        .await?
+    {
+        stats.optimal_parameters = parameters;
+        stats.optimal_parameters_source = "learned";
+        stats.optimal_parameters_confidence = Some(confidence);
+    }
     Ok(ok(stats))
+}
+
+/// `GET /api/v1/tasks/recommendations?domain=&action=`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecommendationQuery {
+    #[serde(default)]
+    domain: Option<String>,
+    #[serde(default)]
+    action: Option<String>,
+}
+
+/// `GET /api/v1/tasks/recommendations`: what the learner would run next for a domain/action
+/// (`parameters` empty and `source: "insufficientData"` until there is enough data).
+pub async fn recommendations(
+    State(state): State<AppState>,
+    ApiQuery(q): ApiQuery<RecommendationQuery>,
+) -> Result<ApiOk<RecommendationView>, ApiError> {
+    let domain = q
+        .domain
+        .ok_or_else(|| ApiError::bad_request("invalid_query", "domain: is required"))?;
+    let action = q
+        .action
+        .ok_or_else(|| ApiError::bad_request("invalid_query", "action: is required"))?;
+    let domain = path_name(&domain, "domain")?;
+    let action = path_name(&action, "action")?;
+    let view = state
+        .learner
+        .recommend(domain.as_str(), action.as_str())
+        .await?;
+    Ok(ok(view))
 }
 
 /// `GET /api/v1/tasks/executions?…&limit=&cursor=`.

@@ -29,6 +29,12 @@ pub struct ServiceSpec {
     pub critical: bool,
     /// Status codes that mean up; empty means any 2xx.
     pub expected_status: Vec<u16>,
+    /// A condition on the JSON body: when it does not hold the service is down.
+    #[serde(default)]
+    pub expect_body: Option<BodyCondition>,
+    /// An answer slower than this (ms) makes the service `degraded` rather than `up`.
+    #[serde(default)]
+    pub degraded_latency_ms: Option<u64>,
     /// When it was first registered.
     pub created_at: DateTime<Utc>,
     /// When it was last replaced.
@@ -56,6 +62,59 @@ pub struct ServiceInput {
     /// Default GET.
     #[serde(default)]
     pub method: Option<String>,
+    /// Default: the body is not looked at.
+    #[serde(default)]
+    pub expect_body: Option<BodyCondition>,
+    /// Default: never degraded for slowness.
+    #[serde(default)]
+    pub degraded_latency_ms: Option<u64>,
+}
+
+/// A condition on the JSON body of a check's answer: the value at `pointer` (a JSON Pointer,
+/// RFC 6901, such as `/status`) must equal `equals`, or, without `equals`, must exist and be
+/// neither `null` nor `false`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct BodyCondition {
+    /// Where to look in the body.
+    pub pointer: String,
+    /// The value expected there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub equals: Option<serde_json::Value>,
+}
+
+impl BodyCondition {
+    /// Whether `body` satisfies the condition; the error says what was found instead.
+    pub fn check(&self, body: &serde_json::Value) -> Result<(), String> {
+        let found = body.pointer(&self.pointer);
+        match (&self.equals, found) {
+            (_, None) => Err(format!("body has no {}", self.pointer)),
+            (Some(want), Some(got)) if want == got => Ok(()),
+            (Some(want), Some(got)) => Err(format!(
+                "body {} is {}, expected {}",
+                self.pointer,
+                shorten(got),
+                shorten(want)
+            )),
+            (None, Some(serde_json::Value::Null | serde_json::Value::Bool(false))) => {
+                Err(format!("body {} is null or false", self.pointer))
+            }
+            (None, Some(_)) => Ok(()),
+        }
+    }
+}
+
+fn shorten(v: &serde_json::Value) -> String {
+    let mut s = v.to_string();
+    if s.len() > 80 {
+        let mut cut = 80;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+        s.push('…');
+    }
+    s
 }
 
 /// A field of a service definition that was refused.
@@ -127,6 +186,25 @@ impl ServiceInput {
                 "must be one of GET, HEAD, POST, PUT, OPTIONS",
             ));
         }
+        if let Some(c) = &self.expect_body {
+            if !(c.pointer.is_empty() || c.pointer.starts_with('/')) || c.pointer.len() > 256 {
+                return Err(refuse(
+                    "expectBody.pointer",
+                    "must be a JSON Pointer such as /status (at most 256 characters)",
+                ));
+            }
+            if !url.scheme().starts_with("http") {
+                return Err(refuse("expectBody", "only HTTP checks have a body"));
+            }
+        }
+        if let Some(ms) = self.degraded_latency_ms {
+            if ms == 0 || ms > timeout_ms {
+                return Err(refuse(
+                    "degradedLatencyMs",
+                    format!("must be from 1 to the timeout ({timeout_ms})"),
+                ));
+            }
+        }
         Ok(ServiceSpec {
             name,
             url: url.to_string(),
@@ -135,6 +213,8 @@ impl ServiceInput {
             timeout_ms,
             critical: self.critical.unwrap_or(false),
             expected_status,
+            expect_body: self.expect_body,
+            degraded_latency_ms: self.degraded_latency_ms,
             created_at: now,
             updated_at: now,
         })
@@ -150,6 +230,8 @@ impl From<&crate::config::ServiceFileEntry> for ServiceInput {
             critical: e.critical,
             expected_status: e.expected_status.clone(),
             method: e.method.clone(),
+            expect_body: e.expect_body.clone(),
+            degraded_latency_ms: e.degraded_latency_ms,
         }
     }
 }
@@ -166,6 +248,8 @@ mod tests {
             critical: None,
             expected_status: None,
             method: None,
+            expect_body: None,
+            degraded_latency_ms: None,
         }
     }
 
@@ -201,5 +285,33 @@ mod tests {
         i.method = Some("DELETE".into());
         assert_eq!(check(i).unwrap_err().field, "method");
         assert!(check(input("tcp://127.0.0.1:5432")).is_ok());
+        let mut i = input("http://x/");
+        i.degraded_latency_ms = Some(5000);
+        assert_eq!(check(i).unwrap_err().field, "degradedLatencyMs");
+        let mut i = input("http://x/");
+        i.expect_body = Some(BodyCondition {
+            pointer: "status".into(),
+            equals: None,
+        });
+        assert_eq!(check(i).unwrap_err().field, "expectBody.pointer");
+    }
+
+    #[test]
+    fn body_conditions() {
+        let body = serde_json::json!({"status": "ok", "db": {"up": true}, "n": null});
+        let cases = [
+            ("/status", Some(serde_json::json!("ok")), true),
+            ("/status", Some(serde_json::json!("down")), false),
+            ("/db/up", None, true),
+            ("/n", None, false),
+            ("/missing", None, false),
+        ];
+        for (pointer, equals, ok) in cases {
+            let c = BodyCondition {
+                pointer: pointer.into(),
+                equals,
+            };
+            assert_eq!(c.check(&body).is_ok(), ok, "{pointer}");
+        }
     }
 }

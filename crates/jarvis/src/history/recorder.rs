@@ -46,6 +46,13 @@ enum Msg {
     Stop,
 }
 
+/// Something that wants every batch of records the recorder takes (the learner). Called from
+/// the recorder's background task, before the batch is written: it must not block.
+pub trait BatchObserver: Send + Sync {
+    /// Sees one batch (each record exactly once per process).
+    fn observe(&self, records: &[ExecutionRecord]);
+}
+
 /// The handle through which tasks hand over their records. Cheap to clone.
 #[derive(Clone)]
 pub struct Recorder {
@@ -64,6 +71,16 @@ impl Recorder {
         store: Arc<dyn Store>,
         spool_dir: &Path,
         metrics: Arc<Metrics>,
+    ) -> (Recorder, RecorderTask) {
+        Recorder::start_observed(store, spool_dir, metrics, None)
+    }
+
+    /// [`Recorder::start`], handing every batch to `observer` as well.
+    pub fn start_observed(
+        store: Arc<dyn Store>,
+        spool_dir: &Path,
+        metrics: Arc<Metrics>,
+        observer: Option<Arc<dyn BatchObserver>>,
     ) -> (Recorder, RecorderTask) {
         metrics.describe(
             names::RECORDS,
@@ -85,6 +102,7 @@ impl Recorder {
             store,
             spool: Spool::new(spool_dir.join(SPOOL_FILE)),
             metrics,
+            observer,
         };
         let handle = tokio::spawn(writer.run(rx));
         (Recorder { tx }, RecorderTask { handle })
@@ -126,6 +144,7 @@ struct Writer {
     store: Arc<dyn Store>,
     spool: Spool,
     metrics: Arc<Metrics>,
+    observer: Option<Arc<dyn BatchObserver>>,
 }
 
 impl Writer {
@@ -170,6 +189,9 @@ impl Writer {
                 last_replay = Instant::now();
             }
             if !batch.is_empty() {
+                if let Some(observer) = &self.observer {
+                    observer.observe(&batch);
+                }
                 self.write(batch).await;
             }
             if !flushes.is_empty() && self.spool.pending > 0 {

@@ -59,8 +59,15 @@ pub struct Stats {
     pub cost_per_task_usd: Option<f64>,
     /// The most frequent failure groups.
     pub common_failure_reasons: Vec<FailureReason>,
-    /// For each parameter, the value most common among recent successful runs.
+    /// The best parameters: learned (`optimalParametersSource: "learned"`), or while the
+    /// learner has too little data, for each parameter the value most common among recent
+    /// successful runs (`"mostCommonRecent"`).
     pub optimal_parameters: Map<String, Value>,
+    /// Where `optimalParameters` comes from: `learned` or `mostCommonRecent`.
+    pub optimal_parameters_source: &'static str,
+    /// With learned parameters: the learner's confidence (0–1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub optimal_parameters_confidence: Option<f64>,
     /// When the latest attempt finished.
     pub last_executed_at: Option<DateTime<Utc>>,
 }
@@ -155,6 +162,8 @@ impl Stats {
                 })
                 .collect(),
             optimal_parameters: most_common_parameters(&raw.recent_successful_parameters),
+            optimal_parameters_source: "mostCommonRecent",
+            optimal_parameters_confidence: None,
             last_executed_at: t.last_executed_at,
         }
     }

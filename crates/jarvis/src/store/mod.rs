@@ -11,6 +11,7 @@
 
 pub mod breaker_state;
 pub mod history;
+pub mod learning;
 pub mod postgres;
 mod rows;
 pub mod sqlite;
@@ -22,7 +23,7 @@ use async_trait::async_trait;
 
 use crate::agents::AgentSpec;
 use crate::config::StoreConfig;
-use crate::health::ServiceSpec;
+use crate::health::{CheckResult, ServiceSpec};
 
 /// The current time as the stores keep it: UTC, truncated to microseconds (PostgreSQL's
 /// precision), so what is written compares equal to what is read back.
@@ -70,14 +71,16 @@ impl StoreError {
 }
 
 pub use history::{ExecutionFilter, HistoryStore, StatsQuery, StatsRaw};
+pub use learning::{LearningRow, LearningStore};
 pub use tasks::{Inserted, Lease, Reclaimed, Settlement, TaskFilter, TaskStore};
 
 /// Everything Jarvis persists. Implemented by each backend; used as `Arc<dyn Store>`. The queue
-/// and the history have their own supertraits ([`TaskStore`], [`HistoryStore`]) in their own
-/// files, as the breaker state has ([`breaker_state::BreakerStateStore`]).
+/// the history and the learner have their own supertraits ([`TaskStore`], [`HistoryStore`],
+/// [`LearningStore`]) in their own files, as the breaker state has
+/// ([`breaker_state::BreakerStateStore`]).
 #[async_trait]
 pub trait Store:
-    TaskStore + HistoryStore + breaker_state::BreakerStateStore + Send + Sync + 'static
+    TaskStore + HistoryStore + LearningStore + breaker_state::BreakerStateStore + Send + Sync + 'static
 {
     /// Which engine this is.
     fn backend(&self) -> Backend;
@@ -105,6 +108,11 @@ pub trait Store:
     /// Removes a service; false when there was none.
     async fn delete_service(&self, name: &str) -> Result<bool, StoreError>;
 
+    /// A cheap fingerprint of the service list: how many there are and the latest `updated_at`.
+    /// Any create, replace or delete changes it (a replace stamps a newer `updated_at`), so a
+    /// monitor polls this instead of reading every service.
+    async fn services_fingerprint(&self) -> Result<ServicesFingerprint, StoreError>;
+
     /// Creates or replaces an agent (keeping its `created_at`). Returns what is stored and
     /// whether it was new.
     async fn put_agent(&self, spec: &AgentSpec) -> Result<(AgentSpec, bool), StoreError>;
@@ -117,7 +125,53 @@ pub trait Store:
 
     /// Removes an agent; false when there was none.
     async fn delete_agent(&self, domain: &str) -> Result<bool, StoreError>;
+
+    /// Appends health check results (one multi-row insert per few hundred results), stamped
+    /// with the instance that made them.
+    async fn insert_health_checks(
+        &self,
+        results: &[CheckResult],
+        instance_id: &str,
+    ) -> Result<(), StoreError>;
+
+    /// Results of one service, newest first, checked in `[since, until)`, at most `limit`.
+    async fn health_history(
+        &self,
+        service: &str,
+        range: HistoryRange,
+    ) -> Result<Vec<CheckResult>, StoreError>;
+
+    /// Deletes results checked before `before` (in bounded batches); returns how many.
+    async fn prune_health_checks(
+        &self,
+        before: chrono::DateTime<chrono::Utc>,
+    ) -> Result<u64, StoreError>;
 }
+
+/// See [`Store::services_fingerprint`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServicesFingerprint {
+    /// Number of services.
+    pub count: i64,
+    /// The latest `updated_at`, as stored.
+    pub latest: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// A time range and a row limit for history queries.
+#[derive(Debug, Clone, Copy)]
+pub struct HistoryRange {
+    /// Only rows at or after this time.
+    pub since: Option<chrono::DateTime<chrono::Utc>>,
+    /// Only rows before this time.
+    pub until: Option<chrono::DateTime<chrono::Utc>>,
+    /// At most this many rows.
+    pub limit: u32,
+}
+
+/// Rows per multi-row insert: 8 binds each stays far below both engines' bind limits.
+pub(crate) const INSERT_CHUNK: usize = 500;
+/// Rows per retention delete, so a large backlog never holds a long lock.
+pub(crate) const PRUNE_BATCH: i64 = 10_000;
 
 /// Opens the store the configuration names (creating the SQLite file on first start, retrying a
 /// refused PostgreSQL connection for a bounded time) without migrating it.

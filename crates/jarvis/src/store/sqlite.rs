@@ -10,11 +10,14 @@ use sqlx::SqlitePool;
 
 use sqlx::types::Json;
 
-use super::{rows, Backend, Store, StoreError};
+use super::{
+    rows, Backend, HistoryRange, ServicesFingerprint, Store, StoreError, INSERT_CHUNK, PRUNE_BATCH,
+};
 use crate::agents::AgentSpec;
-use crate::health::ServiceSpec;
+use crate::health::{CheckResult, ServiceSpec};
 
 mod history;
+mod learning;
 mod tasks;
 
 /// The SQLite-backed [`Store`].
@@ -107,11 +110,13 @@ impl Store for SqliteStore {
     async fn put_service(&self, spec: &ServiceSpec) -> Result<(ServiceSpec, bool), StoreError> {
         let row = sqlx::query(
             "INSERT INTO services (name, url, method, interval_ms, timeout_ms, critical, \
-             expected_status, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8) \
+             expected_status, expect_body, degraded_latency_ms, created_at, updated_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?9, ?10, ?8, ?8) \
              ON CONFLICT (name) DO UPDATE SET url = excluded.url, method = excluded.method, \
              interval_ms = excluded.interval_ms, timeout_ms = excluded.timeout_ms, \
              critical = excluded.critical, expected_status = excluded.expected_status, \
-             updated_at = excluded.updated_at \
+             expect_body = excluded.expect_body, \
+             degraded_latency_ms = excluded.degraded_latency_ms, updated_at = excluded.updated_at \
              RETURNING *",
         )
         .bind(spec.name.as_str())
@@ -122,6 +127,8 @@ impl Store for SqliteStore {
         .bind(spec.critical)
         .bind(Json(&spec.expected_status))
         .bind(spec.created_at)
+        .bind(spec.expect_body.as_ref().map(Json))
+        .bind(spec.degraded_latency_ms.map(|v| v as i64))
         .fetch_one(&self.pool)
         .await
         .map_err(|e| self.err(e))?;
@@ -159,6 +166,15 @@ impl Store for SqliteStore {
             .await
             .map_err(|e| self.err(e))?;
         Ok(done.rows_affected() > 0)
+    }
+
+    async fn services_fingerprint(&self) -> Result<ServicesFingerprint, StoreError> {
+        let (count, latest): (i64, Option<chrono::DateTime<chrono::Utc>>) =
+            sqlx::query_as("SELECT COUNT(*), MAX(updated_at) FROM services")
+                .fetch_one(&self.pool)
+                .await
+                .map_err(|e| self.err(e))?;
+        Ok(ServicesFingerprint { count, latest })
     }
 
     async fn put_agent(&self, spec: &AgentSpec) -> Result<(AgentSpec, bool), StoreError> {
@@ -210,5 +226,78 @@ impl Store for SqliteStore {
             .await
             .map_err(|e| self.err(e))?;
         Ok(done.rows_affected() > 0)
+    }
+
+    async fn insert_health_checks(
+        &self,
+        results: &[CheckResult],
+        instance_id: &str,
+    ) -> Result<(), StoreError> {
+        for chunk in results.chunks(INSERT_CHUNK) {
+            let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                "INSERT INTO health_checks (service, status, message, latency_ms, breaker_open, \
+                 correlation_id, instance_id, checked_at) ",
+            );
+            q.push_values(chunk, |mut b, r| {
+                b.push_bind(r.service.as_str())
+                    .push_bind(r.status.as_str())
+                    .push_bind(r.message.as_str())
+                    .push_bind(r.latency_ms as i64)
+                    .push_bind(r.breaker_open)
+                    .push_bind(r.correlation_id.as_ref().map(|c| c.as_str()))
+                    .push_bind(instance_id)
+                    .push_bind(r.timestamp);
+            });
+            q.build()
+                .execute(&self.pool)
+                .await
+                .map_err(|e| self.err(e))?;
+        }
+        Ok(())
+    }
+
+    async fn health_history(
+        &self,
+        service: &str,
+        range: HistoryRange,
+    ) -> Result<Vec<CheckResult>, StoreError> {
+        let all = sqlx::query(
+            "SELECT * FROM health_checks WHERE service = ?1 \
+             AND (?2 IS NULL OR checked_at >= ?2) AND (?3 IS NULL OR checked_at < ?3) \
+             ORDER BY checked_at DESC, id DESC LIMIT ?4",
+        )
+        .bind(service)
+        .bind(range.since)
+        .bind(range.until)
+        .bind(i64::from(range.limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| self.err(e))?;
+        all.iter()
+            .map(rows::health_check)
+            .collect::<Result<_, _>>()
+            .map_err(|e| self.err(e))
+    }
+
+    async fn prune_health_checks(
+        &self,
+        before: chrono::DateTime<chrono::Utc>,
+    ) -> Result<u64, StoreError> {
+        let mut total = 0;
+        loop {
+            let done = sqlx::query(
+                "DELETE FROM health_checks WHERE id IN \
+                 (SELECT id FROM health_checks WHERE checked_at < ?1 LIMIT ?2)",
+            )
+            .bind(before)
+            .bind(PRUNE_BATCH)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| self.err(e))?;
+            total += done.rows_affected();
+            if done.rows_affected() < PRUNE_BATCH as u64 {
+                return Ok(total);
+            }
+        }
     }
 }

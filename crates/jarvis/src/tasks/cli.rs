@@ -1,4 +1,4 @@
-//! `jarvis tasks submit|show|cancel|stats|list`: the task API from a terminal.
+//! `jarvis tasks submit|show|cancel|stats|recommend|list`: the task API from a terminal.
 
 use std::time::Duration;
 
@@ -43,6 +43,10 @@ pub enum TasksCommand {
         /// Wait (bounded by the server) for the task to finish and print it.
         #[arg(long)]
         wait: bool,
+        /// Fill the parameters left out (and the timeout, if none is given) from what was
+        /// learned.
+        #[arg(long)]
+        use_learned: bool,
     },
     /// Show a task (GET /api/v1/tasks/{id}).
     Show {
@@ -66,6 +70,14 @@ pub enum TasksCommand {
         /// Until (ISO 8601).
         #[arg(long)]
         until: Option<String>,
+    },
+    /// What the learner recommends for a domain/action: parameters, timeout, confidence,
+    /// alternatives, timeout warning (GET /api/v1/tasks/recommendations).
+    Recommend {
+        /// The domain.
+        domain: String,
+        /// The action.
+        action: String,
     },
     /// List execution records, newest first (GET /api/v1/tasks/executions).
     List {
@@ -138,6 +150,7 @@ pub async fn run(connection: &Connection, command: TasksCommand) -> anyhow::Resu
             timeout_ms,
             idempotency_key,
             wait,
+            use_learned,
         } => {
             let mut body = json!({
                 "domain": domain,
@@ -155,6 +168,9 @@ pub async fn run(connection: &Connection, command: TasksCommand) -> anyhow::Resu
                 if let Some(v) = v {
                     body[k] = v;
                 }
+            }
+            if use_learned {
+                body["useLearned"] = Value::Bool(true);
             }
             let path = if wait {
                 "/api/v1/execute?wait=true"
@@ -178,6 +194,12 @@ pub async fn run(connection: &Connection, command: TasksCommand) -> anyhow::Resu
                 ("until", until),
             ]);
             client.get(&format!("/api/v1/tasks/history{q}")).await?
+        }
+        TasksCommand::Recommend { domain, action } => {
+            let q = query(&[("domain", Some(domain)), ("action", Some(action))]);
+            client
+                .get(&format!("/api/v1/tasks/recommendations{q}"))
+                .await?
         }
         TasksCommand::List {
             domain,

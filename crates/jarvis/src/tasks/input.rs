@@ -35,7 +35,8 @@ pub struct TaskInput {
     /// A JSON object (default `{}`).
     #[serde(default)]
     pub parameters: Option<Value>,
-    /// Fill in parameters from what was learned (accepted; applied once learning exists).
+    /// Fill in the parameters left out (and the timeout, when none is given) from what was
+    /// learned (see `crate::learning`).
     #[serde(default)]
     pub use_learned: Option<bool>,
     /// Per-attempt timeout, 1..=3600000 ms.
@@ -159,7 +160,6 @@ impl TaskInput {
                 Some(k)
             }
         };
-        let _ = self.use_learned;
         Ok(NewTask {
             id: Uuid::new_v4(),
             domain,

@@ -1,6 +1,7 @@
 //! Task metrics: completions by status, failure rate, attempt durations, queue depth.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -43,6 +44,25 @@ pub struct TaskMetrics {
     metrics: Arc<Metrics>,
     series: Mutex<HashMap<(String, String), Series>>,
     overall: Mutex<(u64, u64)>,
+    /// Running totals for the CloudWatch EMF lines (see `crate::emf`).
+    attempts: AtomicU64,
+    duration_ms: AtomicU64,
+    cost_micro_usd: AtomicU64,
+}
+
+/// Totals since start, for the EMF metrics.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct TaskTotals {
+    /// Tasks that succeeded.
+    pub succeeded: u64,
+    /// Tasks that failed for good.
+    pub failed: u64,
+    /// Attempts run.
+    pub attempts: u64,
+    /// Summed attempt duration, ms.
+    pub duration_ms: u64,
+    /// Summed reported cost, micro-USD.
+    pub cost_micro_usd: u64,
 }
 
 impl TaskMetrics {
@@ -82,6 +102,29 @@ impl TaskMetrics {
             metrics,
             series: Mutex::new(HashMap::new()),
             overall: Mutex::new((0, 0)),
+            attempts: AtomicU64::new(0),
+            duration_ms: AtomicU64::new(0),
+            cost_micro_usd: AtomicU64::new(0),
+        }
+    }
+
+    /// Totals since start (for the EMF lines).
+    pub fn totals(&self) -> TaskTotals {
+        let (succeeded, failed) = *self.overall.lock().unwrap_or_else(|e| e.into_inner());
+        TaskTotals {
+            succeeded,
+            failed,
+            attempts: self.attempts.load(Ordering::Relaxed),
+            duration_ms: self.duration_ms.load(Ordering::Relaxed),
+            cost_micro_usd: self.cost_micro_usd.load(Ordering::Relaxed),
+        }
+    }
+
+    /// An agent reported what an attempt cost.
+    pub fn cost(&self, usd: Option<f64>) {
+        if let Some(usd) = usd.filter(|c| c.is_finite() && *c > 0.0) {
+            self.cost_micro_usd
+                .fetch_add((usd * 1e6).round() as u64, Ordering::Relaxed);
         }
     }
 
@@ -112,6 +155,9 @@ impl TaskMetrics {
 
     /// One attempt ran.
     pub fn attempt(&self, domain: &str, action: &str, success: bool, duration: Duration) {
+        self.attempts.fetch_add(1, Ordering::Relaxed);
+        self.duration_ms
+            .fetch_add(duration.as_millis() as u64, Ordering::Relaxed);
         self.with(domain, action, |s| {
             if success {
                 s.attempt_ok.increment(1)

@@ -77,7 +77,8 @@ pub struct NewTask {
     pub action: Name,
     /// The caller's parameters: a JSON object.
     pub parameters: Value,
-    /// Parameters filled in from what was learned (none until the learning issue).
+    /// What was learned for it (`useLearned`): the learned values with the probability each was
+    /// chosen with, the given names, the learned timeout; `None` without `useLearned`.
     pub learned_parameters: Option<Value>,
     /// Higher runs first.
     pub priority: i32,

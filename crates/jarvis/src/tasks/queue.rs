@@ -755,6 +755,7 @@ impl TaskQueue {
         };
         self.metrics
             .attempt(domain, action, record.success, clock.elapsed());
+        self.metrics.cost(record.cost_usd);
         self.recorder.record(record);
         self.settle(task, settlement);
     }

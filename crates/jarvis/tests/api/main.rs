@@ -4,7 +4,10 @@ mod agent;
 mod helpers;
 
 mod breakers;
+mod cluster;
 mod foundation;
+mod health;
+mod learning;
 mod process;
 mod registry;
 mod shared_breakers;

@@ -259,6 +259,10 @@ async fn emf_metric_lines_follow_the_specification() {
                 "CircuitBreakersOpen",
                 "CircuitStateChanges",
                 "RejectedCalls",
+                "TasksCompleted",
+                "TaskFailureRate",
+                "TaskDurationMs",
+                "CostPerTask",
                 "RequestLatencyMs",
                 "ErrorRate",
             ] {

@@ -1,0 +1,328 @@
+//! One health check: an HTTP request or a TCP connect, made through the service's breaker.
+//!
+//! [`Checker::check`] asks the breaker named after the service for admission first. When the
+//! circuit is OPEN the service is not called and the result is exactly what SPEC.md says
+//! (`down`, "Circuit breaker OPEN", latency 0). Otherwise the check runs under its own
+//! correlation ID (`hc-<random>`), sent as `X-Correlation-ID` and carried by its log lines, and
+//! its outcome is reported to the breaker: connection errors, timeouts, 5xx and unexpected
+//! status codes (and a body that fails its condition) count against the service; a slow but
+//! correct answer is `degraded` and does not.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use tracing::Instrument;
+
+use super::spec::ServiceSpec;
+use crate::breakers::{BreakerRegistry, Outcome};
+use crate::correlation::{CorrelationId, HEADER};
+use crate::names::Name;
+
+/// The message of a check refused by an open circuit (SPEC.md).
+pub const BREAKER_OPEN_MESSAGE: &str = "Circuit breaker OPEN";
+
+/// The most of an answer's body a check reads (bodies are read to keep connections reusable).
+const MAX_BODY: usize = 64 * 1024;
+
+/// The health of a service as one check saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Answered in time as expected.
+    Up,
+    /// Answered as expected, but slower than its `degradedLatencyMs`.
+    Degraded,
+    /// Did not answer, answered wrongly, or its circuit is open.
+    Down,
+}
+
+impl Status {
+    /// `up`, `degraded` or `down`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Up => "up",
+            Status::Degraded => "degraded",
+            Status::Down => "down",
+        }
+    }
+
+    /// The inverse of [`Status::as_str`].
+    pub fn parse(raw: &str) -> Option<Status> {
+        match raw {
+            "up" => Some(Status::Up),
+            "degraded" => Some(Status::Degraded),
+            "down" => Some(Status::Down),
+            _ => None,
+        }
+    }
+}
+
+/// The result of one check (also one row of history).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckResult {
+    /// The service checked.
+    pub service: Name,
+    /// What the check concluded.
+    pub status: Status,
+    /// Why, for a person (`OK`, `HTTP 503`, `timeout after 3000 ms`, …).
+    pub message: String,
+    /// How long the check took, ms (0 when the circuit refused it).
+    pub latency_ms: u64,
+    /// When the check finished.
+    pub timestamp: DateTime<Utc>,
+    /// True when the circuit was OPEN and the service was not called.
+    pub breaker_open: bool,
+    /// The check's correlation ID (`hc-…`; a refused check has one too, though it called
+    /// nothing). `None` only for rows written without one.
+    pub correlation_id: Option<CorrelationId>,
+}
+
+/// Which kind of check a URL asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// An HTTP(S) request.
+    Http,
+    /// A TCP connect to `tcp://host:port`.
+    Tcp,
+}
+
+impl Kind {
+    /// The kind of a service's check.
+    pub fn of(spec: &ServiceSpec) -> Kind {
+        if spec.url.starts_with("tcp://") {
+            Kind::Tcp
+        } else {
+            Kind::Http
+        }
+    }
+
+    /// `http` or `tcp` (a metric label and the API's `componentType`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Http => "http",
+            Kind::Tcp => "tcp",
+        }
+    }
+}
+
+/// What a check observed before it was classified.
+struct Observed {
+    status: Status,
+    message: String,
+    /// What the breaker is told; `None` for a success.
+    failure: Option<(Outcome, String)>,
+}
+
+/// Makes checks. One per application: its HTTP client keeps connections to services open and
+/// reuses them across checks.
+pub struct Checker {
+    client: reqwest::Client,
+    breakers: Arc<BreakerRegistry>,
+}
+
+impl Checker {
+    /// A checker whose calls go through `breakers`.
+    pub fn new(breakers: Arc<BreakerRegistry>) -> anyhow::Result<Checker> {
+        let client = reqwest::Client::builder()
+            // A health check is about the service itself: no proxy from the environment, no
+            // redirect following (a 3xx is up only when listed in expectedStatus).
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
+            .tcp_nodelay(true)
+            .pool_idle_timeout(Duration::from_secs(60))
+            .connect_timeout(Duration::from_secs(10))
+            .user_agent(concat!("jarvis-health/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(Checker { client, breakers })
+    }
+
+    /// Checks `spec` once through its breaker under the correlation ID `id`. Never fails:
+    /// every problem is a `down` result.
+    pub async fn check(&self, spec: &ServiceSpec, id: CorrelationId) -> CheckResult {
+        let admission = match self.breakers.acquire(&spec.name) {
+            Ok(a) => a,
+            Err(_) => {
+                return CheckResult {
+                    service: spec.name.clone(),
+                    status: Status::Down,
+                    message: BREAKER_OPEN_MESSAGE.to_string(),
+                    latency_ms: 0,
+                    timestamp: crate::store::now(),
+                    breaker_open: true,
+                    correlation_id: Some(id),
+                }
+            }
+        };
+        let span = tracing::info_span!(
+            "health_check",
+            correlation_id = %id,
+            service = %spec.name,
+        );
+        let started = Instant::now();
+        let observed = async {
+            let timeout = Duration::from_millis(spec.timeout_ms);
+            let observed = match Kind::of(spec) {
+                Kind::Http => self.http(spec, &id, timeout).await,
+                Kind::Tcp => tcp(spec, timeout).await,
+            };
+            tracing::debug!(
+                status = observed.status.as_str(),
+                message = %observed.message,
+                duration_ms = started.elapsed().as_millis() as u64,
+                trial = admission.is_trial(),
+                "health check finished"
+            );
+            observed
+        }
+        .instrument(span)
+        .await;
+        let elapsed = started.elapsed();
+        self.breakers.metrics().observe(spec.name.as_str(), elapsed);
+        let latency_ms = elapsed.as_millis() as u64;
+        let mut status = observed.status;
+        let mut message = observed.message;
+        match observed.failure {
+            None => admission.success(),
+            Some((outcome, reason)) => match outcome {
+                // Unexpected statuses below 500 are failures of a health check even though the
+                // default classifier ignores 4xx for ordinary calls.
+                Outcome::Status(code) if code < 500 => admission.failure(reason),
+                other => admission.record(other, reason),
+            },
+        }
+        if status == Status::Up {
+            if let Some(limit) = spec.degraded_latency_ms {
+                if latency_ms > limit {
+                    status = Status::Degraded;
+                    message = format!("slow: {latency_ms} ms (degraded above {limit} ms)");
+                }
+            }
+        }
+        CheckResult {
+            service: spec.name.clone(),
+            status,
+            message,
+            latency_ms,
+            timestamp: crate::store::now(),
+            breaker_open: false,
+            correlation_id: Some(id),
+        }
+    }
+
+    async fn http(&self, spec: &ServiceSpec, id: &CorrelationId, timeout: Duration) -> Observed {
+        let method =
+            reqwest::Method::from_bytes(spec.method.as_bytes()).unwrap_or(reqwest::Method::GET);
+        let request = self
+            .client
+            .request(method, &spec.url)
+            .header(HEADER, id.as_str())
+            .timeout(timeout)
+            .send();
+        // The client's own timeout covers the whole exchange; this one also bounds reading the
+        // body, which a half-answering service could otherwise stretch.
+        let exchange = async {
+            let response = request.await?;
+            let code = response.status().as_u16();
+            let body = read_body(response).await?;
+            Ok::<_, reqwest::Error>((code, body))
+        };
+        let (code, body) = match tokio::time::timeout(timeout, exchange).await {
+            Err(_) => return timed_out(timeout),
+            Ok(Err(e)) if e.is_timeout() => return timed_out(timeout),
+            Ok(Err(e)) => {
+                let reason = describe(&e);
+                return down(Outcome::Connection, reason);
+            }
+            Ok(Ok(answer)) => answer,
+        };
+        let expected = if spec.expected_status.is_empty() {
+            (200..300).contains(&code)
+        } else {
+            spec.expected_status.contains(&code)
+        };
+        if !expected {
+            return down(
+                Outcome::Status(code),
+                format!("HTTP {code} (unexpected status)"),
+            );
+        }
+        if let Some(condition) = &spec.expect_body {
+            let verdict = serde_json::from_slice::<serde_json::Value>(&body)
+                .map_err(|e| format!("body is not JSON ({e})"))
+                .and_then(|v| condition.check(&v));
+            if let Err(why) = verdict {
+                return down(Outcome::Error, why);
+            }
+        }
+        Observed {
+            status: Status::Up,
+            message: format!("HTTP {code}"),
+            failure: None,
+        }
+    }
+}
+
+fn down(outcome: Outcome, reason: String) -> Observed {
+    Observed {
+        status: Status::Down,
+        message: reason.clone(),
+        failure: Some((outcome, reason)),
+    }
+}
+
+fn timed_out(timeout: Duration) -> Observed {
+    down(
+        Outcome::Timeout,
+        format!("timeout after {} ms", timeout.as_millis()),
+    )
+}
+
+/// A short reason for a client error: the innermost cause (`Connection refused (os error 111)`)
+/// rather than reqwest's nested chain.
+fn describe(e: &reqwest::Error) -> String {
+    let mut inner: &dyn std::error::Error = e;
+    while let Some(next) = inner.source() {
+        inner = next;
+    }
+    let kind = if e.is_connect() {
+        "connection failed"
+    } else {
+        "request failed"
+    };
+    format!("{kind}: {inner}")
+}
+
+/// Reads at most [`MAX_BODY`] bytes of the body.
+async fn read_body(mut response: reqwest::Response) -> Result<Vec<u8>, reqwest::Error> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        let room = MAX_BODY.saturating_sub(body.len());
+        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if body.len() >= MAX_BODY {
+            break;
+        }
+    }
+    Ok(body)
+}
+
+/// A TCP connect check: up when the connection is accepted within the timeout.
+async fn tcp(spec: &ServiceSpec, timeout: Duration) -> Observed {
+    let Some(target) = spec.url.strip_prefix("tcp://") else {
+        return down(Outcome::Error, "not a tcp:// URL".into());
+    };
+    let target = target.trim_end_matches('/');
+    match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(target)).await {
+        Err(_) => timed_out(timeout),
+        Ok(Err(e)) => down(Outcome::Connection, format!("connection failed: {e}")),
+        Ok(Ok(stream)) => {
+            drop(stream);
+            Observed {
+                status: Status::Up,
+                message: "TCP connect OK".into(),
+                failure: None,
+            }
+        }
+    }
+}

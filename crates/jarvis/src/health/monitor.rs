@@ -1,0 +1,697 @@
+//! The health monitor: checks every service in the store on its interval, keeps the latest
+//! result of each, and summarises each round for whoever listens.
+//!
+//! Scheduling. Each service has its own task that sleeps until the service is due (its first
+//! check is at a random offset within one interval, so services added together do not all fire
+//! at once), takes a slot from one semaphore (`JARVIS_HEALTH_CONCURRENCY`) and checks. A slow or
+//! hanging service therefore only ever delays itself: its checks are bounded by its timeout, and
+//! while one runs its next due times are skipped and counted (`overrun`). A check that cannot
+//! start within half an interval of its due time (no free slot, or an overloaded runtime) is not
+//! made late: it is skipped and counted (`late`), so overload sheds work instead of piling it
+//! up, and memory stays bounded whatever the load.
+//!
+//! Services. Every instance checks every service in the store. Every `JARVIS_HEALTH_RELOAD_MS`
+//! the monitor reads a fingerprint of the list (count, latest `updated_at`) and re-reads the list
+//! only when it changed (and at least every 30 polls); after a change through this instance's
+//! API ([`Monitor::services_changed`]) it re-reads at once. A changed definition restarts that
+//! service's task, keeping its latest result and uptime.
+//!
+//! Rounds. Every `JARVIS_HEALTH_ROUND_MS` the monitor builds a [`RoundReport`] (what was checked
+//! during the round and the latest status of every service), logs it as one line and hands it
+//! to every registered [`RoundSink`]. Task history (`system-health` / `monitor-services`) is
+//! meant to be one such sink.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use rand::Rng;
+use tokio::sync::{watch, Notify, Semaphore};
+use tokio::task::JoinHandle;
+use tracing::Instrument;
+
+use super::check::{CheckResult, Checker, Kind, Status};
+use super::history::{History, HistoryWriter};
+use super::metrics::HealthMetrics;
+use super::spec::ServiceSpec;
+use super::uptime::Uptime;
+use crate::config::HealthConfig;
+use crate::correlation::CorrelationId;
+use crate::metrics::Metrics;
+use crate::store::Store;
+
+/// How long the monitor waits after a change through the API before re-reading the list.
+const LOCAL_CHANGE_DEBOUNCE: Duration = Duration::from_millis(100);
+
+/// The summary of one monitoring round.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RoundReport {
+    /// The round's own correlation ID (`hm-…`), on its log line.
+    pub correlation_id: CorrelationId,
+    /// When the round began.
+    pub started_at: DateTime<Utc>,
+    /// How long the round lasted (about `JARVIS_HEALTH_ROUND_MS`).
+    pub duration: Duration,
+    /// Services monitored at the end of the round.
+    pub services: usize,
+    /// Services with at least one check result (called or refused by their circuit) during the
+    /// round.
+    pub services_checked: usize,
+    /// Checks that called a service during the round.
+    pub checks: u64,
+    /// Checks refused by an open circuit during the round (the service was not called).
+    pub rejected: u64,
+    /// Checks skipped during the round (late or overrun).
+    pub skipped: u64,
+    /// Services whose latest result is up.
+    pub up: usize,
+    /// Services whose latest result is down.
+    pub down: usize,
+    /// Services whose latest result is degraded.
+    pub degraded: usize,
+    /// Services not checked yet.
+    pub unknown: usize,
+    /// Whether every critical service is up or degraded (the round's success).
+    pub all_critical_up: bool,
+    /// 0–100: the weighted share of healthy services (critical services weigh 3, degraded
+    /// counts half); 100 with no services.
+    pub impact_score: f64,
+    /// Mean duration of the checks that called a service, ms.
+    pub mean_latency_ms: u64,
+    /// Longest of them, ms.
+    pub max_latency_ms: u64,
+    /// Names of services down, critical first, at most 20.
+    pub down_services: Vec<String>,
+}
+
+/// Receives every round's report. Called on the monitor's round task: it must not block (send
+/// to a channel or spawn). An `mpsc::Sender<RoundReport>` is a sink (a full channel drops the
+/// report).
+pub trait RoundSink: Send + Sync + 'static {
+    /// One round finished.
+    fn report(&self, report: &RoundReport);
+}
+
+impl RoundSink for tokio::sync::mpsc::Sender<RoundReport> {
+    fn report(&self, report: &RoundReport) {
+        if self.try_send(report.clone()).is_err() {
+            tracing::warn!("round report dropped: its receiver is behind or gone");
+        }
+    }
+}
+
+/// What the API shows of one monitored service.
+#[derive(Debug, Clone)]
+pub struct ServiceHealth {
+    /// The definition being checked.
+    pub spec: ServiceSpec,
+    /// The latest result, if any.
+    pub latest: Option<CheckResult>,
+    /// When the service was last actually called (checks refused by the circuit excluded).
+    pub last_checked: Option<DateTime<Utc>>,
+    /// Percent up over about the last hour.
+    pub uptime_hour: Option<f64>,
+    /// Percent up over about the last day.
+    pub uptime_day: Option<f64>,
+}
+
+/// One monitored service: its definition and what the checks found.
+struct Slot {
+    spec: ServiceSpec,
+    seen: Mutex<Seen>,
+}
+
+#[derive(Default)]
+struct Seen {
+    latest: Option<CheckResult>,
+    last_checked: Option<DateTime<Utc>>,
+    uptime: Uptime,
+}
+
+/// Counts for the round in progress (swapped to zero at each round's end).
+#[derive(Default)]
+struct RoundCounters {
+    checks: AtomicU64,
+    rejected: AtomicU64,
+    skipped: AtomicU64,
+    latency_sum_ms: AtomicU64,
+    latency_max_ms: AtomicU64,
+}
+
+struct Inner {
+    store: Arc<dyn Store>,
+    checker: Checker,
+    config: HealthConfig,
+    instance_id: String,
+    metrics: HealthMetrics,
+    registry: Arc<Metrics>,
+    slots: RwLock<HashMap<String, Arc<Slot>>>,
+    slots_semaphore: Arc<Semaphore>,
+    changed: Notify,
+    round: RoundCounters,
+    sinks: RwLock<Vec<Arc<dyn RoundSink>>>,
+}
+
+/// Background tasks of a started monitor.
+struct Running {
+    stop: watch::Sender<bool>,
+    supervisor: JoinHandle<()>,
+    rounds: JoinHandle<()>,
+    writer: HistoryWriter,
+}
+
+/// The health monitor of one instance. Cheap to share (`Arc`).
+pub struct Monitor {
+    inner: Arc<Inner>,
+    running: Mutex<Option<Running>>,
+}
+
+impl Monitor {
+    /// A monitor, not started.
+    pub fn new(
+        store: Arc<dyn Store>,
+        checker: Checker,
+        config: HealthConfig,
+        instance_id: String,
+        registry: Arc<Metrics>,
+    ) -> Monitor {
+        let metrics = HealthMetrics::new(&registry);
+        Monitor {
+            inner: Arc::new(Inner {
+                store,
+                checker,
+                slots_semaphore: Arc::new(Semaphore::new(config.concurrency)),
+                config,
+                instance_id,
+                metrics,
+                registry,
+                slots: RwLock::new(HashMap::new()),
+                changed: Notify::new(),
+                round: RoundCounters::default(),
+                sinks: RwLock::new(Vec::new()),
+            }),
+            running: Mutex::new(None),
+        }
+    }
+
+    /// Adds a receiver of round reports (may be called before or after start).
+    pub fn add_sink(&self, sink: Arc<dyn RoundSink>) {
+        self.inner
+            .sinks
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(sink);
+    }
+
+    /// Re-reads the service list soon (after a change through the API).
+    pub fn services_changed(&self) {
+        self.inner.changed.notify_one();
+    }
+
+    /// Starts checking (unless `JARVIS_HEALTH_MONITOR=false`), the round task and the history
+    /// writer. Must run inside a Tokio runtime; a second call does nothing.
+    pub fn start(&self) {
+        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        if running.is_some() {
+            return;
+        }
+        let inner = &self.inner;
+        let (history, writer) = HistoryWriter::start(
+            inner.store.clone(),
+            inner.instance_id.clone(),
+            if inner.config.enabled {
+                inner.config.history_retention_hours
+            } else {
+                0
+            },
+            inner.config.history_flush,
+            inner.metrics.clone(),
+        );
+        let (stop, stopped) = watch::channel(false);
+        let supervisor = tokio::spawn(supervise(inner.clone(), history, stopped.clone()));
+        let rounds = tokio::spawn(rounds(inner.clone(), stopped));
+        *running = Some(Running {
+            stop,
+            supervisor,
+            rounds,
+            writer,
+        });
+    }
+
+    /// Stops every check (in-flight checks are abandoned), writes the queued history and
+    /// returns once all background tasks have ended.
+    pub async fn stop(&self) {
+        let running = self
+            .running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(r) = running {
+            let _ = r.stop.send(true);
+            let _ = r.supervisor.await;
+            let _ = r.rounds.await;
+            r.writer.stop().await;
+        }
+    }
+
+    /// The latest view of every monitored service, by name.
+    pub fn services(&self) -> Vec<ServiceHealth> {
+        let slots: Vec<Arc<Slot>> = self
+            .inner
+            .slots
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        let now = unix_now();
+        let mut all: Vec<ServiceHealth> = slots
+            .iter()
+            .map(|slot| {
+                let seen = slot.seen.lock().unwrap_or_else(|e| e.into_inner());
+                ServiceHealth {
+                    spec: slot.spec.clone(),
+                    latest: seen.latest.clone(),
+                    last_checked: seen.last_checked,
+                    uptime_hour: seen.uptime.hour(now),
+                    uptime_day: seen.uptime.day(now),
+                }
+            })
+            .collect();
+        all.sort_by(|a, b| a.spec.name.cmp(&b.spec.name));
+        all
+    }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Keeps one task per service in step with the store.
+async fn supervise(inner: Arc<Inner>, history: History, mut stopped: watch::Receiver<bool>) {
+    let mut tasks: HashMap<String, JoinHandle<()>> = HashMap::new();
+    if inner.config.enabled {
+        let mut reload = tokio::time::interval(inner.config.reload);
+        reload.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The periodic poll reads only a fingerprint of the list; the whole list (thousands of
+        // rows, decoded on a runtime thread) is read when it changed, after a local change, and
+        // at least every FULL_RELOAD_EVERY polls as a safety net.
+        const FULL_RELOAD_EVERY: u32 = 30;
+        let mut known: Option<crate::store::ServicesFingerprint> = None;
+        let mut polls_since_full = 0u32;
+        loop {
+            let local_change = tokio::select! {
+                _ = reload.tick() => false,
+                () = inner.changed.notified() => true,
+                _ = stopped.changed() => break,
+            };
+            polls_since_full += 1;
+            if local_change {
+                // Coalesce a burst of API changes (a script deleting thousands of services)
+                // into one read of the list.
+                tokio::time::sleep(LOCAL_CHANGE_DEBOUNCE.min(inner.config.reload)).await;
+                let _ = tokio::time::timeout(Duration::ZERO, inner.changed.notified()).await;
+            }
+            if !local_change && known.is_some() && polls_since_full < FULL_RELOAD_EVERY {
+                match inner.store.services_fingerprint().await {
+                    Ok(f) if Some(f) == known => continue,
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot read the service list fingerprint");
+                        continue;
+                    }
+                }
+            }
+            // Read before the list, so that a change made in between is seen next time.
+            let fingerprint = inner.store.services_fingerprint().await.ok();
+            match inner.store.list_services().await {
+                Ok(specs) => {
+                    known = fingerprint;
+                    polls_since_full = 0;
+                    apply(&inner, &history, &mut tasks, specs);
+                }
+                Err(e) => tracing::warn!(
+                    error = %e,
+                    "cannot read the service list; checking the services already known"
+                ),
+            }
+        }
+    } else {
+        tracing::info!("health monitor disabled (JARVIS_HEALTH_MONITOR=false)");
+        let _ = stopped.changed().await;
+    }
+    for (_, task) in tasks.drain() {
+        task.abort();
+    }
+}
+
+/// Starts, restarts and stops service tasks so that they match `specs`.
+fn apply(
+    inner: &Arc<Inner>,
+    history: &History,
+    tasks: &mut HashMap<String, JoinHandle<()>>,
+    specs: Vec<ServiceSpec>,
+) {
+    let mut slots = inner.slots.write().unwrap_or_else(|e| e.into_inner());
+    let wanted: HashMap<&str, &ServiceSpec> = specs.iter().map(|s| (s.name.as_str(), s)).collect();
+    slots.retain(|name, _| {
+        let keep = wanted.contains_key(name.as_str());
+        if !keep {
+            if let Some(task) = tasks.remove(name) {
+                task.abort();
+            }
+            tracing::info!(service = %name, "service no longer monitored");
+        }
+        keep
+    });
+    for spec in &specs {
+        let name = spec.name.as_str();
+        let previous = slots.get(name).cloned();
+        if previous.as_ref().is_some_and(|p| p.spec == *spec) {
+            continue;
+        }
+        // A new or changed definition: keep what was seen under the old one.
+        let seen = previous
+            .map(|p| std::mem::take(&mut *p.seen.lock().unwrap_or_else(|e| e.into_inner())))
+            .unwrap_or_default();
+        let slot = Arc::new(Slot {
+            spec: spec.clone(),
+            seen: Mutex::new(seen),
+        });
+        slots.insert(name.to_string(), slot.clone());
+        if let Some(old) = tasks.insert(
+            name.to_string(),
+            tokio::spawn(run_service(inner.clone(), history.clone(), slot)),
+        ) {
+            old.abort();
+        }
+        tracing::info!(
+            service = name,
+            url = %spec.url,
+            interval_ms = spec.interval_ms,
+            timeout_ms = spec.timeout_ms,
+            critical = spec.critical,
+            "service monitored"
+        );
+    }
+    inner.metrics.services.set(slots.len() as f64);
+}
+
+/// Checks one service on its interval until aborted.
+async fn run_service(inner: Arc<Inner>, history: History, slot: Arc<Slot>) {
+    let spec = &slot.spec;
+    let kind = Kind::of(spec);
+    let interval = Duration::from_millis(spec.interval_ms);
+    let late_limit = interval / 2;
+    let offset = rand::rng().random_range(0..interval.as_micros().max(1) as u64);
+    let mut due = tokio::time::Instant::now() + Duration::from_micros(offset);
+    let m = &inner.metrics;
+    loop {
+        tokio::time::sleep_until(due).await;
+        let acquired = tokio::time::timeout_at(
+            due + late_limit,
+            inner.slots_semaphore.clone().acquire_owned(),
+        )
+        .await;
+        let started = tokio::time::Instant::now();
+        let lag = started.saturating_duration_since(due);
+        match acquired {
+            Ok(Ok(permit)) if lag <= late_limit => {
+                m.lag(lag);
+                m.in_flight.increment(1.0);
+                let id = CorrelationId::generate("hc");
+                // Boxed: the check's future is large (an HTTP exchange), and a sleeping task
+                // should not carry it; with 20,000 services that is tens of MB.
+                let result = Box::pin(inner.checker.check(spec, id)).await;
+                m.in_flight.decrement(1.0);
+                drop(permit);
+                m.result(result.status, result.breaker_open, kind, started.elapsed());
+                inner.round_result(&result);
+                slot.record(&result);
+                history.record(result);
+            }
+            Ok(Err(_closed)) => return,
+            _ => {
+                m.skipped_late.increment(1);
+                inner.round.skipped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        due += interval;
+        let now = tokio::time::Instant::now();
+        if due < now {
+            // The check outlasted the interval: the due times it covered are skipped, not
+            // made late.
+            let behind = now - due;
+            let missed = (behind.as_nanos() / interval.as_nanos()) as u32 + 1;
+            m.skipped_overrun.increment(u64::from(missed));
+            inner
+                .round
+                .skipped
+                .fetch_add(u64::from(missed), Ordering::Relaxed);
+            due += interval * missed;
+        }
+    }
+}
+
+impl Inner {
+    fn round_result(&self, result: &CheckResult) {
+        let r = &self.round;
+        if result.breaker_open {
+            r.rejected.fetch_add(1, Ordering::Relaxed);
+        } else {
+            r.checks.fetch_add(1, Ordering::Relaxed);
+            r.latency_sum_ms
+                .fetch_add(result.latency_ms, Ordering::Relaxed);
+            r.latency_max_ms
+                .fetch_max(result.latency_ms, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Slot {
+    /// Keeps `result` as the latest, counts it for uptime and logs a change of status.
+    fn record(&self, result: &CheckResult) {
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        let before = seen.latest.as_ref().map(|r| r.status);
+        let secs = result.timestamp.timestamp().max(0) as u64;
+        seen.uptime.record(secs, result.status != Status::Down);
+        if !result.breaker_open {
+            seen.last_checked = Some(result.timestamp);
+        }
+        seen.latest = Some(result.clone());
+        drop(seen);
+        if before == Some(result.status) {
+            return;
+        }
+        let span = tracing::info_span!(
+            "health_check",
+            correlation_id = %result.correlation_id.as_ref().map_or("", |c| c.as_str()),
+            service = %self.spec.name,
+        );
+        let _entered = span.enter();
+        let from = before.map_or("unknown", Status::as_str);
+        if before.is_none() && result.status == Status::Up {
+            // The first result of a healthy service is news to no one (thousands at start).
+            tracing::debug!(message = %result.message, "service is up");
+        } else if result.status == Status::Down {
+            tracing::warn!(
+                from,
+                to = result.status.as_str(),
+                critical = self.spec.critical,
+                message = %result.message,
+                latency_ms = result.latency_ms,
+                "service is down"
+            );
+        } else {
+            tracing::info!(
+                from,
+                to = result.status.as_str(),
+                message = %result.message,
+                latency_ms = result.latency_ms,
+                "service status changed"
+            );
+        }
+    }
+}
+
+/// Produces a report every round until stopped; also runs the metrics upkeep, which folds
+/// recorded histogram samples into their buckets so memory does not grow between scrapes.
+async fn rounds(inner: Arc<Inner>, mut stopped: watch::Receiver<bool>) {
+    let length = inner.config.round;
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + length, length);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut started_at = crate::store::now();
+    let mut started = Instant::now();
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stopped.changed() => return,
+        }
+        inner.registry.run_upkeep();
+        if !inner.config.enabled {
+            continue;
+        }
+        let report = inner.report(started_at, started.elapsed());
+        started_at = crate::store::now();
+        started = Instant::now();
+        let span = tracing::info_span!("health_round", correlation_id = %report.correlation_id);
+        async {
+            tracing::info!(
+                services = report.services,
+                services_checked = report.services_checked,
+                checks = report.checks,
+                rejected = report.rejected,
+                skipped = report.skipped,
+                up = report.up,
+                down = report.down,
+                degraded = report.degraded,
+                unknown = report.unknown,
+                all_critical_up = report.all_critical_up,
+                impact_score = report.impact_score,
+                mean_latency_ms = report.mean_latency_ms,
+                max_latency_ms = report.max_latency_ms,
+                duration_ms = report.duration.as_millis() as u64,
+                down_services = %report.down_services.join(","),
+                "health round"
+            );
+            let sinks = inner
+                .sinks
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
+            for sink in sinks {
+                sink.report(&report);
+            }
+        }
+        .instrument(span)
+        .await;
+    }
+}
+
+impl Inner {
+    /// Builds the report of the round that began at `started_at` and lasted `duration`.
+    fn report(&self, started_at: DateTime<Utc>, duration: Duration) -> RoundReport {
+        let r = &self.round;
+        let checks = r.checks.swap(0, Ordering::Relaxed);
+        let rejected = r.rejected.swap(0, Ordering::Relaxed);
+        let skipped = r.skipped.swap(0, Ordering::Relaxed);
+        let latency_sum = r.latency_sum_ms.swap(0, Ordering::Relaxed);
+        let max_latency_ms = r.latency_max_ms.swap(0, Ordering::Relaxed);
+        let slots: Vec<Arc<Slot>> = self
+            .slots
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        let mut tally = Tally::default();
+        for slot in &slots {
+            let seen = slot.seen.lock().unwrap_or_else(|e| e.into_inner());
+            let latest = seen.latest.as_ref();
+            tally.add(
+                &slot.spec,
+                latest.map(|l| l.status),
+                latest.is_some_and(|l| l.timestamp >= started_at),
+            );
+        }
+        tally.down_critical.sort();
+        tally.down_other.sort();
+        let mut down_services = tally.down_critical;
+        down_services.append(&mut tally.down_other);
+        down_services.truncate(20);
+        RoundReport {
+            correlation_id: CorrelationId::generate("hm"),
+            started_at,
+            duration,
+            services: slots.len(),
+            services_checked: tally.checked,
+            checks,
+            rejected,
+            skipped,
+            up: tally.up,
+            down: tally.down,
+            degraded: tally.degraded,
+            unknown: tally.unknown,
+            all_critical_up: tally.all_critical_up,
+            impact_score: if tally.weight_total == 0.0 {
+                100.0
+            } else {
+                (tally.weight_up * 10_000.0 / tally.weight_total).round() / 100.0
+            },
+            mean_latency_ms: latency_sum.checked_div(checks).unwrap_or(0),
+            max_latency_ms,
+            down_services,
+        }
+    }
+}
+
+/// Counting services by their latest status.
+struct Tally {
+    up: usize,
+    down: usize,
+    degraded: usize,
+    unknown: usize,
+    checked: usize,
+    all_critical_up: bool,
+    weight_up: f64,
+    weight_total: f64,
+    down_critical: Vec<String>,
+    down_other: Vec<String>,
+}
+
+impl Default for Tally {
+    fn default() -> Self {
+        Tally {
+            up: 0,
+            down: 0,
+            degraded: 0,
+            unknown: 0,
+            checked: 0,
+            all_critical_up: true,
+            weight_up: 0.0,
+            weight_total: 0.0,
+            down_critical: Vec::new(),
+            down_other: Vec::new(),
+        }
+    }
+}
+
+impl Tally {
+    fn add(&mut self, spec: &ServiceSpec, status: Option<Status>, checked_this_round: bool) {
+        let weight = if spec.critical { 3.0 } else { 1.0 };
+        self.weight_total += weight;
+        if checked_this_round {
+            self.checked += 1;
+        }
+        match status {
+            Some(Status::Up) => {
+                self.up += 1;
+                self.weight_up += weight;
+            }
+            Some(Status::Degraded) => {
+                self.degraded += 1;
+                self.weight_up += weight / 2.0;
+            }
+            Some(Status::Down) => {
+                self.down += 1;
+                if spec.critical {
+                    self.all_critical_up = false;
+                    self.down_critical.push(spec.name.to_string());
+                } else {
+                    self.down_other.push(spec.name.to_string());
+                }
+            }
+            None => {
+                self.unknown += 1;
+                if spec.critical {
+                    self.all_critical_up = false;
+                }
+            }
+        }
+    }
+}

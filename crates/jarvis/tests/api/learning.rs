@@ -1,0 +1,393 @@
+//! Learning end to end: a real HTTP agent on 127.0.0.1 whose outcome depends on its parameters,
+//! the real server and queue, both backends; and two instances sharing one PostgreSQL.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::routing::post;
+use axum::{Json, Router};
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::both_backends;
+use crate::helpers::*;
+
+const LIMIT: Duration = Duration::from_secs(30);
+
+/// An agent that fails every `metal` run, succeeds otherwise (impact: jazz 90, others 50), and
+/// sleeps `sleepMs` first when asked. It keeps the parameters of every call.
+struct ChoiceAgent {
+    url: String,
+    calls: Arc<Mutex<Vec<Value>>>,
+    handle: tokio::task::JoinHandle<()>,
+}
+
+impl ChoiceAgent {
+    async fn start() -> ChoiceAgent {
+        async fn run(
+            State(calls): State<Arc<Mutex<Vec<Value>>>>,
+            Json(body): Json<Value>,
+        ) -> Json<Value> {
+            let p = body["parameters"].clone();
+            calls.lock().unwrap().push(p.clone());
+            if let Some(ms) = p["sleepMs"].as_u64() {
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+            }
+            Json(match p["genre"].as_str() {
+                Some("metal") => {
+                    json!({"success": false, "error": "render failed: clipping at sample 4411"})
+                }
+                Some("jazz") => json!({"success": true, "impactScore": 90}),
+                _ => json!({"success": true, "impactScore": 50}),
+            })
+        }
+        let calls = Arc::new(Mutex::new(Vec::new()));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let app = Router::new()
+            .route("/run", post(run))
+            .with_state(calls.clone());
+        let handle = tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        ChoiceAgent {
+            url: format!("http://127.0.0.1:{port}/run"),
+            calls,
+            handle,
+        }
+    }
+}
+
+impl Drop for ChoiceAgent {
+    fn drop(&mut self) {
+        self.handle.abort();
+    }
+}
+
+async fn app_with(backend: Backend, vars: &[(&str, &str)]) -> TestApp {
+    let mut env = TestEnv::new(backend).await;
+    env.set("JARVIS_LEARNING_FLUSH_MS", "50");
+    env.set("JARVIS_LEARNING_MIN_RUNS", "10");
+    env.set("JARVIS_LEARNING_EXPLORATION", "0");
+    for (k, v) in vars {
+        env.set(k, v);
+    }
+    TestApp::spawn_with(env).await
+}
+
+async fn register(app: &TestApp, agent_url: &str, timeout_ms: u64) {
+    let r = app
+        .send_json(
+            Method::PUT,
+            "/api/v1/agents/music",
+            &json!({"url": agent_url, "timeoutMs": timeout_ms}),
+        )
+        .await;
+    assert!(r.status().is_success(), "{:?}", r.text().await);
+}
+
+/// Runs `n` tasks alternating jazz and metal (always with bpm 90) and waits until they finished.
+async fn train(app: &TestApp, n: usize) {
+    let tasks: Vec<Value> = (0..n)
+        .map(|i| {
+            json!({
+                "domain": "music", "action": "beat", "maxAttempts": 1,
+                "parameters": {"genre": if i % 2 == 0 { "jazz" } else { "metal" }, "bpm": 90,
+                               "requestId": format!("r-{i}")},
+            })
+        })
+        .collect();
+    let (s, body) = json(
+        app.send_json(
+            Method::POST,
+            "/api/v1/tasks/batch",
+            &json!({"tasks": tasks}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(s, 202, "{body}");
+    for t in body["data"]["tasks"].as_array().unwrap() {
+        let id = t["taskId"].as_str().unwrap().to_string();
+        eventually_some(LIMIT, &format!("task {id} to finish"), || async {
+            let (_, b) = json(app.get(&format!("/api/v1/tasks/{id}")).await).await;
+            let status = b["data"]["status"].as_str().unwrap_or("").to_string();
+            (status == "succeeded" || status == "failed").then_some(())
+        })
+        .await;
+    }
+}
+
+async fn recommendation(app: &TestApp) -> Value {
+    let (s, body) = json(
+        app.get("/api/v1/tasks/recommendations?domain=music&action=beat")
+            .await,
+    )
+    .await;
+    assert_eq!(s, 200, "{body}");
+    body["data"].clone()
+}
+
+/// Waits until the learner has seen `runs` runs.
+async fn learned(app: &TestApp, runs: u64) -> Value {
+    eventually_some(
+        LIMIT,
+        &format!("a recommendation from {runs} runs"),
+        || async {
+            let r = recommendation(app).await;
+            (r["basedOnRuns"].as_u64() >= Some(runs)).then_some(r)
+        },
+    )
+    .await
+}
+
+async fn submit(app: &TestApp, body: Value) -> Value {
+    let (s, body) = json(
+        app.send_json(Method::POST, "/api/v1/execute?wait=true", &body)
+            .await,
+    )
+    .await;
+    assert_eq!(s, 200, "{body}");
+    body["data"].clone()
+}
+
+both_backends!(
+    recommendations_appear_only_after_enough_data,
+    |backend| async move {
+        let app = app_with(backend, &[]).await;
+        let agent = ChoiceAgent::start().await;
+        register(&app, &agent.url, 5_000).await;
+
+        let empty = recommendation(&app).await;
+        assert_eq!(empty["parameters"], json!({}), "{empty}");
+        assert_eq!(empty["basedOnRuns"], 0);
+        assert_eq!(empty["source"], "insufficientData");
+
+        train(&app, 6).await;
+        let few = learned(&app, 6).await;
+        assert_eq!(few["parameters"], json!({}), "{few}");
+        assert_eq!(few["source"], "insufficientData");
+        assert_eq!(few["confidence"], 0.0);
+        let (_, stats) = json(
+            app.get("/api/v1/tasks/history?domain=music&action=beat")
+                .await,
+        )
+        .await;
+        assert_eq!(stats["data"]["optimalParametersSource"], "mostCommonRecent");
+
+        train(&app, 24).await;
+        let r = learned(&app, 30).await;
+        assert_eq!(r["parameters"]["genre"], "jazz", "{r}");
+        assert_eq!(r["basedOnRuns"], 30);
+        // bpm has a single value, which counts 0.5 (nothing to compare with); the minimum wins.
+        assert!(r["confidence"].as_f64().unwrap() >= 0.5, "{r}");
+        assert!(r["alternatives"].is_array(), "{r}");
+        assert_eq!(r["timeoutWarning"], Value::Null);
+        // Ids are not choices: never learned, never recommended.
+        assert!(r["parameters"].get("requestId").is_none(), "{r}");
+        assert!(r["estimates"].get("requestId").is_none(), "{r}");
+
+        let (_, stats) = json(
+            app.get("/api/v1/tasks/history?domain=music&action=beat")
+                .await,
+        )
+        .await;
+        assert_eq!(stats["data"]["optimalParametersSource"], "learned");
+        assert_eq!(stats["data"]["optimalParameters"]["genre"], "jazz");
+        app.stop().await;
+    }
+);
+
+both_backends!(
+    learned_values_are_used_and_given_values_kept,
+    |backend| async move {
+        let app = app_with(backend, &[]).await;
+        let agent = ChoiceAgent::start().await;
+        register(&app, &agent.url, 5_000).await;
+        train(&app, 50).await;
+        learned(&app, 50).await;
+
+        // No choice given (an id is not one): the learner fills genre and bpm, and the
+        // learned timeout.
+        let t = submit(
+            &app,
+            json!({"domain": "music", "action": "beat", "useLearned": true, "maxAttempts": 1,
+                   "parameters": {"requestId": "r-x"}}),
+        )
+        .await;
+        assert_eq!(t["status"], "succeeded", "{t}");
+        assert_eq!(t["parameters"]["genre"], "jazz", "{t}");
+        assert_eq!(t["parameters"]["bpm"], 90, "{t}");
+        let lp = &t["learnedParameters"];
+        let p = lp["parameters"]["genre"]["probability"].as_f64().unwrap();
+        assert!(p > 0.5 && p <= 1.0, "{lp}");
+        assert_eq!(lp["parameters"]["genre"]["value"], "jazz");
+        assert_eq!(lp["given"], json!(["requestId"]));
+        assert_eq!(t["parameters"]["requestId"], "r-x");
+        // 25 successful jazz runs of a few ms: the learned timeout is the 1 s floor.
+        assert_eq!(lp["timeoutMs"], 1_000, "{lp}");
+        assert_eq!(t["timeoutMs"], 1_000, "{t}");
+        assert_eq!(agent.calls.lock().unwrap().last().unwrap()["genre"], "jazz");
+        // The history row keeps what was learned and with which probability.
+        let id = t["taskId"].as_str().unwrap();
+        let rows = eventually_some(LIMIT, "the history row", || async {
+            let (_, b) = json(
+                app.get(&format!("/api/v1/tasks/executions?taskId={id}"))
+                    .await,
+            )
+            .await;
+            let items = b["data"]["items"].as_array().cloned().unwrap_or_default();
+            (!items.is_empty()).then_some(items)
+        })
+        .await;
+        assert_eq!(rows[0]["learnedParameters"], *lp);
+
+        // Given values and a given timeout are kept.
+        let t = submit(
+            &app,
+            json!({"domain": "music", "action": "beat", "useLearned": true, "maxAttempts": 1,
+                   "parameters": {"genre": "metal"}, "timeoutMs": 4000}),
+        )
+        .await;
+        assert_eq!(t["parameters"]["genre"], "metal", "{t}");
+        assert_eq!(t["parameters"]["bpm"], 90, "{t}");
+        assert_eq!(t["timeoutMs"], 4_000);
+        assert_eq!(t["status"], "failed");
+        assert_eq!(t["learnedParameters"]["given"], json!(["genre"]));
+        assert!(t["learnedParameters"]["parameters"].get("genre").is_none());
+        assert_eq!(t["learnedParameters"]["timeoutMs"], Value::Null);
+
+        // Without useLearned nothing is filled in.
+        let t = submit(
+            &app,
+            json!({"domain": "music", "action": "beat", "maxAttempts": 1, "parameters": {}}),
+        )
+        .await;
+        assert_eq!(t["parameters"], json!({}));
+        assert_eq!(t["learnedParameters"], Value::Null);
+        app.stop().await;
+    }
+);
+
+both_backends!(
+    a_timeout_that_cuts_off_successful_runs_is_reported,
+    |backend| async move {
+        let app = app_with(backend, &[]).await;
+        let agent = ChoiceAgent::start().await;
+        register(&app, &agent.url, 5_000).await;
+        let tasks: Vec<Value> = (0..5)
+            .map(|_| {
+                json!({"domain": "music", "action": "beat", "maxAttempts": 1,
+                            "parameters": {"genre": "pop", "sleepMs": 300}})
+            })
+            .collect();
+        let r = app
+            .send_json(
+                Method::POST,
+                "/api/v1/tasks/batch",
+                &json!({"tasks": tasks}),
+            )
+            .await;
+        assert_eq!(r.status(), 202);
+        learned(&app, 5).await;
+        assert_eq!(recommendation(&app).await["timeoutWarning"], Value::Null);
+        // The operator lowers the agent's timeout below what successful runs need.
+        register(&app, &agent.url, 200).await;
+        let r = recommendation(&app).await;
+        let w = &r["timeoutWarning"];
+        assert_eq!(r["configuredTimeoutMs"], 200, "{r}");
+        assert_eq!(w["configuredMs"], 200, "{r}");
+        assert_eq!(w["successfulAboveShare"], 1.0, "{r}");
+        assert!(w["message"].as_str().unwrap().contains("200 ms"), "{w}");
+        app.stop().await;
+    }
+);
+
+both_backends!(recommendations_refuse_bad_queries, |backend| async move {
+    let app = app_with(backend, &[]).await;
+    assert_error(
+        app.get("/api/v1/tasks/recommendations?action=beat").await,
+        400,
+        "invalid_query",
+    )
+    .await;
+    assert_error(
+        app.get("/api/v1/tasks/recommendations?domain=music").await,
+        400,
+        "invalid_query",
+    )
+    .await;
+    assert_error(
+        app.get("/api/v1/tasks/recommendations?domain=no%20spaces&action=beat")
+            .await,
+        400,
+        "invalid_name",
+    )
+    .await;
+    assert_error(
+        app.get("/api/v1/tasks/recommendations?domain=music&action=beat&x=1")
+            .await,
+        400,
+        "invalid_query",
+    )
+    .await;
+    app.stop().await;
+});
+
+/// Two instances on one PostgreSQL: what one learns, the other recommends and uses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_share_what_they_learn() {
+    let mut env_a = TestEnv::new(Backend::Postgres).await;
+    env_a.set("JARVIS_INSTANCE_ID", "learn-a");
+    env_a.set("JARVIS_LEARNING_FLUSH_MS", "50");
+    env_a.set("JARVIS_LEARNING_MIN_RUNS", "10");
+    env_a.set("JARVIS_LEARNING_EXPLORATION", "0");
+    let mut env_b = TestEnv::new(Backend::Sqlite).await;
+    env_b.vars = env_a.vars.clone();
+    env_b.set("JARVIS_INSTANCE_ID", "learn-b");
+    // B runs no tasks: whatever it knows comes through the store.
+    env_b.set("JARVIS_WORKERS_ENABLED", "false");
+    env_b.set(
+        "JARVIS_DATA_DIR",
+        &env_b.dir.path().join("data").display().to_string(),
+    );
+    env_b.set(
+        "JARVIS_LOG_DIR",
+        &env_b.dir.path().join("logs").display().to_string(),
+    );
+    let a = TestApp::spawn_with(env_a).await;
+    let b = TestApp::spawn_with(env_b).await;
+    let agent = ChoiceAgent::start().await;
+    register(&a, &agent.url, 5_000).await;
+
+    train(&a, 30).await;
+    let r = learned(&b, 30).await;
+    assert_eq!(r["parameters"]["genre"], "jazz", "{r}");
+
+    // A task submitted to B is filled from the shared state (and run by A).
+    let (s, body) = json(
+        b.send_json(
+            Method::POST,
+            "/api/v1/execute",
+            &json!({"domain": "music", "action": "beat", "useLearned": true, "maxAttempts": 1}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(s, 202, "{body}");
+    let id = body["data"]["taskId"].as_str().unwrap().to_string();
+    let t = eventually_some(LIMIT, "the task to succeed on A", || async {
+        let (_, b) = json(a.get(&format!("/api/v1/tasks/{id}")).await).await;
+        (b["data"]["status"] == "succeeded").then(|| b["data"].clone())
+    })
+    .await;
+    assert_eq!(t["parameters"]["genre"], "jazz", "{t}");
+    assert!(t["learnedParameters"]["parameters"]["genre"]["probability"].is_number());
+
+    // Both instances' results add up in one state.
+    let r = learned(&b, 31).await;
+    assert_eq!(r["basedOnRuns"], 31);
+    b.stop().await;
+    a.stop().await;
+}
