@@ -219,7 +219,7 @@ async function main() {
   try {
     out.version = execSync("git describe --always --dirty", { encoding: "utf8" }).trim();
   } catch {}
-  out.settings = { logLevel: "warn", prefetch: "default (200)", synchronousCommit: "server default (on)" };
+  out.settings = { logLevel: "warn", prefetch: "default (1000)", synchronousCommit: "server default (on)" };
   process.stdout.write(JSON.stringify(out) + "\n");
 }
 

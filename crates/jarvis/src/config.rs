@@ -156,7 +156,7 @@ impl Default for TaskSettings {
         TaskSettings {
             workers_enabled: true,
             lease_ms: 30_000,
-            prefetch: 200,
+            prefetch: 1_000,
             poll_ms: 1_000,
             retry_base_ms: 1_000,
             retry_max_ms: 300_000,
