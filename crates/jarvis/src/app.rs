@@ -317,7 +317,8 @@ async fn seed_from_file(config: &Config, store: &dyn Store) -> anyhow::Result<()
     let now = store::now();
     for (name, entry) in &config.file.services {
         let name = crate::names::Name::parse(name)?;
-        let spec = crate::health::ServiceInput::from(entry)
+        let spec = entry
+            .clone()
             .into_spec(name.clone(), now)
             .map_err(|e| anyhow::anyhow!("config file: services.{name}.{e}"))?;
         store.put_service(&spec).await?;

@@ -284,35 +284,6 @@ pub enum StoreConfig {
     },
 }
 
-/// A monitored service, as given in the config file.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct ServiceFileEntry {
-    /// The service's URL (`http://`, `https://` or `tcp://host:port`).
-    pub url: String,
-    /// Check interval in ms.
-    #[serde(default)]
-    pub interval_ms: Option<u64>,
-    /// Check timeout in ms.
-    #[serde(default)]
-    pub timeout_ms: Option<u64>,
-    /// Whether the overall status fails when this service is down.
-    #[serde(default)]
-    pub critical: Option<bool>,
-    /// Status codes that count as up (default: any 2xx).
-    #[serde(default)]
-    pub expected_status: Option<Vec<u16>>,
-    /// HTTP method of the check (default GET).
-    #[serde(default)]
-    pub method: Option<String>,
-    /// A condition on the JSON body of the answer (down when it does not hold).
-    #[serde(default)]
-    pub expect_body: Option<crate::health::BodyCondition>,
-    /// A slower answer is `degraded` (ms).
-    #[serde(default)]
-    pub degraded_latency_ms: Option<u64>,
-}
-
 /// An HTTP agent, as given in the config file.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -351,7 +322,7 @@ pub struct FileConfig {
     pub server: FileServer,
     /// Services to monitor, by name.
     #[serde(default)]
-    pub services: BTreeMap<String, ServiceFileEntry>,
+    pub services: BTreeMap<String, crate::health::ServiceInput>,
     /// Agents, by domain.
     #[serde(default)]
     pub agents: BTreeMap<String, AgentFileEntry>,

@@ -41,8 +41,8 @@ pub struct ServiceSpec {
     pub updated_at: DateTime<Utc>,
 }
 
-/// The body of `PUT /api/v1/services/{name}` (and a config-file entry).
-#[derive(Debug, Clone, Deserialize)]
+/// The body of `PUT /api/v1/services/{name}`, and a `[services.<name>]` entry of the config file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ServiceInput {
     /// Required: what to check.
@@ -218,21 +218,6 @@ impl ServiceInput {
             created_at: now,
             updated_at: now,
         })
-    }
-}
-
-impl From<&crate::config::ServiceFileEntry> for ServiceInput {
-    fn from(e: &crate::config::ServiceFileEntry) -> ServiceInput {
-        ServiceInput {
-            url: e.url.clone(),
-            interval_ms: e.interval_ms,
-            timeout_ms: e.timeout_ms,
-            critical: e.critical,
-            expected_status: e.expected_status.clone(),
-            method: e.method.clone(),
-            expect_body: e.expect_body.clone(),
-            degraded_latency_ms: e.degraded_latency_ms,
-        }
     }
 }
 
