@@ -365,19 +365,24 @@ pub struct HistoryQuery {
     until: Option<String>,
 }
 
+/// The required `domain` and `action` query parameters, validated as names.
+fn domain_action(
+    domain: Option<String>,
+    action: Option<String>,
+) -> Result<(crate::names::Name, crate::names::Name), ApiError> {
+    let domain =
+        domain.ok_or_else(|| ApiError::bad_request("invalid_query", "domain: is required"))?;
+    let action =
+        action.ok_or_else(|| ApiError::bad_request("invalid_query", "action: is required"))?;
+    Ok((path_name(&domain, "domain")?, path_name(&action, "action")?))
+}
+
 /// `GET /api/v1/tasks/history`: statistics of one domain/action.
 pub async fn history(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<HistoryQuery>,
 ) -> Result<ApiOk<Stats>, ApiError> {
-    let domain = q
-        .domain
-        .ok_or_else(|| ApiError::bad_request("invalid_query", "domain: is required"))?;
-    let action = q
-        .action
-        .ok_or_else(|| ApiError::bad_request("invalid_query", "action: is required"))?;
-    let domain = path_name(&domain, "domain")?;
-    let action = path_name(&action, "action")?;
+    let (domain, action) = domain_action(q.domain, q.action)?;
     let since = time("since", q.since)?;
     let until = time("until", q.until)?;
     let mut stats = crate::history::stats(
@@ -416,14 +421,7 @@ pub async fn recommendations(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<RecommendationQuery>,
 ) -> Result<ApiOk<RecommendationView>, ApiError> {
-    let domain = q
-        .domain
-        .ok_or_else(|| ApiError::bad_request("invalid_query", "domain: is required"))?;
-    let action = q
-        .action
-        .ok_or_else(|| ApiError::bad_request("invalid_query", "action: is required"))?;
-    let domain = path_name(&domain, "domain")?;
-    let action = path_name(&action, "action")?;
+    let (domain, action) = domain_action(q.domain, q.action)?;
     let view = state
         .learner
         .recommend(domain.as_str(), action.as_str())
