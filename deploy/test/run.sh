@@ -851,7 +851,7 @@ test_jarvis_reads_secrets() {
     fail "Jarvis starts in production with only JARVIS_SECRETS_PREFIX" "$(cat "$work/jarvis/stderr.log")"
   fi
   check_eq "the DATABASE_URL secret took effect: Jarvis runs on PostgreSQL" postgres \
-    "$(jq -r '.data.checks.store.backend' "$work/jarvis/health.json" 2>/dev/null)"
+    "$(jq -r '.data.checks["store:responseTime"][0].backend' "$work/jarvis/health.json" 2>/dev/null)"
   check_eq "the JARVIS_AUTH_TOKEN secret took effect: 401 without it, 200 with it" "401 200" \
     "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/api/v1/services") $(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $token" "http://127.0.0.1:$port/api/v1/services")"
   kill -TERM "$pid" 2>/dev/null || true

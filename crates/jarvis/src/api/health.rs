@@ -10,14 +10,14 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::envelope::{ok, ApiError, ApiOk, ApiQuery};
+use super::envelope::{ok, ApiError, ApiOk, ApiQuery, Envelope};
 use super::services::path_name;
 use crate::app::AppState;
 use crate::health::{overall, Kind, Overall, ServiceHealth};
@@ -26,76 +26,156 @@ use crate::store::HistoryRange;
 /// How long the store may take to answer before `/health` reports it failed.
 const STORE_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Answers 200 with `status: pass` when the store answers, else 503 with `status: fail`.
+/// The media type of the IETF health check response format (draft-inadarei-api-health-check).
+pub const HEALTH_JSON: &str = "application/health+json";
+
+/// An answer in our envelope, served as `application/health+json`. The draft's fields (`status`,
+/// `checks`, …) live in `data`: the envelope comes first because every client of the API
+/// unwraps it, and SPEC.md fixes `success` as the first field.
+pub struct HealthJson<T>(pub StatusCode, pub T);
+
+impl<T: Serialize> IntoResponse for HealthJson<T> {
+    fn into_response(self) -> Response {
+        let mut response = (self.0, Json(self.1)).into_response();
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            header::HeaderValue::from_static(HEALTH_JSON),
+        );
+        response
+    }
+}
+
+/// One entry of a draft `checks` array: a component, one measurement of it and its status.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Check {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    component_id: Option<String>,
+    component_type: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    observed_value: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    observed_unit: Option<&'static str>,
+    status: &'static str,
+    time: String,
+    /// Why it is not `pass` (the draft's raw error output); absent on `pass`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    output: Option<String>,
+    /// Which engine the store runs on (`sqlite` or `postgres`); only on the store check.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    backend: Option<crate::store::Backend>,
+}
+
+/// `GET /health`, in the IETF health+json format inside the envelope: 200 with `status: pass`
+/// (or `warn`) when the store answers, else 503 with `status: fail`. The `checks` keys follow
+/// the draft's `{component}:{measurement}`: `process:uptime`, `store:responseTime`,
+/// `breakers:storeSync`.
 pub async fn health(State(state): State<AppState>) -> Response {
     let started = Instant::now();
-    let store = match tokio::time::timeout(STORE_TIMEOUT, state.store.ping()).await {
-        Ok(Ok(())) => json!({
-            "status": "pass",
-            "backend": state.store.backend(),
-            "latencyMs": started.elapsed().as_millis() as u64,
-        }),
-        Ok(Err(e)) => json!({
-            "status": "fail",
-            "backend": state.store.backend(),
-            "output": e.to_string(),
-        }),
-        Err(_) => json!({
-            "status": "fail",
-            "backend": state.store.backend(),
-            "output": format!("no answer within {} ms", STORE_TIMEOUT.as_millis()),
-        }),
+    let backend = state.store.backend();
+    let answer = tokio::time::timeout(STORE_TIMEOUT, state.store.ping()).await;
+    let now = iso(Utc::now());
+    let (mut store_status, store_output, latency) = match answer {
+        Ok(Ok(())) => ("pass", None, Some(started.elapsed().as_millis() as u64)),
+        Ok(Err(e)) => ("fail", Some(e.to_string()), None),
+        Err(_) => (
+            "fail",
+            Some(format!("no answer within {} ms", STORE_TIMEOUT.as_millis())),
+            None,
+        ),
     };
     // A shared PostgreSQL that does not answer degrades Jarvis (breakers run on local state, the
     // queue waits) but does not make it dead: every instance would otherwise be taken out of
     // its load balancer at once. A local SQLite file that fails is fatal.
-    let mut store = store;
-    if store["status"] == "fail" && state.store.backend() == crate::store::Backend::Postgres {
-        store["status"] = "warn".into();
+    if store_status == "fail" && backend == crate::store::Backend::Postgres {
+        store_status = "warn";
     }
-    let pass = store["status"] != "fail";
-    let breakers = if state.breaker_sync.degraded() {
-        json!({
-            "status": "warn",
-            "output": "the store was unreachable at the last breaker update; breakers run on local state",
-        })
-    } else {
-        json!({ "status": "pass" })
-    };
+    let pass = store_status != "fail";
+    let breakers_warn = state.breaker_sync.degraded();
     let status = if !pass {
         "fail"
-    } else if breakers["status"] == "warn" || store["status"] == "warn" {
+    } else if breakers_warn || store_status == "warn" {
         "warn"
     } else {
         "pass"
     };
-    let data = json!({
+    let output = store_output.clone();
+    let mut checks = BTreeMap::new();
+    checks.insert(
+        "process:uptime",
+        vec![Check {
+            component_id: Some(state.instance_id.clone()),
+            component_type: "system",
+            observed_value: Some(state.started_at.elapsed().as_secs()),
+            observed_unit: Some("s"),
+            status: "pass",
+            time: now.clone(),
+            output: None,
+            backend: None,
+        }],
+    );
+    checks.insert(
+        "store:responseTime",
+        vec![Check {
+            component_id: None,
+            component_type: "datastore",
+            observed_value: latency,
+            observed_unit: latency.map(|_| "ms"),
+            status: store_status,
+            time: now.clone(),
+            output: store_output,
+            backend: Some(backend),
+        }],
+    );
+    checks.insert(
+        "breakers:storeSync",
+        vec![Check {
+            component_id: None,
+            component_type: "component",
+            observed_value: None,
+            observed_unit: None,
+            status: if breakers_warn { "warn" } else { "pass" },
+            time: now,
+            output: breakers_warn.then(|| {
+                "the store was unreachable at the last breaker update; breakers run on local state"
+                    .to_string()
+            }),
+            backend: None,
+        }],
+    );
+    let mut data = json!({
         "status": status,
-        "version": env!("CARGO_PKG_VERSION"),
+        "version": env!("CARGO_PKG_VERSION").split('.').next().unwrap_or("0"),
+        "releaseId": env!("CARGO_PKG_VERSION"),
+        "serviceId": "jarvis",
+        "description": "Jarvis control plane",
         "instanceId": state.instance_id,
         "uptimeSeconds": state.started_at.elapsed().as_secs(),
-        "checks": {
-            "process": { "status": "pass" },
-            "store": store,
-            "breakers": breakers,
-        },
+        "checks": checks,
     });
+    if let Some(output) = output {
+        // The draft's raw error output, omitted on `pass`.
+        data["output"] = output.into();
+    }
     if pass {
-        (
+        HealthJson(
             StatusCode::OK,
-            Json(json!({ "success": true, "data": data })),
+            Envelope {
+                success: true,
+                data,
+            },
         )
-            .into_response()
+        .into_response()
     } else {
-        (
+        HealthJson(
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({
+            json!({
                 "success": false,
                 "error": { "code": "unhealthy", "message": "the store does not answer" },
                 "data": data,
-            })),
+            }),
         )
-            .into_response()
+        .into_response()
     }
 }
 
@@ -149,9 +229,14 @@ fn iso(t: DateTime<Utc>) -> String {
 
 /// `GET /api/v1/health/services`: the latest result of every service and the overall status
 /// (any critical service down → `fail`; otherwise anything down, degraded or unchecked → `warn`;
-/// else `pass`), in the shape of the IETF health+json draft inside the envelope. It reads what
-/// the monitor already knows: it never calls a service.
-pub async fn services(State(state): State<AppState>) -> Result<ApiOk<ServicesView>, ApiError> {
+/// else `pass`), served as `application/health+json` with the draft's `status` and
+/// `description` inside the envelope. Each service keeps the shape SPEC.md gives it (with the
+/// draft's `componentType`); they are not repeated as a draft `checks` map, which would double
+/// an answer that is already several MB at 20,000 services. It reads what the monitor already
+/// knows: it never calls a service.
+pub async fn services(
+    State(state): State<AppState>,
+) -> Result<HealthJson<Envelope<ServicesView>>, ApiError> {
     let mut known: BTreeMap<String, ServiceHealth> = state
         .health
         .services()
@@ -219,11 +304,17 @@ pub async fn services(State(state): State<AppState>) -> Result<ApiOk<ServicesVie
         }
         Overall::Fail => "a critical service is down",
     };
-    Ok(ok(ServicesView {
-        status,
-        description,
-        services,
-    }))
+    Ok(HealthJson(
+        StatusCode::OK,
+        Envelope {
+            success: true,
+            data: ServicesView {
+                status,
+                description,
+                services,
+            },
+        },
+    ))
 }
 
 /// Query of `GET /api/v1/health/services/{name}/history`.

@@ -10,16 +10,34 @@ both_backends!(
     |backend| async move {
         let app = TestApp::spawn(backend).await;
         let r = app.client.get(app.url("/health")).send().await.unwrap();
-        let (status, body) = json(r).await;
-        assert_eq!(status, 200, "{body}");
+        // The IETF health check response format (draft-inadarei-api-health-check).
+        assert_eq!(r.headers()["content-type"], "application/health+json");
+        let text = r.text().await.unwrap();
+        assert!(text.starts_with(r#"{"success":true,"data":{"#), "{text}");
+        let body: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(body["success"], true);
         assert_eq!(body["data"]["status"], "pass");
-        assert_eq!(body["data"]["checks"]["store"]["status"], "pass");
+        assert!(
+            body["data"].get("output").is_none(),
+            "no output on pass: {body}"
+        );
+        let store = &body["data"]["checks"]["store:responseTime"][0];
+        assert_eq!(store["status"], "pass", "{body}");
+        assert_eq!(store["componentType"], "datastore", "{body}");
+        assert_eq!(store["observedUnit"], "ms", "{body}");
+        assert!(store["observedValue"].is_u64(), "{body}");
         let expected = match backend {
             Backend::Sqlite => "sqlite",
             Backend::Postgres => "postgres",
         };
-        assert_eq!(body["data"]["checks"]["store"]["backend"], expected);
+        assert_eq!(store["backend"], expected);
+        let process = &body["data"]["checks"]["process:uptime"][0];
+        assert_eq!(process["status"], "pass", "{body}");
+        assert_eq!(process["observedUnit"], "s", "{body}");
+        assert_eq!(
+            body["data"]["checks"]["breakers:storeSync"][0]["status"], "pass",
+            "{body}"
+        );
         app.stop().await;
     }
 );

@@ -470,6 +470,13 @@ async fn aggregation_is_pass_warn_fail() {
         overall().await,
         json!({"status": "pass", "description": "every service is up", "services": {}})
     );
+    // The IETF health check response format, inside the envelope (`success` first).
+    let r = app.get("/api/v1/health/services").await;
+    assert_eq!(r.headers()["content-type"], "application/health+json");
+    assert_eq!(
+        r.text().await.unwrap(),
+        r#"{"success":true,"data":{"status":"pass","description":"every service is up","services":{}}}"#
+    );
 
     let ok = FakeService::start(Mode::Ok).await;
     let slow = FakeService::start(Mode::Slow(150)).await;
@@ -755,7 +762,7 @@ async fn jarvis_health_prints_config_file_services() {
 
     let address = app.address.clone();
     let dir = app.env.dir.path().to_path_buf();
-    let (table, json_out, no_token) = tokio::task::spawn_blocking(move || {
+    let (table, json_out, no_token, probe) = tokio::task::spawn_blocking(move || {
         let mut vars = std::collections::HashMap::new();
         vars.insert("JARVIS_AUTH_TOKEN".to_string(), TOKEN.to_string());
         let table = run_jarvis(&["health", "--url", &address], &vars, &dir);
@@ -765,7 +772,13 @@ async fn jarvis_health_prints_config_file_services() {
             &std::collections::HashMap::new(),
             &dir,
         );
-        (table, json_out, no_token)
+        // The container health check takes `/health` as health+json.
+        let probe = run_jarvis(
+            &["healthcheck", "--url", &format!("{address}/health")],
+            &std::collections::HashMap::new(),
+            &dir,
+        );
+        (table, json_out, no_token, probe)
     })
     .await
     .unwrap();
@@ -781,6 +794,7 @@ async fn jarvis_health_prints_config_file_services() {
     let v: Value = serde_json::from_slice(&json_out.stdout).unwrap();
     assert_eq!(v["services"]["fromFile"]["critical"], true);
     assert_eq!(no_token.status.code(), Some(2));
+    assert!(probe.status.success(), "{probe:?}");
     assert!(String::from_utf8_lossy(&no_token.stderr).contains("JARVIS_AUTH_TOKEN"));
     app.stop().await;
 }

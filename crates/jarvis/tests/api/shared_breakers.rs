@@ -263,7 +263,7 @@ async fn a_database_outage_degrades_but_never_fails_calls() {
                 json(app.client.get(app.url("/health")).send().await.unwrap()).await;
             status == 200
                 && body["data"]["status"] == "warn"
-                && body["data"]["checks"]["breakers"]["status"] == "warn"
+                && body["data"]["checks"]["breakers:storeSync"][0]["status"] == "warn"
         },
     )
     .await;
