@@ -137,6 +137,16 @@ impl Application {
             config.instance_id.clone(),
             metrics.clone(),
         ));
+        // A deleted service takes its breaker with it, on every instance.
+        health.forget_breakers_through(breaker_sync.clone());
+        {
+            let monitor = Arc::downgrade(&health);
+            breaker_sync.on_removed(move |_| {
+                if let Some(m) = monitor.upgrade() {
+                    m.services_changed();
+                }
+            });
+        }
         let learner = crate::learning::Learner::new(
             store.clone(),
             config.learning.clone(),

@@ -52,7 +52,8 @@ pub async fn get(
     }
 }
 
-/// `DELETE /api/v1/services/{name}`: 204.
+/// `DELETE /api/v1/services/{name}`: 204. The service's circuit breaker goes with it (here, in
+/// the store and on every other instance), unless an agent's domain shares the name.
 pub async fn delete(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -61,6 +62,11 @@ pub async fn delete(
     if state.store.delete_service(name.as_str()).await? {
         tracing::info!(service = %name, "service removed");
         state.health.services_changed();
+        if let Err(e) = state.breaker_sync.forget(name.as_str()).await {
+            // The service is gone either way; its breaker row is retried when the monitor
+            // drops the service.
+            tracing::warn!(service = %name, error = %e, "cannot delete the breaker of a removed service");
+        }
         Ok(StatusCode::NO_CONTENT.into_response())
     } else {
         Err(ApiError::not_found(format!("no service named {name}")))

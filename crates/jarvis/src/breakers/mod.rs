@@ -140,6 +140,17 @@ impl BreakerRegistry {
             .cloned()
     }
 
+    /// Removes the breaker of `name` (its service was deleted): it is no longer listed, and the
+    /// next use of the name creates a fresh CLOSED breaker. Callers holding the old breaker may
+    /// finish their call; its events are then ignored, as no breaker of that name is known or
+    /// the new one has another generation.
+    pub fn remove(&self, name: &str) -> Option<Arc<Breaker>> {
+        self.breakers
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(name)
+    }
+
     /// Asks `name`'s breaker for permission to make one call. With breakers disabled every call
     /// is admitted and nothing is counted.
     pub fn acquire(&self, name: &Name) -> Result<Admission, Rejected> {

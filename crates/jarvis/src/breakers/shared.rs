@@ -20,6 +20,9 @@
 //!   (trials are no longer coordinated), the degradation is logged once and shown by `/health`
 //!   and `jarvis_breaker_store_degraded`; when the store answers again the breakers that changed
 //!   meanwhile are written back and everything is reconciled.
+//! - **Removal**: when a service is deleted its breaker is forgotten here and its row deleted;
+//!   the deletion is announced like any change, and an instance that finds the row gone drops
+//!   its local breaker too (and tells the health monitor to re-read the service list).
 //! - **Quorum**: with `JARVIS_BREAKER_QUORUM=K > 1` the shared circuit opens only when failures
 //!   came from at least K instances, and an instance that trips alone keeps its circuit open for
 //!   itself without forcing it on the others (one bad node does not poison the rest).
@@ -67,7 +70,15 @@ pub struct BreakerSync {
     degraded: AtomicBool,
     /// Breakers whose changes could not be written while the store was away.
     dirty: Mutex<HashSet<String>>,
+    /// Held while rows are read and applied or written, so that forgetting a breaker cannot
+    /// interleave with a reconcile that read its row just before it was deleted.
+    serial: tokio::sync::Mutex<()>,
+    /// Called with the name of a breaker another instance removed.
+    removed_hooks: Mutex<Vec<RemovedHook>>,
 }
+
+/// See [`BreakerSync::on_removed`].
+type RemovedHook = Box<dyn Fn(&str) + Send + Sync>;
 
 impl BreakerSync {
     /// A sync for `registry`'s breakers through `store`.
@@ -84,7 +95,51 @@ impl BreakerSync {
             settings,
             degraded: AtomicBool::new(false),
             dirty: Mutex::new(HashSet::new()),
+            serial: tokio::sync::Mutex::new(()),
+            removed_hooks: Mutex::new(Vec::new()),
         })
+    }
+
+    /// Registers `hook`, called (on the sync task; it must not block) with the name of every
+    /// breaker whose row another instance deleted.
+    pub fn on_removed(&self, hook: impl Fn(&str) + Send + Sync + 'static) {
+        self.removed_hooks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Box::new(hook));
+    }
+
+    /// Forgets the breaker of a deleted service: it is removed here, its row is deleted, and
+    /// every other instance drops it when it hears of the deletion; a service created again
+    /// under the name starts with a fresh CLOSED breaker. A name that is also an agent's domain
+    /// keeps its breaker (tasks of that domain still call through it). Returns whether the
+    /// breaker was forgotten.
+    pub async fn forget(&self, name: &str) -> Result<bool, crate::store::StoreError> {
+        if self.store.get_agent(name).await?.is_some() {
+            return Ok(false);
+        }
+        let _serial = self.serial.lock().await;
+        // The row first: if that fails, the local breaker stays and the monitor retries when
+        // it drops the service.
+        self.store.breaker_delete(name).await?;
+        self.registry.remove(name);
+        self.dirty
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(name);
+        Ok(true)
+    }
+
+    /// The health monitor stopped checking `name` because its service is gone. On the
+    /// instance that deleted it the breaker is already forgotten; elsewhere (or when a check
+    /// raced with the deletion and created it again) it is forgotten now.
+    pub async fn service_gone(&self, name: &str) {
+        if self.registry.get(name).is_none() {
+            return;
+        }
+        if let Err(e) = self.forget(name).await {
+            tracing::warn!(breaker = name, error = %e, "cannot delete the breaker of a removed service");
+        }
     }
 
     /// Whether the store is unreachable and breakers run on local state only.
@@ -155,6 +210,7 @@ impl BreakerSync {
 
     /// Writes a batch of local events, coalescing consecutive failures of one breaker.
     async fn process(&self, batch: Vec<SyncEvent>) {
+        let _serial = self.serial.lock().await;
         let mut i = 0;
         while i < batch.len() {
             let SyncEvent { name, event } = &batch[i];
@@ -340,18 +396,31 @@ impl BreakerSync {
 
     /// Re-reads one row (after a notification).
     async fn refresh(&self, name: &str) {
+        let serial = self.serial.lock().await;
         match self.store.breaker_row(name).await {
             Ok(Some(row)) => {
                 self.came_back().await;
                 self.apply(&row);
             }
-            Ok(None) => {}
+            // Only a deletion announces a row that is gone: the service was removed.
+            Ok(None) => {
+                let removed = self.registry.remove(name).is_some();
+                drop(serial);
+                if removed {
+                    tracing::info!(breaker = name, "breaker removed with its service");
+                }
+                let hooks = self.removed_hooks.lock().unwrap_or_else(|e| e.into_inner());
+                for hook in hooks.iter() {
+                    hook(name);
+                }
+            }
             Err(e) => self.went_away(&e.to_string(), None),
         }
     }
 
     /// Re-reads every row.
     pub async fn reconcile(&self) {
+        let _serial = self.serial.lock().await;
         match self.store.breaker_rows().await {
             Ok(rows) => {
                 self.came_back().await;

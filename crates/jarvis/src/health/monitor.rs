@@ -37,6 +37,7 @@ use super::history::{History, HistoryWriter};
 use super::metrics::HealthMetrics;
 use super::spec::ServiceSpec;
 use super::uptime::Uptime;
+use crate::breakers::shared::BreakerSync;
 use crate::config::HealthConfig;
 use crate::correlation::CorrelationId;
 use crate::metrics::Metrics;
@@ -152,6 +153,8 @@ struct Inner {
     changed: Notify,
     round: RoundCounters,
     sinks: RwLock<Vec<Arc<dyn RoundSink>>>,
+    /// Told about services no longer monitored, so their breakers go with them.
+    breaker_sync: std::sync::OnceLock<Arc<BreakerSync>>,
 }
 
 /// Background tasks of a started monitor.
@@ -191,6 +194,7 @@ impl Monitor {
                 changed: Notify::new(),
                 round: RoundCounters::default(),
                 sinks: RwLock::new(Vec::new()),
+                breaker_sync: std::sync::OnceLock::new(),
             }),
             running: Mutex::new(None),
         }
@@ -203,6 +207,12 @@ impl Monitor {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .push(sink);
+    }
+
+    /// Forgets the breaker of every service that stops being monitored because it was removed
+    /// (see [`BreakerSync::service_gone`]).
+    pub fn forget_breakers_through(&self, sync: Arc<BreakerSync>) {
+        let _ = self.inner.breaker_sync.set(sync);
     }
 
     /// Re-reads the service list soon (after a change through the API).
@@ -359,6 +369,7 @@ fn apply(
 ) {
     let mut slots = inner.slots.write().unwrap_or_else(|e| e.into_inner());
     let wanted: HashMap<&str, &ServiceSpec> = specs.iter().map(|s| (s.name.as_str(), s)).collect();
+    let mut gone = Vec::new();
     slots.retain(|name, _| {
         let keep = wanted.contains_key(name.as_str());
         if !keep {
@@ -366,9 +377,19 @@ fn apply(
                 task.abort();
             }
             tracing::info!(service = %name, "service no longer monitored");
+            gone.push(name.clone());
         }
         keep
     });
+    if let (false, Some(sync)) = (gone.is_empty(), inner.breaker_sync.get()) {
+        // After the tasks are aborted, so that no check creates the breaker again.
+        let sync = sync.clone();
+        tokio::spawn(async move {
+            for name in gone {
+                sync.service_gone(&name).await;
+            }
+        });
+    }
     for spec in &specs {
         let name = spec.name.as_str();
         let previous = slots.get(name).cloned();

@@ -138,6 +138,10 @@ pub trait BreakerStateStore: Send + Sync {
         lease_ms: u64,
     ) -> Result<(bool, Option<BreakerRow>), StoreError>;
 
+    /// Deletes a breaker's row (its service was removed), announcing it like any change so
+    /// other instances drop their local breaker too. Returns whether there was a row.
+    async fn breaker_delete(&self, name: &str) -> Result<bool, StoreError>;
+
     /// Sends a [`ChangeNote`] for every change other instances make, until `shutdown` turns
     /// true (PostgreSQL: `LISTEN`, reconnecting with backoff; SQLite: nothing to hear).
     async fn watch_breakers(
@@ -405,6 +409,21 @@ impl BreakerStateStore for PostgresStore {
         Ok(result)
     }
 
+    async fn breaker_delete(&self, name: &str) -> Result<bool, StoreError> {
+        let mut tx = self.pool().begin().await.map_err(|e| self.error(e))?;
+        let done = sqlx::query("DELETE FROM circuit_breaker_state WHERE name = $1")
+            .bind(name)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.error(e))?;
+        let deleted = done.rows_affected() > 0;
+        if deleted {
+            pg_notify(&mut tx, name).await.map_err(|e| self.error(e))?;
+        }
+        tx.commit().await.map_err(|e| self.error(e))?;
+        Ok(deleted)
+    }
+
     async fn watch_breakers(
         &self,
         notes: tokio::sync::mpsc::UnboundedSender<ChangeNote>,
@@ -658,6 +677,15 @@ impl BreakerStateStore for SqliteStore {
             Some(r) => Ok((true, Some(row(&r).map_err(StoreError::from_sqlx)?))),
             None => Ok((false, self.breaker_row(name).await?)),
         }
+    }
+
+    async fn breaker_delete(&self, name: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM circuit_breaker_state WHERE name = ?1")
+            .bind(name)
+            .execute(self.pool())
+            .await
+            .map_err(StoreError::from_sqlx)?;
+        Ok(done.rows_affected() > 0)
     }
 
     async fn watch_breakers(

@@ -660,6 +660,114 @@ async fn changes_through_the_api_are_picked_up() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// A deleted service takes its breaker with it
+
+both_backends!(
+    a_deleted_service_takes_its_breaker_with_it,
+    |backend| async move {
+        let app = TestApp::spawn_with(health_env(backend, 600_000).await).await;
+        let failing = FakeService::start(Mode::Fail).await;
+        app.put_service(
+            "doomed",
+            json!({"url": failing.url("/"), "intervalMs": 100, "timeoutMs": 500}),
+        )
+        .await;
+        let breaker = wait_for(Duration::from_secs(10), "the circuit to open", || async {
+            let b = app.breaker("doomed").await;
+            (b["state"] == "OPEN").then_some(b)
+        })
+        .await;
+        assert_eq!(breaker["failureCount"], 5, "{breaker}");
+        wait_for(Duration::from_secs(5), "the OPEN row to be stored", || async {
+        matches!(app.state().store.breaker_row("doomed").await, Ok(Some(r)) if r.state == "OPEN")
+            .then_some(())
+    })
+    .await;
+
+        app.delete_service("doomed").await;
+        // Gone at once: from the list, the store and the single-breaker route.
+        let all = app.data("/api/v1/circuit-breakers").await;
+        assert!(all.get("doomed").is_none(), "{all}");
+        assert!(app
+            .state()
+            .store
+            .breaker_row("doomed")
+            .await
+            .unwrap()
+            .is_none());
+        assert_error(
+            app.get("/api/v1/circuit-breakers/doomed").await,
+            404,
+            "not_found",
+        )
+        .await;
+        // And it stays gone once the monitor has dropped the service (no check creates it again).
+        wait_for(Duration::from_secs(5), "the monitor to drop it", || async {
+            let text = app.get("/metrics").await.text().await.unwrap();
+            text.lines()
+                .any(|l| l == "jarvis_health_services 0")
+                .then_some(())
+        })
+        .await;
+        let until = Instant::now() + Duration::from_millis(500);
+        wait_for(Duration::from_secs(2), "500 ms to pass", || async {
+            (Instant::now() >= until).then_some(())
+        })
+        .await;
+        let all = app.data("/api/v1/circuit-breakers").await;
+        assert_eq!(all, json!({}), "no breaker is left behind");
+
+        // A restart does not bring it back from the store.
+        let env = app.stop_keep_env().await;
+        let app = TestApp::spawn_with(env).await;
+        assert_eq!(app.data("/api/v1/circuit-breakers").await, json!({}));
+
+        // Created again (now healthy): a fresh CLOSED breaker, no failures remembered.
+        let healthy = FakeService::start(Mode::Ok).await;
+        app.put_service(
+            "doomed",
+            json!({"url": healthy.url("/"), "intervalMs": 100}),
+        )
+        .await;
+        wait_for(
+            Duration::from_secs(5),
+            "the new service to be up",
+            || async { (app.service_health("doomed").await["status"] == "up").then_some(()) },
+        )
+        .await;
+        let breaker = app.breaker("doomed").await;
+        assert_eq!(breaker["state"], "CLOSED", "{breaker}");
+        assert_eq!(breaker["failureCount"], 0, "{breaker}");
+        assert_eq!(breaker["rejectedCalls"], 0, "{breaker}");
+        app.stop().await;
+    }
+);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_breaker_shared_with_an_agent_domain_is_kept() {
+    let app = TestApp::spawn_with(health_env(Backend::Sqlite, 600_000).await).await;
+    let service = FakeService::start(Mode::Ok).await;
+    let r = app
+        .send_json(
+            Method::PUT,
+            "/api/v1/agents/music",
+            &json!({"url": service.url("/run")}),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    app.put_service("music", json!({"url": service.url("/"), "intervalMs": 100}))
+        .await;
+    wait_for(Duration::from_secs(5), "its breaker", || async {
+        (app.breaker("music").await["state"] == "CLOSED").then_some(())
+    })
+    .await;
+    app.delete_service("music").await;
+    // Tasks of the domain still call through it.
+    assert_eq!(app.breaker("music").await["state"], "CLOSED");
+    app.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------------
 // History
 
 both_backends!(history_keeps_results, |backend| async move {
@@ -958,6 +1066,7 @@ async fn a_service_registered_on_one_instance_is_checked_by_another() {
         (service.count() >= 4).then_some(())
     })
     .await;
+    assert_eq!(second.breaker("shared").await["state"], "CLOSED");
     first.delete_service("shared").await;
     wait_for(
         Duration::from_secs(10),
@@ -965,6 +1074,17 @@ async fn a_service_registered_on_one_instance_is_checked_by_another() {
         || async {
             let v = second.data("/api/v1/health/services").await;
             (v["services"] == json!({})).then_some(())
+        },
+    )
+    .await;
+    // Its breaker goes too, on both instances (the other one hears of the deletion).
+    wait_for(
+        Duration::from_secs(5),
+        "the breaker to go on both instances",
+        || async {
+            let one = first.data("/api/v1/circuit-breakers").await;
+            let two = second.data("/api/v1/circuit-breakers").await;
+            (one.get("shared").is_none() && two.get("shared").is_none()).then_some(())
         },
     )
     .await;
