@@ -35,8 +35,8 @@ async fn main() -> anyhow::Result<()> {
     let records: Vec<ExecutionRecord> = (0..n)
         .map(|i| {
             let r = ExecutionRecord {
-                record_id: uuid::Uuid::new_v4(),
-                task_id: uuid::Uuid::new_v4(),
+                record_id: uuid::Uuid::now_v7(),
+                task_id: uuid::Uuid::now_v7(),
                 domain: format!("domain{}", i % 4),
                 action: format!("action{}", i % 3),
                 attempt: 1,

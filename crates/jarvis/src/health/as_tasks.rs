@@ -38,8 +38,8 @@ impl HistorySink {
         let finished_at = report.started_at
             + chrono::TimeDelta::from_std(report.duration).unwrap_or(chrono::TimeDelta::zero());
         let record = ExecutionRecord {
-            record_id: Uuid::new_v4(),
-            task_id: Uuid::new_v4(),
+            record_id: Uuid::now_v7(),
+            task_id: Uuid::now_v7(),
             domain: DOMAIN.into(),
             action: ACTION.into(),
             attempt: 1,

@@ -516,8 +516,8 @@ mod tests {
     fn record(parameters: Value, success: bool, reason: Option<&str>) -> ExecutionRecord {
         let now = chrono::Utc::now();
         ExecutionRecord {
-            record_id: uuid::Uuid::new_v4(),
-            task_id: uuid::Uuid::new_v4(),
+            record_id: uuid::Uuid::now_v7(),
+            task_id: uuid::Uuid::now_v7(),
             domain: "music".into(),
             action: "beat".into(),
             attempt: 1,

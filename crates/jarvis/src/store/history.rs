@@ -82,7 +82,9 @@ pub trait HistoryStore: Send + Sync {
     /// Number of records (all, or of one task).
     async fn count_executions(&self, task_id: Option<Uuid>) -> Result<u64, StoreError>;
 
-    /// Deletes up to `limit` records (and whole rollup hours) older than `before`. Returns how
-    /// many records were deleted.
+    /// Deletes, among the `limit` oldest records (in insertion order: the primary key, so no
+    /// time index is maintained for retention), those that finished before `before`, and whole
+    /// rollup hours older than `before`. Returns how many records were deleted; fewer than
+    /// `limit` means the old end of the history is reached (or holds newer records).
     async fn purge_history(&self, before: DateTime<Utc>, limit: u32) -> Result<u64, StoreError>;
 }

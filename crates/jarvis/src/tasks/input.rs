@@ -161,7 +161,9 @@ impl TaskInput {
             }
         };
         Ok(NewTask {
-            id: Uuid::new_v4(),
+            // Time-ordered (UUIDv7, monotonic within the process): the primary key doubles as
+            // the creation order (task listing), and new rows land at the index's right edge.
+            id: Uuid::now_v7(),
             domain,
             action,
             parameters,

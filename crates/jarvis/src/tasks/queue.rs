@@ -644,7 +644,7 @@ impl TaskQueue {
         clock: Instant,
     ) -> ExecutionRecord {
         ExecutionRecord {
-            record_id: Uuid::new_v4(),
+            record_id: Uuid::now_v7(),
             task_id: task.id,
             domain: task.domain.to_string(),
             action: task.action.to_string(),
@@ -960,7 +960,7 @@ impl TaskQueue {
                         let started = r.attempt_started_at.unwrap_or(now);
                         let reason = task.error.clone().unwrap_or_else(|| "lease expired".into());
                         let record = ExecutionRecord {
-                            record_id: Uuid::new_v4(),
+                            record_id: Uuid::now_v7(),
                             task_id: task.id,
                             domain: task.domain.to_string(),
                             action: task.action.to_string(),

@@ -9,7 +9,7 @@ use chrono::TimeDelta;
 use jarvis::config::Config;
 use jarvis::history::ExecutionRecord;
 use jarvis::names::Name;
-use jarvis::store::{Lease, Settlement, StatsQuery, Store};
+use jarvis::store::{Lease, Settlement, StatsQuery, Store, TaskFilter};
 use jarvis::tasks::{NewTask, TaskStatus};
 use serde_json::json;
 use uuid::Uuid;
@@ -25,7 +25,8 @@ async fn open(backend: Backend) -> (TestEnv, Arc<dyn Store>) {
 fn new_task(i: usize, key: Option<&str>) -> NewTask {
     let now = jarvis::store::now();
     NewTask {
-        id: Uuid::new_v4(),
+        // As the API makes them: time-ordered.
+        id: Uuid::now_v7(),
         domain: Name::parse("noop").unwrap(),
         action: Name::parse("x").unwrap(),
         parameters: json!({"i": i}),
@@ -247,3 +248,81 @@ both_backends!(history_is_idempotent_and_rolled_up, |backend| async move {
     assert_eq!(store.count_executions(None).await.unwrap(), 0);
     store.close().await;
 });
+
+both_backends!(tasks_are_listed_newest_first, |backend| async move {
+    let (_env, store) = open(backend).await;
+    // Three submissions in order, one of them a batch of two.
+    let first = vec![new_task(0, None)];
+    let batch = vec![new_task(1, None), new_task(2, None)];
+    let last = vec![new_task(3, Some("k-last"))];
+    for tasks in [&first, &batch, &last] {
+        store.insert_tasks(tasks, None).await.unwrap();
+    }
+    let listed = store
+        .list_tasks(&TaskFilter {
+            domain: Some("noop".into()),
+            action: None,
+            status: Some(TaskStatus::Queued),
+            limit: 3,
+        })
+        .await
+        .unwrap();
+    let order: Vec<Uuid> = listed.iter().map(|t| t.id).collect();
+    assert_eq!(order, vec![last[0].id, batch[1].id, batch[0].id]);
+    // An idempotency key still returns the stored task rather than a duplicate.
+    let again = store
+        .insert_tasks(&[new_task(9, Some("k-last"))], None)
+        .await
+        .unwrap();
+    assert!(!again[0].created);
+    assert_eq!(again[0].task.id, last[0].id);
+    store.close().await;
+});
+
+both_backends!(
+    retention_deletes_only_old_records_in_chunks,
+    |backend| async move {
+        let (_env, store) = open(backend).await;
+        let now = jarvis::store::now();
+        let record = |finished: chrono::DateTime<chrono::Utc>| ExecutionRecord {
+            record_id: Uuid::now_v7(),
+            task_id: Uuid::now_v7(),
+            domain: "music".into(),
+            action: "render".into(),
+            attempt: 1,
+            parameters: json!({}),
+            learned_parameters: None,
+            success: true,
+            duration_ms: 5,
+            impact_score: None,
+            failure_reason: None,
+            failure_group: None,
+            cost_usd: None,
+            correlation_id: None,
+            instance_id: None,
+            started_at: finished,
+            finished_at: finished,
+        };
+        // 25 records two days old, then 7 recent ones, inserted in that (time) order.
+        let old: Vec<_> = (0..25).map(|_| record(now - TimeDelta::days(2))).collect();
+        let new: Vec<_> = (0..7).map(|_| record(now)).collect();
+        store.insert_history(&old).await.unwrap();
+        store.insert_history(&new).await.unwrap();
+        let cutoff = now - TimeDelta::days(1);
+        // Chunks of 10: 10, 10, then the last 5 old ones (the chunk reached the recent records).
+        let mut chunks = Vec::new();
+        loop {
+            let n = store.purge_history(cutoff, 10).await.unwrap();
+            chunks.push(n);
+            if n < 10 {
+                break;
+            }
+        }
+        assert_eq!(chunks, vec![10, 10, 5]);
+        assert_eq!(store.count_executions(None).await.unwrap(), 7);
+        // Nothing more to delete: the recent records stay.
+        assert_eq!(store.purge_history(cutoff, 10).await.unwrap(), 0);
+        assert_eq!(store.count_executions(None).await.unwrap(), 7);
+        store.close().await;
+    }
+);

@@ -289,7 +289,7 @@ impl HistoryStore for PostgresStore {
             let recent = sqlx::query_scalar::<_, sqlx::types::Json<serde_json::Value>>(
                 "SELECT parameters FROM (SELECT parameters, success FROM task_history \
                  WHERE domain = $1 AND action = $2 AND finished_at >= $3 AND finished_at <= $4 \
-                 ORDER BY finished_at DESC LIMIT $5) s WHERE success",
+                 ORDER BY id DESC LIMIT $5) s WHERE success",
             )
             .bind(&q.domain)
             .bind(&q.action)
@@ -357,8 +357,9 @@ impl HistoryStore for PostgresStore {
     async fn purge_history(&self, before: DateTime<Utc>, limit: u32) -> Result<u64, StoreError> {
         let work = async {
             let done = sqlx::query(
-                "DELETE FROM task_history WHERE id IN \
-                 (SELECT id FROM task_history WHERE finished_at < $1 LIMIT $2)",
+                "DELETE FROM task_history WHERE id IN (SELECT id FROM \
+                 (SELECT id, finished_at FROM task_history ORDER BY id LIMIT $2) oldest \
+                 WHERE finished_at < $1)",
             )
             .bind(before)
             .bind(i64::from(limit))

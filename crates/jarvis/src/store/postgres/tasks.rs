@@ -34,7 +34,7 @@ WITH ins AS (
                 $12::timestamptz[])
          AS u(id, domain, action, parameters, learned, priority, run_at, max_attempts,
               timeout_ms, key, corr, created_at)
-    ON CONFLICT (idempotency_key) DO NOTHING
+    ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
     RETURNING *
 ), wake AS (
     SELECT pg_notify('jarvis_tasks', '') AS sent WHERE $17 AND EXISTS (SELECT 1 FROM ins)
@@ -216,7 +216,7 @@ impl TaskStore for PostgresStore {
         let all = sqlx::query(
             "SELECT * FROM tasks WHERE ($1::text IS NULL OR domain = $1) \
              AND ($2::text IS NULL OR action = $2) AND ($3::text IS NULL OR status = $3) \
-             ORDER BY created_at DESC, id LIMIT $4",
+             ORDER BY id DESC LIMIT $4",
         )
         .bind(filter.domain.as_deref())
         .bind(filter.action.as_deref())

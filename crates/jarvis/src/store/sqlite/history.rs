@@ -188,7 +188,7 @@ impl HistoryStore for SqliteStore {
             let recent = sqlx::query_scalar::<_, sqlx::types::Json<serde_json::Value>>(
                 "SELECT parameters FROM (SELECT parameters, success FROM task_history \
                  WHERE domain = ?1 AND action = ?2 AND finished_at >= ?3 AND finished_at <= ?4 \
-                 ORDER BY finished_at DESC LIMIT ?5) WHERE success",
+                 ORDER BY id DESC LIMIT ?5) WHERE success",
             )
             .bind(&q.domain)
             .bind(&q.action)
@@ -255,8 +255,9 @@ impl HistoryStore for SqliteStore {
         let work = async {
             let mut tx = self.writer().begin().await?;
             let done = sqlx::query(
-                "DELETE FROM task_history WHERE id IN \
-                 (SELECT id FROM task_history WHERE finished_at < ?1 LIMIT ?2)",
+                "DELETE FROM task_history WHERE id IN (SELECT id FROM \
+                 (SELECT id, finished_at FROM task_history ORDER BY id LIMIT ?2) \
+                 WHERE finished_at < ?1)",
             )
             .bind(before)
             .bind(i64::from(limit))

@@ -96,7 +96,7 @@ impl TaskStore for SqliteStore {
         let all = sqlx::query(
             "SELECT * FROM tasks WHERE (?1 IS NULL OR domain = ?1) \
              AND (?2 IS NULL OR action = ?2) AND (?3 IS NULL OR status = ?3) \
-             ORDER BY created_at DESC, id LIMIT ?4",
+             ORDER BY id DESC LIMIT ?4",
         )
         .bind(filter.domain.as_deref())
         .bind(filter.action.as_deref())
