@@ -305,24 +305,33 @@ http {{
         )
         log(f"all {args.services} services monitored; warming up {args.warmup} s")
         time.sleep(args.warmup)
-        results.append(
-            measure("load", jarvis, nginx.pid, jarvis_port, args.services, args.seconds)
-        )
+        if args.seconds > 0:
+            results.append(
+                measure("load", jarvis, nginx.pid, jarvis_port, args.services, args.seconds)
+            )
         if args.recover_to:
             log(f"deleting services down to {args.recover_to}")
             import threading
 
+            latencies = []
+            statuses = {}
+
             def deleter(first):
                 c = http.client.HTTPConnection("127.0.0.1", jarvis_port, timeout=60)
                 for i in range(first, args.services, 8):
+                    t = time.time()
                     c.request(
                         "DELETE",
                         f"/api/v1/services/s{i}",
                         headers={"Authorization": f"Bearer {TOKEN}"},
                     )
-                    c.getresponse().read()
+                    r = c.getresponse()
+                    r.read()
+                    latencies.append(time.time() - t)
+                    statuses[r.status] = statuses.get(r.status, 0) + 1
                 c.close()
 
+            rss_before = rss_mib(jarvis.pid)
             started = time.time()
             threads = [
                 threading.Thread(target=deleter, args=(args.recover_to + k,)) for k in range(8)
@@ -331,7 +340,29 @@ http {{
                 t.start()
             for t in threads:
                 t.join()
-            log(f"deleted in {time.time() - started:.1f} s")
+            took = time.time() - started
+            log(f"deleted in {took:.1f} s")
+            latencies.sort()
+
+            def pct(q):
+                return round(latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000, 1)
+
+            deletes = {
+                "phase": "deletes",
+                "deleted": len(latencies),
+                "statuses": {str(k): v for k, v in statuses.items()},
+                "connections": 8,
+                "seconds": round(took, 1),
+                "deletesPerSecond": round(len(latencies) / took, 1),
+                "latencyP50Ms": pct(0.50),
+                "latencyP99Ms": pct(0.99),
+                "latencyMaxMs": round(latencies[-1] * 1000, 1),
+                "jarvisRssBeforeMiB": round(rss_before, 1),
+                "jarvisRssAfterMiB": round(rss_mib(jarvis.pid), 1),
+                "loadavg": open("/proc/loadavg").read().split()[:3],
+            }
+            print(json.dumps(deletes), flush=True)
+            results.append(deletes)
             wait(
                 lambda: total(scrape(jarvis_port), "jarvis_health_services") == args.recover_to,
                 120,

@@ -108,6 +108,10 @@ pub struct HealthConfig {
     /// `JARVIS_HEALTH_HISTORY_FLUSH_MS`: the longest a result waits before it is written.
     #[serde(serialize_with = "ser_ms")]
     pub history_flush: Duration,
+    /// `JARVIS_HEALTH_UPTIME_SYNC_MS`: how often uptime counts are added to the store (and,
+    /// with PostgreSQL, the other instances' counts read back).
+    #[serde(serialize_with = "ser_ms")]
+    pub uptime_sync: Duration,
 }
 
 fn ser_ms<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -123,6 +127,7 @@ impl Default for HealthConfig {
             reload: Duration::from_secs(10),
             history_retention_hours: 24,
             history_flush: Duration::from_secs(1),
+            uptime_sync: Duration::from_secs(15),
         }
     }
 }
@@ -762,6 +767,9 @@ impl Config {
             history_flush: env
                 .int::<u64>("JARVIS_HEALTH_HISTORY_FLUSH_MS", 10, 60_000)?
                 .map_or(health_defaults.history_flush, Duration::from_millis),
+            uptime_sync: env
+                .int::<u64>("JARVIS_HEALTH_UPTIME_SYNC_MS", 50, 3_600_000)?
+                .map_or(health_defaults.uptime_sync, Duration::from_millis),
         };
 
         let auth_token = env.secret("JARVIS_AUTH_TOKEN");

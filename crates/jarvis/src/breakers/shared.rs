@@ -120,8 +120,11 @@ impl BreakerSync {
         }
         let _serial = self.serial.lock().await;
         // The row first: if that fails, the local breaker stays and the monitor retries when
-        // it drops the service.
-        self.store.breaker_delete(name).await?;
+        // it drops the service. Most services never had a row (a breaker is stored only once
+        // it fails), and a read costs no write lock: bulk deletions stay cheap on SQLite.
+        if self.store.breaker_row(name).await?.is_some() {
+            self.store.breaker_delete(name).await?;
+        }
         self.registry.remove(name);
         self.dirty
             .lock()

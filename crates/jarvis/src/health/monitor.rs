@@ -36,12 +36,12 @@ use super::check::{CheckResult, Checker, Kind, Status};
 use super::history::{History, HistoryWriter};
 use super::metrics::HealthMetrics;
 use super::spec::ServiceSpec;
-use super::uptime::Uptime;
+use super::uptime::{Pending, Uptime, DAY_BUCKET, HOUR_BUCKET};
 use crate::breakers::shared::BreakerSync;
 use crate::config::HealthConfig;
 use crate::correlation::CorrelationId;
 use crate::metrics::Metrics;
-use crate::store::Store;
+use crate::store::{Backend, Store, UptimeCount};
 
 /// How long the monitor waits after a change through the API before re-reading the list.
 const LOCAL_CHANGE_DEBOUNCE: Duration = Duration::from_millis(100);
@@ -163,6 +163,8 @@ struct Running {
     supervisor: JoinHandle<()>,
     rounds: JoinHandle<()>,
     writer: HistoryWriter,
+    uptime_stop: watch::Sender<bool>,
+    uptime: JoinHandle<()>,
 }
 
 /// The health monitor of one instance. Cheap to share (`Arc`).
@@ -242,11 +244,15 @@ impl Monitor {
         let (stop, stopped) = watch::channel(false);
         let supervisor = tokio::spawn(supervise(inner.clone(), history, stopped.clone()));
         let rounds = tokio::spawn(rounds(inner.clone(), stopped));
+        let (uptime_stop, uptime_stopped) = watch::channel(false);
+        let uptime = tokio::spawn(sync_uptime(inner.clone(), uptime_stopped));
         *running = Some(Running {
             stop,
             supervisor,
             rounds,
             writer,
+            uptime_stop,
+            uptime,
         });
     }
 
@@ -262,6 +268,9 @@ impl Monitor {
             let _ = r.stop.send(true);
             let _ = r.supervisor.await;
             let _ = r.rounds.await;
+            // After the checks have stopped, so that the last counts are written.
+            let _ = r.uptime_stop.send(true);
+            let _ = r.uptime.await;
             r.writer.stop().await;
         }
     }
@@ -306,6 +315,9 @@ fn unix_now() -> u64 {
 async fn supervise(inner: Arc<Inner>, history: History, mut stopped: watch::Receiver<bool>) {
     let mut tasks: HashMap<String, JoinHandle<()>> = HashMap::new();
     if inner.config.enabled {
+        // Uptime counts kept from before this start (and other instances'), handed to each
+        // service's slot when the first read of the list creates it.
+        let mut seed = uptime_seed(&inner).await;
         let mut reload = tokio::time::interval(inner.config.reload);
         reload.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // The periodic poll reads only a fingerprint of the list; the whole list (thousands of
@@ -343,7 +355,8 @@ async fn supervise(inner: Arc<Inner>, history: History, mut stopped: watch::Rece
                 Ok(specs) => {
                     known = fingerprint;
                     polls_since_full = 0;
-                    apply(&inner, &history, &mut tasks, specs);
+                    apply(&inner, &history, &mut tasks, specs, &mut seed);
+                    seed = HashMap::new();
                 }
                 Err(e) => tracing::warn!(
                     error = %e,
@@ -366,6 +379,7 @@ fn apply(
     history: &History,
     tasks: &mut HashMap<String, JoinHandle<()>>,
     specs: Vec<ServiceSpec>,
+    seed: &mut HashMap<String, Vec<UptimeCount>>,
 ) {
     let mut slots = inner.slots.write().unwrap_or_else(|e| e.into_inner());
     let wanted: HashMap<&str, &ServiceSpec> = specs.iter().map(|s| (s.name.as_str(), s)).collect();
@@ -397,9 +411,21 @@ fn apply(
             continue;
         }
         // A new or changed definition: keep what was seen under the old one.
-        let seen = previous
-            .map(|p| std::mem::take(&mut *p.seen.lock().unwrap_or_else(|e| e.into_inner())))
-            .unwrap_or_default();
+        let seen = match previous {
+            Some(p) => std::mem::take(&mut *p.seen.lock().unwrap_or_else(|e| e.into_inner())),
+            None => {
+                let mut seen = Seen::default();
+                for c in seed.remove(name).unwrap_or_default() {
+                    seen.uptime.set_stored(
+                        c.width_s,
+                        c.bucket_start.max(0) as u64,
+                        c.up.max(0) as u64,
+                        c.total.max(0) as u64,
+                    );
+                }
+                seen
+            }
+        };
         let slot = Arc::new(Slot {
             spec: spec.clone(),
             seen: Mutex::new(seen),
@@ -536,6 +562,143 @@ impl Slot {
                 latency_ms = result.latency_ms,
                 "service status changed"
             );
+        }
+    }
+}
+
+/// How long uptime buckets are kept in the store: the day window and some slack.
+const UPTIME_KEEP_SECS: u64 = 2 * 86_400;
+/// How often old uptime buckets are deleted.
+const UPTIME_PRUNE_EVERY: Duration = Duration::from_secs(3_600);
+
+/// The stored uptime buckets of the last hour and day, by service (empty if the store cannot
+/// be read: uptime then starts from this instance's own checks).
+async fn uptime_seed(inner: &Inner) -> HashMap<String, Vec<UptimeCount>> {
+    let now = unix_now() as i64;
+    let since_5m = now - i64::from(HOUR_BUCKET) * 13;
+    let since_1h = now - i64::from(DAY_BUCKET) * 25;
+    let mut seed: HashMap<String, Vec<UptimeCount>> = HashMap::new();
+    match inner.store.uptime_counts(since_5m, since_1h).await {
+        Ok(counts) => {
+            for c in counts {
+                seed.entry(c.service.clone()).or_default().push(c);
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot read stored uptime; counting from now"),
+    }
+    seed
+}
+
+/// Adds this instance's uptime counts to the store every `JARVIS_HEALTH_UPTIME_SYNC_MS` (and
+/// once more when stopped); with PostgreSQL, reads the current buckets of every instance back.
+async fn sync_uptime(inner: Arc<Inner>, mut stopped: watch::Receiver<bool>) {
+    if !inner.config.enabled {
+        return;
+    }
+    let every = inner.config.uptime_sync;
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_prune: Option<Instant> = None;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stopped.changed() => break,
+        }
+        inner.write_uptime().await;
+        if inner.store.backend() == Backend::Postgres {
+            inner.read_uptime().await;
+        }
+        if last_prune.is_none_or(|t| t.elapsed() >= UPTIME_PRUNE_EVERY) {
+            last_prune = Some(Instant::now());
+            let before = unix_now().saturating_sub(UPTIME_KEEP_SECS) as i64;
+            if let Err(e) = inner.store.prune_uptime(before).await {
+                tracing::warn!(error = %e, "cannot delete old uptime counts");
+            }
+        }
+    }
+    inner.write_uptime().await;
+}
+
+impl Inner {
+    fn all_slots(&self) -> Vec<Arc<Slot>> {
+        self.slots
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// Adds every service's pending uptime counts to the store; on failure they are kept for
+    /// the next sync.
+    async fn write_uptime(&self) {
+        let mut taken: Vec<(Arc<Slot>, Vec<Pending>)> = Vec::new();
+        for slot in self.all_slots() {
+            let pending = slot
+                .seen
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .uptime
+                .take_pending();
+            if !pending.is_empty() {
+                taken.push((slot, pending));
+            }
+        }
+        if taken.is_empty() {
+            return;
+        }
+        let counts: Vec<UptimeCount> = taken
+            .iter()
+            .flat_map(|(slot, pending)| {
+                pending.iter().map(|p| UptimeCount {
+                    service: slot.spec.name.to_string(),
+                    width_s: p.width_s,
+                    bucket_start: p.bucket_start as i64,
+                    up: i64::from(p.up),
+                    total: i64::from(p.total),
+                })
+            })
+            .collect();
+        if let Err(e) = self.store.add_uptime(&counts).await {
+            tracing::warn!(error = %e, services = taken.len(), "cannot write uptime counts; keeping them for the next sync");
+            for (slot, pending) in taken {
+                slot.seen
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .uptime
+                    .restore_pending(&pending);
+            }
+        }
+    }
+
+    /// Sets the current (and previous) buckets of every service to the stored counts of all
+    /// instances plus this instance's pending ones.
+    async fn read_uptime(&self) {
+        let now = unix_now() as i64;
+        let since_5m =
+            now / i64::from(HOUR_BUCKET) * i64::from(HOUR_BUCKET) - i64::from(HOUR_BUCKET);
+        let since_1h = now / i64::from(DAY_BUCKET) * i64::from(DAY_BUCKET) - i64::from(DAY_BUCKET);
+        let counts = match self.store.uptime_counts(since_5m, since_1h).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read uptime counts");
+                return;
+            }
+        };
+        let slots = self.slots.read().unwrap_or_else(|e| e.into_inner());
+        for c in counts {
+            if let Some(slot) = slots.get(&c.service) {
+                slot.seen
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .uptime
+                    .set_stored(
+                        c.width_s,
+                        c.bucket_start.max(0) as u64,
+                        c.up.max(0) as u64,
+                        c.total.max(0) as u64,
+                    );
+            }
         }
     }
 }

@@ -1,10 +1,18 @@
-//! Uptime over the last hour and day, kept in memory per service in a few fixed buckets.
+//! Uptime over the last hour and day, kept in memory per service in a few fixed buckets, and
+//! in the store so that it survives restarts and is shared by instances.
 //!
 //! Twelve 5-minute buckets answer "the last hour" and twenty-four 1-hour buckets "the last day":
 //! 36 small buckets per service (under 600 bytes), whatever the check rate, so 20,000 services
 //! cost about 12 MB. The windows slide by whole buckets, so "the last hour" covers 55 to 60
-//! minutes. The figures describe what this instance saw since it started; history in the store
-//! keeps every result for longer questions.
+//! minutes.
+//!
+//! The same buckets are kept in the store (`health_uptime`, one row per service and bucket).
+//! What this instance counts goes into its buckets at once and into `pending`; every
+//! `JARVIS_HEALTH_UPTIME_SYNC_MS` the monitor adds the pending counts to the stored ones. At
+//! start the buckets are seeded from the store, and with PostgreSQL the current buckets are
+//! read back after every sync ([`Uptime::set_stored`]: stored counts plus what is still
+//! pending), so every instance shows the counts of all instances. Answering the API therefore
+//! never touches the store.
 
 /// One bucket: the checks that fell in one period.
 #[derive(Debug, Clone, Copy, Default)]
@@ -44,6 +52,16 @@ impl<const N: usize, const WIDTH: u64> Ring<N, WIDTH> {
         }
     }
 
+    /// Replaces the counts of the bucket starting at `start` (unix seconds) unless the slot
+    /// already holds a newer bucket.
+    fn set(&mut self, start: u64, up: u32, total: u32) {
+        let period = start / WIDTH + 1;
+        let b = &mut self.buckets[(period % N as u64) as usize];
+        if b.period <= period {
+            *b = Bucket { period, up, total };
+        }
+    }
+
     fn percent(&self, unix_secs: u64) -> Option<f64> {
         let now = unix_secs / WIDTH + 1;
         let (up, total) = self
@@ -57,11 +75,32 @@ impl<const N: usize, const WIDTH: u64> Ring<N, WIDTH> {
     }
 }
 
+/// Width of the buckets of the hour window, seconds.
+pub const HOUR_BUCKET: u32 = 300;
+/// Width of the buckets of the day window, seconds.
+pub const DAY_BUCKET: u32 = 3600;
+
+/// Checks counted in one bucket and not yet added to the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pending {
+    /// [`HOUR_BUCKET`] or [`DAY_BUCKET`].
+    pub width_s: u32,
+    /// When the bucket starts (unix seconds).
+    pub bucket_start: u64,
+    /// Checks up or degraded.
+    pub up: u32,
+    /// All checks.
+    pub total: u32,
+}
+
 /// Uptime of one service: share of checks that found it up or degraded.
 #[derive(Debug, Clone)]
 pub struct Uptime {
-    hour: Ring<12, 300>,
-    day: Ring<24, 3600>,
+    hour: Ring<12, { HOUR_BUCKET as u64 }>,
+    day: Ring<24, { DAY_BUCKET as u64 }>,
+    /// Counted here since the last sync (a few entries: the current buckets, and the previous
+    /// ones right after a bucket boundary).
+    pending: Vec<Pending>,
 }
 
 impl Default for Uptime {
@@ -76,6 +115,7 @@ impl Uptime {
         Uptime {
             hour: Ring::new(),
             day: Ring::new(),
+            pending: Vec::new(),
         }
     }
 
@@ -83,6 +123,69 @@ impl Uptime {
     pub fn record(&mut self, unix_secs: u64, up: bool) {
         self.hour.record(unix_secs, up);
         self.day.record(unix_secs, up);
+        for width_s in [HOUR_BUCKET, DAY_BUCKET] {
+            let bucket_start = unix_secs / u64::from(width_s) * u64::from(width_s);
+            let entry = match self
+                .pending
+                .iter_mut()
+                .find(|p| p.width_s == width_s && p.bucket_start == bucket_start)
+            {
+                Some(p) => p,
+                None => {
+                    self.pending.push(Pending {
+                        width_s,
+                        bucket_start,
+                        up: 0,
+                        total: 0,
+                    });
+                    self.pending.last_mut().expect("just pushed")
+                }
+            };
+            entry.total = entry.total.saturating_add(1);
+            if up {
+                entry.up = entry.up.saturating_add(1);
+            }
+        }
+    }
+
+    /// Takes the counts not yet added to the store.
+    pub fn take_pending(&mut self) -> Vec<Pending> {
+        std::mem::take(&mut self.pending)
+    }
+
+    /// Gives back counts that could not be written, to be written with the next sync.
+    pub fn restore_pending(&mut self, counts: &[Pending]) {
+        for c in counts {
+            match self
+                .pending
+                .iter_mut()
+                .find(|p| p.width_s == c.width_s && p.bucket_start == c.bucket_start)
+            {
+                Some(p) => {
+                    p.up = p.up.saturating_add(c.up);
+                    p.total = p.total.saturating_add(c.total);
+                }
+                None => self.pending.push(*c),
+            }
+        }
+    }
+
+    /// Sets a bucket to what the store holds for it (every instance's synced counts), plus what
+    /// this instance counted and has not synced yet. Buckets of other widths are ignored.
+    pub fn set_stored(&mut self, width_s: u32, bucket_start: u64, up: u64, total: u64) {
+        let (mut up, mut total) = (up, total);
+        for p in &self.pending {
+            if p.width_s == width_s && p.bucket_start == bucket_start {
+                up += u64::from(p.up);
+                total += u64::from(p.total);
+            }
+        }
+        let clamp = |v: u64| v.min(u64::from(u32::MAX)) as u32;
+        match width_s {
+            HOUR_BUCKET => self.hour.set(bucket_start, clamp(up), clamp(total)),
+            DAY_BUCKET => self.day.set(bucket_start, clamp(up), clamp(total)),
+            _ => {}
+        }
     }
 
     /// Percent up over about the last hour (two decimals), `None` without checks.
@@ -119,5 +222,50 @@ mod tests {
         assert_eq!(u.day(later), Some(80.0));
         // Two days later everything has aged out.
         assert_eq!(u.day(t0 + 2 * 86_400), None);
+    }
+
+    #[test]
+    fn stored_counts_and_pending_counts_add_up() {
+        let t0 = 1_800_000_000; // a multiple of 3600
+        let mut u = Uptime::new();
+        u.record(t0 + 1, true);
+        u.record(t0 + 2, false);
+        let pending = u.take_pending();
+        assert_eq!(
+            pending,
+            vec![
+                Pending {
+                    width_s: HOUR_BUCKET,
+                    bucket_start: t0,
+                    up: 1,
+                    total: 2
+                },
+                Pending {
+                    width_s: DAY_BUCKET,
+                    bucket_start: t0,
+                    up: 1,
+                    total: 2
+                },
+            ]
+        );
+        // Synced; another instance added 8 up checks; one more check here, not synced yet.
+        u.record(t0 + 3, true);
+        u.set_stored(HOUR_BUCKET, t0, 9, 10);
+        u.set_stored(DAY_BUCKET, t0, 9, 10);
+        assert_eq!(u.hour(t0 + 10), Some(90.91));
+        assert_eq!(u.day(t0 + 10), u.hour(t0 + 10));
+        // A failed write gives the counts back.
+        let pending = u.take_pending();
+        u.restore_pending(&pending);
+        u.restore_pending(&pending);
+        assert_eq!(u.take_pending()[0].total, 2);
+        // A restarted instance seeded from the store shows the same figure.
+        let mut fresh = Uptime::new();
+        fresh.set_stored(HOUR_BUCKET, t0, 10, 11);
+        fresh.set_stored(DAY_BUCKET, t0, 10, 11);
+        assert_eq!(fresh.hour(t0 + 10), u.hour(t0 + 10));
+        // Old buckets do not replace newer ones in the ring.
+        fresh.set_stored(HOUR_BUCKET, t0 - 3600, 0, 50);
+        assert_eq!(fresh.hour(t0 + 10), u.hour(t0 + 10));
     }
 }

@@ -105,7 +105,7 @@ pub trait Store:
     /// Every service, by name.
     async fn list_services(&self) -> Result<Vec<ServiceSpec>, StoreError>;
 
-    /// Removes a service; false when there was none.
+    /// Removes a service and its uptime counts; false when there was none.
     async fn delete_service(&self, name: &str) -> Result<bool, StoreError>;
 
     /// A cheap fingerprint of the service list: how many there are and the latest `updated_at`.
@@ -146,6 +146,36 @@ pub trait Store:
         &self,
         before: chrono::DateTime<chrono::Utc>,
     ) -> Result<u64, StoreError>;
+
+    /// Adds uptime counts to the stored ones (creating buckets). Each `(service, width,
+    /// bucket)` appears at most once per call.
+    async fn add_uptime(&self, counts: &[UptimeCount]) -> Result<(), StoreError>;
+
+    /// The stored uptime buckets of width 300 s starting at or after `since_5m` and of width
+    /// 3600 s starting at or after `since_1h` (unix seconds).
+    async fn uptime_counts(
+        &self,
+        since_5m: i64,
+        since_1h: i64,
+    ) -> Result<Vec<UptimeCount>, StoreError>;
+
+    /// Deletes uptime buckets that started before `before` (unix seconds); returns how many.
+    async fn prune_uptime(&self, before: i64) -> Result<u64, StoreError>;
+}
+
+/// Checks of one service in one uptime bucket (see `health::uptime`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UptimeCount {
+    /// The service.
+    pub service: String,
+    /// The bucket's width in seconds (300 or 3600).
+    pub width_s: u32,
+    /// When the bucket starts, unix seconds (a multiple of the width).
+    pub bucket_start: i64,
+    /// Checks that found the service up or degraded.
+    pub up: i64,
+    /// All checks.
+    pub total: i64,
 }
 
 /// See [`Store::services_fingerprint`].

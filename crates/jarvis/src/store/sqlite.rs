@@ -11,7 +11,8 @@ use sqlx::SqlitePool;
 use sqlx::types::Json;
 
 use super::{
-    rows, Backend, HistoryRange, ServicesFingerprint, Store, StoreError, INSERT_CHUNK, PRUNE_BATCH,
+    rows, Backend, HistoryRange, ServicesFingerprint, Store, StoreError, UptimeCount, INSERT_CHUNK,
+    PRUNE_BATCH,
 };
 use crate::agents::AgentSpec;
 use crate::health::{CheckResult, ServiceSpec};
@@ -160,11 +161,20 @@ impl Store for SqliteStore {
     }
 
     async fn delete_service(&self, name: &str) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(|e| self.err(e))?;
         let done = sqlx::query("DELETE FROM services WHERE name = ?1")
             .bind(name)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
             .map_err(|e| self.err(e))?;
+        if done.rows_affected() > 0 {
+            sqlx::query("DELETE FROM health_uptime WHERE service = ?1")
+                .bind(name)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| self.err(e))?;
+        }
+        tx.commit().await.map_err(|e| self.err(e))?;
         Ok(done.rows_affected() > 0)
     }
 
@@ -299,5 +309,65 @@ impl Store for SqliteStore {
                 return Ok(total);
             }
         }
+    }
+
+    async fn add_uptime(&self, counts: &[UptimeCount]) -> Result<(), StoreError> {
+        for chunk in counts.chunks(INSERT_CHUNK) {
+            let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                "INSERT INTO health_uptime (service, width_s, bucket_start, up, total) ",
+            );
+            q.push_values(chunk, |mut b, c| {
+                b.push_bind(c.service.as_str())
+                    .push_bind(c.width_s as i32)
+                    .push_bind(c.bucket_start)
+                    .push_bind(c.up)
+                    .push_bind(c.total);
+            });
+            q.push(
+                " ON CONFLICT (service, width_s, bucket_start) DO UPDATE SET \
+                 up = health_uptime.up + excluded.up, total = health_uptime.total + excluded.total",
+            );
+            q.build()
+                .execute(&self.pool)
+                .await
+                .map_err(|e| self.err(e))?;
+        }
+        Ok(())
+    }
+
+    async fn uptime_counts(
+        &self,
+        since_5m: i64,
+        since_1h: i64,
+    ) -> Result<Vec<UptimeCount>, StoreError> {
+        let rows: Vec<(String, i32, i64, i64, i64)> = sqlx::query_as(
+            "SELECT service, width_s, bucket_start, up, total FROM health_uptime \
+             WHERE (width_s = 300 AND bucket_start >= ?1) \
+                OR (width_s = 3600 AND bucket_start >= ?2)",
+        )
+        .bind(since_5m)
+        .bind(since_1h)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| self.err(e))?;
+        Ok(rows
+            .into_iter()
+            .map(|(service, width_s, bucket_start, up, total)| UptimeCount {
+                service,
+                width_s: width_s.max(0) as u32,
+                bucket_start,
+                up,
+                total,
+            })
+            .collect())
+    }
+
+    async fn prune_uptime(&self, before: i64) -> Result<u64, StoreError> {
+        let done = sqlx::query("DELETE FROM health_uptime WHERE bucket_start < ?1")
+            .bind(before)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(done.rows_affected())
     }
 }

@@ -768,6 +768,105 @@ async fn a_breaker_shared_with_an_agent_domain_is_kept() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Uptime comes from the store: it survives restarts and is shared by instances
+
+/// A service that was up for its first checks and fails since, checked every 100 ms without a
+/// breaker (every check calls it), until its hourly uptime is between 30 % and 70 %. Returns
+/// that uptime.
+async fn half_up(app: &TestApp, service: &FakeService) -> f64 {
+    app.put_service(
+        "steady",
+        json!({"url": service.url("/"), "intervalMs": 100}),
+    )
+    .await;
+    wait_for(Duration::from_secs(10), "ten checks", || async {
+        (service.count() >= 10).then_some(())
+    })
+    .await;
+    service.set_mode(Mode::Fail);
+    wait_for(Duration::from_secs(10), "uptime to fall", || async {
+        let u = app.service_health("steady").await["uptime"]["hour"].as_f64()?;
+        (u > 30.0 && u < 70.0).then_some(u)
+    })
+    .await
+}
+
+fn uptime_env(env: &mut TestEnv) {
+    env.set("CIRCUIT_BREAKER_ENABLED", "false")
+        .set("JARVIS_HEALTH_UPTIME_SYNC_MS", "200");
+}
+
+both_backends!(uptime_survives_a_restart, |backend| async move {
+    let mut env = health_env(backend, 600_000).await;
+    uptime_env(&mut env);
+    let app = TestApp::spawn_with(env).await;
+    let service = FakeService::start(Mode::Ok).await;
+    let before = half_up(&app, &service).await;
+    let env = app.stop_keep_env().await;
+
+    // Restarted, the service still failing: a fresh count would say 0 % (or nothing yet); the
+    // stored counts carry on from where the stopped instance was (a few more failed checks
+    // only lower it a little).
+    let app = TestApp::spawn_with(env).await;
+    let h = wait_for(
+        Duration::from_secs(10),
+        "uptime after the restart",
+        || async {
+            let h = app.service_health("steady").await;
+            h["uptime"]["hour"].is_f64().then_some(h)
+        },
+    )
+    .await;
+    let after = h["uptime"]["hour"].as_f64().unwrap();
+    assert!(
+        after <= before && after > before - 20.0,
+        "uptime {before} before the restart, {after} after: {h}"
+    );
+    assert_eq!(h["uptime"]["day"], h["uptime"]["hour"], "{h}");
+    app.stop().await;
+});
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_on_postgres_report_the_same_uptime() {
+    let mut env1 = health_env(Backend::Postgres, 600_000).await;
+    uptime_env(&mut env1);
+    let dir2 = tempfile::tempdir().unwrap();
+    let mut vars2 = env1.vars.clone();
+    vars2.insert(
+        "JARVIS_DATA_DIR".into(),
+        dir2.path().join("data").display().to_string(),
+    );
+    vars2.insert(
+        "JARVIS_LOG_DIR".into(),
+        dir2.path().join("logs").display().to_string(),
+    );
+    let env2 = TestEnv {
+        dir: dir2,
+        vars: vars2,
+        db: None,
+    };
+    let first = TestApp::spawn_with(env1).await;
+    let service = FakeService::start(Mode::Ok).await;
+    let before = half_up(&first, &service).await;
+    // The second instance starts while the service fails: its own checks alone would say 0 %.
+    let second = TestApp::spawn_with(env2).await;
+    let (one, two) = wait_for(Duration::from_secs(10), "both to show uptime", || async {
+        let two = second.service_health("steady").await["uptime"]["hour"].as_f64()?;
+        let one = first.service_health("steady").await["uptime"]["hour"].as_f64()?;
+        Some((one, two))
+    })
+    .await;
+    assert!(
+        two > before - 20.0,
+        "the second instance shows {two}, the first showed {before}"
+    );
+    // Both count every check of both (up to one sync interval not yet exchanged).
+    assert!((one - two).abs() < 10.0, "first {one}, second {two}");
+    second.stop().await;
+    first.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------------
 // History
 
 both_backends!(history_keeps_results, |backend| async move {
