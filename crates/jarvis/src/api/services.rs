@@ -61,7 +61,8 @@ pub async fn delete(
     let name = path_name(&name, "service name")?;
     if state.store.delete_service(name.as_str()).await? {
         tracing::info!(service = %name, "service removed");
-        state.health.services_changed();
+        // Its checks stop first, so that none creates the breaker again after it is forgotten.
+        state.health.service_removed(name.as_str());
         if let Err(e) = state.breaker_sync.forget(name.as_str()).await {
             // The service is gone either way; its breaker row is retried when the monitor
             // drops the service.

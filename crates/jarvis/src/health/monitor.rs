@@ -122,6 +122,8 @@ pub struct ServiceHealth {
 struct Slot {
     spec: ServiceSpec,
     seen: Mutex<Seen>,
+    /// The service's check task, to stop it when the service is deleted.
+    task: Mutex<Option<tokio::task::AbortHandle>>,
 }
 
 #[derive(Default)]
@@ -215,6 +217,24 @@ impl Monitor {
     /// (see [`BreakerSync::service_gone`]).
     pub fn forget_breakers_through(&self, sync: Arc<BreakerSync>) {
         let _ = self.inner.breaker_sync.set(sync);
+    }
+
+    /// A service was deleted through this instance's API: stops checking it at once, without
+    /// re-reading the list. (A script deleting thousands of services one by one would otherwise
+    /// make the monitor read the whole list again after every few deletions.)
+    pub fn service_removed(&self, name: &str) {
+        let removed = {
+            let mut slots = self.inner.slots.write().unwrap_or_else(|e| e.into_inner());
+            let removed = slots.remove(name);
+            self.inner.metrics.services.set(slots.len() as f64);
+            removed
+        };
+        if let Some(slot) = removed {
+            if let Some(task) = slot.task.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                task.abort();
+            }
+            tracing::info!(service = name, "service no longer monitored");
+        }
     }
 
     /// Re-reads the service list soon (after a change through the API).
@@ -395,6 +415,14 @@ fn apply(
         }
         keep
     });
+    // Tasks of services removed directly (`Monitor::service_removed`) are already stopped.
+    tasks.retain(|name, task| {
+        let keep = wanted.contains_key(name.as_str());
+        if !keep {
+            task.abort();
+        }
+        keep
+    });
     if let (false, Some(sync)) = (gone.is_empty(), inner.breaker_sync.get()) {
         // After the tasks are aborted, so that no check creates the breaker again.
         let sync = sync.clone();
@@ -429,12 +457,12 @@ fn apply(
         let slot = Arc::new(Slot {
             spec: spec.clone(),
             seen: Mutex::new(seen),
+            task: Mutex::new(None),
         });
         slots.insert(name.to_string(), slot.clone());
-        if let Some(old) = tasks.insert(
-            name.to_string(),
-            tokio::spawn(run_service(inner.clone(), history.clone(), slot)),
-        ) {
+        let task = tokio::spawn(run_service(inner.clone(), history.clone(), slot.clone()));
+        *slot.task.lock().unwrap_or_else(|e| e.into_inner()) = Some(task.abort_handle());
+        if let Some(old) = tasks.insert(name.to_string(), task) {
             old.abort();
         }
         tracing::info!(

@@ -529,7 +529,7 @@ impl BreakerStateStore for SqliteStore {
     }
 
     async fn breaker_failures(&self, f: &FailureReport<'_>) -> Result<BreakerRow, StoreError> {
-        let mut tx = self.pool().begin().await.map_err(StoreError::from_sqlx)?;
+        let mut tx = self.writer().begin().await.map_err(StoreError::from_sqlx)?;
         let counted = sqlx::query(&format!(
             "INSERT INTO circuit_breaker_state AS s (name, consecutive_failures, \
              failure_instances, last_failure_at, last_failure_reason, version, updated_by, \
@@ -595,7 +595,7 @@ impl BreakerStateStore for SqliteStore {
         ))
         .bind(name)
         .bind(instance)
-        .fetch_optional(self.pool())
+        .fetch_optional(self.writer())
         .await
         .map_err(StoreError::from_sqlx)?;
         r.as_ref()
@@ -640,7 +640,7 @@ impl BreakerStateStore for SqliteStore {
         .bind(w.instance)
         .bind(w.lease_ms.map(|v| v as f64))
         .bind(w.expected_version.map(|v| v as i64))
-        .fetch_optional(self.pool())
+        .fetch_optional(self.writer())
         .await
         .map_err(StoreError::from_sqlx)?;
         r.as_ref()
@@ -670,7 +670,7 @@ impl BreakerStateStore for SqliteStore {
         .bind(name)
         .bind(instance)
         .bind(lease_ms as f64)
-        .fetch_optional(self.pool())
+        .fetch_optional(self.writer())
         .await
         .map_err(StoreError::from_sqlx)?;
         match granted {
@@ -682,7 +682,7 @@ impl BreakerStateStore for SqliteStore {
     async fn breaker_delete(&self, name: &str) -> Result<bool, StoreError> {
         let done = sqlx::query("DELETE FROM circuit_breaker_state WHERE name = ?1")
             .bind(name)
-            .execute(self.pool())
+            .execute(self.writer())
             .await
             .map_err(StoreError::from_sqlx)?;
         Ok(done.rows_affected() > 0)

@@ -23,9 +23,14 @@ mod tasks;
 
 /// The SQLite-backed [`Store`].
 ///
-/// SQLite allows one writer at a time. Queue and history writes therefore go through `writer`,
-/// a pool of exactly one connection, so they are serialised inside the process instead of
-/// contending for the file lock; reads use `pool`.
+/// SQLite allows one writer at a time. Every write (queue, history, services, agents, breaker
+/// state, health history and uptime) therefore goes through `writer`, a pool of exactly one
+/// connection whose waiters are served in order, so writes queue inside the process instead
+/// of contending for the file lock; reads use `pool`. Contending for the lock would leave the
+/// loser in SQLite's busy handler, which sleeps 1, 2, 5 … 100 ms between attempts: a
+/// `DELETE` of one service then lost, again and again, to the health history writer that
+/// grabs the lock again within microseconds of releasing it (15,000 deletions at 20,000
+/// services: p99 0.3–1.5 s each, see bench/health/README.md).
 pub struct SqliteStore {
     pool: SqlitePool,
     writer: SqlitePool,
@@ -130,7 +135,7 @@ impl Store for SqliteStore {
         .bind(spec.created_at)
         .bind(spec.expect_body.as_ref().map(Json))
         .bind(spec.degraded_latency_ms.map(|v| v as i64))
-        .fetch_one(&self.pool)
+        .fetch_one(&self.writer)
         .await
         .map_err(|e| self.err(e))?;
         let stored = rows::service(&row).map_err(|e| self.err(e))?;
@@ -161,7 +166,7 @@ impl Store for SqliteStore {
     }
 
     async fn delete_service(&self, name: &str) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(|e| self.err(e))?;
+        let mut tx = self.writer.begin().await.map_err(|e| self.err(e))?;
         let done = sqlx::query("DELETE FROM services WHERE name = ?1")
             .bind(name)
             .execute(&mut *tx)
@@ -199,7 +204,7 @@ impl Store for SqliteStore {
         .bind(&spec.url)
         .bind(spec.timeout_ms as i64)
         .bind(spec.created_at)
-        .fetch_one(&self.pool)
+        .fetch_one(&self.writer)
         .await
         .map_err(|e| self.err(e))?;
         let stored = rows::agent(&row).map_err(|e| self.err(e))?;
@@ -232,7 +237,7 @@ impl Store for SqliteStore {
     async fn delete_agent(&self, domain: &str) -> Result<bool, StoreError> {
         let done = sqlx::query("DELETE FROM agents WHERE domain = ?1")
             .bind(domain)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map_err(|e| self.err(e))?;
         Ok(done.rows_affected() > 0)
@@ -259,7 +264,7 @@ impl Store for SqliteStore {
                     .push_bind(r.timestamp);
             });
             q.build()
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await
                 .map_err(|e| self.err(e))?;
         }
@@ -301,7 +306,7 @@ impl Store for SqliteStore {
             )
             .bind(before)
             .bind(PRUNE_BATCH)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map_err(|e| self.err(e))?;
             total += done.rows_affected();
@@ -328,7 +333,7 @@ impl Store for SqliteStore {
                  up = health_uptime.up + excluded.up, total = health_uptime.total + excluded.total",
             );
             q.build()
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await
                 .map_err(|e| self.err(e))?;
         }
@@ -365,7 +370,7 @@ impl Store for SqliteStore {
     async fn prune_uptime(&self, before: i64) -> Result<u64, StoreError> {
         let done = sqlx::query("DELETE FROM health_uptime WHERE bucket_start < ?1")
             .bind(before)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map_err(|e| self.err(e))?;
         Ok(done.rows_affected())
