@@ -8,6 +8,17 @@ use jarvis::app::{shutdown_signal, Application};
 use jarvis::cli::{Cli, Command, ConfigCommand};
 use jarvis::config::Config;
 
+/// jemalloc instead of glibc's malloc, with background threads that return freed memory to the
+/// OS (after jemalloc's 10 s dirty-page decay) even when nothing allocates. Measured with
+/// bench/health (20,000 services, then 15,000 deleted, 5,000 left): glibc kept its per-thread
+/// arenas (the runtime's, the SQLite worker threads') fragmented and never gave them back,
+/// 407 MiB under load rising to 600 MiB after the load dropped; with jemalloc 300 MiB under load
+/// and 245 MiB after, and 0.039 instead of 0.063 ms of CPU per check. `unprefixed_malloc`
+/// makes SQLite's own allocations use it too.
+#[cfg(all(target_os = "linux", not(target_env = "musl")))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()

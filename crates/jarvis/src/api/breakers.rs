@@ -80,10 +80,8 @@ pub async fn act(
 
 /// `GET /metrics`: Prometheus text format.
 pub async fn metrics(State(state): State<AppState>) -> Response {
-    state
-        .breakers
-        .metrics()
-        .refresh(&state.breakers.snapshots());
+    let snapshots = state.breakers.snapshots();
+    state.breakers.metrics().refresh(&snapshots);
     let depth = tokio::time::timeout(std::time::Duration::from_secs(1), state.store.queue_depth())
         .await
         .ok()
@@ -94,7 +92,16 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        state.metrics.render(),
+        {
+            let mut text = state.metrics.render();
+            if !text.is_empty() && !text.ends_with('\n') {
+                text.push('\n');
+            }
+            text.push_str(&crate::breakers::metrics::BreakerMetrics::render(
+                &snapshots,
+            ));
+            text
+        },
     )
         .into_response()
 }

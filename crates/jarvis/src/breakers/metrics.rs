@@ -1,6 +1,12 @@
 //! Breaker metrics: transitions are counted as they happen (rare); everything else is read from
 //! the breakers' own snapshots at scrape time, so a call through a breaker pays nothing for
 //! metrics.
+//!
+//! The per-breaker series (state, consecutive failures, calls, rejected calls) are written as
+//! text from the snapshots at each scrape ([`BreakerMetrics::render`]) rather than kept in the
+//! registry, which cannot forget a series: a deleted breaker (its service was removed) then
+//! disappears from `/metrics` at once, and 20,000 breakers hold no registry memory between
+//! scrapes.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,26 +45,6 @@ impl BreakerMetrics {
     /// Registers the descriptions on `metrics`.
     pub fn new(metrics: Arc<Metrics>) -> BreakerMetrics {
         metrics.describe(names::OPEN, None, "Circuit breakers currently OPEN.");
-        metrics.describe(
-            names::STATE,
-            None,
-            "Circuit breaker state: 1 for the current state of each breaker.",
-        );
-        metrics.describe(
-            names::FAILURES,
-            None,
-            "Consecutive failures counted by each breaker.",
-        );
-        metrics.describe(
-            names::CALLS,
-            None,
-            "Calls through each breaker by outcome (success, failure, ignored, rejected).",
-        );
-        metrics.describe(
-            names::REJECTED,
-            None,
-            "Calls rejected by an open circuit without touching the service.",
-        );
         metrics.describe(
             names::TRANSITIONS,
             None,
@@ -107,30 +93,104 @@ impl BreakerMetrics {
             .record(duration.as_secs_f64());
     }
 
-    /// Copies the breakers' snapshot figures into the registry (called before rendering).
+    /// Sets the count of open circuits (called before rendering).
     pub fn refresh(&self, snapshots: &[Snapshot]) {
-        let m = &self.metrics;
         let open = snapshots.iter().filter(|s| s.state == State::Open).count();
-        m.gauge(names::OPEN, &[]).set(open as f64);
+        self.metrics.gauge(names::OPEN, &[]).set(open as f64);
+    }
+
+    /// The per-breaker series of `snapshots` in the Prometheus text format, to append to the
+    /// registry's own rendering. Empty without breakers.
+    pub fn render(snapshots: &[Snapshot]) -> String {
+        use std::fmt::Write as _;
+        let mut out = String::new();
+        if snapshots.is_empty() {
+            return out;
+        }
+        let family = |out: &mut String, name: &str, kind: &str, help: &str| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        };
+        family(
+            &mut out,
+            names::STATE,
+            "gauge",
+            "Circuit breaker state: 1 for the current state of each breaker.",
+        );
         for s in snapshots {
-            let b = s.name.as_str();
+            let b = escape(&s.name);
             for state in [State::Closed, State::Open, State::HalfOpen] {
-                m.gauge(names::STATE, &[("breaker", b), ("state", state.as_str())])
-                    .set(if s.state == state { 1.0 } else { 0.0 });
+                let v = u8::from(s.state == state);
+                let _ = writeln!(
+                    out,
+                    "{}{{breaker=\"{b}\",state=\"{}\"}} {v}",
+                    names::STATE,
+                    state.as_str()
+                );
             }
-            m.gauge(names::FAILURES, &[("breaker", b)])
-                .set(f64::from(s.failure_count));
+        }
+        family(
+            &mut out,
+            names::FAILURES,
+            "gauge",
+            "Consecutive failures counted by each breaker.",
+        );
+        for s in snapshots {
+            let _ = writeln!(
+                out,
+                "{}{{breaker=\"{}\"}} {}",
+                names::FAILURES,
+                escape(&s.name),
+                s.failure_count
+            );
+        }
+        family(
+            &mut out,
+            names::CALLS,
+            "counter",
+            "Calls through each breaker by outcome (success, failure, ignored, rejected).",
+        );
+        for s in snapshots {
+            let b = escape(&s.name);
             for (outcome, value) in [
                 ("success", s.successes),
                 ("failure", s.failures),
                 ("ignored", s.ignored),
                 ("rejected", s.rejected_calls),
             ] {
-                m.counter(names::CALLS, &[("breaker", b), ("outcome", outcome)])
-                    .absolute(value);
+                let _ = writeln!(
+                    out,
+                    "{}{{breaker=\"{b}\",outcome=\"{outcome}\"}} {value}",
+                    names::CALLS
+                );
             }
-            m.counter(names::REJECTED, &[("breaker", b)])
-                .absolute(s.rejected_calls);
         }
+        family(
+            &mut out,
+            names::REJECTED,
+            "counter",
+            "Calls rejected by an open circuit without touching the service.",
+        );
+        for s in snapshots {
+            let _ = writeln!(
+                out,
+                "{}{{breaker=\"{}\"}} {}",
+                names::REJECTED,
+                escape(&s.name),
+                s.rejected_calls
+            );
+        }
+        out
+    }
+}
+
+/// A label value in the text format (names are `A-Za-z0-9_.-`, so this is a safeguard).
+fn escape(v: &str) -> std::borrow::Cow<'_, str> {
+    if v.contains(['\\', '"', '\n']) {
+        v.replace('\\', "\\\\")
+            .replace('"', "\\\"")
+            .replace('\n', "\\n")
+            .into()
+    } else {
+        v.into()
     }
 }

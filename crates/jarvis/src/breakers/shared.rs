@@ -70,9 +70,6 @@ pub struct BreakerSync {
     degraded: AtomicBool,
     /// Breakers whose changes could not be written while the store was away.
     dirty: Mutex<HashSet<String>>,
-    /// Held while rows are read and applied or written, so that forgetting a breaker cannot
-    /// interleave with a reconcile that read its row just before it was deleted.
-    serial: tokio::sync::Mutex<()>,
     /// Called with the name of a breaker another instance removed.
     removed_hooks: Mutex<Vec<RemovedHook>>,
 }
@@ -95,7 +92,6 @@ impl BreakerSync {
             settings,
             degraded: AtomicBool::new(false),
             dirty: Mutex::new(HashSet::new()),
-            serial: tokio::sync::Mutex::new(()),
             removed_hooks: Mutex::new(Vec::new()),
         })
     }
@@ -118,18 +114,22 @@ impl BreakerSync {
         if self.store.get_agent(name).await?.is_some() {
             return Ok(false);
         }
-        let _serial = self.serial.lock().await;
-        // The row first: if that fails, the local breaker stays and the monitor retries when
-        // it drops the service. Most services never had a row (a breaker is stored only once
-        // it fails), and a read costs no write lock: bulk deletions stay cheap on SQLite.
-        if self.store.breaker_row(name).await?.is_some() {
-            self.store.breaker_delete(name).await?;
-        }
-        self.registry.remove(name);
+        // Most breakers never had a row (one is written only once a call fails): then nothing
+        // is written, which keeps bulk deletions cheap. A breaker this instance does not hold
+        // (an API-only instance) may still have one.
+        let stored = match self.registry.remove(name) {
+            Some(b) => b.snapshot().remote_version.is_some(),
+            None => self.store.breaker_row(name).await?.is_some(),
+        };
         self.dirty
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(name);
+        if stored {
+            self.store.breaker_delete(name).await?;
+            // A reconcile that read the row just before it was deleted may have applied it.
+            self.registry.remove(name);
+        }
         Ok(true)
     }
 
@@ -213,7 +213,6 @@ impl BreakerSync {
 
     /// Writes a batch of local events, coalescing consecutive failures of one breaker.
     async fn process(&self, batch: Vec<SyncEvent>) {
-        let _serial = self.serial.lock().await;
         let mut i = 0;
         while i < batch.len() {
             let SyncEvent { name, event } = &batch[i];
@@ -399,7 +398,6 @@ impl BreakerSync {
 
     /// Re-reads one row (after a notification).
     async fn refresh(&self, name: &str) {
-        let serial = self.serial.lock().await;
         match self.store.breaker_row(name).await {
             Ok(Some(row)) => {
                 self.came_back().await;
@@ -408,7 +406,6 @@ impl BreakerSync {
             // Only a deletion announces a row that is gone: the service was removed.
             Ok(None) => {
                 let removed = self.registry.remove(name).is_some();
-                drop(serial);
                 if removed {
                     tracing::info!(breaker = name, "breaker removed with its service");
                 }
@@ -423,7 +420,6 @@ impl BreakerSync {
 
     /// Re-reads every row.
     pub async fn reconcile(&self) {
-        let _serial = self.serial.lock().await;
         match self.store.breaker_rows().await {
             Ok(rows) => {
                 self.came_back().await;

@@ -178,8 +178,10 @@ impl Checker {
         }
         .instrument(span)
         .await;
+        // Durations are recorded by kind (`jarvis_health_check_duration_seconds`), not in the
+        // breaker's per-name histogram: one histogram per service would hold memory for every
+        // service ever checked (20,000 at scale) and multiply series.
         let elapsed = started.elapsed();
-        self.breakers.metrics().observe(spec.name.as_str(), elapsed);
         let latency_ms = elapsed.as_millis() as u64;
         let mut status = observed.status;
         let mut message = observed.message;
