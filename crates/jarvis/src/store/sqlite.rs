@@ -21,6 +21,12 @@ mod history;
 mod learning;
 mod tasks;
 
+/// Health check results per insert (one transaction each). Every other write waits its turn
+/// behind the insert in progress on the one writer connection; 500-row inserts made a service
+/// deletion wait ~25 ms behind each under a saturated history writer, 128-row ones a quarter
+/// of that, for a few percent more time per row (bench/health/README.md).
+const HEALTH_INSERT_CHUNK: usize = 128;
+
 /// The SQLite-backed [`Store`].
 ///
 /// SQLite allows one writer at a time. Every write (queue, history, services, agents, breaker
@@ -248,7 +254,7 @@ impl Store for SqliteStore {
         results: &[CheckResult],
         instance_id: &str,
     ) -> Result<(), StoreError> {
-        for chunk in results.chunks(INSERT_CHUNK) {
+        for chunk in results.chunks(HEALTH_INSERT_CHUNK) {
             let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
                 "INSERT INTO health_checks (service, status, message, latency_ms, breaker_open, \
                  correlation_id, instance_id, checked_at) ",
