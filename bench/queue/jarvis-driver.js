@@ -123,6 +123,13 @@ async function oneRun(runIndex) {
     await stopJarvis(api);
 
     // ---- 2. process: start the workers; done when all succeeded AND all history committed ----
+    // Optional profiling of the processing phase only: BENCH_PROFILE_CMD (e.g.
+    // "perf record -a -g -o /tmp/q.data") runs from just before the workers start until t_end,
+    // then gets SIGINT. Not set in measured runs.
+    const profiler = process.env.BENCH_PROFILE_CMD
+      ? spawn("sh", ["-c", `exec ${process.env.BENCH_PROFILE_CMD}`], { stdio: ["ignore", "ignore", "inherit"] })
+      : null;
+    if (profiler) await c.sleep(300);
     const j = await startJarvis(url, {});
     const deadline = c.now() + 600000;
     let tEnd;
@@ -143,6 +150,10 @@ async function oneRun(runIndex) {
         );
         if (Number(r.rows[0].ok) === opts.tasks && Number(r.rows[0].h) >= opts.tasks) {
           tEnd = wall();
+          if (profiler) {
+            profiler.kill("SIGINT");
+            await new Promise((resolve) => profiler.on("exit", resolve));
+          }
           break;
         }
         const lost = await pool.query(
