@@ -300,16 +300,29 @@ impl TaskStore for PostgresStore {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let rows = sqlx::query(
-            "UPDATE tasks SET lease_until = $3 \
-             WHERE id = ANY($2) AND locked_by = $1 AND status = 'running' RETURNING id",
-        )
-        .bind(instance)
-        .bind(ids)
-        .bind(until)
-        .fetch_all(self.pool())
-        .await
-        .map_err(|e| self.err(e))?;
+        // Same shape and plan settings as the settlement (see `SETTLE`): one primary-key probe
+        // per held task, whatever the statistics say about `locked_by` and `status`.
+        let holders = vec![instance; ids.len()];
+        let expected = vec!["running"; ids.len()];
+        let work = async {
+            let mut tx = self.pool().begin().await?;
+            sqlx::Executor::execute(&mut *tx, SETTLE_PLAN).await?;
+            let rows = sqlx::query(
+                "UPDATE tasks t SET lease_until = $1 \
+                 FROM UNNEST($2::uuid[], $3::text[], $4::text[]) AS u(id, holder, expected) \
+                 WHERE t.id = u.id AND t.locked_by = u.holder AND t.status = u.expected \
+                 RETURNING t.id",
+            )
+            .bind(until)
+            .bind(ids)
+            .bind(&holders)
+            .bind(&expected)
+            .fetch_all(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(rows)
+        };
+        let rows = work.await.map_err(|e| self.err(e))?;
         rows.iter()
             .map(|r| r.try_get::<Uuid, _>("id"))
             .collect::<Result<_, _>>()
