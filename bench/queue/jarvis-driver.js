@@ -100,6 +100,9 @@ async function oneRun(runIndex) {
   const db = `bench_jarvis_${process.pid}_${AGENT}_${runIndex}`;
   const url = await c.createDatabase(db);
   const pool = new Pool({ connectionString: url, max: 2 });
+  // An idle client terminated from outside (e.g. a forced DROP DATABASE racing pool.end())
+  // must not crash the driver with an unhandled 'error' event; queries still fail loudly.
+  pool.on("error", (e) => c.log(`idle database client closed: ${e.message}`));
   let agentServer = null;
   const domain = AGENT === "noop" ? "noop" : "httpbench";
   try {
