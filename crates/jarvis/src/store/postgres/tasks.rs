@@ -46,8 +46,11 @@ SELECT ins.* FROM ins LEFT JOIN wake ON true";
 /// chose a bitmap scan of the whole ready index plus a sort of every ready task, to take the
 /// first `LIMIT` of them: 21 ms per claim with 20,000 tasks queued, O(queue) per claim. Without
 /// bitmap scans and sorts the only plan left is the ordered walk of `tasks_ready_idx` that
-/// stops at `LIMIT` (1 ms), whatever the statistics say.
-const CLAIM_PLAN: &str = "SET LOCAL enable_bitmapscan = off; SET LOCAL enable_sort = off";
+/// stops at `LIMIT` (1 ms), whatever the statistics say. Hash and merge joins are off for the
+/// same reason as in the settlement (`SETTLE_PLAN`): with accurate statistics and a large
+/// `LIMIT`, joining the picked rows back to `tasks` by hashing would scan the whole table.
+const CLAIM_PLAN: &str = "SET LOCAL enable_bitmapscan = off; SET LOCAL enable_sort = off; \
+                          SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off";
 
 const CLAIM: &str = "\
 WITH picked AS (
