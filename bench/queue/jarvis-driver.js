@@ -100,6 +100,9 @@ async function oneRun(runIndex) {
   const db = `bench_jarvis_${process.pid}_${AGENT}_${runIndex}`;
   const url = await c.createDatabase(db);
   const pool = new Pool({ connectionString: url, max: 2 });
+  // An idle client terminated from outside (e.g. a forced DROP DATABASE racing pool.end())
+  // must not crash the driver with an unhandled 'error' event; queries still fail loudly.
+  pool.on("error", (e) => c.log(`idle database client closed: ${e.message}`));
   let agentServer = null;
   const domain = AGENT === "noop" ? "noop" : "httpbench";
   try {
@@ -123,6 +126,13 @@ async function oneRun(runIndex) {
     await stopJarvis(api);
 
     // ---- 2. process: start the workers; done when all succeeded AND all history committed ----
+    // Optional profiling of the processing phase only: BENCH_PROFILE_CMD (e.g.
+    // "perf record -a -g -o /tmp/q.data") runs from just before the workers start until t_end,
+    // then gets SIGINT. Not set in measured runs.
+    const profiler = process.env.BENCH_PROFILE_CMD
+      ? spawn("sh", ["-c", `exec ${process.env.BENCH_PROFILE_CMD}`], { stdio: ["ignore", "ignore", "inherit"] })
+      : null;
+    if (profiler) await c.sleep(300);
     const j = await startJarvis(url, {});
     const deadline = c.now() + 600000;
     let tEnd;
@@ -143,6 +153,10 @@ async function oneRun(runIndex) {
         );
         if (Number(r.rows[0].ok) === opts.tasks && Number(r.rows[0].h) >= opts.tasks) {
           tEnd = wall();
+          if (profiler) {
+            profiler.kill("SIGINT");
+            await new Promise((resolve) => profiler.on("exit", resolve));
+          }
           break;
         }
         const lost = await pool.query(

@@ -2,7 +2,8 @@
 # Jarvis side of the queue benchmark; follows the contract in bench/queue/README.md.
 #   bench/queue/jarvis.sh [--tasks N] [--concurrency C] [--runs K]
 # Builds the release binary, then for each agent (built-in noop, local HTTP agent) runs
-# jarvis-driver.js, which prints one result line each on stdout.
+# jarvis-driver.js, which prints one result line each on stdout; then jarvis-sqlite.py, the same
+# workload on the embedded SQLite store (one more line).
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
@@ -14,3 +15,5 @@ fi
 for agent in noop http; do
   node "$HERE/jarvis-driver.js" --bin "$ROOT/target/release/jarvis" --agent "$agent" "$@"
 done
+# The embedded store (no DATABASE_URL): same workload and method, its own line ("backend": "sqlite").
+python3 "$HERE/jarvis-sqlite.py" --bin "$ROOT/target/release/jarvis" "$@"

@@ -27,6 +27,14 @@ pub const MAX_BATCH: usize = 2_000;
 const REPLAY_EVERY: Duration = Duration::from_millis(500);
 /// A write that takes longer than this is treated as failed (and spooled; replay is idempotent).
 const WRITE_TIMEOUT: Duration = Duration::from_secs(15);
+/// Batches of at least this many records are written as two halves, in two concurrent
+/// transactions. The history insert is CPU-bound on one PostgreSQL backend (index maintenance);
+/// two let it use two cores. Their rollup upserts meet on the same rows, and both take them
+/// table by table in key order, so the second waits for the first's commit and never
+/// deadlocks. If one half fails the whole batch goes to the spool; replaying it stores the
+/// other half's records once, since `record_id` is unique. (On SQLite the halves simply take
+/// turns on the single writer.)
+const SPLIT_AT: usize = 1_000;
 /// The spool file's name in the data directory.
 pub const SPOOL_FILE: &str = "history-spool.jsonl";
 
@@ -231,14 +239,23 @@ impl Writer {
 
     async fn insert(&self, batch: &[ExecutionRecord]) -> Result<u64, StoreError> {
         let started = Instant::now();
-        let result =
-            match tokio::time::timeout(WRITE_TIMEOUT, self.store.insert_history(batch)).await {
-                Ok(r) => r,
-                Err(_) => Err(StoreError::Unavailable(format!(
-                    "no answer within {} s",
-                    WRITE_TIMEOUT.as_secs()
-                ))),
-            };
+        let write = async {
+            if batch.len() >= SPLIT_AT {
+                let (a, b) = batch.split_at(batch.len() / 2);
+                let (a, b) =
+                    tokio::join!(self.store.insert_history(a), self.store.insert_history(b));
+                Ok(a? + b?)
+            } else {
+                self.store.insert_history(batch).await
+            }
+        };
+        let result = match tokio::time::timeout(WRITE_TIMEOUT, write).await {
+            Ok(r) => r,
+            Err(_) => Err(StoreError::Unavailable(format!(
+                "no answer within {} s",
+                WRITE_TIMEOUT.as_secs()
+            ))),
+        };
         self.metrics
             .histogram(names::WRITE, &[])
             .record(started.elapsed().as_secs_f64());

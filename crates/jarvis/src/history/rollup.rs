@@ -35,6 +35,49 @@ pub fn bucket_value(bucket: i16) -> f64 {
     (lo * hi).sqrt()
 }
 
+/// The UTC day a time falls in.
+pub fn day_of(t: DateTime<Utc>) -> DateTime<Utc> {
+    t.duration_trunc(TimeDelta::days(1)).unwrap_or(t)
+}
+
+/// A stats range of whole hours split for reading the duration histogram: the whole UTC days
+/// inside it come from the daily rollup (one row per bucket per day instead of 24), the hours
+/// at its edges from the hourly one. Every interval is half-open `[from, to)`; an empty one
+/// has `from >= to`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RangeSplit {
+    /// Hours before the first whole day.
+    pub head: (DateTime<Utc>, DateTime<Utc>),
+    /// Whole days (their start times).
+    pub days: (DateTime<Utc>, DateTime<Utc>),
+    /// Hours after the last whole day.
+    pub tail: (DateTime<Utc>, DateTime<Utc>),
+}
+
+/// Splits the hours `since..=until` (hour starts, as `hour_of` gives them).
+pub fn split_range(since: DateTime<Utc>, until: DateTime<Utc>) -> RangeSplit {
+    let end = until + TimeDelta::hours(1);
+    let first_day = if day_of(since) == since {
+        since
+    } else {
+        day_of(since) + TimeDelta::days(1)
+    };
+    let last_day_end = day_of(end);
+    if first_day < last_day_end {
+        RangeSplit {
+            head: (since, first_day),
+            days: (first_day, last_day_end),
+            tail: (last_day_end, end),
+        }
+    } else {
+        RangeSplit {
+            head: (since, end),
+            days: (since, since),
+            tail: (end, end),
+        }
+    }
+}
+
 /// The hour a time falls in.
 pub fn hour_of(t: DateTime<Utc>) -> DateTime<Utc> {
     t.duration_trunc(TimeDelta::hours(1)).unwrap_or(t)
@@ -90,6 +133,18 @@ pub struct Rollup {
 }
 
 impl Rollup {
+    /// The duration histogram summed per UTC day (keys carry the day's start), for the daily
+    /// rollup that long stats ranges read.
+    pub fn daily_durations(&self) -> BTreeMap<(HourKey, i16), i64> {
+        let mut daily = BTreeMap::new();
+        for (((domain, action, hour), bucket), count) in &self.durations {
+            *daily
+                .entry(((domain.clone(), action.clone(), day_of(*hour)), *bucket))
+                .or_insert(0) += count;
+        }
+        daily
+    }
+
     /// The rollup of `records`.
     pub fn of<'a>(records: impl IntoIterator<Item = &'a ExecutionRecord>) -> Rollup {
         let mut r = Rollup::default();
@@ -156,6 +211,57 @@ impl Rollup {
 
 #[cfg(test)]
 mod tests {
+    fn at(s: &str) -> DateTime<Utc> {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn ranges_split_into_whole_days_and_edge_hours() {
+        // 3 days and a bit: hours before the first midnight, two whole days, hours after.
+        let s = split_range(at("2026-11-01T20:00:00Z"), at("2026-11-04T05:00:00Z"));
+        assert_eq!(
+            s.head,
+            (at("2026-11-01T20:00:00Z"), at("2026-11-02T00:00:00Z"))
+        );
+        assert_eq!(
+            s.days,
+            (at("2026-11-02T00:00:00Z"), at("2026-11-04T00:00:00Z"))
+        );
+        assert_eq!(
+            s.tail,
+            (at("2026-11-04T00:00:00Z"), at("2026-11-04T06:00:00Z"))
+        );
+        // Exactly whole days: empty edges.
+        let s = split_range(at("2026-11-02T00:00:00Z"), at("2026-11-03T23:00:00Z"));
+        assert_eq!(s.head.0, s.head.1);
+        assert_eq!(
+            s.days,
+            (at("2026-11-02T00:00:00Z"), at("2026-11-04T00:00:00Z"))
+        );
+        assert_eq!(s.tail.0, s.tail.1);
+        // Within one day (or across one midnight without a whole day): hours only.
+        for (a, b) in [
+            ("2026-11-02T03:00:00Z", "2026-11-02T09:00:00Z"),
+            ("2026-11-02T03:00:00Z", "2026-11-03T09:00:00Z"),
+        ] {
+            let s = split_range(at(a), at(b));
+            assert_eq!(s.head, (at(a), at(b) + TimeDelta::hours(1)));
+            assert!(s.days.0 >= s.days.1 && s.tail.0 >= s.tail.1);
+        }
+    }
+
+    #[test]
+    fn daily_durations_sum_the_hours_of_a_day() {
+        let mut r = Rollup::default();
+        let key = |h: &str| (("d".to_string(), "a".to_string(), at(h)), 7i16);
+        r.durations.insert(key("2026-11-02T01:00:00Z"), 3);
+        r.durations.insert(key("2026-11-02T23:00:00Z"), 4);
+        r.durations.insert(key("2026-11-03T00:00:00Z"), 5);
+        let daily = r.daily_durations();
+        assert_eq!(daily.len(), 2);
+        assert_eq!(daily[&key("2026-11-02T00:00:00Z")], 7);
+        assert_eq!(daily[&key("2026-11-03T00:00:00Z")], 5);
+    }
     use super::*;
 
     #[test]

@@ -326,3 +326,79 @@ both_backends!(
         store.close().await;
     }
 );
+
+both_backends!(
+    duration_histogram_over_days_and_edge_hours,
+    |backend| async move {
+        use jarvis::history::rollup::{bucket_of, hour_of};
+        use std::collections::BTreeMap;
+        let (_env, store) = open(backend).await;
+        let now = jarvis::store::now();
+        // Records every 5 hours over 6 days, with durations spread over many buckets, written in
+        // three batches (so rollup rows are also added to, not only inserted).
+        let records: Vec<ExecutionRecord> = (0..29)
+            .map(|i| {
+                let finished = now - TimeDelta::hours(5 * i);
+                ExecutionRecord {
+                    record_id: Uuid::now_v7(),
+                    task_id: Uuid::now_v7(),
+                    domain: "music".into(),
+                    action: "mix".into(),
+                    attempt: 1,
+                    parameters: json!({}),
+                    learned_parameters: None,
+                    success: true,
+                    duration_ms: 1 + (i as u64 * 7919) % 5000,
+                    impact_score: None,
+                    failure_reason: None,
+                    failure_group: None,
+                    cost_usd: None,
+                    correlation_id: None,
+                    instance_id: None,
+                    started_at: finished,
+                    finished_at: finished,
+                }
+            })
+            .collect();
+        for chunk in records.chunks(10) {
+            store.insert_history(chunk).await.unwrap();
+        }
+        // Ranges: everything, one cutting through days at both ends, one inside a day.
+        let ranges = [
+            (None, None),
+            (
+                Some(now - TimeDelta::hours(100)),
+                Some(now - TimeDelta::hours(7)),
+            ),
+            (
+                Some(now - TimeDelta::hours(30)),
+                Some(now - TimeDelta::hours(26)),
+            ),
+        ];
+        for (since, until) in ranges {
+            let raw = store
+                .history_stats(&StatsQuery {
+                    domain: "music".into(),
+                    action: "mix".into(),
+                    since,
+                    until,
+                    top_failures: 5,
+                    recent_successes: 10,
+                })
+                .await
+                .unwrap();
+            let mut expected: BTreeMap<i16, i64> = BTreeMap::new();
+            for r in &records {
+                let h = hour_of(r.finished_at);
+                if since.is_some_and(|s| h < hour_of(s)) || until.is_some_and(|u| h > hour_of(u)) {
+                    continue;
+                }
+                *expected.entry(bucket_of(r.duration_ms)).or_default() += 1;
+            }
+            let got: BTreeMap<i16, i64> = raw.durations.iter().copied().collect();
+            assert_eq!(got, expected, "range {since:?}..={until:?}");
+            assert_eq!(raw.totals.total, expected.values().sum::<i64>());
+        }
+        store.close().await;
+    }
+);

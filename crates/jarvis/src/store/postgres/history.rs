@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use super::PostgresStore;
 use crate::history::record::{ExecutionRecord, StoredExecution};
-use crate::history::rollup::{FailureCount, Rollup};
+use crate::history::rollup::{split_range, FailureCount, Rollup};
 use crate::store::history::{ExecutionFilter, HistoryStore, StatsQuery, StatsRaw};
 use crate::store::{rows, StoreError};
 
@@ -45,6 +45,25 @@ const UPSERT_DURATIONS: &str = "\
 INSERT INTO task_duration_hourly AS h (domain, action, hour, bucket, count)
 SELECT * FROM UNNEST($1::text[], $2::text[], $3::timestamptz[], $4::int2[], $5::int8[])
 ON CONFLICT (domain, action, hour, bucket) DO UPDATE SET count = h.count + excluded.count";
+
+const UPSERT_DURATIONS_DAILY: &str = "\
+INSERT INTO task_duration_daily AS h (domain, action, day, bucket, count)
+SELECT * FROM UNNEST($1::text[], $2::text[], $3::timestamptz[], $4::int2[], $5::int8[])
+ON CONFLICT (domain, action, day, bucket) DO UPDATE SET count = h.count + excluded.count";
+
+/// The duration histogram over a range: whole days from the daily rollup, edge hours from the
+/// hourly one (see `rollup::split_range`).
+const DURATIONS: &str = "\
+SELECT bucket::int4 AS bucket, SUM(n)::int8 AS n FROM (
+    SELECT bucket, count AS n FROM task_duration_hourly
+    WHERE domain = $1 AND action = $2 AND hour >= $3 AND hour < $4
+    UNION ALL
+    SELECT bucket, count FROM task_duration_daily
+    WHERE domain = $1 AND action = $2 AND day >= $5 AND day < $6
+    UNION ALL
+    SELECT bucket, count FROM task_duration_hourly
+    WHERE domain = $1 AND action = $2 AND hour >= $7 AND hour < $8
+) d GROUP BY bucket ORDER BY bucket";
 
 const UPSERT_FAILURES: &str = "\
 INSERT INTO task_failure_hourly AS f (domain, action, hour, failure_group, template, example, count)
@@ -108,6 +127,24 @@ async fn write_rollup(
         .bind(&d)
         .bind(&a)
         .bind(&h)
+        .bind(&b)
+        .bind(&c)
+        .execute(&mut **tx)
+        .await?;
+
+    let (mut d, mut a, mut day, mut b, mut c) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (((domain, action, start), bucket), count) in rollup.daily_durations() {
+        d.push(domain);
+        a.push(action);
+        day.push(start);
+        b.push(bucket);
+        c.push(count);
+    }
+    sqlx::query(UPSERT_DURATIONS_DAILY)
+        .bind(&d)
+        .bind(&a)
+        .bind(&day)
         .bind(&b)
         .bind(&c)
         .execute(&mut **tx)
@@ -247,20 +284,21 @@ impl HistoryStore for PostgresStore {
             .fetch_one(self.pool())
             .await?;
             let totals = super::super::totals_of(&row)?;
-            let durations = sqlx::query(
-                "SELECT bucket::int4 AS bucket, SUM(count)::int8 AS n FROM task_duration_hourly \
-                 WHERE domain = $1 AND action = $2 AND hour >= $3 AND hour <= $4 \
-                 GROUP BY bucket ORDER BY bucket",
-            )
-            .bind(&q.domain)
-            .bind(&q.action)
-            .bind(since)
-            .bind(until)
-            .fetch_all(self.pool())
-            .await?
-            .iter()
-            .map(|r| Ok((r.try_get::<i32, _>("bucket")? as i16, r.try_get("n")?)))
-            .collect::<Result<Vec<_>, sqlx::Error>>()?;
+            let split = split_range(since, until);
+            let durations = sqlx::query(DURATIONS)
+                .bind(&q.domain)
+                .bind(&q.action)
+                .bind(split.head.0)
+                .bind(split.head.1)
+                .bind(split.days.0)
+                .bind(split.days.1)
+                .bind(split.tail.0)
+                .bind(split.tail.1)
+                .fetch_all(self.pool())
+                .await?
+                .iter()
+                .map(|r| Ok((r.try_get::<i32, _>("bucket")? as i16, r.try_get("n")?)))
+                .collect::<Result<Vec<_>, sqlx::Error>>()?;
             let failures = sqlx::query(
                 "SELECT failure_group, MIN(template) AS template, MIN(example) AS example, \
                  SUM(count)::int8 AS n FROM task_failure_hourly \
@@ -365,6 +403,12 @@ impl HistoryStore for PostgresStore {
             .bind(i64::from(limit))
             .execute(self.pool())
             .await?;
+            // Whole days only: a day the cutoff falls in stays in the daily rollup until the
+            // next day's purge, while its older hours are gone from the hourly tables.
+            sqlx::query("DELETE FROM task_duration_daily WHERE day < $1")
+                .bind(crate::history::rollup::day_of(before))
+                .execute(self.pool())
+                .await?;
             let hour = crate::history::rollup::hour_of(before);
             for table in [
                 "task_stats_hourly",

@@ -46,8 +46,11 @@ SELECT ins.* FROM ins LEFT JOIN wake ON true";
 /// chose a bitmap scan of the whole ready index plus a sort of every ready task, to take the
 /// first `LIMIT` of them: 21 ms per claim with 20,000 tasks queued, O(queue) per claim. Without
 /// bitmap scans and sorts the only plan left is the ordered walk of `tasks_ready_idx` that
-/// stops at `LIMIT` (1 ms), whatever the statistics say.
-const CLAIM_PLAN: &str = "SET LOCAL enable_bitmapscan = off; SET LOCAL enable_sort = off";
+/// stops at `LIMIT` (1 ms), whatever the statistics say. Hash and merge joins are off for the
+/// same reason as in the settlement (`SETTLE_PLAN`): with accurate statistics and a large
+/// `LIMIT`, joining the picked rows back to `tasks` by hashing would scan the whole table.
+const CLAIM_PLAN: &str = "SET LOCAL enable_bitmapscan = off; SET LOCAL enable_sort = off; \
+                          SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off";
 
 const CLAIM: &str = "\
 WITH picked AS (
@@ -62,21 +65,33 @@ UPDATE tasks t SET status = 'running', attempts = t.attempts + 1, locked_by = $1
 FROM picked WHERE t.id = picked.id
 RETURNING t.*";
 
-/// Settles a batch by primary key. `(t.status = 'running') IS TRUE` means the same as
-/// `t.status = 'running'` but does not match the predicate of `tasks_running_lease_idx`: with
-/// that index usable (and a table too fresh for statistics) the planner estimated one running
-/// row and scanned every running task once per settlement (a nested loop, O(held × batch),
-/// 3.5 ms for 50 settlements with 210 tasks held); now each settlement is one primary-key
-/// probe.
+/// Planner settings of the settlement's transaction: with hash and merge joins off, the only
+/// plans left are nested loops, and of those the settlement's shape (below) makes the
+/// primary-key probe per settlement the cheapest by far.
+const SETTLE_PLAN: &str = "SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off";
+
+/// Settles a batch by primary key: one primary-key probe per settlement.
+///
+/// The holder, the expected status and the attempt are compared with per-row values of the
+/// batch (join clauses), never with constants (restrictions on `tasks`). With
+/// `t.locked_by = $1 AND t.status = 'running'` the planner estimated, from statistics taken
+/// before this instance held anything, that one row of `tasks` matched, and for large batches
+/// (custom plans know the batch size) chose a sequential scan of `tasks` as the outer side with
+/// the whole unnested batch rescanned for every row: O(held × batch), up to 1.2 s for one
+/// settlement of 1,382 tasks (auto_explain, bench/queue/README.md). Without a restriction on
+/// `tasks`, that plan costs what it really costs (the whole table × the batch), and with hash
+/// and merge joins off (`SETTLE_PLAN`; a hash join would scan the whole table per batch) the
+/// probe is what remains.
 const SETTLE: &str = "\
 UPDATE tasks t SET status = u.status, attempts = t.attempts + u.delta,
        run_at = COALESCE(u.run_at, t.run_at), result = u.result::jsonb, error = u.error,
        finished_at = u.finished_at, duration_ms = COALESCE(u.duration_ms, t.duration_ms),
-       locked_by = NULL, lease_until = NULL, updated_at = $2
-FROM UNNEST($3::uuid[], $4::int4[], $5::text[], $6::int4[], $7::timestamptz[], $8::text[],
-            $9::text[], $10::timestamptz[], $11::int8[])
-     AS u(id, attempt, status, delta, run_at, result, error, finished_at, duration_ms)
-WHERE t.id = u.id AND t.locked_by = $1 AND (t.status = 'running') IS TRUE
+       locked_by = NULL, lease_until = NULL, updated_at = $1
+FROM UNNEST($2::uuid[], $3::int4[], $4::text[], $5::int4[], $6::timestamptz[], $7::text[],
+            $8::text[], $9::timestamptz[], $10::int8[], $11::text[], $12::text[])
+     AS u(id, attempt, status, delta, run_at, result, error, finished_at, duration_ms, holder,
+          expected)
+WHERE t.id = u.id AND t.locked_by = u.holder AND t.status = u.expected
   AND t.attempts = u.attempt";
 
 const RECLAIM: &str = "\
@@ -288,16 +303,29 @@ impl TaskStore for PostgresStore {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let rows = sqlx::query(
-            "UPDATE tasks SET lease_until = $3 \
-             WHERE id = ANY($2) AND locked_by = $1 AND status = 'running' RETURNING id",
-        )
-        .bind(instance)
-        .bind(ids)
-        .bind(until)
-        .fetch_all(self.pool())
-        .await
-        .map_err(|e| self.err(e))?;
+        // Same shape and plan settings as the settlement (see `SETTLE`): one primary-key probe
+        // per held task, whatever the statistics say about `locked_by` and `status`.
+        let holders = vec![instance; ids.len()];
+        let expected = vec!["running"; ids.len()];
+        let work = async {
+            let mut tx = self.pool().begin().await?;
+            sqlx::Executor::execute(&mut *tx, SETTLE_PLAN).await?;
+            let rows = sqlx::query(
+                "UPDATE tasks t SET lease_until = $1 \
+                 FROM UNNEST($2::uuid[], $3::text[], $4::text[]) AS u(id, holder, expected) \
+                 WHERE t.id = u.id AND t.locked_by = u.holder AND t.status = u.expected \
+                 RETURNING t.id",
+            )
+            .bind(until)
+            .bind(ids)
+            .bind(&holders)
+            .bind(&expected)
+            .fetch_all(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(rows)
+        };
+        let rows = work.await.map_err(|e| self.err(e))?;
         rows.iter()
             .map(|r| r.try_get::<Uuid, _>("id"))
             .collect::<Result<_, _>>()
@@ -323,6 +351,8 @@ impl TaskStore for PostgresStore {
         let mut errors = Vec::with_capacity(n);
         let mut finished = Vec::with_capacity(n);
         let mut durations = Vec::with_capacity(n);
+        let holders = vec![instance; n];
+        let expected = vec!["running"; n];
         for s in settlements {
             ids.push(s.id);
             attempts.push(s.attempt as i32);
@@ -334,22 +364,28 @@ impl TaskStore for PostgresStore {
             finished.push(s.finished_at);
             durations.push(s.duration_ms.map(|d| d as i64));
         }
-        let done = sqlx::query(SETTLE)
-            .bind(instance)
-            .bind(now)
-            .bind(&ids)
-            .bind(&attempts)
-            .bind(&statuses)
-            .bind(&deltas)
-            .bind(&run_ats)
-            .bind(&results)
-            .bind(&errors)
-            .bind(&finished)
-            .bind(&durations)
-            .execute(self.pool())
-            .await
-            .map_err(|e| self.err(e))?;
-        Ok(done.rows_affected())
+        let work = async {
+            let mut tx = self.pool().begin().await?;
+            sqlx::Executor::execute(&mut *tx, SETTLE_PLAN).await?;
+            let done = sqlx::query(SETTLE)
+                .bind(now)
+                .bind(&ids)
+                .bind(&attempts)
+                .bind(&statuses)
+                .bind(&deltas)
+                .bind(&run_ats)
+                .bind(&results)
+                .bind(&errors)
+                .bind(&finished)
+                .bind(&durations)
+                .bind(&holders)
+                .bind(&expected)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(done.rows_affected())
+        };
+        work.await.map_err(|e| self.err(e))
     }
 
     async fn reclaim_expired(

@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use super::SqliteStore;
 use crate::history::record::{ExecutionRecord, StoredExecution};
-use crate::history::rollup::{FailureCount, Rollup};
+use crate::history::rollup::{split_range, FailureCount, Rollup};
 use crate::store::history::{ExecutionFilter, HistoryStore, StatsQuery, StatsRaw};
 use crate::store::{rows, StoreError};
 
@@ -55,6 +55,20 @@ async fn write_rollup(
         .bind(action)
         .bind(hour)
         .bind(i64::from(*bucket))
+        .bind(count)
+        .execute(&mut **tx)
+        .await?;
+    }
+    for (((domain, action, day), bucket), count) in rollup.daily_durations() {
+        sqlx::query(
+            "INSERT INTO task_duration_daily (domain, action, day, bucket, count) \
+             VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (domain, action, day, bucket) \
+             DO UPDATE SET count = count + excluded.count",
+        )
+        .bind(domain)
+        .bind(action)
+        .bind(day)
+        .bind(i64::from(bucket))
         .bind(count)
         .execute(&mut **tx)
         .await?;
@@ -146,15 +160,26 @@ impl HistoryStore for SqliteStore {
             .fetch_one(self.pool())
             .await?;
             let totals = crate::store::totals_of(&row)?;
+            // Whole days from the daily rollup, edge hours from the hourly one.
+            let split = split_range(since, until);
             let durations = sqlx::query(
-                "SELECT bucket, CAST(SUM(count) AS INTEGER) AS n FROM task_duration_hourly \
-                 WHERE domain = ?1 AND action = ?2 AND hour >= ?3 AND hour <= ?4 \
+                "SELECT bucket, CAST(SUM(n) AS INTEGER) AS n FROM ( \
+                 SELECT bucket, count AS n FROM task_duration_hourly \
+                 WHERE domain = ?1 AND action = ?2 AND hour >= ?3 AND hour < ?4 \
+                 UNION ALL SELECT bucket, count FROM task_duration_daily \
+                 WHERE domain = ?1 AND action = ?2 AND day >= ?5 AND day < ?6 \
+                 UNION ALL SELECT bucket, count FROM task_duration_hourly \
+                 WHERE domain = ?1 AND action = ?2 AND hour >= ?7 AND hour < ?8) \
                  GROUP BY bucket ORDER BY bucket",
             )
             .bind(&q.domain)
             .bind(&q.action)
-            .bind(since)
-            .bind(until)
+            .bind(split.head.0)
+            .bind(split.head.1)
+            .bind(split.days.0)
+            .bind(split.days.1)
+            .bind(split.tail.0)
+            .bind(split.tail.1)
             .fetch_all(self.pool())
             .await?
             .iter()
@@ -263,6 +288,11 @@ impl HistoryStore for SqliteStore {
             .bind(i64::from(limit))
             .execute(&mut *tx)
             .await?;
+            // Whole days only (see the PostgreSQL store).
+            sqlx::query("DELETE FROM task_duration_daily WHERE day < ?1")
+                .bind(crate::history::rollup::day_of(before))
+                .execute(&mut *tx)
+                .await?;
             let hour = crate::history::rollup::hour_of(before);
             for table in [
                 "task_stats_hourly",
