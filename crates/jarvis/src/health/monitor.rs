@@ -157,6 +157,8 @@ struct Inner {
     sinks: RwLock<Vec<Arc<dyn RoundSink>>>,
     /// Told about services no longer monitored, so their breakers go with them.
     breaker_sync: std::sync::OnceLock<Arc<BreakerSync>>,
+    /// The fingerprint of the service list as of the monitor's last full read.
+    fingerprint: Mutex<Option<crate::store::ServicesFingerprint>>,
 }
 
 /// Background tasks of a started monitor.
@@ -199,6 +201,7 @@ impl Monitor {
                 round: RoundCounters::default(),
                 sinks: RwLock::new(Vec::new()),
                 breaker_sync: std::sync::OnceLock::new(),
+                fingerprint: Mutex::new(None),
             }),
             running: Mutex::new(None),
         }
@@ -295,6 +298,17 @@ impl Monitor {
         }
     }
 
+    /// The fingerprint of the service list the monitor last read in full (`None` before the
+    /// first read, or when monitoring is off). When the store's fingerprint still equals it,
+    /// [`Monitor::services`] is exactly the stored list.
+    pub fn fingerprint(&self) -> Option<crate::store::ServicesFingerprint> {
+        *self
+            .inner
+            .fingerprint
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
     /// The latest view of every monitored service, by name.
     pub fn services(&self) -> Vec<ServiceHealth> {
         let slots: Vec<Arc<Slot>> = self
@@ -377,6 +391,7 @@ async fn supervise(inner: Arc<Inner>, history: History, mut stopped: watch::Rece
                     polls_since_full = 0;
                     apply(&inner, &history, &mut tasks, specs, &mut seed);
                     seed = HashMap::new();
+                    *inner.fingerprint.lock().unwrap_or_else(|e| e.into_inner()) = fingerprint;
                 }
                 Err(e) => tracing::warn!(
                     error = %e,
