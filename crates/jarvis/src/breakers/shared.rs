@@ -72,7 +72,13 @@ pub struct BreakerSync {
     dirty: Mutex<HashSet<String>>,
     /// Called with the name of a breaker another instance removed.
     removed_hooks: Mutex<Vec<RemovedHook>>,
+    /// Breakers forgotten in the last [`TOMBSTONE`]: a failure of the deleted service that was
+    /// already on its way to the store must not bring the row (and the breaker) back.
+    forgotten: Mutex<std::collections::HashMap<String, std::time::Instant>>,
 }
+
+/// How long a forgotten breaker's late events are ignored and its late rows deleted.
+const TOMBSTONE: Duration = Duration::from_secs(5);
 
 /// See [`BreakerSync::on_removed`].
 type RemovedHook = Box<dyn Fn(&str) + Send + Sync>;
@@ -93,6 +99,7 @@ impl BreakerSync {
             degraded: AtomicBool::new(false),
             dirty: Mutex::new(HashSet::new()),
             removed_hooks: Mutex::new(Vec::new()),
+            forgotten: Mutex::new(std::collections::HashMap::new()),
         })
     }
 
@@ -114,6 +121,11 @@ impl BreakerSync {
         if self.store.get_agent(name).await?.is_some() {
             return Ok(false);
         }
+        {
+            let mut forgotten = self.forgotten.lock().unwrap_or_else(|e| e.into_inner());
+            forgotten.retain(|_, at| at.elapsed() < TOMBSTONE);
+            forgotten.insert(name.to_string(), std::time::Instant::now());
+        }
         // Most breakers never had a row (one is written only once a call fails): then nothing
         // is written, which keeps bulk deletions cheap. A breaker this instance does not hold
         // (an API-only instance) may still have one.
@@ -131,6 +143,28 @@ impl BreakerSync {
             self.registry.remove(name);
         }
         Ok(true)
+    }
+
+    /// Whether `name` was forgotten less than [`TOMBSTONE`] ago.
+    fn is_forgotten(&self, name: &str) -> bool {
+        self.forgotten
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .is_some_and(|at| at.elapsed() < TOMBSTONE)
+    }
+
+    /// A row of a just-forgotten breaker (written by a late event, or read just before its
+    /// deletion): deletes it again and drops the local breaker. Returns whether it was one.
+    async fn drop_if_forgotten(&self, name: &str) -> bool {
+        if !self.is_forgotten(name) {
+            return false;
+        }
+        if let Err(e) = self.store.breaker_delete(name).await {
+            tracing::warn!(breaker = name, error = %e, "cannot delete the row of a forgotten breaker");
+        }
+        self.registry.remove(name);
+        true
     }
 
     /// The health monitor stopped checking `name` because its service is gone. On the
@@ -238,6 +272,9 @@ impl BreakerSync {
     }
 
     async fn failures(&self, name: &str, count: u32, generation: u64) {
+        if self.is_forgotten(name) {
+            return;
+        }
         let Some(breaker) = self.registry.get(name) else {
             return;
         };
@@ -255,13 +292,18 @@ impl BreakerSync {
         match self.store.breaker_failures(&report).await {
             Ok(row) => {
                 self.came_back().await;
-                self.apply_if_current(&breaker, generation, &row);
+                if !self.drop_if_forgotten(name).await {
+                    self.apply_if_current(&breaker, generation, &row);
+                }
             }
             Err(e) => self.went_away(&e.to_string(), Some(name)),
         }
     }
 
     async fn one(&self, name: &str, event: &Event) {
+        if self.is_forgotten(name) {
+            return;
+        }
         let Some(breaker) = self.registry.get(name) else {
             return;
         };
@@ -303,7 +345,10 @@ impl BreakerSync {
             _ => Ok(()),
         };
         match result {
-            Ok(()) => self.came_back().await,
+            Ok(()) => {
+                self.came_back().await;
+                self.drop_if_forgotten(name).await;
+            }
             Err(e) => {
                 self.went_away(&e.to_string(), Some(name));
                 if let Event::TrialDue { generation } = event {
@@ -401,7 +446,9 @@ impl BreakerSync {
         match self.store.breaker_row(name).await {
             Ok(Some(row)) => {
                 self.came_back().await;
-                self.apply(&row);
+                if !self.drop_if_forgotten(name).await {
+                    self.apply(&row);
+                }
             }
             // Only a deletion announces a row that is gone: the service was removed.
             Ok(None) => {
@@ -424,7 +471,9 @@ impl BreakerSync {
             Ok(rows) => {
                 self.came_back().await;
                 for row in &rows {
-                    self.apply(row);
+                    if !self.drop_if_forgotten(&row.name).await {
+                        self.apply(row);
+                    }
                 }
             }
             Err(e) => self.went_away(&e.to_string(), None),
