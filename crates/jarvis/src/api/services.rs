@@ -26,7 +26,8 @@ pub async fn put(
         .map_err(|e| ApiError::bad_request("invalid_service", e.to_string()))?;
     let (stored, created) = state.store.put_service(&spec).await?;
     tracing::info!(service = %stored.name, created, "service registered");
-    state.health.services_changed();
+    // Checked at once, without the monitor re-reading every service.
+    state.health.service_put(&stored);
     let status = if created {
         StatusCode::CREATED
     } else {

@@ -159,6 +159,10 @@ struct Inner {
     breaker_sync: std::sync::OnceLock<Arc<BreakerSync>>,
     /// The fingerprint of the service list as of the monitor's last full read.
     fingerprint: Mutex<Option<crate::store::ServicesFingerprint>>,
+    /// Where checks send their results (set when the monitor starts).
+    history: std::sync::OnceLock<History>,
+    /// Set when the supervisor has stopped every task: no task may start after it.
+    closed: std::sync::atomic::AtomicBool,
 }
 
 /// Background tasks of a started monitor.
@@ -202,6 +206,8 @@ impl Monitor {
                 sinks: RwLock::new(Vec::new()),
                 breaker_sync: std::sync::OnceLock::new(),
                 fingerprint: Mutex::new(None),
+                history: std::sync::OnceLock::new(),
+                closed: std::sync::atomic::AtomicBool::new(false),
             }),
             running: Mutex::new(None),
         }
@@ -233,11 +239,29 @@ impl Monitor {
             removed
         };
         if let Some(slot) = removed {
-            if let Some(task) = slot.task.lock().unwrap_or_else(|e| e.into_inner()).take() {
-                task.abort();
-            }
+            slot.stop();
             tracing::info!(service = name, "service no longer monitored");
         }
+    }
+
+    /// A service was created or replaced through this instance's API: checks it (with the new
+    /// definition) at once, without re-reading the list. Does nothing while the monitor is
+    /// stopped or disabled.
+    pub fn service_put(&self, spec: &ServiceSpec) {
+        let inner = &self.inner;
+        let Some(history) = inner.history.get() else {
+            return;
+        };
+        if !inner.config.enabled {
+            return;
+        }
+        let mut slots = inner.slots.write().unwrap_or_else(|e| e.into_inner());
+        // Checked under the lock the supervisor's final stop also takes.
+        if inner.closed.load(Ordering::SeqCst) {
+            return;
+        }
+        upsert(inner, history, &mut slots, spec, None);
+        inner.metrics.services.set(slots.len() as f64);
     }
 
     /// Re-reads the service list soon (after a change through the API).
@@ -265,6 +289,7 @@ impl Monitor {
             inner.metrics.clone(),
         );
         let (stop, stopped) = watch::channel(false);
+        let _ = inner.history.set(history.clone());
         let supervisor = tokio::spawn(supervise(inner.clone(), history, stopped.clone()));
         let rounds = tokio::spawn(rounds(inner.clone(), stopped));
         let (uptime_stop, uptime_stopped) = watch::channel(false);
@@ -347,7 +372,6 @@ fn unix_now() -> u64 {
 
 /// Keeps one task per service in step with the store.
 async fn supervise(inner: Arc<Inner>, history: History, mut stopped: watch::Receiver<bool>) {
-    let mut tasks: HashMap<String, JoinHandle<()>> = HashMap::new();
     if inner.config.enabled {
         // Uptime counts kept from before this start (and other instances'), handed to each
         // service's slot when the first read of the list creates it.
@@ -389,7 +413,7 @@ async fn supervise(inner: Arc<Inner>, history: History, mut stopped: watch::Rece
                 Ok(specs) => {
                     known = fingerprint;
                     polls_since_full = 0;
-                    apply(&inner, &history, &mut tasks, specs, &mut seed);
+                    apply(&inner, &history, specs, &mut seed);
                     seed = HashMap::new();
                     *inner.fingerprint.lock().unwrap_or_else(|e| e.into_inner()) = fingerprint;
                 }
@@ -403,8 +427,10 @@ async fn supervise(inner: Arc<Inner>, history: History, mut stopped: watch::Rece
         tracing::info!("health monitor disabled (JARVIS_HEALTH_MONITOR=false)");
         let _ = stopped.changed().await;
     }
-    for (_, task) in tasks.drain() {
-        task.abort();
+    let slots = inner.slots.write().unwrap_or_else(|e| e.into_inner());
+    inner.closed.store(true, Ordering::SeqCst);
+    for slot in slots.values() {
+        slot.stop();
     }
 }
 
@@ -412,29 +438,18 @@ async fn supervise(inner: Arc<Inner>, history: History, mut stopped: watch::Rece
 fn apply(
     inner: &Arc<Inner>,
     history: &History,
-    tasks: &mut HashMap<String, JoinHandle<()>>,
     specs: Vec<ServiceSpec>,
     seed: &mut HashMap<String, Vec<UptimeCount>>,
 ) {
     let mut slots = inner.slots.write().unwrap_or_else(|e| e.into_inner());
     let wanted: HashMap<&str, &ServiceSpec> = specs.iter().map(|s| (s.name.as_str(), s)).collect();
     let mut gone = Vec::new();
-    slots.retain(|name, _| {
+    slots.retain(|name, slot| {
         let keep = wanted.contains_key(name.as_str());
         if !keep {
-            if let Some(task) = tasks.remove(name) {
-                task.abort();
-            }
+            slot.stop();
             tracing::info!(service = %name, "service no longer monitored");
             gone.push(name.clone());
-        }
-        keep
-    });
-    // Tasks of services removed directly (`Monitor::service_removed`) are already stopped.
-    tasks.retain(|name, task| {
-        let keep = wanted.contains_key(name.as_str());
-        if !keep {
-            task.abort();
         }
         keep
     });
@@ -448,48 +463,66 @@ fn apply(
         });
     }
     for spec in &specs {
-        let name = spec.name.as_str();
-        let previous = slots.get(name).cloned();
-        if previous.as_ref().is_some_and(|p| p.spec == *spec) {
-            continue;
-        }
-        // A new or changed definition: keep what was seen under the old one.
-        let seen = match previous {
-            Some(p) => std::mem::take(&mut *p.seen.lock().unwrap_or_else(|e| e.into_inner())),
-            None => {
-                let mut seen = Seen::default();
-                for c in seed.remove(name).unwrap_or_default() {
-                    seen.uptime.set_stored(
-                        c.width_s,
-                        c.bucket_start.max(0) as u64,
-                        c.up.max(0) as u64,
-                        c.total.max(0) as u64,
-                    );
-                }
-                seen
-            }
-        };
-        let slot = Arc::new(Slot {
-            spec: spec.clone(),
-            seen: Mutex::new(seen),
-            task: Mutex::new(None),
-        });
-        slots.insert(name.to_string(), slot.clone());
-        let task = tokio::spawn(run_service(inner.clone(), history.clone(), slot.clone()));
-        *slot.task.lock().unwrap_or_else(|e| e.into_inner()) = Some(task.abort_handle());
-        if let Some(old) = tasks.insert(name.to_string(), task) {
-            old.abort();
-        }
-        tracing::info!(
-            service = name,
-            url = %spec.url,
-            interval_ms = spec.interval_ms,
-            timeout_ms = spec.timeout_ms,
-            critical = spec.critical,
-            "service monitored"
+        upsert(
+            inner,
+            history,
+            &mut slots,
+            spec,
+            seed.remove(spec.name.as_str()),
         );
     }
     inner.metrics.services.set(slots.len() as f64);
+}
+
+/// Puts `spec` in its slot and starts its task, unless the slot already checks exactly this
+/// definition. A changed definition keeps what was seen under the old one and stops the old
+/// task; a new service starts from `seed` (stored uptime counts), if any.
+fn upsert(
+    inner: &Arc<Inner>,
+    history: &History,
+    slots: &mut HashMap<String, Arc<Slot>>,
+    spec: &ServiceSpec,
+    seed: Option<Vec<UptimeCount>>,
+) {
+    let name = spec.name.as_str();
+    let previous = slots.get(name).cloned();
+    if previous.as_ref().is_some_and(|p| p.spec == *spec) {
+        return;
+    }
+    let seen = match previous {
+        Some(p) => {
+            p.stop();
+            std::mem::take(&mut *p.seen.lock().unwrap_or_else(|e| e.into_inner()))
+        }
+        None => {
+            let mut seen = Seen::default();
+            for c in seed.unwrap_or_default() {
+                seen.uptime.set_stored(
+                    c.width_s,
+                    c.bucket_start.max(0) as u64,
+                    c.up.max(0) as u64,
+                    c.total.max(0) as u64,
+                );
+            }
+            seen
+        }
+    };
+    let slot = Arc::new(Slot {
+        spec: spec.clone(),
+        seen: Mutex::new(seen),
+        task: Mutex::new(None),
+    });
+    slots.insert(name.to_string(), slot.clone());
+    let task = tokio::spawn(run_service(inner.clone(), history.clone(), slot.clone()));
+    *slot.task.lock().unwrap_or_else(|e| e.into_inner()) = Some(task.abort_handle());
+    tracing::info!(
+        service = name,
+        url = %spec.url,
+        interval_ms = spec.interval_ms,
+        timeout_ms = spec.timeout_ms,
+        critical = spec.critical,
+        "service monitored"
+    );
 }
 
 /// Checks one service on its interval until aborted.
@@ -564,6 +597,13 @@ impl Inner {
 }
 
 impl Slot {
+    /// Stops the service's check task.
+    fn stop(&self) {
+        if let Some(task) = self.task.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            task.abort();
+        }
+    }
+
     /// Keeps `result` as the latest, counts it for uptime and logs a change of status.
     fn record(&self, result: &CheckResult) {
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
