@@ -12,9 +12,17 @@
 //!
 //! Services. Every instance checks every service in the store. Every `JARVIS_HEALTH_RELOAD_MS`
 //! the monitor reads a fingerprint of the list (count, latest `updated_at`) and re-reads the list
-//! only when it changed (and at least every 30 polls); after a change through this instance's
-//! API ([`Monitor::services_changed`]) it re-reads at once. A changed definition restarts that
-//! service's task, keeping its latest result and uptime.
+//! only when it changed (and at least every 30 polls). A service created, replaced or deleted
+//! through this instance's API is applied directly ([`Monitor::service_put`],
+//! [`Monitor::service_removed`]), without reading the list: a script registering or deleting
+//! thousands of services costs one small step each. A changed definition restarts that
+//! service's task, keeping its latest result and uptime. A deleted service's breaker goes with
+//! it ([`BreakerSync::forget`]).
+//!
+//! Uptime. Each slot counts its checks in [`Uptime`] buckets; a sync task adds them to the
+//! store every `JARVIS_HEALTH_UPTIME_SYNC_MS` (and when stopped), the first read of the list
+//! seeds new slots from the stored buckets, and with PostgreSQL the current buckets are read
+//! back so that every instance shows the checks of all.
 //!
 //! Rounds. Every `JARVIS_HEALTH_ROUND_MS` the monitor builds a [`RoundReport`] (what was checked
 //! during the round and the latest status of every service), logs it as one line and hands it
