@@ -276,6 +276,11 @@ both_backends!(tasks_are_listed_newest_first, |backend| async move {
         .unwrap();
     assert!(!again[0].created);
     assert_eq!(again[0].task.id, last[0].id);
+    // Two tasks with one new key in the same batch: the first is stored, the second is it.
+    let pair = vec![new_task(10, Some("k-pair")), new_task(11, Some("k-pair"))];
+    let out = store.insert_tasks(&pair, None).await.unwrap();
+    assert!(out[0].created && !out[1].created);
+    assert_eq!((out[0].task.id, out[1].task.id), (pair[0].id, pair[0].id));
     store.close().await;
 });
 

@@ -1,6 +1,8 @@
 //! The queue on SQLite: every write goes through the single writer connection, so a claim
 //! (one `UPDATE … RETURNING` over the next due rows) can never hand a task to two workers.
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::Row;
@@ -11,6 +13,9 @@ use crate::store::rows;
 use crate::store::tasks::{Inserted, Lease, Reclaimed, Settlement, TaskFilter, TaskStore};
 use crate::store::StoreError;
 use crate::tasks::model::{NewTask, Task, TaskStatus};
+
+/// Tasks per `INSERT` statement (18 parameters each, far below SQLite's limit of 32,766).
+const INSERT_ROWS: usize = 100;
 
 fn id(u: Uuid) -> String {
     u.hyphenated().to_string()
@@ -25,55 +30,66 @@ impl TaskStore for SqliteStore {
     ) -> Result<Vec<Inserted>, StoreError> {
         let work = async {
             let mut tx = self.writer().begin().await?;
-            let mut out = Vec::with_capacity(tasks.len());
-            for t in tasks {
-                let row = sqlx::query(
+            let mut stored: HashMap<Uuid, Task> = HashMap::with_capacity(tasks.len());
+            // One multi-row statement per chunk: every statement is a round trip to sqlx's
+            // SQLite worker thread, and with one per task the batch was mostly thread wake-ups
+            // (bench/queue/README.md, SQLite enqueue).
+            for chunk in tasks.chunks(INSERT_ROWS) {
+                let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
                     "INSERT INTO tasks (id, domain, action, parameters, learned_parameters, \
                      status, priority, run_at, attempts, max_attempts, timeout_ms, \
                      idempotency_key, correlation_id, locked_by, lease_until, created_at, \
-                     started_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, \
-                     ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?16) \
-                     ON CONFLICT (idempotency_key) DO NOTHING RETURNING *",
-                )
-                .bind(id(t.id))
-                .bind(t.domain.as_str())
-                .bind(t.action.as_str())
-                .bind(t.parameters.to_string())
-                .bind(t.learned_parameters.as_ref().map(|v| v.to_string()))
-                .bind(if claim.is_some() {
-                    TaskStatus::Running.as_str()
-                } else {
-                    TaskStatus::Queued.as_str()
-                })
-                .bind(t.priority)
-                .bind(t.run_at)
-                .bind(if claim.is_some() { 1 } else { 0 })
-                .bind(t.max_attempts as i64)
-                .bind(t.timeout_ms.map(|v| v as i64))
-                .bind(t.idempotency_key.as_deref())
-                .bind(&t.correlation_id)
-                .bind(claim.map(|c| c.instance))
-                .bind(claim.map(|c| c.until))
-                .bind(t.created_at)
-                .bind(claim.map(|c| c.now))
-                .fetch_optional(&mut *tx)
-                .await?;
-                match row {
-                    Some(r) => out.push(Inserted {
-                        task: rows::task(&r)?,
-                        created: true,
-                    }),
-                    None => {
-                        let r = sqlx::query("SELECT * FROM tasks WHERE idempotency_key = ?1")
-                            .bind(t.idempotency_key.as_deref())
-                            .fetch_one(&mut *tx)
-                            .await?;
-                        out.push(Inserted {
-                            task: rows::task(&r)?,
-                            created: false,
-                        });
-                    }
+                     started_at, updated_at) ",
+                );
+                q.push_values(chunk, |mut b, t| {
+                    b.push_bind(id(t.id))
+                        .push_bind(t.domain.as_str())
+                        .push_bind(t.action.as_str())
+                        .push_bind(t.parameters.to_string())
+                        .push_bind(t.learned_parameters.as_ref().map(|v| v.to_string()))
+                        .push_bind(if claim.is_some() {
+                            TaskStatus::Running.as_str()
+                        } else {
+                            TaskStatus::Queued.as_str()
+                        })
+                        .push_bind(t.priority)
+                        .push_bind(t.run_at)
+                        .push_bind(if claim.is_some() { 1 } else { 0 })
+                        .push_bind(t.max_attempts as i64)
+                        .push_bind(t.timeout_ms.map(|v| v as i64))
+                        .push_bind(t.idempotency_key.as_deref())
+                        .push_bind(t.correlation_id.as_str())
+                        .push_bind(claim.map(|c| c.instance))
+                        .push_bind(claim.map(|c| c.until))
+                        .push_bind(t.created_at)
+                        .push_bind(claim.map(|c| c.now))
+                        .push_bind(t.created_at);
+                });
+                q.push(" ON CONFLICT (idempotency_key) DO NOTHING RETURNING *");
+                for r in q.build().fetch_all(&mut *tx).await? {
+                    let t = rows::task(&r)?;
+                    stored.insert(t.id, t);
                 }
+            }
+            let mut out = Vec::with_capacity(tasks.len());
+            for t in tasks {
+                if let Some(s) = stored.get(&t.id) {
+                    out.push(Inserted {
+                        task: s.clone(),
+                        created: true,
+                    });
+                    continue;
+                }
+                // Not inserted: its idempotency key names a task stored before (or earlier in
+                // this batch).
+                let r = sqlx::query("SELECT * FROM tasks WHERE idempotency_key = ?1")
+                    .bind(t.idempotency_key.as_deref())
+                    .fetch_one(&mut *tx)
+                    .await?;
+                out.push(Inserted {
+                    task: rows::task(&r)?,
+                    created: false,
+                });
             }
             tx.commit().await?;
             Ok::<_, sqlx::Error>(out)
