@@ -154,7 +154,11 @@ pub struct Learner {
     store: Arc<dyn Store>,
     settings: LearningSettings,
     instance: String,
+    /// Lock order wherever more than one is held: `cache`, `in_flight`, `pending`.
     pending: Mutex<HashMap<Key, Aggregates>>,
+    /// Deltas taken from `pending` by the flush in progress, until the state that includes them
+    /// is in `cache` (swapped under both locks), so a reader never misses nor double-counts them.
+    in_flight: Mutex<HashMap<Key, Aggregates>>,
     cache: Mutex<HashMap<Key, Cached>>,
     warned: Mutex<HashMap<Key, Instant>>,
     rng: Mutex<StdRng>,
@@ -197,6 +201,7 @@ impl Learner {
             settings,
             instance: instance.to_string(),
             pending: Mutex::new(HashMap::new()),
+            in_flight: Mutex::new(HashMap::new()),
             cache: Mutex::new(HashMap::new()),
             warned: Mutex::new(HashMap::new()),
             rng: Mutex::new(StdRng::from_os_rng()),
@@ -259,17 +264,30 @@ impl Learner {
     /// the next flush.
     pub async fn flush(&self) {
         let _one_at_a_time = self.flushing.lock().await;
-        let deltas: Vec<(Key, Aggregates)> = lock(&self.pending).drain().collect();
+        let deltas: Vec<(Key, Aggregates)> = {
+            let mut in_flight = lock(&self.in_flight);
+            let mut pending = lock(&self.pending);
+            let deltas: Vec<(Key, Aggregates)> = pending.drain().collect();
+            for (key, delta) in &deltas {
+                in_flight.insert(key.clone(), delta.clone());
+            }
+            deltas
+        };
         for (key, delta) in deltas {
             match self.write(&key, &delta).await {
                 Ok(state) => {
-                    lock(&self.cache).insert(
-                        key.clone(),
-                        Cached {
-                            state: state.clone(),
-                            fetched: Instant::now(),
-                        },
-                    );
+                    {
+                        let mut cache = lock(&self.cache);
+                        let mut in_flight = lock(&self.in_flight);
+                        cache.insert(
+                            key.clone(),
+                            Cached {
+                                state: state.clone(),
+                                fetched: Instant::now(),
+                            },
+                        );
+                        in_flight.remove(&key);
+                    }
                     self.warn_if_timeout_too_short(&key, &state).await;
                 }
                 Err(e) => {
@@ -279,7 +297,10 @@ impl Learner {
                         error = %e,
                         "cannot store the learner state; keeping the results for the next flush"
                     );
-                    lock(&self.pending).entry(key).or_default().merge(&delta);
+                    let mut in_flight = lock(&self.in_flight);
+                    let mut pending = lock(&self.pending);
+                    in_flight.remove(&key);
+                    pending.entry(key).or_default().merge(&delta);
                 }
             }
         }
@@ -325,26 +346,40 @@ impl Learner {
     /// plus what this instance has not flushed yet.
     pub async fn state(&self, domain: &str, action: &str) -> Result<LearnerState, StoreError> {
         let key = (domain.to_string(), action.to_string());
-        let cached = lock(&self.cache)
-            .get(&key)
-            .filter(|c| c.fetched.elapsed() < self.settings.flush)
-            .map(|c| c.state.clone());
-        let shared = match cached {
-            Some(s) => s,
-            None => {
-                let (state, _) = self.load(&key).await?;
-                let state = Arc::new(state);
-                lock(&self.cache).insert(
-                    key.clone(),
-                    Cached {
-                        state: state.clone(),
-                        fetched: Instant::now(),
-                    },
-                );
-                state
+        {
+            let cache = lock(&self.cache);
+            if let Some(c) = cache
+                .get(&key)
+                .filter(|c| c.fetched.elapsed() < self.settings.flush)
+            {
+                // The cached state, plus what a flush is writing right now (it leaves
+                // `in_flight` in the same step as it replaces the cache), plus what is pending.
+                let mut state = (*c.state).clone();
+                if let Some(delta) = lock(&self.in_flight).get(&key) {
+                    state.absorb(delta);
+                }
+                if let Some(delta) = lock(&self.pending).get(&key) {
+                    state.absorb(delta);
+                }
+                return Ok(state);
             }
-        };
-        let mut state = (*shared).clone();
+        }
+        // Read the stored state while no flush is in progress: a flush that had taken deltas
+        // from `pending` but not yet committed them made the stored state plus `pending` miss
+        // them, and the reader cached that for a whole interval (a learner seemed to forget
+        // its last runs; seen as a flaky test under load).
+        let _no_flush = self.flushing.lock().await;
+        let (loaded, _) = self.load(&key).await?;
+        let loaded = Arc::new(loaded);
+        let mut state = (*loaded).clone();
+        let mut cache = lock(&self.cache);
+        cache.insert(
+            key.clone(),
+            Cached {
+                state: loaded,
+                fetched: Instant::now(),
+            },
+        );
         if let Some(delta) = lock(&self.pending).get(&key) {
             state.absorb(delta);
         }
