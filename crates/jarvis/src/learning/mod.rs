@@ -12,7 +12,8 @@
 //!                        ▼
 //!   learning_state row: read (state, version) ─► merge(delta) ─► UPDATE … WHERE version = v
 //!                        ▲                                        (conflict: read again, retry)
-//! recommend / choose ────┘ cached for one flush interval, plus this instance's unflushed delta
+//! recommend / choose ────┘ cached for one flush interval, plus this instance's unflushed and
+//!                            in-flight deltas (a cache miss reads the store between flushes)
 //! ```
 //!
 //! Why one row per domain/action with optimistic concurrency, rather than per-instance delta
