@@ -41,6 +41,33 @@ fn new_task(i: usize, key: Option<&str>) -> NewTask {
     }
 }
 
+/// A successful `music/<action>` attempt that finished at `finished` after `duration_ms`.
+fn success_at(
+    action: &str,
+    finished: chrono::DateTime<chrono::Utc>,
+    duration_ms: u64,
+) -> ExecutionRecord {
+    ExecutionRecord {
+        record_id: Uuid::now_v7(),
+        task_id: Uuid::now_v7(),
+        domain: "music".into(),
+        action: action.into(),
+        attempt: 1,
+        parameters: json!({}),
+        learned_parameters: None,
+        success: true,
+        duration_ms,
+        impact_score: None,
+        failure_reason: None,
+        failure_group: None,
+        cost_usd: None,
+        correlation_id: None,
+        instance_id: None,
+        started_at: finished,
+        finished_at: finished,
+    }
+}
+
 fn lease(instance: &str, secs: i64) -> Lease<'_> {
     let now = jarvis::store::now();
     Lease {
@@ -289,25 +316,7 @@ both_backends!(
     |backend| async move {
         let (_env, store) = open(backend).await;
         let now = jarvis::store::now();
-        let record = |finished: chrono::DateTime<chrono::Utc>| ExecutionRecord {
-            record_id: Uuid::now_v7(),
-            task_id: Uuid::now_v7(),
-            domain: "music".into(),
-            action: "render".into(),
-            attempt: 1,
-            parameters: json!({}),
-            learned_parameters: None,
-            success: true,
-            duration_ms: 5,
-            impact_score: None,
-            failure_reason: None,
-            failure_group: None,
-            cost_usd: None,
-            correlation_id: None,
-            instance_id: None,
-            started_at: finished,
-            finished_at: finished,
-        };
+        let record = |finished| success_at("render", finished, 5);
         // 25 records two days old, then 7 recent ones, inserted in that (time) order.
         let old: Vec<_> = (0..25).map(|_| record(now - TimeDelta::days(2))).collect();
         let new: Vec<_> = (0..7).map(|_| record(now)).collect();
@@ -344,25 +353,7 @@ both_backends!(
         let records: Vec<ExecutionRecord> = (0..29)
             .map(|i| {
                 let finished = now - TimeDelta::hours(5 * i);
-                ExecutionRecord {
-                    record_id: Uuid::now_v7(),
-                    task_id: Uuid::now_v7(),
-                    domain: "music".into(),
-                    action: "mix".into(),
-                    attempt: 1,
-                    parameters: json!({}),
-                    learned_parameters: None,
-                    success: true,
-                    duration_ms: 1 + (i as u64 * 7919) % 5000,
-                    impact_score: None,
-                    failure_reason: None,
-                    failure_group: None,
-                    cost_usd: None,
-                    correlation_id: None,
-                    instance_id: None,
-                    started_at: finished,
-                    finished_at: finished,
-                }
+                success_at("mix", finished, 1 + (i as u64 * 7919) % 5000)
             })
             .collect();
         for chunk in records.chunks(10) {
