@@ -1,11 +1,21 @@
 //! Agents: who runs a task of a domain. An HTTP agent is a URL that speaks the agent protocol of
 //! SPEC.md; it is registered in the config file or with `PUT /api/v1/agents/{domain}` and kept in
 //! the store so every instance uses the same one.
+//!
+//! An agent can make learned parameters the default of its domain (`useLearned`): a task of the
+//! domain submitted without `useLearned` then gets them, one with `"useLearned": false` does not.
+//! Submission reads that flag through [`AgentDefaults`], a small cache (never a store read per
+//! submitted task).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::names::Name;
+use crate::store::{Store, StoreError};
 
 /// Default per-attempt timeout of an agent call.
 pub const DEFAULT_TIMEOUT_MS: u64 = 30_000;
@@ -20,6 +30,9 @@ pub struct AgentSpec {
     pub url: String,
     /// Per-attempt timeout, ms.
     pub timeout_ms: u64,
+    /// Tasks of this domain submitted without `useLearned` get learned parameters.
+    #[serde(default)]
+    pub use_learned: bool,
     /// When it was first registered.
     pub created_at: DateTime<Utc>,
     /// When it was last replaced.
@@ -35,6 +48,9 @@ pub struct AgentInput {
     /// Default 30000.
     #[serde(default)]
     pub timeout_ms: Option<u64>,
+    /// Learned parameters by default for the domain's tasks (default false).
+    #[serde(default)]
+    pub use_learned: Option<bool>,
 }
 
 impl AgentInput {
@@ -66,8 +82,81 @@ impl AgentInput {
             domain,
             url: url.to_string(),
             timeout_ms,
+            use_learned: self.use_learned.unwrap_or(false),
             created_at: now,
             updated_at: now,
         })
+    }
+}
+
+/// How long a domain's `useLearned` default is reused before the store is asked again. Changes
+/// through this instance's API apply at once (the entry is dropped); changes made through
+/// another instance reach this one within this time.
+pub const DEFAULTS_TTL: Duration = Duration::from_secs(2);
+
+/// The `useLearned` default of each domain, as its agent says (false without an agent), cached
+/// for [`DEFAULTS_TTL`] so that submission reads the store at most once per domain and TTL, not
+/// once per task.
+pub struct AgentDefaults {
+    ttl: Duration,
+    inner: Mutex<DefaultsInner>,
+}
+
+#[derive(Default)]
+struct DefaultsInner {
+    /// Bumped by every invalidation: a read that started before one must not store its answer
+    /// (it may predate the change).
+    generation: u64,
+    entries: HashMap<String, (Instant, bool)>,
+}
+
+impl Default for AgentDefaults {
+    fn default() -> Self {
+        AgentDefaults::new(DEFAULTS_TTL)
+    }
+}
+
+impl AgentDefaults {
+    /// An empty cache whose entries live `ttl`.
+    pub fn new(ttl: Duration) -> AgentDefaults {
+        AgentDefaults {
+            ttl,
+            inner: Mutex::new(DefaultsInner::default()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, DefaultsInner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether tasks of `domain` get learned parameters by default: from the cache while fresh,
+    /// else from the store (one read). When the store cannot be read, a stale entry is used if
+    /// there is one.
+    pub async fn use_learned(&self, store: &dyn Store, domain: &str) -> Result<bool, StoreError> {
+        let (generation, stale) = {
+            let inner = self.lock();
+            match inner.entries.get(domain) {
+                Some((at, flag)) if at.elapsed() < self.ttl => return Ok(*flag),
+                entry => (inner.generation, entry.map(|(_, flag)| *flag)),
+            }
+        };
+        let flag = match store.get_agent(domain).await {
+            Ok(agent) => agent.is_some_and(|a| a.use_learned),
+            Err(e) => return stale.ok_or(e),
+        };
+        let mut inner = self.lock();
+        if inner.generation == generation {
+            inner
+                .entries
+                .insert(domain.to_string(), (Instant::now(), flag));
+        }
+        Ok(flag)
+    }
+
+    /// Forgets `domain` (its agent was replaced or removed through this instance).
+    pub fn invalidate(&self, domain: &str) {
+        let mut inner = self.lock();
+        inner.generation += 1;
+        inner.entries.remove(domain);
     }
 }

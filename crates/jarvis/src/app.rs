@@ -52,6 +52,8 @@ pub struct AppState {
     pub breaker_sync: Arc<BreakerSync>,
     /// The learner (recommendations, `useLearned`).
     pub learner: Arc<crate::learning::Learner>,
+    /// Each domain's `useLearned` default, as its agent says (cached briefly).
+    pub agent_defaults: Arc<crate::agents::AgentDefaults>,
     /// Requests served (for the EMF metrics).
     pub requests: Arc<crate::emf::RequestStats>,
 }
@@ -197,6 +199,7 @@ impl Application {
             breakers,
             breaker_sync,
             learner,
+            agent_defaults: Arc::new(crate::agents::AgentDefaults::default()),
             metrics,
             tasks,
             instance_id: config.instance_id.clone(),
@@ -338,6 +341,7 @@ async fn seed_from_file(config: &Config, store: &dyn Store) -> anyhow::Result<()
         let spec = crate::agents::AgentInput {
             url: entry.url.clone(),
             timeout_ms: entry.timeout_ms,
+            use_learned: entry.use_learned,
         }
         .into_spec(domain.clone(), now)
         .map_err(|e| anyhow::anyhow!("config file: agents.{domain}.{e}"))?;

@@ -298,6 +298,9 @@ pub struct AgentFileEntry {
     /// Per-attempt timeout in ms.
     #[serde(default)]
     pub timeout_ms: Option<u64>,
+    /// Tasks of this domain submitted without `useLearned` get learned parameters.
+    #[serde(default)]
+    pub use_learned: Option<bool>,
 }
 
 /// Per-breaker overrides, as given in the config file.
@@ -1242,6 +1245,9 @@ mod tests {
             critical = true
             [agents.music]
             url = "http://127.0.0.1:8001/run"
+            useLearned = true
+            [agents.video]
+            url = "http://127.0.0.1:8002/run"
             [breakers.aiDawgBackend]
             failureThreshold = 3
         "#;
@@ -1249,6 +1255,8 @@ mod tests {
         assert_eq!(file.server.port, Some(4100));
         assert_eq!(file.services["aiDawgBackend"].critical, Some(true));
         assert_eq!(file.breakers["aiDawgBackend"].failure_threshold, Some(3));
+        assert_eq!(file.agents["music"].use_learned, Some(true));
+        assert_eq!(file.agents["video"].use_learned, None);
 
         let err = parse_file(
             Path::new("j.toml"),

@@ -19,8 +19,16 @@ pub async fn put(
     let spec = input
         .into_spec(domain, crate::store::now())
         .map_err(|e| ApiError::bad_request("invalid_agent", e.to_string()))?;
-    let (stored, created) = state.store.put_agent(&spec).await?;
-    tracing::info!(domain = %stored.domain, created, "agent registered");
+    let put = state.store.put_agent(&spec).await;
+    // Even after an error: the row may have changed.
+    state.agent_defaults.invalidate(spec.domain.as_str());
+    let (stored, created) = put?;
+    tracing::info!(
+        domain = %stored.domain,
+        created,
+        use_learned = stored.use_learned,
+        "agent registered"
+    );
     let status = if created {
         StatusCode::CREATED
     } else {
@@ -52,7 +60,9 @@ pub async fn delete(
     Path(domain): Path<String>,
 ) -> Result<Response, ApiError> {
     let domain = path_name(&domain, "domain")?;
-    if state.store.delete_agent(domain.as_str()).await? {
+    let deleted = state.store.delete_agent(domain.as_str()).await;
+    state.agent_defaults.invalidate(domain.as_str());
+    if deleted? {
         tracing::info!(domain = %domain, "agent removed");
         Ok(StatusCode::NO_CONTENT.into_response())
     } else {

@@ -1,6 +1,7 @@
 //! `/api/v1/execute` and `/api/v1/tasks…`: submitting, reading and cancelling tasks, their
 //! statistics and execution records.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use axum::extract::{Path, State};
@@ -143,10 +144,19 @@ pub async fn submit(
             format!("waitMs: must be from 1 to {MAX_WAIT_MS}"),
         ));
     }
-    let use_learned = input.use_learned == Some(true);
+    let asked = input.use_learned;
     let mut new = input
         .validate("", &cid, crate::store::now())
         .map_err(invalid)?;
+    let use_learned = match asked {
+        Some(flag) => flag,
+        None => {
+            state
+                .agent_defaults
+                .use_learned(state.store.as_ref(), new.domain.as_str())
+                .await?
+        }
+    };
     if use_learned {
         state.learner.apply(&mut new).await?;
     }
@@ -220,15 +230,28 @@ pub async fn batch(
     tracing::info!(tasks = n, "task batch received");
     let now = crate::store::now();
     let mut new = Vec::with_capacity(n);
-    let mut learn = Vec::with_capacity(n);
+    let mut asked = Vec::with_capacity(n);
     for (i, t) in input.tasks.into_iter().enumerate() {
-        learn.push(t.use_learned == Some(true));
+        asked.push(t.use_learned);
         new.push(
             t.validate(&format!("tasks[{i}]."), &cid, now)
                 .map_err(invalid)?,
         );
     }
-    for (task, use_learned) in new.iter_mut().zip(learn) {
+    // The agent's default, read once per distinct domain of the tasks that do not say.
+    let mut defaults: HashMap<String, bool> = HashMap::new();
+    for (task, flag) in new.iter().zip(&asked) {
+        let domain = task.domain.as_str();
+        if flag.is_none() && !defaults.contains_key(domain) {
+            let default = state
+                .agent_defaults
+                .use_learned(state.store.as_ref(), domain)
+                .await?;
+            defaults.insert(domain.to_string(), default);
+        }
+    }
+    for (task, flag) in new.iter_mut().zip(asked) {
+        let use_learned = flag.unwrap_or_else(|| defaults.get(task.domain.as_str()) == Some(&true));
         if use_learned {
             state.learner.apply(task).await?;
         }

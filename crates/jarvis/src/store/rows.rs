@@ -57,12 +57,14 @@ where
     &'static str: ColumnIndex<R>,
     String: Decode<'r, R::Database> + Type<R::Database>,
     i64: Decode<'r, R::Database> + Type<R::Database>,
+    bool: Decode<'r, R::Database> + Type<R::Database>,
     DateTime<Utc>: Decode<'r, R::Database> + Type<R::Database>,
 {
     Ok(AgentSpec {
         domain: name(row.try_get("domain")?)?,
         url: row.try_get("url")?,
         timeout_ms: ms(row.try_get("timeout_ms")?),
+        use_learned: row.try_get("use_learned")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
     })

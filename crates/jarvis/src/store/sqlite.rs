@@ -200,16 +200,18 @@ impl Store for SqliteStore {
 
     async fn put_agent(&self, spec: &AgentSpec) -> Result<(AgentSpec, bool), StoreError> {
         let row = sqlx::query(
-            "INSERT INTO agents (domain, url, timeout_ms, created_at, updated_at) \
-             VALUES (?1, ?2, ?3, ?4, ?4) \
+            "INSERT INTO agents (domain, url, timeout_ms, use_learned, created_at, updated_at) \
+             VALUES (?1, ?2, ?3, ?5, ?4, ?4) \
              ON CONFLICT (domain) DO UPDATE SET url = excluded.url, \
-             timeout_ms = excluded.timeout_ms, updated_at = excluded.updated_at \
+             timeout_ms = excluded.timeout_ms, use_learned = excluded.use_learned, \
+             updated_at = excluded.updated_at \
              RETURNING *",
         )
         .bind(spec.domain.as_str())
         .bind(&spec.url)
         .bind(spec.timeout_ms as i64)
         .bind(spec.created_at)
+        .bind(spec.use_learned)
         .fetch_one(&self.writer)
         .await
         .map_err(|e| self.err(e))?;

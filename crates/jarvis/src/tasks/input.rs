@@ -36,7 +36,8 @@ pub struct TaskInput {
     #[serde(default)]
     pub parameters: Option<Value>,
     /// Fill in the parameters left out (and the timeout, when none is given) from what was
-    /// learned (see `crate::learning`).
+    /// learned (see `crate::learning`). Unset: as the domain's agent says (`useLearned` of
+    /// the agent, default false).
     #[serde(default)]
     pub use_learned: Option<bool>,
     /// Per-attempt timeout, 1..=3600000 ms.

@@ -1,0 +1,307 @@
+//! An agent can make learned parameters its domain's default (`useLearned` on the agent): a
+//! task submitted without `useLearned` gets them, one with `"useLearned": false` does not. Both
+//! backends, the API and the config file; and two instances on one PostgreSQL.
+
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::agent::{Behaviour, TestAgent};
+use crate::both_backends;
+use crate::helpers::*;
+
+const LIMIT: Duration = Duration::from_secs(20);
+
+async fn put_agent(app: &TestApp, domain: &str, body: Value) -> (u16, Value) {
+    json(
+        app.send_json(Method::PUT, &format!("/api/v1/agents/{domain}"), &body)
+            .await,
+    )
+    .await
+}
+
+/// Submits with `?wait=true` and answers the finished task.
+async fn run(app: &TestApp, body: Value) -> Value {
+    let (s, body) = json(
+        app.send_json(Method::POST, "/api/v1/execute?wait=true", &body)
+            .await,
+    )
+    .await;
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(body["data"]["status"], "succeeded", "{body}");
+    body["data"].clone()
+}
+
+async fn task(app: &TestApp, id: &str) -> Value {
+    let (s, body) = json(app.get(&format!("/api/v1/tasks/{id}")).await).await;
+    assert_eq!(s, 200, "{body}");
+    body["data"].clone()
+}
+
+/// The history rows of a task, once its record is written.
+async fn records(app: &TestApp, id: &str) -> Vec<Value> {
+    eventually_some(LIMIT, &format!("the history row of {id}"), || async {
+        let (_, b) = json(
+            app.get(&format!("/api/v1/tasks/executions?taskId={id}"))
+                .await,
+        )
+        .await;
+        let items = b["data"]["items"].as_array().cloned().unwrap_or_default();
+        (!items.is_empty()).then_some(items)
+    })
+    .await
+}
+
+fn is_learned(t: &Value) -> bool {
+    t["learnedParameters"].is_object() && t["learnedParameters"]["parameters"].is_object()
+}
+
+both_backends!(
+    an_agent_makes_learned_parameters_the_default,
+    |backend| async move {
+        let app = TestApp::spawn(backend).await;
+        let agent = TestAgent::start(Behaviour::Succeed).await;
+
+        let (s, body) = put_agent(
+            &app,
+            "music",
+            json!({"url": agent.url, "timeoutMs": 5000, "useLearned": true}),
+        )
+        .await;
+        assert_eq!(s, 201, "{body}");
+        assert_eq!(body["data"]["useLearned"], true, "{body}");
+        let (_, body) = json(app.get("/api/v1/agents/music").await).await;
+        assert_eq!(body["data"]["useLearned"], true, "{body}");
+        let (_, body) = json(app.get("/api/v1/agents").await).await;
+        assert_eq!(body["data"][0]["useLearned"], true, "{body}");
+
+        // No flag: learned parameters, recorded in the task and its history row.
+        let t = run(
+            &app,
+            json!({"domain": "music", "action": "beat", "parameters": {"bpm": 90}}),
+        )
+        .await;
+        assert!(is_learned(&t), "{t}");
+        assert_eq!(t["learnedParameters"]["given"], json!(["bpm"]), "{t}");
+        assert_eq!(t["parameters"]["bpm"], 90, "{t}");
+        let rows = records(&app, t["taskId"].as_str().unwrap()).await;
+        assert_eq!(rows[0]["learnedParameters"], t["learnedParameters"]);
+
+        // The task opts out.
+        let t = run(
+            &app,
+            json!({"domain": "music", "action": "beat", "useLearned": false}),
+        )
+        .await;
+        assert_eq!(t["learnedParameters"], Value::Null, "{t}");
+        let rows = records(&app, t["taskId"].as_str().unwrap()).await;
+        assert_eq!(rows[0]["learnedParameters"], Value::Null);
+
+        // A batch: each task as it says, else as its domain's agent says (noop has none).
+        let (s, body) = json(
+            app.send_json(
+                Method::POST,
+                "/api/v1/tasks/batch",
+                &json!({"tasks": [
+                    {"domain": "music", "action": "beat"},
+                    {"domain": "music", "action": "beat", "useLearned": false},
+                    {"domain": "music", "action": "beat", "useLearned": true},
+                    {"domain": "noop", "action": "x"},
+                    {"domain": "noop", "action": "x", "useLearned": true},
+                    {"domain": "music", "action": "beat"},
+                ]}),
+            )
+            .await,
+        )
+        .await;
+        assert_eq!(s, 202, "{body}");
+        let mut learned = Vec::new();
+        for t in body["data"]["tasks"].as_array().unwrap() {
+            learned.push(is_learned(&task(&app, t["taskId"].as_str().unwrap()).await));
+        }
+        assert_eq!(learned, [true, false, true, false, true, true]);
+
+        // Replaced without the flag (a PUT replaces the agent): no longer the default, at once.
+        let (s, body) =
+            put_agent(&app, "music", json!({"url": agent.url, "timeoutMs": 5000})).await;
+        assert_eq!(s, 200, "{body}");
+        assert_eq!(body["data"]["useLearned"], false, "{body}");
+        let t = run(&app, json!({"domain": "music", "action": "beat"})).await;
+        assert_eq!(t["learnedParameters"], Value::Null, "{t}");
+        // A task can still ask.
+        let t = run(
+            &app,
+            json!({"domain": "music", "action": "beat", "useLearned": true}),
+        )
+        .await;
+        assert!(is_learned(&t), "{t}");
+
+        // And back on, at once on this instance.
+        let (s, _) = put_agent(&app, "music", json!({"url": agent.url, "useLearned": true})).await;
+        assert_eq!(s, 200);
+        let t = run(&app, json!({"domain": "music", "action": "beat"})).await;
+        assert!(is_learned(&t), "{t}");
+
+        // Removed: no agent, no default (the task is accepted and waits for an agent).
+        let r = app
+            .client
+            .delete(app.url("/api/v1/agents/music"))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 204);
+        let (s, body) = json(
+            app.send_json(
+                Method::POST,
+                "/api/v1/execute",
+                &json!({"domain": "music", "action": "beat", "maxAttempts": 1}),
+            )
+            .await,
+        )
+        .await;
+        assert_eq!(s, 202, "{body}");
+        let t = task(&app, body["data"]["taskId"].as_str().unwrap()).await;
+        assert_eq!(t["learnedParameters"], Value::Null, "{t}");
+
+        // The flag is a boolean.
+        let r = app
+            .send_json(
+                Method::PUT,
+                "/api/v1/agents/music",
+                &json!({"url": agent.url, "useLearned": "yes"}),
+            )
+            .await;
+        assert!(r.status().is_client_error(), "{}", r.status());
+        app.stop().await;
+    }
+);
+
+both_backends!(
+    an_agent_without_the_flag_learns_nothing_by_default,
+    |backend| async move {
+        let app = TestApp::spawn(backend).await;
+        let agent = TestAgent::start(Behaviour::Succeed).await;
+        let (s, body) = put_agent(&app, "music", json!({"url": agent.url})).await;
+        assert_eq!(s, 201, "{body}");
+        assert_eq!(body["data"]["useLearned"], false, "{body}");
+        let t = run(
+            &app,
+            json!({"domain": "music", "action": "beat", "parameters": {"bpm": 90}}),
+        )
+        .await;
+        assert_eq!(t["learnedParameters"], Value::Null, "{t}");
+        assert_eq!(t["parameters"], json!({"bpm": 90}));
+        let rows = records(&app, t["taskId"].as_str().unwrap()).await;
+        assert_eq!(rows[0]["learnedParameters"], Value::Null);
+        app.stop().await;
+    }
+);
+
+both_backends!(
+    a_config_file_agent_makes_learned_parameters_the_default,
+    |backend| async move {
+        let agent = TestAgent::start(Behaviour::Succeed).await;
+        let mut env = TestEnv::new(backend).await;
+        let file = env.dir.path().join("jarvis.toml");
+        std::fs::write(
+            &file,
+            format!(
+                "[agents.music]\nurl = \"{}\"\nuseLearned = true\n\n\
+                 [agents.video]\nurl = \"{}\"\n",
+                agent.url, agent.url
+            ),
+        )
+        .unwrap();
+        env.set("JARVIS_CONFIG", &file.display().to_string());
+        let app = TestApp::spawn_with(env).await;
+
+        let (_, body) = json(app.get("/api/v1/agents/music").await).await;
+        assert_eq!(body["data"]["useLearned"], true, "{body}");
+        let (_, body) = json(app.get("/api/v1/agents/video").await).await;
+        assert_eq!(body["data"]["useLearned"], false, "{body}");
+
+        let t = run(&app, json!({"domain": "music", "action": "beat"})).await;
+        assert!(is_learned(&t), "{t}");
+        let rows = records(&app, t["taskId"].as_str().unwrap()).await;
+        assert_eq!(rows[0]["learnedParameters"], t["learnedParameters"]);
+        let t = run(
+            &app,
+            json!({"domain": "music", "action": "beat", "useLearned": false}),
+        )
+        .await;
+        assert_eq!(t["learnedParameters"], Value::Null, "{t}");
+        let t = run(&app, json!({"domain": "video", "action": "cut"})).await;
+        assert_eq!(t["learnedParameters"], Value::Null, "{t}");
+        app.stop().await;
+    }
+);
+
+/// Two instances on one PostgreSQL: an agent changed through one reaches the other's
+/// submissions within the default cache's lifetime (a few seconds), without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_on_one_instance_reaches_the_other() {
+    let mut env_a = TestEnv::new(Backend::Postgres).await;
+    env_a.set("JARVIS_INSTANCE_ID", "defaults-a");
+    let mut env_b = TestEnv::new(Backend::Sqlite).await;
+    env_b.vars = env_a.vars.clone();
+    env_b.set("JARVIS_INSTANCE_ID", "defaults-b");
+    env_b.set("JARVIS_WORKERS_ENABLED", "false");
+    env_b.set(
+        "JARVIS_DATA_DIR",
+        &env_b.dir.path().join("data").display().to_string(),
+    );
+    env_b.set(
+        "JARVIS_LOG_DIR",
+        &env_b.dir.path().join("logs").display().to_string(),
+    );
+    let a = TestApp::spawn_with(env_a).await;
+    let b = TestApp::spawn_with(env_b).await;
+    let agent = TestAgent::start(Behaviour::Succeed).await;
+
+    let submit_on_b = || async {
+        let (s, body) = json(
+            b.send_json(
+                Method::POST,
+                "/api/v1/execute",
+                &json!({"domain": "music", "action": "beat"}),
+            )
+            .await,
+        )
+        .await;
+        assert_eq!(s, 202, "{body}");
+        let id = body["data"]["taskId"].as_str().unwrap().to_string();
+        is_learned(&task(&b, &id).await)
+    };
+
+    let (s, _) = put_agent(&a, "music", json!({"url": agent.url})).await;
+    assert_eq!(s, 201);
+    // B reads (and caches) the agent without the flag.
+    assert!(!submit_on_b().await);
+    let (s, _) = put_agent(&a, "music", json!({"url": agent.url, "useLearned": true})).await;
+    assert_eq!(s, 200);
+    let changed = std::time::Instant::now();
+    eventually(
+        Duration::from_secs(10),
+        "B's submissions to follow the agent changed on A",
+        || async { submit_on_b().await },
+    )
+    .await;
+    assert!(
+        changed.elapsed() < Duration::from_secs(6),
+        "{:?}",
+        changed.elapsed()
+    );
+    // And off again.
+    let (s, _) = put_agent(&a, "music", json!({"url": agent.url})).await;
+    assert_eq!(s, 200);
+    eventually(
+        Duration::from_secs(10),
+        "B's submissions to stop learning",
+        || async { !submit_on_b().await },
+    )
+    .await;
+    b.stop().await;
+    a.stop().await;
+}
