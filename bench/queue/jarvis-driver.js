@@ -2,7 +2,16 @@
 "use strict";
 // Jarvis side of the queue benchmark (see README.md, "Contract for bench/queue/jarvis.sh").
 // Usage: node jarvis-driver.js --bin target/release/jarvis --agent noop|http [--tasks N] [--concurrency C] [--runs K]
+//          [--cross on|off] [--wait-samples N] [--wait-warmup N]
 // Prints exactly one JSON line on stdout; progress goes to stderr.
+//
+// --cross (default: on for the noop agent, off for http): after the single-instance figures,
+// each run also starts a second, API-only instance on the same database (as behind a load
+// balancer) and measures (a) cross-instance pickup: tasks submitted to the API-only instance,
+// run by the worker instance, measured exactly like the single-instance pickup; (b) the latency
+// of POST /api/v1/execute?wait=true of a noop task sent to the API-only instance, and, interleaved
+// with it, the same request sent to the worker instance (--wait-samples, default 300, after
+// --wait-warmup, default 20, of each). See README.md, "Cross-instance figures".
 
 const { spawn, execSync } = require("node:child_process");
 const http = require("node:http");
@@ -22,6 +31,14 @@ const take = (name, def) => {
 };
 const BIN = take("--bin", "target/release/jarvis");
 const AGENT = take("--agent", "noop");
+const CROSS = take("--cross", AGENT === "noop" ? "on" : "off") === "on";
+const positive = (name, v) => {
+  const n = Number(v);
+  if (!(Number.isInteger(n) && n > 0)) throw new Error(`${name} must be a positive integer, got ${v}`);
+  return n;
+};
+const WAIT_SAMPLES = positive("--wait-samples", take("--wait-samples", process.env.BENCH_WAIT_SAMPLES || "300"));
+const WAIT_WARMUP = positive("--wait-warmup", take("--wait-warmup", "20"));
 const opts = c.parseArgs(argv);
 const TOKEN = "bench-token-0123456789abcdef";
 const wall = () => performance.timeOrigin + performance.now(); // ms since epoch, sub-ms
@@ -35,6 +52,12 @@ async function freePort() {
     });
   });
 }
+
+// Every instance started and not yet stopped: killed if the driver exits early (an error).
+const live = new Set();
+process.on("exit", () => {
+  for (const child of live) child.kill("SIGKILL");
+});
 
 async function startJarvis(url, extra) {
   const port = await freePort();
@@ -52,6 +75,8 @@ async function startJarvis(url, extra) {
     ...extra,
   };
   const child = spawn(BIN, ["serve"], { env, stdio: ["ignore", "ignore", "inherit"] });
+  live.add(child);
+  child.once("exit", () => live.delete(child));
   const base = `http://127.0.0.1:${port}`;
   for (let i = 0; i < 600; i++) {
     try {
@@ -94,6 +119,50 @@ function httpAgent() {
     server.keepAliveTimeout = 60000;
     server.listen(0, "127.0.0.1", () => resolve(server));
   });
+}
+
+// Idle pickup, strictly one task at a time (README.md, contract item 4): t_submit just before
+// POST /api/v1/execute to `submitTo`, t_start = the attempt's started_at in task_history (stamped
+// by whichever instance ran it), then 5 ms of rest. a: from t_submit; b: from the 202.
+async function pickup(pool, submitTo, domain) {
+  const fromSubmit = [];
+  const fromCommit = [];
+  for (let k = 0; k < opts.pickupWarmup + opts.pickupSamples; k++) {
+    const tSubmit = wall();
+    const r = await call(submitTo, "POST", "/api/v1/execute", { domain, action: "pickup", parameters: { k } });
+    const tCommit = wall();
+    const id = r.data.taskId;
+    let tStart = null;
+    const until = c.now() + 10000;
+    while (tStart === null) {
+      const q = await pool.query("SELECT extract(epoch FROM started_at) * 1000 AS t FROM task_history WHERE task_id = $1", [id]);
+      if (q.rows.length) tStart = Number(q.rows[0].t);
+      else if (c.now() > until) throw new Error(`pickup task ${k} did not start within 10 s`);
+    }
+    if (k >= opts.pickupWarmup) {
+      fromSubmit.push(tStart - tSubmit);
+      fromCommit.push(Math.max(0, tStart - tCommit));
+    }
+    await c.sleep(opts.pickupGapMs);
+  }
+  return { a: c.pickupStats(fromSubmit), b: c.pickupStats(fromCommit) };
+}
+
+// POST /api/v1/execute?wait=true of one task, sequentially, alternately to `cross` (an instance
+// that runs no tasks) and to `local` (the instance whose workers run it): the time from just
+// before the request to its whole answer, which must be 200 with the task succeeded.
+async function waitLatency(cross, local, domain) {
+  const out = { cross: [], local: [] };
+  for (let k = 0; k < WAIT_WARMUP + WAIT_SAMPLES; k++) {
+    for (const [name, target] of [["cross", cross], ["local", local]]) {
+      const t0 = c.now();
+      const r = await call(target, "POST", "/api/v1/execute?wait=true", { domain, action: "wait", parameters: { k } });
+      const dt = c.now() - t0;
+      if (r.data.status !== "succeeded") throw new Error(`wait task ${k} (${name}): ${JSON.stringify(r.data).slice(0, 300)}`);
+      if (k >= WAIT_WARMUP) out[name].push(dt);
+    }
+  }
+  return { cross: c.pickupStats(out.cross), local: c.pickupStats(out.local) };
 }
 
 async function oneRun(runIndex) {
@@ -175,29 +244,7 @@ async function oneRun(runIndex) {
 
     // ---- 3. idle pickup -----------------------------------------------------------------
     await c.sleep(200);
-    const fromSubmit = [];
-    const fromCommit = [];
-    for (let k = 0; k < opts.pickupWarmup + opts.pickupSamples; k++) {
-      const tSubmit = wall();
-      const r = await call(j, "POST", "/api/v1/execute", { domain, action: "pickup", parameters: { k } });
-      const tCommit = wall();
-      const id = r.data.taskId;
-      let tStart = null;
-      const until = c.now() + 10000;
-      while (tStart === null) {
-        const q = await pool.query("SELECT extract(epoch FROM started_at) * 1000 AS t FROM task_history WHERE task_id = $1", [id]);
-        if (q.rows.length) tStart = Number(q.rows[0].t);
-        else if (c.now() > until) throw new Error(`pickup task ${k} did not start within 10 s`);
-      }
-      if (k >= opts.pickupWarmup) {
-        fromSubmit.push(tStart - tSubmit);
-        fromCommit.push(Math.max(0, tStart - tCommit));
-      }
-      await c.sleep(opts.pickupGapMs);
-    }
-    await stopJarvis(j);
-    const a = c.pickupStats(fromSubmit);
-    const b = c.pickupStats(fromCommit);
+    const { a, b } = await pickup(pool, j, domain);
     const res = {
       enqueuePerSec: (opts.tasks / enqueueMs) * 1000,
       processPerSec: (opts.tasks / processMs) * 1000,
@@ -212,6 +259,34 @@ async function oneRun(runIndex) {
         `(${historyRows} history rows), pickup p50 ${c.round(a.pickupP50Ms, 2)} ms p99 ${c.round(a.pickupP99Ms, 2)} ms ` +
         `(after commit p50 ${c.round(b.pickupP50Ms, 2)} p99 ${c.round(b.pickupP99Ms, 2)})`,
     );
+
+    // ---- 4. cross-instance: a second, API-only instance on the same database -------------
+    if (CROSS) {
+      const front = await startJarvis(url, { JARVIS_WORKERS_ENABLED: "false" });
+      try {
+        await c.sleep(200);
+        const x = await pickup(pool, front, domain);
+        res.crossPickupP50Ms = x.a.pickupP50Ms;
+        res.crossPickupP99Ms = x.a.pickupP99Ms;
+        res.crossPickupAfterCommitP50Ms = x.b.pickupP50Ms;
+        res.crossPickupAfterCommitP99Ms = x.b.pickupP99Ms;
+        const w = await waitLatency(front, j, domain);
+        res.crossWaitP50Ms = w.cross.pickupP50Ms;
+        res.crossWaitP99Ms = w.cross.pickupP99Ms;
+        res.localWaitP50Ms = w.local.pickupP50Ms;
+        res.localWaitP99Ms = w.local.pickupP99Ms;
+      } finally {
+        await stopJarvis(front);
+      }
+      c.log(
+        `jarvis ${AGENT} run ${runIndex + 1}, two instances: cross-instance pickup p50 ${c.round(res.crossPickupP50Ms, 2)} ms ` +
+          `p99 ${c.round(res.crossPickupP99Ms, 2)} ms (after commit p50 ${c.round(res.crossPickupAfterCommitP50Ms, 2)} ` +
+          `p99 ${c.round(res.crossPickupAfterCommitP99Ms, 2)}); execute?wait=true on the API-only instance p50 ` +
+          `${c.round(res.crossWaitP50Ms, 2)} ms p99 ${c.round(res.crossWaitP99Ms, 2)} ms, on the worker instance p50 ` +
+          `${c.round(res.localWaitP50Ms, 2)} ms p99 ${c.round(res.localWaitP99Ms, 2)} ms`,
+      );
+    }
+    await stopJarvis(j);
     return res;
   } finally {
     if (agentServer) agentServer.close();
@@ -227,6 +302,28 @@ async function main() {
     { system: "jarvis", backend: "postgresql", mode: "default", agent: AGENT, tasks: opts.tasks, concurrency: opts.concurrency },
     runs,
   );
+  if (CROSS) {
+    const keys = [
+      "crossPickupP50Ms",
+      "crossPickupP99Ms",
+      "crossPickupAfterCommitP50Ms",
+      "crossPickupAfterCommitP99Ms",
+      "crossWaitP50Ms",
+      "crossWaitP99Ms",
+      "localWaitP50Ms",
+      "localWaitP99Ms",
+    ];
+    for (const k of keys) out[k] = c.round(c.median(runs.map((r) => r[k])), 2);
+    runs.forEach((r, i) => {
+      for (const k of keys) out.perRun[i][k] = c.round(r[k], 2);
+    });
+    out.crossInstance = {
+      instances: "one API-only (JARVIS_WORKERS_ENABLED=false) + the worker instance, one database",
+      pickupSamples: opts.pickupSamples,
+      waitSamples: WAIT_SAMPLES,
+      waitWarmup: WAIT_WARMUP,
+    };
+  }
   out.historyRows = runs.map((r) => r.historyRows);
   out.batch = opts.batch;
   out.pickupSamples = opts.pickupSamples;

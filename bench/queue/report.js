@@ -72,23 +72,66 @@ console.log(
 
 const jarvis = rows.filter((r) => r.system === "jarvis");
 const peers = rows.filter((r) => r.system !== "jarvis");
+// Jarvis lines measured with two instances on one database (jarvis-driver.js --cross on).
+const cross = jarvis.filter((r) => Number.isFinite(r.crossPickupP50Ms) || Number.isFinite(r.crossWaitP50Ms));
+if (cross.length > 0) {
+  console.log(
+    "\nCross-instance (two Jarvis instances on one database: one API-only, one with workers; medians over `runs`):\n" +
+      "x-pickup = task submitted to the API-only instance -> started on the worker instance (measured like pickup);\n" +
+      "wait = POST /api/v1/execute?wait=true of a noop task, answered by the API-only instance (x) or the worker instance (same).\n",
+  );
+  console.log(
+    table(
+      [
+        "system / backend / mode",
+        "x-pickup p50 ms",
+        "x-pickup p99 ms",
+        "wait x p50 ms",
+        "wait x p99 ms",
+        "wait same p50 ms",
+        "wait same p99 ms",
+        "wait x - same p50 ms",
+      ],
+      cross.map((r) => [
+        label(r),
+        fmtMs(r.crossPickupP50Ms),
+        fmtMs(r.crossPickupP99Ms),
+        fmtMs(r.crossWaitP50Ms),
+        fmtMs(r.crossWaitP99Ms),
+        fmtMs(r.localWaitP50Ms),
+        fmtMs(r.localWaitP99Ms),
+        fmtMs(r.crossWaitP50Ms - r.localWaitP50Ms),
+      ]),
+      [false, true, true, true, true, true, true, true],
+    ),
+  );
+}
 if (jarvis.length === 0) {
   console.log("\nNo Jarvis result in this run (bench/queue/jarvis.sh absent or failed): no ratios.");
 } else {
   for (const j of jarvis) {
+    const hasCross = Number.isFinite(j.crossPickupP50Ms);
     console.log(`\nRatios for ${label(j)} (> 1 means Jarvis is better):`);
     console.log(
       table(
-        ["vs peer", "enqueue", "process", "pickup p50", "pickup p99"],
+        ["vs peer", "enqueue", "process", "pickup p50", "pickup p99", ...(hasCross ? ["x-pickup p50", "x-pickup p99"] : [])],
         peers.map((p) => [
           label(p),
           fmtRatio(j.enqueuePerSec / p.enqueuePerSec),
           fmtRatio(j.processPerSec / p.processPerSec),
           fmtRatio(p.pickupP50Ms / j.pickupP50Ms),
           fmtRatio(p.pickupP99Ms / j.pickupP99Ms),
+          ...(hasCross ? [fmtRatio(p.pickupP50Ms / j.crossPickupP50Ms), fmtRatio(p.pickupP99Ms / j.crossPickupP99Ms)] : []),
         ]),
-        [false, true, true, true, true],
+        [false, true, true, true, true, true, true],
       ),
+    );
+  }
+  if (cross.length > 0) {
+    console.log(
+      "\n(x-pickup ratios: a peer's pickup against Jarvis's cross-instance pickup. In the peers the submitting client\n" +
+        " and the worker meet only through PostgreSQL or Redis, with no in-process shortcut, so their pickup is the\n" +
+        " cross-instance case.)",
     );
   }
 }
