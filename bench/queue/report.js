@@ -62,18 +62,37 @@ console.log(`Queue benchmark: ${file}`);
 console.log(`Workload: ${counts.join("; ")}${counts.length > 1 ? "  (WARNING: rows differ in workload)" : ""}`);
 console.log("Figures are medians over `runs` runs; pickup is idle pickup latency (add call -> handler start).\n");
 
-console.log(
-  table(
-    ["system / backend / mode", "enqueue/s", "process/s", "pickup p50 ms", "pickup p99 ms", "runs"],
-    rows.map((r) => [label(r), fmtInt(r.enqueuePerSec), fmtInt(r.processPerSec), fmtMs(r.pickupP50Ms), fmtMs(r.pickupP99Ms), r.runs ?? "?"]),
-    [false, true, true, true, true, true],
-  ),
-);
-
 const jarvis = rows.filter((r) => r.system === "jarvis");
 const peers = rows.filter((r) => r.system !== "jarvis");
 // Jarvis lines measured with two instances on one database (jarvis-driver.js --cross on).
 const cross = jarvis.filter((r) => Number.isFinite(r.crossPickupP50Ms) || Number.isFinite(r.crossWaitP50Ms));
+// With such a line, the main table gets the two cross-instance columns (blank for the others).
+const crossCols = cross.length > 0;
+const blank = (x) => (Number.isFinite(x) ? fmtMs(x) : "");
+
+console.log(
+  table(
+    [
+      "system / backend / mode",
+      "enqueue/s",
+      "process/s",
+      "pickup p50 ms",
+      "pickup p99 ms",
+      ...(crossCols ? ["x-pickup p50 ms", "x-wait p50 ms"] : []),
+      "runs",
+    ],
+    rows.map((r) => [
+      label(r),
+      fmtInt(r.enqueuePerSec),
+      fmtInt(r.processPerSec),
+      fmtMs(r.pickupP50Ms),
+      fmtMs(r.pickupP99Ms),
+      ...(crossCols ? [blank(r.crossPickupP50Ms), blank(r.crossWaitP50Ms)] : []),
+      r.runs ?? "?",
+    ]),
+    [false, true, true, true, true, true, true, true],
+  ),
+);
 if (cross.length > 0) {
   console.log(
     "\nCross-instance (two Jarvis instances on one database: one API-only, one with workers; medians over `runs`):\n" +
