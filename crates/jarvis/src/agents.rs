@@ -94,6 +94,9 @@ impl AgentInput {
 /// another instance reach this one within this time.
 pub const DEFAULTS_TTL: Duration = Duration::from_secs(2);
 
+/// Most domains [`AgentDefaults`] remembers at once.
+const MAX_DEFAULTS: usize = 10_000;
+
 /// The `useLearned` default of each domain, as its agent says (false without an agent), cached
 /// for [`DEFAULTS_TTL`] so that submission reads the store at most once per domain and TTL, not
 /// once per task.
@@ -146,6 +149,14 @@ impl AgentDefaults {
         };
         let mut inner = self.lock();
         if inner.generation == generation {
+            if inner.entries.len() >= MAX_DEFAULTS {
+                // Submissions name any domain they like: the map must not grow without bound.
+                let ttl = self.ttl;
+                inner.entries.retain(|_, (at, _)| at.elapsed() < ttl);
+                if inner.entries.len() >= MAX_DEFAULTS {
+                    inner.entries.clear();
+                }
+            }
             inner
                 .entries
                 .insert(domain.to_string(), (Instant::now(), flag));
