@@ -285,7 +285,10 @@ async fn raw_put(app: &TestApp, path: &str, body: &str) -> (u16, serde_json::Val
     let text = String::from_utf8_lossy(&out);
     let status: u16 = text[9..12].parse().unwrap();
     let body = text.split("\r\n\r\n").nth(1).unwrap_or("");
-    (status, serde_json::from_str(body).unwrap_or(serde_json::Value::Null))
+    (
+        status,
+        serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
+    )
 }
 
 both_backends!(dot_names_are_refused, |backend| async move {
