@@ -58,8 +58,11 @@ const GIVE_BACK_DELAY: Duration = Duration::from_secs(1);
 /// Why a running attempt is being stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Stop {
-    /// The task was cancelled, or this instance lost its lease.
+    /// The task was cancelled.
     Cancelled,
+    /// Another instance reclaimed the task (this one could not renew its lease in time): the
+    /// reclaimer has recorded the attempt or given it back, so nothing is written here.
+    LeaseLost,
     /// The instance is shutting down and the grace period is over.
     Shutdown,
 }
@@ -616,42 +619,6 @@ impl TaskQueue {
                 return;
             }
         };
-        if let Target::Http(_) = &target {
-            // The attempt is spent from here on: mark it called, durably, before the call.
-            let calls = self.calls.lock().unwrap_or_else(|e| e.into_inner()).clone();
-            let marked = match calls {
-                Some(calls) => tokio::select! {
-                    m = calls.mark(task.id, task.attempts) => m,
-                    why = &mut stop => {
-                        admission.record(Outcome::Cancelled, "attempt stopped");
-                        return self.stopped_before_call(&task, why.ok());
-                    }
-                },
-                None => Marked::StoreError("the workers are not running".into()),
-            };
-            match marked {
-                Marked::Held => {}
-                Marked::Lost => {
-                    admission.record(Outcome::Cancelled, "attempt stopped");
-                    tracing::info!(
-                        "task no longer held (cancelled or reclaimed); agent not called"
-                    );
-                    self.held
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .remove(&task.id);
-                    return;
-                }
-                Marked::StoreError(e) => {
-                    admission.record(Outcome::Cancelled, "attempt stopped");
-                    self.store_failed();
-                    return self.give_back(
-                        &task,
-                        format!("cannot start the attempt: database unavailable: {e}"),
-                    );
-                }
-            }
-        }
         let timeout = Duration::from_millis(task.timeout_ms.unwrap_or(match &target {
             Target::Http(spec) => spec.timeout_ms,
             Target::Builtin(_) => DEFAULT_TIMEOUT_MS,
@@ -661,19 +628,34 @@ impl TaskQueue {
             match &target {
                 Target::Builtin(agent) => {
                     match tokio::time::timeout(timeout, agent.run(&call)).await {
-                        Ok(answer) => (answer, Outcome::Success),
+                        Ok(answer) => (answer, Outcome::Success, None),
                         Err(_) => (
                             AgentAnswer::Failure {
                                 reason: format!("agent timed out after {} ms", timeout.as_millis()),
                             },
                             Outcome::Timeout,
+                            None,
                         ),
                     }
                 }
                 Target::Http(spec) => {
                     tracing::info!(url = %spec.url, timeout_ms = timeout.as_millis() as u64, "calling agent");
-                    let r = self.http.call(spec, &call, timeout).await;
-                    (r.answer, r.outcome)
+                    // The attempt is spent once the agent has the request: then it is marked
+                    // called, durably, while the agent works (see `tasks::called`). Dying
+                    // before the mark gives the attempt back, after it records it.
+                    let (sent_tx, sent_rx) = oneshot::channel();
+                    let mark = async {
+                        sent_rx.await.ok()?;
+                        let calls = self
+                            .calls
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .clone()?;
+                        Some(calls.mark(task.id, task.attempts).await)
+                    };
+                    let (r, marked) =
+                        tokio::join!(self.http.call(spec, &call, timeout, Some(sent_tx)), mark);
+                    (r.answer, r.outcome, marked)
                 }
             }
         };
@@ -692,7 +674,23 @@ impl TaskQueue {
             .metrics()
             .observe(task.domain.as_str(), elapsed);
         match result {
-            Ok((answer, outcome)) => {
+            Ok((_, outcome, Some(Marked::Lost))) => {
+                // Cancelled or reclaimed before the request went out: the attempt is no longer
+                // ours (a reclaimer gave it back), so it is neither recorded nor settled here.
+                admission.record(Outcome::Cancelled, "attempt stopped");
+                tracing::warn!(%outcome, "the task was no longer held when its agent was called; its answer is dropped");
+                self.held
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&task.id);
+            }
+            Ok((answer, outcome, marked)) => {
+                if let Some(Marked::StoreError(e)) = &marked {
+                    // The answer is recorded and settled as usual (both retry until the store
+                    // is back); only a death before that gives the attempt back.
+                    self.store_failed();
+                    tracing::warn!(error = %e, "cannot mark the attempt as called");
+                }
                 let reason = match &answer {
                     AgentAnswer::Failure { reason } => reason.clone(),
                     AgentAnswer::Success { .. } => String::new(),
@@ -859,10 +857,15 @@ impl TaskQueue {
         why: Stop,
     ) {
         let reason = match why {
-            Stop::Cancelled => format!(
-                "attempt {} stopped: the task was cancelled or its lease was lost",
-                task.attempts
-            ),
+            Stop::Cancelled => format!("attempt {} stopped: the task was cancelled", task.attempts),
+            Stop::LeaseLost => {
+                tracing::warn!("attempt stopped: another instance reclaimed the task");
+                self.held
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&task.id);
+                return;
+            }
             Stop::Shutdown => format!(
                 "attempt {} interrupted: instance {} shut down",
                 task.attempts, self.instance
@@ -874,7 +877,7 @@ impl TaskQueue {
         tracing::warn!(duration_ms = record.duration_ms, error = %reason, "task attempt stopped");
         self.recorder.record(record);
         match why {
-            Stop::Cancelled => {
+            Stop::Cancelled | Stop::LeaseLost => {
                 self.held
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
@@ -927,22 +930,6 @@ impl TaskQueue {
                 duration_ms: None,
             },
         );
-    }
-
-    /// An attempt stopped (cancelled, lost lease, shutdown) before its agent was called: on
-    /// shutdown it is given back; otherwise the task is no longer ours and nothing is written.
-    fn stopped_before_call(self: &Arc<Self>, task: &Task, why: Option<Stop>) {
-        match why {
-            Some(Stop::Shutdown) => {
-                self.give_back(task, format!("instance {} shut down", self.instance))
-            }
-            _ => {
-                self.held
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .remove(&task.id);
-            }
-        }
     }
 
     fn settle(&self, task: &Task, settlement: Settlement) {
@@ -1063,7 +1050,13 @@ impl TaskQueue {
                 Ok(kept) => {
                     let kept: HashSet<Uuid> = kept.into_iter().collect();
                     for id in ids.into_iter().filter(|id| !kept.contains(id)) {
-                        self.stop_local(id, Stop::Cancelled);
+                        // Rare: cancelled elsewhere (the attempt is recorded as stopped), or
+                        // reclaimed (the reclaimer dealt with the attempt).
+                        let why = match self.store.get_task(id).await {
+                            Ok(Some(t)) if t.status == TaskStatus::Cancelled => Stop::Cancelled,
+                            _ => Stop::LeaseLost,
+                        };
+                        self.stop_local(id, why);
                     }
                 }
                 Err(e) => {

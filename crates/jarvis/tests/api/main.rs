@@ -13,4 +13,5 @@ mod registry;
 mod shared_breakers;
 mod store_tasks;
 mod tasks;
+mod tasks_faults;
 mod tasks_process;
