@@ -971,6 +971,10 @@ impl TaskQueue {
 
     async fn apply(&self, batch: Vec<Settle>) {
         let settlements: Vec<Settlement> = batch.iter().map(|s| s.settlement.clone()).collect();
+        // Records first: every attempt of this batch queued its record before its settlement,
+        // so after this flush they are in the store (or the local spool). A settled task whose
+        // record died with the process would be an attempt without a record.
+        self.recorder.flush().await;
         // Retried until the store takes it: the tasks stay held meanwhile, so the lease keeper
         // renews them as soon as the store is back and nobody else runs them again. (Only
         // shutdown, after its own bounded wait, abandons a settlement: the leases then expire
