@@ -70,7 +70,11 @@ pub fn table(data: &Value) -> String {
         rows.push([
             cell(&s["name"]),
             when,
-            format!("{}/{}", cell(&s["task"]["domain"]), cell(&s["task"]["action"])),
+            format!(
+                "{}/{}",
+                cell(&s["task"]["domain"]),
+                cell(&s["task"]["action"])
+            ),
             state,
             cell(&s["nextRunAt"]),
             cell(&s["lastRunAt"]),
@@ -156,7 +160,10 @@ mod tests {
         assert!(lines[0].starts_with("NAME"));
         assert!(lines[1].contains("cron 0 3 * * * (Europe/Paris)"), "{t}");
         assert!(lines[1].contains("2026-01-02T02:00:00Z"), "{t}");
-        assert!(lines[2].contains("every 5000 ms") && lines[2].contains("paused"), "{t}");
+        assert!(
+            lines[2].contains("every 5000 ms") && lines[2].contains("paused"),
+            "{t}"
+        );
         assert!(table(&serde_json::json!([])).contains("no schedule yet"));
     }
 }

@@ -18,6 +18,4 @@ pub mod scheduler;
 pub mod spec;
 
 pub use scheduler::Scheduler;
-pub use spec::{
-    Missed, Schedule, ScheduleError, ScheduleInput, ScheduleSpec, TickPlan, Timing,
-};
+pub use spec::{Missed, Schedule, ScheduleError, ScheduleInput, ScheduleSpec, TickPlan, Timing};

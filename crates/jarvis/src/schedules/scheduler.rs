@@ -85,7 +85,8 @@ impl Scheduler {
 
     /// Runs until `stop` turns true.
     pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
-        let span = tracing::info_span!("scheduler", correlation_id = %CorrelationId::generate("sched"));
+        let span =
+            tracing::info_span!("scheduler", correlation_id = %CorrelationId::generate("sched"));
         async move {
             tracing::debug!("scheduler started");
             while !*stop.borrow() {
@@ -120,7 +121,9 @@ impl Scheduler {
             // A full batch: more may be due. After a failure, the earliest tick is the one
             // that failed; wait a little instead of trying again at once.
             if failed {
-                return Ok(Some(now + chrono::TimeDelta::from_std(RETRY_AFTER).unwrap_or_default()));
+                return Ok(Some(
+                    now + chrono::TimeDelta::from_std(RETRY_AFTER).unwrap_or_default(),
+                ));
             }
             if (n as u32) < BATCH {
                 return self.store.earliest_schedule_tick().await;

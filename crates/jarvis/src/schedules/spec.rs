@@ -150,10 +150,7 @@ impl Timing {
             })?,
         };
         match (cron, every_ms) {
-            (Some(_), Some(_)) => Err(refuse(
-                "cron",
-                "give either cron or everyMs, not both",
-            )),
+            (Some(_), Some(_)) => Err(refuse("cron", "give either cron or everyMs, not both")),
             (None, None) => Err(refuse(
                 "cron",
                 "one of cron (an expression) or everyMs (a period) is required",
@@ -191,7 +188,9 @@ impl Timing {
                     .year(Year::Disallowed)
                     .build()
                     .parse(expr)
-                    .map_err(|e| refuse("cron", format!("{raw:?} is not a cron expression: {e}")))?;
+                    .map_err(|e| {
+                        refuse("cron", format!("{raw:?} is not a cron expression: {e}"))
+                    })?;
                 let timing = Timing::Cron {
                     expr: expr.to_string(),
                     cron: Box::new(parsed),
@@ -495,7 +494,9 @@ pub fn tick_key(name: &str, tick: DateTime<Utc>) -> String {
 /// An object without its null members (the stored task is what was given).
 fn compact(v: Value) -> Value {
     match v {
-        Value::Object(map) => Value::Object(map.into_iter().filter(|(_, v)| !v.is_null()).collect()),
+        Value::Object(map) => {
+            Value::Object(map.into_iter().filter(|(_, v)| !v.is_null()).collect())
+        }
         other => other,
     }
 }
@@ -570,23 +571,38 @@ mod tests {
     fn refusals_name_the_field() {
         let task = json!({"domain": "noop", "action": "a"});
         assert!(err(json!({"task": task})).starts_with("cron: one of cron"));
-        assert!(err(json!({"cron": "* * * * *", "everyMs": 1000, "task": task}))
-            .starts_with("cron: give either"));
-        assert!(err(json!({"everyMs": 999, "task": task})).starts_with("everyMs: must be from 1000"));
-        assert!(err(json!({"cron": "* * * *", "task": task})).starts_with("cron: \"* * * *\" has 4 fields"));
-        assert!(err(json!({"cron": "61 * * * *", "task": task})).starts_with("cron: \"61 * * * *\" is not"));
-        assert!(err(json!({"cron": "* * * * *", "timezone": "Mars/Base", "task": task}))
-            .starts_with("timezone: \"Mars/Base\" is not a known"));
+        assert!(
+            err(json!({"cron": "* * * * *", "everyMs": 1000, "task": task}))
+                .starts_with("cron: give either")
+        );
+        assert!(
+            err(json!({"everyMs": 999, "task": task})).starts_with("everyMs: must be from 1000")
+        );
+        assert!(err(json!({"cron": "* * * *", "task": task}))
+            .starts_with("cron: \"* * * *\" has 4 fields"));
+        assert!(err(json!({"cron": "61 * * * *", "task": task}))
+            .starts_with("cron: \"61 * * * *\" is not"));
+        assert!(
+            err(json!({"cron": "* * * * *", "timezone": "Mars/Base", "task": task}))
+                .starts_with("timezone: \"Mars/Base\" is not a known")
+        );
         assert!(err(json!({"everyMs": 1000})).starts_with("task: is required"));
-        assert!(err(json!({"everyMs": 1000, "task": {"domain": "noop"}})).starts_with("task.action: is required"));
-        assert!(err(json!({"everyMs": 1000, "task": {"domain": "noop", "action": "a", "maxAttempts": 0}}))
-            .starts_with("task.maxAttempts: must be"));
+        assert!(err(json!({"everyMs": 1000, "task": {"domain": "noop"}}))
+            .starts_with("task.action: is required"));
+        assert!(err(
+            json!({"everyMs": 1000, "task": {"domain": "noop", "action": "a", "maxAttempts": 0}})
+        )
+        .starts_with("task.maxAttempts: must be"));
         assert!(err(json!({"everyMs": 1000, "task": {"domain": "noop", "action": "a", "runAt": "2030-01-01T00:00:00Z"}}))
             .starts_with("task.runAt:"));
-        assert!(err(json!({"everyMs": 1000, "task": task, "missed": "catchUp", "catchUpLimit": 0}))
-            .starts_with("catchUpLimit: must be"));
-        assert!(err(json!({"everyMs": 1000, "task": task, "catchUpLimit": 3}))
-            .starts_with("catchUpLimit: only applies"));
+        assert!(err(
+            json!({"everyMs": 1000, "task": task, "missed": "catchUp", "catchUpLimit": 0})
+        )
+        .starts_with("catchUpLimit: must be"));
+        assert!(
+            err(json!({"everyMs": 1000, "task": task, "catchUpLimit": 3}))
+                .starts_with("catchUpLimit: only applies")
+        );
         assert!(err(json!({"cron": "0 0 30 2 *", "task": task})).contains("never matches"));
     }
 
@@ -667,8 +683,8 @@ mod tests {
         assert_eq!(p.missed, 9);
         assert_eq!(p.next, Some(t("2026-01-01T10:10:00Z")));
         // Back more than the grace after the latest tick: nothing runs.
-        let hourly = spec(json!({"cron": "0 * * * *", "task": {"domain": "noop", "action": "a"}}))
-            .unwrap();
+        let hourly =
+            spec(json!({"cron": "0 * * * *", "task": {"domain": "noop", "action": "a"}})).unwrap();
         let p = hourly.plan(t("2026-01-01T05:00:00Z"), t("2026-01-01T10:30:00Z"));
         assert!(p.run.is_empty());
         assert_eq!(p.missed, 6);
