@@ -604,6 +604,8 @@ mod tests {
                 .starts_with("catchUpLimit: only applies")
         );
         assert!(err(json!({"cron": "0 0 30 2 *", "task": task})).contains("never matches"));
+        assert!(err(json!({"everyMs": 1000, "timezone": "UTC", "task": task}))
+            .starts_with("timezone: only applies to cron"));
     }
 
     #[test]
@@ -660,6 +662,49 @@ mod tests {
             Some(t("2026-01-01T08:00:00Z"))
         );
         assert!(Timing::parse(Some("@hourly"), None, None).is_ok());
+    }
+
+    #[test]
+    fn dst_changes_tick_once() {
+        // 02:30 in Paris: skipped on 2026-03-29 (ticks at the change, 03:00 CEST), twice on
+        // 2026-10-25 (ticks once, the first time). Forward and backward walks agree.
+        let timing = Timing::parse(Some("30 2 * * *"), None, Some("Europe/Paris")).unwrap();
+        let walk = |from: &str| {
+            let mut x = t(from);
+            (0..4)
+                .map(|_| {
+                    x = timing.next_after(x).unwrap();
+                    x
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            walk("2026-03-27T12:00:00Z"),
+            [
+                t("2026-03-28T01:30:00Z"),
+                t("2026-03-29T01:00:00Z"),
+                t("2026-03-30T00:30:00Z"),
+                t("2026-03-31T00:30:00Z")
+            ]
+        );
+        let autumn = walk("2026-10-23T12:00:00Z");
+        assert_eq!(
+            autumn,
+            [
+                t("2026-10-24T00:30:00Z"),
+                t("2026-10-25T00:30:00Z"),
+                t("2026-10-26T01:30:00Z"),
+                t("2026-10-27T01:30:00Z")
+            ]
+        );
+        let mut back = Vec::new();
+        let mut x = t("2026-10-27T12:00:00Z");
+        for _ in 0..4 {
+            x = timing.latest_at_or_before(x - TimeDelta::seconds(1)).unwrap();
+            back.push(x);
+        }
+        back.reverse();
+        assert_eq!(back, autumn);
     }
 
     fn with(missed: Value) -> ScheduleSpec {
