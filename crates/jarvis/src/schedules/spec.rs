@@ -604,8 +604,10 @@ mod tests {
                 .starts_with("catchUpLimit: only applies")
         );
         assert!(err(json!({"cron": "0 0 30 2 *", "task": task})).contains("never matches"));
-        assert!(err(json!({"everyMs": 1000, "timezone": "UTC", "task": task}))
-            .starts_with("timezone: only applies to cron"));
+        assert!(
+            err(json!({"everyMs": 1000, "timezone": "UTC", "task": task}))
+                .starts_with("timezone: only applies to cron")
+        );
     }
 
     #[test]
@@ -700,7 +702,9 @@ mod tests {
         let mut back = Vec::new();
         let mut x = t("2026-10-27T12:00:00Z");
         for _ in 0..4 {
-            x = timing.latest_at_or_before(x - TimeDelta::seconds(1)).unwrap();
+            x = timing
+                .latest_at_or_before(x - TimeDelta::seconds(1))
+                .unwrap();
             back.push(x);
         }
         back.reverse();

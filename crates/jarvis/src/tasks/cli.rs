@@ -191,7 +191,9 @@ pub async fn run(connection: &Connection, command: TasksCommand) -> anyhow::Resu
         TasksCommand::Show { id } => client.get(&format!("/api/v1/tasks/{id}")).await?,
         TasksCommand::Cancel { id } => client.delete(&format!("/api/v1/tasks/{id}")).await?,
         TasksCommand::Retry { id, attempts } => {
-            let q = attempts.map(|n| format!("?attempts={n}")).unwrap_or_default();
+            let q = attempts
+                .map(|n| format!("?attempts={n}"))
+                .unwrap_or_default();
             client
                 .post(&format!("/api/v1/tasks/{id}/retry{q}"), &Value::Null)
                 .await?
