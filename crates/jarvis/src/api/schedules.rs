@@ -93,7 +93,7 @@ pub async fn put(
     tracing::info!(
         schedule = %stored.name,
         created,
-        next_run_at = ?stored.next_run_at,
+        next_run_at = %crate::schedules::scheduler::iso(stored.next_run_at),
         "schedule stored"
     );
     state.scheduler.changed();
@@ -158,7 +158,7 @@ async fn set_paused(state: &AppState, raw: &str, paused: bool) -> Result<Schedul
         .set_schedule_paused(name.as_str(), paused, next, now)
         .await?
         .ok_or_else(|| not_found(&name))?;
-    tracing::info!(schedule = %name, paused, next_run_at = ?row.next_run_at, "schedule paused or resumed");
+    tracing::info!(schedule = %name, paused, next_run_at = %crate::schedules::scheduler::iso(row.next_run_at), "schedule paused or resumed");
     state.scheduler.changed();
     view(row)
 }

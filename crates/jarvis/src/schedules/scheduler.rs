@@ -215,23 +215,29 @@ impl Scheduler {
             let task_ids: Vec<String> = inserted.iter().map(|i| i.task.id.to_string()).collect();
             if created > 0 || plan.missed > 0 {
                 tracing::info!(
-                    due = %due,
+                    due = %iso(Some(due)),
                     submitted = created,
                     duplicate = inserted.len() as u64 - created,
                     missed = plan.missed,
                     claimed,
                     tasks = %task_ids.join(","),
-                    next_run_at = ?plan.next,
+                    next_run_at = %iso(plan.next),
                     "schedule ticked"
                 );
             } else {
-                tracing::debug!(due = %due, claimed, "tick already taken by another instance");
+                tracing::debug!(due = %iso(Some(due)), claimed, "tick already taken by another instance");
             }
             true
         }
         .instrument(span)
         .await
     }
+}
+
+/// A time as the API shows it (ISO 8601 UTC, ms), empty for none.
+pub(crate) fn iso(t: Option<DateTime<Utc>>) -> String {
+    t.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_default()
 }
 
 /// How long until `t` (zero when it has passed; [`RELOAD`] when there is none).
