@@ -176,6 +176,7 @@ impl TaskInput {
             idempotency_key,
             correlation_id: correlation_id.to_string(),
             created_at: now,
+            notify_done: false,
         })
     }
 }

@@ -14,7 +14,7 @@ use crate::tasks::model::Task;
 const RETRY: &str = "\
 WITH up AS (
     UPDATE tasks SET status = 'queued', max_attempts = attempts + $2, run_at = $3,
-           error = NULL, result = NULL, finished_at = NULL, locked_by = NULL,
+           error = NULL, result = NULL, finished_at = NULL, locked_by = NULL, called_at = NULL,
            lease_until = NULL, updated_at = $3
     WHERE id = $1 AND status IN ('failed', 'cancelled')
     RETURNING *
