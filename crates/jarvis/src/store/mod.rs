@@ -13,7 +13,9 @@ pub mod breaker_state;
 pub mod history;
 pub mod learning;
 pub mod postgres;
+pub mod retry;
 mod rows;
+pub mod schedules;
 pub mod sqlite;
 pub mod tasks;
 
@@ -114,15 +116,26 @@ fn error_kind(code: &str) -> DbErrorKind {
 
 pub use history::{ExecutionFilter, HistoryStore, StatsQuery, StatsRaw};
 pub use learning::{LearningRow, LearningStore};
+pub use retry::TaskRetryStore;
+pub use schedules::{Advance, ScheduleRow, ScheduleStore};
 pub use tasks::{Inserted, Lease, ReclaimOutcome, Reclaimed, Settlement, TaskFilter, TaskStore};
 
 /// Everything Jarvis persists. Implemented by each backend; used as `Arc<dyn Store>`. The queue
 /// the history and the learner have their own supertraits ([`TaskStore`], [`HistoryStore`],
 /// [`LearningStore`]) in their own files, as the breaker state has
-/// ([`breaker_state::BreakerStateStore`]).
+/// ([`breaker_state::BreakerStateStore`]), the schedules ([`ScheduleStore`]) and manual retry
+/// ([`TaskRetryStore`]).
 #[async_trait]
 pub trait Store:
-    TaskStore + HistoryStore + LearningStore + breaker_state::BreakerStateStore + Send + Sync + 'static
+    TaskStore
+    + HistoryStore
+    + LearningStore
+    + breaker_state::BreakerStateStore
+    + ScheduleStore
+    + TaskRetryStore
+    + Send
+    + Sync
+    + 'static
 {
     /// Which engine this is.
     fn backend(&self) -> Backend;

@@ -11,6 +11,8 @@ use sqlx::types::Json;
 
 mod history;
 mod learning;
+mod retry;
+mod schedules;
 mod tasks;
 
 pub use tasks::CHANNEL;

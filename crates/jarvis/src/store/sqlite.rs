@@ -19,6 +19,8 @@ use crate::health::{CheckResult, ServiceSpec};
 
 mod history;
 mod learning;
+mod retry;
+mod schedules;
 mod tasks;
 
 /// Health check results per insert (one transaction each). Every other write waits its turn

@@ -10,6 +10,7 @@ mod health;
 mod learning;
 mod process;
 mod registry;
+mod schedules;
 mod shared_breakers;
 mod store_tasks;
 mod tasks;
