@@ -52,6 +52,7 @@ async fn main() -> anyhow::Result<()> {
                 instance_id: Some("bench".into()),
                 started_at: now,
                 finished_at: now,
+                timed_out: false,
             };
             if i % 10 == 0 {
                 r.with_failure(&format!("timeout after {} ms", 30_000 + i % 97))

@@ -56,6 +56,8 @@ pub struct AppState {
     pub agent_defaults: Arc<crate::agents::AgentDefaults>,
     /// Requests served (for the EMF metrics).
     pub requests: Arc<crate::emf::RequestStats>,
+    /// The scheduler of recurring tasks (told when a schedule changes through the API).
+    pub scheduler: Arc<crate::schedules::Scheduler>,
 }
 
 /// Background work started with the server and stopped after it: each entry gets the shutdown
@@ -193,7 +195,20 @@ impl Application {
                 ))
             }));
         }
+        // Every instance runs the scheduler: ticks are claimed in the store, so any number of
+        // instances submit one task per tick (see `schedules::scheduler`).
+        let scheduler = crate::schedules::Scheduler::new(
+            store.clone(),
+            tasks.clone(),
+            learner.clone(),
+            metrics.clone(),
+        );
+        {
+            let scheduler = scheduler.clone();
+            background.push(Box::new(move |stop| Box::pin(scheduler.run(stop))));
+        }
         let state = AppState {
+            scheduler,
             health,
             requests: Arc::new(crate::emf::RequestStats::default()),
             breakers,
@@ -324,7 +339,7 @@ impl Application {
     }
 }
 
-/// Writes the services and agents of the config file into the store (the file wins over what
+/// Writes the services, agents and schedules of the config file into the store (the file wins over what
 /// the API stored under the same name, once, at start).
 async fn seed_from_file(config: &Config, store: &dyn Store) -> anyhow::Result<()> {
     let now = store::now();
@@ -346,6 +361,15 @@ async fn seed_from_file(config: &Config, store: &dyn Store) -> anyhow::Result<()
         .into_spec(domain.clone(), now)
         .map_err(|e| anyhow::anyhow!("config file: agents.{domain}.{e}"))?;
         store.put_agent(&spec).await?;
+    }
+    for (name, entry) in &config.file.schedules {
+        let name = crate::names::Name::parse(name)?;
+        let spec = entry
+            .clone()
+            .into_spec(name.clone(), now)
+            .map_err(|e| anyhow::anyhow!("config file: schedules.{name}.{e}"))?;
+        // Re-applying the same timing keeps the stored next tick (missed ticks stay missed).
+        store.put_schedule(&spec.to_row(now)).await?;
     }
     Ok(())
 }

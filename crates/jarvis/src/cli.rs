@@ -57,6 +57,19 @@ pub enum Command {
         #[command(subcommand)]
         command: Option<crate::breakers::cli::BreakersCommand>,
     },
+    /// List the schedules of a running Jarvis with their next run times, or pause, resume or
+    /// delete one.
+    Schedules {
+        /// Where the server is.
+        #[command(flatten)]
+        connection: crate::client::Connection,
+        /// Print the raw JSON instead of a table.
+        #[arg(long, global = true)]
+        json: bool,
+        /// What to do (default: list).
+        #[command(subcommand)]
+        command: Option<crate::schedules::cli::SchedulesCommand>,
+    },
     /// Exit 0 when a running Jarvis answers /health with 200 (for container health checks).
     Healthcheck {
         /// The health URL.

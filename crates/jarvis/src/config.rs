@@ -340,6 +340,9 @@ pub struct FileConfig {
     /// The learner: settings and the search space per `"domain/action"`.
     #[serde(default)]
     pub learning: FileLearning,
+    /// Recurring schedules, by name (the body of `PUT /api/v1/schedules/{name}`).
+    #[serde(default)]
+    pub schedules: BTreeMap<String, crate::schedules::ScheduleInput>,
 }
 
 /// The `[learning]` table of the config file. The environment (`JARVIS_LEARNING_*`) wins.
@@ -592,6 +595,7 @@ fn parse_file(path: &Path, text: &str) -> Result<FileConfig, ConfigError> {
         ("services", file.services.keys().collect::<Vec<_>>()),
         ("agents", file.agents.keys().collect()),
         ("breakers", file.breakers.keys().collect()),
+        ("schedules", file.schedules.keys().collect()),
     ] {
         for name in names {
             Name::parse(name).map_err(|e| file_err(format!("{kind}.{name}: {e}")))?;
@@ -604,6 +608,12 @@ fn parse_file(path: &Path, text: &str) -> Result<FileConfig, ConfigError> {
                 s.url
             )));
         }
+    }
+    for (name, s) in &file.schedules {
+        let parsed = Name::parse(name).map_err(|e| file_err(format!("schedules.{name}: {e}")))?;
+        s.clone()
+            .into_spec(parsed, chrono::Utc::now())
+            .map_err(|e| file_err(format!("schedules.{name}.{e}")))?;
     }
     for key in file.learning.spaces.keys() {
         let ok = key
@@ -1032,6 +1042,7 @@ impl Config {
             "services": self.file.services,
             "agents": self.file.agents,
             "breakers": self.file.breakers,
+            "schedules": self.file.schedules,
         })
     }
 }

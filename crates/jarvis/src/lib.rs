@@ -19,6 +19,8 @@
 //! - [`learning`]: the learner state per domain/action shared through the store,
 //!   recommendations, learned parameters and timeouts (`useLearned`), timeout warnings.
 //! - [`metrics`]: the Prometheus registry of an instance (`GET /metrics`).
+//! - [`schedules`]: recurring tasks (cron with a time zone, or a period), one task per tick
+//!   across all instances, the missed-tick policy, `jarvis schedules`.
 //! - [`names`]: validated names of services, agents, breakers, domains and actions.
 //! - [`secrets`]: secrets read from AWS Secrets Manager at start (`JARVIS_SECRETS_PREFIX`).
 //! - [`store`]: the storage trait and its SQLite (embedded) and PostgreSQL (shared) backends.
@@ -39,6 +41,7 @@ pub mod history;
 pub mod learning;
 pub mod metrics;
 pub mod names;
+pub mod schedules;
 pub mod secrets;
 pub mod store;
 pub mod tasks;

@@ -68,6 +68,20 @@ async fn run(cli: Cli) -> ExitCode {
             }
         };
     }
+    if let Command::Schedules {
+        connection,
+        json,
+        command,
+    } = cli.command
+    {
+        return match jarvis::schedules::cli::run(&connection, json, command).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("jarvis: {e:#}");
+                ExitCode::from(1)
+            }
+        };
+    }
     let mut vars: std::collections::HashMap<String, String> = std::env::vars().collect();
     if let Some(prefix) = vars
         .get("JARVIS_SECRETS_PREFIX")
@@ -117,7 +131,8 @@ async fn run(cli: Cli) -> ExitCode {
         Command::Healthcheck { .. }
         | Command::Health(_)
         | Command::Tasks { .. }
-        | Command::Breakers { .. } => unreachable!("handled above"),
+        | Command::Breakers { .. }
+        | Command::Schedules { .. } => unreachable!("handled above"),
     }
 }
 

@@ -1,13 +1,13 @@
 //! Validated names of services, agents, breakers, domains and actions.
 //!
-//! SPEC.md fixes the grammar: 1–64 characters of `A-Z a-z 0-9 _ . -`. Parsing once at the edge
-//! (`Name::parse`) means no handler, store query or log line ever sees an unchecked name.
+//! The grammar: 1–64 characters of `A-Z a-z 0-9 _ . -`, never `.` or `..` (which would be read
+//! as path segments in a URL). Parsing once at the edge (`Name::parse`) means no handler, store query or log line ever sees an unchecked name.
 
 use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
-/// A name that satisfies SPEC.md's grammar.
+/// A name that satisfies the API's name grammar.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(transparent)]
 pub struct Name(String);
@@ -24,6 +24,9 @@ pub enum NameError {
     /// A character outside the allowed set.
     #[error("a name may only hold A-Z a-z 0-9 _ . - (found {0:?})")]
     BadChar(char),
+    /// `.` or `..`, which would name a path segment, not a thing.
+    #[error("a name must not be {0:?} (it is a path segment)")]
+    Dots(&'static str),
 }
 
 impl Name {
@@ -43,6 +46,11 @@ impl Name {
         }
         if raw.len() > Self::MAX_LEN {
             return Err(NameError::TooLong(raw.len()));
+        }
+        match raw {
+            "." => return Err(NameError::Dots(".")),
+            ".." => return Err(NameError::Dots("..")),
+            _ => {}
         }
         Ok(Name(raw.to_string()))
     }
@@ -93,5 +101,9 @@ mod tests {
         assert_eq!(Name::parse("a/b"), Err(NameError::BadChar('/')));
         assert_eq!(Name::parse("é"), Err(NameError::BadChar('é')));
         assert_eq!(Name::parse("a\nb"), Err(NameError::BadChar('\n')));
+        assert_eq!(Name::parse("."), Err(NameError::Dots(".")));
+        assert_eq!(Name::parse(".."), Err(NameError::Dots("..")));
+        assert_eq!(Name::parse("...").unwrap().as_str(), "...");
+        assert_eq!(Name::parse(".a").unwrap().as_str(), ".a");
     }
 }

@@ -125,6 +125,12 @@ impl From<crate::store::StoreError> for ApiError {
     fn from(e: crate::store::StoreError) -> ApiError {
         match e {
             crate::store::StoreError::Unavailable(m) => ApiError::unavailable(m),
+            // Nothing was stored: the caller may submit again once space is freed.
+            crate::store::StoreError::Full(m) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage_full",
+                format!("the store is out of space; nothing was stored: {m}"),
+            ),
             other => ApiError::internal(other),
         }
     }

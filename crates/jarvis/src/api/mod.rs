@@ -6,6 +6,8 @@ pub mod breakers;
 pub mod envelope;
 pub mod health;
 pub mod middleware;
+pub mod retry;
+pub mod schedules;
 pub mod services;
 pub mod tasks;
 
@@ -39,6 +41,16 @@ pub fn router(state: AppState) -> Router {
         .route("/tasks/recommendations", get(tasks::recommendations))
         .route("/tasks/executions", get(tasks::executions))
         .route("/tasks/{id}", get(tasks::get).delete(tasks::cancel))
+        .route("/tasks/{id}/retry", post(retry::retry))
+        .route("/schedules", get(schedules::list))
+        .route(
+            "/schedules/{name}",
+            get(schedules::get)
+                .put(schedules::put)
+                .delete(schedules::delete),
+        )
+        .route("/schedules/{name}/pause", post(schedules::pause))
+        .route("/schedules/{name}/resume", post(schedules::resume))
         .route("/agents", get(agents::list))
         .route(
             "/agents/{domain}",

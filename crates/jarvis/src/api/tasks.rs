@@ -160,6 +160,9 @@ pub async fn submit(
     if use_learned {
         state.learner.apply(&mut new).await?;
     }
+    // A waiter here learns of the settlement through the store's notification, wherever the
+    // task runs.
+    new.notify_done = q.wait.unwrap_or(false);
     let inserted = state.tasks.submit(vec![new]).await?;
     let ins = inserted
         .first()

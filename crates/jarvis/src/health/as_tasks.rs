@@ -55,6 +55,7 @@ impl HistorySink {
             instance_id: Some(instance.to_string()),
             started_at: report.started_at,
             finished_at,
+            timed_out: false,
         };
         if report.all_critical_up {
             record

@@ -47,6 +47,10 @@ pub struct ExecutionRecord {
     pub started_at: DateTime<Utc>,
     /// When it finished.
     pub finished_at: DateTime<Utc>,
+    /// Whether Jarvis cut the attempt off at its timeout. (Absent in spool lines written
+    /// before the field existed: false.)
+    #[serde(default)]
+    pub timed_out: bool,
 }
 
 impl ExecutionRecord {

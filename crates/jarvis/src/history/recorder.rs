@@ -9,6 +9,13 @@
 //! keeps unique, so a batch written twice (a timeout after a commit, a crash during replay) is
 //! stored once. A record the store refuses outright (not an outage) is moved to
 //! `history-spool.rejected.jsonl` with an error line rather than blocking the spool forever.
+//!
+//! When neither the store nor the spool file can take a batch (the disk is full), the records
+//! stay in memory (at most [`MEMORY_LIMIT`], counted in `jarvis_history_memory_records`) and
+//! are retried every [`REPLAY_EVERY`], first into the store, then into the spool.
+//!
+//! The learner sees each record once it is stored (written, or replayed from a spool, also
+//! one left by an earlier run), so what it learns is what the history holds.
 
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
@@ -35,6 +42,9 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(15);
 /// other half's records once, since `record_id` is unique. (On SQLite the halves simply take
 /// turns on the single writer.)
 const SPLIT_AT: usize = 1_000;
+/// Most records kept in memory when neither the store nor the spool file takes them; beyond
+/// that the oldest are dropped (counted as `dropped`, logged).
+pub const MEMORY_LIMIT: usize = 200_000;
 /// The spool file's name in the data directory.
 pub const SPOOL_FILE: &str = "history-spool.jsonl";
 
@@ -44,6 +54,8 @@ pub mod names {
     pub const RECORDS: &str = "jarvis_history_records_total";
     /// Gauge: records waiting in the local spool file.
     pub const SPOOLED: &str = "jarvis_history_spool_records";
+    /// Gauge: records held in memory because neither the store nor the spool took them.
+    pub const MEMORY: &str = "jarvis_history_memory_records";
     /// Histogram: duration of one batch write, seconds.
     pub const WRITE: &str = "jarvis_history_write_duration_seconds";
 }
@@ -54,10 +66,11 @@ enum Msg {
     Stop,
 }
 
-/// Something that wants every batch of records the recorder takes (the learner). Called from
-/// the recorder's background task, before the batch is written: it must not block.
+/// Something that wants every batch of records the recorder stores (the learner). Called from
+/// the recorder's background task once a batch is in the store: it must not block.
 pub trait BatchObserver: Send + Sync {
-    /// Sees one batch (each record exactly once per process).
+    /// Sees one stored batch (each record once, unless a write that timed out after its
+    /// commit is written again).
     fn observe(&self, records: &[ExecutionRecord]);
 }
 
@@ -99,6 +112,11 @@ impl Recorder {
             names::SPOOLED,
             None,
             "Execution records waiting in the local spool file for the store.",
+        );
+        metrics.describe(
+            names::MEMORY,
+            None,
+            "Execution records held in memory because neither the store nor the spool file took them.",
         );
         metrics.describe(
             names::WRITE,
@@ -161,7 +179,7 @@ impl Writer {
         self.spool.count_existing();
         self.gauge();
         loop {
-            let first = if self.spool.pending > 0 {
+            let first = if self.spool.pending > 0 || !self.spool.memory.is_empty() {
                 match tokio::time::timeout(REPLAY_EVERY, rx.recv()).await {
                     Ok(m) => m,
                     Err(_) => {
@@ -192,17 +210,16 @@ impl Writer {
                 }
                 next = rx.try_recv().ok();
             }
-            if self.spool.pending > 0 && last_replay.elapsed() >= REPLAY_EVERY {
+            if (self.spool.pending > 0 || !self.spool.memory.is_empty())
+                && last_replay.elapsed() >= REPLAY_EVERY
+            {
                 self.replay().await;
                 last_replay = Instant::now();
             }
             if !batch.is_empty() {
-                if let Some(observer) = &self.observer {
-                    observer.observe(&batch);
-                }
                 self.write(batch).await;
             }
-            if !flushes.is_empty() && self.spool.pending > 0 {
+            if !flushes.is_empty() && (self.spool.pending > 0 || !self.spool.memory.is_empty()) {
                 // A flush (shutdown) gives the spool one more chance to reach the store.
                 self.replay().await;
                 last_replay = Instant::now();
@@ -213,6 +230,12 @@ impl Writer {
             if stopping {
                 break;
             }
+        }
+        if !self.spool.memory.is_empty() {
+            tracing::error!(
+                records = self.spool.memory.len(),
+                "history records held in memory could not be stored nor spooled; they are lost"
+            );
         }
         if self.spool.pending > 0 {
             tracing::warn!(
@@ -227,6 +250,15 @@ impl Writer {
         self.metrics
             .gauge(names::SPOOLED, &[])
             .set(self.spool.pending as f64);
+        self.metrics
+            .gauge(names::MEMORY, &[])
+            .set(self.spool.memory.len() as f64);
+    }
+
+    fn observe(&self, records: &[ExecutionRecord]) {
+        if let Some(observer) = &self.observer {
+            observer.observe(records);
+        }
     }
 
     fn count(&self, result: &'static str, n: usize) {
@@ -263,10 +295,11 @@ impl Writer {
     }
 
     async fn write(&mut self, batch: Vec<ExecutionRecord>) {
-        if self.spool.pending == 0 {
+        if self.spool.pending == 0 && self.spool.memory.is_empty() {
             match self.insert(&batch).await {
                 Ok(_) => {
                     self.count("written", batch.len());
+                    self.observe(&batch);
                     return;
                 }
                 Err(e) => {
@@ -279,12 +312,34 @@ impl Writer {
                 }
             }
         }
+        self.keep(batch);
+    }
+
+    /// Spools `batch` (after whatever memory holds), or, when even that fails, keeps it in
+    /// memory.
+    fn keep(&mut self, batch: Vec<ExecutionRecord>) {
+        let n = batch.len();
         match self.spool.append(&batch) {
-            Ok(()) => self.count("spooled", batch.len()),
+            Ok(()) => self.count("spooled", n),
             Err(e) => {
-                // Nowhere durable is left: keep them in memory and try again with the next batch.
-                tracing::error!(error = %e, records = batch.len(), "cannot write the history spool file");
+                // Nowhere durable is left: keep them in memory and try again shortly.
+                tracing::error!(
+                    error = %e,
+                    records = n,
+                    in_memory = self.spool.memory.len() + n,
+                    "cannot write the history spool file; keeping the records in memory"
+                );
                 self.spool.memory.extend(batch);
+                let over = self.spool.memory.len().saturating_sub(MEMORY_LIMIT);
+                if over > 0 {
+                    self.spool.memory.drain(..over);
+                    self.count("dropped", over);
+                    tracing::error!(
+                        records = over,
+                        limit = MEMORY_LIMIT,
+                        "history records dropped: memory limit reached with no store and no spool"
+                    );
+                }
             }
         }
         self.gauge();
@@ -293,6 +348,28 @@ impl Writer {
     /// Writes the spool into the store. Stops at the first outage; keeps the file until every
     /// record is stored (or rejected).
     async fn replay(&mut self) {
+        if !self.spool.memory.is_empty() {
+            let held = std::mem::take(&mut self.spool.memory);
+            match self.insert(&held).await {
+                Ok(_) => {
+                    self.count("written", held.len());
+                    self.observe(&held);
+                    tracing::info!(
+                        records = held.len(),
+                        "history records held in memory stored"
+                    );
+                    self.gauge();
+                }
+                Err(_) => {
+                    // Still no store: perhaps the spool file can take them now.
+                    self.keep(held);
+                    return;
+                }
+            }
+        }
+        if self.spool.pending == 0 {
+            return;
+        }
         let records = match self.spool.read_all() {
             Ok(r) => r,
             Err(e) => {
@@ -301,19 +378,26 @@ impl Writer {
             }
         };
         let mut rejected = Vec::new();
-        for chunk in records.chunks(MAX_BATCH) {
+        // Records of the file stored by an earlier, interrupted replay are skipped (the file
+        // only grows while it is pending), so the learner sees each once.
+        let done = self.spool.replayed.min(records.len());
+        for chunk in records[done..].chunks(MAX_BATCH) {
             match self.insert(chunk).await {
-                Ok(_) => {}
-                Err(StoreError::Unavailable(_)) => return,
+                Ok(_) => {
+                    self.observe(chunk);
+                    self.spool.replayed += chunk.len();
+                }
+                Err(e) if e.is_transient() => return,
                 Err(e) => {
                     tracing::warn!(error = %e, "a spooled batch was refused; retrying record by record");
                     for r in chunk {
                         match self.insert(std::slice::from_ref(r)).await {
-                            Ok(_) => {}
-                            Err(StoreError::Unavailable(_)) => return,
+                            Ok(_) => self.observe(std::slice::from_ref(r)),
+                            Err(e) if e.is_transient() => return,
                             Err(e) => rejected.push((r.clone(), e.to_string())),
                         }
                     }
+                    self.spool.replayed += chunk.len();
                 }
             }
         }
@@ -343,6 +427,8 @@ impl Writer {
 struct Spool {
     path: PathBuf,
     pending: usize,
+    /// How many of the file's first records a replay already stored.
+    replayed: usize,
     memory: Vec<ExecutionRecord>,
 }
 
@@ -351,6 +437,7 @@ impl Spool {
         Spool {
             path,
             pending: 0,
+            replayed: 0,
             memory: Vec::new(),
         }
     }
@@ -435,6 +522,7 @@ impl Spool {
             Err(e) => return Err(e),
         }
         self.pending = 0;
+        self.replayed = 0;
         Ok(())
     }
 }

@@ -190,7 +190,9 @@ pub fn execution_of(record: &ExecutionRecord, ignored: &BTreeSet<String>) -> Opt
         impact_score: record.impact_score,
         failure_reason: record.failure_reason.clone(),
         cost_usd: record.cost_usd,
-        timed_out: !record.success && reason.starts_with("agent timed out"),
+        // Set by the queue when it cut the attempt off; a failure whose text merely says
+        // "timed out" (an agent's own reason) is not a timeout of Jarvis's.
+        timed_out: !record.success && record.timed_out,
     })
 }
 
@@ -569,6 +571,7 @@ mod tests {
             instance_id: None,
             started_at: now,
             finished_at: now,
+            timed_out: false,
         }
     }
 
@@ -581,11 +584,14 @@ mod tests {
             Some("attempt 2 interrupted: instance a stopped renewing its lease"),
         );
         assert!(execution_of(&stopped, &none).is_none());
-        let timed_out = record(
+        let mut timed_out = record(
             json!({"genre": "pop", "userId": "u-1"}),
             false,
             Some("agent timed out after 30000 ms"),
         );
+        // The text alone is not a timeout: an agent may say so of its own work.
+        assert!(!execution_of(&timed_out, &none).unwrap().timed_out);
+        timed_out.timed_out = true;
         let e = execution_of(&timed_out, &none).unwrap();
         assert!(e.timed_out);
         assert_eq!(Value::Object(e.parameters), json!({"genre": "pop"}));

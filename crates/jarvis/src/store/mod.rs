@@ -13,7 +13,9 @@ pub mod breaker_state;
 pub mod history;
 pub mod learning;
 pub mod postgres;
+pub mod retry;
 mod rows;
+pub mod schedules;
 pub mod sqlite;
 pub mod tasks;
 
@@ -45,9 +47,13 @@ pub enum Backend {
 /// A storage failure, phrased for an operator. Never contains a password.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// The database cannot be reached (refused, timed out, closed).
+    /// The database cannot be reached (refused, timed out, closed, an I/O error).
     #[error("database unavailable: {0}")]
     Unavailable(String),
+    /// The database is out of space (SQLite `SQLITE_FULL`, PostgreSQL `disk_full`): nothing
+    /// was written; writes work again once space is freed.
+    #[error("storage full: {0}")]
+    Full(String),
     /// A migration failed.
     #[error("migration failed: {0}")]
     Migration(String),
@@ -57,7 +63,8 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    /// Classifies a driver error: connection-level problems are `Unavailable`.
+    /// Classifies a driver error: connection-level problems are `Unavailable`, running out of
+    /// space is `Full`.
     pub(crate) fn from_sqlx(e: sqlx::Error) -> StoreError {
         match e {
             sqlx::Error::Io(_)
@@ -65,22 +72,70 @@ impl StoreError {
             | sqlx::Error::PoolClosed
             | sqlx::Error::Tls(_)
             | sqlx::Error::WorkerCrashed => StoreError::Unavailable(e.to_string()),
+            sqlx::Error::Database(ref db) => match db.code().as_deref().map(error_kind) {
+                Some(DbErrorKind::Full) => StoreError::Full(e.to_string()),
+                Some(DbErrorKind::Io) => StoreError::Unavailable(e.to_string()),
+                _ => StoreError::Other(e.to_string()),
+            },
             other => StoreError::Other(other.to_string()),
         }
+    }
+
+    /// Whether trying again later may succeed (an outage, a full disk), as opposed to a
+    /// refusal of this very write.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_) | StoreError::Full(_))
+    }
+}
+
+enum DbErrorKind {
+    Full,
+    Io,
+    Other,
+}
+
+/// What a driver's error code says: SQLite's (extended) result codes are numbers, whose low
+/// byte is the primary code (13 `SQLITE_FULL`, 10 `SQLITE_IOERR`); PostgreSQL's are SQLSTATEs
+/// (`53100` disk_full, class `58` system errors such as `58030` io_error).
+fn error_kind(code: &str) -> DbErrorKind {
+    if let Ok(n) = code.parse::<u32>() {
+        if code.len() != 5 {
+            return match n & 0xff {
+                13 => DbErrorKind::Full,
+                10 => DbErrorKind::Io,
+                _ => DbErrorKind::Other,
+            };
+        }
+    }
+    match code {
+        "53100" => DbErrorKind::Full,
+        c if c.starts_with("58") => DbErrorKind::Io,
+        _ => DbErrorKind::Other,
     }
 }
 
 pub use history::{ExecutionFilter, HistoryStore, StatsQuery, StatsRaw};
 pub use learning::{LearningRow, LearningStore};
-pub use tasks::{Inserted, Lease, Reclaimed, Settlement, TaskFilter, TaskStore};
+pub use retry::TaskRetryStore;
+pub use schedules::{Advance, ScheduleRow, ScheduleStore};
+pub use tasks::{Inserted, Lease, ReclaimOutcome, Reclaimed, Settlement, TaskFilter, TaskStore};
 
 /// Everything Jarvis persists. Implemented by each backend; used as `Arc<dyn Store>`. The queue
 /// the history and the learner have their own supertraits ([`TaskStore`], [`HistoryStore`],
 /// [`LearningStore`]) in their own files, as the breaker state has
-/// ([`breaker_state::BreakerStateStore`]).
+/// ([`breaker_state::BreakerStateStore`]), the schedules ([`ScheduleStore`]) and manual retry
+/// ([`TaskRetryStore`]).
 #[async_trait]
 pub trait Store:
-    TaskStore + HistoryStore + LearningStore + breaker_state::BreakerStateStore + Send + Sync + 'static
+    TaskStore
+    + HistoryStore
+    + LearningStore
+    + breaker_state::BreakerStateStore
+    + ScheduleStore
+    + TaskRetryStore
+    + Send
+    + Sync
+    + 'static
 {
     /// Which engine this is.
     fn backend(&self) -> Backend;

@@ -11,6 +11,8 @@ use sqlx::types::Json;
 
 mod history;
 mod learning;
+mod retry;
+mod schedules;
 mod tasks;
 
 pub use tasks::CHANNEL;
@@ -118,6 +120,7 @@ impl PostgresStore {
         match StoreError::from_sqlx(e) {
             StoreError::Unavailable(m) => StoreError::Unavailable(self.url.scrub(&m)),
             StoreError::Other(m) => StoreError::Other(self.url.scrub(&m)),
+            StoreError::Full(m) => StoreError::Full(self.url.scrub(&m)),
             other => other,
         }
     }

@@ -129,6 +129,7 @@ where
     String: Decode<'r, R::Database> + Type<R::Database>,
     i64: Decode<'r, R::Database> + Type<R::Database>,
     i32: Decode<'r, R::Database> + Type<R::Database>,
+    bool: Decode<'r, R::Database> + Type<R::Database>,
     DateTime<Utc>: Decode<'r, R::Database> + Type<R::Database>,
     Json<serde_json::Value>: Decode<'r, R::Database> + Type<R::Database>,
 {
@@ -159,6 +160,7 @@ where
         started_at: row.try_get("started_at")?,
         finished_at: row.try_get("finished_at")?,
         duration_ms: opt_ms(row.try_get("duration_ms")?),
+        notify_done: row.try_get("notify_done")?,
     })
 }
 
@@ -197,6 +199,7 @@ where
             instance_id: row.try_get("instance_id")?,
             started_at: row.try_get("started_at")?,
             finished_at: row.try_get("finished_at")?,
+            timed_out: row.try_get("timed_out")?,
         },
     })
 }

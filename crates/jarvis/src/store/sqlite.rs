@@ -19,6 +19,8 @@ use crate::health::{CheckResult, ServiceSpec};
 
 mod history;
 mod learning;
+mod retry;
+mod schedules;
 mod tasks;
 
 /// Health check results per insert (one transaction each). Every other write waits its turn
@@ -40,6 +42,9 @@ const HEALTH_INSERT_CHUNK: usize = 128;
 pub struct SqliteStore {
     pool: SqlitePool,
     writer: SqlitePool,
+    /// The last "out of space" error, until a probe write succeeds (`/health` says `fail`
+    /// meanwhile).
+    full: std::sync::Mutex<Option<String>>,
 }
 
 impl SqliteStore {
@@ -70,12 +75,42 @@ impl SqliteStore {
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .acquire_timeout(Duration::from_secs(30))
+            // A connection must come back outside any transaction. When a write fails at
+            // COMMIT or mid-transaction with SQLITE_FULL or an I/O error, SQLite may already
+            // have rolled the transaction back, so sqlx's ROLLBACK fails and its count of open
+            // transactions stays at one; the next `begin` then opens a SAVEPOINT whose
+            // rollback leaves a real transaction open, and every later write joins it and is
+            // never committed, though each reports success (issue: 16,300 acknowledged tasks
+            // lost on a full disk). Such a connection is closed here, not reused: closing it
+            // rolls back whatever it held, and the pool opens a fresh one.
+            .after_release(|conn, _| {
+                Box::pin(async move {
+                    use sqlx::Connection;
+                    if !conn.is_in_transaction() {
+                        return Ok(true);
+                    }
+                    // A dropped transaction's ROLLBACK is queued on the connection's worker:
+                    // let it run before judging.
+                    conn.lock_handle().await?;
+                    let clean = !conn.is_in_transaction();
+                    if !clean {
+                        tracing::warn!(
+                            "closing the SQLite writer connection: a failed write left it inside a transaction"
+                        );
+                    }
+                    Ok(clean)
+                })
+            })
             .connect_with(options)
             .await
             .map_err(|e| {
                 anyhow::anyhow!("cannot open the SQLite database {}: {e}", path.display())
             })?;
-        Ok(SqliteStore { pool, writer })
+        Ok(SqliteStore {
+            pool,
+            writer,
+            full: std::sync::Mutex::new(None),
+        })
     }
 
     /// The connection pool, for the backend's own modules.
@@ -89,7 +124,11 @@ impl SqliteStore {
     }
 
     fn err(&self, e: sqlx::Error) -> StoreError {
-        StoreError::from_sqlx(e)
+        let e = StoreError::from_sqlx(e);
+        if let StoreError::Full(m) = &e {
+            *self.full.lock().unwrap_or_else(|p| p.into_inner()) = Some(m.clone());
+        }
+        e
     }
 }
 
@@ -103,8 +142,26 @@ impl Store for SqliteStore {
         sqlx::query("SELECT 1")
             .execute(&self.pool)
             .await
-            .map(|_| ())
-            .map_err(StoreError::from_sqlx)
+            .map_err(StoreError::from_sqlx)?;
+        let full = self.full.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        if let Some(m) = full {
+            // Writes failed for lack of space: a probe write (a header field of the file, no
+            // table touched) says whether they work again.
+            // A value that differs from the stored one, so the header page is really written.
+            static PROBE: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
+            let n = PROBE.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 1_000_000 + 1;
+            sqlx::query(&format!("PRAGMA user_version = {n}"))
+                .execute(&self.writer)
+                .await
+                .map_err(|e| self.err(e))
+                .map_err(|e| match e {
+                    StoreError::Full(_) => StoreError::Full(format!("writes fail: {m}")),
+                    other => other,
+                })?;
+            *self.full.lock().unwrap_or_else(|p| p.into_inner()) = None;
+            tracing::info!("the SQLite store takes writes again");
+        }
+        Ok(())
     }
 
     async fn migrate(&self) -> Result<(), StoreError> {

@@ -52,16 +52,31 @@ pub struct Settlement {
     pub duration_ms: Option<u64>,
 }
 
-/// A task whose holder stopped renewing its lease, now queued again (or failed when it had no
-/// attempts left).
+/// What the reclaimer made of an attempt whose holder stopped renewing its lease.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReclaimOutcome {
+    /// The agent was called and the attempt has no record: it was interrupted. The task is
+    /// queued again (failed when out of attempts) and the caller records the attempt.
+    Interrupted,
+    /// The holder recorded the attempt before it died: the task is settled as that record says
+    /// (succeeded; or failed / queued again after a failure). Nothing more is recorded.
+    Recorded,
+    /// The agent was never called (claimed ahead, or stopped before the call): the attempt is
+    /// given back, not spent, and nothing is recorded.
+    GivenBack,
+}
+
+/// A task whose holder stopped renewing its lease, after reclaiming.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Reclaimed {
     /// The task after reclaiming.
     pub task: Task,
     /// The instance that held it.
     pub lost_by: Option<String>,
-    /// When the interrupted attempt started.
+    /// When the lost attempt started.
     pub attempt_started_at: Option<DateTime<Utc>>,
+    /// What became of the lost attempt.
+    pub outcome: ReclaimOutcome,
 }
 
 /// Filters of a task listing.
@@ -127,12 +142,27 @@ pub trait TaskStore: Send + Sync {
         now: DateTime<Utc>,
     ) -> Result<u64, StoreError>;
 
-    /// Requeues (or fails, when out of attempts) up to `limit` running tasks whose lease
-    /// expired before `now`.
+    /// Marks attempts as called (the worker is about to call their agent), durably. Returns
+    /// the IDs still held by `instance` at that attempt; the others were cancelled or
+    /// reclaimed meanwhile and must not be called.
+    async fn mark_called(
+        &self,
+        instance: &str,
+        attempts: &[(Uuid, u32)],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Uuid>, StoreError>;
+
+    /// Takes back up to `limit` running tasks whose lease expired before `now`, each as its
+    /// [`ReclaimOutcome`] says: an attempt that was recorded is settled as recorded, one whose
+    /// agent was never called is given back, an interrupted one is requeued (failed when out
+    /// of attempts). `grace` is how long after the database itself (re)started nothing is
+    /// reclaimed: a holder that is alive needs that long to renew leases that expired while
+    /// the database was down.
     async fn reclaim_expired(
         &self,
         now: DateTime<Utc>,
         limit: u32,
+        grace: std::time::Duration,
     ) -> Result<Vec<Reclaimed>, StoreError>;
 
     /// The earliest `run_at` of a claimable task, if any.
@@ -148,6 +178,26 @@ pub trait TaskStore: Send + Sync {
         wake: std::sync::Arc<tokio::sync::Notify>,
     ) -> Option<tokio::task::JoinHandle<()>> {
         let _ = wake;
+        None
+    }
+
+    /// Announces to every instance that these tasks (submitted with `notify_done`) reached a
+    /// final status. Settlements announce their own in the same statement; this is for the
+    /// rarer ways a task ends (cancelled, reclaimed). A no-op where one process is all there
+    /// is (SQLite: the queue's in-process channel reaches every waiter).
+    async fn notify_finished(&self, ids: &[Uuid]) -> Result<(), StoreError> {
+        let _ = ids;
+        Ok(())
+    }
+
+    /// Starts a background listener that sends the ID of every task another instance
+    /// announced as finished (PostgreSQL `LISTEN`). `None` when the backend has no such
+    /// channel.
+    async fn listen_for_finished(
+        &self,
+        finished: tokio::sync::broadcast::Sender<Uuid>,
+    ) -> Option<tokio::task::JoinHandle<()>> {
+        let _ = finished;
         None
     }
 }

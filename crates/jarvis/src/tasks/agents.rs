@@ -205,13 +205,47 @@ impl HttpAgents {
         Ok(spec)
     }
 
-    /// POSTs one attempt to `agent` and reads its answer, within `timeout`.
-    pub async fn call(&self, agent: &AgentSpec, call: &AgentCall, timeout: Duration) -> HttpResult {
+    /// POSTs one attempt to `agent` and reads its answer, within `timeout`. `on_sent` fires
+    /// once the whole request has been handed to the connection (the agent has it even if
+    /// this process dies now); it never fires for a request that was not sent.
+    pub async fn call(
+        &self,
+        agent: &AgentSpec,
+        call: &AgentCall,
+        timeout: Duration,
+        on_sent: Option<tokio::sync::oneshot::Sender<()>>,
+    ) -> HttpResult {
+        let body = match serde_json::to_vec(call) {
+            Ok(b) => b,
+            Err(e) => {
+                return HttpResult {
+                    answer: AgentAnswer::Failure {
+                        reason: format!("cannot encode the agent call: {e}"),
+                    },
+                    outcome: Outcome::Cancelled,
+                }
+            }
+        };
+        let len = body.len();
+        // The body is one chunk, taken by the connection only once it is open and the
+        // headers are written; it is written out in the same step, synchronously, long before
+        // the mark that `on_sent` starts can reach the database. (A body of known length is
+        // never polled for its end, so the signal goes with the chunk.)
+        let stream =
+            futures_util::stream::unfold((Some(body), on_sent), |(body, on_sent)| async move {
+                let b = body?;
+                if let Some(tx) = on_sent {
+                    let _ = tx.send(());
+                }
+                Some((Ok::<_, std::io::Error>(b), (None, None)))
+            });
         let sent = self
             .client
             .post(&agent.url)
             .header(HEADER, &call.correlation_id)
-            .json(call)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .header(reqwest::header::CONTENT_LENGTH, len)
+            .body(reqwest::Body::wrap_stream(stream))
             .timeout(timeout)
             .send()
             .await;

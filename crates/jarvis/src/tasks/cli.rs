@@ -1,4 +1,4 @@
-//! `jarvis tasks submit|show|cancel|stats|recommend|list`: the task API from a terminal.
+//! `jarvis tasks submit|show|cancel|retry|stats|recommend|list`: the task API from a terminal.
 
 use std::time::Duration;
 
@@ -57,6 +57,15 @@ pub enum TasksCommand {
     Cancel {
         /// The task ID.
         id: String,
+    },
+    /// Run a failed or cancelled task again, keeping its history
+    /// (POST /api/v1/tasks/{id}/retry).
+    Retry {
+        /// The task ID.
+        id: String,
+        /// More attempts it gets (default 1).
+        #[arg(long)]
+        attempts: Option<u32>,
     },
     /// Statistics of a domain/action (GET /api/v1/tasks/history).
     Stats {
@@ -181,6 +190,14 @@ pub async fn run(connection: &Connection, command: TasksCommand) -> anyhow::Resu
         }
         TasksCommand::Show { id } => client.get(&format!("/api/v1/tasks/{id}")).await?,
         TasksCommand::Cancel { id } => client.delete(&format!("/api/v1/tasks/{id}")).await?,
+        TasksCommand::Retry { id, attempts } => {
+            let q = attempts
+                .map(|n| format!("?attempts={n}"))
+                .unwrap_or_default();
+            client
+                .post(&format!("/api/v1/tasks/{id}/retry{q}"), &Value::Null)
+                .await?
+        }
         TasksCommand::Stats {
             domain,
             action,

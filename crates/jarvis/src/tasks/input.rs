@@ -2,7 +2,7 @@
 //! [`NewTask`]. Every refusal names the field.
 
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -24,8 +24,9 @@ pub const MAX_TIMEOUT_MS: u64 = 3_600_000;
 /// Most tasks in one batch.
 pub const MAX_BATCH: usize = 1_000;
 
-/// The body of a submission. Unknown fields are refused.
-#[derive(Debug, Clone, Deserialize)]
+/// The body of a submission. Unknown fields are refused. (Serializable: schedules keep the
+/// task each tick submits as given.)
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct TaskInput {
     /// Required: which agent runs it.
@@ -176,6 +177,7 @@ impl TaskInput {
             idempotency_key,
             correlation_id: correlation_id.to_string(),
             created_at: now,
+            notify_done: false,
         })
     }
 }

@@ -10,6 +10,7 @@
 //! - [`cli`]: `jarvis tasks …` against a running server.
 
 pub mod agents;
+pub mod called;
 pub mod cli;
 pub mod input;
 pub mod metrics;

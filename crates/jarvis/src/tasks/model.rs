@@ -94,6 +94,9 @@ pub struct NewTask {
     pub correlation_id: String,
     /// When it was submitted.
     pub created_at: DateTime<Utc>,
+    /// Someone waits for it (`?wait=true`): its settlement is announced to every instance
+    /// (PostgreSQL `NOTIFY`), so a waiter on another instance learns of it at once.
+    pub notify_done: bool,
 }
 
 /// A task as stored.
@@ -141,6 +144,8 @@ pub struct Task {
     pub finished_at: Option<DateTime<Utc>>,
     /// Duration of its latest attempt.
     pub duration_ms: Option<u64>,
+    /// Its settlement is announced to every instance (see [`NewTask::notify_done`]).
+    pub notify_done: bool,
 }
 
 impl Task {
@@ -168,6 +173,7 @@ impl Task {
             started_at: None,
             finished_at: None,
             duration_ms: None,
+            notify_done: new.notify_done,
         }
     }
 }

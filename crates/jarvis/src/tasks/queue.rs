@@ -12,7 +12,14 @@
 //! ```
 //!
 //! Delivery is at least once: a task whose worker dies is claimed again when its lease
-//! expires, with the interrupted attempt counted and recorded.
+//! expires. Every attempt has exactly one record: an attempt whose holder recorded it before
+//! dying is settled as recorded (a recorded success never runs again), one whose agent was
+//! never called (claimed ahead, or the store was unreachable before the call) is given back
+//! without a record, and only an attempt cut off mid-call is recorded as interrupted.
+//!
+//! Waiters (`?wait=true`) hear of a settlement at once: in-process through `finished`, from
+//! other instances through the store's notification (PostgreSQL `NOTIFY jarvis_task_done`);
+//! a slow poll is only the fallback.
 
 use std::cmp::Ordering;
 use std::collections::{BinaryHeap, HashMap, HashSet};
@@ -26,13 +33,14 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use super::agents::{AgentAnswer, AgentCall, BuiltinAgent, BuiltinAgents, HttpAgents};
+use super::called::{CallMarks, Marked};
 use super::metrics::TaskMetrics;
 use super::model::{NewTask, Task, TaskStatus};
 use crate::agents::AgentSpec;
 use crate::breakers::{BreakerRegistry, Outcome};
 use crate::config::TaskSettings;
 use crate::history::{ExecutionRecord, Recorder};
-use crate::store::{self, Inserted, Lease, Settlement, Store, StoreError};
+use crate::store::{self, Inserted, Lease, ReclaimOutcome, Settlement, Store, StoreError};
 
 /// Per-attempt timeout of built-in agents when the task gives none.
 pub const DEFAULT_TIMEOUT_MS: u64 = crate::agents::DEFAULT_TIMEOUT_MS;
@@ -40,12 +48,21 @@ pub const DEFAULT_TIMEOUT_MS: u64 = crate::agents::DEFAULT_TIMEOUT_MS;
 const RECLAIM_BATCH: u32 = 500;
 /// Most settlements in one transaction.
 const SETTLE_BATCH: usize = 2_000;
+/// How often a waiter reads its task when no notification came (the fallback: a settlement
+/// on any instance is normally announced at once).
+const WAIT_POLL: Duration = Duration::from_millis(500);
+/// How long an attempt given back because the store was unreachable waits before it runs
+/// again.
+const GIVE_BACK_DELAY: Duration = Duration::from_secs(1);
 
 /// Why a running attempt is being stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Stop {
-    /// The task was cancelled, or this instance lost its lease.
+    /// The task was cancelled.
     Cancelled,
+    /// Another instance reclaimed the task (this one could not renew its lease in time): the
+    /// reclaimer has recorded the attempt or given it back, so nothing is written here.
+    LeaseLost,
     /// The instance is shutting down and the grace period is over.
     Shutdown,
 }
@@ -134,6 +151,10 @@ pub struct TaskQueue {
     started: AtomicBool,
     stopping: watch::Sender<bool>,
     background: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    calls: Mutex<Option<CallMarks>>,
+    /// When a store call of this instance last failed: a holder cut off from the store could
+    /// not renew its leases either, so the reclaimer waits a whole lease after that.
+    store_trouble: Mutex<Option<Instant>>,
 }
 
 impl TaskQueue {
@@ -165,6 +186,8 @@ impl TaskQueue {
             started: AtomicBool::new(false),
             stopping,
             background: Mutex::new(Vec::new()),
+            calls: Mutex::new(None),
+            store_trouble: Mutex::new(None),
         })
     }
 
@@ -199,6 +222,19 @@ impl TaskQueue {
         *self.stopping.borrow()
     }
 
+    /// Notes that a store call failed just now (see `store_trouble`).
+    fn store_failed(&self) {
+        *self.store_trouble.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+    }
+
+    /// Whether a store call failed within the last lease.
+    fn store_troubled_recently(&self) -> bool {
+        self.store_trouble
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some_and(|t| t.elapsed() < self.lease())
+    }
+
     /// Starts the settler, and with workers enabled the dispatcher, lease keeper, reclaimer
     /// and (PostgreSQL) the `LISTEN` wake-up.
     pub async fn start(self: &Arc<Self>) {
@@ -211,7 +247,14 @@ impl TaskQueue {
         {
             bg.push(tokio::spawn(self.clone().settler(rx)));
         }
+        // Every instance hears of settlements elsewhere: an API-only instance answers waiters.
+        if let Some(h) = self.store.listen_for_finished(self.finished.clone()).await {
+            bg.push(h);
+        }
         if self.settings.workers_enabled {
+            let (calls, h) = CallMarks::start(self.store.clone(), self.instance.clone());
+            *self.calls.lock().unwrap_or_else(|e| e.into_inner()) = Some(calls);
+            bg.push(h);
             self.started.store(true, AtomicOrdering::SeqCst);
             if let Some(h) = self.store.listen_for_tasks(self.wake.clone()).await {
                 bg.push(h);
@@ -288,6 +331,11 @@ impl TaskQueue {
     pub async fn cancel(&self, id: Uuid) -> Result<Option<(Task, bool)>, StoreError> {
         let result = self.store.cancel_task(id, store::now()).await?;
         if let Some((task, true)) = &result {
+            if task.notify_done {
+                if let Err(e) = self.store.notify_finished(&[id]).await {
+                    tracing::warn!(error = %e, "cannot announce a cancellation; waiters poll");
+                }
+            }
             self.stop_local(id, Stop::Cancelled);
             self.metrics.finished(
                 task.domain.as_str(),
@@ -334,8 +382,9 @@ impl TaskQueue {
             if task.status.is_final() || tokio::time::Instant::now() >= deadline {
                 return Ok(Some(task));
             }
-            // Woken by a local finish; polled for a finish on another instance.
-            let poll = tokio::time::Instant::now() + Duration::from_millis(250);
+            // Woken by a finish here or, through the store's notification, on another
+            // instance; the poll is only a fallback (a notification lost to a reconnect).
+            let poll = tokio::time::Instant::now() + WAIT_POLL;
             let until = poll.min(deadline);
             loop {
                 tokio::select! {
@@ -479,6 +528,7 @@ impl TaskQueue {
                         }
                     }
                     Err(e) => {
+                        self.store_failed();
                         failures += 1;
                         if failures == 1 || failures % 30 == 0 {
                             tracing::warn!(error = %e, failures, "cannot claim tasks; retrying");
@@ -521,11 +571,14 @@ impl TaskQueue {
                 Ok(Some(spec)) => Target::Http(spec),
                 Ok(None) => {
                     let reason = format!("no agent is registered for domain {}", task.domain);
-                    return self.finish(&task, started_at, clock, AgentAnswer::Failure { reason });
+                    let answer = AgentAnswer::Failure { reason };
+                    return self.finish(&task, started_at, clock, answer, false);
                 }
                 Err(e) => {
+                    // Nothing was called: the attempt is not spent.
+                    self.store_failed();
                     let reason = format!("cannot look up the agent of {}: {e}", task.domain);
-                    return self.finish(&task, started_at, clock, AgentAnswer::Failure { reason });
+                    return self.give_back(&task, reason);
                 }
             },
         };
@@ -575,19 +628,34 @@ impl TaskQueue {
             match &target {
                 Target::Builtin(agent) => {
                     match tokio::time::timeout(timeout, agent.run(&call)).await {
-                        Ok(answer) => (answer, Outcome::Success),
+                        Ok(answer) => (answer, Outcome::Success, None),
                         Err(_) => (
                             AgentAnswer::Failure {
                                 reason: format!("agent timed out after {} ms", timeout.as_millis()),
                             },
                             Outcome::Timeout,
+                            None,
                         ),
                     }
                 }
                 Target::Http(spec) => {
                     tracing::info!(url = %spec.url, timeout_ms = timeout.as_millis() as u64, "calling agent");
-                    let r = self.http.call(spec, &call, timeout).await;
-                    (r.answer, r.outcome)
+                    // The attempt is spent once the agent has the request: then it is marked
+                    // called, durably, while the agent works (see `tasks::called`). Dying
+                    // before the mark gives the attempt back, after it records it.
+                    let (sent_tx, sent_rx) = oneshot::channel();
+                    let mark = async {
+                        sent_rx.await.ok()?;
+                        let calls = self
+                            .calls
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .clone()?;
+                        Some(calls.mark(task.id, task.attempts).await)
+                    };
+                    let (r, marked) =
+                        tokio::join!(self.http.call(spec, &call, timeout, Some(sent_tx)), mark);
+                    (r.answer, r.outcome, marked)
                 }
             }
         };
@@ -606,7 +674,23 @@ impl TaskQueue {
             .metrics()
             .observe(task.domain.as_str(), elapsed);
         match result {
-            Ok((answer, outcome)) => {
+            Ok((_, outcome, Some(Marked::Lost))) => {
+                // Cancelled or reclaimed before the request went out: the attempt is no longer
+                // ours (a reclaimer gave it back), so it is neither recorded nor settled here.
+                admission.record(Outcome::Cancelled, "attempt stopped");
+                tracing::warn!(%outcome, "the task was no longer held when its agent was called; its answer is dropped");
+                self.held
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&task.id);
+            }
+            Ok((answer, outcome, marked)) => {
+                if let Some(Marked::StoreError(e)) = &marked {
+                    // The answer is recorded and settled as usual (both retry until the store
+                    // is back); only a death before that gives the attempt back.
+                    self.store_failed();
+                    tracing::warn!(error = %e, "cannot mark the attempt as called");
+                }
                 let reason = match &answer {
                     AgentAnswer::Failure { reason } => reason.clone(),
                     AgentAnswer::Success { .. } => String::new(),
@@ -618,7 +702,8 @@ impl TaskQueue {
                     "agent answered"
                 );
                 admission.record(outcome, reason);
-                self.finish(&task, started_at, clock, answer);
+                let timed_out = outcome == Outcome::Timeout;
+                self.finish(&task, started_at, clock, answer, timed_out);
             }
             Err(why) => {
                 admission.record(Outcome::Cancelled, "attempt stopped");
@@ -661,6 +746,7 @@ impl TaskQueue {
             instance_id: Some(self.instance.clone()),
             started_at,
             finished_at: store::now(),
+            timed_out: false,
         }
     }
 
@@ -672,8 +758,10 @@ impl TaskQueue {
         started_at: chrono::DateTime<chrono::Utc>,
         clock: Instant,
         answer: AgentAnswer,
+        timed_out: bool,
     ) {
         let mut record = self.record_of(task, started_at, clock);
+        record.timed_out = timed_out;
         let duration_ms = record.duration_ms;
         let domain = task.domain.as_str();
         let action = task.action.as_str();
@@ -769,10 +857,15 @@ impl TaskQueue {
         why: Stop,
     ) {
         let reason = match why {
-            Stop::Cancelled => format!(
-                "attempt {} stopped: the task was cancelled or its lease was lost",
-                task.attempts
-            ),
+            Stop::Cancelled => format!("attempt {} stopped: the task was cancelled", task.attempts),
+            Stop::LeaseLost => {
+                tracing::warn!("attempt stopped: another instance reclaimed the task");
+                self.held
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&task.id);
+                return;
+            }
             Stop::Shutdown => format!(
                 "attempt {} interrupted: instance {} shut down",
                 task.attempts, self.instance
@@ -784,7 +877,7 @@ impl TaskQueue {
         tracing::warn!(duration_ms = record.duration_ms, error = %reason, "task attempt stopped");
         self.recorder.record(record);
         match why {
-            Stop::Cancelled => {
+            Stop::Cancelled | Stop::LeaseLost => {
                 self.held
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
@@ -813,6 +906,30 @@ impl TaskQueue {
                 );
             }
         }
+    }
+
+    /// Gives an attempt whose agent was not called back (not spent, nothing recorded): the task
+    /// runs again after [`GIVE_BACK_DELAY`].
+    fn give_back(self: &Arc<Self>, task: &Task, reason: String) {
+        tracing::warn!(error = %reason, "attempt given back; the agent was not called");
+        self.settle(
+            task,
+            Settlement {
+                id: task.id,
+                attempt: task.attempts,
+                status: TaskStatus::Queued,
+                attempts_delta: -1,
+                run_at: Some(
+                    store::now()
+                        + chrono::TimeDelta::from_std(GIVE_BACK_DELAY)
+                            .unwrap_or(chrono::TimeDelta::seconds(1)),
+                ),
+                result: None,
+                error: Some(reason),
+                finished_at: None,
+                duration_ms: None,
+            },
+        );
     }
 
     fn settle(&self, task: &Task, settlement: Settlement) {
@@ -854,8 +971,16 @@ impl TaskQueue {
 
     async fn apply(&self, batch: Vec<Settle>) {
         let settlements: Vec<Settlement> = batch.iter().map(|s| s.settlement.clone()).collect();
-        let give_up = Instant::now() + self.lease();
+        // Records first: every attempt of this batch queued its record before its settlement,
+        // so after this flush they are in the store (or the local spool). A settled task whose
+        // record died with the process would be an attempt without a record.
+        self.recorder.flush().await;
+        // Retried until the store takes it: the tasks stay held meanwhile, so the lease keeper
+        // renews them as soon as the store is back and nobody else runs them again. (Only
+        // shutdown, after its own bounded wait, abandons a settlement: the leases then expire
+        // and the reclaimer settles each task from its record.)
         let mut delay = Duration::from_millis(50);
+        let mut failures = 0u32;
         loop {
             match self
                 .store
@@ -864,15 +989,11 @@ impl TaskQueue {
             {
                 Ok(_) => break,
                 Err(e) => {
-                    if Instant::now() + delay > give_up {
-                        tracing::error!(
-                            error = %e,
-                            tasks = settlements.len(),
-                            "cannot settle tasks; their leases expire and they run again"
-                        );
-                        break;
+                    self.store_failed();
+                    failures += 1;
+                    if failures == 1 || failures % 20 == 0 {
+                        tracing::warn!(error = %e, tasks = settlements.len(), failures, "cannot settle tasks yet; retrying");
                     }
-                    tracing::warn!(error = %e, tasks = settlements.len(), "cannot settle tasks yet; retrying");
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(Duration::from_secs(2));
                 }
@@ -933,16 +1054,28 @@ impl TaskQueue {
                 Ok(kept) => {
                     let kept: HashSet<Uuid> = kept.into_iter().collect();
                     for id in ids.into_iter().filter(|id| !kept.contains(id)) {
-                        self.stop_local(id, Stop::Cancelled);
+                        // Rare: cancelled elsewhere (the attempt is recorded as stopped), or
+                        // reclaimed (the reclaimer dealt with the attempt).
+                        let why = match self.store.get_task(id).await {
+                            Ok(Some(t)) if t.status == TaskStatus::Cancelled => Stop::Cancelled,
+                            _ => Stop::LeaseLost,
+                        };
+                        self.stop_local(id, why);
                     }
                 }
-                Err(e) => tracing::warn!(error = %e, tasks = ids.len(), "cannot renew task leases"),
+                Err(e) => {
+                    self.store_failed();
+                    tracing::warn!(error = %e, tasks = ids.len(), "cannot renew task leases")
+                }
             }
         }
     }
 
-    /// Requeues tasks whose holder stopped renewing its lease, recording the interrupted
-    /// attempt.
+    /// Takes back tasks whose holder stopped renewing its lease (see [`ReclaimOutcome`]):
+    /// records only an attempt cut off mid-call. Waits a whole lease after any store trouble
+    /// of its own (and the store waits as long after its own restart): a holder that is alive
+    /// but was cut off from the store renews its leases as soon as it can, and must not lose
+    /// them for that.
     async fn reclaimer(self: Arc<Self>) {
         let every = (self.lease() / 2).max(Duration::from_millis(100));
         let mut stop = self.stopping.subscribe();
@@ -951,43 +1084,73 @@ impl TaskQueue {
                 _ = tokio::time::sleep(every) => {}
                 _ = stop.changed() => return,
             }
+            if self.store_troubled_recently() {
+                continue;
+            }
             let now = store::now();
-            match self.store.reclaim_expired(now, RECLAIM_BATCH).await {
+            match self
+                .store
+                .reclaim_expired(now, RECLAIM_BATCH, self.lease())
+                .await
+            {
                 Ok(list) => {
                     let any = !list.is_empty();
+                    let mut announce = Vec::new();
                     for r in list {
                         let task = &r.task;
-                        let started = r.attempt_started_at.unwrap_or(now);
-                        let reason = task.error.clone().unwrap_or_else(|| "lease expired".into());
-                        let record = ExecutionRecord {
-                            record_id: Uuid::now_v7(),
-                            task_id: task.id,
-                            domain: task.domain.to_string(),
-                            action: task.action.to_string(),
-                            attempt: task.attempts.max(1),
-                            parameters: task.parameters.clone(),
-                            learned_parameters: task.learned_parameters.clone(),
-                            success: false,
-                            duration_ms: (now - started).num_milliseconds().max(0) as u64,
-                            impact_score: None,
-                            failure_reason: None,
-                            failure_group: None,
-                            cost_usd: None,
-                            correlation_id: Some(task.correlation_id.clone()),
-                            instance_id: r.lost_by.clone(),
-                            started_at: started,
-                            finished_at: now,
+                        let lost_by = r.lost_by.as_deref().unwrap_or("?");
+                        match r.outcome {
+                            ReclaimOutcome::Interrupted => {
+                                let started = r.attempt_started_at.unwrap_or(now);
+                                let reason =
+                                    task.error.clone().unwrap_or_else(|| "lease expired".into());
+                                let record = ExecutionRecord {
+                                    record_id: Uuid::now_v7(),
+                                    task_id: task.id,
+                                    domain: task.domain.to_string(),
+                                    action: task.action.to_string(),
+                                    attempt: task.attempts.max(1),
+                                    parameters: task.parameters.clone(),
+                                    learned_parameters: task.learned_parameters.clone(),
+                                    success: false,
+                                    duration_ms: (now - started).num_milliseconds().max(0) as u64,
+                                    impact_score: None,
+                                    failure_reason: None,
+                                    failure_group: None,
+                                    cost_usd: None,
+                                    correlation_id: Some(task.correlation_id.clone()),
+                                    instance_id: r.lost_by.clone(),
+                                    started_at: started,
+                                    finished_at: now,
+                                    timed_out: false,
+                                }
+                                .with_failure(&reason);
+                                task_span(task).in_scope(|| {
+                                    tracing::warn!(
+                                        lost_by,
+                                        status = %task.status,
+                                        attempts = task.attempts,
+                                        "reclaimed a task whose worker stopped renewing its lease mid-call"
+                                    )
+                                });
+                                self.recorder.record(record);
+                            }
+                            ReclaimOutcome::Recorded => task_span(task).in_scope(|| {
+                                tracing::warn!(
+                                    lost_by,
+                                    status = %task.status,
+                                    attempts = task.attempts,
+                                    "reclaimed a task whose worker recorded its attempt but did not settle it; settled as recorded"
+                                )
+                            }),
+                            ReclaimOutcome::GivenBack => task_span(task).in_scope(|| {
+                                tracing::warn!(
+                                    lost_by,
+                                    attempts = task.attempts,
+                                    "reclaimed a task whose agent was never called; attempt given back"
+                                )
+                            }),
                         }
-                        .with_failure(&reason);
-                        task_span(task).in_scope(|| {
-                            tracing::warn!(
-                                lost_by = r.lost_by.as_deref().unwrap_or("?"),
-                                status = %task.status,
-                                attempts = task.attempts,
-                                "reclaimed a task whose worker stopped renewing its lease"
-                            )
-                        });
-                        self.recorder.record(record);
                         if task.status.is_final() {
                             self.metrics.finished(
                                 task.domain.as_str(),
@@ -995,13 +1158,24 @@ impl TaskQueue {
                                 task.status,
                             );
                             let _ = self.finished.send(task.id);
+                            if task.notify_done {
+                                announce.push(task.id);
+                            }
+                        }
+                    }
+                    if !announce.is_empty() {
+                        if let Err(e) = self.store.notify_finished(&announce).await {
+                            tracing::warn!(error = %e, "cannot announce reclaimed tasks; waiters poll");
                         }
                     }
                     if any {
                         self.wake.notify_one();
                     }
                 }
-                Err(e) => tracing::warn!(error = %e, "cannot reclaim expired task leases"),
+                Err(e) => {
+                    self.store_failed();
+                    tracing::warn!(error = %e, "cannot reclaim expired task leases")
+                }
             }
         }
     }

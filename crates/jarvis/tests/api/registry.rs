@@ -266,3 +266,76 @@ fn chunked(bytes: Vec<u8>) -> impl futures_util::Stream<Item = Result<Vec<u8>, s
         bytes.chunks(64 * 1024).map(|c| Ok(c.to_vec())).collect();
     futures_util::stream::iter(chunks)
 }
+
+/// Sends one raw HTTP/1.1 request (the path exactly as given: no client normalises `..` away)
+/// and returns the status and the body.
+async fn raw_put(app: &TestApp, path: &str, body: &str) -> (u16, serde_json::Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", app.port))
+        .await
+        .unwrap();
+    let req = format!(
+        "PUT {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await.unwrap();
+    let text = String::from_utf8_lossy(&out);
+    let status: u16 = text[9..12].parse().unwrap();
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or("");
+    (
+        status,
+        serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+both_backends!(dot_names_are_refused, |backend| async move {
+    let app = TestApp::spawn(backend).await;
+    let service = r#"{"url":"http://127.0.0.1:3001/health"}"#;
+    let agent = r#"{"url":"http://127.0.0.1:8001/run"}"#;
+    for path in [
+        "/api/v1/services/..",
+        "/api/v1/services/.",
+        "/api/v1/services/%2E%2E",
+        "/api/v1/services/%2e",
+    ] {
+        let (s, body) = raw_put(&app, path, service).await;
+        assert_eq!(s, 400, "{path}: {body}");
+        assert_eq!(body["success"], false, "{path}: {body}");
+    }
+    for path in ["/api/v1/agents/..", "/api/v1/agents/%2E"] {
+        let (s, body) = raw_put(&app, path, agent).await;
+        assert_eq!(s, 400, "{path}: {body}");
+    }
+    // A task's domain and action follow the same grammar.
+    let r = app
+        .send_json(
+            Method::POST,
+            "/api/v1/execute",
+            &json!({"domain": "..", "action": "run"}),
+        )
+        .await;
+    assert_eq!(r.status(), 400);
+    let r = app
+        .send_json(
+            Method::POST,
+            "/api/v1/execute",
+            &json!({"domain": "noop", "action": "."}),
+        )
+        .await;
+    assert_eq!(r.status(), 400);
+    // Names that only contain dots among other characters stay valid.
+    let (s, body) = raw_put(&app, "/api/v1/services/...", service).await;
+    assert_eq!(s, 201, "{body}");
+    let (_, body) = json(app.get("/api/v1/services").await).await;
+    let names: Vec<&str> = body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, vec!["..."], "no dot-only service was stored");
+    app.stop().await;
+});

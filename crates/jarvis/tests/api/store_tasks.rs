@@ -38,6 +38,7 @@ fn new_task(i: usize, key: Option<&str>) -> NewTask {
         idempotency_key: key.map(str::to_string),
         correlation_id: "req-store".into(),
         created_at: now,
+        notify_done: false,
     }
 }
 
@@ -65,6 +66,7 @@ fn success_at(
         instance_id: None,
         started_at: finished,
         finished_at: finished,
+        timed_out: false,
     }
 }
 
@@ -169,18 +171,31 @@ both_backends!(settlements_apply_only_to_the_holder, |backend| async move {
 });
 
 both_backends!(expired_leases_are_reclaimed_once, |backend| async move {
+    use jarvis::store::ReclaimOutcome;
     let (_env, store) = open(backend).await;
     let t = new_task(0, None);
     store
         .insert_tasks(std::slice::from_ref(&t), None)
         .await
         .unwrap();
-    // Claimed by an instance that then dies: its lease is already over.
+    // Claimed by an instance that called the agent and then died: its lease is already over.
     let claimed = store.claim_tasks(lease("dead", -1), 1).await.unwrap();
     assert_eq!(claimed.len(), 1);
+    let marked = store
+        .mark_called("dead", &[(t.id, 1)], jarvis::store::now())
+        .await
+        .unwrap();
+    assert_eq!(marked, vec![t.id]);
+    // Another instance, or another attempt, cannot mark it.
+    assert!(store
+        .mark_called("other", &[(t.id, 1)], jarvis::store::now())
+        .await
+        .unwrap()
+        .is_empty());
     let now = jarvis::store::now();
-    let back = store.reclaim_expired(now, 10).await.unwrap();
+    let back = store.reclaim_expired(now, 10, GRACE).await.unwrap();
     assert_eq!(back.len(), 1);
+    assert_eq!(back[0].outcome, ReclaimOutcome::Interrupted);
     assert_eq!(back[0].lost_by.as_deref(), Some("dead"));
     assert_eq!(back[0].task.status, TaskStatus::Queued);
     assert_eq!(back[0].task.attempts, 1);
@@ -190,18 +205,153 @@ both_backends!(expired_leases_are_reclaimed_once, |backend| async move {
         .as_deref()
         .unwrap()
         .contains("interrupted"));
-    assert!(store.reclaim_expired(now, 10).await.unwrap().is_empty());
-    // Claimed again (attempt 2, the last), lost again: now it fails.
+    assert!(store
+        .reclaim_expired(now, 10, GRACE)
+        .await
+        .unwrap()
+        .is_empty());
+    // Claimed again (attempt 2, the last), called, lost again: now it fails.
     let again = store.claim_tasks(lease("dead2", -1), 1).await.unwrap();
     assert_eq!(again[0].attempts, 2);
-    let back = store
-        .reclaim_expired(jarvis::store::now(), 10)
+    store
+        .mark_called("dead2", &[(t.id, 2)], jarvis::store::now())
         .await
         .unwrap();
+    let back = store
+        .reclaim_expired(jarvis::store::now(), 10, GRACE)
+        .await
+        .unwrap();
+    assert_eq!(back[0].outcome, ReclaimOutcome::Interrupted);
     assert_eq!(back[0].task.status, TaskStatus::Failed);
     assert!(back[0].task.finished_at.is_some());
     store.close().await;
 });
+
+/// The store's own restart grace does not apply: the test server has been up for longer.
+const GRACE: std::time::Duration = std::time::Duration::from_millis(1);
+
+both_backends!(
+    an_attempt_never_called_is_given_back,
+    |backend| async move {
+        use jarvis::store::ReclaimOutcome;
+        let (_env, store) = open(backend).await;
+        let t = new_task(0, None);
+        store
+            .insert_tasks(std::slice::from_ref(&t), None)
+            .await
+            .unwrap();
+        // Claimed ahead of the workers by an instance that died before starting it, twice: no
+        // attempt is spent and nothing is recorded.
+        for round in 0..3 {
+            let claimed = store.claim_tasks(lease("dead", -1), 1).await.unwrap();
+            assert_eq!(claimed[0].attempts, 1, "round {round}");
+            let back = store
+                .reclaim_expired(jarvis::store::now(), 10, GRACE)
+                .await
+                .unwrap();
+            assert_eq!(back.len(), 1);
+            assert_eq!(back[0].outcome, ReclaimOutcome::GivenBack);
+            assert_eq!(back[0].task.status, TaskStatus::Queued);
+            assert_eq!(back[0].task.attempts, 0);
+        }
+        // A mark from an earlier attempt does not survive the next claim.
+        let claimed = store.claim_tasks(lease("a", -1), 1).await.unwrap();
+        store
+            .mark_called("a", &[(t.id, 1)], jarvis::store::now())
+            .await
+            .unwrap();
+        let back = store
+            .reclaim_expired(jarvis::store::now(), 10, GRACE)
+            .await
+            .unwrap();
+        assert_eq!(back[0].outcome, ReclaimOutcome::Interrupted);
+        let claimed2 = store.claim_tasks(lease("b", -1), 1).await.unwrap();
+        assert_eq!((claimed[0].attempts, claimed2[0].attempts), (1, 2));
+        let back = store
+            .reclaim_expired(jarvis::store::now(), 10, GRACE)
+            .await
+            .unwrap();
+        assert_eq!(back[0].outcome, ReclaimOutcome::GivenBack);
+        assert_eq!(back[0].task.attempts, 1);
+        store.close().await;
+    }
+);
+
+both_backends!(
+    a_recorded_attempt_is_settled_as_recorded,
+    |backend| async move {
+        use jarvis::store::ReclaimOutcome;
+        let (_env, store) = open(backend).await;
+        let ok = new_task(0, None);
+        let bad = new_task(1, None);
+        store
+            .insert_tasks(&[ok.clone(), bad.clone()], None)
+            .await
+            .unwrap();
+        let claimed = store.claim_tasks(lease("dead", -1), 2).await.unwrap();
+        assert_eq!(claimed.len(), 2);
+        let now = jarvis::store::now();
+        let ids: Vec<(Uuid, u32)> = vec![(ok.id, 1), (bad.id, 1)];
+        store.mark_called("dead", &ids, now).await.unwrap();
+        // The holder recorded both attempts, then died before settling them.
+        let mut success = success_at("x", now, 25);
+        success.domain = "noop".into();
+        success.task_id = ok.id;
+        let mut failure = success_at("x", now, 30);
+        failure.domain = "noop".into();
+        failure.task_id = bad.id;
+        failure.success = false;
+        let failure = failure.with_failure("agent said no");
+        store
+            .insert_history(&[success.clone(), failure.clone()])
+            .await
+            .unwrap();
+        let back = store
+            .reclaim_expired(jarvis::store::now(), 10, GRACE)
+            .await
+            .unwrap();
+        assert_eq!(back.len(), 2);
+        for r in &back {
+            assert_eq!(r.outcome, ReclaimOutcome::Recorded, "{:?}", r.task);
+        }
+        let ok_now = store.get_task(ok.id).await.unwrap().unwrap();
+        assert_eq!(
+            ok_now.status,
+            TaskStatus::Succeeded,
+            "a recorded success never runs again"
+        );
+        assert_eq!(ok_now.attempts, 1);
+        assert_eq!(ok_now.duration_ms, Some(25));
+        assert!(ok_now.finished_at.is_some());
+        let bad_now = store.get_task(bad.id).await.unwrap().unwrap();
+        assert_eq!(
+            bad_now.status,
+            TaskStatus::Queued,
+            "one attempt of two used"
+        );
+        assert_eq!(bad_now.error.as_deref(), Some("agent said no"));
+        // A record of the same attempt arriving late (a replayed spool) is not stored twice.
+        let mut late = success.clone();
+        late.record_id = Uuid::now_v7();
+        assert_eq!(store.insert_history(&[late]).await.unwrap(), 0);
+        let stats = store
+            .history_stats(&jarvis::store::StatsQuery {
+                domain: "noop".into(),
+                action: "x".into(),
+                since: None,
+                until: None,
+                top_failures: 5,
+                recent_successes: 5,
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            stats.totals.total, 2,
+            "the late record is not counted either"
+        );
+        store.close().await;
+    }
+);
 
 both_backends!(history_is_idempotent_and_rolled_up, |backend| async move {
     let (_env, store) = open(backend).await;
@@ -225,6 +375,7 @@ both_backends!(history_is_idempotent_and_rolled_up, |backend| async move {
             instance_id: Some("i1".into()),
             started_at: now,
             finished_at: now,
+            timed_out: false,
         };
         if success {
             r

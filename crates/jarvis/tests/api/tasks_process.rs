@@ -154,7 +154,9 @@ async fn a_killed_worker_loses_no_task() {
         let db = &db;
         async move {
             let rows: Vec<uuid::Uuid> = sqlx::query_scalar(
-                "SELECT id FROM tasks WHERE status = 'running' AND locked_by = 'victim'",
+                // Called: an attempt whose request had not gone out is given back instead.
+                "SELECT id FROM tasks WHERE status = 'running' AND locked_by = 'victim' \
+                 AND called_at IS NOT NULL",
             )
             .fetch_all(db)
             .await

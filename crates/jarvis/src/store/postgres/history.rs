@@ -15,13 +15,15 @@ const INSERT: &str = "\
 INSERT INTO task_history (record_id, task_id, domain, action, attempt, parameters,
                           learned_parameters, success, duration_ms, impact_score, failure_reason,
                           failure_group, cost_usd, correlation_id, instance_id, started_at,
-                          finished_at)
-SELECT r, t, d, a, n, p::jsonb, lp::jsonb, s, dur, imp, fr, fg, c, corr, inst, st, fin
+                          finished_at, timed_out)
+SELECT r, t, d, a, n, p::jsonb, lp::jsonb, s, dur, imp, fr, fg, c, corr, inst, st, fin, tmo
 FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::int4[], $6::text[], $7::text[],
             $8::bool[], $9::int8[], $10::float8[], $11::text[], $12::text[], $13::float8[],
-            $14::text[], $15::text[], $16::timestamptz[], $17::timestamptz[])
-     AS u(r, t, d, a, n, p, lp, s, dur, imp, fr, fg, c, corr, inst, st, fin)
-ON CONFLICT (record_id) DO NOTHING
+            $14::text[], $15::text[], $16::timestamptz[], $17::timestamptz[], $18::bool[])
+     AS u(r, t, d, a, n, p, lp, s, dur, imp, fr, fg, c, corr, inst, st, fin, tmo)
+-- Both unique keys: the record itself (a replayed spool) and its attempt (one record per
+-- attempt, whoever wrote it first).
+ON CONFLICT DO NOTHING
 RETURNING record_id";
 
 const UPSERT_TOTALS: &str = "\
@@ -207,6 +209,7 @@ impl HistoryStore for PostgresStore {
         let mut inst = Vec::with_capacity(n);
         let mut st = Vec::with_capacity(n);
         let mut fin = Vec::with_capacity(n);
+        let mut tmo = Vec::with_capacity(n);
         for r in records {
             rid.push(r.record_id);
             tid.push(r.task_id);
@@ -225,6 +228,7 @@ impl HistoryStore for PostgresStore {
             inst.push(r.instance_id.as_deref());
             st.push(r.started_at);
             fin.push(r.finished_at);
+            tmo.push(r.timed_out);
         }
         let work = async {
             let mut tx = self.pool().begin().await?;
@@ -246,6 +250,7 @@ impl HistoryStore for PostgresStore {
                 .bind(&inst)
                 .bind(&st)
                 .bind(&fin)
+                .bind(&tmo)
                 .fetch_all(&mut *tx)
                 .await?;
             let rollup = if inserted.len() == n {

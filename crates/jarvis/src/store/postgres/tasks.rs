@@ -13,27 +13,34 @@ use uuid::Uuid;
 
 use super::PostgresStore;
 use crate::store::rows;
-use crate::store::tasks::{Inserted, Lease, Reclaimed, Settlement, TaskFilter, TaskStore};
+use crate::store::tasks::{
+    Inserted, Lease, ReclaimOutcome, Reclaimed, Settlement, TaskFilter, TaskStore,
+};
 use crate::store::StoreError;
 use crate::tasks::model::{NewTask, Task};
 
 /// The channel idle workers `LISTEN` on.
 pub const CHANNEL: &str = "jarvis_tasks";
+/// The channel waiters `LISTEN` on: comma-separated IDs of finished tasks someone waits for.
+pub const DONE_CHANNEL: &str = "jarvis_task_done";
+/// Task IDs per `jarvis_task_done` notification (37 bytes each; a payload holds < 8,000).
+const DONE_PER_NOTICE: i64 = 200;
 
 const INSERT: &str = "\
 WITH ins AS (
     INSERT INTO tasks (id, domain, action, parameters, learned_parameters, status, priority,
                        run_at, attempts, max_attempts, timeout_ms, idempotency_key,
-                       correlation_id, locked_by, lease_until, created_at, started_at, updated_at)
+                       correlation_id, locked_by, lease_until, created_at, started_at, updated_at,
+                       notify_done)
     SELECT u.id, u.domain, u.action, u.parameters::jsonb, u.learned::jsonb,
            CASE WHEN $13 THEN 'running' ELSE 'queued' END, u.priority, u.run_at,
            CASE WHEN $13 THEN 1 ELSE 0 END, u.max_attempts, u.timeout_ms, u.key, u.corr,
-           $14, $15, u.created_at, $16, u.created_at
+           $14, $15, u.created_at, $16, u.created_at, u.notify
     FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int4[],
                 $7::timestamptz[], $8::int4[], $9::int8[], $10::text[], $11::text[],
-                $12::timestamptz[])
+                $12::timestamptz[], $18::bool[])
          AS u(id, domain, action, parameters, learned, priority, run_at, max_attempts,
-              timeout_ms, key, corr, created_at)
+              timeout_ms, key, corr, created_at, notify)
     ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
     RETURNING *
 ), wake AS (
@@ -61,7 +68,7 @@ WITH picked AS (
     FOR UPDATE SKIP LOCKED
 )
 UPDATE tasks t SET status = 'running', attempts = t.attempts + 1, locked_by = $1,
-       lease_until = $4, started_at = $2, updated_at = $2
+       lease_until = $4, started_at = $2, called_at = NULL, updated_at = $2
 FROM picked WHERE t.id = picked.id
 RETURNING t.*";
 
@@ -82,34 +89,84 @@ const SETTLE_PLAN: &str = "SET LOCAL enable_hashjoin = off; SET LOCAL enable_mer
 /// `tasks`, that plan costs what it really costs (the whole table × the batch), and with hash
 /// and merge joins off (`SETTLE_PLAN`; a hash join would scan the whole table per batch) the
 /// probe is what remains.
+///
+/// Tasks someone waits for (`notify_done`) that reach a final status are announced on
+/// `jarvis_task_done` in the same statement (delivered at commit, so a waiter that hears of
+/// one reads the settled row), at most `DONE_PER_NOTICE` IDs per notification.
 const SETTLE: &str = "\
-UPDATE tasks t SET status = u.status, attempts = t.attempts + u.delta,
-       run_at = COALESCE(u.run_at, t.run_at), result = u.result::jsonb, error = u.error,
-       finished_at = u.finished_at, duration_ms = COALESCE(u.duration_ms, t.duration_ms),
-       locked_by = NULL, lease_until = NULL, updated_at = $1
-FROM UNNEST($2::uuid[], $3::int4[], $4::text[], $5::int4[], $6::timestamptz[], $7::text[],
-            $8::text[], $9::timestamptz[], $10::int8[], $11::text[], $12::text[])
-     AS u(id, attempt, status, delta, run_at, result, error, finished_at, duration_ms, holder,
-          expected)
-WHERE t.id = u.id AND t.locked_by = u.holder AND t.status = u.expected
-  AND t.attempts = u.attempt";
+WITH done AS (
+    UPDATE tasks t SET status = u.status, attempts = t.attempts + u.delta,
+           run_at = COALESCE(u.run_at, t.run_at), result = u.result::jsonb, error = u.error,
+           finished_at = u.finished_at, duration_ms = COALESCE(u.duration_ms, t.duration_ms),
+           locked_by = NULL, lease_until = NULL, called_at = NULL, updated_at = $1
+    FROM UNNEST($2::uuid[], $3::int4[], $4::text[], $5::int4[], $6::timestamptz[], $7::text[],
+                $8::text[], $9::timestamptz[], $10::int8[], $11::text[], $12::text[])
+         AS u(id, attempt, status, delta, run_at, result, error, finished_at, duration_ms,
+              holder, expected)
+    WHERE t.id = u.id AND t.locked_by = u.holder AND t.status = u.expected
+      AND t.attempts = u.attempt
+    RETURNING t.id, t.status, t.notify_done
+), waited AS (
+    SELECT id, row_number() OVER () - 1 AS n FROM done
+    WHERE notify_done AND status IN ('succeeded', 'failed', 'cancelled')
+), sent AS (
+    SELECT pg_notify('jarvis_task_done', string_agg(id::text, ',')) FROM waited
+    GROUP BY n / $13
+)
+SELECT (SELECT count(*) FROM done) AS applied, (SELECT count(*) FROM sent) AS notices";
 
+/// Takes back tasks whose lease expired, deciding per task from its row and the history record
+/// of its current attempt (see [`ReclaimOutcome`]): `recorded` settles as the record says,
+/// `given_back` returns an attempt whose agent was never called (`called_at IS NULL`),
+/// `interrupted` requeues (or fails) and leaves the record to the caller. Nothing is reclaimed
+/// until `$3` has passed since the server started: leases that expired while it was down
+/// belong to holders that may be alive and renew as soon as they reconnect.
 const RECLAIM: &str = "\
 WITH expired AS (
-    SELECT id, locked_by, started_at FROM tasks
-    WHERE status = 'running' AND lease_until < $1
+    SELECT id, locked_by, started_at, called_at, attempts FROM tasks
+    WHERE status = 'running' AND lease_until < $1 AND pg_postmaster_start_time() < $3
     ORDER BY lease_until
     LIMIT $2
     FOR UPDATE SKIP LOCKED
+), decided AS (
+    SELECT e.id, e.locked_by, e.started_at, h.success AS rec_success,
+           h.failure_reason AS rec_reason, h.finished_at AS rec_finished,
+           h.duration_ms AS rec_duration,
+           CASE WHEN h.task_id IS NOT NULL THEN 'recorded'
+                WHEN e.called_at IS NULL THEN 'given_back'
+                ELSE 'interrupted' END AS outcome
+    FROM expired e
+    LEFT JOIN task_history h ON h.task_id = e.id AND h.attempt = e.attempts
 )
 UPDATE tasks t SET
-    status = CASE WHEN t.attempts >= t.max_attempts THEN 'failed' ELSE 'queued' END,
-    finished_at = CASE WHEN t.attempts >= t.max_attempts THEN $1 ELSE NULL END,
-    error = 'attempt ' || t.attempts || ' interrupted: instance '
-            || COALESCE(e.locked_by, '?') || ' stopped renewing its lease',
-    locked_by = NULL, lease_until = NULL, run_at = $1, updated_at = $1
-FROM expired e WHERE t.id = e.id
-RETURNING t.*, e.locked_by AS lost_by, e.started_at AS attempt_started_at";
+    status = CASE
+        WHEN d.outcome = 'recorded' AND d.rec_success THEN 'succeeded'
+        WHEN d.outcome = 'given_back' THEN 'queued'
+        WHEN t.attempts >= t.max_attempts THEN 'failed'
+        ELSE 'queued' END,
+    attempts = CASE WHEN d.outcome = 'given_back' THEN t.attempts - 1 ELSE t.attempts END,
+    finished_at = CASE
+        WHEN d.outcome = 'recorded' AND (d.rec_success OR t.attempts >= t.max_attempts)
+            THEN d.rec_finished
+        WHEN d.outcome = 'interrupted' AND t.attempts >= t.max_attempts THEN $1
+        ELSE NULL END,
+    duration_ms = CASE WHEN d.outcome = 'recorded' THEN d.rec_duration ELSE t.duration_ms END,
+    error = CASE
+        WHEN d.outcome = 'recorded' AND d.rec_success THEN NULL
+        WHEN d.outcome = 'recorded' THEN d.rec_reason
+        WHEN d.outcome = 'given_back' THEN t.error
+        ELSE 'attempt ' || t.attempts || ' interrupted: instance '
+             || COALESCE(d.locked_by, '?') || ' stopped renewing its lease' END,
+    locked_by = NULL, lease_until = NULL, called_at = NULL, run_at = $1, updated_at = $1
+FROM decided d WHERE t.id = d.id
+RETURNING t.*, d.locked_by AS lost_by, d.started_at AS attempt_started_at, d.outcome";
+
+/// Marks attempts as called; same shape and plan settings as the settlement (`SETTLE`).
+const MARK_CALLED: &str = "\
+UPDATE tasks t SET called_at = $1
+FROM UNNEST($2::uuid[], $3::int4[], $4::text[], $5::text[]) AS u(id, attempt, holder, expected)
+WHERE t.id = u.id AND t.locked_by = u.holder AND t.status = u.expected AND t.attempts = u.attempt
+RETURNING t.id";
 
 #[async_trait]
 impl TaskStore for PostgresStore {
@@ -134,6 +191,7 @@ impl TaskStore for PostgresStore {
         let mut keys = Vec::with_capacity(n);
         let mut corrs = Vec::with_capacity(n);
         let mut created = Vec::with_capacity(n);
+        let mut notify = Vec::with_capacity(n);
         for t in tasks {
             ids.push(t.id);
             domains.push(t.domain.as_str().to_string());
@@ -147,6 +205,7 @@ impl TaskStore for PostgresStore {
             keys.push(t.idempotency_key.clone());
             corrs.push(t.correlation_id.clone());
             created.push(t.created_at);
+            notify.push(t.notify_done);
         }
         let rows = sqlx::query(INSERT)
             .bind(&ids)
@@ -166,6 +225,7 @@ impl TaskStore for PostgresStore {
             .bind(claim.map(|c| c.until))
             .bind(claim.map(|c| c.now))
             .bind(claim.is_none())
+            .bind(&notify)
             .fetch_all(self.pool())
             .await
             .map_err(|e| self.err(e))?;
@@ -380,31 +440,76 @@ impl TaskStore for PostgresStore {
                 .bind(&durations)
                 .bind(&holders)
                 .bind(&expected)
-                .execute(&mut *tx)
+                .bind(DONE_PER_NOTICE)
+                .fetch_one(&mut *tx)
                 .await?;
             tx.commit().await?;
-            Ok::<_, sqlx::Error>(done.rows_affected())
+            Ok::<_, sqlx::Error>(done.try_get::<i64, _>("applied")?.max(0) as u64)
         };
         work.await.map_err(|e| self.err(e))
+    }
+
+    async fn mark_called(
+        &self,
+        instance: &str,
+        attempts: &[(Uuid, u32)],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Uuid>, StoreError> {
+        if attempts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<Uuid> = attempts.iter().map(|a| a.0).collect();
+        let numbers: Vec<i32> = attempts.iter().map(|a| a.1 as i32).collect();
+        let holders = vec![instance; ids.len()];
+        let expected = vec!["running"; ids.len()];
+        let work = async {
+            let mut tx = self.pool().begin().await?;
+            sqlx::Executor::execute(&mut *tx, SETTLE_PLAN).await?;
+            let rows = sqlx::query(MARK_CALLED)
+                .bind(now)
+                .bind(&ids)
+                .bind(&numbers)
+                .bind(&holders)
+                .bind(&expected)
+                .fetch_all(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(rows)
+        };
+        let rows = work.await.map_err(|e| self.err(e))?;
+        rows.iter()
+            .map(|r| r.try_get::<Uuid, _>("id"))
+            .collect::<Result<_, _>>()
+            .map_err(|e| self.err(e))
     }
 
     async fn reclaim_expired(
         &self,
         now: DateTime<Utc>,
         limit: u32,
+        grace: Duration,
     ) -> Result<Vec<Reclaimed>, StoreError> {
+        let up_before =
+            now - chrono::TimeDelta::from_std(grace).unwrap_or(chrono::TimeDelta::zero());
         let all = sqlx::query(RECLAIM)
             .bind(now)
             .bind(i64::from(limit))
+            .bind(up_before)
             .fetch_all(self.pool())
             .await
             .map_err(|e| self.err(e))?;
         all.iter()
             .map(|r| {
+                let outcome: String = r.try_get("outcome")?;
                 Ok(Reclaimed {
                     task: rows::task(r)?,
                     lost_by: r.try_get("lost_by")?,
                     attempt_started_at: r.try_get("attempt_started_at")?,
+                    outcome: match outcome.as_str() {
+                        "recorded" => ReclaimOutcome::Recorded,
+                        "given_back" => ReclaimOutcome::GivenBack,
+                        _ => ReclaimOutcome::Interrupted,
+                    },
                 })
             })
             .collect::<Result<_, sqlx::Error>>()
@@ -432,54 +537,101 @@ impl TaskStore for PostgresStore {
         wake: Arc<tokio::sync::Notify>,
     ) -> Option<tokio::task::JoinHandle<()>> {
         let options = self.connect_options().clone();
-        Some(tokio::spawn(async move {
-            loop {
-                // A pool of its own (one connection, no timeouts): the listener reconnects
-                // through it, and closing the main pool at shutdown never waits for it.
-                let pool = sqlx::postgres::PgPoolOptions::new()
-                    .max_connections(1)
-                    .max_lifetime(None)
-                    .idle_timeout(None)
-                    .connect_with(options.clone())
-                    .await;
-                let mut listener = match pool {
-                    Ok(pool) => match PgListener::connect_with(&pool).await {
-                        Ok(l) => l,
-                        Err(e) => {
-                            tracing::warn!(error = %e, "cannot LISTEN for new tasks; retrying in 1 s");
-                            tokio::time::sleep(Duration::from_secs(1)).await;
-                            continue;
-                        }
-                    },
-                    Err(e) => {
-                        tracing::warn!(error = %e, "cannot LISTEN for new tasks; retrying in 1 s");
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                        continue;
+        Some(tokio::spawn(listen(options, CHANNEL, move |_| {
+            // Any message, a reconnection included (something may have been submitted while
+            // nobody listened), is a reason to look for work.
+            wake.notify_one();
+        })))
+    }
+
+    async fn notify_finished(&self, ids: &[Uuid]) -> Result<(), StoreError> {
+        for chunk in ids.chunks(DONE_PER_NOTICE as usize) {
+            let payload = chunk
+                .iter()
+                .map(|id| id.hyphenated().to_string())
+                .collect::<Vec<_>>()
+                .join(",");
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(DONE_CHANNEL)
+                .bind(payload)
+                .execute(self.pool())
+                .await
+                .map_err(|e| self.err(e))?;
+        }
+        Ok(())
+    }
+
+    async fn listen_for_finished(
+        &self,
+        finished: tokio::sync::broadcast::Sender<Uuid>,
+    ) -> Option<tokio::task::JoinHandle<()>> {
+        let options = self.connect_options().clone();
+        Some(tokio::spawn(listen(
+            options,
+            DONE_CHANNEL,
+            move |payload| {
+                // A reconnection (`None`) carries no IDs: waiters fall back to their poll for
+                // anything announced while nobody listened.
+                for id in payload.unwrap_or("").split(',') {
+                    if let Ok(id) = Uuid::parse_str(id) {
+                        let _ = finished.send(id);
                     }
-                };
-                if let Err(e) = listener.listen(CHANNEL).await {
-                    tracing::warn!(error = %e, "cannot LISTEN for new tasks; retrying in 1 s");
+                }
+            },
+        )))
+    }
+}
+
+/// `LISTEN`s on `channel` for as long as the task runs, reconnecting after a lost connection,
+/// and hands every payload to `on_message` (`None` after each (re)connection, when messages
+/// may have been missed).
+async fn listen(
+    options: sqlx::postgres::PgConnectOptions,
+    channel: &'static str,
+    on_message: impl Fn(Option<&str>) + Send + 'static,
+) {
+    loop {
+        // A pool of its own (one connection, no timeouts): the listener reconnects through
+        // it, and closing the main pool at shutdown never waits for it.
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(1)
+            .max_lifetime(None)
+            .idle_timeout(None)
+            .connect_with(options.clone())
+            .await;
+        let mut listener = match pool {
+            Ok(pool) => match PgListener::connect_with(&pool).await {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::warn!(error = %e, channel, "cannot LISTEN; retrying in 1 s");
                     tokio::time::sleep(Duration::from_secs(1)).await;
                     continue;
                 }
-                // Anything submitted while we were not listening is found by this wake-up.
-                wake.notify_one();
-                loop {
-                    match listener.try_recv().await {
-                        Ok(Some(_)) => wake.notify_one(),
-                        Ok(None) => {
-                            // The connection was lost and will be re-established.
-                            wake.notify_one();
-                        }
-                        Err(e) => {
-                            tracing::warn!(error = %e, "task notifications interrupted; reconnecting");
-                            wake.notify_one();
-                            tokio::time::sleep(Duration::from_millis(500)).await;
-                            break;
-                        }
-                    }
+            },
+            Err(e) => {
+                tracing::warn!(error = %e, channel, "cannot LISTEN; retrying in 1 s");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        if let Err(e) = listener.listen(channel).await {
+            tracing::warn!(error = %e, channel, "cannot LISTEN; retrying in 1 s");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            continue;
+        }
+        on_message(None);
+        loop {
+            match listener.try_recv().await {
+                Ok(Some(n)) => on_message(Some(n.payload())),
+                // The connection was lost and will be re-established.
+                Ok(None) => on_message(None),
+                Err(e) => {
+                    tracing::warn!(error = %e, channel, "notifications interrupted; reconnecting");
+                    on_message(None);
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    break;
                 }
             }
-        }))
+        }
     }
 }

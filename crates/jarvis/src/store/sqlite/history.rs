@@ -104,8 +104,8 @@ impl HistoryStore for SqliteStore {
                     "INSERT INTO task_history (record_id, task_id, domain, action, attempt, \
                      parameters, learned_parameters, success, duration_ms, impact_score, \
                      failure_reason, failure_group, cost_usd, correlation_id, instance_id, \
-                     started_at, finished_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, \
-                     ?11, ?12, ?13, ?14, ?15, ?16, ?17) ON CONFLICT (record_id) DO NOTHING",
+                     started_at, finished_at, timed_out) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, \
+                     ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18) ON CONFLICT DO NOTHING",
                 )
                 .bind(r.record_id.hyphenated().to_string())
                 .bind(r.task_id.hyphenated().to_string())
@@ -124,6 +124,7 @@ impl HistoryStore for SqliteStore {
                 .bind(r.instance_id.as_deref())
                 .bind(r.started_at)
                 .bind(r.finished_at)
+                .bind(r.timed_out)
                 .execute(&mut *tx)
                 .await?;
                 if done.rows_affected() > 0 {

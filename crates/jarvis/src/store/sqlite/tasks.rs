@@ -10,7 +10,9 @@ use uuid::Uuid;
 
 use super::SqliteStore;
 use crate::store::rows;
-use crate::store::tasks::{Inserted, Lease, Reclaimed, Settlement, TaskFilter, TaskStore};
+use crate::store::tasks::{
+    Inserted, Lease, ReclaimOutcome, Reclaimed, Settlement, TaskFilter, TaskStore,
+};
 use crate::store::StoreError;
 use crate::tasks::model::{NewTask, Task, TaskStatus};
 
@@ -39,7 +41,7 @@ impl TaskStore for SqliteStore {
                     "INSERT INTO tasks (id, domain, action, parameters, learned_parameters, \
                      status, priority, run_at, attempts, max_attempts, timeout_ms, \
                      idempotency_key, correlation_id, locked_by, lease_until, created_at, \
-                     started_at, updated_at) ",
+                     started_at, updated_at, notify_done) ",
                 );
                 q.push_values(chunk, |mut b, t| {
                     b.push_bind(id(t.id))
@@ -63,7 +65,8 @@ impl TaskStore for SqliteStore {
                         .push_bind(claim.map(|c| c.until))
                         .push_bind(t.created_at)
                         .push_bind(claim.map(|c| c.now))
-                        .push_bind(t.created_at);
+                        .push_bind(t.created_at)
+                        .push_bind(t.notify_done);
                 });
                 q.push(" ON CONFLICT (idempotency_key) DO NOTHING RETURNING *");
                 for r in q.build().fetch_all(&mut *tx).await? {
@@ -154,7 +157,7 @@ impl TaskStore for SqliteStore {
         }
         let all = sqlx::query(
             "UPDATE tasks SET status = 'running', attempts = attempts + 1, locked_by = ?1, \
-             lease_until = ?2, started_at = ?3, updated_at = ?3 \
+             lease_until = ?2, started_at = ?3, called_at = NULL, updated_at = ?3 \
              WHERE id IN (SELECT id FROM tasks WHERE status IN ('queued', 'waiting') \
              AND run_at <= ?3 ORDER BY priority DESC, run_at, id LIMIT ?4) RETURNING *",
         )
@@ -222,7 +225,7 @@ impl TaskStore for SqliteStore {
                     "UPDATE tasks SET status = ?4, attempts = attempts + ?5, \
                      run_at = COALESCE(?6, run_at), result = ?7, error = ?8, finished_at = ?9, \
                      duration_ms = COALESCE(?10, duration_ms), locked_by = NULL, \
-                     lease_until = NULL, updated_at = ?11 \
+                     lease_until = NULL, called_at = NULL, updated_at = ?11 \
                      WHERE id = ?1 AND locked_by = ?2 AND status = 'running' AND attempts = ?3",
                 )
                 .bind(id(s.id))
@@ -246,16 +249,58 @@ impl TaskStore for SqliteStore {
         work.await.map_err(|e| self.err(e))
     }
 
+    async fn mark_called(
+        &self,
+        instance: &str,
+        attempts: &[(Uuid, u32)],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Uuid>, StoreError> {
+        if attempts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let work = async {
+            let mut tx = self.writer().begin().await?;
+            let mut held = Vec::with_capacity(attempts.len());
+            for (task, attempt) in attempts {
+                let done = sqlx::query(
+                    "UPDATE tasks SET called_at = ?4 WHERE id = ?1 AND locked_by = ?2 \
+                     AND status = 'running' AND attempts = ?3",
+                )
+                .bind(id(*task))
+                .bind(instance)
+                .bind(i64::from(*attempt))
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                if done.rows_affected() > 0 {
+                    held.push(*task);
+                }
+            }
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(held)
+        };
+        work.await.map_err(|e| self.err(e))
+    }
+
+    /// One process owns the file, so there is no server restart to wait for: `grace` is
+    /// ignored (the queue itself waits after its own store errors).
     async fn reclaim_expired(
         &self,
         now: DateTime<Utc>,
         limit: u32,
+        _grace: std::time::Duration,
     ) -> Result<Vec<Reclaimed>, StoreError> {
         let work = async {
             let mut tx = self.writer().begin().await?;
             let expired = sqlx::query(
-                "SELECT id, locked_by, started_at FROM tasks \
-                 WHERE status = 'running' AND lease_until < ?1 ORDER BY lease_until LIMIT ?2",
+                "SELECT t.id, t.locked_by, t.started_at, t.called_at, t.attempts, \
+                        t.max_attempts, t.error, h.success AS rec_success, \
+                        h.failure_reason AS rec_reason, h.finished_at AS rec_finished, \
+                        h.duration_ms AS rec_duration, h.task_id IS NOT NULL AS recorded \
+                 FROM tasks t \
+                 LEFT JOIN task_history h ON h.task_id = t.id AND h.attempt = t.attempts \
+                 WHERE t.status = 'running' AND t.lease_until < ?1 \
+                 ORDER BY t.lease_until LIMIT ?2",
             )
             .bind(now)
             .bind(i64::from(limit))
@@ -266,23 +311,82 @@ impl TaskStore for SqliteStore {
                 let task_id: String = e.try_get("id")?;
                 let lost_by: Option<String> = e.try_get("locked_by")?;
                 let started: Option<DateTime<Utc>> = e.try_get("started_at")?;
+                let called: Option<DateTime<Utc>> = e.try_get("called_at")?;
+                let attempts: i64 = e.try_get("attempts")?;
+                let max_attempts: i64 = e.try_get("max_attempts")?;
+                let last = attempts >= max_attempts;
+                let recorded: bool = e.try_get("recorded")?;
+                let (outcome, status, delta, finished, duration, error) = if recorded {
+                    let success: bool = e.try_get("rec_success")?;
+                    let finished: Option<DateTime<Utc>> = e.try_get("rec_finished")?;
+                    let duration: Option<i64> = e.try_get("rec_duration")?;
+                    let reason: Option<String> = e.try_get("rec_reason")?;
+                    let status = if success {
+                        TaskStatus::Succeeded
+                    } else if last {
+                        TaskStatus::Failed
+                    } else {
+                        TaskStatus::Queued
+                    };
+                    let finished = status.is_final().then_some(finished).flatten();
+                    let error = if success { None } else { reason };
+                    (
+                        ReclaimOutcome::Recorded,
+                        status,
+                        0,
+                        finished,
+                        duration,
+                        error,
+                    )
+                } else if called.is_none() {
+                    let error: Option<String> = e.try_get("error")?;
+                    (
+                        ReclaimOutcome::GivenBack,
+                        TaskStatus::Queued,
+                        -1,
+                        None,
+                        None,
+                        error,
+                    )
+                } else {
+                    let status = if last {
+                        TaskStatus::Failed
+                    } else {
+                        TaskStatus::Queued
+                    };
+                    let error = format!(
+                        "attempt {attempts} interrupted: instance {} stopped renewing its lease",
+                        lost_by.as_deref().unwrap_or("?")
+                    );
+                    (
+                        ReclaimOutcome::Interrupted,
+                        status,
+                        0,
+                        last.then_some(now),
+                        None,
+                        Some(error),
+                    )
+                };
                 let row = sqlx::query(
-                    "UPDATE tasks SET \
-                     status = CASE WHEN attempts >= max_attempts THEN 'failed' ELSE 'queued' END, \
-                     finished_at = CASE WHEN attempts >= max_attempts THEN ?2 ELSE NULL END, \
-                     error = 'attempt ' || attempts || ' interrupted: instance ' \
-                             || COALESCE(locked_by, '?') || ' stopped renewing its lease', \
-                     locked_by = NULL, lease_until = NULL, run_at = ?2, updated_at = ?2 \
+                    "UPDATE tasks SET status = ?3, attempts = attempts + ?4, finished_at = ?5, \
+                     duration_ms = COALESCE(?6, duration_ms), error = ?7, locked_by = NULL, \
+                     lease_until = NULL, called_at = NULL, run_at = ?2, updated_at = ?2 \
                      WHERE id = ?1 RETURNING *",
                 )
                 .bind(&task_id)
                 .bind(now)
+                .bind(status.as_str())
+                .bind(delta)
+                .bind(finished)
+                .bind(duration)
+                .bind(error)
                 .fetch_one(&mut *tx)
                 .await?;
                 out.push(Reclaimed {
                     task: rows::task(&row)?,
                     lost_by,
                     attempt_started_at: started,
+                    outcome,
                 });
             }
             tx.commit().await?;

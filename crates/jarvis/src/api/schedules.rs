@@ -1,0 +1,183 @@
+//! `/api/v1/schedules`: create or replace, list, show, pause, resume and delete recurring
+//! schedules (see `crate::schedules`).
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::Value;
+
+use super::envelope::{ok, ApiError, ApiJson, ApiOk};
+use super::services::path_name;
+use crate::app::AppState;
+use crate::names::Name;
+use crate::schedules::{Missed, Schedule, ScheduleInput, Timing};
+use crate::store::ScheduleRow;
+
+/// How many coming ticks a schedule shows (`upcoming`, from `nextRunAt` on).
+const UPCOMING: usize = 5;
+
+/// A schedule as the API shows it.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ScheduleView {
+    name: String,
+    cron: Option<String>,
+    every_ms: Option<u64>,
+    timezone: String,
+    task: Value,
+    paused: bool,
+    missed: Missed,
+    catch_up_limit: u32,
+    /// The next tick (ISO 8601 UTC); null while paused.
+    next_run_at: Option<DateTime<Utc>>,
+    /// The next few ticks, `nextRunAt` first.
+    upcoming: Vec<DateTime<Utc>>,
+    last_run_at: Option<DateTime<Utc>>,
+    last_task_id: Option<String>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+fn view(row: ScheduleRow) -> Result<ScheduleView, ApiError> {
+    let task = row.task.0.clone();
+    let s = Schedule::from_row(row)
+        .map_err(|e| ApiError::internal(format!("stored schedule does not parse: {e}")))?;
+    let (cron, every_ms, timezone) = match &s.spec.timing {
+        Timing::Cron { expr, tz, .. } => (Some(expr.clone()), None, tz.name().to_string()),
+        Timing::Every { ms } => (None, Some(*ms), "UTC".to_string()),
+    };
+    Ok(ScheduleView {
+        name: s.spec.name.to_string(),
+        cron,
+        every_ms,
+        timezone,
+        task,
+        paused: s.spec.paused,
+        missed: s.spec.missed,
+        catch_up_limit: s.spec.catch_up_limit,
+        upcoming: s
+            .next_run_at
+            .map(|t| s.spec.upcoming(t, UPCOMING))
+            .unwrap_or_default(),
+        next_run_at: s.next_run_at,
+        last_run_at: s.last_run_at,
+        last_task_id: s.last_task_id,
+        created_at: s.created_at,
+        updated_at: s.updated_at,
+    })
+}
+
+fn schedule_name(raw: &str) -> Result<Name, ApiError> {
+    path_name(raw, "schedule name")
+}
+
+fn not_found(name: &Name) -> ApiError {
+    ApiError::not_found(format!("no schedule named {name}"))
+}
+
+/// `PUT /api/v1/schedules/{name}`: 201 when new, 200 when replaced. A replacement that keeps
+/// the timing (cron, everyMs, timezone) and the paused state keeps the next tick.
+pub async fn put(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    ApiJson(input): ApiJson<ScheduleInput>,
+) -> Result<ApiOk<ScheduleView>, ApiError> {
+    let name = schedule_name(&name)?;
+    let now = crate::store::now();
+    let spec = input
+        .into_spec(name, now)
+        .map_err(|e| ApiError::bad_request("invalid_schedule", e.to_string()))?;
+    let (stored, created) = state.store.put_schedule(&spec.to_row(now)).await?;
+    tracing::info!(
+        schedule = %stored.name,
+        created,
+        next_run_at = %crate::schedules::scheduler::iso(stored.next_run_at),
+        "schedule stored"
+    );
+    state.scheduler.changed();
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok(ApiOk(status, view(stored)?))
+}
+
+/// `GET /api/v1/schedules`: every schedule, by name.
+pub async fn list(State(state): State<AppState>) -> Result<ApiOk<Vec<ScheduleView>>, ApiError> {
+    let rows = state.store.list_schedules().await?;
+    Ok(ok(rows.into_iter().map(view).collect::<Result<_, _>>()?))
+}
+
+/// `GET /api/v1/schedules/{name}`.
+pub async fn get(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<ApiOk<ScheduleView>, ApiError> {
+    let name = schedule_name(&name)?;
+    match state.store.get_schedule(name.as_str()).await? {
+        Some(row) => Ok(ok(view(row)?)),
+        None => Err(not_found(&name)),
+    }
+}
+
+/// `DELETE /api/v1/schedules/{name}`: 204. The tasks it submitted stay.
+pub async fn delete(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    let name = schedule_name(&name)?;
+    if state.store.delete_schedule(name.as_str()).await? {
+        tracing::info!(schedule = %name, "schedule removed");
+        state.scheduler.changed();
+        Ok(StatusCode::NO_CONTENT.into_response())
+    } else {
+        Err(not_found(&name))
+    }
+}
+
+async fn set_paused(state: &AppState, raw: &str, paused: bool) -> Result<ScheduleView, ApiError> {
+    let name = schedule_name(raw)?;
+    let row = state
+        .store
+        .get_schedule(name.as_str())
+        .await?
+        .ok_or_else(|| not_found(&name))?;
+    let now = crate::store::now();
+    let next = if paused {
+        None
+    } else {
+        let s = Schedule::from_row(row)
+            .map_err(|e| ApiError::internal(format!("stored schedule does not parse: {e}")))?;
+        s.spec.timing.next_after(now)
+    };
+    let row = state
+        .store
+        .set_schedule_paused(name.as_str(), paused, next, now)
+        .await?
+        .ok_or_else(|| not_found(&name))?;
+    tracing::info!(schedule = %name, paused, next_run_at = %crate::schedules::scheduler::iso(row.next_run_at), "schedule paused or resumed");
+    state.scheduler.changed();
+    view(row)
+}
+
+/// `POST /api/v1/schedules/{name}/pause`: the schedule, paused (`nextRunAt` null). Pausing a
+/// paused schedule changes nothing.
+pub async fn pause(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<ApiOk<ScheduleView>, ApiError> {
+    Ok(ok(set_paused(&state, &name, true).await?))
+}
+
+/// `POST /api/v1/schedules/{name}/resume`: the schedule, running again from its next tick
+/// after now (ticks while paused are not made up). Resuming a running schedule changes
+/// nothing.
+pub async fn resume(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<ApiOk<ScheduleView>, ApiError> {
+    Ok(ok(set_paused(&state, &name, false).await?))
+}
