@@ -197,10 +197,12 @@ impl Application {
         }
         // Every instance runs the scheduler: ticks are claimed in the store, so any number of
         // instances submit one task per tick (see `schedules::scheduler`).
+        let agent_defaults = Arc::new(crate::agents::AgentDefaults::default());
         let scheduler = crate::schedules::Scheduler::new(
             store.clone(),
             tasks.clone(),
             learner.clone(),
+            agent_defaults.clone(),
             metrics.clone(),
         );
         {
@@ -214,7 +216,7 @@ impl Application {
             breakers,
             breaker_sync,
             learner,
-            agent_defaults: Arc::new(crate::agents::AgentDefaults::default()),
+            agent_defaults,
             metrics,
             tasks,
             instance_id: config.instance_id.clone(),

@@ -51,6 +51,7 @@ pub struct Scheduler {
     store: Arc<dyn Store>,
     tasks: Arc<TaskQueue>,
     learner: Arc<crate::learning::Learner>,
+    agent_defaults: Arc<crate::agents::AgentDefaults>,
     metrics: Arc<Metrics>,
     wake: Notify,
 }
@@ -61,6 +62,7 @@ impl Scheduler {
         store: Arc<dyn Store>,
         tasks: Arc<TaskQueue>,
         learner: Arc<crate::learning::Learner>,
+        agent_defaults: Arc<crate::agents::AgentDefaults>,
         metrics: Arc<Metrics>,
     ) -> Arc<Scheduler> {
         metrics.describe(
@@ -73,6 +75,7 @@ impl Scheduler {
             store,
             tasks,
             learner,
+            agent_defaults,
             metrics,
             wake: Notify::new(),
         })
@@ -162,11 +165,28 @@ impl Scheduler {
                 }
             };
             let plan = schedule.spec.plan(due, now);
+            // Without useLearned, the tasks follow their domain's agent (as submissions do).
+            let use_learned = match schedule.spec.use_learned() {
+                Some(flag) => flag,
+                None => match schedule.spec.task.domain.as_deref() {
+                    Some(domain) => {
+                        match self.agent_defaults.use_learned(self.store.as_ref(), domain).await {
+                            Ok(flag) => flag,
+                            Err(e) => {
+                                tracing::warn!(error = %e, "cannot read the domain's agent; tick stays due");
+                                self.count(&name, "failed", plan.run.len() as u64);
+                                return false;
+                            }
+                        }
+                    }
+                    None => false,
+                },
+            };
             let mut new = Vec::with_capacity(plan.run.len());
             for tick in &plan.run {
                 match schedule.spec.new_task(*tick, cid.as_str(), now) {
                     Ok(mut task) => {
-                        if schedule.spec.use_learned() {
+                        if use_learned {
                             if let Err(e) = self.learner.apply(&mut task).await {
                                 tracing::warn!(error = %e, "learned parameters unavailable; tick stays due");
                                 self.count(&name, "failed", 1);

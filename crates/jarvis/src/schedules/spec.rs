@@ -397,9 +397,9 @@ impl ScheduleSpec {
             })
     }
 
-    /// Whether the tasks ask for learned parameters.
-    pub fn use_learned(&self) -> bool {
-        self.task.use_learned == Some(true)
+    /// Whether the tasks ask for learned parameters (`None`: as the domain's agent says).
+    pub fn use_learned(&self) -> Option<bool> {
+        self.task.use_learned
     }
 
     /// What to do at `now` with the due tick `due` (see [`Missed`]).

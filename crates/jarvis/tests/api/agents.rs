@@ -305,3 +305,60 @@ async fn a_change_on_one_instance_reaches_the_other() {
     b.stop().await;
     a.stop().await;
 }
+
+/// The tasks scheduled by `name` so far (from their idempotency keys).
+async fn scheduled(app: &TestApp, name: &str) -> Vec<Value> {
+    let (s, body) = json(app.get("/api/v1/tasks?limit=1000").await).await;
+    assert_eq!(s, 200, "{body}");
+    let prefix = format!("schedule:{name}:");
+    body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| {
+            t["idempotencyKey"]
+                .as_str()
+                .is_some_and(|k| k.starts_with(&prefix))
+        })
+        .cloned()
+        .collect()
+}
+
+both_backends!(
+    scheduled_tasks_follow_the_agent_default,
+    |backend| async move {
+        let app = TestApp::spawn(backend).await;
+        let agent = TestAgent::start(Behaviour::Succeed).await;
+        let (s, _) = put_agent(&app, "music", json!({"url": agent.url, "useLearned": true})).await;
+        assert_eq!(s, 201);
+        for (name, task) in [
+            ("learned", json!({"domain": "music", "action": "beat"})),
+            (
+                "optout",
+                json!({"domain": "music", "action": "beat", "useLearned": false}),
+            ),
+        ] {
+            let (s, body) = json(
+                app.send_json(
+                    Method::PUT,
+                    &format!("/api/v1/schedules/{name}"),
+                    &json!({"everyMs": 1000, "task": task}),
+                )
+                .await,
+            )
+            .await;
+            assert_eq!(s, 201, "{body}");
+        }
+        for (name, learned) in [("learned", true), ("optout", false)] {
+            let tasks = eventually_some(LIMIT, &format!("a task of schedule {name}"), || async {
+                let t = scheduled(&app, name).await;
+                (!t.is_empty()).then_some(t)
+            })
+            .await;
+            for t in &tasks {
+                assert_eq!(is_learned(t), learned, "{name}: {t}");
+            }
+        }
+        app.stop().await;
+    }
+);
