@@ -9,6 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::agent::{Behaviour, TestAgent};
 use crate::helpers::*;
 use serde_json::{json, Value};
 
@@ -96,7 +97,40 @@ async fn a_full_disk_loses_no_acknowledged_task() {
             acknowledged.push(t["taskId"].as_str().unwrap().to_string());
         }
     }
+    // Attempts that finish while the disk is full: their records can go neither to the store
+    // nor to the spool file (it is on the same disk), their settlements wait.
+    let agent = TestAgent::start(Behaviour::Succeed).await;
+    let r = client
+        .put(p.url("/api/v1/agents/music"))
+        .bearer_auth(TOKEN)
+        .json(&json!({"url": agent.url}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let held: Vec<Value> = (0..8)
+        .map(|i| json!({"domain": "music", "action": "held", "parameters": {"hold": true, "i": i}}))
+        .collect();
+    let r = client
+        .post(p.url("/api/v1/tasks/batch"))
+        .bearer_auth(TOKEN)
+        .json(&json!({"tasks": held}))
+        .send()
+        .await
+        .unwrap();
+    let (s, b) = json(r).await;
+    assert_eq!(s, 202, "{b}");
+    for t in b["data"]["tasks"].as_array().unwrap() {
+        acknowledged.push(t["taskId"].as_str().unwrap().to_string());
+    }
+    eventually(
+        Duration::from_secs(20),
+        "the held calls at the agent",
+        || async { agent.calls().len() == 8 },
+    )
+    .await;
     let ballast = fill(&data);
+    agent.release();
     let mut refused = 0;
     let mut full_code_seen = false;
     for i in 5..200 {
@@ -127,6 +161,24 @@ async fn a_full_disk_loses_no_acknowledged_task() {
     assert!(full_code_seen, "a refusal said storage_full");
     let (s, b) = health(&client, &p).await;
     assert_eq!(s, 503, "/health fails while writes fail: {b}");
+    let metrics = client
+        .get(p.url("/metrics"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("jarvis_history_memory_records 8"),
+        "the held attempts' records wait in memory: {}",
+        metrics
+            .lines()
+            .filter(|l| l.starts_with("jarvis_history"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
     assert_eq!(b["data"]["status"], "fail", "{b}");
 
     // Space comes back: everything recovers by itself.
