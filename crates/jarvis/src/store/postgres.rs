@@ -28,6 +28,10 @@ use crate::health::{CheckResult, ServiceSpec};
 /// The PostgreSQL-backed [`Store`].
 pub struct PostgresStore {
     pool: PgPool,
+    /// Connections for the queue's own statements (claim, settle, leases, marks, reclaim),
+    /// opened with the planner settings those statements need (`tasks::QUEUE_PLAN`), so that
+    /// each is one round trip instead of BEGIN, SET LOCAL, the statement and COMMIT.
+    queue: PgPool,
     url: DatabaseUrl,
     options: PgConnectOptions,
 }
@@ -62,11 +66,16 @@ impl PostgresStore {
             };
             match result {
                 Ok(pool) => {
+                    let queue = PgPoolOptions::new()
+                        .max_connections(8)
+                        .acquire_timeout(Duration::from_secs(5))
+                        .connect_lazy_with(options.clone().options(tasks::QUEUE_PLAN));
                     return Ok(PostgresStore {
                         pool,
+                        queue,
                         url: url.clone(),
                         options,
-                    })
+                    });
                 }
                 Err(e) => {
                     let message = url.scrub(&e.to_string());
@@ -99,6 +108,11 @@ impl PostgresStore {
                 }
             }
         }
+    }
+
+    /// The pool of the queue's statements (see the field).
+    pub fn queue_pool(&self) -> &PgPool {
+        &self.queue
     }
 
     /// The connection pool, for the backend's own modules.
@@ -148,6 +162,7 @@ impl Store for PostgresStore {
     }
 
     async fn close(&self) {
+        self.queue.close().await;
         self.pool.close().await;
     }
 

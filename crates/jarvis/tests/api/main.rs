@@ -6,6 +6,7 @@ mod helpers;
 
 mod breakers;
 mod cluster;
+mod disk_full;
 mod foundation;
 mod health;
 mod learning;

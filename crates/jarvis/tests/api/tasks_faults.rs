@@ -252,3 +252,44 @@ async fn sqlite_kill_and_restart_keeps_one_record_per_attempt() {
     let again = TestProcess::start(&env).await;
     check_invariants(&client, &again.url(""), &ids, &agent).await;
 }
+
+/// `?wait=true` answered by an instance that does not run the task hears of its settlement
+/// through the store (NOTIFY), not by polling: every answer comes well before the 500 ms
+/// fallback poll could have fired.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiter_on_another_instance_is_answered_at_once() {
+    let mut env = TestEnv::new(Backend::Postgres).await;
+    env.set("JARVIS_HEALTH_MONITOR", "false");
+    let base_dir = env.dir.path().to_path_buf();
+    env.set("JARVIS_WORKERS_ENABLED", "false").set(
+        "JARVIS_DATA_DIR",
+        &base_dir.join("api").display().to_string(),
+    );
+    let api_only = TestProcess::start(&env).await;
+    env.set("JARVIS_WORKERS_ENABLED", "true").set(
+        "JARVIS_DATA_DIR",
+        &base_dir.join("worker").display().to_string(),
+    );
+    let _worker = TestProcess::start(&env).await;
+    let client = reqwest::Client::new();
+    let mut took = Vec::new();
+    for i in 0..12 {
+        let started = std::time::Instant::now();
+        let (s, b) = api(
+            &client,
+            reqwest::Method::POST,
+            api_only.url("/api/v1/execute?wait=true"),
+            Some(json!({"domain": "noop", "action": "wait", "parameters": {"i": i}})),
+        )
+        .await;
+        took.push(started.elapsed());
+        assert_eq!(s, 200, "{b}");
+        assert_eq!(b["data"]["status"], "succeeded", "{b}");
+    }
+    took.sort();
+    let median = took[took.len() / 2];
+    assert!(
+        median < Duration::from_millis(150),
+        "median {median:?} of {took:?}: the waiter was not told of the settlement"
+    );
+}

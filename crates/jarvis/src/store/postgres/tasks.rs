@@ -48,16 +48,24 @@ WITH ins AS (
 )
 SELECT ins.* FROM ins LEFT JOIN wake ON true";
 
-/// Planner settings of the claim's transaction. With few statistics (a queue that just
-/// filled up, before autovacuum analysed it) the planner estimated a handful of ready rows and
-/// chose a bitmap scan of the whole ready index plus a sort of every ready task, to take the
-/// first `LIMIT` of them: 21 ms per claim with 20,000 tasks queued, O(queue) per claim. Without
-/// bitmap scans and sorts the only plan left is the ordered walk of `tasks_ready_idx` that
-/// stops at `LIMIT` (1 ms), whatever the statistics say. Hash and merge joins are off for the
-/// same reason as in the settlement (`SETTLE_PLAN`): with accurate statistics and a large
-/// `LIMIT`, joining the picked rows back to `tasks` by hashing would scan the whole table.
-const CLAIM_PLAN: &str = "SET LOCAL enable_bitmapscan = off; SET LOCAL enable_sort = off; \
-                          SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off";
+/// Planner settings of every queue statement, set when a connection of the store's queue
+/// pool opens (so each statement is one round trip, with no transaction around it).
+///
+/// For the claim: with few statistics (a queue that just filled up, before autovacuum analysed
+/// it) the planner estimated a handful of ready rows and chose a bitmap scan of the whole ready
+/// index plus a sort of every ready task, to take the first `LIMIT` of them: 21 ms per claim
+/// with 20,000 tasks queued, O(queue) per claim. Without bitmap scans and sorts the only plan
+/// left is the ordered walk of `tasks_ready_idx` that stops at `LIMIT` (1 ms), whatever the
+/// statistics say. Hash and merge joins are off for the reason given at `SETTLE`: with
+/// accurate statistics and a large batch, joining it to `tasks` by hashing would scan the
+/// whole table. The settlement, lease renewal, call marks and the reclaimer's join to the
+/// attempt's history record are all primary-key (or unique-index) probes under these settings.
+pub(crate) const QUEUE_PLAN: [(&str, &str); 4] = [
+    ("enable_bitmapscan", "off"),
+    ("enable_sort", "off"),
+    ("enable_hashjoin", "off"),
+    ("enable_mergejoin", "off"),
+];
 
 const CLAIM: &str = "\
 WITH picked AS (
@@ -72,11 +80,6 @@ UPDATE tasks t SET status = 'running', attempts = t.attempts + 1, locked_by = $1
 FROM picked WHERE t.id = picked.id
 RETURNING t.*";
 
-/// Planner settings of the settlement's transaction: with hash and merge joins off, the only
-/// plans left are nested loops, and of those the settlement's shape (below) makes the
-/// primary-key probe per settlement the cheapest by far.
-const SETTLE_PLAN: &str = "SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off";
-
 /// Settles a batch by primary key: one primary-key probe per settlement.
 ///
 /// The holder, the expected status and the attempt are compared with per-row values of the
@@ -87,7 +90,7 @@ const SETTLE_PLAN: &str = "SET LOCAL enable_hashjoin = off; SET LOCAL enable_mer
 /// the whole unnested batch rescanned for every row: O(held × batch), up to 1.2 s for one
 /// settlement of 1,382 tasks (auto_explain, bench/queue/README.md). Without a restriction on
 /// `tasks`, that plan costs what it really costs (the whole table × the batch), and with hash
-/// and merge joins off (`SETTLE_PLAN`; a hash join would scan the whole table per batch) the
+/// and merge joins off (`QUEUE_PLAN`; a hash join would scan the whole table per batch) the
 /// probe is what remains.
 ///
 /// Tasks someone waits for (`notify_done`) that reach a final status are announced on
@@ -332,16 +335,14 @@ impl TaskStore for PostgresStore {
             return Ok(Vec::new());
         }
         let work = async {
-            let mut tx = self.pool().begin().await?;
-            sqlx::Executor::execute(&mut *tx, CLAIM_PLAN).await?;
+            let queue = self.queue_pool();
             let all = sqlx::query(CLAIM)
                 .bind(lease.instance)
                 .bind(lease.now)
                 .bind(i64::from(limit))
                 .bind(lease.until)
-                .fetch_all(&mut *tx)
+                .fetch_all(queue)
                 .await?;
-            tx.commit().await?;
             Ok::<_, sqlx::Error>(all)
         };
         let all = work.await.map_err(|e| self.err(e))?;
@@ -368,8 +369,7 @@ impl TaskStore for PostgresStore {
         let holders = vec![instance; ids.len()];
         let expected = vec!["running"; ids.len()];
         let work = async {
-            let mut tx = self.pool().begin().await?;
-            sqlx::Executor::execute(&mut *tx, SETTLE_PLAN).await?;
+            let queue = self.queue_pool();
             let rows = sqlx::query(
                 "UPDATE tasks t SET lease_until = $1 \
                  FROM UNNEST($2::uuid[], $3::text[], $4::text[]) AS u(id, holder, expected) \
@@ -380,9 +380,8 @@ impl TaskStore for PostgresStore {
             .bind(ids)
             .bind(&holders)
             .bind(&expected)
-            .fetch_all(&mut *tx)
+            .fetch_all(queue)
             .await?;
-            tx.commit().await?;
             Ok::<_, sqlx::Error>(rows)
         };
         let rows = work.await.map_err(|e| self.err(e))?;
@@ -425,8 +424,7 @@ impl TaskStore for PostgresStore {
             durations.push(s.duration_ms.map(|d| d as i64));
         }
         let work = async {
-            let mut tx = self.pool().begin().await?;
-            sqlx::Executor::execute(&mut *tx, SETTLE_PLAN).await?;
+            let queue = self.queue_pool();
             let done = sqlx::query(SETTLE)
                 .bind(now)
                 .bind(&ids)
@@ -441,9 +439,8 @@ impl TaskStore for PostgresStore {
                 .bind(&holders)
                 .bind(&expected)
                 .bind(DONE_PER_NOTICE)
-                .fetch_one(&mut *tx)
+                .fetch_one(queue)
                 .await?;
-            tx.commit().await?;
             Ok::<_, sqlx::Error>(done.try_get::<i64, _>("applied")?.max(0) as u64)
         };
         work.await.map_err(|e| self.err(e))
@@ -463,17 +460,15 @@ impl TaskStore for PostgresStore {
         let holders = vec![instance; ids.len()];
         let expected = vec!["running"; ids.len()];
         let work = async {
-            let mut tx = self.pool().begin().await?;
-            sqlx::Executor::execute(&mut *tx, SETTLE_PLAN).await?;
+            let queue = self.queue_pool();
             let rows = sqlx::query(MARK_CALLED)
                 .bind(now)
                 .bind(&ids)
                 .bind(&numbers)
                 .bind(&holders)
                 .bind(&expected)
-                .fetch_all(&mut *tx)
+                .fetch_all(queue)
                 .await?;
-            tx.commit().await?;
             Ok::<_, sqlx::Error>(rows)
         };
         let rows = work.await.map_err(|e| self.err(e))?;
@@ -495,7 +490,7 @@ impl TaskStore for PostgresStore {
             .bind(now)
             .bind(i64::from(limit))
             .bind(up_before)
-            .fetch_all(self.pool())
+            .fetch_all(self.queue_pool())
             .await
             .map_err(|e| self.err(e))?;
         all.iter()
