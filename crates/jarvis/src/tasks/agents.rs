@@ -205,15 +205,16 @@ impl HttpAgents {
         Ok(spec)
     }
 
-    /// POSTs one attempt to `agent` and reads its answer, within `timeout`. `on_sent` fires
+    /// POSTs one attempt to `agent` and reads its answer, within `timeout`. `on_sent` runs
     /// once the whole request has been handed to the connection (the agent has it even if
-    /// this process dies now); it never fires for a request that was not sent.
+    /// this process dies now); it never runs for a request that was not sent. It must not
+    /// block.
     pub async fn call(
         &self,
         agent: &AgentSpec,
         call: &AgentCall,
         timeout: Duration,
-        on_sent: Option<tokio::sync::oneshot::Sender<()>>,
+        on_sent: Option<Box<dyn FnOnce() + Send>>,
     ) -> HttpResult {
         let body = match serde_json::to_vec(call) {
             Ok(b) => b,
@@ -229,13 +230,13 @@ impl HttpAgents {
         let len = body.len();
         // The body is one chunk, taken by the connection only once it is open and the
         // headers are written; it is written out in the same step, synchronously, long before
-        // the mark that `on_sent` starts can reach the database. (A body of known length is
+        // the mark that `on_sent` queues can reach the database. (A body of known length is
         // never polled for its end, so the signal goes with the chunk.)
         let stream =
             futures_util::stream::unfold((Some(body), on_sent), |(body, on_sent)| async move {
                 let b = body?;
-                if let Some(tx) = on_sent {
-                    let _ = tx.send(());
+                if let Some(f) = on_sent {
+                    f();
                 }
                 Some((Ok::<_, std::io::Error>(b), (None, None)))
             });

@@ -1,19 +1,22 @@
-//! Marks attempts as called, durably and in batches, before their agent is called.
+//! Marks attempts as called, durably and in batches, once their request reached the agent.
 //!
-//! A claimed attempt is only spent once its agent may have been reached. The worker asks
-//! [`CallMarks::mark`] just before it calls an HTTP agent; the mark (`tasks.called_at`) is
-//! committed before the answer comes back. If the instance dies before that, the reclaimer
-//! finds no mark and gives the attempt back instead of recording an interruption; if it dies
-//! after, the attempt counts and is recorded once (by its holder, or as interrupted by the
-//! reclaimer). Marks that pile up while one is written go out together in the next statement,
-//! so the cost is one round trip per batch, not per attempt.
+//! A claimed attempt is only spent once its agent may have been reached. When a worker's
+//! request to an HTTP agent has gone out, it hands the attempt to [`CallMarks::mark`] and goes
+//! on waiting for the answer; a background task writes the marks that piled up meanwhile in one
+//! statement (`tasks.called_at`). If the instance dies before a mark is stored, the reclaimer
+//! finds none and gives the attempt back instead of recording an interruption (the agent may
+//! have the request: delivery is at least once, and attempts never exceed agent calls); if it
+//! dies after, the attempt counts and is recorded once (by its holder, or as interrupted by the
+//! reclaimer). The worker never waits for a mark: its record and settlement may land before
+//! or after it, and a mark that arrives after the settlement matches nothing (the attempt
+//! number and holder are part of it).
 //!
 //! Built-in agents run inside the process and die with it, so their attempts are not marked:
 //! an instance killed mid-run gives them back.
 
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use crate::store::{self, Store};
@@ -21,28 +24,10 @@ use crate::store::{self, Store};
 /// Most marks in one statement.
 const MARK_BATCH: usize = 2_000;
 
-/// What became of a mark.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Marked {
-    /// Stored: the agent may be called.
-    Held,
-    /// The task is no longer held by this instance at this attempt (cancelled, reclaimed):
-    /// its agent must not be called.
-    Lost,
-    /// The store could not be reached: the attempt is given back, its agent not called.
-    StoreError(String),
-}
-
-struct Request {
-    id: Uuid,
-    attempt: u32,
-    reply: oneshot::Sender<Marked>,
-}
-
 /// The handle workers mark their attempts through. Cheap to clone.
 #[derive(Clone)]
 pub struct CallMarks {
-    tx: mpsc::UnboundedSender<Request>,
+    tx: mpsc::UnboundedSender<(Uuid, u32)>,
 }
 
 impl CallMarks {
@@ -56,43 +41,34 @@ impl CallMarks {
         (CallMarks { tx }, handle)
     }
 
-    /// Marks attempt `attempt` of task `id` as called; waits until that is stored.
-    pub async fn mark(&self, id: Uuid, attempt: u32) -> Marked {
-        let (reply, rx) = oneshot::channel();
-        if self.tx.send(Request { id, attempt, reply }).is_err() {
-            return Marked::StoreError("the queue is shutting down".into());
-        }
-        rx.await
-            .unwrap_or_else(|_| Marked::StoreError("the queue is shutting down".into()))
+    /// Queues the mark of attempt `attempt` of task `id`. Never blocks.
+    pub fn mark(&self, id: Uuid, attempt: u32) {
+        let _ = self.tx.send((id, attempt));
     }
 }
 
-async fn run(store: Arc<dyn Store>, instance: String, mut rx: mpsc::UnboundedReceiver<Request>) {
+async fn run(
+    store: Arc<dyn Store>,
+    instance: String,
+    mut rx: mpsc::UnboundedReceiver<(Uuid, u32)>,
+) {
+    let mut failures = 0u32;
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
         while batch.len() < MARK_BATCH {
             match rx.try_recv() {
-                Ok(r) => batch.push(r),
+                Ok(m) => batch.push(m),
                 Err(_) => break,
             }
         }
-        let attempts: Vec<(Uuid, u32)> = batch.iter().map(|r| (r.id, r.attempt)).collect();
-        match store.mark_called(&instance, &attempts, store::now()).await {
-            Ok(held) => {
-                let held: std::collections::HashSet<Uuid> = held.into_iter().collect();
-                for r in batch {
-                    let m = if held.contains(&r.id) {
-                        Marked::Held
-                    } else {
-                        Marked::Lost
-                    };
-                    let _ = r.reply.send(m);
-                }
-            }
+        // Not retried: a mark matters only until the attempt is settled, and an instance
+        // that cannot reach the store keeps its attempts (it settles them once it can).
+        match store.mark_called(&instance, &batch, store::now()).await {
+            Ok(_) => failures = 0,
             Err(e) => {
-                let e = e.to_string();
-                for r in batch {
-                    let _ = r.reply.send(Marked::StoreError(e.clone()));
+                failures += 1;
+                if failures == 1 || failures % 100 == 0 {
+                    tracing::warn!(error = %e, attempts = batch.len(), failures, "cannot mark attempts as called");
                 }
             }
         }

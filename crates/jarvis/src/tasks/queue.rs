@@ -33,7 +33,7 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use super::agents::{AgentAnswer, AgentCall, BuiltinAgent, BuiltinAgents, HttpAgents};
-use super::called::{CallMarks, Marked};
+use super::called::CallMarks;
 use super::metrics::TaskMetrics;
 use super::model::{NewTask, Task, TaskStatus};
 use crate::agents::AgentSpec;
@@ -628,34 +628,28 @@ impl TaskQueue {
             match &target {
                 Target::Builtin(agent) => {
                     match tokio::time::timeout(timeout, agent.run(&call)).await {
-                        Ok(answer) => (answer, Outcome::Success, None),
+                        Ok(answer) => (answer, Outcome::Success),
                         Err(_) => (
                             AgentAnswer::Failure {
                                 reason: format!("agent timed out after {} ms", timeout.as_millis()),
                             },
                             Outcome::Timeout,
-                            None,
                         ),
                     }
                 }
                 Target::Http(spec) => {
                     tracing::info!(url = %spec.url, timeout_ms = timeout.as_millis() as u64, "calling agent");
                     // The attempt is spent once the agent has the request: then it is marked
-                    // called, durably, while the agent works (see `tasks::called`). Dying
-                    // before the mark gives the attempt back, after it records it.
-                    let (sent_tx, sent_rx) = oneshot::channel();
-                    let mark = async {
-                        sent_rx.await.ok()?;
-                        let calls = self
-                            .calls
-                            .lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .clone()?;
-                        Some(calls.mark(task.id, task.attempts).await)
-                    };
-                    let (r, marked) =
-                        tokio::join!(self.http.call(spec, &call, timeout, Some(sent_tx)), mark);
-                    (r.answer, r.outcome, marked)
+                    // called (see `tasks::called`), in the background while the agent works.
+                    // Dying before the mark is stored gives the attempt back; after it, the
+                    // attempt is recorded.
+                    let calls = self.calls.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                    let (id, attempt) = (task.id, task.attempts);
+                    let on_sent = calls.map(|calls| {
+                        Box::new(move || calls.mark(id, attempt)) as Box<dyn FnOnce() + Send>
+                    });
+                    let r = self.http.call(spec, &call, timeout, on_sent).await;
+                    (r.answer, r.outcome)
                 }
             }
         };
@@ -674,23 +668,7 @@ impl TaskQueue {
             .metrics()
             .observe(task.domain.as_str(), elapsed);
         match result {
-            Ok((_, outcome, Some(Marked::Lost))) => {
-                // Cancelled or reclaimed before the request went out: the attempt is no longer
-                // ours (a reclaimer gave it back), so it is neither recorded nor settled here.
-                admission.record(Outcome::Cancelled, "attempt stopped");
-                tracing::warn!(%outcome, "the task was no longer held when its agent was called; its answer is dropped");
-                self.held
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .remove(&task.id);
-            }
-            Ok((answer, outcome, marked)) => {
-                if let Some(Marked::StoreError(e)) = &marked {
-                    // The answer is recorded and settled as usual (both retry until the store
-                    // is back); only a death before that gives the attempt back.
-                    self.store_failed();
-                    tracing::warn!(error = %e, "cannot mark the attempt as called");
-                }
+            Ok((answer, outcome)) => {
                 let reason = match &answer {
                     AgentAnswer::Failure { reason } => reason.clone(),
                     AgentAnswer::Success { .. } => String::new(),
