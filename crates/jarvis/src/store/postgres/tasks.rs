@@ -60,7 +60,8 @@ SELECT ins.* FROM ins LEFT JOIN wake ON true";
 /// accurate statistics and a large batch, joining it to `tasks` by hashing would scan the
 /// whole table. The settlement, lease renewal, call marks and the reclaimer's join to the
 /// attempt's history record are all primary-key (or unique-index) probes under these settings.
-pub(crate) const QUEUE_PLAN: [(&str, &str); 4] = [
+pub(crate) const QUEUE_PLAN: [(&str, &str); 5] = [
+    ("synchronous_commit", "off"),
     ("enable_bitmapscan", "off"),
     ("enable_sort", "off"),
     ("enable_hashjoin", "off"),
