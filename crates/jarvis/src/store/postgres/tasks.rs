@@ -60,6 +60,15 @@ SELECT ins.* FROM ins LEFT JOIN wake ON true";
 /// accurate statistics and a large batch, joining it to `tasks` by hashing would scan the
 /// whole table. The settlement, lease renewal, call marks and the reclaimer's join to the
 /// attempt's history record are all primary-key (or unique-index) probes under these settings.
+///
+/// The queue's own statements also commit without waiting for the WAL flush
+/// (`synchronous_commit = off`). What they write is bookkeeping that a PostgreSQL crash may
+/// lose (the last few hundred ms) without losing anything acknowledged: a lost claim puts the
+/// task back in the queue (at least once), a lost settlement leaves the task running until its
+/// lease expires and the reclaimer settles it from its history record, a lost call mark gives
+/// the attempt back. Task submissions and history records stay synchronous (the main pool),
+/// and each synchronous commit flushes every earlier WAL record, the queue's included. Measured:
+/// cross-instance pickup after the submission's 202, p50 1.0 ms → 0.1 ms (bench/queue).
 pub(crate) const QUEUE_PLAN: [(&str, &str); 5] = [
     ("synchronous_commit", "off"),
     ("enable_bitmapscan", "off"),
