@@ -640,15 +640,18 @@ impl TaskQueue {
                 Target::Http(spec) => {
                     tracing::info!(url = %spec.url, timeout_ms = timeout.as_millis() as u64, "calling agent");
                     // The attempt is spent once the agent has the request: then it is marked
-                    // called (see `tasks::called`), in the background while the agent works.
-                    // Dying before the mark is stored gives the attempt back; after it, the
-                    // attempt is recorded.
+                    // called (see `tasks::called`), in the background while the agent works,
+                    // unless it is answered first. Dying before the mark is stored gives the
+                    // attempt back; after it, the attempt is recorded.
                     let calls = self.calls.lock().unwrap_or_else(|e| e.into_inner()).clone();
                     let (id, attempt) = (task.id, task.attempts);
-                    let on_sent = calls.map(|calls| {
+                    let on_sent = calls.clone().map(|calls| {
                         Box::new(move || calls.mark(id, attempt)) as Box<dyn FnOnce() + Send>
                     });
                     let r = self.http.call(spec, &call, timeout, on_sent).await;
+                    if let Some(calls) = &calls {
+                        calls.answered(id, attempt);
+                    }
                     (r.answer, r.outcome)
                 }
             }
