@@ -2,6 +2,7 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::both_backends;
 use crate::helpers::*;
@@ -228,7 +229,7 @@ both_backends!(expired_leases_are_reclaimed_once, |backend| async move {
 });
 
 /// The store's own restart grace does not apply: the test server has been up for longer.
-const GRACE: std::time::Duration = std::time::Duration::from_millis(1);
+const GRACE: Duration = Duration::from_millis(1);
 
 both_backends!(
     an_attempt_never_called_is_given_back,
@@ -546,6 +547,73 @@ both_backends!(
             assert_eq!(got, expected, "range {since:?}..={until:?}");
             assert_eq!(raw.totals.total, expected.values().sum::<i64>());
         }
+        store.close().await;
+    }
+);
+
+/// Counts what the recorder hands its observer (the learner, in the server).
+#[derive(Default)]
+struct Seen(std::sync::Mutex<Vec<Uuid>>);
+
+impl jarvis::history::recorder::BatchObserver for Seen {
+    fn observe(&self, records: &[ExecutionRecord]) {
+        self.0
+            .lock()
+            .unwrap()
+            .extend(records.iter().map(|r| r.record_id));
+    }
+}
+
+both_backends!(
+    spooled_records_feed_the_observer_once_stored,
+    |backend| async move {
+        let (env, store) = open(backend).await;
+        // A spool left by an earlier run that could not reach the store.
+        let spool_dir = env.dir.path().join("spool");
+        std::fs::create_dir_all(&spool_dir).unwrap();
+        let now = jarvis::store::now();
+        let left: Vec<ExecutionRecord> = (0..3).map(|_| success_at("spooled", now, 10)).collect();
+        let lines: String = left
+            .iter()
+            .map(|r| serde_json::to_string(r).unwrap() + "\n")
+            .collect();
+        std::fs::write(spool_dir.join(jarvis::history::recorder::SPOOL_FILE), lines).unwrap();
+        let seen = Arc::new(Seen::default());
+        let (recorder, task) = jarvis::history::Recorder::start_observed(
+            store.clone(),
+            &spool_dir,
+            Arc::new(jarvis::metrics::Metrics::new()),
+            Some(seen.clone()),
+        );
+        // A record of this run, written directly.
+        let fresh = success_at("fresh", now, 5);
+        recorder.record(fresh.clone());
+        recorder.flush().await;
+        eventually(
+            Duration::from_secs(20),
+            "the spool to be replayed",
+            || async { store.count_executions(None).await.unwrap() == 4 },
+        )
+        .await;
+        eventually(
+            Duration::from_secs(5),
+            "the observer to see all four",
+            || async { seen.0.lock().unwrap().len() >= 4 },
+        )
+        .await;
+        let mut observed = seen.0.lock().unwrap().clone();
+        observed.sort();
+        let mut expected: Vec<Uuid> = left.iter().map(|r| r.record_id).collect();
+        expected.push(fresh.record_id);
+        expected.sort();
+        assert_eq!(
+            observed, expected,
+            "each stored record observed exactly once"
+        );
+        task.stop(recorder).await;
+        assert!(!spool_dir
+            .join(jarvis::history::recorder::SPOOL_FILE)
+            .exists());
         store.close().await;
     }
 );
