@@ -10,10 +10,28 @@ ensure_postgres() {
   if pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; then
     return 0
   fi
-  log "starting PostgreSQL"
-  pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql)" main start || true
+  # A fresh Debian machine: install the server (the tests need a real one, never a mock).
+  if ! ls /etc/postgresql/*/main >/dev/null 2>&1; then
+    log "installing PostgreSQL (Debian package postgresql)"
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    export DEBIAN_FRONTEND=noninteractive
+    $sudo apt-get update -qq
+    $sudo apt-get install -y -qq --no-install-recommends postgresql postgresql-client >/dev/null
+  fi
+  local version
+  version="$(ls /etc/postgresql | sort -V | tail -n 1)"
+  # The tests connect as postgres over TCP without a password (trust on loopback only).
+  local hba="/etc/postgresql/$version/main/pg_hba.conf"
+  if ! grep -qE '^host\s+all\s+all\s+127\.0\.0\.1/32\s+trust' "$hba"; then
+    log "allowing passwordless connections from 127.0.0.1 (pg_hba.conf)"
+    sed -i '1i host all all 127.0.0.1/32 trust' "$hba"
+  fi
+  log "starting PostgreSQL $version"
+  pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
   for _ in $(seq 1 60); do
     if pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; then
+      pg_ctlcluster --skip-systemctl-redirect "$version" main reload >/dev/null 2>&1 || true
       return 0
     fi
     sleep 1
