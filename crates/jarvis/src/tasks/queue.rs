@@ -709,26 +709,13 @@ impl TaskQueue {
         started_at: chrono::DateTime<chrono::Utc>,
         clock: Instant,
     ) -> ExecutionRecord {
-        ExecutionRecord {
-            record_id: Uuid::now_v7(),
-            task_id: task.id,
-            domain: task.domain.to_string(),
-            action: task.action.to_string(),
-            attempt: task.attempts.max(1),
-            parameters: task.parameters.clone(),
-            learned_parameters: task.learned_parameters.clone(),
-            success: false,
-            duration_ms: clock.elapsed().as_millis() as u64,
-            impact_score: None,
-            failure_reason: None,
-            failure_group: None,
-            cost_usd: None,
-            correlation_id: Some(task.correlation_id.clone()),
-            instance_id: Some(self.instance.clone()),
+        attempt_record(
+            task,
+            Some(self.instance.clone()),
             started_at,
-            finished_at: store::now(),
-            timed_out: false,
-        }
+            store::now(),
+            clock.elapsed().as_millis() as u64,
+        )
     }
 
     /// Records the attempt and settles the task after an agent answered (or could not be
@@ -1085,27 +1072,10 @@ impl TaskQueue {
                                 let started = r.attempt_started_at.unwrap_or(now);
                                 let reason =
                                     task.error.clone().unwrap_or_else(|| "lease expired".into());
-                                let record = ExecutionRecord {
-                                    record_id: Uuid::now_v7(),
-                                    task_id: task.id,
-                                    domain: task.domain.to_string(),
-                                    action: task.action.to_string(),
-                                    attempt: task.attempts.max(1),
-                                    parameters: task.parameters.clone(),
-                                    learned_parameters: task.learned_parameters.clone(),
-                                    success: false,
-                                    duration_ms: (now - started).num_milliseconds().max(0) as u64,
-                                    impact_score: None,
-                                    failure_reason: None,
-                                    failure_group: None,
-                                    cost_usd: None,
-                                    correlation_id: Some(task.correlation_id.clone()),
-                                    instance_id: r.lost_by.clone(),
-                                    started_at: started,
-                                    finished_at: now,
-                                    timed_out: false,
-                                }
-                                .with_failure(&reason);
+                                let duration = (now - started).num_milliseconds().max(0) as u64;
+                                let record =
+                                    attempt_record(task, r.lost_by.clone(), started, now, duration)
+                                        .with_failure(&reason);
                                 task_span(task).in_scope(|| {
                                     tracing::warn!(
                                         lost_by,
@@ -1247,6 +1217,37 @@ impl TaskQueue {
             h.abort();
         }
         tracing::info!("task workers stopped");
+    }
+}
+
+/// The record of the task's current attempt, as a failure without a reason yet: the caller
+/// sets the outcome (`with_failure`, or `success` and what the agent answered).
+fn attempt_record(
+    task: &Task,
+    instance: Option<String>,
+    started_at: chrono::DateTime<chrono::Utc>,
+    finished_at: chrono::DateTime<chrono::Utc>,
+    duration_ms: u64,
+) -> ExecutionRecord {
+    ExecutionRecord {
+        record_id: Uuid::now_v7(),
+        task_id: task.id,
+        domain: task.domain.to_string(),
+        action: task.action.to_string(),
+        attempt: task.attempts.max(1),
+        parameters: task.parameters.clone(),
+        learned_parameters: task.learned_parameters.clone(),
+        success: false,
+        duration_ms,
+        impact_score: None,
+        failure_reason: None,
+        failure_group: None,
+        cost_usd: None,
+        correlation_id: Some(task.correlation_id.clone()),
+        instance_id: instance,
+        started_at,
+        finished_at,
+        timed_out: false,
     }
 }
 
