@@ -20,7 +20,7 @@ ensure_postgres() {
     $sudo apt-get install -y -qq --no-install-recommends postgresql postgresql-client >/dev/null
   fi
   local version
-  version="$(ls /etc/postgresql | sort -V | tail -n 1)"
+  version="$(find /etc/postgresql -mindepth 1 -maxdepth 1 -printf '%f\n' | sort -V | tail -n 1)"
   # The tests connect as postgres over TCP without a password (trust on loopback only).
   local hba="/etc/postgresql/$version/main/pg_hba.conf"
   if ! grep -qE '^host\s+all\s+all\s+127\.0\.0\.1/32\s+trust' "$hba"; then
