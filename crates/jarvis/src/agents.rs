@@ -1,6 +1,6 @@
-//! Agents: who runs a task of a domain. An HTTP agent is a URL that speaks the agent protocol of
-//! SPEC.md; it is registered in the config file or with `PUT /api/v1/agents/{domain}` and kept in
-//! the store so every instance uses the same one.
+//! Agents: who runs a task of a domain. An HTTP agent is a URL that speaks the agent protocol
+//! (docs/api.md, Agent protocol); it is registered in the config file or with
+//! `PUT /api/v1/agents/{domain}` and kept in the store so every instance uses the same one.
 //!
 //! An agent can make learned parameters the default of its domain (`useLearned`): a task of the
 //! domain submitted without `useLearned` then gets them, one with `"useLearned": false` does not.

@@ -1,4 +1,5 @@
-//! Configuration: the environment variables of SPEC.md plus an optional `jarvis.toml`.
+//! Configuration: the environment variables of docs/api.md, Environment variables, plus an
+//! optional `jarvis.toml` (docs/api.md, Config file).
 //!
 //! Configuration is read once at start into a [`Config`] value; nothing else in the crate reads the
 //! environment. Layering is: built-in defaults, then the config file, then the environment (the

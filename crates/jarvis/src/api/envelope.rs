@@ -22,8 +22,9 @@ pub fn ok<T: Serialize>(data: T) -> ApiOk<T> {
     ApiOk(StatusCode::OK, data)
 }
 
-/// The success envelope. A struct rather than a JSON map so that `success` comes first, as in
-/// SPEC.md (`{"success":true,"data":{}}` is compared literally by the user's checklist).
+/// The success envelope. A struct rather than a JSON map so that `success` comes first, as
+/// docs/api.md, Envelope says (`{"success":true,"data":{}}` is compared literally by the user's
+/// checklist).
 #[derive(Serialize)]
 pub struct Envelope<T> {
     /// Always true here.

@@ -31,7 +31,7 @@ pub const HEALTH_JSON: &str = "application/health+json";
 
 /// An answer in our envelope, served as `application/health+json`. The draft's fields (`status`,
 /// `checks`, …) live in `data`: the envelope comes first because every client of the API
-/// unwraps it, and SPEC.md fixes `success` as the first field.
+/// unwraps it, and docs/api.md, Envelope fixes `success` as the first field.
 pub struct HealthJson<T>(pub StatusCode, pub T);
 
 impl<T: Serialize> IntoResponse for HealthJson<T> {
@@ -230,10 +230,10 @@ fn iso(t: DateTime<Utc>) -> String {
 /// `GET /api/v1/health/services`: the latest result of every service and the overall status
 /// (any critical service down → `fail`; otherwise anything down, degraded or unchecked → `warn`;
 /// else `pass`), served as `application/health+json` with the draft's `status` and
-/// `description` inside the envelope. Each service keeps the shape SPEC.md gives it (with the
-/// draft's `componentType`); they are not repeated as a draft `checks` map, which would double
-/// an answer that is already several MB at 20,000 services. It reads what the monitor already
-/// knows: it never calls a service.
+/// `description` inside the envelope. Each service keeps the shape docs/api.md, Service health
+/// gives it (with the draft's `componentType`); they are not repeated as a draft `checks` map,
+/// which would double an answer that is already several MB at 20,000 services. It reads what
+/// the monitor already knows: it never calls a service.
 pub async fn services(
     State(state): State<AppState>,
 ) -> Result<HealthJson<Envelope<ServicesView>>, ApiError> {

@@ -1,12 +1,12 @@
 //! One health check: an HTTP request or a TCP connect, made through the service's breaker.
 //!
 //! [`Checker::check`] asks the breaker named after the service for admission first. When the
-//! circuit is OPEN the service is not called and the result is exactly what SPEC.md says
-//! (`down`, "Circuit breaker OPEN", latency 0). Otherwise the check runs under its own
-//! correlation ID (`hc-<random>`), sent as `X-Correlation-ID` and carried by its log lines, and
-//! its outcome is reported to the breaker: connection errors, timeouts, 5xx and unexpected
-//! status codes (and a body that fails its condition) count against the service; a slow but
-//! correct answer is `degraded` and does not.
+//! circuit is OPEN the service is not called and the result is exactly what docs/api.md,
+//! Health checks says (`down`, "Circuit breaker OPEN", latency 0). Otherwise the check runs
+//! under its own correlation ID (`hc-<random>`), sent as `X-Correlation-ID` and carried by its
+//! log lines, and its outcome is reported to the breaker: connection errors, timeouts, 5xx and
+//! unexpected status codes (and a body that fails its condition) count against the service; a
+//! slow but correct answer is `degraded` and does not.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,7 +20,7 @@ use crate::breakers::{BreakerRegistry, Outcome};
 use crate::correlation::{CorrelationId, HEADER};
 use crate::names::Name;
 
-/// The message of a check refused by an open circuit (SPEC.md).
+/// The message of a check refused by an open circuit (docs/api.md, Health checks).
 pub const BREAKER_OPEN_MESSAGE: &str = "Circuit breaker OPEN";
 
 /// The most of an answer's body a check reads (bodies are read to keep connections reusable).

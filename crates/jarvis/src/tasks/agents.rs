@@ -1,5 +1,5 @@
 //! Who runs an attempt: a built-in agent compiled into the binary, or an HTTP agent speaking
-//! the agent protocol of SPEC.md.
+//! the agent protocol (docs/api.md, Agent protocol).
 //!
 //! Built-in agents implement [`BuiltinAgent`] and are registered by domain in
 //! [`BuiltinAgents`] before the workers start (`noop` is always there; the health monitor

@@ -5,7 +5,7 @@
 //! - [`queue`]: [`TaskQueue`]: submitting, claiming, running attempts through the agent's
 //!   circuit breaker, retries with backoff and jitter, leases, reclaiming, shutdown.
 //! - [`agents`]: built-in agents ([`BuiltinAgent`], `noop`) and HTTP agents (the agent
-//!   protocol of SPEC.md).
+//!   protocol: docs/api.md, Agent protocol).
 //! - [`metrics`]: completions, failure rate, durations, queue depth.
 //! - [`cli`]: `jarvis tasks …` against a running server.
 

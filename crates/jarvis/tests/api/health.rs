@@ -285,7 +285,8 @@ both_backends!(checklist_steps_1_to_3, |backend| async move {
     .await;
     assert_eq!(breaker["failureCount"], 5, "{breaker}");
     let next_attempt = iso_to_system(breaker["nextAttemptAt"].as_str().unwrap());
-    // The service is reported down with exactly the SPEC's message and latency 0.
+    // The service is reported down with exactly the message and latency 0 of docs/api.md,
+    // Health checks.
     let h = wait_for(
         Duration::from_secs(5),
         "a check refused by the circuit",

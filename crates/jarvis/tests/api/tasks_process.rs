@@ -24,7 +24,7 @@ async fn api(
 }
 
 /// Every line about a task carries the submitting request's correlation ID, in the order of
-/// SPEC.md: received, created, executing, (agent call), completed with its duration.
+/// docs/api.md, Logs: received, created, executing, (agent call), completed with its duration.
 #[tokio::test]
 async fn a_task_logs_under_the_request_correlation_id() {
     let env = TestEnv::new(Backend::Sqlite).await;
