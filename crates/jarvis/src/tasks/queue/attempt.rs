@@ -1,0 +1,362 @@
+//! One attempt: the agent looked up, the breaker asked, the call made (HTTP attempts marked
+//! called once the request went out), and the outcome turned into a record and a settlement;
+//! or the attempt given back when no agent was reached.
+
+use super::*;
+
+impl TaskQueue {
+    pub(super) async fn attempt(self: &Arc<Self>, task: Task, mut stop: oneshot::Receiver<Stop>) {
+        let started_at = store::now();
+        let clock = Instant::now();
+        tracing::info!(priority = task.priority, "executing task");
+        let call = AgentCall {
+            task_id: task.id,
+            domain: task.domain.to_string(),
+            action: task.action.to_string(),
+            parameters: task.parameters.clone(),
+            attempt: task.attempts,
+            correlation_id: task.correlation_id.clone(),
+        };
+        enum Target {
+            Builtin(Arc<dyn BuiltinAgent>),
+            Http(AgentSpec),
+        }
+        let target = match self.builtins.get(task.domain.as_str()) {
+            Some(b) => Target::Builtin(b),
+            None => match self
+                .http
+                .lookup(self.store.as_ref(), task.domain.as_str())
+                .await
+            {
+                Ok(Some(spec)) => Target::Http(spec),
+                Ok(None) => {
+                    let reason = format!("no agent is registered for domain {}", task.domain);
+                    let answer = AgentAnswer::Failure { reason };
+                    return self.finish(&task, started_at, clock, answer, false);
+                }
+                Err(e) => {
+                    // Nothing was called: the attempt is not spent.
+                    self.store_failed();
+                    let reason = format!("cannot look up the agent of {}: {e}", task.domain);
+                    return self.give_back(&task, reason);
+                }
+            },
+        };
+        let admission = match self.breakers.acquire(&task.domain) {
+            Ok(a) => a,
+            Err(rejected) => {
+                let delay = rejected
+                    .retry_after()
+                    .unwrap_or(Duration::from_millis(100))
+                    .max(Duration::from_millis(10));
+                tracing::info!(
+                    retry_in_ms = delay.as_millis() as u64,
+                    "circuit breaker of the agent is OPEN; task waits without spending an attempt"
+                );
+                self.metrics
+                    .waiting(task.domain.as_str(), task.action.as_str());
+                self.settle(
+                    &task,
+                    Settlement {
+                        id: task.id,
+                        attempt: task.attempts,
+                        status: TaskStatus::Waiting,
+                        attempts_delta: -1,
+                        run_at: Some(
+                            store::now()
+                                + chrono::TimeDelta::from_std(delay)
+                                    .unwrap_or(chrono::TimeDelta::seconds(1)),
+                        ),
+                        result: None,
+                        error: Some(format!(
+                            "{rejected}: waiting for the circuit of {} to close",
+                            task.domain
+                        )),
+                        finished_at: None,
+                        duration_ms: None,
+                    },
+                );
+                return;
+            }
+        };
+        let timeout = Duration::from_millis(task.timeout_ms.unwrap_or(match &target {
+            Target::Http(spec) => spec.timeout_ms,
+            Target::Builtin(_) => DEFAULT_TIMEOUT_MS,
+        }));
+        let call_started = Instant::now();
+        let work = async {
+            match &target {
+                Target::Builtin(agent) => {
+                    match tokio::time::timeout(timeout, agent.run(&call)).await {
+                        Ok(answer) => (answer, Outcome::Success),
+                        Err(_) => (
+                            AgentAnswer::Failure {
+                                reason: format!("agent timed out after {} ms", timeout.as_millis()),
+                            },
+                            Outcome::Timeout,
+                        ),
+                    }
+                }
+                Target::Http(spec) => {
+                    tracing::info!(url = %spec.url, timeout_ms = timeout.as_millis() as u64, "calling agent");
+                    // The attempt is spent once the agent has the request: then it is marked
+                    // called (see `tasks::called`), in the background while the agent works,
+                    // unless it is answered first. Dying before the mark is stored gives the
+                    // attempt back; after it, the attempt is recorded.
+                    let calls = self.calls.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                    let (id, attempt) = (task.id, task.attempts);
+                    let on_sent = calls.clone().map(|calls| {
+                        Box::new(move || calls.mark(id, attempt)) as Box<dyn FnOnce() + Send>
+                    });
+                    let r = self.http.call(spec, &call, timeout, on_sent).await;
+                    if let Some(calls) = &calls {
+                        calls.answered(id, attempt);
+                    }
+                    (r.answer, r.outcome)
+                }
+            }
+        };
+        let stopped = async {
+            match (&mut stop).await {
+                Ok(why) => why,
+                Err(_) => std::future::pending().await,
+            }
+        };
+        let result = tokio::select! {
+            r = work => Ok(r),
+            why = stopped => Err(why),
+        };
+        let elapsed = call_started.elapsed();
+        self.breakers
+            .metrics()
+            .observe(task.domain.as_str(), elapsed);
+        match result {
+            Ok((answer, outcome)) => {
+                let reason = match &answer {
+                    AgentAnswer::Failure { reason } => reason.clone(),
+                    AgentAnswer::Success { .. } => String::new(),
+                };
+                tracing::info!(
+                    duration_ms = elapsed.as_millis() as u64,
+                    outcome = %outcome,
+                    success = matches!(answer, AgentAnswer::Success { .. }),
+                    "agent answered"
+                );
+                admission.record(outcome, reason);
+                let timed_out = outcome == Outcome::Timeout;
+                self.finish(&task, started_at, clock, answer, timed_out);
+            }
+            Err(why) => {
+                admission.record(Outcome::Cancelled, "attempt stopped");
+                self.interrupted(&task, started_at, clock, why);
+            }
+        }
+    }
+
+    pub(super) fn backoff(&self, attempt: u32) -> Duration {
+        let base = self.settings.retry_base_ms as f64
+            * 2f64.powi(attempt.saturating_sub(1).min(40) as i32);
+        let capped = base.min(self.settings.retry_max_ms as f64).max(1.0);
+        // Equal jitter: half fixed (the backoff grows), half random (retries spread out).
+        let half = capped / 2.0;
+        let jitter = rand::rng().random_range(0.0..=half);
+        Duration::from_millis((half + jitter).round() as u64)
+    }
+
+    pub(super) fn record_of(
+        &self,
+        task: &Task,
+        started_at: chrono::DateTime<chrono::Utc>,
+        clock: Instant,
+    ) -> ExecutionRecord {
+        attempt_record(
+            task,
+            Some(self.instance.clone()),
+            started_at,
+            store::now(),
+            clock.elapsed().as_millis() as u64,
+        )
+    }
+
+    /// Records the attempt and settles the task after an agent answered (or could not be
+    /// reached).
+    pub(super) fn finish(
+        self: &Arc<Self>,
+        task: &Task,
+        started_at: chrono::DateTime<chrono::Utc>,
+        clock: Instant,
+        answer: AgentAnswer,
+        timed_out: bool,
+    ) {
+        let mut record = self.record_of(task, started_at, clock);
+        record.timed_out = timed_out;
+        let duration_ms = record.duration_ms;
+        let domain = task.domain.as_str();
+        let action = task.action.as_str();
+        let settlement = match answer {
+            AgentAnswer::Success {
+                impact_score,
+                output,
+                cost_usd,
+            } => {
+                record.success = true;
+                record.impact_score = impact_score;
+                record.cost_usd = cost_usd;
+                tracing::info!(
+                    duration_ms,
+                    status = "succeeded",
+                    attempts = task.attempts,
+                    "task completed"
+                );
+                Settlement {
+                    id: task.id,
+                    attempt: task.attempts,
+                    status: TaskStatus::Succeeded,
+                    attempts_delta: 0,
+                    run_at: None,
+                    result: Some(output.unwrap_or(serde_json::Value::Null)),
+                    error: None,
+                    finished_at: Some(record.finished_at),
+                    duration_ms: Some(duration_ms),
+                }
+            }
+            AgentAnswer::Failure { reason } => {
+                record = record.with_failure(&reason);
+                if task.attempts < task.max_attempts {
+                    let delay = self.backoff(task.attempts);
+                    tracing::warn!(
+                        duration_ms,
+                        error = %reason,
+                        attempts = task.attempts,
+                        max_attempts = task.max_attempts,
+                        retry_in_ms = delay.as_millis() as u64,
+                        "task attempt failed; retrying"
+                    );
+                    Settlement {
+                        id: task.id,
+                        attempt: task.attempts,
+                        status: TaskStatus::Queued,
+                        attempts_delta: 0,
+                        run_at: Some(
+                            record.finished_at
+                                + chrono::TimeDelta::from_std(delay)
+                                    .unwrap_or(chrono::TimeDelta::seconds(1)),
+                        ),
+                        result: None,
+                        error: Some(reason),
+                        finished_at: None,
+                        duration_ms: Some(duration_ms),
+                    }
+                } else {
+                    tracing::warn!(
+                        duration_ms,
+                        error = %reason,
+                        status = "failed",
+                        attempts = task.attempts,
+                        "task completed"
+                    );
+                    Settlement {
+                        id: task.id,
+                        attempt: task.attempts,
+                        status: TaskStatus::Failed,
+                        attempts_delta: 0,
+                        run_at: None,
+                        result: None,
+                        error: Some(reason),
+                        finished_at: Some(record.finished_at),
+                        duration_ms: Some(duration_ms),
+                    }
+                }
+            }
+        };
+        self.metrics
+            .attempt(domain, action, record.success, clock.elapsed());
+        self.metrics.cost(record.cost_usd);
+        self.recorder.record(record);
+        self.settle(task, settlement);
+    }
+
+    /// Records an attempt stopped by cancellation, a lost lease or shutdown.
+    pub(super) fn interrupted(
+        self: &Arc<Self>,
+        task: &Task,
+        started_at: chrono::DateTime<chrono::Utc>,
+        clock: Instant,
+        why: Stop,
+    ) {
+        let reason = match why {
+            Stop::Cancelled => format!("attempt {} stopped: the task was cancelled", task.attempts),
+            Stop::LeaseLost => {
+                tracing::warn!("attempt stopped: another instance reclaimed the task");
+                self.held
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&task.id);
+                return;
+            }
+            Stop::Shutdown => format!(
+                "attempt {} interrupted: instance {} shut down",
+                task.attempts, self.instance
+            ),
+        };
+        let record = self
+            .record_of(task, started_at, clock)
+            .with_failure(&reason);
+        tracing::warn!(duration_ms = record.duration_ms, error = %reason, "task attempt stopped");
+        self.recorder.record(record);
+        match why {
+            Stop::Cancelled | Stop::LeaseLost => {
+                self.held
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&task.id);
+            }
+            Stop::Shutdown => {
+                let last = task.attempts >= task.max_attempts;
+                let now = store::now();
+                self.settle(
+                    task,
+                    Settlement {
+                        id: task.id,
+                        attempt: task.attempts,
+                        status: if last {
+                            TaskStatus::Failed
+                        } else {
+                            TaskStatus::Queued
+                        },
+                        attempts_delta: 0,
+                        run_at: Some(now),
+                        result: None,
+                        error: Some(reason),
+                        finished_at: last.then_some(now),
+                        duration_ms: None,
+                    },
+                );
+            }
+        }
+    }
+
+    /// Gives an attempt whose agent was not called back (not spent, nothing recorded): the task
+    /// runs again after [`GIVE_BACK_DELAY`].
+    pub(super) fn give_back(self: &Arc<Self>, task: &Task, reason: String) {
+        tracing::warn!(error = %reason, "attempt given back; the agent was not called");
+        self.settle(
+            task,
+            Settlement {
+                id: task.id,
+                attempt: task.attempts,
+                status: TaskStatus::Queued,
+                attempts_delta: -1,
+                run_at: Some(
+                    store::now()
+                        + chrono::TimeDelta::from_std(GIVE_BACK_DELAY)
+                            .unwrap_or(chrono::TimeDelta::seconds(1)),
+                ),
+                result: None,
+                error: Some(reason),
+                finished_at: None,
+                duration_ms: None,
+            },
+        );
+    }
+}

@@ -1,0 +1,148 @@
+//! Leases: the keeper renews what this instance holds; the reclaimer takes back what a dead
+//! or cut-off holder left, deciding per attempt from its record and its call mark.
+
+use super::*;
+
+impl TaskQueue {
+    /// Renews the lease of every held task, every third of the lease, in one statement; stops
+    /// what is no longer held (cancelled elsewhere, or reclaimed after a stall).
+    pub(super) async fn lease_keeper(self: Arc<Self>) {
+        let every = self.lease() / 3;
+        let mut stop = self.stopping.subscribe();
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = stop.changed() => {
+                    if *stop.borrow() {
+                        // Keep renewing while in-flight attempts finish after a shutdown signal.
+                    }
+                }
+            }
+            let ids: Vec<Uuid> = self
+                .held
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .keys()
+                .copied()
+                .collect();
+            if ids.is_empty() {
+                if *stop.borrow() && self.running() == 0 {
+                    return;
+                }
+                continue;
+            }
+            let until =
+                store::now() + chrono::TimeDelta::milliseconds(self.settings.lease_ms as i64);
+            match self.store.extend_leases(&self.instance, &ids, until).await {
+                Ok(kept) => {
+                    let kept: HashSet<Uuid> = kept.into_iter().collect();
+                    for id in ids.into_iter().filter(|id| !kept.contains(id)) {
+                        // Rare: cancelled elsewhere (the attempt is recorded as stopped), or
+                        // reclaimed (the reclaimer dealt with the attempt).
+                        let why = match self.store.get_task(id).await {
+                            Ok(Some(t)) if t.status == TaskStatus::Cancelled => Stop::Cancelled,
+                            _ => Stop::LeaseLost,
+                        };
+                        self.stop_local(id, why);
+                    }
+                }
+                Err(e) => {
+                    self.store_failed();
+                    tracing::warn!(error = %e, tasks = ids.len(), "cannot renew task leases")
+                }
+            }
+        }
+    }
+
+    /// Takes back tasks whose holder stopped renewing its lease (see [`ReclaimOutcome`]):
+    /// records only an attempt cut off mid-call. Waits a whole lease after any store trouble
+    /// of its own (and the store waits as long after its own restart): a holder that is alive
+    /// but was cut off from the store renews its leases as soon as it can, and must not lose
+    /// them for that.
+    pub(super) async fn reclaimer(self: Arc<Self>) {
+        let every = (self.lease() / 2).max(Duration::from_millis(100));
+        let mut stop = self.stopping.subscribe();
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = stop.changed() => return,
+            }
+            if self.store_troubled_recently() {
+                continue;
+            }
+            let now = store::now();
+            match self
+                .store
+                .reclaim_expired(now, RECLAIM_BATCH, self.lease())
+                .await
+            {
+                Ok(list) => {
+                    let any = !list.is_empty();
+                    let mut announce = Vec::new();
+                    for r in list {
+                        let task = &r.task;
+                        let lost_by = r.lost_by.as_deref().unwrap_or("?");
+                        match r.outcome {
+                            ReclaimOutcome::Interrupted => {
+                                let started = r.attempt_started_at.unwrap_or(now);
+                                let reason =
+                                    task.error.clone().unwrap_or_else(|| "lease expired".into());
+                                let duration = (now - started).num_milliseconds().max(0) as u64;
+                                let record =
+                                    attempt_record(task, r.lost_by.clone(), started, now, duration)
+                                        .with_failure(&reason);
+                                task_span(task).in_scope(|| {
+                                    tracing::warn!(
+                                        lost_by,
+                                        status = %task.status,
+                                        attempts = task.attempts,
+                                        "reclaimed a task whose worker stopped renewing its lease mid-call"
+                                    )
+                                });
+                                self.recorder.record(record);
+                            }
+                            ReclaimOutcome::Recorded => task_span(task).in_scope(|| {
+                                tracing::warn!(
+                                    lost_by,
+                                    status = %task.status,
+                                    attempts = task.attempts,
+                                    "reclaimed a task whose worker recorded its attempt but did not settle it; settled as recorded"
+                                )
+                            }),
+                            ReclaimOutcome::GivenBack => task_span(task).in_scope(|| {
+                                tracing::warn!(
+                                    lost_by,
+                                    attempts = task.attempts,
+                                    "reclaimed a task whose agent was never called; attempt given back"
+                                )
+                            }),
+                        }
+                        if task.status.is_final() {
+                            self.metrics.finished(
+                                task.domain.as_str(),
+                                task.action.as_str(),
+                                task.status,
+                            );
+                            let _ = self.finished.send(task.id);
+                            if task.notify_done {
+                                announce.push(task.id);
+                            }
+                        }
+                    }
+                    if !announce.is_empty() {
+                        if let Err(e) = self.store.notify_finished(&announce).await {
+                            tracing::warn!(error = %e, "cannot announce reclaimed tasks; waiters poll");
+                        }
+                    }
+                    if any {
+                        self.wake.notify_one();
+                    }
+                }
+                Err(e) => {
+                    self.store_failed();
+                    tracing::warn!(error = %e, "cannot reclaim expired task leases")
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,461 @@
+//! The task queue of one instance: submitting, the workers, settling, leases, reclaiming.
+//!
+//! ```text
+//!  submit ──► store (one transaction, one NOTIFY) ──► dispatcher ──claim batch──► local buffer
+//!     │ (single task, free worker: stored already claimed, runs at once)            │ by priority
+//!     └────────────────────────────────────────────────► attempt (span: correlation ID)
+//!                                                           │ breaker ─► agent
+//!                           settler (batched UPDATE) ◄──────┤
+//!                           recorder (batched history) ◄────┘
+//!  lease keeper: renews every held task's lease in one UPDATE; drops what it lost
+//!  reclaimer:    takes back tasks whose holder stopped renewing (settled as recorded, given
+//!                back when never called, else recorded as interrupted)
+//! ```
+//!
+//! Delivery is at least once: a task whose worker dies is claimed again when its lease
+//! expires. Every attempt has exactly one record: an attempt whose holder recorded it before
+//! dying is settled as recorded (a recorded success never runs again), one whose agent was
+//! never called (claimed ahead, or the store was unreachable before the call) is given back
+//! without a record, and only an attempt cut off mid-call is recorded as interrupted.
+//!
+//! Waiters (`?wait=true`) hear of a settlement at once: in-process through `finished`, from
+//! other instances through the store's notification (PostgreSQL `NOTIFY jarvis_task_done`);
+//! a slow poll is only the fallback.
+//!
+//! Files: this one holds the queue's state, submitting, reading, cancelling and waiting;
+//! `dispatch` the dispatcher and the workers' buffer, `attempt` one attempt from agent lookup
+//! to its record, `settle` the batched settlements, `leases` the lease keeper and the
+//! reclaimer, `shutdown` the graceful stop.
+
+mod attempt;
+mod dispatch;
+mod leases;
+mod settle;
+mod shutdown;
+
+use std::cmp::Ordering;
+use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering as AtomicOrdering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+use tokio::sync::{broadcast, mpsc, oneshot, watch, Notify, OwnedSemaphorePermit, Semaphore};
+use tracing::Instrument;
+use uuid::Uuid;
+
+use super::agents::{AgentAnswer, AgentCall, BuiltinAgent, BuiltinAgents, HttpAgents};
+use super::called::CallMarks;
+use super::metrics::TaskMetrics;
+use super::model::{NewTask, Task, TaskStatus};
+use crate::agents::AgentSpec;
+use crate::breakers::{BreakerRegistry, Outcome};
+use crate::config::TaskSettings;
+use crate::history::{ExecutionRecord, Recorder};
+use crate::store::{self, Inserted, Lease, ReclaimOutcome, Settlement, Store, StoreError};
+
+/// Per-attempt timeout of built-in agents when the task gives none.
+pub const DEFAULT_TIMEOUT_MS: u64 = crate::agents::DEFAULT_TIMEOUT_MS;
+/// Most tasks reclaimed in one go.
+const RECLAIM_BATCH: u32 = 500;
+/// Most settlements in one transaction.
+const SETTLE_BATCH: usize = 2_000;
+/// How often a waiter reads its task when no notification came (the fallback: a settlement
+/// on any instance is normally announced at once).
+const WAIT_POLL: Duration = Duration::from_millis(500);
+/// How long an attempt given back because the store was unreachable waits before it runs
+/// again.
+const GIVE_BACK_DELAY: Duration = Duration::from_secs(1);
+
+/// Why a running attempt is being stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    /// The task was cancelled.
+    Cancelled,
+    /// Another instance reclaimed the task (this one could not renew its lease in time): the
+    /// reclaimer has recorded the attempt or given it back, so nothing is written here.
+    LeaseLost,
+    /// The instance is shutting down and the grace period is over.
+    Shutdown,
+}
+
+/// A claimed task waiting for a free worker, ordered by priority then due time.
+struct Ready(Task);
+
+impl PartialEq for Ready {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+impl Eq for Ready {}
+impl PartialOrd for Ready {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Ready {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.0
+            .priority
+            .cmp(&other.0.priority)
+            .then_with(|| other.0.run_at.cmp(&self.0.run_at))
+            .then_with(|| other.0.id.cmp(&self.0.id))
+    }
+}
+
+/// What this instance knows about a task it holds.
+struct Held {
+    /// Stops the running attempt; `None` while the task waits in the buffer.
+    stop: Option<oneshot::Sender<Stop>>,
+}
+
+/// A settlement on its way to the store, with what to do once it is applied.
+struct Settle {
+    settlement: Settlement,
+    domain: String,
+    action: String,
+}
+
+enum SettleMsg {
+    Settle(Box<Settle>),
+    Flush(oneshot::Sender<()>),
+}
+
+/// What the queue needs from the application.
+pub struct QueueParts {
+    /// Where tasks live.
+    pub store: Arc<dyn Store>,
+    /// Every agent call goes through its domain's breaker.
+    pub breakers: Arc<BreakerRegistry>,
+    /// Built-in agents by domain.
+    pub builtins: BuiltinAgents,
+    /// Where execution records go.
+    pub recorder: Recorder,
+    /// Task metrics.
+    pub metrics: Arc<TaskMetrics>,
+    /// Queue settings.
+    pub settings: TaskSettings,
+    /// Workers of this instance.
+    pub concurrency: u32,
+    /// This instance's name.
+    pub instance: String,
+}
+
+/// The task queue of one instance. Cheap to share (`Arc`).
+pub struct TaskQueue {
+    store: Arc<dyn Store>,
+    breakers: Arc<BreakerRegistry>,
+    builtins: BuiltinAgents,
+    http: HttpAgents,
+    recorder: Recorder,
+    metrics: Arc<TaskMetrics>,
+    settings: TaskSettings,
+    concurrency: u32,
+    instance: String,
+    slots: Arc<Semaphore>,
+    wake: Arc<Notify>,
+    finished: broadcast::Sender<Uuid>,
+    held: Mutex<HashMap<Uuid, Held>>,
+    buffer: Mutex<BinaryHeap<Ready>>,
+    settle_tx: mpsc::UnboundedSender<SettleMsg>,
+    settle_rx: Mutex<Option<mpsc::UnboundedReceiver<SettleMsg>>>,
+    running: AtomicUsize,
+    started: AtomicBool,
+    stopping: watch::Sender<bool>,
+    background: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    calls: Mutex<Option<CallMarks>>,
+    /// When a store call of this instance last failed: a holder cut off from the store could
+    /// not renew its leases either, so the reclaimer waits a whole lease after that.
+    store_trouble: Mutex<Option<Instant>>,
+}
+
+impl TaskQueue {
+    /// A queue that is not running yet (submitting works; nothing runs before [`start`]).
+    ///
+    /// [`start`]: TaskQueue::start
+    pub fn new(parts: QueueParts) -> Arc<TaskQueue> {
+        let (settle_tx, settle_rx) = mpsc::unbounded_channel();
+        let (finished, _) = broadcast::channel(4096);
+        let (stopping, _) = watch::channel(false);
+        Arc::new(TaskQueue {
+            store: parts.store,
+            breakers: parts.breakers,
+            builtins: parts.builtins,
+            http: HttpAgents::new(),
+            recorder: parts.recorder,
+            metrics: parts.metrics,
+            settings: parts.settings,
+            concurrency: parts.concurrency.max(1),
+            instance: parts.instance,
+            slots: Arc::new(Semaphore::new(parts.concurrency.max(1) as usize)),
+            wake: Arc::new(Notify::new()),
+            finished,
+            held: Mutex::new(HashMap::new()),
+            buffer: Mutex::new(BinaryHeap::new()),
+            settle_tx,
+            settle_rx: Mutex::new(Some(settle_rx)),
+            running: AtomicUsize::new(0),
+            started: AtomicBool::new(false),
+            stopping,
+            background: Mutex::new(Vec::new()),
+            calls: Mutex::new(None),
+            store_trouble: Mutex::new(None),
+        })
+    }
+
+    /// The recorder execution records go to.
+    pub fn recorder(&self) -> &Recorder {
+        &self.recorder
+    }
+
+    /// The task metrics.
+    pub fn metrics(&self) -> &Arc<TaskMetrics> {
+        &self.metrics
+    }
+
+    /// Attempts running on this instance now.
+    pub fn running(&self) -> usize {
+        self.running.load(AtomicOrdering::Relaxed)
+    }
+
+    fn lease(&self) -> Duration {
+        Duration::from_millis(self.settings.lease_ms)
+    }
+
+    fn lease_from(&self, now: chrono::DateTime<chrono::Utc>) -> Lease<'_> {
+        Lease {
+            instance: &self.instance,
+            now,
+            until: now + chrono::TimeDelta::milliseconds(self.settings.lease_ms as i64),
+        }
+    }
+
+    fn stopping(&self) -> bool {
+        *self.stopping.borrow()
+    }
+
+    /// Notes that a store call failed just now (see `store_trouble`).
+    fn store_failed(&self) {
+        *self.store_trouble.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+    }
+
+    /// Whether a store call failed within the last lease.
+    fn store_troubled_recently(&self) -> bool {
+        self.store_trouble
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some_and(|t| t.elapsed() < self.lease())
+    }
+
+    /// Starts the settler, and with workers enabled the dispatcher, lease keeper, reclaimer
+    /// and (PostgreSQL) the `LISTEN` wake-up.
+    pub async fn start(self: &Arc<Self>) {
+        let mut bg = Vec::new();
+        if let Some(rx) = self
+            .settle_rx
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            bg.push(tokio::spawn(self.clone().settler(rx)));
+        }
+        // Every instance hears of settlements elsewhere: an API-only instance answers waiters.
+        if let Some(h) = self.store.listen_for_finished(self.finished.clone()).await {
+            bg.push(h);
+        }
+        if self.settings.workers_enabled {
+            let (calls, h) = CallMarks::start(self.store.clone(), self.instance.clone());
+            *self.calls.lock().unwrap_or_else(|e| e.into_inner()) = Some(calls);
+            bg.push(h);
+            self.started.store(true, AtomicOrdering::SeqCst);
+            if let Some(h) = self.store.listen_for_tasks(self.wake.clone()).await {
+                bg.push(h);
+            }
+            bg.push(tokio::spawn(self.clone().dispatcher()));
+            bg.push(tokio::spawn(self.clone().lease_keeper()));
+            bg.push(tokio::spawn(self.clone().reclaimer()));
+            tracing::info!(
+                concurrency = self.concurrency,
+                prefetch = self.settings.prefetch,
+                lease_ms = self.settings.lease_ms,
+                "task workers started"
+            );
+        } else {
+            tracing::info!("task workers disabled on this instance (JARVIS_WORKERS_ENABLED=false)");
+        }
+        self.background
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(bg);
+    }
+
+    // ---- submitting, reading, cancelling ------------------------------------------------
+
+    /// Stores tasks (one transaction). A single task due now, submitted while a worker of this
+    /// instance is free, is stored already claimed and starts at once.
+    pub async fn submit(
+        self: &Arc<Self>,
+        tasks: Vec<NewTask>,
+    ) -> Result<Vec<Inserted>, StoreError> {
+        let now = store::now();
+        if tasks.len() == 1
+            && self.started.load(AtomicOrdering::Relaxed)
+            && !self.stopping()
+            && tasks[0].run_at <= now
+            && self
+                .buffer
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .is_empty()
+        {
+            if let Ok(permit) = self.slots.clone().try_acquire_owned() {
+                let out = self
+                    .store
+                    .insert_tasks(&tasks, Some(self.lease_from(now)))
+                    .await?;
+                if let Some(ins) = out.first() {
+                    if ins.created && ins.task.status == TaskStatus::Running {
+                        self.held
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .insert(ins.task.id, Held { stop: None });
+                        self.spawn_attempt(ins.task.clone(), permit);
+                    }
+                }
+                return Ok(out);
+            }
+        }
+        let out = self.store.insert_tasks(&tasks, None).await?;
+        if out.iter().any(|i| i.created) {
+            self.wake.notify_one();
+        }
+        Ok(out)
+    }
+
+    /// One task.
+    pub async fn get(&self, id: Uuid) -> Result<Option<Task>, StoreError> {
+        self.store.get_task(id).await
+    }
+
+    /// Cancels a task that has not finished; a running attempt on this instance is stopped
+    /// (on another instance it stops when that instance next renews its lease). Returns the
+    /// task and whether this call cancelled it.
+    pub async fn cancel(&self, id: Uuid) -> Result<Option<(Task, bool)>, StoreError> {
+        let result = self.store.cancel_task(id, store::now()).await?;
+        if let Some((task, true)) = &result {
+            if task.notify_done {
+                if let Err(e) = self.store.notify_finished(&[id]).await {
+                    tracing::warn!(error = %e, "cannot announce a cancellation; waiters poll");
+                }
+            }
+            self.stop_local(id, Stop::Cancelled);
+            self.metrics.finished(
+                task.domain.as_str(),
+                task.action.as_str(),
+                TaskStatus::Cancelled,
+            );
+            let _ = self.finished.send(id);
+            let span = task_span(task);
+            span.in_scope(|| tracing::info!(task_id = %id, "task cancelled"));
+        }
+        Ok(result)
+    }
+
+    /// Stops a task this instance holds: a running attempt is told to stop, a buffered task is
+    /// dropped from the buffer.
+    fn stop_local(&self, id: Uuid, why: Stop) {
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        match held.get_mut(&id) {
+            Some(Held { stop: Some(_) }) => {
+                if let Some(Held { stop: Some(tx) }) = held.remove(&id) {
+                    let _ = tx.send(why);
+                }
+            }
+            Some(Held { stop: None }) => {
+                held.remove(&id);
+                drop(held);
+                self.buffer
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .retain(|r| r.0.id != id);
+            }
+            None => {}
+        }
+    }
+
+    /// Waits (at most `limit`) for a task to finish; returns it as it is then.
+    pub async fn wait(&self, id: Uuid, limit: Duration) -> Result<Option<Task>, StoreError> {
+        let mut rx = self.finished.subscribe();
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let Some(task) = self.store.get_task(id).await? else {
+                return Ok(None);
+            };
+            if task.status.is_final() || tokio::time::Instant::now() >= deadline {
+                return Ok(Some(task));
+            }
+            // Woken by a finish here or, through the store's notification, on another
+            // instance; the poll is only a fallback (a notification lost to a reconnect).
+            let poll = tokio::time::Instant::now() + WAIT_POLL;
+            let until = poll.min(deadline);
+            loop {
+                tokio::select! {
+                    r = rx.recv() => match r {
+                        Ok(done) if done == id => break,
+                        Ok(_) => continue,
+                        Err(broadcast::error::RecvError::Lagged(_)) => break,
+                        Err(broadcast::error::RecvError::Closed) => {
+                            tokio::time::sleep_until(until).await;
+                            break;
+                        }
+                    },
+                    _ = tokio::time::sleep_until(until) => break,
+                }
+            }
+        }
+    }
+}
+
+/// The record of the task's current attempt, as a failure without a reason yet: the caller
+/// sets the outcome (`with_failure`, or `success` and what the agent answered).
+fn attempt_record(
+    task: &Task,
+    instance: Option<String>,
+    started_at: chrono::DateTime<chrono::Utc>,
+    finished_at: chrono::DateTime<chrono::Utc>,
+    duration_ms: u64,
+) -> ExecutionRecord {
+    ExecutionRecord {
+        record_id: Uuid::now_v7(),
+        task_id: task.id,
+        domain: task.domain.to_string(),
+        action: task.action.to_string(),
+        attempt: task.attempts.max(1),
+        parameters: task.parameters.clone(),
+        learned_parameters: task.learned_parameters.clone(),
+        success: false,
+        duration_ms,
+        impact_score: None,
+        failure_reason: None,
+        failure_group: None,
+        cost_usd: None,
+        correlation_id: Some(task.correlation_id.clone()),
+        instance_id: instance,
+        started_at,
+        finished_at,
+        timed_out: false,
+    }
+}
+
+/// The span every line about a task is written in: it carries the submitting request's
+/// correlation ID.
+pub fn task_span(task: &Task) -> tracing::Span {
+    tracing::info_span!(
+        "task",
+        correlation_id = %task.correlation_id,
+        task_id = %task.id,
+        domain = %task.domain,
+        action = %task.action,
+        attempt = task.attempts,
+    )
+}

@@ -1,0 +1,95 @@
+//! Settlements: batched, applied after the records of their attempts are stored, retried until
+//! the store takes them; waiters and metrics told once they are.
+
+use super::*;
+
+impl TaskQueue {
+    pub(super) fn settle(&self, task: &Task, settlement: Settlement) {
+        let msg = SettleMsg::Settle(Box::new(Settle {
+            settlement,
+            domain: task.domain.to_string(),
+            action: task.action.to_string(),
+        }));
+        if self.settle_tx.send(msg).is_err() {
+            tracing::error!("task settled after the settler stopped; its lease will expire");
+        }
+    }
+
+    /// Applies settlements in batches: whatever accumulated while the previous batch was
+    /// written goes in the next one.
+    pub(super) async fn settler(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<SettleMsg>) {
+        while let Some(first) = rx.recv().await {
+            let mut batch: Vec<Settle> = Vec::new();
+            let mut flushes = Vec::new();
+            let mut next = Some(first);
+            while let Some(m) = next.take() {
+                match m {
+                    SettleMsg::Settle(s) => batch.push(*s),
+                    SettleMsg::Flush(f) => flushes.push(f),
+                }
+                if batch.len() >= SETTLE_BATCH {
+                    break;
+                }
+                next = rx.try_recv().ok();
+            }
+            if !batch.is_empty() {
+                self.apply(batch).await;
+            }
+            for f in flushes {
+                let _ = f.send(());
+            }
+        }
+    }
+
+    pub(super) async fn apply(&self, batch: Vec<Settle>) {
+        let settlements: Vec<Settlement> = batch.iter().map(|s| s.settlement.clone()).collect();
+        // Records first: every attempt of this batch queued its record before its settlement,
+        // so after this flush they are in the store (or the local spool). A settled task whose
+        // record died with the process would be an attempt without a record.
+        self.recorder.flush().await;
+        // Retried until the store takes it: the tasks stay held meanwhile, so the lease keeper
+        // renews them as soon as the store is back and nobody else runs them again. (Only
+        // shutdown, after its own bounded wait, abandons a settlement: the leases then expire
+        // and the reclaimer settles each task from its record.)
+        let mut delay = Duration::from_millis(50);
+        let mut failures = 0u32;
+        loop {
+            match self
+                .store
+                .settle_tasks(&self.instance, &settlements, store::now())
+                .await
+            {
+                Ok(_) => break,
+                Err(e) => {
+                    self.store_failed();
+                    failures += 1;
+                    if failures == 1 || failures % 20 == 0 {
+                        tracing::warn!(error = %e, tasks = settlements.len(), failures, "cannot settle tasks yet; retrying");
+                    }
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(2));
+                }
+            }
+        }
+        {
+            let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+            for s in &batch {
+                held.remove(&s.settlement.id);
+            }
+        }
+        let mut retry_soon = false;
+        for s in &batch {
+            let st = &s.settlement;
+            if st.status.is_final() {
+                self.metrics.finished(&s.domain, &s.action, st.status);
+                let _ = self.finished.send(st.id);
+            } else {
+                retry_soon = true;
+            }
+        }
+        if retry_soon {
+            // Retries and waits are due later: let the dispatcher recompute its sleep.
+            self.wake.notify_one();
+        }
+    }
+}
