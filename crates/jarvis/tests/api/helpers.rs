@@ -121,6 +121,29 @@ impl TestEnv {
     pub fn log_file(&self) -> PathBuf {
         self.dir.path().join("logs").join("jarvis-combined.log")
     }
+
+    /// Points `DATABASE_URL` at a [`TcpProxy`] in front of this environment's PostgreSQL
+    /// database, so the test can make the database unreachable and bring it back; returns the
+    /// proxy and the direct URL (for the test's own queries).
+    pub async fn database_behind_proxy(&mut self) -> (TcpProxy, String) {
+        let real = self
+            .db
+            .as_ref()
+            .expect("a PostgreSQL environment")
+            .url
+            .clone();
+        let mut parsed = url::Url::parse(&real).unwrap();
+        let target = format!(
+            "{}:{}",
+            parsed.host_str().unwrap(),
+            parsed.port().unwrap_or(5432)
+        );
+        let proxy = TcpProxy::start(target.parse().unwrap()).await;
+        parsed.set_host(Some("127.0.0.1")).unwrap();
+        parsed.set_port(Some(proxy.port)).unwrap();
+        self.set("DATABASE_URL", parsed.as_str());
+        (proxy, real)
+    }
 }
 
 /// Jarvis running inside the test process.

@@ -26,6 +26,18 @@ async fn api(
     json(r.send().await.unwrap()).await
 }
 
+/// Registers `agent` as the HTTP agent of domain `music` through `base`.
+async fn register_music_agent(client: &reqwest::Client, base: &str, agent: &TestAgent) {
+    let (s, b) = api(
+        client,
+        reqwest::Method::PUT,
+        format!("{base}/api/v1/agents/music"),
+        Some(json!({"url": agent.url})),
+    )
+    .await;
+    assert_eq!(s, 201, "{b}");
+}
+
 /// Submits `n` tasks of a `music` agent in batches of 50 through `base`; returns their IDs.
 async fn submit(client: &reqwest::Client, base: &str, n: usize) -> Vec<String> {
     let mut ids = Vec::with_capacity(n);
@@ -149,18 +161,8 @@ async fn check_invariants(client: &reqwest::Client, base: &str, ids: &[String], 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_kill_and_outage_keep_one_record_per_attempt() {
     let mut env = TestEnv::new(Backend::Postgres).await;
-    let real = env.db.as_ref().unwrap().url.clone();
-    let mut parsed = url::Url::parse(&real).unwrap();
-    let target = format!(
-        "{}:{}",
-        parsed.host_str().unwrap(),
-        parsed.port().unwrap_or(5432)
-    );
-    let proxy = TcpProxy::start(target.parse().unwrap()).await;
-    parsed.set_host(Some("127.0.0.1")).unwrap();
-    parsed.set_port(Some(proxy.port)).unwrap();
-    env.set("DATABASE_URL", parsed.as_str())
-        .set("JARVIS_TASK_LEASE_MS", "2000")
+    let (proxy, real) = env.database_behind_proxy().await;
+    env.set("JARVIS_TASK_LEASE_MS", "2000")
         .set("JARVIS_CONCURRENCY", "8")
         .set("JARVIS_TASK_RETRY_BASE_MS", "20")
         .set("JARVIS_HEALTH_MONITOR", "false");
@@ -177,14 +179,7 @@ async fn postgres_kill_and_outage_keep_one_record_per_attempt() {
     );
     let survivor = TestProcess::start(&env).await;
     let client = reqwest::Client::new();
-    let (s, _) = api(
-        &client,
-        reqwest::Method::PUT,
-        survivor.url("/api/v1/agents/music"),
-        Some(json!({"url": agent.url})),
-    )
-    .await;
-    assert_eq!(s, 201);
+    register_music_agent(&client, &survivor.url(""), &agent).await;
     let ids = submit(&client, &survivor.url(""), 600).await;
 
     // Kill the victim while it has calls in flight.
@@ -236,14 +231,7 @@ async fn sqlite_kill_and_restart_keeps_one_record_per_attempt() {
     let agent = TestAgent::start(Behaviour::Delay(Duration::from_millis(500))).await;
     let mut first = TestProcess::start(&env).await;
     let client = reqwest::Client::new();
-    let (s, _) = api(
-        &client,
-        reqwest::Method::PUT,
-        first.url("/api/v1/agents/music"),
-        Some(json!({"url": agent.url})),
-    )
-    .await;
-    assert_eq!(s, 201);
+    register_music_agent(&client, &first.url(""), &agent).await;
     let ids = submit(&client, &first.url(""), 60).await;
     tokio::time::sleep(Duration::from_millis(1200)).await;
     assert!(!agent.calls().is_empty(), "calls were in flight");

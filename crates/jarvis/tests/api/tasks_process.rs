@@ -233,17 +233,7 @@ async fn a_killed_worker_loses_no_task() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_record_is_lost_while_postgres_is_unreachable() {
     let mut env = TestEnv::new(Backend::Postgres).await;
-    let real = env.db.as_ref().unwrap().url.clone();
-    let mut parsed = url::Url::parse(&real).unwrap();
-    let target = format!(
-        "{}:{}",
-        parsed.host_str().unwrap(),
-        parsed.port().unwrap_or(5432)
-    );
-    let proxy = TcpProxy::start(target.parse().unwrap()).await;
-    parsed.set_host(Some("127.0.0.1")).unwrap();
-    parsed.set_port(Some(proxy.port)).unwrap();
-    env.set("DATABASE_URL", parsed.as_str());
+    let (proxy, real) = env.database_behind_proxy().await;
     let data_dir = std::path::PathBuf::from(&env.vars["JARVIS_DATA_DIR"]);
     let app = TestApp::spawn_with(env).await;
     let agent = TestAgent::start(Behaviour::Succeed).await;
