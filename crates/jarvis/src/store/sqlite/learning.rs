@@ -80,6 +80,6 @@ impl LearningStore for SqliteStore {
         };
         result
             .map(|r| r.rows_affected() == 1)
-            .map_err(StoreError::from_sqlx)
+            .map_err(|e| self.err(e))
     }
 }

@@ -32,9 +32,9 @@ impl TaskRetryStore for SqliteStore {
             .bind(now)
             .fetch_optional(self.writer())
             .await
-            .map_err(StoreError::from_sqlx)?;
+            .map_err(|e| self.err(e))?;
         match row {
-            Some(r) => Ok(Some((rows::task(&r).map_err(StoreError::from_sqlx)?, true))),
+            Some(r) => Ok(Some((rows::task(&r).map_err(|e| self.err(e))?, true))),
             None => Ok(self.get_task(id).await?.map(|t| (t, false))),
         }
     }

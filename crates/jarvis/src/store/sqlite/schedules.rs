@@ -24,7 +24,7 @@ impl ScheduleStore for SqliteStore {
             .bind(row.created_at)
             .fetch_one(self.writer())
             .await
-            .map_err(StoreError::from_sqlx)?;
+            .map_err(|e| self.err(e))?;
         let created = stored.created_at == row.created_at;
         Ok((stored, created))
     }
@@ -34,14 +34,14 @@ impl ScheduleStore for SqliteStore {
             .bind(name)
             .fetch_optional(self.pool())
             .await
-            .map_err(StoreError::from_sqlx)
+            .map_err(|e| self.err(e))
     }
 
     async fn list_schedules(&self) -> Result<Vec<ScheduleRow>, StoreError> {
         sqlx::query_as(sql::LIST)
             .fetch_all(self.pool())
             .await
-            .map_err(StoreError::from_sqlx)
+            .map_err(|e| self.err(e))
     }
 
     async fn delete_schedule(&self, name: &str) -> Result<bool, StoreError> {
@@ -49,7 +49,7 @@ impl ScheduleStore for SqliteStore {
             .bind(name)
             .execute(self.writer())
             .await
-            .map_err(StoreError::from_sqlx)?;
+            .map_err(|e| self.err(e))?;
         Ok(done.rows_affected() > 0)
     }
 
@@ -67,7 +67,7 @@ impl ScheduleStore for SqliteStore {
             .bind(now)
             .fetch_optional(self.writer())
             .await
-            .map_err(StoreError::from_sqlx)
+            .map_err(|e| self.err(e))
     }
 
     async fn due_schedules(
@@ -80,14 +80,14 @@ impl ScheduleStore for SqliteStore {
             .bind(i64::from(limit))
             .fetch_all(self.pool())
             .await
-            .map_err(StoreError::from_sqlx)
+            .map_err(|e| self.err(e))
     }
 
     async fn earliest_schedule_tick(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
         sqlx::query_scalar(sql::EARLIEST)
             .fetch_one(self.pool())
             .await
-            .map_err(StoreError::from_sqlx)
+            .map_err(|e| self.err(e))
     }
 
     async fn advance_schedule(&self, a: Advance<'_>) -> Result<bool, StoreError> {
@@ -99,7 +99,7 @@ impl ScheduleStore for SqliteStore {
             .bind(a.last.map(|(_, task)| task))
             .execute(self.writer())
             .await
-            .map_err(StoreError::from_sqlx)?;
+            .map_err(|e| self.err(e))?;
         Ok(done.rows_affected() == 1)
     }
 }
