@@ -41,11 +41,7 @@ pub async fn retry(
             format!("attempts: must be from 1 to {MAX_ATTEMPTS}"),
         ));
     }
-    match state
-        .store
-        .retry_task(id, extra, crate::store::now())
-        .await?
-    {
+    match state.tasks.retry(id, extra).await? {
         Some((task, true)) => {
             crate::tasks::queue::task_span(&task).in_scope(|| {
                 tracing::info!(

@@ -361,6 +361,17 @@ impl TaskQueue {
         Ok(result)
     }
 
+    /// Queues a failed or cancelled task again with `extra` more attempts (see
+    /// `store::retry`), and wakes this instance's workers for it. Returns the task and whether
+    /// this call queued it (`false`: it was not failed or cancelled); `None` when unknown.
+    pub async fn retry(&self, id: Uuid, extra: u32) -> Result<Option<(Task, bool)>, StoreError> {
+        let result = self.store.retry_task(id, extra, store::now()).await?;
+        if let Some((_, true)) = &result {
+            self.wake.notify_one();
+        }
+        Ok(result)
+    }
+
     /// Stops a task this instance holds: a running attempt is told to stop, a buffered task is
     /// dropped from the buffer.
     fn stop_local(&self, id: Uuid, why: Stop) {
