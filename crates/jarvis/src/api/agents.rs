@@ -1,10 +1,10 @@
 //! `/api/v1/agents`: register, list and remove the HTTP agent of a domain.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
-use super::envelope::{ok, ApiError, ApiJson, ApiOk};
+use super::envelope::{ok, ApiError, ApiJson, ApiOk, ApiPath};
 use super::services::path_name;
 use crate::agents::{AgentInput, AgentSpec};
 use crate::app::AppState;
@@ -12,7 +12,7 @@ use crate::app::AppState;
 /// `PUT /api/v1/agents/{domain}`: 201 when new, 200 when replaced.
 pub async fn put(
     State(state): State<AppState>,
-    Path(domain): Path<String>,
+    ApiPath(domain): ApiPath<String>,
     ApiJson(input): ApiJson<AgentInput>,
 ) -> Result<ApiOk<AgentSpec>, ApiError> {
     let domain = path_name(&domain, "domain")?;
@@ -45,7 +45,7 @@ pub async fn list(State(state): State<AppState>) -> Result<ApiOk<Vec<AgentSpec>>
 /// `GET /api/v1/agents/{domain}`.
 pub async fn get(
     State(state): State<AppState>,
-    Path(domain): Path<String>,
+    ApiPath(domain): ApiPath<String>,
 ) -> Result<ApiOk<AgentSpec>, ApiError> {
     let domain = path_name(&domain, "domain")?;
     match state.store.get_agent(domain.as_str()).await? {
@@ -57,7 +57,7 @@ pub async fn get(
 /// `DELETE /api/v1/agents/{domain}`: 204.
 pub async fn delete(
     State(state): State<AppState>,
-    Path(domain): Path<String>,
+    ApiPath(domain): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let domain = path_name(&domain, "domain")?;
     let deleted = state.store.delete_agent(domain.as_str()).await;

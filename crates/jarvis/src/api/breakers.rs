@@ -2,11 +2,11 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 
-use super::envelope::{ok, ApiError, ApiOk};
+use super::envelope::{ok, ApiError, ApiOk, ApiPath};
 use super::services::path_name;
 use crate::app::AppState;
 use crate::breakers::view::BreakerView;
@@ -41,7 +41,7 @@ pub async fn list(State(state): State<AppState>) -> ApiOk<Views> {
 /// `GET /api/v1/circuit-breakers/{name}`: `{name: view}`.
 pub async fn get(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
 ) -> Result<ApiOk<Views>, ApiError> {
     let name = path_name(&name, "breaker name")?;
     Ok(ok(view_of(&state, name.as_str())?))
@@ -50,7 +50,7 @@ pub async fn get(
 /// `POST /api/v1/circuit-breakers/{name}/{open|close|reset}`: an operator action.
 pub async fn act(
     State(state): State<AppState>,
-    Path((name, action)): Path<(String, String)>,
+    ApiPath((name, action)): ApiPath<(String, String)>,
     correlation: Option<axum::Extension<CorrelationId>>,
 ) -> Result<ApiOk<Views>, ApiError> {
     let name = path_name(&name, "breaker name")?;

@@ -196,3 +196,22 @@ where
         }
     }
 }
+
+/// Path parameters whose rejections are answered in the envelope (axum's own `Path` answers a
+/// segment that is not UTF-8, e.g. `%FF`, in plain text).
+pub struct ApiPath<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for ApiPath<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(v)) => Ok(ApiPath(v)),
+            Err(r) => Err(ApiError::bad_request("invalid_path", r.body_text())),
+        }
+    }
+}

@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -17,7 +17,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::envelope::{ok, ApiError, ApiOk, ApiQuery, Envelope};
+use super::envelope::{ok, ApiError, ApiOk, ApiPath, ApiQuery, Envelope};
 use super::services::path_name;
 use crate::app::AppState;
 use crate::health::{overall, Kind, Overall, ServiceHealth};
@@ -374,7 +374,7 @@ pub struct HistoryView {
 /// newest first. 404 for a service that is neither registered nor has history.
 pub async fn history(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
     ApiQuery(query): ApiQuery<HistoryQuery>,
 ) -> Result<ApiOk<HistoryView>, ApiError> {
     let name = path_name(&name, "service name")?;

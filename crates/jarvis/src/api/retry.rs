@@ -7,12 +7,12 @@
 //! running or succeeded answers 409 `not_retryable`, so a retry sent twice runs the task once
 //! more, not twice.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::envelope::{ApiError, ApiOk, ApiQuery};
+use super::envelope::{ApiError, ApiOk, ApiPath, ApiQuery};
 use super::tasks::TaskView;
 use crate::app::AppState;
 use crate::tasks::input::MAX_ATTEMPTS;
@@ -28,7 +28,7 @@ pub struct RetryQuery {
 /// `POST /api/v1/tasks/{id}/retry`: 202 with the task, queued again.
 pub async fn retry(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiQuery(q): ApiQuery<RetryQuery>,
 ) -> Result<ApiOk<TaskView>, ApiError> {
     let id = Uuid::parse_str(&id).map_err(|_| {

@@ -1,14 +1,14 @@
 //! `/api/v1/schedules`: create or replace, list, show, pause, resume and delete recurring
 //! schedules (see `crate::schedules`).
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::envelope::{ok, ApiError, ApiJson, ApiOk};
+use super::envelope::{ok, ApiError, ApiJson, ApiOk, ApiPath};
 use super::services::path_name;
 use crate::app::AppState;
 use crate::names::Name;
@@ -81,7 +81,7 @@ fn not_found(name: &Name) -> ApiError {
 /// the timing (cron, everyMs, timezone) and the paused state keeps the next tick.
 pub async fn put(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
     ApiJson(input): ApiJson<ScheduleInput>,
 ) -> Result<ApiOk<ScheduleView>, ApiError> {
     let name = schedule_name(&name)?;
@@ -114,7 +114,7 @@ pub async fn list(State(state): State<AppState>) -> Result<ApiOk<Vec<ScheduleVie
 /// `GET /api/v1/schedules/{name}`.
 pub async fn get(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
 ) -> Result<ApiOk<ScheduleView>, ApiError> {
     let name = schedule_name(&name)?;
     match state.store.get_schedule(name.as_str()).await? {
@@ -126,7 +126,7 @@ pub async fn get(
 /// `DELETE /api/v1/schedules/{name}`: 204. The tasks it submitted stay.
 pub async fn delete(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let name = schedule_name(&name)?;
     if state.store.delete_schedule(name.as_str()).await? {
@@ -167,7 +167,7 @@ async fn set_paused(state: &AppState, raw: &str, paused: bool) -> Result<Schedul
 /// paused schedule changes nothing.
 pub async fn pause(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
 ) -> Result<ApiOk<ScheduleView>, ApiError> {
     Ok(ok(set_paused(&state, &name, true).await?))
 }
@@ -177,7 +177,7 @@ pub async fn pause(
 /// nothing.
 pub async fn resume(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
 ) -> Result<ApiOk<ScheduleView>, ApiError> {
     Ok(ok(set_paused(&state, &name, false).await?))
 }

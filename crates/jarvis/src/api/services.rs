@@ -1,10 +1,10 @@
 //! `/api/v1/services`: register, list, show and remove monitored services.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
-use super::envelope::{ok, ApiError, ApiJson, ApiOk};
+use super::envelope::{ok, ApiError, ApiJson, ApiOk, ApiPath};
 use crate::app::AppState;
 use crate::health::{ServiceInput, ServiceSpec};
 use crate::names::Name;
@@ -17,7 +17,7 @@ pub fn path_name(raw: &str, what: &str) -> Result<Name, ApiError> {
 /// `PUT /api/v1/services/{name}`: 201 when new, 200 when replaced.
 pub async fn put(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
     ApiJson(input): ApiJson<ServiceInput>,
 ) -> Result<ApiOk<ServiceSpec>, ApiError> {
     let name = path_name(&name, "service name")?;
@@ -44,7 +44,7 @@ pub async fn list(State(state): State<AppState>) -> Result<ApiOk<Vec<ServiceSpec
 /// `GET /api/v1/services/{name}`.
 pub async fn get(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
 ) -> Result<ApiOk<ServiceSpec>, ApiError> {
     let name = path_name(&name, "service name")?;
     match state.store.get_service(name.as_str()).await? {
@@ -57,7 +57,7 @@ pub async fn get(
 /// the store and on every other instance), unless an agent's domain shares the name.
 pub async fn delete(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let name = path_name(&name, "service name")?;
     if state.store.delete_service(name.as_str()).await? {

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Extension;
 use chrono::{DateTime, Utc};
@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::envelope::{ok, ApiError, ApiJson, ApiOk, ApiQuery};
+use super::envelope::{ok, ApiError, ApiJson, ApiOk, ApiPath, ApiQuery};
 use super::services::path_name;
 use crate::app::AppState;
 use crate::correlation::CorrelationId;
@@ -280,7 +280,7 @@ fn task_id(raw: &str) -> Result<Uuid, ApiError> {
 /// `GET /api/v1/tasks/{id}`.
 pub async fn get(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<ApiOk<TaskView>, ApiError> {
     let id = task_id(&id)?;
     match state.tasks.get(id).await? {
@@ -292,7 +292,7 @@ pub async fn get(
 /// `DELETE /api/v1/tasks/{id}`: the cancelled task; 409 when it had already finished.
 pub async fn cancel(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<ApiOk<TaskView>, ApiError> {
     let id = task_id(&id)?;
     match state.tasks.cancel(id).await? {

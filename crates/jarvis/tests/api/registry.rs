@@ -339,3 +339,20 @@ both_backends!(dot_names_are_refused, |backend| async move {
     assert_eq!(names, vec!["..."], "no dot-only service was stored");
     app.stop().await;
 });
+
+both_backends!(
+    a_path_that_is_not_utf8_is_answered_in_the_envelope,
+    |backend| async move {
+        let app = TestApp::spawn(backend).await;
+        let (s, body) = raw_put(
+            &app,
+            "/api/v1/services/%FF",
+            r#"{"url":"http://127.0.0.1:1/"}"#,
+        )
+        .await;
+        assert_eq!(s, 400, "{body}");
+        assert_eq!(body["success"], false, "{body}");
+        assert_eq!(body["error"]["code"], "invalid_path", "{body}");
+        app.stop().await;
+    }
+);
