@@ -145,3 +145,124 @@ pub trait ScheduleStore: Send + Sync {
     /// or deleted meanwhile.
     async fn advance_schedule(&self, advance: Advance<'_>) -> Result<bool, StoreError>;
 }
+
+/// The one body of [`ScheduleStore`] for both backends: the SQL above is the same in both
+/// dialects, so a backend only says which pool reads, which writes, and how it classifies an
+/// error (`impl_schedule_store!(SqliteStore, pool, writer, err)`).
+macro_rules! impl_schedule_store {
+    ($backend:ty, $reader:ident, $writer:ident, $err:ident) => {
+        #[async_trait::async_trait]
+        impl $crate::store::schedules::ScheduleStore for $backend {
+            async fn put_schedule(
+                &self,
+                row: &$crate::store::schedules::ScheduleRow,
+            ) -> Result<($crate::store::schedules::ScheduleRow, bool), $crate::store::StoreError>
+            {
+                let stored: $crate::store::schedules::ScheduleRow =
+                    sqlx::query_as($crate::store::schedules::PUT)
+                        .bind(&row.name)
+                        .bind(&row.cron)
+                        .bind(row.every_ms)
+                        .bind(&row.timezone)
+                        .bind(&row.task)
+                        .bind(row.paused)
+                        .bind(&row.missed)
+                        .bind(row.catch_up_limit)
+                        .bind(row.next_run_at)
+                        .bind(row.created_at)
+                        .fetch_one(self.$writer())
+                        .await
+                        .map_err(|e| self.$err(e))?;
+                let created = stored.created_at == row.created_at;
+                Ok((stored, created))
+            }
+
+            async fn get_schedule(
+                &self,
+                name: &str,
+            ) -> Result<Option<$crate::store::schedules::ScheduleRow>, $crate::store::StoreError>
+            {
+                sqlx::query_as($crate::store::schedules::GET)
+                    .bind(name)
+                    .fetch_optional(self.$reader())
+                    .await
+                    .map_err(|e| self.$err(e))
+            }
+
+            async fn list_schedules(
+                &self,
+            ) -> Result<Vec<$crate::store::schedules::ScheduleRow>, $crate::store::StoreError> {
+                sqlx::query_as($crate::store::schedules::LIST)
+                    .fetch_all(self.$reader())
+                    .await
+                    .map_err(|e| self.$err(e))
+            }
+
+            async fn delete_schedule(&self, name: &str) -> Result<bool, $crate::store::StoreError> {
+                let done = sqlx::query($crate::store::schedules::DELETE)
+                    .bind(name)
+                    .execute(self.$writer())
+                    .await
+                    .map_err(|e| self.$err(e))?;
+                Ok(done.rows_affected() > 0)
+            }
+
+            async fn set_schedule_paused(
+                &self,
+                name: &str,
+                paused: bool,
+                next: Option<chrono::DateTime<chrono::Utc>>,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> Result<Option<$crate::store::schedules::ScheduleRow>, $crate::store::StoreError>
+            {
+                sqlx::query_as($crate::store::schedules::SET_PAUSED)
+                    .bind(name)
+                    .bind(paused)
+                    .bind(next)
+                    .bind(now)
+                    .fetch_optional(self.$writer())
+                    .await
+                    .map_err(|e| self.$err(e))
+            }
+
+            async fn due_schedules(
+                &self,
+                now: chrono::DateTime<chrono::Utc>,
+                limit: u32,
+            ) -> Result<Vec<$crate::store::schedules::ScheduleRow>, $crate::store::StoreError> {
+                sqlx::query_as($crate::store::schedules::DUE)
+                    .bind(now)
+                    .bind(i64::from(limit))
+                    .fetch_all(self.$reader())
+                    .await
+                    .map_err(|e| self.$err(e))
+            }
+
+            async fn earliest_schedule_tick(
+                &self,
+            ) -> Result<Option<chrono::DateTime<chrono::Utc>>, $crate::store::StoreError> {
+                sqlx::query_scalar($crate::store::schedules::EARLIEST)
+                    .fetch_one(self.$reader())
+                    .await
+                    .map_err(|e| self.$err(e))
+            }
+
+            async fn advance_schedule(
+                &self,
+                a: $crate::store::schedules::Advance<'_>,
+            ) -> Result<bool, $crate::store::StoreError> {
+                let done = sqlx::query($crate::store::schedules::ADVANCE)
+                    .bind(a.name)
+                    .bind(a.due)
+                    .bind(a.next)
+                    .bind(a.last.map(|(tick, _)| tick))
+                    .bind(a.last.map(|(_, task)| task))
+                    .execute(self.$writer())
+                    .await
+                    .map_err(|e| self.$err(e))?;
+                Ok(done.rows_affected() == 1)
+            }
+        }
+    };
+}
+pub(crate) use impl_schedule_store;

@@ -1,5 +1,5 @@
-//! Manual retry on SQLite: one `UPDATE … RETURNING` on the writer connection (idle workers
-//! find the task at their next look at the queue, within `JARVIS_QUEUE_POLL_MS`).
+//! Manual retry on SQLite: one `UPDATE … RETURNING` on the writer connection (the one
+//! instance's workers are woken by `TaskQueue::retry`).
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
