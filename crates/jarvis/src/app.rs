@@ -180,6 +180,7 @@ impl Application {
             settings: config.tasks,
             concurrency: config.concurrency,
             instance: config.instance_id.clone(),
+            clock: crate::clock::system(),
         });
         if config.tasks.history_retention_days > 0 {
             let store = store.clone();
@@ -344,7 +345,7 @@ impl Application {
 /// Writes the services, agents and schedules of the config file into the store (the file wins over what
 /// the API stored under the same name, once, at start).
 async fn seed_from_file(config: &Config, store: &dyn Store) -> anyhow::Result<()> {
-    let now = store::now();
+    let now = crate::clock::now();
     for (name, entry) in &config.file.services {
         let name = crate::names::Name::parse(name)?;
         let spec = entry

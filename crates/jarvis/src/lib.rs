@@ -10,6 +10,8 @@
 //!   metrics and API view.
 //! - [`cli`]: the command line (`serve`, `migrate`, `config check`, `health`, `healthcheck`, `tasks`, …).
 //! - [`client`]: a small client of a running Jarvis's API, for CLI subcommands.
+//! - [`clock`]: injected time (the breaker crate's `Clock`), so engines' decisions are tested
+//!   on a manual clock.
 //! - [`config`]: environment variables and `jarvis.toml`, validated once at start.
 //! - [`history`]: execution records, the batched recorder with its spool, rollups, stats.
 //! - [`correlation`]: correlation IDs, taken from callers or generated, carried across work.
@@ -33,6 +35,7 @@ pub mod app;
 pub mod breakers;
 pub mod cli;
 pub mod client;
+pub mod clock;
 pub mod config;
 pub mod correlation;
 pub mod emf;

@@ -17,7 +17,7 @@ pub async fn put(
 ) -> Result<ApiOk<AgentSpec>, ApiError> {
     let domain = path_name(&domain, "domain")?;
     let spec = input
-        .into_spec(domain, crate::store::now())
+        .into_spec(domain, crate::clock::now())
         .map_err(|e| ApiError::bad_request("invalid_agent", e.to_string()))?;
     let put = state.store.put_agent(&spec).await;
     // Even after an error: the row may have changed.

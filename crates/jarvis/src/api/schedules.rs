@@ -85,7 +85,7 @@ pub async fn put(
     ApiJson(input): ApiJson<ScheduleInput>,
 ) -> Result<ApiOk<ScheduleView>, ApiError> {
     let name = schedule_name(&name)?;
-    let now = crate::store::now();
+    let now = crate::clock::now();
     let spec = input
         .into_spec(name, now)
         .map_err(|e| ApiError::bad_request("invalid_schedule", e.to_string()))?;
@@ -145,7 +145,7 @@ async fn set_paused(state: &AppState, raw: &str, paused: bool) -> Result<Schedul
         .get_schedule(name.as_str())
         .await?
         .ok_or_else(|| not_found(&name))?;
-    let now = crate::store::now();
+    let now = crate::clock::now();
     let next = if paused {
         None
     } else {

@@ -22,7 +22,7 @@ pub async fn put(
 ) -> Result<ApiOk<ServiceSpec>, ApiError> {
     let name = path_name(&name, "service name")?;
     let spec = input
-        .into_spec(name, crate::store::now())
+        .into_spec(name, crate::clock::now())
         .map_err(|e| ApiError::bad_request("invalid_service", e.to_string()))?;
     let (stored, created) = state.store.put_service(&spec).await?;
     tracing::info!(service = %stored.name, created, "service registered");

@@ -146,7 +146,7 @@ pub async fn submit(
     }
     let asked = input.use_learned;
     let mut new = input
-        .validate("", &cid, crate::store::now())
+        .validate("", &cid, crate::clock::now())
         .map_err(invalid)?;
     let use_learned = match asked {
         Some(flag) => flag,
@@ -231,7 +231,7 @@ pub async fn batch(
         ));
     }
     tracing::info!(tasks = n, "task batch received");
-    let now = crate::store::now();
+    let now = crate::clock::now();
     let mut new = Vec::with_capacity(n);
     let mut asked = Vec::with_capacity(n);
     for (i, t) in input.tasks.into_iter().enumerate() {

@@ -149,7 +149,7 @@ impl Checker {
                     status: Status::Down,
                     message: BREAKER_OPEN_MESSAGE.to_string(),
                     latency_ms: 0,
-                    timestamp: crate::store::now(),
+                    timestamp: crate::clock::now(),
                     breaker_open: true,
                     correlation_id: Some(id),
                 }
@@ -207,7 +207,7 @@ impl Checker {
             status,
             message,
             latency_ms,
-            timestamp: crate::store::now(),
+            timestamp: crate::clock::now(),
             breaker_open: false,
             correlation_id: Some(id),
         }

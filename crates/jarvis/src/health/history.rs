@@ -175,7 +175,7 @@ async fn write_loop(
                 write(&*store, &instance_id, &mut batch, &metrics).await;
             }
             _ = prune.tick() => {
-                let before = crate::store::now() - retention;
+                let before = crate::clock::now() - retention;
                 match store.prune_health_checks(before).await {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(deleted = n, "old health check results deleted"),

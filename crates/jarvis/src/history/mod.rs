@@ -50,7 +50,7 @@ pub async fn retention_loop(
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     loop {
-        let before = crate::store::now()
+        let before = crate::clock::now()
             - chrono::TimeDelta::from_std(retention).unwrap_or(chrono::TimeDelta::days(36_500));
         let mut deleted = 0;
         loop {

@@ -32,7 +32,7 @@ use tracing::Instrument;
 use super::spec::Schedule;
 use crate::correlation::CorrelationId;
 use crate::metrics::Metrics;
-use crate::store::{self, Advance, ScheduleRow, Store, StoreError};
+use crate::store::{Advance, ScheduleRow, Store, StoreError};
 use crate::tasks::TaskQueue;
 
 /// The longest sleep between looks at the schedules (changes made through another instance
@@ -114,7 +114,7 @@ impl Scheduler {
     /// Submits every due tick; returns the earliest next tick.
     pub async fn pass(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
         loop {
-            let now = store::now();
+            let now = crate::clock::now();
             let due = self.store.due_schedules(now, BATCH).await?;
             let n = due.len();
             let mut failed = false;

@@ -27,12 +27,8 @@ use crate::agents::AgentSpec;
 use crate::config::StoreConfig;
 use crate::health::{CheckResult, ServiceSpec};
 
-/// The current time as the stores keep it: UTC, truncated to microseconds (PostgreSQL's
-/// precision), so what is written compares equal to what is read back.
-pub fn now() -> chrono::DateTime<chrono::Utc> {
-    use chrono::SubsecRound;
-    chrono::Utc::now().trunc_subsecs(6)
-}
+/// The current time as the stores keep it (see [`crate::clock::now`]).
+pub use crate::clock::now;
 
 /// Which engine a store runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use uuid::Uuid;
 
-use crate::store::{self, Store};
+use crate::store::Store;
 
 /// An attempt answered within this long after its request went out is never marked: an
 /// instance dying in that window gives it back. (Most agent calls of a busy queue are shorter;
@@ -95,7 +95,10 @@ async fn run(store: Arc<dyn Store>, instance: String, pending: Arc<Pending>) {
         if !due.is_empty() {
             // Not retried: a mark matters only until the attempt is settled, and an instance
             // that cannot reach the store keeps its attempts (it settles them once it can).
-            match store.mark_called(&instance, &due, store::now()).await {
+            match store
+                .mark_called(&instance, &due, crate::clock::now())
+                .await
+            {
                 Ok(_) => failures = 0,
                 Err(e) => {
                     failures += 1;

@@ -190,7 +190,7 @@ mod tests {
     fn check(body: Value, expected: &str) {
         let input: TaskInput = serde_json::from_value(body).unwrap();
         let err = input
-            .validate("", "req-x", crate::store::now())
+            .validate("", "req-x", crate::clock::now())
             .unwrap_err();
         assert_eq!(err.to_string(), expected);
     }
@@ -223,14 +223,14 @@ mod tests {
             serde_json::from_value(json!({"domain": "d", "action": "a", "parameters": {"x": big}}))
                 .unwrap();
         let err = input
-            .validate("tasks[2].", "c", crate::store::now())
+            .validate("tasks[2].", "c", crate::clock::now())
             .unwrap_err();
         assert_eq!(err.field, "tasks[2].parameters");
     }
 
     #[test]
     fn run_at_is_parsed_and_never_in_the_past() {
-        let now = crate::store::now();
+        let now = crate::clock::now();
         let input: TaskInput = serde_json::from_value(
             json!({"domain": "d", "action": "a", "runAt": "2000-01-01T00:00:00Z"}),
         )

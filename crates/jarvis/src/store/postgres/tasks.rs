@@ -66,9 +66,11 @@ SELECT ins.* FROM ins LEFT JOIN wake ON true";
 /// lose (the last few hundred ms) without losing anything acknowledged: a lost claim puts the
 /// task back in the queue (at least once), a lost settlement leaves the task running until its
 /// lease expires and the reclaimer settles it from its history record, a lost call mark gives
-/// the attempt back. Task submissions and history records stay synchronous (the main pool),
-/// and each synchronous commit flushes every earlier WAL record, the queue's included. Measured:
-/// cross-instance pickup after the submission's 202, p50 1.0 ms → 0.1 ms (bench/queue).
+/// the attempt back. History records stay synchronous (the main pool), and each synchronous
+/// commit flushes every earlier WAL record, the queue's included. Submissions commit here too,
+/// but are flushed by a synchronous commit before they are acknowledged (`insert_tasks`).
+/// Measured: cross-instance pickup after the submission's 202, p50 1.0 ms → 0.1 ms
+/// (bench/queue).
 pub(crate) const QUEUE_PLAN: [(&str, &str); 5] = [
     ("synchronous_commit", "off"),
     ("enable_bitmapscan", "off"),
@@ -239,7 +241,19 @@ impl TaskStore for PostgresStore {
             .bind(claim.map(|c| c.now))
             .bind(claim.is_none())
             .bind(&notify)
-            .fetch_all(self.pool())
+            .fetch_all(self.queue_pool())
+            .await
+            .map_err(|e| self.err(e))?;
+        // Visible at once, durable before anyone is told: the insert above commits without
+        // waiting for its WAL flush (the queue pool), so its NOTIFY reaches the workers and
+        // their claim runs while the flush happens; this synchronous commit (a transaction id
+        // of its own, nothing else written) flushes the WAL up to and past the insert's commit
+        // record before the caller hears "stored". A crash in between loses a task nobody was
+        // told about (its run, if it started, with it: the claim and any record come later in
+        // the WAL); an error here answers the submission with an error although the task may
+        // exist, as a lost answer would (the idempotency key finds it).
+        sqlx::query("SELECT pg_current_xact_id()")
+            .execute(self.pool())
             .await
             .map_err(|e| self.err(e))?;
         let mut stored: HashMap<Uuid, Task> = HashMap::with_capacity(rows.len());

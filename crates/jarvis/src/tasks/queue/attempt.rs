@@ -6,8 +6,8 @@ use super::*;
 
 impl TaskQueue {
     pub(super) async fn attempt(self: &Arc<Self>, task: Task, mut stop: oneshot::Receiver<Stop>) {
-        let started_at = store::now();
-        let clock = Instant::now();
+        let started_at = self.now();
+        let clock = self.clock.now();
         tracing::info!(priority = task.priority, "executing task");
         let call = AgentCall {
             task_id: task.id,
@@ -63,7 +63,7 @@ impl TaskQueue {
                         status: TaskStatus::Waiting,
                         attempts_delta: -1,
                         run_at: Some(
-                            store::now()
+                            self.now()
                                 + chrono::TimeDelta::from_std(delay)
                                     .unwrap_or(chrono::TimeDelta::seconds(1)),
                         ),
@@ -83,7 +83,7 @@ impl TaskQueue {
             Target::Http(spec) => spec.timeout_ms,
             Target::Builtin(_) => DEFAULT_TIMEOUT_MS,
         }));
-        let call_started = Instant::now();
+        let call_started = self.clock.now();
         let work = async {
             match &target {
                 Target::Builtin(agent) => {
@@ -126,7 +126,7 @@ impl TaskQueue {
             r = work => Ok(r),
             why = stopped => Err(why),
         };
-        let elapsed = call_started.elapsed();
+        let elapsed = self.since(call_started);
         self.breakers
             .metrics()
             .observe(task.domain.as_str(), elapsed);
@@ -154,13 +154,12 @@ impl TaskQueue {
     }
 
     pub(super) fn backoff(&self, attempt: u32) -> Duration {
-        let base = self.settings.retry_base_ms as f64
-            * 2f64.powi(attempt.saturating_sub(1).min(40) as i32);
-        let capped = base.min(self.settings.retry_max_ms as f64).max(1.0);
-        // Equal jitter: half fixed (the backoff grows), half random (retries spread out).
-        let half = capped / 2.0;
-        let jitter = rand::rng().random_range(0.0..=half);
-        Duration::from_millis((half + jitter).round() as u64)
+        backoff(
+            self.settings.retry_base_ms,
+            self.settings.retry_max_ms,
+            attempt,
+            &mut rand::rng(),
+        )
     }
 
     pub(super) fn record_of(
@@ -173,8 +172,8 @@ impl TaskQueue {
             task,
             Some(self.instance.clone()),
             started_at,
-            store::now(),
-            clock.elapsed().as_millis() as u64,
+            self.now(),
+            self.since(clock).as_millis() as u64,
         )
     }
 
@@ -270,7 +269,7 @@ impl TaskQueue {
             }
         };
         self.metrics
-            .attempt(domain, action, record.success, clock.elapsed());
+            .attempt(domain, action, record.success, self.since(clock));
         self.metrics.cost(record.cost_usd);
         self.recorder.record(record);
         self.settle(task, settlement);
@@ -313,7 +312,7 @@ impl TaskQueue {
             }
             Stop::Shutdown => {
                 let last = task.attempts >= task.max_attempts;
-                let now = store::now();
+                let now = self.now();
                 self.settle(
                     task,
                     Settlement {
@@ -348,7 +347,7 @@ impl TaskQueue {
                 status: TaskStatus::Queued,
                 attempts_delta: -1,
                 run_at: Some(
-                    store::now()
+                    self.now()
                         + chrono::TimeDelta::from_std(GIVE_BACK_DELAY)
                             .unwrap_or(chrono::TimeDelta::seconds(1)),
                 ),
@@ -359,4 +358,15 @@ impl TaskQueue {
             },
         );
     }
+}
+
+/// The delay before attempt `attempt + 1` after attempt `attempt` failed: `base_ms` doubled per
+/// attempt, capped at `max_ms`, with equal jitter — half of it fixed (the backoff grows), half
+/// random (retries of tasks that failed together spread out).
+pub(super) fn backoff(base_ms: u64, max_ms: u64, attempt: u32, rng: &mut impl Rng) -> Duration {
+    let base = base_ms as f64 * 2f64.powi(attempt.saturating_sub(1).min(40) as i32);
+    let capped = base.min(max_ms as f64).max(1.0);
+    let half = capped / 2.0;
+    let jitter = rng.random_range(0.0..=half);
+    Duration::from_millis((half + jitter).round() as u64)
 }

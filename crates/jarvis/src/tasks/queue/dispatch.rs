@@ -88,7 +88,7 @@ impl TaskQueue {
             let want = (free + prefetch).saturating_sub(buffered);
             let mut wait = poll;
             if want > 0 && buffered <= prefetch / 2 {
-                let now = store::now();
+                let now = self.now();
                 match self
                     .store
                     .claim_tasks(self.lease_from(now), want as u32)
@@ -116,7 +116,7 @@ impl TaskQueue {
                         // Drained for now: sleep until the next delayed task is due.
                         match self.store.next_run_at().await {
                             Ok(Some(next)) => {
-                                let until = (next - store::now())
+                                let until = (next - self.now())
                                     .to_std()
                                     .unwrap_or(Duration::ZERO)
                                     .max(Duration::from_millis(5));

@@ -31,8 +31,7 @@ impl TaskQueue {
                 }
                 continue;
             }
-            let until =
-                store::now() + chrono::TimeDelta::milliseconds(self.settings.lease_ms as i64);
+            let until = self.now() + chrono::TimeDelta::milliseconds(self.settings.lease_ms as i64);
             match self.store.extend_leases(&self.instance, &ids, until).await {
                 Ok(kept) => {
                     let kept: HashSet<Uuid> = kept.into_iter().collect();
@@ -67,81 +66,90 @@ impl TaskQueue {
                 _ = tokio::time::sleep(every) => {}
                 _ = stop.changed() => return,
             }
-            if self.store_troubled_recently() {
-                continue;
-            }
-            let now = store::now();
-            match self
-                .store
-                .reclaim_expired(now, RECLAIM_BATCH, self.lease())
-                .await
-            {
-                Ok(list) => {
-                    let any = !list.is_empty();
-                    let mut announce = Vec::new();
-                    for r in list {
-                        let task = &r.task;
-                        let lost_by = r.lost_by.as_deref().unwrap_or("?");
-                        match r.outcome {
-                            ReclaimOutcome::Interrupted => {
-                                let started = r.attempt_started_at.unwrap_or(now);
-                                let reason =
-                                    task.error.clone().unwrap_or_else(|| "lease expired".into());
-                                let duration = (now - started).num_milliseconds().max(0) as u64;
-                                let record =
-                                    attempt_record(task, r.lost_by.clone(), started, now, duration)
-                                        .with_failure(&reason);
-                                task_span(task).in_scope(|| {
-                                    tracing::warn!(
-                                        lost_by,
-                                        status = %task.status,
-                                        attempts = task.attempts,
-                                        "reclaimed a task whose worker stopped renewing its lease mid-call"
-                                    )
-                                });
-                                self.recorder.record(record);
-                            }
-                            ReclaimOutcome::Recorded => task_span(task).in_scope(|| {
+            self.reclaim_once().await;
+        }
+    }
+
+    /// One pass of the reclaimer: what expired before now on the queue's clock, unless a store
+    /// call of this instance failed within the last lease. Returns how many tasks it took back
+    /// (`None`: skipped or failed).
+    pub(super) async fn reclaim_once(&self) -> Option<usize> {
+        if self.store_troubled_recently() {
+            return None;
+        }
+        let now = self.now();
+        match self
+            .store
+            .reclaim_expired(now, RECLAIM_BATCH, self.lease())
+            .await
+        {
+            Ok(list) => {
+                let count = list.len();
+                let mut announce = Vec::new();
+                for r in list {
+                    let task = &r.task;
+                    let lost_by = r.lost_by.as_deref().unwrap_or("?");
+                    match r.outcome {
+                        ReclaimOutcome::Interrupted => {
+                            let started = r.attempt_started_at.unwrap_or(now);
+                            let reason =
+                                task.error.clone().unwrap_or_else(|| "lease expired".into());
+                            let duration = (now - started).num_milliseconds().max(0) as u64;
+                            let record =
+                                attempt_record(task, r.lost_by.clone(), started, now, duration)
+                                    .with_failure(&reason);
+                            task_span(task).in_scope(|| {
                                 tracing::warn!(
                                     lost_by,
                                     status = %task.status,
                                     attempts = task.attempts,
-                                    "reclaimed a task whose worker recorded its attempt but did not settle it; settled as recorded"
+                                    "reclaimed a task whose worker stopped renewing its lease mid-call"
                                 )
-                            }),
-                            ReclaimOutcome::GivenBack => task_span(task).in_scope(|| {
-                                tracing::warn!(
-                                    lost_by,
-                                    attempts = task.attempts,
-                                    "reclaimed a task whose agent was never called; attempt given back"
-                                )
-                            }),
+                            });
+                            self.recorder.record(record);
                         }
-                        if task.status.is_final() {
-                            self.metrics.finished(
-                                task.domain.as_str(),
-                                task.action.as_str(),
-                                task.status,
-                            );
-                            let _ = self.finished.send(task.id);
-                            if task.notify_done {
-                                announce.push(task.id);
-                            }
-                        }
+                        ReclaimOutcome::Recorded => task_span(task).in_scope(|| {
+                            tracing::warn!(
+                                lost_by,
+                                status = %task.status,
+                                attempts = task.attempts,
+                                "reclaimed a task whose worker recorded its attempt but did not settle it; settled as recorded"
+                            )
+                        }),
+                        ReclaimOutcome::GivenBack => task_span(task).in_scope(|| {
+                            tracing::warn!(
+                                lost_by,
+                                attempts = task.attempts,
+                                "reclaimed a task whose agent was never called; attempt given back"
+                            )
+                        }),
                     }
-                    if !announce.is_empty() {
-                        if let Err(e) = self.store.notify_finished(&announce).await {
-                            tracing::warn!(error = %e, "cannot announce reclaimed tasks; waiters poll");
+                    if task.status.is_final() {
+                        self.metrics.finished(
+                            task.domain.as_str(),
+                            task.action.as_str(),
+                            task.status,
+                        );
+                        let _ = self.finished.send(task.id);
+                        if task.notify_done {
+                            announce.push(task.id);
                         }
-                    }
-                    if any {
-                        self.wake.notify_one();
                     }
                 }
-                Err(e) => {
-                    self.store_failed();
-                    tracing::warn!(error = %e, "cannot reclaim expired task leases")
+                if !announce.is_empty() {
+                    if let Err(e) = self.store.notify_finished(&announce).await {
+                        tracing::warn!(error = %e, "cannot announce reclaimed tasks; waiters poll");
+                    }
                 }
+                if count > 0 {
+                    self.wake.notify_one();
+                }
+                Some(count)
+            }
+            Err(e) => {
+                self.store_failed();
+                tracing::warn!(error = %e, "cannot reclaim expired task leases");
+                None
             }
         }
     }

@@ -32,6 +32,8 @@ mod dispatch;
 mod leases;
 mod settle;
 mod shutdown;
+#[cfg(test)]
+mod tests;
 
 use std::cmp::Ordering;
 use std::collections::{BinaryHeap, HashMap, HashSet};
@@ -50,9 +52,10 @@ use super::metrics::TaskMetrics;
 use super::model::{NewTask, Task, TaskStatus};
 use crate::agents::AgentSpec;
 use crate::breakers::{BreakerRegistry, Outcome};
+use crate::clock::{self, SharedClock};
 use crate::config::TaskSettings;
 use crate::history::{ExecutionRecord, Recorder};
-use crate::store::{self, Inserted, Lease, ReclaimOutcome, Settlement, Store, StoreError};
+use crate::store::{Inserted, Lease, ReclaimOutcome, Settlement, Store, StoreError};
 
 /// Per-attempt timeout of built-in agents when the task gives none.
 pub const DEFAULT_TIMEOUT_MS: u64 = crate::agents::DEFAULT_TIMEOUT_MS;
@@ -139,6 +142,8 @@ pub struct QueueParts {
     pub concurrency: u32,
     /// This instance's name.
     pub instance: String,
+    /// Where the queue reads time ([`clock::system`] outside tests).
+    pub clock: SharedClock,
 }
 
 /// The task queue of one instance. Cheap to share (`Arc`).
@@ -152,6 +157,7 @@ pub struct TaskQueue {
     settings: TaskSettings,
     concurrency: u32,
     instance: String,
+    clock: SharedClock,
     slots: Arc<Semaphore>,
     wake: Arc<Notify>,
     finished: broadcast::Sender<Uuid>,
@@ -187,6 +193,7 @@ impl TaskQueue {
             settings: parts.settings,
             concurrency: parts.concurrency.max(1),
             instance: parts.instance,
+            clock: parts.clock,
             slots: Arc::new(Semaphore::new(parts.concurrency.max(1) as usize)),
             wake: Arc::new(Notify::new()),
             finished,
@@ -218,6 +225,16 @@ impl TaskQueue {
         self.running.load(AtomicOrdering::Relaxed)
     }
 
+    /// The queue clock's wall time, as the store keeps it.
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        clock::utc(&*self.clock)
+    }
+
+    /// Time passed on the queue's clock since `t`.
+    fn since(&self, t: Instant) -> Duration {
+        self.clock.now().saturating_duration_since(t)
+    }
+
     fn lease(&self) -> Duration {
         Duration::from_millis(self.settings.lease_ms)
     }
@@ -236,7 +253,7 @@ impl TaskQueue {
 
     /// Notes that a store call failed just now (see `store_trouble`).
     fn store_failed(&self) {
-        *self.store_trouble.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+        *self.store_trouble.lock().unwrap_or_else(|e| e.into_inner()) = Some(self.clock.now());
     }
 
     /// Whether a store call failed within the last lease.
@@ -244,7 +261,7 @@ impl TaskQueue {
         self.store_trouble
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .is_some_and(|t| t.elapsed() < self.lease())
+            .is_some_and(|t| self.clock.now().saturating_duration_since(t) < self.lease())
     }
 
     /// Starts the settler, and with workers enabled the dispatcher, lease keeper, reclaimer
@@ -297,7 +314,7 @@ impl TaskQueue {
         self: &Arc<Self>,
         tasks: Vec<NewTask>,
     ) -> Result<Vec<Inserted>, StoreError> {
-        let now = store::now();
+        let now = self.now();
         if tasks.len() == 1
             && self.started.load(AtomicOrdering::Relaxed)
             && !self.stopping()
@@ -341,7 +358,7 @@ impl TaskQueue {
     /// (on another instance it stops when that instance next renews its lease). Returns the
     /// task and whether this call cancelled it.
     pub async fn cancel(&self, id: Uuid) -> Result<Option<(Task, bool)>, StoreError> {
-        let result = self.store.cancel_task(id, store::now()).await?;
+        let result = self.store.cancel_task(id, self.now()).await?;
         if let Some((task, true)) = &result {
             if task.notify_done {
                 if let Err(e) = self.store.notify_finished(&[id]).await {
@@ -365,7 +382,7 @@ impl TaskQueue {
     /// `store::retry`), and wakes this instance's workers for it. Returns the task and whether
     /// this call queued it (`false`: it was not failed or cancelled); `None` when unknown.
     pub async fn retry(&self, id: Uuid, extra: u32) -> Result<Option<(Task, bool)>, StoreError> {
-        let result = self.store.retry_task(id, extra, store::now()).await?;
+        let result = self.store.retry_task(id, extra, self.now()).await?;
         if let Some((_, true)) = &result {
             self.wake.notify_one();
         }

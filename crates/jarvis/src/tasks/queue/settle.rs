@@ -15,6 +15,15 @@ impl TaskQueue {
         }
     }
 
+    /// Waits until every settlement handed to the settler so far is applied (returns at once
+    /// when the settler is gone).
+    pub(super) async fn flush_settlements(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.settle_tx.send(SettleMsg::Flush(tx)).is_ok() {
+            let _ = rx.await;
+        }
+    }
+
     /// Applies settlements in batches: whatever accumulated while the previous batch was
     /// written goes in the next one.
     pub(super) async fn settler(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<SettleMsg>) {
@@ -56,7 +65,7 @@ impl TaskQueue {
         loop {
             match self
                 .store
-                .settle_tasks(&self.instance, &settlements, store::now())
+                .settle_tasks(&self.instance, &settlements, self.now())
                 .await
             {
                 Ok(_) => break,

@@ -75,10 +75,11 @@ impl TaskQueue {
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
         }
-        let (tx, rx) = oneshot::channel();
-        if self.settle_tx.send(SettleMsg::Flush(tx)).is_ok() {
-            let _ = tokio::time::timeout(self.lease() + Duration::from_secs(1), rx).await;
-        }
+        let _ = tokio::time::timeout(
+            self.lease() + Duration::from_secs(1),
+            self.flush_settlements(),
+        )
+        .await;
         for h in self
             .background
             .lock()
