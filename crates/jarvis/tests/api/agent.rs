@@ -22,7 +22,7 @@ pub enum Behaviour {
     Fail(String),
     /// This HTTP status with an empty body.
     Status(u16),
-    /// Waits this long, then succeeds.
+    /// Waits this long, then succeeds (a slow agent; not a wait of the test).
     Delay(Duration),
 }
 

@@ -13,44 +13,17 @@ use crate::helpers::*;
 
 const LIMIT: Duration = Duration::from_secs(20);
 
-async fn put_agent(app: &TestApp, domain: &str, body: Value) -> (u16, Value) {
-    json(
-        app.send_json(Method::PUT, &format!("/api/v1/agents/{domain}"), &body)
-            .await,
-    )
-    .await
-}
-
-/// Submits with `?wait=true` and answers the finished task.
+/// Submits with `?wait=true` and answers the finished task, which must have succeeded.
 async fn run(app: &TestApp, body: Value) -> Value {
-    let (s, body) = json(
-        app.send_json(Method::POST, "/api/v1/execute?wait=true", &body)
-            .await,
-    )
-    .await;
-    assert_eq!(s, 200, "{body}");
-    assert_eq!(body["data"]["status"], "succeeded", "{body}");
-    body["data"].clone()
+    let t = app.run_task(body).await;
+    assert_eq!(t["status"], "succeeded", "{t}");
+    t
 }
 
-async fn task(app: &TestApp, id: &str) -> Value {
-    let (s, body) = json(app.get(&format!("/api/v1/tasks/{id}")).await).await;
-    assert_eq!(s, 200, "{body}");
-    body["data"].clone()
-}
-
-/// The history rows of a task, once its record is written.
-async fn records(app: &TestApp, id: &str) -> Vec<Value> {
-    eventually_some(LIMIT, &format!("the history row of {id}"), || async {
-        let (_, b) = json(
-            app.get(&format!("/api/v1/tasks/executions?taskId={id}"))
-                .await,
-        )
-        .await;
-        let items = b["data"]["items"].as_array().cloned().unwrap_or_default();
-        (!items.is_empty()).then_some(items)
-    })
-    .await
+/// Checks that the history row of finished task `t` records the learned parameters it got.
+async fn assert_recorded_as_run(app: &TestApp, t: &Value) {
+    let rows = app.history_rows(t["taskId"].as_str().unwrap(), 1).await;
+    assert_eq!(rows[0]["learnedParameters"], t["learnedParameters"], "{t}");
 }
 
 fn is_learned(t: &Value) -> bool {
@@ -63,12 +36,12 @@ both_backends!(
         let app = TestApp::spawn(backend).await;
         let agent = TestAgent::start(Behaviour::Succeed).await;
 
-        let (s, body) = put_agent(
-            &app,
-            "music",
-            json!({"url": agent.url, "timeoutMs": 5000, "useLearned": true}),
-        )
-        .await;
+        let (s, body) = app
+            .put_agent(
+                "music",
+                json!({"url": agent.url, "timeoutMs": 5000, "useLearned": true}),
+            )
+            .await;
         assert_eq!(s, 201, "{body}");
         assert_eq!(body["data"]["useLearned"], true, "{body}");
         let (_, body) = json(app.get("/api/v1/agents/music").await).await;
@@ -85,8 +58,7 @@ both_backends!(
         assert!(is_learned(&t), "{t}");
         assert_eq!(t["learnedParameters"]["given"], json!(["bpm"]), "{t}");
         assert_eq!(t["parameters"]["bpm"], 90, "{t}");
-        let rows = records(&app, t["taskId"].as_str().unwrap()).await;
-        assert_eq!(rows[0]["learnedParameters"], t["learnedParameters"]);
+        assert_recorded_as_run(&app, &t).await;
 
         // The task opts out.
         let t = run(
@@ -95,36 +67,29 @@ both_backends!(
         )
         .await;
         assert_eq!(t["learnedParameters"], Value::Null, "{t}");
-        let rows = records(&app, t["taskId"].as_str().unwrap()).await;
-        assert_eq!(rows[0]["learnedParameters"], Value::Null);
+        assert_recorded_as_run(&app, &t).await;
 
         // A batch: each task as it says, else as its domain's agent says (noop has none).
-        let (s, body) = json(
-            app.send_json(
-                Method::POST,
-                "/api/v1/tasks/batch",
-                &json!({"tasks": [
-                    {"domain": "music", "action": "beat"},
-                    {"domain": "music", "action": "beat", "useLearned": false},
-                    {"domain": "music", "action": "beat", "useLearned": true},
-                    {"domain": "noop", "action": "x"},
-                    {"domain": "noop", "action": "x", "useLearned": true},
-                    {"domain": "music", "action": "beat"},
-                ]}),
-            )
-            .await,
-        )
-        .await;
-        assert_eq!(s, 202, "{body}");
+        let batch = app
+            .submit_batch(json!([
+                {"domain": "music", "action": "beat"},
+                {"domain": "music", "action": "beat", "useLearned": false},
+                {"domain": "music", "action": "beat", "useLearned": true},
+                {"domain": "noop", "action": "x"},
+                {"domain": "noop", "action": "x", "useLearned": true},
+                {"domain": "music", "action": "beat"},
+            ]))
+            .await;
         let mut learned = Vec::new();
-        for t in body["data"]["tasks"].as_array().unwrap() {
-            learned.push(is_learned(&task(&app, t["taskId"].as_str().unwrap()).await));
+        for t in batch["tasks"].as_array().unwrap() {
+            learned.push(is_learned(&app.task(t["taskId"].as_str().unwrap()).await));
         }
         assert_eq!(learned, [true, false, true, false, true, true]);
 
         // Replaced without the flag (a PUT replaces the agent): no longer the default, at once.
-        let (s, body) =
-            put_agent(&app, "music", json!({"url": agent.url, "timeoutMs": 5000})).await;
+        let (s, body) = app
+            .put_agent("music", json!({"url": agent.url, "timeoutMs": 5000}))
+            .await;
         assert_eq!(s, 200, "{body}");
         assert_eq!(body["data"]["useLearned"], false, "{body}");
         let t = run(&app, json!({"domain": "music", "action": "beat"})).await;
@@ -138,7 +103,9 @@ both_backends!(
         assert!(is_learned(&t), "{t}");
 
         // And back on, at once on this instance.
-        let (s, _) = put_agent(&app, "music", json!({"url": agent.url, "useLearned": true})).await;
+        let (s, _) = app
+            .put_agent("music", json!({"url": agent.url, "useLearned": true}))
+            .await;
         assert_eq!(s, 200);
         let t = run(&app, json!({"domain": "music", "action": "beat"})).await;
         assert!(is_learned(&t), "{t}");
@@ -162,7 +129,7 @@ both_backends!(
         )
         .await;
         assert_eq!(s, 202, "{body}");
-        let t = task(&app, body["data"]["taskId"].as_str().unwrap()).await;
+        let t = app.task(body["data"]["taskId"].as_str().unwrap()).await;
         assert_eq!(t["learnedParameters"], Value::Null, "{t}");
 
         // The flag is a boolean.
@@ -183,7 +150,7 @@ both_backends!(
     |backend| async move {
         let app = TestApp::spawn(backend).await;
         let agent = TestAgent::start(Behaviour::Succeed).await;
-        let (s, body) = put_agent(&app, "music", json!({"url": agent.url})).await;
+        let (s, body) = app.put_agent("music", json!({"url": agent.url})).await;
         assert_eq!(s, 201, "{body}");
         assert_eq!(body["data"]["useLearned"], false, "{body}");
         let t = run(
@@ -193,8 +160,7 @@ both_backends!(
         .await;
         assert_eq!(t["learnedParameters"], Value::Null, "{t}");
         assert_eq!(t["parameters"], json!({"bpm": 90}));
-        let rows = records(&app, t["taskId"].as_str().unwrap()).await;
-        assert_eq!(rows[0]["learnedParameters"], Value::Null);
+        assert_recorded_as_run(&app, &t).await;
         app.stop().await;
     }
 );
@@ -224,8 +190,7 @@ both_backends!(
 
         let t = run(&app, json!({"domain": "music", "action": "beat"})).await;
         assert!(is_learned(&t), "{t}");
-        let rows = records(&app, t["taskId"].as_str().unwrap()).await;
-        assert_eq!(rows[0]["learnedParameters"], t["learnedParameters"]);
+        assert_recorded_as_run(&app, &t).await;
         let t = run(
             &app,
             json!({"domain": "music", "action": "beat", "useLearned": false}),
@@ -244,18 +209,9 @@ both_backends!(
 async fn a_change_on_one_instance_reaches_the_other() {
     let mut env_a = TestEnv::new(Backend::Postgres).await;
     env_a.set("JARVIS_INSTANCE_ID", "defaults-a");
-    let mut env_b = TestEnv::new(Backend::Sqlite).await;
-    env_b.vars = env_a.vars.clone();
+    let mut env_b = env_a.another_instance();
     env_b.set("JARVIS_INSTANCE_ID", "defaults-b");
     env_b.set("JARVIS_WORKERS_ENABLED", "false");
-    env_b.set(
-        "JARVIS_DATA_DIR",
-        &env_b.dir.path().join("data").display().to_string(),
-    );
-    env_b.set(
-        "JARVIS_LOG_DIR",
-        &env_b.dir.path().join("logs").display().to_string(),
-    );
     let a = TestApp::spawn_with(env_a).await;
     let b = TestApp::spawn_with(env_b).await;
     let agent = TestAgent::start(Behaviour::Succeed).await;
@@ -272,14 +228,16 @@ async fn a_change_on_one_instance_reaches_the_other() {
         .await;
         assert_eq!(s, 202, "{body}");
         let id = body["data"]["taskId"].as_str().unwrap().to_string();
-        is_learned(&task(&b, &id).await)
+        is_learned(&b.task(&id).await)
     };
 
-    let (s, _) = put_agent(&a, "music", json!({"url": agent.url})).await;
+    let (s, _) = a.put_agent("music", json!({"url": agent.url})).await;
     assert_eq!(s, 201);
     // B reads (and caches) the agent without the flag.
     assert!(!submit_on_b().await);
-    let (s, _) = put_agent(&a, "music", json!({"url": agent.url, "useLearned": true})).await;
+    let (s, _) = a
+        .put_agent("music", json!({"url": agent.url, "useLearned": true}))
+        .await;
     assert_eq!(s, 200);
     let changed = std::time::Instant::now();
     eventually(
@@ -294,7 +252,7 @@ async fn a_change_on_one_instance_reaches_the_other() {
         changed.elapsed()
     );
     // And off again.
-    let (s, _) = put_agent(&a, "music", json!({"url": agent.url})).await;
+    let (s, _) = a.put_agent("music", json!({"url": agent.url})).await;
     assert_eq!(s, 200);
     eventually(
         Duration::from_secs(10),
@@ -329,7 +287,9 @@ both_backends!(
     |backend| async move {
         let app = TestApp::spawn(backend).await;
         let agent = TestAgent::start(Behaviour::Succeed).await;
-        let (s, _) = put_agent(&app, "music", json!({"url": agent.url, "useLearned": true})).await;
+        let (s, _) = app
+            .put_agent("music", json!({"url": agent.url, "useLearned": true}))
+            .await;
         assert_eq!(s, 201);
         for (name, task) in [
             ("learned", json!({"domain": "music", "action": "beat"})),

@@ -18,100 +18,97 @@ both_backends!(a_fresh_system_has_no_breakers, |backend| async move {
     app.stop().await;
 });
 
-#[tokio::test]
-async fn breakers_open_after_five_failures_and_operators_can_act() {
-    let app = TestApp::spawn(Backend::Sqlite).await;
-    let name = Name::parse("aiDawgBackend").unwrap();
-    for _ in 0..5 {
-        app.state()
-            .breakers
-            .acquire(&name)
-            .unwrap()
-            .failure("connection refused");
+// Operator actions are written through the store: both backends.
+both_backends!(
+    a_circuit_opens_after_five_failures_and_operators_can_close_open_and_reset_it,
+    |backend| async move {
+        let app = TestApp::spawn(backend).await;
+        let name = Name::parse("aiDawgBackend").unwrap();
+        app.fail_calls("aiDawgBackend", 5, "connection refused");
+        assert!(
+            app.state().breakers.acquire(&name).is_err(),
+            "open circuits reject"
+        );
+        let (s, body) = json(app.get("/api/v1/circuit-breakers").await).await;
+        assert_eq!(s, 200);
+        let b = &body["data"]["aiDawgBackend"];
+        assert_eq!(b["state"], "OPEN");
+        assert_eq!(b["failureCount"], 5);
+        assert_eq!(b["rejectedCalls"], 1);
+        assert_eq!(b["lastFailureReason"], "connection refused");
+        assert_eq!(b["enabled"], true);
+        for key in ["openedAt", "nextAttemptAt", "lastFailureAt"] {
+            let t = b[key].as_str().unwrap_or_else(|| panic!("{key}: {b}"));
+            assert!(chrono::DateTime::parse_from_rfc3339(t).is_ok(), "{key}={t}");
+        }
+
+        let (s, body) = json(app.get("/api/v1/circuit-breakers/aiDawgBackend").await).await;
+        assert_eq!(s, 200);
+        assert_eq!(body["data"]["aiDawgBackend"]["state"], "OPEN");
+
+        let close = app
+            .send_json(
+                Method::POST,
+                "/api/v1/circuit-breakers/aiDawgBackend/close",
+                &json!({}),
+            )
+            .await;
+        let (s, body) = json(close).await;
+        assert_eq!(s, 200);
+        assert_eq!(body["data"]["aiDawgBackend"]["state"], "CLOSED");
+        assert!(app.state().breakers.acquire(&name).is_ok());
+
+        let (_, body) = json(
+            app.send_json(
+                Method::POST,
+                "/api/v1/circuit-breakers/aiDawgBackend/open",
+                &json!({}),
+            )
+            .await,
+        )
+        .await;
+        assert_eq!(body["data"]["aiDawgBackend"]["state"], "OPEN");
+        assert_eq!(body["data"]["aiDawgBackend"]["forced"], true);
+        assert!(app.state().breakers.acquire(&name).is_err());
+
+        let (_, body) = json(
+            app.send_json(
+                Method::POST,
+                "/api/v1/circuit-breakers/aiDawgBackend/reset",
+                &json!({}),
+            )
+            .await,
+        )
+        .await;
+        assert_eq!(body["data"]["aiDawgBackend"]["state"], "CLOSED");
+        assert_eq!(body["data"]["aiDawgBackend"]["failureCount"], 0);
+
+        // Unknown names and actions.
+        assert_error(
+            app.get("/api/v1/circuit-breakers/nobody").await,
+            404,
+            "not_found",
+        )
+        .await;
+        let r = app
+            .send_json(
+                Method::POST,
+                "/api/v1/circuit-breakers/nobody/open",
+                &json!({}),
+            )
+            .await;
+        assert_error(r, 404, "not_found").await;
+        let r = app
+            .send_json(
+                Method::POST,
+                "/api/v1/circuit-breakers/aiDawgBackend/explode",
+                &json!({}),
+            )
+            .await;
+        assert_error(r, 404, "not_found").await;
+        app.stop().await;
     }
-    assert!(
-        app.state().breakers.acquire(&name).is_err(),
-        "open circuits reject"
-    );
-    let (s, body) = json(app.get("/api/v1/circuit-breakers").await).await;
-    assert_eq!(s, 200);
-    let b = &body["data"]["aiDawgBackend"];
-    assert_eq!(b["state"], "OPEN");
-    assert_eq!(b["failureCount"], 5);
-    assert_eq!(b["rejectedCalls"], 1);
-    assert_eq!(b["lastFailureReason"], "connection refused");
-    assert_eq!(b["enabled"], true);
-    for key in ["openedAt", "nextAttemptAt", "lastFailureAt"] {
-        let t = b[key].as_str().unwrap_or_else(|| panic!("{key}: {b}"));
-        assert!(chrono::DateTime::parse_from_rfc3339(t).is_ok(), "{key}={t}");
-    }
-
-    let (s, body) = json(app.get("/api/v1/circuit-breakers/aiDawgBackend").await).await;
-    assert_eq!(s, 200);
-    assert_eq!(body["data"]["aiDawgBackend"]["state"], "OPEN");
-
-    let close = app
-        .send_json(
-            Method::POST,
-            "/api/v1/circuit-breakers/aiDawgBackend/close",
-            &json!({}),
-        )
-        .await;
-    let (s, body) = json(close).await;
-    assert_eq!(s, 200);
-    assert_eq!(body["data"]["aiDawgBackend"]["state"], "CLOSED");
-    assert!(app.state().breakers.acquire(&name).is_ok());
-
-    let (_, body) = json(
-        app.send_json(
-            Method::POST,
-            "/api/v1/circuit-breakers/aiDawgBackend/open",
-            &json!({}),
-        )
-        .await,
-    )
-    .await;
-    assert_eq!(body["data"]["aiDawgBackend"]["state"], "OPEN");
-    assert_eq!(body["data"]["aiDawgBackend"]["forced"], true);
-    assert!(app.state().breakers.acquire(&name).is_err());
-
-    let (_, body) = json(
-        app.send_json(
-            Method::POST,
-            "/api/v1/circuit-breakers/aiDawgBackend/reset",
-            &json!({}),
-        )
-        .await,
-    )
-    .await;
-    assert_eq!(body["data"]["aiDawgBackend"]["state"], "CLOSED");
-    assert_eq!(body["data"]["aiDawgBackend"]["failureCount"], 0);
-
-    // Unknown names and actions.
-    assert_error(
-        app.get("/api/v1/circuit-breakers/nobody").await,
-        404,
-        "not_found",
-    )
-    .await;
-    let r = app
-        .send_json(
-            Method::POST,
-            "/api/v1/circuit-breakers/nobody/open",
-            &json!({}),
-        )
-        .await;
-    assert_error(r, 404, "not_found").await;
-    let r = app
-        .send_json(
-            Method::POST,
-            "/api/v1/circuit-breakers/aiDawgBackend/explode",
-            &json!({}),
-        )
-        .await;
-    assert_error(r, 404, "not_found").await;
-    app.stop().await;
-}
+);
 
 #[tokio::test]
 async fn disabled_breakers_let_everything_through_and_say_so() {
@@ -119,9 +116,7 @@ async fn disabled_breakers_let_everything_through_and_say_so() {
     env.set("CIRCUIT_BREAKER_ENABLED", "false");
     let app = TestApp::spawn_with(env).await;
     let name = Name::parse("svc").unwrap();
-    for _ in 0..10 {
-        app.state().breakers.acquire(&name).unwrap().failure("boom");
-    }
+    app.fail_calls("svc", 10, "boom");
     assert!(app.state().breakers.acquire(&name).is_ok());
     let (_, body) = json(app.get("/api/v1/circuit-breakers").await).await;
     assert_eq!(body["data"]["svc"]["state"], "CLOSED");
@@ -153,13 +148,7 @@ async fn metrics_need_the_token_and_name_breakers_in_labels() {
     let r = app.client.get(app.url("/metrics")).send().await.unwrap();
     assert_error(r, 401, "unauthorized").await;
     let name = Name::parse("aiDawgBackend").unwrap();
-    for _ in 0..5 {
-        app.state()
-            .breakers
-            .acquire(&name)
-            .unwrap()
-            .failure("refused");
-    }
+    app.fail_calls("aiDawgBackend", 5, "refused");
     let _ = app.state().breakers.acquire(&name);
     let r = app.get("/metrics").await;
     assert_eq!(r.status(), 200);
@@ -201,24 +190,23 @@ async fn the_breakers_command_lists_and_acts() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("not_found"));
 
     // An agent that does not answer: its domain's breaker appears with a failure.
-    let client = reqwest::Client::new();
     let dead = format!("http://127.0.0.1:{}/run", free_port());
-    let r = client
-        .put(p.url("/api/v1/agents/cli-test"))
-        .bearer_auth(TOKEN)
-        .json(&json!({ "url": dead, "timeoutMs": 500 }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
-    let r = client
-        .post(p.url("/api/v1/execute"))
-        .bearer_auth(TOKEN)
-        .json(&json!({ "domain": "cli-test", "action": "x", "maxAttempts": 1 }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 202);
+    let (s, body) = p
+        .api(
+            Method::PUT,
+            "/api/v1/agents/cli-test",
+            Some(json!({ "url": dead, "timeoutMs": 500 })),
+        )
+        .await;
+    assert_eq!(s, 201, "{body}");
+    let (s, body) = p
+        .api(
+            Method::POST,
+            "/api/v1/execute",
+            Some(json!({ "domain": "cli-test", "action": "x", "maxAttempts": 1 })),
+        )
+        .await;
+    assert_eq!(s, 202, "{body}");
     eventually(
         std::time::Duration::from_secs(20),
         "the breaker shows up",

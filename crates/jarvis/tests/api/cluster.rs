@@ -5,24 +5,23 @@
 
 use std::time::{Duration, Instant};
 
+use reqwest::Method;
+
 use serde_json::{json, Value};
 
-use crate::health::{FakeService, Mode};
 use crate::helpers::*;
 
 const OPEN_MS: u64 = 3000;
 
+/// Breaker `name` as instance `p` shows it (`Null` when it has none).
 async fn breaker(p: &TestProcess, name: &str) -> Value {
-    let r = reqwest::Client::new()
-        .get(p.url(&format!("/api/v1/circuit-breakers/{name}")))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap();
-    if r.status() != 200 {
-        return Value::Null;
-    }
-    let body: Value = r.json().await.unwrap();
+    let (_, body) = p
+        .api(
+            Method::GET,
+            &format!("/api/v1/circuit-breakers/{name}"),
+            None,
+        )
+        .await;
     body["data"][name].clone()
 }
 
@@ -52,27 +51,21 @@ async fn three_instances_share_one_circuit() {
     let db = sqlx::PgPool::connect(&db_url).await.unwrap();
 
     // Registered on one instance, checked by all three (every 300 ms each).
-    let r = reqwest::Client::new()
-        .put(ps[0].url("/api/v1/services/flaky"))
-        .bearer_auth(TOKEN)
-        .json(&json!({"url": service.url("/health"), "intervalMs": 300, "timeoutMs": 6000}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
+    let (s, body) = ps[0]
+        .api(
+            Method::PUT,
+            "/api/v1/services/flaky",
+            Some(json!({"url": service.url("/health"), "intervalMs": 300, "timeoutMs": 6000})),
+        )
+        .await;
+    assert_eq!(s, 201, "{body}");
     // Every instance checks it (and finds it up) before it starts failing.
     eventually(
         Duration::from_secs(20),
         "all three check the service",
         || async {
             for p in &ps {
-                let r = reqwest::Client::new()
-                    .get(p.url("/api/v1/health/services"))
-                    .bearer_auth(TOKEN)
-                    .send()
-                    .await
-                    .unwrap();
-                let body: Value = r.json().await.unwrap_or_default();
+                let (_, body) = p.api(Method::GET, "/api/v1/health/services", None).await;
                 if body["data"]["services"]["flaky"]["status"] != "up" {
                     return false;
                 }
@@ -114,33 +107,35 @@ async fn three_instances_share_one_circuit() {
     let until_next = (next.with_timezone(&chrono::Utc) - chrono::Utc::now())
         .to_std()
         .unwrap_or_default();
-    tokio::time::sleep(until_next.saturating_sub(Duration::from_millis(300))).await;
-    assert_eq!(
-        service.count(),
-        c0,
-        "the service was called while the circuit was open"
-    );
+    stays(
+        until_next.saturating_sub(Duration::from_millis(300)),
+        "the service is not called while the circuit is open",
+        || async { service.count() == c0 },
+    )
+    .await;
 
     // When the open period ends, exactly one trial request cluster-wide (it fails: re-open).
     eventually(Duration::from_secs(10), "the trial request", || async {
         service.count() > c0
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(1000)).await;
-    assert_eq!(service.count(), c0 + 1, "more than one trial request");
+    // A second trial from another instance would come within this window: none may.
+    stays(
+        Duration::from_millis(1000),
+        "one trial request cluster-wide, not more",
+        || async { service.count() == c0 + 1 },
+    )
+    .await;
     eventually(Duration::from_secs(5), "OPEN again on all three", || {
         all_show(&ps, "flaky", "OPEN")
     })
     .await;
 
     // A forced open on one instance shows on the other two within a second.
-    let r = reqwest::Client::new()
-        .post(ps[0].url("/api/v1/circuit-breakers/flaky/open"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    let (s, body) = ps[0]
+        .api(Method::POST, "/api/v1/circuit-breakers/flaky/open", None)
+        .await;
+    assert_eq!(s, 200, "{body}");
     let started = Instant::now();
     eventually(
         Duration::from_secs(1),
@@ -158,13 +153,10 @@ async fn three_instances_share_one_circuit() {
 
     // Close it; the service still fails, so it opens again; then the service becomes slow, so the
     // next trial is in flight when its holder is killed.
-    let r = reqwest::Client::new()
-        .post(ps[0].url("/api/v1/circuit-breakers/flaky/close"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    let (s, body) = ps[0]
+        .api(Method::POST, "/api/v1/circuit-breakers/flaky/close", None)
+        .await;
+    assert_eq!(s, 200, "{body}");
     eventually(
         Duration::from_secs(20),
         "OPEN (not forced) on all three",
@@ -180,24 +172,23 @@ async fn three_instances_share_one_circuit() {
     )
     .await;
     service.set_mode(Mode::Slow(5000));
-    let holder: String = {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
+    let holder: String = eventually_some(
+        Duration::from_secs(15),
+        "an instance to take the trial",
+        || async {
             let row: Option<(String, Option<String>)> = sqlx::query_as(
                 "SELECT state, trial_holder FROM circuit_breaker_state WHERE name = 'flaky'",
             )
             .fetch_optional(&db)
             .await
             .unwrap();
-            if let Some((state, Some(h))) = row {
-                if state == "HALF_OPEN" {
-                    break h;
-                }
+            match row {
+                Some((state, holder)) if state == "HALF_OPEN" => holder,
+                _ => None,
             }
-            assert!(Instant::now() < deadline, "no instance took the trial");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    };
+        },
+    )
+    .await;
     let k: usize = holder.trim_start_matches("inst-").parse().unwrap();
     ps[k].child.kill().unwrap();
     let _ = ps[k].child.wait();

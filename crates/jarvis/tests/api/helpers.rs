@@ -9,7 +9,12 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
 
 use jarvis::app::Application;
 use jarvis::config::Config;
@@ -94,14 +99,7 @@ impl TestEnv {
         vars.insert("JARVIS_PORT".into(), "0".into());
         vars.insert("JARVIS_BIND".into(), "127.0.0.1".into());
         vars.insert("JARVIS_AUTH_TOKEN".into(), TOKEN.into());
-        vars.insert(
-            "JARVIS_DATA_DIR".into(),
-            dir.path().join("data").display().to_string(),
-        );
-        vars.insert(
-            "JARVIS_LOG_DIR".into(),
-            dir.path().join("logs").display().to_string(),
-        );
+        own_directories(&mut vars, dir.path());
         let db = match backend {
             Backend::Sqlite => None,
             Backend::Postgres => {
@@ -111,6 +109,19 @@ impl TestEnv {
             }
         };
         TestEnv { dir, vars, db }
+    }
+
+    /// The environment of another instance on this one's database: the same variables, its
+    /// own data and log directories. The database stays owned by `self`.
+    pub fn another_instance(&self) -> TestEnv {
+        let dir = tempfile::tempdir().unwrap();
+        let mut vars = self.vars.clone();
+        own_directories(&mut vars, dir.path());
+        TestEnv {
+            dir,
+            vars,
+            db: None,
+        }
     }
 
     pub fn set(&mut self, key: &str, value: &str) -> &mut Self {
@@ -144,6 +155,18 @@ impl TestEnv {
         self.set("DATABASE_URL", parsed.as_str());
         (proxy, real)
     }
+}
+
+/// Points the data and log directories into `dir`.
+fn own_directories(vars: &mut HashMap<String, String>, dir: &Path) {
+    vars.insert(
+        "JARVIS_DATA_DIR".into(),
+        dir.join("data").display().to_string(),
+    );
+    vars.insert(
+        "JARVIS_LOG_DIR".into(),
+        dir.join("logs").display().to_string(),
+    );
 }
 
 /// Jarvis running inside the test process.
@@ -218,6 +241,135 @@ impl TestApp {
             .expect("request")
     }
 
+    /// GETs `path`, which must answer 200 in the success envelope, and returns its `data`.
+    pub async fn data(&self, path: &str) -> Value {
+        let (s, body) = json(self.get(path).await).await;
+        assert_eq!(s, 200, "{path}: {body}");
+        assert_eq!(body["success"], true, "{body}");
+        body["data"].clone()
+    }
+
+    /// The `name` of each item of the list at `path`, in the order given.
+    pub async fn names(&self, path: &str) -> Vec<String> {
+        self.data(path)
+            .await
+            .as_array()
+            .unwrap_or_else(|| panic!("{path} is not a list"))
+            .iter()
+            .map(|item| item["name"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    /// The view of breaker `name` (`Null` when there is none).
+    pub async fn breaker(&self, name: &str) -> Value {
+        let (_, body) = json(self.get(&format!("/api/v1/circuit-breakers/{name}")).await).await;
+        body["data"][name].clone()
+    }
+
+    /// Makes `n` calls through breaker `name` that fail with `reason`; each must be admitted.
+    pub fn fail_calls(&self, name: &str, n: usize, reason: &str) {
+        let name = jarvis::names::Name::parse(name).unwrap();
+        for _ in 0..n {
+            self.state
+                .breakers
+                .acquire(&name)
+                .expect("the call is admitted")
+                .failure(reason);
+        }
+    }
+
+    /// Creates or replaces monitored service `name`.
+    pub async fn put_service(&self, name: &str, body: Value) {
+        let r = self
+            .send_json(
+                reqwest::Method::PUT,
+                &format!("/api/v1/services/{name}"),
+                &body,
+            )
+            .await;
+        let (s, b) = json(r).await;
+        assert!(s == 200 || s == 201, "{b}");
+    }
+
+    pub async fn delete_service(&self, name: &str) {
+        let r = self
+            .send_json(
+                reqwest::Method::DELETE,
+                &format!("/api/v1/services/{name}"),
+                &serde_json::json!({}),
+            )
+            .await;
+        assert_eq!(r.status(), 204);
+    }
+
+    /// The health monitor's view of service `name` (`Null` when it has none).
+    pub async fn service_health(&self, name: &str) -> Value {
+        self.data("/api/v1/health/services").await["services"][name].clone()
+    }
+
+    /// Creates or replaces the agent of `domain`; the answer.
+    pub async fn put_agent(&self, domain: &str, body: Value) -> (u16, Value) {
+        json(
+            self.send_json(
+                reqwest::Method::PUT,
+                &format!("/api/v1/agents/{domain}"),
+                &body,
+            )
+            .await,
+        )
+        .await
+    }
+
+    /// Task `id` as the API shows it.
+    pub async fn task(&self, id: &str) -> Value {
+        self.data(&format!("/api/v1/tasks/{id}")).await
+    }
+
+    /// Submits a task with `?wait=true` and returns it finished (the answer must be 200).
+    pub async fn run_task(&self, body: Value) -> Value {
+        let (s, body) = json(
+            self.send_json(reqwest::Method::POST, "/api/v1/execute?wait=true", &body)
+                .await,
+        )
+        .await;
+        assert_eq!(s, 200, "{body}");
+        body["data"].clone()
+    }
+
+    /// Submits `tasks` (a JSON array) as one batch, which must be accepted (202); the answer's
+    /// `data`.
+    pub async fn submit_batch(&self, tasks: Value) -> Value {
+        let (s, body) = json(
+            self.send_json(
+                reqwest::Method::POST,
+                "/api/v1/tasks/batch",
+                &serde_json::json!({ "tasks": tasks }),
+            )
+            .await,
+        )
+        .await;
+        assert_eq!(s, 202, "{body}");
+        body["data"].clone()
+    }
+
+    /// Waits for at least `n` history rows of task `id` (the recorder writes them
+    /// asynchronously) and returns them, newest first.
+    pub async fn history_rows(&self, id: &str, n: usize) -> Vec<Value> {
+        let path = format!("/api/v1/tasks/executions?taskId={id}");
+        eventually_some(
+            Duration::from_secs(30),
+            &format!("{n} history rows of task {id}"),
+            || async {
+                let rows = self.data(&path).await["items"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default();
+                (rows.len() >= n).then_some(rows)
+            },
+        )
+        .await
+    }
+
     /// Stops the server and waits for it.
     pub async fn stop(self) {
         let _ = self.stop_keep_env().await;
@@ -237,18 +389,70 @@ impl TestApp {
     }
 }
 
-/// Waits until `check` is true, polling every 20 ms, or panics after `limit` with `what`.
-pub async fn eventually<F, Fut>(limit: std::time::Duration, what: &str, mut check: F)
+// ---------------------------------------------------------------------------------------------
+// Waiting: a test that waits for something to happen polls for it; it never sleeps a guess.
+
+/// How often the waits below look again.
+const POLL: Duration = Duration::from_millis(20);
+
+/// Polls `check` every 20 ms until it returns `Some`, at most `limit`: the one wait loop of
+/// these tests (the helpers below and the harness's own waits go through it).
+async fn poll<T, F, Fut>(limit: Duration, mut check: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let started = Instant::now();
+    loop {
+        if let Some(v) = check().await {
+            return Some(v);
+        }
+        if started.elapsed() > limit {
+            return None;
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Waits until `check` returns `Some` and returns that; panics naming `what` after `limit`.
+pub async fn eventually_some<T, F, Fut>(limit: Duration, what: &str, check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    poll(limit, check)
+        .await
+        .unwrap_or_else(|| panic!("timed out after {limit:?} waiting for {what}"))
+}
+
+/// Waits until `check` is true; panics naming `what` after `limit`.
+pub async fn eventually<F, Fut>(limit: Duration, what: &str, mut check: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let started = Instant::now();
-    while !check().await {
-        if started.elapsed() > limit {
-            panic!("timed out after {limit:?} waiting for: {what}");
+    eventually_some(limit, what, || {
+        let holds = check();
+        async move { holds.await.then_some(()) }
+    })
+    .await
+}
+
+/// Checks that `holds` stays true for the whole of `window` (looking every 20 ms); panics
+/// naming `what` as soon as it is not. For what must *not* happen: there is no event to wait
+/// for, so the window has to pass, and a test that lets one pass says so by calling this.
+pub async fn stays<F, Fut>(window: Duration, what: &str, mut holds: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let until = Instant::now() + window;
+    loop {
+        assert!(holds().await, "{what}");
+        if Instant::now() >= until {
+            return;
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(POLL.min(until - Instant::now())).await;
     }
 }
 
@@ -273,6 +477,21 @@ pub async fn assert_error(response: reqwest::Response, status: u16, code: &str) 
         "{body}"
     );
     body
+}
+
+/// Sends `method url` with the token (and `body` as JSON) and reads the answer as
+/// `(status, json)`: for servers the test reaches by URL (a [`TestProcess`]).
+pub async fn api(
+    client: &reqwest::Client,
+    method: reqwest::Method,
+    url: String,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut r = client.request(method, url).bearer_auth(TOKEN);
+    if let Some(b) = body {
+        r = r.json(&b);
+    }
+    json(r.send().await.expect("request")).await
 }
 
 /// The path of the `jarvis` binary built for these tests.
@@ -348,22 +567,52 @@ impl TestProcess {
         format!("{}{}", self.address, path)
     }
 
+    /// Creates or replaces the agent of `domain`; the answer.
+    pub async fn put_agent(&self, domain: &str, body: Value) -> (u16, Value) {
+        self.api(
+            reqwest::Method::PUT,
+            &format!("/api/v1/agents/{domain}"),
+            Some(body),
+        )
+        .await
+    }
+
+    /// Submits `tasks` (a JSON array) as one batch, which must be accepted (202); the answer's
+    /// `data`.
+    pub async fn submit_batch(&self, tasks: Value) -> Value {
+        let (s, body) = self
+            .api(
+                reqwest::Method::POST,
+                "/api/v1/tasks/batch",
+                Some(serde_json::json!({ "tasks": tasks })),
+            )
+            .await;
+        assert_eq!(s, 202, "{body}");
+        body["data"].clone()
+    }
+
+    /// Sends `method path` with the token (and `body` as JSON) and reads the answer.
+    pub async fn api(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        api(&reqwest::Client::new(), method, self.url(path), body).await
+    }
+
     async fn wait_healthy(&self, limit: Duration) {
         let client = reqwest::Client::new();
-        let started = Instant::now();
-        loop {
-            if let Ok(r) = client.get(self.url("/health")).send().await {
-                if r.status().is_success() {
-                    return;
-                }
-            }
-            if started.elapsed() > limit {
-                panic!(
-                    "jarvis did not become healthy in {limit:?}; stderr: {}",
-                    std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        let healthy = poll(limit, || async {
+            let r = client.get(self.url("/health")).send().await.ok()?;
+            r.status().is_success().then_some(())
+        })
+        .await;
+        if healthy.is_none() {
+            panic!(
+                "jarvis did not become healthy in {limit:?}; stderr: {}",
+                self.stderr()
+            );
         }
     }
 
@@ -378,16 +627,12 @@ impl TestProcess {
 
     /// Waits for the child to exit, at most `limit`.
     pub async fn wait_exit(&mut self, limit: Duration) -> std::process::ExitStatus {
-        let started = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            if started.elapsed() > limit {
-                panic!("jarvis did not exit within {limit:?}");
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let child = &mut self.child;
+        eventually_some(limit, "jarvis to exit", || {
+            let status = child.try_wait().unwrap();
+            async move { status }
+        })
+        .await
     }
 
     pub fn stdout(&self) -> String {
@@ -404,6 +649,168 @@ impl Drop for TestProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Services for the health monitor to check
+
+/// How a [`FakeService`] answers.
+#[derive(Debug, Clone)]
+pub enum Mode {
+    /// 200 `{"status":"ok"}`.
+    Ok,
+    /// 503.
+    Fail,
+    /// 200 after a delay (ms): a slow service, not a wait of the test.
+    Slow(u64),
+}
+
+/// One request a fake service received.
+#[derive(Debug, Clone)]
+pub struct Hit {
+    pub at: SystemTime,
+    pub correlation_id: Option<String>,
+}
+
+#[derive(Clone)]
+struct FakeShared {
+    hits: Arc<Mutex<Vec<Hit>>>,
+    mode: Arc<Mutex<Mode>>,
+}
+
+async fn fake_answer(State(s): State<FakeShared>, headers: HeaderMap) -> axum::response::Response {
+    s.hits.lock().unwrap().push(Hit {
+        at: SystemTime::now(),
+        correlation_id: headers
+            .get("x-correlation-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string),
+    });
+    let mode = s.mode.lock().unwrap().clone();
+    match mode {
+        Mode::Ok => (StatusCode::OK, "{\"status\":\"ok\"}").into_response(),
+        Mode::Fail => (StatusCode::SERVICE_UNAVAILABLE, "down").into_response(),
+        Mode::Slow(ms) => {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            (StatusCode::OK, "{\"status\":\"ok\"}").into_response()
+        }
+    }
+}
+
+/// A real HTTP service on 127.0.0.1 that counts the requests it receives, can fail on demand,
+/// and can be stopped and started again on the same port.
+pub struct FakeService {
+    pub port: u16,
+    shared: FakeShared,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    handle: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl FakeService {
+    pub async fn start(mode: Mode) -> FakeService {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let shared = FakeShared {
+            hits: Arc::default(),
+            mode: Arc::new(Mutex::new(mode)),
+        };
+        let mut s = FakeService {
+            port: listener.local_addr().unwrap().port(),
+            shared,
+            shutdown: None,
+            handle: None,
+        };
+        s.serve(listener);
+        s
+    }
+
+    fn serve(&mut self, listener: tokio::net::TcpListener) {
+        let router = axum::Router::new()
+            .fallback(fake_answer)
+            .with_state(self.shared.clone());
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        self.shutdown = Some(tx);
+        self.handle = Some(tokio::spawn(async move {
+            let _ = axum::serve(listener, router)
+                .with_graceful_shutdown(async {
+                    let _ = rx.await;
+                })
+                .await;
+        }));
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub fn set_mode(&self, mode: Mode) {
+        *self.shared.mode.lock().unwrap() = mode;
+    }
+
+    pub fn hits(&self) -> Vec<Hit> {
+        self.shared.hits.lock().unwrap().clone()
+    }
+
+    pub fn count(&self) -> usize {
+        self.shared.hits.lock().unwrap().len()
+    }
+
+    /// Stops listening and closes every connection (the port refuses connections after this).
+    pub async fn stop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(h) = self.handle.take() {
+            let _ = h.await;
+        }
+    }
+
+    /// Listens on the same port again, with a fresh request count.
+    pub async fn restart(&mut self) {
+        self.shared.hits.lock().unwrap().clear();
+        let port = self.port;
+        let listener = eventually_some(
+            Duration::from_secs(5),
+            &format!("port {port} to be free to listen on again"),
+            || async move {
+                tokio::net::TcpListener::bind(("127.0.0.1", port))
+                    .await
+                    .ok()
+            },
+        )
+        .await;
+        self.serve(listener);
+    }
+}
+
+/// A service that accepts connections and never answers.
+pub struct HangingService {
+    pub port: u16,
+    handle: tokio::task::JoinHandle<()>,
+}
+
+impl HangingService {
+    pub async fn start() -> HangingService {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let handle = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                held.push(socket);
+            }
+        });
+        HangingService { port, handle }
+    }
+}
+
+impl Drop for HangingService {
+    fn drop(&mut self) {
+        self.handle.abort();
+    }
+}
+
+/// A port with nothing listening.
+pub fn closed_port() -> u16 {
+    free_port()
 }
 
 /// Log lines of a JSON log file, parsed.
@@ -433,24 +840,6 @@ macro_rules! both_backends {
             }
         }
     };
-}
-
-/// Polls `check` until it returns `Some`, at most `limit`; panics with `what` otherwise.
-pub async fn eventually_some<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let started = Instant::now();
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        if started.elapsed() > limit {
-            panic!("timed out after {limit:?} waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// A TCP proxy on 127.0.0.1 in front of another address, which a test can cut (every open

@@ -65,26 +65,24 @@ impl Drop for ChoiceAgent {
     }
 }
 
-async fn app_with(backend: Backend, vars: &[(&str, &str)]) -> TestApp {
+/// Quick flushes, ten runs before a recommendation, no exploration.
+async fn learning_env(backend: Backend) -> TestEnv {
     let mut env = TestEnv::new(backend).await;
     env.set("JARVIS_LEARNING_FLUSH_MS", "50");
     env.set("JARVIS_LEARNING_MIN_RUNS", "10");
     env.set("JARVIS_LEARNING_EXPLORATION", "0");
-    for (k, v) in vars {
-        env.set(k, v);
-    }
-    TestApp::spawn_with(env).await
+    env
+}
+
+async fn app_with(backend: Backend) -> TestApp {
+    TestApp::spawn_with(learning_env(backend).await).await
 }
 
 async fn register(app: &TestApp, agent_url: &str, timeout_ms: u64) {
-    let r = app
-        .send_json(
-            Method::PUT,
-            "/api/v1/agents/music",
-            &json!({"url": agent_url, "timeoutMs": timeout_ms}),
-        )
+    let (s, body) = app
+        .put_agent("music", json!({"url": agent_url, "timeoutMs": timeout_ms}))
         .await;
-    assert!(r.status().is_success(), "{:?}", r.text().await);
+    assert!(s == 200 || s == 201, "{body}");
 }
 
 /// Runs `n` tasks alternating jazz and metal (always with bpm 90) and waits until they finished.
@@ -98,22 +96,12 @@ async fn train(app: &TestApp, n: usize) {
             })
         })
         .collect();
-    let (s, body) = json(
-        app.send_json(
-            Method::POST,
-            "/api/v1/tasks/batch",
-            &json!({"tasks": tasks}),
-        )
-        .await,
-    )
-    .await;
-    assert_eq!(s, 202, "{body}");
-    for t in body["data"]["tasks"].as_array().unwrap() {
+    let batch = app.submit_batch(json!(tasks)).await;
+    for t in batch["tasks"].as_array().unwrap() {
         let id = t["taskId"].as_str().unwrap().to_string();
-        eventually_some(LIMIT, &format!("task {id} to finish"), || async {
-            let (_, b) = json(app.get(&format!("/api/v1/tasks/{id}")).await).await;
-            let status = b["data"]["status"].as_str().unwrap_or("").to_string();
-            (status == "succeeded" || status == "failed").then_some(())
+        eventually(LIMIT, &format!("task {id} to finish"), || async {
+            let status = app.task(&id).await["status"].clone();
+            status == "succeeded" || status == "failed"
         })
         .await;
     }
@@ -142,20 +130,10 @@ async fn learned(app: &TestApp, runs: u64) -> Value {
     .await
 }
 
-async fn submit(app: &TestApp, body: Value) -> Value {
-    let (s, body) = json(
-        app.send_json(Method::POST, "/api/v1/execute?wait=true", &body)
-            .await,
-    )
-    .await;
-    assert_eq!(s, 200, "{body}");
-    body["data"].clone()
-}
-
 both_backends!(
     recommendations_appear_only_after_enough_data,
     |backend| async move {
-        let app = app_with(backend, &[]).await;
+        let app = app_with(backend).await;
         let agent = ChoiceAgent::start().await;
         register(&app, &agent.url, 5_000).await;
 
@@ -202,7 +180,7 @@ both_backends!(
 both_backends!(
     learned_values_are_used_and_given_values_kept,
     |backend| async move {
-        let app = app_with(backend, &[]).await;
+        let app = app_with(backend).await;
         let agent = ChoiceAgent::start().await;
         register(&app, &agent.url, 5_000).await;
         train(&app, 50).await;
@@ -210,12 +188,12 @@ both_backends!(
 
         // No choice given (an id is not one): the learner fills genre and bpm, and the
         // learned timeout.
-        let t = submit(
-            &app,
-            json!({"domain": "music", "action": "beat", "useLearned": true, "maxAttempts": 1,
+        let t = app
+            .run_task(
+                json!({"domain": "music", "action": "beat", "useLearned": true, "maxAttempts": 1,
                    "parameters": {"requestId": "r-x"}}),
-        )
-        .await;
+            )
+            .await;
         assert_eq!(t["status"], "succeeded", "{t}");
         assert_eq!(t["parameters"]["genre"], "jazz", "{t}");
         assert_eq!(t["parameters"]["bpm"], 90, "{t}");
@@ -231,25 +209,16 @@ both_backends!(
         assert_eq!(agent.calls.lock().unwrap().last().unwrap()["genre"], "jazz");
         // The history row keeps what was learned and with which probability.
         let id = t["taskId"].as_str().unwrap();
-        let rows = eventually_some(LIMIT, "the history row", || async {
-            let (_, b) = json(
-                app.get(&format!("/api/v1/tasks/executions?taskId={id}"))
-                    .await,
-            )
-            .await;
-            let items = b["data"]["items"].as_array().cloned().unwrap_or_default();
-            (!items.is_empty()).then_some(items)
-        })
-        .await;
+        let rows = app.history_rows(id, 1).await;
         assert_eq!(rows[0]["learnedParameters"], *lp);
 
         // Given values and a given timeout are kept.
-        let t = submit(
-            &app,
-            json!({"domain": "music", "action": "beat", "useLearned": true, "maxAttempts": 1,
+        let t = app
+            .run_task(
+                json!({"domain": "music", "action": "beat", "useLearned": true, "maxAttempts": 1,
                    "parameters": {"genre": "metal"}, "timeoutMs": 4000}),
-        )
-        .await;
+            )
+            .await;
         assert_eq!(t["parameters"]["genre"], "metal", "{t}");
         assert_eq!(t["parameters"]["bpm"], 90, "{t}");
         assert_eq!(t["timeoutMs"], 4_000);
@@ -259,11 +228,11 @@ both_backends!(
         assert_eq!(t["learnedParameters"]["timeoutMs"], Value::Null);
 
         // Without useLearned nothing is filled in.
-        let t = submit(
-            &app,
-            json!({"domain": "music", "action": "beat", "maxAttempts": 1, "parameters": {}}),
-        )
-        .await;
+        let t = app
+            .run_task(
+                json!({"domain": "music", "action": "beat", "maxAttempts": 1, "parameters": {}}),
+            )
+            .await;
         assert_eq!(t["parameters"], json!({}));
         assert_eq!(t["learnedParameters"], Value::Null);
         app.stop().await;
@@ -273,7 +242,7 @@ both_backends!(
 both_backends!(
     a_timeout_that_cuts_off_successful_runs_is_reported,
     |backend| async move {
-        let app = app_with(backend, &[]).await;
+        let app = app_with(backend).await;
         let agent = ChoiceAgent::start().await;
         register(&app, &agent.url, 5_000).await;
         let tasks: Vec<Value> = (0..5)
@@ -282,14 +251,7 @@ both_backends!(
                             "parameters": {"genre": "pop", "sleepMs": 300}})
             })
             .collect();
-        let r = app
-            .send_json(
-                Method::POST,
-                "/api/v1/tasks/batch",
-                &json!({"tasks": tasks}),
-            )
-            .await;
-        assert_eq!(r.status(), 202);
+        app.submit_batch(json!(tasks)).await;
         learned(&app, 5).await;
         assert_eq!(recommendation(&app).await["timeoutWarning"], Value::Null);
         // The operator lowers the agent's timeout below what successful runs need.
@@ -305,7 +267,7 @@ both_backends!(
 );
 
 both_backends!(recommendations_refuse_bad_queries, |backend| async move {
-    let app = app_with(backend, &[]).await;
+    let app = app_with(backend).await;
     assert_error(
         app.get("/api/v1/tasks/recommendations?action=beat").await,
         400,
@@ -338,24 +300,12 @@ both_backends!(recommendations_refuse_bad_queries, |backend| async move {
 /// Two instances on one PostgreSQL: what one learns, the other recommends and uses.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_share_what_they_learn() {
-    let mut env_a = TestEnv::new(Backend::Postgres).await;
+    let mut env_a = learning_env(Backend::Postgres).await;
     env_a.set("JARVIS_INSTANCE_ID", "learn-a");
-    env_a.set("JARVIS_LEARNING_FLUSH_MS", "50");
-    env_a.set("JARVIS_LEARNING_MIN_RUNS", "10");
-    env_a.set("JARVIS_LEARNING_EXPLORATION", "0");
-    let mut env_b = TestEnv::new(Backend::Sqlite).await;
-    env_b.vars = env_a.vars.clone();
+    let mut env_b = env_a.another_instance();
     env_b.set("JARVIS_INSTANCE_ID", "learn-b");
     // B runs no tasks: whatever it knows comes through the store.
     env_b.set("JARVIS_WORKERS_ENABLED", "false");
-    env_b.set(
-        "JARVIS_DATA_DIR",
-        &env_b.dir.path().join("data").display().to_string(),
-    );
-    env_b.set(
-        "JARVIS_LOG_DIR",
-        &env_b.dir.path().join("logs").display().to_string(),
-    );
     let a = TestApp::spawn_with(env_a).await;
     let b = TestApp::spawn_with(env_b).await;
     let agent = ChoiceAgent::start().await;
@@ -378,8 +328,8 @@ async fn two_instances_share_what_they_learn() {
     assert_eq!(s, 202, "{body}");
     let id = body["data"]["taskId"].as_str().unwrap().to_string();
     let t = eventually_some(LIMIT, "the task to succeed on A", || async {
-        let (_, b) = json(a.get(&format!("/api/v1/tasks/{id}")).await).await;
-        (b["data"]["status"] == "succeeded").then(|| b["data"].clone())
+        let t = a.task(&id).await;
+        (t["status"] == "succeeded").then_some(t)
     })
     .await;
     assert_eq!(t["parameters"]["genre"], "jazz", "{t}");

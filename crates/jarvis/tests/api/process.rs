@@ -171,24 +171,44 @@ async fn every_log_line_carries_a_correlation_id() {
 async fn sigterm_lets_a_slow_request_finish() {
     let env = TestEnv::new(Backend::Sqlite).await;
     let mut p = TestProcess::start(&env).await;
-    // A request whose body arrives slowly: it is in flight while the signal comes.
+    // A request whose body arrives slowly. `Expect: 100-continue` makes the server say when
+    // its handler starts reading the body: from then on the request is in flight.
     let body = br#"{"url":"http://127.0.0.1:9/health"}"#;
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", p.port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     write!(
         stream,
         "PUT /api/v1/services/slowsvc HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+         Content-Type: application/json\r\nContent-Length: {}\r\nExpect: 100-continue\r\n\r\n",
         body.len()
     )
     .unwrap();
+    let mut continued = Vec::new();
+    while !continued.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        stream.read_exact(&mut byte).expect("100 Continue");
+        continued.push(byte[0]);
+    }
+    let continued = String::from_utf8_lossy(&continued);
+    assert!(continued.starts_with("HTTP/1.1 100"), "{continued}");
     stream.write_all(&body[..10]).unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
     p.signal("TERM");
-    tokio::time::sleep(Duration::from_millis(700)).await;
-    assert!(
-        p.child.try_wait().unwrap().is_none(),
-        "exited with a request in flight"
-    );
+    eventually(Duration::from_secs(10), "the shutdown to begin", || async {
+        p.stdout().contains("shutdown requested")
+    })
+    .await;
+    // Shutting down, it waits for the request: it must not exit during this window.
+    stays(
+        Duration::from_millis(500),
+        "jarvis stays up while a request is in flight",
+        || {
+            let running = p.child.try_wait().unwrap().is_none();
+            async move { running }
+        },
+    )
+    .await;
     stream.write_all(&body[10..]).unwrap();
     let mut response = String::new();
     stream.read_to_string(&mut response).unwrap();

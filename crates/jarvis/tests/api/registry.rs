@@ -218,24 +218,26 @@ both_backends!(
     }
 );
 
-#[tokio::test]
-async fn config_file_services_and_agents_are_stored_at_start() {
-    let mut env = TestEnv::new(Backend::Sqlite).await;
-    let file = env.dir.path().join("jarvis.toml");
-    std::fs::write(
-        &file,
-        "[services.db]\nurl = \"tcp://127.0.0.1:5432\"\ncritical = true\n\
+both_backends!(
+    config_file_services_and_agents_are_stored_at_start,
+    |backend| async move {
+        let mut env = TestEnv::new(backend).await;
+        let file = env.dir.path().join("jarvis.toml");
+        std::fs::write(
+            &file,
+            "[services.db]\nurl = \"tcp://127.0.0.1:5432\"\ncritical = true\n\
          [agents.music]\nurl = \"http://127.0.0.1:8001/run\"\ntimeoutMs = 1000\n",
-    )
-    .unwrap();
-    env.set("JARVIS_CONFIG", &file.display().to_string());
-    let app = TestApp::spawn_with(env).await;
-    let (_, body) = json(app.get("/api/v1/services/db").await).await;
-    assert_eq!(body["data"]["critical"], true);
-    let (_, body) = json(app.get("/api/v1/agents/music").await).await;
-    assert_eq!(body["data"]["timeoutMs"], 1000);
-    app.stop().await;
-}
+        )
+        .unwrap();
+        env.set("JARVIS_CONFIG", &file.display().to_string());
+        let app = TestApp::spawn_with(env).await;
+        let (_, body) = json(app.get("/api/v1/services/db").await).await;
+        assert_eq!(body["data"]["critical"], true);
+        let (_, body) = json(app.get("/api/v1/agents/music").await).await;
+        assert_eq!(body["data"]["timeoutMs"], 1000);
+        app.stop().await;
+    }
+);
 
 /// Sends raw bytes and reads the answer (status, body) until the server closes.
 async fn raw_request(port: u16, head: &str) -> (u16, String) {
@@ -329,14 +331,11 @@ both_backends!(dot_names_are_refused, |backend| async move {
     // Names that only contain dots among other characters stay valid.
     let (s, body) = raw_put(&app, "/api/v1/services/...", service).await;
     assert_eq!(s, 201, "{body}");
-    let (_, body) = json(app.get("/api/v1/services").await).await;
-    let names: Vec<&str> = body["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["name"].as_str().unwrap())
-        .collect();
-    assert_eq!(names, vec!["..."], "no dot-only service was stored");
+    assert_eq!(
+        app.names("/api/v1/services").await,
+        ["..."],
+        "no dot-only service was stored"
+    );
     app.stop().await;
 });
 

@@ -8,11 +8,6 @@ use jarvis::names::Name;
 use reqwest::Method;
 use serde_json::{json, Value};
 
-async fn breaker_view(app: &TestApp, name: &str) -> Value {
-    let (_, body) = json(app.get(&format!("/api/v1/circuit-breakers/{name}")).await).await;
-    body["data"][name].clone()
-}
-
 fn millis(v: &Value) -> i64 {
     chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap())
         .unwrap()
@@ -23,14 +18,7 @@ both_backends!(a_restart_keeps_an_open_circuit_open, |backend| async move {
     let mut env = TestEnv::new(backend).await;
     env.set("CIRCUIT_BREAKER_TIMEOUT_MS", "600000");
     let app = TestApp::spawn_with(env).await;
-    let name = Name::parse("svc").unwrap();
-    for _ in 0..5 {
-        app.state()
-            .breakers
-            .acquire(&name)
-            .unwrap()
-            .failure("refused");
-    }
+    app.fail_calls("svc", 5, "refused");
     eventually(
         Duration::from_secs(5),
         "the OPEN state is stored and applied",
@@ -47,12 +35,12 @@ both_backends!(a_restart_keeps_an_open_circuit_open, |backend| async move {
         },
     )
     .await;
-    let before = breaker_view(&app, "svc").await;
+    let before = app.breaker("svc").await;
     assert_eq!(before["state"], "OPEN");
     let env = app.stop_keep_env().await;
 
     let app = TestApp::spawn_with(env).await;
-    let after = breaker_view(&app, "svc").await;
+    let after = app.breaker("svc").await;
     assert_eq!(after["state"], "OPEN", "{after}");
     assert_eq!(after["failureCount"], 5);
     // The restarted instance shows what is stored (the database's clock) ...
@@ -75,7 +63,10 @@ both_backends!(a_restart_keeps_an_open_circuit_open, |backend| async move {
         );
     }
     assert!(
-        app.state().breakers.acquire(&name).is_err(),
+        app.state()
+            .breakers
+            .acquire(&Name::parse("svc").unwrap())
+            .is_err(),
         "still rejecting"
     );
     app.stop().await;
@@ -89,17 +80,8 @@ async fn pair(extra: &[(&str, &str)]) -> (TestApp, TestApp) {
     for (k, v) in extra {
         env_a.set(k, v);
     }
-    let mut env_b = TestEnv::new(Backend::Sqlite).await;
-    env_b.vars = env_a.vars.clone();
+    let mut env_b = env_a.another_instance();
     env_b.set("JARVIS_INSTANCE_ID", "instance-b");
-    env_b.set(
-        "JARVIS_DATA_DIR",
-        &env_b.dir.path().join("data").display().to_string(),
-    );
-    env_b.set(
-        "JARVIS_LOG_DIR",
-        &env_b.dir.path().join("logs").display().to_string(),
-    );
     let a = TestApp::spawn_with(env_a).await;
     let b = TestApp::spawn_with(env_b).await;
     (a, b)
@@ -109,13 +91,7 @@ async fn pair(extra: &[(&str, &str)]) -> (TestApp, TestApp) {
 async fn failures_on_two_instances_add_up_and_open_both() {
     let (a, b) = pair(&[("CIRCUIT_BREAKER_TIMEOUT_MS", "600000")]).await;
     let name = Name::parse("shared").unwrap();
-    for _ in 0..3 {
-        a.state()
-            .breakers
-            .acquire(&name)
-            .unwrap()
-            .failure("refused");
-    }
+    a.fail_calls("shared", 3, "refused");
     eventually(Duration::from_secs(5), "B sees A's failures", || async {
         b.state()
             .breakers
@@ -123,16 +99,10 @@ async fn failures_on_two_instances_add_up_and_open_both() {
             .is_some_and(|br| br.consecutive_failures() == 3)
     })
     .await;
-    for _ in 0..2 {
-        b.state()
-            .breakers
-            .acquire(&name)
-            .unwrap()
-            .failure("refused");
-    }
+    b.fail_calls("shared", 2, "refused");
     for app in [&a, &b] {
         eventually(Duration::from_secs(5), "OPEN on both", || async {
-            breaker_view(app, "shared").await["state"] == "OPEN"
+            app.breaker("shared").await["state"] == "OPEN"
         })
         .await;
         assert!(app.state().breakers.acquire(&name).is_err());
@@ -147,7 +117,7 @@ async fn failures_on_two_instances_add_up_and_open_both() {
         .await;
     assert_eq!(r.status(), 200);
     eventually(Duration::from_secs(1), "A closed by B's reset", || async {
-        breaker_view(&a, "shared").await["state"] == "CLOSED"
+        a.breaker("shared").await["state"] == "CLOSED"
     })
     .await;
     a.stop().await;
@@ -169,7 +139,7 @@ async fn a_forced_open_reaches_the_other_instance_within_a_second() {
         .await;
     assert_eq!(r.status(), 200);
     eventually(Duration::from_secs(1), "B shows OPEN", || async {
-        let v = breaker_view(&b, "forced").await;
+        let v = b.breaker("forced").await;
         v["state"] == "OPEN" && v["forced"] == true
     })
     .await;
@@ -183,21 +153,16 @@ async fn a_forced_open_reaches_the_other_instance_within_a_second() {
 async fn exactly_one_instance_runs_the_trial() {
     let (a, b) = pair(&[("CIRCUIT_BREAKER_TIMEOUT_MS", "300")]).await;
     let name = Name::parse("trial").unwrap();
-    for _ in 0..5 {
-        a.state()
-            .breakers
-            .acquire(&name)
-            .unwrap()
-            .failure("refused");
-    }
+    a.fail_calls("trial", 5, "refused");
     for app in [&a, &b] {
         eventually(Duration::from_secs(5), "OPEN on both", || async {
-            breaker_view(app, "trial").await["state"] == "OPEN"
+            app.breaker("trial").await["state"] == "OPEN"
         })
         .await;
     }
+    // Past the 300 ms open period (a deliberate wait, not one for an event): from here on both
+    // instances keep asking, and exactly one call is admitted cluster-wide.
     tokio::time::sleep(Duration::from_millis(400)).await;
-    // Both instances keep asking; exactly one call is admitted cluster-wide.
     let mut admitted = Vec::new();
     let deadline = std::time::Instant::now() + Duration::from_secs(3);
     while std::time::Instant::now() < deadline {
@@ -206,6 +171,7 @@ async fn exactly_one_instance_runs_the_trial() {
                 admitted.push((who, permit));
             }
         }
+        // Paces the asking (a call every 5 ms per instance), not a wait for anything.
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     assert_eq!(
@@ -220,7 +186,7 @@ async fn exactly_one_instance_runs_the_trial() {
     // The failed trial re-opens the circuit for everyone.
     for app in [&a, &b] {
         eventually(Duration::from_secs(2), "OPEN again", || async {
-            breaker_view(app, "trial").await["state"] == "OPEN"
+            app.breaker("trial").await["state"] == "OPEN"
         })
         .await;
     }
@@ -233,12 +199,7 @@ async fn exactly_one_instance_runs_the_trial() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_outage_degrades_but_never_fails_calls() {
     let mut env = TestEnv::new(Backend::Postgres).await;
-    let proxy = TcpProxy::start("127.0.0.1:5432".parse().unwrap()).await;
-    let db = env.db.as_ref().unwrap().name.clone();
-    env.set(
-        "DATABASE_URL",
-        &format!("postgres://postgres@127.0.0.1:{}/{db}", proxy.port),
-    );
+    let (proxy, _) = env.database_behind_proxy().await;
     env.set("CIRCUIT_BREAKER_TIMEOUT_MS", "600000");
     env.set("JARVIS_BREAKER_RECONCILE_MS", "200");
     let app = TestApp::spawn_with(env).await;
@@ -247,13 +208,8 @@ async fn a_database_outage_degrades_but_never_fails_calls() {
 
     proxy.cut();
     // Calls keep flowing on local state; five failures open the circuit locally.
-    for _ in 0..5 {
-        app.state()
-            .breakers
-            .acquire(&name)
-            .expect("no call fails because of the database")
-            .failure("refused");
-    }
+    // No call fails because of the database (each is admitted).
+    app.fail_calls("outage", 5, "refused");
     assert!(app.state().breakers.acquire(&name).is_err(), "open locally");
     eventually(
         Duration::from_secs(10),

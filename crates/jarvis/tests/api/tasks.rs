@@ -11,29 +11,19 @@ use serde_json::{json, Value};
 const LIMIT: Duration = Duration::from_secs(20);
 
 async fn register(app: &TestApp, domain: &str, agent: &TestAgent) {
-    let r = app
-        .send_json(
-            Method::PUT,
-            &format!("/api/v1/agents/{domain}"),
-            &json!({"url": agent.url, "timeoutMs": 5000}),
-        )
+    let (s, body) = app
+        .put_agent(domain, json!({"url": agent.url, "timeoutMs": 5000}))
         .await;
-    assert!(r.status().is_success(), "{:?}", r.text().await);
+    assert!(s == 200 || s == 201, "{body}");
 }
 
 async fn submit(app: &TestApp, body: Value) -> (u16, Value) {
     json(app.send_json(Method::POST, "/api/v1/execute", &body).await).await
 }
 
-async fn task(app: &TestApp, id: &str) -> Value {
-    let (s, body) = json(app.get(&format!("/api/v1/tasks/{id}")).await).await;
-    assert_eq!(s, 200, "{body}");
-    body["data"].clone()
-}
-
 async fn until_status(app: &TestApp, id: &str, status: &str) -> Value {
     eventually_some(LIMIT, &format!("task {id} to be {status}"), || async {
-        let t = task(app, id).await;
+        let t = app.task(id).await;
         (t["status"] == status).then_some(t)
     })
     .await
@@ -45,16 +35,28 @@ async fn executions(app: &TestApp, query: &str) -> Vec<Value> {
     body["data"]["items"].as_array().unwrap().clone()
 }
 
-/// Waits for `n` history rows of a task (the recorder is asynchronous), oldest first.
+/// Waits for the `n` history rows of a task (the recorder is asynchronous), oldest first.
 async fn history_of(app: &TestApp, id: &str, n: usize) -> Vec<Value> {
-    let mut rows = eventually_some(LIMIT, &format!("{n} history rows of {id}"), || async {
-        let rows = executions(app, &format!("taskId={id}")).await;
-        (rows.len() >= n).then_some(rows)
-    })
-    .await;
+    let mut rows = app.history_rows(id, n).await;
     rows.reverse();
     assert_eq!(rows.len(), n, "{rows:?}");
     rows
+}
+
+/// Submits a task that the agent holds until released and waits until it is at the agent (the
+/// first call); returns its ID.
+async fn hold_the_agent(app: &TestApp, agent: &TestAgent) -> String {
+    let (s, b) = submit(
+        app,
+        json!({"domain": "music", "action": "x", "parameters": {"hold": true}}),
+    )
+    .await;
+    assert_eq!(s, 202, "{b}");
+    eventually(LIMIT, "the held task at the agent", || async {
+        !agent.calls().is_empty()
+    })
+    .await;
+    b["data"]["taskId"].as_str().unwrap().to_string()
 }
 
 fn ms(v: &Value) -> chrono::DateTime<chrono::Utc> {
@@ -291,16 +293,7 @@ both_backends!(tasks_can_be_cancelled, |backend| async move {
     let agent = TestAgent::start(Behaviour::Succeed).await;
     register(&app, "music", &agent).await;
     // A running task.
-    let (_, b) = submit(
-        &app,
-        json!({"domain": "music", "action": "x", "parameters": {"hold": true}}),
-    )
-    .await;
-    let running = b["data"]["taskId"].as_str().unwrap().to_string();
-    eventually_some(LIMIT, "the agent call", || async {
-        (!agent.calls().is_empty()).then_some(())
-    })
-    .await;
+    let running = hold_the_agent(&app, &agent).await;
     let (s, c) = json(
         app.send_json(
             Method::DELETE,
@@ -351,19 +344,16 @@ both_backends!(tasks_can_be_cancelled, |backend| async move {
     // The stopped attempt is recorded; the task stays cancelled; the delayed one never ran.
     let rows = history_of(&app, &running, 1).await;
     assert_eq!(rows[0]["success"], false);
-    tokio::time::timeout(Duration::from_secs(5), async {
-        loop {
-            let t = task(&app, &delayed).await;
-            assert_eq!(t["status"], "cancelled");
-            if chrono::Utc::now() > ms(&t["runAt"]) + chrono::TimeDelta::milliseconds(500) {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+    // Until well past its time, it stays cancelled (and, below, uncalled): a window to let pass.
+    let run_at = ms(&app.task(&delayed).await["runAt"]);
+    let window = (run_at + chrono::TimeDelta::milliseconds(500) - chrono::Utc::now())
+        .to_std()
+        .unwrap_or_default();
+    stays(window, "the delayed task stays cancelled", || async {
+        app.task(&delayed).await["status"] == "cancelled"
     })
-    .await
-    .unwrap();
-    assert_eq!(task(&app, &running).await["status"], "cancelled");
+    .await;
+    assert_eq!(app.task(&running).await["status"], "cancelled");
     assert_eq!(agent.calls().len(), 1);
     app.stop().await;
 });
@@ -394,16 +384,7 @@ both_backends!(higher_priorities_run_first, |backend| async move {
     .await;
     let agent = TestAgent::start(Behaviour::Succeed).await;
     register(&app, "music", &agent).await;
-    let (_, b) = submit(
-        &app,
-        json!({"domain": "music", "action": "x", "parameters": {"hold": true}}),
-    )
-    .await;
-    let blocker = b["data"]["taskId"].as_str().unwrap().to_string();
-    eventually_some(LIMIT, "the blocker to run", || async {
-        (!agent.calls().is_empty()).then_some(())
-    })
-    .await;
+    let blocker = hold_the_agent(&app, &agent).await;
     let mut ids = Vec::new();
     for p in [1, 10, 5, -3] {
         let (_, b) = submit(
@@ -426,108 +407,102 @@ both_backends!(higher_priorities_run_first, |backend| async move {
     app.stop().await;
 });
 
-#[tokio::test]
-async fn bad_submissions_name_the_field() {
-    let app = app_with(Backend::Sqlite, &[]).await;
-    for (body, code, starts) in [
-        (
-            json!({"action": "x"}),
-            "invalid_task",
-            "domain: is required",
-        ),
-        (
-            json!({"domain": "a/b", "action": "x"}),
-            "invalid_task",
-            "domain: ",
-        ),
-        (
-            json!({"domain": "d", "action": "x", "parameters": "no"}),
-            "invalid_task",
-            "parameters: must be a JSON object",
-        ),
-        (
-            json!({"domain": "d", "action": "x", "priority": 2_000_000}),
-            "invalid_task",
-            "priority: ",
-        ),
-        (
-            json!({"domain": "d", "action": "x", "runAt": "soon"}),
-            "invalid_task",
-            "runAt: ",
-        ),
-        (
-            json!({"domain": "d", "action": "x", "parameters": {"big": "x".repeat(70_000)}}),
-            "invalid_task",
-            "parameters: is ",
-        ),
-    ] {
-        let (s, b) = submit(&app, body).await;
-        assert_eq!(s, 400, "{b}");
-        assert_eq!(b["error"]["code"], code);
-        assert!(
-            b["error"]["message"].as_str().unwrap().starts_with(starts),
-            "{b}"
-        );
+// "Nothing was stored" is a store behaviour: both backends.
+both_backends!(
+    bad_submissions_name_the_field_and_store_nothing,
+    |backend| async move {
+        let app = app_with(backend, &[]).await;
+        for (body, code, starts) in [
+            (
+                json!({"action": "x"}),
+                "invalid_task",
+                "domain: is required",
+            ),
+            (
+                json!({"domain": "a/b", "action": "x"}),
+                "invalid_task",
+                "domain: ",
+            ),
+            (
+                json!({"domain": "d", "action": "x", "parameters": "no"}),
+                "invalid_task",
+                "parameters: must be a JSON object",
+            ),
+            (
+                json!({"domain": "d", "action": "x", "priority": 2_000_000}),
+                "invalid_task",
+                "priority: ",
+            ),
+            (
+                json!({"domain": "d", "action": "x", "runAt": "soon"}),
+                "invalid_task",
+                "runAt: ",
+            ),
+            (
+                json!({"domain": "d", "action": "x", "parameters": {"big": "x".repeat(70_000)}}),
+                "invalid_task",
+                "parameters: is ",
+            ),
+        ] {
+            let (s, b) = submit(&app, body).await;
+            assert_eq!(s, 400, "{b}");
+            assert_eq!(b["error"]["code"], code);
+            assert!(
+                b["error"]["message"].as_str().unwrap().starts_with(starts),
+                "{b}"
+            );
+        }
+        let r = app
+            .send_json(
+                Method::POST,
+                "/api/v1/execute",
+                &json!({"domain": "d", "action": "x", "bogus": 1}),
+            )
+            .await;
+        let b = assert_error(r, 400, "invalid_body").await;
+        assert!(b["error"]["message"].as_str().unwrap().contains("bogus"));
+        let r = app
+            .send_json(
+                Method::POST,
+                "/api/v1/tasks/batch",
+                &json!({"tasks": [{"domain": "d", "action": "x"}, {"domain": "d"}]}),
+            )
+            .await;
+        let b = assert_error(r, 400, "invalid_task").await;
+        assert_eq!(b["error"]["message"], "tasks[1].action: is required");
+        let many: Vec<Value> = (0..1001)
+            .map(|_| json!({"domain": "d", "action": "x"}))
+            .collect();
+        let r = app
+            .send_json(Method::POST, "/api/v1/tasks/batch", &json!({"tasks": many}))
+            .await;
+        assert_error(r, 400, "invalid_task").await;
+        assert_error(app.get("/api/v1/tasks/not-a-uuid").await, 400, "invalid_id").await;
+        assert_error(
+            app.get("/api/v1/tasks/history?domain=d").await,
+            400,
+            "invalid_query",
+        )
+        .await;
+        assert_error(
+            app.get("/api/v1/tasks/executions?cursor=abc").await,
+            400,
+            "invalid_query",
+        )
+        .await;
+        // Nothing was stored.
+        let (_, b) = json(app.get("/api/v1/tasks").await).await;
+        assert_eq!(b["data"], json!([]));
+        app.stop().await;
     }
-    let r = app
-        .send_json(
-            Method::POST,
-            "/api/v1/execute",
-            &json!({"domain": "d", "action": "x", "bogus": 1}),
-        )
-        .await;
-    let b = assert_error(r, 400, "invalid_body").await;
-    assert!(b["error"]["message"].as_str().unwrap().contains("bogus"));
-    let r = app
-        .send_json(
-            Method::POST,
-            "/api/v1/tasks/batch",
-            &json!({"tasks": [{"domain": "d", "action": "x"}, {"domain": "d"}]}),
-        )
-        .await;
-    let b = assert_error(r, 400, "invalid_task").await;
-    assert_eq!(b["error"]["message"], "tasks[1].action: is required");
-    let many: Vec<Value> = (0..1001)
-        .map(|_| json!({"domain": "d", "action": "x"}))
-        .collect();
-    let r = app
-        .send_json(Method::POST, "/api/v1/tasks/batch", &json!({"tasks": many}))
-        .await;
-    assert_error(r, 400, "invalid_task").await;
-    assert_error(app.get("/api/v1/tasks/not-a-uuid").await, 400, "invalid_id").await;
-    assert_error(
-        app.get("/api/v1/tasks/history?domain=d").await,
-        400,
-        "invalid_query",
-    )
-    .await;
-    assert_error(
-        app.get("/api/v1/tasks/executions?cursor=abc").await,
-        400,
-        "invalid_query",
-    )
-    .await;
-    // Nothing was stored.
-    let (_, b) = json(app.get("/api/v1/tasks").await).await;
-    assert_eq!(b["data"], json!([]));
-    app.stop().await;
-}
+);
 
 both_backends!(executions_page_with_a_cursor, |backend| async move {
     let app = app_with(backend, &[]).await;
     let tasks: Vec<Value> = (0..25)
         .map(|i| json!({"domain": "noop", "action": if i % 5 == 0 { "odd" } else { "even" }}))
         .collect();
-    let (s, _) = json(
-        app.send_json(
-            Method::POST,
-            "/api/v1/tasks/batch",
-            &json!({"tasks": tasks}),
-        )
-        .await,
-    )
-    .await;
-    assert_eq!(s, 202);
+    app.submit_batch(json!(tasks)).await;
     eventually_some(LIMIT, "25 records", || async {
         (executions(&app, "limit=1000").await.len() == 25).then_some(())
     })

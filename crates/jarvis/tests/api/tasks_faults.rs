@@ -9,51 +9,26 @@ use std::time::Duration;
 
 use crate::agent::{Behaviour, TestAgent};
 use crate::helpers::*;
+use reqwest::Method;
 use serde_json::{json, Value};
 
 const LIMIT: Duration = Duration::from_secs(90);
 
-async fn api(
-    client: &reqwest::Client,
-    method: reqwest::Method,
-    url: String,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let mut r = client.request(method, url).bearer_auth(TOKEN);
-    if let Some(b) = body {
-        r = r.json(&b);
-    }
-    json(r.send().await.unwrap()).await
-}
-
-/// Registers `agent` as the HTTP agent of domain `music` through `base`.
-async fn register_music_agent(client: &reqwest::Client, base: &str, agent: &TestAgent) {
-    let (s, b) = api(
-        client,
-        reqwest::Method::PUT,
-        format!("{base}/api/v1/agents/music"),
-        Some(json!({"url": agent.url})),
-    )
-    .await;
+/// Registers `agent` as the HTTP agent of domain `music` through `p`.
+async fn register_music_agent(p: &TestProcess, agent: &TestAgent) {
+    let (s, b) = p.put_agent("music", json!({"url": agent.url})).await;
     assert_eq!(s, 201, "{b}");
 }
 
-/// Submits `n` tasks of a `music` agent in batches of 50 through `base`; returns their IDs.
-async fn submit(client: &reqwest::Client, base: &str, n: usize) -> Vec<String> {
+/// Submits `n` tasks of a `music` agent in batches of 50 through `p`; returns their IDs.
+async fn submit(p: &TestProcess, n: usize) -> Vec<String> {
     let mut ids = Vec::with_capacity(n);
     for start in (0..n).step_by(50) {
         let tasks: Vec<Value> = (start..(start + 50).min(n))
             .map(|i| json!({"domain": "music", "action": "render", "parameters": {"i": i}, "maxAttempts": 10}))
             .collect();
-        let (s, b) = api(
-            client,
-            reqwest::Method::POST,
-            format!("{base}/api/v1/tasks/batch"),
-            Some(json!({"tasks": tasks})),
-        )
-        .await;
-        assert_eq!(s, 202, "{b}");
-        for t in b["data"]["tasks"].as_array().unwrap() {
+        let batch = p.submit_batch(json!(tasks)).await;
+        for t in batch["tasks"].as_array().unwrap() {
             ids.push(t["taskId"].as_str().unwrap().to_string());
         }
     }
@@ -62,19 +37,18 @@ async fn submit(client: &reqwest::Client, base: &str, n: usize) -> Vec<String> {
 
 /// Waits until every task succeeded and its records are all stored, then checks the
 /// invariants against the agent's own count of calls per task.
-async fn check_invariants(client: &reqwest::Client, base: &str, ids: &[String], agent: &TestAgent) {
+async fn check_invariants(p: &TestProcess, ids: &[String], agent: &TestAgent) {
+    let mut tasks = Vec::with_capacity(ids.len());
     for id in ids {
-        eventually_some(LIMIT, &format!("task {id} to succeed"), || async {
-            let (_, t) = api(
-                client,
-                reqwest::Method::GET,
-                format!("{base}/api/v1/tasks/{id}"),
-                None,
-            )
-            .await;
-            (t["data"]["status"] == "succeeded").then_some(())
-        })
-        .await;
+        tasks.push(
+            eventually_some(LIMIT, &format!("task {id} to succeed"), || async {
+                let (_, t) = p
+                    .api(Method::GET, &format!("/api/v1/tasks/{id}"), None)
+                    .await;
+                (t["data"]["status"] == "succeeded").then(|| t["data"].clone())
+            })
+            .await,
+        );
     }
     // Every call the agent received, now that nothing runs any more.
     let mut calls: HashMap<String, usize> = HashMap::new();
@@ -85,35 +59,25 @@ async fn check_invariants(client: &reqwest::Client, base: &str, ids: &[String], 
     }
     let mut total_attempts = 0u64;
     let mut total_records = 0u64;
-    for id in ids {
-        let task = eventually_some(LIMIT, &format!("task {id} to succeed"), || async {
-            let (_, t) = api(
-                client,
-                reqwest::Method::GET,
-                format!("{base}/api/v1/tasks/{id}"),
-                None,
-            )
-            .await;
-            (t["data"]["status"] == "succeeded").then(|| t["data"].clone())
-        })
-        .await;
+    for (id, task) in ids.iter().zip(&tasks) {
         let attempts = task["attempts"].as_u64().unwrap();
         // The records of a task reach the store asynchronously: wait until they add up.
-        let started = std::time::Instant::now();
-        let records = loop {
-            let (_, b) = api(
-                client,
-                reqwest::Method::GET,
-                format!("{base}/api/v1/tasks/executions?taskId={id}&limit=100"),
-                None,
-            )
-            .await;
-            let items = b["data"]["items"].as_array().cloned().unwrap_or_default();
-            if items.len() as u64 >= attempts || started.elapsed() > Duration::from_secs(30) {
-                break items;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        };
+        let records = eventually_some(
+            Duration::from_secs(30),
+            &format!("{attempts} records of task {id}"),
+            || async {
+                let (_, b) = p
+                    .api(
+                        Method::GET,
+                        &format!("/api/v1/tasks/executions?taskId={id}&limit=100"),
+                        None,
+                    )
+                    .await;
+                let items = b["data"]["items"].as_array().cloned().unwrap_or_default();
+                (items.len() as u64 >= attempts).then_some(items)
+            },
+        )
+        .await;
         assert_eq!(
             records.len() as u64,
             attempts,
@@ -156,6 +120,23 @@ async fn check_invariants(client: &reqwest::Client, base: &str, ids: &[String], 
     );
 }
 
+/// Waits until `instance` has at least two agent calls in flight (running tasks it holds whose
+/// request went out).
+async fn calls_in_flight(db: &sqlx::PgPool, instance: &str) {
+    eventually(LIMIT, &format!("calls in flight on {instance}"), || async {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM tasks WHERE status = 'running' AND locked_by = $1 \
+             AND called_at IS NOT NULL",
+        )
+        .bind(instance)
+        .fetch_one(db)
+        .await
+        .unwrap();
+        n >= 2
+    })
+    .await
+}
+
 /// Two instances on one PostgreSQL (reached through a proxy the test can cut); one is
 /// SIGKILLed while its calls are in flight, then the database is unreachable for 8 s.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -178,35 +159,22 @@ async fn postgres_kill_and_outage_keep_one_record_per_attempt() {
         &base_dir.join("survivor").display().to_string(),
     );
     let survivor = TestProcess::start(&env).await;
-    let client = reqwest::Client::new();
-    register_music_agent(&client, &survivor.url(""), &agent).await;
-    let ids = submit(&client, &survivor.url(""), 600).await;
+    register_music_agent(&survivor, &agent).await;
+    let ids = submit(&survivor, 600).await;
 
     // Kill the victim while it has calls in flight.
     let db = sqlx::PgPool::connect(&real).await.unwrap();
-    eventually_some(LIMIT, "calls in flight on the victim", || {
-        let db = &db;
-        async move {
-            let n: i64 = sqlx::query_scalar(
-                "SELECT count(*) FROM tasks WHERE status = 'running' AND locked_by = 'victim' \
-                 AND called_at IS NOT NULL",
-            )
-            .fetch_one(db)
-            .await
-            .unwrap();
-            (n >= 2).then_some(())
-        }
-    })
-    .await;
+    calls_in_flight(&db, "victim").await;
     victim.signal("KILL");
     victim.wait_exit(Duration::from_secs(10)).await;
-    // Then the database goes away for 8 s while the survivor works.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Then the database goes away for 8 s while the survivor has calls in flight. The 8 s are
+    // the outage itself (a deliberate window), not a wait for an event.
+    calls_in_flight(&db, "survivor").await;
     proxy.cut();
     tokio::time::sleep(Duration::from_secs(8)).await;
     proxy.restore();
 
-    check_invariants(&client, &survivor.url(""), &ids, &agent).await;
+    check_invariants(&survivor, &ids, &agent).await;
     let interrupted: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM task_history WHERE instance_id = 'victim' AND NOT success",
     )
@@ -230,15 +198,20 @@ async fn sqlite_kill_and_restart_keeps_one_record_per_attempt() {
         .set("JARVIS_HEALTH_MONITOR", "false");
     let agent = TestAgent::start(Behaviour::Delay(Duration::from_millis(500))).await;
     let mut first = TestProcess::start(&env).await;
-    let client = reqwest::Client::new();
-    register_music_agent(&client, &first.url(""), &agent).await;
-    let ids = submit(&client, &first.url(""), 60).await;
-    tokio::time::sleep(Duration::from_millis(1200)).await;
-    assert!(!agent.calls().is_empty(), "calls were in flight");
+    register_music_agent(&first, &agent).await;
+    let ids = submit(&first, 60).await;
+    // More calls than the ten workers make at once: the first ones were answered, the next
+    // ones are in flight (each takes 500 ms), and more tasks are claimed ahead.
+    eventually(
+        LIMIT,
+        "calls after the first round was answered",
+        || async { agent.calls().len() > 10 },
+    )
+    .await;
     first.signal("KILL");
     first.wait_exit(Duration::from_secs(10)).await;
     let again = TestProcess::start(&env).await;
-    check_invariants(&client, &again.url(""), &ids, &agent).await;
+    check_invariants(&again, &ids, &agent).await;
 }
 
 /// `?wait=true` answered by an instance that does not run the task hears of its settlement

@@ -10,19 +10,6 @@ use serde_json::{json, Value};
 
 const LIMIT: Duration = Duration::from_secs(40);
 
-async fn api(
-    client: &reqwest::Client,
-    method: Method,
-    url: String,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let mut r = client.request(method, url).bearer_auth(TOKEN);
-    if let Some(b) = body {
-        r = r.json(&b);
-    }
-    json(r.send().await.unwrap()).await
-}
-
 /// Every line about a task carries the submitting request's correlation ID, in the order of
 /// docs/api.md, Logs: received, created, executing, (agent call), completed with its duration.
 #[tokio::test]
@@ -31,13 +18,7 @@ async fn a_task_logs_under_the_request_correlation_id() {
     let mut p = TestProcess::start(&env).await;
     let agent = TestAgent::start(Behaviour::Succeed).await;
     let client = reqwest::Client::new();
-    let (s, _) = api(
-        &client,
-        Method::PUT,
-        p.url("/api/v1/agents/music"),
-        Some(json!({"url": agent.url})),
-    )
-    .await;
+    let (s, _) = p.put_agent("music", json!({"url": agent.url})).await;
     assert_eq!(s, 201);
     let r = client
         .post(p.url("/api/v1/execute?wait=true"))
@@ -55,20 +36,18 @@ async fn a_task_logs_under_the_request_correlation_id() {
         Some("req-abc123xyz")
     );
     // The history row carries it too (read before stopping: the recorder is asynchronous).
-    eventually_some(LIMIT, "the history row", || async {
-        let (_, b) = api(
-            &client,
-            Method::GET,
-            p.url(&format!("/api/v1/tasks/executions?taskId={id}")),
-            None,
-        )
-        .await;
-        let items = b["data"]["items"].as_array().cloned().unwrap_or_default();
-        items
-            .first()
-            .map(|r| assert_eq!(r["correlationId"], "req-abc123xyz"))
+    let row = eventually_some(LIMIT, "the history row", || async {
+        let (_, b) = p
+            .api(
+                Method::GET,
+                &format!("/api/v1/tasks/executions?taskId={id}"),
+                None,
+            )
+            .await;
+        b["data"]["items"].get(0).cloned()
     })
     .await;
+    assert_eq!(row["correlationId"], "req-abc123xyz");
     p.signal("TERM");
     assert!(p.wait_exit(Duration::from_secs(20)).await.success());
 
@@ -122,27 +101,13 @@ async fn a_killed_worker_loses_no_task() {
     let agent = TestAgent::start(Behaviour::Delay(Duration::from_millis(300))).await;
     env.set("JARVIS_INSTANCE_ID", "victim");
     let mut victim = TestProcess::start(&env).await;
-    let client = reqwest::Client::new();
-    let (s, _) = api(
-        &client,
-        Method::PUT,
-        victim.url("/api/v1/agents/music"),
-        Some(json!({"url": agent.url})),
-    )
-    .await;
+    let (s, _) = victim.put_agent("music", json!({"url": agent.url})).await;
     assert_eq!(s, 201);
     let tasks: Vec<Value> = (0..24)
         .map(|i| json!({"domain": "music", "action": "x", "parameters": {"i": i}}))
         .collect();
-    let (s, b) = api(
-        &client,
-        Method::POST,
-        victim.url("/api/v1/tasks/batch"),
-        Some(json!({"tasks": tasks})),
-    )
-    .await;
-    assert_eq!(s, 202, "{b}");
-    let ids: Vec<String> = b["data"]["tasks"]
+    let batch = victim.submit_batch(json!(tasks)).await;
+    let ids: Vec<String> = batch["tasks"]
         .as_array()
         .unwrap()
         .iter()
@@ -171,12 +136,11 @@ async fn a_killed_worker_loses_no_task() {
     let survivor = TestProcess::start(&env).await;
 
     for id in &ids {
-        eventually_some(LIMIT, &format!("task {id} to succeed"), || {
-            let (client, url) = (&client, survivor.url(&format!("/api/v1/tasks/{id}")));
-            async move {
-                let (_, t) = api(client, Method::GET, url, None).await;
-                (t["data"]["status"] == "succeeded").then_some(())
-            }
+        eventually(LIMIT, &format!("task {id} to succeed"), || async {
+            let (_, t) = survivor
+                .api(Method::GET, &format!("/api/v1/tasks/{id}"), None)
+                .await;
+            t["data"]["status"] == "succeeded"
         })
         .await;
     }
@@ -194,16 +158,16 @@ async fn a_killed_worker_loses_no_task() {
             .await
             .unwrap();
         assert!(attempts >= 2, "task {id}: {attempts} attempts");
-        let rows = eventually_some(LIMIT, "the history of an interrupted task", || {
-            let (client, url) = (
-                &client,
-                survivor.url(&format!("/api/v1/tasks/executions?taskId={id}")),
-            );
-            async move {
-                let (_, b) = api(client, Method::GET, url, None).await;
-                let items = b["data"]["items"].as_array().cloned().unwrap_or_default();
-                (items.len() >= 2 && items.iter().any(|r| r["success"] == true)).then_some(items)
-            }
+        let rows = eventually_some(LIMIT, "the history of an interrupted task", || async {
+            let (_, b) = survivor
+                .api(
+                    Method::GET,
+                    &format!("/api/v1/tasks/executions?taskId={id}"),
+                    None,
+                )
+                .await;
+            let items = b["data"]["items"].as_array().cloned().unwrap_or_default();
+            (items.len() >= 2 && items.iter().any(|r| r["success"] == true)).then_some(items)
         })
         .await;
         let lost = rows
@@ -237,28 +201,13 @@ async fn no_record_is_lost_while_postgres_is_unreachable() {
     let data_dir = std::path::PathBuf::from(&env.vars["JARVIS_DATA_DIR"]);
     let app = TestApp::spawn_with(env).await;
     let agent = TestAgent::start(Behaviour::Succeed).await;
-    let r = app
-        .send_json(
-            Method::PUT,
-            "/api/v1/agents/music",
-            &json!({"url": agent.url}),
-        )
-        .await;
-    assert_eq!(r.status(), 201);
+    let (s, _) = app.put_agent("music", json!({"url": agent.url})).await;
+    assert_eq!(s, 201);
     const N: usize = 30;
     let tasks: Vec<Value> = (0..N)
         .map(|i| json!({"domain": "music", "action": "x", "parameters": {"hold": true, "i": i}}))
         .collect();
-    let (s, _) = json(
-        app.send_json(
-            Method::POST,
-            "/api/v1/tasks/batch",
-            &json!({"tasks": tasks}),
-        )
-        .await,
-    )
-    .await;
-    assert_eq!(s, 202);
+    app.submit_batch(json!(tasks)).await;
     // All N are claimed by this instance (prefetch), 10 are at the agent.
     eventually_some(LIMIT, "10 calls at the agent", || async {
         (agent.calls().len() >= 10).then_some(())
