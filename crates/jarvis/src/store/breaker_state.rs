@@ -6,13 +6,17 @@
 //! attempt and until the trial lease expires *by that clock*, so instances with skewed clocks
 //! agree. PostgreSQL announces every change on the channel [`CHANNEL`] (`LISTEN/NOTIFY`, one
 //! notification per transaction); SQLite has a single instance and announces nothing.
+//!
+//! The statements are written once here ([`BreakerSql`]), with the time arithmetic left to
+//! each dialect ([`TimeSql`]: the database's clock, adding milliseconds to it, milliseconds
+//! until a time) and the announcement and change feed too ([`BreakerDialect`], in
+//! `store/{sqlite,postgres}/breaker_state.rs`); `impl_breaker_state_store!` is the one body.
+
+use std::sync::LazyLock;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::{ColumnIndex, Decode, Row, Type};
 
-use super::postgres::PostgresStore;
-use super::sqlite::SqliteStore;
 use super::StoreError;
 
 /// The PostgreSQL notification channel; the payload is the breaker's name.
@@ -151,44 +155,55 @@ pub trait BreakerStateStore: Send + Sync {
     );
 }
 
-fn to_u32(v: i64) -> u32 {
-    v.clamp(0, i64::from(u32::MAX)) as u32
+/// A `circuit_breaker_state` row with the two durations every statement adds to it.
+#[derive(sqlx::FromRow)]
+pub(crate) struct BreakerStateRow {
+    name: String,
+    state: String,
+    forced: bool,
+    consecutive_failures: i32,
+    half_open_successes: i32,
+    failure_instances: String,
+    opened_at: Option<DateTime<Utc>>,
+    next_attempt_at: Option<DateTime<Utc>>,
+    next_attempt_in_ms: Option<i64>,
+    trial_holder: Option<String>,
+    trial_expires_in_ms: Option<i64>,
+    last_failure_reason: Option<String>,
+    last_failure_at: Option<DateTime<Utc>>,
+    version: i64,
+    updated_by: Option<String>,
 }
 
-fn row<'r, R>(r: &'r R) -> Result<BreakerRow, sqlx::Error>
-where
-    R: Row,
-    &'static str: ColumnIndex<R>,
-    String: Decode<'r, R::Database> + Type<R::Database>,
-    Option<String>: Decode<'r, R::Database> + Type<R::Database>,
-    i32: Decode<'r, R::Database> + Type<R::Database>,
-    i64: Decode<'r, R::Database> + Type<R::Database>,
-    Option<i64>: Decode<'r, R::Database> + Type<R::Database>,
-    bool: Decode<'r, R::Database> + Type<R::Database>,
-    Option<DateTime<Utc>>: Decode<'r, R::Database> + Type<R::Database>,
-{
-    let instances: String = r.try_get("failure_instances")?;
-    Ok(BreakerRow {
-        name: r.try_get("name")?,
-        state: r.try_get("state")?,
-        forced: r.try_get("forced")?,
-        consecutive_failures: to_u32(r.try_get::<i32, _>("consecutive_failures")?.into()),
-        half_open_successes: to_u32(r.try_get::<i32, _>("half_open_successes")?.into()),
-        failure_instances: instances.split(',').filter(|s| !s.is_empty()).count() as u32,
-        opened_at: r.try_get("opened_at")?,
-        next_attempt_at: r.try_get("next_attempt_at")?,
-        next_attempt_in_ms: r.try_get("next_attempt_in_ms")?,
-        trial_holder: r.try_get("trial_holder")?,
-        trial_expires_in_ms: r.try_get("trial_expires_in_ms")?,
-        last_failure_reason: r.try_get("last_failure_reason")?,
-        last_failure_at: r.try_get("last_failure_at")?,
-        version: r.try_get::<i64, _>("version")?.max(0) as u64,
-        updated_by: r.try_get("updated_by")?,
-    })
+impl From<BreakerStateRow> for BreakerRow {
+    fn from(r: BreakerStateRow) -> Self {
+        let to_u32 = |v: i32| v.max(0) as u32;
+        BreakerRow {
+            name: r.name,
+            state: r.state,
+            forced: r.forced,
+            consecutive_failures: to_u32(r.consecutive_failures),
+            half_open_successes: to_u32(r.half_open_successes),
+            failure_instances: r
+                .failure_instances
+                .split(',')
+                .filter(|s| !s.is_empty())
+                .count() as u32,
+            opened_at: r.opened_at,
+            next_attempt_at: r.next_attempt_at,
+            next_attempt_in_ms: r.next_attempt_in_ms,
+            trial_holder: r.trial_holder,
+            trial_expires_in_ms: r.trial_expires_in_ms,
+            last_failure_reason: r.last_failure_reason,
+            last_failure_at: r.last_failure_at,
+            version: r.version.max(0) as u64,
+            updated_by: r.updated_by,
+        }
+    }
 }
 
 /// Reasons are kept short in the shared row.
-fn short(reason: &str) -> &str {
+pub(crate) fn short(reason: &str) -> &str {
     let mut end = reason.len().min(256);
     while !reason.is_char_boundary(end) {
         end -= 1;
@@ -196,508 +211,347 @@ fn short(reason: &str) -> &str {
     &reason[..end]
 }
 
-// ------------------------------------------------------------------------------ PostgreSQL
-
-const PG_RETURNING: &str = "RETURNING *, \
-     (EXTRACT(EPOCH FROM (next_attempt_at - now())) * 1000)::bigint AS next_attempt_in_ms, \
-     (EXTRACT(EPOCH FROM (trial_expires_at - now())) * 1000)::bigint AS trial_expires_in_ms";
-
-const PG_SELECT: &str = "SELECT *, \
-     (EXTRACT(EPOCH FROM (next_attempt_at - now())) * 1000)::bigint AS next_attempt_in_ms, \
-     (EXTRACT(EPOCH FROM (trial_expires_at - now())) * 1000)::bigint AS trial_expires_in_ms \
-     FROM circuit_breaker_state";
-
-async fn pg_notify(
-    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
-    name: &str,
-) -> Result<(), sqlx::Error> {
-    sqlx::query("SELECT pg_notify($1, $2)")
-        .bind(CHANNEL)
-        .bind(name)
-        .execute(&mut **tx)
-        .await
-        .map(|_| ())
+/// The time arithmetic of a dialect, as SQL fragments: all times are the database's.
+pub(crate) struct TimeSql {
+    /// The current time.
+    pub now: &'static str,
+    /// The current time plus the milliseconds in parameter `param` (a float).
+    pub plus_ms: fn(param: &str) -> String,
+    /// Milliseconds from now until the time in `column`, as an integer (negative: past).
+    pub ms_until: fn(column: &str) -> String,
+    /// Whether the text `needle` occurs in the text `haystack` (`strpos`/`instr`).
+    pub contains: fn(haystack: &str, needle: &str) -> String,
 }
 
+/// Every breaker statement of a dialect, built once from its [`TimeSql`].
+pub(crate) struct BreakerSql {
+    /// Every row; append `WHERE name = $1` or `ORDER BY name`.
+    pub select: String,
+    /// Adds `$2` failures of instance `$3` (reason `$4`) to a CLOSED circuit's count.
+    pub count_failures: String,
+    /// Opens the circuit `$1` (by `$2`, for `$3` ms) once the count reaches `$4` and the
+    /// instances the quorum `$5`.
+    pub open_at_threshold: String,
+    /// Resets a CLOSED circuit's count (`$1` by `$2`).
+    pub success: String,
+    /// Writes a state (see [`BreakerWrite`]), compare-and-swap on `$9` when given.
+    pub write: String,
+    /// Takes the half-open trial lease (`$1` by `$2` for `$3` ms).
+    pub try_trial: String,
+    /// Deletes a row.
+    pub delete: &'static str,
+}
+
+impl BreakerSql {
+    /// The statements with `time`'s arithmetic.
+    pub(crate) fn new(time: &TimeSql) -> BreakerSql {
+        let now = time.now;
+        let plus = time.plus_ms;
+        let durations = format!(
+            "{} AS next_attempt_in_ms, {} AS trial_expires_in_ms",
+            (time.ms_until)("next_attempt_at"),
+            (time.ms_until)("trial_expires_at")
+        );
+        let returning = format!("RETURNING *, {durations}");
+        let known = (time.contains)("',' || s.failure_instances || ','", "',' || $3 || ','");
+        BreakerSql {
+            select: format!("SELECT *, {durations} FROM circuit_breaker_state"),
+            count_failures: format!(
+                "INSERT INTO circuit_breaker_state AS s (name, consecutive_failures, \
+                 failure_instances, last_failure_at, last_failure_reason, version, updated_by, \
+                 updated_at) VALUES ($1, $2, $3, {now}, $4, 1, $3, {now}) \
+                 ON CONFLICT (name) DO UPDATE SET \
+                 consecutive_failures = CASE WHEN s.state = 'CLOSED' \
+                     THEN s.consecutive_failures + $2 ELSE s.consecutive_failures END, \
+                 failure_instances = CASE \
+                     WHEN s.state <> 'CLOSED' THEN s.failure_instances \
+                     WHEN {known} THEN s.failure_instances \
+                     WHEN s.failure_instances = '' THEN $3 \
+                     ELSE s.failure_instances || ',' || $3 END, \
+                 last_failure_at = {now}, last_failure_reason = $4, version = s.version + 1, \
+                 updated_by = $3, updated_at = {now} {returning}"
+            ),
+            open_at_threshold: format!(
+                "UPDATE circuit_breaker_state SET state = 'OPEN', forced = false, \
+                 opened_at = {now}, next_attempt_at = {}, \
+                 half_open_successes = 0, trial_holder = NULL, trial_expires_at = NULL, \
+                 version = version + 1, updated_by = $2, updated_at = {now} \
+                 WHERE name = $1 AND state = 'CLOSED' AND consecutive_failures >= $4 \
+                 AND (CASE WHEN failure_instances = '' THEN 0 ELSE \
+                      length(failure_instances) - length(replace(failure_instances, ',', '')) + 1 \
+                      END) >= $5 {returning}",
+                plus("$3")
+            ),
+            success: format!(
+                "UPDATE circuit_breaker_state SET consecutive_failures = 0, \
+                 failure_instances = '', version = version + 1, updated_by = $2, \
+                 updated_at = {now} \
+                 WHERE name = $1 AND state = 'CLOSED' AND consecutive_failures > 0 {returning}"
+            ),
+            write: format!(
+                "INSERT INTO circuit_breaker_state AS s (name, state, forced, \
+                 consecutive_failures, half_open_successes, opened_at, next_attempt_at, \
+                 trial_holder, trial_expires_at, failure_instances, version, updated_by, \
+                 updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, \
+                   CASE WHEN $2 = 'CLOSED' THEN NULL ELSE {now} END, \
+                   CASE WHEN $2 = 'OPEN' AND $6 IS NOT NULL THEN {} END, \
+                   CASE WHEN $2 = 'HALF_OPEN' THEN $7 END, \
+                   CASE WHEN $2 = 'HALF_OPEN' AND $8 IS NOT NULL THEN {} END, \
+                   '', 1, $7, {now}) \
+                 ON CONFLICT (name) DO UPDATE SET state = excluded.state, \
+                 forced = excluded.forced, \
+                 consecutive_failures = excluded.consecutive_failures, \
+                 half_open_successes = excluded.half_open_successes, \
+                 opened_at = CASE WHEN excluded.state = 'CLOSED' THEN NULL \
+                     WHEN s.state = 'CLOSED' OR excluded.state = 'OPEN' AND s.state = 'HALF_OPEN' \
+                     THEN {now} ELSE s.opened_at END, \
+                 next_attempt_at = excluded.next_attempt_at, \
+                 trial_holder = excluded.trial_holder, \
+                 trial_expires_at = excluded.trial_expires_at, \
+                 failure_instances = CASE WHEN excluded.state = 'CLOSED' \
+                     AND excluded.consecutive_failures = 0 THEN '' ELSE s.failure_instances END, \
+                 version = s.version + 1, updated_by = excluded.updated_by, updated_at = {now} \
+                 WHERE $9 IS NULL OR s.version = $9 {returning}",
+                plus("$6"),
+                plus("$8")
+            ),
+            try_trial: format!(
+                "UPDATE circuit_breaker_state SET state = 'HALF_OPEN', half_open_successes = 0, \
+                 trial_holder = $2, trial_expires_at = {}, \
+                 next_attempt_at = NULL, version = version + 1, updated_by = $2, \
+                 updated_at = {now} \
+                 WHERE name = $1 AND NOT forced AND ( \
+                   (state = 'OPEN' AND next_attempt_at <= {now}) OR \
+                   (state = 'HALF_OPEN' AND (trial_expires_at IS NULL \
+                      OR trial_expires_at <= {now} OR trial_holder = $2))) {returning}",
+                plus("$3")
+            ),
+            delete: "DELETE FROM circuit_breaker_state WHERE name = $1",
+        }
+    }
+}
+
+/// What differs by dialect around the shared statements.
 #[async_trait]
-impl BreakerStateStore for PostgresStore {
-    async fn breaker_rows(&self) -> Result<Vec<BreakerRow>, StoreError> {
-        let rows = sqlx::query(&format!("{PG_SELECT} ORDER BY name"))
-            .fetch_all(self.pool())
-            .await
-            .map_err(|e| self.error(e))?;
-        rows.iter()
-            .map(row)
-            .collect::<Result<_, _>>()
-            .map_err(|e| self.error(e))
-    }
+pub(crate) trait BreakerDialect: super::shared::SqlBackend {
+    /// The statements, with this dialect's time arithmetic.
+    fn breaker_sql() -> &'static LazyLock<BreakerSql>;
 
-    async fn breaker_row(&self, name: &str) -> Result<Option<BreakerRow>, StoreError> {
-        let r = sqlx::query(&format!("{PG_SELECT} WHERE name = $1"))
-            .bind(name)
-            .fetch_optional(self.pool())
-            .await
-            .map_err(|e| self.error(e))?;
-        r.as_ref().map(row).transpose().map_err(|e| self.error(e))
-    }
-
-    async fn breaker_failures(&self, f: &FailureReport<'_>) -> Result<BreakerRow, StoreError> {
-        let mut tx = self.pool().begin().await.map_err(|e| self.error(e))?;
-        let counted = sqlx::query(&format!(
-            "INSERT INTO circuit_breaker_state AS s (name, consecutive_failures, \
-             failure_instances, last_failure_at, last_failure_reason, version, updated_by, \
-             updated_at) VALUES ($1, $2, $3, now(), $4, 1, $3, now()) \
-             ON CONFLICT (name) DO UPDATE SET \
-             consecutive_failures = CASE WHEN s.state = 'CLOSED' \
-                 THEN s.consecutive_failures + $2 ELSE s.consecutive_failures END, \
-             failure_instances = CASE \
-                 WHEN s.state <> 'CLOSED' THEN s.failure_instances \
-                 WHEN strpos(',' || s.failure_instances || ',', ',' || $3 || ',') > 0 \
-                     THEN s.failure_instances \
-                 WHEN s.failure_instances = '' THEN $3 \
-                 ELSE s.failure_instances || ',' || $3 END, \
-             last_failure_at = now(), last_failure_reason = $4, version = s.version + 1, \
-             updated_by = $3, updated_at = now() {PG_RETURNING}"
-        ))
-        .bind(f.name)
-        .bind(f.count as i32)
-        .bind(f.instance)
-        .bind(short(f.reason))
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(|e| self.error(e))?;
-        let mut result = row(&counted).map_err(|e| self.error(e))?;
-        let opened = sqlx::query(&format!(
-            "UPDATE circuit_breaker_state SET state = 'OPEN', forced = false, \
-             opened_at = now(), next_attempt_at = now() + $3 * interval '1 millisecond', \
-             half_open_successes = 0, trial_holder = NULL, trial_expires_at = NULL, \
-             version = version + 1, updated_by = $2, updated_at = now() \
-             WHERE name = $1 AND state = 'CLOSED' AND consecutive_failures >= $4 \
-             AND (CASE WHEN failure_instances = '' THEN 0 ELSE \
-                  length(failure_instances) - length(replace(failure_instances, ',', '')) + 1 \
-                  END) >= $5 {PG_RETURNING}"
-        ))
-        .bind(f.name)
-        .bind(f.instance)
-        .bind(f.open_ms as f64)
-        .bind(f.threshold as i32)
-        .bind(f.quorum as i32)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(|e| self.error(e))?;
-        if let Some(o) = opened {
-            result = row(&o).map_err(|e| self.error(e))?;
-        }
-        pg_notify(&mut tx, f.name)
-            .await
-            .map_err(|e| self.error(e))?;
-        tx.commit().await.map_err(|e| self.error(e))?;
-        Ok(result)
-    }
-
-    async fn breaker_success(
-        &self,
+    /// Announces a change of `name` to other instances, inside the transaction that makes it
+    /// (PostgreSQL: `pg_notify`; SQLite: nobody to tell).
+    async fn announce(
+        tx: &mut sqlx::Transaction<'_, Self::Db>,
         name: &str,
-        instance: &str,
-    ) -> Result<Option<BreakerRow>, StoreError> {
-        let mut tx = self.pool().begin().await.map_err(|e| self.error(e))?;
-        let r = sqlx::query(&format!(
-            "UPDATE circuit_breaker_state SET consecutive_failures = 0, failure_instances = '', \
-             version = version + 1, updated_by = $2, updated_at = now() \
-             WHERE name = $1 AND state = 'CLOSED' AND consecutive_failures > 0 {PG_RETURNING}"
-        ))
-        .bind(name)
-        .bind(instance)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(|e| self.error(e))?;
-        if r.is_some() {
-            pg_notify(&mut tx, name).await.map_err(|e| self.error(e))?;
-        }
-        tx.commit().await.map_err(|e| self.error(e))?;
-        r.as_ref().map(row).transpose().map_err(|e| self.error(e))
-    }
+    ) -> Result<(), sqlx::Error>;
 
-    async fn breaker_write(&self, w: &BreakerWrite<'_>) -> Result<Option<BreakerRow>, StoreError> {
-        let mut tx = self.pool().begin().await.map_err(|e| self.error(e))?;
-        let r = sqlx::query(&format!(
-            "INSERT INTO circuit_breaker_state AS s (name, state, forced, consecutive_failures, \
-             half_open_successes, opened_at, next_attempt_at, trial_holder, trial_expires_at, \
-             failure_instances, version, updated_by, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, \
-               CASE WHEN $2 = 'CLOSED' THEN NULL ELSE now() END, \
-               CASE WHEN $2 = 'OPEN' AND $6::float8 IS NOT NULL \
-                    THEN now() + $6::float8 * interval '1 millisecond' END, \
-               CASE WHEN $2 = 'HALF_OPEN' THEN $7 END, \
-               CASE WHEN $2 = 'HALF_OPEN' AND $8::float8 IS NOT NULL \
-                    THEN now() + $8::float8 * interval '1 millisecond' END, \
-               '', 1, $7, now()) \
-             ON CONFLICT (name) DO UPDATE SET state = excluded.state, forced = excluded.forced, \
-             consecutive_failures = excluded.consecutive_failures, \
-             half_open_successes = excluded.half_open_successes, \
-             opened_at = CASE WHEN excluded.state = 'CLOSED' THEN NULL \
-                 WHEN s.state = 'CLOSED' OR excluded.state = 'OPEN' AND s.state = 'HALF_OPEN' \
-                 THEN now() ELSE s.opened_at END, \
-             next_attempt_at = excluded.next_attempt_at, \
-             trial_holder = excluded.trial_holder, trial_expires_at = excluded.trial_expires_at, \
-             failure_instances = CASE WHEN excluded.state = 'CLOSED' \
-                 AND excluded.consecutive_failures = 0 THEN '' ELSE s.failure_instances END, \
-             version = s.version + 1, updated_by = excluded.updated_by, updated_at = now() \
-             WHERE $9::bigint IS NULL OR s.version = $9::bigint {PG_RETURNING}"
-        ))
-        .bind(w.name)
-        .bind(w.state)
-        .bind(w.forced)
-        .bind(w.consecutive_failures as i32)
-        .bind(w.half_open_successes as i32)
-        .bind(w.open_ms.map(|v| v as f64))
-        .bind(w.instance)
-        .bind(w.lease_ms.map(|v| v as f64))
-        .bind(w.expected_version.map(|v| v as i64))
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(|e| self.error(e))?;
-        if r.is_some() {
-            pg_notify(&mut tx, w.name)
-                .await
-                .map_err(|e| self.error(e))?;
-        }
-        tx.commit().await.map_err(|e| self.error(e))?;
-        r.as_ref().map(row).transpose().map_err(|e| self.error(e))
-    }
-
-    async fn breaker_try_trial(
-        &self,
-        name: &str,
-        instance: &str,
-        lease_ms: u64,
-    ) -> Result<(bool, Option<BreakerRow>), StoreError> {
-        let mut tx = self.pool().begin().await.map_err(|e| self.error(e))?;
-        let granted = sqlx::query(&format!(
-            "UPDATE circuit_breaker_state SET state = 'HALF_OPEN', half_open_successes = 0, \
-             trial_holder = $2, trial_expires_at = now() + $3 * interval '1 millisecond', \
-             next_attempt_at = NULL, version = version + 1, updated_by = $2, updated_at = now() \
-             WHERE name = $1 AND NOT forced AND ( \
-               (state = 'OPEN' AND next_attempt_at <= now()) OR \
-               (state = 'HALF_OPEN' AND (trial_expires_at IS NULL OR trial_expires_at <= now() \
-                                         OR trial_holder = $2))) {PG_RETURNING}"
-        ))
-        .bind(name)
-        .bind(instance)
-        .bind(lease_ms as f64)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(|e| self.error(e))?;
-        let result = match granted {
-            Some(r) => {
-                pg_notify(&mut tx, name).await.map_err(|e| self.error(e))?;
-                (true, Some(row(&r).map_err(|e| self.error(e))?))
-            }
-            None => {
-                let r = sqlx::query(&format!("{PG_SELECT} WHERE name = $1"))
-                    .bind(name)
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(|e| self.error(e))?;
-                (
-                    false,
-                    r.as_ref().map(row).transpose().map_err(|e| self.error(e))?,
-                )
-            }
-        };
-        tx.commit().await.map_err(|e| self.error(e))?;
-        Ok(result)
-    }
-
-    async fn breaker_delete(&self, name: &str) -> Result<bool, StoreError> {
-        let mut tx = self.pool().begin().await.map_err(|e| self.error(e))?;
-        let done = sqlx::query("DELETE FROM circuit_breaker_state WHERE name = $1")
-            .bind(name)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| self.error(e))?;
-        let deleted = done.rows_affected() > 0;
-        if deleted {
-            pg_notify(&mut tx, name).await.map_err(|e| self.error(e))?;
-        }
-        tx.commit().await.map_err(|e| self.error(e))?;
-        Ok(deleted)
-    }
-
-    async fn watch_breakers(
+    /// See [`BreakerStateStore::watch_breakers`].
+    async fn watch(
         &self,
         notes: tokio::sync::mpsc::UnboundedSender<ChangeNote>,
-        mut shutdown: tokio::sync::watch::Receiver<bool>,
-    ) {
-        let mut backoff = std::time::Duration::from_millis(100);
-        while !*shutdown.borrow() {
-            let listener = async {
-                let mut l = sqlx::postgres::PgListener::connect_with(self.pool()).await?;
-                l.listen(CHANNEL).await?;
-                Ok::<_, sqlx::Error>(l)
-            };
-            let mut listener = match listener.await {
-                Ok(l) => l,
-                Err(e) => {
-                    tracing::debug!(error = %self.error(e), "breaker change feed: cannot listen yet");
-                    tokio::select! {
-                        _ = tokio::time::sleep(backoff) => {}
-                        _ = shutdown.changed() => return,
+        shutdown: tokio::sync::watch::Receiver<bool>,
+    );
+}
+
+/// The one body of [`BreakerStateStore`] for both backends (`impl_breaker_state_store!(SqliteStore)`):
+/// every change runs on the writer in a transaction that also announces it
+/// ([`BreakerDialect::announce`]); plain reads run on the reader.
+macro_rules! impl_breaker_state_store {
+    ($backend:ty) => {
+        #[async_trait::async_trait]
+        impl $crate::store::breaker_state::BreakerStateStore for $backend {
+            async fn breaker_rows(
+                &self,
+            ) -> Result<Vec<$crate::store::breaker_state::BreakerRow>, $crate::store::StoreError>
+            {
+                use $crate::store::breaker_state::{BreakerDialect, BreakerStateRow};
+                let sql = <$backend as BreakerDialect>::breaker_sql();
+                let rows: Vec<BreakerStateRow> =
+                    sqlx::query_as(&format!("{} ORDER BY name", sql.select))
+                        .fetch_all($crate::store::shared::SqlBackend::reader(self))
+                        .await
+                        .map_err(|e| $crate::store::shared::SqlBackend::classify(self, e))?;
+                Ok(rows.into_iter().map(Into::into).collect())
+            }
+
+            async fn breaker_row(
+                &self,
+                name: &str,
+            ) -> Result<Option<$crate::store::breaker_state::BreakerRow>, $crate::store::StoreError>
+            {
+                use $crate::store::breaker_state::{BreakerDialect, BreakerStateRow};
+                let sql = <$backend as BreakerDialect>::breaker_sql();
+                let row: Option<BreakerStateRow> =
+                    sqlx::query_as(&format!("{} WHERE name = $1", sql.select))
+                        .bind(name)
+                        .fetch_optional($crate::store::shared::SqlBackend::reader(self))
+                        .await
+                        .map_err(|e| $crate::store::shared::SqlBackend::classify(self, e))?;
+                Ok(row.map(Into::into))
+            }
+
+            async fn breaker_failures(
+                &self,
+                f: &$crate::store::breaker_state::FailureReport<'_>,
+            ) -> Result<$crate::store::breaker_state::BreakerRow, $crate::store::StoreError> {
+                use $crate::store::breaker_state::{short, BreakerDialect, BreakerStateRow};
+                let sql = <$backend as BreakerDialect>::breaker_sql();
+                let work = async {
+                    let mut tx = $crate::store::shared::SqlBackend::writer(self)
+                        .begin()
+                        .await?;
+                    let counted: BreakerStateRow = sqlx::query_as(&sql.count_failures)
+                        .bind(f.name)
+                        .bind(i64::from(f.count))
+                        .bind(f.instance)
+                        .bind(short(f.reason))
+                        .fetch_one(&mut *tx)
+                        .await?;
+                    let opened: Option<BreakerStateRow> = sqlx::query_as(&sql.open_at_threshold)
+                        .bind(f.name)
+                        .bind(f.instance)
+                        .bind(f.open_ms as f64)
+                        .bind(i64::from(f.threshold))
+                        .bind(i64::from(f.quorum))
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                    <$backend as BreakerDialect>::announce(&mut tx, f.name).await?;
+                    tx.commit().await?;
+                    Ok::<_, sqlx::Error>(opened.unwrap_or(counted).into())
+                };
+                work.await
+                    .map_err(|e| $crate::store::shared::SqlBackend::classify(self, e))
+            }
+
+            async fn breaker_success(
+                &self,
+                name: &str,
+                instance: &str,
+            ) -> Result<Option<$crate::store::breaker_state::BreakerRow>, $crate::store::StoreError>
+            {
+                use $crate::store::breaker_state::{BreakerDialect, BreakerStateRow};
+                let sql = <$backend as BreakerDialect>::breaker_sql();
+                let work = async {
+                    let mut tx = $crate::store::shared::SqlBackend::writer(self)
+                        .begin()
+                        .await?;
+                    let reset: Option<BreakerStateRow> = sqlx::query_as(&sql.success)
+                        .bind(name)
+                        .bind(instance)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                    if reset.is_some() {
+                        <$backend as BreakerDialect>::announce(&mut tx, name).await?;
                     }
-                    backoff = (backoff * 2).min(std::time::Duration::from_secs(5));
-                    continue;
-                }
-            };
-            backoff = std::time::Duration::from_millis(100);
-            if notes.send(ChangeNote::Reconnected).is_err() {
-                return;
+                    tx.commit().await?;
+                    Ok::<_, sqlx::Error>(reset.map(Into::into))
+                };
+                work.await
+                    .map_err(|e| $crate::store::shared::SqlBackend::classify(self, e))
             }
-            loop {
-                tokio::select! {
-                    n = listener.try_recv() => match n {
-                        Ok(Some(n)) => {
-                            if notes.send(ChangeNote::Changed(n.payload().to_string())).is_err() {
-                                return;
-                            }
+
+            async fn breaker_write(
+                &self,
+                w: &$crate::store::breaker_state::BreakerWrite<'_>,
+            ) -> Result<Option<$crate::store::breaker_state::BreakerRow>, $crate::store::StoreError>
+            {
+                use $crate::store::breaker_state::{BreakerDialect, BreakerStateRow};
+                let sql = <$backend as BreakerDialect>::breaker_sql();
+                let work = async {
+                    let mut tx = $crate::store::shared::SqlBackend::writer(self)
+                        .begin()
+                        .await?;
+                    let written: Option<BreakerStateRow> = sqlx::query_as(&sql.write)
+                        .bind(w.name)
+                        .bind(w.state)
+                        .bind(w.forced)
+                        .bind(i64::from(w.consecutive_failures))
+                        .bind(i64::from(w.half_open_successes))
+                        .bind(w.open_ms.map(|v| v as f64))
+                        .bind(w.instance)
+                        .bind(w.lease_ms.map(|v| v as f64))
+                        .bind(w.expected_version.map(|v| v as i64))
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                    if written.is_some() {
+                        <$backend as BreakerDialect>::announce(&mut tx, w.name).await?;
+                    }
+                    tx.commit().await?;
+                    Ok::<_, sqlx::Error>(written.map(Into::into))
+                };
+                work.await
+                    .map_err(|e| $crate::store::shared::SqlBackend::classify(self, e))
+            }
+
+            async fn breaker_try_trial(
+                &self,
+                name: &str,
+                instance: &str,
+                lease_ms: u64,
+            ) -> Result<
+                (bool, Option<$crate::store::breaker_state::BreakerRow>),
+                $crate::store::StoreError,
+            > {
+                use $crate::store::breaker_state::{BreakerDialect, BreakerStateRow};
+                let sql = <$backend as BreakerDialect>::breaker_sql();
+                let work = async {
+                    let mut tx = $crate::store::shared::SqlBackend::writer(self)
+                        .begin()
+                        .await?;
+                    let granted: Option<BreakerStateRow> = sqlx::query_as(&sql.try_trial)
+                        .bind(name)
+                        .bind(instance)
+                        .bind(lease_ms as f64)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                    let result = match granted {
+                        Some(row) => {
+                            <$backend as BreakerDialect>::announce(&mut tx, name).await?;
+                            (true, Some(row.into()))
                         }
-                        // The connection was lost; the next call reconnects and re-LISTENs.
-                        Ok(None) => {
-                            if notes.send(ChangeNote::Reconnected).is_err() {
-                                return;
-                            }
+                        None => {
+                            let row: Option<BreakerStateRow> =
+                                sqlx::query_as(&format!("{} WHERE name = $1", sql.select))
+                                    .bind(name)
+                                    .fetch_optional(&mut *tx)
+                                    .await?;
+                            (false, row.map(Into::into))
                         }
-                        Err(_) => break,
-                    },
-                    _ = shutdown.changed() => return,
-                }
+                    };
+                    tx.commit().await?;
+                    Ok::<_, sqlx::Error>(result)
+                };
+                work.await
+                    .map_err(|e| $crate::store::shared::SqlBackend::classify(self, e))
+            }
+
+            async fn breaker_delete(&self, name: &str) -> Result<bool, $crate::store::StoreError> {
+                use $crate::store::breaker_state::BreakerDialect;
+                let sql = <$backend as BreakerDialect>::breaker_sql();
+                let work = async {
+                    let mut tx = $crate::store::shared::SqlBackend::writer(self)
+                        .begin()
+                        .await?;
+                    let done = sqlx::query(sql.delete).bind(name).execute(&mut *tx).await?;
+                    let deleted = done.rows_affected() > 0;
+                    if deleted {
+                        <$backend as BreakerDialect>::announce(&mut tx, name).await?;
+                    }
+                    tx.commit().await?;
+                    Ok::<_, sqlx::Error>(deleted)
+                };
+                work.await
+                    .map_err(|e| $crate::store::shared::SqlBackend::classify(self, e))
+            }
+
+            async fn watch_breakers(
+                &self,
+                notes: tokio::sync::mpsc::UnboundedSender<$crate::store::breaker_state::ChangeNote>,
+                shutdown: tokio::sync::watch::Receiver<bool>,
+            ) {
+                $crate::store::breaker_state::BreakerDialect::watch(self, notes, shutdown).await
             }
         }
-    }
+    };
 }
-
-// ---------------------------------------------------------------------------------- SQLite
-
-/// The current time as SQLite text, like the values it stores.
-const SQ_NOW: &str = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')";
-
-fn sq_plus_ms(param: &str) -> String {
-    format!("strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '+' || ({param} / 1000.0) || ' seconds')")
-}
-
-fn sq_returning() -> String {
-    "RETURNING *, \
-     CAST(round((julianday(next_attempt_at) - julianday('now')) * 86400000.0) AS INTEGER) \
-       AS next_attempt_in_ms, \
-     CAST(round((julianday(trial_expires_at) - julianday('now')) * 86400000.0) AS INTEGER) \
-       AS trial_expires_in_ms"
-        .to_string()
-}
-
-fn sq_select() -> String {
-    "SELECT *, \
-     CAST(round((julianday(next_attempt_at) - julianday('now')) * 86400000.0) AS INTEGER) \
-       AS next_attempt_in_ms, \
-     CAST(round((julianday(trial_expires_at) - julianday('now')) * 86400000.0) AS INTEGER) \
-       AS trial_expires_in_ms \
-     FROM circuit_breaker_state"
-        .to_string()
-}
-
-#[async_trait]
-impl BreakerStateStore for SqliteStore {
-    async fn breaker_rows(&self) -> Result<Vec<BreakerRow>, StoreError> {
-        let rows = sqlx::query(&format!("{} ORDER BY name", sq_select()))
-            .fetch_all(self.pool())
-            .await
-            .map_err(StoreError::from_sqlx)?;
-        rows.iter()
-            .map(row)
-            .collect::<Result<_, _>>()
-            .map_err(StoreError::from_sqlx)
-    }
-
-    async fn breaker_row(&self, name: &str) -> Result<Option<BreakerRow>, StoreError> {
-        let r = sqlx::query(&format!("{} WHERE name = ?1", sq_select()))
-            .bind(name)
-            .fetch_optional(self.pool())
-            .await
-            .map_err(StoreError::from_sqlx)?;
-        r.as_ref()
-            .map(row)
-            .transpose()
-            .map_err(StoreError::from_sqlx)
-    }
-
-    async fn breaker_failures(&self, f: &FailureReport<'_>) -> Result<BreakerRow, StoreError> {
-        let mut tx = self.writer().begin().await.map_err(StoreError::from_sqlx)?;
-        let counted = sqlx::query(&format!(
-            "INSERT INTO circuit_breaker_state AS s (name, consecutive_failures, \
-             failure_instances, last_failure_at, last_failure_reason, version, updated_by, \
-             updated_at) VALUES (?1, ?2, ?3, {SQ_NOW}, ?4, 1, ?3, {SQ_NOW}) \
-             ON CONFLICT (name) DO UPDATE SET \
-             consecutive_failures = CASE WHEN s.state = 'CLOSED' \
-                 THEN s.consecutive_failures + ?2 ELSE s.consecutive_failures END, \
-             failure_instances = CASE \
-                 WHEN s.state <> 'CLOSED' THEN s.failure_instances \
-                 WHEN instr(',' || s.failure_instances || ',', ',' || ?3 || ',') > 0 \
-                     THEN s.failure_instances \
-                 WHEN s.failure_instances = '' THEN ?3 \
-                 ELSE s.failure_instances || ',' || ?3 END, \
-             last_failure_at = {SQ_NOW}, last_failure_reason = ?4, version = s.version + 1, \
-             updated_by = ?3, updated_at = {SQ_NOW} {}",
-            sq_returning()
-        ))
-        .bind(f.name)
-        .bind(f.count as i64)
-        .bind(f.instance)
-        .bind(short(f.reason))
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(StoreError::from_sqlx)?;
-        let mut result = row(&counted).map_err(StoreError::from_sqlx)?;
-        let opened = sqlx::query(&format!(
-            "UPDATE circuit_breaker_state SET state = 'OPEN', forced = 0, \
-             opened_at = {SQ_NOW}, next_attempt_at = {}, \
-             half_open_successes = 0, trial_holder = NULL, trial_expires_at = NULL, \
-             version = version + 1, updated_by = ?2, updated_at = {SQ_NOW} \
-             WHERE name = ?1 AND state = 'CLOSED' AND consecutive_failures >= ?4 \
-             AND (CASE WHEN failure_instances = '' THEN 0 ELSE \
-                  length(failure_instances) - length(replace(failure_instances, ',', '')) + 1 \
-                  END) >= ?5 {}",
-            sq_plus_ms("?3"),
-            sq_returning()
-        ))
-        .bind(f.name)
-        .bind(f.instance)
-        .bind(f.open_ms as f64)
-        .bind(f.threshold as i64)
-        .bind(f.quorum as i64)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(StoreError::from_sqlx)?;
-        if let Some(o) = opened {
-            result = row(&o).map_err(StoreError::from_sqlx)?;
-        }
-        tx.commit().await.map_err(StoreError::from_sqlx)?;
-        Ok(result)
-    }
-
-    async fn breaker_success(
-        &self,
-        name: &str,
-        instance: &str,
-    ) -> Result<Option<BreakerRow>, StoreError> {
-        let r = sqlx::query(&format!(
-            "UPDATE circuit_breaker_state SET consecutive_failures = 0, failure_instances = '', \
-             version = version + 1, updated_by = ?2, updated_at = {SQ_NOW} \
-             WHERE name = ?1 AND state = 'CLOSED' AND consecutive_failures > 0 {}",
-            sq_returning()
-        ))
-        .bind(name)
-        .bind(instance)
-        .fetch_optional(self.writer())
-        .await
-        .map_err(StoreError::from_sqlx)?;
-        r.as_ref()
-            .map(row)
-            .transpose()
-            .map_err(StoreError::from_sqlx)
-    }
-
-    async fn breaker_write(&self, w: &BreakerWrite<'_>) -> Result<Option<BreakerRow>, StoreError> {
-        let r = sqlx::query(&format!(
-            "INSERT INTO circuit_breaker_state AS s (name, state, forced, consecutive_failures, \
-             half_open_successes, opened_at, next_attempt_at, trial_holder, trial_expires_at, \
-             failure_instances, version, updated_by, updated_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, \
-               CASE WHEN ?2 = 'CLOSED' THEN NULL ELSE {SQ_NOW} END, \
-               CASE WHEN ?2 = 'OPEN' AND ?6 IS NOT NULL THEN {} END, \
-               CASE WHEN ?2 = 'HALF_OPEN' THEN ?7 END, \
-               CASE WHEN ?2 = 'HALF_OPEN' AND ?8 IS NOT NULL THEN {} END, \
-               '', 1, ?7, {SQ_NOW}) \
-             ON CONFLICT (name) DO UPDATE SET state = excluded.state, forced = excluded.forced, \
-             consecutive_failures = excluded.consecutive_failures, \
-             half_open_successes = excluded.half_open_successes, \
-             opened_at = CASE WHEN excluded.state = 'CLOSED' THEN NULL \
-                 WHEN s.state = 'CLOSED' OR excluded.state = 'OPEN' AND s.state = 'HALF_OPEN' \
-                 THEN {SQ_NOW} ELSE s.opened_at END, \
-             next_attempt_at = excluded.next_attempt_at, \
-             trial_holder = excluded.trial_holder, trial_expires_at = excluded.trial_expires_at, \
-             failure_instances = CASE WHEN excluded.state = 'CLOSED' \
-                 AND excluded.consecutive_failures = 0 THEN '' ELSE s.failure_instances END, \
-             version = s.version + 1, updated_by = excluded.updated_by, updated_at = {SQ_NOW} \
-             WHERE ?9 IS NULL OR s.version = ?9 {}",
-            sq_plus_ms("?6"),
-            sq_plus_ms("?8"),
-            sq_returning()
-        ))
-        .bind(w.name)
-        .bind(w.state)
-        .bind(w.forced)
-        .bind(w.consecutive_failures as i64)
-        .bind(w.half_open_successes as i64)
-        .bind(w.open_ms.map(|v| v as f64))
-        .bind(w.instance)
-        .bind(w.lease_ms.map(|v| v as f64))
-        .bind(w.expected_version.map(|v| v as i64))
-        .fetch_optional(self.writer())
-        .await
-        .map_err(StoreError::from_sqlx)?;
-        r.as_ref()
-            .map(row)
-            .transpose()
-            .map_err(StoreError::from_sqlx)
-    }
-
-    async fn breaker_try_trial(
-        &self,
-        name: &str,
-        instance: &str,
-        lease_ms: u64,
-    ) -> Result<(bool, Option<BreakerRow>), StoreError> {
-        let granted = sqlx::query(&format!(
-            "UPDATE circuit_breaker_state SET state = 'HALF_OPEN', half_open_successes = 0, \
-             trial_holder = ?2, trial_expires_at = {}, \
-             next_attempt_at = NULL, version = version + 1, updated_by = ?2, \
-             updated_at = {SQ_NOW} \
-             WHERE name = ?1 AND NOT forced AND ( \
-               (state = 'OPEN' AND next_attempt_at <= {SQ_NOW}) OR \
-               (state = 'HALF_OPEN' AND (trial_expires_at IS NULL \
-                  OR trial_expires_at <= {SQ_NOW} OR trial_holder = ?2))) {}",
-            sq_plus_ms("?3"),
-            sq_returning()
-        ))
-        .bind(name)
-        .bind(instance)
-        .bind(lease_ms as f64)
-        .fetch_optional(self.writer())
-        .await
-        .map_err(StoreError::from_sqlx)?;
-        match granted {
-            Some(r) => Ok((true, Some(row(&r).map_err(StoreError::from_sqlx)?))),
-            None => Ok((false, self.breaker_row(name).await?)),
-        }
-    }
-
-    async fn breaker_delete(&self, name: &str) -> Result<bool, StoreError> {
-        let done = sqlx::query("DELETE FROM circuit_breaker_state WHERE name = ?1")
-            .bind(name)
-            .execute(self.writer())
-            .await
-            .map_err(StoreError::from_sqlx)?;
-        Ok(done.rows_affected() > 0)
-    }
-
-    async fn watch_breakers(
-        &self,
-        _notes: tokio::sync::mpsc::UnboundedSender<ChangeNote>,
-        mut shutdown: tokio::sync::watch::Receiver<bool>,
-    ) {
-        // One instance per SQLite file: there is nobody else to hear from.
-        while !*shutdown.borrow() {
-            if shutdown.changed().await.is_err() {
-                return;
-            }
-        }
-    }
-}
+pub(crate) use impl_breaker_state_store;

@@ -1,4 +1,10 @@
 //! The history's part of the storage trait: execution records, rollups, statistics, retention.
+//!
+//! Writing records and rollups differs by dialect (PostgreSQL inserts a batch with `UNNEST`,
+//! SQLite row by row on its writer), so [`HistoryStore`] has a body per backend. Reading
+//! ([`HistoryReadStore`]: statistics from the rollups, listings, counts) is the same SQL on
+//! both, written once here and expanded by `impl_history_read_store!`; so are the retention
+//! statements.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -62,7 +68,7 @@ pub struct ExecutionFilter {
     pub limit: u32,
 }
 
-/// History operations of the store.
+/// Writing and pruning the history (a body per backend).
 #[async_trait]
 pub trait HistoryStore: Send + Sync {
     /// Inserts `records` in one transaction, skipping any whose `record_id` is stored already,
@@ -70,6 +76,16 @@ pub trait HistoryStore: Send + Sync {
     /// inserted.
     async fn insert_history(&self, records: &[ExecutionRecord]) -> Result<u64, StoreError>;
 
+    /// Deletes, among the `limit` oldest records (in insertion order: the primary key, so no
+    /// time index is maintained for retention), those that finished before `before`, and whole
+    /// rollup hours older than `before`. Returns how many records were deleted; fewer than
+    /// `limit` means the old end of the history is reached (or holds newer records).
+    async fn purge_history(&self, before: DateTime<Utc>, limit: u32) -> Result<u64, StoreError>;
+}
+
+/// Reading the history (one body for both backends).
+#[async_trait]
+pub trait HistoryReadStore: Send + Sync {
     /// Sums the rollups (and samples recent successful parameters) for statistics.
     async fn history_stats(&self, query: &StatsQuery) -> Result<StatsRaw, StoreError>;
 
@@ -81,10 +97,238 @@ pub trait HistoryStore: Send + Sync {
 
     /// Number of records (all, or of one task).
     async fn count_executions(&self, task_id: Option<Uuid>) -> Result<u64, StoreError>;
-
-    /// Deletes, among the `limit` oldest records (in insertion order: the primary key, so no
-    /// time index is maintained for retention), those that finished before `before`, and whole
-    /// rollup hours older than `before`. Returns how many records were deleted; fewer than
-    /// `limit` means the old end of the history is reached (or holds newer records).
-    async fn purge_history(&self, before: DateTime<Utc>, limit: u32) -> Result<u64, StoreError>;
 }
+
+/// Among the `$2` oldest records, those that finished before `$1`.
+pub(crate) const PURGE_RECORDS: &str = "\
+DELETE FROM task_history WHERE id IN (SELECT id FROM
+    (SELECT id, finished_at FROM task_history ORDER BY id LIMIT $2) oldest
+WHERE finished_at < $1)";
+
+/// Whole days only: a day the cutoff falls in stays in the daily rollup until the next day's
+/// purge, while its older hours are gone from the hourly tables.
+pub(crate) const PURGE_DAYS: &str = "DELETE FROM task_duration_daily WHERE day < $1";
+
+/// The hourly rollups, each pruned with `DELETE FROM {table} WHERE hour < $1`.
+pub(crate) const HOURLY_ROLLUPS: [&str; 3] = [
+    "task_stats_hourly",
+    "task_duration_hourly",
+    "task_failure_hourly",
+];
+
+/// The summed totals of a domain/action over an hour range (`CAST` rather than `::`, which
+/// SQLite lacks; `BIGINT` and `DOUBLE PRECISION` have integer and real affinity there).
+pub(crate) const TOTALS: &str = "\
+SELECT CAST(COALESCE(SUM(total), 0) AS BIGINT) AS total,
+       CAST(COALESCE(SUM(succeeded), 0) AS BIGINT) AS succeeded,
+       CAST(COALESCE(SUM(failed), 0) AS BIGINT) AS failed,
+       CAST(COALESCE(SUM(duration_sum_ms), 0) AS BIGINT) AS duration_sum_ms,
+       CAST(COALESCE(SUM(impact_sum), 0) AS DOUBLE PRECISION) AS impact_sum,
+       CAST(COALESCE(SUM(impact_count), 0) AS BIGINT) AS impact_count,
+       CAST(COALESCE(SUM(cost_sum_usd), 0) AS DOUBLE PRECISION) AS cost_sum_usd,
+       CAST(COALESCE(SUM(cost_count), 0) AS BIGINT) AS cost_count,
+       MAX(last_executed_at) AS last_executed_at
+FROM task_stats_hourly
+WHERE domain = $1 AND action = $2 AND hour >= $3 AND hour <= $4";
+
+/// The duration histogram over a range: whole days from the daily rollup, edge hours from the
+/// hourly one (see `rollup::split_range`).
+pub(crate) const DURATIONS: &str = "\
+SELECT CAST(bucket AS INTEGER) AS bucket, CAST(SUM(n) AS BIGINT) AS n FROM (
+    SELECT bucket, count AS n FROM task_duration_hourly
+    WHERE domain = $1 AND action = $2 AND hour >= $3 AND hour < $4
+    UNION ALL
+    SELECT bucket, count FROM task_duration_daily
+    WHERE domain = $1 AND action = $2 AND day >= $5 AND day < $6
+    UNION ALL
+    SELECT bucket, count FROM task_duration_hourly
+    WHERE domain = $1 AND action = $2 AND hour >= $7 AND hour < $8
+) d GROUP BY bucket ORDER BY bucket";
+
+/// The most frequent failure groups over an hour range.
+pub(crate) const FAILURES: &str = "\
+SELECT failure_group, MIN(template) AS template, MIN(example) AS example,
+       CAST(SUM(count) AS BIGINT) AS n
+FROM task_failure_hourly
+WHERE domain = $1 AND action = $2 AND hour >= $3 AND hour <= $4
+GROUP BY failure_group ORDER BY n DESC, failure_group LIMIT $5";
+
+/// Parameters of successful runs among the latest `$5` records in a time range.
+pub(crate) const RECENT_PARAMETERS: &str = "\
+SELECT parameters FROM (SELECT parameters, success FROM task_history
+    WHERE domain = $1 AND action = $2 AND finished_at >= $3 AND finished_at <= $4
+    ORDER BY id DESC LIMIT $5) s
+WHERE success";
+
+pub(crate) const LIST: &str = "\
+SELECT * FROM task_history WHERE ($1 IS NULL OR domain = $1) AND ($2 IS NULL OR action = $2)
+  AND ($3 IS NULL OR task_id = $3) AND ($4 IS NULL OR success = $4)
+  AND ($5 IS NULL OR correlation_id = $5) AND ($6 IS NULL OR finished_at >= $6)
+  AND ($7 IS NULL OR finished_at < $7) AND ($8 IS NULL OR id < $8)
+ORDER BY id DESC LIMIT $9";
+
+pub(crate) const COUNT: &str =
+    "SELECT count(*) FROM task_history WHERE ($1 IS NULL OR task_id = $1)";
+
+/// A failure group of a statistics query.
+#[derive(sqlx::FromRow)]
+pub(crate) struct FailureRow {
+    failure_group: String,
+    template: String,
+    example: String,
+    n: i64,
+}
+
+impl From<FailureRow> for (String, FailureCount) {
+    fn from(r: FailureRow) -> Self {
+        (
+            r.failure_group,
+            FailureCount {
+                template: r.template,
+                example: r.example,
+                count: r.n,
+            },
+        )
+    }
+}
+
+/// The hour range of a stats query: from the hour of `since` to the hour of `until` (both
+/// included), everything when unset.
+pub(crate) fn hour_range(q: &StatsQuery) -> (DateTime<Utc>, DateTime<Utc>) {
+    use crate::history::rollup::hour_of;
+    let since = q.since.map(hour_of).unwrap_or(DateTime::<Utc>::UNIX_EPOCH);
+    let until = q
+        .until
+        .map(hour_of)
+        .unwrap_or_else(|| hour_of(super::now() + chrono::TimeDelta::days(365 * 100)));
+    (since, until)
+}
+
+/// The summed totals row of a stats query ([`TOTALS`]).
+pub(crate) fn totals_of<'r, R>(row: &'r R) -> Result<HourTotals, sqlx::Error>
+where
+    R: sqlx::Row,
+    &'static str: sqlx::ColumnIndex<R>,
+    i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    f64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    DateTime<Utc>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    Ok(HourTotals {
+        total: row.try_get("total")?,
+        succeeded: row.try_get("succeeded")?,
+        failed: row.try_get("failed")?,
+        duration_sum_ms: row.try_get("duration_sum_ms")?,
+        impact_sum: row.try_get("impact_sum")?,
+        impact_count: row.try_get("impact_count")?,
+        cost_sum_usd: row.try_get("cost_sum_usd")?,
+        cost_count: row.try_get("cost_count")?,
+        last_executed_at: row.try_get("last_executed_at")?,
+    })
+}
+
+/// The one body of [`HistoryReadStore`] for both backends (`impl_history_read_store!(SqliteStore)`),
+/// on the backend's reader.
+macro_rules! impl_history_read_store {
+    ($backend:ty) => {
+        #[async_trait::async_trait]
+        impl $crate::store::history::HistoryReadStore for $backend {
+            async fn history_stats(
+                &self,
+                q: &$crate::store::history::StatsQuery,
+            ) -> Result<$crate::store::history::StatsRaw, $crate::store::StoreError> {
+                use $crate::store::history as sql;
+                let (since, until) = sql::hour_range(q);
+                let work = async {
+                    let row = sqlx::query(sql::TOTALS)
+                        .bind(&q.domain)
+                        .bind(&q.action)
+                        .bind(since)
+                        .bind(until)
+                        .fetch_one($crate::store::shared::SqlBackend::reader(self))
+                        .await?;
+                    let totals = sql::totals_of(&row)?;
+                    let split = $crate::history::rollup::split_range(since, until);
+                    let durations: Vec<(i32, i64)> = sqlx::query_as(sql::DURATIONS)
+                        .bind(&q.domain)
+                        .bind(&q.action)
+                        .bind(split.head.0)
+                        .bind(split.head.1)
+                        .bind(split.days.0)
+                        .bind(split.days.1)
+                        .bind(split.tail.0)
+                        .bind(split.tail.1)
+                        .fetch_all($crate::store::shared::SqlBackend::reader(self))
+                        .await?;
+                    let failures: Vec<sql::FailureRow> = sqlx::query_as(sql::FAILURES)
+                        .bind(&q.domain)
+                        .bind(&q.action)
+                        .bind(since)
+                        .bind(until)
+                        .bind(i64::from(q.top_failures))
+                        .fetch_all($crate::store::shared::SqlBackend::reader(self))
+                        .await?;
+                    let recent: Vec<sqlx::types::Json<serde_json::Value>> =
+                        sqlx::query_scalar(sql::RECENT_PARAMETERS)
+                            .bind(&q.domain)
+                            .bind(&q.action)
+                            .bind(q.since.unwrap_or(since))
+                            .bind(q.until.unwrap_or(until))
+                            .bind(i64::from(q.recent_successes) * 4)
+                            .fetch_all($crate::store::shared::SqlBackend::reader(self))
+                            .await?;
+                    Ok::<_, sqlx::Error>(sql::StatsRaw {
+                        totals,
+                        durations: durations
+                            .into_iter()
+                            .map(|(bucket, n)| (bucket as i16, n))
+                            .collect(),
+                        failures: failures.into_iter().map(Into::into).collect(),
+                        recent_successful_parameters: recent
+                            .into_iter()
+                            .take(q.recent_successes as usize)
+                            .map(|j| j.0)
+                            .collect(),
+                    })
+                };
+                work.await
+                    .map_err(|e| $crate::store::shared::SqlBackend::classify(self, e))
+            }
+
+            async fn list_executions(
+                &self,
+                f: &$crate::store::history::ExecutionFilter,
+            ) -> Result<Vec<$crate::history::record::StoredExecution>, $crate::store::StoreError>
+            {
+                let rows: Vec<$crate::store::rows::ExecutionRow> =
+                    sqlx::query_as($crate::store::history::LIST)
+                        .bind(f.domain.as_deref())
+                        .bind(f.action.as_deref())
+                        .bind(f.task_id.map($crate::store::shared::DbUuid))
+                        .bind(f.success)
+                        .bind(f.correlation_id.as_deref())
+                        .bind(f.since)
+                        .bind(f.until)
+                        .bind(f.before_id)
+                        .bind(i64::from(f.limit))
+                        .fetch_all($crate::store::shared::SqlBackend::reader(self))
+                        .await
+                        .map_err(|e| $crate::store::shared::SqlBackend::classify(self, e))?;
+                $crate::store::rows::all(rows)
+                    .map_err(|e| $crate::store::shared::SqlBackend::classify(self, e))
+            }
+
+            async fn count_executions(
+                &self,
+                task_id: Option<uuid::Uuid>,
+            ) -> Result<u64, $crate::store::StoreError> {
+                let n: i64 = sqlx::query_scalar($crate::store::history::COUNT)
+                    .bind(task_id.map($crate::store::shared::DbUuid))
+                    .fetch_one($crate::store::shared::SqlBackend::reader(self))
+                    .await
+                    .map_err(|e| $crate::store::shared::SqlBackend::classify(self, e))?;
+                Ok(n.max(0) as u64)
+            }
+        }
+    };
+}
+pub(crate) use impl_history_read_store;

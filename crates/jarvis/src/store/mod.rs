@@ -9,23 +9,26 @@
 //! Migrations are embedded in the binary (`migrations/<backend>/*.sql`) and applied at start.
 //! The PostgreSQL files are plain, idempotent SQL that also run with `psql`.
 
+pub mod agents;
 pub mod breaker_state;
+pub mod health;
 pub mod history;
 pub mod learning;
 pub mod postgres;
 pub mod retry;
 mod rows;
 pub mod schedules;
+pub mod services;
+mod shared;
 pub mod sqlite;
+pub mod task_rows;
 pub mod tasks;
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::agents::AgentSpec;
 use crate::config::StoreConfig;
-use crate::health::{CheckResult, ServiceSpec};
 
 /// The current time as the stores keep it (see [`crate::clock::now`]).
 pub use crate::clock::now;
@@ -110,25 +113,35 @@ fn error_kind(code: &str) -> DbErrorKind {
     }
 }
 
-pub use history::{ExecutionFilter, HistoryStore, StatsQuery, StatsRaw};
+pub use agents::AgentStore;
+pub use health::{HealthStore, HistoryRange, UptimeCount};
+pub use history::{ExecutionFilter, HistoryReadStore, HistoryStore, StatsQuery, StatsRaw};
 pub use learning::{LearningRow, LearningStore};
 pub use retry::TaskRetryStore;
 pub use schedules::{Advance, ScheduleRow, ScheduleStore};
+pub use services::{ServiceStore, ServicesFingerprint};
+pub use task_rows::TaskRowStore;
 pub use tasks::{Inserted, Lease, ReclaimOutcome, Reclaimed, Settlement, TaskFilter, TaskStore};
 
-/// Everything Jarvis persists. Implemented by each backend; used as `Arc<dyn Store>`. The queue
-/// the history and the learner have their own supertraits ([`TaskStore`], [`HistoryStore`],
-/// [`LearningStore`]) in their own files, as the breaker state has
-/// ([`breaker_state::BreakerStateStore`]), the schedules ([`ScheduleStore`]) and manual retry
-/// ([`TaskRetryStore`]).
+/// Everything Jarvis persists. Implemented by each backend; used as `Arc<dyn Store>`. Each
+/// domain has its own supertrait in its own file: the queue ([`TaskStore`]), the history
+/// ([`HistoryStore`], [`HistoryReadStore`]), the learner ([`LearningStore`]), the breaker state
+/// ([`breaker_state::BreakerStateStore`]), the schedules ([`ScheduleStore`]), manual retry
+/// ([`TaskRetryStore`]), reading and cancelling tasks ([`TaskRowStore`]), services ([`ServiceStore`]), agents ([`AgentStore`]) and health
+/// results ([`HealthStore`]).
 #[async_trait]
 pub trait Store:
     TaskStore
     + HistoryStore
+    + HistoryReadStore
     + LearningStore
     + breaker_state::BreakerStateStore
     + ScheduleStore
     + TaskRetryStore
+    + TaskRowStore
+    + ServiceStore
+    + AgentStore
+    + HealthStore
     + Send
     + Sync
     + 'static
@@ -145,108 +158,6 @@ pub trait Store:
 
     /// Closes every connection; waits for in-flight queries.
     async fn close(&self);
-
-    /// Creates or replaces a service (keeping its `created_at`). Returns what is stored and
-    /// whether it was new.
-    async fn put_service(&self, spec: &ServiceSpec) -> Result<(ServiceSpec, bool), StoreError>;
-
-    /// One service by name.
-    async fn get_service(&self, name: &str) -> Result<Option<ServiceSpec>, StoreError>;
-
-    /// Every service, by name.
-    async fn list_services(&self) -> Result<Vec<ServiceSpec>, StoreError>;
-
-    /// Removes a service and its uptime counts; false when there was none.
-    async fn delete_service(&self, name: &str) -> Result<bool, StoreError>;
-
-    /// A cheap fingerprint of the service list: how many there are and the latest `updated_at`.
-    /// Any create, replace or delete changes it (a replace stamps a newer `updated_at`), so a
-    /// monitor polls this instead of reading every service.
-    async fn services_fingerprint(&self) -> Result<ServicesFingerprint, StoreError>;
-
-    /// Creates or replaces an agent (keeping its `created_at`). Returns what is stored and
-    /// whether it was new.
-    async fn put_agent(&self, spec: &AgentSpec) -> Result<(AgentSpec, bool), StoreError>;
-
-    /// The agent of a domain.
-    async fn get_agent(&self, domain: &str) -> Result<Option<AgentSpec>, StoreError>;
-
-    /// Every agent, by domain.
-    async fn list_agents(&self) -> Result<Vec<AgentSpec>, StoreError>;
-
-    /// Removes an agent; false when there was none.
-    async fn delete_agent(&self, domain: &str) -> Result<bool, StoreError>;
-
-    /// Appends health check results (one multi-row insert per few hundred results), stamped
-    /// with the instance that made them.
-    async fn insert_health_checks(
-        &self,
-        results: &[CheckResult],
-        instance_id: &str,
-    ) -> Result<(), StoreError>;
-
-    /// Results of one service, newest first, checked in `[since, until)`, at most `limit`.
-    async fn health_history(
-        &self,
-        service: &str,
-        range: HistoryRange,
-    ) -> Result<Vec<CheckResult>, StoreError>;
-
-    /// Deletes results checked before `before` (in bounded batches); returns how many.
-    async fn prune_health_checks(
-        &self,
-        before: chrono::DateTime<chrono::Utc>,
-    ) -> Result<u64, StoreError>;
-
-    /// Adds uptime counts to the stored ones (creating buckets). Each `(service, width,
-    /// bucket)` appears at most once per call.
-    async fn add_uptime(&self, counts: &[UptimeCount]) -> Result<(), StoreError>;
-
-    /// The stored uptime buckets of width 300 s starting at or after `since_5m` and of width
-    /// 3600 s starting at or after `since_1h` (unix seconds).
-    async fn uptime_counts(
-        &self,
-        since_5m: i64,
-        since_1h: i64,
-    ) -> Result<Vec<UptimeCount>, StoreError>;
-
-    /// Deletes uptime buckets that started before `before` (unix seconds); returns how many.
-    async fn prune_uptime(&self, before: i64) -> Result<u64, StoreError>;
-}
-
-/// Checks of one service in one uptime bucket (see `health::uptime`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UptimeCount {
-    /// The service.
-    pub service: String,
-    /// The bucket's width in seconds (300 or 3600).
-    pub width_s: u32,
-    /// When the bucket starts, unix seconds (a multiple of the width).
-    pub bucket_start: i64,
-    /// Checks that found the service up or degraded.
-    pub up: i64,
-    /// All checks.
-    pub total: i64,
-}
-
-/// See [`Store::services_fingerprint`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ServicesFingerprint {
-    /// Number of services.
-    pub count: i64,
-    /// The latest `updated_at`, as stored.
-    pub latest: Option<chrono::DateTime<chrono::Utc>>,
-}
-
-/// A time range and a row limit for history queries.
-#[derive(Debug, Clone, Copy)]
-pub struct HistoryRange {
-    /// Only rows at or after this time.
-    pub since: Option<chrono::DateTime<chrono::Utc>>,
-    /// Only rows before this time.
-    pub until: Option<chrono::DateTime<chrono::Utc>>,
-    /// At most this many rows.
-    pub limit: u32,
 }
 
 /// Rows per multi-row insert: 8 binds each stays far below both engines' bind limits.
@@ -266,45 +177,4 @@ pub async fn open(config: &StoreConfig) -> anyhow::Result<Arc<dyn Store>> {
             postgres::PostgresStore::connect(url, *connect_timeout).await?,
         )),
     }
-}
-
-/// The hour range of a stats query: from the hour of `since` to the hour of `until` (both
-/// included), everything when unset.
-pub(crate) fn history_range(
-    q: &StatsQuery,
-) -> (chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>) {
-    use crate::history::rollup::hour_of;
-    let since = q
-        .since
-        .map(hour_of)
-        .unwrap_or(chrono::DateTime::<chrono::Utc>::UNIX_EPOCH);
-    let until = q
-        .until
-        .map(hour_of)
-        .unwrap_or_else(|| hour_of(now() + chrono::TimeDelta::days(365 * 100)));
-    (since, until)
-}
-
-/// The summed totals row of a stats query (same column names on both backends).
-pub(crate) fn totals_of<'r, R>(
-    row: &'r R,
-) -> Result<crate::history::rollup::HourTotals, sqlx::Error>
-where
-    R: sqlx::Row,
-    &'static str: sqlx::ColumnIndex<R>,
-    i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    f64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    chrono::DateTime<chrono::Utc>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-{
-    Ok(crate::history::rollup::HourTotals {
-        total: row.try_get("total")?,
-        succeeded: row.try_get("succeeded")?,
-        failed: row.try_get("failed")?,
-        duration_sum_ms: row.try_get("duration_sum_ms")?,
-        impact_sum: row.try_get("impact_sum")?,
-        impact_count: row.try_get("impact_count")?,
-        cost_sum_usd: row.try_get("cost_sum_usd")?,
-        cost_count: row.try_get("cost_count")?,
-        last_executed_at: row.try_get("last_executed_at")?,
-    })
 }

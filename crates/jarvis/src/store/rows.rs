@@ -1,14 +1,21 @@
-//! Row mapping shared by both backends: the columns have the same names and decode to the same
-//! Rust types on SQLite and PostgreSQL, so each mapping is written once.
+//! Rows shared by both backends: the columns have the same names on SQLite and PostgreSQL,
+//! and each field's type decodes from either (times as `DateTime<Utc>`, JSON as
+//! [`Json`], UUIDs as [`DbUuid`]), so every row is one `#[derive(sqlx::FromRow)]` struct,
+//! turned into its domain type by a `TryFrom` that checks what the database cannot (names,
+//! statuses).
 
 use chrono::{DateTime, Utc};
+use serde_json::Value;
 use sqlx::types::Json;
-use sqlx::{ColumnIndex, Decode, Row, Type};
+use sqlx::FromRow;
 
+use super::shared::DbUuid;
 use crate::agents::AgentSpec;
 use crate::correlation::CorrelationId;
 use crate::health::{BodyCondition, CheckResult, ServiceSpec, Status};
+use crate::history::record::{ExecutionRecord, StoredExecution};
 use crate::names::Name;
+use crate::tasks::model::{Task, TaskStatus};
 
 fn name(raw: String) -> Result<Name, sqlx::Error> {
     Name::parse(&raw).map_err(|e| sqlx::Error::Decode(Box::new(e)))
@@ -18,188 +25,234 @@ fn ms(v: i64) -> u64 {
     v.max(0) as u64
 }
 
-/// A `services` row.
-pub fn service<'r, R>(row: &'r R) -> Result<ServiceSpec, sqlx::Error>
+/// Decodes every row into its domain type.
+pub(crate) fn all<R, T>(rows: Vec<R>) -> Result<Vec<T>, sqlx::Error>
 where
-    R: Row,
-    &'static str: ColumnIndex<R>,
-    String: Decode<'r, R::Database> + Type<R::Database>,
-    i64: Decode<'r, R::Database> + Type<R::Database>,
-    bool: Decode<'r, R::Database> + Type<R::Database>,
-    DateTime<Utc>: Decode<'r, R::Database> + Type<R::Database>,
-    Json<Vec<u16>>: Decode<'r, R::Database> + Type<R::Database>,
-    Option<Json<BodyCondition>>: Decode<'r, R::Database> + Type<R::Database>,
-    Option<i64>: Decode<'r, R::Database> + Type<R::Database>,
+    T: TryFrom<R, Error = sqlx::Error>,
 {
-    Ok(ServiceSpec {
-        name: name(row.try_get("name")?)?,
-        url: row.try_get("url")?,
-        method: row.try_get("method")?,
-        interval_ms: ms(row.try_get("interval_ms")?),
-        timeout_ms: ms(row.try_get("timeout_ms")?),
-        critical: row.try_get("critical")?,
-        expected_status: row.try_get::<Json<Vec<u16>>, _>("expected_status")?.0,
-        expect_body: row
-            .try_get::<Option<Json<BodyCondition>>, _>("expect_body")?
-            .map(|j| j.0),
-        degraded_latency_ms: row
-            .try_get::<Option<i64>, _>("degraded_latency_ms")?
-            .map(ms),
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
-    })
+    rows.into_iter().map(T::try_from).collect()
+}
+
+/// Decodes a row, if there is one, into its domain type.
+pub(crate) fn one<R, T>(row: Option<R>) -> Result<Option<T>, sqlx::Error>
+where
+    T: TryFrom<R, Error = sqlx::Error>,
+{
+    row.map(T::try_from).transpose()
+}
+
+/// A `services` row.
+#[derive(Debug, FromRow)]
+pub(crate) struct ServiceRow {
+    name: String,
+    url: String,
+    method: String,
+    interval_ms: i64,
+    timeout_ms: i64,
+    critical: bool,
+    expected_status: Json<Vec<u16>>,
+    expect_body: Option<Json<BodyCondition>>,
+    degraded_latency_ms: Option<i64>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl TryFrom<ServiceRow> for ServiceSpec {
+    type Error = sqlx::Error;
+
+    fn try_from(r: ServiceRow) -> Result<Self, Self::Error> {
+        Ok(ServiceSpec {
+            name: name(r.name)?,
+            url: r.url,
+            method: r.method,
+            interval_ms: ms(r.interval_ms),
+            timeout_ms: ms(r.timeout_ms),
+            critical: r.critical,
+            expected_status: r.expected_status.0,
+            expect_body: r.expect_body.map(|j| j.0),
+            degraded_latency_ms: r.degraded_latency_ms.map(ms),
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        })
+    }
 }
 
 /// An `agents` row.
-pub fn agent<'r, R>(row: &'r R) -> Result<AgentSpec, sqlx::Error>
-where
-    R: Row,
-    &'static str: ColumnIndex<R>,
-    String: Decode<'r, R::Database> + Type<R::Database>,
-    i64: Decode<'r, R::Database> + Type<R::Database>,
-    bool: Decode<'r, R::Database> + Type<R::Database>,
-    DateTime<Utc>: Decode<'r, R::Database> + Type<R::Database>,
-{
-    Ok(AgentSpec {
-        domain: name(row.try_get("domain")?)?,
-        url: row.try_get("url")?,
-        timeout_ms: ms(row.try_get("timeout_ms")?),
-        use_learned: row.try_get("use_learned")?,
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
-    })
+#[derive(Debug, FromRow)]
+pub(crate) struct AgentRow {
+    domain: String,
+    url: String,
+    timeout_ms: i64,
+    use_learned: bool,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl TryFrom<AgentRow> for AgentSpec {
+    type Error = sqlx::Error;
+
+    fn try_from(r: AgentRow) -> Result<Self, Self::Error> {
+        Ok(AgentSpec {
+            domain: name(r.domain)?,
+            url: r.url,
+            timeout_ms: ms(r.timeout_ms),
+            use_learned: r.use_learned,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        })
+    }
 }
 
 /// A `health_checks` row.
-pub fn health_check<'r, R>(row: &'r R) -> Result<CheckResult, sqlx::Error>
-where
-    R: Row,
-    &'static str: ColumnIndex<R>,
-    String: Decode<'r, R::Database> + Type<R::Database>,
-    Option<String>: Decode<'r, R::Database> + Type<R::Database>,
-    i64: Decode<'r, R::Database> + Type<R::Database>,
-    bool: Decode<'r, R::Database> + Type<R::Database>,
-    DateTime<Utc>: Decode<'r, R::Database> + Type<R::Database>,
-{
-    let status: String = row.try_get("status")?;
-    Ok(CheckResult {
-        service: name(row.try_get("service")?)?,
-        status: Status::parse(&status).ok_or_else(|| {
-            sqlx::Error::Decode(format!("unknown health status {status:?}").into())
-        })?,
-        message: row.try_get("message")?,
-        latency_ms: ms(row.try_get("latency_ms")?),
-        breaker_open: row.try_get("breaker_open")?,
-        correlation_id: row
-            .try_get::<Option<String>, _>("correlation_id")?
-            .and_then(|c| CorrelationId::parse(&c)),
-        timestamp: row.try_get("checked_at")?,
-    })
+#[derive(Debug, FromRow)]
+pub(crate) struct HealthCheckRow {
+    service: String,
+    status: String,
+    message: String,
+    latency_ms: i64,
+    breaker_open: bool,
+    correlation_id: Option<String>,
+    checked_at: DateTime<Utc>,
 }
 
-/// Reading a UUID column: native on PostgreSQL, hyphenated text on SQLite.
-pub trait UuidColumn {
-    /// The UUID in column `col`.
-    fn uuid(&self, col: &str) -> Result<uuid::Uuid, sqlx::Error>;
-}
+impl TryFrom<HealthCheckRow> for CheckResult {
+    type Error = sqlx::Error;
 
-impl UuidColumn for sqlx::postgres::PgRow {
-    fn uuid(&self, col: &str) -> Result<uuid::Uuid, sqlx::Error> {
-        self.try_get(col)
+    fn try_from(r: HealthCheckRow) -> Result<Self, Self::Error> {
+        Ok(CheckResult {
+            service: name(r.service)?,
+            status: Status::parse(&r.status).ok_or_else(|| {
+                sqlx::Error::Decode(format!("unknown health status {:?}", r.status).into())
+            })?,
+            message: r.message,
+            latency_ms: ms(r.latency_ms),
+            breaker_open: r.breaker_open,
+            correlation_id: r.correlation_id.and_then(|c| CorrelationId::parse(&c)),
+            timestamp: r.checked_at,
+        })
     }
-}
-
-impl UuidColumn for sqlx::sqlite::SqliteRow {
-    fn uuid(&self, col: &str) -> Result<uuid::Uuid, sqlx::Error> {
-        let raw: String = self.try_get(col)?;
-        uuid::Uuid::parse_str(&raw).map_err(|e| sqlx::Error::Decode(Box::new(e)))
-    }
-}
-
-fn status(raw: String) -> Result<crate::tasks::model::TaskStatus, sqlx::Error> {
-    crate::tasks::model::TaskStatus::parse(&raw)
-        .ok_or_else(|| sqlx::Error::Decode(format!("unknown task status {raw:?}").into()))
 }
 
 /// A `tasks` row.
-pub fn task<'r, R>(row: &'r R) -> Result<crate::tasks::model::Task, sqlx::Error>
+#[derive(Debug, FromRow)]
+pub(crate) struct TaskRow {
+    id: DbUuid,
+    domain: String,
+    action: String,
+    parameters: Json<Value>,
+    learned_parameters: Option<Json<Value>>,
+    status: String,
+    priority: i32,
+    run_at: DateTime<Utc>,
+    attempts: i32,
+    max_attempts: i32,
+    timeout_ms: Option<i64>,
+    idempotency_key: Option<String>,
+    correlation_id: String,
+    locked_by: Option<String>,
+    lease_until: Option<DateTime<Utc>>,
+    result: Option<Json<Value>>,
+    error: Option<String>,
+    created_at: DateTime<Utc>,
+    started_at: Option<DateTime<Utc>>,
+    finished_at: Option<DateTime<Utc>>,
+    duration_ms: Option<i64>,
+    notify_done: bool,
+}
+
+impl TryFrom<TaskRow> for Task {
+    type Error = sqlx::Error;
+
+    fn try_from(r: TaskRow) -> Result<Self, Self::Error> {
+        Ok(Task {
+            id: r.id.0,
+            domain: name(r.domain)?,
+            action: name(r.action)?,
+            parameters: r.parameters.0,
+            learned_parameters: r.learned_parameters.map(|j| j.0),
+            status: TaskStatus::parse(&r.status).ok_or_else(|| {
+                sqlx::Error::Decode(format!("unknown task status {:?}", r.status).into())
+            })?,
+            priority: r.priority,
+            run_at: r.run_at,
+            attempts: r.attempts.max(0) as u32,
+            max_attempts: r.max_attempts.max(1) as u32,
+            timeout_ms: r.timeout_ms.map(ms),
+            idempotency_key: r.idempotency_key,
+            correlation_id: r.correlation_id,
+            locked_by: r.locked_by,
+            lease_until: r.lease_until,
+            result: r.result.map(|j| j.0),
+            error: r.error,
+            created_at: r.created_at,
+            started_at: r.started_at,
+            finished_at: r.finished_at,
+            duration_ms: r.duration_ms.map(ms),
+            notify_done: r.notify_done,
+        })
+    }
+}
+
+/// A task from a row that holds a `tasks` row's columns (and maybe more, as the queue's
+/// `RETURNING` lists do).
+pub(crate) fn task<'r, R>(row: &'r R) -> Result<Task, sqlx::Error>
 where
-    R: Row + UuidColumn,
-    &'static str: ColumnIndex<R>,
-    String: Decode<'r, R::Database> + Type<R::Database>,
-    i64: Decode<'r, R::Database> + Type<R::Database>,
-    i32: Decode<'r, R::Database> + Type<R::Database>,
-    bool: Decode<'r, R::Database> + Type<R::Database>,
-    DateTime<Utc>: Decode<'r, R::Database> + Type<R::Database>,
-    Json<serde_json::Value>: Decode<'r, R::Database> + Type<R::Database>,
+    R: sqlx::Row,
+    TaskRow: FromRow<'r, R>,
 {
-    let opt_ms = |v: Option<i64>| v.map(ms);
-    Ok(crate::tasks::model::Task {
-        id: row.uuid("id")?,
-        domain: name(row.try_get("domain")?)?,
-        action: name(row.try_get("action")?)?,
-        parameters: row.try_get::<Json<serde_json::Value>, _>("parameters")?.0,
-        learned_parameters: row
-            .try_get::<Option<Json<serde_json::Value>>, _>("learned_parameters")?
-            .map(|j| j.0),
-        status: status(row.try_get("status")?)?,
-        priority: row.try_get::<i32, _>("priority")?,
-        run_at: row.try_get("run_at")?,
-        attempts: row.try_get::<i32, _>("attempts")?.max(0) as u32,
-        max_attempts: row.try_get::<i32, _>("max_attempts")?.max(1) as u32,
-        timeout_ms: opt_ms(row.try_get("timeout_ms")?),
-        idempotency_key: row.try_get("idempotency_key")?,
-        correlation_id: row.try_get("correlation_id")?,
-        locked_by: row.try_get("locked_by")?,
-        lease_until: row.try_get("lease_until")?,
-        result: row
-            .try_get::<Option<Json<serde_json::Value>>, _>("result")?
-            .map(|j| j.0),
-        error: row.try_get("error")?,
-        created_at: row.try_get("created_at")?,
-        started_at: row.try_get("started_at")?,
-        finished_at: row.try_get("finished_at")?,
-        duration_ms: opt_ms(row.try_get("duration_ms")?),
-        notify_done: row.try_get("notify_done")?,
-    })
+    TaskRow::from_row(row)?.try_into()
 }
 
 /// A `task_history` row.
-pub fn execution<'r, R>(row: &'r R) -> Result<crate::history::record::StoredExecution, sqlx::Error>
-where
-    R: Row + UuidColumn,
-    &'static str: ColumnIndex<R>,
-    String: Decode<'r, R::Database> + Type<R::Database>,
-    i64: Decode<'r, R::Database> + Type<R::Database>,
-    i32: Decode<'r, R::Database> + Type<R::Database>,
-    f64: Decode<'r, R::Database> + Type<R::Database>,
-    bool: Decode<'r, R::Database> + Type<R::Database>,
-    DateTime<Utc>: Decode<'r, R::Database> + Type<R::Database>,
-    Json<serde_json::Value>: Decode<'r, R::Database> + Type<R::Database>,
-{
-    Ok(crate::history::record::StoredExecution {
-        id: row.try_get("id")?,
-        record: crate::history::record::ExecutionRecord {
-            record_id: row.uuid("record_id")?,
-            task_id: row.uuid("task_id")?,
-            domain: row.try_get("domain")?,
-            action: row.try_get("action")?,
-            attempt: row.try_get::<i32, _>("attempt")?.max(1) as u32,
-            parameters: row.try_get::<Json<serde_json::Value>, _>("parameters")?.0,
-            learned_parameters: row
-                .try_get::<Option<Json<serde_json::Value>>, _>("learned_parameters")?
-                .map(|j| j.0),
-            success: row.try_get("success")?,
-            duration_ms: ms(row.try_get("duration_ms")?),
-            impact_score: row.try_get("impact_score")?,
-            failure_reason: row.try_get("failure_reason")?,
-            failure_group: row.try_get("failure_group")?,
-            cost_usd: row.try_get("cost_usd")?,
-            correlation_id: row.try_get("correlation_id")?,
-            instance_id: row.try_get("instance_id")?,
-            started_at: row.try_get("started_at")?,
-            finished_at: row.try_get("finished_at")?,
-            timed_out: row.try_get("timed_out")?,
-        },
-    })
+#[derive(Debug, FromRow)]
+pub(crate) struct ExecutionRow {
+    id: i64,
+    record_id: DbUuid,
+    task_id: DbUuid,
+    domain: String,
+    action: String,
+    attempt: i32,
+    parameters: Json<Value>,
+    learned_parameters: Option<Json<Value>>,
+    success: bool,
+    duration_ms: i64,
+    impact_score: Option<f64>,
+    failure_reason: Option<String>,
+    failure_group: Option<String>,
+    cost_usd: Option<f64>,
+    correlation_id: Option<String>,
+    instance_id: Option<String>,
+    started_at: DateTime<Utc>,
+    finished_at: DateTime<Utc>,
+    timed_out: bool,
+}
+
+impl TryFrom<ExecutionRow> for StoredExecution {
+    type Error = sqlx::Error;
+
+    fn try_from(r: ExecutionRow) -> Result<Self, Self::Error> {
+        Ok(StoredExecution {
+            id: r.id,
+            record: ExecutionRecord {
+                record_id: r.record_id.0,
+                task_id: r.task_id.0,
+                domain: r.domain,
+                action: r.action,
+                attempt: r.attempt.max(1) as u32,
+                parameters: r.parameters.0,
+                learned_parameters: r.learned_parameters.map(|j| j.0),
+                success: r.success,
+                duration_ms: ms(r.duration_ms),
+                impact_score: r.impact_score,
+                failure_reason: r.failure_reason,
+                failure_group: r.failure_group,
+                cost_usd: r.cost_usd,
+                correlation_id: r.correlation_id,
+                instance_id: r.instance_id,
+                started_at: r.started_at,
+                finished_at: r.finished_at,
+                timed_out: r.timed_out,
+            },
+        })
+    }
 }

@@ -2,8 +2,8 @@
 //! which exactly one scheduler, on any instance, moves a schedule past a tick.
 //!
 //! The SQL is written once here: both engines accept it as is (`$n` placeholders, `IS NOT
-//! DISTINCT FROM`, `RETURNING`), and [`ScheduleRow`] decodes from either. Each backend only
-//! chooses the connection (on SQLite, writes go through the single writer).
+//! DISTINCT FROM`, `RETURNING`), and [`ScheduleRow`] decodes from either. `impl_schedule_store!`
+//! expands it for a backend (on SQLite, writes go through the single writer).
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -146,11 +146,11 @@ pub trait ScheduleStore: Send + Sync {
     async fn advance_schedule(&self, advance: Advance<'_>) -> Result<bool, StoreError>;
 }
 
-/// The one body of [`ScheduleStore`] for both backends: the SQL above is the same in both
-/// dialects, so a backend only says which pool reads, which writes, and how it classifies an
-/// error (`impl_schedule_store!(SqliteStore, pool, writer, err)`).
+/// The one body of [`ScheduleStore`] for both backends (`impl_schedule_store!(SqliteStore)`):
+/// the SQL above is the same in both dialects; reads go to the backend's reader, writes to
+/// its writer (see `store::shared::SqlBackend`).
 macro_rules! impl_schedule_store {
-    ($backend:ty, $reader:ident, $writer:ident, $err:ident) => {
+    ($backend:ty) => {
         #[async_trait::async_trait]
         impl $crate::store::schedules::ScheduleStore for $backend {
             async fn put_schedule(
@@ -170,9 +170,9 @@ macro_rules! impl_schedule_store {
                         .bind(row.catch_up_limit)
                         .bind(row.next_run_at)
                         .bind(row.created_at)
-                        .fetch_one(self.$writer())
+                        .fetch_one($crate::store::shared::SqlBackend::writer(self))
                         .await
-                        .map_err(|e| self.$err(e))?;
+                        .map_err(|e| $crate::store::shared::SqlBackend::classify(self, e))?;
                 let created = stored.created_at == row.created_at;
                 Ok((stored, created))
             }
@@ -184,26 +184,26 @@ macro_rules! impl_schedule_store {
             {
                 sqlx::query_as($crate::store::schedules::GET)
                     .bind(name)
-                    .fetch_optional(self.$reader())
+                    .fetch_optional($crate::store::shared::SqlBackend::reader(self))
                     .await
-                    .map_err(|e| self.$err(e))
+                    .map_err(|e| $crate::store::shared::SqlBackend::classify(self, e))
             }
 
             async fn list_schedules(
                 &self,
             ) -> Result<Vec<$crate::store::schedules::ScheduleRow>, $crate::store::StoreError> {
                 sqlx::query_as($crate::store::schedules::LIST)
-                    .fetch_all(self.$reader())
+                    .fetch_all($crate::store::shared::SqlBackend::reader(self))
                     .await
-                    .map_err(|e| self.$err(e))
+                    .map_err(|e| $crate::store::shared::SqlBackend::classify(self, e))
             }
 
             async fn delete_schedule(&self, name: &str) -> Result<bool, $crate::store::StoreError> {
                 let done = sqlx::query($crate::store::schedules::DELETE)
                     .bind(name)
-                    .execute(self.$writer())
+                    .execute($crate::store::shared::SqlBackend::writer(self))
                     .await
-                    .map_err(|e| self.$err(e))?;
+                    .map_err(|e| $crate::store::shared::SqlBackend::classify(self, e))?;
                 Ok(done.rows_affected() > 0)
             }
 
@@ -220,9 +220,9 @@ macro_rules! impl_schedule_store {
                     .bind(paused)
                     .bind(next)
                     .bind(now)
-                    .fetch_optional(self.$writer())
+                    .fetch_optional($crate::store::shared::SqlBackend::writer(self))
                     .await
-                    .map_err(|e| self.$err(e))
+                    .map_err(|e| $crate::store::shared::SqlBackend::classify(self, e))
             }
 
             async fn due_schedules(
@@ -233,18 +233,18 @@ macro_rules! impl_schedule_store {
                 sqlx::query_as($crate::store::schedules::DUE)
                     .bind(now)
                     .bind(i64::from(limit))
-                    .fetch_all(self.$reader())
+                    .fetch_all($crate::store::shared::SqlBackend::reader(self))
                     .await
-                    .map_err(|e| self.$err(e))
+                    .map_err(|e| $crate::store::shared::SqlBackend::classify(self, e))
             }
 
             async fn earliest_schedule_tick(
                 &self,
             ) -> Result<Option<chrono::DateTime<chrono::Utc>>, $crate::store::StoreError> {
                 sqlx::query_scalar($crate::store::schedules::EARLIEST)
-                    .fetch_one(self.$reader())
+                    .fetch_one($crate::store::shared::SqlBackend::reader(self))
                     .await
-                    .map_err(|e| self.$err(e))
+                    .map_err(|e| $crate::store::shared::SqlBackend::classify(self, e))
             }
 
             async fn advance_schedule(
@@ -257,9 +257,9 @@ macro_rules! impl_schedule_store {
                     .bind(a.next)
                     .bind(a.last.map(|(tick, _)| tick))
                     .bind(a.last.map(|(_, task)| task))
-                    .execute(self.$writer())
+                    .execute($crate::store::shared::SqlBackend::writer(self))
                     .await
-                    .map_err(|e| self.$err(e))?;
+                    .map_err(|e| $crate::store::shared::SqlBackend::classify(self, e))?;
                 Ok(done.rows_affected() == 1)
             }
         }

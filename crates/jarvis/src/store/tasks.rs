@@ -1,4 +1,7 @@
 //! The queue's part of the storage trait: submitting, claiming with leases, settling, reclaiming.
+//! Its statements differ by dialect (`SKIP LOCKED`, `UNNEST`, `NOTIFY`, plan pinning on
+//! PostgreSQL; the single writer on SQLite), so each backend has its own `tasks.rs`; reading,
+//! listing and cancelling tasks are shared (`store::task_rows`).
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -106,20 +109,6 @@ pub trait TaskStore: Send + Sync {
         claim: Option<Lease<'_>>,
     ) -> Result<Vec<Inserted>, StoreError>;
 
-    /// One task.
-    async fn get_task(&self, id: Uuid) -> Result<Option<Task>, StoreError>;
-
-    /// Tasks, newest first.
-    async fn list_tasks(&self, filter: &TaskFilter) -> Result<Vec<Task>, StoreError>;
-
-    /// Cancels a task that has not finished. Returns the task after the call and whether this
-    /// call cancelled it; `None` when there is no such task.
-    async fn cancel_task(
-        &self,
-        id: Uuid,
-        now: DateTime<Utc>,
-    ) -> Result<Option<(Task, bool)>, StoreError>;
-
     /// Claims up to `limit` due tasks, highest priority first, skipping tasks other workers
     /// hold. Each claim counts an attempt.
     async fn claim_tasks(&self, lease: Lease<'_>, limit: u32) -> Result<Vec<Task>, StoreError>;
@@ -167,9 +156,6 @@ pub trait TaskStore: Send + Sync {
 
     /// The earliest `run_at` of a claimable task, if any.
     async fn next_run_at(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
-
-    /// Tasks queued or waiting.
-    async fn queue_depth(&self) -> Result<u64, StoreError>;
 
     /// Starts a background listener that calls `wake.notify_one()` whenever another instance
     /// submits tasks (PostgreSQL `LISTEN`). `None` when the backend has no such channel.

@@ -2,14 +2,14 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::{Postgres, Row, Transaction};
+use sqlx::{Postgres, Transaction};
 use uuid::Uuid;
 
 use super::PostgresStore;
-use crate::history::record::{ExecutionRecord, StoredExecution};
-use crate::history::rollup::{split_range, FailureCount, Rollup};
-use crate::store::history::{ExecutionFilter, HistoryStore, StatsQuery, StatsRaw};
-use crate::store::{rows, StoreError};
+use crate::history::record::ExecutionRecord;
+use crate::history::rollup::{day_of, hour_of, Rollup};
+use crate::store::history::{self, HistoryStore};
+use crate::store::StoreError;
 
 const INSERT: &str = "\
 INSERT INTO task_history (record_id, task_id, domain, action, attempt, parameters,
@@ -52,20 +52,6 @@ const UPSERT_DURATIONS_DAILY: &str = "\
 INSERT INTO task_duration_daily AS h (domain, action, day, bucket, count)
 SELECT * FROM UNNEST($1::text[], $2::text[], $3::timestamptz[], $4::int2[], $5::int8[])
 ON CONFLICT (domain, action, day, bucket) DO UPDATE SET count = h.count + excluded.count";
-
-/// The duration histogram over a range: whole days from the daily rollup, edge hours from the
-/// hourly one (see `rollup::split_range`).
-const DURATIONS: &str = "\
-SELECT bucket::int4 AS bucket, SUM(n)::int8 AS n FROM (
-    SELECT bucket, count AS n FROM task_duration_hourly
-    WHERE domain = $1 AND action = $2 AND hour >= $3 AND hour < $4
-    UNION ALL
-    SELECT bucket, count FROM task_duration_daily
-    WHERE domain = $1 AND action = $2 AND day >= $5 AND day < $6
-    UNION ALL
-    SELECT bucket, count FROM task_duration_hourly
-    WHERE domain = $1 AND action = $2 AND hour >= $7 AND hour < $8
-) d GROUP BY bucket ORDER BY bucket";
 
 const UPSERT_FAILURES: &str = "\
 INSERT INTO task_failure_hourly AS f (domain, action, hour, failure_group, template, example, count)
@@ -266,163 +252,23 @@ impl HistoryStore for PostgresStore {
         work.await.map_err(|e| self.err(e))
     }
 
-    async fn history_stats(&self, q: &StatsQuery) -> Result<StatsRaw, StoreError> {
-        let (since, until) = super::super::history_range(q);
-        let work = async {
-            let row = sqlx::query(
-                "SELECT COALESCE(SUM(total), 0)::int8 AS total, \
-                 COALESCE(SUM(succeeded), 0)::int8 AS succeeded, \
-                 COALESCE(SUM(failed), 0)::int8 AS failed, \
-                 COALESCE(SUM(duration_sum_ms), 0)::int8 AS duration_sum_ms, \
-                 COALESCE(SUM(impact_sum), 0)::float8 AS impact_sum, \
-                 COALESCE(SUM(impact_count), 0)::int8 AS impact_count, \
-                 COALESCE(SUM(cost_sum_usd), 0)::float8 AS cost_sum_usd, \
-                 COALESCE(SUM(cost_count), 0)::int8 AS cost_count, \
-                 MAX(last_executed_at) AS last_executed_at \
-                 FROM task_stats_hourly \
-                 WHERE domain = $1 AND action = $2 AND hour >= $3 AND hour <= $4",
-            )
-            .bind(&q.domain)
-            .bind(&q.action)
-            .bind(since)
-            .bind(until)
-            .fetch_one(self.pool())
-            .await?;
-            let totals = super::super::totals_of(&row)?;
-            let split = split_range(since, until);
-            let durations = sqlx::query(DURATIONS)
-                .bind(&q.domain)
-                .bind(&q.action)
-                .bind(split.head.0)
-                .bind(split.head.1)
-                .bind(split.days.0)
-                .bind(split.days.1)
-                .bind(split.tail.0)
-                .bind(split.tail.1)
-                .fetch_all(self.pool())
-                .await?
-                .iter()
-                .map(|r| Ok((r.try_get::<i32, _>("bucket")? as i16, r.try_get("n")?)))
-                .collect::<Result<Vec<_>, sqlx::Error>>()?;
-            let failures = sqlx::query(
-                "SELECT failure_group, MIN(template) AS template, MIN(example) AS example, \
-                 SUM(count)::int8 AS n FROM task_failure_hourly \
-                 WHERE domain = $1 AND action = $2 AND hour >= $3 AND hour <= $4 \
-                 GROUP BY failure_group ORDER BY n DESC, failure_group LIMIT $5",
-            )
-            .bind(&q.domain)
-            .bind(&q.action)
-            .bind(since)
-            .bind(until)
-            .bind(i64::from(q.top_failures))
-            .fetch_all(self.pool())
-            .await?
-            .iter()
-            .map(|r| {
-                Ok((
-                    r.try_get("failure_group")?,
-                    FailureCount {
-                        template: r.try_get("template")?,
-                        example: r.try_get("example")?,
-                        count: r.try_get("n")?,
-                    },
-                ))
-            })
-            .collect::<Result<Vec<_>, sqlx::Error>>()?;
-            let recent = sqlx::query_scalar::<_, sqlx::types::Json<serde_json::Value>>(
-                "SELECT parameters FROM (SELECT parameters, success FROM task_history \
-                 WHERE domain = $1 AND action = $2 AND finished_at >= $3 AND finished_at <= $4 \
-                 ORDER BY id DESC LIMIT $5) s WHERE success",
-            )
-            .bind(&q.domain)
-            .bind(&q.action)
-            .bind(q.since.unwrap_or(since))
-            .bind(q.until.unwrap_or(until))
-            .bind(i64::from(q.recent_successes) * 4)
-            .fetch_all(self.pool())
-            .await?
-            .into_iter()
-            .take(q.recent_successes as usize)
-            .map(|j| j.0)
-            .collect();
-            Ok::<_, sqlx::Error>(StatsRaw {
-                totals,
-                durations,
-                failures,
-                recent_successful_parameters: recent,
-            })
-        };
-        work.await.map_err(|e| self.err(e))
-    }
-
-    async fn list_executions(
-        &self,
-        f: &ExecutionFilter,
-    ) -> Result<Vec<StoredExecution>, StoreError> {
-        let all = sqlx::query(
-            "SELECT * FROM task_history WHERE ($1::text IS NULL OR domain = $1) \
-             AND ($2::text IS NULL OR action = $2) AND ($3::uuid IS NULL OR task_id = $3) \
-             AND ($4::bool IS NULL OR success = $4) AND ($5::text IS NULL OR correlation_id = $5) \
-             AND ($6::timestamptz IS NULL OR finished_at >= $6) \
-             AND ($7::timestamptz IS NULL OR finished_at < $7) \
-             AND ($8::int8 IS NULL OR id < $8) \
-             ORDER BY id DESC LIMIT $9",
-        )
-        .bind(f.domain.as_deref())
-        .bind(f.action.as_deref())
-        .bind(f.task_id)
-        .bind(f.success)
-        .bind(f.correlation_id.as_deref())
-        .bind(f.since)
-        .bind(f.until)
-        .bind(f.before_id)
-        .bind(i64::from(f.limit))
-        .fetch_all(self.pool())
-        .await
-        .map_err(|e| self.err(e))?;
-        all.iter()
-            .map(rows::execution)
-            .collect::<Result<_, _>>()
-            .map_err(|e| self.err(e))
-    }
-
-    async fn count_executions(&self, task_id: Option<Uuid>) -> Result<u64, StoreError> {
-        let n: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM task_history WHERE ($1::uuid IS NULL OR task_id = $1)",
-        )
-        .bind(task_id)
-        .fetch_one(self.pool())
-        .await
-        .map_err(|e| self.err(e))?;
-        Ok(n.max(0) as u64)
-    }
-
     async fn purge_history(&self, before: DateTime<Utc>, limit: u32) -> Result<u64, StoreError> {
+        // Each statement commits on its own: no lock outlives its statement.
+        let pool = self.pool();
         let work = async {
-            let done = sqlx::query(
-                "DELETE FROM task_history WHERE id IN (SELECT id FROM \
-                 (SELECT id, finished_at FROM task_history ORDER BY id LIMIT $2) oldest \
-                 WHERE finished_at < $1)",
-            )
-            .bind(before)
-            .bind(i64::from(limit))
-            .execute(self.pool())
-            .await?;
-            // Whole days only: a day the cutoff falls in stays in the daily rollup until the
-            // next day's purge, while its older hours are gone from the hourly tables.
-            sqlx::query("DELETE FROM task_duration_daily WHERE day < $1")
-                .bind(crate::history::rollup::day_of(before))
-                .execute(self.pool())
+            let done = sqlx::query(history::PURGE_RECORDS)
+                .bind(before)
+                .bind(i64::from(limit))
+                .execute(pool)
                 .await?;
-            let hour = crate::history::rollup::hour_of(before);
-            for table in [
-                "task_stats_hourly",
-                "task_duration_hourly",
-                "task_failure_hourly",
-            ] {
+            sqlx::query(history::PURGE_DAYS)
+                .bind(day_of(before))
+                .execute(pool)
+                .await?;
+            for table in history::HOURLY_ROLLUPS {
                 sqlx::query(&format!("DELETE FROM {table} WHERE hour < $1"))
-                    .bind(hour)
-                    .execute(self.pool())
+                    .bind(hour_of(before))
+                    .execute(pool)
                     .await?;
             }
             Ok::<_, sqlx::Error>(done.rows_affected())

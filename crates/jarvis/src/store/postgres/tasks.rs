@@ -13,9 +13,7 @@ use uuid::Uuid;
 
 use super::PostgresStore;
 use crate::store::rows;
-use crate::store::tasks::{
-    Inserted, Lease, ReclaimOutcome, Reclaimed, Settlement, TaskFilter, TaskStore,
-};
+use crate::store::tasks::{Inserted, Lease, ReclaimOutcome, Reclaimed, Settlement, TaskStore};
 use crate::store::StoreError;
 use crate::tasks::model::{NewTask, Task};
 
@@ -303,57 +301,6 @@ impl TaskStore for PostgresStore {
             .collect()
     }
 
-    async fn get_task(&self, id: Uuid) -> Result<Option<Task>, StoreError> {
-        let row = sqlx::query("SELECT * FROM tasks WHERE id = $1")
-            .bind(id)
-            .fetch_optional(self.pool())
-            .await
-            .map_err(|e| self.err(e))?;
-        row.map(|r| rows::task(&r))
-            .transpose()
-            .map_err(|e| self.err(e))
-    }
-
-    async fn list_tasks(&self, filter: &TaskFilter) -> Result<Vec<Task>, StoreError> {
-        let all = sqlx::query(
-            "SELECT * FROM tasks WHERE ($1::text IS NULL OR domain = $1) \
-             AND ($2::text IS NULL OR action = $2) AND ($3::text IS NULL OR status = $3) \
-             ORDER BY id DESC LIMIT $4",
-        )
-        .bind(filter.domain.as_deref())
-        .bind(filter.action.as_deref())
-        .bind(filter.status.map(|s| s.as_str()))
-        .bind(i64::from(filter.limit))
-        .fetch_all(self.pool())
-        .await
-        .map_err(|e| self.err(e))?;
-        all.iter()
-            .map(rows::task)
-            .collect::<Result<_, _>>()
-            .map_err(|e| self.err(e))
-    }
-
-    async fn cancel_task(
-        &self,
-        id: Uuid,
-        now: DateTime<Utc>,
-    ) -> Result<Option<(Task, bool)>, StoreError> {
-        let row = sqlx::query(
-            "UPDATE tasks SET status = 'cancelled', finished_at = $2, locked_by = NULL, \
-             lease_until = NULL, updated_at = $2 \
-             WHERE id = $1 AND status NOT IN ('succeeded', 'failed', 'cancelled') RETURNING *",
-        )
-        .bind(id)
-        .bind(now)
-        .fetch_optional(self.pool())
-        .await
-        .map_err(|e| self.err(e))?;
-        match row {
-            Some(r) => Ok(Some((rows::task(&r).map_err(|e| self.err(e))?, true))),
-            None => Ok(self.get_task(id).await?.map(|t| (t, false))),
-        }
-    }
-
     async fn claim_tasks(&self, lease: Lease<'_>, limit: u32) -> Result<Vec<Task>, StoreError> {
         if limit == 0 {
             return Ok(Vec::new());
@@ -540,15 +487,6 @@ impl TaskStore for PostgresStore {
             .fetch_one(self.pool())
             .await
             .map_err(|e| self.err(e))
-    }
-
-    async fn queue_depth(&self) -> Result<u64, StoreError> {
-        let n: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM tasks WHERE status IN ('queued', 'waiting')")
-                .fetch_one(self.pool())
-                .await
-                .map_err(|e| self.err(e))?;
-        Ok(n.max(0) as u64)
     }
 
     async fn listen_for_tasks(

@@ -2,14 +2,14 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::{Row, Sqlite, Transaction};
-use uuid::Uuid;
+use sqlx::{Sqlite, Transaction};
 
 use super::SqliteStore;
-use crate::history::record::{ExecutionRecord, StoredExecution};
-use crate::history::rollup::{split_range, FailureCount, Rollup};
-use crate::store::history::{ExecutionFilter, HistoryStore, StatsQuery, StatsRaw};
-use crate::store::{rows, StoreError};
+use crate::history::record::ExecutionRecord;
+use crate::history::rollup::{day_of, hour_of, Rollup};
+use crate::store::history::{self, HistoryStore};
+use crate::store::shared::SqlBackend;
+use crate::store::StoreError;
 
 async fn write_rollup(
     tx: &mut Transaction<'_, Sqlite>,
@@ -138,170 +138,22 @@ impl HistoryStore for SqliteStore {
         work.await.map_err(|e| self.err(e))
     }
 
-    async fn history_stats(&self, q: &StatsQuery) -> Result<StatsRaw, StoreError> {
-        let (since, until) = crate::store::history_range(q);
-        let work = async {
-            let row = sqlx::query(
-                "SELECT CAST(COALESCE(SUM(total), 0) AS INTEGER) AS total, \
-                 CAST(COALESCE(SUM(succeeded), 0) AS INTEGER) AS succeeded, \
-                 CAST(COALESCE(SUM(failed), 0) AS INTEGER) AS failed, \
-                 CAST(COALESCE(SUM(duration_sum_ms), 0) AS INTEGER) AS duration_sum_ms, \
-                 CAST(COALESCE(SUM(impact_sum), 0) AS REAL) AS impact_sum, \
-                 CAST(COALESCE(SUM(impact_count), 0) AS INTEGER) AS impact_count, \
-                 CAST(COALESCE(SUM(cost_sum_usd), 0) AS REAL) AS cost_sum_usd, \
-                 CAST(COALESCE(SUM(cost_count), 0) AS INTEGER) AS cost_count, \
-                 MAX(last_executed_at) AS last_executed_at \
-                 FROM task_stats_hourly \
-                 WHERE domain = ?1 AND action = ?2 AND hour >= ?3 AND hour <= ?4",
-            )
-            .bind(&q.domain)
-            .bind(&q.action)
-            .bind(since)
-            .bind(until)
-            .fetch_one(self.pool())
-            .await?;
-            let totals = crate::store::totals_of(&row)?;
-            // Whole days from the daily rollup, edge hours from the hourly one.
-            let split = split_range(since, until);
-            let durations = sqlx::query(
-                "SELECT bucket, CAST(SUM(n) AS INTEGER) AS n FROM ( \
-                 SELECT bucket, count AS n FROM task_duration_hourly \
-                 WHERE domain = ?1 AND action = ?2 AND hour >= ?3 AND hour < ?4 \
-                 UNION ALL SELECT bucket, count FROM task_duration_daily \
-                 WHERE domain = ?1 AND action = ?2 AND day >= ?5 AND day < ?6 \
-                 UNION ALL SELECT bucket, count FROM task_duration_hourly \
-                 WHERE domain = ?1 AND action = ?2 AND hour >= ?7 AND hour < ?8) \
-                 GROUP BY bucket ORDER BY bucket",
-            )
-            .bind(&q.domain)
-            .bind(&q.action)
-            .bind(split.head.0)
-            .bind(split.head.1)
-            .bind(split.days.0)
-            .bind(split.days.1)
-            .bind(split.tail.0)
-            .bind(split.tail.1)
-            .fetch_all(self.pool())
-            .await?
-            .iter()
-            .map(|r| Ok((r.try_get::<i64, _>("bucket")? as i16, r.try_get("n")?)))
-            .collect::<Result<Vec<_>, sqlx::Error>>()?;
-            let failures = sqlx::query(
-                "SELECT failure_group, MIN(template) AS template, MIN(example) AS example, \
-                 CAST(SUM(count) AS INTEGER) AS n FROM task_failure_hourly \
-                 WHERE domain = ?1 AND action = ?2 AND hour >= ?3 AND hour <= ?4 \
-                 GROUP BY failure_group ORDER BY n DESC, failure_group LIMIT ?5",
-            )
-            .bind(&q.domain)
-            .bind(&q.action)
-            .bind(since)
-            .bind(until)
-            .bind(i64::from(q.top_failures))
-            .fetch_all(self.pool())
-            .await?
-            .iter()
-            .map(|r| {
-                Ok((
-                    r.try_get("failure_group")?,
-                    FailureCount {
-                        template: r.try_get("template")?,
-                        example: r.try_get("example")?,
-                        count: r.try_get("n")?,
-                    },
-                ))
-            })
-            .collect::<Result<Vec<_>, sqlx::Error>>()?;
-            let recent = sqlx::query_scalar::<_, sqlx::types::Json<serde_json::Value>>(
-                "SELECT parameters FROM (SELECT parameters, success FROM task_history \
-                 WHERE domain = ?1 AND action = ?2 AND finished_at >= ?3 AND finished_at <= ?4 \
-                 ORDER BY id DESC LIMIT ?5) WHERE success",
-            )
-            .bind(&q.domain)
-            .bind(&q.action)
-            .bind(q.since.unwrap_or(since))
-            .bind(q.until.unwrap_or(until))
-            .bind(i64::from(q.recent_successes) * 4)
-            .fetch_all(self.pool())
-            .await?
-            .into_iter()
-            .take(q.recent_successes as usize)
-            .map(|j| j.0)
-            .collect();
-            Ok::<_, sqlx::Error>(StatsRaw {
-                totals,
-                durations,
-                failures,
-                recent_successful_parameters: recent,
-            })
-        };
-        work.await.map_err(|e| self.err(e))
-    }
-
-    async fn list_executions(
-        &self,
-        f: &ExecutionFilter,
-    ) -> Result<Vec<StoredExecution>, StoreError> {
-        let all = sqlx::query(
-            "SELECT * FROM task_history WHERE (?1 IS NULL OR domain = ?1) \
-             AND (?2 IS NULL OR action = ?2) AND (?3 IS NULL OR task_id = ?3) \
-             AND (?4 IS NULL OR success = ?4) AND (?5 IS NULL OR correlation_id = ?5) \
-             AND (?6 IS NULL OR finished_at >= ?6) AND (?7 IS NULL OR finished_at < ?7) \
-             AND (?8 IS NULL OR id < ?8) ORDER BY id DESC LIMIT ?9",
-        )
-        .bind(f.domain.as_deref())
-        .bind(f.action.as_deref())
-        .bind(f.task_id.map(|u| u.hyphenated().to_string()))
-        .bind(f.success)
-        .bind(f.correlation_id.as_deref())
-        .bind(f.since)
-        .bind(f.until)
-        .bind(f.before_id)
-        .bind(i64::from(f.limit))
-        .fetch_all(self.pool())
-        .await
-        .map_err(|e| self.err(e))?;
-        all.iter()
-            .map(rows::execution)
-            .collect::<Result<_, _>>()
-            .map_err(|e| self.err(e))
-    }
-
-    async fn count_executions(&self, task_id: Option<Uuid>) -> Result<u64, StoreError> {
-        let n: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM task_history WHERE (?1 IS NULL OR task_id = ?1)",
-        )
-        .bind(task_id.map(|u| u.hyphenated().to_string()))
-        .fetch_one(self.pool())
-        .await
-        .map_err(|e| self.err(e))?;
-        Ok(n.max(0) as u64)
-    }
-
     async fn purge_history(&self, before: DateTime<Utc>, limit: u32) -> Result<u64, StoreError> {
+        // One transaction on the writer: one commit for the whole batch.
         let work = async {
             let mut tx = self.writer().begin().await?;
-            let done = sqlx::query(
-                "DELETE FROM task_history WHERE id IN (SELECT id FROM \
-                 (SELECT id, finished_at FROM task_history ORDER BY id LIMIT ?2) \
-                 WHERE finished_at < ?1)",
-            )
-            .bind(before)
-            .bind(i64::from(limit))
-            .execute(&mut *tx)
-            .await?;
-            // Whole days only (see the PostgreSQL store).
-            sqlx::query("DELETE FROM task_duration_daily WHERE day < ?1")
-                .bind(crate::history::rollup::day_of(before))
+            let done = sqlx::query(history::PURGE_RECORDS)
+                .bind(before)
+                .bind(i64::from(limit))
                 .execute(&mut *tx)
                 .await?;
-            let hour = crate::history::rollup::hour_of(before);
-            for table in [
-                "task_stats_hourly",
-                "task_duration_hourly",
-                "task_failure_hourly",
-            ] {
-                sqlx::query(&format!("DELETE FROM {table} WHERE hour < ?1"))
-                    .bind(hour)
+            sqlx::query(history::PURGE_DAYS)
+                .bind(day_of(before))
+                .execute(&mut *tx)
+                .await?;
+            for table in history::HOURLY_ROLLUPS {
+                sqlx::query(&format!("DELETE FROM {table} WHERE hour < $1"))
+                    .bind(hour_of(before))
                     .execute(&mut *tx)
                     .await?;
             }

@@ -10,9 +10,8 @@ use uuid::Uuid;
 
 use super::SqliteStore;
 use crate::store::rows;
-use crate::store::tasks::{
-    Inserted, Lease, ReclaimOutcome, Reclaimed, Settlement, TaskFilter, TaskStore,
-};
+use crate::store::shared::SqlBackend;
+use crate::store::tasks::{Inserted, Lease, ReclaimOutcome, Reclaimed, Settlement, TaskStore};
 use crate::store::StoreError;
 use crate::tasks::model::{NewTask, Task, TaskStatus};
 
@@ -100,57 +99,6 @@ impl TaskStore for SqliteStore {
         work.await.map_err(|e| self.err(e))
     }
 
-    async fn get_task(&self, task: Uuid) -> Result<Option<Task>, StoreError> {
-        let row = sqlx::query("SELECT * FROM tasks WHERE id = ?1")
-            .bind(id(task))
-            .fetch_optional(self.pool())
-            .await
-            .map_err(|e| self.err(e))?;
-        row.map(|r| rows::task(&r))
-            .transpose()
-            .map_err(|e| self.err(e))
-    }
-
-    async fn list_tasks(&self, filter: &TaskFilter) -> Result<Vec<Task>, StoreError> {
-        let all = sqlx::query(
-            "SELECT * FROM tasks WHERE (?1 IS NULL OR domain = ?1) \
-             AND (?2 IS NULL OR action = ?2) AND (?3 IS NULL OR status = ?3) \
-             ORDER BY id DESC LIMIT ?4",
-        )
-        .bind(filter.domain.as_deref())
-        .bind(filter.action.as_deref())
-        .bind(filter.status.map(|s| s.as_str()))
-        .bind(i64::from(filter.limit))
-        .fetch_all(self.pool())
-        .await
-        .map_err(|e| self.err(e))?;
-        all.iter()
-            .map(rows::task)
-            .collect::<Result<_, _>>()
-            .map_err(|e| self.err(e))
-    }
-
-    async fn cancel_task(
-        &self,
-        task: Uuid,
-        now: DateTime<Utc>,
-    ) -> Result<Option<(Task, bool)>, StoreError> {
-        let row = sqlx::query(
-            "UPDATE tasks SET status = 'cancelled', finished_at = ?2, locked_by = NULL, \
-             lease_until = NULL, updated_at = ?2 \
-             WHERE id = ?1 AND status NOT IN ('succeeded', 'failed', 'cancelled') RETURNING *",
-        )
-        .bind(id(task))
-        .bind(now)
-        .fetch_optional(self.writer())
-        .await
-        .map_err(|e| self.err(e))?;
-        match row {
-            Some(r) => Ok(Some((rows::task(&r).map_err(|e| self.err(e))?, true))),
-            None => Ok(self.get_task(task).await?.map(|t| (t, false))),
-        }
-    }
-
     async fn claim_tasks(&self, lease: Lease<'_>, limit: u32) -> Result<Vec<Task>, StoreError> {
         if limit == 0 {
             return Ok(Vec::new());
@@ -202,7 +150,7 @@ impl TaskStore for SqliteStore {
                 .fetch_all(&mut *tx)
                 .await?;
                 for r in &rows {
-                    held.push(rows::UuidColumn::uuid(r, "id")?);
+                    held.push(r.try_get::<crate::store::shared::DbUuid, _>("id")?.0);
                 }
             }
             tx.commit().await?;
@@ -400,20 +348,11 @@ impl TaskStore for SqliteStore {
             "SELECT run_at FROM tasks WHERE status IN ('queued', 'waiting') \
              ORDER BY run_at LIMIT 1",
         )
-        .fetch_optional(self.pool())
+        .fetch_optional(self.reader())
         .await
         .map_err(|e| self.err(e))?;
         row.map(|r| r.try_get("run_at"))
             .transpose()
             .map_err(|e| self.err(e))
-    }
-
-    async fn queue_depth(&self) -> Result<u64, StoreError> {
-        let n: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM tasks WHERE status IN ('queued', 'waiting')")
-                .fetch_one(self.pool())
-                .await
-                .map_err(|e| self.err(e))?;
-        Ok(n.max(0) as u64)
     }
 }

@@ -1,0 +1,92 @@
+//! Shared breaker state on PostgreSQL: the time arithmetic of the shared statements
+//! (`store::breaker_state`) on the server's clock, every change announced with `pg_notify`
+//! in its own transaction, and the change feed other instances' announcements arrive on
+//! (`LISTEN`, reconnecting with backoff).
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use super::PostgresStore;
+use crate::store::breaker_state::{BreakerDialect, BreakerSql, ChangeNote, TimeSql, CHANNEL};
+
+static SQL: LazyLock<BreakerSql> = LazyLock::new(|| {
+    BreakerSql::new(&TimeSql {
+        now: "now()",
+        plus_ms: |ms| format!("now() + {ms} * interval '1 millisecond'"),
+        ms_until: |at| format!("(EXTRACT(EPOCH FROM ({at} - now())) * 1000)::bigint"),
+        contains: |text, part| format!("strpos({text}, {part}) > 0"),
+    })
+});
+
+#[async_trait]
+impl BreakerDialect for PostgresStore {
+    fn breaker_sql() -> &'static LazyLock<BreakerSql> {
+        &SQL
+    }
+
+    async fn announce(
+        tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+        name: &str,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(CHANNEL)
+            .bind(name)
+            .execute(&mut **tx)
+            .await
+            .map(|_| ())
+    }
+
+    async fn watch(
+        &self,
+        notes: tokio::sync::mpsc::UnboundedSender<ChangeNote>,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+    ) {
+        let mut backoff = Duration::from_millis(100);
+        while !*shutdown.borrow() {
+            let listener = async {
+                let mut l = sqlx::postgres::PgListener::connect_with(self.pool()).await?;
+                l.listen(CHANNEL).await?;
+                Ok::<_, sqlx::Error>(l)
+            };
+            let mut listener = match listener.await {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::debug!(error = %self.error(e), "breaker change feed: cannot listen yet");
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = shutdown.changed() => return,
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    continue;
+                }
+            };
+            backoff = Duration::from_millis(100);
+            if notes.send(ChangeNote::Reconnected).is_err() {
+                return;
+            }
+            loop {
+                tokio::select! {
+                    n = listener.try_recv() => match n {
+                        Ok(Some(n)) => {
+                            if notes.send(ChangeNote::Changed(n.payload().to_string())).is_err() {
+                                return;
+                            }
+                        }
+                        // The connection was lost; the next call reconnects and re-LISTENs.
+                        Ok(None) => {
+                            if notes.send(ChangeNote::Reconnected).is_err() {
+                                return;
+                            }
+                        }
+                        Err(_) => break,
+                    },
+                    _ = shutdown.changed() => return,
+                }
+            }
+        }
+    }
+}
+
+crate::store::breaker_state::impl_breaker_state_store!(PostgresStore);

@@ -1,0 +1,125 @@
+//! Task rows outside the queue's claim-and-settle protocol: one task, a listing, the queue's
+//! depth, and cancelling a task (one `UPDATE … RETURNING`).
+//!
+//! The SQL is written once: both engines accept it as is, and [`TaskRow`] decodes from
+//! either. `impl_task_row_store!` expands it for a backend. The queue itself
+//! ([`TaskStore`](super::TaskStore)) differs by dialect and lives in each backend.
+//!
+//! [`TaskRow`]: super::rows::TaskRow
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::tasks::TaskFilter;
+use super::StoreError;
+use crate::tasks::model::Task;
+
+pub(crate) const GET: &str = "SELECT * FROM tasks WHERE id = $1";
+
+/// Newest first: task ids are UUIDv7, so the primary key is the creation order.
+pub(crate) const LIST: &str = "\
+SELECT * FROM tasks WHERE ($1 IS NULL OR domain = $1) AND ($2 IS NULL OR action = $2)
+  AND ($3 IS NULL OR status = $3)
+ORDER BY id DESC LIMIT $4";
+
+pub(crate) const CANCEL: &str = "\
+UPDATE tasks SET status = 'cancelled', finished_at = $2, locked_by = NULL, lease_until = NULL,
+       updated_at = $2
+WHERE id = $1 AND status NOT IN ('succeeded', 'failed', 'cancelled')
+RETURNING *";
+
+pub(crate) const DEPTH: &str = "SELECT count(*) FROM tasks WHERE status IN ('queued', 'waiting')";
+
+/// Reading, listing and cancelling tasks.
+#[async_trait]
+pub trait TaskRowStore: Send + Sync {
+    /// One task.
+    async fn get_task(&self, id: Uuid) -> Result<Option<Task>, StoreError>;
+
+    /// Tasks, newest first.
+    async fn list_tasks(&self, filter: &TaskFilter) -> Result<Vec<Task>, StoreError>;
+
+    /// Cancels a task that has not finished. Returns the task after the call and whether this
+    /// call cancelled it; `None` when there is no such task.
+    async fn cancel_task(
+        &self,
+        id: Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<Option<(Task, bool)>, StoreError>;
+
+    /// Tasks queued or waiting.
+    async fn queue_depth(&self) -> Result<u64, StoreError>;
+}
+
+/// The one body of [`TaskRowStore`] for both backends (`impl_task_row_store!(SqliteStore)`):
+/// reads on the backend's reader, the cancellation on its writer (see
+/// `store::shared::SqlBackend`).
+macro_rules! impl_task_row_store {
+    ($backend:ty) => {
+        #[async_trait::async_trait]
+        impl $crate::store::task_rows::TaskRowStore for $backend {
+            async fn get_task(
+                &self,
+                id: uuid::Uuid,
+            ) -> Result<Option<$crate::tasks::model::Task>, $crate::store::StoreError> {
+                let row: Option<$crate::store::rows::TaskRow> =
+                    sqlx::query_as($crate::store::task_rows::GET)
+                        .bind($crate::store::shared::DbUuid(id))
+                        .fetch_optional($crate::store::shared::SqlBackend::reader(self))
+                        .await
+                        .map_err(|e| $crate::store::shared::SqlBackend::classify(self, e))?;
+                $crate::store::rows::one(row)
+                    .map_err(|e| $crate::store::shared::SqlBackend::classify(self, e))
+            }
+
+            async fn list_tasks(
+                &self,
+                filter: &$crate::store::tasks::TaskFilter,
+            ) -> Result<Vec<$crate::tasks::model::Task>, $crate::store::StoreError> {
+                let rows: Vec<$crate::store::rows::TaskRow> =
+                    sqlx::query_as($crate::store::task_rows::LIST)
+                        .bind(filter.domain.as_deref())
+                        .bind(filter.action.as_deref())
+                        .bind(filter.status.map(|s| s.as_str()))
+                        .bind(i64::from(filter.limit))
+                        .fetch_all($crate::store::shared::SqlBackend::reader(self))
+                        .await
+                        .map_err(|e| $crate::store::shared::SqlBackend::classify(self, e))?;
+                $crate::store::rows::all(rows)
+                    .map_err(|e| $crate::store::shared::SqlBackend::classify(self, e))
+            }
+
+            async fn cancel_task(
+                &self,
+                id: uuid::Uuid,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> Result<Option<($crate::tasks::model::Task, bool)>, $crate::store::StoreError> {
+                let row: Option<$crate::store::rows::TaskRow> =
+                    sqlx::query_as($crate::store::task_rows::CANCEL)
+                        .bind($crate::store::shared::DbUuid(id))
+                        .bind(now)
+                        .fetch_optional($crate::store::shared::SqlBackend::writer(self))
+                        .await
+                        .map_err(|e| $crate::store::shared::SqlBackend::classify(self, e))?;
+                match $crate::store::rows::one(row)
+                    .map_err(|e| $crate::store::shared::SqlBackend::classify(self, e))?
+                {
+                    Some(task) => Ok(Some((task, true))),
+                    None => Ok($crate::store::task_rows::TaskRowStore::get_task(self, id)
+                        .await?
+                        .map(|t| (t, false))),
+                }
+            }
+
+            async fn queue_depth(&self) -> Result<u64, $crate::store::StoreError> {
+                let n: i64 = sqlx::query_scalar($crate::store::task_rows::DEPTH)
+                    .fetch_one($crate::store::shared::SqlBackend::reader(self))
+                    .await
+                    .map_err(|e| $crate::store::shared::SqlBackend::classify(self, e))?;
+                Ok(n.max(0) as u64)
+            }
+        }
+    };
+}
+pub(crate) use impl_task_row_store;
