@@ -1,13 +1,19 @@
 //! The optional config file (`jarvis.toml`): its shape, and the checks that refuse a wrong file
 //! before anything starts.
 //!
-//! `jarvis config check` and `jarvis serve` read the file through the same [`load_file`].
+//! `jarvis config check` and `jarvis serve` read the file through the same [`load_file`], which
+//! validates services, agents and schedules with the very functions `serve` later uses to write
+//! them to the store (so a file `config check` accepts does not fail at start), and breaker
+//! overrides and learning spaces with the ranges of the matching settings. A refused value reads
+//! like a refused variable: `config file jarvis.toml: invalid breakers.x.failureThreshold="0":
+//! expected a whole number from 1 to 1000`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::setting::{invalid_message, Kind};
 use super::ConfigError;
 use crate::names::Name;
 
@@ -53,6 +59,21 @@ pub struct BreakerFileEntry {
     #[serde(default)]
     pub half_open_max_calls: Option<u32>,
 }
+
+/// What `[breakers.<name>]` accepts: the thresholds and the open period have the ranges of their
+/// `CIRCUIT_BREAKER_*` variables; trials are what the breaker library takes.
+const BREAKER_KEYS: [(&str, Kind); 4] = [
+    ("failureThreshold", super::breakers::FAILURE_THRESHOLD.kind),
+    ("timeoutMs", super::breakers::TIMEOUT_MS.kind),
+    ("successThreshold", Kind::Int { min: 1, max: 1_000 }),
+    (
+        "halfOpenMaxCalls",
+        Kind::Int {
+            min: 1,
+            max: jarvis_breaker::MAX_TRIALS as u64,
+        },
+    ),
+];
 
 /// The optional config file (`jarvis.toml`). Every section is optional.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
@@ -140,31 +161,64 @@ pub(super) fn parse_file(path: &Path, text: &str) -> Result<FileConfig, ConfigEr
     Ok(file)
 }
 
-/// Checks what the file's types cannot say. The `[server]` values and the learner's
-/// variables-backed keys are checked when they are read (see `setting::Reader`).
+/// What `serve` would refuse, as one message naming the key. The `[server]` values and the
+/// learner's variables-backed keys are checked when they are read (see `setting::Reader`).
 fn validate(file: &FileConfig) -> Result<(), String> {
-    for (kind, names) in [
-        ("services", file.services.keys().collect::<Vec<_>>()),
-        ("agents", file.agents.keys().collect()),
-        ("breakers", file.breakers.keys().collect()),
-        ("schedules", file.schedules.keys().collect()),
-    ] {
-        for name in names {
-            Name::parse(name).map_err(|e| format!("{kind}.{name}: {e}"))?;
-        }
-    }
+    let now = chrono::Utc::now();
     for (name, s) in &file.services {
-        if url::Url::parse(&s.url).is_err() {
-            return Err(format!("services.{name}.url: {:?} is not a URL", s.url));
-        }
+        let parsed = Name::parse(name).map_err(|e| format!("services.{name}: {e}"))?;
+        s.clone()
+            .into_spec(parsed, now)
+            .map_err(|e| format!("services.{name}.{e}"))?;
+    }
+    for (name, a) in &file.agents {
+        let parsed = Name::parse(name).map_err(|e| format!("agents.{name}: {e}"))?;
+        a.input()
+            .into_spec(parsed, now)
+            .map_err(|e| format!("agents.{name}.{e}"))?;
     }
     for (name, s) in &file.schedules {
         let parsed = Name::parse(name).map_err(|e| format!("schedules.{name}: {e}"))?;
         s.clone()
-            .into_spec(parsed, chrono::Utc::now())
+            .into_spec(parsed, now)
             .map_err(|e| format!("schedules.{name}.{e}"))?;
     }
-    for key in file.learning.spaces.keys() {
+    for (name, b) in &file.breakers {
+        Name::parse(name).map_err(|e| format!("breakers.{name}: {e}"))?;
+        let values = [
+            b.failure_threshold.map(u64::from),
+            b.timeout_ms,
+            b.success_threshold.map(u64::from),
+            b.half_open_max_calls.map(u64::from),
+        ];
+        for ((key, kind), value) in BREAKER_KEYS.iter().zip(values) {
+            if let Some(v) = value {
+                let raw = v.to_string();
+                kind.parse(&raw)
+                    .map_err(|e| invalid_message(&format!("breakers.{name}.{key}"), &raw, &e))?;
+            }
+        }
+    }
+    validate_learning(&file.learning)
+}
+
+fn validate_learning(l: &FileLearning) -> Result<(), String> {
+    if let Some(w) = l.impact_weight {
+        let raw = w.to_string();
+        Kind::Share
+            .parse(&raw)
+            .map_err(|e| invalid_message("learning.impactWeight", &raw, &e))?;
+    }
+    if let (Some(min), Some(max)) = (l.timeout_min_ms, l.timeout_max_ms) {
+        if max < min {
+            return Err(invalid_message(
+                "learning.timeoutMaxMs",
+                &max.to_string(),
+                &format!("at least learning.timeoutMinMs ({min})"),
+            ));
+        }
+    }
+    for (key, params) in &l.spaces {
         let ok = key
             .split_once('/')
             .is_some_and(|(d, a)| Name::parse(d).is_ok() && Name::parse(a).is_ok());
@@ -173,20 +227,35 @@ fn validate(file: &FileConfig) -> Result<(), String> {
                 "learning.spaces.{key:?}: expected \"domain/action\" (two names)"
             ));
         }
-    }
-    if let Some(x) = file.learning.impact_weight {
-        if !(0.0..=1.0).contains(&x) {
-            return Err(format!("learning.impactWeight: {x} is not from 0 to 1"));
-        }
-    }
-    for (name, a) in &file.agents {
-        match url::Url::parse(&a.url) {
-            Ok(u) if u.scheme() == "http" || u.scheme() == "https" => {}
-            _ => {
-                return Err(format!(
-                    "agents.{name}.url: {:?} is not an http(s) URL",
-                    a.url
-                ))
+        for (param, space) in params {
+            let at = format!("learning.spaces.{key:?}.{param}");
+            match space {
+                jarvis_learning::ParameterSpace::Categorical { values } if values.is_empty() => {
+                    return Err(invalid_message(
+                        &format!("{at}.values"),
+                        "[]",
+                        "at least one value",
+                    ));
+                }
+                jarvis_learning::ParameterSpace::Numeric { min, max, .. } => {
+                    for (name, v) in [("min", min), ("max", max)] {
+                        if !v.is_finite() {
+                            return Err(invalid_message(
+                                &format!("{at}.{name}"),
+                                &v.to_string(),
+                                "a finite number",
+                            ));
+                        }
+                    }
+                    if max < min {
+                        return Err(invalid_message(
+                            &format!("{at}.max"),
+                            &max.to_string(),
+                            &format!("at least min ({min})"),
+                        ));
+                    }
+                }
+                jarvis_learning::ParameterSpace::Categorical { .. } => {}
             }
         }
     }

@@ -363,10 +363,51 @@ fn the_file_is_under_the_environment() {
     assert_eq!((c.server.port, c.learning.min_runs), (4200, 9));
 }
 
-/// A setting's value in the file is checked by the setting's declaration.
+/// What `serve` refuses, `config check` (the same `Config::from_env_map`) refuses, in the
+/// style of the variables where the file holds a setting's value.
 #[test]
 fn a_wrong_file_is_refused_before_start() {
     for (text, expected) in [
+        (
+            "[services.x]\nurl = \"localhost:3001/health\"",
+            "services.x.url: scheme \"localhost\" is not supported (http, https or tcp)",
+        ),
+        (
+            "[services.x]\nurl = \"http://127.0.0.1:3001/health\"\nexpectedStatus = [99]",
+            "services.x.expectedStatus: 99 is not an HTTP status code",
+        ),
+        (
+            "[services.x]\nurl = \"http://127.0.0.1:3001/\"\nintervalMs = 5",
+            "services.x.intervalMs: must be from 100 to 86400000",
+        ),
+        (
+            "[agents.music]\nurl = \"http://127.0.0.1:8001/run\"\ntimeoutMs = 0",
+            "agents.music.timeoutMs: must be from 1 to 3600000",
+        ),
+        (
+            "[breakers.x]\nfailureThreshold = 0",
+            "invalid breakers.x.failureThreshold=\"0\": expected a whole number from 1 to 1000",
+        ),
+        (
+            "[breakers.x]\nhalfOpenMaxCalls = 5000",
+            "invalid breakers.x.halfOpenMaxCalls=\"5000\": expected a whole number from 1 to 4095",
+        ),
+        (
+            "[learning.spaces.\"music/beat\".bpm]\nkind = \"numeric\"\nmin = 200\nmax = 2",
+            "invalid learning.spaces.\"music/beat\".bpm.max=\"2\": expected at least min (200)",
+        ),
+        (
+            "[learning.spaces.\"music/beat\".genre]\nkind = \"categorical\"\nvalues = []",
+            "invalid learning.spaces.\"music/beat\".genre.values=\"[]\": expected at least one value",
+        ),
+        (
+            "[learning]\ntimeoutMinMs = 5000\ntimeoutMaxMs = 10",
+            "invalid learning.timeoutMaxMs=\"10\": expected at least learning.timeoutMinMs (5000)",
+        ),
+        (
+            "[learning]\nimpactWeight = 2.0",
+            "invalid learning.impactWeight=\"2\": expected a share from 0 to 1, such as 0.05",
+        ),
         (
             "[server]\nconcurrency = 0",
             "invalid server.concurrency=\"0\": expected a whole number from 1 to 10000",
