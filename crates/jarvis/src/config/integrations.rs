@@ -39,6 +39,16 @@ settings! {
         help: "OpenAI key (secret; nothing uses it yet)",
         ..Setting::PLAIN
     };
+    /// `OPENAI_BASE_URL`.
+    OPENAI_BASE_URL = Setting {
+        var: "OPENAI_BASE_URL",
+        kind: Kind::Text { check: http_url, accepted: "an http(s) URL" },
+        default: Default::Value("https://api.openai.com/v1"),
+        view: "providers.openaiBaseUrl",
+        help: "OpenAI endpoint (as OpenAI's SDKs read it); also how a local OpenAI-compatible \
+               server is used",
+        ..Setting::PLAIN
+    };
     /// `ANTHROPIC_API_KEY`.
     ANTHROPIC_API_KEY = Setting {
         var: "ANTHROPIC_API_KEY",
@@ -68,11 +78,13 @@ pub struct RedisConfig {
     pub password: Option<SecretString>,
 }
 
-/// API keys of the model providers.
-#[derive(Debug, Clone, std::default::Default)]
+/// The model providers: API keys and endpoints.
+#[derive(Debug, Clone)]
 pub struct ProviderKeys {
     /// `OPENAI_API_KEY`.
     pub openai: Option<SecretString>,
+    /// `OPENAI_BASE_URL`.
+    pub openai_base_url: String,
     /// `ANTHROPIC_API_KEY`.
     pub anthropic: Option<SecretString>,
     /// `GEMINI_API_KEY`.
@@ -111,9 +123,17 @@ impl Integrations {
             redis,
             providers: ProviderKeys {
                 openai: r.opt(&OPENAI_API_KEY)?,
+                openai_base_url: r.get(&OPENAI_BASE_URL)?,
                 anthropic: r.opt(&ANTHROPIC_API_KEY)?,
                 gemini: r.opt(&GEMINI_API_KEY)?,
             },
         })
+    }
+}
+
+fn http_url(raw: &str) -> Result<(), String> {
+    match url::Url::parse(raw) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => Ok(()),
+        _ => Err("an http:// or https:// URL with a host".into()),
     }
 }

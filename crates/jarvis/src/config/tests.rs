@@ -80,6 +80,11 @@ fn wrong_values_name_variable_value_and_expectation() {
         ),
         ("JARVIS_BIND", "localhost", "an IP address such as 0.0.0.0"),
         (
+            "OPENAI_BASE_URL",
+            "api.openai.com",
+            "an http:// or https:// URL with a host",
+        ),
+        (
             "JARVIS_METRICS_NAMESPACE",
             "AWS/Jarvis",
             "a CloudWatch namespace (A-Z a-z 0-9 . _ - / # :, not starting with AWS/)",
