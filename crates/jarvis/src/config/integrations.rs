@@ -57,12 +57,30 @@ settings! {
         help: "Anthropic key (secret; nothing uses it yet)",
         ..Setting::PLAIN
     };
+    /// `ANTHROPIC_BASE_URL`.
+    ANTHROPIC_BASE_URL = Setting {
+        var: "ANTHROPIC_BASE_URL",
+        kind: Kind::Text { check: http_url, accepted: "an http(s) URL" },
+        default: Default::Value("https://api.anthropic.com"),
+        view: "providers.anthropicBaseUrl",
+        help: "Anthropic endpoint (as Anthropic's SDKs read it)",
+        ..Setting::PLAIN
+    };
     /// `GEMINI_API_KEY`.
     GEMINI_API_KEY = Setting {
         var: "GEMINI_API_KEY",
         mask: Mask::Secret,
         view: "providers.gemini",
         help: "Gemini key (secret; nothing uses it yet)",
+        ..Setting::PLAIN
+    };
+    /// `GEMINI_BASE_URL`.
+    GEMINI_BASE_URL = Setting {
+        var: "GEMINI_BASE_URL",
+        kind: Kind::Text { check: http_url, accepted: "an http(s) URL" },
+        default: Default::Value("https://generativelanguage.googleapis.com"),
+        view: "providers.geminiBaseUrl",
+        help: "Gemini endpoint",
         ..Setting::PLAIN
     };
 }
@@ -87,8 +105,12 @@ pub struct ProviderKeys {
     pub openai_base_url: String,
     /// `ANTHROPIC_API_KEY`.
     pub anthropic: Option<SecretString>,
+    /// `ANTHROPIC_BASE_URL`.
+    pub anthropic_base_url: String,
     /// `GEMINI_API_KEY`.
     pub gemini: Option<SecretString>,
+    /// `GEMINI_BASE_URL`.
+    pub gemini_base_url: String,
 }
 
 /// Redis and the model providers.
@@ -125,7 +147,9 @@ impl Integrations {
                 openai: r.opt(&OPENAI_API_KEY)?,
                 openai_base_url: r.get(&OPENAI_BASE_URL)?,
                 anthropic: r.opt(&ANTHROPIC_API_KEY)?,
+                anthropic_base_url: r.get(&ANTHROPIC_BASE_URL)?,
                 gemini: r.opt(&GEMINI_API_KEY)?,
+                gemini_base_url: r.get(&GEMINI_BASE_URL)?,
             },
         })
     }
