@@ -93,7 +93,7 @@ impl Application {
             .context("applying the database migrations")?;
         seed_from_file(&config, store.as_ref()).await?;
         let auth_token = resolve_token(&config)?;
-        let addr = SocketAddr::new(config.bind, config.port);
+        let addr = SocketAddr::new(config.server.bind, config.server.port);
         let listener = TcpListener::bind(addr)
             .await
             .with_context(|| format!("cannot listen on {addr}"))?;
@@ -102,7 +102,7 @@ impl Application {
         let coordinate = store.backend() == Backend::Postgres;
         let breakers = Arc::new(
             BreakerRegistry::new(
-                config.breakers,
+                config.breakers.defaults,
                 config.file.breakers.clone(),
                 Arc::new(BreakerMetrics::new(metrics.clone())),
             )
@@ -111,12 +111,12 @@ impl Application {
         let breaker_sync = BreakerSync::new(
             store.clone(),
             breakers.clone(),
-            config.instance_id.clone(),
+            config.server.instance_id.clone(),
             SharedSettings {
                 coordinate,
-                quorum: config.breaker_quorum,
-                lease: config.breaker_lease,
-                reconcile_every: config.breaker_reconcile,
+                quorum: config.breakers.quorum,
+                lease: config.breakers.lease,
+                reconcile_every: config.breakers.reconcile,
             },
         );
         // Before serving: an open circuit stays open across a restart.
@@ -138,7 +138,7 @@ impl Application {
             store.clone(),
             checker,
             config.health,
-            config.instance_id.clone(),
+            config.server.instance_id.clone(),
             metrics.clone(),
         ));
         // A deleted service takes its breaker with it, on every instance.
@@ -154,7 +154,7 @@ impl Application {
         let learner = crate::learning::Learner::new(
             store.clone(),
             config.learning.clone(),
-            &config.instance_id,
+            &config.server.instance_id,
         );
         {
             let learner = learner.clone();
@@ -162,14 +162,14 @@ impl Application {
         }
         let (recorder, recorder_task) = Recorder::start_observed(
             store.clone(),
-            &config.data_dir,
+            &config.server.data_dir,
             metrics.clone(),
             Some(learner.clone()),
         );
         // Every health round is recorded in task history as system-health/monitor-services.
         health.add_sink(Arc::new(crate::health::as_tasks::HistorySink::new(
             recorder.clone(),
-            config.instance_id.clone(),
+            config.server.instance_id.clone(),
         )));
         let tasks = TaskQueue::new(QueueParts {
             store: store.clone(),
@@ -178,8 +178,8 @@ impl Application {
             recorder,
             metrics: Arc::new(TaskMetrics::new(metrics.clone())),
             settings: config.tasks,
-            concurrency: config.concurrency,
-            instance: config.instance_id.clone(),
+            concurrency: config.tasks.concurrency,
+            instance: config.server.instance_id.clone(),
             clock: crate::clock::system(),
         });
         if config.tasks.history_retention_days > 0 {
@@ -220,7 +220,7 @@ impl Application {
             agent_defaults,
             metrics,
             tasks,
-            instance_id: config.instance_id.clone(),
+            instance_id: config.server.instance_id.clone(),
             config: Arc::new(config),
             store,
             auth_token,
@@ -228,8 +228,8 @@ impl Application {
         };
         {
             let state = state.clone();
-            let interval = state.config.emf_interval;
-            let namespace = state.config.metrics_namespace.clone();
+            let interval = state.config.telemetry.emf_interval;
+            let namespace = state.config.telemetry.metrics_namespace.clone();
             background.push(Box::new(move |stop| {
                 Box::pin(crate::emf::run(state, interval, namespace, stop))
             }));
@@ -269,13 +269,13 @@ impl Application {
             .into_iter()
             .map(|task| tokio::spawn(task(stop_rx.clone())))
             .collect();
-        let grace = state.config.shutdown_grace;
+        let grace = state.config.server.shutdown_grace;
         state.tasks.start().await;
         let router = crate::api::router(state.clone());
         tracing::info!(
             port = listener.local_addr().map(|a| a.port()).unwrap_or(0),
             backend = ?state.store.backend(),
-            environment = ?state.config.environment,
+            environment = ?state.config.server.environment,
             instance = %state.instance_id,
             "Jarvis is listening"
         );
@@ -356,13 +356,10 @@ async fn seed_from_file(config: &Config, store: &dyn Store) -> anyhow::Result<()
     }
     for (domain, entry) in &config.file.agents {
         let domain = crate::names::Name::parse(domain)?;
-        let spec = crate::agents::AgentInput {
-            url: entry.url.clone(),
-            timeout_ms: entry.timeout_ms,
-            use_learned: entry.use_learned,
-        }
-        .into_spec(domain.clone(), now)
-        .map_err(|e| anyhow::anyhow!("config file: agents.{domain}.{e}"))?;
+        let spec = entry
+            .input()
+            .into_spec(domain.clone(), now)
+            .map_err(|e| anyhow::anyhow!("config file: agents.{domain}.{e}"))?;
         store.put_agent(&spec).await?;
     }
     for (name, entry) in &config.file.schedules {
@@ -380,17 +377,17 @@ async fn seed_from_file(config: &Config, store: &dyn Store) -> anyhow::Result<()
 /// The configured token, or in development one generated on first start and kept in the data
 /// directory so it stays the same across restarts. It is printed to stderr once, never logged.
 fn resolve_token(config: &Config) -> anyhow::Result<SecretString> {
-    if let Some(token) = &config.auth_token {
+    if let Some(token) = &config.server.auth_token {
         return Ok(token.clone());
     }
-    debug_assert_eq!(config.environment, Environment::Development);
-    let path = config.data_dir.join("dev-token");
+    debug_assert_eq!(config.server.environment, Environment::Development);
+    let path = config.server.data_dir.join("dev-token");
     let token = match std::fs::read_to_string(&path) {
         Ok(t) if t.trim().len() >= 16 => t.trim().to_string(),
         _ => {
             let token = new_token();
-            std::fs::create_dir_all(&config.data_dir)
-                .with_context(|| format!("creating {}", config.data_dir.display()))?;
+            std::fs::create_dir_all(&config.server.data_dir)
+                .with_context(|| format!("creating {}", config.server.data_dir.display()))?;
             write_private(&path, &token).with_context(|| format!("writing {}", path.display()))?;
             token
         }

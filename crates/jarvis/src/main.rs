@@ -83,11 +83,14 @@ async fn run(cli: Cli) -> ExitCode {
         };
     }
     let mut vars: std::collections::HashMap<String, String> = std::env::vars().collect();
-    if let Some(prefix) = vars
-        .get("JARVIS_SECRETS_PREFIX")
-        .map(|p| p.trim().to_string())
-        .filter(|p| !p.is_empty())
-    {
+    let prefix = match jarvis::config::secrets_prefix(&vars) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("jarvis: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(prefix) = prefix {
         match jarvis::secrets::load(&prefix, &vars).await {
             Ok(found) => {
                 eprintln!(

@@ -47,14 +47,14 @@ pub struct TelemetryGuard {
 /// Installs the global subscriber: JSON to `logs/jarvis-combined.log` always, and JSON or
 /// pretty lines to stdout. Returns a guard to keep until shutdown.
 pub fn init(config: &Config) -> anyhow::Result<TelemetryGuard> {
-    std::fs::create_dir_all(&config.log_dir).map_err(|e| {
+    std::fs::create_dir_all(&config.telemetry.log_dir).map_err(|e| {
         anyhow::anyhow!(
             "cannot create the log directory {}: {e}",
-            config.log_dir.display()
+            config.telemetry.log_dir.display()
         )
     })?;
     let file = RotatingFile::open(
-        config.log_dir.join(LOG_FILE_NAME),
+        config.telemetry.log_dir.join(LOG_FILE_NAME),
         DEFAULT_MAX_BYTES,
         DEFAULT_KEEP,
     )?;
@@ -65,9 +65,9 @@ pub fn init(config: &Config) -> anyhow::Result<TelemetryGuard> {
         .lossy(true)
         .finish(io::stdout());
 
-    let level = LevelFilter::from_level(config.log_level.as_tracing());
+    let level = LevelFilter::from_level(config.telemetry.log_level.as_tracing());
     // Dependencies are noisy at debug level; keep them at warn unless tracing everything.
-    let deps = if config.log_level == crate::config::LogLevel::Trace {
+    let deps = if config.telemetry.log_level == crate::config::LogLevel::Trace {
         LevelFilter::TRACE
     } else {
         LevelFilter::WARN
@@ -81,9 +81,9 @@ pub fn init(config: &Config) -> anyhow::Result<TelemetryGuard> {
         .with_target("h2", deps)
         .with_target("rustls", deps);
 
-    let system_id = format!("sys-{}", config.instance_id);
+    let system_id = format!("sys-{}", config.server.instance_id);
     let registry = tracing_subscriber::registry().with(filter);
-    match config.log_format {
+    match config.telemetry.log_format {
         LogFormat::Json => registry
             .with(JsonLayer::new(system_id, vec![file_writer, stdout_writer]))
             .try_init()?,

@@ -111,13 +111,13 @@ pub async fn limit_body(State(state): State<AppState>, req: Request, next: Next)
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if announced.is_some_and(|n| n > state.config.body_limit as u64) {
+    if announced.is_some_and(|n| n > state.config.server.body_limit as u64) {
         return ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "payload_too_large",
             format!(
                 "the request body is larger than the server accepts ({} bytes)",
-                state.config.body_limit
+                state.config.server.body_limit
             ),
         )
         .into_response();

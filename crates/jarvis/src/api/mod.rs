@@ -63,7 +63,7 @@ pub fn router(state: AppState) -> Router {
             middleware::require_token,
         ));
 
-    let metrics = if state.config.metrics_public {
+    let metrics = if state.config.server.metrics_public {
         Router::new().route("/metrics", get(breakers::metrics))
     } else {
         Router::new()
@@ -80,7 +80,7 @@ pub fn router(state: AppState) -> Router {
         .nest("/api/v1", api)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(state.config.body_limit))
+        .layer(DefaultBodyLimit::max(state.config.server.body_limit))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             middleware::limit_body,

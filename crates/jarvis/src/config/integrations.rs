@@ -1,0 +1,163 @@
+//! Outside services Jarvis may use: Redis and the model providers.
+
+use secrecy::SecretString;
+
+use super::setting::{settings, Default, Kind, Mask, Reader, Setting};
+use super::ConfigError;
+
+settings! {
+    /// `REDIS_HOST`.
+    REDIS_HOST = Setting {
+        var: "REDIS_HOST",
+        kind: Kind::Any("a host name or address"),
+        view: "redis.host",
+        help: "optional Redis (validated and shown by `config check`; nothing uses it yet)",
+        ..Setting::PLAIN
+    };
+    /// `REDIS_PORT`.
+    REDIS_PORT = Setting {
+        var: "REDIS_PORT",
+        kind: Kind::Int { min: 1, max: 65_535 },
+        default: Default::Value("6379"),
+        view: "redis.port",
+        help: "Redis port (only with `REDIS_HOST`)",
+        ..Setting::PLAIN
+    };
+    /// `REDIS_PASSWORD`.
+    REDIS_PASSWORD = Setting {
+        var: "REDIS_PASSWORD",
+        mask: Mask::Secret,
+        view: "redis.password",
+        help: "Redis password (secret; only with `REDIS_HOST`)",
+        ..Setting::PLAIN
+    };
+    /// `OPENAI_API_KEY`.
+    OPENAI_API_KEY = Setting {
+        var: "OPENAI_API_KEY",
+        mask: Mask::Secret,
+        view: "providers.openai",
+        help: "OpenAI key (secret; nothing uses it yet)",
+        ..Setting::PLAIN
+    };
+    /// `OPENAI_BASE_URL`.
+    OPENAI_BASE_URL = Setting {
+        var: "OPENAI_BASE_URL",
+        kind: Kind::Text { check: http_url, accepted: "an http(s) URL" },
+        default: Default::Value("https://api.openai.com/v1"),
+        view: "providers.openaiBaseUrl",
+        help: "OpenAI endpoint (as OpenAI's SDKs read it); also how a local OpenAI-compatible \
+               server is used",
+        ..Setting::PLAIN
+    };
+    /// `ANTHROPIC_API_KEY`.
+    ANTHROPIC_API_KEY = Setting {
+        var: "ANTHROPIC_API_KEY",
+        mask: Mask::Secret,
+        view: "providers.anthropic",
+        help: "Anthropic key (secret; nothing uses it yet)",
+        ..Setting::PLAIN
+    };
+    /// `ANTHROPIC_BASE_URL`.
+    ANTHROPIC_BASE_URL = Setting {
+        var: "ANTHROPIC_BASE_URL",
+        kind: Kind::Text { check: http_url, accepted: "an http(s) URL" },
+        default: Default::Value("https://api.anthropic.com"),
+        view: "providers.anthropicBaseUrl",
+        help: "Anthropic endpoint (as Anthropic's SDKs read it)",
+        ..Setting::PLAIN
+    };
+    /// `GEMINI_API_KEY`.
+    GEMINI_API_KEY = Setting {
+        var: "GEMINI_API_KEY",
+        mask: Mask::Secret,
+        view: "providers.gemini",
+        help: "Gemini key (secret; nothing uses it yet)",
+        ..Setting::PLAIN
+    };
+    /// `GEMINI_BASE_URL`.
+    GEMINI_BASE_URL = Setting {
+        var: "GEMINI_BASE_URL",
+        kind: Kind::Text { check: http_url, accepted: "an http(s) URL" },
+        default: Default::Value("https://generativelanguage.googleapis.com"),
+        view: "providers.geminiBaseUrl",
+        help: "Gemini endpoint",
+        ..Setting::PLAIN
+    };
+}
+
+/// Optional Redis connection settings.
+#[derive(Debug, Clone)]
+pub struct RedisConfig {
+    /// Host name or address.
+    pub host: String,
+    /// TCP port.
+    pub port: u16,
+    /// Password, if any.
+    pub password: Option<SecretString>,
+}
+
+/// The model providers: API keys and endpoints.
+#[derive(Debug, Clone)]
+pub struct ProviderKeys {
+    /// `OPENAI_API_KEY`.
+    pub openai: Option<SecretString>,
+    /// `OPENAI_BASE_URL`.
+    pub openai_base_url: String,
+    /// `ANTHROPIC_API_KEY`.
+    pub anthropic: Option<SecretString>,
+    /// `ANTHROPIC_BASE_URL`.
+    pub anthropic_base_url: String,
+    /// `GEMINI_API_KEY`.
+    pub gemini: Option<SecretString>,
+    /// `GEMINI_BASE_URL`.
+    pub gemini_base_url: String,
+}
+
+/// Redis and the model providers.
+#[derive(Debug, Clone)]
+pub struct Integrations {
+    /// Redis, when configured.
+    pub redis: Option<RedisConfig>,
+    /// Model provider keys.
+    pub providers: ProviderKeys,
+}
+
+impl Integrations {
+    /// Reads the group; a Redis port or password without a host is refused.
+    pub(super) fn read(r: &mut Reader<'_>) -> Result<Integrations, ConfigError> {
+        let redis = match r.opt::<String>(&REDIS_HOST)? {
+            None => {
+                if r.is_set(&REDIS_PORT) || r.is_set(&REDIS_PASSWORD) {
+                    return Err(ConfigError::Missing {
+                        var: REDIS_HOST.var.into(),
+                        why: "REDIS_PORT or REDIS_PASSWORD is set without a host".into(),
+                    });
+                }
+                None
+            }
+            Some(host) => Some(RedisConfig {
+                host,
+                port: r.get(&REDIS_PORT)?,
+                password: r.opt(&REDIS_PASSWORD)?,
+            }),
+        };
+        Ok(Integrations {
+            redis,
+            providers: ProviderKeys {
+                openai: r.opt(&OPENAI_API_KEY)?,
+                openai_base_url: r.get(&OPENAI_BASE_URL)?,
+                anthropic: r.opt(&ANTHROPIC_API_KEY)?,
+                anthropic_base_url: r.get(&ANTHROPIC_BASE_URL)?,
+                gemini: r.opt(&GEMINI_API_KEY)?,
+                gemini_base_url: r.get(&GEMINI_BASE_URL)?,
+            },
+        })
+    }
+}
+
+fn http_url(raw: &str) -> Result<(), String> {
+    match url::Url::parse(raw) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => Ok(()),
+        _ => Err("an http:// or https:// URL with a host".into()),
+    }
+}

@@ -1,0 +1,171 @@
+//! Logging and CloudWatch metrics lines: level, format, log directory, EMF interval and namespace.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::setting::{settings, Default, FileKey, FromParsed, Kind, Parsed, Reader, Setting};
+use super::ConfigError;
+
+/// The minimum level of log lines that are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    /// Only errors.
+    Error,
+    /// Warnings and errors.
+    Warn,
+    /// The default: one line per notable event and per request.
+    Info,
+    /// Diagnostic detail.
+    Debug,
+    /// Everything, including dependencies' chatter.
+    Trace,
+}
+
+impl LogLevel {
+    /// The matching `tracing` level.
+    pub fn as_tracing(self) -> tracing::Level {
+        match self {
+            LogLevel::Error => tracing::Level::ERROR,
+            LogLevel::Warn => tracing::Level::WARN,
+            LogLevel::Info => tracing::Level::INFO,
+            LogLevel::Debug => tracing::Level::DEBUG,
+            LogLevel::Trace => tracing::Level::TRACE,
+        }
+    }
+}
+
+impl FromParsed for LogLevel {
+    fn from_parsed(p: Parsed) -> Self {
+        match p {
+            Parsed::Choice("error") => LogLevel::Error,
+            Parsed::Choice("warn") => LogLevel::Warn,
+            Parsed::Choice("debug") => LogLevel::Debug,
+            Parsed::Choice("trace") => LogLevel::Trace,
+            _ => LogLevel::Info,
+        }
+    }
+}
+
+/// How log lines look on stdout. The log file is always JSON.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One JSON object per line (CloudWatch-compatible). The default.
+    Json,
+    /// Human-readable lines for a terminal.
+    Pretty,
+}
+
+impl FromParsed for LogFormat {
+    fn from_parsed(p: Parsed) -> Self {
+        match p {
+            Parsed::Choice("pretty") => LogFormat::Pretty,
+            _ => LogFormat::Json,
+        }
+    }
+}
+
+settings! {
+    /// `LOG_LEVEL`.
+    LOG_LEVEL = Setting {
+        var: "LOG_LEVEL",
+        kind: Kind::Choice(&[&["error"], &["warn", "warning"], &["info"], &["debug"], &["trace"]]),
+        default: Default::Value("info"),
+        file: Some(FileKey {
+            table: "server",
+            key: "log_level",
+            get: |f| f.server.log_level.clone().map(Into::into),
+        }),
+        view: "logLevel",
+        help: "minimum level; dependencies log at warn unless `trace`",
+        ..Setting::PLAIN
+    };
+    /// `LOG_FORMAT`.
+    LOG_FORMAT = Setting {
+        var: "LOG_FORMAT",
+        kind: Kind::Choice(&[&["json"], &["pretty", "text"]]),
+        default: Default::Value("json"),
+        view: "logFormat",
+        help: "stdout format (the file is always JSON)",
+        ..Setting::PLAIN
+    };
+    /// `JARVIS_LOG_DIR`.
+    LOG_DIR = Setting {
+        var: "JARVIS_LOG_DIR",
+        kind: Kind::Any("a path"),
+        default: Default::Value("logs"),
+        file: Some(FileKey {
+            table: "server",
+            key: "log_dir",
+            get: |f| f.server.log_dir.as_ref().map(|p| p.display().to_string().into()),
+        }),
+        view: "logDir",
+        help: "directory of `jarvis-combined.log` (rotated by size: `.1` … `.5`)",
+        ..Setting::PLAIN
+    };
+    /// `JARVIS_EMF_INTERVAL_MS`.
+    EMF_INTERVAL_MS = Setting {
+        var: "JARVIS_EMF_INTERVAL_MS",
+        kind: Kind::Int { min: 0, max: 86_400_000 },
+        default: Default::Value("60000"),
+        view: "emfIntervalMs",
+        help: "how often a CloudWatch EMF metrics line is logged (0: never)",
+        ..Setting::PLAIN
+    };
+    /// `JARVIS_METRICS_NAMESPACE`.
+    METRICS_NAMESPACE = Setting {
+        var: "JARVIS_METRICS_NAMESPACE",
+        kind: Kind::Text {
+            check: namespace,
+            accepted: "≤ 255 characters of `A-Z a-z 0-9 . _ - / # :`, not starting with `AWS/`",
+        },
+        default: Default::Value("Jarvis"),
+        view: "metricsNamespace",
+        help: "CloudWatch namespace of the EMF metrics",
+        ..Setting::PLAIN
+    };
+}
+
+/// Log lines and metrics lines.
+#[derive(Debug, Clone)]
+pub struct TelemetrySettings {
+    /// Minimum log level.
+    pub log_level: LogLevel,
+    /// Stdout log format.
+    pub log_format: LogFormat,
+    /// Directory of `jarvis-combined.log`.
+    pub log_dir: PathBuf,
+    /// How often CloudWatch EMF metric lines are logged (zero: never).
+    pub emf_interval: Duration,
+    /// The CloudWatch namespace of those metrics.
+    pub metrics_namespace: String,
+}
+
+impl TelemetrySettings {
+    /// Reads the group.
+    pub(super) fn read(r: &mut Reader<'_>) -> Result<TelemetrySettings, ConfigError> {
+        Ok(TelemetrySettings {
+            log_level: r.get(&LOG_LEVEL)?,
+            log_format: r.get(&LOG_FORMAT)?,
+            log_dir: r.get(&LOG_DIR)?,
+            emf_interval: r.get(&EMF_INTERVAL_MS)?,
+            metrics_namespace: r.get(&METRICS_NAMESPACE)?,
+        })
+    }
+}
+
+fn namespace(ns: &str) -> Result<(), String> {
+    if ns.len() <= 255
+        && ns
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-/#:".contains(c))
+        && !ns.starts_with("AWS/")
+    {
+        Ok(())
+    } else {
+        Err("a CloudWatch namespace (A-Z a-z 0-9 . _ - / # :, not starting with AWS/)".into())
+    }
+}
