@@ -335,16 +335,8 @@ pub async fn list(
         })?),
     };
     let filter = TaskFilter {
-        domain: q
-            .domain
-            .map(|d| path_name(&d, "domain"))
-            .transpose()?
-            .map(|n| n.to_string()),
-        action: q
-            .action
-            .map(|a| path_name(&a, "action"))
-            .transpose()?
-            .map(|n| n.to_string()),
+        domain: optional_name(q.domain, "domain")?,
+        action: optional_name(q.action, "action")?,
         status,
         limit: limit(q.limit, 100)?,
     };
@@ -501,16 +493,8 @@ pub async fn executions(
         })?),
     };
     let filter = ExecutionFilter {
-        domain: q
-            .domain
-            .map(|d| path_name(&d, "domain"))
-            .transpose()?
-            .map(|n| n.to_string()),
-        action: q
-            .action
-            .map(|a| path_name(&a, "action"))
-            .transpose()?
-            .map(|n| n.to_string()),
+        domain: optional_name(q.domain, "domain")?,
+        action: optional_name(q.action, "action")?,
         task_id: q.task_id.as_deref().map(task_id).transpose()?,
         success: q.success,
         correlation_id: q.correlation_id,
@@ -524,4 +508,11 @@ pub async fn executions(
         .then(|| items.last().map(|e| e.id.to_string()))
         .flatten();
     Ok(ok(ExecutionPage { items, next_cursor }))
+}
+
+/// An optional name from the query string, checked like a path segment.
+fn optional_name(value: Option<String>, what: &str) -> Result<Option<String>, ApiError> {
+    value
+        .map(|v| path_name(&v, what).map(|n| n.to_string()))
+        .transpose()
 }

@@ -359,14 +359,7 @@ impl Monitor {
 
     /// The latest view of every monitored service, by name.
     pub fn services(&self) -> Vec<ServiceHealth> {
-        let slots: Vec<Arc<Slot>> = self
-            .inner
-            .slots
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .values()
-            .cloned()
-            .collect();
+        let slots = self.inner.all_slots();
         let now = unix_now();
         let mut all: Vec<ServiceHealth> = slots
             .iter()

@@ -66,13 +66,7 @@ impl Inner {
         let skipped = r.skipped.swap(0, Ordering::Relaxed);
         let latency_sum = r.latency_sum_ms.swap(0, Ordering::Relaxed);
         let max_latency_ms = r.latency_max_ms.swap(0, Ordering::Relaxed);
-        let slots: Vec<Arc<Slot>> = self
-            .slots
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .values()
-            .cloned()
-            .collect();
+        let slots = self.all_slots();
         let mut tally = Tally::default();
         for slot in &slots {
             let seen = slot.seen.lock().unwrap_or_else(|e| e.into_inner());

@@ -18,13 +18,7 @@ impl TaskQueue {
                     }
                 }
             }
-            let ids: Vec<Uuid> = self
-                .held
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .keys()
-                .copied()
-                .collect();
+            let ids = self.held_ids();
             if ids.is_empty() {
                 if *stop.borrow() && self.running() == 0 {
                     return;

@@ -230,6 +230,16 @@ impl TaskQueue {
         clock::utc(&*self.clock)
     }
 
+    /// The tasks this instance holds (running or waiting in its buffer).
+    fn held_ids(&self) -> Vec<Uuid> {
+        self.held
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .copied()
+            .collect()
+    }
+
     /// Time passed on the queue's clock since `t`.
     fn since(&self, t: Instant) -> Duration {
         self.clock.now().saturating_duration_since(t)

@@ -60,13 +60,7 @@ impl TaskQueue {
                 running = self.running(),
                 "grace period over; interrupting running tasks"
             );
-            let ids: Vec<Uuid> = self
-                .held
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .keys()
-                .copied()
-                .collect();
+            let ids = self.held_ids();
             for id in ids {
                 self.stop_local(id, Stop::Shutdown);
             }
