@@ -245,6 +245,13 @@ mod tests {
             .unwrap_or_else(|e| panic!("the CLI cannot read {wire}: {e}"));
         assert_eq!(&read, served, "{wire}");
         assert_eq!(serde_json::to_string(&read).unwrap(), wire);
+        // What the CLI prints (`--json`, `jarvis tasks …`) is what it printed when it printed
+        // the answer as received.
+        let received: Value = serde_json::from_str(&wire).unwrap();
+        assert_eq!(
+            crate::client::json_text(&read).unwrap(),
+            serde_json::to_string_pretty(&received).unwrap()
+        );
     }
 
     fn at(ms: i64) -> DateTime<Utc> {
