@@ -236,6 +236,11 @@ def main():
     )
     ap.add_argument("--jarvis", default=os.path.join(ROOT, "target", "release", "jarvis"))
     args = ap.parse_args()
+    # Jarvis runs in the run's own directory: a relative --jarvis is taken from here.
+    args.jarvis = os.path.abspath(args.jarvis)
+    for tool in ["nginx"] + (["node", "prometheus-blackbox-exporter"] if args.blackbox_targets else []):
+        if shutil.which(tool) is None:
+            sys.exit(f"bench.py: {tool} is not installed; bench/health/run.sh installs it")
 
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     work = os.path.join(ROOT, "bench", "out", f"health-{stamp}-{args.services}")

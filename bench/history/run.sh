@@ -19,6 +19,12 @@ while [ $# -gt 0 ]; do
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
 done
+# PostgreSQL (installed and started when missing), psql and curl (Debian packages).
+tools_name="history/run.sh"
+# shellcheck source=../../scripts/lib/tools.sh
+. "$ROOT/scripts/lib/tools.sh"
+ensure_postgres
+ensure_apt psql:postgresql-client curl:curl
 PG="postgres://postgres@127.0.0.1:5432"
 psql_admin() { psql -q -v ON_ERROR_STOP=1 "$PG/postgres" "$@"; }
 cargo build --release -p jarvis --example history_bench >&2

@@ -8,10 +8,15 @@ set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
 cd "$ROOT"
+# node, npm and the driver's npm package (pg), python3, PostgreSQL: installed when missing.
+tools_name="jarvis.sh"
+# shellcheck source=../../scripts/lib/tools.sh
+. "$ROOT/scripts/lib/tools.sh"
+ensure_node
+ensure_apt python3:python3
+ensure_npm_ci "$HERE/peers" pg
+ensure_postgres
 cargo build --release -p jarvis >&2
-if [ ! -d "$HERE/peers/node_modules/pg" ]; then
-  (cd "$HERE/peers" && npm ci --no-audit --no-fund) >&2
-fi
 for agent in noop http; do
   node "$HERE/jarvis-driver.js" --bin "$ROOT/target/release/jarvis" --agent "$agent" "$@"
 done

@@ -49,31 +49,16 @@ LOG="$OUT_DIR/queue-$STAMP.log"
 : > "$LOG"
 say() { echo "[run.sh $(date -u +%H:%M:%S)] $*" | tee -a "$LOG" >&2; }
 
-# ---- dependencies ------------------------------------------------------------------------
-command -v node >/dev/null || { say "node is not installed"; exit 1; }
-if [ ! -d "$HERE/peers/node_modules/graphile-worker" ] || [ ! -d "$HERE/peers/node_modules/bullmq" ]; then
-  say "installing peer packages (npm ci)"
-  (cd "$HERE/peers" && npm ci --no-audit --no-fund) >>"$LOG" 2>&1
-fi
-
-# ---- services ----------------------------------------------------------------------------
-pg_up() { pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; }
-if ! pg_up; then
-  say "starting PostgreSQL"
-  pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start
-  for _ in $(seq 1 50); do pg_up && break; sleep 0.2; done
-fi
-pg_up || { say "PostgreSQL is not reachable on 127.0.0.1:5432"; exit 1; }
-
-redis_up() { [ "$(redis-cli -h 127.0.0.1 -p 6379 ping 2>/dev/null)" = "PONG" ]; }
-if ! redis_up; then
-  say "starting Redis"
-  mkdir -p /var/lib/redis /var/log/redis
-  redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
-    --dir /var/lib/redis --logfile /var/log/redis/ci.log
-  for _ in $(seq 1 50); do redis_up && break; sleep 0.2; done
-fi
-redis_up || { say "Redis is not reachable on 127.0.0.1:6379"; exit 1; }
+# ---- dependencies and services ----------------------------------------------------------
+# Installed when missing (scripts/lib/tools.sh): node and npm, the peers' npm packages,
+# PostgreSQL and Redis (Debian packages), each started when it is not running.
+tools_name="run.sh"
+# shellcheck source=../../scripts/lib/tools.sh
+. "$ROOT/scripts/lib/tools.sh"
+ensure_node
+ensure_npm_ci "$HERE/peers" graphile-worker bullmq pg
+ensure_postgres
+ensure_redis
 
 # ---- machine state -----------------------------------------------------------------------
 load1() { cut -d' ' -f1 /proc/loadavg; }

@@ -1,11 +1,14 @@
 //! A small client of a running Jarvis's API, for the CLI subcommands (`jarvis tasks …`).
 //!
-//! It adds the bearer token, unwraps the response envelope and turns an error envelope into an
+//! It adds the bearer token, unwraps the response envelope, reads its `data` into the same
+//! typed view the handler serialized (`crate::api::types`), and turns an error envelope into an
 //! error that says what the server said.
 
 use std::time::Duration;
 
 use anyhow::Context;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 use serde_json::Value;
 
 /// Default URL of a local Jarvis.
@@ -54,19 +57,22 @@ impl ApiClient {
         })
     }
 
-    /// `GET path` (with its query); returns the envelope's `data`.
-    pub async fn get(&self, path: &str) -> anyhow::Result<Value> {
-        self.send(self.http.get(self.url(path))).await
+    /// `GET path` (with its query); returns the envelope's `data` as a `T`.
+    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
+        read(path, self.send(self.http.get(self.url(path))).await?)
     }
 
-    /// `POST path` with a JSON body; returns the envelope's `data`.
-    pub async fn post(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
-        self.send(self.http.post(self.url(path)).json(body)).await
+    /// `POST path` with a JSON body; returns the envelope's `data` as a `T`.
+    pub async fn post<T: DeserializeOwned>(&self, path: &str, body: &Value) -> anyhow::Result<T> {
+        read(
+            path,
+            self.send(self.http.post(self.url(path)).json(body)).await?,
+        )
     }
 
-    /// `DELETE path`; returns the envelope's `data` (null for 204).
-    pub async fn delete(&self, path: &str) -> anyhow::Result<Value> {
-        self.send(self.http.delete(self.url(path))).await
+    /// `DELETE path`; returns the envelope's `data` as a `T` (a 204 has none: `()`).
+    pub async fn delete<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
+        read(path, self.send(self.http.delete(self.url(path))).await?)
     }
 
     fn url(&self, path: &str) -> String {
@@ -96,4 +102,22 @@ impl ApiClient {
         let message = body["error"]["message"].as_str().unwrap_or("(no message)");
         anyhow::bail!("{status} {code}: {message}")
     }
+}
+
+/// The `data` of an answer as the view the route serializes; an answer that does not fit says
+/// which route and which view.
+fn read<T: DeserializeOwned>(path: &str, data: Value) -> anyhow::Result<T> {
+    serde_json::from_value(data).with_context(|| {
+        format!(
+            "the answer of {path} does not fit {}",
+            std::any::type_name::<T>()
+        )
+    })
+}
+
+/// A view as pretty JSON, the `--json` output of the CLI subcommands: written through a
+/// `serde_json::Value` so that, as when the CLI printed the answer it received, object keys
+/// come in alphabetical order.
+pub fn json_text<T: Serialize>(view: &T) -> anyhow::Result<String> {
+    Ok(serde_json::to_string_pretty(&serde_json::to_value(view)?)?)
 }

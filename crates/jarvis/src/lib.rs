@@ -5,9 +5,10 @@
 //! - [`agents`]: HTTP agents, one per domain.
 //! - [`app`]: builds the application from a [`config::Config`] and runs it with graceful shutdown.
 //! - [`api`]: the HTTP API (routes, envelope, auth and correlation middleware). Only this module
-//!   knows about HTTP and JSON shapes.
-//! - [`breakers`]: the registry of named circuit breakers (the `jarvis-breaker` library), their
-//!   metrics and API view.
+//!   knows about HTTP and JSON shapes; [`api::types`] holds the views that the CLI subcommands
+//!   read back.
+//! - [`breakers`]: the registry of named circuit breakers (the `jarvis-breaker` library) and
+//!   their metrics.
 //! - [`cli`]: the command line (`serve`, `migrate`, `config check`, `health`, `healthcheck`, `tasks`, …).
 //! - [`client`]: a small client of a running Jarvis's API, for CLI subcommands.
 //! - [`clock`]: injected time (the breaker crate's `Clock`), so engines' decisions are tested

@@ -184,14 +184,11 @@ async fn health(args: &jarvis::cli::HealthArgs) -> ExitCode {
         }
     };
     if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&data).unwrap_or_default()
-        );
+        println!("{}", jarvis::client::json_text(&data).unwrap_or_default());
     } else {
         print!("{}", report::table(&data));
     }
-    if data["status"] == "fail" {
+    if data.status == jarvis::health::Overall::Fail {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS

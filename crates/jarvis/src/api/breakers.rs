@@ -1,18 +1,45 @@
 //! `/api/v1/circuit-breakers`: the state of every breaker, and operator actions.
 
-use std::collections::BTreeMap;
+use std::borrow::Cow;
+use std::time::SystemTime;
 
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, SecondsFormat, Utc};
+use jarvis_breaker::Snapshot;
 
 use super::envelope::{ok, ApiError, ApiOk, ApiPath};
 use super::services::path_name;
+use super::types::{BreakerView, BreakerViews as Views};
 use crate::app::AppState;
-use crate::breakers::view::BreakerView;
 use crate::correlation::CorrelationId;
 
-type Views = BTreeMap<String, BreakerView>;
+/// ISO 8601 UTC with milliseconds.
+pub fn iso(t: SystemTime) -> String {
+    DateTime::<Utc>::from(t).to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// The API's picture of a breaker's snapshot: camelCase fields, ISO 8601 times.
+pub fn breaker_view(s: &Snapshot, enabled: bool) -> BreakerView {
+    BreakerView {
+        state: Cow::Borrowed(s.state.as_str()),
+        failure_count: s.failure_count,
+        success_count: s.success_count,
+        total_calls: s.total_calls,
+        rejected_calls: s.rejected_calls,
+        successes: s.successes,
+        failures: s.failures,
+        last_failure_at: s.last_failure_at.map(iso),
+        last_failure_reason: s.last_failure_reason.clone(),
+        opened_at: s.opened_at.map(iso),
+        next_attempt_at: s.next_attempt_at.map(iso),
+        forced: s.forced,
+        generation: s.generation,
+        policy: s.description.clone(),
+        enabled,
+    }
+}
 
 fn view_of(state: &AppState, name: &str) -> Result<Views, ApiError> {
     let breaker = state
@@ -22,7 +49,7 @@ fn view_of(state: &AppState, name: &str) -> Result<Views, ApiError> {
     let mut views = Views::new();
     views.insert(
         name.to_string(),
-        BreakerView::new(&breaker.snapshot(), state.breakers.enabled()),
+        breaker_view(&breaker.snapshot(), state.breakers.enabled()),
     );
     Ok(views)
 }
@@ -34,7 +61,7 @@ pub async fn list(State(state): State<AppState>) -> ApiOk<Views> {
         .breakers
         .snapshots()
         .iter()
-        .map(|s| (s.name.clone(), BreakerView::new(s, enabled)))
+        .map(|s| (s.name.clone(), breaker_view(s, enabled)))
         .collect())
 }
 

@@ -19,6 +19,7 @@ use serde_json::json;
 
 use super::envelope::{ok, ApiError, ApiOk, ApiPath, ApiQuery, Envelope};
 use super::services::path_name;
+use super::types::{ServiceView, ServicesView, UptimeView};
 use crate::app::AppState;
 use crate::health::{overall, Kind, Overall, ServiceHealth};
 use crate::store::HistoryRange;
@@ -179,50 +180,6 @@ pub async fn health(State(state): State<AppState>) -> Response {
     }
 }
 
-/// One service in `GET /api/v1/health/services`.
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ServiceView {
-    /// `up`, `degraded`, `down`, or `unknown` before the first check.
-    pub status: &'static str,
-    /// Why (`HTTP 200`, `Circuit breaker OPEN`, `timeout after 3000 ms`, …).
-    pub message: String,
-    /// Duration of the latest check, ms (0 when the circuit refused it).
-    pub latency: u64,
-    /// When the latest result was produced (ISO 8601), null before the first check.
-    pub timestamp: Option<String>,
-    /// The state of the service's circuit breaker.
-    pub breaker: &'static str,
-    /// When the service was last actually called (ISO 8601).
-    pub last_checked: Option<String>,
-    /// Percent of checks up (or degraded) over about the last hour and day.
-    pub uptime: UptimeView,
-    /// Whether the overall status fails when this service is down.
-    pub critical: bool,
-    /// `http` or `tcp` (the health+json draft's `componentType`).
-    pub component_type: &'static str,
-}
-
-/// Uptime percentages; null without checks in the window.
-#[derive(Debug, Serialize)]
-pub struct UptimeView {
-    /// About the last hour.
-    pub hour: Option<f64>,
-    /// About the last day.
-    pub day: Option<f64>,
-}
-
-/// The `data` of `GET /api/v1/health/services`.
-#[derive(Debug, Serialize)]
-pub struct ServicesView {
-    /// `pass`, `warn` or `fail`.
-    pub status: Overall,
-    /// What the status means, in one line.
-    pub description: &'static str,
-    /// Every service by name.
-    pub services: BTreeMap<String, ServiceView>,
-}
-
 fn iso(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
@@ -292,21 +249,25 @@ pub async fn services(
                 .get(&name)
                 .map_or("CLOSED", |b| b.snapshot().state.as_str());
             let view = ServiceView {
-                status: s.latest.as_ref().map_or("unknown", |l| l.status.as_str()),
+                status: s
+                    .latest
+                    .as_ref()
+                    .map_or("unknown", |l| l.status.as_str())
+                    .into(),
                 message: s
                     .latest
                     .as_ref()
                     .map_or_else(|| "not checked yet".to_string(), |l| l.message.clone()),
                 latency: s.latest.as_ref().map_or(0, |l| l.latency_ms),
                 timestamp: s.latest.as_ref().map(|l| iso(l.timestamp)),
-                breaker,
+                breaker: breaker.into(),
                 last_checked: s.last_checked.map(iso),
                 uptime: UptimeView {
                     hour: s.uptime_hour,
                     day: s.uptime_day,
                 },
                 critical: s.spec.critical,
-                component_type: Kind::of(&s.spec).as_str(),
+                component_type: Kind::of(&s.spec).as_str().into(),
             };
             (name, view)
         })
@@ -324,7 +285,7 @@ pub async fn services(
             success: true,
             data: ServicesView {
                 status,
-                description,
+                description: description.into(),
                 services,
             },
         },

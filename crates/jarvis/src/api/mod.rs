@@ -10,6 +10,7 @@ pub mod retry;
 pub mod schedules;
 pub mod services;
 pub mod tasks;
+pub mod types;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::envelope::{ApiError, ApiOk, ApiPath, ApiQuery};
-use super::tasks::TaskView;
+use super::types::TaskView;
 use crate::app::AppState;
 use crate::tasks::input::MAX_ATTEMPTS;
 

@@ -4,41 +4,17 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use chrono::{DateTime, Utc};
-use serde::Serialize;
-use serde_json::Value;
 
 use super::envelope::{ok, ApiError, ApiJson, ApiOk, ApiPath};
 use super::services::path_name;
+use super::types::ScheduleView;
 use crate::app::AppState;
 use crate::names::Name;
-use crate::schedules::{Missed, Schedule, ScheduleInput, Timing};
+use crate::schedules::{Schedule, ScheduleInput, Timing};
 use crate::store::ScheduleRow;
 
 /// How many coming ticks a schedule shows (`upcoming`, from `nextRunAt` on).
 const UPCOMING: usize = 5;
-
-/// A schedule as the API shows it.
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ScheduleView {
-    name: String,
-    cron: Option<String>,
-    every_ms: Option<u64>,
-    timezone: String,
-    task: Value,
-    paused: bool,
-    missed: Missed,
-    catch_up_limit: u32,
-    /// The next tick (ISO 8601 UTC); null while paused.
-    next_run_at: Option<DateTime<Utc>>,
-    /// The next few ticks, `nextRunAt` first.
-    upcoming: Vec<DateTime<Utc>>,
-    last_run_at: Option<DateTime<Utc>>,
-    last_task_id: Option<String>,
-    created_at: DateTime<Utc>,
-    updated_at: DateTime<Utc>,
-}
 
 fn view(row: ScheduleRow) -> Result<ScheduleView, ApiError> {
     let task = row.task.0.clone();

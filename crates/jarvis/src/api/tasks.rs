@@ -9,15 +9,15 @@ use axum::http::StatusCode;
 use axum::Extension;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use uuid::Uuid;
 
 use super::envelope::{ok, ApiError, ApiJson, ApiOk, ApiPath, ApiQuery};
 use super::services::path_name;
+use super::types::{
+    Accepted, ExecutionPage, ParametersSource, RecommendationView, Stats, TaskView,
+};
 use crate::app::AppState;
 use crate::correlation::CorrelationId;
-use crate::history::{Stats, StoredExecution};
-use crate::learning::RecommendationView;
 use crate::store::{ExecutionFilter, Inserted, TaskFilter};
 use crate::tasks::input::{TaskInput, MAX_BATCH};
 use crate::tasks::{Task, TaskStatus};
@@ -26,31 +26,6 @@ use crate::tasks::{Task, TaskStatus};
 pub const DEFAULT_WAIT_MS: u64 = 30_000;
 /// Longest `?wait=true` (`waitMs`).
 pub const MAX_WAIT_MS: u64 = 120_000;
-
-/// A task as the API shows it.
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct TaskView {
-    task_id: Uuid,
-    domain: String,
-    action: String,
-    status: TaskStatus,
-    attempts: u32,
-    max_attempts: u32,
-    priority: i32,
-    parameters: Value,
-    learned_parameters: Option<Value>,
-    result: Option<Value>,
-    error: Option<String>,
-    correlation_id: String,
-    idempotency_key: Option<String>,
-    timeout_ms: Option<u64>,
-    run_at: DateTime<Utc>,
-    created_at: DateTime<Utc>,
-    started_at: Option<DateTime<Utc>>,
-    finished_at: Option<DateTime<Utc>>,
-    duration_ms: Option<u64>,
-}
 
 impl From<Task> for TaskView {
     fn from(t: Task) -> TaskView {
@@ -76,18 +51,6 @@ impl From<Task> for TaskView {
             duration_ms: t.duration_ms,
         }
     }
-}
-
-/// The answer to a submission.
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Accepted {
-    task_id: Uuid,
-    correlation_id: String,
-    status: TaskStatus,
-    /// True when an idempotency key matched an existing task.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    duplicate: bool,
 }
 
 impl From<&Inserted> for Accepted {
@@ -417,7 +380,7 @@ pub async fn history(
         .await?
     {
         stats.optimal_parameters = parameters;
-        stats.optimal_parameters_source = "learned";
+        stats.optimal_parameters_source = ParametersSource::Learned;
         stats.optimal_parameters_confidence = Some(confidence);
     }
     Ok(ok(stats))
@@ -469,15 +432,6 @@ pub struct ExecutionsQuery {
     limit: Option<u32>,
     #[serde(default)]
     cursor: Option<String>,
-}
-
-/// A page of execution records.
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ExecutionPage {
-    items: Vec<StoredExecution>,
-    /// Pass as `cursor` for the next page; null on the last page.
-    next_cursor: Option<String>,
 }
 
 /// `GET /api/v1/tasks/executions`: raw execution records, newest first, cursor-paginated.

@@ -3,7 +3,8 @@
 use clap::Subcommand;
 use serde_json::Value;
 
-use crate::client::Connection;
+use crate::api::types::BreakerViews;
+use crate::client::{json_text, Connection};
 
 /// `jarvis breakers …`
 #[derive(Debug, Subcommand)]
@@ -32,16 +33,8 @@ pub enum BreakersCommand {
     },
 }
 
-fn cell(v: &Value) -> String {
-    match v {
-        Value::Null => "-".into(),
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
-}
-
-/// The table of `jarvis breakers`.
-pub fn table(data: &Value) -> String {
+/// The table of `jarvis breakers`: a row per breaker, by name.
+pub fn table(views: &BreakerViews) -> String {
     let mut rows = vec![[
         "NAME".to_string(),
         "STATE".into(),
@@ -51,18 +44,17 @@ pub fn table(data: &Value) -> String {
         "NEXT ATTEMPT".into(),
         "LAST FAILURE".into(),
     ]];
-    if let Some(map) = data.as_object() {
-        for (name, b) in map {
-            rows.push([
-                name.clone(),
-                cell(&b["state"]),
-                cell(&b["failureCount"]),
-                cell(&b["rejectedCalls"]),
-                cell(&b["totalCalls"]),
-                cell(&b["nextAttemptAt"]),
-                cell(&b["lastFailureReason"]),
-            ]);
-        }
+    let or_dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+    for (name, b) in views {
+        rows.push([
+            name.clone(),
+            b.state.to_string(),
+            b.failure_count.to_string(),
+            b.rejected_calls.to_string(),
+            b.total_calls.to_string(),
+            or_dash(&b.next_attempt_at),
+            or_dash(&b.last_failure_reason),
+        ]);
     }
     let widths: Vec<usize> = (0..7)
         .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
@@ -83,14 +75,14 @@ pub fn table(data: &Value) -> String {
     out
 }
 
-/// Runs one `jarvis breakers` command and prints the answer (`--json`: the raw `data`).
+/// Runs one `jarvis breakers` command and prints the answer (`--json`: the `data` as JSON).
 pub async fn run(
     connection: &Connection,
     json: bool,
     command: Option<BreakersCommand>,
 ) -> anyhow::Result<()> {
     let client = connection.client()?;
-    let data = match command.unwrap_or(BreakersCommand::List) {
+    let views: BreakerViews = match command.unwrap_or(BreakersCommand::List) {
         BreakersCommand::List => client.get("/api/v1/circuit-breakers").await?,
         BreakersCommand::Show { name } => {
             client
@@ -123,9 +115,9 @@ pub async fn run(
         }
     };
     if json {
-        println!("{}", serde_json::to_string_pretty(&data)?);
+        println!("{}", json_text(&views)?);
     } else {
-        print!("{}", table(&data));
+        print!("{}", table(&views));
     }
     Ok(())
 }
@@ -136,17 +128,51 @@ mod tests {
 
     #[test]
     fn the_table_has_a_row_per_breaker() {
-        let data = serde_json::json!({
-            "aiDawgBackend": {"state": "OPEN", "failureCount": 5, "rejectedCalls": 2,
-                              "totalCalls": 7, "nextAttemptAt": "2026-01-01T00:01:00.000Z",
-                              "lastFailureReason": "connection refused"}
-        });
-        let t = table(&data);
+        let mut views: BreakerViews = serde_json::from_value(sample()).unwrap();
+        views.remove("music");
+        let t = table(&views);
         let lines: Vec<&str> = t.lines().collect();
         assert_eq!(lines.len(), 2);
         assert!(lines[0].starts_with("NAME"));
         assert!(lines[1].starts_with("aiDawgBackend  OPEN"));
         assert!(lines[1].ends_with("connection refused"));
-        assert!(table(&serde_json::json!({})).contains("no circuit breaker yet"));
+        assert!(table(&BreakerViews::new()).contains("no circuit breaker yet"));
+    }
+
+    /// Two breakers as `GET /api/v1/circuit-breakers` answers them, every field present.
+    fn sample() -> serde_json::Value {
+        serde_json::json!({
+            "aiDawgBackend": {"state": "OPEN", "failureCount": 5, "successCount": 0,
+                "totalCalls": 7, "rejectedCalls": 2, "successes": 0, "failures": 5,
+                "lastFailureAt": "2026-01-01T00:00:00.000Z",
+                "lastFailureReason": "connection refused",
+                "openedAt": "2026-01-01T00:00:00.000Z",
+                "nextAttemptAt": "2026-01-01T00:01:00.000Z", "forced": false, "generation": 1,
+                "policy": "5 consecutive failures, open 60000 ms", "enabled": true},
+            "music": {"state": "CLOSED", "failureCount": 0, "successCount": 0,
+                "totalCalls": 12345, "rejectedCalls": 0, "successes": 12345, "failures": 0,
+                "lastFailureAt": null, "lastFailureReason": null, "openedAt": null,
+                "nextAttemptAt": null, "forced": false, "generation": 0,
+                "policy": "5 consecutive failures, open 60000 ms", "enabled": true}
+        })
+    }
+
+    /// The table and `--json` output are what the CLI printed when it read the answer as
+    /// untyped JSON.
+    #[test]
+    fn the_output_is_unchanged() {
+        let views: BreakerViews = serde_json::from_value(sample()).unwrap();
+        assert_eq!(
+            table(&views),
+            concat!(
+                "NAME           STATE   FAILURES  REJECTED  CALLS  NEXT ATTEMPT              LAST FAILURE\n",
+                "aiDawgBackend  OPEN    5         2         7      2026-01-01T00:01:00.000Z  connection refused\n",
+                "music          CLOSED  0         0         12345  -                         -\n",
+            )
+        );
+        assert_eq!(
+            json_text(&views).unwrap(),
+            serde_json::to_string_pretty(&sample()).unwrap()
+        );
     }
 }

@@ -4,12 +4,12 @@
 //! `CIRCUIT_BREAKER_*` defaults and the config file's `[breakers.<name>]` overrides. Callers use
 //! [`BreakerRegistry::acquire`], which also honours `CIRCUIT_BREAKER_ENABLED=false` (every call
 //! passes through, and the API says so). The breaker itself is the `jarvis-breaker` library; this
-//! module adds names, configuration, metrics and the API view.
+//! module adds names, configuration, metrics and `jarvis breakers` (the API's view of a breaker
+//! is `api::types::BreakerView`).
 
 pub mod cli;
 pub mod metrics;
 pub mod shared;
-pub mod view;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;

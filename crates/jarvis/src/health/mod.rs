@@ -27,7 +27,7 @@ pub use monitor::{Monitor, RoundReport, RoundSink, ServiceHealth};
 pub use spec::{BodyCondition, ServiceInput, ServiceSpec};
 
 /// The overall status of a set of services, as the IETF health+json draft names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Overall {
     /// Every service up.
@@ -36,6 +36,17 @@ pub enum Overall {
     Warn,
     /// Some critical service down.
     Fail,
+}
+
+impl Overall {
+    /// The wire form: `pass`, `warn` or `fail`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Overall::Pass => "pass",
+            Overall::Warn => "warn",
+            Overall::Fail => "fail",
+        }
+    }
 }
 
 /// Any critical service down → `fail`; else any service down, degraded or not yet checked →

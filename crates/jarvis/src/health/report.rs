@@ -2,51 +2,43 @@
 
 use std::fmt::Write as _;
 
-use serde_json::Value;
+use crate::api::types::{ServiceView, ServicesView};
 
 /// Fetches the aggregated view (`data` of `GET /api/v1/health/services`) from a running
 /// Jarvis. The error says what went wrong in one line.
-pub async fn fetch(connection: &crate::client::Connection) -> anyhow::Result<Value> {
+pub async fn fetch(connection: &crate::client::Connection) -> anyhow::Result<ServicesView> {
     connection.client()?.get("/api/v1/health/services").await
 }
 
 /// The aggregated view as a table, one service a line, worst first.
-pub fn table(data: &Value) -> String {
+pub fn table(view: &ServicesView) -> String {
     let mut out = String::new();
-    let overall = data["status"].as_str().unwrap_or("?");
-    let _ = writeln!(out, "overall: {overall}");
-    let Some(services) = data["services"].as_object() else {
-        return out;
-    };
-    if services.is_empty() {
+    let _ = writeln!(out, "overall: {}", view.status.as_str());
+    if view.services.is_empty() {
         let _ = writeln!(out, "(no services)");
         return out;
     }
-    let rank = |s: &Value| match s["status"].as_str() {
-        Some("down") => 0,
-        Some("unknown") => 1,
-        Some("degraded") => 2,
+    let rank = |s: &ServiceView| match s.status.as_ref() {
+        "down" => 0,
+        "unknown" => 1,
+        "degraded" => 2,
         _ => 3,
     };
-    let mut rows: Vec<(&String, &Value)> = services.iter().collect();
+    let mut rows: Vec<(&String, &ServiceView)> = view.services.iter().collect();
     rows.sort_by(|a, b| rank(a.1).cmp(&rank(b.1)).then(a.0.cmp(b.0)));
-    let pct = |v: &Value| v.as_f64().map_or("-".to_string(), |p| format!("{p:.2}%"));
+    let pct = |v: Option<f64>| v.map_or("-".to_string(), |p| format!("{p:.2}%"));
     let lines: Vec<[String; 8]> = rows
         .iter()
         .map(|(name, s)| {
             [
                 name.to_string(),
-                s["status"].as_str().unwrap_or("?").to_string(),
-                if s["critical"] == true { "yes" } else { "no" }.to_string(),
-                format!("{} ms", s["latency"].as_u64().unwrap_or(0)),
-                s["breaker"].as_str().unwrap_or("?").to_string(),
-                format!(
-                    "{} / {}",
-                    pct(&s["uptime"]["hour"]),
-                    pct(&s["uptime"]["day"])
-                ),
-                s["lastChecked"].as_str().unwrap_or("-").to_string(),
-                s["message"].as_str().unwrap_or("").to_string(),
+                s.status.to_string(),
+                if s.critical { "yes" } else { "no" }.to_string(),
+                format!("{} ms", s.latency),
+                s.breaker.to_string(),
+                format!("{} / {}", pct(s.uptime.hour), pct(s.uptime.day)),
+                s.last_checked.clone().unwrap_or_else(|| "-".into()),
+                s.message.clone(),
             ]
         })
         .collect();
@@ -91,19 +83,72 @@ mod tests {
     fn table_puts_the_worst_first() {
         let data = serde_json::json!({
             "status": "fail",
+            "description": "a critical service is down",
             "services": {
                 "a": {"status": "up", "critical": false, "latency": 3, "breaker": "CLOSED",
-                      "uptime": {"hour": 100.0, "day": 99.5}, "lastChecked": "t", "message": "HTTP 200"},
+                      "uptime": {"hour": 100.0, "day": 99.5}, "lastChecked": "t", "message": "HTTP 200",
+                      "timestamp": "t", "componentType": "http"},
                 "b": {"status": "down", "critical": true, "latency": 0, "breaker": "OPEN",
                       "uptime": {"hour": null, "day": null}, "lastChecked": null,
-                      "message": "Circuit breaker OPEN"},
+                      "message": "Circuit breaker OPEN", "timestamp": null, "componentType": "tcp"},
             }
         });
-        let t = table(&data);
+        let t = table(&serde_json::from_value(data).unwrap());
         let lines: Vec<&str> = t.lines().collect();
         assert_eq!(lines[0], "overall: fail");
         assert!(lines[1].starts_with("SERVICE"));
         assert!(lines[2].starts_with("b ") && lines[2].contains("Circuit breaker OPEN"));
         assert!(lines[3].contains("100.00% / 99.50%"));
+    }
+
+    fn service(
+        status: &str,
+        critical: bool,
+        hour: Option<f64>,
+        checked: Option<&str>,
+    ) -> serde_json::Value {
+        serde_json::json!({
+            "status": status, "message": format!("{status} message"), "latency": 17,
+            "timestamp": checked, "breaker": "CLOSED", "lastChecked": checked,
+            "uptime": {"hour": hour, "day": hour.map(|h| h - 0.125)},
+            "critical": critical, "componentType": "http"
+        })
+    }
+
+    /// The table and `--json` output are what `jarvis health` printed when it read the answer
+    /// as untyped JSON.
+    #[test]
+    fn the_output_is_unchanged() {
+        let data = serde_json::json!({
+            "status": "warn",
+            "description": "some non-critical service is down, or some service is degraded or not checked yet",
+            "services": {
+                "api": service("up", true, Some(100.0), Some("2026-01-01T00:00:00.000Z")),
+                "cache": service("degraded", false, Some(99.5), Some("2026-01-01T00:00:01.000Z")),
+                "new": service("unknown", false, None, None),
+                "worker": service("down", false, Some(33.333333), Some("2026-01-01T00:00:02.000Z")),
+            }
+        });
+        let view: ServicesView = serde_json::from_value(data.clone()).unwrap();
+        assert_eq!(
+            table(&view),
+            concat!(
+                "overall: warn\n",
+                "SERVICE  STATUS    CRITICAL  LATENCY  BREAKER  UPTIME 1h / 24h   LAST CHECKED              MESSAGE\n",
+                "worker   down      no        17 ms    CLOSED   33.33% / 33.21%   2026-01-01T00:00:02.000Z  down message\n",
+                "new      unknown   no        17 ms    CLOSED   - / -             -                         unknown message\n",
+                "cache    degraded  no        17 ms    CLOSED   99.50% / 99.38%   2026-01-01T00:00:01.000Z  degraded message\n",
+                "api      up        yes       17 ms    CLOSED   100.00% / 99.88%  2026-01-01T00:00:00.000Z  up message\n",
+            )
+        );
+        assert_eq!(
+            crate::client::json_text(&view).unwrap(),
+            serde_json::to_string_pretty(&data).unwrap()
+        );
+        let empty = serde_json::json!({"status": "pass", "description": "every service is up", "services": {}});
+        assert_eq!(
+            table(&serde_json::from_value(empty).unwrap()),
+            concat!("overall: pass\n", "(no services)\n",)
+        );
     }
 }

@@ -64,7 +64,7 @@ impl ExecutionRecord {
 }
 
 /// A record as read back, with its position for cursor pagination.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct StoredExecution {
     /// Position in the history (increasing).

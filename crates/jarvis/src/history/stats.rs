@@ -3,14 +3,14 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::rollup::bucket_value;
 use crate::store::StatsRaw;
 
 /// One common failure reason.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct FailureReason {
     /// The normalised reason (numbers, IDs, hosts … masked).
@@ -23,8 +23,20 @@ pub struct FailureReason {
     pub group: String,
 }
 
-/// The statistics of one domain/action (`GET /api/v1/tasks/history`).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// Where the `optimalParameters` of [`Stats`] come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ParametersSource {
+    /// The learner's recommendation (`learned`).
+    Learned,
+    /// For each parameter, the value most common among recent successful runs, while the
+    /// learner has too little data (`mostCommonRecent`).
+    MostCommonRecent,
+}
+
+/// The statistics of one domain/action (`GET /api/v1/tasks/history`; read back by
+/// `jarvis tasks stats`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Stats {
     /// The domain.
@@ -64,9 +76,9 @@ pub struct Stats {
     /// successful runs (`"mostCommonRecent"`).
     pub optimal_parameters: Map<String, Value>,
     /// Where `optimalParameters` comes from: `learned` or `mostCommonRecent`.
-    pub optimal_parameters_source: &'static str,
+    pub optimal_parameters_source: ParametersSource,
     /// With learned parameters: the learner's confidence (0–1).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub optimal_parameters_confidence: Option<f64>,
     /// When the latest attempt finished.
     pub last_executed_at: Option<DateTime<Utc>>,
@@ -162,7 +174,7 @@ impl Stats {
                 })
                 .collect(),
             optimal_parameters: most_common_parameters(&raw.recent_successful_parameters),
-            optimal_parameters_source: "mostCommonRecent",
+            optimal_parameters_source: ParametersSource::MostCommonRecent,
             optimal_parameters_confidence: None,
             last_executed_at: t.last_executed_at,
         }

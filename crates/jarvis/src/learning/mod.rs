@@ -121,8 +121,8 @@ impl LearnerState {
     }
 }
 
-/// A recommendation as the API shows it.
-#[derive(Debug, Clone, Serialize)]
+/// A recommendation as the API shows it (read back by `jarvis tasks recommend`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RecommendationView {
     /// The domain.

@@ -1,10 +1,14 @@
 //! `jarvis schedules [list|show|pause|resume|delete]`: the schedules of a running Jarvis, with
 //! their next run times.
 
+use chrono::{DateTime, Utc};
 use clap::Subcommand;
+use serde::Deserialize;
 use serde_json::Value;
 
-use crate::client::Connection;
+use crate::api::types::{wire_time, ScheduleView};
+use crate::client::{json_text, Connection};
+use crate::tasks::input::TaskInput;
 
 /// `jarvis schedules …`
 #[derive(Debug, Subcommand)]
@@ -33,16 +37,8 @@ pub enum SchedulesCommand {
     },
 }
 
-fn cell(v: &Value) -> String {
-    match v {
-        Value::Null => "-".into(),
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
-}
-
-/// The table of `jarvis schedules`.
-pub fn table(data: &Value) -> String {
+/// The table of `jarvis schedules`: a row per schedule.
+pub fn table(schedules: &[ScheduleView]) -> String {
     let mut rows = vec![[
         "NAME".to_string(),
         "WHEN".into(),
@@ -51,33 +47,32 @@ pub fn table(data: &Value) -> String {
         "NEXT RUN".into(),
         "LAST RUN".into(),
     ]];
-    let list = match data {
-        Value::Array(items) => items.clone(),
-        Value::Object(_) => vec![data.clone()],
-        _ => Vec::new(),
-    };
-    for s in &list {
-        let when = match (&s["cron"], &s["everyMs"]) {
-            (Value::String(c), _) => format!("cron {c} ({})", cell(&s["timezone"])),
-            (_, Value::Number(ms)) => format!("every {ms} ms"),
-            _ => "-".into(),
+    let time = |t: &Option<DateTime<Utc>>| t.as_ref().map_or_else(|| "-".into(), wire_time);
+    for s in schedules {
+        let when = match (&s.cron, s.every_ms) {
+            (Some(c), _) => format!("cron {c} ({})", s.timezone),
+            (None, Some(ms)) => format!("every {ms} ms"),
+            (None, None) => "-".into(),
         };
-        let state = if s["paused"] == true {
+        let state = if s.paused {
             "paused".to_string()
         } else {
-            format!("active, missed: {}", cell(&s["missed"]))
+            format!("active, missed: {}", s.missed.as_str())
         };
+        // `task` is the task body as given (the wire keeps it as stored); it was validated as a
+        // `TaskInput` when the schedule was stored.
+        let (domain, action) = match TaskInput::deserialize(&s.task) {
+            Ok(task) => (task.domain, task.action),
+            Err(_) => (None, None),
+        };
+        let or_dash = |v: Option<String>| v.unwrap_or_else(|| "-".into());
         rows.push([
-            cell(&s["name"]),
+            s.name.clone(),
             when,
-            format!(
-                "{}/{}",
-                cell(&s["task"]["domain"]),
-                cell(&s["task"]["action"])
-            ),
+            format!("{}/{}", or_dash(domain), or_dash(action)),
             state,
-            cell(&s["nextRunAt"]),
-            cell(&s["lastRunAt"]),
+            time(&s.next_run_at),
+            time(&s.last_run_at),
         ]);
     }
     let widths: Vec<usize> = (0..6)
@@ -96,16 +91,20 @@ pub fn table(data: &Value) -> String {
     if rows.len() == 1 {
         out.push_str("(no schedule yet)\n");
     }
-    if let (Value::Object(_), Some(next)) = (data, data["upcoming"].as_array()) {
-        out.push_str("upcoming:\n");
-        for t in next {
-            out.push_str(&format!("  {}\n", cell(t)));
-        }
+    out
+}
+
+/// One schedule: its row of the table, then its coming ticks.
+pub fn detail(schedule: &ScheduleView) -> String {
+    let mut out = table(std::slice::from_ref(schedule));
+    out.push_str("upcoming:\n");
+    for t in &schedule.upcoming {
+        out.push_str(&format!("  {}\n", wire_time(t)));
     }
     out
 }
 
-/// Runs one `jarvis schedules` command and prints the answer (`--json`: the raw `data`).
+/// Runs one `jarvis schedules` command and prints the answer (`--json`: the `data` as JSON).
 pub async fn run(
     connection: &Connection,
     json: bool,
@@ -113,8 +112,16 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let client = connection.client()?;
     let path = |name: &str| format!("/api/v1/schedules/{name}");
-    let data = match command.unwrap_or(SchedulesCommand::List) {
-        SchedulesCommand::List => client.get("/api/v1/schedules").await?,
+    let one: ScheduleView = match command.unwrap_or(SchedulesCommand::List) {
+        SchedulesCommand::List => {
+            let all: Vec<ScheduleView> = client.get("/api/v1/schedules").await?;
+            if json {
+                println!("{}", json_text(&all)?);
+            } else {
+                print!("{}", table(&all));
+            }
+            return Ok(());
+        }
         SchedulesCommand::Show { name } => client.get(&path(&name)).await?,
         SchedulesCommand::Pause { name } => {
             client
@@ -127,15 +134,15 @@ pub async fn run(
                 .await?
         }
         SchedulesCommand::Delete { name } => {
-            client.delete(&path(&name)).await?;
+            client.delete::<()>(&path(&name)).await?;
             println!("schedule {name} deleted");
             return Ok(());
         }
     };
     if json {
-        println!("{}", serde_json::to_string_pretty(&data)?);
+        println!("{}", json_text(&one)?);
     } else {
-        print!("{}", table(&data));
+        print!("{}", detail(&one));
     }
     Ok(())
 }
@@ -146,15 +153,12 @@ mod tests {
 
     #[test]
     fn the_table_has_a_row_per_schedule() {
-        let data = serde_json::json!([
-            {"name": "nightly", "cron": "0 3 * * *", "everyMs": null, "timezone": "Europe/Paris",
-             "task": {"domain": "noop", "action": "report"}, "paused": false, "missed": "skip",
-             "nextRunAt": "2026-01-02T02:00:00Z", "lastRunAt": null},
-            {"name": "poll", "cron": null, "everyMs": 5000, "timezone": "UTC",
-             "task": {"domain": "music", "action": "sync"}, "paused": true, "missed": "catchUp",
-             "nextRunAt": null, "lastRunAt": "2026-01-01T00:00:05Z"}
-        ]);
-        let t = table(&data);
+        let list: Vec<ScheduleView> = serde_json::from_value(serde_json::json!([
+            one("nightly", Some("0 3 * * *"), None, false),
+            one("poll", None, Some(5000), true)
+        ]))
+        .unwrap();
+        let t = table(&list);
         let lines: Vec<&str> = t.lines().collect();
         assert_eq!(lines.len(), 3, "{t}");
         assert!(lines[0].starts_with("NAME"));
@@ -164,6 +168,67 @@ mod tests {
             lines[2].contains("every 5000 ms") && lines[2].contains("paused"),
             "{t}"
         );
-        assert!(table(&serde_json::json!([])).contains("no schedule yet"));
+        assert!(table(&[]).contains("no schedule yet"));
+    }
+
+    fn one(name: &str, cron: Option<&str>, every: Option<u64>, paused: bool) -> serde_json::Value {
+        serde_json::json!({
+            "name": name, "cron": cron, "everyMs": every,
+            "timezone": if cron.is_some() { "Europe/Paris" } else { "UTC" },
+            "task": {"domain": "noop", "action": "report", "parameters": {"x": 1}},
+            "paused": paused, "missed": if paused { "catchUp" } else { "skip" },
+            "catchUpLimit": 10,
+            "nextRunAt": if paused { None } else { Some("2026-01-02T02:00:00Z") },
+            "upcoming": if paused { vec![] } else { vec!["2026-01-02T02:00:00Z", "2026-01-03T02:00:00Z"] },
+            "lastRunAt": if paused { Some("2026-01-01T00:00:05.123456Z") } else { None },
+            "lastTaskId": if paused { Some("0190a5e1-0000-7000-8000-000000000001") } else { None },
+            "createdAt": "2026-01-01T00:00:00.123Z", "updatedAt": "2026-01-01T00:00:00.123Z"
+        })
+    }
+
+    /// The tables and `--json` output are what the CLI printed when it read the answers as
+    /// untyped JSON.
+    #[test]
+    fn the_output_is_unchanged() {
+        let nightly = one("nightly", Some("0 3 * * *"), None, false);
+        let poll = one("poll", None, Some(5000), true);
+        let list = serde_json::json!([nightly, poll]);
+        let all: Vec<ScheduleView> = serde_json::from_value(list.clone()).unwrap();
+        assert_eq!(
+            table(&all),
+            concat!(
+                "NAME     WHEN                           TASK         STATE                 NEXT RUN              LAST RUN\n",
+                "nightly  cron 0 3 * * * (Europe/Paris)  noop/report  active, missed: skip  2026-01-02T02:00:00Z  -\n",
+                "poll     every 5000 ms                  noop/report  paused                -                     2026-01-01T00:00:05.123456Z\n",
+            )
+        );
+        let typed =
+            |v: &serde_json::Value| -> ScheduleView { serde_json::from_value(v.clone()).unwrap() };
+        assert_eq!(
+            detail(&typed(&nightly)),
+            concat!(
+                "NAME     WHEN                           TASK         STATE                 NEXT RUN              LAST RUN\n",
+                "nightly  cron 0 3 * * * (Europe/Paris)  noop/report  active, missed: skip  2026-01-02T02:00:00Z  -\n",
+                "upcoming:\n",
+                "  2026-01-02T02:00:00Z\n",
+                "  2026-01-03T02:00:00Z\n",
+            )
+        );
+        assert_eq!(
+            detail(&typed(&poll)),
+            concat!(
+                "NAME  WHEN           TASK         STATE   NEXT RUN  LAST RUN\n",
+                "poll  every 5000 ms  noop/report  paused  -         2026-01-01T00:00:05.123456Z\n",
+                "upcoming:\n",
+            )
+        );
+        assert_eq!(
+            json_text(&all).unwrap(),
+            serde_json::to_string_pretty(&list).unwrap()
+        );
+        assert_eq!(
+            json_text(&typed(&poll)).unwrap(),
+            serde_json::to_string_pretty(&poll).unwrap()
+        );
     }
 }

@@ -5,7 +5,8 @@ use std::time::Duration;
 use clap::Subcommand;
 use serde_json::{json, Map, Value};
 
-use crate::client::ApiClient;
+use crate::api::types::{Accepted, ExecutionPage, RecommendationView, Stats, TaskView};
+use crate::client::{json_text, ApiClient};
 
 pub use crate::client::Connection;
 
@@ -143,11 +144,12 @@ fn parameters(params: &[String], all: Option<&str>) -> anyhow::Result<Value> {
     Ok(Value::Object(map))
 }
 
-/// Runs one `jarvis tasks` subcommand and prints the answer as JSON.
+/// Runs one `jarvis tasks` subcommand and prints the answer (the view the route serializes) as
+/// JSON.
 pub async fn run(connection: &Connection, command: TasksCommand) -> anyhow::Result<()> {
     let token = connection.token.clone().unwrap_or_default();
     let client = ApiClient::new(&connection.url, &token, Duration::from_secs(120))?;
-    let data = match command {
+    let text = match command {
         TasksCommand::Submit {
             domain,
             action,
@@ -186,17 +188,30 @@ pub async fn run(connection: &Connection, command: TasksCommand) -> anyhow::Resu
             } else {
                 "/api/v1/execute"
             };
-            client.post(path, &body).await?
+            if wait {
+                json_text(&client.post::<TaskView>(path, &body).await?)?
+            } else {
+                json_text(&client.post::<Accepted>(path, &body).await?)?
+            }
         }
-        TasksCommand::Show { id } => client.get(&format!("/api/v1/tasks/{id}")).await?,
-        TasksCommand::Cancel { id } => client.delete(&format!("/api/v1/tasks/{id}")).await?,
+        TasksCommand::Show { id } => json_text(
+            &client
+                .get::<TaskView>(&format!("/api/v1/tasks/{id}"))
+                .await?,
+        )?,
+        TasksCommand::Cancel { id } => json_text(
+            &client
+                .delete::<TaskView>(&format!("/api/v1/tasks/{id}"))
+                .await?,
+        )?,
         TasksCommand::Retry { id, attempts } => {
             let q = attempts
                 .map(|n| format!("?attempts={n}"))
                 .unwrap_or_default();
-            client
+            let task: TaskView = client
                 .post(&format!("/api/v1/tasks/{id}/retry{q}"), &Value::Null)
-                .await?
+                .await?;
+            json_text(&task)?
         }
         TasksCommand::Stats {
             domain,
@@ -210,13 +225,18 @@ pub async fn run(connection: &Connection, command: TasksCommand) -> anyhow::Resu
                 ("since", since),
                 ("until", until),
             ]);
-            client.get(&format!("/api/v1/tasks/history{q}")).await?
+            json_text(
+                &client
+                    .get::<Stats>(&format!("/api/v1/tasks/history{q}"))
+                    .await?,
+            )?
         }
         TasksCommand::Recommend { domain, action } => {
             let q = query(&[("domain", Some(domain)), ("action", Some(action))]);
-            client
+            let view: RecommendationView = client
                 .get(&format!("/api/v1/tasks/recommendations{q}"))
-                .await?
+                .await?;
+            json_text(&view)?
         }
         TasksCommand::List {
             domain,
@@ -234,10 +254,11 @@ pub async fn run(connection: &Connection, command: TasksCommand) -> anyhow::Resu
                 ("limit", Some(limit.to_string())),
                 ("cursor", cursor),
             ]);
-            client.get(&format!("/api/v1/tasks/executions{q}")).await?
+            let page: ExecutionPage = client.get(&format!("/api/v1/tasks/executions{q}")).await?;
+            json_text(&page)?
         }
     };
-    println!("{}", serde_json::to_string_pretty(&data)?);
+    println!("{text}");
     Ok(())
 }
 
