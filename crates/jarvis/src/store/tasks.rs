@@ -189,7 +189,8 @@ pub trait TaskStore: Send + Sync {
 }
 
 /// What differs by dialect in the queue. Each method is one step of the [`TaskStore`] method
-/// of the same purpose, called with a non-empty batch; errors are classified by the caller.
+/// of the same purpose, called with a non-empty batch (`take_back_expired`: any `limit`);
+/// errors are classified by the caller.
 /// The notification defaults are those of a store one process owns (SQLite), where the
 /// queue's in-process channels reach every waiter.
 #[async_trait]
@@ -417,9 +418,6 @@ macro_rules! impl_task_store {
                 grace: std::time::Duration,
             ) -> Result<Vec<$crate::store::tasks::Reclaimed>, $crate::store::StoreError> {
                 use $crate::store::{shared::SqlBackend, tasks::QueueDialect};
-                if limit == 0 {
-                    return Ok(Vec::new());
-                }
                 self.take_back_expired(now, limit, grace)
                     .await
                     .map_err(|e| self.classify(e))

@@ -10,7 +10,7 @@ use crate::history::record::ExecutionRecord;
 use crate::history::rollup::Rollup;
 use crate::store::history::HistoryDialect;
 
-pub(super) const INSERT: &str = "\
+const INSERT: &str = "\
 INSERT INTO task_history (record_id, task_id, domain, action, attempt, parameters,
                           learned_parameters, success, duration_ms, impact_score, failure_reason,
                           failure_group, cost_usd, correlation_id, instance_id, started_at,

@@ -24,7 +24,7 @@ pub const DONE_CHANNEL: &str = "jarvis_task_done";
 /// Task IDs per `jarvis_task_done` notification (37 bytes each; a payload holds < 8,000).
 const DONE_PER_NOTICE: i64 = 200;
 
-pub(super) const INSERT: &str = "\
+const INSERT: &str = "\
 WITH ins AS (
     INSERT INTO tasks (id, domain, action, parameters, learned_parameters, status, priority,
                        run_at, attempts, max_attempts, timeout_ms, idempotency_key,

@@ -31,8 +31,7 @@ WHERE id IN (SELECT id FROM tasks WHERE status IN ('queued', 'waiting') AND run_
              ORDER BY priority DESC, run_at, id LIMIT $3)
 RETURNING *";
 
-    /// `min(run_at)` would come back as text without a declared type, so the first due row
-    /// is read instead.
+    /// The first claimable row in `run_at` order (no row when none is claimable).
     const NEXT_RUN_AT: &'static str =
         "SELECT run_at FROM tasks WHERE status IN ('queued', 'waiting') ORDER BY run_at LIMIT 1";
 
