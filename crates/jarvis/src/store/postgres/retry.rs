@@ -2,6 +2,7 @@
 //! statement wakes idle workers of every instance (`NOTIFY jarvis_tasks`, as a submission
 //! does).
 
+/// The requeue and its wake-up in one statement (`impl_task_retry_store!`).
 pub(super) const RETRY: &str = concat!(
     "WITH up AS (",
     crate::store::retry::requeue_sql!(),
