@@ -332,25 +332,37 @@ impl BreakerSql {
     }
 }
 
-/// What differs by dialect around the shared statements.
+/// What differs by dialect around the shared statements. The defaults are those of a store
+/// one instance owns (SQLite): nobody to announce a change to, nobody to hear one from.
 #[async_trait]
-pub(crate) trait BreakerDialect: super::shared::SqlBackend {
+pub(crate) trait BreakerDialect: super::shared::SqlBackend + Sync {
     /// The statements, with this dialect's time arithmetic.
     fn breaker_sql() -> &'static LazyLock<BreakerSql>;
 
     /// Announces a change of `name` to other instances, inside the transaction that makes it
-    /// (PostgreSQL: `pg_notify`; SQLite: nobody to tell).
+    /// (PostgreSQL: `pg_notify`).
     async fn announce(
         tx: &mut sqlx::Transaction<'_, Self::Db>,
         name: &str,
-    ) -> Result<(), sqlx::Error>;
+    ) -> Result<(), sqlx::Error> {
+        let _ = (tx, name);
+        Ok(())
+    }
 
-    /// See [`BreakerStateStore::watch_breakers`].
+    /// See [`BreakerStateStore::watch_breakers`]. By default nothing arrives: the feed only
+    /// waits for `shutdown`.
     async fn watch(
         &self,
         notes: tokio::sync::mpsc::UnboundedSender<ChangeNote>,
-        shutdown: tokio::sync::watch::Receiver<bool>,
-    );
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+    ) {
+        let _ = notes;
+        while !*shutdown.borrow() {
+            if shutdown.changed().await.is_err() {
+                return;
+            }
+        }
+    }
 }
 
 /// The one body of [`BreakerStateStore`] for both backends (`impl_breaker_state_store!(SqliteStore)`):

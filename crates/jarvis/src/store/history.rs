@@ -1,19 +1,21 @@
 //! The history's part of the storage trait: execution records, rollups, statistics, retention.
 //!
 //! Writing records and rollups differs by dialect (PostgreSQL inserts a batch with `UNNEST`,
-//! SQLite row by row on its writer), so [`HistoryStore`] has a body per backend. Reading
+//! SQLite row by row on its writer): those two steps are a [`HistoryDialect`] in each backend,
+//! and the rest of [`HistoryStore`] (the transaction, which records the rollups count, the
+//! retention statements) is written once, `impl_history_store!`. Reading
 //! ([`HistoryReadStore`]: statistics from the rollups, listings, counts) is the same SQL on
-//! both, written once here and expanded by `impl_history_read_store!`; so are the retention
-//! statements.
+//! both, written once here and expanded by `impl_history_read_store!`.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use uuid::Uuid;
 
+use super::shared::SqlBackend;
 use super::StoreError;
 use crate::history::record::{ExecutionRecord, StoredExecution};
-use crate::history::rollup::{FailureCount, HourTotals};
+use crate::history::rollup::{FailureCount, HourTotals, Rollup};
 
 /// Which statistics.
 #[derive(Debug, Clone)]
@@ -98,6 +100,117 @@ pub trait HistoryReadStore: Send + Sync {
     /// Number of records (all, or of one task).
     async fn count_executions(&self, task_id: Option<Uuid>) -> Result<u64, StoreError>;
 }
+
+/// What differs by dialect in writing the history.
+#[async_trait]
+pub(crate) trait HistoryDialect: SqlBackend + Sync {
+    /// Whether a purge runs in one transaction (one commit for the batch) or statement by
+    /// statement (no lock outlives its statement).
+    const PURGE_IN_ONE_TRANSACTION: bool;
+
+    /// Inserts `records` (never empty) inside `tx`, skipping any stored already; returns the
+    /// `record_id`s it inserted.
+    async fn insert_records(
+        tx: &mut sqlx::Transaction<'_, Self::Db>,
+        records: &[ExecutionRecord],
+    ) -> Result<Vec<Uuid>, sqlx::Error>;
+
+    /// Adds `rollup` to the rollup tables inside `tx`, taking row locks in the rollup's
+    /// (sorted) key order.
+    async fn write_rollup(
+        tx: &mut sqlx::Transaction<'_, Self::Db>,
+        rollup: &Rollup,
+    ) -> Result<(), sqlx::Error>;
+}
+
+/// The rollup of the records an insert really stored (`inserted`, their `record_id`s).
+pub(crate) fn rollup_of_inserted(records: &[ExecutionRecord], inserted: &[Uuid]) -> Rollup {
+    if inserted.len() == records.len() {
+        return Rollup::of(records);
+    }
+    let new: std::collections::HashSet<Uuid> = inserted.iter().copied().collect();
+    Rollup::of(records.iter().filter(|r| new.contains(&r.record_id)))
+}
+
+/// The one body of [`HistoryStore`] for both backends (`impl_history_store!(SqliteStore)`),
+/// around the backend's [`HistoryDialect`]: records and their rollups in one transaction on
+/// the writer; the retention statements in one transaction or one by one as the dialect says.
+macro_rules! impl_history_store {
+    ($backend:ty) => {
+        #[async_trait::async_trait]
+        impl $crate::store::history::HistoryStore for $backend {
+            async fn insert_history(
+                &self,
+                records: &[$crate::history::record::ExecutionRecord],
+            ) -> Result<u64, $crate::store::StoreError> {
+                use $crate::store::history::{rollup_of_inserted, HistoryDialect};
+                use $crate::store::shared::SqlBackend;
+                if records.is_empty() {
+                    return Ok(0);
+                }
+                let work = async {
+                    let mut tx = self.writer().begin().await?;
+                    let inserted =
+                        <$backend as HistoryDialect>::insert_records(&mut tx, records).await?;
+                    let rollup = rollup_of_inserted(records, &inserted);
+                    <$backend as HistoryDialect>::write_rollup(&mut tx, &rollup).await?;
+                    tx.commit().await?;
+                    Ok::<u64, sqlx::Error>(inserted.len() as u64)
+                };
+                work.await.map_err(|e| self.classify(e))
+            }
+
+            async fn purge_history(
+                &self,
+                before: chrono::DateTime<chrono::Utc>,
+                limit: u32,
+            ) -> Result<u64, $crate::store::StoreError> {
+                use $crate::store::history::HistoryDialect;
+                use $crate::store::shared::SqlBackend;
+                let work = async {
+                    if <$backend as HistoryDialect>::PURGE_IN_ONE_TRANSACTION {
+                        let mut tx = self.writer().begin().await?;
+                        let deleted =
+                            $crate::store::history::purge!(&mut *tx, before, limit).await?;
+                        tx.commit().await?;
+                        Ok(deleted)
+                    } else {
+                        $crate::store::history::purge!(self.writer(), before, limit).await
+                    }
+                };
+                work.await.map_err(|e| self.classify(e))
+            }
+        }
+    };
+}
+pub(crate) use impl_history_store;
+
+/// The retention statements on `$on` (an executor, named again for each statement), as a
+/// future of how many records were deleted.
+macro_rules! purge {
+    ($on:expr, $before:expr, $limit:expr) => {
+        async {
+            use $crate::history::rollup::{day_of, hour_of};
+            let done = sqlx::query($crate::store::history::PURGE_RECORDS)
+                .bind($before)
+                .bind(i64::from($limit))
+                .execute($on)
+                .await?;
+            sqlx::query($crate::store::history::PURGE_DAYS)
+                .bind(day_of($before))
+                .execute($on)
+                .await?;
+            for table in $crate::store::history::HOURLY_ROLLUPS {
+                sqlx::query(&format!("DELETE FROM {table} WHERE hour < $1"))
+                    .bind(hour_of($before))
+                    .execute($on)
+                    .await?;
+            }
+            Ok::<u64, sqlx::Error>(done.rows_affected())
+        }
+    };
+}
+pub(crate) use purge;
 
 /// Among the `$2` oldest records, those that finished before `$1`.
 pub(crate) const PURGE_RECORDS: &str = "\

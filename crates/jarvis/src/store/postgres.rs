@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
+use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgConnection, PgPool};
 
@@ -16,7 +16,7 @@ mod tasks;
 pub use tasks::CHANNEL;
 
 use super::shared::SqlBackend;
-use super::{Backend, Store, StoreError, INSERT_CHUNK};
+use super::{Backend, StoreError, INSERT_CHUNK};
 use crate::config::DatabaseUrl;
 
 /// The PostgreSQL-backed [`Store`].
@@ -104,11 +104,6 @@ impl PostgresStore {
         }
     }
 
-    /// The pool of the queue's statements (see the field).
-    pub fn queue_pool(&self) -> &PgPool {
-        &self.queue
-    }
-
     /// The connection pool, for the backend's own modules.
     pub fn pool(&self) -> &PgPool {
         &self.pool
@@ -118,13 +113,28 @@ impl PostgresStore {
     pub fn connect_options(&self) -> &PgConnectOptions {
         &self.options
     }
+}
 
-    /// Classifies a driver error, scrubbing the password from its text.
-    pub(crate) fn error(&self, e: sqlx::Error) -> StoreError {
-        self.err(e)
+impl SqlBackend for PostgresStore {
+    type Db = sqlx::Postgres;
+    const BACKEND: Backend = Backend::Postgres;
+    const MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
+
+    fn reader(&self) -> &PgPool {
+        &self.pool
     }
 
-    fn err(&self, e: sqlx::Error) -> StoreError {
+    /// The main pool (the queue's own statements use `QueueDialect::queue`).
+    fn writer(&self) -> &PgPool {
+        &self.pool
+    }
+
+    fn pools(&self) -> Vec<&PgPool> {
+        vec![&self.queue, &self.pool]
+    }
+
+    /// Scrubs the password from the error's text.
+    fn classify(&self, e: sqlx::Error) -> StoreError {
         match StoreError::from_sqlx(e) {
             StoreError::Unavailable(m) => StoreError::Unavailable(self.url.scrub(&m)),
             StoreError::Other(m) => StoreError::Other(self.url.scrub(&m)),
@@ -132,56 +142,16 @@ impl PostgresStore {
             other => other,
         }
     }
-}
 
-impl SqlBackend for PostgresStore {
-    type Db = sqlx::Postgres;
-
-    fn reader(&self) -> &PgPool {
-        &self.pool
-    }
-
-    /// The main pool (the queue's own statements use `queue_pool`).
-    fn writer(&self) -> &PgPool {
-        &self.pool
-    }
-
-    fn classify(&self, e: sqlx::Error) -> StoreError {
-        self.err(e)
+    fn scrub(&self, message: String) -> String {
+        self.url.scrub(&message)
     }
 }
 
-// Everything below is the SQL both engines share, written once in `store::<domain>`.
-crate::store::services::impl_service_store!(PostgresStore);
-crate::store::agents::impl_agent_store!(PostgresStore);
-crate::store::health::impl_health_store!(PostgresStore, INSERT_CHUNK);
-crate::store::schedules::impl_schedule_store!(PostgresStore);
-crate::store::task_rows::impl_task_row_store!(PostgresStore);
-crate::store::history::impl_history_read_store!(PostgresStore);
-
-#[async_trait]
-impl Store for PostgresStore {
-    fn backend(&self) -> Backend {
-        Backend::Postgres
-    }
-
-    async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1")
-            .execute(&self.pool)
-            .await
-            .map(|_| ())
-            .map_err(|e| self.err(e))
-    }
-
-    async fn migrate(&self) -> Result<(), StoreError> {
-        sqlx::migrate!("./migrations/postgres")
-            .run(&self.pool)
-            .await
-            .map_err(|e| StoreError::Migration(self.url.scrub(&e.to_string())))
-    }
-
-    async fn close(&self) {
-        self.queue.close().await;
-        self.pool.close().await;
-    }
-}
+// Everything else is written once, in `store::<domain>`, with this backend's dialect.
+crate::store::shared::impl_sql_store!(
+    PostgresStore,
+    health_chunk = INSERT_CHUNK,
+    learning = (learning::INSERT, learning::UPDATE),
+    retry = retry::RETRY,
+);

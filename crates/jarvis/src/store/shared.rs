@@ -3,15 +3,16 @@
 //! Most of the store is the same SQL on SQLite and PostgreSQL (sqlx's SQLite driver binds
 //! `$N` placeholders too), so its bodies are written once, as macros next to their traits
 //! (`impl_service_store!` in `store/services.rs`, `impl_schedule_store!` in
-//! `store/schedules.rs`, …), and expanded once per backend. A macro rather than a generic
-//! function: each expansion is plain code over one concrete driver, with none of the
-//! higher-ranked bounds a function generic over `sqlx::Database` needs. A backend provides
-//! [`SqlBackend`] (where reads and writes go, how an error is classified); the values that
-//! are stored differently ([`DbUuid`]) encode and decode the same way on both.
+//! `store/schedules.rs`, …), and expanded once per backend by one `impl_sql_store!`. A macro
+//! rather than a generic function: each expansion is plain code over one concrete driver,
+//! with none of the higher-ranked bounds a function generic over `sqlx::Database` needs. A
+//! backend provides [`SqlBackend`] (its pools and migrations, how an error is classified);
+//! the values that are stored differently ([`DbUuid`]) encode and decode the same way on both.
 //!
-//! What really differs by dialect stays in `store/sqlite/` and `store/postgres/`: the queue's
-//! claim and settlement, compare-and-swap writes, time arithmetic, `SKIP LOCKED`, `UNNEST`,
-//! `NOTIFY` and plan pinning.
+//! What really differs by dialect stays in `store/sqlite/` and `store/postgres/`, as the SQL
+//! text or the steps a domain's dialect trait asks for (`QueueDialect`, `HistoryDialect`,
+//! `BreakerDialect`): the queue's claim and settlement, compare-and-swap writes, time
+//! arithmetic, `SKIP LOCKED`, `UNNEST`, `NOTIFY` and plan pinning.
 
 use sqlx::encode::IsNull;
 use sqlx::error::BoxDynError;
@@ -20,12 +21,18 @@ use sqlx::sqlite::{SqliteArgumentValue, SqliteTypeInfo, SqliteValueRef};
 use sqlx::{Decode, Encode, Postgres, Sqlite, Type};
 use uuid::Uuid;
 
-use super::StoreError;
+use super::{Backend, StoreError};
 
 /// Where a backend reads and writes, and how it turns a driver error into a [`StoreError`].
 pub(crate) trait SqlBackend {
     /// The driver.
     type Db: sqlx::Database;
+
+    /// Which engine this is.
+    const BACKEND: Backend;
+
+    /// The embedded migrations (`migrations/<backend>/`).
+    const MIGRATOR: sqlx::migrate::Migrator;
 
     /// The pool reads go to.
     fn reader(&self) -> &sqlx::Pool<Self::Db>;
@@ -33,10 +40,83 @@ pub(crate) trait SqlBackend {
     /// The pool writes go to (on SQLite, the single writer connection).
     fn writer(&self) -> &sqlx::Pool<Self::Db>;
 
+    /// Every pool, in the order they close.
+    fn pools(&self) -> Vec<&sqlx::Pool<Self::Db>>;
+
     /// Classifies a driver error (and remembers what the backend must: SQLite's "out of
     /// space", PostgreSQL's password scrubbing).
     fn classify(&self, e: sqlx::Error) -> StoreError;
+
+    /// Removes what an operator must not see from an error message (PostgreSQL: the
+    /// password of the URL).
+    fn scrub(&self, message: String) -> String {
+        message
+    }
+
+    /// After a successful read in `ping`: whether writes work (SQLite, after running out of
+    /// space). Nothing more to check by default.
+    async fn probe_writes(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
+
+/// Implements [`Store`](super::Store) and every domain trait for a backend from the bodies
+/// written once, given the few statements a backend writes its own way:
+/// `impl_sql_store!(SqliteStore, health_chunk = …, learning = (INSERT, UPDATE), retry = …)`
+/// (see `impl_health_store!`, `impl_learning_store!` and `impl_task_retry_store!`). The
+/// queue, history and breaker bodies take their dialect from the backend's `QueueDialect`,
+/// `HistoryDialect` and `BreakerDialect`.
+macro_rules! impl_sql_store {
+    (
+        $backend:ty,
+        health_chunk = $health_chunk:expr,
+        learning = ($learning_insert:expr, $learning_update:expr),
+        retry = $retry:expr $(,)?
+    ) => {
+        $crate::store::services::impl_service_store!($backend);
+        $crate::store::agents::impl_agent_store!($backend);
+        $crate::store::health::impl_health_store!($backend, $health_chunk);
+        $crate::store::schedules::impl_schedule_store!($backend);
+        $crate::store::task_rows::impl_task_row_store!($backend);
+        $crate::store::retry::impl_task_retry_store!($backend, $retry);
+        $crate::store::tasks::impl_task_store!($backend);
+        $crate::store::history::impl_history_store!($backend);
+        $crate::store::history::impl_history_read_store!($backend);
+        $crate::store::learning::impl_learning_store!($backend, $learning_insert, $learning_update);
+        $crate::store::breaker_state::impl_breaker_state_store!($backend);
+
+        #[async_trait::async_trait]
+        impl $crate::store::Store for $backend {
+            fn backend(&self) -> $crate::store::Backend {
+                <$backend as $crate::store::shared::SqlBackend>::BACKEND
+            }
+
+            async fn ping(&self) -> Result<(), $crate::store::StoreError> {
+                use $crate::store::shared::SqlBackend;
+                sqlx::query("SELECT 1")
+                    .execute(self.reader())
+                    .await
+                    .map_err(|e| self.classify(e))?;
+                self.probe_writes().await
+            }
+
+            async fn migrate(&self) -> Result<(), $crate::store::StoreError> {
+                use $crate::store::shared::SqlBackend;
+                <$backend as SqlBackend>::MIGRATOR
+                    .run(self.reader())
+                    .await
+                    .map_err(|e| $crate::store::StoreError::Migration(self.scrub(e.to_string())))
+            }
+
+            async fn close(&self) {
+                for pool in $crate::store::shared::SqlBackend::pools(self) {
+                    pool.close().await;
+                }
+            }
+        }
+    };
+}
+pub(crate) use impl_sql_store;
 
 /// A UUID as a column or a parameter: native `uuid` on PostgreSQL, hyphenated text on SQLite
 /// (sqlx's SQLite driver would write a blob).

@@ -4,12 +4,12 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
-use async_trait::async_trait;
+use sqlx::migrate::Migrator;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::SqlitePool;
 
 use super::shared::SqlBackend;
-use super::{Backend, Store, StoreError};
+use super::{Backend, StoreError};
 
 mod breaker_state;
 mod history;
@@ -105,19 +105,12 @@ impl SqliteStore {
             full: std::sync::Mutex::new(None),
         })
     }
-
-    /// Classifies a driver error, remembering an "out of space" until a probe write succeeds.
-    fn err(&self, e: sqlx::Error) -> StoreError {
-        let e = StoreError::from_sqlx(e);
-        if let StoreError::Full(m) = &e {
-            *self.full.lock().unwrap_or_else(|p| p.into_inner()) = Some(m.clone());
-        }
-        e
-    }
 }
 
 impl SqlBackend for SqliteStore {
     type Db = sqlx::Sqlite;
+    const BACKEND: Backend = Backend::Sqlite;
+    const MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
 
     fn reader(&self) -> &SqlitePool {
         &self.pool
@@ -128,61 +121,47 @@ impl SqlBackend for SqliteStore {
         &self.writer
     }
 
+    fn pools(&self) -> Vec<&SqlitePool> {
+        vec![&self.writer, &self.pool]
+    }
+
+    /// Remembers an "out of space" until a probe write succeeds.
     fn classify(&self, e: sqlx::Error) -> StoreError {
-        self.err(e)
-    }
-}
-
-// Everything below is the SQL both engines share, written once in `store::<domain>`.
-crate::store::services::impl_service_store!(SqliteStore);
-crate::store::agents::impl_agent_store!(SqliteStore);
-crate::store::health::impl_health_store!(SqliteStore, HEALTH_INSERT_CHUNK);
-crate::store::schedules::impl_schedule_store!(SqliteStore);
-crate::store::task_rows::impl_task_row_store!(SqliteStore);
-crate::store::history::impl_history_read_store!(SqliteStore);
-crate::store::retry::impl_task_retry_store!(SqliteStore, crate::store::retry::REQUEUE);
-
-#[async_trait]
-impl Store for SqliteStore {
-    fn backend(&self) -> Backend {
-        Backend::Sqlite
-    }
-
-    async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1")
-            .execute(&self.pool)
-            .await
-            .map_err(StoreError::from_sqlx)?;
-        let full = self.full.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        if let Some(m) = full {
-            // Writes failed for lack of space: a probe write (a header field of the file, no
-            // table touched) says whether they work again.
-            // A value that differs from the stored one, so the header page is really written.
-            static PROBE: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
-            let n = PROBE.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 1_000_000 + 1;
-            sqlx::query(&format!("PRAGMA user_version = {n}"))
-                .execute(&self.writer)
-                .await
-                .map_err(|e| self.err(e))
-                .map_err(|e| match e {
-                    StoreError::Full(_) => StoreError::Full(format!("writes fail: {m}")),
-                    other => other,
-                })?;
-            *self.full.lock().unwrap_or_else(|p| p.into_inner()) = None;
-            tracing::info!("the SQLite store takes writes again");
+        let e = StoreError::from_sqlx(e);
+        if let StoreError::Full(m) = &e {
+            *self.full.lock().unwrap_or_else(|p| p.into_inner()) = Some(m.clone());
         }
+        e
+    }
+
+    /// Writes failed for lack of space: a probe write (a header field of the file, no table
+    /// touched) says whether they work again.
+    async fn probe_writes(&self) -> Result<(), StoreError> {
+        let full = self.full.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let Some(m) = full else {
+            return Ok(());
+        };
+        // A value that differs from the stored one, so the header page is really written.
+        static PROBE: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
+        let n = PROBE.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 1_000_000 + 1;
+        sqlx::query(&format!("PRAGMA user_version = {n}"))
+            .execute(&self.writer)
+            .await
+            .map_err(|e| self.classify(e))
+            .map_err(|e| match e {
+                StoreError::Full(_) => StoreError::Full(format!("writes fail: {m}")),
+                other => other,
+            })?;
+        *self.full.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        tracing::info!("the SQLite store takes writes again");
         Ok(())
     }
-
-    async fn migrate(&self) -> Result<(), StoreError> {
-        sqlx::migrate!("./migrations/sqlite")
-            .run(&self.pool)
-            .await
-            .map_err(|e| StoreError::Migration(e.to_string()))
-    }
-
-    async fn close(&self) {
-        self.writer.close().await;
-        self.pool.close().await;
-    }
 }
+
+// Everything else is written once, in `store::<domain>`, with this backend's dialect.
+crate::store::shared::impl_sql_store!(
+    SqliteStore,
+    health_chunk = HEALTH_INSERT_CHUNK,
+    learning = (learning::INSERT, learning::UPDATE),
+    retry = crate::store::retry::REQUEUE,
+);

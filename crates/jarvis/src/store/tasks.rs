@@ -1,13 +1,22 @@
 //! The queue's part of the storage trait: submitting, claiming with leases, settling, reclaiming.
-//! Its statements differ by dialect (`SKIP LOCKED`, `UNNEST`, `NOTIFY`, plan pinning on
-//! PostgreSQL; the single writer on SQLite), so each backend has its own `tasks.rs`; reading,
-//! listing and cancelling tasks are shared (`store::task_rows`).
+//!
+//! [`TaskStore`] is written once (`impl_task_store!`): the claim and the next due time are one
+//! statement each whose text a backend gives ([`QueueDialect::CLAIM`],
+//! [`QueueDialect::NEXT_RUN_AT`]); pairing submitted tasks with what was stored, the empty
+//! batches and the error classification are the same everywhere. What really differs by
+//! dialect is a [`QueueDialect`] method in each backend's `tasks.rs`: storing a batch, renewing
+//! leases, settling, marking attempts called and reclaiming (`UNNEST`, `SKIP LOCKED`, `NOTIFY`
+//! and plan pinning on PostgreSQL; a loop in one transaction on SQLite's single writer).
+//! Reading, listing and cancelling tasks are shared too (`store::task_rows`).
+
+use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use uuid::Uuid;
 
+use super::shared::SqlBackend;
 use super::StoreError;
 use crate::tasks::model::{NewTask, Task, TaskStatus};
 
@@ -162,23 +171,97 @@ pub trait TaskStore: Send + Sync {
     async fn listen_for_tasks(
         &self,
         wake: std::sync::Arc<tokio::sync::Notify>,
-    ) -> Option<tokio::task::JoinHandle<()>> {
-        let _ = wake;
-        None
-    }
+    ) -> Option<tokio::task::JoinHandle<()>>;
 
     /// Announces to every instance that these tasks (submitted with `notify_done`) reached a
     /// final status. Settlements announce their own in the same statement; this is for the
     /// rarer ways a task ends (cancelled, reclaimed). A no-op where one process is all there
     /// is (SQLite: the queue's in-process channel reaches every waiter).
-    async fn notify_finished(&self, ids: &[Uuid]) -> Result<(), StoreError> {
-        let _ = ids;
-        Ok(())
-    }
+    async fn notify_finished(&self, ids: &[Uuid]) -> Result<(), StoreError>;
 
     /// Starts a background listener that sends the ID of every task another instance
     /// announced as finished (PostgreSQL `LISTEN`). `None` when the backend has no such
     /// channel.
+    async fn listen_for_finished(
+        &self,
+        finished: tokio::sync::broadcast::Sender<Uuid>,
+    ) -> Option<tokio::task::JoinHandle<()>>;
+}
+
+/// What differs by dialect in the queue. Each method is one step of the [`TaskStore`] method
+/// of the same purpose, called with a non-empty batch (`take_back_expired`: any `limit`);
+/// errors are classified by the caller.
+/// The notification defaults are those of a store one process owns (SQLite), where the
+/// queue's in-process channels reach every waiter.
+#[async_trait]
+pub(crate) trait QueueDialect: SqlBackend + Sync {
+    /// Claims due tasks, highest priority first, for `$1` (the instance) at `$2` (now), at most
+    /// `$3`, leased until `$4`; returns the claimed rows (`tasks.*`) in any order.
+    const CLAIM: &'static str;
+
+    /// The earliest `run_at` of a claimable task, as a column `run_at` of at most one row.
+    const NEXT_RUN_AT: &'static str;
+
+    /// The pool the claim runs on.
+    fn queue(&self) -> &sqlx::Pool<Self::Db>;
+
+    /// Stores `tasks` (claimed by `claim`'s instance if given) unless their idempotency key is
+    /// taken. Returns the tasks it stored and the earlier ones found under the
+    /// [`missing_keys`] of the others.
+    async fn store_tasks(
+        &self,
+        tasks: &[NewTask],
+        claim: Option<Lease<'_>>,
+    ) -> Result<(Vec<Task>, Vec<Task>), sqlx::Error>;
+
+    /// See [`TaskStore::extend_leases`].
+    async fn renew_leases(
+        &self,
+        instance: &str,
+        ids: &[Uuid],
+        until: DateTime<Utc>,
+    ) -> Result<Vec<Uuid>, sqlx::Error>;
+
+    /// See [`TaskStore::settle_tasks`].
+    async fn apply_settlements(
+        &self,
+        instance: &str,
+        settlements: &[Settlement],
+        now: DateTime<Utc>,
+    ) -> Result<u64, sqlx::Error>;
+
+    /// See [`TaskStore::mark_called`].
+    async fn mark_attempts_called(
+        &self,
+        instance: &str,
+        attempts: &[(Uuid, u32)],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Uuid>, sqlx::Error>;
+
+    /// See [`TaskStore::reclaim_expired`].
+    async fn take_back_expired(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+        grace: std::time::Duration,
+    ) -> Result<Vec<Reclaimed>, sqlx::Error>;
+
+    /// See [`TaskStore::listen_for_tasks`]; by default there is no such channel.
+    async fn listen_for_tasks(
+        &self,
+        wake: std::sync::Arc<tokio::sync::Notify>,
+    ) -> Option<tokio::task::JoinHandle<()>> {
+        let _ = wake;
+        None
+    }
+
+    /// See [`TaskStore::notify_finished`]; by default there is nobody else to tell.
+    async fn notify_finished(&self, ids: &[Uuid]) -> Result<(), sqlx::Error> {
+        let _ = ids;
+        Ok(())
+    }
+
+    /// See [`TaskStore::listen_for_finished`]; by default there is no such channel.
     async fn listen_for_finished(
         &self,
         finished: tokio::sync::broadcast::Sender<Uuid>,
@@ -187,3 +270,198 @@ pub trait TaskStore: Send + Sync {
         None
     }
 }
+
+/// The idempotency keys of the tasks a batch insert did not store (`stored`): each names a
+/// task stored before, or earlier in the same batch.
+pub(crate) fn missing_keys(tasks: &[NewTask], stored: &[Task]) -> Vec<String> {
+    let stored: HashSet<Uuid> = stored.iter().map(|t| t.id).collect();
+    tasks
+        .iter()
+        .filter(|t| !stored.contains(&t.id))
+        .filter_map(|t| t.idempotency_key.clone())
+        .collect()
+}
+
+/// Pairs every submitted task with what the store holds for it: the row this call stored
+/// (`created`), else the one found under its idempotency key.
+pub(crate) fn inserted(
+    tasks: &[NewTask],
+    stored: Vec<Task>,
+    existing: Vec<Task>,
+) -> Result<Vec<Inserted>, StoreError> {
+    let stored: HashMap<Uuid, Task> = stored.into_iter().map(|t| (t.id, t)).collect();
+    let existing: HashMap<String, Task> = existing
+        .into_iter()
+        .filter_map(|t| Some((t.idempotency_key.clone()?, t)))
+        .collect();
+    tasks
+        .iter()
+        .map(|t| {
+            if let Some(s) = stored.get(&t.id) {
+                return Ok(Inserted {
+                    task: s.clone(),
+                    created: true,
+                });
+            }
+            t.idempotency_key
+                .as_ref()
+                .and_then(|k| existing.get(k))
+                .map(|e| Inserted {
+                    task: e.clone(),
+                    created: false,
+                })
+                .ok_or_else(|| {
+                    StoreError::Other(format!("task {} was neither stored nor found", t.id))
+                })
+        })
+        .collect()
+}
+
+/// The one body of [`TaskStore`] for both backends (`impl_task_store!(SqliteStore)`), around
+/// the backend's [`QueueDialect`].
+macro_rules! impl_task_store {
+    ($backend:ty) => {
+        #[async_trait::async_trait]
+        impl $crate::store::tasks::TaskStore for $backend {
+            async fn insert_tasks(
+                &self,
+                tasks: &[$crate::tasks::model::NewTask],
+                claim: Option<$crate::store::tasks::Lease<'_>>,
+            ) -> Result<Vec<$crate::store::tasks::Inserted>, $crate::store::StoreError> {
+                use $crate::store::{shared::SqlBackend, tasks::QueueDialect};
+                if tasks.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let (stored, existing) = self
+                    .store_tasks(tasks, claim)
+                    .await
+                    .map_err(|e| self.classify(e))?;
+                $crate::store::tasks::inserted(tasks, stored, existing)
+            }
+
+            async fn claim_tasks(
+                &self,
+                lease: $crate::store::tasks::Lease<'_>,
+                limit: u32,
+            ) -> Result<Vec<$crate::tasks::model::Task>, $crate::store::StoreError> {
+                use $crate::store::{shared::SqlBackend, tasks::QueueDialect};
+                if limit == 0 {
+                    return Ok(Vec::new());
+                }
+                let work = async {
+                    let claimed = sqlx::query(<$backend as QueueDialect>::CLAIM)
+                        .bind(lease.instance)
+                        .bind(lease.now)
+                        .bind(i64::from(limit))
+                        .bind(lease.until)
+                        .fetch_all(self.queue())
+                        .await?;
+                    claimed
+                        .iter()
+                        .map($crate::store::rows::task)
+                        .collect::<Result<Vec<_>, _>>()
+                };
+                let mut tasks = work.await.map_err(|e| self.classify(e))?;
+                tasks.sort_by(|a, b| (b.priority, a.run_at).cmp(&(a.priority, b.run_at)));
+                Ok(tasks)
+            }
+
+            async fn extend_leases(
+                &self,
+                instance: &str,
+                ids: &[uuid::Uuid],
+                until: chrono::DateTime<chrono::Utc>,
+            ) -> Result<Vec<uuid::Uuid>, $crate::store::StoreError> {
+                use $crate::store::{shared::SqlBackend, tasks::QueueDialect};
+                if ids.is_empty() {
+                    return Ok(Vec::new());
+                }
+                self.renew_leases(instance, ids, until)
+                    .await
+                    .map_err(|e| self.classify(e))
+            }
+
+            async fn settle_tasks(
+                &self,
+                instance: &str,
+                settlements: &[$crate::store::tasks::Settlement],
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> Result<u64, $crate::store::StoreError> {
+                use $crate::store::{shared::SqlBackend, tasks::QueueDialect};
+                if settlements.is_empty() {
+                    return Ok(0);
+                }
+                self.apply_settlements(instance, settlements, now)
+                    .await
+                    .map_err(|e| self.classify(e))
+            }
+
+            async fn mark_called(
+                &self,
+                instance: &str,
+                attempts: &[(uuid::Uuid, u32)],
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> Result<Vec<uuid::Uuid>, $crate::store::StoreError> {
+                use $crate::store::{shared::SqlBackend, tasks::QueueDialect};
+                if attempts.is_empty() {
+                    return Ok(Vec::new());
+                }
+                self.mark_attempts_called(instance, attempts, now)
+                    .await
+                    .map_err(|e| self.classify(e))
+            }
+
+            async fn reclaim_expired(
+                &self,
+                now: chrono::DateTime<chrono::Utc>,
+                limit: u32,
+                grace: std::time::Duration,
+            ) -> Result<Vec<$crate::store::tasks::Reclaimed>, $crate::store::StoreError> {
+                use $crate::store::{shared::SqlBackend, tasks::QueueDialect};
+                self.take_back_expired(now, limit, grace)
+                    .await
+                    .map_err(|e| self.classify(e))
+            }
+
+            async fn next_run_at(
+                &self,
+            ) -> Result<Option<chrono::DateTime<chrono::Utc>>, $crate::store::StoreError> {
+                use $crate::store::{shared::SqlBackend, tasks::QueueDialect};
+                let next: Option<Option<chrono::DateTime<chrono::Utc>>> =
+                    sqlx::query_scalar(<$backend as QueueDialect>::NEXT_RUN_AT)
+                        .fetch_optional(self.reader())
+                        .await
+                        .map_err(|e| self.classify(e))?;
+                Ok(next.flatten())
+            }
+
+            async fn listen_for_tasks(
+                &self,
+                wake: std::sync::Arc<tokio::sync::Notify>,
+            ) -> Option<tokio::task::JoinHandle<()>> {
+                $crate::store::tasks::QueueDialect::listen_for_tasks(self, wake).await
+            }
+
+            async fn notify_finished(
+                &self,
+                ids: &[uuid::Uuid],
+            ) -> Result<(), $crate::store::StoreError> {
+                use $crate::store::{shared::SqlBackend, tasks::QueueDialect};
+                if ids.is_empty() {
+                    return Ok(());
+                }
+                QueueDialect::notify_finished(self, ids)
+                    .await
+                    .map_err(|e| self.classify(e))
+            }
+
+            async fn listen_for_finished(
+                &self,
+                finished: tokio::sync::broadcast::Sender<uuid::Uuid>,
+            ) -> Option<tokio::task::JoinHandle<()>> {
+                $crate::store::tasks::QueueDialect::listen_for_finished(self, finished).await
+            }
+        }
+    };
+}
+pub(crate) use impl_task_store;

@@ -10,6 +10,7 @@ use async_trait::async_trait;
 
 use super::PostgresStore;
 use crate::store::breaker_state::{BreakerDialect, BreakerSql, ChangeNote, TimeSql, CHANNEL};
+use crate::store::shared::SqlBackend;
 
 static SQL: LazyLock<BreakerSql> = LazyLock::new(|| {
     BreakerSql::new(&TimeSql {
@@ -53,7 +54,7 @@ impl BreakerDialect for PostgresStore {
             let mut listener = match listener.await {
                 Ok(l) => l,
                 Err(e) => {
-                    tracing::debug!(error = %self.error(e), "breaker change feed: cannot listen yet");
+                    tracing::debug!(error = %self.classify(e), "breaker change feed: cannot listen yet");
                     tokio::select! {
                         _ = tokio::time::sleep(backoff) => {}
                         _ = shutdown.changed() => return,
@@ -88,5 +89,3 @@ impl BreakerDialect for PostgresStore {
         }
     }
 }
-
-crate::store::breaker_state::impl_breaker_state_store!(PostgresStore);

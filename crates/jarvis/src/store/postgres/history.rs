@@ -1,15 +1,14 @@
-//! Task history on PostgreSQL: batched inserts with `UNNEST`, rollups in the same transaction.
+//! Task history on PostgreSQL: batched inserts with `UNNEST`, rollups in the same transaction;
+//! retention statement by statement, so that no lock outlives its statement.
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
 use sqlx::{Postgres, Transaction};
 use uuid::Uuid;
 
 use super::PostgresStore;
 use crate::history::record::ExecutionRecord;
-use crate::history::rollup::{day_of, hour_of, Rollup};
-use crate::store::history::{self, HistoryStore};
-use crate::store::StoreError;
+use crate::history::rollup::Rollup;
+use crate::store::history::HistoryDialect;
 
 const INSERT: &str = "\
 INSERT INTO task_history (record_id, task_id, domain, action, attempt, parameters,
@@ -59,124 +58,14 @@ SELECT * FROM UNNEST($1::text[], $2::text[], $3::timestamptz[], $4::text[], $5::
                      $6::text[], $7::int8[])
 ON CONFLICT (domain, action, hour, failure_group) DO UPDATE SET count = f.count + excluded.count";
 
-/// Writes what `rollup` adds to the rollup tables, inside `tx`. Shared by both statements
-/// shapes so that the row locks are always taken in the rollup's (sorted) key order.
-async fn write_rollup(
-    tx: &mut Transaction<'_, Postgres>,
-    rollup: &Rollup,
-) -> Result<(), sqlx::Error> {
-    if rollup.is_empty() {
-        return Ok(());
-    }
-    let (mut d, mut a, mut h) = (Vec::new(), Vec::new(), Vec::new());
-    let (mut total, mut ok, mut failed, mut dur) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let (mut isum, mut icount, mut csum, mut ccount, mut last) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for ((domain, action, hour), t) in &rollup.totals {
-        d.push(domain.as_str());
-        a.push(action.as_str());
-        h.push(*hour);
-        total.push(t.total);
-        ok.push(t.succeeded);
-        failed.push(t.failed);
-        dur.push(t.duration_sum_ms);
-        isum.push(t.impact_sum);
-        icount.push(t.impact_count);
-        csum.push(t.cost_sum_usd);
-        ccount.push(t.cost_count);
-        last.push(t.last_executed_at.unwrap_or(*hour));
-    }
-    sqlx::query(UPSERT_TOTALS)
-        .bind(&d)
-        .bind(&a)
-        .bind(&h)
-        .bind(&total)
-        .bind(&ok)
-        .bind(&failed)
-        .bind(&dur)
-        .bind(&isum)
-        .bind(&icount)
-        .bind(&csum)
-        .bind(&ccount)
-        .bind(&last)
-        .execute(&mut **tx)
-        .await?;
-
-    let (mut d, mut a, mut h, mut b, mut c) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for (((domain, action, hour), bucket), count) in &rollup.durations {
-        d.push(domain.as_str());
-        a.push(action.as_str());
-        h.push(*hour);
-        b.push(*bucket);
-        c.push(*count);
-    }
-    sqlx::query(UPSERT_DURATIONS)
-        .bind(&d)
-        .bind(&a)
-        .bind(&h)
-        .bind(&b)
-        .bind(&c)
-        .execute(&mut **tx)
-        .await?;
-
-    let (mut d, mut a, mut day, mut b, mut c) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for (((domain, action, start), bucket), count) in rollup.daily_durations() {
-        d.push(domain);
-        a.push(action);
-        day.push(start);
-        b.push(bucket);
-        c.push(count);
-    }
-    sqlx::query(UPSERT_DURATIONS_DAILY)
-        .bind(&d)
-        .bind(&a)
-        .bind(&day)
-        .bind(&b)
-        .bind(&c)
-        .execute(&mut **tx)
-        .await?;
-
-    if !rollup.failures.is_empty() {
-        let (mut d, mut a, mut h, mut g, mut tpl, mut ex, mut c) = (
-            Vec::new(),
-            Vec::new(),
-            Vec::new(),
-            Vec::new(),
-            Vec::new(),
-            Vec::new(),
-            Vec::new(),
-        );
-        for (((domain, action, hour), group), f) in &rollup.failures {
-            d.push(domain.as_str());
-            a.push(action.as_str());
-            h.push(*hour);
-            g.push(group.as_str());
-            tpl.push(f.template.as_str());
-            ex.push(f.example.as_str());
-            c.push(f.count);
-        }
-        sqlx::query(UPSERT_FAILURES)
-            .bind(&d)
-            .bind(&a)
-            .bind(&h)
-            .bind(&g)
-            .bind(&tpl)
-            .bind(&ex)
-            .bind(&c)
-            .execute(&mut **tx)
-            .await?;
-    }
-    Ok(())
-}
-
 #[async_trait]
-impl HistoryStore for PostgresStore {
-    async fn insert_history(&self, records: &[ExecutionRecord]) -> Result<u64, StoreError> {
-        if records.is_empty() {
-            return Ok(0);
-        }
+impl HistoryDialect for PostgresStore {
+    const PURGE_IN_ONE_TRANSACTION: bool = false;
+
+    async fn insert_records(
+        tx: &mut Transaction<'_, Postgres>,
+        records: &[ExecutionRecord],
+    ) -> Result<Vec<Uuid>, sqlx::Error> {
         let n = records.len();
         let mut rid = Vec::with_capacity(n);
         let mut tid = Vec::with_capacity(n);
@@ -216,63 +105,138 @@ impl HistoryStore for PostgresStore {
             fin.push(r.finished_at);
             tmo.push(r.timed_out);
         }
-        let work = async {
-            let mut tx = self.pool().begin().await?;
-            let inserted: Vec<Uuid> = sqlx::query_scalar(INSERT)
-                .bind(&rid)
-                .bind(&tid)
-                .bind(&dom)
-                .bind(&act)
-                .bind(&att)
-                .bind(&par)
-                .bind(&lpar)
-                .bind(&suc)
-                .bind(&dur)
-                .bind(&imp)
-                .bind(&fr)
-                .bind(&fg)
-                .bind(&cost)
-                .bind(&corr)
-                .bind(&inst)
-                .bind(&st)
-                .bind(&fin)
-                .bind(&tmo)
-                .fetch_all(&mut *tx)
-                .await?;
-            let rollup = if inserted.len() == n {
-                Rollup::of(records)
-            } else {
-                let new: std::collections::HashSet<Uuid> = inserted.iter().copied().collect();
-                Rollup::of(records.iter().filter(|r| new.contains(&r.record_id)))
-            };
-            write_rollup(&mut tx, &rollup).await?;
-            tx.commit().await?;
-            Ok::<u64, sqlx::Error>(inserted.len() as u64)
-        };
-        work.await.map_err(|e| self.err(e))
+        sqlx::query_scalar(INSERT)
+            .bind(&rid)
+            .bind(&tid)
+            .bind(&dom)
+            .bind(&act)
+            .bind(&att)
+            .bind(&par)
+            .bind(&lpar)
+            .bind(&suc)
+            .bind(&dur)
+            .bind(&imp)
+            .bind(&fr)
+            .bind(&fg)
+            .bind(&cost)
+            .bind(&corr)
+            .bind(&inst)
+            .bind(&st)
+            .bind(&fin)
+            .bind(&tmo)
+            .fetch_all(&mut **tx)
+            .await
     }
 
-    async fn purge_history(&self, before: DateTime<Utc>, limit: u32) -> Result<u64, StoreError> {
-        // Each statement commits on its own: no lock outlives its statement.
-        let pool = self.pool();
-        let work = async {
-            let done = sqlx::query(history::PURGE_RECORDS)
-                .bind(before)
-                .bind(i64::from(limit))
-                .execute(pool)
-                .await?;
-            sqlx::query(history::PURGE_DAYS)
-                .bind(day_of(before))
-                .execute(pool)
-                .await?;
-            for table in history::HOURLY_ROLLUPS {
-                sqlx::query(&format!("DELETE FROM {table} WHERE hour < $1"))
-                    .bind(hour_of(before))
-                    .execute(pool)
-                    .await?;
+    /// One `UNNEST` statement per rollup table.
+    async fn write_rollup(
+        tx: &mut Transaction<'_, Postgres>,
+        rollup: &Rollup,
+    ) -> Result<(), sqlx::Error> {
+        if rollup.is_empty() {
+            return Ok(());
+        }
+        let (mut d, mut a, mut h) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut total, mut ok, mut failed, mut dur) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut isum, mut icount, mut csum, mut ccount, mut last) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for ((domain, action, hour), t) in &rollup.totals {
+            d.push(domain.as_str());
+            a.push(action.as_str());
+            h.push(*hour);
+            total.push(t.total);
+            ok.push(t.succeeded);
+            failed.push(t.failed);
+            dur.push(t.duration_sum_ms);
+            isum.push(t.impact_sum);
+            icount.push(t.impact_count);
+            csum.push(t.cost_sum_usd);
+            ccount.push(t.cost_count);
+            last.push(t.last_executed_at.unwrap_or(*hour));
+        }
+        sqlx::query(UPSERT_TOTALS)
+            .bind(&d)
+            .bind(&a)
+            .bind(&h)
+            .bind(&total)
+            .bind(&ok)
+            .bind(&failed)
+            .bind(&dur)
+            .bind(&isum)
+            .bind(&icount)
+            .bind(&csum)
+            .bind(&ccount)
+            .bind(&last)
+            .execute(&mut **tx)
+            .await?;
+
+        let (mut d, mut a, mut h, mut b, mut c) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for (((domain, action, hour), bucket), count) in &rollup.durations {
+            d.push(domain.as_str());
+            a.push(action.as_str());
+            h.push(*hour);
+            b.push(*bucket);
+            c.push(*count);
+        }
+        sqlx::query(UPSERT_DURATIONS)
+            .bind(&d)
+            .bind(&a)
+            .bind(&h)
+            .bind(&b)
+            .bind(&c)
+            .execute(&mut **tx)
+            .await?;
+
+        let (mut d, mut a, mut day, mut b, mut c) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for (((domain, action, start), bucket), count) in rollup.daily_durations() {
+            d.push(domain);
+            a.push(action);
+            day.push(start);
+            b.push(bucket);
+            c.push(count);
+        }
+        sqlx::query(UPSERT_DURATIONS_DAILY)
+            .bind(&d)
+            .bind(&a)
+            .bind(&day)
+            .bind(&b)
+            .bind(&c)
+            .execute(&mut **tx)
+            .await?;
+
+        if !rollup.failures.is_empty() {
+            let (mut d, mut a, mut h, mut g, mut tpl, mut ex, mut c) = (
+                Vec::new(),
+                Vec::new(),
+                Vec::new(),
+                Vec::new(),
+                Vec::new(),
+                Vec::new(),
+                Vec::new(),
+            );
+            for (((domain, action, hour), group), f) in &rollup.failures {
+                d.push(domain.as_str());
+                a.push(action.as_str());
+                h.push(*hour);
+                g.push(group.as_str());
+                tpl.push(f.template.as_str());
+                ex.push(f.example.as_str());
+                c.push(f.count);
             }
-            Ok::<_, sqlx::Error>(done.rows_affected())
-        };
-        work.await.map_err(|e| self.err(e))
+            sqlx::query(UPSERT_FAILURES)
+                .bind(&d)
+                .bind(&a)
+                .bind(&h)
+                .bind(&g)
+                .bind(&tpl)
+                .bind(&ex)
+                .bind(&c)
+                .execute(&mut **tx)
+                .await?;
+        }
+        Ok(())
     }
 }

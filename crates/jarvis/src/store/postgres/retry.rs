@@ -2,9 +2,8 @@
 //! statement wakes idle workers of every instance (`NOTIFY jarvis_tasks`, as a submission
 //! does).
 
-use super::PostgresStore;
-
-const RETRY: &str = concat!(
+/// The requeue and its wake-up in one statement (`impl_task_retry_store!`).
+pub(super) const RETRY: &str = concat!(
     "WITH up AS (",
     crate::store::retry::requeue_sql!(),
     "), wake AS (
@@ -12,5 +11,3 @@ const RETRY: &str = concat!(
 )
 SELECT up.* FROM up LEFT JOIN wake ON true"
 );
-
-crate::store::retry::impl_task_retry_store!(PostgresStore, RETRY);

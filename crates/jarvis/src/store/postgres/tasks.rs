@@ -1,20 +1,20 @@
 //! The queue on PostgreSQL: `FOR UPDATE SKIP LOCKED` claims in batches, leases, one `NOTIFY`
 //! per submitting transaction, batched settlements.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::postgres::PgListener;
-use sqlx::Row;
+use sqlx::{PgPool, Row};
 use uuid::Uuid;
 
 use super::PostgresStore;
 use crate::store::rows;
-use crate::store::tasks::{Inserted, Lease, ReclaimOutcome, Reclaimed, Settlement, TaskStore};
-use crate::store::StoreError;
+use crate::store::tasks::{
+    missing_keys, Lease, QueueDialect, ReclaimOutcome, Reclaimed, Settlement,
+};
 use crate::tasks::model::{NewTask, Task};
 
 /// The channel idle workers `LISTEN` on.
@@ -182,15 +182,21 @@ WHERE t.id = u.id AND t.locked_by = u.holder AND t.status = u.expected AND t.att
 RETURNING t.id";
 
 #[async_trait]
-impl TaskStore for PostgresStore {
-    async fn insert_tasks(
+impl QueueDialect for PostgresStore {
+    const CLAIM: &'static str = CLAIM;
+    const NEXT_RUN_AT: &'static str =
+        "SELECT min(run_at) FROM tasks WHERE status IN ('queued', 'waiting')";
+
+    /// The queue pool (see [`PostgresStore`]'s field).
+    fn queue(&self) -> &PgPool {
+        &self.queue
+    }
+
+    async fn store_tasks(
         &self,
         tasks: &[NewTask],
         claim: Option<Lease<'_>>,
-    ) -> Result<Vec<Inserted>, StoreError> {
-        if tasks.is_empty() {
-            return Ok(Vec::new());
-        }
+    ) -> Result<(Vec<Task>, Vec<Task>), sqlx::Error> {
         let n = tasks.len();
         let mut ids = Vec::with_capacity(n);
         let mut domains = Vec::with_capacity(n);
@@ -239,9 +245,8 @@ impl TaskStore for PostgresStore {
             .bind(claim.map(|c| c.now))
             .bind(claim.is_none())
             .bind(&notify)
-            .fetch_all(self.queue_pool())
-            .await
-            .map_err(|e| self.err(e))?;
+            .fetch_all(self.queue())
+            .await?;
         // Visible at once, durable before anyone is told: the insert above commits without
         // waiting for its WAL flush (the queue pool), so its NOTIFY reaches the workers and
         // their claim runs while the flush happens; this synchronous commit (a transaction id
@@ -252,125 +257,50 @@ impl TaskStore for PostgresStore {
         // exist, as a lost answer would (the idempotency key finds it).
         sqlx::query("SELECT pg_current_xact_id()")
             .execute(self.pool())
-            .await
-            .map_err(|e| self.err(e))?;
-        let mut stored: HashMap<Uuid, Task> = HashMap::with_capacity(rows.len());
-        for row in &rows {
-            let t = rows::task(row).map_err(|e| self.err(e))?;
-            stored.insert(t.id, t);
+            .await?;
+        let stored = rows.iter().map(rows::task).collect::<Result<Vec<_>, _>>()?;
+        let missing = missing_keys(tasks, &stored);
+        if missing.is_empty() {
+            return Ok((stored, Vec::new()));
         }
-        let mut existing: HashMap<String, Task> = HashMap::new();
-        if stored.len() < n {
-            let missing: Vec<String> = tasks
-                .iter()
-                .filter(|t| !stored.contains_key(&t.id))
-                .filter_map(|t| t.idempotency_key.clone())
-                .collect();
-            let rows = sqlx::query("SELECT * FROM tasks WHERE idempotency_key = ANY($1)")
-                .bind(&missing)
-                .fetch_all(self.pool())
-                .await
-                .map_err(|e| self.err(e))?;
-            for row in &rows {
-                let t = rows::task(row).map_err(|e| self.err(e))?;
-                if let Some(k) = t.idempotency_key.clone() {
-                    existing.insert(k, t);
-                }
-            }
-        }
-        tasks
-            .iter()
-            .map(|t| {
-                if let Some(s) = stored.get(&t.id) {
-                    return Ok(Inserted {
-                        task: s.clone(),
-                        created: true,
-                    });
-                }
-                t.idempotency_key
-                    .as_ref()
-                    .and_then(|k| existing.get(k))
-                    .map(|e| Inserted {
-                        task: e.clone(),
-                        created: false,
-                    })
-                    .ok_or_else(|| {
-                        StoreError::Other(format!("task {} was neither stored nor found", t.id))
-                    })
-            })
-            .collect()
+        let rows = sqlx::query("SELECT * FROM tasks WHERE idempotency_key = ANY($1)")
+            .bind(&missing)
+            .fetch_all(self.pool())
+            .await?;
+        let existing = rows.iter().map(rows::task).collect::<Result<_, _>>()?;
+        Ok((stored, existing))
     }
 
-    async fn claim_tasks(&self, lease: Lease<'_>, limit: u32) -> Result<Vec<Task>, StoreError> {
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
-        let work = async {
-            let queue = self.queue_pool();
-            let all = sqlx::query(CLAIM)
-                .bind(lease.instance)
-                .bind(lease.now)
-                .bind(i64::from(limit))
-                .bind(lease.until)
-                .fetch_all(queue)
-                .await?;
-            Ok::<_, sqlx::Error>(all)
-        };
-        let all = work.await.map_err(|e| self.err(e))?;
-        let mut tasks: Vec<Task> = all
-            .iter()
-            .map(rows::task)
-            .collect::<Result<_, _>>()
-            .map_err(|e| self.err(e))?;
-        tasks.sort_by(|a, b| (b.priority, a.run_at).cmp(&(a.priority, b.run_at)));
-        Ok(tasks)
-    }
-
-    async fn extend_leases(
+    async fn renew_leases(
         &self,
         instance: &str,
         ids: &[Uuid],
         until: DateTime<Utc>,
-    ) -> Result<Vec<Uuid>, StoreError> {
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
+    ) -> Result<Vec<Uuid>, sqlx::Error> {
         // Same shape and plan settings as the settlement (see `SETTLE`): one primary-key probe
         // per held task, whatever the statistics say about `locked_by` and `status`.
         let holders = vec![instance; ids.len()];
         let expected = vec!["running"; ids.len()];
-        let work = async {
-            let queue = self.queue_pool();
-            let rows = sqlx::query(
-                "UPDATE tasks t SET lease_until = $1 \
-                 FROM UNNEST($2::uuid[], $3::text[], $4::text[]) AS u(id, holder, expected) \
-                 WHERE t.id = u.id AND t.locked_by = u.holder AND t.status = u.expected \
-                 RETURNING t.id",
-            )
-            .bind(until)
-            .bind(ids)
-            .bind(&holders)
-            .bind(&expected)
-            .fetch_all(queue)
-            .await?;
-            Ok::<_, sqlx::Error>(rows)
-        };
-        let rows = work.await.map_err(|e| self.err(e))?;
-        rows.iter()
-            .map(|r| r.try_get::<Uuid, _>("id"))
-            .collect::<Result<_, _>>()
-            .map_err(|e| self.err(e))
+        sqlx::query_scalar(
+            "UPDATE tasks t SET lease_until = $1 \
+             FROM UNNEST($2::uuid[], $3::text[], $4::text[]) AS u(id, holder, expected) \
+             WHERE t.id = u.id AND t.locked_by = u.holder AND t.status = u.expected \
+             RETURNING t.id",
+        )
+        .bind(until)
+        .bind(ids)
+        .bind(&holders)
+        .bind(&expected)
+        .fetch_all(self.queue())
+        .await
     }
 
-    async fn settle_tasks(
+    async fn apply_settlements(
         &self,
         instance: &str,
         settlements: &[Settlement],
         now: DateTime<Utc>,
-    ) -> Result<u64, StoreError> {
-        if settlements.is_empty() {
-            return Ok(0);
-        }
+    ) -> Result<u64, sqlx::Error> {
         let n = settlements.len();
         let mut ids = Vec::with_capacity(n);
         let mut attempts = Vec::with_capacity(n);
@@ -394,76 +324,59 @@ impl TaskStore for PostgresStore {
             finished.push(s.finished_at);
             durations.push(s.duration_ms.map(|d| d as i64));
         }
-        let work = async {
-            let queue = self.queue_pool();
-            let done = sqlx::query(SETTLE)
-                .bind(now)
-                .bind(&ids)
-                .bind(&attempts)
-                .bind(&statuses)
-                .bind(&deltas)
-                .bind(&run_ats)
-                .bind(&results)
-                .bind(&errors)
-                .bind(&finished)
-                .bind(&durations)
-                .bind(&holders)
-                .bind(&expected)
-                .bind(DONE_PER_NOTICE)
-                .fetch_one(queue)
-                .await?;
-            Ok::<_, sqlx::Error>(done.try_get::<i64, _>("applied")?.max(0) as u64)
-        };
-        work.await.map_err(|e| self.err(e))
+        let done = sqlx::query(SETTLE)
+            .bind(now)
+            .bind(&ids)
+            .bind(&attempts)
+            .bind(&statuses)
+            .bind(&deltas)
+            .bind(&run_ats)
+            .bind(&results)
+            .bind(&errors)
+            .bind(&finished)
+            .bind(&durations)
+            .bind(&holders)
+            .bind(&expected)
+            .bind(DONE_PER_NOTICE)
+            .fetch_one(self.queue())
+            .await?;
+        Ok(done.try_get::<i64, _>("applied")?.max(0) as u64)
     }
 
-    async fn mark_called(
+    async fn mark_attempts_called(
         &self,
         instance: &str,
         attempts: &[(Uuid, u32)],
         now: DateTime<Utc>,
-    ) -> Result<Vec<Uuid>, StoreError> {
-        if attempts.is_empty() {
-            return Ok(Vec::new());
-        }
+    ) -> Result<Vec<Uuid>, sqlx::Error> {
         let ids: Vec<Uuid> = attempts.iter().map(|a| a.0).collect();
         let numbers: Vec<i32> = attempts.iter().map(|a| a.1 as i32).collect();
         let holders = vec![instance; ids.len()];
         let expected = vec!["running"; ids.len()];
-        let work = async {
-            let queue = self.queue_pool();
-            let rows = sqlx::query(MARK_CALLED)
-                .bind(now)
-                .bind(&ids)
-                .bind(&numbers)
-                .bind(&holders)
-                .bind(&expected)
-                .fetch_all(queue)
-                .await?;
-            Ok::<_, sqlx::Error>(rows)
-        };
-        let rows = work.await.map_err(|e| self.err(e))?;
-        rows.iter()
-            .map(|r| r.try_get::<Uuid, _>("id"))
-            .collect::<Result<_, _>>()
-            .map_err(|e| self.err(e))
+        sqlx::query_scalar(MARK_CALLED)
+            .bind(now)
+            .bind(&ids)
+            .bind(&numbers)
+            .bind(&holders)
+            .bind(&expected)
+            .fetch_all(self.queue())
+            .await
     }
 
-    async fn reclaim_expired(
+    async fn take_back_expired(
         &self,
         now: DateTime<Utc>,
         limit: u32,
         grace: Duration,
-    ) -> Result<Vec<Reclaimed>, StoreError> {
+    ) -> Result<Vec<Reclaimed>, sqlx::Error> {
         let up_before =
             now - chrono::TimeDelta::from_std(grace).unwrap_or(chrono::TimeDelta::zero());
         let all = sqlx::query(RECLAIM)
             .bind(now)
             .bind(i64::from(limit))
             .bind(up_before)
-            .fetch_all(self.queue_pool())
-            .await
-            .map_err(|e| self.err(e))?;
+            .fetch_all(self.queue())
+            .await?;
         all.iter()
             .map(|r| {
                 let outcome: String = r.try_get("outcome")?;
@@ -478,15 +391,7 @@ impl TaskStore for PostgresStore {
                     },
                 })
             })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(|e| self.err(e))
-    }
-
-    async fn next_run_at(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
-        sqlx::query_scalar("SELECT min(run_at) FROM tasks WHERE status IN ('queued', 'waiting')")
-            .fetch_one(self.pool())
-            .await
-            .map_err(|e| self.err(e))
+            .collect()
     }
 
     async fn listen_for_tasks(
@@ -501,7 +406,7 @@ impl TaskStore for PostgresStore {
         })))
     }
 
-    async fn notify_finished(&self, ids: &[Uuid]) -> Result<(), StoreError> {
+    async fn notify_finished(&self, ids: &[Uuid]) -> Result<(), sqlx::Error> {
         for chunk in ids.chunks(DONE_PER_NOTICE as usize) {
             let payload = chunk
                 .iter()
@@ -512,8 +417,7 @@ impl TaskStore for PostgresStore {
                 .bind(DONE_CHANNEL)
                 .bind(payload)
                 .execute(self.pool())
-                .await
-                .map_err(|e| self.err(e))?;
+                .await?;
         }
         Ok(())
     }

@@ -4,10 +4,8 @@
 
 use std::sync::LazyLock;
 
-use async_trait::async_trait;
-
 use super::SqliteStore;
-use crate::store::breaker_state::{BreakerDialect, BreakerSql, ChangeNote, TimeSql};
+use crate::store::breaker_state::{BreakerDialect, BreakerSql, TimeSql};
 
 /// The current time as SQLite text, like the values it stores.
 const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')";
@@ -25,31 +23,9 @@ static SQL: LazyLock<BreakerSql> = LazyLock::new(|| {
     })
 });
 
-#[async_trait]
+/// Nothing to announce or hear (the trait's defaults): one instance owns the file.
 impl BreakerDialect for SqliteStore {
     fn breaker_sql() -> &'static LazyLock<BreakerSql> {
         &SQL
     }
-
-    async fn announce(
-        _tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
-        _name: &str,
-    ) -> Result<(), sqlx::Error> {
-        Ok(())
-    }
-
-    async fn watch(
-        &self,
-        _notes: tokio::sync::mpsc::UnboundedSender<ChangeNote>,
-        mut shutdown: tokio::sync::watch::Receiver<bool>,
-    ) {
-        // One instance per SQLite file: there is nobody else to hear from.
-        while !*shutdown.borrow() {
-            if shutdown.changed().await.is_err() {
-                return;
-            }
-        }
-    }
 }
-
-crate::store::breaker_state::impl_breaker_state_store!(SqliteStore);

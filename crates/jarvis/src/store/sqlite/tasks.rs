@@ -1,8 +1,6 @@
 //! The queue on SQLite: every write goes through the single writer connection, so a claim
 //! (one `UPDATE … RETURNING` over the next due rows) can never hand a task to two workers.
 
-use std::collections::HashMap;
-
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::Row;
@@ -10,9 +8,10 @@ use uuid::Uuid;
 
 use super::SqliteStore;
 use crate::store::rows;
-use crate::store::shared::SqlBackend;
-use crate::store::tasks::{Inserted, Lease, ReclaimOutcome, Reclaimed, Settlement, TaskStore};
-use crate::store::StoreError;
+use crate::store::shared::{DbUuid, SqlBackend};
+use crate::store::tasks::{
+    missing_keys, Lease, QueueDialect, ReclaimOutcome, Reclaimed, Settlement,
+};
 use crate::tasks::model::{NewTask, Task, TaskStatus};
 
 /// Tasks per `INSERT` statement (18 parameters each, far below SQLite's limit of 32,766).
@@ -23,336 +22,283 @@ fn id(u: Uuid) -> String {
 }
 
 #[async_trait]
-impl TaskStore for SqliteStore {
-    async fn insert_tasks(
+impl QueueDialect for SqliteStore {
+    /// One `UPDATE … RETURNING` over the next due rows (the single writer makes it atomic).
+    const CLAIM: &'static str = "\
+UPDATE tasks SET status = 'running', attempts = attempts + 1, locked_by = $1, lease_until = $4,
+       started_at = $2, called_at = NULL, updated_at = $2
+WHERE id IN (SELECT id FROM tasks WHERE status IN ('queued', 'waiting') AND run_at <= $2
+             ORDER BY priority DESC, run_at, id LIMIT $3)
+RETURNING *";
+
+    /// The first claimable row in `run_at` order (no row when none is claimable).
+    const NEXT_RUN_AT: &'static str =
+        "SELECT run_at FROM tasks WHERE status IN ('queued', 'waiting') ORDER BY run_at LIMIT 1";
+
+    /// The single writer connection: every write is serialised there.
+    fn queue(&self) -> &sqlx::SqlitePool {
+        self.writer()
+    }
+
+    async fn store_tasks(
         &self,
         tasks: &[NewTask],
         claim: Option<Lease<'_>>,
-    ) -> Result<Vec<Inserted>, StoreError> {
-        let work = async {
-            let mut tx = self.writer().begin().await?;
-            let mut stored: HashMap<Uuid, Task> = HashMap::with_capacity(tasks.len());
-            // One multi-row statement per chunk: every statement is a round trip to sqlx's
-            // SQLite worker thread, and with one per task the batch was mostly thread wake-ups
-            // (bench/queue/README.md, SQLite enqueue).
-            for chunk in tasks.chunks(INSERT_ROWS) {
-                let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-                    "INSERT INTO tasks (id, domain, action, parameters, learned_parameters, \
-                     status, priority, run_at, attempts, max_attempts, timeout_ms, \
-                     idempotency_key, correlation_id, locked_by, lease_until, created_at, \
-                     started_at, updated_at, notify_done) ",
-                );
-                q.push_values(chunk, |mut b, t| {
-                    b.push_bind(id(t.id))
-                        .push_bind(t.domain.as_str())
-                        .push_bind(t.action.as_str())
-                        .push_bind(t.parameters.to_string())
-                        .push_bind(t.learned_parameters.as_ref().map(|v| v.to_string()))
-                        .push_bind(if claim.is_some() {
-                            TaskStatus::Running.as_str()
-                        } else {
-                            TaskStatus::Queued.as_str()
-                        })
-                        .push_bind(t.priority)
-                        .push_bind(t.run_at)
-                        .push_bind(if claim.is_some() { 1 } else { 0 })
-                        .push_bind(t.max_attempts as i64)
-                        .push_bind(t.timeout_ms.map(|v| v as i64))
-                        .push_bind(t.idempotency_key.as_deref())
-                        .push_bind(t.correlation_id.as_str())
-                        .push_bind(claim.map(|c| c.instance))
-                        .push_bind(claim.map(|c| c.until))
-                        .push_bind(t.created_at)
-                        .push_bind(claim.map(|c| c.now))
-                        .push_bind(t.created_at)
-                        .push_bind(t.notify_done);
-                });
-                q.push(" ON CONFLICT (idempotency_key) DO NOTHING RETURNING *");
-                for r in q.build().fetch_all(&mut *tx).await? {
-                    let t = rows::task(&r)?;
-                    stored.insert(t.id, t);
-                }
+    ) -> Result<(Vec<Task>, Vec<Task>), sqlx::Error> {
+        let mut tx = self.writer().begin().await?;
+        let mut stored = Vec::with_capacity(tasks.len());
+        // One multi-row statement per chunk: every statement is a round trip to sqlx's
+        // SQLite worker thread, and with one per task the batch was mostly thread wake-ups
+        // (bench/queue/README.md, SQLite enqueue).
+        for chunk in tasks.chunks(INSERT_ROWS) {
+            let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                "INSERT INTO tasks (id, domain, action, parameters, learned_parameters, \
+                 status, priority, run_at, attempts, max_attempts, timeout_ms, \
+                 idempotency_key, correlation_id, locked_by, lease_until, created_at, \
+                 started_at, updated_at, notify_done) ",
+            );
+            q.push_values(chunk, |mut b, t| {
+                b.push_bind(id(t.id))
+                    .push_bind(t.domain.as_str())
+                    .push_bind(t.action.as_str())
+                    .push_bind(t.parameters.to_string())
+                    .push_bind(t.learned_parameters.as_ref().map(|v| v.to_string()))
+                    .push_bind(if claim.is_some() {
+                        TaskStatus::Running.as_str()
+                    } else {
+                        TaskStatus::Queued.as_str()
+                    })
+                    .push_bind(t.priority)
+                    .push_bind(t.run_at)
+                    .push_bind(if claim.is_some() { 1 } else { 0 })
+                    .push_bind(t.max_attempts as i64)
+                    .push_bind(t.timeout_ms.map(|v| v as i64))
+                    .push_bind(t.idempotency_key.as_deref())
+                    .push_bind(t.correlation_id.as_str())
+                    .push_bind(claim.map(|c| c.instance))
+                    .push_bind(claim.map(|c| c.until))
+                    .push_bind(t.created_at)
+                    .push_bind(claim.map(|c| c.now))
+                    .push_bind(t.created_at)
+                    .push_bind(t.notify_done);
+            });
+            q.push(" ON CONFLICT (idempotency_key) DO NOTHING RETURNING *");
+            for r in q.build().fetch_all(&mut *tx).await? {
+                stored.push(rows::task(&r)?);
             }
-            let mut out = Vec::with_capacity(tasks.len());
-            for t in tasks {
-                if let Some(s) = stored.get(&t.id) {
-                    out.push(Inserted {
-                        task: s.clone(),
-                        created: true,
-                    });
-                    continue;
-                }
-                // Not inserted: its idempotency key names a task stored before (or earlier in
-                // this batch).
-                let r = sqlx::query("SELECT * FROM tasks WHERE idempotency_key = ?1")
-                    .bind(t.idempotency_key.as_deref())
-                    .fetch_one(&mut *tx)
-                    .await?;
-                out.push(Inserted {
-                    task: rows::task(&r)?,
-                    created: false,
-                });
-            }
-            tx.commit().await?;
-            Ok::<_, sqlx::Error>(out)
-        };
-        work.await.map_err(|e| self.err(e))
-    }
-
-    async fn claim_tasks(&self, lease: Lease<'_>, limit: u32) -> Result<Vec<Task>, StoreError> {
-        if limit == 0 {
-            return Ok(Vec::new());
         }
-        let all = sqlx::query(
-            "UPDATE tasks SET status = 'running', attempts = attempts + 1, locked_by = ?1, \
-             lease_until = ?2, started_at = ?3, called_at = NULL, updated_at = ?3 \
-             WHERE id IN (SELECT id FROM tasks WHERE status IN ('queued', 'waiting') \
-             AND run_at <= ?3 ORDER BY priority DESC, run_at, id LIMIT ?4) RETURNING *",
-        )
-        .bind(lease.instance)
-        .bind(lease.until)
-        .bind(lease.now)
-        .bind(i64::from(limit))
-        .fetch_all(self.writer())
-        .await
-        .map_err(|e| self.err(e))?;
-        let mut tasks: Vec<Task> = all
-            .iter()
-            .map(rows::task)
-            .collect::<Result<_, _>>()
-            .map_err(|e| self.err(e))?;
-        tasks.sort_by(|a, b| (b.priority, a.run_at).cmp(&(a.priority, b.run_at)));
-        Ok(tasks)
+        // The others: their idempotency key names a task stored before (or earlier in this
+        // batch, hence inside the transaction).
+        let mut existing = Vec::new();
+        for key in missing_keys(tasks, &stored) {
+            let r = sqlx::query("SELECT * FROM tasks WHERE idempotency_key = $1")
+                .bind(key)
+                .fetch_one(&mut *tx)
+                .await?;
+            existing.push(rows::task(&r)?);
+        }
+        tx.commit().await?;
+        Ok((stored, existing))
     }
 
-    async fn extend_leases(
+    async fn renew_leases(
         &self,
         instance: &str,
         ids: &[Uuid],
         until: DateTime<Utc>,
-    ) -> Result<Vec<Uuid>, StoreError> {
-        let work = async {
-            let mut tx = self.writer().begin().await?;
-            let mut held = Vec::with_capacity(ids.len());
-            for chunk in ids.chunks(500) {
-                let list = chunk
-                    .iter()
-                    .map(|u| format!("'{}'", id(*u)))
-                    .collect::<Vec<_>>()
-                    .join(",");
-                // The IDs are formatted UUIDs, never caller text: safe to inline.
-                let rows = sqlx::query(&format!(
-                    "UPDATE tasks SET lease_until = ?2 WHERE locked_by = ?1 \
-                     AND status = 'running' AND id IN ({list}) RETURNING id"
-                ))
-                .bind(instance)
-                .bind(until)
-                .fetch_all(&mut *tx)
-                .await?;
-                for r in &rows {
-                    held.push(r.try_get::<crate::store::shared::DbUuid, _>("id")?.0);
-                }
-            }
-            tx.commit().await?;
-            Ok::<_, sqlx::Error>(held)
-        };
-        work.await.map_err(|e| self.err(e))
+    ) -> Result<Vec<Uuid>, sqlx::Error> {
+        let mut tx = self.writer().begin().await?;
+        let mut held = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(500) {
+            let list = chunk
+                .iter()
+                .map(|u| format!("'{}'", id(*u)))
+                .collect::<Vec<_>>()
+                .join(",");
+            // The IDs are formatted UUIDs, never caller text: safe to inline.
+            let renewed = sqlx::query_scalar::<_, DbUuid>(&format!(
+                "UPDATE tasks SET lease_until = ?2 WHERE locked_by = ?1 \
+                 AND status = 'running' AND id IN ({list}) RETURNING id"
+            ))
+            .bind(instance)
+            .bind(until)
+            .fetch_all(&mut *tx)
+            .await?;
+            held.extend(renewed.into_iter().map(|u| u.0));
+        }
+        tx.commit().await?;
+        Ok(held)
     }
 
-    async fn settle_tasks(
+    async fn apply_settlements(
         &self,
         instance: &str,
         settlements: &[Settlement],
         now: DateTime<Utc>,
-    ) -> Result<u64, StoreError> {
-        let work = async {
-            let mut tx = self.writer().begin().await?;
-            let mut applied = 0;
-            for s in settlements {
-                let done = sqlx::query(
-                    "UPDATE tasks SET status = ?4, attempts = attempts + ?5, \
-                     run_at = COALESCE(?6, run_at), result = ?7, error = ?8, finished_at = ?9, \
-                     duration_ms = COALESCE(?10, duration_ms), locked_by = NULL, \
-                     lease_until = NULL, called_at = NULL, updated_at = ?11 \
-                     WHERE id = ?1 AND locked_by = ?2 AND status = 'running' AND attempts = ?3",
-                )
-                .bind(id(s.id))
-                .bind(instance)
-                .bind(s.attempt as i64)
-                .bind(s.status.as_str())
-                .bind(s.attempts_delta)
-                .bind(s.run_at)
-                .bind(s.result.as_ref().map(|v| v.to_string()))
-                .bind(s.error.as_deref())
-                .bind(s.finished_at)
-                .bind(s.duration_ms.map(|d| d as i64))
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-                applied += done.rows_affected();
-            }
-            tx.commit().await?;
-            Ok::<_, sqlx::Error>(applied)
-        };
-        work.await.map_err(|e| self.err(e))
+    ) -> Result<u64, sqlx::Error> {
+        let mut tx = self.writer().begin().await?;
+        let mut applied = 0;
+        for s in settlements {
+            let done = sqlx::query(
+                "UPDATE tasks SET status = ?4, attempts = attempts + ?5, \
+                 run_at = COALESCE(?6, run_at), result = ?7, error = ?8, finished_at = ?9, \
+                 duration_ms = COALESCE(?10, duration_ms), locked_by = NULL, \
+                 lease_until = NULL, called_at = NULL, updated_at = ?11 \
+                 WHERE id = ?1 AND locked_by = ?2 AND status = 'running' AND attempts = ?3",
+            )
+            .bind(id(s.id))
+            .bind(instance)
+            .bind(s.attempt as i64)
+            .bind(s.status.as_str())
+            .bind(s.attempts_delta)
+            .bind(s.run_at)
+            .bind(s.result.as_ref().map(|v| v.to_string()))
+            .bind(s.error.as_deref())
+            .bind(s.finished_at)
+            .bind(s.duration_ms.map(|d| d as i64))
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            applied += done.rows_affected();
+        }
+        tx.commit().await?;
+        Ok(applied)
     }
 
-    async fn mark_called(
+    async fn mark_attempts_called(
         &self,
         instance: &str,
         attempts: &[(Uuid, u32)],
         now: DateTime<Utc>,
-    ) -> Result<Vec<Uuid>, StoreError> {
-        if attempts.is_empty() {
-            return Ok(Vec::new());
-        }
-        let work = async {
-            let mut tx = self.writer().begin().await?;
-            let mut held = Vec::with_capacity(attempts.len());
-            for (task, attempt) in attempts {
-                let done = sqlx::query(
-                    "UPDATE tasks SET called_at = ?4 WHERE id = ?1 AND locked_by = ?2 \
-                     AND status = 'running' AND attempts = ?3",
-                )
-                .bind(id(*task))
-                .bind(instance)
-                .bind(i64::from(*attempt))
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-                if done.rows_affected() > 0 {
-                    held.push(*task);
-                }
+    ) -> Result<Vec<Uuid>, sqlx::Error> {
+        let mut tx = self.writer().begin().await?;
+        let mut held = Vec::with_capacity(attempts.len());
+        for (task, attempt) in attempts {
+            let done = sqlx::query(
+                "UPDATE tasks SET called_at = ?4 WHERE id = ?1 AND locked_by = ?2 \
+                 AND status = 'running' AND attempts = ?3",
+            )
+            .bind(id(*task))
+            .bind(instance)
+            .bind(i64::from(*attempt))
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            if done.rows_affected() > 0 {
+                held.push(*task);
             }
-            tx.commit().await?;
-            Ok::<_, sqlx::Error>(held)
-        };
-        work.await.map_err(|e| self.err(e))
+        }
+        tx.commit().await?;
+        Ok(held)
     }
 
     /// One process owns the file, so there is no server restart to wait for: `grace` is
     /// ignored (the queue itself waits after its own store errors).
-    async fn reclaim_expired(
+    async fn take_back_expired(
         &self,
         now: DateTime<Utc>,
         limit: u32,
         _grace: std::time::Duration,
-    ) -> Result<Vec<Reclaimed>, StoreError> {
-        let work = async {
-            let mut tx = self.writer().begin().await?;
-            let expired = sqlx::query(
-                "SELECT t.id, t.locked_by, t.started_at, t.called_at, t.attempts, \
-                        t.max_attempts, t.error, h.success AS rec_success, \
-                        h.failure_reason AS rec_reason, h.finished_at AS rec_finished, \
-                        h.duration_ms AS rec_duration, h.task_id IS NOT NULL AS recorded \
-                 FROM tasks t \
-                 LEFT JOIN task_history h ON h.task_id = t.id AND h.attempt = t.attempts \
-                 WHERE t.status = 'running' AND t.lease_until < ?1 \
-                 ORDER BY t.lease_until LIMIT ?2",
-            )
-            .bind(now)
-            .bind(i64::from(limit))
-            .fetch_all(&mut *tx)
-            .await?;
-            let mut out = Vec::with_capacity(expired.len());
-            for e in &expired {
-                let task_id: String = e.try_get("id")?;
-                let lost_by: Option<String> = e.try_get("locked_by")?;
-                let started: Option<DateTime<Utc>> = e.try_get("started_at")?;
-                let called: Option<DateTime<Utc>> = e.try_get("called_at")?;
-                let attempts: i64 = e.try_get("attempts")?;
-                let max_attempts: i64 = e.try_get("max_attempts")?;
-                let last = attempts >= max_attempts;
-                let recorded: bool = e.try_get("recorded")?;
-                let (outcome, status, delta, finished, duration, error) = if recorded {
-                    let success: bool = e.try_get("rec_success")?;
-                    let finished: Option<DateTime<Utc>> = e.try_get("rec_finished")?;
-                    let duration: Option<i64> = e.try_get("rec_duration")?;
-                    let reason: Option<String> = e.try_get("rec_reason")?;
-                    let status = if success {
-                        TaskStatus::Succeeded
-                    } else if last {
-                        TaskStatus::Failed
-                    } else {
-                        TaskStatus::Queued
-                    };
-                    let finished = status.is_final().then_some(finished).flatten();
-                    let error = if success { None } else { reason };
-                    (
-                        ReclaimOutcome::Recorded,
-                        status,
-                        0,
-                        finished,
-                        duration,
-                        error,
-                    )
-                } else if called.is_none() {
-                    let error: Option<String> = e.try_get("error")?;
-                    (
-                        ReclaimOutcome::GivenBack,
-                        TaskStatus::Queued,
-                        -1,
-                        None,
-                        None,
-                        error,
-                    )
-                } else {
-                    let status = if last {
-                        TaskStatus::Failed
-                    } else {
-                        TaskStatus::Queued
-                    };
-                    let error = format!(
-                        "attempt {attempts} interrupted: instance {} stopped renewing its lease",
-                        lost_by.as_deref().unwrap_or("?")
-                    );
-                    (
-                        ReclaimOutcome::Interrupted,
-                        status,
-                        0,
-                        last.then_some(now),
-                        None,
-                        Some(error),
-                    )
-                };
-                let row = sqlx::query(
-                    "UPDATE tasks SET status = ?3, attempts = attempts + ?4, finished_at = ?5, \
-                     duration_ms = COALESCE(?6, duration_ms), error = ?7, locked_by = NULL, \
-                     lease_until = NULL, called_at = NULL, run_at = ?2, updated_at = ?2 \
-                     WHERE id = ?1 RETURNING *",
-                )
-                .bind(&task_id)
-                .bind(now)
-                .bind(status.as_str())
-                .bind(delta)
-                .bind(finished)
-                .bind(duration)
-                .bind(error)
-                .fetch_one(&mut *tx)
-                .await?;
-                out.push(Reclaimed {
-                    task: rows::task(&row)?,
-                    lost_by,
-                    attempt_started_at: started,
-                    outcome,
-                });
-            }
-            tx.commit().await?;
-            Ok::<_, sqlx::Error>(out)
-        };
-        work.await.map_err(|e| self.err(e))
-    }
-
-    async fn next_run_at(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
-        let row = sqlx::query(
-            "SELECT run_at FROM tasks WHERE status IN ('queued', 'waiting') \
-             ORDER BY run_at LIMIT 1",
+    ) -> Result<Vec<Reclaimed>, sqlx::Error> {
+        let mut tx = self.writer().begin().await?;
+        let expired = sqlx::query(
+            "SELECT t.id, t.locked_by, t.started_at, t.called_at, t.attempts, \
+                    t.max_attempts, t.error, h.success AS rec_success, \
+                    h.failure_reason AS rec_reason, h.finished_at AS rec_finished, \
+                    h.duration_ms AS rec_duration, h.task_id IS NOT NULL AS recorded \
+             FROM tasks t \
+             LEFT JOIN task_history h ON h.task_id = t.id AND h.attempt = t.attempts \
+             WHERE t.status = 'running' AND t.lease_until < ?1 \
+             ORDER BY t.lease_until LIMIT ?2",
         )
-        .fetch_optional(self.reader())
-        .await
-        .map_err(|e| self.err(e))?;
-        row.map(|r| r.try_get("run_at"))
-            .transpose()
-            .map_err(|e| self.err(e))
+        .bind(now)
+        .bind(i64::from(limit))
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut out = Vec::with_capacity(expired.len());
+        for e in &expired {
+            let task_id: String = e.try_get("id")?;
+            let lost_by: Option<String> = e.try_get("locked_by")?;
+            let started: Option<DateTime<Utc>> = e.try_get("started_at")?;
+            let called: Option<DateTime<Utc>> = e.try_get("called_at")?;
+            let attempts: i64 = e.try_get("attempts")?;
+            let max_attempts: i64 = e.try_get("max_attempts")?;
+            let last = attempts >= max_attempts;
+            let recorded: bool = e.try_get("recorded")?;
+            let (outcome, status, delta, finished, duration, error) = if recorded {
+                let success: bool = e.try_get("rec_success")?;
+                let finished: Option<DateTime<Utc>> = e.try_get("rec_finished")?;
+                let duration: Option<i64> = e.try_get("rec_duration")?;
+                let reason: Option<String> = e.try_get("rec_reason")?;
+                let status = if success {
+                    TaskStatus::Succeeded
+                } else if last {
+                    TaskStatus::Failed
+                } else {
+                    TaskStatus::Queued
+                };
+                let finished = status.is_final().then_some(finished).flatten();
+                let error = if success { None } else { reason };
+                (
+                    ReclaimOutcome::Recorded,
+                    status,
+                    0,
+                    finished,
+                    duration,
+                    error,
+                )
+            } else if called.is_none() {
+                let error: Option<String> = e.try_get("error")?;
+                (
+                    ReclaimOutcome::GivenBack,
+                    TaskStatus::Queued,
+                    -1,
+                    None,
+                    None,
+                    error,
+                )
+            } else {
+                let status = if last {
+                    TaskStatus::Failed
+                } else {
+                    TaskStatus::Queued
+                };
+                let error = format!(
+                    "attempt {attempts} interrupted: instance {} stopped renewing its lease",
+                    lost_by.as_deref().unwrap_or("?")
+                );
+                (
+                    ReclaimOutcome::Interrupted,
+                    status,
+                    0,
+                    last.then_some(now),
+                    None,
+                    Some(error),
+                )
+            };
+            let row = sqlx::query(
+                "UPDATE tasks SET status = ?3, attempts = attempts + ?4, finished_at = ?5, \
+                 duration_ms = COALESCE(?6, duration_ms), error = ?7, locked_by = NULL, \
+                 lease_until = NULL, called_at = NULL, run_at = ?2, updated_at = ?2 \
+                 WHERE id = ?1 RETURNING *",
+            )
+            .bind(&task_id)
+            .bind(now)
+            .bind(status.as_str())
+            .bind(delta)
+            .bind(finished)
+            .bind(duration)
+            .bind(error)
+            .fetch_one(&mut *tx)
+            .await?;
+            out.push(Reclaimed {
+                task: rows::task(&row)?,
+                lost_by,
+                attempt_started_at: started,
+                outcome,
+            });
+        }
+        tx.commit().await?;
+        Ok(out)
     }
 }
