@@ -121,3 +121,26 @@ fn read<T: DeserializeOwned>(path: &str, data: Value) -> anyhow::Result<T> {
 pub fn json_text<T: Serialize>(view: &T) -> anyhow::Result<String> {
     Ok(serde_json::to_string_pretty(&serde_json::to_value(view)?)?)
 }
+
+/// A table for the terminal: left-aligned columns two spaces apart, trailing blanks trimmed;
+/// the first row is the header, and `empty` follows it when there is no other row.
+pub fn columns<const N: usize>(rows: &[[String; N]], empty: &str) -> String {
+    let widths: Vec<usize> = (0..N)
+        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for r in rows {
+        let line: Vec<String> = r
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    if rows.len() == 1 {
+        out.push_str(empty);
+        out.push('\n');
+    }
+    out
+}

@@ -56,23 +56,7 @@ pub fn table(views: &BreakerViews) -> String {
             or_dash(&b.last_failure_reason),
         ]);
     }
-    let widths: Vec<usize> = (0..7)
-        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
-        .collect();
-    let mut out = String::new();
-    for r in &rows {
-        let line: Vec<String> = r
-            .iter()
-            .zip(&widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect();
-        out.push_str(line.join("  ").trim_end());
-        out.push('\n');
-    }
-    if rows.len() == 1 {
-        out.push_str("(no circuit breaker yet)\n");
-    }
-    out
+    crate::client::columns(&rows, "(no circuit breaker yet)")
 }
 
 /// Runs one `jarvis breakers` command and prints the answer (`--json`: the `data` as JSON).

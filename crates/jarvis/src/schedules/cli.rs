@@ -75,23 +75,7 @@ pub fn table(schedules: &[ScheduleView]) -> String {
             time(&s.last_run_at),
         ]);
     }
-    let widths: Vec<usize> = (0..6)
-        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
-        .collect();
-    let mut out = String::new();
-    for r in &rows {
-        let line: Vec<String> = r
-            .iter()
-            .zip(&widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect();
-        out.push_str(line.join("  ").trim_end());
-        out.push('\n');
-    }
-    if rows.len() == 1 {
-        out.push_str("(no schedule yet)\n");
-    }
-    out
+    crate::client::columns(&rows, "(no schedule yet)")
 }
 
 /// One schedule: its row of the table, then its coming ticks.
