@@ -21,6 +21,8 @@
 //!   aggregation, history and per-round reports.
 //! - [`learning`]: the learner state per domain/action shared through the store,
 //!   recommendations, learned parameters and timeouts (`useLearned`), timeout warnings.
+//! - [`model`]: the plain domain types the store keeps (services, check results, agents,
+//!   tasks, execution records, rollups); they depend on nothing above them.
 //! - [`metrics`]: the Prometheus registry of an instance (`GET /metrics`).
 //! - [`schedules`]: recurring tasks (cron with a time zone, or a period), one task per tick
 //!   across all instances, the missed-tick policy, `jarvis schedules`.
@@ -44,6 +46,7 @@ pub mod health;
 pub mod history;
 pub mod learning;
 pub mod metrics;
+pub mod model;
 pub mod names;
 pub mod schedules;
 pub mod secrets;

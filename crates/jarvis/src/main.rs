@@ -46,7 +46,7 @@ async fn run(cli: Cli) -> ExitCode {
         command,
     } = cli.command
     {
-        return match jarvis::tasks::cli::run(&connection, command).await {
+        return match jarvis::cli::tasks::run(&connection, command).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("jarvis: {e:#}");
@@ -60,7 +60,7 @@ async fn run(cli: Cli) -> ExitCode {
         command,
     } = cli.command
     {
-        return match jarvis::breakers::cli::run(&connection, json, command).await {
+        return match jarvis::cli::breakers::run(&connection, json, command).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("jarvis: {e:#}");
@@ -74,7 +74,7 @@ async fn run(cli: Cli) -> ExitCode {
         command,
     } = cli.command
     {
-        return match jarvis::schedules::cli::run(&connection, json, command).await {
+        return match jarvis::cli::schedules::run(&connection, json, command).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("jarvis: {e:#}");
@@ -175,7 +175,7 @@ async fn migrate(config: &Config) -> anyhow::Result<()> {
 }
 
 async fn health(args: &jarvis::cli::HealthArgs) -> ExitCode {
-    use jarvis::health::report;
+    use jarvis::cli::health as report;
     let data = match report::fetch(&args.connection).await {
         Ok(d) => d,
         Err(e) => {

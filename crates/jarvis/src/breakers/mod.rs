@@ -7,7 +7,6 @@
 //! module adds names, configuration, metrics and `jarvis breakers` (the API's view of a breaker
 //! is `api::types::BreakerView`).
 
-pub mod cli;
 pub mod metrics;
 pub mod shared;
 

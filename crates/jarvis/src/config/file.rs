@@ -33,8 +33,8 @@ pub struct AgentFileEntry {
 
 impl AgentFileEntry {
     /// The same agent as the body of `PUT /api/v1/agents/{domain}`.
-    pub fn input(&self) -> crate::agents::AgentInput {
-        crate::agents::AgentInput {
+    pub fn input(&self) -> crate::model::agent::AgentInput {
+        crate::model::agent::AgentInput {
             url: self.url.clone(),
             timeout_ms: self.timeout_ms,
             use_learned: self.use_learned,
@@ -84,7 +84,7 @@ pub struct FileConfig {
     pub server: FileServer,
     /// Services to monitor, by name.
     #[serde(default)]
-    pub services: BTreeMap<String, crate::health::ServiceInput>,
+    pub services: BTreeMap<String, crate::model::service::ServiceInput>,
     /// Agents, by domain.
     #[serde(default)]
     pub agents: BTreeMap<String, AgentFileEntry>,

@@ -13,6 +13,7 @@
 //! layering that is three `or`s here and still leave the range checks, the error wording and
 //! the docs to us. The whole machinery is this file.
 
+pub use crate::store::config::redact_url;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -468,16 +469,4 @@ fn shown_in_view(mask: Mask, p: &Parsed) -> Value {
         (_, Parsed::Choice(w)) => (*w).into(),
         (_, Parsed::Text(s)) => s.clone().into(),
     }
-}
-
-/// `raw` as a URL with its password replaced by `***` and its query (which may carry a
-/// `password=` too) removed; `None` when it does not parse as a URL.
-pub fn redact_url(raw: &str) -> Option<String> {
-    let mut url = url::Url::parse(raw).ok()?;
-    if url.password().is_some() {
-        // Cannot fail for a URL with a host, which a password implies.
-        let _ = url.set_password(Some("***"));
-    }
-    url.set_query(None);
-    Some(url.to_string())
 }

@@ -18,8 +18,7 @@ pub mod check;
 pub mod history;
 pub mod metrics;
 pub mod monitor;
-pub mod report;
-pub mod spec;
+pub use crate::model::service as spec;
 pub mod uptime;
 
 pub use check::{CheckResult, Checker, Kind, Status, BREAKER_OPEN_MESSAGE};

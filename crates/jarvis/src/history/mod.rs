@@ -2,9 +2,8 @@
 //! the hot path by the [`Recorder`] (with a local spool when the store is unreachable), rolled
 //! up per hour for fast [`Stats`], and pruned by a retention job.
 
-pub mod record;
 pub mod recorder;
-pub mod rollup;
+pub use crate::model::{record, rollup};
 pub mod stats;
 
 use std::sync::Arc;

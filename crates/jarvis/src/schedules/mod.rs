@@ -13,7 +13,6 @@
 //! the config file (written to the store at start). They are kept in the store
 //! (`store::schedules`), so every instance sees the same ones.
 
-pub mod cli;
 pub mod scheduler;
 pub mod spec;
 

@@ -8,7 +8,7 @@
 use async_trait::async_trait;
 
 use super::StoreError;
-use crate::agents::AgentSpec;
+use crate::model::agent::AgentSpec;
 
 /// Creates or replaces an agent, keeping its `created_at`.
 pub(crate) const PUT: &str = "\
@@ -47,8 +47,8 @@ macro_rules! impl_agent_store {
         impl $crate::store::agents::AgentStore for $backend {
             async fn put_agent(
                 &self,
-                spec: &$crate::agents::AgentSpec,
-            ) -> Result<($crate::agents::AgentSpec, bool), $crate::store::StoreError> {
+                spec: &$crate::model::agent::AgentSpec,
+            ) -> Result<($crate::model::agent::AgentSpec, bool), $crate::store::StoreError> {
                 let row: $crate::store::rows::AgentRow = sqlx::query_as($crate::store::agents::PUT)
                     .bind(spec.domain.as_str())
                     .bind(&spec.url)
@@ -58,7 +58,7 @@ macro_rules! impl_agent_store {
                     .fetch_one($crate::store::shared::SqlBackend::writer(self))
                     .await
                     .map_err(|e| $crate::store::shared::SqlBackend::classify(self, e))?;
-                let stored = $crate::agents::AgentSpec::try_from(row)
+                let stored = $crate::model::agent::AgentSpec::try_from(row)
                     .map_err(|e| $crate::store::shared::SqlBackend::classify(self, e))?;
                 let created = stored.created_at == spec.created_at;
                 Ok((stored, created))
@@ -67,7 +67,7 @@ macro_rules! impl_agent_store {
             async fn get_agent(
                 &self,
                 domain: &str,
-            ) -> Result<Option<$crate::agents::AgentSpec>, $crate::store::StoreError> {
+            ) -> Result<Option<$crate::model::agent::AgentSpec>, $crate::store::StoreError> {
                 let row: Option<$crate::store::rows::AgentRow> =
                     sqlx::query_as($crate::store::agents::GET)
                         .bind(domain)
@@ -80,7 +80,7 @@ macro_rules! impl_agent_store {
 
             async fn list_agents(
                 &self,
-            ) -> Result<Vec<$crate::agents::AgentSpec>, $crate::store::StoreError> {
+            ) -> Result<Vec<$crate::model::agent::AgentSpec>, $crate::store::StoreError> {
                 let rows: Vec<$crate::store::rows::AgentRow> =
                     sqlx::query_as($crate::store::agents::LIST)
                         .fetch_all($crate::store::shared::SqlBackend::reader(self))

@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::StoreError;
-use crate::health::CheckResult;
+use crate::model::check::CheckResult;
 
 /// Checks of one service in one uptime bucket (see `health::uptime`).
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -115,7 +115,7 @@ macro_rules! impl_health_store {
         impl $crate::store::health::HealthStore for $backend {
             async fn insert_health_checks(
                 &self,
-                results: &[$crate::health::CheckResult],
+                results: &[$crate::model::check::CheckResult],
                 instance_id: &str,
             ) -> Result<(), $crate::store::StoreError> {
                 type Db = <$backend as $crate::store::shared::SqlBackend>::Db;
@@ -143,7 +143,7 @@ macro_rules! impl_health_store {
                 &self,
                 service: &str,
                 range: $crate::store::health::HistoryRange,
-            ) -> Result<Vec<$crate::health::CheckResult>, $crate::store::StoreError> {
+            ) -> Result<Vec<$crate::model::check::CheckResult>, $crate::store::StoreError> {
                 let rows: Vec<$crate::store::rows::HealthCheckRow> =
                     sqlx::query_as($crate::store::health::HISTORY)
                         .bind(service)

@@ -14,8 +14,8 @@ use uuid::Uuid;
 
 use super::shared::SqlBackend;
 use super::StoreError;
-use crate::history::record::{ExecutionRecord, StoredExecution};
-use crate::history::rollup::{FailureCount, HourTotals, Rollup};
+use crate::model::record::{ExecutionRecord, StoredExecution};
+use crate::model::rollup::{FailureCount, HourTotals, Rollup};
 
 /// Which statistics.
 #[derive(Debug, Clone)]
@@ -141,7 +141,7 @@ macro_rules! impl_history_store {
         impl $crate::store::history::HistoryStore for $backend {
             async fn insert_history(
                 &self,
-                records: &[$crate::history::record::ExecutionRecord],
+                records: &[$crate::model::record::ExecutionRecord],
             ) -> Result<u64, $crate::store::StoreError> {
                 use $crate::store::history::{rollup_of_inserted, HistoryDialect};
                 use $crate::store::shared::SqlBackend;
@@ -190,7 +190,7 @@ pub(crate) use impl_history_store;
 macro_rules! purge {
     ($on:expr, $before:expr, $limit:expr) => {
         async {
-            use $crate::history::rollup::{day_of, hour_of};
+            use $crate::model::rollup::{day_of, hour_of};
             let done = sqlx::query($crate::store::history::PURGE_RECORDS)
                 .bind($before)
                 .bind(i64::from($limit))
@@ -308,7 +308,7 @@ impl From<FailureRow> for (String, FailureCount) {
 /// The hour range of a stats query: from the hour of `since` to the hour of `until` (both
 /// included), everything when unset.
 pub(crate) fn hour_range(q: &StatsQuery) -> (DateTime<Utc>, DateTime<Utc>) {
-    use crate::history::rollup::hour_of;
+    use crate::model::rollup::hour_of;
     let since = q.since.map(hour_of).unwrap_or(DateTime::<Utc>::UNIX_EPOCH);
     let until = q
         .until
@@ -360,7 +360,7 @@ macro_rules! impl_history_read_store {
                         .fetch_one($crate::store::shared::SqlBackend::reader(self))
                         .await?;
                     let totals = sql::totals_of(&row)?;
-                    let split = $crate::history::rollup::split_range(since, until);
+                    let split = $crate::model::rollup::split_range(since, until);
                     let durations: Vec<(i32, i64)> = sqlx::query_as(sql::DURATIONS)
                         .bind(&q.domain)
                         .bind(&q.action)
@@ -410,7 +410,7 @@ macro_rules! impl_history_read_store {
             async fn list_executions(
                 &self,
                 f: &$crate::store::history::ExecutionFilter,
-            ) -> Result<Vec<$crate::history::record::StoredExecution>, $crate::store::StoreError>
+            ) -> Result<Vec<$crate::model::record::StoredExecution>, $crate::store::StoreError>
             {
                 let rows: Vec<$crate::store::rows::ExecutionRow> =
                     sqlx::query_as($crate::store::history::LIST)

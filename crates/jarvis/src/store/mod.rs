@@ -11,6 +11,7 @@
 
 pub mod agents;
 pub mod breaker_state;
+pub mod config;
 pub mod health;
 pub mod history;
 pub mod learning;
@@ -28,7 +29,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::config::StoreConfig;
+use crate::store::config::StoreConfig;
 
 /// The current time as the stores keep it (see [`crate::clock::now`]).
 pub use crate::clock::now;

@@ -17,7 +17,7 @@ pub use tasks::CHANNEL;
 
 use super::shared::SqlBackend;
 use super::{Backend, StoreError, INSERT_CHUNK};
-use crate::config::DatabaseUrl;
+use crate::store::config::DatabaseUrl;
 
 /// The PostgreSQL-backed [`Store`].
 pub struct PostgresStore {

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::StoreError;
-use crate::tasks::model::Task;
+use crate::model::task::Task;
 
 /// The requeue: a `failed` or `cancelled` task goes back to `queued`, due at `$3`, with `$2`
 /// more attempts allowed; `RETURNING *` gives the task after it. A macro so that the
@@ -58,7 +58,7 @@ macro_rules! impl_task_retry_store {
                 id: uuid::Uuid,
                 extra_attempts: u32,
                 now: chrono::DateTime<chrono::Utc>,
-            ) -> Result<Option<($crate::tasks::model::Task, bool)>, $crate::store::StoreError> {
+            ) -> Result<Option<($crate::model::task::Task, bool)>, $crate::store::StoreError> {
                 let row: Option<$crate::store::rows::TaskRow> = sqlx::query_as($statement)
                     .bind($crate::store::shared::DbUuid(id))
                     .bind(i64::from(extra_attempts))

@@ -10,12 +10,13 @@ use sqlx::types::Json;
 use sqlx::FromRow;
 
 use super::shared::DbUuid;
-use crate::agents::AgentSpec;
 use crate::correlation::CorrelationId;
-use crate::health::{BodyCondition, CheckResult, ServiceSpec, Status};
-use crate::history::record::{ExecutionRecord, StoredExecution};
+use crate::model::agent::AgentSpec;
+use crate::model::check::{CheckResult, Status};
+use crate::model::record::{ExecutionRecord, StoredExecution};
+use crate::model::service::{BodyCondition, ServiceSpec};
+use crate::model::task::{Task, TaskStatus};
 use crate::names::Name;
-use crate::tasks::model::{Task, TaskStatus};
 
 fn name(raw: String) -> Result<Name, sqlx::Error> {
     Name::parse(&raw).map_err(|e| sqlx::Error::Decode(Box::new(e)))

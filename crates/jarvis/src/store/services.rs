@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::StoreError;
-use crate::health::ServiceSpec;
+use crate::model::service::ServiceSpec;
 
 /// See [`ServiceStore::services_fingerprint`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,8 +70,9 @@ macro_rules! impl_service_store {
         impl $crate::store::services::ServiceStore for $backend {
             async fn put_service(
                 &self,
-                spec: &$crate::health::ServiceSpec,
-            ) -> Result<($crate::health::ServiceSpec, bool), $crate::store::StoreError> {
+                spec: &$crate::model::service::ServiceSpec,
+            ) -> Result<($crate::model::service::ServiceSpec, bool), $crate::store::StoreError>
+            {
                 use sqlx::types::Json;
                 let row: $crate::store::rows::ServiceRow =
                     sqlx::query_as($crate::store::services::PUT)
@@ -88,7 +89,7 @@ macro_rules! impl_service_store {
                         .fetch_one($crate::store::shared::SqlBackend::writer(self))
                         .await
                         .map_err(|e| $crate::store::shared::SqlBackend::classify(self, e))?;
-                let stored = $crate::health::ServiceSpec::try_from(row)
+                let stored = $crate::model::service::ServiceSpec::try_from(row)
                     .map_err(|e| $crate::store::shared::SqlBackend::classify(self, e))?;
                 let created = stored.created_at == spec.created_at;
                 Ok((stored, created))
@@ -97,7 +98,8 @@ macro_rules! impl_service_store {
             async fn get_service(
                 &self,
                 name: &str,
-            ) -> Result<Option<$crate::health::ServiceSpec>, $crate::store::StoreError> {
+            ) -> Result<Option<$crate::model::service::ServiceSpec>, $crate::store::StoreError>
+            {
                 let row: Option<$crate::store::rows::ServiceRow> =
                     sqlx::query_as($crate::store::services::GET)
                         .bind(name)
@@ -110,7 +112,7 @@ macro_rules! impl_service_store {
 
             async fn list_services(
                 &self,
-            ) -> Result<Vec<$crate::health::ServiceSpec>, $crate::store::StoreError> {
+            ) -> Result<Vec<$crate::model::service::ServiceSpec>, $crate::store::StoreError> {
                 let rows: Vec<$crate::store::rows::ServiceRow> =
                     sqlx::query_as($crate::store::services::LIST)
                         .fetch_all($crate::store::shared::SqlBackend::reader(self))

@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use super::tasks::TaskFilter;
 use super::StoreError;
-use crate::tasks::model::Task;
+use crate::model::task::Task;
 
 pub(crate) const GET: &str = "SELECT * FROM tasks WHERE id = $1";
 
@@ -62,7 +62,7 @@ macro_rules! impl_task_row_store {
             async fn get_task(
                 &self,
                 id: uuid::Uuid,
-            ) -> Result<Option<$crate::tasks::model::Task>, $crate::store::StoreError> {
+            ) -> Result<Option<$crate::model::task::Task>, $crate::store::StoreError> {
                 let row: Option<$crate::store::rows::TaskRow> =
                     sqlx::query_as($crate::store::task_rows::GET)
                         .bind($crate::store::shared::DbUuid(id))
@@ -76,7 +76,7 @@ macro_rules! impl_task_row_store {
             async fn list_tasks(
                 &self,
                 filter: &$crate::store::tasks::TaskFilter,
-            ) -> Result<Vec<$crate::tasks::model::Task>, $crate::store::StoreError> {
+            ) -> Result<Vec<$crate::model::task::Task>, $crate::store::StoreError> {
                 let rows: Vec<$crate::store::rows::TaskRow> =
                     sqlx::query_as($crate::store::task_rows::LIST)
                         .bind(filter.domain.as_deref())
@@ -94,7 +94,7 @@ macro_rules! impl_task_row_store {
                 &self,
                 id: uuid::Uuid,
                 now: chrono::DateTime<chrono::Utc>,
-            ) -> Result<Option<($crate::tasks::model::Task, bool)>, $crate::store::StoreError> {
+            ) -> Result<Option<($crate::model::task::Task, bool)>, $crate::store::StoreError> {
                 let row: Option<$crate::store::rows::TaskRow> =
                     sqlx::query_as($crate::store::task_rows::CANCEL)
                         .bind($crate::store::shared::DbUuid(id))

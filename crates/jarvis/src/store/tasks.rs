@@ -18,7 +18,7 @@ use uuid::Uuid;
 
 use super::shared::SqlBackend;
 use super::StoreError;
-use crate::tasks::model::{NewTask, Task, TaskStatus};
+use crate::model::task::{NewTask, Task, TaskStatus};
 
 /// Who claims, when, and for how long.
 #[derive(Debug, Clone, Copy)]
@@ -325,7 +325,7 @@ macro_rules! impl_task_store {
         impl $crate::store::tasks::TaskStore for $backend {
             async fn insert_tasks(
                 &self,
-                tasks: &[$crate::tasks::model::NewTask],
+                tasks: &[$crate::model::task::NewTask],
                 claim: Option<$crate::store::tasks::Lease<'_>>,
             ) -> Result<Vec<$crate::store::tasks::Inserted>, $crate::store::StoreError> {
                 use $crate::store::{shared::SqlBackend, tasks::QueueDialect};
@@ -343,7 +343,7 @@ macro_rules! impl_task_store {
                 &self,
                 lease: $crate::store::tasks::Lease<'_>,
                 limit: u32,
-            ) -> Result<Vec<$crate::tasks::model::Task>, $crate::store::StoreError> {
+            ) -> Result<Vec<$crate::model::task::Task>, $crate::store::StoreError> {
                 use $crate::store::{shared::SqlBackend, tasks::QueueDialect};
                 if limit == 0 {
                     return Ok(Vec::new());

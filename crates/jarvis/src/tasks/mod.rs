@@ -11,10 +11,9 @@
 
 pub mod agents;
 pub mod called;
-pub mod cli;
 pub mod input;
 pub mod metrics;
-pub mod model;
+pub use crate::model::task as model;
 pub mod queue;
 
 pub use agents::{AgentAnswer, AgentCall, BuiltinAgent, BuiltinAgents};

@@ -6,8 +6,8 @@ use sqlx::{Postgres, Transaction};
 use uuid::Uuid;
 
 use super::PostgresStore;
-use crate::history::record::ExecutionRecord;
-use crate::history::rollup::Rollup;
+use crate::model::record::ExecutionRecord;
+use crate::model::rollup::Rollup;
 use crate::store::history::HistoryDialect;
 
 const INSERT: &str = "\

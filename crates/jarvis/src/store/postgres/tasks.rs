@@ -11,11 +11,11 @@ use sqlx::{PgPool, Row};
 use uuid::Uuid;
 
 use super::PostgresStore;
+use crate::model::task::{NewTask, Task};
 use crate::store::rows;
 use crate::store::tasks::{
     missing_keys, Lease, QueueDialect, ReclaimOutcome, Reclaimed, Settlement,
 };
-use crate::tasks::model::{NewTask, Task};
 
 /// The channel idle workers `LISTEN` on.
 pub const CHANNEL: &str = "jarvis_tasks";

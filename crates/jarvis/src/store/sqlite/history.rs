@@ -6,8 +6,8 @@ use sqlx::{Sqlite, Transaction};
 use uuid::Uuid;
 
 use super::SqliteStore;
-use crate::history::record::ExecutionRecord;
-use crate::history::rollup::Rollup;
+use crate::model::record::ExecutionRecord;
+use crate::model::rollup::Rollup;
 use crate::store::history::HistoryDialect;
 
 #[async_trait]

@@ -7,12 +7,12 @@ use sqlx::Row;
 use uuid::Uuid;
 
 use super::SqliteStore;
+use crate::model::task::{NewTask, Task, TaskStatus};
 use crate::store::rows;
 use crate::store::shared::{DbUuid, SqlBackend};
 use crate::store::tasks::{
     missing_keys, Lease, QueueDialect, ReclaimOutcome, Reclaimed, Settlement,
 };
-use crate::tasks::model::{NewTask, Task, TaskStatus};
 
 /// Tasks per `INSERT` statement (18 parameters each, far below SQLite's limit of 32,766).
 const INSERT_ROWS: usize = 100;

@@ -1,6 +1,11 @@
 //! The command line: `jarvis serve`, `jarvis migrate`, `jarvis config check`,
 //! `jarvis healthcheck`, and one subcommand per capability for operators.
 
+pub mod breakers;
+pub mod health;
+pub mod schedules;
+pub mod tasks;
+
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
@@ -40,10 +45,10 @@ pub enum Command {
     Tasks {
         /// Where the server is.
         #[command(flatten)]
-        connection: crate::tasks::cli::Connection,
+        connection: crate::cli::tasks::Connection,
         /// What to do.
         #[command(subcommand)]
-        command: crate::tasks::cli::TasksCommand,
+        command: crate::cli::tasks::TasksCommand,
     },
     /// List the circuit breakers of a running Jarvis, or open, close or reset one.
     Breakers {
@@ -55,7 +60,7 @@ pub enum Command {
         json: bool,
         /// What to do (default: list).
         #[command(subcommand)]
-        command: Option<crate::breakers::cli::BreakersCommand>,
+        command: Option<crate::cli::breakers::BreakersCommand>,
     },
     /// List the schedules of a running Jarvis with their next run times, or pause, resume or
     /// delete one.
@@ -68,7 +73,7 @@ pub enum Command {
         json: bool,
         /// What to do (default: list).
         #[command(subcommand)]
-        command: Option<crate::schedules::cli::SchedulesCommand>,
+        command: Option<crate::cli::schedules::SchedulesCommand>,
     },
     /// Exit 0 when a running Jarvis answers /health with 200 (for container health checks).
     Healthcheck {
