@@ -27,38 +27,7 @@ use crate::tasks::metrics::TaskMetrics;
 use crate::tasks::queue::QueueParts;
 use crate::tasks::{BuiltinAgents, TaskQueue};
 
-/// State shared by every handler and background task. Cheap to clone.
-#[derive(Clone)]
-pub struct AppState {
-    /// The effective configuration.
-    pub config: Arc<Config>,
-    /// Where everything is kept.
-    pub store: Arc<dyn Store>,
-    /// The bearer token every `/api/v1` call must present.
-    pub auth_token: SecretString,
-    /// This instance's name (logs, history rows, breaker updates).
-    pub instance_id: String,
-    /// When the process started serving.
-    pub started_at: Instant,
-    /// Every named circuit breaker.
-    pub breakers: Arc<BreakerRegistry>,
-    /// The Prometheus registry.
-    pub metrics: Arc<Metrics>,
-    /// The health monitor (started by [`Application::run_until`]).
-    pub health: Arc<Monitor>,
-    /// The task queue and its workers.
-    pub tasks: Arc<TaskQueue>,
-    /// Keeps breaker state shared through the store.
-    pub breaker_sync: Arc<BreakerSync>,
-    /// The learner (recommendations, `useLearned`).
-    pub learner: Arc<crate::learning::Learner>,
-    /// Each domain's `useLearned` default, as its agent says (cached briefly).
-    pub agent_defaults: Arc<crate::agents::AgentDefaults>,
-    /// Requests served (for the EMF metrics).
-    pub requests: Arc<crate::emf::RequestStats>,
-    /// The scheduler of recurring tasks (told when a schedule changes through the API).
-    pub scheduler: Arc<crate::schedules::Scheduler>,
-}
+pub use crate::api::state::AppState;
 
 /// Background work started with the server and stopped after it: each entry gets the shutdown
 /// signal and finishes its pending work before returning.

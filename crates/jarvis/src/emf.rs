@@ -7,42 +7,14 @@
 //! are fleet-wide: the alarms `jarvis-circuit-open` (CircuitBreakersOpen ≥ 1) and
 //! `jarvis-high-failure-rate` (TaskFailureRate > 0.3) read them without dimensions.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde_json::{json, Map, Value};
 use tokio::sync::watch;
 
-use crate::app::AppState;
+use crate::api::AppState;
 
-/// Requests served, counted by the access-log middleware.
-#[derive(Debug, Default)]
-pub struct RequestStats {
-    count: AtomicU64,
-    errors: AtomicU64,
-    latency_ms: AtomicU64,
-}
-
-impl RequestStats {
-    /// Counts one answered request.
-    pub fn record(&self, status: u16, latency: Duration) {
-        self.count.fetch_add(1, Ordering::Relaxed);
-        if status >= 500 {
-            self.errors.fetch_add(1, Ordering::Relaxed);
-        }
-        self.latency_ms
-            .fetch_add(latency.as_millis() as u64, Ordering::Relaxed);
-    }
-
-    /// `(count, 5xx errors, summed latency ms)` since start.
-    pub fn totals(&self) -> (u64, u64, u64) {
-        (
-            self.count.load(Ordering::Relaxed),
-            self.errors.load(Ordering::Relaxed),
-            self.latency_ms.load(Ordering::Relaxed),
-        )
-    }
-}
+pub use crate::api::state::RequestStats;
 
 /// One metric of an EMF line.
 #[derive(Debug, Clone, PartialEq)]

@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use super::envelope::{ok, ApiError, ApiJson, ApiOk, ApiPath};
 use super::services::path_name;
 use crate::agents::{AgentInput, AgentSpec};
-use crate::app::AppState;
+use crate::api::AppState;
 
 /// `PUT /api/v1/agents/{domain}`: 201 when new, 200 when replaced.
 pub async fn put(

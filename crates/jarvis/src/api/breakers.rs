@@ -12,7 +12,7 @@ use jarvis_breaker::Snapshot;
 use super::envelope::{ok, ApiError, ApiOk, ApiPath};
 use super::services::path_name;
 use super::types::{BreakerView, BreakerViews as Views};
-use crate::app::AppState;
+use crate::api::AppState;
 use crate::correlation::CorrelationId;
 
 /// ISO 8601 UTC with milliseconds.

@@ -20,7 +20,7 @@ use serde_json::json;
 use super::envelope::{ok, ApiError, ApiOk, ApiPath, ApiQuery, Envelope};
 use super::services::path_name;
 use super::types::{ServiceView, ServicesView, UptimeView};
-use crate::app::AppState;
+use crate::api::AppState;
 use crate::health::{overall, Kind, Overall, ServiceHealth};
 use crate::store::HistoryRange;
 

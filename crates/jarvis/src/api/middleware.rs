@@ -11,7 +11,7 @@ use subtle::ConstantTimeEq;
 use tracing::Instrument;
 
 use super::envelope::ApiError;
-use crate::app::AppState;
+use crate::api::AppState;
 use crate::correlation::{CorrelationId, ALT_HEADER, HEADER};
 
 /// The longest path written to the access log; longer paths are cut (never a whole hostile URL).

@@ -9,15 +9,17 @@ pub mod middleware;
 pub mod retry;
 pub mod schedules;
 pub mod services;
+pub mod state;
 pub mod tasks;
 pub mod types;
+
+pub use state::AppState;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::Router;
 
-use crate::app::AppState;
 use envelope::ApiError;
 
 /// Builds the whole router: public routes, the token-protected `/api/v1`, envelope fallbacks.

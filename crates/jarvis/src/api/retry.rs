@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use super::envelope::{ApiError, ApiOk, ApiPath, ApiQuery};
 use super::types::TaskView;
-use crate::app::AppState;
+use crate::api::AppState;
 use crate::tasks::input::MAX_ATTEMPTS;
 
 /// `?attempts=` of a retry.

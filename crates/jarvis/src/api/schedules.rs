@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use super::envelope::{ok, ApiError, ApiJson, ApiOk, ApiPath};
 use super::services::path_name;
 use super::types::ScheduleView;
-use crate::app::AppState;
+use crate::api::AppState;
 use crate::names::Name;
 use crate::schedules::{Schedule, ScheduleInput, Timing};
 use crate::store::ScheduleRow;

@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
 use super::envelope::{ok, ApiError, ApiJson, ApiOk, ApiPath};
-use crate::app::AppState;
+use crate::api::AppState;
 use crate::health::{ServiceInput, ServiceSpec};
 use crate::names::Name;
 

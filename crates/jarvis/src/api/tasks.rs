@@ -16,7 +16,7 @@ use super::services::path_name;
 use super::types::{
     Accepted, ExecutionPage, ParametersSource, RecommendationView, Stats, TaskView,
 };
-use crate::app::AppState;
+use crate::api::AppState;
 use crate::correlation::CorrelationId;
 use crate::store::{ExecutionFilter, Inserted, TaskFilter};
 use crate::tasks::input::{TaskInput, MAX_BATCH};

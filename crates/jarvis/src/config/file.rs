@@ -96,7 +96,7 @@ pub struct FileConfig {
     pub learning: FileLearning,
     /// Recurring schedules, by name (the body of `PUT /api/v1/schedules/{name}`).
     #[serde(default)]
-    pub schedules: BTreeMap<String, crate::schedules::ScheduleInput>,
+    pub schedules: BTreeMap<String, crate::model::schedule::ScheduleInput>,
 }
 
 /// The `[server]` table of the config file: values under variables of the environment, checked

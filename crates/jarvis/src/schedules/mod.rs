@@ -13,8 +13,9 @@
 //! the config file (written to the store at start). They are kept in the store
 //! (`store::schedules`), so every instance sees the same ones.
 
+mod rows;
 pub mod scheduler;
-pub mod spec;
+pub use crate::model::schedule as spec;
 
 pub use scheduler::Scheduler;
 pub use spec::{Missed, Schedule, ScheduleError, ScheduleInput, ScheduleSpec, TickPlan, Timing};

@@ -11,7 +11,7 @@
 
 pub mod agents;
 pub mod called;
-pub mod input;
+pub use crate::model::task_input as input;
 pub mod metrics;
 pub use crate::model::task as model;
 pub mod queue;

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::model::NewTask;
+use super::task::NewTask;
 use crate::names::Name;
 
 /// Largest accepted `parameters` object, serialised, in bytes.

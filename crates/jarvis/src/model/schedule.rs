@@ -13,12 +13,10 @@ use chrono::{DateTime, TimeDelta, Utc};
 use croner::parser::{CronParser, Seconds, Year};
 use croner::Cron;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
+use super::task::NewTask;
+use super::task_input::TaskInput;
 use crate::names::Name;
-use crate::store::ScheduleRow;
-use crate::tasks::input::TaskInput;
-use crate::tasks::NewTask;
 
 /// The shortest accepted `everyMs`: ticks more often than once a second are refused (the
 /// scheduler claims each tick with a store round trip).
@@ -59,7 +57,8 @@ impl Missed {
         }
     }
 
-    fn parse(raw: &str) -> Option<Missed> {
+    /// The inverse of `as_str`.
+    pub fn parse(raw: &str) -> Option<Missed> {
         match raw {
             "skip" => Some(Missed::Skip),
             "catchUp" => Some(Missed::CatchUp),
@@ -107,7 +106,7 @@ pub struct ScheduleError {
     pub message: String,
 }
 
-fn refuse(field: &str, message: impl Into<String>) -> ScheduleError {
+pub(crate) fn refuse(field: &str, message: impl Into<String>) -> ScheduleError {
     ScheduleError {
         field: field.to_string(),
         message: message.into(),
@@ -452,35 +451,6 @@ impl ScheduleSpec {
         }
         out
     }
-
-    /// The row to store: `next_run_at` is the first tick after `now` (none while paused).
-    pub fn to_row(&self, now: DateTime<Utc>) -> ScheduleRow {
-        let (cron, every_ms, timezone) = match &self.timing {
-            Timing::Cron { expr, tz, .. } => (Some(expr.clone()), None, tz.name().to_string()),
-            Timing::Every { ms } => (None, Some(*ms as i64), "UTC".to_string()),
-        };
-        ScheduleRow {
-            name: self.name.to_string(),
-            cron,
-            every_ms,
-            timezone,
-            task: sqlx::types::Json(compact(
-                serde_json::to_value(&self.task).unwrap_or(Value::Null),
-            )),
-            paused: self.paused,
-            missed: self.missed.as_str().to_string(),
-            catch_up_limit: self.catch_up_limit as i32,
-            next_run_at: if self.paused {
-                None
-            } else {
-                self.timing.next_after(now)
-            },
-            last_run_at: None,
-            last_task_id: None,
-            created_at: now,
-            updated_at: now,
-        }
-    }
 }
 
 /// The idempotency key of the task of a schedule's tick.
@@ -489,16 +459,6 @@ pub fn tick_key(name: &str, tick: DateTime<Utc>) -> String {
         "schedule:{name}:{}",
         tick.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
     )
-}
-
-/// An object without its null members (the stored task is what was given).
-fn compact(v: Value) -> Value {
-    match v {
-        Value::Object(map) => {
-            Value::Object(map.into_iter().filter(|(_, v)| !v.is_null()).collect())
-        }
-        other => other,
-    }
 }
 
 /// A schedule as stored: its definition and where it is.
@@ -518,41 +478,10 @@ pub struct Schedule {
     pub updated_at: DateTime<Utc>,
 }
 
-impl Schedule {
-    /// Reads a stored row back (validated again: a row is only trusted as far as it parses).
-    pub fn from_row(row: ScheduleRow) -> Result<Schedule, ScheduleError> {
-        let name = Name::parse(&row.name).map_err(|e| refuse("name", e.to_string()))?;
-        let timing = Timing::parse(
-            row.cron.as_deref(),
-            row.every_ms.map(|v| v.max(0) as u64),
-            row.cron.is_some().then_some(row.timezone.as_str()),
-        )?;
-        let task: TaskInput = serde_json::from_value(row.task.0)
-            .map_err(|e| refuse("task", format!("stored task does not parse: {e}")))?;
-        let missed = Missed::parse(&row.missed)
-            .ok_or_else(|| refuse("missed", format!("unknown policy {:?}", row.missed)))?;
-        Ok(Schedule {
-            spec: ScheduleSpec {
-                name,
-                timing,
-                task,
-                paused: row.paused,
-                missed,
-                catch_up_limit: row.catch_up_limit.max(1) as u32,
-            },
-            next_run_at: row.next_run_at,
-            last_run_at: row.last_run_at,
-            last_task_id: row.last_task_id,
-            created_at: row.created_at,
-            updated_at: row.updated_at,
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{json, Value};
 
     fn t(s: &str) -> DateTime<Utc> {
         s.parse().unwrap()
