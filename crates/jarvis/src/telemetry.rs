@@ -92,6 +92,8 @@ pub fn init(config: &Config) -> anyhow::Result<TelemetryGuard> {
             .with(
                 tracing_subscriber::fmt::layer()
                     .with_writer(stdout_writer)
+                    // Colours for a person at a terminal; a file or a pipe gets plain text.
+                    .with_ansi(io::IsTerminal::is_terminal(&io::stdout()))
                     .with_target(false),
             )
             .try_init()?,

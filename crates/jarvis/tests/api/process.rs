@@ -167,6 +167,24 @@ async fn every_log_line_carries_a_correlation_id() {
 }
 
 /// SIGTERM while a request is in flight: the request finishes, then Jarvis exits 0.
+/// `LOG_FORMAT=pretty` with stdout redirected to a file: readable lines, no colour codes.
+#[tokio::test]
+async fn pretty_logs_written_to_a_file_carry_no_colour_codes() {
+    let mut env = TestEnv::new(Backend::Sqlite).await;
+    env.set("LOG_FORMAT", "pretty");
+    let mut p = TestProcess::start(&env).await;
+    p.signal("TERM");
+    assert!(p.wait_exit(Duration::from_secs(20)).await.success());
+    let out = p.stdout();
+    assert!(out.contains("shutdown requested"), "{out}");
+    assert!(
+        !out.contains('\u{1b}'),
+        "ANSI escape codes in a file: {out:?}"
+    );
+    // Pretty, not JSON.
+    assert!(!out.trim_start().starts_with('{'), "{out}");
+}
+
 #[tokio::test]
 async fn sigterm_lets_a_slow_request_finish() {
     let env = TestEnv::new(Backend::Sqlite).await;
