@@ -15,17 +15,17 @@ mod tasks;
 
 pub use tasks::CHANNEL;
 
-use super::shared::SqlBackend;
+use super::shared::{Pools, SqlBackend};
 use super::{Backend, StoreError, INSERT_CHUNK};
 use crate::store::config::DatabaseUrl;
 
 /// The PostgreSQL-backed [`Store`].
 pub struct PostgresStore {
-    pool: PgPool,
-    /// Connections for the queue's own statements (claim, settle, leases, marks, reclaim),
-    /// opened with the planner settings those statements need (`tasks::QUEUE_PLAN`), so that
-    /// each is one round trip instead of BEGIN, SET LOCAL, the statement and COMMIT.
-    queue: PgPool,
+    /// The main pool reads and writes; the queue's own statements (claim, settle, leases,
+    /// marks, reclaim) have connections of their own, opened with the planner settings those
+    /// statements need (`tasks::QUEUE_PLAN`), so that each is one round trip instead of BEGIN,
+    /// SET LOCAL, the statement and COMMIT.
+    pools: Pools<sqlx::Postgres>,
     url: DatabaseUrl,
     options: PgConnectOptions,
 }
@@ -65,8 +65,11 @@ impl PostgresStore {
                         .acquire_timeout(Duration::from_secs(5))
                         .connect_lazy_with(options.clone().options(tasks::QUEUE_PLAN));
                     return Ok(PostgresStore {
-                        pool,
-                        queue,
+                        pools: Pools {
+                            reader: pool.clone(),
+                            writer: pool,
+                            queue,
+                        },
                         url: url.clone(),
                         options,
                     });
@@ -104,9 +107,9 @@ impl PostgresStore {
         }
     }
 
-    /// The connection pool, for the backend's own modules.
+    /// The main pool, for the backend's own modules.
     pub fn pool(&self) -> &PgPool {
-        &self.pool
+        &self.pools.writer
     }
 
     /// How connections are opened (the task listener opens its own).
@@ -120,17 +123,9 @@ impl SqlBackend for PostgresStore {
     const BACKEND: Backend = Backend::Postgres;
     const MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
 
-    fn reader(&self) -> &PgPool {
-        &self.pool
-    }
-
-    /// The main pool (the queue's own statements use `QueueDialect::queue`).
-    fn writer(&self) -> &PgPool {
-        &self.pool
-    }
-
-    fn pools(&self) -> Vec<&PgPool> {
-        vec![&self.queue, &self.pool]
+    /// The main pool for reads and writes, the queue's own (see [`PostgresStore`]).
+    fn pools(&self) -> &Pools<sqlx::Postgres> {
+        &self.pools
     }
 
     /// Scrubs the password from the error's text.

@@ -34,14 +34,23 @@ pub(crate) trait SqlBackend {
     /// The embedded migrations (`migrations/<backend>/`).
     const MIGRATOR: sqlx::migrate::Migrator;
 
+    /// The backend's connection pools.
+    fn pools(&self) -> &Pools<Self::Db>;
+
     /// The pool reads go to.
-    fn reader(&self) -> &sqlx::Pool<Self::Db>;
+    fn reader(&self) -> &sqlx::Pool<Self::Db> {
+        &self.pools().reader
+    }
 
     /// The pool writes go to (on SQLite, the single writer connection).
-    fn writer(&self) -> &sqlx::Pool<Self::Db>;
+    fn writer(&self) -> &sqlx::Pool<Self::Db> {
+        &self.pools().writer
+    }
 
-    /// Every pool, in the order they close.
-    fn pools(&self) -> Vec<&sqlx::Pool<Self::Db>>;
+    /// The pool the queue's own statements run on (claim, settle, leases, marks, reclaim).
+    fn queue(&self) -> &sqlx::Pool<Self::Db> {
+        &self.pools().queue
+    }
 
     /// Classifies a driver error (and remembers what the backend must: SQLite's "out of
     /// space", PostgreSQL's password scrubbing).
@@ -58,6 +67,18 @@ pub(crate) trait SqlBackend {
     async fn probe_writes(&self) -> Result<(), StoreError> {
         Ok(())
     }
+}
+
+/// Where a backend reads, writes and runs its queue. Two fields may hold the same pool (a
+/// pool is a handle): SQLite's writer and queue are its one writer connection, PostgreSQL's
+/// reader and writer its main pool.
+pub(crate) struct Pools<DB: sqlx::Database> {
+    /// Where reads go.
+    pub reader: sqlx::Pool<DB>,
+    /// Where writes go.
+    pub writer: sqlx::Pool<DB>,
+    /// Where the queue's own statements go.
+    pub queue: sqlx::Pool<DB>,
 }
 
 /// Implements [`Store`](super::Store) and every domain trait for a backend from the bodies
@@ -109,7 +130,9 @@ macro_rules! impl_sql_store {
             }
 
             async fn close(&self) {
-                for pool in $crate::store::shared::SqlBackend::pools(self) {
+                // The queue's and the writer's first (closing a pool twice is harmless).
+                let pools = $crate::store::shared::SqlBackend::pools(self);
+                for pool in [&pools.queue, &pools.writer, &pools.reader] {
                     pool.close().await;
                 }
             }

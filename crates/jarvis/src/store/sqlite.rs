@@ -6,9 +6,8 @@ use std::time::Duration;
 
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::SqlitePool;
 
-use super::shared::SqlBackend;
+use super::shared::{Pools, SqlBackend};
 use super::{Backend, StoreError};
 
 mod breaker_state;
@@ -27,14 +26,13 @@ const HEALTH_INSERT_CHUNK: usize = 128;
 /// SQLite allows one writer at a time. Every write (queue, history, services, agents, breaker
 /// state, health history and uptime) therefore goes through `writer`, a pool of exactly one
 /// connection whose waiters are served in order, so writes queue inside the process instead
-/// of contending for the file lock; reads use `pool`. Contending for the lock would leave the
+/// of contending for the file lock (the queue's statements too); reads use `reader`. Contending for the lock would leave the
 /// loser in SQLite's busy handler, which sleeps 1, 2, 5 … 100 ms between attempts: a
 /// `DELETE` of one service then lost, again and again, to the health history writer that
 /// grabs the lock again within microseconds of releasing it (15,000 deletions at 20,000
 /// services: p99 0.3–1.5 s each, see bench/health/README.md).
 pub struct SqliteStore {
-    pool: SqlitePool,
-    writer: SqlitePool,
+    pools: Pools<sqlx::Sqlite>,
     /// The last "out of space" error, until a probe write succeeds (`/health` says `fail`
     /// meanwhile).
     full: std::sync::Mutex<Option<String>>,
@@ -57,7 +55,7 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
-        let pool = SqlitePoolOptions::new()
+        let reader = SqlitePoolOptions::new()
             .max_connections(8)
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(options.clone())
@@ -100,8 +98,11 @@ impl SqliteStore {
                 anyhow::anyhow!("cannot open the SQLite database {}: {e}", path.display())
             })?;
         Ok(SqliteStore {
-            pool,
-            writer,
+            pools: Pools {
+                reader,
+                queue: writer.clone(),
+                writer,
+            },
             full: std::sync::Mutex::new(None),
         })
     }
@@ -112,17 +113,9 @@ impl SqlBackend for SqliteStore {
     const BACKEND: Backend = Backend::Sqlite;
     const MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
 
-    fn reader(&self) -> &SqlitePool {
-        &self.pool
-    }
-
-    /// The single writer connection (see [`SqliteStore`]).
-    fn writer(&self) -> &SqlitePool {
-        &self.writer
-    }
-
-    fn pools(&self) -> Vec<&SqlitePool> {
-        vec![&self.writer, &self.pool]
+    /// One writer connection for writes and the queue (see [`SqliteStore`]).
+    fn pools(&self) -> &Pools<sqlx::Sqlite> {
+        &self.pools
     }
 
     /// Remembers an "out of space" until a probe write succeeds.
@@ -145,7 +138,7 @@ impl SqlBackend for SqliteStore {
         static PROBE: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
         let n = PROBE.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 1_000_000 + 1;
         sqlx::query(&format!("PRAGMA user_version = {n}"))
-            .execute(&self.writer)
+            .execute(self.writer())
             .await
             .map_err(|e| self.classify(e))
             .map_err(|e| match e {

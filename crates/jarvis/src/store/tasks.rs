@@ -202,9 +202,6 @@ pub(crate) trait QueueDialect: SqlBackend + Sync {
     /// The earliest `run_at` of a claimable task, as a column `run_at` of at most one row.
     const NEXT_RUN_AT: &'static str;
 
-    /// The pool the claim runs on.
-    fn queue(&self) -> &sqlx::Pool<Self::Db>;
-
     /// Stores `tasks` (claimed by `claim`'s instance if given) unless their idempotency key is
     /// taken. Returns the tasks it stored and the earlier ones found under the
     /// [`missing_keys`] of the others.

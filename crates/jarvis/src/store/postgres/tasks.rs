@@ -7,12 +7,13 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::postgres::PgListener;
-use sqlx::{PgPool, Row};
+use sqlx::Row;
 use uuid::Uuid;
 
 use super::PostgresStore;
 use crate::model::task::{NewTask, Task};
 use crate::store::rows;
+use crate::store::shared::SqlBackend;
 use crate::store::tasks::{
     missing_keys, Lease, QueueDialect, ReclaimOutcome, Reclaimed, Settlement,
 };
@@ -187,11 +188,6 @@ impl QueueDialect for PostgresStore {
     const NEXT_RUN_AT: &'static str =
         "SELECT min(run_at) FROM tasks WHERE status IN ('queued', 'waiting')";
 
-    /// The queue pool (see [`PostgresStore`]'s field).
-    fn queue(&self) -> &PgPool {
-        &self.queue
-    }
-
     async fn store_tasks(
         &self,
         tasks: &[NewTask],
@@ -256,7 +252,7 @@ impl QueueDialect for PostgresStore {
         // the WAL); an error here answers the submission with an error although the task may
         // exist, as a lost answer would (the idempotency key finds it).
         sqlx::query("SELECT pg_current_xact_id()")
-            .execute(self.pool())
+            .execute(self.writer())
             .await?;
         let stored = rows.iter().map(rows::task).collect::<Result<Vec<_>, _>>()?;
         let missing = missing_keys(tasks, &stored);
@@ -265,7 +261,7 @@ impl QueueDialect for PostgresStore {
         }
         let rows = sqlx::query("SELECT * FROM tasks WHERE idempotency_key = ANY($1)")
             .bind(&missing)
-            .fetch_all(self.pool())
+            .fetch_all(self.writer())
             .await?;
         let existing = rows.iter().map(rows::task).collect::<Result<_, _>>()?;
         Ok((stored, existing))
@@ -416,7 +412,7 @@ impl QueueDialect for PostgresStore {
             sqlx::query("SELECT pg_notify($1, $2)")
                 .bind(DONE_CHANNEL)
                 .bind(payload)
-                .execute(self.pool())
+                .execute(self.writer())
                 .await?;
         }
         Ok(())

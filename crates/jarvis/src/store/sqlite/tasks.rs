@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::Row;
+use sqlx::{QueryBuilder, Row, Sqlite};
 use uuid::Uuid;
 
 use super::SqliteStore;
@@ -14,12 +14,12 @@ use crate::store::tasks::{
     missing_keys, Lease, QueueDialect, ReclaimOutcome, Reclaimed, Settlement,
 };
 
-/// Tasks per `INSERT` statement (18 parameters each, far below SQLite's limit of 32,766).
-const INSERT_ROWS: usize = 100;
-
-fn id(u: Uuid) -> String {
-    u.hyphenated().to_string()
-}
+/// Rows per statement (at most 19 parameters each: far below SQLite's limit of 32,766).
+///
+/// Every statement is a round trip to sqlx's SQLite worker thread: with one per task a batch
+/// was mostly thread wake-ups (bench/queue/README.md, SQLite enqueue), so inserts, lease
+/// renewals, settlements and call marks take a chunk of rows each.
+pub(super) const ROWS: usize = 100;
 
 #[async_trait]
 impl QueueDialect for SqliteStore {
@@ -35,11 +35,6 @@ RETURNING *";
     const NEXT_RUN_AT: &'static str =
         "SELECT run_at FROM tasks WHERE status IN ('queued', 'waiting') ORDER BY run_at LIMIT 1";
 
-    /// The single writer connection: every write is serialised there.
-    fn queue(&self) -> &sqlx::SqlitePool {
-        self.writer()
-    }
-
     async fn store_tasks(
         &self,
         tasks: &[NewTask],
@@ -47,18 +42,15 @@ RETURNING *";
     ) -> Result<(Vec<Task>, Vec<Task>), sqlx::Error> {
         let mut tx = self.writer().begin().await?;
         let mut stored = Vec::with_capacity(tasks.len());
-        // One multi-row statement per chunk: every statement is a round trip to sqlx's
-        // SQLite worker thread, and with one per task the batch was mostly thread wake-ups
-        // (bench/queue/README.md, SQLite enqueue).
-        for chunk in tasks.chunks(INSERT_ROWS) {
-            let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+        for chunk in tasks.chunks(ROWS) {
+            let mut q = QueryBuilder::<Sqlite>::new(
                 "INSERT INTO tasks (id, domain, action, parameters, learned_parameters, \
                  status, priority, run_at, attempts, max_attempts, timeout_ms, \
                  idempotency_key, correlation_id, locked_by, lease_until, created_at, \
                  started_at, updated_at, notify_done) ",
             );
             q.push_values(chunk, |mut b, t| {
-                b.push_bind(id(t.id))
+                b.push_bind(DbUuid(t.id))
                     .push_bind(t.domain.as_str())
                     .push_bind(t.action.as_str())
                     .push_bind(t.parameters.to_string())
@@ -109,27 +101,26 @@ RETURNING *";
     ) -> Result<Vec<Uuid>, sqlx::Error> {
         let mut tx = self.writer().begin().await?;
         let mut held = Vec::with_capacity(ids.len());
-        for chunk in ids.chunks(500) {
-            let list = chunk
-                .iter()
-                .map(|u| format!("'{}'", id(*u)))
-                .collect::<Vec<_>>()
-                .join(",");
-            // The IDs are formatted UUIDs, never caller text: safe to inline.
-            let renewed = sqlx::query_scalar::<_, DbUuid>(&format!(
-                "UPDATE tasks SET lease_until = ?2 WHERE locked_by = ?1 \
-                 AND status = 'running' AND id IN ({list}) RETURNING id"
-            ))
-            .bind(instance)
-            .bind(until)
-            .fetch_all(&mut *tx)
-            .await?;
+        for chunk in ids.chunks(ROWS) {
+            let mut q = QueryBuilder::<Sqlite>::new("UPDATE tasks SET lease_until = ");
+            q.push_bind(until)
+                .push(" WHERE status = 'running' AND locked_by = ")
+                .push_bind(instance)
+                .push(" AND id IN (");
+            let mut list = q.separated(", ");
+            for u in chunk {
+                list.push_bind(DbUuid(*u));
+            }
+            q.push(") RETURNING id");
+            let renewed: Vec<DbUuid> = q.build_query_scalar().fetch_all(&mut *tx).await?;
             held.extend(renewed.into_iter().map(|u| u.0));
         }
         tx.commit().await?;
         Ok(held)
     }
 
+    /// One `UPDATE … FROM (VALUES …)` per chunk of settlements, each row matched by primary
+    /// key and attempt (like PostgreSQL's `UNNEST` join).
     async fn apply_settlements(
         &self,
         instance: &str,
@@ -138,33 +129,41 @@ RETURNING *";
     ) -> Result<u64, sqlx::Error> {
         let mut tx = self.writer().begin().await?;
         let mut applied = 0;
-        for s in settlements {
-            let done = sqlx::query(
-                "UPDATE tasks SET status = ?4, attempts = attempts + ?5, \
-                 run_at = COALESCE(?6, run_at), result = ?7, error = ?8, finished_at = ?9, \
-                 duration_ms = COALESCE(?10, duration_ms), locked_by = NULL, \
-                 lease_until = NULL, called_at = NULL, updated_at = ?11 \
-                 WHERE id = ?1 AND locked_by = ?2 AND status = 'running' AND attempts = ?3",
+        for chunk in settlements.chunks(ROWS) {
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "UPDATE tasks SET status = u.status, attempts = tasks.attempts + u.delta, \
+                 run_at = COALESCE(u.run_at, tasks.run_at), result = u.result, error = u.error, \
+                 finished_at = u.finished_at, duration_ms = COALESCE(u.duration_ms, tasks.duration_ms), \
+                 locked_by = NULL, lease_until = NULL, called_at = NULL, updated_at = ",
+            );
+            q.push_bind(now).push(
+                " FROM (SELECT column1 AS id, column2 AS attempt, column3 AS status, \
+                 column4 AS delta, column5 AS run_at, column6 AS result, column7 AS error, \
+                 column8 AS finished_at, column9 AS duration_ms FROM (",
+            );
+            q.push_values(chunk, |mut row, s| {
+                row.push_bind(DbUuid(s.id))
+                    .push_bind(i64::from(s.attempt))
+                    .push_bind(s.status.as_str())
+                    .push_bind(s.attempts_delta)
+                    .push_bind(s.run_at)
+                    .push_bind(s.result.as_ref().map(|v| v.to_string()))
+                    .push_bind(s.error.as_deref())
+                    .push_bind(s.finished_at)
+                    .push_bind(s.duration_ms.map(|d| d as i64));
+            });
+            q.push(
+                ")) AS u WHERE tasks.id = u.id AND tasks.attempts = u.attempt \
+                 AND tasks.status = 'running' AND tasks.locked_by = ",
             )
-            .bind(id(s.id))
-            .bind(instance)
-            .bind(s.attempt as i64)
-            .bind(s.status.as_str())
-            .bind(s.attempts_delta)
-            .bind(s.run_at)
-            .bind(s.result.as_ref().map(|v| v.to_string()))
-            .bind(s.error.as_deref())
-            .bind(s.finished_at)
-            .bind(s.duration_ms.map(|d| d as i64))
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-            applied += done.rows_affected();
+            .push_bind(instance);
+            applied += q.build().execute(&mut *tx).await?.rows_affected();
         }
         tx.commit().await?;
         Ok(applied)
     }
 
+    /// One `UPDATE … FROM (VALUES …)` per chunk, like the settlement.
     async fn mark_attempts_called(
         &self,
         instance: &str,
@@ -173,20 +172,21 @@ RETURNING *";
     ) -> Result<Vec<Uuid>, sqlx::Error> {
         let mut tx = self.writer().begin().await?;
         let mut held = Vec::with_capacity(attempts.len());
-        for (task, attempt) in attempts {
-            let done = sqlx::query(
-                "UPDATE tasks SET called_at = ?4 WHERE id = ?1 AND locked_by = ?2 \
-                 AND status = 'running' AND attempts = ?3",
+        for chunk in attempts.chunks(ROWS) {
+            let mut q = QueryBuilder::<Sqlite>::new("UPDATE tasks SET called_at = ");
+            q.push_bind(now)
+                .push(" FROM (SELECT column1 AS id, column2 AS attempt FROM (");
+            q.push_values(chunk, |mut row, (task, attempt)| {
+                row.push_bind(DbUuid(*task)).push_bind(i64::from(*attempt));
+            });
+            q.push(
+                ")) AS u WHERE tasks.id = u.id AND tasks.attempts = u.attempt \
+                 AND tasks.status = 'running' AND tasks.locked_by = ",
             )
-            .bind(id(*task))
-            .bind(instance)
-            .bind(i64::from(*attempt))
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-            if done.rows_affected() > 0 {
-                held.push(*task);
-            }
+            .push_bind(instance)
+            .push(" RETURNING id");
+            let marked: Vec<DbUuid> = q.build_query_scalar().fetch_all(&mut *tx).await?;
+            held.extend(marked.into_iter().map(|u| u.0));
         }
         tx.commit().await?;
         Ok(held)
