@@ -7,6 +7,7 @@ mod helpers;
 mod breakers;
 mod cluster;
 mod disk_full;
+mod docs;
 mod foundation;
 mod health;
 mod learning;
