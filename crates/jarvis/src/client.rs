@@ -49,6 +49,8 @@ impl Connection {
         config: Option<&Path>,
         vars: &HashMap<String, String>,
     ) -> Result<Connection, ConfigError> {
+        // An empty `JARVIS_URL=` says nothing, as an empty variable does for `serve`.
+        self.url = self.url.filter(|u| !u.trim().is_empty());
         let configured = match (&self.url, config) {
             (Some(_), None) => None,
             _ => Some(configured_url(vars, config)?),
@@ -111,11 +113,10 @@ pub fn configured_url(
     };
     let port: u16 = r.get(&PORT)?;
     if port == 0 {
-        return Err(ConfigError::Invalid {
-            var: PORT.var.into(),
-            value: "\"0\"".into(),
-            expected: "the port the server listens on (0 lets the server choose one, which a \
-                       client cannot know: pass --url or set JARVIS_URL)"
+        return Err(ConfigError::Missing {
+            var: "JARVIS_URL".into(),
+            why: "the configured port is 0 (the server chooses one), which a client cannot \
+                  know: pass --url or set JARVIS_URL"
                 .into(),
         });
     }

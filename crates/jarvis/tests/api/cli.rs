@@ -70,6 +70,11 @@ async fn client_commands_find_the_server_from_its_configured_port() {
             vec!["breakers"],
         ),
         (
+            "empty JARVIS_URL",
+            vec![("JARVIS_URL", ""), ("PORT", port.as_str())],
+            vec!["breakers"],
+        ),
+        (
             "JARVIS_URL",
             vec![("JARVIS_URL", p.address.as_str())],
             vec!["breakers"],
@@ -241,6 +246,51 @@ both_backends!(
         app.stop().await;
     }
 );
+
+/// The case: a 500 from the store (here PostgreSQL lost a table). The body says the
+/// detail is in the log under the correlation ID, and now carries it; the CLI prints it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_error_answers_500_with_its_correlation_id() {
+    use sqlx::Connection as _;
+    let app = TestApp::spawn(Backend::Postgres).await;
+    let url = app.env.db.as_ref().unwrap().url.clone();
+    let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+    sqlx::query("DROP TABLE schedules CASCADE")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let r = app
+        .client
+        .get(app.url("/api/v1/schedules"))
+        .bearer_auth(TOKEN)
+        .header("x-correlation-id", "req-storefail01")
+        .send()
+        .await
+        .unwrap();
+    let body = assert_error(r, 500, "internal").await;
+    assert_eq!(body["error"]["correlationId"], "req-storefail01", "{body}");
+    assert!(
+        !body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("schedules"),
+        "the detail stays in the log: {body}"
+    );
+    let out = jarvis(
+        &["schedules", "--url", &app.address],
+        vars(&[]),
+        app.env.dir.path(),
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let (_, err) = text(&out);
+    assert!(
+        err.contains("500 Internal Server Error internal: "),
+        "{err}"
+    );
+    assert!(err.contains("(correlation ID req-"), "{err}");
+    app.stop().await;
+}
 
 // ---- row 4: how a waited-for task ended -----------------------------------------------------------
 
