@@ -6,6 +6,7 @@ use std::time::Duration;
 use clap::Parser;
 use jarvis::app::{shutdown_signal, Application};
 use jarvis::cli::{Cli, Command, ConfigCommand};
+use jarvis::client::Connection;
 use jarvis::config::Config;
 
 /// jemalloc instead of glibc's malloc, with background threads that return freed memory to the
@@ -35,60 +36,99 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> ExitCode {
-    if let Command::Healthcheck { url, timeout_ms } = &cli.command {
-        return healthcheck(url, *timeout_ms).await;
-    }
-    if let Command::Health(args) = &cli.command {
-        return health(args).await;
-    }
-    if let Command::Tasks {
-        connection,
-        command,
-    } = cli.command
-    {
-        return match jarvis::cli::tasks::run(&connection, command).await {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("jarvis: {e:#}");
-                ExitCode::from(1)
-            }
-        };
-    }
-    if let Command::Breakers {
-        connection,
-        json,
-        command,
-    } = cli.command
-    {
-        return match jarvis::cli::breakers::run(&connection, json, command).await {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("jarvis: {e:#}");
-                ExitCode::from(1)
-            }
-        };
-    }
-    if let Command::Schedules {
-        connection,
-        json,
-        command,
-    } = cli.command
-    {
-        return match jarvis::cli::schedules::run(&connection, json, command).await {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("jarvis: {e:#}");
-                ExitCode::from(1)
-            }
-        };
-    }
+    let Cli { config, command } = cli;
     let mut vars: std::collections::HashMap<String, String> = std::env::vars().collect();
+    // The operator subcommands are clients of a running Jarvis: they read only where it is
+    // (`--url`, `JARVIS_URL`, else the configured port) and the token, never the server's
+    // whole configuration.
+    let connect = |c: Connection| c.resolve(config.as_deref(), &vars);
+    match command {
+        Command::Healthcheck { url, timeout_ms } => {
+            let url = match url {
+                Some(url) => url,
+                None => {
+                    let given = vars
+                        .get("JARVIS_URL")
+                        .filter(|u| !u.trim().is_empty())
+                        .cloned();
+                    match connect(Connection {
+                        url: given,
+                        token: None,
+                    }) {
+                        Ok(c) => format!("{}/health", c.base().trim_end_matches('/')),
+                        // 1, not 2: Docker reserves exit code 2 of a health check.
+                        Err(e) => {
+                            eprintln!("jarvis: {e}");
+                            return ExitCode::from(1);
+                        }
+                    }
+                }
+            };
+            return healthcheck(&url, timeout_ms).await;
+        }
+        Command::Health(args) => {
+            return match connect(args.connection.clone()) {
+                Ok(c) => health(&c, args).await,
+                Err(e) => config_error(e),
+            };
+        }
+        Command::Tasks {
+            connection,
+            command,
+        } => {
+            return match connect(connection) {
+                Ok(c) => match jarvis::cli::tasks::run(&c, command).await {
+                    Ok(code) => code,
+                    Err(e) => failed(e),
+                },
+                Err(e) => config_error(e),
+            };
+        }
+        Command::Breakers {
+            connection,
+            json,
+            command,
+        } => {
+            return match connect(connection) {
+                Ok(c) => done(jarvis::cli::breakers::run(&c, json, command).await),
+                Err(e) => config_error(e),
+            };
+        }
+        Command::Schedules {
+            connection,
+            json,
+            command,
+        } => {
+            return match connect(connection) {
+                Ok(c) => done(jarvis::cli::schedules::run(&c, json, command).await),
+                Err(e) => config_error(e),
+            };
+        }
+        Command::Services {
+            connection,
+            json,
+            command,
+        } => {
+            return match connect(connection) {
+                Ok(c) => done(jarvis::cli::services::run(&c, json, command).await),
+                Err(e) => config_error(e),
+            };
+        }
+        Command::Agents {
+            connection,
+            json,
+            command,
+        } => {
+            return match connect(connection) {
+                Ok(c) => done(jarvis::cli::agents::run(&c, json, command).await),
+                Err(e) => config_error(e),
+            };
+        }
+        Command::Serve | Command::Migrate | Command::Config { .. } => {}
+    }
     let prefix = match jarvis::config::secrets_prefix(&vars) {
         Ok(p) => p,
-        Err(e) => {
-            eprintln!("jarvis: {e}");
-            return ExitCode::from(2);
-        }
+        Err(e) => return config_error(e),
     };
     if let Some(prefix) = prefix {
         match jarvis::secrets::load(&prefix, &vars).await {
@@ -105,37 +145,46 @@ async fn run(cli: Cli) -> ExitCode {
             }
         }
     }
-    let config = match Config::from_env_map(&vars, cli.config.clone()) {
+    let config = match Config::from_env_map(&vars, config) {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("jarvis: {e}");
-            return ExitCode::from(2);
-        }
+        Err(e) => return config_error(e),
     };
-    match cli.command {
+    match command {
         Command::Serve => serve(config).await,
         Command::Migrate => match migrate(&config).await {
             Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("jarvis: {e:#}");
-                ExitCode::from(1)
-            }
+            Err(e) => failed(e),
         },
         Command::Config {
             command: ConfigCommand::Check,
         } => {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&config.masked_view()).unwrap_or_default()
+            jarvis::cli::outln(
+                &serde_json::to_string_pretty(&config.masked_view()).unwrap_or_default(),
             );
             eprintln!("configuration OK");
             ExitCode::SUCCESS
         }
-        Command::Healthcheck { .. }
-        | Command::Health(_)
-        | Command::Tasks { .. }
-        | Command::Breakers { .. }
-        | Command::Schedules { .. } => unreachable!("handled above"),
+        _ => unreachable!("client commands are handled above"),
+    }
+}
+
+/// A configuration that cannot be read: exit 2, as for `serve`.
+fn config_error(e: jarvis::config::ConfigError) -> ExitCode {
+    eprintln!("jarvis: {e}");
+    ExitCode::from(2)
+}
+
+/// A command that failed: its error chain on one line, exit 1.
+fn failed(e: anyhow::Error) -> ExitCode {
+    eprintln!("jarvis: {e:#}");
+    ExitCode::from(1)
+}
+
+/// Exit 0, or 1 with the error.
+fn done(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => failed(e),
     }
 }
 
@@ -174,9 +223,12 @@ async fn migrate(config: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn health(args: &jarvis::cli::HealthArgs) -> ExitCode {
+async fn health(connection: &Connection, args: jarvis::cli::HealthArgs) -> ExitCode {
     use jarvis::cli::health as report;
-    let data = match report::fetch(&args.connection).await {
+    if let Some(command) = args.command {
+        return done(report::run(connection, args.json, command).await);
+    }
+    let data = match report::fetch(connection).await {
         Ok(d) => d,
         Err(e) => {
             eprintln!("jarvis: {e:#}");
@@ -184,9 +236,9 @@ async fn health(args: &jarvis::cli::HealthArgs) -> ExitCode {
         }
     };
     if args.json {
-        println!("{}", jarvis::client::json_text(&data).unwrap_or_default());
+        jarvis::cli::outln(&jarvis::client::json_text(&data).unwrap_or_default());
     } else {
-        print!("{}", report::table(&data));
+        jarvis::cli::out(&report::table(&data));
     }
     if data.status == jarvis::health::Overall::Fail {
         ExitCode::from(1)

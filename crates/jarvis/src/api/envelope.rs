@@ -1,7 +1,11 @@
 //! The response envelope and the error type every handler returns.
 //!
 //! Success: `{"success": true, "data": …}`. Failure:
-//! `{"success": false, "error": {"code": "…", "message": "…"}}`. The JSON and query extractors
+//! `{"success": false, "error": {"code": "…", "message": "…", "correlationId": "…"}}`: an
+//! [`ApiError`] answer carries the error in its extensions, and the correlation middleware
+//! (`api::middleware::correlate`, which knows the request's ID) writes the body with the ID in
+//! it ([`ApiError::response`]), so that no handler has to thread the ID through to its errors.
+//! The JSON and query extractors
 //! here replace axum's own so that malformed, oversized or mistyped input gets the same envelope
 //! (with the parse position for malformed JSON) instead of a plain-text rejection.
 
@@ -41,9 +45,13 @@ struct ErrorEnvelope<'a> {
 }
 
 #[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
 struct ErrorBody<'a> {
     code: &'a str,
     message: &'a str,
+    /// The request's correlation ID: absent only for an answer built outside a request.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    correlation_id: Option<&'a str>,
 }
 
 impl<T: Serialize> IntoResponse for ApiOk<T> {
@@ -96,7 +104,7 @@ impl ApiError {
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal",
-            "internal error; see the server log for this correlation ID",
+            "internal error; the server log has the detail under this correlationId",
         )
     }
 
@@ -106,8 +114,9 @@ impl ApiError {
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
+impl ApiError {
+    /// The error envelope of this error, with `correlation_id` in its `error` object.
+    pub fn response(&self, correlation_id: Option<&str>) -> Response {
         (
             self.status,
             Json(ErrorEnvelope {
@@ -115,10 +124,24 @@ impl IntoResponse for ApiError {
                 error: ErrorBody {
                     code: self.code,
                     message: &self.message,
+                    correlation_id,
                 },
             }),
         )
             .into_response()
+    }
+}
+
+/// The error of an answer, kept in the response's extensions until the correlation middleware
+/// writes the body again with the request's ID.
+#[derive(Debug, Clone)]
+pub struct ErrorAnswer(pub ApiError);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = self.response(None);
+        response.extensions_mut().insert(ErrorAnswer(self));
+        response
     }
 }
 

@@ -19,7 +19,7 @@ use serde_json::json;
 
 use super::envelope::{ok, ApiError, ApiOk, ApiPath, ApiQuery, Envelope};
 use super::services::path_name;
-use super::types::{ServiceView, ServicesView, UptimeView};
+use super::types::{CheckHistoryView, CheckResultView, ServiceView, ServicesView, UptimeView};
 use crate::api::AppState;
 use crate::health::{overall, Kind, Overall, ServiceHealth};
 use crate::store::HistoryRange;
@@ -71,7 +71,10 @@ struct Check {
 /// (or `warn`) when the store answers, else 503 with `status: fail`. The `checks` keys follow
 /// the draft's `{component}:{measurement}`: `process:uptime`, `store:responseTime`,
 /// `breakers:storeSync`.
-pub async fn health(State(state): State<AppState>) -> Response {
+pub async fn health(
+    State(state): State<AppState>,
+    correlation_id: Option<axum::Extension<crate::correlation::CorrelationId>>,
+) -> Response {
     let started = Instant::now();
     let backend = state.store.backend();
     let answer = tokio::time::timeout(STORE_TIMEOUT, state.store.ping()).await;
@@ -172,7 +175,11 @@ pub async fn health(State(state): State<AppState>) -> Response {
             StatusCode::SERVICE_UNAVAILABLE,
             json!({
                 "success": false,
-                "error": { "code": "unhealthy", "message": "the store does not answer" },
+                "error": {
+                    "code": "unhealthy",
+                    "message": "the store does not answer",
+                    "correlationId": correlation_id.map(|c| c.0.to_string()),
+                },
                 "data": data,
             }),
         )
@@ -304,40 +311,13 @@ pub struct HistoryQuery {
     pub limit: Option<u32>,
 }
 
-/// One stored check result.
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct HistoryEntry {
-    /// `up`, `degraded` or `down`.
-    pub status: &'static str,
-    /// Why.
-    pub message: String,
-    /// ms.
-    pub latency: u64,
-    /// When (ISO 8601).
-    pub timestamp: String,
-    /// True when the circuit refused the check (the service was not called).
-    pub breaker_open: bool,
-    /// The check's correlation ID.
-    pub correlation_id: Option<String>,
-}
-
-/// The `data` of the history route.
-#[derive(Debug, Serialize)]
-pub struct HistoryView {
-    /// The service.
-    pub service: String,
-    /// Results, newest first.
-    pub results: Vec<HistoryEntry>,
-}
-
 /// `GET /api/v1/health/services/{name}/history?since=&until=&limit=`: stored check results,
 /// newest first. 404 for a service that is neither registered nor has history.
 pub async fn history(
     State(state): State<AppState>,
     ApiPath(name): ApiPath<String>,
     ApiQuery(query): ApiQuery<HistoryQuery>,
-) -> Result<ApiOk<HistoryView>, ApiError> {
+) -> Result<ApiOk<CheckHistoryView>, ApiError> {
     let name = path_name(&name, "service name")?;
     let limit = query.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
@@ -363,12 +343,12 @@ pub async fn history(
     if rows.is_empty() && state.store.get_service(name.as_str()).await?.is_none() {
         return Err(ApiError::not_found(format!("no service named {name}")));
     }
-    Ok(ok(HistoryView {
+    Ok(ok(CheckHistoryView {
         service: name.to_string(),
         results: rows
             .into_iter()
-            .map(|r| HistoryEntry {
-                status: r.status.as_str(),
+            .map(|r| CheckResultView {
+                status: r.status.as_str().into(),
                 message: r.message,
                 latency: r.latency_ms,
                 timestamp: iso(r.timestamp),

@@ -1,4 +1,5 @@
-//! Request middleware: correlation IDs with the access log, and bearer-token auth.
+//! Request middleware: correlation IDs with the access log (and in every error envelope), and
+//! bearer-token auth.
 
 use std::time::Instant;
 
@@ -10,7 +11,7 @@ use secrecy::ExposeSecret;
 use subtle::ConstantTimeEq;
 use tracing::Instrument;
 
-use super::envelope::ApiError;
+use super::envelope::{ApiError, ErrorAnswer};
 use crate::api::AppState;
 use crate::correlation::{CorrelationId, ALT_HEADER, HEADER};
 
@@ -18,8 +19,8 @@ use crate::correlation::{CorrelationId, ALT_HEADER, HEADER};
 const MAX_LOGGED_PATH: usize = 256;
 
 /// Takes or makes the request's correlation ID, runs the request inside a span that carries it,
-/// echoes it in `X-Correlation-ID`, and writes one access-log line with method, path, status and
-/// `durationMs`.
+/// echoes it in `X-Correlation-ID` (and as `error.correlationId` of an error envelope), and
+/// writes one access-log line with method, path, status and `durationMs`.
 pub async fn correlate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let started = Instant::now();
     let given = req
@@ -56,6 +57,15 @@ pub async fn correlate(State(state): State<AppState>, mut req: Request, next: Ne
             tracing::warn!("replaced an invalid X-Correlation-ID header with a generated ID");
         }
         let mut response = next.run(req).await;
+        if let Some(ErrorAnswer(error)) = response.extensions_mut().remove::<ErrorAnswer>() {
+            // The same answer (status, headers such as `WWW-Authenticate` or `Allow`) with the
+            // request's ID in the envelope: the caller can quote it without the headers.
+            let (mut parts, _) = response.into_parts();
+            let (with_id, body) = error.response(Some(id.as_str())).into_parts();
+            parts.headers.remove(header::CONTENT_LENGTH);
+            parts.headers.extend(with_id.headers);
+            response = Response::from_parts(parts, body);
+        }
         if let Ok(value) = HeaderValue::from_str(id.as_str()) {
             response.headers_mut().insert(HEADER, value);
         }

@@ -14,11 +14,11 @@ use uuid::Uuid;
 use super::envelope::{ok, ApiError, ApiJson, ApiOk, ApiPath, ApiQuery};
 use super::services::path_name;
 use super::types::{
-    Accepted, ExecutionPage, ParametersSource, RecommendationView, Stats, TaskView,
+    Accepted, ExecutionPage, ParametersSource, RecommendationView, Stats, TaskPage, TaskView,
 };
 use crate::api::AppState;
 use crate::correlation::CorrelationId;
-use crate::store::{ExecutionFilter, Inserted, TaskFilter};
+use crate::store::{ExecutionFilter, Inserted, TaskListing};
 use crate::tasks::input::{TaskInput, MAX_BATCH};
 use crate::tasks::{Task, TaskStatus};
 
@@ -269,9 +269,9 @@ pub async fn cancel(
     }
 }
 
-/// `GET /api/v1/tasks?domain=&action=&status=&limit=`.
+/// `GET /api/v1/tasks?status=&domain=&action=&correlationId=&since=&until=&includeSystem=&limit=&cursor=`.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ListQuery {
     #[serde(default)]
     domain: Option<String>,
@@ -280,14 +280,25 @@ pub struct ListQuery {
     #[serde(default)]
     status: Option<String>,
     #[serde(default)]
+    correlation_id: Option<String>,
+    #[serde(default)]
+    since: Option<String>,
+    #[serde(default)]
+    until: Option<String>,
+    #[serde(default)]
+    include_system: Option<bool>,
+    #[serde(default)]
     limit: Option<u32>,
+    #[serde(default)]
+    cursor: Option<String>,
 }
 
-/// `GET /api/v1/tasks`: tasks, newest first.
+/// `GET /api/v1/tasks`: tasks, newest first, a page at a time (`nextCursor`); tasks of the
+/// `system-*` domains only when asked for (`includeSystem=true`, or a `domain` filter).
 pub async fn list(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<ListQuery>,
-) -> Result<ApiOk<Vec<TaskView>>, ApiError> {
+) -> Result<ApiOk<TaskPage>, ApiError> {
     let status = match q.status.as_deref() {
         None => None,
         Some(s) => Some(TaskStatus::parse(s).ok_or_else(|| {
@@ -297,14 +308,43 @@ pub async fn list(
             )
         })?),
     };
-    let filter = TaskFilter {
-        domain: optional_name(q.domain, "domain")?,
+    let before = match q.cursor.as_deref() {
+        None | Some("") => None,
+        Some(c) => Some(Uuid::parse_str(c).map_err(|_| {
+            ApiError::bad_request("invalid_query", "cursor: not a cursor from a previous page")
+        })?),
+    };
+    let limit = limit(q.limit, 100)?;
+    let domain = optional_name(q.domain, "domain")?;
+    let listing = TaskListing {
+        include_system: q.include_system.unwrap_or(false) || domain.is_some(),
+        domain,
         action: optional_name(q.action, "action")?,
         status,
-        limit: limit(q.limit, 100)?,
+        correlation_id: q.correlation_id,
+        since: time("since", q.since)?,
+        until: time("until", q.until)?,
+        before,
+        // One more than asked: whether there is a next page, without an empty last page.
+        limit: limit + 1,
     };
-    let tasks = state.store.list_tasks(&filter).await?;
-    Ok(ok(tasks.into_iter().map(TaskView::from).collect()))
+    let mut items = state.store.list_task_page(&listing).await?;
+    let next_cursor = page_end(&mut items, limit).map(|t| t.id.simple().to_string());
+    Ok(ok(TaskPage {
+        items: items.into_iter().map(TaskView::from).collect(),
+        next_cursor,
+    }))
+}
+
+/// Cuts `items` (fetched with one more than `limit`) to `limit`; the last item kept when there
+/// is a next page, whose cursor it gives.
+fn page_end<T>(items: &mut Vec<T>, limit: u32) -> Option<&T> {
+    if items.len() > limit as usize {
+        items.truncate(limit as usize);
+        items.last()
+    } else {
+        None
+    }
 }
 
 fn limit(raw: Option<u32>, default: u32) -> Result<u32, ApiError> {
@@ -429,12 +469,16 @@ pub struct ExecutionsQuery {
     #[serde(default)]
     until: Option<String>,
     #[serde(default)]
+    include_system: Option<bool>,
+    #[serde(default)]
     limit: Option<u32>,
     #[serde(default)]
     cursor: Option<String>,
 }
 
-/// `GET /api/v1/tasks/executions`: raw execution records, newest first, cursor-paginated.
+/// `GET /api/v1/tasks/executions`: raw execution records, newest first, cursor-paginated;
+/// records of the `system-*` domains only when asked for (`includeSystem=true`, a `domain` or a
+/// `taskId` filter).
 pub async fn executions(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<ExecutionsQuery>,
@@ -446,21 +490,23 @@ pub async fn executions(
             ApiError::bad_request("invalid_query", "cursor: not a cursor from a previous page")
         })?),
     };
+    let domain = optional_name(q.domain, "domain")?;
+    let task_id = q.task_id.as_deref().map(task_id).transpose()?;
     let filter = ExecutionFilter {
-        domain: optional_name(q.domain, "domain")?,
+        include_system: q.include_system.unwrap_or(false) || domain.is_some() || task_id.is_some(),
+        domain,
         action: optional_name(q.action, "action")?,
-        task_id: q.task_id.as_deref().map(task_id).transpose()?,
+        task_id,
         success: q.success,
         correlation_id: q.correlation_id,
         since: time("since", q.since)?,
         until: time("until", q.until)?,
         before_id,
-        limit,
+        // One more than asked: whether there is a next page, without an empty last page.
+        limit: limit + 1,
     };
-    let items = state.store.list_executions(&filter).await?;
-    let next_cursor = (items.len() as u32 == limit)
-        .then(|| items.last().map(|e| e.id.to_string()))
-        .flatten();
+    let mut items = state.store.list_executions(&filter).await?;
+    let next_cursor = page_end(&mut items, limit).map(|e| e.id.to_string());
     Ok(ok(ExecutionPage { items, next_cursor }))
 }
 

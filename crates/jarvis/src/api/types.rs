@@ -1,6 +1,6 @@
 //! The shapes of the answers that the command line reads back: each type here is what a handler
-//! serializes into the envelope's `data` and what `jarvis breakers|schedules|health|tasks`
-//! deserializes, so the server and the CLI cannot drift apart. docs/api.md is the contract; the
+//! serializes into the envelope's `data` and what
+//! `jarvis breakers|schedules|health|tasks|services|agents` deserializes, so the server and the CLI cannot drift apart. docs/api.md is the contract; the
 //! round-trip tests below (serialize as the API does, deserialize as the CLI does, same value
 //! and same bytes) guard it. Field order is the order on the wire.
 //!
@@ -24,6 +24,8 @@ use crate::tasks::TaskStatus;
 pub use crate::history::stats::{FailureReason, ParametersSource};
 pub use crate::history::{Stats, StoredExecution};
 pub use crate::learning::RecommendationView;
+pub use crate::model::agent::AgentSpec;
+pub use crate::model::service::ServiceSpec;
 
 /// A time as chrono's `Serialize` writes it on the wire (RFC 3339 in UTC with `Z`, with the
 /// fraction digits the value needs: none, 3, 6 or 9), for tables that show a wire time as it
@@ -155,6 +157,33 @@ pub struct UptimeView {
     pub day: Option<f64>,
 }
 
+/// The `data` of `GET /api/v1/health/services/{name}/history`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckHistoryView {
+    /// The service.
+    pub service: String,
+    /// Results, newest first.
+    pub results: Vec<CheckResultView>,
+}
+
+/// One stored check result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckResultView {
+    /// `up`, `degraded` or `down`.
+    pub status: Cow<'static, str>,
+    /// Why.
+    pub message: String,
+    /// ms.
+    pub latency: u64,
+    /// When (ISO 8601).
+    pub timestamp: String,
+    /// True when the circuit refused the check (the service was not called).
+    pub breaker_open: bool,
+    /// The check's correlation ID.
+    pub correlation_id: Option<String>,
+}
+
 // ---- tasks --------------------------------------------------------------------------------
 
 /// A task as the API shows it.
@@ -214,6 +243,16 @@ pub struct Accepted {
     /// True when the idempotency key matched an existing task (absent otherwise).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub duplicate: bool,
+}
+
+/// One page of `GET /api/v1/tasks`, newest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskPage {
+    /// The tasks.
+    pub items: Vec<TaskView>,
+    /// The `cursor` of the next page; null on the last one.
+    pub next_cursor: Option<String>,
 }
 
 /// One page of `GET /api/v1/tasks/executions`, newest first.
@@ -410,6 +449,65 @@ mod tests {
                 duplicate,
             });
         }
+    }
+
+    #[test]
+    fn task_pages_round_trip() {
+        round_trip(&TaskPage {
+            items: vec![task(), task()],
+            next_cursor: Some(Uuid::now_v7().simple().to_string()),
+        });
+        round_trip(&TaskPage {
+            items: vec![],
+            next_cursor: None,
+        });
+    }
+
+    #[test]
+    fn check_histories_round_trip() {
+        let result = |status: &'static str, open: bool| CheckResultView {
+            status: status.into(),
+            message: if open {
+                "Circuit breaker OPEN".into()
+            } else {
+                "HTTP 200".into()
+            },
+            latency: if open { 0 } else { 12 },
+            timestamp: "2026-01-01T00:00:00.123Z".into(),
+            breaker_open: open,
+            correlation_id: (!open).then(|| "hc-k3x9q0abf2mz".into()),
+        };
+        round_trip(&CheckHistoryView {
+            service: "api".into(),
+            results: vec![result("up", false), result("down", true)],
+        });
+    }
+
+    #[test]
+    fn services_and_agents_round_trip() {
+        // Built through the inputs the API validates, as the handlers build them.
+        let name = |n: &str| crate::names::Name::parse(n).unwrap();
+        let service = |body: Value| {
+            serde_json::from_value::<crate::model::service::ServiceInput>(body)
+                .unwrap()
+                .into_spec(name("api"), at(0))
+                .unwrap()
+        };
+        let full = service(
+            json!({"url": "http://127.0.0.1:3001/health", "intervalMs": 5000,
+            "timeoutMs": 3000, "critical": true, "expectedStatus": [200, 204],
+            "expectBody": {"pointer": "/status", "equals": "ok"}, "degradedLatencyMs": 1000}),
+        );
+        round_trip(&full);
+        round_trip(&vec![full, service(json!({"url": "tcp://127.0.0.1:6379"}))]);
+        let agent = serde_json::from_value::<crate::model::agent::AgentInput>(
+            json!({"url": "http://127.0.0.1:8001/run", "useLearned": true}),
+        )
+        .unwrap()
+        .into_spec(name("music"), at(0) + chrono::Duration::microseconds(7))
+        .unwrap();
+        round_trip(&agent);
+        round_trip(&vec![agent]);
     }
 
     #[test]

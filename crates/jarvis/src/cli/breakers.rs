@@ -1,9 +1,15 @@
 //! `jarvis breakers [list|show|open|close|reset]`: the circuit breakers of a running Jarvis.
+//!
+//! The list is a table whose failure columns say which count they are (`FAILS IN A ROW` is
+//! `failureCount`, `FAILURES` is the total `failures` of the JSON); `show` prints every field
+//! of one breaker, labelled.
+
+use std::fmt::Write as _;
 
 use clap::Subcommand;
 use serde_json::Value;
 
-use crate::api::types::BreakerViews;
+use crate::api::types::{BreakerView, BreakerViews};
 use crate::client::{json_text, Connection};
 
 /// `jarvis breakers …`
@@ -11,7 +17,7 @@ use crate::client::{json_text, Connection};
 pub enum BreakersCommand {
     /// Every breaker (the default).
     List,
-    /// One breaker with every field.
+    /// One breaker with every field, labelled.
     Show {
         /// The breaker's name.
         name: String,
@@ -33,11 +39,15 @@ pub enum BreakersCommand {
     },
 }
 
-/// The table of `jarvis breakers`: a row per breaker, by name.
+/// The table of `jarvis breakers`: a row per breaker, by name. STATE says `OPEN (forced)` for
+/// a circuit an operator holds open; FAILS IN A ROW is the consecutive count that opens a
+/// circuit (`failureCount`), FAILURES the total since the breaker was created on this instance
+/// (`failures`).
 pub fn table(views: &BreakerViews) -> String {
     let mut rows = vec![[
         "NAME".to_string(),
         "STATE".into(),
+        "FAILS IN A ROW".into(),
         "FAILURES".into(),
         "REJECTED".into(),
         "CALLS".into(),
@@ -48,8 +58,9 @@ pub fn table(views: &BreakerViews) -> String {
     for (name, b) in views {
         rows.push([
             name.clone(),
-            b.state.to_string(),
+            state(b),
             b.failure_count.to_string(),
+            b.failures.to_string(),
             b.rejected_calls.to_string(),
             b.total_calls.to_string(),
             or_dash(&b.next_attempt_at),
@@ -59,6 +70,50 @@ pub fn table(views: &BreakerViews) -> String {
     crate::client::columns(&rows, "(no circuit breaker yet)")
 }
 
+/// The state as the table shows it: `OPEN (forced)` when an operator holds it open.
+fn state(b: &BreakerView) -> String {
+    if b.forced {
+        format!("{} (forced)", b.state)
+    } else {
+        b.state.to_string()
+    }
+}
+
+/// Every field of each breaker, one labelled line each (`jarvis breakers show NAME`).
+pub fn detail(views: &BreakerViews) -> String {
+    let mut out = String::new();
+    let or_dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+    let yes_no = |b: bool| if b { "yes" } else { "no" };
+    for (i, (name, b)) in views.iter().enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        let lines: [(&str, String); 16] = [
+            ("name", name.clone()),
+            ("state", b.state.to_string()),
+            ("forced open", yes_no(b.forced).into()),
+            ("enabled", yes_no(b.enabled).into()),
+            ("policy", b.policy.clone()),
+            ("fails in a row", b.failure_count.to_string()),
+            ("half-open successes", b.success_count.to_string()),
+            ("calls (total)", b.total_calls.to_string()),
+            ("successes (total)", b.successes.to_string()),
+            ("failures (total)", b.failures.to_string()),
+            ("rejected (total)", b.rejected_calls.to_string()),
+            ("last failure at", or_dash(&b.last_failure_at)),
+            ("last failure", or_dash(&b.last_failure_reason)),
+            ("opened at", or_dash(&b.opened_at)),
+            ("next attempt at", or_dash(&b.next_attempt_at)),
+            ("generation", b.generation.to_string()),
+        ];
+        let width = lines.iter().map(|(l, _)| l.len()).max().unwrap_or(0) + 1;
+        for (label, value) in lines {
+            let _ = writeln!(out, "{:<width$} {value}", format!("{label}:"));
+        }
+    }
+    out
+}
+
 /// Runs one `jarvis breakers` command and prints the answer (`--json`: the `data` as JSON).
 pub async fn run(
     connection: &Connection,
@@ -66,9 +121,11 @@ pub async fn run(
     command: Option<BreakersCommand>,
 ) -> anyhow::Result<()> {
     let client = connection.client()?;
+    let mut labelled = false;
     let views: BreakerViews = match command.unwrap_or(BreakersCommand::List) {
         BreakersCommand::List => client.get("/api/v1/circuit-breakers").await?,
         BreakersCommand::Show { name } => {
+            labelled = true;
             client
                 .get(&format!("/api/v1/circuit-breakers/{name}"))
                 .await?
@@ -99,9 +156,11 @@ pub async fn run(
         }
     };
     if json {
-        println!("{}", json_text(&views)?);
+        crate::cli::outln(&json_text(&views)?);
+    } else if labelled {
+        crate::cli::out(&detail(&views));
     } else {
-        print!("{}", table(&views));
+        crate::cli::out(&table(&views));
     }
     Ok(())
 }
@@ -118,7 +177,7 @@ mod tests {
         let lines: Vec<&str> = t.lines().collect();
         assert_eq!(lines.len(), 2);
         assert!(lines[0].starts_with("NAME"));
-        assert!(lines[1].starts_with("aiDawgBackend  OPEN"));
+        assert!(lines[1].starts_with("aiDawgBackend  OPEN (forced)"));
         assert!(lines[1].ends_with("connection refused"));
         assert!(table(&BreakerViews::new()).contains("no circuit breaker yet"));
     }
@@ -127,11 +186,11 @@ mod tests {
     fn sample() -> serde_json::Value {
         serde_json::json!({
             "aiDawgBackend": {"state": "OPEN", "failureCount": 5, "successCount": 0,
-                "totalCalls": 7, "rejectedCalls": 2, "successes": 0, "failures": 5,
+                "totalCalls": 9, "rejectedCalls": 2, "successes": 0, "failures": 7,
                 "lastFailureAt": "2026-01-01T00:00:00.000Z",
                 "lastFailureReason": "connection refused",
                 "openedAt": "2026-01-01T00:00:00.000Z",
-                "nextAttemptAt": "2026-01-01T00:01:00.000Z", "forced": false, "generation": 1,
+                "nextAttemptAt": "2026-01-01T00:01:00.000Z", "forced": true, "generation": 1,
                 "policy": "5 consecutive failures, open 60000 ms", "enabled": true},
             "music": {"state": "CLOSED", "failureCount": 0, "successCount": 0,
                 "totalCalls": 12345, "rejectedCalls": 0, "successes": 12345, "failures": 0,
@@ -141,17 +200,39 @@ mod tests {
         })
     }
 
-    /// The table and `--json` output are what the CLI printed when it read the answer as
-    /// untyped JSON.
+    /// The table labels both failure counts; `--json` is the answer as received.
     #[test]
-    fn the_output_is_unchanged() {
+    fn the_output_labels_every_count() {
         let views: BreakerViews = serde_json::from_value(sample()).unwrap();
         assert_eq!(
             table(&views),
             concat!(
-                "NAME           STATE   FAILURES  REJECTED  CALLS  NEXT ATTEMPT              LAST FAILURE\n",
-                "aiDawgBackend  OPEN    5         2         7      2026-01-01T00:01:00.000Z  connection refused\n",
-                "music          CLOSED  0         0         12345  -                         -\n",
+                "NAME           STATE          FAILS IN A ROW  FAILURES  REJECTED  CALLS  NEXT ATTEMPT              LAST FAILURE\n",
+                "aiDawgBackend  OPEN (forced)  5               7         2         9      2026-01-01T00:01:00.000Z  connection refused\n",
+                "music          CLOSED         0               0         0         12345  -                         -\n",
+            )
+        );
+        let mut one = views.clone();
+        one.remove("music");
+        assert_eq!(
+            detail(&one),
+            concat!(
+                "name:                aiDawgBackend\n",
+                "state:               OPEN\n",
+                "forced open:         yes\n",
+                "enabled:             yes\n",
+                "policy:              5 consecutive failures, open 60000 ms\n",
+                "fails in a row:      5\n",
+                "half-open successes: 0\n",
+                "calls (total):       9\n",
+                "successes (total):   0\n",
+                "failures (total):    7\n",
+                "rejected (total):    2\n",
+                "last failure at:     2026-01-01T00:00:00.000Z\n",
+                "last failure:        connection refused\n",
+                "opened at:           2026-01-01T00:00:00.000Z\n",
+                "next attempt at:     2026-01-01T00:01:00.000Z\n",
+                "generation:          1\n",
             )
         );
         assert_eq!(

@@ -1,12 +1,89 @@
-//! `jarvis health`: asks a running Jarvis for `GET /api/v1/health/services` and prints it.
+//! `jarvis health`: asks a running Jarvis for `GET /api/v1/health/services` and prints it;
+//! `jarvis health history NAME`: one service's stored check results
+//! (`GET /api/v1/health/services/{name}/history`).
 
 use std::fmt::Write as _;
 
-use crate::api::types::{ServiceView, ServicesView};
+use clap::Subcommand;
+
+use crate::api::types::{CheckHistoryView, ServiceView, ServicesView};
+use crate::client::{json_text, Connection};
+
+/// `jarvis health …`
+#[derive(Debug, Subcommand)]
+pub enum HealthCommand {
+    /// One service's stored check results, newest first.
+    History {
+        /// The service's name.
+        name: String,
+        /// From this time: a date (2026-12-06, midnight UTC) or an RFC 3339 time.
+        #[arg(long, value_parser = crate::cli::when)]
+        since: Option<String>,
+        /// Before this time: a date or an RFC 3339 time.
+        #[arg(long, value_parser = crate::cli::when)]
+        until: Option<String>,
+        /// At most this many results (1–1000).
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+}
+
+/// Runs a `jarvis health` subcommand and prints the answer (`--json`: the `data` as JSON).
+pub async fn run(
+    connection: &Connection,
+    json: bool,
+    command: HealthCommand,
+) -> anyhow::Result<()> {
+    let client = connection.client()?;
+    match command {
+        HealthCommand::History {
+            name,
+            since,
+            until,
+            limit,
+        } => {
+            let q = crate::cli::tasks::query(&[
+                ("since", since),
+                ("until", until),
+                ("limit", Some(limit.to_string())),
+            ]);
+            let view: CheckHistoryView = client
+                .get(&format!("/api/v1/health/services/{name}/history{q}"))
+                .await?;
+            if json {
+                crate::cli::outln(&json_text(&view)?);
+            } else {
+                crate::cli::out(&history_table(&view));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The check history of one service as a table, newest first.
+pub fn history_table(view: &CheckHistoryView) -> String {
+    let mut rows = vec![[
+        "TIME".to_string(),
+        "STATUS".into(),
+        "LATENCY".into(),
+        "CHECK ID".into(),
+        "MESSAGE".into(),
+    ]];
+    for r in &view.results {
+        rows.push([
+            r.timestamp.clone(),
+            r.status.to_string(),
+            format!("{} ms", r.latency),
+            r.correlation_id.clone().unwrap_or_else(|| "-".into()),
+            r.message.clone(),
+        ]);
+    }
+    crate::client::columns(&rows, "(no stored check result)")
+}
 
 /// Fetches the aggregated view (`data` of `GET /api/v1/health/services`) from a running
 /// Jarvis. The error says what went wrong in one line.
-pub async fn fetch(connection: &crate::client::Connection) -> anyhow::Result<ServicesView> {
+pub async fn fetch(connection: &Connection) -> anyhow::Result<ServicesView> {
     connection.client()?.get("/api/v1/health/services").await
 }
 

@@ -1,11 +1,19 @@
 //! The command line: `jarvis serve`, `jarvis migrate`, `jarvis config check`,
-//! `jarvis healthcheck`, and one subcommand per capability for operators.
+//! `jarvis healthcheck`, and one subcommand per capability for operators (`breakers`, `health`,
+//! `tasks`, `schedules`, `services`, `agents`), each a client of a running Jarvis that finds it
+//! through `crate::client::Connection`.
+//!
+//! Everything the CLI prints goes through [`out`], so that output into a closed pipe
+//! (`jarvis config check | head -1`) ends the command quietly instead of with a panic.
 
+pub mod agents;
 pub mod breakers;
 pub mod health;
 pub mod schedules;
+pub mod services;
 pub mod tasks;
 
+use std::io::Write as _;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
@@ -15,7 +23,9 @@ use clap::{Args, Parser, Subcommand};
 #[command(name = "jarvis", version, about, long_about = None)]
 pub struct Cli {
     /// Config file (services, agents, per-breaker settings). Default: $JARVIS_CONFIG, else
-    /// ./jarvis.toml when it exists.
+    /// ./jarvis.toml when it exists. The client commands read the server's port from it
+    /// (`[server] port`) when neither --url, JARVIS_URL nor JARVIS_PORT/PORT say where the
+    /// server is; a file that cannot be read is an error.
     #[arg(long, global = true, value_name = "PATH")]
     pub config: Option<PathBuf>,
 
@@ -38,7 +48,7 @@ pub enum Command {
         command: ConfigCommand,
     },
     /// Print the health of every monitored service of a running Jarvis (exit 0 pass or warn,
-    /// 1 fail, 2 when Jarvis cannot be asked).
+    /// 1 fail, 2 when Jarvis cannot be asked), or one service's check history.
     Health(HealthArgs),
     /// Submit, inspect and cancel tasks, read statistics and execution records of a running
     /// Jarvis.
@@ -75,11 +85,38 @@ pub enum Command {
         #[command(subcommand)]
         command: Option<crate::cli::schedules::SchedulesCommand>,
     },
-    /// Exit 0 when a running Jarvis answers /health with 200 (for container health checks).
+    /// List, show, register or remove the monitored services of a running Jarvis.
+    Services {
+        /// Where the server is.
+        #[command(flatten)]
+        connection: crate::client::Connection,
+        /// Print the raw JSON instead of a table.
+        #[arg(long, global = true)]
+        json: bool,
+        /// What to do (default: list).
+        #[command(subcommand)]
+        command: Option<crate::cli::services::ServicesCommand>,
+    },
+    /// List, show, register or remove the HTTP agents (one per task domain) of a running
+    /// Jarvis.
+    Agents {
+        /// Where the server is.
+        #[command(flatten)]
+        connection: crate::client::Connection,
+        /// Print the raw JSON instead of a table.
+        #[arg(long, global = true)]
+        json: bool,
+        /// What to do (default: list).
+        #[command(subcommand)]
+        command: Option<crate::cli::agents::AgentsCommand>,
+    },
+    /// Exit 0 when a running Jarvis answers /health with a 2xx, else 1 (for container health
+    /// checks; needs no token).
     Healthcheck {
-        /// The health URL.
-        #[arg(long, default_value = "http://127.0.0.1:4000/health")]
-        url: String,
+        /// The health URL [default: $JARVIS_URL/health, else http://127.0.0.1:PORT/health with
+        /// the port of JARVIS_PORT/PORT or `[server] port` of the config file, else 4000]
+        #[arg(long)]
+        url: Option<String>,
         /// Give up after this many milliseconds.
         #[arg(long, default_value_t = 3000)]
         timeout_ms: u64,
@@ -92,9 +129,12 @@ pub struct HealthArgs {
     /// Where the server is.
     #[command(flatten)]
     pub connection: crate::client::Connection,
-    /// Print the JSON of `GET /api/v1/health/services` instead of a table.
-    #[arg(long)]
+    /// Print the JSON of the answer instead of a table.
+    #[arg(long, global = true)]
     pub json: bool,
+    /// What to do (default: the health of every service).
+    #[command(subcommand)]
+    pub command: Option<crate::cli::health::HealthCommand>,
 }
 
 /// `jarvis config …`
@@ -102,4 +142,56 @@ pub struct HealthArgs {
 pub enum ConfigCommand {
     /// Validate the configuration and print it with secrets masked.
     Check,
+}
+
+/// Writes `text` to stdout as it is. When stdout is a closed pipe (`jarvis … | head -1`), the
+/// process ends at once with exit 0 and no message: the reader has what it wanted.
+pub fn out(text: &str) {
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("jarvis: cannot write the output: {e}");
+        std::process::exit(1);
+    }
+}
+
+/// [`out`] with a newline after `text`.
+pub fn outln(text: &str) {
+    out(&format!("{text}\n"));
+}
+
+/// A `--since`/`--until` value as the API takes it: an RFC 3339 time as given, or a date
+/// (`2026-12-06`) as its midnight UTC. For clap's `value_parser`, so a wrong value is refused
+/// before any request.
+pub fn when(raw: &str) -> Result<String, String> {
+    let raw = raw.trim();
+    if chrono::DateTime::parse_from_rfc3339(raw).is_ok() {
+        return Ok(raw.to_string());
+    }
+    match chrono::NaiveDate::parse_from_str(raw, "%Y-%m-%d") {
+        Ok(day) => Ok(format!("{day}T00:00:00Z")),
+        Err(_) => Err(format!(
+            "{raw:?} is neither a date (2026-12-06, midnight UTC) nor an RFC 3339 time \
+             (2026-12-06T09:30:00Z)"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn dates_and_times_are_accepted() {
+        assert_eq!(super::when("2026-12-06").unwrap(), "2026-12-06T00:00:00Z");
+        assert_eq!(
+            super::when("2026-12-06T09:30:00+01:00").unwrap(),
+            "2026-12-06T09:30:00+01:00"
+        );
+        assert!(super::when("2026-13-06").is_err());
+        assert!(super::when("yesterday").is_err());
+    }
 }

@@ -100,9 +100,9 @@ pub async fn run(
         SchedulesCommand::List => {
             let all: Vec<ScheduleView> = client.get("/api/v1/schedules").await?;
             if json {
-                println!("{}", json_text(&all)?);
+                crate::cli::outln(&json_text(&all)?);
             } else {
-                print!("{}", table(&all));
+                crate::cli::out(&table(&all));
             }
             return Ok(());
         }
@@ -119,14 +119,14 @@ pub async fn run(
         }
         SchedulesCommand::Delete { name } => {
             client.delete::<()>(&path(&name)).await?;
-            println!("schedule {name} deleted");
+            crate::cli::outln(&format!("schedule {name} deleted"));
             return Ok(());
         }
     };
     if json {
-        println!("{}", json_text(&one)?);
+        crate::cli::outln(&json_text(&one)?);
     } else {
-        print!("{}", detail(&one));
+        crate::cli::out(&detail(&one));
     }
     Ok(())
 }

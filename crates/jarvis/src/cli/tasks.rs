@@ -1,19 +1,46 @@
-//! `jarvis tasks submit|show|cancel|retry|stats|recommend|list`: the task API from a terminal.
+//! `jarvis tasks submit|show|cancel|retry|stats|recommend|list|executions`: the task API from
+//! a terminal.
+//!
+//! `submit --wait` says how the task ended in its exit code ([`EXIT_TASK_FAILED`],
+//! [`EXIT_STILL_RUNNING`]); `list` pages through tasks with the API's cursor, system tasks
+//! (domain `system-*`) left out unless `--include-system`.
 
+use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Subcommand;
 use serde_json::{json, Map, Value};
 
-use crate::api::types::{Accepted, ExecutionPage, RecommendationView, Stats, TaskView};
-use crate::client::{json_text, ApiClient};
+use crate::api::types::{
+    wire_time, Accepted, ExecutionPage, RecommendationView, Stats, TaskPage, TaskView,
+};
+use crate::tasks::TaskStatus;
 
+use crate::client::json_text;
 pub use crate::client::Connection;
+
+/// Exit code of `jarvis tasks submit --wait` when the task failed or was cancelled.
+pub const EXIT_TASK_FAILED: u8 = 3;
+/// Exit code of `jarvis tasks submit --wait` when the task was still queued, waiting or running
+/// when the wait ended.
+pub const EXIT_STILL_RUNNING: u8 = 4;
+
+/// The longest wait the server grants (`waitMs` of `POST /api/v1/execute`).
+const MAX_WAIT_MS: u64 = crate::api::tasks::MAX_WAIT_MS;
+
+/// The exit codes of `jarvis tasks`, for `--help`.
+const EXIT_CODES: &str = "\
+Exit codes: 0 done (with --wait: the task succeeded); 1 the request failed or was refused \
+(no token, Jarvis unreachable, an error answer); 2 the configuration cannot be read; \
+with --wait or --wait-ms: 3 the task failed or was cancelled, 4 the task had not finished \
+when the wait ended (still queued, waiting or running; see `jarvis tasks show ID`).";
 
 /// `jarvis tasks …`
 #[derive(Debug, Subcommand)]
 pub enum TasksCommand {
-    /// Submit a task (POST /api/v1/execute) and print {taskId, correlationId, status}.
+    /// Submit a task (POST /api/v1/execute) and print {taskId, correlationId, status}; with
+    /// --wait, the task once finished.
+    #[command(after_help = EXIT_CODES)]
     Submit {
         /// The domain (which agent runs it), e.g. noop.
         domain: String,
@@ -41,9 +68,14 @@ pub enum TasksCommand {
         /// The same key returns the same task.
         #[arg(long)]
         idempotency_key: Option<String>,
-        /// Wait (bounded by the server) for the task to finish and print it.
+        /// Wait for the task to finish (at most 30 s, or --wait-ms) and print it; the exit code
+        /// says how it ended (below).
         #[arg(long)]
         wait: bool,
+        /// Wait at most this many ms (1–120000) for the task to finish; implies --wait.
+        #[arg(long, value_name = "MS",
+              value_parser = clap::value_parser!(u64).range(1..=MAX_WAIT_MS))]
+        wait_ms: Option<u64>,
         /// Fill the parameters left out (and the timeout, if none is given) from what was
         /// learned.
         #[arg(long)]
@@ -74,11 +106,11 @@ pub enum TasksCommand {
         domain: String,
         /// The action.
         action: String,
-        /// From (ISO 8601).
-        #[arg(long)]
+        /// From: a date (2026-12-06, midnight UTC) or an RFC 3339 time.
+        #[arg(long, value_parser = crate::cli::when)]
         since: Option<String>,
-        /// Until (ISO 8601).
-        #[arg(long)]
+        /// Until: a date or an RFC 3339 time.
+        #[arg(long, value_parser = crate::cli::when)]
         until: Option<String>,
     },
     /// What the learner recommends for a domain/action: parameters, timeout, confidence,
@@ -89,8 +121,44 @@ pub enum TasksCommand {
         /// The action.
         action: String,
     },
-    /// List execution records, newest first (GET /api/v1/tasks/executions).
+    /// List tasks, newest first, a page at a time (GET /api/v1/tasks); system tasks
+    /// (domain system-*) only with --include-system or --domain.
     List {
+        /// Only this status: queued, running, waiting, succeeded, failed or cancelled.
+        #[arg(long, value_parser = ["queued", "running", "waiting", "succeeded", "failed", "cancelled"])]
+        status: Option<String>,
+        /// Only this domain.
+        #[arg(long)]
+        domain: Option<String>,
+        /// Only this action.
+        #[arg(long)]
+        action: Option<String>,
+        /// Only tasks submitted under this correlation ID.
+        #[arg(long)]
+        correlation_id: Option<String>,
+        /// Submitted at or after: a date (2026-12-06, midnight UTC) or an RFC 3339 time.
+        #[arg(long, value_parser = crate::cli::when)]
+        since: Option<String>,
+        /// Submitted before: a date or an RFC 3339 time.
+        #[arg(long, value_parser = crate::cli::when)]
+        until: Option<String>,
+        /// Show system tasks (domain system-*, such as system-health) too.
+        #[arg(long)]
+        include_system: bool,
+        /// At most this many (1–1000).
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+        /// Continue after this cursor (printed under the previous page).
+        #[arg(long)]
+        cursor: Option<String>,
+        /// Print the page as JSON (`{items, nextCursor}`) instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List execution records (one per attempt), newest first, as JSON
+    /// (GET /api/v1/tasks/executions); system records (domain system-*, such as each health
+    /// round's) only with --include-system, --domain or --task.
+    Executions {
         /// Only this domain.
         #[arg(long)]
         domain: Option<String>,
@@ -103,7 +171,19 @@ pub enum TasksCommand {
         /// Only successes (true) or failures (false).
         #[arg(long)]
         success: Option<bool>,
-        /// At most this many.
+        /// Only records of this correlation ID.
+        #[arg(long)]
+        correlation_id: Option<String>,
+        /// Finished at or after: a date (2026-12-06, midnight UTC) or an RFC 3339 time.
+        #[arg(long, value_parser = crate::cli::when)]
+        since: Option<String>,
+        /// Finished before: a date or an RFC 3339 time.
+        #[arg(long, value_parser = crate::cli::when)]
+        until: Option<String>,
+        /// Show system records (domain system-*) too.
+        #[arg(long)]
+        include_system: bool,
+        /// At most this many (1–1000).
         #[arg(long, default_value_t = 20)]
         limit: u32,
         /// Continue after this cursor (the `nextCursor` of a previous page).
@@ -112,7 +192,8 @@ pub enum TasksCommand {
     },
 }
 
-fn query(pairs: &[(&str, Option<String>)]) -> String {
+/// A query string (`?a=1&b=x`) of the pairs that have a value, encoded.
+pub fn query(pairs: &[(&str, Option<String>)]) -> String {
     let mut url = url::Url::parse("http://x/").expect("static URL");
     {
         let mut q = url.query_pairs_mut();
@@ -144,11 +225,19 @@ fn parameters(params: &[String], all: Option<&str>) -> anyhow::Result<Value> {
     Ok(Value::Object(map))
 }
 
-/// Runs one `jarvis tasks` subcommand and prints the answer (the view the route serializes) as
-/// JSON.
-pub async fn run(connection: &Connection, command: TasksCommand) -> anyhow::Result<()> {
-    let token = connection.token.clone().unwrap_or_default();
-    let client = ApiClient::new(&connection.url, &token, Duration::from_secs(120))?;
+/// Runs one `jarvis tasks` subcommand and prints the answer: JSON (the view the route
+/// serializes), or the table of `list`. The exit code is 0 except for `submit --wait` (see
+/// [`EXIT_TASK_FAILED`], [`EXIT_STILL_RUNNING`]).
+pub async fn run(connection: &Connection, command: TasksCommand) -> anyhow::Result<ExitCode> {
+    let wait_ms = match &command {
+        TasksCommand::Submit { wait, wait_ms, .. } => {
+            wait_ms.or(wait.then_some(crate::api::tasks::DEFAULT_WAIT_MS))
+        }
+        _ => None,
+    };
+    // Long enough for the longest wait the server grants, and then some.
+    let timeout = Duration::from_millis(wait_ms.unwrap_or(0) + 30_000);
+    let client = connection.client_with_timeout(timeout)?;
     let text = match command {
         TasksCommand::Submit {
             domain,
@@ -160,7 +249,8 @@ pub async fn run(connection: &Connection, command: TasksCommand) -> anyhow::Resu
             max_attempts,
             timeout_ms,
             idempotency_key,
-            wait,
+            wait: _,
+            wait_ms: _,
             use_learned,
         } => {
             let mut body = json!({
@@ -183,15 +273,14 @@ pub async fn run(connection: &Connection, command: TasksCommand) -> anyhow::Resu
             if use_learned {
                 body["useLearned"] = Value::Bool(true);
             }
-            let path = if wait {
-                "/api/v1/execute?wait=true"
-            } else {
-                "/api/v1/execute"
-            };
-            if wait {
-                json_text(&client.post::<TaskView>(path, &body).await?)?
-            } else {
-                json_text(&client.post::<Accepted>(path, &body).await?)?
+            match wait_ms {
+                Some(ms) => {
+                    let path = format!("/api/v1/execute?wait=true&waitMs={ms}");
+                    let task: TaskView = client.post(&path, &body).await?;
+                    crate::cli::outln(&json_text(&task)?);
+                    return Ok(ExitCode::from(wait_exit_code(task.status)));
+                }
+                None => json_text(&client.post::<Accepted>("/api/v1/execute", &body).await?)?,
             }
         }
         TasksCommand::Show { id } => json_text(
@@ -239,10 +328,44 @@ pub async fn run(connection: &Connection, command: TasksCommand) -> anyhow::Resu
             json_text(&view)?
         }
         TasksCommand::List {
+            status,
+            domain,
+            action,
+            correlation_id,
+            since,
+            until,
+            include_system,
+            limit,
+            cursor,
+            json,
+        } => {
+            let q = query(&[
+                ("status", status),
+                ("domain", domain),
+                ("action", action),
+                ("correlationId", correlation_id),
+                ("since", since),
+                ("until", until),
+                ("includeSystem", include_system.then(|| "true".to_string())),
+                ("limit", Some(limit.to_string())),
+                ("cursor", cursor),
+            ]);
+            let page: TaskPage = client.get(&format!("/api/v1/tasks{q}")).await?;
+            if !json {
+                crate::cli::out(&task_table(&page));
+                return Ok(ExitCode::SUCCESS);
+            }
+            json_text(&page)?
+        }
+        TasksCommand::Executions {
             domain,
             action,
             task,
             success,
+            correlation_id,
+            since,
+            until,
+            include_system,
             limit,
             cursor,
         } => {
@@ -251,6 +374,10 @@ pub async fn run(connection: &Connection, command: TasksCommand) -> anyhow::Resu
                 ("action", action),
                 ("taskId", task),
                 ("success", success.map(|s| s.to_string())),
+                ("correlationId", correlation_id),
+                ("since", since),
+                ("until", until),
+                ("includeSystem", include_system.then(|| "true".to_string())),
                 ("limit", Some(limit.to_string())),
                 ("cursor", cursor),
             ]);
@@ -258,8 +385,62 @@ pub async fn run(connection: &Connection, command: TasksCommand) -> anyhow::Resu
             json_text(&page)?
         }
     };
-    println!("{text}");
-    Ok(())
+    crate::cli::outln(&text);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The exit code of `submit --wait` for the task as the wait left it.
+pub fn wait_exit_code(status: TaskStatus) -> u8 {
+    match status {
+        TaskStatus::Succeeded => 0,
+        TaskStatus::Failed | TaskStatus::Cancelled => EXIT_TASK_FAILED,
+        TaskStatus::Queued | TaskStatus::Running | TaskStatus::Waiting => EXIT_STILL_RUNNING,
+    }
+}
+
+/// A page of tasks as a table, with the command line of the next page under it.
+pub fn task_table(page: &TaskPage) -> String {
+    let mut rows = vec![[
+        "TASK".to_string(),
+        "DOMAIN/ACTION".into(),
+        "STATUS".into(),
+        "ATTEMPTS".into(),
+        "CREATED".into(),
+        "CORRELATION ID".into(),
+        "ERROR".into(),
+    ]];
+    for t in &page.items {
+        rows.push([
+            t.task_id.to_string(),
+            format!("{}/{}", t.domain, t.action),
+            t.status.as_str().to_string(),
+            format!("{}/{}", t.attempts, t.max_attempts),
+            wire_time(&t.created_at),
+            t.correlation_id.clone(),
+            t.error
+                .as_deref()
+                .map(one_line)
+                .unwrap_or_else(|| "-".into()),
+        ]);
+    }
+    let mut out = crate::client::columns(&rows, "(no task)");
+    if let Some(cursor) = &page.next_cursor {
+        out.push_str(&format!("more: add --cursor {cursor}\n"));
+    }
+    out
+}
+
+/// An error message on one line, cut to 80 characters.
+fn one_line(text: &str) -> String {
+    let flat: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if flat.chars().count() > 80 {
+        format!("{}…", flat.chars().take(79).collect::<String>())
+    } else {
+        flat
+    }
 }
 
 #[cfg(test)]
@@ -282,5 +463,16 @@ mod tests {
             query(&[("domain", Some("a b".into())), ("x", None)]),
             "?domain=a+b"
         );
+    }
+
+    #[test]
+    fn the_wait_exit_codes_tell_how_the_task_ended() {
+        assert_eq!(wait_exit_code(TaskStatus::Succeeded), 0);
+        assert_eq!(wait_exit_code(TaskStatus::Failed), EXIT_TASK_FAILED);
+        assert_eq!(wait_exit_code(TaskStatus::Cancelled), EXIT_TASK_FAILED);
+        for s in [TaskStatus::Queued, TaskStatus::Running, TaskStatus::Waiting] {
+            assert_eq!(wait_exit_code(s), EXIT_STILL_RUNNING);
+        }
+        assert_ne!(EXIT_TASK_FAILED, EXIT_STILL_RUNNING);
     }
 }

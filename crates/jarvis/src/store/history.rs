@@ -68,6 +68,8 @@ pub struct ExecutionFilter {
     pub before_id: Option<i64>,
     /// At most this many.
     pub limit: u32,
+    /// Also records of the `system-*` domains (each health round's, …).
+    pub include_system: bool,
 }
 
 /// Writing and pruning the history (a body per backend).
@@ -278,6 +280,7 @@ SELECT * FROM task_history WHERE ($1 IS NULL OR domain = $1) AND ($2 IS NULL OR 
   AND ($3 IS NULL OR task_id = $3) AND ($4 IS NULL OR success = $4)
   AND ($5 IS NULL OR correlation_id = $5) AND ($6 IS NULL OR finished_at >= $6)
   AND ($7 IS NULL OR finished_at < $7) AND ($8 IS NULL OR id < $8)
+  AND ($10 OR substr(domain, 1, 7) <> 'system-')
 ORDER BY id DESC LIMIT $9";
 
 pub(crate) const COUNT: &str =
@@ -423,6 +426,7 @@ macro_rules! impl_history_read_store {
                         .bind(f.until)
                         .bind(f.before_id)
                         .bind(i64::from(f.limit))
+                        .bind(f.include_system)
                         .fetch_all($crate::store::shared::SqlBackend::reader(self))
                         .await
                         .map_err(|e| $crate::store::shared::SqlBackend::classify(self, e))?;

@@ -121,7 +121,7 @@ pub use learning::{LearningRow, LearningStore};
 pub use retry::TaskRetryStore;
 pub use schedules::{Advance, ScheduleRow, ScheduleStore};
 pub use services::{ServiceStore, ServicesFingerprint};
-pub use task_rows::TaskRowStore;
+pub use task_rows::{TaskListing, TaskRowStore};
 pub use tasks::{Inserted, Lease, ReclaimOutcome, Reclaimed, Settlement, TaskFilter, TaskStore};
 
 /// Everything Jarvis persists. Implemented by each backend; used as `Arc<dyn Store>`. Each

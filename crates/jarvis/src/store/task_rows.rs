@@ -1,5 +1,6 @@
-//! Task rows outside the queue's claim-and-settle protocol: one task, a listing, the queue's
-//! depth, and cancelling a task (one `UPDATE … RETURNING`).
+//! Task rows outside the queue's claim-and-settle protocol: one task, a listing (filtered and
+//! paged with a keyset cursor), the queue's depth, and cancelling a task (one
+//! `UPDATE … RETURNING`).
 //!
 //! The SQL is written once: both engines accept it as is, and [`TaskRow`] decodes from
 //! either. `impl_task_row_store!` expands it for a backend. The queue itself
@@ -13,15 +14,60 @@ use uuid::Uuid;
 
 use super::tasks::TaskFilter;
 use super::StoreError;
-use crate::model::task::Task;
+use crate::model::task::{Task, TaskStatus};
 
 pub(crate) const GET: &str = "SELECT * FROM tasks WHERE id = $1";
 
-/// Newest first: task ids are UUIDv7, so the primary key is the creation order.
+/// Newest first: task ids are UUIDv7, so the primary key is the creation order, and a total
+/// order (the same on both engines: SQLite compares the lower-case hyphenated text, PostgreSQL
+/// the bytes, in the same order), so the keyset cursor `id < $8` neither repeats nor skips a
+/// task while new ones arrive. System tasks (`system-*` domains) are left out unless `$7`;
+/// `substr` rather than `LIKE`, which SQLite compares without case.
 pub(crate) const LIST: &str = "\
 SELECT * FROM tasks WHERE ($1 IS NULL OR domain = $1) AND ($2 IS NULL OR action = $2)
-  AND ($3 IS NULL OR status = $3)
-ORDER BY id DESC LIMIT $4";
+  AND ($3 IS NULL OR status = $3) AND ($4 IS NULL OR correlation_id = $4)
+  AND ($5 IS NULL OR created_at >= $5) AND ($6 IS NULL OR created_at < $6)
+  AND ($7 OR substr(domain, 1, 7) <> 'system-') AND ($8 IS NULL OR id < $8)
+ORDER BY id DESC LIMIT $9";
+
+/// The domains of Jarvis's own work (`system-health`, …): left out of listings unless asked for.
+pub const SYSTEM_DOMAIN_PREFIX: &str = "system-";
+
+/// Which tasks a listing returns, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct TaskListing {
+    /// Only this domain.
+    pub domain: Option<String>,
+    /// Only this action.
+    pub action: Option<String>,
+    /// Only this status.
+    pub status: Option<TaskStatus>,
+    /// Only tasks submitted under this correlation ID.
+    pub correlation_id: Option<String>,
+    /// Created at or after.
+    pub since: Option<DateTime<Utc>>,
+    /// Created before.
+    pub until: Option<DateTime<Utc>>,
+    /// Also tasks of the `system-*` domains.
+    pub include_system: bool,
+    /// Only tasks older than this one (the cursor: the last task of the previous page).
+    pub before: Option<Uuid>,
+    /// At most this many.
+    pub limit: u32,
+}
+
+impl From<&TaskFilter> for TaskListing {
+    fn from(f: &TaskFilter) -> TaskListing {
+        TaskListing {
+            domain: f.domain.clone(),
+            action: f.action.clone(),
+            status: f.status,
+            include_system: true,
+            limit: f.limit,
+            ..TaskListing::default()
+        }
+    }
+}
 
 pub(crate) const CANCEL: &str = "\
 UPDATE tasks SET status = 'cancelled', finished_at = $2, locked_by = NULL, lease_until = NULL,
@@ -37,8 +83,13 @@ pub trait TaskRowStore: Send + Sync {
     /// One task.
     async fn get_task(&self, id: Uuid) -> Result<Option<Task>, StoreError>;
 
-    /// Tasks, newest first.
-    async fn list_tasks(&self, filter: &TaskFilter) -> Result<Vec<Task>, StoreError>;
+    /// Tasks, newest first (every domain, system ones included).
+    async fn list_tasks(&self, filter: &TaskFilter) -> Result<Vec<Task>, StoreError> {
+        self.list_task_page(&TaskListing::from(filter)).await
+    }
+
+    /// Tasks as `listing` says, newest first.
+    async fn list_task_page(&self, listing: &TaskListing) -> Result<Vec<Task>, StoreError>;
 
     /// Cancels a task that has not finished. Returns the task after the call and whether this
     /// call cancelled it; `None` when there is no such task.
@@ -73,16 +124,21 @@ macro_rules! impl_task_row_store {
                     .map_err(|e| $crate::store::shared::SqlBackend::classify(self, e))
             }
 
-            async fn list_tasks(
+            async fn list_task_page(
                 &self,
-                filter: &$crate::store::tasks::TaskFilter,
+                listing: &$crate::store::task_rows::TaskListing,
             ) -> Result<Vec<$crate::model::task::Task>, $crate::store::StoreError> {
                 let rows: Vec<$crate::store::rows::TaskRow> =
                     sqlx::query_as($crate::store::task_rows::LIST)
-                        .bind(filter.domain.as_deref())
-                        .bind(filter.action.as_deref())
-                        .bind(filter.status.map(|s| s.as_str()))
-                        .bind(i64::from(filter.limit))
+                        .bind(listing.domain.as_deref())
+                        .bind(listing.action.as_deref())
+                        .bind(listing.status.map(|s| s.as_str()))
+                        .bind(listing.correlation_id.as_deref())
+                        .bind(listing.since)
+                        .bind(listing.until)
+                        .bind(listing.include_system)
+                        .bind(listing.before.map($crate::store::shared::DbUuid))
+                        .bind(i64::from(listing.limit))
                         .fetch_all($crate::store::shared::SqlBackend::reader(self))
                         .await
                         .map_err(|e| $crate::store::shared::SqlBackend::classify(self, e))?;

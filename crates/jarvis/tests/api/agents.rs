@@ -269,7 +269,7 @@ async fn scheduled(app: &TestApp, name: &str) -> Vec<Value> {
     let (s, body) = json(app.get("/api/v1/tasks?limit=1000").await).await;
     assert_eq!(s, 200, "{body}");
     let prefix = format!("schedule:{name}:");
-    body["data"]
+    body["data"]["items"]
         .as_array()
         .unwrap()
         .iter()

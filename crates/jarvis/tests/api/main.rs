@@ -5,6 +5,7 @@ mod agents;
 mod helpers;
 
 mod breakers;
+mod cli;
 mod cluster;
 mod disk_full;
 mod docs;

@@ -46,7 +46,7 @@ async fn tasks_of(app: &TestApp, name: &str) -> Vec<(DateTime<Utc>, Value)> {
     let (s, body) = json(app.get("/api/v1/tasks?limit=1000").await).await;
     assert_eq!(s, 200, "{body}");
     let prefix = format!("schedule:{name}:");
-    let mut out: Vec<(DateTime<Utc>, Value)> = body["data"]
+    let mut out: Vec<(DateTime<Utc>, Value)> = body["data"]["items"]
         .as_array()
         .unwrap()
         .iter()

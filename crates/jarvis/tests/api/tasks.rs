@@ -492,7 +492,7 @@ both_backends!(
         .await;
         // Nothing was stored.
         let (_, b) = json(app.get("/api/v1/tasks").await).await;
-        assert_eq!(b["data"], json!([]));
+        assert_eq!(b["data"], json!({"items": [], "nextCursor": null}));
         app.stop().await;
     }
 );
