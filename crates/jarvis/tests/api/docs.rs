@@ -29,7 +29,8 @@ use serde_json::json;
 
 use crate::agent::{Behaviour, TestAgent};
 use crate::helpers::{
-    eventually_some, jarvis_bin, Backend, FakeService, Mode, TestDatabase, TestEnv, TestProcess,
+    eventually, eventually_some, jarvis_bin, Backend, FakeService, Mode, TestDatabase, TestEnv,
+    TestProcess,
 };
 
 /// The correlation ID the docs follow through logs and history.
@@ -173,6 +174,13 @@ impl World {
         .await
         .unwrap();
         assert!(r.status().is_success(), "register the service: {r:?}");
+        // Its breaker exists once it has been checked.
+        let breaker = process.url("/api/v1/circuit-breakers/aiDawgBackend");
+        eventually(Duration::from_secs(20), "the service's first check", || {
+            let request = client.get(&breaker).header("authorization", &auth).send();
+            async move { request.await.is_ok_and(|r| r.status().is_success()) }
+        })
+        .await;
         let r = put("/api/v1/agents/music", json!({"url": agent.url}))
             .await
             .unwrap();
@@ -219,22 +227,15 @@ impl World {
 
     /// The block's text with this test's addresses and names.
     fn substitute(&self, text: &str, database: Option<&str>) -> String {
+        let instance = format!("127.0.0.1:{}", self.process.port);
+        let service = format!("127.0.0.1:{}", self.service.port);
+        let agent = self.agent.url.trim_start_matches("http://");
+        let agent = agent.trim_end_matches("/run");
         let mut t = text
-            .replace(
-                "localhost:4000",
-                &format!("127.0.0.1:{}", self.process.port),
-            )
-            .replace(
-                "127.0.0.1:3001",
-                &format!("127.0.0.1:{}", self.service.port),
-            )
-            .replace(
-                "127.0.0.1:8001",
-                self.agent
-                    .url
-                    .trim_start_matches("http://")
-                    .trim_end_matches("/run"),
-            );
+            .replace("localhost:4000", &instance)
+            .replace("127.0.0.1:4000", &instance)
+            .replace("127.0.0.1:3001", &service)
+            .replace("127.0.0.1:8001", agent);
         if let Some(url) = database {
             t = t.replace("postgres://…", url);
         }
@@ -421,20 +422,17 @@ jarvis breakers show NAME
 ```
 ";
     let mut db = None;
-    let results: Vec<bool> = {
-        let mut r = Vec::new();
-        for b in blocks("broken.md", broken) {
-            if matches!(b.directive, Directive::Skip(_)) {
-                continue;
-            }
-            r.push(world.run(&b, &mut db).await.is_ok());
+    let mut results = Vec::new();
+    for b in blocks("broken.md", broken) {
+        if !matches!(b.directive, Directive::Skip(_)) {
+            results.push(world.run(&b, &mut db).await);
         }
-        r
-    };
+    }
+    let passed: Vec<bool> = results.iter().map(Result::is_ok).collect();
     assert_eq!(
-        results,
+        passed,
         vec![false, false, false, true],
-        "which blocks passed"
+        "which blocks passed: {results:#?}"
     );
 }
 
