@@ -101,16 +101,24 @@ pub struct FileConfig {
 
 /// The `[server]` table of the config file: values under variables of the environment, checked
 /// by the same declarations (numbers are wide here so that the range error is ours).
+///
+/// Keys are camelCase like every other table (`logLevel`, `logDir`, `dataDir`). The snake_case
+/// spellings of earlier versions (`log_level`, `log_dir`, `data_dir`) are still read, so that an
+/// existing file keeps working; a file that gives both spellings of one key is refused
+/// (`duplicate field`).
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
-#[serde(deny_unknown_fields, rename_all = "snake_case")]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct FileServer {
     /// HTTP port (under `JARVIS_PORT`/`PORT`).
     pub port: Option<i64>,
     /// Log level (under `LOG_LEVEL`).
+    #[serde(alias = "log_level")]
     pub log_level: Option<String>,
     /// Where log files go (under `JARVIS_LOG_DIR`).
+    #[serde(alias = "log_dir")]
     pub log_dir: Option<PathBuf>,
     /// Where the embedded database goes (under `JARVIS_DATA_DIR`).
+    #[serde(alias = "data_dir")]
     pub data_dir: Option<PathBuf>,
     /// Worker concurrency per instance (under `JARVIS_CONCURRENCY`).
     pub concurrency: Option<i64>,

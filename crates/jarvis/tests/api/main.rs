@@ -6,6 +6,7 @@ mod helpers;
 
 mod breakers;
 mod cluster;
+mod config_file;
 mod disk_full;
 mod foundation;
 mod health;
