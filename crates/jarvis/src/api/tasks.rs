@@ -21,6 +21,7 @@ use crate::correlation::CorrelationId;
 use crate::store::{ExecutionFilter, Inserted, TaskFilter};
 use crate::tasks::input::{TaskInput, MAX_BATCH};
 use crate::tasks::{Task, TaskStatus};
+use crate::timeparse::{parse_bound, Bound};
 
 /// Default bound of `?wait=true`.
 pub const DEFAULT_WAIT_MS: u64 = 30_000;
@@ -318,16 +319,17 @@ fn limit(raw: Option<u32>, default: u32) -> Result<u32, ApiError> {
     }
 }
 
-fn time(field: &str, raw: Option<String>) -> Result<Option<DateTime<Utc>>, ApiError> {
+/// A `since`/`until` query parameter: RFC 3339 with a zone, or a date (a whole UTC day; see
+/// `crate::timeparse`).
+pub(super) fn time(field: &str, raw: Option<String>) -> Result<Option<DateTime<Utc>>, ApiError> {
+    let bound = if field == "until" {
+        Bound::Until
+    } else {
+        Bound::Since
+    };
     raw.map(|r| {
-        DateTime::parse_from_rfc3339(r.trim())
-            .map(|t| t.with_timezone(&Utc))
-            .map_err(|e| {
-                ApiError::bad_request(
-                    "invalid_query",
-                    format!("{field}: {r:?} is not an ISO 8601 time with a zone ({e})"),
-                )
-            })
+        parse_bound(&r, bound)
+            .map_err(|e| ApiError::bad_request("invalid_query", format!("{field}: {e}")))
     })
     .transpose()
 }
