@@ -16,6 +16,17 @@ pub async fn put(
     ApiJson(input): ApiJson<AgentInput>,
 ) -> Result<ApiOk<AgentSpec>, ApiError> {
     let domain = path_name(&domain, "domain")?;
+    if state.tasks.has_builtin(domain.as_str()) {
+        // The built-in would go on running the domain's tasks: a 201 would be a lie.
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "builtin_agent",
+            format!(
+                "domain {domain} is served by a built-in agent; an HTTP agent cannot replace it \
+                 (register it under another domain)"
+            ),
+        ));
+    }
     let spec = input
         .into_spec(domain, crate::clock::now())
         .map_err(|e| ApiError::bad_request("invalid_agent", e.to_string()))?;

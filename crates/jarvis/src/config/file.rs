@@ -181,6 +181,12 @@ fn validate(file: &FileConfig) -> Result<(), String> {
     }
     for (name, a) in &file.agents {
         let parsed = Name::parse(name).map_err(|e| format!("agents.{name}: {e}"))?;
+        if crate::model::agent::BUILTIN_DOMAINS.contains(&name.as_str()) {
+            return Err(format!(
+                "agents.{name}: domain {name} is served by a built-in agent; an HTTP agent \
+                 cannot replace it (use another domain)"
+            ));
+        }
         a.input()
             .into_spec(parsed, now)
             .map_err(|e| format!("agents.{name}.{e}"))?;

@@ -6,6 +6,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::names::Name;
 
+/// The domain of the built-in `noop` agent (succeeds at once).
+pub const NOOP_DOMAIN: &str = "noop";
+
+/// The domains every Jarvis serves with an agent compiled into the binary: no HTTP agent can be
+/// registered for them (the built-in would still run their tasks).
+pub const BUILTIN_DOMAINS: &[&str] = &[NOOP_DOMAIN];
+
 /// Default per-attempt timeout of an agent call.
 pub const DEFAULT_TIMEOUT_MS: u64 = 30_000;
 

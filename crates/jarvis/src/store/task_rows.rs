@@ -17,6 +17,8 @@ use crate::model::task::Task;
 
 pub(crate) const GET: &str = "SELECT * FROM tasks WHERE id = $1";
 
+pub(crate) const GET_BY_KEY: &str = "SELECT * FROM tasks WHERE idempotency_key = $1";
+
 /// Newest first: task ids are UUIDv7, so the primary key is the creation order.
 pub(crate) const LIST: &str = "\
 SELECT * FROM tasks WHERE ($1 IS NULL OR domain = $1) AND ($2 IS NULL OR action = $2)
@@ -36,6 +38,9 @@ pub(crate) const DEPTH: &str = "SELECT count(*) FROM tasks WHERE status IN ('que
 pub trait TaskRowStore: Send + Sync {
     /// One task.
     async fn get_task(&self, id: Uuid) -> Result<Option<Task>, StoreError>;
+
+    /// The task stored under an idempotency key (the unique index finds it).
+    async fn get_task_by_idempotency_key(&self, key: &str) -> Result<Option<Task>, StoreError>;
 
     /// Tasks, newest first.
     async fn list_tasks(&self, filter: &TaskFilter) -> Result<Vec<Task>, StoreError>;
@@ -66,6 +71,20 @@ macro_rules! impl_task_row_store {
                 let row: Option<$crate::store::rows::TaskRow> =
                     sqlx::query_as($crate::store::task_rows::GET)
                         .bind($crate::store::shared::DbUuid(id))
+                        .fetch_optional($crate::store::shared::SqlBackend::reader(self))
+                        .await
+                        .map_err(|e| $crate::store::shared::SqlBackend::classify(self, e))?;
+                $crate::store::rows::one(row)
+                    .map_err(|e| $crate::store::shared::SqlBackend::classify(self, e))
+            }
+
+            async fn get_task_by_idempotency_key(
+                &self,
+                key: &str,
+            ) -> Result<Option<$crate::model::task::Task>, $crate::store::StoreError> {
+                let row: Option<$crate::store::rows::TaskRow> =
+                    sqlx::query_as($crate::store::task_rows::GET_BY_KEY)
+                        .bind(key)
                         .fetch_optional($crate::store::shared::SqlBackend::reader(self))
                         .await
                         .map_err(|e| $crate::store::shared::SqlBackend::classify(self, e))?;

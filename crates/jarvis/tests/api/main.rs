@@ -16,6 +16,7 @@ mod registry;
 mod schedules;
 mod shared_breakers;
 mod store_tasks;
+mod submission;
 mod tasks;
 mod tasks_faults;
 mod tasks_process;
