@@ -11,6 +11,7 @@ mod disk_full;
 mod foundation;
 mod health;
 mod learning;
+mod markdown_tables;
 mod process;
 mod registry;
 mod schedules;
