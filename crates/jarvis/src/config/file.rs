@@ -29,6 +29,12 @@ pub struct AgentFileEntry {
     /// Tasks of this domain submitted without `useLearned` get learned parameters.
     #[serde(default)]
     pub use_learned: Option<bool>,
+    /// Checked as the service named after the domain (through the domain's breaker).
+    #[serde(default)]
+    pub health_url: Option<String>,
+    /// How often the health URL is checked, ms.
+    #[serde(default)]
+    pub health_interval_ms: Option<u64>,
 }
 
 impl AgentFileEntry {
@@ -38,6 +44,8 @@ impl AgentFileEntry {
             url: self.url.clone(),
             timeout_ms: self.timeout_ms,
             use_learned: self.use_learned,
+            health_url: self.health_url.clone(),
+            health_interval_ms: self.health_interval_ms,
         }
     }
 }
@@ -190,6 +198,12 @@ fn validate(file: &FileConfig) -> Result<(), String> {
         a.input()
             .into_spec(parsed, now)
             .map_err(|e| format!("agents.{name}.{e}"))?;
+        if a.health_url.is_some() && file.services.contains_key(name) {
+            return Err(format!(
+                "agents.{name}.healthUrl: the agent's health check is the service {name}, which \
+                 [services.{name}] defines too; keep one of them"
+            ));
+        }
     }
     for (name, s) in &file.schedules {
         let parsed = Name::parse(name).map_err(|e| format!("schedules.{name}: {e}"))?;

@@ -520,3 +520,43 @@ fn a_leading_tilde_in_a_path_is_the_home_directory() {
         "{err}"
     );
 }
+
+#[test]
+fn agents_of_the_file_are_checked_like_the_api_checks_them() {
+    // A built-in domain takes no HTTP agent.
+    assert_eq!(
+        file_err("[agents.noop]\nurl = \"http://127.0.0.1:8001/run\""),
+        "agents.noop: domain noop is served by a built-in agent; an HTTP agent cannot replace \
+         it (use another domain)"
+    );
+    // The agent's health check is the service named after its domain: not both.
+    assert_eq!(
+        file_err(
+            "[services.music]\nurl = \"http://127.0.0.1:8001/health\"\n\n[agents.music]\n\
+             url = \"http://127.0.0.1:8001/run\"\nhealthUrl = \"http://127.0.0.1:8001/health\""
+        ),
+        "agents.music.healthUrl: the agent's health check is the service music, which \
+         [services.music] defines too; keep one of them"
+    );
+    assert_eq!(
+        file_err(
+            "[agents.music]\nurl = \"http://127.0.0.1:8001/run\"\nhealthUrl = \"x\"\nhealthIntervalMs = 50"
+        ),
+        "agents.music.healthUrl: \"x\" is not an http:// or https:// URL with a host"
+    );
+    assert_eq!(
+        file_err(
+            "[agents.music]\nurl = \"http://127.0.0.1:8001/run\"\nhealthUrl = \"http://h/\"\nhealthIntervalMs = 50"
+        ),
+        "agents.music.healthIntervalMs: must be from 100 to 86400000"
+    );
+    let c = with_file(
+        "[agents.music]\nurl = \"http://127.0.0.1:8001/run\"\nhealthUrl = \"http://h/health\"",
+        &[],
+    )
+    .unwrap();
+    assert_eq!(
+        c.file.agents["music"].health_url.as_deref(),
+        Some("http://h/health")
+    );
+}

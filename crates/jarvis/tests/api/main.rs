@@ -1,6 +1,7 @@
 //! Integration tests: one binary (fast to link), one module per capability.
 
 mod agent;
+mod agent_health;
 mod agents;
 mod helpers;
 
