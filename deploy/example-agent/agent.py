@@ -20,13 +20,15 @@ Actions (all in one domain, AGENT_DOMAIN, "demo" by default):
     crash          answers HTTP 500 (counts against the breaker)
 Anything else answers success:false ("unknown action").
 
-GET /health answers 200 {"status": "ok"} so Jarvis can monitor the agent as a service.
+GET /health answers 200 {"status": "ok"}: the agent declares it as its health URL, so Jarvis
+checks it through the domain's circuit breaker and holds the domain's tasks while the agent is
+down.
 
 Environment:
     AGENT_HOST (0.0.0.0), AGENT_PORT (8080), AGENT_DOMAIN (demo)
     JARVIS_URL          when set, the agent registers itself with Jarvis at start:
-                        PUT {JARVIS_URL}/api/v1/agents/{domain} {"url": AGENT_PUBLIC_URL} and
-                        PUT {JARVIS_URL}/api/v1/services/{domain}-agent {"url": .../health}
+                        PUT {JARVIS_URL}/api/v1/agents/{domain}
+                        {"url": AGENT_PUBLIC_URL, "healthUrl": .../health, "healthIntervalMs": 5000}
     JARVIS_AUTH_TOKEN   bearer token for that registration
     AGENT_PUBLIC_URL    the URL Jarvis reaches this agent at (default http://<hostname>:<port>/)
 
@@ -158,12 +160,17 @@ class AgentHandler(BaseHTTPRequestHandler):
 
 
 def register_with_jarvis(jarvis_url: str, token: str, domain: str, public_url: str, stop: threading.Event) -> None:
-    """Registers the agent (and its health endpoint as a monitored service), retrying until Jarvis answers."""
+    """Registers the agent with its health URL, retrying until Jarvis answers.
+
+    Jarvis checks the health URL as the service named after the domain, through the breaker the
+    domain's tasks use: five failed checks 5 s apart open it, so 20-25 s after the agent stops
+    answering its tasks wait instead of spending attempts.
+    """
     base = jarvis_url.rstrip("/")
     health_url = public_url.rstrip("/") + "/health"
     requests = [
-        (f"{base}/api/v1/agents/{domain}", {"url": public_url}),
-        (f"{base}/api/v1/services/{domain}-agent", {"url": health_url, "intervalMs": 10000, "timeoutMs": 2000}),
+        (f"{base}/api/v1/agents/{domain}",
+         {"url": public_url, "healthUrl": health_url, "healthIntervalMs": 5000}),
     ]
     delay = 1.0
     deadline = time.monotonic() + 300

@@ -79,6 +79,7 @@ pub use recommend::{
 };
 pub use sketch::DurationSketch;
 pub use timeout::{
-    learned_timeout, learned_timeout_for, timeout_warning, TimeoutPolicy, TimeoutWarning,
+    learned_timeout, learned_timeout_for, timeout_warning, why_no_learned_timeout, TimeoutPolicy,
+    TimeoutWarning,
 };
 pub use value_key::ValueKey;

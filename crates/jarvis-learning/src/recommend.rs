@@ -47,7 +47,7 @@ use crate::adjust::{adjusted_evidence, Evidence, EvidenceMap};
 use crate::aggregates::{Aggregates, CombinationKey, OutcomeStats, ValueStats};
 use crate::config::LearningConfig;
 use crate::estimate::{prob_greater, Interval};
-use crate::timeout::{learned_timeout, learned_timeout_for};
+use crate::timeout::{learned_timeout, learned_timeout_for, why_no_learned_timeout};
 use crate::value_key::{NumberBucket, ValueKey, BUCKETS_PER_OCTAVE};
 
 /// What the learner would run next, and why.
@@ -60,6 +60,10 @@ pub struct Recommendation {
     /// when nothing is recommended), once there are enough successful runs (see
     /// [`learned_timeout_for`]).
     pub timeout_ms: Option<u64>,
+    /// Why `timeout_ms` is `None`: the successful runs there are and the number needed (see
+    /// [`why_no_learned_timeout`]); `None` when a timeout is learned.
+    #[serde(default)]
+    pub timeout_reason: Option<String>,
     /// 0–1; see the [module docs](self).
     pub confidence: f64,
     /// All runs of the domain/action the aggregates hold.
@@ -284,11 +288,19 @@ pub(crate) fn considered_parameters(
 
 /// The recommendation for the domain/action of `aggregates`. See the [module docs](self).
 pub fn recommend(aggregates: &Aggregates, config: &LearningConfig) -> Recommendation {
+    let mut recommendation = recommend_parameters(aggregates, config);
+    recommendation.timeout_reason =
+        why_no_learned_timeout(aggregates, &recommendation.parameters, &config.timeout);
+    recommendation
+}
+
+fn recommend_parameters(aggregates: &Aggregates, config: &LearningConfig) -> Recommendation {
     let based_on_runs = aggregates.total.runs;
     let timeout_ms = learned_timeout(&aggregates.successful_durations, &config.timeout);
     let mut recommendation = Recommendation {
         parameters: Map::new(),
         timeout_ms,
+        timeout_reason: None,
         confidence: 0.0,
         based_on_runs,
         alternatives: Vec::new(),

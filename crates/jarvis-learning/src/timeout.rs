@@ -134,6 +134,46 @@ pub fn learned_timeout_for(
     Some(slowest)
 }
 
+/// Why [`learned_timeout_for`] learns no timeout for a run with these parameters, in a sentence
+/// for the operator: how many successful runs there are and how many are needed (of the
+/// domain/action, or of the parameter value with the fewest); `None` when a timeout is learned.
+pub fn why_no_learned_timeout(
+    aggregates: &Aggregates,
+    parameters: &Map<String, Value>,
+    policy: &TimeoutPolicy,
+) -> Option<String> {
+    if learned_timeout_for(aggregates, parameters, policy).is_some() {
+        return None;
+    }
+    let need = policy.sanitized().min_samples;
+    let keys = learned_keys(parameters);
+    let fewest = keys
+        .into_iter()
+        .map(|(name, key)| {
+            let have = aggregates
+                .value_stats(&name, &key)
+                .map_or(0, |s| s.successful_durations.count());
+            (name, key, have)
+        })
+        .filter(|(_, _, have)| *have < need)
+        .min_by_key(|(_, _, have)| *have);
+    let why = match fewest {
+        Some((name, _, have)) => format!(
+            "no learned timeout yet for these parameters: {name}={} has {have} successful \
+             runs, {need} are needed (a timeout is learned per parameter value)",
+            parameters.get(&name).unwrap_or(&Value::Null)
+        ),
+        None => format!(
+            "no learned timeout yet: {} successful runs, {need} are needed",
+            aggregates.successful_durations.count()
+        ),
+    };
+    Some(format!(
+        "{why}; failed and timed-out runs do not count; until then tasks use the configured \
+         timeout"
+    ))
+}
+
 /// Evidence that a configured timeout cuts off runs that would have succeeded.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -236,6 +276,45 @@ mod tests {
             cost_usd: None,
             timed_out,
         }
+    }
+
+    #[test]
+    fn the_reason_for_no_learned_timeout_counts_successful_runs() {
+        let policy = TimeoutPolicy::default();
+        let mut a = Aggregates::default();
+        fn bpm(a: &mut Aggregates, v: u64, success: bool) {
+            let mut e = run(success, 2_000, !success);
+            e.parameters.insert("bpm".into(), v.into());
+            a.observe(&e);
+        }
+        // 61 runs, 19 of them successful.
+        for i in 0..61 {
+            bpm(&mut a, 120, i < 19);
+        }
+        let none = Map::new();
+        assert_eq!(
+            why_no_learned_timeout(&a, &none, &policy).unwrap(),
+            "no learned timeout yet: 19 successful runs, 20 are needed; failed and timed-out \
+             runs do not count; until then tasks use the configured timeout"
+        );
+        bpm(&mut a, 120, true);
+        assert_eq!(why_no_learned_timeout(&a, &none, &policy), None);
+        // Per value: 140 has 3 successful runs of its own.
+        for _ in 0..3 {
+            bpm(&mut a, 140, true);
+        }
+        let mut p = Map::new();
+        p.insert("bpm".into(), 140.into());
+        let why = why_no_learned_timeout(&a, &p, &policy).unwrap();
+        assert!(
+            why.starts_with(
+                "no learned timeout yet for these parameters: bpm=140 has 3 successful runs, \
+                 20 are needed"
+            ),
+            "{why}"
+        );
+        p.insert("bpm".into(), 120.into());
+        assert_eq!(why_no_learned_timeout(&a, &p, &policy), None);
     }
 
     #[test]

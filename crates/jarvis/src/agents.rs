@@ -4,8 +4,9 @@
 //!
 //! An agent can make learned parameters the default of its domain (`useLearned`): a task of the
 //! domain submitted without `useLearned` then gets them, one with `"useLearned": false` does not.
-//! Submission reads that flag through [`AgentDefaults`], a small cache (never a store read per
-//! submitted task).
+//! Submission reads that flag, and whether the domain has an agent at all (a task for a domain
+//! without one is refused unless it asks to wait for one), through [`AgentDefaults`], a small
+//! cache (never a store read per submitted task).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -23,9 +24,14 @@ pub const DEFAULTS_TTL: Duration = Duration::from_secs(2);
 /// Most domains [`AgentDefaults`] remembers at once.
 const MAX_DEFAULTS: usize = 10_000;
 
-/// The `useLearned` default of each domain, as its agent says (false without an agent), cached
-/// for [`DEFAULTS_TTL`] so that submission reads the store at most once per domain and TTL, not
-/// once per task.
+/// How long "no agent for this domain" is remembered: submissions to a domain without an agent
+/// are refused (422), so a registration made through another instance must be seen quickly.
+pub const MISSING_TTL: Duration = Duration::from_millis(200);
+
+/// What submission needs to know of each domain's HTTP agent: whether there is one, and its
+/// `useLearned` default (false without an agent). Cached for [`DEFAULTS_TTL`] (a missing agent
+/// for [`MISSING_TTL`]) so that submission reads the store at most once per domain and TTL,
+/// not once per task.
 pub struct AgentDefaults {
     ttl: Duration,
     inner: Mutex<DefaultsInner>,
@@ -36,7 +42,8 @@ struct DefaultsInner {
     /// Bumped by every invalidation: a read that started before one must not store its answer
     /// (it may predate the change).
     generation: u64,
-    entries: HashMap<String, (Instant, bool)>,
+    /// Per domain: when it was read, and the agent's `useLearned` (`None`: no agent).
+    entries: HashMap<String, (Instant, Option<bool>)>,
 }
 
 impl Default for AgentDefaults {
@@ -46,7 +53,8 @@ impl Default for AgentDefaults {
 }
 
 impl AgentDefaults {
-    /// An empty cache whose entries live `ttl`.
+    /// An empty cache whose entries live `ttl` (entries for a missing agent at most
+    /// [`MISSING_TTL`]).
     pub fn new(ttl: Duration) -> AgentDefaults {
         AgentDefaults {
             ttl,
@@ -58,19 +66,26 @@ impl AgentDefaults {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Whether tasks of `domain` get learned parameters by default: from the cache while fresh,
-    /// else from the store (one read). When the store cannot be read, a stale entry is used if
-    /// there is one.
-    pub async fn use_learned(&self, store: &dyn Store, domain: &str) -> Result<bool, StoreError> {
+    fn ttl_of(&self, entry: Option<bool>) -> Duration {
+        match entry {
+            Some(_) => self.ttl,
+            None => self.ttl.min(MISSING_TTL),
+        }
+    }
+
+    /// The HTTP agent of `domain` as submission sees it: `Some(useLearned)` when one is
+    /// registered, `None` when not. From the cache while fresh, else from the store (one
+    /// read). When the store cannot be read, a stale entry is used if there is one.
+    pub async fn agent(&self, store: &dyn Store, domain: &str) -> Result<Option<bool>, StoreError> {
         let (generation, stale) = {
             let inner = self.lock();
             match inner.entries.get(domain) {
-                Some((at, flag)) if at.elapsed() < self.ttl => return Ok(*flag),
-                entry => (inner.generation, entry.map(|(_, flag)| *flag)),
+                Some((at, entry)) if at.elapsed() < self.ttl_of(*entry) => return Ok(*entry),
+                entry => (inner.generation, entry.map(|(_, e)| *e)),
             }
         };
-        let flag = match store.get_agent(domain).await {
-            Ok(agent) => agent.is_some_and(|a| a.use_learned),
+        let entry = match store.get_agent(domain).await {
+            Ok(agent) => agent.map(|a| a.use_learned),
             Err(e) => return stale.ok_or(e),
         };
         let mut inner = self.lock();
@@ -85,9 +100,15 @@ impl AgentDefaults {
             }
             inner
                 .entries
-                .insert(domain.to_string(), (Instant::now(), flag));
+                .insert(domain.to_string(), (Instant::now(), entry));
         }
-        Ok(flag)
+        Ok(entry)
+    }
+
+    /// Whether tasks of `domain` get learned parameters by default (false without an agent);
+    /// see [`AgentDefaults::agent`].
+    pub async fn use_learned(&self, store: &dyn Store, domain: &str) -> Result<bool, StoreError> {
+        Ok(self.agent(store, domain).await?.unwrap_or(false))
     }
 
     /// Forgets `domain` (its agent was replaced or removed through this instance).

@@ -329,7 +329,26 @@ async fn seed_from_file(config: &Config, store: &dyn Store) -> anyhow::Result<()
             .input()
             .into_spec(domain.clone(), now)
             .map_err(|e| anyhow::anyhow!("config file: agents.{domain}.{e}"))?;
+        let before = store.get_agent(domain.as_str()).await?;
         store.put_agent(&spec).await?;
+        // The agent's health check is the service named after its domain (`model::agent`);
+        // one the file no longer declares goes (the monitor drops it at its next reload).
+        match spec.health_service(now) {
+            Some(service) => {
+                let service =
+                    service.map_err(|e| anyhow::anyhow!("config file: agents.{domain}.{e}"))?;
+                store.put_service(&service).await?;
+            }
+            None => {
+                if let (Some(before), Some(service)) =
+                    (before, store.get_service(domain.as_str()).await?)
+                {
+                    if before.owns(&service) {
+                        store.delete_service(domain.as_str()).await?;
+                    }
+                }
+            }
+        }
     }
     for (name, entry) in &config.file.schedules {
         let name = crate::names::Name::parse(name)?;

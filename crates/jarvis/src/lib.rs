@@ -31,6 +31,8 @@
 //! - [`store`]: the storage trait and its SQLite (embedded) and PostgreSQL (shared) backends.
 //! - [`tasks`]: the durable queue, workers, retries, leases, agents (built-in and HTTP).
 //! - [`telemetry`]: JSON log lines with a correlation ID on every line, to stdout and a file.
+//! - [`timeparse`]: the `since`/`until` a caller gives (RFC 3339, or a date), for the API and
+//!   the CLI alike.
 
 pub mod agents;
 pub mod api;
@@ -53,3 +55,4 @@ pub mod secrets;
 pub mod store;
 pub mod tasks;
 pub mod telemetry;
+pub mod timeparse;

@@ -303,10 +303,10 @@ pub async fn services(
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HistoryQuery {
-    /// Only results at or after this time (ISO 8601).
-    pub since: Option<DateTime<Utc>>,
-    /// Only results before this time (ISO 8601).
-    pub until: Option<DateTime<Utc>>,
+    /// Only results at or after this time (RFC 3339, or a date: its 00:00 UTC).
+    pub since: Option<String>,
+    /// Only results before this time (RFC 3339, or a date: up to the end of that UTC day).
+    pub until: Option<String>,
     /// At most this many results, newest first (1–1000, default 100).
     pub limit: Option<u32>,
 }
@@ -326,7 +326,9 @@ pub async fn history(
             "limit: must be from 1 to 1000",
         ));
     }
-    if let (Some(since), Some(until)) = (query.since, query.until) {
+    let since = super::tasks::time("since", query.since)?;
+    let until = super::tasks::time("until", query.until)?;
+    if let (Some(since), Some(until)) = (since, until) {
         if since > until {
             return Err(ApiError::bad_request(
                 "invalid_query",
@@ -335,8 +337,8 @@ pub async fn history(
         }
     }
     let range = HistoryRange {
-        since: query.since,
-        until: query.until,
+        since,
+        until,
         limit,
     };
     let rows = state.store.health_history(name.as_str(), range).await?;

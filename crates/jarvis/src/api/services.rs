@@ -60,17 +60,27 @@ pub async fn delete(
     ApiPath(name): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let name = path_name(&name, "service name")?;
-    if state.store.delete_service(name.as_str()).await? {
-        tracing::info!(service = %name, "service removed");
-        // Its checks stop first, so that none creates the breaker again after it is forgotten.
-        state.health.service_removed(name.as_str());
-        if let Err(e) = state.breaker_sync.forget(name.as_str()).await {
-            // The service is gone either way; its breaker row is retried when the monitor
-            // drops the service.
-            tracing::warn!(service = %name, error = %e, "cannot delete the breaker of a removed service");
-        }
+    if remove(&state, &name).await? {
         Ok(StatusCode::NO_CONTENT.into_response())
     } else {
         Err(ApiError::not_found(format!("no service named {name}")))
     }
+}
+
+/// Removes service `name`: its checks stop, and its circuit breaker goes (here, in the store
+/// and on every other instance) unless an agent's domain shares the name. False when there was
+/// no such service.
+pub(super) async fn remove(state: &AppState, name: &Name) -> Result<bool, ApiError> {
+    if !state.store.delete_service(name.as_str()).await? {
+        return Ok(false);
+    }
+    tracing::info!(service = %name, "service removed");
+    // Its checks stop first, so that none creates the breaker again after it is forgotten.
+    state.health.service_removed(name.as_str());
+    if let Err(e) = state.breaker_sync.forget(name.as_str()).await {
+        // The service is gone either way; its breaker row is retried when the monitor drops
+        // the service.
+        tracing::warn!(service = %name, error = %e, "cannot delete the breaker of a removed service");
+    }
+    Ok(true)
 }

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::Extension;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -18,9 +18,12 @@ use super::types::{
 };
 use crate::api::AppState;
 use crate::correlation::CorrelationId;
+use crate::model::task::NewTask;
+use crate::model::task_input::idempotency_differences;
 use crate::store::{ExecutionFilter, Inserted, TaskListing};
 use crate::tasks::input::{TaskInput, MAX_BATCH};
 use crate::tasks::{Task, TaskStatus};
+use crate::timeparse::{parse_bound, Bound};
 
 /// Default bound of `?wait=true`.
 pub const DEFAULT_WAIT_MS: u64 = 30_000;
@@ -84,14 +87,85 @@ fn invalid(e: crate::tasks::input::InputError) -> ApiError {
     ApiError::bad_request("invalid_task", e.to_string())
 }
 
+/// The `Idempotency-Key` header of a submission: the same as the body's `idempotencyKey`.
+const IDEMPOTENCY_HEADER: &str = "idempotency-key";
+
+/// The `Idempotency-Key` header, if given (validated with the body's field, afterwards).
+fn idempotency_header(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    headers
+        .get(IDEMPOTENCY_HEADER)
+        .map(|v| {
+            v.to_str().map(str::to_string).map_err(|_| {
+                ApiError::bad_request(
+                    "invalid_task",
+                    "Idempotency-Key: must be printable ASCII (1 to 200 characters)",
+                )
+            })
+        })
+        .transpose()
+}
+
+/// The agent's `useLearned` default of `domain` (false for a built-in agent), or 422
+/// `no_agent` when the domain has no agent and the task did not ask to wait for one.
+async fn domain_agent(
+    state: &AppState,
+    domain: &crate::names::Name,
+    wait_for_agent: bool,
+    field: &str,
+) -> Result<bool, ApiError> {
+    if state.tasks.has_builtin(domain.as_str()) {
+        return Ok(false);
+    }
+    match state
+        .agent_defaults
+        .agent(state.store.as_ref(), domain.as_str())
+        .await?
+    {
+        Some(use_learned) => Ok(use_learned),
+        None if wait_for_agent => Ok(false),
+        None => Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "no_agent",
+            format!(
+                "{field}: no agent is registered for domain {domain}: register one (PUT \
+                 /api/v1/agents/{domain}, or [agents.{domain}] in the config file), or submit \
+                 with \"waitForAgent\": true to queue the task until one is"
+            ),
+        )),
+    }
+}
+
+/// 409 `idempotency_conflict` when `existing`, found under the idempotency key of `new`, was
+/// submitted with another domain, action or parameters.
+fn idempotency_conflict(existing: &Task, new: &NewTask, field: &str) -> Result<(), ApiError> {
+    let differ = idempotency_differences(existing, new);
+    if differ.is_empty() {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        StatusCode::CONFLICT,
+        "idempotency_conflict",
+        format!(
+            "{field}: the key {:?} belongs to task {} submitted with another {}; send the same \
+             request to get that task back, or use a new key for a new task",
+            existing.idempotency_key.as_deref().unwrap_or_default(),
+            existing.id,
+            differ.join(" and ")
+        ),
+    ))
+}
+
 /// `POST /api/v1/execute` and `POST /api/v1/tasks`: 202 `{taskId, correlationId, status}`
-/// (200 with `duplicate: true` when the idempotency key matched); with `?wait=true` the task
-/// once finished (or as it is when the bounded wait ends: 202).
+/// (200 with `duplicate: true` when the idempotency key, of the body or the `Idempotency-Key`
+/// header, matched the same request; 409 when it matched another); with `?wait=true` the task
+/// once finished (or as it is when the bounded wait ends: 202). 422 when the domain has no
+/// agent (unless `waitForAgent`).
 pub async fn submit(
     State(state): State<AppState>,
     correlation_id: Option<Extension<CorrelationId>>,
+    headers: HeaderMap,
     ApiQuery(q): ApiQuery<WaitQuery>,
-    ApiJson(input): ApiJson<TaskInput>,
+    ApiJson(mut input): ApiJson<TaskInput>,
 ) -> Result<axum::response::Response, ApiError> {
     use axum::response::IntoResponse;
     let cid = correlation(&correlation_id);
@@ -107,25 +181,33 @@ pub async fn submit(
             format!("waitMs: must be from 1 to {MAX_WAIT_MS}"),
         ));
     }
+    if let Some(key) = idempotency_header(&headers)? {
+        match &input.idempotency_key {
+            Some(body) if *body != key => {
+                return Err(ApiError::bad_request(
+                    "invalid_task",
+                    format!(
+                        "idempotencyKey: the body says {body:?} but the Idempotency-Key header \
+                         says {key:?}; give one of them, or the same key in both"
+                    ),
+                ))
+            }
+            _ => input.idempotency_key = Some(key),
+        }
+    }
     let asked = input.use_learned;
+    let wait_for_agent = input.wait_for_agent.unwrap_or(false);
     let mut new = input
         .validate("", &cid, crate::clock::now())
         .map_err(invalid)?;
-    let use_learned = match asked {
-        Some(flag) => flag,
-        None => {
-            state
-                .agent_defaults
-                .use_learned(state.store.as_ref(), new.domain.as_str())
-                .await?
-        }
-    };
-    if use_learned {
+    let agent_default = domain_agent(&state, &new.domain, wait_for_agent, "domain").await?;
+    if asked.unwrap_or(agent_default) {
         state.learner.apply(&mut new).await?;
     }
     // A waiter here learns of the settlement through the store's notification, wherever the
     // task runs.
     new.notify_done = q.wait.unwrap_or(false);
+    let request = new.clone();
     let inserted = state.tasks.submit(vec![new]).await?;
     let ins = inserted
         .first()
@@ -140,6 +222,8 @@ pub async fn submit(
             "task created"
         );
     } else {
+        // Nothing was stored: a conflict leaves the store as it was.
+        idempotency_conflict(&ins.task, &request, "idempotencyKey")?;
         tracing::info!(task_id = %ins.task.id, "idempotency key matched an existing task");
     }
     if q.wait.unwrap_or(false) {
@@ -180,12 +264,23 @@ pub struct BatchAccepted {
 }
 
 /// `POST /api/v1/tasks/batch`: up to 1,000 tasks stored in one transaction (all or none).
+/// Checked as a whole before anything is stored: fields, agents (422 `no_agent`), idempotency
+/// keys reused with another request (409 `idempotency_conflict`).
 pub async fn batch(
     State(state): State<AppState>,
     correlation_id: Option<Extension<CorrelationId>>,
+    headers: HeaderMap,
     ApiJson(input): ApiJson<BatchInput>,
 ) -> Result<ApiOk<BatchAccepted>, ApiError> {
     let cid = correlation(&correlation_id);
+    if headers.contains_key(IDEMPOTENCY_HEADER) {
+        // One key cannot name many tasks; ignoring it would let a retried batch run twice.
+        return Err(ApiError::bad_request(
+            "invalid_task",
+            "Idempotency-Key: a batch takes no Idempotency-Key header; give each task its own \
+             idempotencyKey",
+        ));
+    }
     let n = input.tasks.len();
     if n == 0 || n > MAX_BATCH {
         return Err(ApiError::bad_request(
@@ -197,24 +292,40 @@ pub async fn batch(
     let now = crate::clock::now();
     let mut new = Vec::with_capacity(n);
     let mut asked = Vec::with_capacity(n);
+    let mut waits = Vec::with_capacity(n);
     for (i, t) in input.tasks.into_iter().enumerate() {
         asked.push(t.use_learned);
+        waits.push(t.wait_for_agent.unwrap_or(false));
         new.push(
             t.validate(&format!("tasks[{i}]."), &cid, now)
                 .map_err(invalid)?,
         );
     }
-    // The agent's default, read once per distinct domain of the tasks that do not say.
+    // Each distinct domain's agent, read once (a cached read) per batch.
     let mut defaults: HashMap<String, bool> = HashMap::new();
-    for (task, flag) in new.iter().zip(&asked) {
-        let domain = task.domain.as_str();
-        if flag.is_none() && !defaults.contains_key(domain) {
-            let default = state
-                .agent_defaults
-                .use_learned(state.store.as_ref(), domain)
-                .await?;
-            defaults.insert(domain.to_string(), default);
+    for (i, task) in new.iter().enumerate() {
+        if defaults.contains_key(task.domain.as_str()) {
+            continue;
         }
+        // The first task of the domain that does not wait is the one a missing agent refuses.
+        let refused = (i..n).find(|&j| new[j].domain == task.domain && !waits[j]);
+        let field = format!("tasks[{}].domain", refused.unwrap_or(i));
+        let default = domain_agent(&state, &task.domain, refused.is_none(), &field).await?;
+        defaults.insert(task.domain.to_string(), default);
+    }
+    // Keys reused with another request, against the store and within the batch.
+    let mut keys: HashMap<&str, usize> = HashMap::new();
+    for (i, task) in new.iter().enumerate() {
+        let Some(key) = task.idempotency_key.as_deref() else {
+            continue;
+        };
+        let field = format!("tasks[{i}].idempotencyKey");
+        if let Some(&first) = keys.get(key) {
+            idempotency_conflict(&Task::from_new(&new[first]), task, &field)?;
+        } else if let Some(existing) = state.store.get_task_by_idempotency_key(key).await? {
+            idempotency_conflict(&existing, task, &field)?;
+        }
+        keys.entry(key).or_insert(i);
     }
     for (task, flag) in new.iter_mut().zip(asked) {
         let use_learned = flag.unwrap_or_else(|| defaults.get(task.domain.as_str()) == Some(&true));
@@ -358,16 +469,17 @@ fn limit(raw: Option<u32>, default: u32) -> Result<u32, ApiError> {
     }
 }
 
-fn time(field: &str, raw: Option<String>) -> Result<Option<DateTime<Utc>>, ApiError> {
+/// A `since`/`until` query parameter: RFC 3339 with a zone, or a date (a whole UTC day; see
+/// `crate::timeparse`).
+pub(super) fn time(field: &str, raw: Option<String>) -> Result<Option<DateTime<Utc>>, ApiError> {
+    let bound = if field == "until" {
+        Bound::Until
+    } else {
+        Bound::Since
+    };
     raw.map(|r| {
-        DateTime::parse_from_rfc3339(r.trim())
-            .map(|t| t.with_timezone(&Utc))
-            .map_err(|e| {
-                ApiError::bad_request(
-                    "invalid_query",
-                    format!("{field}: {r:?} is not an ISO 8601 time with a zone ({e})"),
-                )
-            })
+        parse_bound(&r, bound)
+            .map_err(|e| ApiError::bad_request("invalid_query", format!("{field}: {e}")))
     })
     .transpose()
 }

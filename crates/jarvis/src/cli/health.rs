@@ -16,10 +16,10 @@ pub enum HealthCommand {
     History {
         /// The service's name.
         name: String,
-        /// From this time: a date (2026-12-06, midnight UTC) or an RFC 3339 time.
+        /// From this time: a date (2026-12-06: from its start, UTC) or an RFC 3339 time.
         #[arg(long, value_parser = crate::cli::when)]
         since: Option<String>,
-        /// Before this time: a date or an RFC 3339 time.
+        /// Before this time: a date (2026-12-06: to its end, UTC) or an RFC 3339 time.
         #[arg(long, value_parser = crate::cli::when)]
         until: Option<String>,
         /// At most this many results (1–1000).

@@ -165,28 +165,20 @@ pub fn outln(text: &str) {
     out(&format!("{text}\n"));
 }
 
-/// A `--since`/`--until` value as the API takes it: an RFC 3339 time as given, or a date
-/// (`2026-12-06`) as its midnight UTC. For clap's `value_parser`, so a wrong value is refused
-/// before any request.
+/// A `--since`/`--until` value, checked as the API checks it ([`crate::timeparse`]: an RFC 3339
+/// time, or a date meaning the whole UTC day) and sent as given, so a date means the same day
+/// here and in the API. For clap's `value_parser`, so a wrong value is refused before any
+/// request.
 pub fn when(raw: &str) -> Result<String, String> {
-    let raw = raw.trim();
-    if chrono::DateTime::parse_from_rfc3339(raw).is_ok() {
-        return Ok(raw.to_string());
-    }
-    match chrono::NaiveDate::parse_from_str(raw, "%Y-%m-%d") {
-        Ok(day) => Ok(format!("{day}T00:00:00Z")),
-        Err(_) => Err(format!(
-            "{raw:?} is neither a date (2026-12-06, midnight UTC) nor an RFC 3339 time \
-             (2026-12-06T09:30:00Z)"
-        )),
-    }
+    crate::timeparse::parse_bound(raw, crate::timeparse::Bound::Since)?;
+    Ok(raw.trim().to_string())
 }
 
 #[cfg(test)]
 mod tests {
     #[test]
     fn dates_and_times_are_accepted() {
-        assert_eq!(super::when("2026-12-06").unwrap(), "2026-12-06T00:00:00Z");
+        assert_eq!(super::when("2026-12-06").unwrap(), "2026-12-06");
         assert_eq!(
             super::when("2026-12-06T09:30:00+01:00").unwrap(),
             "2026-12-06T09:30:00+01:00"

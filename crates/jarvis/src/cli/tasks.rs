@@ -106,10 +106,10 @@ pub enum TasksCommand {
         domain: String,
         /// The action.
         action: String,
-        /// From: a date (2026-12-06, midnight UTC) or an RFC 3339 time.
+        /// From: a date (2026-12-06: from its start, UTC) or an RFC 3339 time.
         #[arg(long, value_parser = crate::cli::when)]
         since: Option<String>,
-        /// Until: a date or an RFC 3339 time.
+        /// Until: a date (2026-12-06: to its end, UTC) or an RFC 3339 time.
         #[arg(long, value_parser = crate::cli::when)]
         until: Option<String>,
     },
@@ -136,10 +136,10 @@ pub enum TasksCommand {
         /// Only tasks submitted under this correlation ID.
         #[arg(long)]
         correlation_id: Option<String>,
-        /// Submitted at or after: a date (2026-12-06, midnight UTC) or an RFC 3339 time.
+        /// Submitted at or after: a date (2026-12-06: from its start, UTC) or an RFC 3339 time.
         #[arg(long, value_parser = crate::cli::when)]
         since: Option<String>,
-        /// Submitted before: a date or an RFC 3339 time.
+        /// Submitted before: a date (2026-12-06: to its end, UTC) or an RFC 3339 time.
         #[arg(long, value_parser = crate::cli::when)]
         until: Option<String>,
         /// Show system tasks (domain system-*, such as system-health) too.
@@ -174,10 +174,10 @@ pub enum TasksCommand {
         /// Only records of this correlation ID.
         #[arg(long)]
         correlation_id: Option<String>,
-        /// Finished at or after: a date (2026-12-06, midnight UTC) or an RFC 3339 time.
+        /// Finished at or after: a date (2026-12-06: from its start, UTC) or an RFC 3339 time.
         #[arg(long, value_parser = crate::cli::when)]
         since: Option<String>,
-        /// Finished before: a date or an RFC 3339 time.
+        /// Finished before: a date (2026-12-06: to its end, UTC) or an RFC 3339 time.
         #[arg(long, value_parser = crate::cli::when)]
         until: Option<String>,
         /// Show system records (domain system-*) too.

@@ -29,6 +29,12 @@ pub struct AgentFileEntry {
     /// Tasks of this domain submitted without `useLearned` get learned parameters.
     #[serde(default)]
     pub use_learned: Option<bool>,
+    /// Checked as the service named after the domain (through the domain's breaker).
+    #[serde(default)]
+    pub health_url: Option<String>,
+    /// How often the health URL is checked, ms.
+    #[serde(default)]
+    pub health_interval_ms: Option<u64>,
 }
 
 impl AgentFileEntry {
@@ -38,6 +44,8 @@ impl AgentFileEntry {
             url: self.url.clone(),
             timeout_ms: self.timeout_ms,
             use_learned: self.use_learned,
+            health_url: self.health_url.clone(),
+            health_interval_ms: self.health_interval_ms,
         }
     }
 }
@@ -101,16 +109,24 @@ pub struct FileConfig {
 
 /// The `[server]` table of the config file: values under variables of the environment, checked
 /// by the same declarations (numbers are wide here so that the range error is ours).
+///
+/// Keys are camelCase like every other table (`logLevel`, `logDir`, `dataDir`). The snake_case
+/// spellings of earlier versions (`log_level`, `log_dir`, `data_dir`) are still read, so that an
+/// existing file keeps working; a file that gives both spellings of one key is refused
+/// (`duplicate field`).
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
-#[serde(deny_unknown_fields, rename_all = "snake_case")]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct FileServer {
     /// HTTP port (under `JARVIS_PORT`/`PORT`).
     pub port: Option<i64>,
     /// Log level (under `LOG_LEVEL`).
+    #[serde(alias = "log_level")]
     pub log_level: Option<String>,
     /// Where log files go (under `JARVIS_LOG_DIR`).
+    #[serde(alias = "log_dir")]
     pub log_dir: Option<PathBuf>,
     /// Where the embedded database goes (under `JARVIS_DATA_DIR`).
+    #[serde(alias = "data_dir")]
     pub data_dir: Option<PathBuf>,
     /// Worker concurrency per instance (under `JARVIS_CONCURRENCY`).
     pub concurrency: Option<i64>,
@@ -173,9 +189,21 @@ fn validate(file: &FileConfig) -> Result<(), String> {
     }
     for (name, a) in &file.agents {
         let parsed = Name::parse(name).map_err(|e| format!("agents.{name}: {e}"))?;
+        if crate::model::agent::BUILTIN_DOMAINS.contains(&name.as_str()) {
+            return Err(format!(
+                "agents.{name}: domain {name} is served by a built-in agent; an HTTP agent \
+                 cannot replace it (use another domain)"
+            ));
+        }
         a.input()
             .into_spec(parsed, now)
             .map_err(|e| format!("agents.{name}.{e}"))?;
+        if a.health_url.is_some() && file.services.contains_key(name) {
+            return Err(format!(
+                "agents.{name}.healthUrl: the agent's health check is the service {name}, which \
+                 [services.{name}] defines too; keep one of them"
+            ));
+        }
     }
     for (name, s) in &file.schedules {
         let parsed = Name::parse(name).map_err(|e| format!("schedules.{name}: {e}"))?;

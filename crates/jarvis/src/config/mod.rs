@@ -142,7 +142,16 @@ impl Config {
     ) -> Result<Config, ConfigError> {
         let mut r = Reader::new(vars);
         let file_path = match config_path {
-            Some(p) => Some(p),
+            // `--config '~/jarvis.toml'` (quoted, so the shell left it alone) is read like the
+            // variable would be.
+            Some(p) => Some(PathBuf::from(
+                setting::expand_home(&p.to_string_lossy(), vars.get("HOME").map(String::as_str))
+                    .map_err(|expected| ConfigError::Invalid {
+                        var: "--config".into(),
+                        value: format!("{:?}", p.display().to_string()),
+                        expected,
+                    })?,
+            )),
             None => r.opt::<PathBuf>(&server::CONFIG_FILE)?,
         }
         .or_else(|| {

@@ -64,11 +64,11 @@ settings! {
     /// `JARVIS_DATA_DIR`.
     DATA_DIR = Setting {
         var: "JARVIS_DATA_DIR",
-        kind: Kind::Any("a path"),
+        kind: Kind::Path,
         default: Default::Value("data"),
         file: Some(FileKey {
             table: "server",
-            key: "data_dir",
+            key: "dataDir",
             get: |f| f.server.data_dir.as_ref().map(|p| p.display().to_string().into()),
         }),
         view: "dataDir",
@@ -78,7 +78,7 @@ settings! {
     /// `JARVIS_CONFIG`.
     CONFIG_FILE = Setting {
         var: "JARVIS_CONFIG",
-        kind: Kind::Any("a path"),
+        kind: Kind::Path,
         default: Default::Unset("`./jarvis.toml` when it exists"),
         view: "configFile",
         help: "config file; `--config` wins",

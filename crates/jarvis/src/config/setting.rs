@@ -99,8 +99,13 @@ pub enum Kind {
         /// What is accepted, for the docs.
         accepted: &'static str,
     },
-    /// Any text (a path, a key); the words describe it for the docs.
+    /// Any text (a key, a host); the words describe it for the docs.
     Any(&'static str),
+    /// A file or directory path. A leading `~` or `~/` is the home directory (`HOME` of the
+    /// environment), as a shell would expand it: a value that reaches Jarvis unexpanded
+    /// (quoted in a unit file, an env file or the config file) must not become a directory
+    /// literally named `~`. `~user` is refused (it would need the password database).
+    Path,
 }
 
 /// A value that passed its [`Kind`]'s check.
@@ -151,6 +156,14 @@ impl Kind {
             }
             Kind::Text { check, .. } => check(raw).map(|()| Parsed::Text(raw.to_string())),
             Kind::Any(_) => Ok(Parsed::Text(raw.to_string())),
+            Kind::Path => {
+                if raw.starts_with('~') && !(raw == "~" || raw.starts_with("~/")) {
+                    return Err("a path; `~user/…` is not expanded (give the full path, or \
+                                `~/…` for your own home directory)"
+                        .into());
+                }
+                Ok(Parsed::Text(raw.to_string()))
+            }
         }
     }
 
@@ -171,6 +184,7 @@ impl Kind {
                 .collect::<Vec<_>>()
                 .join(", "),
             Kind::Text { accepted, .. } | Kind::Any(accepted) => accepted.into(),
+            Kind::Path => "a path (a leading `~/` is `$HOME/`)".into(),
         }
     }
 }
@@ -390,6 +404,24 @@ impl<'a> Reader<'a> {
                 expected,
             },
         })?;
+        let parsed = match (s.kind, parsed) {
+            (Kind::Path, Parsed::Text(path)) => Parsed::Text(
+                expand_home(&path, self.env_value("HOME")).map_err(|expected| match &source {
+                    Source::File(key) => self.file_error(key, &raw, &expected),
+                    Source::Env(name) => ConfigError::Invalid {
+                        var: name.to_string(),
+                        value: format!("{raw:?}"),
+                        expected,
+                    },
+                    Source::Default => ConfigError::Invalid {
+                        var: s.var.to_string(),
+                        value: format!("{raw:?} (its default)"),
+                        expected,
+                    },
+                })?,
+            ),
+            (_, parsed) => parsed,
+        };
         self.shown
             .insert(s.view.to_string(), shown_in_view(s.mask, &parsed));
         Ok(Some(T::from_parsed(parsed)))
@@ -428,6 +460,24 @@ impl<'a> Reader<'a> {
             path: path.unwrap_or_default(),
             message: invalid_message(&format!("{}.{}", key.table, key.key), raw, expected),
         }
+    }
+}
+
+/// `path` with a leading `~` (alone or before `/`) replaced by `home`, as a shell does; other
+/// paths as they are. Without a home directory a `~` path is refused, never used literally.
+pub fn expand_home(path: &str, home: Option<&str>) -> Result<String, String> {
+    let rest = match path.strip_prefix('~') {
+        Some(rest) if rest.is_empty() || rest.starts_with('/') => rest,
+        _ => return Ok(path.to_string()),
+    };
+    match home.filter(|h| !h.is_empty()) {
+        // `HOME=/` gives `/x` for `~/x`, not `//x`.
+        Some(home) => Ok(format!("{}{rest}", home.trim_end_matches('/'))),
+        _ => Err(
+            "a path; `~` stands for the home directory, but HOME is not set (give the \
+                  full path)"
+                .into(),
+        ),
     }
 }
 

@@ -76,7 +76,7 @@ settings! {
         default: Default::Value("info"),
         file: Some(FileKey {
             table: "server",
-            key: "log_level",
+            key: "logLevel",
             get: |f| f.server.log_level.clone().map(Into::into),
         }),
         view: "logLevel",
@@ -95,11 +95,11 @@ settings! {
     /// `JARVIS_LOG_DIR`.
     LOG_DIR = Setting {
         var: "JARVIS_LOG_DIR",
-        kind: Kind::Any("a path"),
+        kind: Kind::Path,
         default: Default::Value("logs"),
         file: Some(FileKey {
             table: "server",
-            key: "log_dir",
+            key: "logDir",
             get: |f| f.server.log_dir.as_ref().map(|p| p.display().to_string().into()),
         }),
         view: "logDir",

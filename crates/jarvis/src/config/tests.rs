@@ -422,8 +422,12 @@ fn a_wrong_file_is_refused_before_start() {
             "invalid server.port=\"99999\": expected a whole number from 0 to 65535",
         ),
         (
+            "[server]\nlogLevel = \"loud\"",
+            "invalid server.logLevel=\"loud\": expected one of error, warn, info, debug, trace",
+        ),
+        (
             "[server]\nlog_level = \"loud\"",
-            "invalid server.log_level=\"loud\": expected one of error, warn, info, debug, trace",
+            "invalid server.logLevel=\"loud\": expected one of error, warn, info, debug, trace",
         ),
         (
             "[learning]\nflushMs = 0",
@@ -444,5 +448,115 @@ fn a_wrong_file_is_refused_before_start() {
             "invalid learning.exploration=\"1.5\": expected a share from 0 to 1, such as 0.05"
         ),
         "{err}"
+    );
+}
+
+#[test]
+fn server_keys_are_camel_case_and_the_old_snake_case_still_reads() {
+    let c = with_file(
+        "[server]\nlogLevel = \"debug\"\nlogDir = \"l\"\ndataDir = \"d\"\nconcurrency = 3",
+        &[],
+    )
+    .unwrap();
+    assert_eq!(c.telemetry.log_level, LogLevel::Debug);
+    assert_eq!(c.telemetry.log_dir, PathBuf::from("l"));
+    assert_eq!(c.server.data_dir, PathBuf::from("d"));
+    assert_eq!(c.tasks.concurrency, 3);
+    // A file written for earlier versions keeps working.
+    let c = with_file(
+        "[server]\nlog_level = \"debug\"\nlog_dir = \"l\"\ndata_dir = \"d\"",
+        &[],
+    )
+    .unwrap();
+    assert_eq!(c.telemetry.log_level, LogLevel::Debug);
+    assert_eq!(c.telemetry.log_dir, PathBuf::from("l"));
+    assert_eq!(c.server.data_dir, PathBuf::from("d"));
+    // Both spellings of one key: which one counts would be a guess.
+    let err = file_err("[server]\nlogLevel = \"debug\"\nlog_level = \"info\"");
+    assert!(err.contains("duplicate field `logLevel`"), "{err}");
+    // A key of neither spelling names the accepted ones.
+    let err = file_err("[server]\nloglevel = \"debug\"");
+    assert!(err.contains("unknown field `loglevel`"), "{err}");
+    assert!(err.contains("logLevel"), "{err}");
+}
+
+#[test]
+fn a_leading_tilde_in_a_path_is_the_home_directory() {
+    let c = Config::from_env_map(
+        &vars(&[
+            ("HOME", "/home/op"),
+            ("JARVIS_DATA_DIR", "~/jdata"),
+            ("JARVIS_LOG_DIR", "~"),
+        ]),
+        None,
+    )
+    .unwrap();
+    assert_eq!(c.server.data_dir, PathBuf::from("/home/op/jdata"));
+    assert_eq!(c.telemetry.log_dir, PathBuf::from("/home/op"));
+    assert_eq!(c.masked_view()["dataDir"], "/home/op/jdata");
+    // The same in the config file, and for `--config` itself.
+    let c = with_file("[server]\ndataDir = \"~/d\"", &[("HOME", "/home/op/")]).unwrap();
+    assert_eq!(c.server.data_dir, PathBuf::from("/home/op/d"));
+    // `~` inside a path, or a path without one, is left alone.
+    let c =
+        Config::from_env_map(&vars(&[("HOME", "/h"), ("JARVIS_DATA_DIR", "a/~b")]), None).unwrap();
+    assert_eq!(c.server.data_dir, PathBuf::from("a/~b"));
+    // Never a directory literally named `~`: without HOME, or for another user, refused.
+    check_err(
+        &[("JARVIS_DATA_DIR", "~/jdata")],
+        "invalid JARVIS_DATA_DIR=\"~/jdata\": expected a path; `~` stands for the home \
+         directory, but HOME is not set (give the full path)",
+    );
+    check_err(
+        &[("HOME", "/h"), ("JARVIS_LOG_DIR", "~bob/logs")],
+        "invalid JARVIS_LOG_DIR=\"~bob/logs\": expected a path; `~user/…` is not expanded (give \
+         the full path, or `~/…` for your own home directory)",
+    );
+    let err = Config::from_env_map(&vars(&[]), Some(PathBuf::from("~/jarvis.toml")))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("invalid --config=\"~/jarvis.toml\""),
+        "{err}"
+    );
+}
+
+#[test]
+fn agents_of_the_file_are_checked_like_the_api_checks_them() {
+    // A built-in domain takes no HTTP agent.
+    assert_eq!(
+        file_err("[agents.noop]\nurl = \"http://127.0.0.1:8001/run\""),
+        "agents.noop: domain noop is served by a built-in agent; an HTTP agent cannot replace \
+         it (use another domain)"
+    );
+    // The agent's health check is the service named after its domain: not both.
+    assert_eq!(
+        file_err(
+            "[services.music]\nurl = \"http://127.0.0.1:8001/health\"\n\n[agents.music]\n\
+             url = \"http://127.0.0.1:8001/run\"\nhealthUrl = \"http://127.0.0.1:8001/health\""
+        ),
+        "agents.music.healthUrl: the agent's health check is the service music, which \
+         [services.music] defines too; keep one of them"
+    );
+    assert_eq!(
+        file_err(
+            "[agents.music]\nurl = \"http://127.0.0.1:8001/run\"\nhealthUrl = \"x\"\nhealthIntervalMs = 50"
+        ),
+        "agents.music.healthUrl: \"x\" is not an http:// or https:// URL with a host"
+    );
+    assert_eq!(
+        file_err(
+            "[agents.music]\nurl = \"http://127.0.0.1:8001/run\"\nhealthUrl = \"http://h/\"\nhealthIntervalMs = 50"
+        ),
+        "agents.music.healthIntervalMs: must be from 100 to 86400000"
+    );
+    let c = with_file(
+        "[agents.music]\nurl = \"http://127.0.0.1:8001/run\"\nhealthUrl = \"http://h/health\"",
+        &[],
+    )
+    .unwrap();
+    assert_eq!(
+        c.file.agents["music"].health_url.as_deref(),
+        Some("http://h/health")
     );
 }

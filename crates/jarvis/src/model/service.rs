@@ -198,10 +198,24 @@ impl ServiceInput {
             }
         }
         if let Some(ms) = self.degraded_latency_ms {
-            if ms == 0 || ms > timeout_ms {
+            // A check slower than the timeout is cut off and `down`: at or above it, `degraded`
+            // could never be reached. The default timeout does not follow silently; the
+            // message says which timeout applies and what to change.
+            if ms == 0 || ms >= timeout_ms {
+                let which = if self.timeout_ms.is_some() {
+                    format!("timeoutMs ({timeout_ms})")
+                } else {
+                    format!(
+                        "timeoutMs ({timeout_ms}, the default: the smaller of \
+                         {DEFAULT_TIMEOUT_MS} and intervalMs)"
+                    )
+                };
                 return Err(refuse(
                     "degradedLatencyMs",
-                    format!("must be from 1 to the timeout ({timeout_ms})"),
+                    format!(
+                        "must be from 1 to below {which}: a check slower than the timeout is \
+                         down, not degraded; lower degradedLatencyMs or raise timeoutMs"
+                    ),
                 ));
             }
         }
@@ -279,6 +293,37 @@ mod tests {
             equals: None,
         });
         assert_eq!(check(i).unwrap_err().field, "expectBody.pointer");
+    }
+
+    #[test]
+    fn degraded_must_be_reachable_below_the_timeout() {
+        let with = |interval: Option<u64>, timeout: Option<u64>, degraded: u64| {
+            let mut i = input("http://x/");
+            i.interval_ms = interval;
+            i.timeout_ms = timeout;
+            i.degraded_latency_ms = Some(degraded);
+            check(i)
+        };
+        // The default timeout (min(3000, intervalMs)): 1000 with a 1 s interval.
+        let err = with(Some(1000), None, 1000).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "degradedLatencyMs: must be from 1 to below timeoutMs (1000, the default: the \
+             smaller of 3000 and intervalMs): a check slower than the timeout is down, not \
+             degraded; lower degradedLatencyMs or raise timeoutMs"
+        );
+        let err = with(None, Some(2000), 2000).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("degradedLatencyMs: must be from 1 to below timeoutMs (2000):"),
+            "{err}"
+        );
+        assert!(with(None, None, 0).is_err());
+        assert_eq!(
+            with(Some(1000), None, 999).unwrap().degraded_latency_ms,
+            Some(999)
+        );
+        assert_eq!(with(None, Some(2000), 1000).unwrap().timeout_ms, 2000);
     }
 
     #[test]

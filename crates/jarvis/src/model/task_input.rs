@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::task::NewTask;
+use super::task::{NewTask, Task};
 use crate::names::Name;
 
 /// Largest accepted `parameters` object, serialised, in bytes.
@@ -53,9 +53,13 @@ pub struct TaskInput {
     /// ISO 8601 time before which it does not run.
     #[serde(default)]
     pub run_at: Option<String>,
-    /// The same key returns the same task.
+    /// The same key returns the same task (also given as the `Idempotency-Key` header).
     #[serde(default)]
     pub idempotency_key: Option<String>,
+    /// Accept the task although its domain has no agent yet: it waits (spending no attempt)
+    /// until one is registered. Without it such a task is refused at submission.
+    #[serde(default)]
+    pub wait_for_agent: Option<bool>,
 }
 
 /// A refused field.
@@ -182,6 +186,46 @@ impl TaskInput {
     }
 }
 
+/// The parameters the caller gave: all of `parameters`, or with `useLearned` only those named
+/// in `learnedParameters.given` (the others were learned, and may differ from run to run).
+pub fn given_parameters(parameters: &Value, learned: Option<&Value>) -> Value {
+    let Some(given) = learned
+        .and_then(|l| l.get("given"))
+        .and_then(Value::as_array)
+    else {
+        return parameters.clone();
+    };
+    let names: Vec<&str> = given.iter().filter_map(Value::as_str).collect();
+    match parameters {
+        Value::Object(all) => Value::Object(
+            all.iter()
+                .filter(|(k, _)| names.contains(&k.as_str()))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+/// What a request that reused an idempotency key changed against the task stored under it:
+/// the names of the fields that differ (`domain`, `action`, `parameters`: the given ones, see
+/// [`given_parameters`]); empty when it is the same request.
+pub fn idempotency_differences(existing: &Task, new: &NewTask) -> Vec<&'static str> {
+    let mut differ = Vec::new();
+    if existing.domain != new.domain {
+        differ.push("domain");
+    }
+    if existing.action != new.action {
+        differ.push("action");
+    }
+    let before = given_parameters(&existing.parameters, existing.learned_parameters.as_ref());
+    let now = given_parameters(&new.parameters, new.learned_parameters.as_ref());
+    if before != now {
+        differ.push("parameters");
+    }
+    differ
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -244,5 +288,53 @@ mod tests {
             .unwrap_err()
             .to_string()
             .starts_with("runAt: \"tomorrow\" is not an ISO 8601 time"));
+    }
+}
+
+#[cfg(test)]
+mod idempotency_tests {
+    use super::*;
+    use serde_json::json;
+
+    fn new(body: Value) -> NewTask {
+        let input: TaskInput = serde_json::from_value(body).unwrap();
+        input.validate("", "c", crate::clock::now()).unwrap()
+    }
+
+    #[test]
+    fn the_same_request_has_no_differences() {
+        let a = new(json!({"domain": "d", "action": "a", "parameters": {"x": 1}, "priority": 5}));
+        let stored = Task::from_new(&a);
+        // Other fields (priority, attempts) are not part of the comparison.
+        let b = new(json!({"domain": "d", "action": "a", "parameters": {"x": 1}}));
+        assert!(idempotency_differences(&stored, &b).is_empty());
+    }
+
+    #[test]
+    fn domain_action_and_parameters_are_compared() {
+        let stored = Task::from_new(&new(
+            json!({"domain": "d", "action": "a", "parameters": {"x": 1}}),
+        ));
+        let b = new(json!({"domain": "e", "action": "b", "parameters": {"x": 2}}));
+        assert_eq!(
+            idempotency_differences(&stored, &b),
+            ["domain", "action", "parameters"]
+        );
+        let b = new(json!({"domain": "d", "action": "a"}));
+        assert_eq!(idempotency_differences(&stored, &b), ["parameters"]);
+    }
+
+    #[test]
+    fn learned_parameters_are_not_part_of_the_request() {
+        let mut a = new(json!({"domain": "d", "action": "a", "parameters": {"x": 1}}));
+        a.parameters = json!({"x": 1, "genre": "pop"});
+        a.learned_parameters = Some(json!({"given": ["x"], "parameters": {"genre": {}}}));
+        let stored = Task::from_new(&a);
+        let mut b = new(json!({"domain": "d", "action": "a", "parameters": {"x": 1}}));
+        b.parameters = json!({"x": 1, "genre": "rock"});
+        b.learned_parameters = Some(json!({"given": ["x"], "parameters": {"genre": {}}}));
+        assert!(idempotency_differences(&stored, &b).is_empty());
+        let plain = new(json!({"domain": "d", "action": "a", "parameters": {"x": 1}}));
+        assert!(idempotency_differences(&stored, &plain).is_empty());
     }
 }

@@ -12,10 +12,12 @@ use crate::model::agent::AgentSpec;
 
 /// Creates or replaces an agent, keeping its `created_at`.
 pub(crate) const PUT: &str = "\
-INSERT INTO agents (domain, url, timeout_ms, use_learned, created_at, updated_at)
-VALUES ($1, $2, $3, $5, $4, $4)
+INSERT INTO agents (domain, url, timeout_ms, use_learned, health_url, health_interval_ms,
+                    created_at, updated_at)
+VALUES ($1, $2, $3, $5, $6, $7, $4, $4)
 ON CONFLICT (domain) DO UPDATE SET url = excluded.url, timeout_ms = excluded.timeout_ms,
-    use_learned = excluded.use_learned, updated_at = excluded.updated_at
+    use_learned = excluded.use_learned, health_url = excluded.health_url,
+    health_interval_ms = excluded.health_interval_ms, updated_at = excluded.updated_at
 RETURNING *";
 
 pub(crate) const GET: &str = "SELECT * FROM agents WHERE domain = $1";
@@ -55,6 +57,8 @@ macro_rules! impl_agent_store {
                     .bind(spec.timeout_ms as i64)
                     .bind(spec.created_at)
                     .bind(spec.use_learned)
+                    .bind(spec.health_url.as_deref())
+                    .bind(spec.health_interval_ms.map(|ms| ms as i64))
                     .fetch_one($crate::store::shared::SqlBackend::writer(self))
                     .await
                     .map_err(|e| $crate::store::shared::SqlBackend::classify(self, e))?;

@@ -85,6 +85,8 @@ pub(crate) struct AgentRow {
     url: String,
     timeout_ms: i64,
     use_learned: bool,
+    health_url: Option<String>,
+    health_interval_ms: Option<i64>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
 }
@@ -98,6 +100,8 @@ impl TryFrom<AgentRow> for AgentSpec {
             url: r.url,
             timeout_ms: ms(r.timeout_ms),
             use_learned: r.use_learned,
+            health_url: r.health_url,
+            health_interval_ms: r.health_interval_ms.map(ms),
             created_at: r.created_at,
             updated_at: r.updated_at,
         })

@@ -18,6 +18,8 @@ use crate::model::task::{Task, TaskStatus};
 
 pub(crate) const GET: &str = "SELECT * FROM tasks WHERE id = $1";
 
+pub(crate) const GET_BY_KEY: &str = "SELECT * FROM tasks WHERE idempotency_key = $1";
+
 /// Newest first: task ids are UUIDv7, so the primary key is the creation order, and a total
 /// order (the same on both engines: SQLite compares the lower-case hyphenated text, PostgreSQL
 /// the bytes, in the same order), so the keyset cursor `id < $8` neither repeats nor skips a
@@ -83,6 +85,9 @@ pub trait TaskRowStore: Send + Sync {
     /// One task.
     async fn get_task(&self, id: Uuid) -> Result<Option<Task>, StoreError>;
 
+    /// The task stored under an idempotency key (the unique index finds it).
+    async fn get_task_by_idempotency_key(&self, key: &str) -> Result<Option<Task>, StoreError>;
+
     /// Tasks, newest first (every domain, system ones included).
     async fn list_tasks(&self, filter: &TaskFilter) -> Result<Vec<Task>, StoreError> {
         self.list_task_page(&TaskListing::from(filter)).await
@@ -117,6 +122,20 @@ macro_rules! impl_task_row_store {
                 let row: Option<$crate::store::rows::TaskRow> =
                     sqlx::query_as($crate::store::task_rows::GET)
                         .bind($crate::store::shared::DbUuid(id))
+                        .fetch_optional($crate::store::shared::SqlBackend::reader(self))
+                        .await
+                        .map_err(|e| $crate::store::shared::SqlBackend::classify(self, e))?;
+                $crate::store::rows::one(row)
+                    .map_err(|e| $crate::store::shared::SqlBackend::classify(self, e))
+            }
+
+            async fn get_task_by_idempotency_key(
+                &self,
+                key: &str,
+            ) -> Result<Option<$crate::model::task::Task>, $crate::store::StoreError> {
+                let row: Option<$crate::store::rows::TaskRow> =
+                    sqlx::query_as($crate::store::task_rows::GET_BY_KEY)
+                        .bind(key)
                         .fetch_optional($crate::store::shared::SqlBackend::reader(self))
                         .await
                         .map_err(|e| $crate::store::shared::SqlBackend::classify(self, e))?;

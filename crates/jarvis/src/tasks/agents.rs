@@ -86,7 +86,7 @@ impl BuiltinAgent for Noop {
 }
 
 /// The domain of the built-in [`Noop`] agent.
-pub const NOOP_DOMAIN: &str = "noop";
+pub use crate::model::agent::NOOP_DOMAIN;
 
 /// Built-in agents by domain.
 #[derive(Clone, Default)]
@@ -151,6 +151,8 @@ pub struct HttpResult {
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct WireAnswer {
+    // Required: an answer without it (`{"result": "done"}`) is refused with the expected shape
+    // quoted (see `not_the_protocol`).
     success: bool,
     #[serde(default)]
     impact_score: Option<f64>,
@@ -273,7 +275,7 @@ impl HttpAgents {
             Err(e) => {
                 return HttpResult {
                     answer: AgentAnswer::Failure {
-                        reason: format!("agent answer is not the agent protocol: {e}"),
+                        reason: not_the_protocol(&body, &e),
                     },
                     outcome,
                 }
@@ -305,6 +307,31 @@ impl HttpAgents {
         };
         HttpResult { answer, outcome }
     }
+}
+
+/// The answer shape of the agent protocol, quoted in the failure reason of an answer that is
+/// not it (docs/api.md, Agent protocol).
+pub const EXPECTED_ANSWER: &str = r#"{"success": true, "output": <any JSON>} or {"success": false, "error": "<why>"} (optional: "impactScore" 0-100, "costUsd" >= 0)"#;
+
+/// Most characters of a wrong answer quoted in the failure reason.
+const QUOTED_ANSWER_CHARS: usize = 200;
+
+/// The failure reason of a 2xx answer that is not the agent protocol: what was expected, what
+/// was wrong with it, and the beginning of what came, so that the agent's author can fix it
+/// from the task's `error` alone.
+fn not_the_protocol(body: &[u8], e: &serde_json::Error) -> String {
+    let text = String::from_utf8_lossy(body);
+    let text = text.trim();
+    let mut quoted: String = text.chars().take(QUOTED_ANSWER_CHARS).collect();
+    if quoted.len() < text.len() {
+        quoted.push('…');
+    }
+    let what = if text.is_empty() {
+        "the body was empty".to_string()
+    } else {
+        format!("{e}; the answer was {quoted}")
+    };
+    format!("agent answer is not the agent protocol: expected {EXPECTED_ANSWER}, but {what}")
 }
 
 fn transport_error(e: &reqwest::Error, timeout: Duration) -> HttpResult {
@@ -341,4 +368,35 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         source = s.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reason(body: &str) -> String {
+        let e = serde_json::from_slice::<WireAnswer>(body.as_bytes()).unwrap_err();
+        not_the_protocol(body.as_bytes(), &e)
+    }
+
+    #[test]
+    fn an_answer_without_success_says_what_was_expected() {
+        let r = reason(r#"{"result": "done"}"#);
+        assert!(
+            r.starts_with("agent answer is not the agent protocol: expected {\"success\": true"),
+            "{r}"
+        );
+        assert!(r.contains("missing field `success`"), "{r}");
+        assert!(r.contains(r#"the answer was {"result": "done"}"#), "{r}");
+    }
+
+    #[test]
+    fn long_and_empty_answers_are_quoted_briefly() {
+        let long = format!(r#"{{"x": "{}"}}"#, "y".repeat(1000));
+        let r = reason(&long);
+        assert!(r.ends_with('…'), "{r}");
+        assert!(r.len() < EXPECTED_ANSWER.len() + 400, "{r}");
+        assert!(reason("").ends_with("but the body was empty"));
+        assert!(reason("ok").contains("the answer was ok"));
+    }
 }

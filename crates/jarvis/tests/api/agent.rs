@@ -24,6 +24,8 @@ pub enum Behaviour {
     Status(u16),
     /// Waits this long, then succeeds (a slow agent; not a wait of the test).
     Delay(Duration),
+    /// 200 with exactly this JSON body (an agent that may not speak the protocol).
+    Body(Value),
 }
 
 /// One call the agent received.
@@ -80,6 +82,7 @@ async fn handle(State(s): State<Shared>, headers: HeaderMap, Json(body): Json<Va
         }))
         .into_response(),
         Behaviour::Status(code) => StatusCode::from_u16(code).unwrap().into_response(),
+        Behaviour::Body(body) => Json(body).into_response(),
         Behaviour::Delay(d) => {
             tokio::time::sleep(d).await;
             Json(json!({"success": true})).into_response()

@@ -110,7 +110,7 @@ both_backends!(
         let t = run(&app, json!({"domain": "music", "action": "beat"})).await;
         assert!(is_learned(&t), "{t}");
 
-        // Removed: no agent, no default (the task is accepted and waits for an agent).
+        // Removed: no agent (a task is refused unless it waits for one), no default.
         let r = app
             .client
             .delete(app.url("/api/v1/agents/music"))
@@ -119,11 +119,20 @@ both_backends!(
             .await
             .unwrap();
         assert_eq!(r.status(), 204);
+        let r = app
+            .send_json(
+                Method::POST,
+                "/api/v1/execute",
+                &json!({"domain": "music", "action": "beat", "maxAttempts": 1}),
+            )
+            .await;
+        assert_error(r, 422, "no_agent").await;
         let (s, body) = json(
             app.send_json(
                 Method::POST,
                 "/api/v1/execute",
-                &json!({"domain": "music", "action": "beat", "maxAttempts": 1}),
+                &json!({"domain": "music", "action": "beat", "maxAttempts": 1,
+                        "waitForAgent": true}),
             )
             .await,
         )

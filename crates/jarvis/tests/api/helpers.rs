@@ -657,7 +657,8 @@ impl Drop for TestProcess {
 /// How a [`FakeService`] answers.
 #[derive(Debug, Clone)]
 pub enum Mode {
-    /// 200 `{"status":"ok"}`.
+    /// 200 `{"status":"ok","success":true}`: a healthy service, and as an agent (any path
+    /// answers the same) a successful attempt of the agent protocol.
     Ok,
     /// 503.
     Fail,
@@ -688,11 +689,11 @@ async fn fake_answer(State(s): State<FakeShared>, headers: HeaderMap) -> axum::r
     });
     let mode = s.mode.lock().unwrap().clone();
     match mode {
-        Mode::Ok => (StatusCode::OK, "{\"status\":\"ok\"}").into_response(),
+        Mode::Ok => (StatusCode::OK, "{\"status\":\"ok\",\"success\":true}").into_response(),
         Mode::Fail => (StatusCode::SERVICE_UNAVAILABLE, "down").into_response(),
         Mode::Slow(ms) => {
             tokio::time::sleep(Duration::from_millis(ms)).await;
-            (StatusCode::OK, "{\"status\":\"ok\"}").into_response()
+            (StatusCode::OK, "{\"status\":\"ok\",\"success\":true}").into_response()
         }
     }
 }

@@ -341,3 +341,123 @@ async fn two_instances_share_what_they_learn() {
     b.stop().await;
     a.stop().await;
 }
+
+both_backends!(
+    a_recommendation_without_a_learned_timeout_says_why,
+    |backend| async move {
+        let app = app_with(backend).await;
+        let agent = ChoiceAgent::start().await;
+        register(&app, &agent.url, 5_000).await;
+
+        let empty = recommendation(&app).await;
+        assert_eq!(empty["timeoutMs"], Value::Null);
+        assert_eq!(
+            empty["timeoutReason"],
+            "no learned timeout yet: 0 successful runs, 20 are needed; failed and timed-out \
+             runs do not count; until then tasks use the configured timeout"
+        );
+
+        // 12 runs, enough for parameters (JARVIS_LEARNING_MIN_RUNS=10), but 6 successes of
+        // jazz (and of bpm 90) are not enough for a timeout of the recommended parameters.
+        train(&app, 12).await;
+        let r = learned(&app, 12).await;
+        assert_eq!(r["parameters"]["genre"], "jazz", "{r}");
+        assert_eq!(r["timeoutMs"], Value::Null, "{r}");
+        let why = r["timeoutReason"].as_str().unwrap();
+        assert!(
+            why.starts_with("no learned timeout yet for these parameters: bpm=90 has 6 successful runs, 20 are needed"),
+            "{why}"
+        );
+
+        // Once there are 20 successful runs of each recommended value, a timeout and no reason.
+        train(&app, 30).await;
+        let r = learned(&app, 42).await;
+        assert!(r["timeoutMs"].as_u64().is_some(), "{r}");
+        assert_eq!(r["timeoutReason"], Value::Null, "{r}");
+    }
+);
+
+both_backends!(
+    stats_and_records_take_plain_dates_as_whole_days,
+    |backend| async move {
+        let app = app_with(backend).await;
+        let agent = ChoiceAgent::start().await;
+        register(&app, &agent.url, 5_000).await;
+        train(&app, 4).await;
+        let today = chrono::Utc::now().date_naive();
+        let day = |d: i64| (today + chrono::TimeDelta::days(d)).to_string();
+        let total = |query: String| {
+            let app = &app;
+            async move {
+                app.data(&format!(
+                    "/api/v1/tasks/history?domain=music&action=beat&{query}"
+                ))
+                .await["total"]
+                    .as_u64()
+                    .unwrap()
+            }
+        };
+        // The stats read rollups written with the records: wait for all four.
+        eventually(LIMIT, "the four execution records", || async {
+            app.data("/api/v1/tasks/executions?domain=music").await["items"]
+                .as_array()
+                .unwrap()
+                .len()
+                == 4
+        })
+        .await;
+        // `until` is exclusive, but a date as `until` is the end of that day.
+        assert_eq!(
+            total(format!("since={}&until={}", day(-1), day(0))).await,
+            4
+        );
+        assert_eq!(total(format!("since={}&until={}", day(0), day(0))).await, 4);
+        assert_eq!(total(format!("since={}", day(1))).await, 0);
+        assert_eq!(total(format!("until={}", day(-1))).await, 0);
+        let stats = app
+            .data(&format!(
+                "/api/v1/tasks/history?domain=music&action=beat&since={}",
+                day(0)
+            ))
+            .await;
+        assert_eq!(stats["since"], format!("{}T00:00:00Z", day(0)), "{stats}");
+
+        // Execution records and a service's check history take them too.
+        let page = app
+            .data(&format!(
+                "/api/v1/tasks/executions?domain=music&since={}",
+                day(0)
+            ))
+            .await;
+        assert_eq!(page["items"].as_array().unwrap().len(), 4, "{page}");
+        app.put_service("svc", json!({"url": "http://127.0.0.1:9/health"}))
+            .await;
+        let (s, body) = json(
+            app.get(&format!(
+                "/api/v1/health/services/svc/history?since={}&until={}",
+                day(0),
+                day(0)
+            ))
+            .await,
+        )
+        .await;
+        assert_eq!(s, 200, "{body}");
+
+        // Other text is refused saying what is accepted.
+        let r = app
+            .get("/api/v1/tasks/history?domain=music&action=beat&since=yesterday")
+            .await;
+        let body = assert_error(r, 400, "invalid_query").await;
+        assert_eq!(
+            body["error"]["message"],
+            format!(
+                "since: \"yesterday\" is not {}",
+                jarvis::timeparse::EXPECTED
+            )
+        );
+        let r = app
+            .get("/api/v1/tasks/executions?until=2026-12-06T10:00")
+            .await;
+        assert_error(r, 400, "invalid_query").await;
+    }
+);

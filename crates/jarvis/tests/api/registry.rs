@@ -355,3 +355,42 @@ both_backends!(
         app.stop().await;
     }
 );
+
+both_backends!(
+    a_degraded_latency_at_or_above_the_timeout_is_refused,
+    |backend| async move {
+        let app = TestApp::spawn(backend).await;
+        // The default timeout is min(3000, intervalMs): 1000 here, so `degraded` could never be
+        // reached.
+        let r = app
+            .send_json(
+                Method::PUT,
+                "/api/v1/services/x",
+                &json!({"url": "http://127.0.0.1:3001/health", "intervalMs": 1000,
+                        "degradedLatencyMs": 1000}),
+            )
+            .await;
+        let body = assert_error(r, 400, "invalid_service").await;
+        assert_eq!(
+            body["error"]["message"],
+            "degradedLatencyMs: must be from 1 to below timeoutMs (1000, the default: the \
+             smaller of 3000 and intervalMs): a check slower than the timeout is down, not \
+             degraded; lower degradedLatencyMs or raise timeoutMs"
+        );
+        let r = app.get("/api/v1/services/x").await;
+        assert_error(r, 404, "not_found").await;
+        // Below the timeout it is stored.
+        let (s, body) = json(
+            app.send_json(
+                Method::PUT,
+                "/api/v1/services/x",
+                &json!({"url": "http://127.0.0.1:3001/health", "intervalMs": 1000,
+                        "timeoutMs": 2000, "degradedLatencyMs": 1000}),
+            )
+            .await,
+        )
+        .await;
+        assert_eq!(s, 201, "{body}");
+        assert_eq!(body["data"]["degradedLatencyMs"], 1000);
+    }
+);

@@ -1,6 +1,7 @@
 //! One attempt: the agent looked up, the breaker asked, the call made (HTTP attempts marked
 //! called once the request went out), and the outcome turned into a record and a settlement;
-//! or the attempt given back when no agent was reached.
+//! or the attempt given back when no agent was reached (none registered, the store unreadable,
+//! the circuit OPEN).
 
 use super::*;
 
@@ -30,9 +31,38 @@ impl TaskQueue {
             {
                 Ok(Some(spec)) => Target::Http(spec),
                 Ok(None) => {
-                    let reason = format!("no agent is registered for domain {}", task.domain);
-                    let answer = AgentAnswer::Failure { reason };
-                    return self.finish(&task, started_at, clock, answer, false);
+                    // Submission refuses such a task unless it asked to wait for an agent
+                    // (`waitForAgent`), or the agent was removed since: either way it waits,
+                    // spending no attempt, and runs once one is registered.
+                    tracing::info!(
+                        retry_in_ms = NO_AGENT_RECHECK.as_millis() as u64,
+                        "no agent is registered for the domain; task waits without spending an attempt"
+                    );
+                    self.metrics
+                        .waiting(task.domain.as_str(), task.action.as_str());
+                    self.settle(
+                        &task,
+                        Settlement {
+                            id: task.id,
+                            attempt: task.attempts,
+                            status: TaskStatus::Waiting,
+                            attempts_delta: -1,
+                            run_at: Some(
+                                self.now()
+                                    + chrono::TimeDelta::from_std(NO_AGENT_RECHECK)
+                                        .unwrap_or(chrono::TimeDelta::seconds(2)),
+                            ),
+                            result: None,
+                            error: Some(format!(
+                                "no agent is registered for domain {d}: waiting for one \
+                                 (PUT /api/v1/agents/{d})",
+                                d = task.domain
+                            )),
+                            finished_at: None,
+                            duration_ms: None,
+                        },
+                    );
+                    return;
                 }
                 Err(e) => {
                     // Nothing was called: the attempt is not spent.

@@ -69,6 +69,9 @@ const WAIT_POLL: Duration = Duration::from_millis(500);
 /// How long an attempt given back because the store was unreachable waits before it runs
 /// again.
 const GIVE_BACK_DELAY: Duration = Duration::from_secs(1);
+/// How often a task whose domain has no agent looks again (it waits without spending an
+/// attempt; docs/api.md, How a task runs).
+const NO_AGENT_RECHECK: Duration = Duration::from_secs(2);
 
 /// Why a running attempt is being stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -218,6 +221,12 @@ impl TaskQueue {
     /// The task metrics.
     pub fn metrics(&self) -> &Arc<TaskMetrics> {
         &self.metrics
+    }
+
+    /// Whether a built-in agent serves `domain` (its tasks need no HTTP agent, and no HTTP
+    /// agent can be registered for it).
+    pub fn has_builtin(&self, domain: &str) -> bool {
+        self.builtins.get(domain).is_some()
     }
 
     /// Attempts running on this instance now.
