@@ -524,7 +524,10 @@ both_backends!(
         )
         .await;
         assert_eq!(out.status.code(), Some(2), "{out:?}");
-        assert!(text(&out).1.contains("neither a date"), "{out:?}");
+        assert!(
+            text(&out).1.contains("is not an RFC 3339 time with a zone"),
+            "{out:?}"
+        );
         app.stop().await;
     }
 );

@@ -97,3 +97,59 @@ async fn a_data_dir_under_tilde_is_in_the_home_directory() {
     );
     assert!(!env.dir.path().join("~").exists());
 }
+
+/// Rows 1 and 5: what `serve` refuses, `config check` refuses with the same message (a URL
+/// without a scheme, an impossible status, a zero threshold, a space whose min is above its
+/// max), and neither starts anything.
+#[test]
+fn config_check_refuses_what_serve_refuses_with_the_same_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("jarvis.toml");
+    let vars: std::collections::HashMap<String, String> = [
+        ("JARVIS_CONFIG".to_string(), file.display().to_string()),
+        ("JARVIS_PORT".to_string(), "0".to_string()),
+        (
+            "JARVIS_DATA_DIR".to_string(),
+            dir.path().join("data").display().to_string(),
+        ),
+        (
+            "JARVIS_LOG_DIR".to_string(),
+            dir.path().join("logs").display().to_string(),
+        ),
+    ]
+    .into();
+    for (text, expected) in [
+        (
+            "[services.x]\nurl = \"localhost:3001/health\"\n",
+            "services.x.url: scheme \"localhost\" is not supported",
+        ),
+        (
+            "[services.x]\nurl = \"http://127.0.0.1:3001/health\"\nexpectedStatus = [99]\n",
+            "services.x.expectedStatus: 99 is not an HTTP status code",
+        ),
+        (
+            "[breakers.x]\nfailureThreshold = 0\n",
+            "breakers.x.failureThreshold=\"0\": expected a whole number from 1 to 1000",
+        ),
+        (
+            "[learning.spaces.\"music/beat\".bpm]\nkind = \"numeric\"\nmin = 200\nmax = 2\n",
+            "bpm.max=\"2\": expected at least min (200)",
+        ),
+    ] {
+        std::fs::write(&file, text).unwrap();
+        for command in [&["config", "check"][..], &["serve"][..]] {
+            let out = run_jarvis(command, &vars, dir.path());
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                !out.status.success() && stderr.contains(expected),
+                "`jarvis {}` with {text:?}: exit {:?}, stderr {stderr}",
+                command.join(" "),
+                out.status.code()
+            );
+        }
+        assert!(
+            !dir.path().join("data/jarvis.db").exists(),
+            "a refused configuration stores nothing"
+        );
+    }
+}

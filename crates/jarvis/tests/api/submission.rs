@@ -62,7 +62,7 @@ both_backends!(
         assert!(message.contains("PUT /api/v1/agents/music"), "{message}");
         assert!(message.contains("\"waitForAgent\": true"), "{message}");
         // Nothing was stored.
-        assert_eq!(app.data("/api/v1/tasks").await, json!([]));
+        assert_eq!(app.data("/api/v1/tasks").await["items"], json!([]));
 
         // A batch names the task; nothing of it is stored.
         let r = app
@@ -84,7 +84,7 @@ both_backends!(
                 .starts_with("tasks[2].domain: no agent is registered for domain music"),
             "{body}"
         );
-        assert_eq!(app.data("/api/v1/tasks").await, json!([]));
+        assert_eq!(app.data("/api/v1/tasks").await["items"], json!([]));
 
         // Built-in domains need no agent; registered ones are accepted.
         let t = app.run_task(json!({"domain": "noop", "action": "x"})).await;
@@ -196,7 +196,13 @@ both_backends!(
         let (s, again) = json(submit_keyed(&app, Some("order-7"), keyed).await).await;
         assert_eq!(s, 200, "{again}");
         assert_eq!(again["data"]["taskId"], id);
-        assert_eq!(app.data("/api/v1/tasks").await.as_array().unwrap().len(), 1);
+        assert_eq!(
+            app.data("/api/v1/tasks").await["items"]
+                .as_array()
+                .unwrap()
+                .len(),
+            1
+        );
 
         // Header and body disagreeing is refused.
         let mut other = task.clone();
@@ -232,7 +238,13 @@ both_backends!(
             .await
             .unwrap();
         assert_error(r, 400, "invalid_task").await;
-        assert_eq!(app.data("/api/v1/tasks").await.as_array().unwrap().len(), 1);
+        assert_eq!(
+            app.data("/api/v1/tasks").await["items"]
+                .as_array()
+                .unwrap()
+                .len(),
+            1
+        );
     }
 );
 
@@ -308,7 +320,13 @@ both_backends!(
             )
             .await;
         assert_error(r, 409, "idempotency_conflict").await;
-        assert_eq!(app.data("/api/v1/tasks").await.as_array().unwrap().len(), 1);
+        assert_eq!(
+            app.data("/api/v1/tasks").await["items"]
+                .as_array()
+                .unwrap()
+                .len(),
+            1
+        );
         // The same request in a batch is still the original task.
         let batch = app.submit_batch(json!([task])).await;
         assert_eq!(batch["created"], 0, "{batch}");
