@@ -484,10 +484,13 @@ pub(super) fn time(field: &str, raw: Option<String>) -> Result<Option<DateTime<U
     .transpose()
 }
 
-/// `GET /api/v1/tasks/history?domain=&action=&since=&until=`.
+/// `GET /api/v1/tasks/history?domain=&action=&since=&until=` (without `domain` and `action`:
+/// the overview, `&includeSystem=`).
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct HistoryQuery {
+    #[serde(default)]
+    include_system: Option<bool>,
     #[serde(default)]
     domain: Option<String>,
     #[serde(default)]
@@ -510,32 +513,72 @@ fn domain_action(
     Ok((path_name(&domain, "domain")?, path_name(&action, "action")?))
 }
 
-/// `GET /api/v1/tasks/history`: statistics of one domain/action.
+/// Domain/action pairs an overview shows at most.
+pub const OVERVIEW_LIMIT: u32 = 1_000;
+
+/// What `GET /api/v1/tasks/history` answers: one domain/action's statistics, or (no `domain`
+/// and no `action`) the overview, every domain/action's.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum HistoryAnswer {
+    /// `?domain=&action=`.
+    One(Box<Stats>),
+    /// No query: every domain/action with runs in the range, sorted by domain and action
+    /// (Jarvis's own `system-*` ones only with `includeSystem=true`).
+    Overview(Vec<Stats>),
+}
+
+/// `GET /api/v1/tasks/history`: statistics of one domain/action, or the overview.
 pub async fn history(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<HistoryQuery>,
-) -> Result<ApiOk<Stats>, ApiError> {
-    let (domain, action) = domain_action(q.domain, q.action)?;
+) -> Result<ApiOk<HistoryAnswer>, ApiError> {
     let since = time("since", q.since)?;
     let until = time("until", q.until)?;
-    let mut stats = crate::history::stats(
-        state.store.as_ref(),
-        domain.as_str(),
-        action.as_str(),
-        since,
-        until,
-    )
-    .await?;
-    if let Some((parameters, confidence, _)) = state
-        .learner
-        .optimal_parameters(domain.as_str(), action.as_str())
-        .await?
+    if q.domain.is_none() && q.action.is_none() {
+        let include_system = q.include_system.unwrap_or(false);
+        let mut overview = Vec::new();
+        for (domain, action) in state.store.history_pairs(OVERVIEW_LIMIT).await? {
+            if !include_system && domain.starts_with(crate::store::task_rows::SYSTEM_DOMAIN_PREFIX)
+            {
+                continue;
+            }
+            let stats = domain_stats(&state, &domain, &action, since, until).await?;
+            if stats.total > 0 {
+                overview.push(stats);
+            }
+        }
+        return Ok(ok(HistoryAnswer::Overview(overview)));
+    }
+    if q.include_system.is_some() {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            "includeSystem: only for the overview (no domain and no action)",
+        ));
+    }
+    let (domain, action) = domain_action(q.domain, q.action)?;
+    let stats = domain_stats(&state, domain.as_str(), action.as_str(), since, until).await?;
+    Ok(ok(HistoryAnswer::One(Box::new(stats))))
+}
+
+/// One domain/action's statistics, with the learner's optimal parameters.
+async fn domain_stats(
+    state: &AppState,
+    domain: &str,
+    action: &str,
+    since: Option<DateTime<Utc>>,
+    until: Option<DateTime<Utc>>,
+) -> Result<Stats, ApiError> {
+    let mut stats =
+        crate::history::stats(state.store.as_ref(), domain, action, since, until).await?;
+    if let Some((parameters, confidence, _)) =
+        state.learner.optimal_parameters(domain, action).await?
     {
         stats.optimal_parameters = parameters;
         stats.optimal_parameters_source = ParametersSource::Learned;
         stats.optimal_parameters_confidence = Some(confidence);
     }
-    Ok(ok(stats))
+    Ok(stats)
 }
 
 /// `GET /api/v1/tasks/recommendations?domain=&action=`.

@@ -100,18 +100,26 @@ pub enum TasksCommand {
         #[arg(long)]
         attempts: Option<u32>,
     },
-    /// Statistics of a domain/action (GET /api/v1/tasks/history).
+    /// Statistics of a domain/action, or without DOMAIN ACTION the overview of every
+    /// domain/action that ran (GET /api/v1/tasks/history): a table, --json for the figures.
     Stats {
-        /// The domain.
-        domain: String,
+        /// The domain (with ACTION); none: the overview.
+        domain: Option<String>,
         /// The action.
-        action: String,
+        #[arg(requires = "domain")]
+        action: Option<String>,
         /// From: a date (2026-12-06: from its start, UTC) or an RFC 3339 time.
         #[arg(long, value_parser = crate::cli::when)]
         since: Option<String>,
         /// Until: a date (2026-12-06: to its end, UTC) or an RFC 3339 time.
         #[arg(long, value_parser = crate::cli::when)]
         until: Option<String>,
+        /// The overview also shows Jarvis's own system-* domains.
+        #[arg(long, conflicts_with = "domain")]
+        include_system: bool,
+        /// Print the overview as JSON instead of a table (one domain/action is always JSON).
+        #[arg(long)]
+        json: bool,
     },
     /// What the learner recommends for a domain/action: parameters, timeout, confidence,
     /// alternatives, timeout warning (GET /api/v1/tasks/recommendations).
@@ -307,18 +315,33 @@ pub async fn run(connection: &Connection, command: TasksCommand) -> anyhow::Resu
             action,
             since,
             until,
+            include_system,
+            json,
         } => {
+            if domain.is_some() && action.is_none() {
+                return Err(anyhow::anyhow!(
+                    "give DOMAIN and ACTION, or neither for the overview"
+                ));
+            }
+            let overview = domain.is_none();
             let q = query(&[
-                ("domain", Some(domain)),
-                ("action", Some(action)),
+                ("domain", domain),
+                ("action", action),
                 ("since", since),
                 ("until", until),
+                ("includeSystem", include_system.then(|| "true".to_string())),
             ]);
-            json_text(
-                &client
-                    .get::<Stats>(&format!("/api/v1/tasks/history{q}"))
-                    .await?,
-            )?
+            let path = format!("/api/v1/tasks/history{q}");
+            if !overview {
+                json_text(&client.get::<Stats>(&path).await?)?
+            } else {
+                let all: Vec<Stats> = client.get(&path).await?;
+                if !json {
+                    crate::cli::out(&overview_table(&all));
+                    return Ok(ExitCode::SUCCESS);
+                }
+                json_text(&all)?
+            }
         }
         TasksCommand::Recommend { domain, action } => {
             let q = query(&[("domain", Some(domain)), ("action", Some(action))]);
@@ -396,6 +419,30 @@ pub fn wait_exit_code(status: TaskStatus) -> u8 {
         TaskStatus::Failed | TaskStatus::Cancelled => EXIT_TASK_FAILED,
         TaskStatus::Queued | TaskStatus::Running | TaskStatus::Waiting => EXIT_STILL_RUNNING,
     }
+}
+
+/// The overview as a table: one row per domain/action.
+fn overview_table(all: &[Stats]) -> String {
+    let mut rows = vec![[
+        "DOMAIN/ACTION".to_string(),
+        "RUNS".to_string(),
+        "SUCCESS".to_string(),
+        "AVG MS".to_string(),
+        "P95 MS".to_string(),
+        "LAST RUN".to_string(),
+    ]];
+    let or_dash = |v: Option<String>| v.unwrap_or_else(|| "-".to_string());
+    for s in all {
+        rows.push([
+            format!("{}/{}", s.domain, s.action),
+            s.total.to_string(),
+            or_dash(s.success_rate.map(|r| format!("{:.1} %", r * 100.0))),
+            or_dash(s.avg_duration_ms.map(|v| v.to_string())),
+            or_dash(s.p95_duration_ms.map(|v| v.to_string())),
+            or_dash(s.last_executed_at.map(|t| wire_time(&t))),
+        ]);
+    }
+    crate::client::columns(&rows, "(nothing ran in this range)")
 }
 
 /// A page of tasks as a table, with the command line of the next page under it.

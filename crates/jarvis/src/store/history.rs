@@ -101,6 +101,10 @@ pub trait HistoryReadStore: Send + Sync {
 
     /// Number of records (all, or of one task).
     async fn count_executions(&self, task_id: Option<Uuid>) -> Result<u64, StoreError>;
+
+    /// Every domain/action the rollups know (whatever the time range; the caller filters
+    /// by figures), sorted, at most `limit`.
+    async fn history_pairs(&self, limit: u32) -> Result<Vec<(String, String)>, StoreError>;
 }
 
 /// What differs by dialect in writing the history.
@@ -230,6 +234,10 @@ pub(crate) const HOURLY_ROLLUPS: [&str; 3] = [
     "task_duration_hourly",
     "task_failure_hourly",
 ];
+
+/// Every domain/action with a rollup, for the overview.
+pub(crate) const PAIRS: &str = "\
+SELECT DISTINCT domain, action FROM task_stats_hourly ORDER BY domain, action LIMIT $1";
 
 /// The summed totals of a domain/action over an hour range (`CAST` rather than `::`, which
 /// SQLite lacks; `BIGINT` and `DOUBLE PRECISION` have integer and real affinity there).
@@ -444,6 +452,17 @@ macro_rules! impl_history_read_store {
                     .await
                     .map_err(|e| $crate::store::shared::SqlBackend::classify(self, e))?;
                 Ok(n.max(0) as u64)
+            }
+
+            async fn history_pairs(
+                &self,
+                limit: u32,
+            ) -> Result<Vec<(String, String)>, $crate::store::StoreError> {
+                sqlx::query_as($crate::store::history::PAIRS)
+                    .bind(i64::from(limit))
+                    .fetch_all($crate::store::shared::SqlBackend::reader(self))
+                    .await
+                    .map_err(|e| $crate::store::shared::SqlBackend::classify(self, e))
             }
         }
     };

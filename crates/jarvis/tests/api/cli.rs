@@ -953,3 +953,123 @@ async fn output_into_a_closed_pipe_ends_quietly() {
         assert_eq!(out.status.code(), Some(0), "{args:?}: {err}");
     }
 }
+
+both_backends!(
+    the_history_overview_shows_every_domain_action_that_ran,
+    |backend| async move {
+        let app = TestApp::spawn(backend).await;
+        let dir = app.env.dir.path().to_path_buf();
+        for action in ["beat", "beat", "mix"] {
+            app.run_task(json!({"domain": "noop", "action": action}))
+                .await;
+        }
+        // A system domain that ran, for the overview to leave out unless asked.
+        let now = chrono::Utc::now();
+        let system = jarvis::model::record::ExecutionRecord {
+            record_id: uuid::Uuid::now_v7(),
+            task_id: uuid::Uuid::now_v7(),
+            domain: "system-maintenance".into(),
+            action: "sweep".into(),
+            attempt: 1,
+            parameters: json!({}),
+            learned_parameters: None,
+            success: true,
+            duration_ms: 3,
+            impact_score: None,
+            failure_reason: None,
+            failure_group: None,
+            cost_usd: None,
+            correlation_id: None,
+            instance_id: None,
+            started_at: now,
+            finished_at: now,
+            timed_out: false,
+        };
+        app.state().store.insert_history(&[system]).await.unwrap();
+        let figures = |all: &Value| -> Vec<(String, i64)> {
+            all.as_array()
+                .unwrap_or_else(|| panic!("an overview is a list: {all}"))
+                .iter()
+                .map(|s| {
+                    (
+                        format!(
+                            "{}/{}",
+                            s["domain"].as_str().unwrap(),
+                            s["action"].as_str().unwrap()
+                        ),
+                        s["total"].as_i64().unwrap(),
+                    )
+                })
+                .collect()
+        };
+        let overview = |q: &'static str| {
+            let app = &app;
+            async move {
+                eventually_some(LIMIT, "the overview's figures", || async move {
+                    let all = app.data(&format!("/api/v1/tasks/history{q}")).await;
+                    let f = figures(&all);
+                    (f.iter().map(|(_, n)| n).sum::<i64>() >= 3).then_some(f)
+                })
+                .await
+            }
+        };
+        assert_eq!(
+            overview("").await,
+            vec![("noop/beat".into(), 2), ("noop/mix".into(), 1)]
+        );
+        let with_system = overview("?includeSystem=true").await;
+        assert!(
+            with_system.contains(&("system-maintenance/sweep".into(), 1)),
+            "{with_system:?}"
+        );
+        // A range with no runs: nothing to show.
+        let none = app.data("/api/v1/tasks/history?since=2999-01-01").await;
+        assert_eq!(none, json!([]));
+        // includeSystem belongs to the overview only.
+        let r = app
+            .get("/api/v1/tasks/history?domain=noop&action=mix&includeSystem=true")
+            .await;
+        assert_error(r, 400, "invalid_query").await;
+
+        // The CLI: a table by default, the figures with --json.
+        let out = jarvis(&["tasks", "stats", "--url", &app.address], vars(&[]), &dir).await;
+        let (table, err) = text(&out);
+        assert!(out.status.success(), "{err}");
+        let lines: Vec<&str> = table.lines().collect();
+        assert!(
+            lines[0].starts_with("DOMAIN/ACTION") && lines[0].contains("P95 MS"),
+            "{table}"
+        );
+        assert!(
+            lines[1].starts_with("noop/beat") && lines[2].starts_with("noop/mix"),
+            "{table}"
+        );
+        assert_eq!(lines.len(), 3, "{table}");
+        let out = jarvis(
+            &[
+                "tasks",
+                "stats",
+                "--json",
+                "--since",
+                "2999-01-01",
+                "--url",
+                &app.address,
+            ],
+            vars(&[]),
+            &dir,
+        )
+        .await;
+        assert_eq!(text(&out).0.trim(), "[]");
+        let out = jarvis(
+            &["tasks", "stats", "noop", "--url", &app.address],
+            vars(&[]),
+            &dir,
+        )
+        .await;
+        assert!(
+            !out.status.success(),
+            "DOMAIN without ACTION is refused: {out:?}"
+        );
+        app.stop().await;
+    }
+);
