@@ -5,7 +5,7 @@ use clap::Subcommand;
 use serde_json::Value;
 
 use crate::api::types::{wire_time, AgentSpec};
-use crate::cli::services::{body_object, labelled};
+use crate::cli::{labelled, print_one, put_body};
 use crate::client::{json_text, Connection};
 
 /// `jarvis agents …`
@@ -108,18 +108,15 @@ pub async fn run(
             use_learned,
             body,
         } => {
-            let mut fields = body_object(body.as_deref())?;
-            let given = [
-                ("url", address.map(Value::from)),
-                ("timeoutMs", timeout_ms.map(Value::from)),
-                ("useLearned", use_learned.map(Value::from)),
-            ];
-            for (k, v) in given {
-                if let Some(v) = v {
-                    fields.insert(k.into(), v);
-                }
-            }
-            client.put(&path(&domain), &Value::Object(fields)).await?
+            let fields = put_body(
+                body.as_deref(),
+                [
+                    ("url", address.map(Value::from)),
+                    ("timeoutMs", timeout_ms.map(Value::from)),
+                    ("useLearned", use_learned.map(Value::from)),
+                ],
+            )?;
+            client.put(&path(&domain), &fields).await?
         }
         AgentsCommand::Delete { domain } => {
             client.delete::<()>(&path(&domain)).await?;
@@ -127,12 +124,7 @@ pub async fn run(
             return Ok(());
         }
     };
-    if json {
-        crate::cli::outln(&json_text(&one)?);
-    } else {
-        crate::cli::out(&detail(&one));
-    }
-    Ok(())
+    print_one(json, &one, detail)
 }
 
 #[cfg(test)]

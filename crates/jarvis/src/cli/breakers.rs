@@ -4,8 +4,6 @@
 //! `failureCount`, `FAILURES` is the total `failures` of the JSON); `show` prints every field
 //! of one breaker, labelled.
 
-use std::fmt::Write as _;
-
 use clap::Subcommand;
 use serde_json::Value;
 
@@ -106,10 +104,7 @@ pub fn detail(views: &BreakerViews) -> String {
             ("next attempt at", or_dash(&b.next_attempt_at)),
             ("generation", b.generation.to_string()),
         ];
-        let width = lines.iter().map(|(l, _)| l.len()).max().unwrap_or(0) + 1;
-        for (label, value) in lines {
-            let _ = writeln!(out, "{:<width$} {value}", format!("{label}:"));
-        }
+        out.push_str(&crate::cli::labelled(&lines));
     }
     out
 }

@@ -13,6 +13,7 @@ pub mod schedules;
 pub mod services;
 pub mod tasks;
 
+use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::PathBuf;
 
@@ -163,6 +164,52 @@ pub fn out(text: &str) {
 /// [`out`] with a newline after `text`.
 pub fn outln(text: &str) {
     out(&format!("{text}\n"));
+}
+
+/// The body of a `put` command: the `--body` JSON object (if any) with the fields given as
+/// options set over it.
+pub fn put_body<'a>(
+    body: Option<&str>,
+    given: impl IntoIterator<Item = (&'a str, Option<serde_json::Value>)>,
+) -> anyhow::Result<serde_json::Value> {
+    let mut fields = match body {
+        None => serde_json::Map::new(),
+        Some(text) => match serde_json::from_str::<serde_json::Value>(text) {
+            Ok(serde_json::Value::Object(m)) => m,
+            Ok(_) => anyhow::bail!("--body must be a JSON object"),
+            Err(e) => anyhow::bail!("--body is not JSON: {e}"),
+        },
+    };
+    for (k, v) in given {
+        if let Some(v) = v {
+            fields.insert(k.into(), v);
+        }
+    }
+    Ok(serde_json::Value::Object(fields))
+}
+
+/// `label: value` lines, the values aligned.
+pub fn labelled(lines: &[(&str, String)]) -> String {
+    let width = lines.iter().map(|(l, _)| l.len()).max().unwrap_or(0) + 1;
+    let mut out = String::new();
+    for (label, value) in lines {
+        let _ = writeln!(out, "{:<width$} {value}", format!("{label}:"));
+    }
+    out
+}
+
+/// Prints one item: as JSON with `--json`, else as its labelled `detail`.
+pub fn print_one<T: serde::Serialize>(
+    json: bool,
+    one: &T,
+    detail: impl Fn(&T) -> String,
+) -> anyhow::Result<()> {
+    if json {
+        outln(&crate::client::json_text(one)?);
+    } else {
+        out(&detail(one));
+    }
+    Ok(())
 }
 
 /// A `--since`/`--until` value, checked as the API checks it ([`crate::timeparse`]: an RFC 3339

@@ -1,10 +1,10 @@
 //! `jarvis services [list|show|put|delete]`: the monitored services of a running Jarvis
 //! (`/api/v1/services`), registered and inspected from a terminal.
 
-use std::fmt::Write as _;
-
 use clap::Subcommand;
-use serde_json::{Map, Value};
+use serde_json::Value;
+
+use crate::cli::{labelled, print_one, put_body};
 
 use crate::api::types::ServiceSpec;
 use crate::client::{json_text, Connection};
@@ -57,18 +57,6 @@ pub enum ServicesCommand {
         /// The service's name.
         name: String,
     },
-}
-
-/// A `--body` option as a JSON object.
-pub(crate) fn body_object(body: Option<&str>) -> anyhow::Result<Map<String, Value>> {
-    match body {
-        None => Ok(Map::new()),
-        Some(text) => match serde_json::from_str::<Value>(text) {
-            Ok(Value::Object(m)) => Ok(m),
-            Ok(_) => anyhow::bail!("--body must be a JSON object"),
-            Err(e) => anyhow::bail!("--body is not JSON: {e}"),
-        },
-    }
 }
 
 /// The table of `jarvis services`: a row per service.
@@ -134,16 +122,6 @@ pub fn detail(s: &ServiceSpec) -> String {
     labelled(&lines)
 }
 
-/// `label: value` lines, the values aligned.
-pub(crate) fn labelled(lines: &[(&str, String)]) -> String {
-    let width = lines.iter().map(|(l, _)| l.len()).max().unwrap_or(0) + 1;
-    let mut out = String::new();
-    for (label, value) in lines {
-        let _ = writeln!(out, "{:<width$} {value}", format!("{label}:"));
-    }
-    out
-}
-
 /// Runs one `jarvis services` command and prints the answer (`--json`: the `data` as JSON).
 pub async fn run(
     connection: &Connection,
@@ -174,25 +152,22 @@ pub async fn run(
             degraded_latency_ms,
             body,
         } => {
-            let mut fields = body_object(body.as_deref())?;
-            let given = [
-                ("url", address.map(Value::from)),
-                ("intervalMs", interval_ms.map(Value::from)),
-                ("timeoutMs", timeout_ms.map(Value::from)),
-                ("critical", critical.then_some(Value::Bool(true))),
-                (
-                    "expectedStatus",
-                    (!expected_status.is_empty()).then(|| Value::from(expected_status)),
-                ),
-                ("method", method.map(Value::from)),
-                ("degradedLatencyMs", degraded_latency_ms.map(Value::from)),
-            ];
-            for (k, v) in given {
-                if let Some(v) = v {
-                    fields.insert(k.into(), v);
-                }
-            }
-            client.put(&path(&name), &Value::Object(fields)).await?
+            let fields = put_body(
+                body.as_deref(),
+                [
+                    ("url", address.map(Value::from)),
+                    ("intervalMs", interval_ms.map(Value::from)),
+                    ("timeoutMs", timeout_ms.map(Value::from)),
+                    ("critical", critical.then_some(Value::Bool(true))),
+                    (
+                        "expectedStatus",
+                        (!expected_status.is_empty()).then(|| Value::from(expected_status)),
+                    ),
+                    ("method", method.map(Value::from)),
+                    ("degradedLatencyMs", degraded_latency_ms.map(Value::from)),
+                ],
+            )?;
+            client.put(&path(&name), &fields).await?
         }
         ServicesCommand::Delete { name } => {
             client.delete::<()>(&path(&name)).await?;
@@ -200,12 +175,7 @@ pub async fn run(
             return Ok(());
         }
     };
-    if json {
-        crate::cli::outln(&json_text(&one)?);
-    } else {
-        crate::cli::out(&detail(&one));
-    }
-    Ok(())
+    print_one(json, &one, detail)
 }
 
 #[cfg(test)]
@@ -254,7 +224,7 @@ mod tests {
                 "updated at:      2026-01-01T00:00:01.500Z\n",
             )
         );
-        assert!(body_object(Some("[1]")).is_err());
-        assert!(body_object(Some("{")).is_err());
+        assert!(crate::cli::put_body(Some("[1]"), []).is_err());
+        assert!(crate::cli::put_body(Some("{"), []).is_err());
     }
 }
