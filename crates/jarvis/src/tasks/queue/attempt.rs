@@ -38,29 +38,14 @@ impl TaskQueue {
                         retry_in_ms = NO_AGENT_RECHECK.as_millis() as u64,
                         "no agent is registered for the domain; task waits without spending an attempt"
                     );
-                    self.metrics
-                        .waiting(task.domain.as_str(), task.action.as_str());
-                    self.settle(
+                    self.wait_unspent(
                         &task,
-                        Settlement {
-                            id: task.id,
-                            attempt: task.attempts,
-                            status: TaskStatus::Waiting,
-                            attempts_delta: -1,
-                            run_at: Some(
-                                self.now()
-                                    + chrono::TimeDelta::from_std(NO_AGENT_RECHECK)
-                                        .unwrap_or(chrono::TimeDelta::seconds(2)),
-                            ),
-                            result: None,
-                            error: Some(format!(
-                                "no agent is registered for domain {d}: waiting for one \
-                                 (PUT /api/v1/agents/{d})",
-                                d = task.domain
-                            )),
-                            finished_at: None,
-                            duration_ms: None,
-                        },
+                        NO_AGENT_RECHECK,
+                        format!(
+                            "no agent is registered for domain {d}: waiting for one \
+                             (PUT /api/v1/agents/{d})",
+                            d = task.domain
+                        ),
                     );
                     return;
                 }
@@ -83,28 +68,13 @@ impl TaskQueue {
                     retry_in_ms = delay.as_millis() as u64,
                     "circuit breaker of the agent is OPEN; task waits without spending an attempt"
                 );
-                self.metrics
-                    .waiting(task.domain.as_str(), task.action.as_str());
-                self.settle(
+                self.wait_unspent(
                     &task,
-                    Settlement {
-                        id: task.id,
-                        attempt: task.attempts,
-                        status: TaskStatus::Waiting,
-                        attempts_delta: -1,
-                        run_at: Some(
-                            self.now()
-                                + chrono::TimeDelta::from_std(delay)
-                                    .unwrap_or(chrono::TimeDelta::seconds(1)),
-                        ),
-                        result: None,
-                        error: Some(format!(
-                            "{rejected}: waiting for the circuit of {} to close",
-                            task.domain
-                        )),
-                        finished_at: None,
-                        duration_ms: None,
-                    },
+                    delay,
+                    format!(
+                        "{rejected}: waiting for the circuit of {} to close",
+                        task.domain
+                    ),
                 );
                 return;
             }
@@ -181,6 +151,28 @@ impl TaskQueue {
                 self.interrupted(&task, started_at, clock, why);
             }
         }
+    }
+
+    /// Puts a claimed task back to `waiting` for `delay` without spending the attempt (no agent
+    /// yet, an open circuit): nothing was called, so nothing is recorded.
+    fn wait_unspent(&self, task: &Task, delay: Duration, why: String) {
+        self.metrics
+            .waiting(task.domain.as_str(), task.action.as_str());
+        let delay = chrono::TimeDelta::from_std(delay).unwrap_or(chrono::TimeDelta::seconds(1));
+        self.settle(
+            task,
+            Settlement {
+                id: task.id,
+                attempt: task.attempts,
+                status: TaskStatus::Waiting,
+                attempts_delta: -1,
+                run_at: Some(self.now() + delay),
+                result: None,
+                error: Some(why),
+                finished_at: None,
+                duration_ms: None,
+            },
+        );
     }
 
     pub(super) fn backoff(&self, attempt: u32) -> Duration {
