@@ -147,7 +147,10 @@ async fn postgres_kill_and_outage_keep_one_record_per_attempt() {
         .set("JARVIS_CONCURRENCY", "8")
         .set("JARVIS_TASK_RETRY_BASE_MS", "20")
         .set("JARVIS_HEALTH_MONITOR", "false");
-    let agent = TestAgent::start(Behaviour::Delay(Duration::from_millis(40))).await;
+    // Calls long enough that the ones seen in flight are still in flight when the SIGKILL
+    // lands, also on a loaded machine (with 40 ms they sometimes finished in between, and the
+    // victim had nothing left to be interrupted).
+    let agent = TestAgent::start(Behaviour::Delay(Duration::from_millis(150))).await;
     let base_dir = env.dir.path().to_path_buf();
     env.set("JARVIS_INSTANCE_ID", "victim").set(
         "JARVIS_DATA_DIR",
