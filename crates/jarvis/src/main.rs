@@ -158,7 +158,7 @@ async fn run(cli: Cli) -> ExitCode {
         Command::Config {
             command: ConfigCommand::Check,
         } => {
-            jarvis::cli::outln(
+            jarvis::cli::common::outln(
                 &serde_json::to_string_pretty(&config.masked_view()).unwrap_or_default(),
             );
             eprintln!("configuration OK");
@@ -236,9 +236,9 @@ async fn health(connection: &Connection, args: jarvis::cli::HealthArgs) -> ExitC
         }
     };
     if args.json {
-        jarvis::cli::outln(&jarvis::client::json_text(&data).unwrap_or_default());
+        jarvis::cli::common::outln(&jarvis::client::json_text(&data).unwrap_or_default());
     } else {
-        jarvis::cli::out(&report::table(&data));
+        jarvis::cli::common::out(&report::table(&data));
     }
     if data.status == jarvis::health::Overall::Fail {
         ExitCode::from(1)

@@ -5,7 +5,7 @@ use clap::Subcommand;
 use serde_json::Value;
 
 use crate::api::types::{wire_time, AgentSpec};
-use crate::cli::{labelled, print_one, put_body};
+use crate::cli::common::{labelled, print_one, put_body};
 use crate::client::{json_text, Connection};
 
 /// `jarvis agents …`
@@ -94,9 +94,9 @@ pub async fn run(
         AgentsCommand::List => {
             let all: Vec<AgentSpec> = client.get("/api/v1/agents").await?;
             if json {
-                crate::cli::outln(&json_text(&all)?);
+                crate::cli::common::outln(&json_text(&all)?);
             } else {
-                crate::cli::out(&table(&all));
+                crate::cli::common::out(&table(&all));
             }
             return Ok(());
         }
@@ -120,7 +120,7 @@ pub async fn run(
         }
         AgentsCommand::Delete { domain } => {
             client.delete::<()>(&path(&domain)).await?;
-            crate::cli::outln(&format!("agent of domain {domain} deleted"));
+            crate::cli::common::outln(&format!("agent of domain {domain} deleted"));
             return Ok(());
         }
     };

@@ -104,7 +104,7 @@ pub fn detail(views: &BreakerViews) -> String {
             ("next attempt at", or_dash(&b.next_attempt_at)),
             ("generation", b.generation.to_string()),
         ];
-        out.push_str(&crate::cli::labelled(&lines));
+        out.push_str(&crate::cli::common::labelled(&lines));
     }
     out
 }
@@ -151,11 +151,11 @@ pub async fn run(
         }
     };
     if json {
-        crate::cli::outln(&json_text(&views)?);
+        crate::cli::common::outln(&json_text(&views)?);
     } else if labelled {
-        crate::cli::out(&detail(&views));
+        crate::cli::common::out(&detail(&views));
     } else {
-        crate::cli::out(&table(&views));
+        crate::cli::common::out(&table(&views));
     }
     Ok(())
 }

@@ -17,10 +17,10 @@ pub enum HealthCommand {
         /// The service's name.
         name: String,
         /// From this time: a date (2026-12-06: from its start, UTC) or an RFC 3339 time.
-        #[arg(long, value_parser = crate::cli::when)]
+        #[arg(long, value_parser = crate::cli::common::when)]
         since: Option<String>,
         /// Before this time: a date (2026-12-06: to its end, UTC) or an RFC 3339 time.
-        #[arg(long, value_parser = crate::cli::when)]
+        #[arg(long, value_parser = crate::cli::common::when)]
         until: Option<String>,
         /// At most this many results (1–1000).
         #[arg(long, default_value_t = 100)]
@@ -51,9 +51,9 @@ pub async fn run(
                 .get(&format!("/api/v1/health/services/{name}/history{q}"))
                 .await?;
             if json {
-                crate::cli::outln(&json_text(&view)?);
+                crate::cli::common::outln(&json_text(&view)?);
             } else {
-                crate::cli::out(&history_table(&view));
+                crate::cli::common::out(&history_table(&view));
             }
         }
     }

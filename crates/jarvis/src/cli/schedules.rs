@@ -100,9 +100,9 @@ pub async fn run(
         SchedulesCommand::List => {
             let all: Vec<ScheduleView> = client.get("/api/v1/schedules").await?;
             if json {
-                crate::cli::outln(&json_text(&all)?);
+                crate::cli::common::outln(&json_text(&all)?);
             } else {
-                crate::cli::out(&table(&all));
+                crate::cli::common::out(&table(&all));
             }
             return Ok(());
         }
@@ -119,14 +119,14 @@ pub async fn run(
         }
         SchedulesCommand::Delete { name } => {
             client.delete::<()>(&path(&name)).await?;
-            crate::cli::outln(&format!("schedule {name} deleted"));
+            crate::cli::common::outln(&format!("schedule {name} deleted"));
             return Ok(());
         }
     };
     if json {
-        crate::cli::outln(&json_text(&one)?);
+        crate::cli::common::outln(&json_text(&one)?);
     } else {
-        crate::cli::out(&detail(&one));
+        crate::cli::common::out(&detail(&one));
     }
     Ok(())
 }

@@ -4,7 +4,7 @@
 use clap::Subcommand;
 use serde_json::Value;
 
-use crate::cli::{labelled, print_one, put_body};
+use crate::cli::common::{labelled, print_one, put_body};
 
 use crate::api::types::ServiceSpec;
 use crate::client::{json_text, Connection};
@@ -134,9 +134,9 @@ pub async fn run(
         ServicesCommand::List => {
             let all: Vec<ServiceSpec> = client.get("/api/v1/services").await?;
             if json {
-                crate::cli::outln(&json_text(&all)?);
+                crate::cli::common::outln(&json_text(&all)?);
             } else {
-                crate::cli::out(&table(&all));
+                crate::cli::common::out(&table(&all));
             }
             return Ok(());
         }
@@ -171,7 +171,7 @@ pub async fn run(
         }
         ServicesCommand::Delete { name } => {
             client.delete::<()>(&path(&name)).await?;
-            crate::cli::outln(&format!("service {name} deleted"));
+            crate::cli::common::outln(&format!("service {name} deleted"));
             return Ok(());
         }
     };
@@ -224,7 +224,7 @@ mod tests {
                 "updated at:      2026-01-01T00:00:01.500Z\n",
             )
         );
-        assert!(crate::cli::put_body(Some("[1]"), []).is_err());
-        assert!(crate::cli::put_body(Some("{"), []).is_err());
+        assert!(crate::cli::common::put_body(Some("[1]"), []).is_err());
+        assert!(crate::cli::common::put_body(Some("{"), []).is_err());
     }
 }

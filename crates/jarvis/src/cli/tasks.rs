@@ -109,10 +109,10 @@ pub enum TasksCommand {
         #[arg(requires = "domain")]
         action: Option<String>,
         /// From: a date (2026-12-06: from its start, UTC) or an RFC 3339 time.
-        #[arg(long, value_parser = crate::cli::when)]
+        #[arg(long, value_parser = crate::cli::common::when)]
         since: Option<String>,
         /// Until: a date (2026-12-06: to its end, UTC) or an RFC 3339 time.
-        #[arg(long, value_parser = crate::cli::when)]
+        #[arg(long, value_parser = crate::cli::common::when)]
         until: Option<String>,
         /// The overview also shows Jarvis's own system-* domains.
         #[arg(long, conflicts_with = "domain")]
@@ -145,10 +145,10 @@ pub enum TasksCommand {
         #[arg(long)]
         correlation_id: Option<String>,
         /// Submitted at or after: a date (2026-12-06: from its start, UTC) or an RFC 3339 time.
-        #[arg(long, value_parser = crate::cli::when)]
+        #[arg(long, value_parser = crate::cli::common::when)]
         since: Option<String>,
         /// Submitted before: a date (2026-12-06: to its end, UTC) or an RFC 3339 time.
-        #[arg(long, value_parser = crate::cli::when)]
+        #[arg(long, value_parser = crate::cli::common::when)]
         until: Option<String>,
         /// Show system tasks (domain system-*, such as system-health) too.
         #[arg(long)]
@@ -183,10 +183,10 @@ pub enum TasksCommand {
         #[arg(long)]
         correlation_id: Option<String>,
         /// Finished at or after: a date (2026-12-06: from its start, UTC) or an RFC 3339 time.
-        #[arg(long, value_parser = crate::cli::when)]
+        #[arg(long, value_parser = crate::cli::common::when)]
         since: Option<String>,
         /// Finished before: a date (2026-12-06: to its end, UTC) or an RFC 3339 time.
-        #[arg(long, value_parser = crate::cli::when)]
+        #[arg(long, value_parser = crate::cli::common::when)]
         until: Option<String>,
         /// Show system records (domain system-*) too.
         #[arg(long)]
@@ -285,7 +285,7 @@ pub async fn run(connection: &Connection, command: TasksCommand) -> anyhow::Resu
                 Some(ms) => {
                     let path = format!("/api/v1/execute?wait=true&waitMs={ms}");
                     let task: TaskView = client.post(&path, &body).await?;
-                    crate::cli::outln(&json_text(&task)?);
+                    crate::cli::common::outln(&json_text(&task)?);
                     return Ok(ExitCode::from(wait_exit_code(task.status)));
                 }
                 None => json_text(&client.post::<Accepted>("/api/v1/execute", &body).await?)?,
@@ -337,7 +337,7 @@ pub async fn run(connection: &Connection, command: TasksCommand) -> anyhow::Resu
             } else {
                 let all: Vec<Stats> = client.get(&path).await?;
                 if !json {
-                    crate::cli::out(&overview_table(&all));
+                    crate::cli::common::out(&overview_table(&all));
                     return Ok(ExitCode::SUCCESS);
                 }
                 json_text(&all)?
@@ -375,7 +375,7 @@ pub async fn run(connection: &Connection, command: TasksCommand) -> anyhow::Resu
             ]);
             let page: TaskPage = client.get(&format!("/api/v1/tasks{q}")).await?;
             if !json {
-                crate::cli::out(&task_table(&page));
+                crate::cli::common::out(&task_table(&page));
                 return Ok(ExitCode::SUCCESS);
             }
             json_text(&page)?
@@ -408,7 +408,7 @@ pub async fn run(connection: &Connection, command: TasksCommand) -> anyhow::Resu
             json_text(&page)?
         }
     };
-    crate::cli::outln(&text);
+    crate::cli::common::outln(&text);
     Ok(ExitCode::SUCCESS)
 }
 
