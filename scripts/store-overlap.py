@@ -8,14 +8,19 @@ at most one SQLite line. Before comparing, `$N`/`?N` placeholders, backend names
 (sqlite, postgres, postgresql, pg) and pool names (reader, writer, pool, read, write,
 queue_pool) are normalised. Prints the counts and the share; the target is under 25 %.
 
-Usage: python3 scripts/store-overlap.py [STORE_DIR]   (default crates/jarvis/src/store)
+Usage: python3 scripts/store-overlap.py [--kinds] [STORE_DIR]   (default crates/jarvis/src/store)
+
+--kinds also sorts the matching lines by kind (punctuation, signatures and declarations, imports
+and modules, other) and prints the "other" ones.
 """
 import collections
 import pathlib
 import re
 import sys
 
-ROOT = pathlib.Path(sys.argv[1] if len(sys.argv) > 1 else "crates/jarvis/src/store")
+ARGS = [a for a in sys.argv[1:] if a != "--kinds"]
+KINDS = "--kinds" in sys.argv[1:]
+ROOT = pathlib.Path(ARGS[0] if ARGS else "crates/jarvis/src/store")
 
 
 def backend_files(name):
@@ -46,9 +51,30 @@ def code_lines(files):
 sqlite = code_lines(backend_files("sqlite"))
 postgres = collections.Counter(code_lines(backend_files("postgres")))
 matching = 0
+matched = []
 for line in sqlite:
     if postgres[line] > 0:
         postgres[line] -= 1
         matching += 1
+        matched.append(line)
 share = 100 * matching / max(len(sqlite), 1)
 print(f"SQLite backend: {len(sqlite)} code lines, {matching} match a PostgreSQL line ({share:.0f} %)")
+
+
+def kind(line):
+    if re.fullmatch(r"[\]\)\}\{;,.?]*", line) or line in (".await?;", ".await", "Ok(())"):
+        return "punctuation or .await"
+    if line.startswith(("use ", "mod ")) or line.startswith("missing_keys"):
+        return "imports and modules"
+    if re.match(r"(async fn|&self|[a-z_]+: .*,$|\) -> Result|fn |impl |#\[async_trait\]|const |type |pub struct|static )", line):
+        return "signatures and declarations"
+    return "other"
+
+
+if KINDS:
+    kinds = collections.Counter(kind(l) for l in matched)
+    for k, n in kinds.most_common():
+        print(f"  {n:4} {k}")
+    for line in matched:
+        if kind(line) == "other":
+            print(f"       other: {line}")
