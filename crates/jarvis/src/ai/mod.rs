@@ -196,6 +196,9 @@ pub struct Reply {
     pub status: u16,
     /// The provider's `Content-Type`.
     pub content_type: Option<String>,
+    /// The provider's headers a caller's client acts on (`Retry-After`, `x-ratelimit-*`,
+    /// `openai-*`, `x-request-id`), passed on.
+    pub headers: reqwest::header::HeaderMap,
     /// The deployment that answered.
     pub deployment: &'static str,
     /// The body.
@@ -351,20 +354,14 @@ impl Gateway {
         if stream {
             self.stream(deployment, admission, request, call).await
         } else {
-            let (status, content_type, bytes) =
-                self.whole(deployment, admission, request, &call).await?;
+            let answer = self.whole(deployment, admission, request, &call).await?;
             let usage = (200..300)
-                .contains(&status)
-                .then(|| serde_json::from_slice::<WithUsage>(&bytes).ok())
+                .contains(&answer.status)
+                .then(|| serde_json::from_slice::<WithUsage>(&answer.bytes).ok())
                 .flatten()
                 .and_then(|u| u.usage);
-            call.log(status, "answered", usage.as_ref());
-            Ok(Reply {
-                status,
-                content_type,
-                deployment: deployment.name,
-                body: ReplyBody::Full(bytes),
-            })
+            call.log(answer.status, "answered", usage.as_ref());
+            Ok(answer.reply(deployment.name))
         }
     }
 
@@ -382,19 +379,13 @@ impl Gateway {
             deployment: deployment.name,
             started: Instant::now(),
         };
-        let (status, content_type, bytes) =
-            self.whole(deployment, admission, request, &call).await?;
-        call.log(status, "answered", None);
-        if !(200..300).contains(&status) {
-            return Ok(Models::Refused(Box::new(Reply {
-                status,
-                content_type,
-                deployment: deployment.name,
-                body: ReplyBody::Full(bytes),
-            })));
+        let answer = self.whole(deployment, admission, request, &call).await?;
+        call.log(answer.status, "answered", None);
+        if !(200..300).contains(&answer.status) {
+            return Ok(Models::Refused(Box::new(answer.reply(deployment.name))));
         }
         let list: UpstreamModels =
-            serde_json::from_slice(&bytes).map_err(|e| AiError::BadAnswer {
+            serde_json::from_slice(&answer.bytes).map_err(|e| AiError::BadAnswer {
                 deployment: deployment.name,
                 detail: format!("GET /models is not a model list ({e})"),
             })?;
@@ -430,14 +421,20 @@ impl Gateway {
         admission: Admission,
         request: reqwest::RequestBuilder,
         call: &CallLog,
-    ) -> Result<(u16, Option<String>, Bytes), AiError> {
+    ) -> Result<Answer, AiError> {
         let total = self.timeouts.total;
         let answer = tokio::time::timeout(total, async {
             let response = request.send().await?;
             let status = response.status().as_u16();
             let content_type = content_type(&response);
+            let headers = passed_headers(response.headers());
             let bytes = response.bytes().await?;
-            Ok::<_, reqwest::Error>((status, content_type, bytes))
+            Ok::<_, reqwest::Error>(Answer {
+                status,
+                content_type,
+                headers,
+                bytes,
+            })
         })
         .await;
         match answer {
@@ -451,21 +448,22 @@ impl Gateway {
                 })
             }
             Ok(Err(e)) => Err(self.transport_failure(deployment, admission, e, call)),
-            Ok(Ok((status, content_type, bytes))) => {
+            Ok(Ok(mut answer)) => {
+                let status = answer.status;
                 settle(admission, status);
                 if (200..300).contains(&status) {
-                    return Ok((status, content_type, bytes));
+                    return Ok(answer);
                 }
-                let bytes = scrub(bytes, deployment.key.expose_secret());
+                answer.bytes = scrub(answer.bytes, deployment.key.expose_secret());
                 if status >= 500 {
                     call.log_failure(Some(status), "upstream error");
                     return Err(AiError::UpstreamFailed {
                         deployment: deployment.name,
                         status,
-                        message: error_message(&bytes),
+                        message: error_message(&answer.bytes),
                     });
                 }
-                Ok((status, content_type, bytes))
+                Ok(answer)
             }
         }
     }
@@ -500,6 +498,7 @@ impl Gateway {
         };
         let status = response.status().as_u16();
         let content_type = content_type(&response);
+        let headers = passed_headers(response.headers());
         if !(200..300).contains(&status) {
             // An error answer is small and not a stream: read it whole, as without streaming.
             let bytes = match tokio::time::timeout_at(deadline, response.bytes()).await {
@@ -520,6 +519,7 @@ impl Gateway {
             return Ok(Reply {
                 status,
                 content_type,
+                headers,
                 deployment: deployment.name,
                 body: ReplyBody::Full(bytes),
             });
@@ -540,6 +540,7 @@ impl Gateway {
         Ok(Reply {
             status,
             content_type,
+            headers,
             deployment: deployment.name,
             body: ReplyBody::Stream(UpstreamStream {
                 done: first.is_none(),
@@ -580,6 +581,42 @@ impl Gateway {
             detail,
         }
     }
+}
+
+/// A whole answer of the provider.
+struct Answer {
+    status: u16,
+    content_type: Option<String>,
+    headers: reqwest::header::HeaderMap,
+    bytes: Bytes,
+}
+
+impl Answer {
+    fn reply(self, deployment: &'static str) -> Reply {
+        Reply {
+            status: self.status,
+            content_type: self.content_type,
+            headers: self.headers,
+            deployment,
+            body: ReplyBody::Full(self.bytes),
+        }
+    }
+}
+
+/// The provider's headers that a caller's client acts on: when to retry (`Retry-After`,
+/// which OpenAI's SDKs honour on a 429), its rate-limit figures, its own request ID.
+fn passed_headers(from: &reqwest::header::HeaderMap) -> reqwest::header::HeaderMap {
+    let mut out = reqwest::header::HeaderMap::new();
+    for (name, value) in from {
+        let n = name.as_str();
+        if matches!(n, "retry-after" | "retry-after-ms" | "x-request-id")
+            || n.starts_with("x-ratelimit-")
+            || n.starts_with("openai-")
+        {
+            out.append(name.clone(), value.clone());
+        }
+    }
+    out
 }
 
 type ChunkStream = Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>;

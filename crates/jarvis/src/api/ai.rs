@@ -276,6 +276,7 @@ fn reply_response(reply: Reply) -> Response {
     };
     *response.status_mut() = status;
     let headers = response.headers_mut();
+    headers.extend(reply.headers);
     if let Some(ct) = reply
         .content_type
         .as_deref()

@@ -27,6 +27,8 @@ enum Upstream {
     Status(u16, Value),
     /// Never answers.
     Hang,
+    /// A stream that sends one event, then breaks the connection.
+    CutStream,
 }
 
 /// One request the mock received.
@@ -117,14 +119,39 @@ async fn mock_handle(
     let mode = mock.inner.mode.lock().unwrap().clone();
     match mode {
         Upstream::Status(code, answer) => {
-            return (StatusCode::from_u16(code).unwrap(), axum::Json(answer)).into_response()
+            let mut r = (StatusCode::from_u16(code).unwrap(), axum::Json(answer)).into_response();
+            if code == 429 {
+                r.headers_mut()
+                    .insert("retry-after", axum::http::HeaderValue::from_static("7"));
+            }
+            return r;
+        }
+        Upstream::CutStream => {
+            let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(2);
+            let release = mock.clone();
+            tokio::spawn(async move {
+                let _ = tx.send(Ok(chunk(0))).await;
+                release.inner.release.notified().await;
+                let _ = tx
+                    .send(Err(std::io::Error::other("the provider went away")))
+                    .await;
+            });
+            let events = futures_util::stream::unfold(rx, |mut rx| async move {
+                rx.recv().await.map(|item| (item, rx))
+            });
+            return Response::builder()
+                .header("content-type", "text/event-stream")
+                .body(Body::from_stream(events))
+                .unwrap();
         }
         Upstream::Hang => return std::future::pending::<Response>().await,
         Upstream::Normal => {}
     }
     match uri.path() {
         "/v1/chat/completions" if body["stream"] == true => sse(mock.clone()),
-        "/v1/chat/completions" => axum::Json(json!({
+        "/v1/chat/completions" => (
+            [("x-ratelimit-remaining-requests", "99"), ("openai-processing-ms", "5")],
+            axum::Json(json!({
             "id": "chatcmpl-1",
             "object": "chat.completion",
             "created": 1,
@@ -132,8 +159,9 @@ async fn mock_handle(
             "choices": [{"index": 0, "finish_reason": "stop",
                          "message": {"role": "assistant", "content": "hello there"}}],
             "usage": {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10}
-        }))
-        .into_response(),
+            })),
+        )
+            .into_response(),
         "/v1/embeddings" => axum::Json(json!({
             "object": "list",
             "data": [{"object": "embedding", "index": 0, "embedding": [0.25, -0.5]}],
@@ -242,6 +270,9 @@ async fn a_chat_completion_is_forwarded_with_the_model_rewritten_and_the_key_sen
         .unwrap();
     assert_eq!(r.headers()["x-jarvis-deployment"], "openai");
     assert_eq!(r.headers()["x-correlation-id"], "req-ai-chat-1");
+    // The provider's rate-limit headers reach the caller's client.
+    assert_eq!(r.headers()["x-ratelimit-remaining-requests"], "99");
+    assert_eq!(r.headers()["openai-processing-ms"], "5");
     let (s, body) = json(r).await;
     assert_eq!(s, 200, "{body}");
     assert_eq!(body["choices"][0]["message"]["content"], "hello there");
@@ -417,7 +448,13 @@ async fn an_upstream_5xx_is_a_502_and_a_breaker_failure_a_429_is_neither_a_4xx_a
     let limited = json!({"error": {"message": "Rate limit reached", "type": "requests",
                                    "param": null, "code": "rate_limit_exceeded"}});
     mock.set(Upstream::Status(429, limited.clone()));
-    let (s, body) = json(post(&app, "/v1/chat/completions", &chat).await).await;
+    let r = post(&app, "/v1/chat/completions", &chat).await;
+    assert_eq!(
+        r.headers()["retry-after"],
+        "7",
+        "the provider's Retry-After is passed on"
+    );
+    let (s, body) = json(r).await;
     assert_eq!((s, &body), (429, &limited));
     assert_eq!(breaker_failures(&app.breaker("ai-openai").await), 1);
 
@@ -697,26 +734,32 @@ async fn malformed_json_an_oversized_body_and_unknown_routes_answer_in_openais_s
         "{error}"
     );
 
-    let big = json!({"model": "gpt-4o-mini", "input": "x".repeat(4096)});
-    openai_error(
-        post(&app, "/v1/embeddings", &big).await,
-        413,
-        "payload_too_large",
-    )
-    .await;
-    // Without a Content-Length (chunked), cut while reading: the same answer.
+    // Announced by Content-Length: answered before the body is sent (a client pushing the
+    // whole body may see the connection close before it reads the answer).
+    let head = format!(
+        "POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n\
+         Content-Type: application/json\r\nContent-Length: 4096\r\nConnection: close\r\n\r\n"
+    );
+    let (status, body) = crate::registry::raw_request(app.port, &head).await;
+    assert_eq!(status, 413, "{body}");
+    let body: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(body["error"]["code"], "payload_too_large", "{body}");
+    assert_eq!(body["error"]["type"], "invalid_request_error", "{body}");
+    assert!(body.get("success").is_none(), "{body}");
+    // Without a Content-Length (chunked), cut while reading: the same answer. Its own client:
+    // the server closes that connection, which must not be pooled.
     let chunks = futures_util::stream::iter(
         (0..8).map(|_| Ok::<_, std::io::Error>(Bytes::from(vec![b' '; 1024]))),
     );
-    let r = app
-        .client
+    let r = reqwest::Client::new()
         .post(app.url("/v1/embeddings"))
         .bearer_auth(TOKEN)
         .body(reqwest::Body::wrap_stream(chunks))
         .send()
-        .await
-        .unwrap();
-    openai_error(r, 413, "payload_too_large").await;
+        .await;
+    if let Ok(r) = r {
+        openai_error(r, 413, "payload_too_large").await;
+    }
 
     openai_error(app.get("/v1/completions").await, 404, "not_found").await;
     let r = app.get("/v1/chat/completions").await;
@@ -791,4 +834,52 @@ async fn the_provider_key_is_never_in_a_log_line_or_an_error() {
         !text.contains("a private prompt"),
         "the prompt reached the log"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_the_provider_cuts_ends_cut_for_the_caller_and_is_a_breaker_failure() {
+    let mock = MockOpenAi::start().await;
+    mock.set(Upstream::CutStream);
+    // The cut comes after the first event was passed on (a cut before it is a 502).
+    let app = gateway(&mock, Backend::Sqlite, &[]).await;
+    let mut r = post(
+        &app,
+        "/v1/chat/completions",
+        &json!({"model": "gpt-4o-mini", "stream": true, "messages": []}),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let mut got = String::new();
+    while !got.contains("part-0") {
+        let c = tokio::time::timeout(Duration::from_secs(10), r.chunk())
+            .await
+            .unwrap()
+            .unwrap()
+            .expect("the first event");
+        got.push_str(std::str::from_utf8(&c).unwrap());
+    }
+    mock.release_stream();
+    let ended = loop {
+        match tokio::time::timeout(Duration::from_secs(10), r.chunk())
+            .await
+            .unwrap()
+        {
+            Ok(Some(c)) => got.push_str(std::str::from_utf8(&c).unwrap()),
+            Ok(None) => break "clean",
+            Err(_) => break "cut",
+        }
+    };
+    assert!(got.contains("part-0"), "{got}");
+    assert_eq!(
+        ended, "cut",
+        "the caller sees the stream break, not a clean end: {got}"
+    );
+    assert!(!got.contains("[DONE]"));
+    eventually(
+        Duration::from_secs(5),
+        "the cut counts as a failure",
+        || async { breaker_failures(&app.breaker("ai-openai").await) == 1 },
+    )
+    .await;
+    app.stop().await;
 }
