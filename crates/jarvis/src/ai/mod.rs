@@ -567,6 +567,8 @@ impl Gateway {
         let outcome = classify(&e);
         let detail = describe(&e, deployment.key.expose_secret());
         admission.record(outcome, &detail);
+        // The client has no total timeout of its own (the total and first-byte limits are
+        // tokio timeouts around the call), so its only timeout is the connect timeout.
         if outcome == Outcome::Timeout {
             call.log_failure(None, "timeout");
             return AiError::Timeout {
