@@ -179,7 +179,12 @@ impl Application {
             let scheduler = scheduler.clone();
             background.push(Box::new(move |stop| Box::pin(scheduler.run(stop))));
         }
+        let ai = Arc::new(
+            crate::ai::Gateway::new(&config.integrations, breakers.clone())
+                .context("building the AI gateway's HTTP client")?,
+        );
         let state = AppState {
+            ai,
             scheduler,
             health,
             requests: Arc::new(crate::emf::RequestStats::default()),

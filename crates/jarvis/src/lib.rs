@@ -35,6 +35,7 @@
 //!   the CLI alike.
 
 pub mod agents;
+pub mod ai;
 pub mod api;
 pub mod app;
 pub mod breakers;

@@ -2,6 +2,7 @@
 //! domain modules and shape the answer. Only this module knows about HTTP and JSON shapes.
 
 pub mod agents;
+pub mod ai;
 pub mod breakers;
 pub mod envelope;
 pub mod health;
@@ -81,6 +82,7 @@ pub fn router(state: AppState) -> Router {
         .route("/health", get(health::health))
         .merge(metrics)
         .nest("/api/v1", api)
+        .nest("/v1", ai::router(state.clone()))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(state.config.server.body_limit))
@@ -88,6 +90,9 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             middleware::limit_body,
         ))
+        // Inside `correlate` (which would put the envelope's correlation ID in), outside
+        // everything that answers an envelope error on `/v1/*`.
+        .layer(axum::middleware::from_fn(ai::openai_errors))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             middleware::correlate,

@@ -46,6 +46,8 @@ pub struct AppState {
     pub requests: Arc<RequestStats>,
     /// The scheduler of recurring tasks (told when a schedule changes through the API).
     pub scheduler: Arc<crate::schedules::Scheduler>,
+    /// The AI gateway's providers (`/v1/*`).
+    pub ai: Arc<crate::ai::Gateway>,
 }
 
 /// Requests served, counted by the access-log middleware.

@@ -36,7 +36,8 @@ settings! {
         var: "OPENAI_API_KEY",
         mask: Mask::Secret,
         view: "providers.openai",
-        help: "OpenAI key (secret; nothing uses it yet)",
+        help: "OpenAI key (secret): turns on `openai/<model>` and bare model names on `/v1/*` \
+               (the AI gateway)",
         ..Setting::PLAIN
     };
     /// `OPENAI_BASE_URL`.
@@ -83,6 +84,35 @@ settings! {
         help: "Gemini endpoint",
         ..Setting::PLAIN
     };
+    /// `JARVIS_AI_CONNECT_TIMEOUT_MS`.
+    AI_CONNECT_TIMEOUT_MS = Setting {
+        var: "JARVIS_AI_CONNECT_TIMEOUT_MS",
+        kind: Kind::Int { min: 100, max: 600_000 },
+        default: Default::Value("10000"),
+        view: "ai.connectTimeout",
+        help: "AI gateway (`/v1/*`): longest wait for a connection to a model provider",
+        ..Setting::PLAIN
+    };
+    /// `JARVIS_AI_TIMEOUT_MS`.
+    AI_TIMEOUT_MS = Setting {
+        var: "JARVIS_AI_TIMEOUT_MS",
+        kind: Kind::Int { min: 100, max: 3_600_000 },
+        default: Default::Value("600000"),
+        view: "ai.timeout",
+        help: "AI gateway: longest a whole non-streamed provider call may take (answer read \
+               included)",
+        ..Setting::PLAIN
+    };
+    /// `JARVIS_AI_FIRST_BYTE_TIMEOUT_MS`.
+    AI_FIRST_BYTE_TIMEOUT_MS = Setting {
+        var: "JARVIS_AI_FIRST_BYTE_TIMEOUT_MS",
+        kind: Kind::Int { min: 100, max: 3_600_000 },
+        default: Default::Value("60000"),
+        view: "ai.firstByteTimeout",
+        help: "AI gateway: longest a streamed call may wait for the first byte of the answer's \
+               body; once it arrived the stream has no total limit",
+        ..Setting::PLAIN
+    };
 }
 
 /// Optional Redis connection settings.
@@ -113,6 +143,17 @@ pub struct ProviderKeys {
     pub gemini_base_url: String,
 }
 
+/// Timeouts of the AI gateway's calls to model providers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AiTimeouts {
+    /// `JARVIS_AI_CONNECT_TIMEOUT_MS`: connecting to the provider.
+    pub connect: std::time::Duration,
+    /// `JARVIS_AI_TIMEOUT_MS`: a whole non-streamed call.
+    pub total: std::time::Duration,
+    /// `JARVIS_AI_FIRST_BYTE_TIMEOUT_MS`: a streamed call, until its first body byte.
+    pub first_byte: std::time::Duration,
+}
+
 /// Redis and the model providers.
 #[derive(Debug, Clone)]
 pub struct Integrations {
@@ -120,6 +161,8 @@ pub struct Integrations {
     pub redis: Option<RedisConfig>,
     /// Model provider keys.
     pub providers: ProviderKeys,
+    /// Timeouts of the calls to the providers.
+    pub ai_timeouts: AiTimeouts,
 }
 
 impl Integrations {
@@ -150,6 +193,11 @@ impl Integrations {
                 anthropic_base_url: r.get(&ANTHROPIC_BASE_URL)?,
                 gemini: r.opt(&GEMINI_API_KEY)?,
                 gemini_base_url: r.get(&GEMINI_BASE_URL)?,
+            },
+            ai_timeouts: AiTimeouts {
+                connect: r.get(&AI_CONNECT_TIMEOUT_MS)?,
+                total: r.get(&AI_TIMEOUT_MS)?,
+                first_byte: r.get(&AI_FIRST_BYTE_TIMEOUT_MS)?,
             },
         })
     }

@@ -5,6 +5,7 @@ mod agent_health;
 mod agents;
 mod helpers;
 
+mod ai;
 mod breakers;
 mod cli;
 mod cluster;

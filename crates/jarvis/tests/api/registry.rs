@@ -240,7 +240,7 @@ both_backends!(
 );
 
 /// Sends raw bytes and reads the answer (status, body) until the server closes.
-async fn raw_request(port: u16, head: &str) -> (u16, String) {
+pub(crate) async fn raw_request(port: u16, head: &str) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await

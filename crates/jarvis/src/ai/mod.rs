@@ -1,0 +1,910 @@
+//! The AI gateway's provider side: which deployment serves a model name, and the call to it
+//! through the deployment's circuit breaker.
+//!
+//! This first slice serves one deployment, `openai` (OpenAI, or any OpenAI-compatible server at
+//! `OPENAI_BASE_URL`), turned on by `OPENAI_API_KEY`. A request body is forwarded as the caller
+//! wrote it (tools, JSON mode and any other field pass through) with only `model` rewritten to
+//! the provider's name; the answer comes back as the provider gave it, a stream without being
+//! buffered. The HTTP side of Jarvis (routes, OpenAI's error shape) is `api::ai`.
+//!
+//! Every call asks the breaker `ai-openai` (from the shared registry, so its state is the same
+//! on every instance) first: an OPEN breaker refuses without a call. 5xx answers, timeouts and
+//! connection errors count as failures; other answers count as successes, except a 429, which
+//! counts as neither (the provider is up, the caller is over its rate limit). A stream that the
+//! caller abandons counts as neither; one the provider cuts counts as a failure.
+//!
+//! One log line per call (`ai call`): model, deployment, status, `latency_ms`, token usage when
+//! a non-streamed answer has `usage`; never the prompt, never the key.
+
+pub mod model;
+
+use std::fmt;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use futures_util::Stream;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::breakers::{Admission, BreakerRegistry, Outcome};
+use crate::config::{AiTimeouts, Integrations};
+use crate::correlation::{CorrelationId, HEADER as CORRELATION_HEADER};
+use crate::names::Name;
+
+pub use model::{resolve, Provider, ResolveError, Resolved};
+
+/// The breaker every call to the `openai` deployment goes through.
+pub const OPENAI_BREAKER: &str = "ai-openai";
+
+/// The deployment name of OpenAI (the `x-jarvis-deployment` header, the log's `deployment`).
+pub const OPENAI_DEPLOYMENT: &str = "openai";
+
+/// The provider's environment variable that turns the `openai` deployment on.
+pub const OPENAI_KEY_VAR: &str = "OPENAI_API_KEY";
+
+/// The most of a provider's error message quoted in a Jarvis error.
+const MAX_QUOTED: usize = 300;
+
+/// The routes that take a model and a body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `POST /chat/completions`.
+    ChatCompletions,
+    /// `POST /embeddings`.
+    Embeddings,
+}
+
+impl Endpoint {
+    fn path(self) -> &'static str {
+        match self {
+            Endpoint::ChatCompletions => "/chat/completions",
+            Endpoint::Embeddings => "/embeddings",
+        }
+    }
+}
+
+/// Why a call was not answered by the provider.
+#[derive(Debug)]
+pub enum AiError {
+    /// The request itself is wrong (not an object, no `model`); `param` names the field.
+    InvalidRequest {
+        /// What is wrong.
+        message: String,
+        /// The field, when one is at fault.
+        param: Option<&'static str>,
+    },
+    /// The model name cannot be served.
+    Model(ResolveError),
+    /// The provider is not configured: its key variable is not set.
+    NotConfigured {
+        /// The provider (`openai`).
+        provider: &'static str,
+        /// The variable to set.
+        var: &'static str,
+    },
+    /// The deployment's breaker is OPEN (or its half-open trial is taken): nothing was called.
+    BreakerOpen {
+        /// The deployment.
+        deployment: &'static str,
+        /// The breaker's name.
+        breaker: &'static str,
+        /// How long until the breaker lets a trial through, when known.
+        retry_after: Option<Duration>,
+    },
+    /// The provider did not answer in time.
+    Timeout {
+        /// The deployment.
+        deployment: &'static str,
+        /// Which limit ran out (`JARVIS_AI_TIMEOUT_MS` …).
+        limit: &'static str,
+        /// Its value.
+        after: Duration,
+    },
+    /// The provider could not be reached, or the connection failed while reading.
+    Unreachable {
+        /// The deployment.
+        deployment: &'static str,
+        /// What failed (no URL, no key).
+        detail: String,
+    },
+    /// The provider answered 5xx.
+    UpstreamFailed {
+        /// The deployment.
+        deployment: &'static str,
+        /// Its status.
+        status: u16,
+        /// Its error message, when it gave one (cut, key removed).
+        message: Option<String>,
+    },
+    /// The provider answered 2xx with something that is not what the route expects.
+    BadAnswer {
+        /// The deployment.
+        deployment: &'static str,
+        /// What is wrong with it.
+        detail: String,
+    },
+}
+
+impl fmt::Display for AiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AiError::InvalidRequest { message, .. } => f.write_str(message),
+            AiError::Model(e) => e.fmt(f),
+            AiError::NotConfigured { provider, var } => write!(
+                f,
+                "the {provider} provider is not configured on this Jarvis: set {var} in its \
+                 environment (and OPENAI_BASE_URL for an OpenAI-compatible server) and restart it"
+            ),
+            AiError::BreakerOpen {
+                deployment,
+                breaker,
+                retry_after,
+            } => {
+                write!(
+                    f,
+                    "the {deployment} deployment is failing: its circuit breaker '{breaker}' is \
+                     OPEN, so Jarvis did not call it"
+                )?;
+                if let Some(d) = retry_after {
+                    write!(f, "; try again in {} s", d.as_secs().max(1))?;
+                }
+                Ok(())
+            }
+            AiError::Timeout {
+                deployment,
+                limit,
+                after,
+            } => write!(
+                f,
+                "the {deployment} deployment did not answer within {} ms ({limit})",
+                after.as_millis()
+            ),
+            AiError::Unreachable { deployment, detail } => {
+                write!(
+                    f,
+                    "the {deployment} deployment could not be reached: {detail}"
+                )
+            }
+            AiError::UpstreamFailed {
+                deployment,
+                status,
+                message,
+            } => {
+                write!(f, "the {deployment} deployment failed with HTTP {status}")?;
+                if let Some(m) = message {
+                    write!(f, ": {m}")?;
+                }
+                Ok(())
+            }
+            AiError::BadAnswer { deployment, detail } => {
+                write!(
+                    f,
+                    "the {deployment} deployment gave an answer Jarvis cannot read: {detail}"
+                )
+            }
+        }
+    }
+}
+
+/// A provider's answer, passed on to the caller as it came.
+pub struct Reply {
+    /// The provider's status (2xx, or a 4xx passed through).
+    pub status: u16,
+    /// The provider's `Content-Type`.
+    pub content_type: Option<String>,
+    /// The provider's headers a caller's client acts on (`Retry-After`, `x-ratelimit-*`,
+    /// `openai-*`, `x-request-id`), passed on.
+    pub headers: reqwest::header::HeaderMap,
+    /// The deployment that answered.
+    pub deployment: &'static str,
+    /// The body.
+    pub body: ReplyBody,
+}
+
+/// A reply's body.
+pub enum ReplyBody {
+    /// Read whole (non-streamed answers, and every error answer).
+    Full(Bytes),
+    /// Passed through chunk by chunk as the provider sends it.
+    Stream(UpstreamStream),
+}
+
+/// One model a provider offers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelEntry {
+    /// The name to use on `/v1/*` (`openai/<provider's id>`).
+    pub id: String,
+    /// When the provider created it (Unix seconds), if it says.
+    pub created: Option<i64>,
+    /// Who owns it, as the provider says.
+    pub owned_by: Option<String>,
+}
+
+/// What `GET /models` got.
+pub enum Models {
+    /// The models, in the provider's order.
+    List(Vec<ModelEntry>),
+    /// The provider refused (4xx, e.g. a wrong key): its answer, passed on.
+    Refused(Box<Reply>),
+}
+
+/// One configured deployment.
+struct Deployment {
+    name: &'static str,
+    breaker: Name,
+    breaker_name: &'static str,
+    /// Without a trailing `/`.
+    base_url: String,
+    key: SecretString,
+}
+
+/// The gateway: the configured deployments, one pooled HTTP client for all their calls, and
+/// the breaker registry.
+pub struct Gateway {
+    client: reqwest::Client,
+    breakers: Arc<BreakerRegistry>,
+    openai: Option<Deployment>,
+    timeouts: AiTimeouts,
+}
+
+impl Gateway {
+    /// A gateway over the providers of `integrations` whose calls go through `breakers`.
+    pub fn new(
+        integrations: &Integrations,
+        breakers: Arc<BreakerRegistry>,
+    ) -> anyhow::Result<Gateway> {
+        let timeouts = integrations.ai_timeouts;
+        let client = reqwest::Client::builder()
+            .connect_timeout(timeouts.connect)
+            .tcp_nodelay(true)
+            .pool_idle_timeout(Duration::from_secs(90))
+            // A provider that redirects is answered as it answered; following would resend the
+            // key to wherever the redirect points.
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("jarvis-ai/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        let p = &integrations.providers;
+        let openai = p.openai.as_ref().map(|key| Deployment {
+            name: OPENAI_DEPLOYMENT,
+            breaker: Name::parse(OPENAI_BREAKER).expect("a valid breaker name"),
+            breaker_name: OPENAI_BREAKER,
+            base_url: p.openai_base_url.trim_end_matches('/').to_string(),
+            key: key.clone(),
+        });
+        Ok(Gateway {
+            client,
+            breakers,
+            openai,
+            timeouts,
+        })
+    }
+
+    fn deployment(&self, provider: Provider) -> Result<&Deployment, AiError> {
+        match provider {
+            Provider::OpenAi => self.openai.as_ref().ok_or(AiError::NotConfigured {
+                provider: "openai",
+                var: OPENAI_KEY_VAR,
+            }),
+        }
+    }
+
+    /// Sends `body` to `endpoint` of the deployment its `model` names, with `model` rewritten
+    /// to the provider's name. A chat body with `"stream": true` is answered as a stream (after
+    /// its first byte arrived, within `JARVIS_AI_FIRST_BYTE_TIMEOUT_MS`); anything else is read
+    /// whole within `JARVIS_AI_TIMEOUT_MS`. A 4xx answer is a [`Reply`] (passed on); a 5xx, a
+    /// timeout, a connection error or an OPEN breaker is an [`AiError`].
+    pub async fn call(
+        &self,
+        endpoint: Endpoint,
+        mut body: Value,
+        correlation: &CorrelationId,
+    ) -> Result<Reply, AiError> {
+        let Some(object) = body.as_object_mut() else {
+            return Err(AiError::InvalidRequest {
+                message: "the body must be a JSON object".into(),
+                param: None,
+            });
+        };
+        let model = match object.get("model") {
+            Some(Value::String(m)) => m.clone(),
+            Some(_) => {
+                return Err(AiError::InvalidRequest {
+                    message: "model must be a string (openai/<model> or a bare OpenAI model \
+                              name)"
+                        .into(),
+                    param: Some("model"),
+                })
+            }
+            None => {
+                return Err(AiError::InvalidRequest {
+                    message: "you must provide a model parameter (openai/<model> or a bare \
+                              OpenAI model name)"
+                        .into(),
+                    param: Some("model"),
+                })
+            }
+        };
+        let resolved = resolve(&model).map_err(AiError::Model)?;
+        let deployment = self.deployment(resolved.provider)?;
+        object.insert("model".into(), Value::String(resolved.upstream.clone()));
+        let stream = endpoint == Endpoint::ChatCompletions
+            && object.get("stream").and_then(Value::as_bool) == Some(true);
+        let payload = serde_json::to_vec(&body).expect("a JSON value serializes");
+
+        let admission = self.admit(deployment)?;
+        let mut request = self
+            .client
+            .post(format!("{}{}", deployment.base_url, endpoint.path()))
+            .bearer_auth(deployment.key.expose_secret())
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .header(CORRELATION_HEADER, correlation.as_str())
+            .body(payload);
+        if stream {
+            request = request.header(reqwest::header::ACCEPT, "text/event-stream");
+        }
+        let call = CallLog {
+            model,
+            deployment: deployment.name,
+            started: Instant::now(),
+        };
+        if stream {
+            self.stream(deployment, admission, request, call).await
+        } else {
+            let answer = self.whole(deployment, admission, request, &call).await?;
+            let usage = (200..300)
+                .contains(&answer.status)
+                .then(|| serde_json::from_slice::<WithUsage>(&answer.bytes).ok())
+                .flatten()
+                .and_then(|u| u.usage);
+            call.log(answer.status, "answered", usage.as_ref());
+            Ok(answer.reply(deployment.name))
+        }
+    }
+
+    /// The models of every configured provider (`openai/<id>`).
+    pub async fn models(&self, correlation: &CorrelationId) -> Result<Models, AiError> {
+        let deployment = self.deployment(Provider::OpenAi)?;
+        let admission = self.admit(deployment)?;
+        let request = self
+            .client
+            .get(format!("{}/models", deployment.base_url))
+            .bearer_auth(deployment.key.expose_secret())
+            .header(CORRELATION_HEADER, correlation.as_str());
+        let call = CallLog {
+            model: "(models)".into(),
+            deployment: deployment.name,
+            started: Instant::now(),
+        };
+        let answer = self.whole(deployment, admission, request, &call).await?;
+        call.log(answer.status, "answered", None);
+        if !(200..300).contains(&answer.status) {
+            return Ok(Models::Refused(Box::new(answer.reply(deployment.name))));
+        }
+        let list: UpstreamModels =
+            serde_json::from_slice(&answer.bytes).map_err(|e| AiError::BadAnswer {
+                deployment: deployment.name,
+                detail: format!("GET /models is not a model list ({e})"),
+            })?;
+        let prefix = Provider::OpenAi.prefix();
+        Ok(Models::List(
+            list.data
+                .into_iter()
+                .map(|m| ModelEntry {
+                    id: format!("{prefix}/{}", m.id),
+                    created: m.created,
+                    owned_by: m.owned_by,
+                })
+                .collect(),
+        ))
+    }
+
+    fn admit(&self, deployment: &Deployment) -> Result<Admission, AiError> {
+        self.breakers
+            .acquire(&deployment.breaker)
+            .map_err(|rejected| AiError::BreakerOpen {
+                deployment: deployment.name,
+                breaker: deployment.breaker_name,
+                retry_after: rejected.retry_after(),
+            })
+    }
+
+    /// Sends `request` and reads the whole answer within the total timeout; tells the breaker.
+    /// A 5xx is an error (its message quoted); other statuses are returned with their body
+    /// (the key removed from an error body, should a provider echo it).
+    async fn whole(
+        &self,
+        deployment: &Deployment,
+        admission: Admission,
+        request: reqwest::RequestBuilder,
+        call: &CallLog,
+    ) -> Result<Answer, AiError> {
+        let total = self.timeouts.total;
+        let answer = tokio::time::timeout(total, async {
+            let response = request.send().await?;
+            let status = response.status().as_u16();
+            let content_type = content_type(&response);
+            let headers = passed_headers(response.headers());
+            let bytes = response.bytes().await?;
+            Ok::<_, reqwest::Error>(Answer {
+                status,
+                content_type,
+                headers,
+                bytes,
+            })
+        })
+        .await;
+        match answer {
+            Err(_) => {
+                admission.record(Outcome::Timeout, "no answer within JARVIS_AI_TIMEOUT_MS");
+                call.log_failure(None, "timeout");
+                Err(AiError::Timeout {
+                    deployment: deployment.name,
+                    limit: "JARVIS_AI_TIMEOUT_MS",
+                    after: total,
+                })
+            }
+            Ok(Err(e)) => Err(self.transport_failure(deployment, admission, e, call)),
+            Ok(Ok(mut answer)) => {
+                let status = answer.status;
+                settle(admission, status);
+                if (200..300).contains(&status) {
+                    return Ok(answer);
+                }
+                answer.bytes = scrub(answer.bytes, deployment.key.expose_secret());
+                if status >= 500 {
+                    call.log_failure(Some(status), "upstream error");
+                    return Err(AiError::UpstreamFailed {
+                        deployment: deployment.name,
+                        status,
+                        message: error_message(&answer.bytes),
+                    });
+                }
+                Ok(answer)
+            }
+        }
+    }
+
+    /// Sends a streamed request: waits for the headers and the first body chunk within the
+    /// first-byte timeout, then hands the rest over as a stream with no total limit.
+    async fn stream(
+        &self,
+        deployment: &Deployment,
+        admission: Admission,
+        request: reqwest::RequestBuilder,
+        call: CallLog,
+    ) -> Result<Reply, AiError> {
+        let limit = self.timeouts.first_byte;
+        let deadline = tokio::time::Instant::now() + limit;
+        let timed_out = |admission: Admission, call: &CallLog| {
+            admission.record(
+                Outcome::Timeout,
+                "no first byte within JARVIS_AI_FIRST_BYTE_TIMEOUT_MS",
+            );
+            call.log_failure(None, "timeout");
+            AiError::Timeout {
+                deployment: deployment.name,
+                limit: "JARVIS_AI_FIRST_BYTE_TIMEOUT_MS",
+                after: limit,
+            }
+        };
+        let response = match tokio::time::timeout_at(deadline, request.send()).await {
+            Err(_) => return Err(timed_out(admission, &call)),
+            Ok(Err(e)) => return Err(self.transport_failure(deployment, admission, e, &call)),
+            Ok(Ok(r)) => r,
+        };
+        let status = response.status().as_u16();
+        let content_type = content_type(&response);
+        let headers = passed_headers(response.headers());
+        if !(200..300).contains(&status) {
+            // An error answer is small and not a stream: read it whole, as without streaming.
+            let bytes = match tokio::time::timeout_at(deadline, response.bytes()).await {
+                Err(_) => return Err(timed_out(admission, &call)),
+                Ok(Err(e)) => return Err(self.transport_failure(deployment, admission, e, &call)),
+                Ok(Ok(b)) => scrub(b, deployment.key.expose_secret()),
+            };
+            settle(admission, status);
+            if status >= 500 {
+                call.log_failure(Some(status), "upstream error");
+                return Err(AiError::UpstreamFailed {
+                    deployment: deployment.name,
+                    status,
+                    message: error_message(&bytes),
+                });
+            }
+            call.log(status, "answered", None);
+            return Ok(Reply {
+                status,
+                content_type,
+                headers,
+                deployment: deployment.name,
+                body: ReplyBody::Full(bytes),
+            });
+        }
+        let mut inner: ChunkStream = Box::pin(response.bytes_stream());
+        let first = tokio::time::timeout_at(
+            deadline,
+            std::future::poll_fn(|cx| inner.as_mut().poll_next(cx)),
+        )
+        .await;
+        let first = match first {
+            Err(_) => return Err(timed_out(admission, &call)),
+            Ok(Some(Err(e))) => return Err(self.transport_failure(deployment, admission, e, &call)),
+            Ok(Some(Ok(chunk))) => Some(chunk),
+            Ok(None) => None,
+        };
+        let first_byte_ms = call.started.elapsed().as_millis() as u64;
+        Ok(Reply {
+            status,
+            content_type,
+            headers,
+            deployment: deployment.name,
+            body: ReplyBody::Stream(UpstreamStream {
+                done: first.is_none(),
+                first,
+                inner,
+                admission: Some(admission),
+                call,
+                status,
+                first_byte_ms,
+                span: tracing::Span::current(),
+                logged: false,
+            }),
+        })
+    }
+
+    /// Tells the breaker about a failed send or read and says what failed (without the URL).
+    fn transport_failure(
+        &self,
+        deployment: &Deployment,
+        admission: Admission,
+        e: reqwest::Error,
+        call: &CallLog,
+    ) -> AiError {
+        let outcome = classify(&e);
+        let detail = describe(&e, deployment.key.expose_secret());
+        admission.record(outcome, &detail);
+        // The client has no total timeout of its own (the total and first-byte limits are
+        // tokio timeouts around the call), so its only timeout is the connect timeout.
+        if outcome == Outcome::Timeout {
+            call.log_failure(None, "timeout");
+            return AiError::Timeout {
+                deployment: deployment.name,
+                limit: "JARVIS_AI_CONNECT_TIMEOUT_MS",
+                after: self.timeouts.connect,
+            };
+        }
+        call.log_failure(None, "unreachable");
+        AiError::Unreachable {
+            deployment: deployment.name,
+            detail,
+        }
+    }
+}
+
+/// A whole answer of the provider.
+struct Answer {
+    status: u16,
+    content_type: Option<String>,
+    headers: reqwest::header::HeaderMap,
+    bytes: Bytes,
+}
+
+impl Answer {
+    fn reply(self, deployment: &'static str) -> Reply {
+        Reply {
+            status: self.status,
+            content_type: self.content_type,
+            headers: self.headers,
+            deployment,
+            body: ReplyBody::Full(self.bytes),
+        }
+    }
+}
+
+/// The provider's headers that a caller's client acts on: when to retry (`Retry-After`,
+/// which OpenAI's SDKs honour on a 429), its rate-limit figures, its own request ID.
+fn passed_headers(from: &reqwest::header::HeaderMap) -> reqwest::header::HeaderMap {
+    let mut out = reqwest::header::HeaderMap::new();
+    for (name, value) in from {
+        let n = name.as_str();
+        if matches!(n, "retry-after" | "retry-after-ms" | "x-request-id")
+            || n.starts_with("x-ratelimit-")
+            || n.starts_with("openai-")
+        {
+            out.append(name.clone(), value.clone());
+        }
+    }
+    out
+}
+
+type ChunkStream = Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>;
+
+/// A provider's streamed answer, passed on chunk by chunk. It tells the breaker how the stream
+/// ended (a clean end: success; the provider cut it: failure; the caller went away: neither)
+/// and writes the call's log line then, in the request's span.
+pub struct UpstreamStream {
+    first: Option<Bytes>,
+    inner: ChunkStream,
+    done: bool,
+    admission: Option<Admission>,
+    call: CallLog,
+    status: u16,
+    first_byte_ms: u64,
+    span: tracing::Span,
+    logged: bool,
+}
+
+impl UpstreamStream {
+    fn finish(&mut self, outcome: &'static str) {
+        if self.logged {
+            return;
+        }
+        self.logged = true;
+        let _in_request = self.span.enter();
+        tracing::info!(
+            model = %self.call.model,
+            deployment = self.call.deployment,
+            status = self.status,
+            outcome,
+            stream = true,
+            first_byte_ms = self.first_byte_ms,
+            latency_ms = self.call.started.elapsed().as_millis() as u64,
+            "ai call"
+        );
+    }
+}
+
+impl Stream for UpstreamStream {
+    type Item = Result<Bytes, std::io::Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        if let Some(chunk) = this.first.take() {
+            return Poll::Ready(Some(Ok(chunk)));
+        }
+        if this.done {
+            if let Some(a) = this.admission.take() {
+                a.success();
+                this.finish("answered");
+            }
+            return Poll::Ready(None);
+        }
+        match this.inner.as_mut().poll_next(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Some(Ok(chunk))) => Poll::Ready(Some(Ok(chunk))),
+            Poll::Ready(Some(Err(e))) => {
+                this.done = true;
+                let detail = describe(&e, "");
+                if let Some(a) = this.admission.take() {
+                    a.record(classify(&e), format!("stream cut: {detail}"));
+                }
+                this.finish("stream cut");
+                Poll::Ready(Some(Err(std::io::Error::other(format!(
+                    "the {} deployment cut the stream: {detail}",
+                    this.call.deployment
+                )))))
+            }
+            Poll::Ready(None) => {
+                this.done = true;
+                if let Some(a) = this.admission.take() {
+                    a.success();
+                }
+                this.finish("answered");
+                Poll::Ready(None)
+            }
+        }
+    }
+}
+
+impl Drop for UpstreamStream {
+    fn drop(&mut self) {
+        // The caller went away mid-stream: the admission is dropped (neither success nor
+        // failure) and the call is still logged once.
+        self.finish("cancelled by caller");
+    }
+}
+
+/// What the log line of a call knows before the answer.
+struct CallLog {
+    model: String,
+    deployment: &'static str,
+    started: Instant,
+}
+
+impl CallLog {
+    fn log(&self, status: u16, outcome: &str, usage: Option<&Usage>) {
+        tracing::info!(
+            model = %self.model,
+            deployment = self.deployment,
+            status,
+            outcome,
+            latency_ms = self.started.elapsed().as_millis() as u64,
+            prompt_tokens = usage.and_then(|u| u.prompt_tokens),
+            completion_tokens = usage.and_then(|u| u.completion_tokens),
+            total_tokens = usage.and_then(|u| u.total_tokens),
+            "ai call"
+        );
+    }
+
+    fn log_failure(&self, status: Option<u16>, outcome: &str) {
+        tracing::warn!(
+            model = %self.model,
+            deployment = self.deployment,
+            status,
+            outcome,
+            latency_ms = self.started.elapsed().as_millis() as u64,
+            "ai call"
+        );
+    }
+}
+
+/// Token usage of a non-streamed answer.
+#[derive(Debug, Deserialize)]
+struct Usage {
+    prompt_tokens: Option<u64>,
+    completion_tokens: Option<u64>,
+    total_tokens: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct WithUsage {
+    usage: Option<Usage>,
+}
+
+#[derive(Deserialize)]
+struct UpstreamModels {
+    data: Vec<UpstreamModel>,
+}
+
+#[derive(Deserialize)]
+struct UpstreamModel {
+    id: String,
+    created: Option<i64>,
+    owned_by: Option<String>,
+}
+
+/// Tells the breaker what a status means: 5xx a failure, 429 nothing (rate limiting is not
+/// an outage), anything else a success.
+fn settle(admission: Admission, status: u16) {
+    match status {
+        429 => drop(admission),
+        s if s >= 500 => admission.record(Outcome::Status(s), format!("HTTP {s}")),
+        _ => admission.success(),
+    }
+}
+
+fn classify(e: &reqwest::Error) -> Outcome {
+    if e.is_timeout() {
+        Outcome::Timeout
+    } else if e.is_connect() || e.is_request() || e.is_body() {
+        Outcome::Connection
+    } else {
+        Outcome::Error
+    }
+}
+
+/// A transport error in words: without the URL (it may carry credentials), with its cause,
+/// and with `key` removed should it appear.
+fn describe(e: &reqwest::Error, key: &str) -> String {
+    let mut text = if e.is_connect() {
+        "connection failed".to_string()
+    } else if e.is_timeout() {
+        "timed out".to_string()
+    } else if e.is_body() || e.is_decode() {
+        "the answer could not be read".to_string()
+    } else {
+        "the request failed".to_string()
+    };
+    let mut source = std::error::Error::source(e);
+    // The innermost cause says the most (`Connection refused (os error 111)`).
+    let mut innermost = None;
+    while let Some(s) = source {
+        innermost = Some(s.to_string());
+        source = s.source();
+    }
+    if let Some(cause) = innermost {
+        text.push_str(" (");
+        text.push_str(&cause);
+        text.push(')');
+    }
+    if key.is_empty() {
+        text
+    } else {
+        text.replace(key, "[redacted]")
+    }
+}
+
+fn content_type(response: &reqwest::Response) -> Option<String> {
+    response
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+/// `bytes` with every occurrence of `key` replaced: a provider may echo the key it was given
+/// in an error, and Jarvis passes error bodies on.
+fn scrub(bytes: Bytes, key: &str) -> Bytes {
+    let key = key.as_bytes();
+    if key.is_empty() || !bytes.windows(key.len()).any(|w| w == key) {
+        return bytes;
+    }
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i..].starts_with(key) {
+            out.extend_from_slice(b"[redacted]");
+            i += key.len();
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    Bytes::from(out)
+}
+
+/// `error.message` of an OpenAI-shaped error body (else the body's start, if it is text), cut
+/// to a readable length.
+fn error_message(bytes: &[u8]) -> Option<String> {
+    let message = match serde_json::from_slice::<Value>(bytes) {
+        Ok(v) => v["error"]["message"].as_str().map(str::to_string),
+        Err(_) => std::str::from_utf8(bytes)
+            .ok()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty()),
+    }?;
+    let mut cut = message.len().min(MAX_QUOTED);
+    while !message.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    Some(if cut < message.len() {
+        format!("{}…", &message[..cut])
+    } else {
+        message
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scrub_removes_every_occurrence_of_the_key() {
+        let body = Bytes::from_static(b"{\"error\":\"bad key sk-123, sk-123\"}");
+        assert_eq!(
+            scrub(body, "sk-123"),
+            Bytes::from_static(b"{\"error\":\"bad key [redacted], [redacted]\"}")
+        );
+        let clean = Bytes::from_static(b"nothing here");
+        assert_eq!(scrub(clean.clone(), "sk-123"), clean);
+    }
+
+    #[test]
+    fn error_message_reads_openai_errors_and_cuts_long_text() {
+        assert_eq!(
+            error_message(br#"{"error":{"message":"overloaded","type":"server_error"}}"#),
+            Some("overloaded".into())
+        );
+        assert_eq!(
+            error_message(b"  Bad Gateway \n"),
+            Some("Bad Gateway".into())
+        );
+        assert_eq!(error_message(b""), None);
+        let long = "x".repeat(1000);
+        let cut = error_message(long.as_bytes()).unwrap();
+        assert!(cut.chars().count() <= MAX_QUOTED + 1, "{cut}");
+    }
+
+    #[test]
+    fn not_configured_names_the_variable() {
+        let e = AiError::NotConfigured {
+            provider: "openai",
+            var: OPENAI_KEY_VAR,
+        };
+        assert!(e.to_string().contains("OPENAI_API_KEY"), "{e}");
+    }
+}

@@ -1,0 +1,390 @@
+//! `/v1/*`: the AI gateway's OpenAI-compatible routes (`POST /v1/chat/completions`,
+//! `POST /v1/embeddings`, `GET /v1/models`), behind the same bearer token as `/api/v1` (the
+//! OpenAI SDKs send it as their API key).
+//!
+//! Answers are OpenAI's, not the Jarvis envelope: a provider's answer is passed on as it came
+//! (status, `Content-Type`, body; a stream chunk by chunk), and every error on `/v1/*` — ours,
+//! the auth and body-limit middleware's, a route that does not exist — has OpenAI's error shape
+//! `{"error": {"message", "type", "param", "code"}}` ([`openai_errors`] converts the envelope
+//! errors of the shared middleware). The provider side is `crate::ai`.
+
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderName, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use serde::Serialize;
+use serde_json::Value;
+
+use super::envelope::{ApiError, ErrorAnswer};
+use super::AppState;
+use crate::ai::{AiError, Endpoint, Models, Reply, ReplyBody, ResolveError};
+use crate::correlation::CorrelationId;
+
+/// The header that says which deployment answered.
+pub const DEPLOYMENT_HEADER: HeaderName = HeaderName::from_static("x-jarvis-deployment");
+
+/// The `/v1` routes (nested under `/v1` by `api::router`), token-protected.
+pub fn router(state: AppState) -> Router<AppState> {
+    Router::new()
+        .route("/chat/completions", post(chat_completions))
+        .route("/embeddings", post(embeddings))
+        .route("/models", get(models))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state,
+            super::middleware::require_token,
+        ))
+}
+
+/// Whether `path` is one of the gateway's (`/v1`, `/v1/…`).
+fn is_gateway_path(path: &str) -> bool {
+    path == "/v1" || path.starts_with("/v1/")
+}
+
+/// Gives the envelope errors of the shared middleware and fallbacks (401, 404, 405, 413) on
+/// `/v1/*` OpenAI's error shape, with the same status and headers (`WWW-Authenticate`,
+/// `Allow`). Other paths are untouched.
+pub async fn openai_errors(req: Request, next: Next) -> Response {
+    if !is_gateway_path(req.uri().path()) {
+        return next.run(req).await;
+    }
+    let mut response = next.run(req).await;
+    let Some(ErrorAnswer(error)) = response.extensions_mut().remove::<ErrorAnswer>() else {
+        return response;
+    };
+    let (mut parts, _) = response.into_parts();
+    let converted = OpenAiError::new(error.status, error.message, error.code).into_response();
+    let (with, body) = converted.into_parts();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.extend(with.headers);
+    Response::from_parts(parts, body)
+}
+
+/// An error in OpenAI's shape.
+#[derive(Debug)]
+pub struct OpenAiError {
+    status: StatusCode,
+    message: String,
+    kind: &'static str,
+    param: Option<&'static str>,
+    code: &'static str,
+    deployment: Option<&'static str>,
+    retry_after_secs: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct ErrorShape<'a> {
+    error: ErrorFields<'a>,
+}
+
+#[derive(Serialize)]
+struct ErrorFields<'a> {
+    message: &'a str,
+    #[serde(rename = "type")]
+    kind: &'a str,
+    param: Option<&'a str>,
+    code: &'a str,
+}
+
+impl OpenAiError {
+    /// An error with `status`; its `type` follows from the status as in OpenAI's API.
+    fn new(status: StatusCode, message: impl Into<String>, code: &'static str) -> OpenAiError {
+        let kind = match status.as_u16() {
+            401 => "authentication_error",
+            429 => "rate_limit_error",
+            s if s >= 500 => "server_error",
+            _ => "invalid_request_error",
+        };
+        OpenAiError {
+            status,
+            message: message.into(),
+            kind,
+            param: None,
+            code,
+            deployment: None,
+            retry_after_secs: None,
+        }
+    }
+
+    fn param(mut self, param: Option<&'static str>) -> OpenAiError {
+        self.param = param;
+        self
+    }
+
+    fn deployment(mut self, deployment: &'static str) -> OpenAiError {
+        self.deployment = Some(deployment);
+        self
+    }
+}
+
+impl IntoResponse for OpenAiError {
+    fn into_response(self) -> Response {
+        let body = ErrorShape {
+            error: ErrorFields {
+                message: &self.message,
+                kind: self.kind,
+                param: self.param,
+                code: self.code,
+            },
+        };
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(d) = self.deployment {
+            response
+                .headers_mut()
+                .insert(DEPLOYMENT_HEADER, HeaderValue::from_static(d));
+        }
+        if let Some(secs) = self.retry_after_secs {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        response
+    }
+}
+
+impl From<AiError> for OpenAiError {
+    fn from(e: AiError) -> OpenAiError {
+        let message = e.to_string();
+        match e {
+            AiError::InvalidRequest { param, .. } => {
+                OpenAiError::new(StatusCode::BAD_REQUEST, message, "invalid_request").param(param)
+            }
+            AiError::Model(m) => {
+                let code = match m {
+                    ResolveError::Empty => "invalid_model",
+                    ResolveError::NotYetAvailable(_) => "provider_not_available",
+                    ResolveError::UnknownProvider(_) => "unknown_provider",
+                };
+                OpenAiError::new(StatusCode::BAD_REQUEST, message, code).param(Some("model"))
+            }
+            AiError::NotConfigured { .. } => OpenAiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                message,
+                "provider_not_configured",
+            ),
+            AiError::BreakerOpen {
+                deployment,
+                retry_after,
+                ..
+            } => {
+                let mut e =
+                    OpenAiError::new(StatusCode::SERVICE_UNAVAILABLE, message, "circuit_open")
+                        .deployment(deployment);
+                e.retry_after_secs = retry_after.map(|d| d.as_secs().max(1));
+                e
+            }
+            AiError::Timeout { deployment, .. } => {
+                OpenAiError::new(StatusCode::GATEWAY_TIMEOUT, message, "upstream_timeout")
+                    .deployment(deployment)
+            }
+            AiError::Unreachable { deployment, .. } => {
+                OpenAiError::new(StatusCode::BAD_GATEWAY, message, "upstream_unreachable")
+                    .deployment(deployment)
+            }
+            AiError::UpstreamFailed { deployment, .. } => {
+                OpenAiError::new(StatusCode::BAD_GATEWAY, message, "upstream_error")
+                    .deployment(deployment)
+            }
+            AiError::BadAnswer { deployment, .. } => {
+                OpenAiError::new(StatusCode::BAD_GATEWAY, message, "upstream_bad_answer")
+                    .deployment(deployment)
+            }
+        }
+    }
+}
+
+/// `POST /v1/chat/completions`.
+async fn chat_completions(
+    State(state): State<AppState>,
+    Extension(id): Extension<CorrelationId>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    forward(&state, Endpoint::ChatCompletions, &id, body).await
+}
+
+/// `POST /v1/embeddings`.
+async fn embeddings(
+    State(state): State<AppState>,
+    Extension(id): Extension<CorrelationId>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    forward(&state, Endpoint::Embeddings, &id, body).await
+}
+
+async fn forward(
+    state: &AppState,
+    endpoint: Endpoint,
+    id: &CorrelationId,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let body = match read_json(state, body) {
+        Ok(v) => v,
+        Err(e) => return e.into_response(),
+    };
+    match state.ai.call(endpoint, body, id).await {
+        Ok(reply) => reply_response(reply),
+        Err(e) => OpenAiError::from(e).into_response(),
+    }
+}
+
+/// The body as JSON; no `Content-Type` is required (clients of OpenAI's API are not held to
+/// one). A body over the limit or not JSON answers in OpenAI's shape.
+fn read_json(state: &AppState, body: Result<Bytes, BytesRejection>) -> Result<Value, OpenAiError> {
+    let bytes = body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            OpenAiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "the request body is larger than the server accepts ({} bytes, \
+                     JARVIS_BODY_LIMIT_BYTES)",
+                    state.config.server.body_limit
+                ),
+                "payload_too_large",
+            )
+        } else {
+            OpenAiError::new(
+                rejection.status(),
+                format!(
+                    "the request body could not be read: {}",
+                    rejection.body_text()
+                ),
+                "invalid_body",
+            )
+        }
+    })?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        OpenAiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("the request body is not valid JSON: {e}"),
+            "malformed_json",
+        )
+    })
+}
+
+/// A provider's answer as the caller's response, with `x-jarvis-deployment`.
+fn reply_response(reply: Reply) -> Response {
+    let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::BAD_GATEWAY);
+    let streamed = matches!(reply.body, ReplyBody::Stream(_));
+    let mut response = match reply.body {
+        ReplyBody::Full(bytes) => Response::new(Body::from(bytes)),
+        ReplyBody::Stream(stream) => Response::new(Body::from_stream(stream)),
+    };
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.extend(reply.headers);
+    if let Some(ct) = reply
+        .content_type
+        .as_deref()
+        .and_then(|c| HeaderValue::from_str(c).ok())
+    {
+        headers.insert(header::CONTENT_TYPE, ct);
+    }
+    headers.insert(
+        DEPLOYMENT_HEADER,
+        HeaderValue::from_static(reply.deployment),
+    );
+    if streamed {
+        // Proxies in front of Jarvis must not hold the events back either.
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        headers.insert(
+            HeaderName::from_static("x-accel-buffering"),
+            HeaderValue::from_static("no"),
+        );
+    }
+    response
+}
+
+#[derive(Serialize)]
+struct ModelList {
+    object: &'static str,
+    data: Vec<ModelView>,
+}
+
+#[derive(Serialize)]
+struct ModelView {
+    id: String,
+    object: &'static str,
+    created: i64,
+    owned_by: String,
+}
+
+/// `GET /v1/models`: the models of the configured providers, named as `/v1/*` takes them.
+async fn models(
+    State(state): State<AppState>,
+    Extension(id): Extension<CorrelationId>,
+) -> Response {
+    match state.ai.models(&id).await {
+        Ok(Models::List(list)) => {
+            let mut response = Json(ModelList {
+                object: "list",
+                data: list
+                    .into_iter()
+                    .map(|m| ModelView {
+                        id: m.id,
+                        object: "model",
+                        created: m.created.unwrap_or(0),
+                        owned_by: m.owned_by.unwrap_or_else(|| "openai".into()),
+                    })
+                    .collect(),
+            })
+            .into_response();
+            response.headers_mut().insert(
+                DEPLOYMENT_HEADER,
+                HeaderValue::from_static(crate::ai::OPENAI_DEPLOYMENT),
+            );
+            response
+        }
+        Ok(Models::Refused(reply)) => reply_response(*reply),
+        Err(e) => OpenAiError::from(e).into_response(),
+    }
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found(
+        "no such route on the AI gateway: /v1 serves POST /v1/chat/completions, \
+         POST /v1/embeddings and GET /v1/models",
+    )
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this route does not accept that method",
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_v1_paths_are_the_gateways() {
+        assert!(is_gateway_path("/v1"));
+        assert!(is_gateway_path("/v1/chat/completions"));
+        assert!(!is_gateway_path("/v10/x"));
+        assert!(!is_gateway_path("/api/v1/tasks"));
+    }
+
+    #[tokio::test]
+    async fn errors_have_openais_shape() {
+        let response = OpenAiError::new(StatusCode::BAD_REQUEST, "no model", "invalid_request")
+            .param(Some("model"))
+            .into_response();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        let v: Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"error": {"message": "no model", "type": "invalid_request_error",
+                "param": "model", "code": "invalid_request"}})
+        );
+    }
+}
