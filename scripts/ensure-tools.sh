@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the external tools the test suite needs when they are missing (Debian/Ubuntu):
 #   promtool  (package prometheus)  - `promtool check metrics` on GET /metrics
+#   .tools/py (a Python venv with the official `openai` client) - the AI gateway's SDK test
 # Safe to run repeatedly; does nothing when everything is present. CI calls it before the tests.
 # The install helpers are scripts/lib/tools.sh, shared with the benchmark scripts.
 set -euo pipefail
@@ -11,4 +12,5 @@ tools_name="ensure-tools"
 # The package brings a Prometheus server too; only its promtool is used (its service is not
 # started by the tests).
 ensure_apt promtool:prometheus
+ensure_py_venv "$(dirname "${BASH_SOURCE[0]}")/../.tools/py" openai==3.63.0
 echo "ensure-tools: all present"

@@ -132,3 +132,31 @@ ensure_redis() {
   tools_say "Redis did not come up on 127.0.0.1:6379"
   return 1
 }
+
+# ensure_py_venv DIR REQUIREMENT...: a Python virtual environment at DIR holding the pinned
+# REQUIREMENTs (pip syntax, `name==version`); made (with Debian's python3-venv when the venv
+# module is missing) or completed when one is not installed at its version.
+ensure_py_venv() {
+  local dir="$1" req missing=()
+  shift
+  ensure_apt python3:python3 || return 1
+  if [ ! -x "$dir/bin/python" ]; then
+    if ! python3 -m venv "$dir" 2>/dev/null; then
+      rm -rf "$dir"
+      apt_install python3-venv || return 1
+      python3 -m venv "$dir" || return 1
+    fi
+  fi
+  for req in "$@"; do
+    "$dir/bin/python" - "$req" <<'PY' 2>/dev/null || missing+=("$req")
+import sys
+from importlib.metadata import version
+name, wanted = sys.argv[1].split("==")
+sys.exit(0 if version(name) == wanted else 1)
+PY
+  done
+  if [ "${#missing[@]}" -gt 0 ]; then
+    tools_say "installing ${missing[*]} into $dir"
+    "$dir/bin/pip" install -q "${missing[@]}" || return 1
+  fi
+}

@@ -900,3 +900,55 @@ async fn a_stream_the_provider_cuts_ends_cut_for_the_caller_and_is_a_breaker_fai
     .await;
     app.stop().await;
 }
+
+/// The official `openai` Python client (PyPI, installed into `.tools/py` by
+/// `scripts/ensure-tools.sh`) completes a chat, a streamed chat, a chat with a tool, an
+/// embeddings call and the model list through Jarvis (`tests/sdk/openai_client.py`); the tool
+/// reached the provider as the client sent it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_official_openai_python_client_works_through_the_gateway() {
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let python = repo.join(".tools/py/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run scripts/ensure-tools.sh (it installs the openai client)",
+        python.display()
+    );
+    let mock = MockOpenAi::start().await;
+    // The streamed chat's later chunks flow at once (one permit for the one stream).
+    mock.release_stream();
+    let app = gateway(&mock, Backend::Sqlite, &[]).await;
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk/openai_client.py");
+    let address = app.address.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(python)
+            .arg(script)
+            .env("JARVIS_URL", address)
+            .env("JARVIS_TOKEN", TOKEN)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "the openai client failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let seen = mock.seen();
+    let chats: Vec<&Seen> = seen
+        .iter()
+        .filter(|s| s.path == "/v1/chat/completions")
+        .collect();
+    assert_eq!(chats.len(), 3, "three chats reached the provider");
+    assert_eq!(chats[1].body["stream"], true);
+    assert_eq!(
+        chats[2].body["tools"][0]["function"]["name"], "get_weather",
+        "the tool was passed through"
+    );
+    assert!(chats.iter().all(|c| c.body["model"] == "gpt-4o-mini"));
+    assert!(seen.iter().any(|s| s.path == "/v1/embeddings"));
+    app.stop().await;
+}
