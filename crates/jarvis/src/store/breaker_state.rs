@@ -12,8 +12,6 @@
 //! until a time) and the announcement and change feed too ([`BreakerDialect`], in
 //! `store/{sqlite,postgres}/breaker_state.rs`); `impl_breaker_state_store!` is the one body.
 
-use std::sync::LazyLock;
-
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
@@ -334,10 +332,10 @@ impl BreakerSql {
 
 /// What differs by dialect around the shared statements. The defaults are those of a store
 /// one instance owns (SQLite): nobody to announce a change to, nobody to hear one from.
-#[async_trait]
 pub(crate) trait BreakerDialect: super::shared::SqlBackend + Sync {
-    /// The statements, with this dialect's time arithmetic.
-    fn breaker_sql() -> &'static LazyLock<BreakerSql>;
+    /// This dialect's time arithmetic, from which `impl_breaker_state_store!` builds the
+    /// statements once.
+    const TIME: TimeSql;
 
     /// Announces a change of `name` to other instances, inside the transaction that makes it
     /// (PostgreSQL: `pg_notify`).
@@ -370,14 +368,27 @@ pub(crate) trait BreakerDialect: super::shared::SqlBackend + Sync {
 /// ([`BreakerDialect::announce`]); plain reads run on the reader.
 macro_rules! impl_breaker_state_store {
     ($backend:ty) => {
+        impl $backend {
+            /// The breaker statements with this backend's time arithmetic, built on first use.
+            fn breaker_sql() -> &'static $crate::store::breaker_state::BreakerSql {
+                static SQL: std::sync::LazyLock<$crate::store::breaker_state::BreakerSql> =
+                    std::sync::LazyLock::new(|| {
+                        $crate::store::breaker_state::BreakerSql::new(
+                            &<$backend as $crate::store::breaker_state::BreakerDialect>::TIME,
+                        )
+                    });
+                &SQL
+            }
+        }
+
         #[async_trait::async_trait]
         impl $crate::store::breaker_state::BreakerStateStore for $backend {
             async fn breaker_rows(
                 &self,
             ) -> Result<Vec<$crate::store::breaker_state::BreakerRow>, $crate::store::StoreError>
             {
-                use $crate::store::breaker_state::{BreakerDialect, BreakerStateRow};
-                let sql = <$backend as BreakerDialect>::breaker_sql();
+                use $crate::store::breaker_state::BreakerStateRow;
+                let sql = <$backend>::breaker_sql();
                 let rows: Vec<BreakerStateRow> =
                     sqlx::query_as(&format!("{} ORDER BY name", sql.select))
                         .fetch_all($crate::store::shared::SqlBackend::reader(self))
@@ -391,8 +402,8 @@ macro_rules! impl_breaker_state_store {
                 name: &str,
             ) -> Result<Option<$crate::store::breaker_state::BreakerRow>, $crate::store::StoreError>
             {
-                use $crate::store::breaker_state::{BreakerDialect, BreakerStateRow};
-                let sql = <$backend as BreakerDialect>::breaker_sql();
+                use $crate::store::breaker_state::BreakerStateRow;
+                let sql = <$backend>::breaker_sql();
                 let row: Option<BreakerStateRow> =
                     sqlx::query_as(&format!("{} WHERE name = $1", sql.select))
                         .bind(name)
@@ -407,7 +418,7 @@ macro_rules! impl_breaker_state_store {
                 f: &$crate::store::breaker_state::FailureReport<'_>,
             ) -> Result<$crate::store::breaker_state::BreakerRow, $crate::store::StoreError> {
                 use $crate::store::breaker_state::{short, BreakerDialect, BreakerStateRow};
-                let sql = <$backend as BreakerDialect>::breaker_sql();
+                let sql = <$backend>::breaker_sql();
                 let work = async {
                     let mut tx = $crate::store::shared::SqlBackend::writer(self)
                         .begin()
@@ -442,7 +453,7 @@ macro_rules! impl_breaker_state_store {
             ) -> Result<Option<$crate::store::breaker_state::BreakerRow>, $crate::store::StoreError>
             {
                 use $crate::store::breaker_state::{BreakerDialect, BreakerStateRow};
-                let sql = <$backend as BreakerDialect>::breaker_sql();
+                let sql = <$backend>::breaker_sql();
                 let work = async {
                     let mut tx = $crate::store::shared::SqlBackend::writer(self)
                         .begin()
@@ -468,7 +479,7 @@ macro_rules! impl_breaker_state_store {
             ) -> Result<Option<$crate::store::breaker_state::BreakerRow>, $crate::store::StoreError>
             {
                 use $crate::store::breaker_state::{BreakerDialect, BreakerStateRow};
-                let sql = <$backend as BreakerDialect>::breaker_sql();
+                let sql = <$backend>::breaker_sql();
                 let work = async {
                     let mut tx = $crate::store::shared::SqlBackend::writer(self)
                         .begin()
@@ -505,7 +516,7 @@ macro_rules! impl_breaker_state_store {
                 $crate::store::StoreError,
             > {
                 use $crate::store::breaker_state::{BreakerDialect, BreakerStateRow};
-                let sql = <$backend as BreakerDialect>::breaker_sql();
+                let sql = <$backend>::breaker_sql();
                 let work = async {
                     let mut tx = $crate::store::shared::SqlBackend::writer(self)
                         .begin()
@@ -539,7 +550,7 @@ macro_rules! impl_breaker_state_store {
 
             async fn breaker_delete(&self, name: &str) -> Result<bool, $crate::store::StoreError> {
                 use $crate::store::breaker_state::BreakerDialect;
-                let sql = <$backend as BreakerDialect>::breaker_sql();
+                let sql = <$backend>::breaker_sql();
                 let work = async {
                     let mut tx = $crate::store::shared::SqlBackend::writer(self)
                         .begin()

@@ -108,7 +108,6 @@ pub trait HistoryReadStore: Send + Sync {
 }
 
 /// What differs by dialect in writing the history.
-#[async_trait]
 pub(crate) trait HistoryDialect: SqlBackend + Sync {
     /// Whether a purge runs in one transaction (one commit for the batch) or statement by
     /// statement (no lock outlives its statement).

@@ -1,8 +1,8 @@
 //! The learner's part of the storage trait: one state row per domain/action, written with
 //! optimistic concurrency (see `crate::learning` for why).
 //!
-//! The body is written once (`impl_learning_store!`); each backend gives its two
-//! compare-and-swap statements, which differ only in whose clock stamps `updated_at`.
+//! The body and its two compare-and-swap statements are written once (`impl_learning_store!`);
+//! `updated_at` is the writing instance's clock, bound like every other time the queue stamps.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -50,13 +50,23 @@ pub trait LearningStore: Send + Sync {
 pub(crate) const GET: &str = "\
 SELECT state, runs, version, updated_at FROM learning_state WHERE domain = $1 AND action = $2";
 
-/// The one body of [`LearningStore`] for both backends, given the backend's compare-and-swap
-/// statements (`impl_learning_store!(SqliteStore, INSERT, UPDATE)`): `INSERT` creates the
-/// row at version 1 unless it exists (`$1` domain, `$2` action, `$3` state, `$4` runs, `$5`
-/// instance), `UPDATE` writes the same values if the version is still `$6`, incrementing it.
-/// Reads on the backend's reader, writes on its writer.
+/// Creates the row at version 1 unless it exists: `$1` domain, `$2` action, `$3` state, `$4`
+/// runs, `$5` instance, `$6` the time of the write.
+pub(crate) const INSERT: &str = "\
+INSERT INTO learning_state (domain, action, state, runs, version, updated_at, updated_by)
+VALUES ($1, $2, $3, $4, 1, $6, $5)
+ON CONFLICT (domain, action) DO NOTHING";
+
+/// Writes the same values if the row's version is still `$7`, incrementing it.
+pub(crate) const UPDATE: &str = "\
+UPDATE learning_state SET state = $3, runs = $4, version = version + 1, updated_at = $6,
+       updated_by = $5
+WHERE domain = $1 AND action = $2 AND version = $7";
+
+/// The one body of [`LearningStore`] for both backends (`impl_learning_store!(SqliteStore)`):
+/// reads on the backend's reader, writes on its writer.
 macro_rules! impl_learning_store {
-    ($backend:ty, $insert:expr, $update:expr) => {
+    ($backend:ty) => {
         #[async_trait::async_trait]
         impl $crate::store::learning::LearningStore for $backend {
             async fn learning_state(
@@ -83,15 +93,16 @@ macro_rules! impl_learning_store {
                 instance: &str,
             ) -> Result<bool, $crate::store::StoreError> {
                 let statement = match expected {
-                    None => sqlx::query($insert),
-                    Some(_) => sqlx::query($update),
+                    None => sqlx::query($crate::store::learning::INSERT),
+                    Some(_) => sqlx::query($crate::store::learning::UPDATE),
                 };
                 let mut q = statement
                     .bind(domain)
                     .bind(action)
                     .bind(sqlx::types::Json(state))
                     .bind(runs)
-                    .bind(instance);
+                    .bind(instance)
+                    .bind(chrono::Utc::now());
                 if let Some(version) = expected {
                     q = q.bind(version);
                 }

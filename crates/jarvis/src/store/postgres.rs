@@ -9,7 +9,6 @@ use sqlx::{Connection, PgConnection, PgPool};
 
 mod breaker_state;
 mod history;
-mod learning;
 mod retry;
 mod tasks;
 
@@ -147,6 +146,5 @@ impl SqlBackend for PostgresStore {
 crate::store::shared::impl_sql_store!(
     PostgresStore,
     health_chunk = INSERT_CHUNK,
-    learning = (learning::INSERT, learning::UPDATE),
     retry = retry::RETRY,
 );

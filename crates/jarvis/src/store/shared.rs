@@ -83,7 +83,7 @@ pub(crate) struct Pools<DB: sqlx::Database> {
 
 /// Implements [`Store`](super::Store) and every domain trait for a backend from the bodies
 /// written once, given the few statements a backend writes its own way:
-/// `impl_sql_store!(SqliteStore, health_chunk = …, learning = (INSERT, UPDATE), retry = …)`
+/// `impl_sql_store!(SqliteStore, health_chunk = …, retry = …)`
 /// (see `impl_health_store!`, `impl_learning_store!` and `impl_task_retry_store!`). The
 /// queue, history and breaker bodies take their dialect from the backend's `QueueDialect`,
 /// `HistoryDialect` and `BreakerDialect`.
@@ -91,7 +91,6 @@ macro_rules! impl_sql_store {
     (
         $backend:ty,
         health_chunk = $health_chunk:expr,
-        learning = ($learning_insert:expr, $learning_update:expr),
         retry = $retry:expr $(,)?
     ) => {
         $crate::store::services::impl_service_store!($backend);
@@ -103,7 +102,7 @@ macro_rules! impl_sql_store {
         $crate::store::tasks::impl_task_store!($backend);
         $crate::store::history::impl_history_store!($backend);
         $crate::store::history::impl_history_read_store!($backend);
-        $crate::store::learning::impl_learning_store!($backend, $learning_insert, $learning_update);
+        $crate::store::learning::impl_learning_store!($backend);
         $crate::store::breaker_state::impl_breaker_state_store!($backend);
 
         #[async_trait::async_trait]

@@ -12,7 +12,6 @@ use super::{Backend, StoreError};
 
 mod breaker_state;
 mod history;
-mod learning;
 mod tasks;
 
 /// Health check results per insert (one transaction each). Every other write waits its turn
@@ -155,6 +154,5 @@ impl SqlBackend for SqliteStore {
 crate::store::shared::impl_sql_store!(
     SqliteStore,
     health_chunk = HEALTH_INSERT_CHUNK,
-    learning = (learning::INSERT, learning::UPDATE),
     retry = crate::store::retry::REQUEUE,
 );

@@ -193,7 +193,6 @@ pub trait TaskStore: Send + Sync {
 /// errors are classified by the caller.
 /// The notification defaults are those of a store one process owns (SQLite), where the
 /// queue's in-process channels reach every waiter.
-#[async_trait]
 pub(crate) trait QueueDialect: SqlBackend + Sync {
     /// Claims due tasks, highest priority first, for `$1` (the instance) at `$2` (now), at most
     /// `$3`, leased until `$4`; returns the claimed rows (`tasks.*`) in any order.

@@ -3,29 +3,19 @@
 //! in its own transaction, and the change feed other instances' announcements arrive on
 //! (`LISTEN`, reconnecting with backoff).
 
-use std::sync::LazyLock;
 use std::time::Duration;
 
-use async_trait::async_trait;
-
 use super::PostgresStore;
-use crate::store::breaker_state::{BreakerDialect, BreakerSql, ChangeNote, TimeSql, CHANNEL};
+use crate::store::breaker_state::{BreakerDialect, ChangeNote, TimeSql, CHANNEL};
 use crate::store::shared::SqlBackend;
 
-static SQL: LazyLock<BreakerSql> = LazyLock::new(|| {
-    BreakerSql::new(&TimeSql {
+impl BreakerDialect for PostgresStore {
+    const TIME: TimeSql = TimeSql {
         now: "now()",
         plus_ms: |ms| format!("now() + {ms} * interval '1 millisecond'"),
         ms_until: |at| format!("(EXTRACT(EPOCH FROM ({at} - now())) * 1000)::bigint"),
         contains: |text, part| format!("strpos({text}, {part}) > 0"),
-    })
-});
-
-#[async_trait]
-impl BreakerDialect for PostgresStore {
-    fn breaker_sql() -> &'static LazyLock<BreakerSql> {
-        &SQL
-    }
+    };
 
     async fn announce(
         tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,

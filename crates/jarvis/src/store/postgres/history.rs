@@ -1,7 +1,6 @@
 //! Task history on PostgreSQL: batched inserts with `UNNEST`, rollups in the same transaction;
 //! retention statement by statement, so that no lock outlives its statement.
 
-use async_trait::async_trait;
 use sqlx::{Postgres, Transaction};
 use uuid::Uuid;
 
@@ -58,7 +57,6 @@ SELECT * FROM UNNEST($1::text[], $2::text[], $3::timestamptz[], $4::text[], $5::
                      $6::text[], $7::int8[])
 ON CONFLICT (domain, action, hour, failure_group) DO UPDATE SET count = f.count + excluded.count";
 
-#[async_trait]
 impl HistoryDialect for PostgresStore {
     const PURGE_IN_ONE_TRANSACTION: bool = false;
 

@@ -4,7 +4,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::postgres::PgListener;
 use sqlx::Row;
@@ -182,7 +181,6 @@ FROM UNNEST($2::uuid[], $3::int4[], $4::text[], $5::text[]) AS u(id, attempt, ho
 WHERE t.id = u.id AND t.locked_by = u.holder AND t.status = u.expected AND t.attempts = u.attempt
 RETURNING t.id";
 
-#[async_trait]
 impl QueueDialect for PostgresStore {
     const CLAIM: &'static str = CLAIM;
     const NEXT_RUN_AT: &'static str =

@@ -2,7 +2,6 @@
 //! `INSERT … VALUES`), inside the one transaction per batch on the single writer connection;
 //! retention in one transaction too (one commit).
 
-use async_trait::async_trait;
 use sqlx::{QueryBuilder, Sqlite, Transaction};
 use uuid::Uuid;
 
@@ -31,7 +30,6 @@ const ON_TOTALS: &str = " ON CONFLICT (domain, action, hour) DO UPDATE SET
     cost_sum_usd = cost_sum_usd + excluded.cost_sum_usd, cost_count = cost_count + excluded.cost_count,
     last_executed_at = MAX(last_executed_at, excluded.last_executed_at)";
 
-#[async_trait]
 impl HistoryDialect for SqliteStore {
     const PURGE_IN_ONE_TRANSACTION: bool = true;
 

@@ -1,7 +1,6 @@
 //! The queue on SQLite: every write goes through the single writer connection, so a claim
 //! (one `UPDATE … RETURNING` over the next due rows) can never hand a task to two workers.
 
-use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::{QueryBuilder, Row, Sqlite};
 use uuid::Uuid;
@@ -21,7 +20,6 @@ use crate::store::tasks::{
 /// renewals, settlements and call marks take a chunk of rows each.
 pub(super) const ROWS: usize = 100;
 
-#[async_trait]
 impl QueueDialect for SqliteStore {
     /// One `UPDATE … RETURNING` over the next due rows (the single writer makes it atomic).
     const CLAIM: &'static str = "\
