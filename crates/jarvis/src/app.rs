@@ -179,8 +179,19 @@ impl Application {
             let scheduler = scheduler.clone();
             background.push(Box::new(move |stop| Box::pin(scheduler.run(stop))));
         }
+        let spend = crate::ai::spend::Spend::new(
+            store.clone(),
+            crate::ai::price::PriceTable::new(&config.file.ai.prices),
+            config.file.ai.budgets.clone(),
+        );
+        // Budgets start from the spend the store holds (this month's, every instance's).
+        spend.flush().await;
+        {
+            let spend = spend.clone();
+            background.push(Box::new(move |stop| Box::pin(spend.run(stop))));
+        }
         let ai = Arc::new(
-            crate::ai::Gateway::new(&config.integrations, breakers.clone())
+            crate::ai::Gateway::new(&config.integrations, breakers.clone(), spend)
                 .context("building the AI gateway's HTTP client")?,
         );
         let state = AppState {

@@ -179,6 +179,27 @@ impl ApiClient {
         read(path, self.send(self.http.delete(self.url(path))).await?)
     }
 
+    /// `GET path` of a route that answers without the envelope (`/v1/*`): the body as text;
+    /// an error answer's message (OpenAI's shape) is the error.
+    pub async fn get_raw(&self, path: &str) -> anyhow::Result<String> {
+        let response = self
+            .http
+            .get(self.url(path))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .with_context(|| format!("cannot reach Jarvis at {}", self.base))?;
+        let status = response.status();
+        let text = response.text().await.context("reading the answer")?;
+        if status.is_success() {
+            return Ok(text);
+        }
+        let body: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        let message = body["error"]["message"].as_str().unwrap_or(text.as_str());
+        let code = body["error"]["code"].as_str().unwrap_or("error");
+        anyhow::bail!("{status} {code}: {message}")
+    }
+
     fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }

@@ -94,6 +94,21 @@ async fn run(cli: Cli) -> ExitCode {
                 Err(e) => config_error(e),
             };
         }
+        Command::Ai {
+            connection,
+            json,
+            command,
+        } => {
+            let command = command.unwrap_or(jarvis::cli::ai::AiCommand::Usage {
+                by: "model".into(),
+                since: None,
+                until: None,
+            });
+            return match connect(connection) {
+                Ok(c) => done(jarvis::cli::ai::run(&c, json, command).await),
+                Err(e) => config_error(e),
+            };
+        }
         Command::Schedules {
             connection,
             json,

@@ -13,10 +13,15 @@
 //! counts as neither (the provider is up, the caller is over its rate limit). A stream that the
 //! caller abandons counts as neither; one the provider cuts counts as a failure.
 //!
-//! One log line per call (`ai call`): model, deployment, status, `latency_ms`, token usage when
-//! a non-streamed answer has `usage`; never the prompt, never the key.
+//! One log line per call (`ai call`): model, deployment, domain, status, `latency_ms`, token
+//! usage and `cost_usd` when the answer has `usage` (a stream: when its last event carries it,
+//! as with `stream_options.include_usage`); never the prompt, never the key. Every chat and
+//! embeddings call is counted and priced by [`spend::Spend`], whose budgets are checked before
+//! the call goes out.
 
 pub mod model;
+pub mod price;
+pub mod spend;
 
 use std::fmt;
 use std::pin::Pin;
@@ -127,12 +132,25 @@ pub enum AiError {
         /// What is wrong with it.
         detail: String,
     },
+    /// A budget that holds the call is spent: nothing was called.
+    Budget(spend::BudgetExceeded),
 }
 
 impl fmt::Display for AiError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             AiError::InvalidRequest { message, .. } => f.write_str(message),
+            AiError::Budget(b) => write!(
+                f,
+                "the {} AI budget of {} is spent (${:.4} of ${:.4}); calls are taken again \
+                 from {}",
+                b.period,
+                b.scope,
+                b.spent_usd,
+                b.limit_usd,
+                b.resets_at
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            ),
             AiError::Model(e) => e.fmt(f),
             AiError::NotConfigured { provider, var } => write!(
                 f,
@@ -247,15 +265,18 @@ struct Deployment {
 pub struct Gateway {
     client: reqwest::Client,
     breakers: Arc<BreakerRegistry>,
+    spend: Arc<spend::Spend>,
     openai: Option<Deployment>,
     timeouts: AiTimeouts,
 }
 
 impl Gateway {
-    /// A gateway over the providers of `integrations` whose calls go through `breakers`.
+    /// A gateway over the providers of `integrations` whose calls go through `breakers` and
+    /// are counted (and held to budgets) by `spend`.
     pub fn new(
         integrations: &Integrations,
         breakers: Arc<BreakerRegistry>,
+        spend: Arc<spend::Spend>,
     ) -> anyhow::Result<Gateway> {
         let timeouts = integrations.ai_timeouts;
         let client = reqwest::Client::builder()
@@ -278,9 +299,15 @@ impl Gateway {
         Ok(Gateway {
             client,
             breakers,
+            spend,
             openai,
             timeouts,
         })
+    }
+
+    /// The usage counter and budget keeper.
+    pub fn spend(&self) -> &Arc<spend::Spend> {
+        &self.spend
     }
 
     fn deployment(&self, provider: Provider) -> Result<&Deployment, AiError> {
@@ -302,6 +329,7 @@ impl Gateway {
         endpoint: Endpoint,
         mut body: Value,
         correlation: &CorrelationId,
+        caller: &Caller,
     ) -> Result<Reply, AiError> {
         let Some(object) = body.as_object_mut() else {
             return Err(AiError::InvalidRequest {
@@ -330,6 +358,9 @@ impl Gateway {
         };
         let resolved = resolve(&model).map_err(AiError::Model)?;
         let deployment = self.deployment(resolved.provider)?;
+        self.spend
+            .check(&caller.domain, &caller.token)
+            .map_err(AiError::Budget)?;
         object.insert("model".into(), Value::String(resolved.upstream.clone()));
         let stream = endpoint == Endpoint::ChatCompletions
             && object.get("stream").and_then(Value::as_bool) == Some(true);
@@ -350,6 +381,13 @@ impl Gateway {
             model,
             deployment: deployment.name,
             started: Instant::now(),
+            meter: Some(Box::new(Meter {
+                spend: self.spend.clone(),
+                provider: resolved.provider.prefix(),
+                upstream: resolved.upstream,
+                domain: caller.domain.clone(),
+                token: caller.token.clone(),
+            })),
         };
         if stream {
             self.stream(deployment, admission, request, call).await
@@ -378,6 +416,7 @@ impl Gateway {
             model: "(models)".into(),
             deployment: deployment.name,
             started: Instant::now(),
+            meter: None,
         };
         let answer = self.whole(deployment, admission, request, &call).await?;
         call.log(answer.status, "answered", None);
@@ -543,6 +582,7 @@ impl Gateway {
             headers,
             deployment: deployment.name,
             body: ReplyBody::Stream(UpstreamStream {
+                usage: first.as_deref().and_then(stream_usage).map(Box::new),
                 done: first.is_none(),
                 first,
                 inner,
@@ -627,6 +667,9 @@ type ChunkStream = Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>;
 /// ended (a clean end: success; the provider cut it: failure; the caller went away: neither)
 /// and writes the call's log line then, in the request's span.
 pub struct UpstreamStream {
+    /// Token usage, when an event carried it (the last one, with `include_usage`); boxed, as
+    /// it is rare and the stream is moved around.
+    usage: Option<Box<Usage>>,
     first: Option<Bytes>,
     inner: ChunkStream,
     done: bool,
@@ -645,14 +688,20 @@ impl UpstreamStream {
         }
         self.logged = true;
         let _in_request = self.span.enter();
+        let usage = self.usage.as_deref();
+        let cost = self.call.meter(outcome == "stream cut", usage);
         tracing::info!(
             model = %self.call.model,
             deployment = self.call.deployment,
+            domain = self.call.domain(),
             status = self.status,
             outcome,
             stream = true,
             first_byte_ms = self.first_byte_ms,
             latency_ms = self.call.started.elapsed().as_millis() as u64,
+            prompt_tokens = usage.and_then(|u| u.prompt_tokens),
+            completion_tokens = usage.and_then(|u| u.completion_tokens),
+            cost_usd = cost,
             "ai call"
         );
     }
@@ -675,7 +724,12 @@ impl Stream for UpstreamStream {
         }
         match this.inner.as_mut().poll_next(cx) {
             Poll::Pending => Poll::Pending,
-            Poll::Ready(Some(Ok(chunk))) => Poll::Ready(Some(Ok(chunk))),
+            Poll::Ready(Some(Ok(chunk))) => {
+                if let Some(u) = stream_usage(&chunk) {
+                    this.usage = Some(Box::new(u));
+                }
+                Poll::Ready(Some(Ok(chunk)))
+            }
             Poll::Ready(Some(Err(e))) => {
                 this.done = true;
                 let detail = describe(&e, "");
@@ -708,32 +762,80 @@ impl Drop for UpstreamStream {
     }
 }
 
+/// Who is calling, for usage and budgets.
+#[derive(Debug, Clone, Default)]
+pub struct Caller {
+    /// The domain the call is made for (`X-Jarvis-Domain`, or an `ai` agent's domain); empty
+    /// for none.
+    pub domain: String,
+    /// The fingerprint of the caller's token ([`spend::token_id`]); empty for none.
+    pub token: String,
+}
+
+/// How a call is counted: by whom, and at which price.
+struct Meter {
+    spend: Arc<spend::Spend>,
+    provider: &'static str,
+    upstream: String,
+    domain: String,
+    token: String,
+}
+
 /// What the log line of a call knows before the answer.
 struct CallLog {
     model: String,
     deployment: &'static str,
     started: Instant,
+    /// `None` for calls that are not counted (`GET /models`); boxed, so that a stream moved
+    /// around stays small.
+    meter: Option<Box<Meter>>,
 }
 
 impl CallLog {
+    fn domain(&self) -> &str {
+        self.meter.as_ref().map_or("", |m| m.domain.as_str())
+    }
+
+    /// Counts the call (once); its cost when the tokens are known and the model has a price.
+    fn meter(&self, failed: bool, usage: Option<&Usage>) -> Option<f64> {
+        let m = self.meter.as_ref()?;
+        let cost = m.spend.record(&spend::CallUsage {
+            model: &self.model,
+            deployment: self.deployment,
+            provider: m.provider,
+            upstream_model: &m.upstream,
+            domain: &m.domain,
+            token: &m.token,
+            failed,
+            prompt_tokens: usage.and_then(|u| u.prompt_tokens).unwrap_or(0),
+            completion_tokens: usage.and_then(|u| u.completion_tokens).unwrap_or(0),
+        });
+        usage.and(cost)
+    }
+
     fn log(&self, status: u16, outcome: &str, usage: Option<&Usage>) {
+        let cost = self.meter(false, usage);
         tracing::info!(
             model = %self.model,
             deployment = self.deployment,
+            domain = self.domain(),
             status,
             outcome,
             latency_ms = self.started.elapsed().as_millis() as u64,
             prompt_tokens = usage.and_then(|u| u.prompt_tokens),
             completion_tokens = usage.and_then(|u| u.completion_tokens),
             total_tokens = usage.and_then(|u| u.total_tokens),
+            cost_usd = cost,
             "ai call"
         );
     }
 
     fn log_failure(&self, status: Option<u16>, outcome: &str) {
+        self.meter(true, None);
         tracing::warn!(
             model = %self.model,
             deployment = self.deployment,
+            domain = self.domain(),
             status,
             outcome,
             latency_ms = self.started.elapsed().as_millis() as u64,
@@ -742,7 +844,22 @@ impl CallLog {
     }
 }
 
-/// Token usage of a non-streamed answer.
+/// The usage an SSE chunk's `data:` events carry, if any (OpenAI sends it in the last event
+/// when asked with `stream_options.include_usage`). An event split across chunks is missed.
+fn stream_usage(chunk: &[u8]) -> Option<Usage> {
+    const NEEDLE: &[u8] = b"\"usage\"";
+    if !chunk.windows(NEEDLE.len()).any(|w| w == NEEDLE) {
+        return None;
+    }
+    chunk
+        .split(|b| *b == b'\n')
+        .rev()
+        .filter_map(|line| line.strip_prefix(b"data:"))
+        .filter_map(|data| serde_json::from_slice::<WithUsage>(data.trim_ascii()).ok())
+        .find_map(|w| w.usage)
+}
+
+/// Token usage of an answer.
 #[derive(Debug, Deserialize)]
 struct Usage {
     prompt_tokens: Option<u64>,

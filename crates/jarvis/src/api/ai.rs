@@ -11,7 +11,7 @@
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderName, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -21,11 +21,14 @@ use serde_json::Value;
 
 use super::envelope::{ApiError, ErrorAnswer};
 use super::AppState;
-use crate::ai::{AiError, Endpoint, Models, Reply, ReplyBody, ResolveError};
+use crate::ai::{AiError, Caller, Endpoint, Models, Reply, ReplyBody, ResolveError};
 use crate::correlation::CorrelationId;
 
 /// The header that says which deployment answered.
 pub const DEPLOYMENT_HEADER: HeaderName = HeaderName::from_static("x-jarvis-deployment");
+
+/// The header that names the domain a call is made for (usage and budgets per domain).
+pub const DOMAIN_HEADER: HeaderName = HeaderName::from_static("x-jarvis-domain");
 
 /// The `/v1` routes (nested under `/v1` by `api::router`), token-protected.
 pub fn router(state: AppState) -> Router<AppState> {
@@ -194,6 +197,13 @@ impl From<AiError> for OpenAiError {
                 OpenAiError::new(StatusCode::BAD_GATEWAY, message, "upstream_bad_answer")
                     .deployment(deployment)
             }
+            // OpenAI's own "out of quota" type, so SDKs and callers treat it as such.
+            AiError::Budget(_) => {
+                let mut e =
+                    OpenAiError::new(StatusCode::TOO_MANY_REQUESTS, message, "budget_exceeded");
+                e.kind = "insufficient_quota";
+                e
+            }
         }
     }
 }
@@ -202,31 +212,66 @@ impl From<AiError> for OpenAiError {
 async fn chat_completions(
     State(state): State<AppState>,
     Extension(id): Extension<CorrelationId>,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    forward(&state, Endpoint::ChatCompletions, &id, body).await
+    forward(&state, Endpoint::ChatCompletions, &id, &headers, body).await
 }
 
 /// `POST /v1/embeddings`.
 async fn embeddings(
     State(state): State<AppState>,
     Extension(id): Extension<CorrelationId>,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    forward(&state, Endpoint::Embeddings, &id, body).await
+    forward(&state, Endpoint::Embeddings, &id, &headers, body).await
+}
+
+/// Who is calling: the domain of `X-Jarvis-Domain` (a valid name, or a 400) and the token's
+/// fingerprint (the token passed `require_token`, so it is there).
+fn caller(headers: &HeaderMap) -> Result<Caller, OpenAiError> {
+    let domain = match headers.get(&DOMAIN_HEADER) {
+        None => String::new(),
+        Some(v) => {
+            let text = v.to_str().unwrap_or("");
+            crate::names::Name::parse(text)
+                .map_err(|e| {
+                    OpenAiError::new(
+                        StatusCode::BAD_REQUEST,
+                        format!("the X-Jarvis-Domain header is not a domain name: {e}"),
+                        "invalid_domain",
+                    )
+                })?
+                .as_str()
+                .to_string()
+        }
+    };
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(|t| crate::ai::spend::token_id(t.trim()))
+        .unwrap_or_default();
+    Ok(Caller { domain, token })
 }
 
 async fn forward(
     state: &AppState,
     endpoint: Endpoint,
     id: &CorrelationId,
+    headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    let caller = match caller(headers) {
+        Ok(c) => c,
+        Err(e) => return e.into_response(),
+    };
     let body = match read_json(state, body) {
         Ok(v) => v,
         Err(e) => return e.into_response(),
     };
-    match state.ai.call(endpoint, body, id).await {
+    match state.ai.call(endpoint, body, id, &caller).await {
         Ok(reply) => reply_response(reply),
         Err(e) => OpenAiError::from(e).into_response(),
     }

@@ -3,6 +3,7 @@
 
 pub mod agents;
 pub mod ai;
+pub mod ai_usage;
 pub mod breakers;
 pub mod envelope;
 pub mod health;
@@ -55,6 +56,9 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/schedules/{name}/pause", post(schedules::pause))
         .route("/schedules/{name}/resume", post(schedules::resume))
+        .route("/ai/usage", get(ai_usage::usage))
+        .route("/ai/budgets", get(ai_usage::budgets))
+        .route("/ai/prices", get(ai_usage::prices))
         .route("/agents", get(agents::list))
         .route(
             "/agents/{domain}",

@@ -616,3 +616,59 @@ mod tests {
         }
     }
 }
+
+/// `GET /api/v1/ai/usage`: the AI gateway's usage and spend in a range, grouped.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AiUsageView {
+    /// The range's start (an hour boundary or earlier).
+    pub since: DateTime<Utc>,
+    /// The range's end (exclusive).
+    pub until: DateTime<Utc>,
+    /// What the rows are grouped by: `model`, `deployment`, `domain`, `token` or `hour`.
+    pub by: String,
+    /// A row per group, in key order.
+    pub rows: Vec<AiUsageRowView>,
+    /// The rows' sums.
+    pub total: AiUsageRowView,
+}
+
+/// Usage of one group (or the total, whose key is `total`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AiUsageRowView {
+    /// The group's value ('' for calls that named no domain or token).
+    pub key: String,
+    /// Calls.
+    pub requests: i64,
+    /// Failed calls.
+    pub errors: i64,
+    /// Prompt (input) tokens.
+    pub prompt_tokens: i64,
+    /// Completion (output) tokens.
+    pub completion_tokens: i64,
+    /// Spend, US dollars.
+    pub cost_usd: f64,
+}
+
+/// `GET /api/v1/ai/budgets`: a configured budget and what it has spent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BudgetView {
+    /// The domain it holds, if it holds one.
+    pub domain: Option<String>,
+    /// The token fingerprint it holds, if it holds one.
+    pub token: Option<String>,
+    /// Who it holds, in words (`domain research`, `token tok-…`, `all calls`).
+    pub scope: String,
+    /// The daily limit, USD.
+    pub daily_usd: Option<f64>,
+    /// The monthly limit, USD.
+    pub monthly_usd: Option<f64>,
+    /// Spent today (UTC), USD.
+    pub spent_today_usd: f64,
+    /// Spent this month (UTC), USD.
+    pub spent_this_month_usd: f64,
+    /// Whether calls it holds are refused now.
+    pub exhausted: bool,
+}

@@ -7,6 +7,7 @@
 //! (`jarvis config check | head -1`) ends the command quietly instead of with a panic.
 
 pub mod agents;
+pub mod ai;
 pub mod breakers;
 pub mod common;
 pub mod health;
@@ -71,6 +72,19 @@ pub enum Command {
         /// What to do (default: list).
         #[command(subcommand)]
         command: Option<crate::cli::breakers::BreakersCommand>,
+    },
+    /// What the AI gateway of a running Jarvis used and spent (`usage`, the default), its
+    /// budgets, prices and models.
+    Ai {
+        /// Where the server is.
+        #[command(flatten)]
+        connection: crate::client::Connection,
+        /// Print the raw JSON instead of a table.
+        #[arg(long, global = true)]
+        json: bool,
+        /// What to show (default: usage this month by model).
+        #[command(subcommand)]
+        command: Option<crate::cli::ai::AiCommand>,
     },
     /// List the schedules of a running Jarvis with their next run times, or pause, resume or
     /// delete one.

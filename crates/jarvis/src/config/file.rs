@@ -105,6 +105,24 @@ pub struct FileConfig {
     /// Recurring schedules, by name (the body of `PUT /api/v1/schedules/{name}`).
     #[serde(default)]
     pub schedules: BTreeMap<String, crate::model::schedule::ScheduleInput>,
+    /// The AI gateway: prices and budgets.
+    #[serde(default)]
+    pub ai: FileAi,
+}
+
+/// The `[ai]` table of the config file.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct FileAi {
+    /// Prices by `"provider/model"` (a name or a `-`-bounded prefix of model names), over the
+    /// built-in list prices: `[ai.prices."openai/gpt-4o"]` with `inputPerMillion` and
+    /// `outputPerMillion` (USD per million tokens).
+    #[serde(default)]
+    pub prices: BTreeMap<String, crate::model::ai::Price>,
+    /// Spending limits: `[[ai.budgets]]` with `domain` or `token` (or neither: every call)
+    /// and `dailyUsd`, `monthlyUsd` or both.
+    #[serde(default)]
+    pub budgets: Vec<crate::model::ai::Budget>,
 }
 
 /// The `[server]` table of the config file: values under variables of the environment, checked
@@ -227,7 +245,36 @@ fn validate(file: &FileConfig) -> Result<(), String> {
             }
         }
     }
-    validate_learning(&file.learning)
+    validate_learning(&file.learning)?;
+    validate_ai(&file.ai)
+}
+
+fn validate_ai(ai: &FileAi) -> Result<(), String> {
+    for (name, price) in &ai.prices {
+        let ok = name
+            .split_once('/')
+            .is_some_and(|(p, m)| matches!(p, "openai" | "anthropic" | "gemini") && !m.is_empty());
+        if !ok {
+            return Err(format!(
+                "ai.prices.{name:?}: expected \"provider/model\" with provider openai, \
+                 anthropic or gemini"
+            ));
+        }
+        if !price.is_valid() {
+            return Err(format!(
+                "ai.prices.{name:?}: prices must be dollars per million tokens, 0 or more"
+            ));
+        }
+    }
+    for (i, budget) in ai.budgets.iter().enumerate() {
+        if let Some(problem) = budget.problem() {
+            return Err(format!("ai.budgets[{i}]: {problem}"));
+        }
+        if let Some(d) = &budget.domain {
+            Name::parse(d).map_err(|e| format!("ai.budgets[{i}].domain: {e}"))?;
+        }
+    }
+    Ok(())
 }
 
 fn validate_learning(l: &FileLearning) -> Result<(), String> {

@@ -10,6 +10,7 @@
 //! The PostgreSQL files are plain, idempotent SQL that also run with `psql`.
 
 pub mod agents;
+pub mod ai_usage;
 pub mod breaker_state;
 pub mod config;
 pub mod health;
@@ -128,8 +129,8 @@ pub use tasks::{Inserted, Lease, ReclaimOutcome, Reclaimed, Settlement, TaskFilt
 /// domain has its own supertrait in its own file: the queue ([`TaskStore`]), the history
 /// ([`HistoryStore`], [`HistoryReadStore`]), the learner ([`LearningStore`]), the breaker state
 /// ([`breaker_state::BreakerStateStore`]), the schedules ([`ScheduleStore`]), manual retry
-/// ([`TaskRetryStore`]), reading and cancelling tasks ([`TaskRowStore`]), services ([`ServiceStore`]), agents ([`AgentStore`]) and health
-/// results ([`HealthStore`]).
+/// ([`TaskRetryStore`]), reading and cancelling tasks ([`TaskRowStore`]), services ([`ServiceStore`]), agents ([`AgentStore`]), health
+/// results ([`HealthStore`]) and the AI gateway's usage ([`ai_usage::AiUsageStore`]).
 #[async_trait]
 pub trait Store:
     TaskStore
@@ -143,6 +144,7 @@ pub trait Store:
     + ServiceStore
     + AgentStore
     + HealthStore
+    + ai_usage::AiUsageStore
     + Send
     + Sync
     + 'static
