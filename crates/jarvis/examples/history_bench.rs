@@ -128,6 +128,7 @@ fn make(n: usize, at: chrono::DateTime<chrono::Utc>) -> Vec<ExecutionRecord> {
                 started_at: at,
                 finished_at: at,
                 timed_out: false,
+                model_call: None,
             };
             if i % 10 == 0 {
                 r.with_failure(&format!("timeout after {} ms", 30_000 + i % 97))

@@ -140,6 +140,21 @@ impl Application {
             recorder.clone(),
             config.server.instance_id.clone(),
         )));
+        let spend = crate::ai::spend::Spend::new(
+            store.clone(),
+            crate::ai::price::PriceTable::new(&config.file.ai.prices),
+            config.file.ai.budgets.clone(),
+        );
+        // Budgets start from the spend the store holds (this month's, every instance's).
+        spend.flush().await;
+        {
+            let spend = spend.clone();
+            background.push(Box::new(move |stop| Box::pin(spend.run(stop))));
+        }
+        let ai = Arc::new(
+            crate::ai::Gateway::new(&config.integrations, breakers.clone(), spend)
+                .context("building the AI gateway's HTTP client")?,
+        );
         let tasks = TaskQueue::new(QueueParts {
             store: store.clone(),
             breakers: breakers.clone(),
@@ -150,6 +165,7 @@ impl Application {
             concurrency: config.tasks.concurrency,
             instance: config.server.instance_id.clone(),
             clock: crate::clock::system(),
+            ai: Some(ai.clone()),
         });
         if config.tasks.history_retention_days > 0 {
             let store = store.clone();
@@ -179,21 +195,6 @@ impl Application {
             let scheduler = scheduler.clone();
             background.push(Box::new(move |stop| Box::pin(scheduler.run(stop))));
         }
-        let spend = crate::ai::spend::Spend::new(
-            store.clone(),
-            crate::ai::price::PriceTable::new(&config.file.ai.prices),
-            config.file.ai.budgets.clone(),
-        );
-        // Budgets start from the spend the store holds (this month's, every instance's).
-        spend.flush().await;
-        {
-            let spend = spend.clone();
-            background.push(Box::new(move |stop| Box::pin(spend.run(stop))));
-        }
-        let ai = Arc::new(
-            crate::ai::Gateway::new(&config.integrations, breakers.clone(), spend)
-                .context("building the AI gateway's HTTP client")?,
-        );
         let state = AppState {
             ai,
             scheduler,
@@ -342,7 +343,7 @@ async fn seed_from_file(config: &Config, store: &dyn Store) -> anyhow::Result<()
     for (domain, entry) in &config.file.agents {
         let domain = crate::names::Name::parse(domain)?;
         let spec = entry
-            .input()
+            .clone()
             .into_spec(domain.clone(), now)
             .map_err(|e| anyhow::anyhow!("config file: agents.{domain}.{e}"))?;
         let before = store.get_agent(domain.as_str()).await?;

@@ -22,6 +22,7 @@
 pub mod model;
 pub mod price;
 pub mod spend;
+pub mod task;
 
 use std::fmt;
 use std::pin::Pin;

@@ -533,6 +533,7 @@ mod tests {
                 started_at: at(0),
                 finished_at: at(12),
                 timed_out: !success,
+                model_call: None,
             },
         };
         round_trip(&ExecutionPage {

@@ -46,6 +46,16 @@ pub enum AgentsCommand {
     },
 }
 
+/// What an agent calls: its URL, or `ai <model>` for an `ai` agent.
+fn target(a: &AgentSpec) -> String {
+    match a.kind {
+        crate::model::agent::AgentKind::Http => a.url.clone(),
+        crate::model::agent::AgentKind::Ai => {
+            format!("ai {}", a.model.as_deref().unwrap_or("-"))
+        }
+    }
+}
+
 /// The table of `jarvis agents`: a row per agent.
 pub fn table(agents: &[AgentSpec]) -> String {
     let mut rows = vec![[
@@ -58,7 +68,7 @@ pub fn table(agents: &[AgentSpec]) -> String {
     for a in agents {
         rows.push([
             a.domain.to_string(),
-            a.url.clone(),
+            target(a),
             format!("{} ms", a.timeout_ms),
             if a.use_learned { "yes" } else { "no" }.into(),
             wire_time(&a.updated_at),
@@ -71,7 +81,7 @@ pub fn table(agents: &[AgentSpec]) -> String {
 pub fn detail(a: &AgentSpec) -> String {
     labelled(&[
         ("domain", a.domain.to_string()),
-        ("url", a.url.clone()),
+        ("url", target(a)),
         ("timeout", format!("{} ms", a.timeout_ms)),
         (
             "use learned",

@@ -17,39 +17,6 @@ use super::setting::{invalid_message, Kind};
 use super::ConfigError;
 use crate::names::Name;
 
-/// An HTTP agent, as given in the config file.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct AgentFileEntry {
-    /// Where Jarvis POSTs each attempt.
-    pub url: String,
-    /// Per-attempt timeout in ms.
-    #[serde(default)]
-    pub timeout_ms: Option<u64>,
-    /// Tasks of this domain submitted without `useLearned` get learned parameters.
-    #[serde(default)]
-    pub use_learned: Option<bool>,
-    /// Checked as the service named after the domain (through the domain's breaker).
-    #[serde(default)]
-    pub health_url: Option<String>,
-    /// How often the health URL is checked, ms.
-    #[serde(default)]
-    pub health_interval_ms: Option<u64>,
-}
-
-impl AgentFileEntry {
-    /// The same agent as the body of `PUT /api/v1/agents/{domain}`.
-    pub fn input(&self) -> crate::model::agent::AgentInput {
-        crate::model::agent::AgentInput {
-            url: self.url.clone(),
-            timeout_ms: self.timeout_ms,
-            use_learned: self.use_learned,
-            health_url: self.health_url.clone(),
-            health_interval_ms: self.health_interval_ms,
-        }
-    }
-}
-
 /// Per-breaker overrides, as given in the config file.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -95,7 +62,7 @@ pub struct FileConfig {
     pub services: BTreeMap<String, crate::model::service::ServiceInput>,
     /// Agents, by domain.
     #[serde(default)]
-    pub agents: BTreeMap<String, AgentFileEntry>,
+    pub agents: BTreeMap<String, crate::model::agent::AgentInput>,
     /// Per-breaker settings, by breaker name.
     #[serde(default)]
     pub breakers: BTreeMap<String, BreakerFileEntry>,
@@ -213,7 +180,7 @@ fn validate(file: &FileConfig) -> Result<(), String> {
                  cannot replace it (use another domain)"
             ));
         }
-        a.input()
+        a.clone()
             .into_spec(parsed, now)
             .map_err(|e| format!("agents.{name}.{e}"))?;
         if a.health_url.is_some() && file.services.contains_key(name) {

@@ -41,9 +41,7 @@ pub mod tasks;
 pub mod telemetry;
 
 pub use breakers::{BreakerDefaults, BreakerSettings};
-pub use file::{
-    load_file, AgentFileEntry, BreakerFileEntry, FileAi, FileConfig, FileLearning, FileServer,
-};
+pub use file::{load_file, BreakerFileEntry, FileAi, FileConfig, FileLearning, FileServer};
 pub use health::HealthConfig;
 pub use integrations::{AiTimeouts, Integrations, ProviderKeys, RedisConfig};
 pub use learning::LearningSettings;

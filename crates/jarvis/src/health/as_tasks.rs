@@ -56,6 +56,7 @@ impl HistorySink {
             started_at: report.started_at,
             finished_at,
             timed_out: false,
+            model_call: None,
         };
         if report.all_critical_up {
             record

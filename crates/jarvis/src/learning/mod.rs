@@ -572,6 +572,7 @@ mod tests {
             started_at: now,
             finished_at: now,
             timed_out: false,
+            model_call: None,
         }
     }
 

@@ -51,6 +51,24 @@ pub struct ExecutionRecord {
     /// before the field existed: false.)
     #[serde(default)]
     pub timed_out: bool,
+    /// The model call the attempt made, for an `ai` agent's task: model, deployment, tokens
+    /// (its cost is `cost_usd`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_call: Option<ModelCall>,
+}
+
+/// The model call of an `ai` agent's attempt, as its execution record keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ModelCall {
+    /// The model asked for (`openai/gpt-4o-mini`).
+    pub model: String,
+    /// The deployment that answered.
+    pub deployment: String,
+    /// Prompt (input) tokens.
+    pub prompt_tokens: u64,
+    /// Completion (output) tokens.
+    pub completion_tokens: u64,
 }
 
 impl ExecutionRecord {

@@ -13,11 +13,12 @@ use crate::model::agent::AgentSpec;
 /// Creates or replaces an agent, keeping its `created_at`.
 pub(crate) const PUT: &str = "\
 INSERT INTO agents (domain, url, timeout_ms, use_learned, health_url, health_interval_ms,
-                    created_at, updated_at)
-VALUES ($1, $2, $3, $5, $6, $7, $4, $4)
+                    created_at, updated_at, kind, model, prompt)
+VALUES ($1, $2, $3, $5, $6, $7, $4, $4, $8, $9, $10)
 ON CONFLICT (domain) DO UPDATE SET url = excluded.url, timeout_ms = excluded.timeout_ms,
     use_learned = excluded.use_learned, health_url = excluded.health_url,
-    health_interval_ms = excluded.health_interval_ms, updated_at = excluded.updated_at
+    health_interval_ms = excluded.health_interval_ms, updated_at = excluded.updated_at,
+    kind = excluded.kind, model = excluded.model, prompt = excluded.prompt
 RETURNING *";
 
 pub(crate) const GET: &str = "SELECT * FROM agents WHERE domain = $1";
@@ -59,6 +60,9 @@ macro_rules! impl_agent_store {
                     .bind(spec.use_learned)
                     .bind(spec.health_url.as_deref())
                     .bind(spec.health_interval_ms.map(|ms| ms as i64))
+                    .bind(spec.kind.as_str())
+                    .bind(spec.model.as_deref())
+                    .bind(spec.prompt.as_deref())
                     .fetch_one($crate::store::shared::SqlBackend::writer(self))
                     .await
                     .map_err(|e| $crate::store::shared::SqlBackend::classify(self, e))?;

@@ -82,7 +82,10 @@ impl TryFrom<ServiceRow> for ServiceSpec {
 #[derive(Debug, FromRow)]
 pub(crate) struct AgentRow {
     domain: String,
+    kind: String,
     url: String,
+    model: Option<String>,
+    prompt: Option<String>,
     timeout_ms: i64,
     use_learned: bool,
     health_url: Option<String>,
@@ -95,9 +98,15 @@ impl TryFrom<AgentRow> for AgentSpec {
     type Error = sqlx::Error;
 
     fn try_from(r: AgentRow) -> Result<Self, Self::Error> {
+        let kind = crate::model::agent::AgentKind::parse(&r.kind).ok_or_else(|| {
+            sqlx::Error::Decode(format!("agent kind {:?} is neither http nor ai", r.kind).into())
+        })?;
         Ok(AgentSpec {
             domain: name(r.domain)?,
+            kind,
             url: r.url,
+            model: r.model,
+            prompt: r.prompt,
             timeout_ms: ms(r.timeout_ms),
             use_learned: r.use_learned,
             health_url: r.health_url,
@@ -230,6 +239,7 @@ pub(crate) struct ExecutionRow {
     started_at: DateTime<Utc>,
     finished_at: DateTime<Utc>,
     timed_out: bool,
+    model_call: Option<Json<crate::model::record::ModelCall>>,
 }
 
 impl TryFrom<ExecutionRow> for StoredExecution {
@@ -257,6 +267,7 @@ impl TryFrom<ExecutionRow> for StoredExecution {
                 started_at: r.started_at,
                 finished_at: r.finished_at,
                 timed_out: r.timed_out,
+                model_call: r.model_call.map(|j| j.0),
             },
         })
     }

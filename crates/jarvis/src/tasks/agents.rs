@@ -48,6 +48,8 @@ pub enum AgentAnswer {
         output: Option<Value>,
         /// What the attempt cost.
         cost_usd: Option<f64>,
+        /// The model call an `ai` agent made.
+        model_call: Option<crate::model::record::ModelCall>,
     },
     /// The attempt failed.
     Failure {
@@ -63,6 +65,7 @@ impl AgentAnswer {
             impact_score: None,
             output: None,
             cost_usd: None,
+            model_call: None,
         }
     }
 }
@@ -296,6 +299,7 @@ impl HttpAgents {
                 impact_score,
                 output: wire.output,
                 cost_usd: wire.cost_usd.filter(|c| c.is_finite() && *c >= 0.0),
+                model_call: None,
             }
         } else {
             let reason = match wire.error {

@@ -4,7 +4,7 @@
 //! restarts and across instances; `/api/v1/ai/*` and `jarvis ai`.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
@@ -19,19 +19,21 @@ use crate::helpers::*;
 /// A mock OpenAI: every chat answer uses `PROMPT` prompt and `COMPLETION` completion tokens;
 /// the model `broken-model` answers 500; `/v1/models` lists one model (not counted as a call).
 #[derive(Clone)]
-struct Mock {
+pub struct Mock {
     calls: Arc<AtomicUsize>,
-    port: u16,
+    last: Arc<Mutex<Value>>,
+    pub port: u16,
 }
 
-const PROMPT: u64 = 1_000;
-const COMPLETION: u64 = 500;
+pub const PROMPT: u64 = 1_000;
+pub const COMPLETION: u64 = 500;
 
 impl Mock {
-    async fn start() -> Mock {
+    pub async fn start() -> Mock {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let mock = Mock {
             calls: Arc::new(AtomicUsize::new(0)),
+            last: Arc::new(Mutex::new(Value::Null)),
             port: listener.local_addr().unwrap().port(),
         };
         let app = axum::Router::new()
@@ -41,8 +43,13 @@ impl Mock {
         mock
     }
 
-    fn calls(&self) -> usize {
+    pub fn calls(&self) -> usize {
         self.calls.load(Ordering::SeqCst)
+    }
+
+    /// The body of the last counted call.
+    pub fn last(&self) -> Value {
+        self.last.lock().unwrap().clone()
     }
 }
 
@@ -55,6 +62,7 @@ async fn answer(State(mock): State<Mock>, uri: Uri, body: Bytes) -> Response {
     }
     mock.calls.fetch_add(1, Ordering::SeqCst);
     let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    *mock.last.lock().unwrap() = body.clone();
     if body["model"] == "broken-model" {
         return (
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -85,7 +93,7 @@ async fn answer(State(mock): State<Mock>, uri: Uri, body: Bytes) -> Response {
 }
 
 /// The environment of a gateway on `mock` with `config` as its config file.
-async fn env(mock: &Mock, backend: Backend, config: &str) -> TestEnv {
+pub async fn env(mock: &Mock, backend: Backend, config: &str) -> TestEnv {
     let mut env = TestEnv::new(backend).await;
     let file = env.dir.path().join("jarvis.toml");
     std::fs::write(&file, config).unwrap();
@@ -116,7 +124,7 @@ fn approx(a: f64, b: f64) -> bool {
 }
 
 /// gpt-4o-mini's list price: $0.15 / $0.60 per million tokens.
-const CALL_COST: f64 = (PROMPT as f64 * 0.15 + COMPLETION as f64 * 0.60) / 1e6;
+pub const CALL_COST: f64 = (PROMPT as f64 * 0.15 + COMPLETION as f64 * 0.60) / 1e6;
 
 both_backends!(
     every_call_is_priced_and_rolled_up_by_model_domain_and_token,
@@ -238,7 +246,7 @@ async fn usage_queries_that_make_no_sense_are_refused() {
 
 /// One call costs $1 (1,000 prompt tokens at $1,000 per million); research may spend $1.50 a
 /// day, so the second call is the last one to go out.
-const BUDGETED: &str = r#"
+pub const BUDGETED: &str = r#"
 [ai.prices."openai/gpt-4o-mini"]
 inputPerMillion = 1000
 outputPerMillion = 0

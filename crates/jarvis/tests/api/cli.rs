@@ -984,6 +984,7 @@ both_backends!(
             started_at: now,
             finished_at: now,
             timed_out: false,
+            model_call: None,
         };
         app.state().store.insert_history(&[system]).await.unwrap();
         let figures = |all: &Value| -> Vec<(String, i64)> {

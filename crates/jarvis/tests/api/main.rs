@@ -6,6 +6,7 @@ mod agents;
 mod helpers;
 
 mod ai;
+mod ai_agents;
 mod ai_spend;
 mod breakers;
 mod cli;

@@ -68,6 +68,7 @@ fn success_at(
         started_at: finished,
         finished_at: finished,
         timed_out: false,
+        model_call: None,
     }
 }
 
@@ -377,6 +378,7 @@ both_backends!(history_is_idempotent_and_rolled_up, |backend| async move {
             started_at: now,
             finished_at: now,
             timed_out: false,
+            model_call: None,
         };
         if success {
             r

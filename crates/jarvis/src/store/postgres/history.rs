@@ -13,12 +13,14 @@ const INSERT: &str = "\
 INSERT INTO task_history (record_id, task_id, domain, action, attempt, parameters,
                           learned_parameters, success, duration_ms, impact_score, failure_reason,
                           failure_group, cost_usd, correlation_id, instance_id, started_at,
-                          finished_at, timed_out)
-SELECT r, t, d, a, n, p::jsonb, lp::jsonb, s, dur, imp, fr, fg, c, corr, inst, st, fin, tmo
+                          finished_at, timed_out, model_call)
+SELECT r, t, d, a, n, p::jsonb, lp::jsonb, s, dur, imp, fr, fg, c, corr, inst, st, fin, tmo,
+       mc::jsonb
 FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::int4[], $6::text[], $7::text[],
             $8::bool[], $9::int8[], $10::float8[], $11::text[], $12::text[], $13::float8[],
-            $14::text[], $15::text[], $16::timestamptz[], $17::timestamptz[], $18::bool[])
-     AS u(r, t, d, a, n, p, lp, s, dur, imp, fr, fg, c, corr, inst, st, fin, tmo)
+            $14::text[], $15::text[], $16::timestamptz[], $17::timestamptz[], $18::bool[],
+            $19::text[])
+     AS u(r, t, d, a, n, p, lp, s, dur, imp, fr, fg, c, corr, inst, st, fin, tmo, mc)
 -- Both unique keys: the record itself (a replayed spool) and its attempt (one record per
 -- attempt, whoever wrote it first).
 ON CONFLICT DO NOTHING
@@ -83,6 +85,7 @@ impl HistoryDialect for PostgresStore {
         let mut st = Vec::with_capacity(n);
         let mut fin = Vec::with_capacity(n);
         let mut tmo = Vec::with_capacity(n);
+        let mut mc = Vec::with_capacity(n);
         for r in records {
             rid.push(r.record_id);
             tid.push(r.task_id);
@@ -102,6 +105,11 @@ impl HistoryDialect for PostgresStore {
             st.push(r.started_at);
             fin.push(r.finished_at);
             tmo.push(r.timed_out);
+            mc.push(
+                r.model_call
+                    .as_ref()
+                    .map(|m| serde_json::to_string(m).expect("a model call serializes")),
+            );
         }
         sqlx::query_scalar(INSERT)
             .bind(&rid)
@@ -122,6 +130,7 @@ impl HistoryDialect for PostgresStore {
             .bind(&st)
             .bind(&fin)
             .bind(&tmo)
+            .bind(&mc)
             .fetch_all(&mut **tx)
             .await
     }

@@ -17,7 +17,7 @@ use crate::store::shared::DbUuid;
 const INSERT_RECORDS: &str = "\
 INSERT INTO task_history (record_id, task_id, domain, action, attempt, parameters,
     learned_parameters, success, duration_ms, impact_score, failure_reason, failure_group,
-    cost_usd, correlation_id, instance_id, started_at, finished_at, timed_out) ";
+    cost_usd, correlation_id, instance_id, started_at, finished_at, timed_out, model_call) ";
 
 const UPSERT_TOTALS: &str = "\
 INSERT INTO task_stats_hourly (domain, action, hour, total, succeeded, failed, duration_sum_ms,
@@ -58,7 +58,8 @@ impl HistoryDialect for SqliteStore {
                     .push_bind(r.instance_id.as_deref())
                     .push_bind(r.started_at)
                     .push_bind(r.finished_at)
-                    .push_bind(r.timed_out);
+                    .push_bind(r.timed_out)
+                    .push_bind(r.model_call.as_ref().map(sqlx::types::Json));
             });
             q.push(" ON CONFLICT DO NOTHING RETURNING record_id");
             let ids: Vec<DbUuid> = q.build_query_scalar().fetch_all(&mut **tx).await?;

@@ -4,6 +4,9 @@
 //! the circuit OPEN).
 
 use super::*;
+use crate::ai::task::CompletionError;
+use crate::model::agent::{render_prompt, AgentKind};
+use crate::model::record::ModelCall;
 
 impl TaskQueue {
     pub(super) async fn attempt(self: &Arc<Self>, task: Task, mut stop: oneshot::Receiver<Stop>) {
@@ -21,6 +24,7 @@ impl TaskQueue {
         enum Target {
             Builtin(Arc<dyn BuiltinAgent>),
             Http(AgentSpec),
+            Ai(AgentSpec),
         }
         let target = match self.builtins.get(task.domain.as_str()) {
             Some(b) => Target::Builtin(b),
@@ -29,6 +33,7 @@ impl TaskQueue {
                 .lookup(self.store.as_ref(), task.domain.as_str())
                 .await
             {
+                Ok(Some(spec)) if spec.kind == AgentKind::Ai => Target::Ai(spec),
                 Ok(Some(spec)) => Target::Http(spec),
                 Ok(None) => {
                     // Submission refuses such a task unless it asked to wait for an agent
@@ -80,7 +85,7 @@ impl TaskQueue {
             }
         };
         let timeout = Duration::from_millis(task.timeout_ms.unwrap_or(match &target {
-            Target::Http(spec) => spec.timeout_ms,
+            Target::Http(spec) | Target::Ai(spec) => spec.timeout_ms,
             Target::Builtin(_) => DEFAULT_TIMEOUT_MS,
         }));
         let call_started = self.clock.now();
@@ -88,15 +93,16 @@ impl TaskQueue {
             match &target {
                 Target::Builtin(agent) => {
                     match tokio::time::timeout(timeout, agent.run(&call)).await {
-                        Ok(answer) => (answer, Outcome::Success),
-                        Err(_) => (
+                        Ok(answer) => Ok((answer, Outcome::Success)),
+                        Err(_) => Ok((
                             AgentAnswer::Failure {
                                 reason: format!("agent timed out after {} ms", timeout.as_millis()),
                             },
                             Outcome::Timeout,
-                        ),
+                        )),
                     }
                 }
+                Target::Ai(spec) => self.run_ai(spec, &task, timeout).await,
                 Target::Http(spec) => {
                     tracing::info!(url = %spec.url, timeout_ms = timeout.as_millis() as u64, "calling agent");
                     // The attempt is spent once the agent has the request: then it is marked
@@ -112,7 +118,7 @@ impl TaskQueue {
                     if let Some(calls) = &calls {
                         calls.answered(id, attempt);
                     }
-                    (r.answer, r.outcome)
+                    Ok((r.answer, r.outcome))
                 }
             }
         };
@@ -131,7 +137,18 @@ impl TaskQueue {
             .metrics()
             .observe(task.domain.as_str(), elapsed);
         match result {
-            Ok((answer, outcome)) => {
+            Ok(Err(unspent)) => {
+                // Nothing reached the provider (its breaker is OPEN, or a budget is spent):
+                // neither the domain's breaker nor the attempt counts it.
+                drop(admission);
+                tracing::info!(
+                    retry_in_ms = unspent.delay.as_millis() as u64,
+                    reason = %unspent.why,
+                    "the model was not called; task waits without spending an attempt"
+                );
+                self.wait_unspent(&task, unspent.delay, unspent.why);
+            }
+            Ok(Ok((answer, outcome))) => {
                 let reason = match &answer {
                     AgentAnswer::Failure { reason } => reason.clone(),
                     AgentAnswer::Success { .. } => String::new(),
@@ -149,6 +166,106 @@ impl TaskQueue {
             Err(why) => {
                 admission.record(Outcome::Cancelled, "attempt stopped");
                 self.interrupted(&task, started_at, clock, why);
+            }
+        }
+    }
+
+    /// An `ai` agent's attempt: the prompt rendered from the task and sent through the gateway
+    /// under the task's timeout. The model is the task's `model` parameter when it is a string,
+    /// else the agent's. The attempt is marked called as the request goes out.
+    async fn run_ai(
+        &self,
+        spec: &AgentSpec,
+        task: &Task,
+        timeout: Duration,
+    ) -> Result<(AgentAnswer, Outcome), Unspent> {
+        let failed = |reason: String, outcome| Ok((AgentAnswer::Failure { reason }, outcome));
+        let Some(gateway) = &self.ai else {
+            return failed("this Jarvis has no AI gateway".into(), Outcome::Error);
+        };
+        let model = task
+            .parameters
+            .get("model")
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_string)
+            .or_else(|| spec.model.clone())
+            .unwrap_or_default();
+        let prompt = match render_prompt(
+            spec.prompt.as_deref().unwrap_or_default(),
+            task.domain.as_str(),
+            task.action.as_str(),
+            &task.parameters,
+        ) {
+            Ok(p) => p,
+            // The task's fault, not the provider's: the domain's breaker is not told.
+            Err(reason) => return failed(reason, Outcome::Cancelled),
+        };
+        let calls = self.calls.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if let Some(calls) = &calls {
+            calls.mark(task.id, task.attempts);
+        }
+        // A task's ID was checked when it was submitted; one stored otherwise gets a fresh one.
+        let correlation = crate::correlation::CorrelationId::parse(&task.correlation_id)
+            .unwrap_or_else(|| crate::correlation::CorrelationId::generate("task"));
+        let done = tokio::time::timeout(
+            timeout,
+            gateway.complete(&model, &prompt, task.domain.as_str(), &correlation),
+        )
+        .await;
+        if let Some(calls) = &calls {
+            calls.answered(task.id, task.attempts);
+        }
+        match done {
+            Err(_) => failed(
+                format!("agent timed out after {} ms", timeout.as_millis()),
+                Outcome::Timeout,
+            ),
+            Ok(Ok(c)) => Ok((
+                AgentAnswer::Success {
+                    impact_score: None,
+                    output: Some(serde_json::json!({
+                        "content": c.content,
+                        "finishReason": c.finish_reason,
+                        "model": c.model,
+                        "deployment": c.deployment,
+                        "usage": {"promptTokens": c.prompt_tokens,
+                                  "completionTokens": c.completion_tokens},
+                        "costUsd": c.cost_usd,
+                    })),
+                    cost_usd: c.cost_usd,
+                    model_call: Some(ModelCall {
+                        model: c.model,
+                        deployment: c.deployment,
+                        prompt_tokens: c.prompt_tokens,
+                        completion_tokens: c.completion_tokens,
+                    }),
+                },
+                Outcome::Success,
+            )),
+            Ok(Err(CompletionError::Failed { reason, timed_out })) => failed(
+                reason,
+                if timed_out {
+                    Outcome::Timeout
+                } else {
+                    Outcome::Error
+                },
+            ),
+            Ok(Err(CompletionError::NotCalled(e))) => {
+                let delay = match &e {
+                    crate::ai::AiError::Budget(b) => (b.resets_at - chrono::Utc::now())
+                        .to_std()
+                        .unwrap_or_default()
+                        .min(BUDGET_RECHECK),
+                    crate::ai::AiError::BreakerOpen { retry_after, .. } => {
+                        retry_after.unwrap_or(Duration::from_secs(1))
+                    }
+                    _ => Duration::from_secs(1),
+                }
+                .max(Duration::from_millis(100));
+                Err(Unspent {
+                    delay,
+                    why: format!("{e}: waiting"),
+                })
             }
         }
     }
@@ -219,10 +336,12 @@ impl TaskQueue {
                 impact_score,
                 output,
                 cost_usd,
+                model_call,
             } => {
                 record.success = true;
                 record.impact_score = impact_score;
                 record.cost_usd = cost_usd;
+                record.model_call = model_call;
                 tracing::info!(
                     duration_ms,
                     status = "succeeded",
@@ -391,4 +510,14 @@ pub(super) fn backoff(base_ms: u64, max_ms: u64, attempt: u32, rng: &mut impl Rn
     let half = capped / 2.0;
     let jitter = rng.random_range(0.0..=half);
     Duration::from_millis((half + jitter).round() as u64)
+}
+
+/// How long a task held by a spent AI budget waits before it is looked at again (at most; less
+/// when the budget's period ends sooner).
+const BUDGET_RECHECK: Duration = Duration::from_secs(300);
+
+/// An attempt that called nothing and waits: for how long, and why.
+struct Unspent {
+    delay: Duration,
+    why: String,
 }

@@ -147,6 +147,8 @@ pub struct QueueParts {
     pub instance: String,
     /// Where the queue reads time ([`clock::system`] outside tests).
     pub clock: SharedClock,
+    /// The AI gateway `ai` agents' tasks run through (`None`: such tasks fail, saying so).
+    pub ai: Option<Arc<crate::ai::Gateway>>,
 }
 
 /// The task queue of one instance. Cheap to share (`Arc`).
@@ -155,6 +157,7 @@ pub struct TaskQueue {
     breakers: Arc<BreakerRegistry>,
     builtins: BuiltinAgents,
     http: HttpAgents,
+    ai: Option<Arc<crate::ai::Gateway>>,
     recorder: Recorder,
     metrics: Arc<TaskMetrics>,
     settings: TaskSettings,
@@ -191,6 +194,7 @@ impl TaskQueue {
             breakers: parts.breakers,
             builtins: parts.builtins,
             http: HttpAgents::new(),
+            ai: parts.ai,
             recorder: parts.recorder,
             metrics: parts.metrics,
             settings: parts.settings,
@@ -491,6 +495,7 @@ fn attempt_record(
         started_at,
         finished_at,
         timed_out: false,
+        model_call: None,
     }
 }
 

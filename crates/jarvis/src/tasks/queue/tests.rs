@@ -60,6 +60,7 @@ async fn fixture() -> Fixture {
         concurrency: 2,
         instance: "test-instance".into(),
         clock: clock.clone(),
+        ai: None,
     });
     queue.start().await;
     Fixture {
