@@ -226,12 +226,17 @@ pub struct ValueStats {
     /// parameters (a slow quality setting needs a longer timeout than a fast one).
     #[serde(default, skip_serializing_if = "DurationSketch::is_empty")]
     pub successful_durations: DurationSketch,
+    /// What runs with this value cost (when they reported a cost), so that between values that
+    /// do equally well the cheaper one can be chosen (`LearningConfig::cost_tolerance`).
+    #[serde(default, skip_serializing_if = "CostStats::is_empty")]
+    pub cost: CostStats,
 }
 
 impl ValueStats {
     /// Adds `other`'s statistics.
     pub fn merge(&mut self, other: &ValueStats) {
         self.outcome.merge(&other.outcome);
+        self.cost.add(&other.cost);
         self.successful_durations.merge(&other.successful_durations);
         match (&mut self.range, &other.range) {
             (Some(mine), Some(theirs)) => mine.merge(theirs),
@@ -300,6 +305,27 @@ pub struct CostStats {
 }
 
 impl CostStats {
+    /// Whether no execution reported a cost.
+    pub fn is_empty(&self) -> bool {
+        self.runs == 0
+    }
+
+    /// Counts one execution's cost (a negative, infinite or NaN cost is ignored).
+    pub fn record(&mut self, cost_usd: f64) {
+        if cost_usd.is_finite() && cost_usd >= 0.0 {
+            self.runs += 1;
+            self.micros_sum = self
+                .micros_sum
+                .saturating_add((cost_usd * 1e6).round() as u64);
+        }
+    }
+
+    /// Adds `other`'s counts.
+    pub fn add(&mut self, other: &CostStats) {
+        self.runs += other.runs;
+        self.micros_sum = self.micros_sum.saturating_add(other.micros_sum);
+    }
+
     /// The total in US dollars.
     pub fn total_usd(&self) -> f64 {
         self.micros_sum as f64 / 1e6
@@ -354,12 +380,8 @@ impl Aggregates {
         if success {
             self.successful_durations.add(*duration_ms);
         }
-        if let Some(cost) = cost_usd.filter(|c| c.is_finite() && *c >= 0.0) {
-            self.cost.runs += 1;
-            self.cost.micros_sum = self
-                .cost
-                .micros_sum
-                .saturating_add((cost * 1e6).round() as u64);
+        if let Some(cost) = *cost_usd {
+            self.cost.record(cost);
         }
 
         let pairs = learned_keys(parameters);
@@ -372,6 +394,9 @@ impl Aggregates {
                 .or_default();
             let mut one = ValueStats::default();
             one.outcome.record(success, timed_out, *impact_score);
+            if let Some(cost) = *cost_usd {
+                one.cost.record(cost);
+            }
             if success {
                 one.successful_durations.add(*duration_ms);
             }

@@ -67,6 +67,12 @@ pub struct LearningConfig {
     pub search_space: BTreeMap<String, ParameterSpace>,
     /// How timeouts are learned.
     pub timeout: TimeoutPolicy,
+    /// Cost as a tie-breaker: in each Thompson round, among the values whose utility draw is
+    /// within this share of the best draw, the one with the lowest mean cost per run is chosen
+    /// (a value with no cost reported yet counts as free, so that it gets tried). So between
+    /// values that do equally well the cheaper wins, while one that does measurably worse is
+    /// not chosen for its price. 0 turns cost off; clamped to `[0, 1]`. Default 0.05.
+    pub cost_tolerance: f64,
 }
 
 impl Default for LearningConfig {
@@ -83,6 +89,7 @@ impl Default for LearningConfig {
             max_alternatives: 3,
             search_space: BTreeMap::new(),
             timeout: TimeoutPolicy::default(),
+            cost_tolerance: 0.05,
         }
     }
 }
