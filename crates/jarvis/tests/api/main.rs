@@ -6,6 +6,9 @@ mod agents;
 mod helpers;
 
 mod ai;
+mod ai_anthropic;
+mod ai_gemini;
+mod ai_mock;
 mod breakers;
 mod cli;
 mod cluster;
