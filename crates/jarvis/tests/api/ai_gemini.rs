@@ -492,3 +492,156 @@ async fn models_lists_every_provider_and_leaves_out_one_whose_list_fails() {
     assert_eq!(body["data"].as_array().unwrap().len(), 2, "{body}");
     app.stop().await;
 }
+
+/// The official `openai` Python client (in `.tools/py`, from `scripts/ensure-tools.sh`)
+/// parses what Jarvis makes of Anthropic's and Gemini's answers with its own types: a chat, a
+/// streamed chat with usage and a tool call for each, and Gemini embeddings in the client's
+/// default base64 encoding (`tests/sdk/openai_client_translated.py`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_official_openai_python_client_works_with_anthropic_and_gemini_models() {
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let python = repo.join(".tools/py/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run scripts/ensure-tools.sh (it installs the openai client)",
+        python.display()
+    );
+    let anthropic = MockProvider::start().await;
+    let stream_event = |name: &str, data: Value| format!("event: {name}\ndata: {data}\n\n");
+    anthropic.answer_if(
+        "/v1/messages",
+        "/stream",
+        json!(true),
+        Answer::Sse(vec![
+            stream_event(
+                "message_start",
+                json!({"type": "message_start", "message": {
+                "id": "msg_s", "type": "message", "role": "assistant", "content": [],
+                "model": "claude-test", "usage": {"input_tokens": 7, "output_tokens": 1}}}),
+            ),
+            stream_event(
+                "content_block_start",
+                json!({"type": "content_block_start",
+                "index": 0, "content_block": {"type": "text", "text": ""}}),
+            ),
+            stream_event(
+                "content_block_delta",
+                json!({"type": "content_block_delta",
+                "index": 0, "delta": {"type": "text_delta", "text": "hello"}}),
+            ),
+            stream_event(
+                "content_block_delta",
+                json!({"type": "content_block_delta",
+                "index": 0, "delta": {"type": "text_delta", "text": " there"}}),
+            ),
+            stream_event(
+                "content_block_stop",
+                json!({"type": "content_block_stop", "index": 0}),
+            ),
+            stream_event(
+                "message_delta",
+                json!({"type": "message_delta",
+                "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 3}}),
+            ),
+            stream_event("message_stop", json!({"type": "message_stop"})),
+        ]),
+    );
+    let message = |content: Value, stop: &str| {
+        json!({"id": "msg_1", "type": "message", "role": "assistant", "model": "claude-test",
+               "content": content, "stop_reason": stop, "stop_sequence": null,
+               "usage": {"input_tokens": 7, "output_tokens": 3}})
+    };
+    anthropic.answer_if(
+        "/v1/messages",
+        "/tools/0/name",
+        json!("get_weather"),
+        Answer::Json(
+            200,
+            message(
+                json!([{"type": "tool_use", "id": "toolu_1", "name": "get_weather",
+                        "input": {"city": "Paris"}}]),
+                "tool_use",
+            ),
+        ),
+    );
+    anthropic.answer(
+        "/v1/messages",
+        Answer::Json(
+            200,
+            message(json!([{"type": "text", "text": "hello there"}]), "end_turn"),
+        ),
+    );
+
+    let gemini = MockProvider::start().await;
+    let usage = json!({"promptTokenCount": 7, "candidatesTokenCount": 3, "totalTokenCount": 10});
+    gemini.answer(
+        ":streamGenerateContent",
+        Answer::Sse(vec![
+            format!(
+                "data: {}\r\n\r\n",
+                json!({"candidates": [{"content": {"role": "model",
+                "parts": [{"text": "hello"}]}}]})
+            ),
+            format!(
+                "data: {}\r\n\r\n",
+                json!({"candidates": [{"content": {"role": "model",
+                "parts": [{"text": " there"}]}, "finishReason": "STOP"}],
+                "usageMetadata": usage})
+            ),
+        ]),
+    );
+    gemini.answer_if(
+        ":generateContent",
+        "/tools/0/functionDeclarations/0/name",
+        json!("get_weather"),
+        Answer::Json(
+            200,
+            json!({"candidates": [{"content": {"role": "model", "parts": [{"functionCall":
+                   {"name": "get_weather", "args": {"city": "Paris"}}}]},
+                   "finishReason": "STOP"}], "usageMetadata": usage}),
+        ),
+    );
+    gemini.answer(
+        ":generateContent",
+        Answer::Json(
+            200,
+            json!({"candidates": [{"content": {"role": "model", "parts":
+                   [{"text": "hello there"}]}, "finishReason": "STOP"}],
+                   "usageMetadata": usage}),
+        ),
+    );
+    gemini.answer(
+        ":embedContent",
+        Answer::Json(200, json!({"embedding": {"values": [0.25, -0.5]}})),
+    );
+    let app = jarvis_with(&[
+        ("ANTHROPIC_API_KEY", KEY),
+        ("ANTHROPIC_BASE_URL", &anthropic.base_url()),
+        ("GEMINI_API_KEY", KEY),
+        ("GEMINI_BASE_URL", &gemini.base_url()),
+    ])
+    .await;
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/sdk/openai_client_translated.py");
+    let address = app.address.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(python)
+            .arg(script)
+            .env("JARVIS_URL", address)
+            .env("JARVIS_TOKEN", TOKEN)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "the openai client failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Every call the client made reached a provider: three chats each, one embedding.
+    assert_eq!(anthropic.seen().len(), 3);
+    assert_eq!(gemini.seen().len(), 4);
+    app.stop().await;
+}

@@ -43,8 +43,12 @@ impl Seen {
     }
 }
 
+/// When an answer applies: the path's end, and optionally a value at a JSON pointer of the
+/// body.
+type Route = (String, Option<(String, Value)>);
+
 struct Inner {
-    answers: Mutex<Vec<(String, Answer)>>,
+    answers: Mutex<Vec<(Route, Answer)>>,
     seen: Mutex<Vec<Seen>>,
 }
 
@@ -83,9 +87,24 @@ impl MockProvider {
     /// Answers requests whose path ends with `path_end` with `answer` (replacing an earlier
     /// answer for the same ending).
     pub fn answer(&self, path_end: &str, answer: Answer) {
+        self.route((path_end.to_string(), None), answer);
+    }
+
+    /// Answers requests whose path ends with `path_end` and whose body has `value` at
+    /// `pointer` with `answer` (before the answers without a condition).
+    pub fn answer_if(&self, path_end: &str, pointer: &str, value: Value, answer: Answer) {
+        self.route(
+            (path_end.to_string(), Some((pointer.to_string(), value))),
+            answer,
+        );
+    }
+
+    fn route(&self, route: Route, answer: Answer) {
         let mut answers = self.inner.answers.lock().unwrap();
-        answers.retain(|(p, _)| p != path_end);
-        answers.push((path_end.to_string(), answer));
+        answers.retain(|(r, _)| *r != route);
+        answers.push((route, answer));
+        // Conditional answers first, so that they win over the plain answer of their path.
+        answers.sort_by_key(|((_, condition), _)| condition.is_none());
     }
 
     pub fn seen(&self) -> Vec<Seen> {
@@ -100,12 +119,13 @@ async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     mock.inner.seen.lock().unwrap().push(Seen {
         method: method.to_string(),
         path: uri.path().to_string(),
         query: uri.query().map(str::to_string),
         headers,
-        body: serde_json::from_slice(&body).unwrap_or(Value::Null),
+        body: body.clone(),
     });
     let answer = mock
         .inner
@@ -113,7 +133,12 @@ async fn handle(
         .lock()
         .unwrap()
         .iter()
-        .find(|(p, _)| uri.path().ends_with(p.as_str()))
+        .find(|((p, condition), _)| {
+            uri.path().ends_with(p.as_str())
+                && condition
+                    .as_ref()
+                    .is_none_or(|(pointer, value)| body.pointer(pointer) == Some(value))
+        })
         .map(|(_, a)| a.clone());
     match answer {
         None => (
