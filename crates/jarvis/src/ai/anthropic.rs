@@ -390,6 +390,10 @@ impl StreamTranslator for Translator {
         Ok(())
     }
 
+    fn usage(&self) -> TokenUsage {
+        usage(&self.usage)
+    }
+
     fn end(&mut self, _: &ChunkWriter, _: &mut Vec<u8>) -> Result<(), StreamFault> {
         if self.stopped {
             Ok(())

@@ -493,6 +493,10 @@ impl StreamTranslator for Translator {
         Ok(())
     }
 
+    fn usage(&self) -> TokenUsage {
+        usage(&self.usage)
+    }
+
     fn end(&mut self, w: &ChunkWriter, out: &mut Vec<u8>) -> Result<(), StreamFault> {
         if !self.started {
             w.role(out);

@@ -1085,13 +1085,12 @@ pub struct UpstreamStream {
 }
 
 impl UpstreamStream {
-    /// A translated stream found an error in the provider's events (an `error` event, or
-    /// something that is not its format): a breaker failure, and the call's log line.
-    pub(crate) fn fail(&mut self, detail: &str) {
-        if let Some(a) = self.admission.take() {
-            a.record(Outcome::Error, format!("stream error: {detail}"));
-        }
-        self.finish("stream error");
+    /// Hands the breaker's verdict and the log line over to a stream that reads this one
+    /// (a translated stream, which alone knows whether the provider's events ended well and
+    /// what they counted): this stream no longer settles or logs.
+    fn take_over(&mut self) -> Option<Admission> {
+        self.logged = true;
+        self.admission.take()
     }
 
     fn finish(&mut self, outcome: &'static str) {
@@ -1099,6 +1098,11 @@ impl UpstreamStream {
             return;
         }
         self.logged = true;
+        self.log(outcome, None);
+    }
+
+    /// The stream's `ai call` line, in the request's span.
+    fn log(&self, outcome: &str, usage: Option<&Usage>) {
         let _in_request = self.span.enter();
         tracing::info!(
             model = %self.call.model,
@@ -1108,6 +1112,9 @@ impl UpstreamStream {
             stream = true,
             first_byte_ms = self.first_byte_ms,
             latency_ms = self.call.started.elapsed().as_millis() as u64,
+            prompt_tokens = usage.and_then(|u| u.prompt_tokens),
+            completion_tokens = usage.and_then(|u| u.completion_tokens),
+            total_tokens = usage.and_then(|u| u.total_tokens),
             "ai call"
         );
     }

@@ -1,8 +1,10 @@
 //! Translated streams: a provider's server-sent events (Anthropic's, Gemini's) read as they
 //! arrive ([`SseParser`]), turned into OpenAI's `chat.completion.chunk` events by the
 //! provider's [`StreamTranslator`], and handed to the caller chunk by chunk
-//! ([`TranslatedStream`]). The provider's stream underneath is an [`UpstreamStream`], which
-//! settles the breaker and writes the call's log line as for a passed-through stream.
+//! ([`TranslatedStream`]). The provider's stream underneath is an [`UpstreamStream`] (the
+//! first-byte timeout, the pooled connection); the translated stream takes over its breaker
+//! admission and its log line, because only the translation knows whether the provider's
+//! events ended well (Anthropic's `message_stop`, no `error` event) and what they counted.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -10,8 +12,9 @@ use std::task::{Context, Poll};
 use axum::body::Bytes;
 use futures_util::Stream;
 
-use super::chat::ChunkWriter;
-use super::UpstreamStream;
+use super::chat::{ChunkWriter, TokenUsage};
+use super::{UpstreamStream, Usage};
+use crate::breakers::{Admission, Outcome};
 
 /// One server-sent event: its `event:` name, if any, and its `data:` lines joined.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -127,34 +130,54 @@ pub trait StreamTranslator: Send {
     /// The provider's stream ended: appends what ends the OpenAI stream (the finish chunk if
     /// none was written, the usage chunk, `[DONE]`), or says the stream was incomplete.
     fn end(&mut self, writer: &ChunkWriter, out: &mut Vec<u8>) -> Result<(), StreamFault>;
+
+    /// The tokens the events counted so far.
+    fn usage(&self) -> TokenUsage;
 }
 
 /// A provider's stream translated to OpenAI's, event by event, without waiting for its end.
+/// It tells the breaker how the stream ended (the translator's end accepted: success; an
+/// error event, an incomplete stream or a cut: failure; the caller went away: neither) and
+/// writes the call's log line, with the tokens the events counted.
 pub struct TranslatedStream {
     inner: UpstreamStream,
+    admission: Option<Admission>,
     parser: SseParser,
     writer: ChunkWriter,
     translator: Box<dyn StreamTranslator>,
     key: String,
     finished: bool,
+    logged: bool,
 }
 
 impl TranslatedStream {
     /// Translates `inner` with `translator`; `key` is scrubbed from any fault message.
     pub fn new(
-        inner: UpstreamStream,
+        mut inner: UpstreamStream,
         writer: ChunkWriter,
         translator: Box<dyn StreamTranslator>,
         key: String,
     ) -> TranslatedStream {
+        let admission = inner.take_over();
         TranslatedStream {
             inner,
+            admission,
             parser: SseParser::default(),
             writer,
             translator,
             key,
             finished: false,
+            logged: false,
         }
+    }
+
+    fn log(&mut self, outcome: &str) {
+        if self.logged {
+            return;
+        }
+        self.logged = true;
+        let usage = Usage::from(self.translator.usage());
+        self.inner.log(outcome, Some(&usage));
     }
 
     fn fault(&mut self, fault: StreamFault, out: &mut Vec<u8>) {
@@ -164,8 +187,19 @@ impl TranslatedStream {
             fault.message.replace(&self.key, "[redacted]")
         };
         self.writer.error(out, &message, &fault.code);
-        self.inner.fail(&message);
+        if let Some(a) = self.admission.take() {
+            a.record(Outcome::Error, format!("stream error: {message}"));
+        }
+        self.log("stream error");
         self.finished = true;
+    }
+}
+
+impl Drop for TranslatedStream {
+    fn drop(&mut self) {
+        // The caller went away mid-stream: the admission is dropped (neither success nor
+        // failure) and the call is still logged once.
+        self.log("cancelled by caller");
     }
 }
 
@@ -182,7 +216,12 @@ impl Stream for TranslatedStream {
             match Pin::new(&mut this.inner).poll_next(cx) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Some(Err(e))) => {
+                    // The provider cut the stream (the error says so, without URL or key).
                     this.finished = true;
+                    if let Some(a) = this.admission.take() {
+                        a.record(Outcome::Connection, e.to_string());
+                    }
+                    this.log("stream cut");
                     return Poll::Ready(Some(Err(e)));
                 }
                 Poll::Ready(Some(Ok(bytes))) => {
@@ -199,10 +238,14 @@ impl Stream for TranslatedStream {
                     if let Some(event) = this.parser.finish() {
                         result = this.translator.event(&this.writer, &event, &mut out);
                     }
-                    if let Err(f) =
-                        result.and_then(|()| this.translator.end(&this.writer, &mut out))
-                    {
-                        this.fault(f, &mut out);
+                    match result.and_then(|()| this.translator.end(&this.writer, &mut out)) {
+                        Ok(()) => {
+                            if let Some(a) = this.admission.take() {
+                                a.success();
+                            }
+                            this.log("answered");
+                        }
+                        Err(f) => this.fault(f, &mut out),
                     }
                 }
             }

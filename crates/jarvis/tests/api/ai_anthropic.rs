@@ -386,7 +386,97 @@ async fn provider_errors_have_openais_shape_without_the_key_and_a_5xx_is_a_break
         .unwrap()
         .contains("Overloaded"));
     failures_become(&app, "ai-anthropic", 2).await;
+
+    // A stream that ends cleanly but before message_stop is incomplete: an error event, no
+    // [DONE], a breaker failure.
+    mock.answer("/v1/messages", Answer::Sse(stream_events()[..5].to_vec()));
+    let (chunks, done) = read_sse(post(&app, "/v1/chat/completions", &streamed).await).await;
+    assert!(!done, "{chunks:?}");
+    assert_eq!(
+        chunks.last().unwrap()["error"]["code"],
+        "upstream_stream_incomplete"
+    );
+    failures_become(&app, "ai-anthropic", 3).await;
     app.stop().await;
+}
+
+/// A real process with debug logging: the `ai call` lines of translated calls carry the
+/// tokens the provider counted (streamed ones too), and neither the key nor the prompt is
+/// in the log, even when the provider echoes the key in its errors.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_log_has_the_translated_tokens_and_never_the_key_or_the_prompt() {
+    let mock = MockProvider::start().await;
+    let mut env = TestEnv::new(Backend::Sqlite).await;
+    env.set("ANTHROPIC_API_KEY", KEY)
+        .set("ANTHROPIC_BASE_URL", &mock.base_url())
+        .set("LOG_LEVEL", "debug");
+    let p = TestProcess::start(&env).await;
+    let client = reqwest::Client::new();
+    let send = |body: Value| {
+        client
+            .post(p.url("/v1/chat/completions"))
+            .bearer_auth(TOKEN)
+            .header("x-correlation-id", "req-anthropic-log")
+            .json(&body)
+            .send()
+    };
+    let chat = json!({"model": "anthropic/claude-test",
+                      "messages": [{"role": "user", "content": "a private prompt"}]});
+    mock.answer(
+        "/v1/messages",
+        Answer::Json(
+            200,
+            message(json!([{"type": "text", "text": "ok"}]), "end_turn"),
+        ),
+    );
+    assert_eq!(send(chat.clone()).await.unwrap().status(), 200);
+    mock.answer("/v1/messages", Answer::Sse(stream_events()));
+    let mut streamed = chat.clone();
+    streamed["stream"] = json!(true);
+    let r = send(streamed).await.unwrap();
+    assert!(r.text().await.unwrap().ends_with("data: [DONE]\n\n"));
+    for status in [401, 500] {
+        mock.answer(
+            "/v1/messages",
+            Answer::Json(
+                status,
+                json!({"type": "error", "error": {"type": "authentication_error",
+                       "message": format!("invalid x-api-key: {KEY}")}}),
+            ),
+        );
+        let text = send(chat.clone()).await.unwrap().text().await.unwrap();
+        assert!(!text.contains(KEY) && text.contains("[redacted]"), "{text}");
+    }
+
+    let log = env.log_file();
+    let lines = eventually_some(Duration::from_secs(10), "the calls' log lines", || {
+        let lines = log_lines(&log);
+        async move {
+            let calls: Vec<Value> = lines
+                .into_iter()
+                .filter(|l| l["message"] == "ai call" && l["correlationId"] == "req-anthropic-log")
+                .collect();
+            (calls.len() >= 4).then_some(calls)
+        }
+    })
+    .await;
+    let whole = &lines[0];
+    assert_eq!(whole["deployment"], "anthropic");
+    assert_eq!(whole["model"], "anthropic/claude-test");
+    assert_eq!(whole["promptTokens"], 25);
+    assert_eq!(whole["completionTokens"], 9);
+    let streamed = &lines[1];
+    assert_eq!(streamed["stream"], true);
+    assert_eq!(streamed["outcome"], "answered");
+    assert_eq!(streamed["totalTokens"], 47);
+    assert_eq!(lines[3]["status"], 500);
+
+    let text = std::fs::read_to_string(&log).unwrap() + &p.stdout() + &p.stderr();
+    assert!(!text.contains(KEY), "the key reached the log");
+    assert!(
+        !text.contains("a private prompt"),
+        "the prompt reached the log"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
