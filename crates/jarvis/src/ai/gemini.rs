@@ -25,6 +25,14 @@
 //!   `cachedContentTokenCount` → `cached_tokens`.
 //!
 //! Gemini gives function calls no ID (or an optional one): Jarvis makes `call_<random>` IDs.
+//! A function call's `thoughtSignature` (thinking models sign their calls, and Gemini 3
+//! refuses a conversation whose calls come back unsigned) rides in the ID, after
+//! [`SIGNATURE_SEPARATOR`], since OpenAI's clients send tool call IDs back verbatim; it is put
+//! back on the `functionCall` part when the call returns in a later request.
+
+/// Separates a tool call ID from the Gemini thought signature it carries (`~` is not in the
+/// signatures' base64 alphabet).
+pub const SIGNATURE_SEPARATOR: &str = "~sig~";
 
 use serde_json::{json, Map, Value};
 
@@ -89,7 +97,11 @@ pub fn generate_request(request: &ChatRequest) -> Result<Value, AiError> {
                             )
                         })?
                     };
-                    out.push(json!({"functionCall": {"name": call.name, "args": args}}));
+                    let mut part = json!({"functionCall": {"name": call.name, "args": args}});
+                    if let Some((_, signature)) = call.id.split_once(SIGNATURE_SEPARATOR) {
+                        part["thoughtSignature"] = json!(signature);
+                    }
+                    out.push(part);
                 }
                 ("model", out)
             }
@@ -270,11 +282,16 @@ fn candidate_parts(response: &Value) -> (Option<String>, Vec<ToolCall>) {
         if let Some(t) = p["text"].as_str() {
             text.get_or_insert_with(String::new).push_str(t);
         } else if let Some(call) = p.get("functionCall") {
+            let mut id = call["id"]
+                .as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| new_id("call_"));
+            if let Some(signature) = p["thoughtSignature"].as_str() {
+                id.push_str(SIGNATURE_SEPARATOR);
+                id.push_str(signature);
+            }
             calls.push(ToolCall {
-                id: call["id"]
-                    .as_str()
-                    .map(str::to_string)
-                    .unwrap_or_else(|| new_id("call_")),
+                id,
                 name: call["name"].as_str().unwrap_or("").to_string(),
                 arguments: serde_json::to_string(call.get("args").unwrap_or(&json!({})))
                     .unwrap_or_else(|_| "{}".into()),
@@ -628,6 +645,33 @@ mod tests {
         let c = completion(&blocked, "m").unwrap();
         assert_eq!(c.finish_reason, FinishReason::ContentFilter);
         assert_eq!(c.text, None);
+    }
+
+    #[test]
+    fn a_function_calls_thought_signature_travels_in_its_id_and_comes_back() {
+        let answer = json!({"candidates": [{"content": {"role": "model", "parts": [
+            {"functionCall": {"name": "f", "args": {}}, "thoughtSignature": "c2lnbmF0dXJl"}]},
+            "finishReason": "STOP"}]});
+        let c = completion(&answer, "m").unwrap();
+        let id = &c.tool_calls[0].id;
+        assert!(
+            id.starts_with("call_") && id.ends_with("~sig~c2lnbmF0dXJl"),
+            "{id}"
+        );
+        let r = request(json!({"messages": [
+            {"role": "user", "content": "go"},
+            {"role": "assistant", "tool_calls": [{"id": id, "type": "function",
+                "function": {"name": "f", "arguments": "{}"}}]},
+            {"role": "tool", "tool_call_id": id, "content": "done"}]}));
+        let body = generate_request(&r).unwrap();
+        assert_eq!(
+            body["contents"][1]["parts"][0],
+            json!({"functionCall": {"name": "f", "args": {}}, "thoughtSignature": "c2lnbmF0dXJl"})
+        );
+        assert_eq!(
+            body["contents"][2]["parts"][0]["functionResponse"]["name"],
+            "f"
+        );
     }
 
     #[test]

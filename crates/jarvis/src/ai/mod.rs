@@ -61,9 +61,6 @@ pub const OPENAI_BREAKER: &str = "ai-openai";
 /// The deployment name of OpenAI (the `x-jarvis-deployment` header, the log's `deployment`).
 pub const OPENAI_DEPLOYMENT: &str = "openai";
 
-/// The provider's environment variable that turns the `openai` deployment on.
-pub const OPENAI_KEY_VAR: &str = "OPENAI_API_KEY";
-
 /// The breaker of the `anthropic` deployment.
 pub const ANTHROPIC_BREAKER: &str = "ai-anthropic";
 
