@@ -335,7 +335,7 @@ impl Deployment {
                 reqwest::header::HeaderValue::from_str(secret),
             ),
         };
-        // The error would not name the value, but say so without quoting anything anyway.
+        // Written here rather than passed on, so that the message can never quote the key.
         let mut value = value.map_err(|_| {
             anyhow::anyhow!(
                 "{} holds characters an HTTP header cannot carry",
