@@ -251,8 +251,9 @@ pub enum ReplyBody {
     Full(Bytes),
     /// Passed through chunk by chunk as the provider sends it.
     Stream(UpstreamStream),
-    /// A translating provider's stream, as OpenAI's chunks, event by event.
-    Translated(sse::TranslatedStream),
+    /// A translating provider's stream, as OpenAI's chunks, event by event (boxed: it is
+    /// the largest body and the least common).
+    Translated(Box<sse::TranslatedStream>),
 }
 
 /// One model a provider offers.
@@ -446,9 +447,12 @@ impl Gateway {
     }
 
     fn deployment(&self, provider: Provider) -> Result<&Deployment, AiError> {
-        self.deployments[provider as usize]
-            .as_ref()
-            .ok_or(AiError::NotConfigured(provider))
+        let found = self.deployments[provider as usize].as_ref();
+        debug_assert!(
+            found.is_none_or(|d| d.provider == provider),
+            "in Provider order"
+        );
+        found.ok_or(AiError::NotConfigured(provider))
     }
 
     /// Sends `body` to `endpoint` of the deployment its `model` names, with `model` rewritten
@@ -630,12 +634,12 @@ impl Gateway {
                 content_type: Some("text/event-stream".into()),
                 headers: reply.headers,
                 deployment: deployment.name,
-                body: ReplyBody::Translated(sse::TranslatedStream::new(
+                body: ReplyBody::Translated(Box::new(sse::TranslatedStream::new(
                     inner,
                     writer,
                     translator,
                     deployment.key.expose_secret().to_string(),
-                )),
+                ))),
             });
         }
         let answer = self.whole(deployment, admission, request, &call).await?;
