@@ -1,17 +1,30 @@
 //! The AI gateway's provider side: which deployment serves a model name, and the call to it
 //! through the deployment's circuit breaker.
 //!
-//! This first slice serves one deployment, `openai` (OpenAI, or any OpenAI-compatible server at
-//! `OPENAI_BASE_URL`), turned on by `OPENAI_API_KEY`. A request body is forwarded as the caller
-//! wrote it (tools, JSON mode and any other field pass through) with only `model` rewritten to
-//! the provider's name; the answer comes back as the provider gave it, a stream without being
-//! buffered. The HTTP side of Jarvis (routes, OpenAI's error shape) is `api::ai`.
+//! A deployment ([`Deployment`]) is one provider at one endpoint with one key, its own pooled
+//! HTTP client and its own breaker. Zero config gives one per provider whose key is set:
+//! `openai` (`OPENAI_API_KEY`; OpenAI, or any OpenAI-compatible server at `OPENAI_BASE_URL`),
+//! `anthropic` (`ANTHROPIC_API_KEY`, `ANTHROPIC_BASE_URL`) and `gemini` (`GEMINI_API_KEY`,
+//! `GEMINI_BASE_URL`), serving `openai/<model>` (and bare names), `anthropic/<model>` and
+//! `gemini/<model>` ([`model::resolve`]).
 //!
-//! Every call asks the breaker `ai-openai` (from the shared registry, so its state is the same
-//! on every instance) first: an OPEN breaker refuses without a call. 5xx answers, timeouts and
-//! connection errors count as failures; other answers count as successes, except a 429, which
-//! counts as neither (the provider is up, the caller is over its rate limit). A stream that the
-//! caller abandons counts as neither; one the provider cuts counts as a failure.
+//! - `openai` is the fast path ([`openai`]): a request body is forwarded as the caller wrote it
+//!   (tools, JSON mode and any other field pass through) with only `model` rewritten to the
+//!   provider's name; the answer comes back as the provider gave it, a stream without being
+//!   buffered.
+//! - `anthropic` ([`anthropic`]) and `gemini` ([`gemini`]) are translated: the chat body is
+//!   parsed into [`chat::ChatRequest`], written in the provider's wire format, and the answer
+//!   (a stream event by event, [`sse::TranslatedStream`]) and its errors are written back in
+//!   OpenAI's shapes.
+//!
+//! The HTTP side of Jarvis (routes, OpenAI's error shape) is `api::ai`.
+//!
+//! Every call asks the deployment's breaker (`ai-openai`, `ai-anthropic`, `ai-gemini`, from
+//! the shared registry, so its state is the same on every instance) first: an OPEN breaker
+//! refuses without a call. 5xx answers, timeouts and connection errors count as failures;
+//! other answers count as successes, except a 429, which counts as neither (the provider is
+//! up, the caller is over its rate limit). A stream that the caller abandons counts as
+//! neither; one the provider cuts (or, translated, reports an error in) counts as a failure.
 //!
 //! One log line per call (`ai call`): model, deployment, domain, status, `latency_ms`, token
 //! usage and `cost_usd` when the answer has `usage` (a stream: when its last event carries it,
@@ -19,9 +32,14 @@
 //! embeddings call is counted and priced by [`spend::Spend`], whose budgets are checked before
 //! the call goes out.
 
+pub mod anthropic;
+pub mod chat;
+pub mod gemini;
 pub mod model;
+pub mod openai;
 pub mod price;
 pub mod spend;
+pub mod sse;
 pub mod task;
 
 use std::fmt;
@@ -49,8 +67,11 @@ pub const OPENAI_BREAKER: &str = "ai-openai";
 /// The deployment name of OpenAI (the `x-jarvis-deployment` header, the log's `deployment`).
 pub const OPENAI_DEPLOYMENT: &str = "openai";
 
-/// The provider's environment variable that turns the `openai` deployment on.
-pub const OPENAI_KEY_VAR: &str = "OPENAI_API_KEY";
+/// The breaker of the `anthropic` deployment.
+pub const ANTHROPIC_BREAKER: &str = "ai-anthropic";
+
+/// The breaker of the `gemini` deployment.
+pub const GEMINI_BREAKER: &str = "ai-gemini";
 
 /// The most of a provider's error message quoted in a Jarvis error.
 const MAX_QUOTED: usize = 300;
@@ -86,11 +107,15 @@ pub enum AiError {
     /// The model name cannot be served.
     Model(ResolveError),
     /// The provider is not configured: its key variable is not set.
-    NotConfigured {
-        /// The provider (`openai`).
-        provider: &'static str,
-        /// The variable to set.
-        var: &'static str,
+    NotConfigured(Provider),
+    /// No provider is configured at all (`GET /models`).
+    NoProvider,
+    /// The provider has no counterpart for what was asked (embeddings from Anthropic).
+    Unsupported {
+        /// The provider.
+        provider: Provider,
+        /// What it cannot do, and what to use instead.
+        what: &'static str,
     },
     /// The deployment's breaker is OPEN (or its half-open trial is taken): nothing was called.
     BreakerOpen {
@@ -153,11 +178,26 @@ impl fmt::Display for AiError {
                     .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
             ),
             AiError::Model(e) => e.fmt(f),
-            AiError::NotConfigured { provider, var } => write!(
-                f,
-                "the {provider} provider is not configured on this Jarvis: set {var} in its \
-                 environment (and OPENAI_BASE_URL for an OpenAI-compatible server) and restart it"
+            AiError::NotConfigured(provider) => {
+                write!(
+                    f,
+                    "the {} provider is not configured on this Jarvis: set {} in its \
+                     environment",
+                    provider.prefix(),
+                    provider.key_var()
+                )?;
+                if *provider == Provider::OpenAi {
+                    f.write_str(" (and OPENAI_BASE_URL for an OpenAI-compatible server)")?;
+                }
+                f.write_str(" and restart it")
+            }
+            AiError::NoProvider => f.write_str(
+                "no model provider is configured on this Jarvis: set OPENAI_API_KEY, \
+                 ANTHROPIC_API_KEY or GEMINI_API_KEY in its environment and restart it",
             ),
+            AiError::Unsupported { provider, what } => {
+                write!(f, "the {} provider {what}", provider.prefix())
+            }
             AiError::BreakerOpen {
                 deployment,
                 breaker,
@@ -230,6 +270,9 @@ pub enum ReplyBody {
     Full(Bytes),
     /// Passed through chunk by chunk as the provider sends it.
     Stream(UpstreamStream),
+    /// A translating provider's stream, as OpenAI's chunks, event by event (boxed: it is
+    /// the largest body and the least common).
+    Translated(Box<sse::TranslatedStream>),
 }
 
 /// One model a provider offers.
@@ -245,29 +288,139 @@ pub struct ModelEntry {
 
 /// What `GET /models` got.
 pub enum Models {
-    /// The models, in the provider's order.
-    List(Vec<ModelEntry>),
-    /// The provider refused (4xx, e.g. a wrong key): its answer, passed on.
+    /// The models, in the order of the providers (openai, anthropic, gemini) and within each
+    /// in the provider's order.
+    List {
+        /// The models.
+        models: Vec<ModelEntry>,
+        /// The deployments that listed their models.
+        listed: Vec<&'static str>,
+        /// The deployments whose list call failed (refused, 5xx, OPEN breaker…): their
+        /// models are missing, the others are still listed.
+        unlisted: Vec<&'static str>,
+    },
+    /// The only deployment, or every one, refused (4xx, e.g. a wrong key): the first's answer,
+    /// in OpenAI's shape.
     Refused(Box<Reply>),
 }
 
-/// One configured deployment.
-struct Deployment {
+/// One deployment: a provider at one endpoint with one key, called through its own pooled
+/// HTTP client and its own breaker. Zero config makes one per provider whose key is set,
+/// named after the provider; a model group (later) lists several.
+pub struct Deployment {
+    /// Its name (`x-jarvis-deployment`, the log's `deployment`).
     name: &'static str,
+    provider: Provider,
     breaker: Name,
     breaker_name: &'static str,
     /// Without a trailing `/`.
     base_url: String,
     key: SecretString,
+    /// The header that carries the key, made once (marked sensitive: never in a debug print).
+    auth: (reqwest::header::HeaderName, reqwest::header::HeaderValue),
+    client: reqwest::Client,
 }
 
-/// The gateway: the configured deployments, one pooled HTTP client for all their calls, and
-/// the breaker registry.
+impl Deployment {
+    /// A deployment of `provider` at `base_url`, with a client of its own.
+    fn new(
+        name: &'static str,
+        provider: Provider,
+        breaker_name: &'static str,
+        base_url: &str,
+        key: &SecretString,
+        timeouts: AiTimeouts,
+    ) -> anyhow::Result<Deployment> {
+        let client = reqwest::Client::builder()
+            .connect_timeout(timeouts.connect)
+            .tcp_nodelay(true)
+            .pool_idle_timeout(Duration::from_secs(90))
+            // A provider that redirects is answered as it answered; following would resend the
+            // key to wherever the redirect points.
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("jarvis-ai/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        let secret = key.expose_secret();
+        let (header, value) = match provider {
+            Provider::OpenAi => (
+                reqwest::header::AUTHORIZATION,
+                reqwest::header::HeaderValue::from_str(&format!("Bearer {secret}")),
+            ),
+            Provider::Anthropic => (
+                reqwest::header::HeaderName::from_static("x-api-key"),
+                reqwest::header::HeaderValue::from_str(secret),
+            ),
+            Provider::Gemini => (
+                reqwest::header::HeaderName::from_static("x-goog-api-key"),
+                reqwest::header::HeaderValue::from_str(secret),
+            ),
+        };
+        // Written here rather than passed on, so that the message can never quote the key.
+        let mut value = value.map_err(|_| {
+            anyhow::anyhow!(
+                "{} holds characters an HTTP header cannot carry",
+                provider.key_var()
+            )
+        })?;
+        value.set_sensitive(true);
+        Ok(Deployment {
+            name,
+            provider,
+            breaker: Name::parse(breaker_name).expect("a valid breaker name"),
+            breaker_name,
+            base_url: base_url.trim_end_matches('/').to_string(),
+            key: key.clone(),
+            auth: (header, value),
+            client,
+        })
+    }
+
+    /// A request to `path` (after the base URL) with the provider's auth headers and the
+    /// caller's correlation ID.
+    fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        correlation: &CorrelationId,
+    ) -> reqwest::RequestBuilder {
+        let request = self
+            .client
+            .request(method, format!("{}{}", self.base_url, path))
+            .header(self.auth.0.clone(), self.auth.1.clone())
+            .header(CORRELATION_HEADER, correlation.as_str());
+        match self.provider {
+            Provider::Anthropic => request.header("anthropic-version", anthropic::API_VERSION),
+            Provider::OpenAi | Provider::Gemini => request,
+        }
+    }
+
+    /// A provider's refusal (a 4xx, key already scrubbed) as the caller's answer: OpenAI's
+    /// passed on as it came, a translating provider's rewritten in OpenAI's error shape.
+    fn refusal(&self, answer: Answer) -> Reply {
+        if self.provider == Provider::OpenAi {
+            return answer.reply(self.name);
+        }
+        let body = match self.provider {
+            Provider::Anthropic => anthropic::error(answer.status, &answer.bytes),
+            _ => gemini::error(answer.status, &answer.bytes),
+        };
+        Reply {
+            status: answer.status,
+            content_type: Some("application/json".into()),
+            headers: answer.headers,
+            deployment: self.name,
+            body: ReplyBody::Full(Bytes::from(body)),
+        }
+    }
+}
+
+/// The gateway: the configured deployments (each with its pooled HTTP client) and the
+/// breaker registry.
 pub struct Gateway {
-    client: reqwest::Client,
     breakers: Arc<BreakerRegistry>,
     spend: Arc<spend::Spend>,
-    openai: Option<Deployment>,
+    /// Indexed by [`Provider`] (`Provider::OpenAi as usize` …).
+    deployments: [Option<Deployment>; 3],
     timeouts: AiTimeouts,
 }
 
@@ -280,30 +433,62 @@ impl Gateway {
         spend: Arc<spend::Spend>,
     ) -> anyhow::Result<Gateway> {
         let timeouts = integrations.ai_timeouts;
-        let client = reqwest::Client::builder()
-            .connect_timeout(timeouts.connect)
-            .tcp_nodelay(true)
-            .pool_idle_timeout(Duration::from_secs(90))
-            // A provider that redirects is answered as it answered; following would resend the
-            // key to wherever the redirect points.
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("jarvis-ai/", env!("CARGO_PKG_VERSION")))
-            .build()?;
         let p = &integrations.providers;
-        let openai = p.openai.as_ref().map(|key| Deployment {
-            name: OPENAI_DEPLOYMENT,
-            breaker: Name::parse(OPENAI_BREAKER).expect("a valid breaker name"),
-            breaker_name: OPENAI_BREAKER,
-            base_url: p.openai_base_url.trim_end_matches('/').to_string(),
-            key: key.clone(),
-        });
+        let make = |provider, name, breaker, base_url: &str, key: &Option<SecretString>| {
+            key.as_ref()
+                .map(|k| Deployment::new(name, provider, breaker, base_url, k, timeouts))
+                .transpose()
+        };
         Ok(Gateway {
-            client,
             breakers,
             spend,
-            openai,
+            deployments: [
+                make(
+                    Provider::OpenAi,
+                    OPENAI_DEPLOYMENT,
+                    OPENAI_BREAKER,
+                    &p.openai_base_url,
+                    &p.openai,
+                )?,
+                make(
+                    Provider::Anthropic,
+                    "anthropic",
+                    ANTHROPIC_BREAKER,
+                    &p.anthropic_base_url,
+                    &p.anthropic,
+                )?,
+                make(
+                    Provider::Gemini,
+                    "gemini",
+                    GEMINI_BREAKER,
+                    &p.gemini_base_url,
+                    &p.gemini,
+                )?,
+            ],
             timeouts,
         })
+    }
+
+    /// The log line and meter of a counted call of `model` (`upstream` at `deployment`).
+    fn call_log(
+        &self,
+        model: String,
+        deployment: &Deployment,
+        upstream: &str,
+        caller: &Caller,
+    ) -> CallLog {
+        CallLog {
+            model,
+            deployment: deployment.name,
+            started: Instant::now(),
+            meter: Some(Box::new(Meter {
+                spend: self.spend.clone(),
+                provider: deployment.provider.prefix(),
+                upstream: upstream.to_string(),
+                domain: caller.domain.clone(),
+                token: caller.token.clone(),
+            })),
+        }
     }
 
     /// The usage counter and budget keeper.
@@ -312,12 +497,12 @@ impl Gateway {
     }
 
     fn deployment(&self, provider: Provider) -> Result<&Deployment, AiError> {
-        match provider {
-            Provider::OpenAi => self.openai.as_ref().ok_or(AiError::NotConfigured {
-                provider: "openai",
-                var: OPENAI_KEY_VAR,
-            }),
-        }
+        let found = self.deployments[provider as usize].as_ref();
+        debug_assert!(
+            found.is_none_or(|d| d.provider == provider),
+            "in Provider order"
+        );
+        found.ok_or(AiError::NotConfigured(provider))
     }
 
     /// Sends `body` to `endpoint` of the deployment its `model` names, with `model` rewritten
@@ -343,7 +528,7 @@ impl Gateway {
             Some(_) => {
                 return Err(AiError::InvalidRequest {
                     message: "model must be a string (openai/<model> or a bare OpenAI model \
-                              name)"
+                              name, anthropic/<model>, gemini/<model>)"
                         .into(),
                     param: Some("model"),
                 })
@@ -351,45 +536,49 @@ impl Gateway {
             None => {
                 return Err(AiError::InvalidRequest {
                     message: "you must provide a model parameter (openai/<model> or a bare \
-                              OpenAI model name)"
+                              OpenAI model name, anthropic/<model>, gemini/<model>)"
                         .into(),
                     param: Some("model"),
                 })
             }
         };
         let resolved = resolve(&model).map_err(AiError::Model)?;
+        if resolved.provider == Provider::Anthropic && endpoint == Endpoint::Embeddings {
+            return Err(AiError::Unsupported {
+                provider: Provider::Anthropic,
+                what: "has no embeddings API: use an openai/ or gemini/ embedding model",
+            });
+        }
         let deployment = self.deployment(resolved.provider)?;
         self.spend
             .check(&caller.domain, &caller.token)
             .map_err(AiError::Budget)?;
+        if deployment.provider != Provider::OpenAi {
+            return self
+                .translated(
+                    deployment,
+                    endpoint,
+                    &body,
+                    &resolved.upstream,
+                    correlation,
+                    self.call_log(model, deployment, &resolved.upstream, caller),
+                )
+                .await;
+        }
         object.insert("model".into(), Value::String(resolved.upstream.clone()));
         let stream = endpoint == Endpoint::ChatCompletions
             && object.get("stream").and_then(Value::as_bool) == Some(true);
         let payload = serde_json::to_vec(&body).expect("a JSON value serializes");
 
         let admission = self.admit(deployment)?;
-        let mut request = self
-            .client
-            .post(format!("{}{}", deployment.base_url, endpoint.path()))
-            .bearer_auth(deployment.key.expose_secret())
+        let mut request = deployment
+            .request(reqwest::Method::POST, endpoint.path(), correlation)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .header(CORRELATION_HEADER, correlation.as_str())
             .body(payload);
         if stream {
             request = request.header(reqwest::header::ACCEPT, "text/event-stream");
         }
-        let call = CallLog {
-            model,
-            deployment: deployment.name,
-            started: Instant::now(),
-            meter: Some(Box::new(Meter {
-                spend: self.spend.clone(),
-                provider: resolved.provider.prefix(),
-                upstream: resolved.upstream,
-                domain: caller.domain.clone(),
-                token: caller.token.clone(),
-            })),
-        };
+        let call = self.call_log(model, deployment, &resolved.upstream, caller);
         if stream {
             self.stream(deployment, admission, request, call).await
         } else {
@@ -404,15 +593,282 @@ impl Gateway {
         }
     }
 
-    /// The models of every configured provider (`openai/<id>`).
-    pub async fn models(&self, correlation: &CorrelationId) -> Result<Models, AiError> {
-        let deployment = self.deployment(Provider::OpenAi)?;
+    /// A call to a translating deployment (Anthropic, Gemini): the body is translated to
+    /// the provider's wire format and the answer back to OpenAI's.
+    async fn translated(
+        &self,
+        deployment: &Deployment,
+        endpoint: Endpoint,
+        body: &Value,
+        upstream: &str,
+        correlation: &CorrelationId,
+        call: CallLog,
+    ) -> Result<Reply, AiError> {
+        match endpoint {
+            Endpoint::ChatCompletions => {
+                self.translated_chat(deployment, body, upstream, correlation, call)
+                    .await
+            }
+            Endpoint::Embeddings => {
+                self.gemini_embeddings(deployment, body, upstream, correlation, call)
+                    .await
+            }
+        }
+    }
+
+    async fn translated_chat(
+        &self,
+        deployment: &Deployment,
+        body: &Value,
+        upstream: &str,
+        correlation: &CorrelationId,
+        call: CallLog,
+    ) -> Result<Reply, AiError> {
+        let chat = chat::ChatRequest::parse(body)?;
+        let (path, wire) = match deployment.provider {
+            Provider::Anthropic => (
+                "/v1/messages".to_string(),
+                anthropic::messages_request(&chat, upstream)?,
+            ),
+            _ => {
+                let model = gemini::model_path(upstream)?;
+                let method = if chat.stream {
+                    "streamGenerateContent?alt=sse"
+                } else {
+                    "generateContent"
+                };
+                (
+                    format!("/v1beta/models/{model}:{method}"),
+                    gemini::generate_request(&chat)?,
+                )
+            }
+        };
+        let payload = serde_json::to_vec(&wire).expect("a JSON value serializes");
         let admission = self.admit(deployment)?;
-        let request = self
-            .client
-            .get(format!("{}/models", deployment.base_url))
-            .bearer_auth(deployment.key.expose_secret())
-            .header(CORRELATION_HEADER, correlation.as_str());
+        let request = deployment
+            .request(reqwest::Method::POST, &path, correlation)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(payload);
+        if chat.stream {
+            let request = request.header(reqwest::header::ACCEPT, "text/event-stream");
+            let reply = self.stream(deployment, admission, request, call).await?;
+            let inner = match reply.body {
+                ReplyBody::Stream(inner) => inner,
+                ReplyBody::Full(bytes) => {
+                    // A refusal (4xx), read whole and already scrubbed.
+                    return Ok(deployment.refusal(Answer {
+                        status: reply.status,
+                        content_type: reply.content_type,
+                        headers: reply.headers,
+                        bytes,
+                    }));
+                }
+                ReplyBody::Translated(_) => unreachable!("stream() passes streams through"),
+            };
+            let writer = chat::ChunkWriter::new(
+                chat::new_id("chatcmpl-"),
+                upstream.to_string(),
+                chat.include_usage,
+            );
+            let translator: Box<dyn sse::StreamTranslator> = match deployment.provider {
+                Provider::Anthropic => Box::<anthropic::Translator>::default(),
+                _ => Box::<gemini::Translator>::default(),
+            };
+            return Ok(Reply {
+                status: reply.status,
+                content_type: Some("text/event-stream".into()),
+                headers: reply.headers,
+                deployment: deployment.name,
+                body: ReplyBody::Translated(Box::new(sse::TranslatedStream::new(
+                    inner,
+                    writer,
+                    translator,
+                    deployment.key.expose_secret().to_string(),
+                ))),
+            });
+        }
+        let answer = self.whole(deployment, admission, request, &call).await?;
+        if !(200..300).contains(&answer.status) {
+            call.log(answer.status, "answered", None);
+            return Ok(deployment.refusal(answer));
+        }
+        let completion = serde_json::from_slice::<Value>(&answer.bytes)
+            .map_err(|e| e.to_string())
+            .and_then(|v| match deployment.provider {
+                Provider::Anthropic => anthropic::completion(&v, upstream),
+                _ => gemini::completion(&v, upstream),
+            })
+            .map_err(|detail| {
+                call.log_failure(Some(answer.status), "bad answer");
+                AiError::BadAnswer {
+                    deployment: deployment.name,
+                    detail,
+                }
+            })?;
+        let usage = Usage::from(completion.usage);
+        call.log(answer.status, "answered", Some(&usage));
+        let bytes = serde_json::to_vec(&completion.to_openai(chat::now_unix()))
+            .expect("a JSON value serializes");
+        Ok(Reply {
+            status: answer.status,
+            content_type: Some("application/json".into()),
+            headers: answer.headers,
+            deployment: deployment.name,
+            body: ReplyBody::Full(Bytes::from(bytes)),
+        })
+    }
+
+    /// Embeddings from Gemini: one input through `embedContent`, several through
+    /// `batchEmbedContents`; the vectors in OpenAI's shape (`encoding_format` `float`, or
+    /// `base64` of little-endian `f32`s, which OpenAI's SDKs ask for by default).
+    async fn gemini_embeddings(
+        &self,
+        deployment: &Deployment,
+        body: &Value,
+        upstream: &str,
+        correlation: &CorrelationId,
+        call: CallLog,
+    ) -> Result<Reply, AiError> {
+        let model = gemini::model_path(upstream)?;
+        let (input, dimensions) = gemini::embedding_input(body)?;
+        let base64 = match body.get("encoding_format").and_then(Value::as_str) {
+            None | Some("float") => false,
+            Some("base64") => true,
+            Some(_) => {
+                return Err(AiError::InvalidRequest {
+                    message: "encoding_format must be float or base64".into(),
+                    param: Some("encoding_format"),
+                })
+            }
+        };
+        let method = match input {
+            gemini::EmbeddingInput::One(_) => "embedContent",
+            gemini::EmbeddingInput::Many(_) => "batchEmbedContents",
+        };
+        let wire = gemini::embedding_request(&input, model, dimensions);
+        let admission = self.admit(deployment)?;
+        let request = deployment
+            .request(
+                reqwest::Method::POST,
+                &format!("/v1beta/models/{model}:{method}"),
+                correlation,
+            )
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(serde_json::to_vec(&wire).expect("a JSON value serializes"));
+        let answer = self.whole(deployment, admission, request, &call).await?;
+        if !(200..300).contains(&answer.status) {
+            call.log(answer.status, "answered", None);
+            return Ok(deployment.refusal(answer));
+        }
+        let vectors = serde_json::from_slice::<Value>(&answer.bytes)
+            .map_err(|e| e.to_string())
+            .and_then(|v| gemini::embedding_vectors(&v))
+            .map_err(|detail| {
+                call.log_failure(Some(answer.status), "bad answer");
+                AiError::BadAnswer {
+                    deployment: deployment.name,
+                    detail,
+                }
+            })?;
+        call.log(answer.status, "answered", None);
+        let data: Vec<Value> = vectors
+            .into_iter()
+            .enumerate()
+            .map(|(index, v)| {
+                let embedding = if base64 {
+                    let bytes: Vec<u8> = v.iter().flat_map(|x| (*x as f32).to_le_bytes()).collect();
+                    Value::String(base64::Engine::encode(
+                        &base64::engine::general_purpose::STANDARD,
+                        bytes,
+                    ))
+                } else {
+                    serde_json::json!(v)
+                };
+                serde_json::json!({"object": "embedding", "index": index, "embedding": embedding})
+            })
+            .collect();
+        // Gemini's embedding answers carry no token counts.
+        let answer_body = serde_json::json!({
+            "object": "list",
+            "data": data,
+            "model": upstream,
+            "usage": {"prompt_tokens": 0, "total_tokens": 0},
+        });
+        Ok(Reply {
+            status: answer.status,
+            content_type: Some("application/json".into()),
+            headers: answer.headers,
+            deployment: deployment.name,
+            body: ReplyBody::Full(Bytes::from(
+                serde_json::to_vec(&answer_body).expect("a JSON value serializes"),
+            )),
+        })
+    }
+
+    /// The models of every configured deployment, asked all at once. A deployment whose list
+    /// call fails is left out (named in `unlisted`) rather than failing the listing; only
+    /// when every one fails is the first one's failure the answer.
+    pub async fn models(&self, correlation: &CorrelationId) -> Result<Models, AiError> {
+        let configured: Vec<&Deployment> = self.deployments.iter().flatten().collect();
+        if configured.is_empty() {
+            return Err(AiError::NoProvider);
+        }
+        let results = futures_util::future::join_all(
+            configured.iter().map(|d| self.list_models(d, correlation)),
+        )
+        .await;
+        if results.iter().all(|r| r.is_err()) {
+            return Err(results
+                .into_iter()
+                .find_map(Result::err)
+                .expect("at least one deployment"));
+        }
+        let mut models = Vec::new();
+        let mut listed = Vec::new();
+        let mut unlisted = Vec::new();
+        let mut first_refusal = None;
+        for (d, result) in configured.iter().zip(results) {
+            match result {
+                Ok(Ok(list)) => {
+                    listed.push(d.name);
+                    models.extend(list);
+                }
+                Ok(Err(refusal)) => {
+                    unlisted.push(d.name);
+                    first_refusal.get_or_insert(refusal);
+                }
+                Err(e) => {
+                    tracing::warn!(deployment = d.name, error = %e, "model list left out");
+                    unlisted.push(d.name);
+                }
+            }
+        }
+        if listed.is_empty() {
+            return Ok(Models::Refused(Box::new(
+                first_refusal.expect("a deployment that did not fail refused"),
+            )));
+        }
+        Ok(Models::List {
+            models,
+            listed,
+            unlisted,
+        })
+    }
+
+    /// One deployment's models, or its refusal (a 4xx, in OpenAI's shape).
+    async fn list_models(
+        &self,
+        deployment: &Deployment,
+        correlation: &CorrelationId,
+    ) -> Result<Result<Vec<ModelEntry>, Reply>, AiError> {
+        let path = match deployment.provider {
+            Provider::OpenAi => "/models",
+            // The providers' largest pages, so that one call lists everything.
+            Provider::Anthropic => "/v1/models?limit=1000",
+            Provider::Gemini => "/v1beta/models?pageSize=1000",
+        };
+        let admission = self.admit(deployment)?;
+        let request = deployment.request(reqwest::Method::GET, path, correlation);
         let call = CallLog {
             model: "(models)".into(),
             deployment: deployment.name,
@@ -422,24 +878,21 @@ impl Gateway {
         let answer = self.whole(deployment, admission, request, &call).await?;
         call.log(answer.status, "answered", None);
         if !(200..300).contains(&answer.status) {
-            return Ok(Models::Refused(Box::new(answer.reply(deployment.name))));
+            return Ok(Err(deployment.refusal(answer)));
         }
-        let list: UpstreamModels =
-            serde_json::from_slice(&answer.bytes).map_err(|e| AiError::BadAnswer {
-                deployment: deployment.name,
-                detail: format!("GET /models is not a model list ({e})"),
-            })?;
-        let prefix = Provider::OpenAi.prefix();
-        Ok(Models::List(
-            list.data
-                .into_iter()
-                .map(|m| ModelEntry {
-                    id: format!("{prefix}/{}", m.id),
-                    created: m.created,
-                    owned_by: m.owned_by,
-                })
-                .collect(),
-        ))
+        let parsed = match deployment.provider {
+            Provider::OpenAi => openai::models(&answer.bytes),
+            provider => serde_json::from_slice::<Value>(&answer.bytes)
+                .map_err(|e| format!("the model list is not JSON ({e})"))
+                .and_then(|v| match provider {
+                    Provider::Anthropic => anthropic::models(&v),
+                    _ => gemini::models(&v),
+                }),
+        };
+        parsed.map(Ok).map_err(|detail| AiError::BadAnswer {
+            deployment: deployment.name,
+            detail,
+        })
     }
 
     fn admit(&self, deployment: &Deployment) -> Result<Admission, AiError> {
@@ -683,14 +1136,29 @@ pub struct UpstreamStream {
 }
 
 impl UpstreamStream {
+    /// Hands the breaker's verdict and the log line over to a stream that reads this one
+    /// (a translated stream, which alone knows whether the provider's events ended well and
+    /// what they counted): this stream no longer settles or logs.
+    fn take_over(&mut self) -> Option<Admission> {
+        self.logged = true;
+        self.admission.take()
+    }
+
     fn finish(&mut self, outcome: &'static str) {
         if self.logged {
             return;
         }
         self.logged = true;
+        self.log(outcome, None);
+    }
+
+    /// The stream's `ai call` line, in the request's span, and the call counted: with `usage`
+    /// (a translated stream's count), else what an event of this stream carried.
+    fn log(&self, outcome: &str, usage: Option<&Usage>) {
         let _in_request = self.span.enter();
-        let usage = self.usage.as_deref();
-        let cost = self.call.meter(outcome == "stream cut", usage);
+        let usage = usage.or(self.usage.as_deref());
+        let failed = matches!(outcome, "stream cut" | "stream error");
+        let cost = self.call.meter(failed, usage);
         tracing::info!(
             model = %self.call.model,
             deployment = self.call.deployment,
@@ -702,6 +1170,7 @@ impl UpstreamStream {
             latency_ms = self.call.started.elapsed().as_millis() as u64,
             prompt_tokens = usage.and_then(|u| u.prompt_tokens),
             completion_tokens = usage.and_then(|u| u.completion_tokens),
+            total_tokens = usage.and_then(|u| u.total_tokens),
             cost_usd = cost,
             "ai call"
         );
@@ -873,16 +1342,14 @@ struct WithUsage {
     usage: Option<Usage>,
 }
 
-#[derive(Deserialize)]
-struct UpstreamModels {
-    data: Vec<UpstreamModel>,
-}
-
-#[derive(Deserialize)]
-struct UpstreamModel {
-    id: String,
-    created: Option<i64>,
-    owned_by: Option<String>,
+impl From<chat::TokenUsage> for Usage {
+    fn from(u: chat::TokenUsage) -> Usage {
+        Usage {
+            prompt_tokens: Some(u.prompt),
+            completion_tokens: Some(u.completion),
+            total_tokens: Some(u.prompt + u.completion),
+        }
+    }
 }
 
 /// Tells the breaker what a status means: 5xx a failure, 429 nothing (rate limiting is not
@@ -1019,10 +1486,10 @@ mod tests {
 
     #[test]
     fn not_configured_names_the_variable() {
-        let e = AiError::NotConfigured {
-            provider: "openai",
-            var: OPENAI_KEY_VAR,
-        };
+        let e = AiError::NotConfigured(Provider::OpenAi);
         assert!(e.to_string().contains("OPENAI_API_KEY"), "{e}");
+        let e = AiError::NotConfigured(Provider::Gemini);
+        assert!(e.to_string().contains("GEMINI_API_KEY"), "{e}");
+        assert!(!e.to_string().contains("OPENAI_BASE_URL"), "{e}");
     }
 }

@@ -2,8 +2,10 @@
 //! `POST /v1/embeddings`, `GET /v1/models`), behind the same bearer token as `/api/v1` (the
 //! OpenAI SDKs send it as their API key).
 //!
-//! Answers are OpenAI's, not the Jarvis envelope: a provider's answer is passed on as it came
-//! (status, `Content-Type`, body; a stream chunk by chunk), and every error on `/v1/*` — ours,
+//! Answers are OpenAI's, not the Jarvis envelope: an OpenAI deployment's answer is passed on
+//! as it came (status, `Content-Type`, body; a stream chunk by chunk), a translating
+//! provider's (Anthropic, Gemini) arrives already in OpenAI's shape from `crate::ai`, and
+//! every error on `/v1/*` — ours,
 //! the auth and body-limit middleware's, a route that does not exist — has OpenAI's error shape
 //! `{"error": {"message", "type", "param", "code"}}` ([`openai_errors`] converts the envelope
 //! errors of the shared middleware). The provider side is `crate::ai`.
@@ -160,16 +162,19 @@ impl From<AiError> for OpenAiError {
             AiError::Model(m) => {
                 let code = match m {
                     ResolveError::Empty => "invalid_model",
-                    ResolveError::NotYetAvailable(_) => "provider_not_available",
                     ResolveError::UnknownProvider(_) => "unknown_provider",
                 };
                 OpenAiError::new(StatusCode::BAD_REQUEST, message, code).param(Some("model"))
             }
-            AiError::NotConfigured { .. } => OpenAiError::new(
+            AiError::NotConfigured(_) | AiError::NoProvider => OpenAiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 message,
                 "provider_not_configured",
             ),
+            AiError::Unsupported { .. } => {
+                OpenAiError::new(StatusCode::BAD_REQUEST, message, "unsupported_by_provider")
+                    .param(Some("model"))
+            }
             AiError::BreakerOpen {
                 deployment,
                 retry_after,
@@ -314,10 +319,11 @@ fn read_json(state: &AppState, body: Result<Bytes, BytesRejection>) -> Result<Va
 /// A provider's answer as the caller's response, with `x-jarvis-deployment`.
 fn reply_response(reply: Reply) -> Response {
     let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::BAD_GATEWAY);
-    let streamed = matches!(reply.body, ReplyBody::Stream(_));
+    let streamed = !matches!(reply.body, ReplyBody::Full(_));
     let mut response = match reply.body {
         ReplyBody::Full(bytes) => Response::new(Body::from(bytes)),
         ReplyBody::Stream(stream) => Response::new(Body::from_stream(stream)),
+        ReplyBody::Translated(stream) => Response::new(Body::from_stream(stream)),
     };
     *response.status_mut() = status;
     let headers = response.headers_mut();
@@ -358,16 +364,25 @@ struct ModelView {
     owned_by: String,
 }
 
+/// The header that names the deployments whose models `GET /v1/models` could not list.
+pub const UNLISTED_HEADER: HeaderName = HeaderName::from_static("x-jarvis-unlisted");
+
 /// `GET /v1/models`: the models of the configured providers, named as `/v1/*` takes them.
+/// `x-jarvis-deployment` names the deployments that listed theirs, `x-jarvis-unlisted` those
+/// that could not (their models are missing; the rest is still listed).
 async fn models(
     State(state): State<AppState>,
     Extension(id): Extension<CorrelationId>,
 ) -> Response {
     match state.ai.models(&id).await {
-        Ok(Models::List(list)) => {
+        Ok(Models::List {
+            models,
+            listed,
+            unlisted,
+        }) => {
             let mut response = Json(ModelList {
                 object: "list",
-                data: list
+                data: models
                     .into_iter()
                     .map(|m| ModelView {
                         id: m.id,
@@ -378,10 +393,15 @@ async fn models(
                     .collect(),
             })
             .into_response();
-            response.headers_mut().insert(
-                DEPLOYMENT_HEADER,
-                HeaderValue::from_static(crate::ai::OPENAI_DEPLOYMENT),
-            );
+            let headers = response.headers_mut();
+            if let Ok(v) = HeaderValue::from_str(&listed.join(", ")) {
+                headers.insert(DEPLOYMENT_HEADER, v);
+            }
+            if !unlisted.is_empty() {
+                if let Ok(v) = HeaderValue::from_str(&unlisted.join(", ")) {
+                    headers.insert(UNLISTED_HEADER, v);
+                }
+            }
             response
         }
         Ok(Models::Refused(reply)) => reply_response(*reply),

@@ -55,7 +55,8 @@ settings! {
         var: "ANTHROPIC_API_KEY",
         mask: Mask::Secret,
         view: "providers.anthropic",
-        help: "Anthropic key (secret; nothing uses it yet)",
+        help: "Anthropic key (secret): turns on `anthropic/<model>` on `/v1/*` (translated to \
+               Anthropic's Messages API)",
         ..Setting::PLAIN
     };
     /// `ANTHROPIC_BASE_URL`.
@@ -64,7 +65,8 @@ settings! {
         kind: Kind::Text { check: http_url, accepted: "an http(s) URL" },
         default: Default::Value("https://api.anthropic.com"),
         view: "providers.anthropicBaseUrl",
-        help: "Anthropic endpoint (as Anthropic's SDKs read it)",
+        help: "Anthropic endpoint, without `/v1` (as Anthropic's SDKs read it): calls go to \
+               `<it>/v1/messages`",
         ..Setting::PLAIN
     };
     /// `GEMINI_API_KEY`.
@@ -72,7 +74,8 @@ settings! {
         var: "GEMINI_API_KEY",
         mask: Mask::Secret,
         view: "providers.gemini",
-        help: "Gemini key (secret; nothing uses it yet)",
+        help: "Gemini key (secret): turns on `gemini/<model>` on `/v1/*` (translated to \
+               Gemini's `generateContent`; sent in `x-goog-api-key`, never in a URL)",
         ..Setting::PLAIN
     };
     /// `GEMINI_BASE_URL`.
@@ -81,7 +84,8 @@ settings! {
         kind: Kind::Text { check: http_url, accepted: "an http(s) URL" },
         default: Default::Value("https://generativelanguage.googleapis.com"),
         view: "providers.geminiBaseUrl",
-        help: "Gemini endpoint",
+        help: "Gemini endpoint, without a version (as Google's SDKs read it): calls go to \
+               `<it>/v1beta/models/<model>:generateContent`",
         ..Setting::PLAIN
     };
     /// `JARVIS_AI_CONNECT_TIMEOUT_MS`.

@@ -1,6 +1,7 @@
-//! The AI gateway (`/v1/*`, issue 14, first slice: the OpenAI provider) against a mock
-//! OpenAI-compatible server on 127.0.0.1: forwarding, streaming passthrough, embeddings, the
-//! model list, the `ai-openai` breaker, OpenAI-shaped errors, and the key kept out of logs.
+//! The AI gateway (`/v1/*`) with the OpenAI provider against a mock OpenAI-compatible server
+//! on 127.0.0.1: forwarding, streaming passthrough, embeddings, the model list, the
+//! `ai-openai` breaker, OpenAI-shaped errors, and the key kept out of logs. The translated
+//! providers are `ai_anthropic` and `ai_gemini`.
 
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
@@ -655,12 +656,24 @@ async fn without_a_key_the_gateway_answers_an_error_naming_openai_api_key() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn other_provider_prefixes_and_bad_models_answer_400_without_a_call() {
+async fn unconfigured_providers_unknown_prefixes_and_bad_models_are_refused_without_a_call() {
     let mock = MockOpenAi::start().await;
     let app = gateway(&mock, Backend::Sqlite, &[]).await;
+    // Known providers without their key: 503 naming the variable to set.
+    for (model, var) in [
+        ("anthropic/claude-3-5-sonnet", "ANTHROPIC_API_KEY"),
+        ("gemini/gemini-2.0-flash", "GEMINI_API_KEY"),
+    ] {
+        let r = post(
+            &app,
+            "/v1/chat/completions",
+            &json!({"model": model, "messages": []}),
+        )
+        .await;
+        let error = openai_error(r, 503, "provider_not_configured").await;
+        assert!(error["message"].as_str().unwrap().contains(var), "{error}");
+    }
     for (model, code) in [
-        ("anthropic/claude-3-5-sonnet", "provider_not_available"),
-        ("gemini/gemini-2.0-flash", "provider_not_available"),
         ("mistral/large", "unknown_provider"),
         ("openai/", "invalid_model"),
     ] {
@@ -673,11 +686,9 @@ async fn other_provider_prefixes_and_bad_models_answer_400_without_a_call() {
         let error = openai_error(r, 400, code).await;
         assert_eq!(error["param"], "model", "{error}");
         assert_eq!(error["type"], "invalid_request_error");
+        let message = error["message"].as_str().unwrap();
         assert!(
-            error["message"]
-                .as_str()
-                .unwrap()
-                .contains("openai/<model>"),
+            message.contains("openai/<model>") && message.contains("gemini/<model>"),
             "{error}"
         );
     }

@@ -7,6 +7,9 @@ mod helpers;
 
 mod ai;
 mod ai_agents;
+mod ai_anthropic;
+mod ai_gemini;
+mod ai_mock;
 mod ai_spend;
 mod breakers;
 mod cli;
