@@ -541,4 +541,34 @@ mod tests {
         assert_eq!(stats.cost.mean_usd(), Some(0.5));
         assert_eq!(stats.outcome.runs, 3);
     }
+
+    #[test]
+    fn the_recommended_model_is_the_cheaper_of_two_that_do_equally_well() {
+        let run = |model: &str, success: bool, cost: f64| Execution {
+            parameters: json!({"model": model}).as_object().cloned().unwrap(),
+            success,
+            duration_ms: 10,
+            impact_score: None,
+            failure_reason: None,
+            cost_usd: Some(cost),
+            timed_out: false,
+        };
+        let config = models_space();
+        let mut equal = Aggregates::new();
+        for _ in 0..30 {
+            equal.observe(&run("big", true, 0.01));
+            equal.observe(&run("mini", true, 0.0006));
+        }
+        let ranked = crate::recommend::rank_values(&equal, "model", &config);
+        assert_eq!(ranked[0].value, json!("mini"), "{ranked:?}");
+        assert_eq!(ranked[0].cost_per_run_usd, Some(0.0006));
+        assert_eq!(ranked[1].cost_per_run_usd, Some(0.01));
+        let mut worse = Aggregates::new();
+        for i in 0..30 {
+            worse.observe(&run("big", true, 0.01));
+            worse.observe(&run("mini", i % 2 == 0, 0.0006));
+        }
+        let ranked = crate::recommend::rank_values(&worse, "model", &config);
+        assert_eq!(ranked[0].value, json!("big"), "{ranked:?}");
+    }
 }

@@ -115,6 +115,9 @@ pub struct ValueEstimate {
     pub score: f64,
     /// Whether it has enough runs (and a success) to be recommended.
     pub eligible: bool,
+    /// The mean cost of its runs that reported one, US dollars.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost_per_run_usd: Option<f64>,
 }
 
 /// An alternative configuration.
@@ -247,6 +250,7 @@ fn rank_with(
                 expected_utility: utility.mean,
                 score: utility.score,
                 eligible: outcome.runs >= config.min_value_runs.max(1) && outcome.successes > 0,
+                cost_per_run_usd: stats.cost.mean_usd(),
             })
         })
         .collect();
@@ -257,7 +261,35 @@ fn rank_with(
             .then_with(|| b.runs.cmp(&a.runs))
             .then_with(|| a.key.cmp(&b.key))
     });
+    cheapest_first_within_tolerance(&mut estimates, config.cost_tolerance);
     estimates
+}
+
+/// Moves to the front the cheapest eligible value whose score is within `tolerance` of the
+/// best eligible score (the same rule Thompson sampling uses, `LearningConfig::cost_tolerance`);
+/// values with no reported cost are not moved.
+fn cheapest_first_within_tolerance(estimates: &mut [ValueEstimate], tolerance: f64) {
+    let tolerance = if tolerance.is_nan() {
+        0.0
+    } else {
+        tolerance.clamp(0.0, 1.0)
+    };
+    let Some(best) = estimates.first().filter(|e| e.eligible) else {
+        return;
+    };
+    if tolerance == 0.0 || best.cost_per_run_usd.is_none() {
+        return;
+    }
+    let floor = best.score * (1.0 - tolerance);
+    let cheapest = estimates
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| e.eligible && e.score >= floor)
+        .filter_map(|(i, e)| e.cost_per_run_usd.map(|c| (i, c)))
+        .min_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
+    if let Some((i, _)) = cheapest {
+        estimates[..=i].rotate_right(1);
+    }
 }
 
 /// The names of the parameters the learner considers: those in the search space, and those

@@ -133,6 +133,9 @@ pub struct FileLearning {
     pub timeout_min_ms: Option<u64>,
     /// Largest learned timeout, ms.
     pub timeout_max_ms: Option<u64>,
+    /// Between values whose utility is within this share of the best, the cheaper per run is
+    /// chosen (0–1; 0: cost plays no part).
+    pub cost_tolerance: Option<f64>,
     /// The values each parameter may take, per `"domain/action"`, so that values nobody sent
     /// yet can be tried: `[learning.spaces."music/generate-beat".genre]` with
     /// `kind = "categorical"`, `values = [...]`, or `kind = "numeric"`, `min`, `max`, `integer`.
@@ -245,11 +248,16 @@ fn validate_ai(ai: &FileAi) -> Result<(), String> {
 }
 
 fn validate_learning(l: &FileLearning) -> Result<(), String> {
-    if let Some(w) = l.impact_weight {
-        let raw = w.to_string();
-        Kind::Share
-            .parse(&raw)
-            .map_err(|e| invalid_message("learning.impactWeight", &raw, &e))?;
+    for (key, value) in [
+        ("learning.impactWeight", l.impact_weight),
+        ("learning.costTolerance", l.cost_tolerance),
+    ] {
+        if let Some(v) = value {
+            let raw = v.to_string();
+            Kind::Share
+                .parse(&raw)
+                .map_err(|e| invalid_message(key, &raw, &e))?;
+        }
     }
     if let (Some(min), Some(max)) = (l.timeout_min_ms, l.timeout_max_ms) {
         if max < min {

@@ -229,6 +229,9 @@ impl Learner {
         if let Some(w) = file.impact_weight {
             config.impact_weight = w;
         }
+        if let Some(t) = file.cost_tolerance {
+            config.cost_tolerance = t;
+        }
         if let Some(min) = file.timeout_min_ms {
             config.timeout.min_ms = min;
         }

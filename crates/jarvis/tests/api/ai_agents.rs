@@ -216,3 +216,83 @@ async fn a_spent_budget_makes_ai_tasks_wait_without_spending_attempts() {
     );
     app.stop().await;
 }
+
+/// Two models that both always succeed; gpt-4o costs ~16 times gpt-4o-mini at list prices.
+const MODEL_CHOICE: &str = r#"
+[learning]
+flushMs = 50
+
+[learning.spaces."research/brief".model]
+kind = "categorical"
+values = ["openai/gpt-4o", "openai/gpt-4o-mini"]
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_learned_model_converges_on_the_cheaper_of_two_that_succeed_equally() {
+    let mock = Mock::start().await;
+    let app = TestApp::spawn_with(env(&mock, Backend::Sqlite, MODEL_CHOICE).await).await;
+    let (s, body) = app
+        .put_agent(
+            "research",
+            json!({"kind": "ai", "model": "openai/gpt-4o", "prompt": "Go",
+                   "useLearned": true}),
+        )
+        .await;
+    assert_eq!(s, 201, "{body}");
+    // Rounds of 10 tasks; after each, wait until the learner has folded them in (so the next
+    // round chooses with what this one taught it).
+    let mut picks: Vec<String> = Vec::new();
+    for round in 1..=16u64 {
+        let tasks: Vec<Value> = (0..10)
+            .map(|_| json!({"domain": "research", "action": "brief"}))
+            .collect();
+        let accepted = app.submit_batch(json!(tasks)).await;
+        let ids: Vec<String> = accepted["tasks"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{accepted}"))
+            .iter()
+            .map(|t| t["taskId"].as_str().unwrap().to_string())
+            .collect();
+        for id in &ids {
+            let task = eventually_some(
+                std::time::Duration::from_secs(10),
+                "the task to finish",
+                || async {
+                    let t = app.task(id).await;
+                    (t["status"] == "succeeded").then_some(t)
+                },
+            )
+            .await;
+            picks.push(task["result"]["model"].as_str().unwrap().to_string());
+        }
+        eventually(
+            std::time::Duration::from_secs(10),
+            "the learner to see the round",
+            || async {
+                let r = app
+                    .data("/api/v1/tasks/recommendations?domain=research&action=brief")
+                    .await;
+                r["basedOnRuns"] == round * 10
+            },
+        )
+        .await;
+    }
+    let last: Vec<&String> = picks.iter().rev().take(40).collect();
+    let mini = last.iter().filter(|m| *m == &"openai/gpt-4o-mini").count();
+    assert!(
+        mini >= 32,
+        "{mini} of the last 40 tasks ran gpt-4o-mini: {picks:?}"
+    );
+    // The recommendation says why: the same success, a fraction of the cost.
+    let r = app
+        .data("/api/v1/tasks/recommendations?domain=research&action=brief")
+        .await;
+    assert_eq!(r["parameters"]["model"], "openai/gpt-4o-mini", "{r}");
+    let estimate = &r["estimates"]["model"];
+    assert_eq!(estimate["value"], "openai/gpt-4o-mini", "{r}");
+    assert!(approx(
+        estimate["costPerRunUsd"].as_f64().unwrap(),
+        CALL_COST
+    ));
+    app.stop().await;
+}
