@@ -144,6 +144,7 @@ impl Application {
             store.clone(),
             crate::ai::price::PriceTable::new(&config.file.ai.prices),
             config.file.ai.budgets.clone(),
+            metrics.clone(),
         );
         // Budgets start from the spend the store holds (this month's, every instance's).
         spend.flush().await;

@@ -59,6 +59,7 @@ struct Totals {
     errors: u64,
     latency_ms: u64,
     tasks: crate::tasks::metrics::TaskTotals,
+    ai: crate::ai::spend::AiTotals,
 }
 
 fn totals(state: &AppState) -> (Totals, u64) {
@@ -77,6 +78,7 @@ fn totals(state: &AppState) -> (Totals, u64) {
             errors,
             latency_ms,
             tasks: state.tasks.metrics().totals(),
+            ai: state.ai.spend().totals(),
         },
         open,
     )
@@ -145,6 +147,28 @@ fn figures(before: Totals, now: Totals, open: u64) -> Vec<Figure> {
             name: "ErrorRate",
             unit: "None",
             value: ratio(errors, requests),
+        },
+        Figure {
+            name: "AiCalls",
+            unit: "Count",
+            value: now.ai.requests.saturating_sub(before.ai.requests) as f64,
+        },
+        Figure {
+            name: "AiErrorRate",
+            unit: "None",
+            value: ratio(
+                now.ai.errors.saturating_sub(before.ai.errors),
+                now.ai.requests.saturating_sub(before.ai.requests),
+            ),
+        },
+        Figure {
+            name: "AiCostUsd",
+            unit: "None",
+            value: now
+                .ai
+                .cost_micro_usd
+                .saturating_sub(before.ai.cost_micro_usd) as f64
+                / 1e6,
         },
     ]
 }
@@ -219,6 +243,11 @@ mod tests {
                 duration_ms: 100,
                 cost_micro_usd: 0,
             },
+            ai: crate::ai::spend::AiTotals {
+                requests: 5,
+                errors: 0,
+                cost_micro_usd: 1_000,
+            },
         };
         let now = Totals {
             transitions: 5,
@@ -233,6 +262,11 @@ mod tests {
                 duration_ms: 400,
                 cost_micro_usd: 2_000_000,
             },
+            ai: crate::ai::spend::AiTotals {
+                requests: 9,
+                errors: 1,
+                cost_micro_usd: 501_000,
+            },
         };
         let f = figures(before, now, 1);
         let get = |n: &str| f.iter().find(|x| x.name == n).unwrap().value;
@@ -245,5 +279,8 @@ mod tests {
         assert_eq!(get("TaskFailureRate"), 0.4);
         assert_eq!(get("TaskDurationMs"), 25.0);
         assert_eq!(get("CostPerTask"), 0.2);
+        assert_eq!(get("AiCalls"), 4.0);
+        assert_eq!(get("AiErrorRate"), 0.25);
+        assert_eq!(get("AiCostUsd"), 0.5);
     }
 }

@@ -1279,6 +1279,7 @@ impl CallLog {
             failed,
             prompt_tokens: usage.and_then(|u| u.prompt_tokens).unwrap_or(0),
             completion_tokens: usage.and_then(|u| u.completion_tokens).unwrap_or(0),
+            latency: self.started.elapsed(),
         });
         usage.and(cost)
     }

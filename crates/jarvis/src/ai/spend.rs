@@ -5,6 +5,9 @@
 //! to the store's hourly rollup once a second (`store::ai_usage`), and keeps them in memory to
 //! try again when the store cannot take them, so nothing counted is dropped.
 //!
+//! Each call also moves the Prometheus series of its deployment and model ([`names`]) and the
+//! instance's totals the EMF lines report.
+//!
 //! A budget ([`Budget`]: a domain, a token or every call; per UTC day and/or month) is checked
 //! before each call against what the store says was spent — read back at every flush, so the
 //! spend of every instance sharing the store counts within a second — plus what this instance
@@ -13,20 +16,63 @@
 //! known only when it has answered), so a budget can be overrun by the calls in flight.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use metrics::{Counter, Gauge, Histogram};
 
 use chrono::{DateTime, Datelike, TimeZone, Timelike, Utc};
 use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
 use super::price::PriceTable;
+use crate::metrics::Metrics;
 use crate::model::ai::Budget;
 use crate::store::ai_usage::{AiSpendRow, AiUsageDelta};
 use crate::store::Store;
 
 /// How often counts go to the store and spend is read back.
 const FLUSH_EVERY: Duration = Duration::from_secs(1);
+
+/// The Prometheus series of the gateway's calls, labelled by `deployment` and `model` (the
+/// provider's model name).
+pub mod names {
+    /// Counter: calls.
+    pub const REQUESTS: &str = "jarvis_ai_requests_total";
+    /// Counter: calls that failed.
+    pub const ERRORS: &str = "jarvis_ai_errors_total";
+    /// Counter: tokens, with `kind` `prompt` or `completion`.
+    pub const TOKENS: &str = "jarvis_ai_tokens_total";
+    /// Gauge: dollars spent since the instance started (only grows).
+    pub const SPEND: &str = "jarvis_ai_spend_usd";
+    /// Histogram: call duration (until the answer, or the stream's end), seconds.
+    pub const DURATION: &str = "jarvis_ai_call_duration_seconds";
+}
+
+/// Most (deployment, model) series kept; calls of further models are counted under
+/// `model="other"`, so a caller naming endless models cannot grow the registry without bound.
+const MAX_SERIES: usize = 500;
+
+struct Series {
+    requests: Counter,
+    errors: Counter,
+    prompt_tokens: Counter,
+    completion_tokens: Counter,
+    spend: Gauge,
+    duration: Histogram,
+}
+
+/// Totals since start, for the EMF lines.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct AiTotals {
+    /// Calls.
+    pub requests: u64,
+    /// Failed calls.
+    pub errors: u64,
+    /// Spend, micro-dollars.
+    pub cost_micro_usd: u64,
+}
 
 /// The fingerprint of a bearer token that names it in usage and budgets without revealing it:
 /// `tok-` and the first 8 hex digits of its SHA-256.
@@ -89,6 +135,8 @@ pub struct CallUsage<'a> {
     pub prompt_tokens: u64,
     /// Completion tokens.
     pub completion_tokens: u64,
+    /// How long the call took.
+    pub latency: Duration,
 }
 
 /// A refused call: which budget, and how far it is spent.
@@ -157,17 +205,106 @@ pub struct Spend {
     prices: PriceTable,
     budgets: Vec<Budget>,
     ledger: Mutex<Ledger>,
+    metrics: Arc<Metrics>,
+    series: Mutex<HashMap<(String, String), Series>>,
+    requests: AtomicU64,
+    errors: AtomicU64,
+    cost_micro_usd: AtomicU64,
 }
 
 impl Spend {
-    /// Counts into `store` at `prices`, holding calls to `budgets`.
-    pub fn new(store: Arc<dyn Store>, prices: PriceTable, budgets: Vec<Budget>) -> Arc<Spend> {
+    /// Counts into `store` (and `metrics`) at `prices`, holding calls to `budgets`.
+    pub fn new(
+        store: Arc<dyn Store>,
+        prices: PriceTable,
+        budgets: Vec<Budget>,
+        metrics: Arc<Metrics>,
+    ) -> Arc<Spend> {
+        metrics.describe(
+            names::REQUESTS,
+            None,
+            "AI gateway calls, by deployment and model.",
+        );
+        metrics.describe(names::ERRORS, None, "AI gateway calls that failed.");
+        metrics.describe(
+            names::TOKENS,
+            None,
+            "Tokens of AI gateway calls, by kind (prompt, completion).",
+        );
+        metrics.describe(
+            names::SPEND,
+            None,
+            "Dollars the AI gateway's calls cost since this instance started.",
+        );
+        metrics.describe(
+            names::DURATION,
+            Some(metrics::Unit::Seconds),
+            "Duration of AI gateway calls.",
+        );
         Arc::new(Spend {
             store,
             prices,
             budgets,
             ledger: Mutex::default(),
+            metrics,
+            series: Mutex::default(),
+            requests: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            cost_micro_usd: AtomicU64::new(0),
         })
+    }
+
+    /// Totals since start (for the EMF lines).
+    pub fn totals(&self) -> AiTotals {
+        AiTotals {
+            requests: self.requests.load(Ordering::Relaxed),
+            errors: self.errors.load(Ordering::Relaxed),
+            cost_micro_usd: self.cost_micro_usd.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Moves the call's Prometheus series and the totals.
+    fn observe(&self, call: &CallUsage<'_>, cost: f64) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        self.errors
+            .fetch_add(u64::from(call.failed), Ordering::Relaxed);
+        self.cost_micro_usd
+            .fetch_add((cost * 1e6).round() as u64, Ordering::Relaxed);
+        let mut all = self.series.lock().unwrap_or_else(|p| p.into_inner());
+        let mut key = (call.deployment.to_string(), call.upstream_model.to_string());
+        if !all.contains_key(&key) && all.len() >= MAX_SERIES {
+            key.1 = "other".into();
+        }
+        let m = &self.metrics;
+        let s = all.entry(key).or_insert_with_key(|(deployment, model)| {
+            let l = [
+                ("deployment", deployment.as_str()),
+                ("model", model.as_str()),
+            ];
+            let t = |kind| {
+                [
+                    ("deployment", deployment.as_str()),
+                    ("model", model.as_str()),
+                    ("kind", kind),
+                ]
+            };
+            Series {
+                requests: m.counter(names::REQUESTS, &l),
+                errors: m.counter(names::ERRORS, &l),
+                prompt_tokens: m.counter(names::TOKENS, &t("prompt")),
+                completion_tokens: m.counter(names::TOKENS, &t("completion")),
+                spend: m.gauge(names::SPEND, &l),
+                duration: m.histogram(names::DURATION, &l),
+            }
+        });
+        s.requests.increment(1);
+        if call.failed {
+            s.errors.increment(1);
+        }
+        s.prompt_tokens.increment(call.prompt_tokens);
+        s.completion_tokens.increment(call.completion_tokens);
+        s.spend.increment(cost);
+        s.duration.record(call.latency.as_secs_f64());
     }
 
     /// The prices calls are counted at.
@@ -194,6 +331,7 @@ impl Spend {
             completion_tokens: call.completion_tokens.min(i64::MAX as u64) as i64,
             cost_usd: cost.unwrap_or(0.0),
         };
+        self.observe(call, counts.cost_usd);
         let key = (
             hour_of(Utc::now()),
             call.model.to_string(),

@@ -214,6 +214,23 @@ async fn every_call_is_priced_and_rolled_up_by_model_domain_and_token(backend: B
         .await;
     assert_eq!(before["rows"], json!([]));
     assert_eq!(before["total"]["requests"], 0);
+    // Prometheus: per deployment and provider model.
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    for line in [
+        "jarvis_ai_requests_total{deployment=\"openai\",model=\"gpt-4o-mini\"} 4",
+        "jarvis_ai_errors_total{deployment=\"openai\",model=\"broken-model\"} 1",
+        "jarvis_ai_tokens_total{deployment=\"openai\",model=\"gpt-4o-mini\",kind=\"prompt\"} 4000",
+        "jarvis_ai_tokens_total{deployment=\"openai\",model=\"gpt-4o-mini\",kind=\"completion\"} 2000",
+        "jarvis_ai_call_duration_seconds_count{deployment=\"openai\",model=\"gpt-4o-mini\"} 4",
+    ] {
+        assert!(metrics.contains(line), "{line} not in:\n{metrics}");
+    }
+    let spend_line = metrics
+        .lines()
+        .find(|l| l.starts_with("jarvis_ai_spend_usd{deployment=\"openai\",model=\"gpt-4o-mini\"}"))
+        .unwrap_or_else(|| panic!("no spend line:\n{metrics}"));
+    let spend: f64 = spend_line.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(approx(spend, 4.0 * CALL_COST), "{spend_line}");
     app.stop().await;
 }
 
