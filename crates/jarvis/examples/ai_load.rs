@@ -124,6 +124,9 @@ struct Cell {
     added_p99_us: Option<f64>,
     /// Peak RSS (VmHWM) of the target's process tree so far, KiB.
     peak_rss_kib: Option<u64>,
+    /// CPU time of the target's process tree per request (warm-up included), µs; 10 ms
+    /// resolution over the whole cell.
+    cpu_us_per_request: Option<f64>,
     /// Calls that reached the failing upstream during the cell.
     failing_upstream_calls: Option<u64>,
     loadavg_before: String,
@@ -135,6 +138,8 @@ struct Cell {
 #[derive(Default)]
 struct WorkerResult {
     latencies_ns: Vec<u64>,
+    /// Every answered request, warm-up included.
+    sent: u64,
     errors: u64,
     first_error: Option<String>,
 }
@@ -214,6 +219,7 @@ async fn worker(
         .await
         .unwrap_or_else(|_| Err("no answer within 60 s".into()));
         let elapsed = started.elapsed();
+        result.sent += 1;
         if started < measure_from {
             continue;
         }
@@ -269,6 +275,29 @@ fn process_tree(pid: u32) -> Vec<u32> {
     all
 }
 
+/// CPU time (user + system) of the process tree of `pid` so far, in clock ticks of
+/// `/proc/PID/stat` (USER_HZ, 100 a second on Linux).
+fn cpu_ticks(pid: u32) -> Option<u64> {
+    let mut total = 0;
+    let mut any = false;
+    for p in process_tree(pid) {
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else {
+            continue;
+        };
+        // The command name (field 2) may hold spaces: fields are counted after its `)`.
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+        if let (Some(u), Some(s)) = (fields.get(11), fields.get(12)) {
+            total += u.parse::<u64>().unwrap_or(0) + s.parse::<u64>().unwrap_or(0);
+            any = true;
+        }
+    }
+    any.then_some(total)
+}
+
 /// The sum of VmHWM over the process tree of `pid`, KiB.
 fn peak_rss_kib(pid: u32) -> Option<u64> {
     let mut total = 0;
@@ -313,6 +342,7 @@ async fn measure(
     let stream = kind == "stream";
     let failing_before = failing_calls(&args.failing_stats).await;
     let loadavg_before = loadavg();
+    let cpu_before = target.pid.and_then(cpu_ticks);
     let start = Instant::now();
     let measure_from = start + Duration::from_secs_f64(args.warmup_secs);
     let until = measure_from + Duration::from_secs_f64(args.duration_secs);
@@ -332,8 +362,10 @@ async fn measure(
     let mut latencies = Vec::new();
     let mut errors = 0;
     let mut first_error = None;
+    let mut sent = 0;
     for h in handles {
         let r = h.await?;
+        sent += r.sent;
         latencies.extend(r.latencies_ns);
         errors += r.errors;
         if first_error.is_none() {
@@ -341,6 +373,7 @@ async fn measure(
         }
     }
     let seconds = measure_from.elapsed().as_secs_f64();
+    let cpu_after = target.pid.and_then(cpu_ticks);
     let failing_after = failing_calls(&args.failing_stats).await;
     latencies.sort_unstable();
     let requests = latencies.len() as u64;
@@ -368,6 +401,10 @@ async fn measure(
         added_p50_us: None,
         added_p99_us: None,
         peak_rss_kib: target.pid.and_then(peak_rss_kib),
+        cpu_us_per_request: match (cpu_before, cpu_after) {
+            (Some(b), Some(a)) if sent > 0 => Some((a - b) as f64 * 10_000.0 / sent as f64),
+            _ => None,
+        },
         failing_upstream_calls: match (fallback, failing_before, failing_after) {
             (true, Some(b), Some(a)) => Some(a.saturating_sub(b)),
             _ => None,
@@ -414,8 +451,8 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 fn table(out: &mut String, cells: &[Cell], missing: &[(String, String)]) {
     out.push_str(
-        "| kind | target | c | requests | req/s | p50 | p99 | added p50 | added p99 | errors | peak RSS | load avg (before → after) |\n\
-         |---|---|---|---|---|---|---|---|---|---|---|---|\n",
+        "| kind | target | c | requests | req/s | p50 | p99 | added p50 | added p99 | errors | CPU/request | peak RSS | load avg (before → after) |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for c in cells {
         let name = if c.fallback {
@@ -430,7 +467,7 @@ fn table(out: &mut String, cells: &[Cell], missing: &[(String, String)]) {
         };
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {} → {} |",
+            "| {} | {} | {} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} → {} |",
             c.kind,
             name,
             c.concurrency,
@@ -441,6 +478,8 @@ fn table(out: &mut String, cells: &[Cell], missing: &[(String, String)]) {
             opt_ms(c.added_p50_us),
             opt_ms(c.added_p99_us),
             errors,
+            c.cpu_us_per_request
+                .map_or("—".into(), |v| format!("{v:.0} µs")),
             mib(c.peak_rss_kib),
             c.loadavg_before,
             c.loadavg_after
@@ -449,7 +488,7 @@ fn table(out: &mut String, cells: &[Cell], missing: &[(String, String)]) {
     for (name, why) in missing {
         let _ = writeln!(
             out,
-            "| chat | {name} (fallback) | — | — | — | — | — | {why} | — | — | — | — |"
+            "| chat | {name} (fallback) | — | — | — | — | — | {why} | — | — | — | — | — |"
         );
     }
 }
@@ -591,7 +630,7 @@ async fn run_all(args: Args) -> anyhow::Result<()> {
                         cell.added_p99_us = Some(cell.p99_us - b99);
                     }
                     eprintln!(
-                        "run {run} {kind} c={c} {}{}: {} req, {:.0} req/s, p50 {}, p99 {}, added p50 {}, p99 {}, errors {}, rss {}, load {}",
+                        "run {run} {kind} c={c} {}{}: {} req, {:.0} req/s, p50 {}, p99 {}, added p50 {}, p99 {}, errors {}, cpu/req {}, rss {}, load {}",
                         cell.target,
                         if fallback { " (fallback)" } else { "" },
                         cell.requests,
@@ -601,6 +640,8 @@ async fn run_all(args: Args) -> anyhow::Result<()> {
                         opt_ms(cell.added_p50_us),
                         opt_ms(cell.added_p99_us),
                         cell.errors,
+                        cell.cpu_us_per_request
+                            .map_or("—".into(), |v| format!("{v:.0} µs")),
                         mib(cell.peak_rss_kib),
                         cell.loadavg_after
                     );
