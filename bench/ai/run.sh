@@ -117,7 +117,8 @@ PIDS+=($!)
 wait_http "http://127.0.0.1:$MOCK_PORT/stats"
 wait_http "http://127.0.0.1:$FAIL_PORT/stats"
 
-TARGETS=(--target "direct|http://127.0.0.1:$MOCK_PORT/v1|dummy|gpt-4o-mini|")
+MOCK_PID="${PIDS[0]}"
+TARGETS=(--target "direct|http://127.0.0.1:$MOCK_PORT/v1|dummy|gpt-4o-mini|$MOCK_PID")
 FALLBACKS=()
 TOKEN="bench-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
 if want jarvis; then
@@ -136,10 +137,10 @@ if want litellm; then
   LITELLM_KEY="sk-$TOKEN"
   sed -e "s/@MOCK_PORT@/$MOCK_PORT/g" -e "s/@FAIL_PORT@/$FAIL_PORT/g" \
     "$HERE/litellm.yaml" >"$WORK/litellm.yaml"
-  # The price table bundled with the package (no download at start-up); no telemetry.
+  # The price table bundled with the package (no download at start-up).
   LITELLM_LOCAL_MODEL_COST_MAP=True LITELLM_MASTER_KEY="$LITELLM_KEY" \
     "$VENV/bin/litellm" --config "$WORK/litellm.yaml" --host 127.0.0.1 --port "$LITELLM_PORT" \
-    --num_workers 1 --telemetry False >"$WORK/litellm.out" 2>&1 &
+    --num_workers 1 >"$WORK/litellm.out" 2>&1 &
   LITELLM_PID=$!
   PIDS+=("$LITELLM_PID")
   wait_http "http://127.0.0.1:$LITELLM_PORT/health/liveliness"

@@ -340,7 +340,6 @@ async fn measure(
     let url = format!("{}/chat/completions", target.base_url);
     let payload = body(kind, &target.model);
     let stream = kind == "stream";
-    let failing_before = failing_calls(&args.failing_stats).await;
     let loadavg_before = loadavg();
     let cpu_before = target.pid.and_then(cpu_ticks);
     let start = Instant::now();
@@ -359,6 +358,12 @@ async fn measure(
             ))
         })
         .collect();
+    // Counted from the end of the warm-up, as the latencies are.
+    tokio::time::sleep_until(measure_from.into()).await;
+    let failing_before = match fallback {
+        true => failing_calls(&args.failing_stats).await,
+        false => None,
+    };
     let mut latencies = Vec::new();
     let mut errors = 0;
     let mut first_error = None;
@@ -662,7 +667,7 @@ async fn run_all(args: Args) -> anyhow::Result<()> {
         let mut header = format!(
             "# AI gateway benchmark\n\n{} run(s), {} s measured per cell after {} s warm-up, \
              closed loop; added latency is over the direct calls to the mock in the same run; \
-             peak RSS is VmHWM of the process tree. Machine: {} cores.\n",
+             peak RSS (VmHWM) and CPU/request are those of the target's process tree (for `direct`: the mock's). Machine: {} cores.\n",
             args.runs,
             args.duration_secs,
             args.warmup_secs,
