@@ -98,8 +98,8 @@ for p in "$MOCK_PORT" "$FAIL_PORT" "$JARVIS_PORT" "$LITELLM_PORT"; do
 done
 # wait_http URL [HEADER]: until URL answers (any status), at most 120 s.
 wait_http() {
-  local i
-  for i in $(seq 1 600); do
+  local _
+  for _ in $(seq 1 600); do
     if curl -s -o /dev/null -m 2 ${2:+-H "$2"} "$1"; then
       return 0
     fi
