@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
+use axum::serve::ListenerExt;
 use secrecy::SecretString;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
@@ -285,6 +286,14 @@ impl Application {
                 let _ = drained_tx.send(());
             });
         };
+        // TCP_NODELAY on every accepted connection: a streamed answer (SSE on `/v1/*`) is many
+        // small writes, and with Nagle each one after the first waited for the client's delayed
+        // ACK (40 ms a chunk; bench/ai measured 46 streamed calls/s at concurrency 1 without it).
+        let listener = listener.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "could not set TCP_NODELAY on a connection");
+            }
+        });
         let serve = axum::serve(listener, router).with_graceful_shutdown(signal);
         let mut stopping = stopping_rx;
         let deadline = async move {
