@@ -23,21 +23,14 @@
 use serde_json::{json, Map, Value};
 
 use super::chat::{
-    data_url, new_id, ChatRequest, ChunkWriter, Completion, FinishReason, Part, Role, TokenUsage,
-    ToolChoice, DEFAULT_MAX_TOKENS,
+    data_url, invalid, new_id, ChatRequest, ChunkWriter, Completion, FinishReason, Part, Role,
+    TokenUsage, ToolChoice, DEFAULT_MAX_TOKENS,
 };
 use super::sse::{SseEvent, StreamFault, StreamTranslator};
 use super::{AiError, ModelEntry};
 
 /// The API version sent in `anthropic-version`.
 pub const API_VERSION: &str = "2023-06-01";
-
-fn invalid(message: impl Into<String>, param: &'static str) -> AiError {
-    AiError::InvalidRequest {
-        message: message.into(),
-        param: Some(param),
-    }
-}
 
 /// The Messages API body for `request`, to `model`.
 pub fn messages_request(request: &ChatRequest, model: &str) -> Result<Value, AiError> {
@@ -63,16 +56,7 @@ pub fn messages_request(request: &ChatRequest, model: &str) -> Result<Value, AiE
                     .filter(|b| b["text"].as_str() != Some(""))
                     .collect();
                 for call in &m.tool_calls {
-                    let input: Value = if call.arguments.trim().is_empty() {
-                        json!({})
-                    } else {
-                        serde_json::from_str(&call.arguments).map_err(|_| {
-                            invalid(
-                                format!("the arguments of tool call '{}' are not JSON", call.id),
-                                "messages",
-                            )
-                        })?
-                    };
+                    let input = call.input()?;
                     blocks.push(json!({"type": "tool_use", "id": call.id, "name": call.name,
                                        "input": input}));
                 }

@@ -47,6 +47,21 @@ pub struct ToolCall {
     pub arguments: String,
 }
 
+impl ToolCall {
+    /// The arguments as JSON (`{}` when empty), for providers that carry them as an object.
+    pub fn input(&self) -> Result<Value, AiError> {
+        if self.arguments.trim().is_empty() {
+            return Ok(Value::Object(Map::new()));
+        }
+        serde_json::from_str(&self.arguments).map_err(|_| {
+            invalid(
+                format!("the arguments of tool call '{}' are not JSON", self.id),
+                "messages",
+            )
+        })
+    }
+}
+
 /// One message of the conversation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Message {
@@ -146,7 +161,8 @@ pub struct ChatRequest {
     pub include_usage: bool,
 }
 
-fn invalid(message: impl Into<String>, param: &'static str) -> AiError {
+/// An invalid request, naming the field at fault.
+pub(crate) fn invalid(message: impl Into<String>, param: &'static str) -> AiError {
     AiError::InvalidRequest {
         message: message.into(),
         param: Some(param),

@@ -37,18 +37,11 @@ pub const SIGNATURE_SEPARATOR: &str = "~sig~";
 use serde_json::{json, Map, Value};
 
 use super::chat::{
-    data_url, new_id, ChatRequest, ChunkWriter, Completion, FinishReason, Part, ResponseFormat,
-    Role, TokenUsage, ToolCall, ToolChoice,
+    data_url, invalid, new_id, ChatRequest, ChunkWriter, Completion, FinishReason, Part,
+    ResponseFormat, Role, TokenUsage, ToolCall, ToolChoice,
 };
 use super::sse::{SseEvent, StreamFault, StreamTranslator};
 use super::{AiError, ModelEntry};
-
-fn invalid(message: impl Into<String>, param: &'static str) -> AiError {
-    AiError::InvalidRequest {
-        message: message.into(),
-        param: Some(param),
-    }
-}
 
 /// The model's path segment: Gemini's model IDs (`gemini-2.0-flash`, `models/…` accepted),
 /// refused when they hold anything that would change the URL's path.
@@ -87,16 +80,7 @@ pub fn generate_request(request: &ChatRequest) -> Result<Value, AiError> {
                     .filter(|p| p["text"].as_str() != Some(""))
                     .collect();
                 for call in &m.tool_calls {
-                    let args: Value = if call.arguments.trim().is_empty() {
-                        json!({})
-                    } else {
-                        serde_json::from_str(&call.arguments).map_err(|_| {
-                            invalid(
-                                format!("the arguments of tool call '{}' are not JSON", call.id),
-                                "messages",
-                            )
-                        })?
-                    };
+                    let args = call.input()?;
                     let mut part = json!({"functionCall": {"name": call.name, "args": args}});
                     if let Some((_, signature)) = call.id.split_once(SIGNATURE_SEPARATOR) {
                         part["thoughtSignature"] = json!(signature);

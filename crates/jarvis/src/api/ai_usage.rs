@@ -11,7 +11,7 @@ use super::types::{AiUsageRowView, AiUsageView, BudgetView};
 use super::AppState;
 use crate::ai::spend::month_start;
 use crate::model::ai::Price;
-use crate::store::ai_usage::{AiUsageTotal, UsageKey};
+use crate::store::ai_usage::UsageKey;
 
 /// `GET /api/v1/ai/usage?since=&until=&by=`.
 #[derive(Debug, Deserialize)]
@@ -42,17 +42,6 @@ fn usage_key(by: Option<&str>) -> Result<(UsageKey, &'static str), ApiError> {
     })
 }
 
-fn row(t: AiUsageTotal) -> AiUsageRowView {
-    AiUsageRowView {
-        key: t.key,
-        requests: t.requests,
-        errors: t.errors,
-        prompt_tokens: t.prompt_tokens,
-        completion_tokens: t.completion_tokens,
-        cost_usd: t.cost_usd,
-    }
-}
-
 /// Usage and spend grouped by model, deployment, domain, token or hour; by default this UTC
 /// month's, by model. What this instance counted in the last second may not be in yet.
 pub async fn usage(
@@ -72,13 +61,7 @@ pub async fn usage(
             "until: must be after since",
         ));
     }
-    let rows: Vec<AiUsageRowView> = state
-        .store
-        .ai_usage(since, until, key)
-        .await?
-        .into_iter()
-        .map(row)
-        .collect();
+    let rows: Vec<AiUsageRowView> = state.store.ai_usage(since, until, key).await?;
     let mut total = AiUsageRowView {
         key: "total".into(),
         requests: 0,

@@ -634,23 +634,8 @@ pub struct AiUsageView {
     pub total: AiUsageRowView,
 }
 
-/// Usage of one group (or the total, whose key is `total`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct AiUsageRowView {
-    /// The group's value ('' for calls that named no domain or token).
-    pub key: String,
-    /// Calls.
-    pub requests: i64,
-    /// Failed calls.
-    pub errors: i64,
-    /// Prompt (input) tokens.
-    pub prompt_tokens: i64,
-    /// Completion (output) tokens.
-    pub completion_tokens: i64,
-    /// Spend, US dollars.
-    pub cost_usd: f64,
-}
+/// Usage of one group (or the total, whose key is `total`): the store's totals as they are.
+pub type AiUsageRowView = crate::store::ai_usage::AiUsageTotal;
 
 /// `GET /api/v1/ai/budgets`: a configured budget and what it has spent.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -64,18 +64,20 @@ impl UsageKey {
     }
 }
 
-/// Totals of one group.
-#[derive(Debug, Clone, PartialEq)]
+/// Totals of one group (also the row of `GET /api/v1/ai/usage`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct AiUsageTotal {
-    /// The group's value (an hour as RFC 3339).
+    /// The group's value ('' for calls that named no domain or token; an hour as RFC 3339;
+    /// `total` for the sum of all groups).
     pub key: String,
     /// Calls.
     pub requests: i64,
     /// Failed calls.
     pub errors: i64,
-    /// Prompt tokens.
+    /// Prompt (input) tokens.
     pub prompt_tokens: i64,
-    /// Completion tokens.
+    /// Completion (output) tokens.
     pub completion_tokens: i64,
     /// Spend, US dollars.
     pub cost_usd: f64,
@@ -125,10 +127,10 @@ pub(crate) fn usage_sql(key: UsageKey) -> String {
     )
 }
 
-/// A grouped row whose key is text.
+/// A grouped row as the database gives it: the key is text, or the hour.
 #[derive(sqlx::FromRow)]
-pub(crate) struct TextTotalRow {
-    pub key: String,
+pub(crate) struct TotalRow<K> {
+    pub key: K,
     pub requests: i64,
     pub errors: i64,
     pub prompt_tokens: i64,
@@ -136,34 +138,27 @@ pub(crate) struct TextTotalRow {
     pub cost_usd: f64,
 }
 
-/// A grouped row whose key is the hour.
-#[derive(sqlx::FromRow)]
-pub(crate) struct HourTotalRow {
-    pub key: DateTime<Utc>,
-    pub requests: i64,
-    pub errors: i64,
-    pub prompt_tokens: i64,
-    pub completion_tokens: i64,
-    pub cost_usd: f64,
+/// A group key as the API shows it.
+pub(crate) trait KeyText {
+    fn text(self) -> String;
 }
 
-impl From<TextTotalRow> for AiUsageTotal {
-    fn from(r: TextTotalRow) -> Self {
-        AiUsageTotal {
-            key: r.key,
-            requests: r.requests,
-            errors: r.errors,
-            prompt_tokens: r.prompt_tokens,
-            completion_tokens: r.completion_tokens,
-            cost_usd: r.cost_usd,
-        }
+impl KeyText for String {
+    fn text(self) -> String {
+        self
     }
 }
 
-impl From<HourTotalRow> for AiUsageTotal {
-    fn from(r: HourTotalRow) -> Self {
+impl KeyText for DateTime<Utc> {
+    fn text(self) -> String {
+        self.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    }
+}
+
+impl<K: KeyText> From<TotalRow<K>> for AiUsageTotal {
+    fn from(r: TotalRow<K>) -> Self {
         AiUsageTotal {
-            key: r.key.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            key: r.key.text(),
             requests: r.requests,
             errors: r.errors,
             prompt_tokens: r.prompt_tokens,
@@ -237,19 +232,20 @@ macro_rules! impl_ai_usage_store {
                 until: chrono::DateTime<chrono::Utc>,
                 key: $crate::store::ai_usage::UsageKey,
             ) -> Result<Vec<$crate::store::ai_usage::AiUsageTotal>, $crate::store::StoreError> {
-                use $crate::store::ai_usage::{HourTotalRow, TextTotalRow, UsageKey};
+                use $crate::store::ai_usage::{TotalRow, UsageKey};
                 use $crate::store::shared::SqlBackend;
                 let sql = $crate::store::ai_usage::usage_sql(key);
                 let q = |sql| async move {
                     if key == UsageKey::Hour {
-                        let rows: Vec<HourTotalRow> = sqlx::query_as(sql)
-                            .bind(since)
-                            .bind(until)
-                            .fetch_all(self.reader())
-                            .await?;
+                        let rows: Vec<TotalRow<chrono::DateTime<chrono::Utc>>> =
+                            sqlx::query_as(sql)
+                                .bind(since)
+                                .bind(until)
+                                .fetch_all(self.reader())
+                                .await?;
                         Ok::<_, sqlx::Error>(rows.into_iter().map(Into::into).collect())
                     } else {
-                        let rows: Vec<TextTotalRow> = sqlx::query_as(sql)
+                        let rows: Vec<TotalRow<String>> = sqlx::query_as(sql)
                             .bind(since)
                             .bind(until)
                             .fetch_all(self.reader())
