@@ -1,5 +1,6 @@
-//! `jarvis agents [list|show|put|delete]`: the HTTP agents of a running Jarvis, one per task
-//! domain (`/api/v1/agents`), registered and inspected from a terminal.
+//! `jarvis agents [list|show|put|delete]`: the agents of a running Jarvis (HTTP endpoints, or
+//! `ai` prompts run through the AI gateway), one per task domain (`/api/v1/agents`), registered
+//! and inspected from a terminal.
 
 use clap::Subcommand;
 use serde_json::Value;
@@ -19,7 +20,9 @@ pub enum AgentsCommand {
         domain: String,
     },
     /// Register the agent of a domain, or replace it (PUT /api/v1/agents/{domain}). Fields
-    /// left out take their defaults: `jarvis agents put music http://127.0.0.1:8001/run`.
+    /// left out take their defaults: `jarvis agents put music http://127.0.0.1:8001/run`, or
+    /// an ai agent: `jarvis agents put summaries --model openai/gpt-4o-mini --prompt 'Summarise
+    /// {{parameters.text}}'`.
     Put {
         /// The domain whose tasks it runs (also its circuit breaker's name).
         domain: String,
@@ -34,6 +37,12 @@ pub enum AgentsCommand {
         /// false).
         #[arg(long, value_name = "BOOL")]
         use_learned: Option<bool>,
+        /// An ai agent's model (makes the agent of kind ai).
+        #[arg(long, conflicts_with = "address")]
+        model: Option<String>,
+        /// An ai agent's prompt template (makes the agent of kind ai).
+        #[arg(long, conflicts_with = "address")]
+        prompt: Option<String>,
         /// The whole body of the PUT as a JSON object (docs/api.md, Agents); the options above
         /// are set over it.
         #[arg(long, value_name = "JSON")]
@@ -116,12 +125,18 @@ pub async fn run(
             address,
             timeout_ms,
             use_learned,
+            model,
+            prompt,
             body,
         } => {
+            let ai = (model.is_some() || prompt.is_some()).then(|| Value::from("ai"));
             let fields = put_body(
                 body.as_deref(),
                 [
+                    ("kind", ai),
                     ("url", address.map(Value::from)),
+                    ("model", model.map(Value::from)),
+                    ("prompt", prompt.map(Value::from)),
                     ("timeoutMs", timeout_ms.map(Value::from)),
                     ("useLearned", use_learned.map(Value::from)),
                 ],

@@ -296,3 +296,49 @@ async fn the_learned_model_converges_on_the_cheaper_of_two_that_succeed_equally(
     ));
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ai_agent_is_registered_and_listed_from_the_command_line() {
+    let mock = Mock::start().await;
+    let app = TestApp::spawn_with(env(&mock, Backend::Sqlite, "").await).await;
+    let vars = [
+        ("JARVIS_URL".to_string(), app.address.clone()),
+        ("JARVIS_AUTH_TOKEN".to_string(), TOKEN.to_string()),
+    ]
+    .into();
+    let run = |args: &[&str]| {
+        let out = run_jarvis(args, &vars, app.env.dir.path());
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    run(&[
+        "agents",
+        "put",
+        "summaries",
+        "--model",
+        "openai/gpt-4o-mini",
+        "--prompt",
+        "Summarise {{parameters.text}}",
+    ]);
+    let agent = app.data("/api/v1/agents/summaries").await;
+    assert_eq!(agent["kind"], "ai");
+    assert_eq!(agent["prompt"], "Summarise {{parameters.text}}");
+    let list = run(&["agents"]);
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with("summaries") && l.contains("ai openai/gpt-4o-mini")),
+        "{list}"
+    );
+    // A URL and a model do not go together.
+    let out = run_jarvis(
+        &["agents", "put", "x", "http://127.0.0.1:9", "--model", "m"],
+        &vars,
+        app.env.dir.path(),
+    );
+    assert!(!out.status.success());
+    app.stop().await;
+}
