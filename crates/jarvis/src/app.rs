@@ -407,7 +407,7 @@ fn resolve_token(config: &Config) -> anyhow::Result<SecretString> {
             token
         }
     };
-    eprintln!(
+    crate::say!(
         "JARVIS_AUTH_TOKEN is not set; development token (kept in {}): {token}",
         path.display()
     );

@@ -34,6 +34,17 @@
 //! - [`timeparse`]: the `since`/`until` a caller gives (RFC 3339, or a date), for the API and
 //!   the CLI alike.
 
+/// Writes a line to standard error, like `eprintln!`, but never panics: a message that cannot
+/// be written (stderr a pipe nobody reads any more) is dropped instead of ending the process
+/// with a panic.
+#[macro_export]
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 pub mod agents;
 pub mod ai;
 pub mod api;

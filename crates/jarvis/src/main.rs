@@ -28,7 +28,7 @@ fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("jarvis: cannot start the async runtime: {e}");
+            jarvis::say!("jarvis: cannot start the async runtime: {e}");
             return ExitCode::from(1);
         }
     };
@@ -58,7 +58,7 @@ async fn run(cli: Cli) -> ExitCode {
                         Ok(c) => format!("{}/health", c.base().trim_end_matches('/')),
                         // 1, not 2: Docker reserves exit code 2 of a health check.
                         Err(e) => {
-                            eprintln!("jarvis: {e}");
+                            jarvis::say!("jarvis: {e}");
                             return ExitCode::from(1);
                         }
                     }
@@ -148,14 +148,14 @@ async fn run(cli: Cli) -> ExitCode {
     if let Some(prefix) = prefix {
         match jarvis::secrets::load(&prefix, &vars).await {
             Ok(found) => {
-                eprintln!(
+                jarvis::say!(
                     "jarvis: {} value(s) read from Secrets Manager under {prefix}",
                     found.len()
                 );
                 vars.extend(found);
             }
             Err(e) => {
-                eprintln!("jarvis: {e}");
+                jarvis::say!("jarvis: {e}");
                 return ExitCode::from(2);
             }
         }
@@ -176,7 +176,7 @@ async fn run(cli: Cli) -> ExitCode {
             jarvis::cli::common::outln(
                 &serde_json::to_string_pretty(&config.masked_view()).unwrap_or_default(),
             );
-            eprintln!("configuration OK");
+            jarvis::say!("configuration OK");
             ExitCode::SUCCESS
         }
         _ => unreachable!("client commands are handled above"),
@@ -185,13 +185,13 @@ async fn run(cli: Cli) -> ExitCode {
 
 /// A configuration that cannot be read: exit 2, as for `serve`.
 fn config_error(e: jarvis::config::ConfigError) -> ExitCode {
-    eprintln!("jarvis: {e}");
+    jarvis::say!("jarvis: {e}");
     ExitCode::from(2)
 }
 
 /// A command that failed: its error chain on one line, exit 1.
 fn failed(e: anyhow::Error) -> ExitCode {
-    eprintln!("jarvis: {e:#}");
+    jarvis::say!("jarvis: {e:#}");
     ExitCode::from(1)
 }
 
@@ -207,7 +207,7 @@ async fn serve(config: Config) -> ExitCode {
     let guard = match jarvis::telemetry::init(&config) {
         Ok(g) => g,
         Err(e) => {
-            eprintln!("jarvis: cannot set up logging: {e:#}");
+            jarvis::say!("jarvis: cannot set up logging: {e:#}");
             return ExitCode::from(1);
         }
     };
@@ -216,13 +216,13 @@ async fn serve(config: Config) -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 tracing::error!(error = format!("{e:#}"), "Jarvis stopped with an error");
-                eprintln!("jarvis: {e:#}");
+                jarvis::say!("jarvis: {e:#}");
                 ExitCode::from(1)
             }
         },
         Err(e) => {
             tracing::error!(error = format!("{e:#}"), "Jarvis cannot start");
-            eprintln!("jarvis: {e:#}");
+            jarvis::say!("jarvis: {e:#}");
             ExitCode::from(1)
         }
     };
@@ -234,7 +234,7 @@ async fn migrate(config: &Config) -> anyhow::Result<()> {
     let store = jarvis::store::open(&config.store).await?;
     store.migrate().await?;
     store.close().await;
-    eprintln!("migrations applied ({:?} store)", store.backend());
+    jarvis::say!("migrations applied ({:?} store)", store.backend());
     Ok(())
 }
 
@@ -246,7 +246,7 @@ async fn health(connection: &Connection, args: jarvis::cli::HealthArgs) -> ExitC
     let data = match report::fetch(connection).await {
         Ok(d) => d,
         Err(e) => {
-            eprintln!("jarvis: {e:#}");
+            jarvis::say!("jarvis: {e:#}");
             return ExitCode::from(2);
         }
     };
@@ -269,18 +269,18 @@ async fn healthcheck(url: &str, timeout_ms: u64) -> ExitCode {
     {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("jarvis: {e}");
+            jarvis::say!("jarvis: {e}");
             return ExitCode::from(1);
         }
     };
     match client.get(url).send().await {
         Ok(r) if r.status().is_success() => ExitCode::SUCCESS,
         Ok(r) => {
-            eprintln!("jarvis: {url} answered {}", r.status());
+            jarvis::say!("jarvis: {url} answered {}", r.status());
             ExitCode::from(1)
         }
         Err(e) => {
-            eprintln!("jarvis: {url}: {e}");
+            jarvis::say!("jarvis: {url}: {e}");
             ExitCode::from(1)
         }
     }

@@ -261,7 +261,7 @@ pub async fn load(
                 .next()
                 .unwrap_or("");
             if kind == "ResourceNotFoundException" {
-                eprintln!("jarvis: secret {secret} does not exist; skipped");
+                crate::say!("jarvis: secret {secret} does not exist; skipped");
                 continue;
             }
             let message = value["message"]

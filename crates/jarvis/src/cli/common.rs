@@ -15,7 +15,7 @@ pub fn out(text: &str) {
         if e.kind() == std::io::ErrorKind::BrokenPipe {
             std::process::exit(0);
         }
-        eprintln!("jarvis: cannot write the output: {e}");
+        crate::say!("jarvis: cannot write the output: {e}");
         std::process::exit(1);
     }
 }

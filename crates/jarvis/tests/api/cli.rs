@@ -954,6 +954,36 @@ async fn output_into_a_closed_pipe_ends_quietly() {
     }
 }
 
+/// `jarvis … 2>&1 | head -1` where `head` has gone: messages on a standard error that cannot
+/// be written are dropped, never a panic (exit 101).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_into_a_closed_stderr_end_quietly() {
+    let env = TestEnv::new(Backend::Sqlite).await;
+    let unreachable = format!("http://127.0.0.1:{}", closed_port());
+    for (args, code) in [
+        // "configuration OK" on stderr, exit 0.
+        (vec!["config", "check"], 0),
+        // "jarvis: cannot reach …" on stderr, exit 1.
+        (vec!["breakers", "--url", unreachable.as_str()], 1),
+    ] {
+        // A socket whose other end is closed before the command starts: every write to it
+        // fails with EPIPE, at once and every time (no race with a reader going away).
+        let (ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+        drop(ours);
+        let out = std::process::Command::new(jarvis_bin())
+            .args(&args)
+            .env_clear()
+            .envs(&env.vars)
+            .current_dir(env.dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(std::os::fd::OwnedFd::from(theirs)))
+            .status()
+            .unwrap();
+        assert_eq!(out.code(), Some(code), "{args:?}");
+    }
+}
+
 both_backends!(
     the_history_overview_shows_every_domain_action_that_ran,
     |backend| async move {
