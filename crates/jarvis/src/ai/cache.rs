@@ -423,11 +423,24 @@ impl Redis {
     async fn command(&self, args: &[&[u8]]) -> Result<Resp, RedisError> {
         let work = async {
             let pooled = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
-            let mut conn = match pooled {
-                Some(c) => c,
-                None => self.connect().await?,
+            let (conn, reply) = match pooled {
+                Some(mut c) => match roundtrip(&mut c, args).await {
+                    // An idle connection Redis (or a proxy) closed meanwhile: once more on a
+                    // new one, within the same deadline.
+                    Err(RedisError::Io(_)) => {
+                        let mut fresh = self.connect().await?;
+                        let reply = roundtrip(&mut fresh, args).await;
+                        (fresh, reply)
+                    }
+                    reply => (c, reply),
+                },
+                None => {
+                    let mut fresh = self.connect().await?;
+                    let reply = roundtrip(&mut fresh, args).await;
+                    (fresh, reply)
+                }
             };
-            let reply = roundtrip(&mut conn, args).await?;
+            let reply = reply?;
             let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
             if idle.len() < MAX_IDLE {
                 idle.push(conn);
@@ -891,6 +904,83 @@ mod tests {
         // An answer larger than the whole bound is not kept.
         m.put([4; 32], stored(&"y".repeat(10_000)), later);
         assert!(m.get(&[4; 32], t0).is_none());
+    }
+
+    /// A fake Redis that reads one command per connection, answers it with a nil bulk string
+    /// and closes the connection (as Redis does to idle clients with `timeout` set); it
+    /// returns the commands it read.
+    async fn closing_redis() -> (u16, Arc<Mutex<Vec<String>>>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        tokio::spawn(async move {
+            loop {
+                let (mut conn, _) = listener.accept().await.unwrap();
+                let mut buf = vec![0u8; 4096];
+                // The client writes each command whole: one read is one command.
+                loop {
+                    let n = conn.read(&mut buf).await.unwrap_or(0);
+                    if n == 0 {
+                        break;
+                    }
+                    let text = String::from_utf8_lossy(&buf[..n]).to_string();
+                    log.lock().unwrap().push(text.clone());
+                    if text.contains("AUTH") {
+                        conn.write_all(b"+OK\r\n").await.unwrap();
+                        continue;
+                    }
+                    conn.write_all(b"$-1\r\n").await.unwrap();
+                    break;
+                }
+            }
+        });
+        (port, seen)
+    }
+
+    #[tokio::test]
+    async fn redis_retries_once_on_a_pooled_connection_that_was_closed_and_authenticates() {
+        let (port, seen) = closing_redis().await;
+        let redis = Redis::new(
+            &RedisConfig {
+                host: "127.0.0.1".into(),
+                port,
+                password: Some(SecretString::from("s3cret")),
+            },
+            Duration::from_secs(5),
+        );
+        assert_eq!(redis.get("k1").await.unwrap(), None);
+        // The pooled connection is closed by now: the command goes again on a new one.
+        assert_eq!(redis.get("k2").await.unwrap(), None);
+        let seen = seen.lock().unwrap().clone();
+        let auths = seen.iter().filter(|c| c.contains("AUTH")).count();
+        assert_eq!(auths, 2, "{seen:?}");
+        assert!(seen.iter().any(|c| c.contains("s3cret")));
+        assert!(seen.iter().any(|c| c.contains("k2")), "{seen:?}");
+    }
+
+    #[tokio::test]
+    async fn redis_that_does_not_answer_times_out() {
+        // Accepts, never answers.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            loop {
+                held.push(listener.accept().await.unwrap().0);
+            }
+        });
+        let redis = Redis::new(
+            &RedisConfig {
+                host: "127.0.0.1".into(),
+                port,
+                password: None,
+            },
+            Duration::from_millis(50),
+        );
+        let started = Instant::now();
+        assert!(matches!(redis.get("k").await, Err(RedisError::Timeout(_))));
+        assert!(started.elapsed() < Duration::from_secs(2));
     }
 
     #[test]
