@@ -10,6 +10,8 @@ log() { printf '\n== %s\n' "$*"; }
 . scripts/lib/tools.sh
 
 ensure_postgres
+# Redis: the AI gateway's shared response cache is tested against a real one.
+ensure_redis
 # promtool (Debian package prometheus) checks the /metrics exposition in the tests.
 bash scripts/ensure-tools.sh
 

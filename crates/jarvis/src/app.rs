@@ -155,7 +155,12 @@ impl Application {
         }
         let ai = Arc::new(
             crate::ai::Gateway::new(&config.integrations, breakers.clone(), spend)
-                .context("building the AI gateway's HTTP client")?,
+                .context("building the AI gateway's HTTP client")?
+                .with_cache(crate::ai::cache::ResponseCache::new(
+                    &config.integrations.ai_cache,
+                    config.integrations.redis.as_ref(),
+                    &metrics,
+                )),
         );
         let tasks = TaskQueue::new(QueueParts {
             store: store.clone(),

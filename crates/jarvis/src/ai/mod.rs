@@ -31,8 +31,11 @@
 //! as with `stream_options.include_usage`); never the prompt, never the key. Every chat and
 //! embeddings call is counted and priced by [`spend::Spend`], whose budgets are checked before
 //! the call goes out.
+//!
+//! [`Gateway::cached_call`] ([`cache`]) puts the response cache in front of [`Gateway::call`].
 
 pub mod anthropic;
+pub mod cache;
 pub mod chat;
 pub mod gemini;
 pub mod model;
@@ -422,6 +425,8 @@ pub struct Gateway {
     /// Indexed by [`Provider`] (`Provider::OpenAi as usize` …).
     deployments: [Option<Deployment>; 3],
     timeouts: AiTimeouts,
+    /// The response cache ([`cache`]; `None`: off), used by [`Gateway::cached_call`].
+    cache: Option<Arc<cache::ResponseCache>>,
 }
 
 impl Gateway {
@@ -466,6 +471,7 @@ impl Gateway {
                 )?,
             ],
             timeouts,
+            cache: None,
         })
     }
 

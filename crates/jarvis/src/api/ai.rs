@@ -23,7 +23,7 @@ use serde_json::Value;
 
 use super::envelope::{ApiError, ErrorAnswer};
 use super::AppState;
-use crate::ai::{AiError, Caller, Endpoint, Models, Reply, ReplyBody, ResolveError};
+use crate::ai::{cache, AiError, Caller, Endpoint, Models, Reply, ReplyBody, ResolveError};
 use crate::correlation::CorrelationId;
 
 /// The header that says which deployment answered.
@@ -276,7 +276,18 @@ async fn forward(
         Ok(v) => v,
         Err(e) => return e.into_response(),
     };
-    match state.ai.call(endpoint, body, id, &caller).await {
+    let ask = match cache::Ask::parse(
+        headers
+            .get(cache::HEADER)
+            .map(|v| v.to_str().unwrap_or("?")),
+    ) {
+        Ok(a) => a,
+        Err(message) => {
+            return OpenAiError::new(StatusCode::BAD_REQUEST, message, "invalid_cache_header")
+                .into_response()
+        }
+    };
+    match state.ai.cached_call(endpoint, body, id, &caller, ask).await {
         Ok(reply) => reply_response(reply),
         Err(e) => OpenAiError::from(e).into_response(),
     }

@@ -11,7 +11,8 @@ settings! {
         var: "REDIS_HOST",
         kind: Kind::Any("a host name or address"),
         view: "redis.host",
-        help: "optional Redis (validated and shown by `config check`; nothing uses it yet)",
+        help: "optional Redis: with it, the AI gateway's response cache is kept there, shared by \
+               every instance (else in each instance's memory)",
         ..Setting::PLAIN
     };
     /// `REDIS_PORT`.
@@ -117,6 +118,69 @@ settings! {
                body; once it arrived the stream has no total limit",
         ..Setting::PLAIN
     };
+    /// `JARVIS_AI_CACHE`.
+    AI_CACHE = Setting {
+        var: "JARVIS_AI_CACHE",
+        kind: Kind::Bool,
+        default: Default::Value("true"),
+        view: "ai.cache.enabled",
+        help: "AI gateway response cache: answers requests that ask for it (`temperature` 0, \
+               `x-jarvis-cache: true`) from earlier identical ones; `false` turns it off",
+        ..Setting::PLAIN
+    };
+    /// `JARVIS_AI_CACHE_TTL_MS`.
+    AI_CACHE_TTL_MS = Setting {
+        var: "JARVIS_AI_CACHE_TTL_MS",
+        kind: Kind::Int { min: 1, max: 2_592_000_000 },
+        default: Default::Value("3600000"),
+        view: "ai.cache.ttl",
+        help: "AI response cache: how long a stored answer is served (in memory and in Redis)",
+        ..Setting::PLAIN
+    };
+    /// `JARVIS_AI_CACHE_MAX_ENTRIES`.
+    AI_CACHE_MAX_ENTRIES = Setting {
+        var: "JARVIS_AI_CACHE_MAX_ENTRIES",
+        kind: Kind::Int { min: 1, max: 10_000_000 },
+        default: Default::Value("10000"),
+        view: "ai.cache.maxEntries",
+        help: "AI response cache in memory: most answers kept (the least recently used go first)",
+        ..Setting::PLAIN
+    };
+    /// `JARVIS_AI_CACHE_MAX_BYTES`.
+    AI_CACHE_MAX_BYTES = Setting {
+        var: "JARVIS_AI_CACHE_MAX_BYTES",
+        kind: Kind::Int { min: 1_024, max: 68_719_476_736 },
+        default: Default::Value("67108864"),
+        view: "ai.cache.maxBytes",
+        help: "AI response cache in memory: most bytes of answers kept (least recently used go \
+               first); also the largest single answer stored, in memory or Redis",
+        ..Setting::PLAIN
+    };
+    /// `JARVIS_AI_CACHE_REDIS_TIMEOUT_MS`.
+    AI_CACHE_REDIS_TIMEOUT_MS = Setting {
+        var: "JARVIS_AI_CACHE_REDIS_TIMEOUT_MS",
+        kind: Kind::Int { min: 1, max: 10_000 },
+        default: Default::Value("50"),
+        view: "ai.cache.redisTimeout",
+        help: "AI response cache in Redis: longest wait for Redis (connecting included); a \
+               slower or failing Redis is a miss, and the provider is called",
+        ..Setting::PLAIN
+    };
+}
+
+/// The AI gateway's response cache (`crate::ai::cache`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AiCacheSettings {
+    /// `JARVIS_AI_CACHE`.
+    pub enabled: bool,
+    /// `JARVIS_AI_CACHE_TTL_MS`.
+    pub ttl: std::time::Duration,
+    /// `JARVIS_AI_CACHE_MAX_ENTRIES`.
+    pub max_entries: usize,
+    /// `JARVIS_AI_CACHE_MAX_BYTES`.
+    pub max_bytes: u64,
+    /// `JARVIS_AI_CACHE_REDIS_TIMEOUT_MS`.
+    pub redis_timeout: std::time::Duration,
 }
 
 /// Optional Redis connection settings.
@@ -167,6 +231,8 @@ pub struct Integrations {
     pub providers: ProviderKeys,
     /// Timeouts of the calls to the providers.
     pub ai_timeouts: AiTimeouts,
+    /// The response cache.
+    pub ai_cache: AiCacheSettings,
 }
 
 impl Integrations {
@@ -202,6 +268,13 @@ impl Integrations {
                 connect: r.get(&AI_CONNECT_TIMEOUT_MS)?,
                 total: r.get(&AI_TIMEOUT_MS)?,
                 first_byte: r.get(&AI_FIRST_BYTE_TIMEOUT_MS)?,
+            },
+            ai_cache: AiCacheSettings {
+                enabled: r.get(&AI_CACHE)?,
+                ttl: r.get(&AI_CACHE_TTL_MS)?,
+                max_entries: r.get(&AI_CACHE_MAX_ENTRIES)?,
+                max_bytes: r.get(&AI_CACHE_MAX_BYTES)?,
+                redis_timeout: r.get(&AI_CACHE_REDIS_TIMEOUT_MS)?,
             },
         })
     }

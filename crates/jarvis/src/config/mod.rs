@@ -43,7 +43,7 @@ pub mod telemetry;
 pub use breakers::{BreakerDefaults, BreakerSettings};
 pub use file::{load_file, BreakerFileEntry, FileAi, FileConfig, FileLearning, FileServer};
 pub use health::HealthConfig;
-pub use integrations::{AiTimeouts, Integrations, ProviderKeys, RedisConfig};
+pub use integrations::{AiCacheSettings, AiTimeouts, Integrations, ProviderKeys, RedisConfig};
 pub use learning::LearningSettings;
 pub use server::{secrets_prefix, Environment, ServerSettings};
 pub use store::{DatabaseUrl, StoreConfig};

@@ -8,6 +8,7 @@ mod helpers;
 mod ai;
 mod ai_agents;
 mod ai_anthropic;
+mod ai_cache;
 mod ai_gemini;
 mod ai_mock;
 mod ai_spend;
