@@ -152,8 +152,13 @@ impl Application {
             background.push(Box::new(move |stop| Box::pin(spend.run(stop))));
         }
         let ai = Arc::new(
-            crate::ai::Gateway::new(&config.integrations, breakers.clone(), spend)
-                .context("building the AI gateway's HTTP client")?,
+            crate::ai::Gateway::new(
+                &config.integrations,
+                &config.file.ai.models,
+                breakers.clone(),
+                spend,
+            )
+            .context("building the AI gateway's HTTP client")?,
         );
         let tasks = TaskQueue::new(QueueParts {
             store: store.clone(),

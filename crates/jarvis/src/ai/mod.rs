@@ -38,6 +38,7 @@ pub mod gemini;
 pub mod model;
 pub mod openai;
 pub mod price;
+pub mod route;
 pub mod spend;
 pub mod sse;
 pub mod task;
@@ -120,16 +121,16 @@ pub enum AiError {
     /// The deployment's breaker is OPEN (or its half-open trial is taken): nothing was called.
     BreakerOpen {
         /// The deployment.
-        deployment: &'static str,
+        deployment: Arc<str>,
         /// The breaker's name.
-        breaker: &'static str,
+        breaker: Arc<str>,
         /// How long until the breaker lets a trial through, when known.
         retry_after: Option<Duration>,
     },
     /// The provider did not answer in time.
     Timeout {
         /// The deployment.
-        deployment: &'static str,
+        deployment: Arc<str>,
         /// Which limit ran out (`JARVIS_AI_TIMEOUT_MS` …).
         limit: &'static str,
         /// Its value.
@@ -138,14 +139,14 @@ pub enum AiError {
     /// The provider could not be reached, or the connection failed while reading.
     Unreachable {
         /// The deployment.
-        deployment: &'static str,
+        deployment: Arc<str>,
         /// What failed (no URL, no key).
         detail: String,
     },
     /// The provider answered 5xx.
     UpstreamFailed {
         /// The deployment.
-        deployment: &'static str,
+        deployment: Arc<str>,
         /// Its status.
         status: u16,
         /// Its error message, when it gave one (cut, key removed).
@@ -154,12 +155,44 @@ pub enum AiError {
     /// The provider answered 2xx with something that is not what the route expects.
     BadAnswer {
         /// The deployment.
-        deployment: &'static str,
+        deployment: Arc<str>,
         /// What is wrong with it.
         detail: String,
     },
     /// A budget that holds the call is spent: nothing was called.
     Budget(spend::BudgetExceeded),
+    /// Every deployment of a model group (and of its fallbacks) that could serve the call is
+    /// cooling down after a 429 or OPEN, at least one cooling: nothing was called.
+    Cooling {
+        /// The group asked for.
+        group: Arc<str>,
+        /// The shortest cooldown left.
+        retry_after: Duration,
+    },
+    /// No deployment of a model group (or of its fallbacks) can serve the call at all.
+    GroupUnavailable {
+        /// The group asked for.
+        group: Arc<str>,
+        /// Why (which keys are missing).
+        detail: String,
+    },
+}
+
+impl AiError {
+    /// Whether a model group tries its next deployment after this failure: the deployment
+    /// failed (5xx, timeout, unreachable, unreadable answer, OPEN, not configured), as opposed
+    /// to the request being wrong or over budget.
+    fn falls_back(&self) -> bool {
+        matches!(
+            self,
+            AiError::Timeout { .. }
+                | AiError::Unreachable { .. }
+                | AiError::UpstreamFailed { .. }
+                | AiError::BadAnswer { .. }
+                | AiError::BreakerOpen { .. }
+                | AiError::NotConfigured(_)
+        )
+    }
 }
 
 impl fmt::Display for AiError {
@@ -178,6 +211,16 @@ impl fmt::Display for AiError {
                     .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
             ),
             AiError::Model(e) => e.fmt(f),
+            AiError::Cooling { group, retry_after } => write!(
+                f,
+                "every deployment of model group {group} is rate limited (cooling down after a \
+                 429) or failing (circuit OPEN), so Jarvis did not call any; try again in {} s",
+                retry_after.as_secs().max(1)
+            ),
+            AiError::GroupUnavailable { group, detail } => write!(
+                f,
+                "model group {group} has no deployment that can serve this call: {detail}"
+            ),
             AiError::NotConfigured(provider) => {
                 write!(
                     f,
@@ -259,7 +302,10 @@ pub struct Reply {
     /// `openai-*`, `x-request-id`), passed on.
     pub headers: reqwest::header::HeaderMap,
     /// The deployment that answered.
-    pub deployment: &'static str,
+    pub deployment: Arc<str>,
+    /// How many of a model group's deployments were passed over (skipped or failed) before
+    /// this one answered (`x-jarvis-fallbacks`); `None` when no group was asked.
+    pub fallbacks: Option<u32>,
     /// The body.
     pub body: ReplyBody,
 }
@@ -294,10 +340,10 @@ pub enum Models {
         /// The models.
         models: Vec<ModelEntry>,
         /// The deployments that listed their models.
-        listed: Vec<&'static str>,
+        listed: Vec<Arc<str>>,
         /// The deployments whose list call failed (refused, 5xx, OPEN breaker…): their
         /// models are missing, the others are still listed.
-        unlisted: Vec<&'static str>,
+        unlisted: Vec<Arc<str>>,
     },
     /// The only deployment, or every one, refused (4xx, e.g. a wrong key): the first's answer,
     /// in OpenAI's shape.
@@ -309,24 +355,26 @@ pub enum Models {
 /// named after the provider; a model group (later) lists several.
 pub struct Deployment {
     /// Its name (`x-jarvis-deployment`, the log's `deployment`).
-    name: &'static str,
+    name: Arc<str>,
     provider: Provider,
     breaker: Name,
-    breaker_name: &'static str,
+    breaker_name: Arc<str>,
     /// Without a trailing `/`.
     base_url: String,
     key: SecretString,
     /// The header that carries the key, made once (marked sensitive: never in a debug print).
     auth: (reqwest::header::HeaderName, reqwest::header::HeaderValue),
     client: reqwest::Client,
+    /// Its connect, first-byte and total limits (a group's, else the `JARVIS_AI_*` ones).
+    timeouts: AiTimeouts,
 }
 
 impl Deployment {
     /// A deployment of `provider` at `base_url`, with a client of its own.
     fn new(
-        name: &'static str,
+        name: Arc<str>,
         provider: Provider,
-        breaker_name: &'static str,
+        breaker_name: Arc<str>,
         base_url: &str,
         key: &SecretString,
         timeouts: AiTimeouts,
@@ -366,12 +414,13 @@ impl Deployment {
         Ok(Deployment {
             name,
             provider,
-            breaker: Name::parse(breaker_name).expect("a valid breaker name"),
+            breaker: Name::parse(&breaker_name).expect("a valid breaker name"),
             breaker_name,
             base_url: base_url.trim_end_matches('/').to_string(),
             key: key.clone(),
             auth: (header, value),
             client,
+            timeouts,
         })
     }
 
@@ -398,7 +447,7 @@ impl Deployment {
     /// passed on as it came, a translating provider's rewritten in OpenAI's error shape.
     fn refusal(&self, answer: Answer) -> Reply {
         if self.provider == Provider::OpenAi {
-            return answer.reply(self.name);
+            return answer.reply(self.name.clone());
         }
         let body = match self.provider {
             Provider::Anthropic => anthropic::error(answer.status, &answer.bytes),
@@ -408,7 +457,8 @@ impl Deployment {
             status: answer.status,
             content_type: Some("application/json".into()),
             headers: answer.headers,
-            deployment: self.name,
+            deployment: self.name.clone(),
+            fallbacks: None,
             body: ReplyBody::Full(Bytes::from(body)),
         }
     }
@@ -421,7 +471,8 @@ pub struct Gateway {
     spend: Arc<spend::Spend>,
     /// Indexed by [`Provider`] (`Provider::OpenAi as usize` …).
     deployments: [Option<Deployment>; 3],
-    timeouts: AiTimeouts,
+    /// The model groups, by name ([`route`]).
+    groups: std::collections::HashMap<String, route::Group>,
 }
 
 impl Gateway {
@@ -429,14 +480,21 @@ impl Gateway {
     /// are counted (and held to budgets) by `spend`.
     pub fn new(
         integrations: &Integrations,
+        groups: &std::collections::BTreeMap<String, crate::model::ai::ModelGroup>,
         breakers: Arc<BreakerRegistry>,
         spend: Arc<spend::Spend>,
     ) -> anyhow::Result<Gateway> {
         let timeouts = integrations.ai_timeouts;
         let p = &integrations.providers;
-        let make = |provider, name, breaker, base_url: &str, key: &Option<SecretString>| {
+        let make = |provider,
+                    name: &'static str,
+                    breaker: &'static str,
+                    base_url: &str,
+                    key: &Option<SecretString>| {
             key.as_ref()
-                .map(|k| Deployment::new(name, provider, breaker, base_url, k, timeouts))
+                .map(|k| {
+                    Deployment::new(name.into(), provider, breaker.into(), base_url, k, timeouts)
+                })
                 .transpose()
         };
         Ok(Gateway {
@@ -465,7 +523,7 @@ impl Gateway {
                     &p.gemini,
                 )?,
             ],
-            timeouts,
+            groups: route::build_groups(groups, integrations)?,
         })
     }
 
@@ -479,7 +537,7 @@ impl Gateway {
     ) -> CallLog {
         CallLog {
             model,
-            deployment: deployment.name,
+            deployment: deployment.name.clone(),
             started: Instant::now(),
             meter: Some(Box::new(Meter {
                 spend: self.spend.clone(),
@@ -542,6 +600,11 @@ impl Gateway {
                 })
             }
         };
+        if let Some(group) = self.groups.get(model.as_str()) {
+            return self
+                .call_group(group, endpoint, body, model, correlation, caller)
+                .await;
+        }
         let resolved = resolve(&model).map_err(AiError::Model)?;
         if resolved.provider == Provider::Anthropic && endpoint == Endpoint::Embeddings {
             return Err(AiError::Unsupported {
@@ -553,24 +616,175 @@ impl Gateway {
         self.spend
             .check(&caller.domain, &caller.token)
             .map_err(AiError::Budget)?;
+        let admission = self.admit(deployment)?;
+        self.call_deployment(
+            deployment,
+            admission,
+            endpoint,
+            body,
+            &resolved.upstream,
+            model,
+            correlation,
+            caller,
+        )
+        .await
+    }
+
+    /// Serves `model`, the name of `group`, along [`route::plan`]: each deployment in turn
+    /// until one answers (see [`route`] for what is passed over and what falls back).
+    async fn call_group(
+        &self,
+        group: &route::Group,
+        endpoint: Endpoint,
+        body: Value,
+        model: String,
+        correlation: &CorrelationId,
+        caller: &Caller,
+    ) -> Result<Reply, AiError> {
+        self.spend
+            .check(&caller.domain, &caller.token)
+            .map_err(AiError::Budget)?;
+        group.budget.request();
+        let mut passed = 0u32;
+        let mut calls = 0u32;
+        // The last call's outcome (a 429 answer, or a failure), and what passing over said.
+        let mut last_call: Option<Result<Reply, AiError>> = None;
+        let mut last_open: Option<AiError> = None;
+        let mut cooling: Option<Duration> = None;
+        let mut without_key: Vec<String> = Vec::new();
+        for member in route::plan(&self.groups, group) {
+            let Some(deployment) = &member.deployment else {
+                without_key.push(format!("{} ({} is not set)", member.name, member.key_var));
+                passed += 1;
+                continue;
+            };
+            if member.provider == Provider::Anthropic && endpoint == Endpoint::Embeddings {
+                passed += 1;
+                continue;
+            }
+            if let Some(left) = member.cooling_left() {
+                cooling = Some(cooling.map_or(left, |c| c.min(left)));
+                passed += 1;
+                continue;
+            }
+            let admission = match self.admit(deployment) {
+                Ok(a) => a,
+                Err(e) => {
+                    last_open = Some(e);
+                    passed += 1;
+                    continue;
+                }
+            };
+            if calls > 0 && !group.budget.try_retry() {
+                drop(admission);
+                tracing::warn!(
+                    model = %model,
+                    group = &*group.name,
+                    deployment = &*member.name,
+                    calls,
+                    "retry budget exhausted"
+                );
+                break;
+            }
+            calls += 1;
+            let result = self
+                .call_deployment(
+                    deployment,
+                    admission,
+                    endpoint,
+                    body.clone(),
+                    &member.upstream,
+                    model.clone(),
+                    correlation,
+                    caller,
+                )
+                .await;
+            match result {
+                Ok(reply) if reply.status == 429 => {
+                    let wait = route::retry_after(&reply.headers);
+                    member.cool(wait);
+                    tracing::info!(
+                        group = &*group.name,
+                        deployment = &*member.name,
+                        cooldown_ms = wait.as_millis() as u64,
+                        "deployment cooling down after a 429"
+                    );
+                    last_call = Some(Ok(reply));
+                    passed += 1;
+                }
+                Ok(mut reply) => {
+                    reply.fallbacks = Some(passed);
+                    return Ok(reply);
+                }
+                Err(e) if e.falls_back() => {
+                    last_call = Some(Err(e));
+                    passed += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        match last_call {
+            Some(Ok(mut reply)) => {
+                reply.fallbacks = Some(passed);
+                Ok(reply)
+            }
+            Some(Err(e)) => Err(e),
+            None => Err(match (cooling, last_open) {
+                (Some(retry_after), _) => AiError::Cooling {
+                    group: group.name.clone(),
+                    retry_after,
+                },
+                (None, Some(open)) => open,
+                (None, None) => AiError::GroupUnavailable {
+                    group: group.name.clone(),
+                    detail: if without_key.is_empty() {
+                        "none of its deployments serves this route".to_string()
+                    } else {
+                        format!("no key for {}", without_key.join(", "))
+                    },
+                },
+            }),
+        }
+    }
+
+    /// One call of `deployment` (its breaker already admitted it) for `upstream`, the model
+    /// as the provider names it; `model` is the caller's name, for the log line.
+    #[allow(clippy::too_many_arguments)]
+    async fn call_deployment(
+        &self,
+        deployment: &Deployment,
+        admission: Admission,
+        endpoint: Endpoint,
+        mut body: Value,
+        upstream: &str,
+        model: String,
+        correlation: &CorrelationId,
+        caller: &Caller,
+    ) -> Result<Reply, AiError> {
         if deployment.provider != Provider::OpenAi {
             return self
                 .translated(
                     deployment,
+                    admission,
                     endpoint,
                     &body,
-                    &resolved.upstream,
+                    upstream,
                     correlation,
-                    self.call_log(model, deployment, &resolved.upstream, caller),
+                    self.call_log(model, deployment, upstream, caller),
                 )
                 .await;
         }
-        object.insert("model".into(), Value::String(resolved.upstream.clone()));
+        let Some(object) = body.as_object_mut() else {
+            return Err(AiError::InvalidRequest {
+                message: "the body must be a JSON object".into(),
+                param: None,
+            });
+        };
+        object.insert("model".into(), Value::String(upstream.to_string()));
         let stream = endpoint == Endpoint::ChatCompletions
             && object.get("stream").and_then(Value::as_bool) == Some(true);
         let payload = serde_json::to_vec(&body).expect("a JSON value serializes");
 
-        let admission = self.admit(deployment)?;
         let mut request = deployment
             .request(reqwest::Method::POST, endpoint.path(), correlation)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
@@ -578,7 +792,7 @@ impl Gateway {
         if stream {
             request = request.header(reqwest::header::ACCEPT, "text/event-stream");
         }
-        let call = self.call_log(model, deployment, &resolved.upstream, caller);
+        let call = self.call_log(model, deployment, upstream, caller);
         if stream {
             self.stream(deployment, admission, request, call).await
         } else {
@@ -589,15 +803,17 @@ impl Gateway {
                 .flatten()
                 .and_then(|u| u.usage);
             call.log(answer.status, "answered", usage.as_ref());
-            Ok(answer.reply(deployment.name))
+            Ok(answer.reply(deployment.name.clone()))
         }
     }
 
     /// A call to a translating deployment (Anthropic, Gemini): the body is translated to
     /// the provider's wire format and the answer back to OpenAI's.
+    #[allow(clippy::too_many_arguments)]
     async fn translated(
         &self,
         deployment: &Deployment,
+        admission: Admission,
         endpoint: Endpoint,
         body: &Value,
         upstream: &str,
@@ -606,11 +822,11 @@ impl Gateway {
     ) -> Result<Reply, AiError> {
         match endpoint {
             Endpoint::ChatCompletions => {
-                self.translated_chat(deployment, body, upstream, correlation, call)
+                self.translated_chat(deployment, admission, body, upstream, correlation, call)
                     .await
             }
             Endpoint::Embeddings => {
-                self.gemini_embeddings(deployment, body, upstream, correlation, call)
+                self.gemini_embeddings(deployment, admission, body, upstream, correlation, call)
                     .await
             }
         }
@@ -619,6 +835,7 @@ impl Gateway {
     async fn translated_chat(
         &self,
         deployment: &Deployment,
+        admission: Admission,
         body: &Value,
         upstream: &str,
         correlation: &CorrelationId,
@@ -644,7 +861,6 @@ impl Gateway {
             }
         };
         let payload = serde_json::to_vec(&wire).expect("a JSON value serializes");
-        let admission = self.admit(deployment)?;
         let request = deployment
             .request(reqwest::Method::POST, &path, correlation)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
@@ -678,7 +894,8 @@ impl Gateway {
                 status: reply.status,
                 content_type: Some("text/event-stream".into()),
                 headers: reply.headers,
-                deployment: deployment.name,
+                deployment: deployment.name.clone(),
+                fallbacks: None,
                 body: ReplyBody::Translated(Box::new(sse::TranslatedStream::new(
                     inner,
                     writer,
@@ -701,7 +918,7 @@ impl Gateway {
             .map_err(|detail| {
                 call.log_failure(Some(answer.status), "bad answer");
                 AiError::BadAnswer {
-                    deployment: deployment.name,
+                    deployment: deployment.name.clone(),
                     detail,
                 }
             })?;
@@ -713,7 +930,8 @@ impl Gateway {
             status: answer.status,
             content_type: Some("application/json".into()),
             headers: answer.headers,
-            deployment: deployment.name,
+            deployment: deployment.name.clone(),
+            fallbacks: None,
             body: ReplyBody::Full(Bytes::from(bytes)),
         })
     }
@@ -724,6 +942,7 @@ impl Gateway {
     async fn gemini_embeddings(
         &self,
         deployment: &Deployment,
+        admission: Admission,
         body: &Value,
         upstream: &str,
         correlation: &CorrelationId,
@@ -746,7 +965,6 @@ impl Gateway {
             gemini::EmbeddingInput::Many(_) => "batchEmbedContents",
         };
         let wire = gemini::embedding_request(&input, model, dimensions);
-        let admission = self.admit(deployment)?;
         let request = deployment
             .request(
                 reqwest::Method::POST,
@@ -766,7 +984,7 @@ impl Gateway {
             .map_err(|detail| {
                 call.log_failure(Some(answer.status), "bad answer");
                 AiError::BadAnswer {
-                    deployment: deployment.name,
+                    deployment: deployment.name.clone(),
                     detail,
                 }
             })?;
@@ -798,7 +1016,8 @@ impl Gateway {
             status: answer.status,
             content_type: Some("application/json".into()),
             headers: answer.headers,
-            deployment: deployment.name,
+            deployment: deployment.name.clone(),
+            fallbacks: None,
             body: ReplyBody::Full(Bytes::from(
                 serde_json::to_vec(&answer_body).expect("a JSON value serializes"),
             )),
@@ -830,16 +1049,16 @@ impl Gateway {
         for (d, result) in configured.iter().zip(results) {
             match result {
                 Ok(Ok(list)) => {
-                    listed.push(d.name);
+                    listed.push(d.name.clone());
                     models.extend(list);
                 }
                 Ok(Err(refusal)) => {
-                    unlisted.push(d.name);
+                    unlisted.push(d.name.clone());
                     first_refusal.get_or_insert(refusal);
                 }
                 Err(e) => {
-                    tracing::warn!(deployment = d.name, error = %e, "model list left out");
-                    unlisted.push(d.name);
+                    tracing::warn!(deployment = &*d.name, error = %e, "model list left out");
+                    unlisted.push(d.name.clone());
                 }
             }
         }
@@ -871,7 +1090,7 @@ impl Gateway {
         let request = deployment.request(reqwest::Method::GET, path, correlation);
         let call = CallLog {
             model: "(models)".into(),
-            deployment: deployment.name,
+            deployment: deployment.name.clone(),
             started: Instant::now(),
             meter: None,
         };
@@ -890,7 +1109,7 @@ impl Gateway {
                 }),
         };
         parsed.map(Ok).map_err(|detail| AiError::BadAnswer {
-            deployment: deployment.name,
+            deployment: deployment.name.clone(),
             detail,
         })
     }
@@ -899,8 +1118,8 @@ impl Gateway {
         self.breakers
             .acquire(&deployment.breaker)
             .map_err(|rejected| AiError::BreakerOpen {
-                deployment: deployment.name,
-                breaker: deployment.breaker_name,
+                deployment: deployment.name.clone(),
+                breaker: deployment.breaker_name.clone(),
                 retry_after: rejected.retry_after(),
             })
     }
@@ -915,7 +1134,7 @@ impl Gateway {
         request: reqwest::RequestBuilder,
         call: &CallLog,
     ) -> Result<Answer, AiError> {
-        let total = self.timeouts.total;
+        let total = deployment.timeouts.total;
         let answer = tokio::time::timeout(total, async {
             let response = request.send().await?;
             let status = response.status().as_u16();
@@ -935,7 +1154,7 @@ impl Gateway {
                 admission.record(Outcome::Timeout, "no answer within JARVIS_AI_TIMEOUT_MS");
                 call.log_failure(None, "timeout");
                 Err(AiError::Timeout {
-                    deployment: deployment.name,
+                    deployment: deployment.name.clone(),
                     limit: "JARVIS_AI_TIMEOUT_MS",
                     after: total,
                 })
@@ -951,7 +1170,7 @@ impl Gateway {
                 if status >= 500 {
                     call.log_failure(Some(status), "upstream error");
                     return Err(AiError::UpstreamFailed {
-                        deployment: deployment.name,
+                        deployment: deployment.name.clone(),
                         status,
                         message: error_message(&answer.bytes),
                     });
@@ -970,7 +1189,7 @@ impl Gateway {
         request: reqwest::RequestBuilder,
         call: CallLog,
     ) -> Result<Reply, AiError> {
-        let limit = self.timeouts.first_byte;
+        let limit = deployment.timeouts.first_byte;
         let deadline = tokio::time::Instant::now() + limit;
         let timed_out = |admission: Admission, call: &CallLog| {
             admission.record(
@@ -979,7 +1198,7 @@ impl Gateway {
             );
             call.log_failure(None, "timeout");
             AiError::Timeout {
-                deployment: deployment.name,
+                deployment: deployment.name.clone(),
                 limit: "JARVIS_AI_FIRST_BYTE_TIMEOUT_MS",
                 after: limit,
             }
@@ -1003,7 +1222,7 @@ impl Gateway {
             if status >= 500 {
                 call.log_failure(Some(status), "upstream error");
                 return Err(AiError::UpstreamFailed {
-                    deployment: deployment.name,
+                    deployment: deployment.name.clone(),
                     status,
                     message: error_message(&bytes),
                 });
@@ -1013,7 +1232,8 @@ impl Gateway {
                 status,
                 content_type,
                 headers,
-                deployment: deployment.name,
+                deployment: deployment.name.clone(),
+                fallbacks: None,
                 body: ReplyBody::Full(bytes),
             });
         }
@@ -1034,7 +1254,8 @@ impl Gateway {
             status,
             content_type,
             headers,
-            deployment: deployment.name,
+            deployment: deployment.name.clone(),
+            fallbacks: None,
             body: ReplyBody::Stream(UpstreamStream {
                 usage: first.as_deref().and_then(stream_usage).map(Box::new),
                 done: first.is_none(),
@@ -1066,14 +1287,14 @@ impl Gateway {
         if outcome == Outcome::Timeout {
             call.log_failure(None, "timeout");
             return AiError::Timeout {
-                deployment: deployment.name,
+                deployment: deployment.name.clone(),
                 limit: "JARVIS_AI_CONNECT_TIMEOUT_MS",
-                after: self.timeouts.connect,
+                after: deployment.timeouts.connect,
             };
         }
         call.log_failure(None, "unreachable");
         AiError::Unreachable {
-            deployment: deployment.name,
+            deployment: deployment.name.clone(),
             detail,
         }
     }
@@ -1088,12 +1309,13 @@ struct Answer {
 }
 
 impl Answer {
-    fn reply(self, deployment: &'static str) -> Reply {
+    fn reply(self, deployment: Arc<str>) -> Reply {
         Reply {
             status: self.status,
             content_type: self.content_type,
             headers: self.headers,
             deployment,
+            fallbacks: None,
             body: ReplyBody::Full(self.bytes),
         }
     }
@@ -1161,7 +1383,7 @@ impl UpstreamStream {
         let cost = self.call.meter(failed, usage);
         tracing::info!(
             model = %self.call.model,
-            deployment = self.call.deployment,
+            deployment = &*self.call.deployment,
             domain = self.call.domain(),
             status = self.status,
             outcome,
@@ -1254,7 +1476,7 @@ struct Meter {
 /// What the log line of a call knows before the answer.
 struct CallLog {
     model: String,
-    deployment: &'static str,
+    deployment: Arc<str>,
     started: Instant,
     /// `None` for calls that are not counted (`GET /models`); boxed, so that a stream moved
     /// around stays small.
@@ -1271,7 +1493,7 @@ impl CallLog {
         let m = self.meter.as_ref()?;
         let cost = m.spend.record(&spend::CallUsage {
             model: &self.model,
-            deployment: self.deployment,
+            deployment: &self.deployment,
             provider: m.provider,
             upstream_model: &m.upstream,
             domain: &m.domain,
@@ -1287,7 +1509,7 @@ impl CallLog {
         let cost = self.meter(false, usage);
         tracing::info!(
             model = %self.model,
-            deployment = self.deployment,
+            deployment = &*self.deployment,
             domain = self.domain(),
             status,
             outcome,
@@ -1304,7 +1526,7 @@ impl CallLog {
         self.meter(true, None);
         tracing::warn!(
             model = %self.model,
-            deployment = self.deployment,
+            deployment = &*self.deployment,
             domain = self.domain(),
             status,
             outcome,

@@ -178,7 +178,18 @@ impl Config {
         let health = HealthConfig::read(&mut r)?;
         let tasks = TaskSettings::read(&mut r)?;
         let learning = LearningSettings::read(&mut r, &file.learning)?;
-        let integrations = Integrations::read(&mut r)?;
+        let mut integrations = Integrations::read(&mut r)?;
+        // The keys model groups name: read here, where the environment is, and never shown.
+        for group in file.ai.models.values() {
+            for var in group.deployments.iter().filter_map(|d| d.key_env.as_ref()) {
+                if let Some(v) = vars.get(var).filter(|v| !v.is_empty()) {
+                    integrations
+                        .providers
+                        .named
+                        .insert(var.clone(), secrecy::SecretString::from(v.clone()));
+                }
+            }
+        }
         let shown = r.into_shown();
         Ok(Config {
             server,
