@@ -10,6 +10,7 @@ mod ai_agents;
 mod ai_anthropic;
 mod ai_gemini;
 mod ai_mock;
+mod ai_routing;
 mod ai_spend;
 mod breakers;
 mod cli;
