@@ -74,6 +74,9 @@ pub const ANTHROPIC_BREAKER: &str = "ai-anthropic";
 /// The breaker of the `gemini` deployment.
 pub const GEMINI_BREAKER: &str = "ai-gemini";
 
+/// How often every instance reads the stored model groups.
+pub const GROUP_SYNC_EVERY: Duration = Duration::from_secs(2);
+
 /// The most of a provider's error message quoted in a Jarvis error.
 const MAX_QUOTED: usize = 300;
 
@@ -471,9 +474,14 @@ pub struct Gateway {
     spend: Arc<spend::Spend>,
     /// Indexed by [`Provider`] (`Provider::OpenAi as usize` …).
     deployments: [Option<Deployment>; 3],
-    /// The model groups, by name ([`route`]).
-    groups: std::collections::HashMap<String, route::Group>,
+    /// The model groups, by name ([`route`]): replaced whole when the stored groups change,
+    /// read (one `Arc` clone) by every call.
+    groups: std::sync::RwLock<Arc<GroupMap>>,
+    /// Keys, endpoints and default timeouts, for groups built later.
+    integrations: Integrations,
 }
+
+type GroupMap = std::collections::HashMap<String, Arc<route::Group>>;
 
 impl Gateway {
     /// A gateway over the providers of `integrations` whose calls go through `breakers` and
@@ -523,7 +531,8 @@ impl Gateway {
                     &p.gemini,
                 )?,
             ],
-            groups: route::build_groups(groups, integrations)?,
+            groups: std::sync::RwLock::new(Arc::new(route::build_groups(groups, integrations)?)),
+            integrations: integrations.clone(),
         })
     }
 
@@ -546,6 +555,88 @@ impl Gateway {
                 domain: caller.domain.clone(),
                 token: caller.token.clone(),
             })),
+        }
+    }
+
+    fn groups(&self) -> Arc<GroupMap> {
+        self.groups.read().expect("not poisoned").clone()
+    }
+
+    /// The model groups being served, as their config tables.
+    pub fn group_specs(&self) -> std::collections::BTreeMap<String, crate::model::ai::ModelGroup> {
+        self.groups()
+            .iter()
+            .map(|(name, g)| (name.clone(), g.spec.clone()))
+            .collect()
+    }
+
+    /// Serves `specs` from now on: a group whose spec did not change is kept (clients,
+    /// cooldowns, retry budget); one that cannot be built is left out and logged.
+    pub fn set_groups(
+        &self,
+        specs: &std::collections::BTreeMap<String, crate::model::ai::ModelGroup>,
+    ) {
+        let old = self.groups();
+        let mut new = GroupMap::with_capacity(specs.len());
+        for (name, spec) in specs {
+            if let Some(kept) = old.get(name).filter(|g| g.spec == *spec) {
+                new.insert(name.clone(), kept.clone());
+                continue;
+            }
+            match route::build_group(name, spec, &self.integrations) {
+                Ok(g) => {
+                    new.insert(name.clone(), Arc::new(g));
+                }
+                Err(e) => tracing::warn!(group = %name, error = %e, "model group left out"),
+            }
+        }
+        *self.groups.write().expect("not poisoned") = Arc::new(new);
+    }
+
+    /// Reads the stored model groups and serves them (a row that does not read as a valid
+    /// group is logged and left out). Returns false when the store could not be read (the
+    /// groups being served are kept).
+    pub async fn sync_groups(&self, store: &dyn crate::store::Store) -> bool {
+        let rows = match store.list_ai_models().await {
+            Ok(rows) => rows,
+            Err(e) => {
+                tracing::warn!(error = %e, "model groups not read from the store");
+                return false;
+            }
+        };
+        let mut specs = std::collections::BTreeMap::new();
+        for (name, json) in rows {
+            match serde_json::from_str::<crate::model::ai::ModelGroup>(&json) {
+                Ok(spec) => {
+                    specs.insert(name, spec);
+                }
+                Err(e) => {
+                    tracing::warn!(group = %name, error = %e, "stored model group unreadable")
+                }
+            }
+        }
+        // Fallbacks to a group that is not there are passed over when a request is planned.
+        if specs != self.group_specs() {
+            self.set_groups(&specs);
+            tracing::info!(groups = specs.len(), "model groups updated");
+        }
+        true
+    }
+
+    /// Reads the stored model groups every [`GROUP_SYNC_EVERY`] until `stop`, so that a group
+    /// put on one instance is served by all.
+    pub async fn run_group_sync(
+        self: Arc<Self>,
+        store: Arc<dyn crate::store::Store>,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(GROUP_SYNC_EVERY) => {
+                    self.sync_groups(&*store).await;
+                }
+                _ = stop.changed() => break,
+            }
         }
     }
 
@@ -600,9 +691,10 @@ impl Gateway {
                 })
             }
         };
-        if let Some(group) = self.groups.get(model.as_str()) {
+        let groups = self.groups();
+        if let Some(group) = groups.get(model.as_str()) {
             return self
-                .call_group(group, endpoint, body, model, correlation, caller)
+                .call_group(&groups, group, endpoint, body, model, correlation, caller)
                 .await;
         }
         let resolved = resolve(&model).map_err(AiError::Model)?;
@@ -632,8 +724,10 @@ impl Gateway {
 
     /// Serves `model`, the name of `group`, along [`route::plan`]: each deployment in turn
     /// until one answers (see [`route`] for what is passed over and what falls back).
+    #[allow(clippy::too_many_arguments)]
     async fn call_group(
         &self,
+        groups: &GroupMap,
         group: &route::Group,
         endpoint: Endpoint,
         body: Value,
@@ -652,7 +746,7 @@ impl Gateway {
         let mut last_open: Option<AiError> = None;
         let mut cooling: Option<Duration> = None;
         let mut without_key: Vec<String> = Vec::new();
-        for member in route::plan(&self.groups, group) {
+        for member in route::plan(groups, group) {
             let Some(deployment) = &member.deployment else {
                 without_key.push(format!("{} ({} is not set)", member.name, member.key_var));
                 passed += 1;

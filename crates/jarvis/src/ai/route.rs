@@ -47,6 +47,9 @@ pub const DEFAULT_RETRY_MIN_PER_SECOND: f64 = 1.0;
 
 /// A model group, built.
 pub struct Group {
+    /// What it was built from (a group whose spec did not change is kept as it is, with its
+    /// clients, cooldowns and retry budget).
+    pub spec: ModelGroup,
     /// Its name.
     pub name: Arc<str>,
     /// Its deployments, in the configured order.
@@ -120,15 +123,20 @@ pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Duration {
 pub fn build_groups(
     groups: &BTreeMap<String, ModelGroup>,
     integrations: &Integrations,
-) -> anyhow::Result<HashMap<String, Group>> {
+) -> anyhow::Result<HashMap<String, Arc<Group>>> {
     let mut out = HashMap::with_capacity(groups.len());
     for (name, g) in groups {
-        out.insert(name.clone(), build_group(name, g, integrations)?);
+        out.insert(name.clone(), Arc::new(build_group(name, g, integrations)?));
     }
     Ok(out)
 }
 
-fn build_group(name: &str, g: &ModelGroup, integrations: &Integrations) -> anyhow::Result<Group> {
+/// Builds group `name` from `g`.
+pub fn build_group(
+    name: &str,
+    g: &ModelGroup,
+    integrations: &Integrations,
+) -> anyhow::Result<Group> {
     let defaults = integrations.ai_timeouts;
     let ms = |v: Option<u64>, d: Duration| v.map_or(d, Duration::from_millis);
     let timeouts = AiTimeouts {
@@ -189,6 +197,7 @@ fn build_group(name: &str, g: &ModelGroup, integrations: &Integrations) -> anyho
         });
     }
     Ok(Group {
+        spec: g.clone(),
         name: name.into(),
         members,
         fallbacks: g.fallbacks.clone(),
@@ -203,7 +212,7 @@ fn build_group(name: &str, g: &ModelGroup, integrations: &Integrations) -> anyho
 
 /// The deployments a request for `group` may try, in order: the group's (drawn by weight
 /// when it is weighted), then each fallback group's, breadth first, each group once.
-pub fn plan<'a>(groups: &'a HashMap<String, Group>, group: &'a Group) -> Vec<&'a Member> {
+pub fn plan<'a>(groups: &'a HashMap<String, Arc<Group>>, group: &'a Group) -> Vec<&'a Member> {
     let mut out = Vec::new();
     let mut seen = HashSet::new();
     let mut queue = std::collections::VecDeque::from([group]);
@@ -215,7 +224,7 @@ pub fn plan<'a>(groups: &'a HashMap<String, Group>, group: &'a Group) -> Vec<&'a
             out.extend(g.members.iter());
         }
         for f in &g.fallbacks {
-            if let Some(next) = groups.get(f) {
+            if let Some(next) = groups.get(f).map(|g| &**g) {
                 if seen.insert(&*next.name) {
                     queue.push_back(next);
                 }

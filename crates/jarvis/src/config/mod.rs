@@ -179,15 +179,15 @@ impl Config {
         let tasks = TaskSettings::read(&mut r)?;
         let learning = LearningSettings::read(&mut r, &file.learning)?;
         let mut integrations = Integrations::read(&mut r)?;
-        // The keys model groups name: read here, where the environment is, and never shown.
-        for group in file.ai.models.values() {
-            for var in group.deployments.iter().filter_map(|d| d.key_env.as_ref()) {
-                if let Some(v) = vars.get(var).filter(|v| !v.is_empty()) {
-                    integrations
-                        .providers
-                        .named
-                        .insert(var.clone(), secrecy::SecretString::from(v.clone()));
-                }
+        // The keys model groups may name (`keyEnv`: a variable whose name holds `API_KEY`, so
+        // that a group cannot send other secrets, the database URL or the auth token, to its
+        // endpoint): read here, where the environment is, and never shown.
+        for (var, v) in vars {
+            if crate::model::ai::is_key_var(var) && !v.is_empty() {
+                integrations
+                    .providers
+                    .named
+                    .insert(var.clone(), secrecy::SecretString::from(v.clone()));
             }
         }
         let shown = r.into_shown();

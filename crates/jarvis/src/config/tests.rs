@@ -607,6 +607,10 @@ deployments = [{ provider = "gemini", model = "gemini-2.0-flash", name = "g-main
             "ai.models.g.deployments[0].keyEnv: expected the name of an environment variable",
         ),
         (
+            group(r#"deployments = [{ provider = "openai", model = "m", keyEnv = "DATABASE_URL" }]"#),
+            "that holds API_KEY",
+        ),
+        (
             group(
                 r#"deployments = [{ provider = "openai", model = "m", weight = 2 }, { provider = "openai", model = "n" }]"#,
             ),

@@ -159,6 +159,15 @@ impl GroupDeployment {
     }
 }
 
+/// Whether `var` may be named by a deployment's `keyEnv`: a variable name (A-Z, 0-9, _) that
+/// holds `API_KEY` (so that no other secret of the environment can be sent to an endpoint).
+pub fn is_key_var(var: &str) -> bool {
+    var.contains("API_KEY")
+        && var
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+}
+
 /// The longest any group timeout may be, ms (the range of the `JARVIS_AI_*` timeouts).
 const MAX_TIMEOUT_MS: u64 = 3_600_000;
 
@@ -280,14 +289,10 @@ pub fn group_problem(group: &str, g: &ModelGroup, known: &dyn Fn(&str) -> bool) 
             }
         }
         if let Some(var) = &d.key_env {
-            let ok = !var.is_empty()
-                && var
-                    .chars()
-                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
-            if !ok {
+            if !is_key_var(var) {
                 return Some(format!(
-                    "{at}.keyEnv: expected the name of an environment variable \
-                     (A-Z, 0-9, _), never the key itself"
+                    "{at}.keyEnv: expected the name of an environment variable (A-Z, 0-9, _) \
+                     that holds API_KEY, such as OPENAI_API_KEY_2; never the key itself"
                 ));
             }
         }

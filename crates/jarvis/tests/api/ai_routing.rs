@@ -3,17 +3,19 @@
 //! OPEN deployment skipped without a call; a 429 cooling a deployment down without a breaker
 //! failure; the retry budget; fallback groups; a 4xx returned without fallback; the
 //! `x-jarvis-deployment` and `x-jarvis-fallbacks` headers; usage counted per deployment; and
-//! `config check` refusing a wrong group.
+//! `config check` refusing a wrong group; `/api/v1/ai/models/{group}` stored and served by
+//! every instance.
 
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
 use crate::ai_mock::{Answer, MockProvider};
+use crate::both_backends;
 use crate::helpers::*;
 
 /// The key variable the groups name (`keyEnv`), and its value.
-const KEY_VAR: &str = "ROUTING_TEST_KEY";
+const KEY_VAR: &str = "ROUTING_TEST_API_KEY";
 const KEY: &str = "route-test-KEEP-THIS-SECRET-93ab";
 
 /// An OpenAI chat answer saying `text`, with usage.
@@ -54,7 +56,11 @@ async fn refused_url() -> String {
 /// The environment of a Jarvis (SQLite) with `config` as its config file and the groups' key
 /// set.
 async fn gateway_env(config: &str) -> TestEnv {
-    let mut env = TestEnv::new(Backend::Sqlite).await;
+    gateway_env_on(Backend::Sqlite, config).await
+}
+
+async fn gateway_env_on(backend: Backend, config: &str) -> TestEnv {
+    let mut env = TestEnv::new(backend).await;
     let file = env.dir.path().join("jarvis.toml");
     std::fs::write(&file, config).unwrap();
     env.set("JARVIS_CONFIG", &file.display().to_string())
@@ -391,4 +397,122 @@ async fn config_check_refuses_a_wrong_model_group() {
         assert!(!out.status.success(), "accepted: {text}");
         assert!(stderr.contains(says), "{text}: {stderr}");
     }
+}
+
+both_backends!(
+    model_groups_put_through_the_api_are_stored_and_served,
+    model_groups_put_through_the_api_are_stored_and_served
+);
+async fn model_groups_put_through_the_api_are_stored_and_served(backend: Backend) {
+    let (a, b) = (MockProvider::start().await, MockProvider::start().await);
+    a.answer("/chat/completions", failure(500));
+    b.answer("/chat/completions", completion("from b"));
+    // The config file's group is written to the store at start.
+    let env = gateway_env_on(
+        backend,
+        &format!(
+            "[ai.models.base]\ndeployments = [{}]\n",
+            openai_at(&b.base_url(), "base-model")
+        ),
+    )
+    .await;
+    let app = TestApp::spawn_with(env).await;
+    let base = app.data("/api/v1/ai/models/base").await;
+    assert_eq!(base["deployments"][0]["model"], "base-model", "{base}");
+
+    let group = json!({
+        "deployments": [
+            {"provider": "openai", "model": "m", "baseUrl": format!("{}/v1", a.base_url()),
+             "keyEnv": KEY_VAR},
+        ],
+        "fallbacks": ["base"],
+        "timeoutMs": 2000
+    });
+    let r = app
+        .send_json(reqwest::Method::PUT, "/api/v1/ai/models/api-group", &group)
+        .await;
+    let (status, body) = json(r).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["data"]["fallbacks"], json!(["base"]), "{body}");
+    let r = app
+        .send_json(reqwest::Method::PUT, "/api/v1/ai/models/api-group", &group)
+        .await;
+    assert_eq!(r.status(), 200);
+    // Served at once by the instance that took it: the first deployment fails, the fallback
+    // group answers.
+    answered_by(chat(&app, "api-group", false).await, "base-1", 1).await;
+    assert_eq!(a.seen().len(), 1);
+    let listed = app.data("/api/v1/ai/models").await;
+    assert_eq!(
+        listed.as_object().unwrap().keys().collect::<Vec<_>>(),
+        ["api-group", "base"],
+        "{listed}"
+    );
+
+    // Another instance on the same database serves it too.
+    if backend == Backend::Postgres {
+        let other = TestApp::spawn_with(app.env.another_instance()).await;
+        answered_by(chat(&other, "api-group", false).await, "base-1", 1).await;
+        other.stop().await;
+    }
+
+    // Refused with the config file's messages.
+    for (body, says) in [
+        (
+            json!({"deployments": [{"provider": "openai", "model": "m"}], "fallbacks": ["nope"]}),
+            "unknown fallback group",
+        ),
+        (json!({"deployments": []}), "at least one deployment"),
+        (
+            json!({"deployments": [{"provider": "openai", "model": "m", "keyEnv": "DATABASE_URL"}]}),
+            "keyEnv",
+        ),
+        (
+            json!({"deployments": [{"provider": "openai", "model": "m"}], "fallbacks": ["api-group"]}),
+            // base -> api-group -> base
+            "go round in a circle",
+        ),
+    ] {
+        let r = app
+            .send_json(reqwest::Method::PUT, "/api/v1/ai/models/base", &body)
+            .await;
+        let (status, answer) = json(r).await;
+        assert_eq!(status, 400, "{body}: {answer}");
+        assert!(answer.to_string().contains(says), "{body}: {answer}");
+    }
+    let r = app
+        .send_json(
+            reqwest::Method::PUT,
+            "/api/v1/ai/models/x",
+            &json!({"deployments": [{"provider": "openai", "model": "m", "key": "sk-1"}]}),
+        )
+        .await;
+    assert_eq!(r.status(), 400);
+
+    // A group another falls back to is not removed; once free it is.
+    let r = app
+        .client
+        .delete(app.url("/api/v1/ai/models/base"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 409);
+    for name in ["api-group", "base"] {
+        let r = app
+            .client
+            .delete(app.url(&format!("/api/v1/ai/models/{name}")))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 204, "{name}");
+    }
+    let r = app.get("/api/v1/ai/models/api-group").await;
+    assert_eq!(r.status(), 404);
+    // No longer a group: a bare OpenAI model name, and no OpenAI key is set.
+    let calls = a.seen().len();
+    let r = chat(&app, "api-group", false).await;
+    assert_eq!(r.status(), 503);
+    assert_eq!(a.seen().len(), calls);
 }
