@@ -104,24 +104,24 @@ pub struct ModelGroup {
     /// The deployments, tried in this order unless weights are given.
     pub deployments: Vec<GroupDeployment>,
     /// Groups tried after every deployment of this one, in order.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub fallbacks: Vec<String>,
     /// Connecting to a deployment, ms (over `JARVIS_AI_CONNECT_TIMEOUT_MS`).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connect_timeout_ms: Option<u64>,
     /// A streamed call until its first byte, ms (over `JARVIS_AI_FIRST_BYTE_TIMEOUT_MS`).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub first_byte_timeout_ms: Option<u64>,
     /// A whole non-streamed call, ms (over `JARVIS_AI_TIMEOUT_MS`).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
     /// Retries (calls after a request's first) allowed, as a percentage of the group's
     /// requests over the last 10 s (default 20).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_budget_percent: Option<f64>,
     /// Retries allowed per second whatever the traffic (default 1), so that a quiet group
     /// still falls back.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_budget_min_per_second: Option<f64>,
 }
 
@@ -131,22 +131,22 @@ pub struct ModelGroup {
 pub struct GroupDeployment {
     /// Its name (`x-jarvis-deployment`; its breaker is `ai-<name>`); default `<group>-<n>`,
     /// n counting from 1.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// `openai` (or any OpenAI-compatible server), `anthropic` or `gemini`.
     pub provider: String,
     /// The model, as the provider names it.
     pub model: String,
     /// The endpoint; default the provider's (`OPENAI_BASE_URL` …).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base_url: Option<String>,
     /// The environment variable that holds its key (never the key itself); default the
     /// provider's (`OPENAI_API_KEY` …).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_env: Option<String>,
     /// Its share of the group's requests, when the group is weighted (every deployment of a
     /// weighted group gives one).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub weight: Option<u32>,
 }
 
