@@ -807,6 +807,16 @@ impl Gateway {
                     passed += 1;
                 }
                 Ok(mut reply) => {
+                    if passed > 0 {
+                        tracing::info!(
+                            model = %model,
+                            group = &*group.name,
+                            deployment = &*member.name,
+                            fallbacks = passed,
+                            calls,
+                            "ai fallback"
+                        );
+                    }
                     reply.fallbacks = Some(passed);
                     return Ok(reply);
                 }
@@ -817,6 +827,13 @@ impl Gateway {
                 Err(e) => return Err(e),
             }
         }
+        tracing::warn!(
+            model = %model,
+            group = &*group.name,
+            passed_over = passed,
+            calls,
+            "ai group exhausted"
+        );
         match last_call {
             Some(Ok(mut reply)) => {
                 reply.fallbacks = Some(passed);

@@ -329,9 +329,20 @@ async fn the_retry_budget_bounds_fallbacks_and_says_so_in_the_log() {
     eventually(Duration::from_secs(10), "the retry budget log line", || {
         let lines = log_lines(&log);
         async move {
-            lines
+            let budget = lines
                 .iter()
-                .any(|l| l["message"] == "retry budget exhausted" && l["group"] == "tight")
+                .any(|l| l["message"] == "retry budget exhausted" && l["group"] == "tight");
+            // The two requests that fell back say so, with who answered.
+            let fallbacks = lines
+                .iter()
+                .filter(|l| {
+                    l["message"] == "ai fallback"
+                        && l["group"] == "tight"
+                        && l["deployment"] == "tight-2"
+                        && l["fallbacks"] == 1
+                })
+                .count();
+            budget && fallbacks == 2
         }
     })
     .await;
