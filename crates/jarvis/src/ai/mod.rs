@@ -338,7 +338,7 @@ pub struct ModelEntry {
 /// What `GET /models` got.
 pub enum Models {
     /// The models, in the order of the providers (openai, anthropic, gemini) and within each
-    /// in the provider's order.
+    /// in the provider's order, then the model groups by name.
     List {
         /// The models.
         models: Vec<ModelEntry>,
@@ -1140,8 +1140,16 @@ impl Gateway {
     /// when every one fails is the first one's failure the answer.
     pub async fn models(&self, correlation: &CorrelationId) -> Result<Models, AiError> {
         let configured: Vec<&Deployment> = self.deployments.iter().flatten().collect();
+        let groups = self.group_entries();
         if configured.is_empty() {
-            return Err(AiError::NoProvider);
+            if groups.is_empty() {
+                return Err(AiError::NoProvider);
+            }
+            return Ok(Models::List {
+                models: groups,
+                listed: Vec::new(),
+                unlisted: Vec::new(),
+            });
         }
         let results = futures_util::future::join_all(
             configured.iter().map(|d| self.list_models(d, correlation)),
@@ -1178,11 +1186,26 @@ impl Gateway {
                 first_refusal.expect("a deployment that did not fail refused"),
             )));
         }
+        models.extend(groups);
         Ok(Models::List {
             models,
             listed,
             unlisted,
         })
+    }
+
+    /// The model groups as entries of `GET /models` (owned by `jarvis`), by name.
+    fn group_entries(&self) -> Vec<ModelEntry> {
+        let mut names: Vec<String> = self.groups().keys().cloned().collect();
+        names.sort();
+        names
+            .into_iter()
+            .map(|id| ModelEntry {
+                id,
+                created: None,
+                owned_by: Some("jarvis".into()),
+            })
+            .collect()
     }
 
     /// One deployment's models, or its refusal (a 4xx, in OpenAI's shape).

@@ -379,6 +379,17 @@ async fn a_group_falls_back_to_its_fallback_group_across_providers() {
     assert_eq!(v["choices"][0]["message"]["content"], "from claude", "{v}");
     assert_eq!(claude.seen()[0].header("x-api-key"), Some(KEY));
     assert_eq!(claude.seen()[0].body["model"], "claude-3-5-haiku-latest");
+    // GET /v1/models lists the groups (no provider key is set, so nothing else).
+    let (status, list) = json(app.get("/v1/models").await).await;
+    assert_eq!(status, 200, "{list}");
+    let ids: Vec<&str> = list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["backup", "main"], "{list}");
+    assert_eq!(list["data"][0]["owned_by"], "jarvis");
     // The breaker of a named deployment is named after it.
     assert_eq!(app.breaker("ai-claude-backup").await["failureCount"], 0);
     crate::ai_mock::failures_become(&app, "ai-main-1", 1).await;
