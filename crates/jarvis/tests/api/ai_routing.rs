@@ -219,13 +219,34 @@ async fn an_open_deployment_is_skipped_without_a_call_and_a_4xx_is_returned_with
     b.answer("/chat/completions", completion("from b"));
     let app = gateway(&format!(
         "[ai.models.pair]\ndeployments = [{}, {}]\n\n\
-         [ai.models.strict]\ndeployments = [{}, {}]\n",
+         [ai.models.strict]\ndeployments = [{}, {}]\n\n\
+         [ai.models.lone]\ndeployments = [{}]\n\n\
+         [ai.models.keyless]\ndeployments = [{{ provider = \"openai\", model = \"m\", \
+         keyEnv = \"ROUTING_MISSING_API_KEY\" }}]\n",
         openai_at(&a.base_url(), "m"),
         openai_at(&b.base_url(), "m"),
         openai_at(&a.base_url(), "bad-model"),
         openai_at(&b.base_url(), "m"),
+        openai_at(&b.base_url(), "lone-model"),
     ))
     .await;
+    // Every deployment OPEN: 503 circuit_open, nothing sent.
+    app.fail_calls("ai-lone-1", 5, "test outage");
+    let r = chat(&app, "lone", false).await;
+    assert_eq!(header(&r, "x-jarvis-deployment"), Some("lone-1"));
+    assert!(header(&r, "retry-after").is_some());
+    crate::ai_mock::openai_error(r, 503, "circuit_open").await;
+    assert!(b.seen().is_empty(), "no call reaches an OPEN deployment");
+    // No key for any deployment: 503 naming the variable.
+    let r = chat(&app, "keyless", false).await;
+    let error = crate::ai_mock::openai_error(r, 503, "no_deployment_available").await;
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("ROUTING_MISSING_API_KEY"),
+        "{error}"
+    );
     // The first deployment answers while its breaker is closed...
     answered_by(chat(&app, "pair", false).await, "pair-1", 0).await;
     assert_eq!(a.seen().len(), 1);
