@@ -154,14 +154,37 @@ impl Application {
             background.push(Box::new(move |stop| Box::pin(spend.run(stop))));
         }
         let ai = Arc::new(
-            crate::ai::Gateway::new(&config.integrations, breakers.clone(), spend)
-                .context("building the AI gateway's HTTP client")?
-                .with_cache(crate::ai::cache::ResponseCache::new(
-                    &config.integrations.ai_cache,
-                    config.integrations.redis.as_ref(),
-                    &metrics,
-                )),
+            crate::ai::Gateway::new(
+                &config.integrations,
+                &config.file.ai.models,
+                breakers.clone(),
+                spend,
+            )
+            .context("building the AI gateway's HTTP client")?
+            .with_cache(crate::ai::cache::ResponseCache::new(
+                &config.integrations.ai_cache,
+                config.integrations.redis.as_ref(),
+                &metrics,
+            )),
         );
+        // The config file's model groups are written to the store at every start (replacing
+        // what the API stored under their names, as [agents] and [services] are); from then
+        // on every instance serves what the store holds.
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        for (name, group) in &config.file.ai.models {
+            let json = serde_json::to_string(group).expect("a group serializes");
+            store
+                .put_ai_model(name, &json, now_ms)
+                .await
+                .with_context(|| format!("writing model group {name} to the store"))?;
+        }
+        ai.sync_groups(&*store).await;
+        {
+            let (ai, store) = (ai.clone(), store.clone());
+            background.push(Box::new(move |stop| {
+                Box::pin(ai.run_group_sync(store, stop))
+            }));
+        }
         let tasks = TaskQueue::new(QueueParts {
             store: store.clone(),
             breakers: breakers.clone(),

@@ -712,13 +712,13 @@ impl Gateway {
 
     /// A hit as the caller's answer: logged and counted (deployment `cache`, no tokens, $0).
     fn hit(&self, model: &str, stored: Stored, caller: &Caller, started: Instant) -> Reply {
-        let deployment = self
-            .deployments
-            .iter()
-            .flatten()
-            .map(|d| d.name)
-            .find(|n| *n == stored.deployment)
-            .unwrap_or(CACHE_DEPLOYMENT);
+        // The deployment that gave the stored answer (names are shared: a group's deployment
+        // is the same on every instance).
+        let deployment: Arc<str> = if stored.deployment.is_empty() {
+            Arc::from(CACHE_DEPLOYMENT)
+        } else {
+            Arc::from(stored.deployment.as_str())
+        };
         let (provider, upstream) = resolve(model)
             .map(|r| (r.provider.prefix(), r.upstream))
             .unwrap_or(("", model.to_string()));
@@ -737,7 +737,7 @@ impl Gateway {
         });
         tracing::info!(
             model,
-            deployment,
+            deployment = &*deployment,
             domain = caller.domain.as_str(),
             status = stored.status,
             outcome = "answered",
@@ -753,6 +753,7 @@ impl Gateway {
             content_type: stored.content_type,
             headers,
             deployment,
+            fallbacks: None,
             body: ReplyBody::Full(stored.body),
         }
     }

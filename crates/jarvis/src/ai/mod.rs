@@ -41,6 +41,7 @@ pub mod gemini;
 pub mod model;
 pub mod openai;
 pub mod price;
+pub mod route;
 pub mod spend;
 pub mod sse;
 pub mod task;
@@ -75,6 +76,9 @@ pub const ANTHROPIC_BREAKER: &str = "ai-anthropic";
 
 /// The breaker of the `gemini` deployment.
 pub const GEMINI_BREAKER: &str = "ai-gemini";
+
+/// How often every instance reads the stored model groups.
+pub const GROUP_SYNC_EVERY: Duration = Duration::from_secs(2);
 
 /// The most of a provider's error message quoted in a Jarvis error.
 const MAX_QUOTED: usize = 300;
@@ -123,16 +127,16 @@ pub enum AiError {
     /// The deployment's breaker is OPEN (or its half-open trial is taken): nothing was called.
     BreakerOpen {
         /// The deployment.
-        deployment: &'static str,
+        deployment: Arc<str>,
         /// The breaker's name.
-        breaker: &'static str,
+        breaker: Arc<str>,
         /// How long until the breaker lets a trial through, when known.
         retry_after: Option<Duration>,
     },
     /// The provider did not answer in time.
     Timeout {
         /// The deployment.
-        deployment: &'static str,
+        deployment: Arc<str>,
         /// Which limit ran out (`JARVIS_AI_TIMEOUT_MS` …).
         limit: &'static str,
         /// Its value.
@@ -141,14 +145,14 @@ pub enum AiError {
     /// The provider could not be reached, or the connection failed while reading.
     Unreachable {
         /// The deployment.
-        deployment: &'static str,
+        deployment: Arc<str>,
         /// What failed (no URL, no key).
         detail: String,
     },
     /// The provider answered 5xx.
     UpstreamFailed {
         /// The deployment.
-        deployment: &'static str,
+        deployment: Arc<str>,
         /// Its status.
         status: u16,
         /// Its error message, when it gave one (cut, key removed).
@@ -157,12 +161,44 @@ pub enum AiError {
     /// The provider answered 2xx with something that is not what the route expects.
     BadAnswer {
         /// The deployment.
-        deployment: &'static str,
+        deployment: Arc<str>,
         /// What is wrong with it.
         detail: String,
     },
     /// A budget that holds the call is spent: nothing was called.
     Budget(spend::BudgetExceeded),
+    /// Every deployment of a model group (and of its fallbacks) that could serve the call is
+    /// cooling down after a 429 or OPEN, at least one cooling: nothing was called.
+    Cooling {
+        /// The group asked for.
+        group: Arc<str>,
+        /// The shortest cooldown left.
+        retry_after: Duration,
+    },
+    /// No deployment of a model group (or of its fallbacks) can serve the call at all.
+    GroupUnavailable {
+        /// The group asked for.
+        group: Arc<str>,
+        /// Why (which keys are missing).
+        detail: String,
+    },
+}
+
+impl AiError {
+    /// Whether a model group tries its next deployment after this failure: the deployment
+    /// failed (5xx, timeout, unreachable, unreadable answer, OPEN, not configured), as opposed
+    /// to the request being wrong or over budget.
+    fn falls_back(&self) -> bool {
+        matches!(
+            self,
+            AiError::Timeout { .. }
+                | AiError::Unreachable { .. }
+                | AiError::UpstreamFailed { .. }
+                | AiError::BadAnswer { .. }
+                | AiError::BreakerOpen { .. }
+                | AiError::NotConfigured(_)
+        )
+    }
 }
 
 impl fmt::Display for AiError {
@@ -181,6 +217,16 @@ impl fmt::Display for AiError {
                     .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
             ),
             AiError::Model(e) => e.fmt(f),
+            AiError::Cooling { group, retry_after } => write!(
+                f,
+                "every deployment of model group {group} is rate limited (cooling down after a \
+                 429) or failing (circuit OPEN), so Jarvis did not call any; try again in {} s",
+                retry_after.as_secs().max(1)
+            ),
+            AiError::GroupUnavailable { group, detail } => write!(
+                f,
+                "model group {group} has no deployment that can serve this call: {detail}"
+            ),
             AiError::NotConfigured(provider) => {
                 write!(
                     f,
@@ -262,7 +308,10 @@ pub struct Reply {
     /// `openai-*`, `x-request-id`), passed on.
     pub headers: reqwest::header::HeaderMap,
     /// The deployment that answered.
-    pub deployment: &'static str,
+    pub deployment: Arc<str>,
+    /// How many of a model group's deployments were passed over (skipped or failed) before
+    /// this one answered (`x-jarvis-fallbacks`); `None` when no group was asked.
+    pub fallbacks: Option<u32>,
     /// The body.
     pub body: ReplyBody,
 }
@@ -292,15 +341,15 @@ pub struct ModelEntry {
 /// What `GET /models` got.
 pub enum Models {
     /// The models, in the order of the providers (openai, anthropic, gemini) and within each
-    /// in the provider's order.
+    /// in the provider's order, then the model groups by name.
     List {
         /// The models.
         models: Vec<ModelEntry>,
         /// The deployments that listed their models.
-        listed: Vec<&'static str>,
+        listed: Vec<Arc<str>>,
         /// The deployments whose list call failed (refused, 5xx, OPEN breaker…): their
         /// models are missing, the others are still listed.
-        unlisted: Vec<&'static str>,
+        unlisted: Vec<Arc<str>>,
     },
     /// The only deployment, or every one, refused (4xx, e.g. a wrong key): the first's answer,
     /// in OpenAI's shape.
@@ -312,24 +361,26 @@ pub enum Models {
 /// named after the provider; a model group (later) lists several.
 pub struct Deployment {
     /// Its name (`x-jarvis-deployment`, the log's `deployment`).
-    name: &'static str,
+    name: Arc<str>,
     provider: Provider,
     breaker: Name,
-    breaker_name: &'static str,
+    breaker_name: Arc<str>,
     /// Without a trailing `/`.
     base_url: String,
     key: SecretString,
     /// The header that carries the key, made once (marked sensitive: never in a debug print).
     auth: (reqwest::header::HeaderName, reqwest::header::HeaderValue),
     client: reqwest::Client,
+    /// Its connect, first-byte and total limits (a group's, else the `JARVIS_AI_*` ones).
+    timeouts: AiTimeouts,
 }
 
 impl Deployment {
     /// A deployment of `provider` at `base_url`, with a client of its own.
     fn new(
-        name: &'static str,
+        name: Arc<str>,
         provider: Provider,
-        breaker_name: &'static str,
+        breaker_name: Arc<str>,
         base_url: &str,
         key: &SecretString,
         timeouts: AiTimeouts,
@@ -369,12 +420,13 @@ impl Deployment {
         Ok(Deployment {
             name,
             provider,
-            breaker: Name::parse(breaker_name).expect("a valid breaker name"),
+            breaker: Name::parse(&breaker_name).expect("a valid breaker name"),
             breaker_name,
             base_url: base_url.trim_end_matches('/').to_string(),
             key: key.clone(),
             auth: (header, value),
             client,
+            timeouts,
         })
     }
 
@@ -401,7 +453,7 @@ impl Deployment {
     /// passed on as it came, a translating provider's rewritten in OpenAI's error shape.
     fn refusal(&self, answer: Answer) -> Reply {
         if self.provider == Provider::OpenAi {
-            return answer.reply(self.name);
+            return answer.reply(self.name.clone());
         }
         let body = match self.provider {
             Provider::Anthropic => anthropic::error(answer.status, &answer.bytes),
@@ -411,7 +463,8 @@ impl Deployment {
             status: answer.status,
             content_type: Some("application/json".into()),
             headers: answer.headers,
-            deployment: self.name,
+            deployment: self.name.clone(),
+            fallbacks: None,
             body: ReplyBody::Full(Bytes::from(body)),
         }
     }
@@ -424,24 +477,37 @@ pub struct Gateway {
     spend: Arc<spend::Spend>,
     /// Indexed by [`Provider`] (`Provider::OpenAi as usize` …).
     deployments: [Option<Deployment>; 3],
-    timeouts: AiTimeouts,
+    /// The model groups, by name ([`route`]): replaced whole when the stored groups change,
+    /// read (one `Arc` clone) by every call.
+    groups: std::sync::RwLock<Arc<GroupMap>>,
+    /// Keys, endpoints and default timeouts, for groups built later.
+    integrations: Integrations,
     /// The response cache ([`cache`]; `None`: off), used by [`Gateway::cached_call`].
     cache: Option<Arc<cache::ResponseCache>>,
 }
+
+type GroupMap = std::collections::HashMap<String, Arc<route::Group>>;
 
 impl Gateway {
     /// A gateway over the providers of `integrations` whose calls go through `breakers` and
     /// are counted (and held to budgets) by `spend`.
     pub fn new(
         integrations: &Integrations,
+        groups: &std::collections::BTreeMap<String, crate::model::ai::ModelGroup>,
         breakers: Arc<BreakerRegistry>,
         spend: Arc<spend::Spend>,
     ) -> anyhow::Result<Gateway> {
         let timeouts = integrations.ai_timeouts;
         let p = &integrations.providers;
-        let make = |provider, name, breaker, base_url: &str, key: &Option<SecretString>| {
+        let make = |provider,
+                    name: &'static str,
+                    breaker: &'static str,
+                    base_url: &str,
+                    key: &Option<SecretString>| {
             key.as_ref()
-                .map(|k| Deployment::new(name, provider, breaker, base_url, k, timeouts))
+                .map(|k| {
+                    Deployment::new(name.into(), provider, breaker.into(), base_url, k, timeouts)
+                })
                 .transpose()
         };
         Ok(Gateway {
@@ -470,7 +536,8 @@ impl Gateway {
                     &p.gemini,
                 )?,
             ],
-            timeouts,
+            groups: std::sync::RwLock::new(Arc::new(route::build_groups(groups, integrations)?)),
+            integrations: integrations.clone(),
             cache: None,
         })
     }
@@ -485,7 +552,7 @@ impl Gateway {
     ) -> CallLog {
         CallLog {
             model,
-            deployment: deployment.name,
+            deployment: deployment.name.clone(),
             started: Instant::now(),
             meter: Some(Box::new(Meter {
                 spend: self.spend.clone(),
@@ -494,6 +561,88 @@ impl Gateway {
                 domain: caller.domain.clone(),
                 token: caller.token.clone(),
             })),
+        }
+    }
+
+    fn groups(&self) -> Arc<GroupMap> {
+        self.groups.read().expect("not poisoned").clone()
+    }
+
+    /// The model groups being served, as their config tables.
+    pub fn group_specs(&self) -> std::collections::BTreeMap<String, crate::model::ai::ModelGroup> {
+        self.groups()
+            .iter()
+            .map(|(name, g)| (name.clone(), g.spec.clone()))
+            .collect()
+    }
+
+    /// Serves `specs` from now on: a group whose spec did not change is kept (clients,
+    /// cooldowns, retry budget); one that cannot be built is left out and logged.
+    pub fn set_groups(
+        &self,
+        specs: &std::collections::BTreeMap<String, crate::model::ai::ModelGroup>,
+    ) {
+        let old = self.groups();
+        let mut new = GroupMap::with_capacity(specs.len());
+        for (name, spec) in specs {
+            if let Some(kept) = old.get(name).filter(|g| g.spec == *spec) {
+                new.insert(name.clone(), kept.clone());
+                continue;
+            }
+            match route::build_group(name, spec, &self.integrations) {
+                Ok(g) => {
+                    new.insert(name.clone(), Arc::new(g));
+                }
+                Err(e) => tracing::warn!(group = %name, error = %e, "model group left out"),
+            }
+        }
+        *self.groups.write().expect("not poisoned") = Arc::new(new);
+    }
+
+    /// Reads the stored model groups and serves them (a row that does not read as a valid
+    /// group is logged and left out). Returns false when the store could not be read (the
+    /// groups being served are kept).
+    pub async fn sync_groups(&self, store: &dyn crate::store::Store) -> bool {
+        let rows = match store.list_ai_models().await {
+            Ok(rows) => rows,
+            Err(e) => {
+                tracing::warn!(error = %e, "model groups not read from the store");
+                return false;
+            }
+        };
+        let mut specs = std::collections::BTreeMap::new();
+        for (name, json) in rows {
+            match serde_json::from_str::<crate::model::ai::ModelGroup>(&json) {
+                Ok(spec) => {
+                    specs.insert(name, spec);
+                }
+                Err(e) => {
+                    tracing::warn!(group = %name, error = %e, "stored model group unreadable")
+                }
+            }
+        }
+        // Fallbacks to a group that is not there are passed over when a request is planned.
+        if specs != self.group_specs() {
+            self.set_groups(&specs);
+            tracing::info!(groups = specs.len(), "model groups updated");
+        }
+        true
+    }
+
+    /// Reads the stored model groups every [`GROUP_SYNC_EVERY`] until `stop`, so that a group
+    /// put on one instance is served by all.
+    pub async fn run_group_sync(
+        self: Arc<Self>,
+        store: Arc<dyn crate::store::Store>,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(GROUP_SYNC_EVERY) => {
+                    self.sync_groups(&*store).await;
+                }
+                _ = stop.changed() => break,
+            }
         }
     }
 
@@ -548,6 +697,12 @@ impl Gateway {
                 })
             }
         };
+        let groups = self.groups();
+        if let Some(group) = groups.get(model.as_str()) {
+            return self
+                .call_group(&groups, group, endpoint, body, model, correlation, caller)
+                .await;
+        }
         let resolved = resolve(&model).map_err(AiError::Model)?;
         if resolved.provider == Provider::Anthropic && endpoint == Endpoint::Embeddings {
             return Err(AiError::Unsupported {
@@ -559,24 +714,194 @@ impl Gateway {
         self.spend
             .check(&caller.domain, &caller.token)
             .map_err(AiError::Budget)?;
+        let admission = self.admit(deployment)?;
+        self.call_deployment(
+            deployment,
+            admission,
+            endpoint,
+            body,
+            &resolved.upstream,
+            model,
+            correlation,
+            caller,
+        )
+        .await
+    }
+
+    /// Serves `model`, the name of `group`, along [`route::plan`]: each deployment in turn
+    /// until one answers (see [`route`] for what is passed over and what falls back).
+    #[allow(clippy::too_many_arguments)]
+    async fn call_group(
+        &self,
+        groups: &GroupMap,
+        group: &route::Group,
+        endpoint: Endpoint,
+        body: Value,
+        model: String,
+        correlation: &CorrelationId,
+        caller: &Caller,
+    ) -> Result<Reply, AiError> {
+        self.spend
+            .check(&caller.domain, &caller.token)
+            .map_err(AiError::Budget)?;
+        group.budget.request();
+        let mut passed = 0u32;
+        let mut calls = 0u32;
+        // The last call's outcome (a 429 answer, or a failure), and what passing over said.
+        let mut last_call: Option<Result<Reply, AiError>> = None;
+        let mut last_open: Option<AiError> = None;
+        let mut cooling: Option<Duration> = None;
+        let mut without_key: Vec<String> = Vec::new();
+        for member in route::plan(groups, group) {
+            let Some(deployment) = &member.deployment else {
+                without_key.push(format!("{} ({} is not set)", member.name, member.key_var));
+                passed += 1;
+                continue;
+            };
+            if member.provider == Provider::Anthropic && endpoint == Endpoint::Embeddings {
+                passed += 1;
+                continue;
+            }
+            if let Some(left) = member.cooling_left() {
+                cooling = Some(cooling.map_or(left, |c| c.min(left)));
+                passed += 1;
+                continue;
+            }
+            let admission = match self.admit(deployment) {
+                Ok(a) => a,
+                Err(e) => {
+                    last_open = Some(e);
+                    passed += 1;
+                    continue;
+                }
+            };
+            if calls > 0 && !group.budget.try_retry() {
+                drop(admission);
+                tracing::warn!(
+                    model = %model,
+                    group = &*group.name,
+                    deployment = &*member.name,
+                    calls,
+                    "retry budget exhausted"
+                );
+                break;
+            }
+            calls += 1;
+            let result = self
+                .call_deployment(
+                    deployment,
+                    admission,
+                    endpoint,
+                    body.clone(),
+                    &member.upstream,
+                    model.clone(),
+                    correlation,
+                    caller,
+                )
+                .await;
+            match result {
+                Ok(reply) if reply.status == 429 => {
+                    let wait = route::retry_after(&reply.headers);
+                    member.cool(wait);
+                    tracing::info!(
+                        group = &*group.name,
+                        deployment = &*member.name,
+                        cooldown_ms = wait.as_millis() as u64,
+                        "deployment cooling down after a 429"
+                    );
+                    last_call = Some(Ok(reply));
+                    passed += 1;
+                }
+                Ok(mut reply) => {
+                    if passed > 0 {
+                        tracing::info!(
+                            model = %model,
+                            group = &*group.name,
+                            deployment = &*member.name,
+                            fallbacks = passed,
+                            calls,
+                            "ai fallback"
+                        );
+                    }
+                    reply.fallbacks = Some(passed);
+                    return Ok(reply);
+                }
+                Err(e) if e.falls_back() => {
+                    last_call = Some(Err(e));
+                    passed += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        tracing::warn!(
+            model = %model,
+            group = &*group.name,
+            passed_over = passed,
+            calls,
+            "ai group exhausted"
+        );
+        match last_call {
+            Some(Ok(mut reply)) => {
+                reply.fallbacks = Some(passed);
+                Ok(reply)
+            }
+            Some(Err(e)) => Err(e),
+            None => Err(match (cooling, last_open) {
+                (Some(retry_after), _) => AiError::Cooling {
+                    group: group.name.clone(),
+                    retry_after,
+                },
+                (None, Some(open)) => open,
+                (None, None) => AiError::GroupUnavailable {
+                    group: group.name.clone(),
+                    detail: if without_key.is_empty() {
+                        "none of its deployments serves this route".to_string()
+                    } else {
+                        format!("no key for {}", without_key.join(", "))
+                    },
+                },
+            }),
+        }
+    }
+
+    /// One call of `deployment` (its breaker already admitted it) for `upstream`, the model
+    /// as the provider names it; `model` is the caller's name, for the log line.
+    #[allow(clippy::too_many_arguments)]
+    async fn call_deployment(
+        &self,
+        deployment: &Deployment,
+        admission: Admission,
+        endpoint: Endpoint,
+        mut body: Value,
+        upstream: &str,
+        model: String,
+        correlation: &CorrelationId,
+        caller: &Caller,
+    ) -> Result<Reply, AiError> {
         if deployment.provider != Provider::OpenAi {
             return self
                 .translated(
                     deployment,
+                    admission,
                     endpoint,
                     &body,
-                    &resolved.upstream,
+                    upstream,
                     correlation,
-                    self.call_log(model, deployment, &resolved.upstream, caller),
+                    self.call_log(model, deployment, upstream, caller),
                 )
                 .await;
         }
-        object.insert("model".into(), Value::String(resolved.upstream.clone()));
+        let Some(object) = body.as_object_mut() else {
+            return Err(AiError::InvalidRequest {
+                message: "the body must be a JSON object".into(),
+                param: None,
+            });
+        };
+        object.insert("model".into(), Value::String(upstream.to_string()));
         let stream = endpoint == Endpoint::ChatCompletions
             && object.get("stream").and_then(Value::as_bool) == Some(true);
         let payload = serde_json::to_vec(&body).expect("a JSON value serializes");
 
-        let admission = self.admit(deployment)?;
         let mut request = deployment
             .request(reqwest::Method::POST, endpoint.path(), correlation)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
@@ -584,7 +909,7 @@ impl Gateway {
         if stream {
             request = request.header(reqwest::header::ACCEPT, "text/event-stream");
         }
-        let call = self.call_log(model, deployment, &resolved.upstream, caller);
+        let call = self.call_log(model, deployment, upstream, caller);
         if stream {
             self.stream(deployment, admission, request, call).await
         } else {
@@ -595,15 +920,17 @@ impl Gateway {
                 .flatten()
                 .and_then(|u| u.usage);
             call.log(answer.status, "answered", usage.as_ref());
-            Ok(answer.reply(deployment.name))
+            Ok(answer.reply(deployment.name.clone()))
         }
     }
 
     /// A call to a translating deployment (Anthropic, Gemini): the body is translated to
     /// the provider's wire format and the answer back to OpenAI's.
+    #[allow(clippy::too_many_arguments)]
     async fn translated(
         &self,
         deployment: &Deployment,
+        admission: Admission,
         endpoint: Endpoint,
         body: &Value,
         upstream: &str,
@@ -612,11 +939,11 @@ impl Gateway {
     ) -> Result<Reply, AiError> {
         match endpoint {
             Endpoint::ChatCompletions => {
-                self.translated_chat(deployment, body, upstream, correlation, call)
+                self.translated_chat(deployment, admission, body, upstream, correlation, call)
                     .await
             }
             Endpoint::Embeddings => {
-                self.gemini_embeddings(deployment, body, upstream, correlation, call)
+                self.gemini_embeddings(deployment, admission, body, upstream, correlation, call)
                     .await
             }
         }
@@ -625,6 +952,7 @@ impl Gateway {
     async fn translated_chat(
         &self,
         deployment: &Deployment,
+        admission: Admission,
         body: &Value,
         upstream: &str,
         correlation: &CorrelationId,
@@ -650,7 +978,6 @@ impl Gateway {
             }
         };
         let payload = serde_json::to_vec(&wire).expect("a JSON value serializes");
-        let admission = self.admit(deployment)?;
         let request = deployment
             .request(reqwest::Method::POST, &path, correlation)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
@@ -684,7 +1011,8 @@ impl Gateway {
                 status: reply.status,
                 content_type: Some("text/event-stream".into()),
                 headers: reply.headers,
-                deployment: deployment.name,
+                deployment: deployment.name.clone(),
+                fallbacks: None,
                 body: ReplyBody::Translated(Box::new(sse::TranslatedStream::new(
                     inner,
                     writer,
@@ -707,7 +1035,7 @@ impl Gateway {
             .map_err(|detail| {
                 call.log_failure(Some(answer.status), "bad answer");
                 AiError::BadAnswer {
-                    deployment: deployment.name,
+                    deployment: deployment.name.clone(),
                     detail,
                 }
             })?;
@@ -719,7 +1047,8 @@ impl Gateway {
             status: answer.status,
             content_type: Some("application/json".into()),
             headers: answer.headers,
-            deployment: deployment.name,
+            deployment: deployment.name.clone(),
+            fallbacks: None,
             body: ReplyBody::Full(Bytes::from(bytes)),
         })
     }
@@ -730,6 +1059,7 @@ impl Gateway {
     async fn gemini_embeddings(
         &self,
         deployment: &Deployment,
+        admission: Admission,
         body: &Value,
         upstream: &str,
         correlation: &CorrelationId,
@@ -752,7 +1082,6 @@ impl Gateway {
             gemini::EmbeddingInput::Many(_) => "batchEmbedContents",
         };
         let wire = gemini::embedding_request(&input, model, dimensions);
-        let admission = self.admit(deployment)?;
         let request = deployment
             .request(
                 reqwest::Method::POST,
@@ -772,7 +1101,7 @@ impl Gateway {
             .map_err(|detail| {
                 call.log_failure(Some(answer.status), "bad answer");
                 AiError::BadAnswer {
-                    deployment: deployment.name,
+                    deployment: deployment.name.clone(),
                     detail,
                 }
             })?;
@@ -804,7 +1133,8 @@ impl Gateway {
             status: answer.status,
             content_type: Some("application/json".into()),
             headers: answer.headers,
-            deployment: deployment.name,
+            deployment: deployment.name.clone(),
+            fallbacks: None,
             body: ReplyBody::Full(Bytes::from(
                 serde_json::to_vec(&answer_body).expect("a JSON value serializes"),
             )),
@@ -816,8 +1146,16 @@ impl Gateway {
     /// when every one fails is the first one's failure the answer.
     pub async fn models(&self, correlation: &CorrelationId) -> Result<Models, AiError> {
         let configured: Vec<&Deployment> = self.deployments.iter().flatten().collect();
+        let groups = self.group_entries();
         if configured.is_empty() {
-            return Err(AiError::NoProvider);
+            if groups.is_empty() {
+                return Err(AiError::NoProvider);
+            }
+            return Ok(Models::List {
+                models: groups,
+                listed: Vec::new(),
+                unlisted: Vec::new(),
+            });
         }
         let results = futures_util::future::join_all(
             configured.iter().map(|d| self.list_models(d, correlation)),
@@ -836,16 +1174,16 @@ impl Gateway {
         for (d, result) in configured.iter().zip(results) {
             match result {
                 Ok(Ok(list)) => {
-                    listed.push(d.name);
+                    listed.push(d.name.clone());
                     models.extend(list);
                 }
                 Ok(Err(refusal)) => {
-                    unlisted.push(d.name);
+                    unlisted.push(d.name.clone());
                     first_refusal.get_or_insert(refusal);
                 }
                 Err(e) => {
-                    tracing::warn!(deployment = d.name, error = %e, "model list left out");
-                    unlisted.push(d.name);
+                    tracing::warn!(deployment = &*d.name, error = %e, "model list left out");
+                    unlisted.push(d.name.clone());
                 }
             }
         }
@@ -854,11 +1192,26 @@ impl Gateway {
                 first_refusal.expect("a deployment that did not fail refused"),
             )));
         }
+        models.extend(groups);
         Ok(Models::List {
             models,
             listed,
             unlisted,
         })
+    }
+
+    /// The model groups as entries of `GET /models` (owned by `jarvis`), by name.
+    fn group_entries(&self) -> Vec<ModelEntry> {
+        let mut names: Vec<String> = self.groups().keys().cloned().collect();
+        names.sort();
+        names
+            .into_iter()
+            .map(|id| ModelEntry {
+                id,
+                created: None,
+                owned_by: Some("jarvis".into()),
+            })
+            .collect()
     }
 
     /// One deployment's models, or its refusal (a 4xx, in OpenAI's shape).
@@ -877,7 +1230,7 @@ impl Gateway {
         let request = deployment.request(reqwest::Method::GET, path, correlation);
         let call = CallLog {
             model: "(models)".into(),
-            deployment: deployment.name,
+            deployment: deployment.name.clone(),
             started: Instant::now(),
             meter: None,
         };
@@ -896,7 +1249,7 @@ impl Gateway {
                 }),
         };
         parsed.map(Ok).map_err(|detail| AiError::BadAnswer {
-            deployment: deployment.name,
+            deployment: deployment.name.clone(),
             detail,
         })
     }
@@ -905,8 +1258,8 @@ impl Gateway {
         self.breakers
             .acquire(&deployment.breaker)
             .map_err(|rejected| AiError::BreakerOpen {
-                deployment: deployment.name,
-                breaker: deployment.breaker_name,
+                deployment: deployment.name.clone(),
+                breaker: deployment.breaker_name.clone(),
                 retry_after: rejected.retry_after(),
             })
     }
@@ -921,7 +1274,7 @@ impl Gateway {
         request: reqwest::RequestBuilder,
         call: &CallLog,
     ) -> Result<Answer, AiError> {
-        let total = self.timeouts.total;
+        let total = deployment.timeouts.total;
         let answer = tokio::time::timeout(total, async {
             let response = request.send().await?;
             let status = response.status().as_u16();
@@ -941,7 +1294,7 @@ impl Gateway {
                 admission.record(Outcome::Timeout, "no answer within JARVIS_AI_TIMEOUT_MS");
                 call.log_failure(None, "timeout");
                 Err(AiError::Timeout {
-                    deployment: deployment.name,
+                    deployment: deployment.name.clone(),
                     limit: "JARVIS_AI_TIMEOUT_MS",
                     after: total,
                 })
@@ -957,7 +1310,7 @@ impl Gateway {
                 if status >= 500 {
                     call.log_failure(Some(status), "upstream error");
                     return Err(AiError::UpstreamFailed {
-                        deployment: deployment.name,
+                        deployment: deployment.name.clone(),
                         status,
                         message: error_message(&answer.bytes),
                     });
@@ -976,7 +1329,7 @@ impl Gateway {
         request: reqwest::RequestBuilder,
         call: CallLog,
     ) -> Result<Reply, AiError> {
-        let limit = self.timeouts.first_byte;
+        let limit = deployment.timeouts.first_byte;
         let deadline = tokio::time::Instant::now() + limit;
         let timed_out = |admission: Admission, call: &CallLog| {
             admission.record(
@@ -985,7 +1338,7 @@ impl Gateway {
             );
             call.log_failure(None, "timeout");
             AiError::Timeout {
-                deployment: deployment.name,
+                deployment: deployment.name.clone(),
                 limit: "JARVIS_AI_FIRST_BYTE_TIMEOUT_MS",
                 after: limit,
             }
@@ -1009,7 +1362,7 @@ impl Gateway {
             if status >= 500 {
                 call.log_failure(Some(status), "upstream error");
                 return Err(AiError::UpstreamFailed {
-                    deployment: deployment.name,
+                    deployment: deployment.name.clone(),
                     status,
                     message: error_message(&bytes),
                 });
@@ -1019,7 +1372,8 @@ impl Gateway {
                 status,
                 content_type,
                 headers,
-                deployment: deployment.name,
+                deployment: deployment.name.clone(),
+                fallbacks: None,
                 body: ReplyBody::Full(bytes),
             });
         }
@@ -1040,7 +1394,8 @@ impl Gateway {
             status,
             content_type,
             headers,
-            deployment: deployment.name,
+            deployment: deployment.name.clone(),
+            fallbacks: None,
             body: ReplyBody::Stream(UpstreamStream {
                 usage: first.as_deref().and_then(stream_usage).map(Box::new),
                 done: first.is_none(),
@@ -1072,14 +1427,14 @@ impl Gateway {
         if outcome == Outcome::Timeout {
             call.log_failure(None, "timeout");
             return AiError::Timeout {
-                deployment: deployment.name,
+                deployment: deployment.name.clone(),
                 limit: "JARVIS_AI_CONNECT_TIMEOUT_MS",
-                after: self.timeouts.connect,
+                after: deployment.timeouts.connect,
             };
         }
         call.log_failure(None, "unreachable");
         AiError::Unreachable {
-            deployment: deployment.name,
+            deployment: deployment.name.clone(),
             detail,
         }
     }
@@ -1094,12 +1449,13 @@ struct Answer {
 }
 
 impl Answer {
-    fn reply(self, deployment: &'static str) -> Reply {
+    fn reply(self, deployment: Arc<str>) -> Reply {
         Reply {
             status: self.status,
             content_type: self.content_type,
             headers: self.headers,
             deployment,
+            fallbacks: None,
             body: ReplyBody::Full(self.bytes),
         }
     }
@@ -1167,7 +1523,7 @@ impl UpstreamStream {
         let cost = self.call.meter(failed, usage);
         tracing::info!(
             model = %self.call.model,
-            deployment = self.call.deployment,
+            deployment = &*self.call.deployment,
             domain = self.call.domain(),
             status = self.status,
             outcome,
@@ -1260,7 +1616,7 @@ struct Meter {
 /// What the log line of a call knows before the answer.
 struct CallLog {
     model: String,
-    deployment: &'static str,
+    deployment: Arc<str>,
     started: Instant,
     /// `None` for calls that are not counted (`GET /models`); boxed, so that a stream moved
     /// around stays small.
@@ -1277,7 +1633,7 @@ impl CallLog {
         let m = self.meter.as_ref()?;
         let cost = m.spend.record(&spend::CallUsage {
             model: &self.model,
-            deployment: self.deployment,
+            deployment: &self.deployment,
             provider: m.provider,
             upstream_model: &m.upstream,
             domain: &m.domain,
@@ -1294,7 +1650,7 @@ impl CallLog {
         let cost = self.meter(false, usage);
         tracing::info!(
             model = %self.model,
-            deployment = self.deployment,
+            deployment = &*self.deployment,
             domain = self.domain(),
             status,
             outcome,
@@ -1311,7 +1667,7 @@ impl CallLog {
         self.meter(true, None);
         tracing::warn!(
             model = %self.model,
-            deployment = self.deployment,
+            deployment = &*self.deployment,
             domain = self.domain(),
             status,
             outcome,

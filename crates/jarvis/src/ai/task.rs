@@ -86,9 +86,11 @@ impl Gateway {
             .await
         {
             Ok(r) => r,
-            Err(e @ (AiError::BreakerOpen { .. } | AiError::Budget(_))) => {
-                return Err(CompletionError::NotCalled(e))
-            }
+            // Nothing was called (an OPEN breaker, a spent budget, a model group whose every
+            // deployment cools down after a 429): the task waits rather than fails.
+            Err(
+                e @ (AiError::BreakerOpen { .. } | AiError::Budget(_) | AiError::Cooling { .. }),
+            ) => return Err(CompletionError::NotCalled(e)),
             Err(e) => {
                 let timed_out = matches!(e, AiError::Timeout { .. });
                 return Err(CompletionError::Failed {

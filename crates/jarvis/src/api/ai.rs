@@ -29,6 +29,10 @@ use crate::correlation::CorrelationId;
 /// The header that says which deployment answered.
 pub const DEPLOYMENT_HEADER: HeaderName = HeaderName::from_static("x-jarvis-deployment");
 
+/// The header that says how many of a model group's deployments were passed over (skipped
+/// or failed) before the one that answered.
+pub const FALLBACKS_HEADER: HeaderName = HeaderName::from_static("x-jarvis-fallbacks");
+
 /// The header that names the domain a call is made for (usage and budgets per domain).
 pub const DOMAIN_HEADER: HeaderName = HeaderName::from_static("x-jarvis-domain");
 
@@ -78,7 +82,7 @@ pub struct OpenAiError {
     kind: &'static str,
     param: Option<&'static str>,
     code: &'static str,
-    deployment: Option<&'static str>,
+    deployment: Option<std::sync::Arc<str>>,
     retry_after_secs: Option<u64>,
 }
 
@@ -121,7 +125,7 @@ impl OpenAiError {
         self
     }
 
-    fn deployment(mut self, deployment: &'static str) -> OpenAiError {
+    fn deployment(mut self, deployment: std::sync::Arc<str>) -> OpenAiError {
         self.deployment = Some(deployment);
         self
     }
@@ -138,10 +142,8 @@ impl IntoResponse for OpenAiError {
             },
         };
         let mut response = (self.status, Json(body)).into_response();
-        if let Some(d) = self.deployment {
-            response
-                .headers_mut()
-                .insert(DEPLOYMENT_HEADER, HeaderValue::from_static(d));
+        if let Some(v) = self.deployment.and_then(|d| HeaderValue::from_str(&d).ok()) {
+            response.headers_mut().insert(DEPLOYMENT_HEADER, v);
         }
         if let Some(secs) = self.retry_after_secs {
             response
@@ -202,6 +204,20 @@ impl From<AiError> for OpenAiError {
                 OpenAiError::new(StatusCode::BAD_GATEWAY, message, "upstream_bad_answer")
                     .deployment(deployment)
             }
+            AiError::Cooling { retry_after, .. } => {
+                let mut e = OpenAiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    message,
+                    "deployments_cooling",
+                );
+                e.retry_after_secs = Some(retry_after.as_secs().max(1));
+                e
+            }
+            AiError::GroupUnavailable { .. } => OpenAiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                message,
+                "no_deployment_available",
+            ),
             // OpenAI's own "out of quota" type, so SDKs and callers treat it as such.
             AiError::Budget(_) => {
                 let mut e =
@@ -346,10 +362,12 @@ fn reply_response(reply: Reply) -> Response {
     {
         headers.insert(header::CONTENT_TYPE, ct);
     }
-    headers.insert(
-        DEPLOYMENT_HEADER,
-        HeaderValue::from_static(reply.deployment),
-    );
+    if let Ok(v) = HeaderValue::from_str(&reply.deployment) {
+        headers.insert(DEPLOYMENT_HEADER, v);
+    }
+    if let Some(n) = reply.fallbacks {
+        headers.insert(FALLBACKS_HEADER, HeaderValue::from(n));
+    }
     if streamed {
         // Proxies in front of Jarvis must not hold the events back either.
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));

@@ -3,6 +3,7 @@
 
 pub mod agents;
 pub mod ai;
+pub mod ai_models;
 pub mod ai_usage;
 pub mod breakers;
 pub mod envelope;
@@ -59,6 +60,13 @@ pub fn router(state: AppState) -> Router {
         .route("/ai/usage", get(ai_usage::usage))
         .route("/ai/budgets", get(ai_usage::budgets))
         .route("/ai/prices", get(ai_usage::prices))
+        .route("/ai/models", get(ai_models::list))
+        .route(
+            "/ai/models/{group}",
+            get(ai_models::get)
+                .put(ai_models::put)
+                .delete(ai_models::delete),
+        )
         .route("/agents", get(agents::list))
         .route(
             "/agents/{domain}",

@@ -72,7 +72,7 @@ pub struct FileConfig {
     /// Recurring schedules, by name (the body of `PUT /api/v1/schedules/{name}`).
     #[serde(default)]
     pub schedules: BTreeMap<String, crate::model::schedule::ScheduleInput>,
-    /// The AI gateway: prices and budgets.
+    /// The AI gateway: prices, budgets and model groups.
     #[serde(default)]
     pub ai: FileAi,
 }
@@ -90,6 +90,11 @@ pub struct FileAi {
     /// and `dailyUsd`, `monthlyUsd` or both.
     #[serde(default)]
     pub budgets: Vec<crate::model::ai::Budget>,
+    /// Model groups, by the name callers give as `model`: `[ai.models.<group>]` with
+    /// `deployments` (provider, model, optional `baseUrl`, `keyEnv`, `weight`, `name`) and
+    /// `fallbacks` (docs/api.md, "Model groups and fallback").
+    #[serde(default)]
+    pub models: BTreeMap<String, crate::model::ai::ModelGroup>,
 }
 
 /// The `[server]` table of the config file: values under variables of the environment, checked
@@ -243,6 +248,9 @@ fn validate_ai(ai: &FileAi) -> Result<(), String> {
         if let Some(d) = &budget.domain {
             Name::parse(d).map_err(|e| format!("ai.budgets[{i}].domain: {e}"))?;
         }
+    }
+    if let Some(problem) = crate::model::ai::groups_problem(&ai.models, "ai.models") {
+        return Err(problem);
     }
     Ok(())
 }

@@ -209,6 +209,8 @@ pub struct ProviderKeys {
     pub gemini: Option<SecretString>,
     /// `GEMINI_BASE_URL`.
     pub gemini_base_url: String,
+    /// The keys model groups name with `keyEnv`, by variable (only those set).
+    pub named: std::collections::BTreeMap<String, SecretString>,
 }
 
 /// Timeouts of the AI gateway's calls to model providers.
@@ -263,6 +265,7 @@ impl Integrations {
                 anthropic_base_url: r.get(&ANTHROPIC_BASE_URL)?,
                 gemini: r.opt(&GEMINI_API_KEY)?,
                 gemini_base_url: r.get(&GEMINI_BASE_URL)?,
+                named: std::collections::BTreeMap::new(),
             },
             ai_timeouts: AiTimeouts {
                 connect: r.get(&AI_CONNECT_TIMEOUT_MS)?,

@@ -178,7 +178,18 @@ impl Config {
         let health = HealthConfig::read(&mut r)?;
         let tasks = TaskSettings::read(&mut r)?;
         let learning = LearningSettings::read(&mut r, &file.learning)?;
-        let integrations = Integrations::read(&mut r)?;
+        let mut integrations = Integrations::read(&mut r)?;
+        // The keys model groups may name (`keyEnv`: a variable whose name holds `API_KEY`, so
+        // that a group cannot send other secrets, the database URL or the auth token, to its
+        // endpoint): read here, where the environment is, and never shown.
+        for (var, v) in vars {
+            if crate::model::ai::is_key_var(var) && !v.is_empty() {
+                integrations
+                    .providers
+                    .named
+                    .insert(var.clone(), secrecy::SecretString::from(v.clone()));
+            }
+        }
         let shown = r.into_shown();
         Ok(Config {
             server,

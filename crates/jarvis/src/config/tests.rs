@@ -560,3 +560,83 @@ fn agents_of_the_file_are_checked_like_the_api_checks_them() {
         Some("http://h/health")
     );
 }
+
+#[test]
+fn model_groups_are_checked_with_messages_naming_the_key() {
+    let ok = r#"
+[ai.models.fast]
+deployments = [
+  { provider = "openai", model = "gpt-4o-mini", keyEnv = "OPENAI_API_KEY_2", weight = 3 },
+  { provider = "anthropic", model = "claude-3-5-haiku-latest", weight = 1 },
+]
+fallbacks = ["slow"]
+timeoutMs = 5000
+
+[ai.models.slow]
+deployments = [{ provider = "gemini", model = "gemini-2.0-flash", name = "g-main" }]
+"#;
+    let file = file::parse_file(Path::new("jarvis.toml"), ok).unwrap();
+    assert_eq!(file.ai.models["fast"].deployments.len(), 2);
+    assert_eq!(file.ai.models["fast"].fallbacks, vec!["slow".to_string()]);
+
+    let group = |body: &str| format!("[ai.models.g]\n{body}\n");
+    let one = r#"deployments = [{ provider = "openai", model = "m" }]"#;
+    let cases: Vec<(String, &str)> = vec![
+        (
+            group(r#"deployments = [{ provider = "mistral", model = "m" }]"#),
+            "ai.models.g.deployments[0].provider: unknown provider \"mistral\"",
+        ),
+        (group("deployments = []"), "ai.models.g.deployments: a group needs at least one"),
+        (
+            group(&format!("{one}\nfallbacks = [\"nope\"]")),
+            "ai.models.g.fallbacks: unknown fallback group \"nope\"",
+        ),
+        (
+            format!(
+                "{}[ai.models.h]\n{one}\nfallbacks = [\"g\"]\n",
+                group(&format!("{one}\nfallbacks = [\"h\"]"))
+            ),
+            "the fallbacks go round in a circle (g -> h -> g)",
+        ),
+        (
+            format!("[ai.models.openai]\n{one}\n"),
+            "ai.models.openai: a group cannot be named after a provider",
+        ),
+        (
+            group(r#"deployments = [{ provider = "openai", model = "m", keyEnv = "sk-abc" }]"#),
+            "ai.models.g.deployments[0].keyEnv: expected the name of an environment variable",
+        ),
+        (
+            group(r#"deployments = [{ provider = "openai", model = "m", keyEnv = "DATABASE_URL" }]"#),
+            "that holds API_KEY",
+        ),
+        (
+            group(
+                r#"deployments = [{ provider = "openai", model = "m", weight = 2 }, { provider = "openai", model = "n" }]"#,
+            ),
+            "give every deployment a weight, or none",
+        ),
+        (
+            group(&format!("{one}\ntimeoutMs = 5")),
+            "ai.models.g.timeoutMs: expected a whole number from 100",
+        ),
+        (
+            format!(
+                "{}[ai.models.h]\ndeployments = [{{ provider = \"openai\", model = \"m\", name = \"g-1\" }}]\n",
+                group(one)
+            ),
+            "the deployment name g-1 is also used in group",
+        ),
+        (
+            group(r#"deployments = [{ provider = "openai", model = "m", key = "sk-1" }]"#),
+            "unknown field `key`",
+        ),
+    ];
+    for (text, expected) in cases {
+        let err = file_err(&text);
+        assert!(
+            err.contains(expected),
+            "{text}\n→ {err}\nexpected: {expected}"
+        );
+    }
+}

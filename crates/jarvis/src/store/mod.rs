@@ -10,6 +10,7 @@
 //! The PostgreSQL files are plain, idempotent SQL that also run with `psql`.
 
 pub mod agents;
+pub mod ai_models;
 pub mod ai_usage;
 pub mod breaker_state;
 pub mod config;
@@ -116,6 +117,7 @@ fn error_kind(code: &str) -> DbErrorKind {
 }
 
 pub use agents::AgentStore;
+pub use ai_models::AiModelStore;
 pub use health::{HealthStore, HistoryRange, UptimeCount};
 pub use history::{ExecutionFilter, HistoryReadStore, HistoryStore, StatsQuery, StatsRaw};
 pub use learning::{LearningRow, LearningStore};
@@ -130,7 +132,8 @@ pub use tasks::{Inserted, Lease, ReclaimOutcome, Reclaimed, Settlement, TaskFilt
 /// ([`HistoryStore`], [`HistoryReadStore`]), the learner ([`LearningStore`]), the breaker state
 /// ([`breaker_state::BreakerStateStore`]), the schedules ([`ScheduleStore`]), manual retry
 /// ([`TaskRetryStore`]), reading and cancelling tasks ([`TaskRowStore`]), services ([`ServiceStore`]), agents ([`AgentStore`]), health
-/// results ([`HealthStore`]) and the AI gateway's usage ([`ai_usage::AiUsageStore`]).
+/// results ([`HealthStore`]), the AI gateway's usage ([`ai_usage::AiUsageStore`]) and its
+/// model groups ([`AiModelStore`]).
 #[async_trait]
 pub trait Store:
     TaskStore
@@ -145,6 +148,7 @@ pub trait Store:
     + AgentStore
     + HealthStore
     + ai_usage::AiUsageStore
+    + AiModelStore
     + Send
     + Sync
     + 'static

@@ -105,6 +105,7 @@ macro_rules! impl_sql_store {
         $crate::store::learning::impl_learning_store!($backend);
         $crate::store::breaker_state::impl_breaker_state_store!($backend);
         $crate::store::ai_usage::impl_ai_usage_store!($backend);
+        $crate::store::ai_models::impl_ai_model_store!($backend);
 
         #[async_trait::async_trait]
         impl $crate::store::Store for $backend {

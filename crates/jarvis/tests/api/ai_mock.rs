@@ -25,6 +25,8 @@ pub enum Answer {
     Sse(Vec<String>),
     /// These events, then the connection breaks.
     SseCut(Vec<String>),
+    /// No answer at all (the request is held until the test ends).
+    Hang,
 }
 
 /// One request the mock received.
@@ -156,6 +158,10 @@ async fn handle(
         }
         Some(Answer::Sse(events)) => sse(events, false),
         Some(Answer::SseCut(events)) => sse(events, true),
+        Some(Answer::Hang) => {
+            tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
+            StatusCode::GATEWAY_TIMEOUT.into_response()
+        }
     }
 }
 

@@ -11,6 +11,7 @@ mod ai_anthropic;
 mod ai_cache;
 mod ai_gemini;
 mod ai_mock;
+mod ai_routing;
 mod ai_spend;
 mod breakers;
 mod cli;

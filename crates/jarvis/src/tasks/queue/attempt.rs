@@ -259,6 +259,7 @@ impl TaskQueue {
                     crate::ai::AiError::BreakerOpen { retry_after, .. } => {
                         retry_after.unwrap_or(Duration::from_secs(1))
                     }
+                    crate::ai::AiError::Cooling { retry_after, .. } => *retry_after,
                     _ => Duration::from_secs(1),
                 }
                 .max(Duration::from_millis(100));
