@@ -123,7 +123,17 @@ FALLBACKS=()
 TOKEN="bench-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
 if want jarvis; then
   mkdir -p "$WORK/jarvis"
+  # The fallback measurement's model group: its first deployment is the failing mock (500 on
+  # every call), its second the working one; like LiteLLM's `bench-failing`.
+  cat >"$WORK/jarvis/jarvis.toml" <<EOF
+[ai.models.bench-failing]
+deployments = [
+  { name = "bench-failing", provider = "openai", model = "gpt-4o-mini", baseUrl = "http://127.0.0.1:$FAIL_PORT/v1" },
+  { name = "bench-working", provider = "openai", model = "gpt-4o-mini" },
+]
+EOF
   JARVIS_AUTH_TOKEN="$TOKEN" JARVIS_PORT="$JARVIS_PORT" JARVIS_BIND=127.0.0.1 \
+    JARVIS_CONFIG="$WORK/jarvis/jarvis.toml" \
     JARVIS_DATA_DIR="$WORK/jarvis" JARVIS_LOG_DIR="$WORK/jarvis" \
     OPENAI_API_KEY=dummy OPENAI_BASE_URL="http://127.0.0.1:$MOCK_PORT/v1" \
     target/release/jarvis serve >"$WORK/jarvis.out" 2>&1 &
@@ -131,7 +141,7 @@ if want jarvis; then
   PIDS+=("$JARVIS_PID")
   wait_http "http://127.0.0.1:$JARVIS_PORT/health"
   TARGETS+=(--target "jarvis|http://127.0.0.1:$JARVIS_PORT/v1|$TOKEN|openai/gpt-4o-mini|$JARVIS_PID")
-  FALLBACKS+=(--fallback-missing "jarvis|not yet (no model groups)")
+  FALLBACKS+=(--fallback "jarvis|http://127.0.0.1:$JARVIS_PORT/v1|$TOKEN|bench-failing|$JARVIS_PID")
 fi
 if want litellm; then
   LITELLM_KEY="sk-$TOKEN"
