@@ -226,6 +226,7 @@ impl Application {
             background.push(Box::new(move |stop| Box::pin(scheduler.run(stop))));
         }
         let state = AppState {
+            sessions: Arc::new(crate::dashboard::Sessions::new()),
             ai,
             scheduler,
             health,
@@ -261,6 +262,18 @@ impl Application {
     /// The port actually bound (useful with port 0).
     pub fn port(&self) -> u16 {
         self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    /// Where a browser on this machine finds the dashboard (`http://127.0.0.1:PORT/` when bound
+    /// to every address).
+    pub fn dashboard_url(&self) -> String {
+        let ip = match self.state.config.server.bind {
+            ip if ip.is_unspecified() && ip.is_ipv4() => "127.0.0.1".to_string(),
+            ip if ip.is_unspecified() => "[::1]".to_string(),
+            std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+            ip => ip.to_string(),
+        };
+        format!("http://{ip}:{}/", self.port())
     }
 
     /// The shared state (tests use it to reach the store).

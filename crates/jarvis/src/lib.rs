@@ -13,6 +13,8 @@
 //! - [`client`]: a small client of a running Jarvis's API, for CLI subcommands.
 //! - [`clock`]: injected time (the breaker crate's `Clock`), so engines' decisions are tested
 //!   on a manual clock.
+//! - [`dashboard`]: the web dashboard's embedded files and sign-in sessions (its routes are
+//!   `api::dashboard`).
 //! - [`config`]: environment variables and `jarvis.toml`, validated once at start.
 //! - [`history`]: execution records, the batched recorder with its spool, rollups, stats.
 //! - [`correlation`]: correlation IDs, taken from callers or generated, carried across work.
@@ -55,6 +57,7 @@ pub mod client;
 pub mod clock;
 pub mod config;
 pub mod correlation;
+pub mod dashboard;
 pub mod emf;
 pub mod health;
 pub mod history;

@@ -212,14 +212,17 @@ async fn serve(config: Config) -> ExitCode {
         }
     };
     let code = match Application::build(config).await {
-        Ok(app) => match app.run_until(shutdown_signal()).await {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                tracing::error!(error = format!("{e:#}"), "Jarvis stopped with an error");
-                jarvis::say!("jarvis: {e:#}");
-                ExitCode::from(1)
+        Ok(app) => {
+            jarvis::say!("Jarvis dashboard: {}", app.dashboard_url());
+            match app.run_until(shutdown_signal()).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!(error = format!("{e:#}"), "Jarvis stopped with an error");
+                    jarvis::say!("jarvis: {e:#}");
+                    ExitCode::from(1)
+                }
             }
-        },
+        }
         Err(e) => {
             tracing::error!(error = format!("{e:#}"), "Jarvis cannot start");
             jarvis::say!("jarvis: {e:#}");

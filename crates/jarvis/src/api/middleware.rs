@@ -1,5 +1,5 @@
 //! Request middleware: correlation IDs with the access log (and in every error envelope), and
-//! bearer-token auth.
+//! bearer-token auth (or the dashboard's session cookie, `api::dashboard`).
 
 use std::time::Instant;
 
@@ -99,11 +99,15 @@ pub async fn require_token(State(state): State<AppState>, req: Request, next: Ne
     match given {
         Some(token) if bool::from(token.as_bytes().ct_eq(expected)) => next.run(req).await,
         Some(_) => unauthorized("the bearer token is not valid"),
-        None => unauthorized("missing Authorization: Bearer <token> header"),
+        // No bearer header: the dashboard's session cookie (with its CSRF check) will do.
+        None => match super::dashboard::authorize_cookie(&state, &req) {
+            Ok(()) => next.run(req).await,
+            Err(answer) => answer,
+        },
     }
 }
 
-fn unauthorized(message: &str) -> Response {
+pub(crate) fn unauthorized(message: &str) -> Response {
     let mut response =
         ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message).into_response();
     response.headers_mut().insert(

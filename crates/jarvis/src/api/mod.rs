@@ -6,6 +6,7 @@ pub mod ai;
 pub mod ai_models;
 pub mod ai_usage;
 pub mod breakers;
+pub mod dashboard;
 pub mod envelope;
 pub mod health;
 pub mod middleware;
@@ -67,6 +68,7 @@ pub fn router(state: AppState) -> Router {
                 .put(ai_models::put)
                 .delete(ai_models::delete),
         )
+        .route("/events", get(dashboard::events))
         .route("/agents", get(agents::list))
         .route(
             "/agents/{domain}",
@@ -95,6 +97,7 @@ pub fn router(state: AppState) -> Router {
         .merge(metrics)
         .nest("/api/v1", api)
         .nest("/v1", ai::router(state.clone()))
+        .merge(dashboard::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(state.config.server.body_limit))

@@ -48,6 +48,8 @@ pub struct AppState {
     pub scheduler: Arc<crate::schedules::Scheduler>,
     /// The AI gateway's providers (`/v1/*`).
     pub ai: Arc<crate::ai::Gateway>,
+    /// The dashboard's sign-in sessions (the API accepts their cookie, `api::dashboard`).
+    pub sessions: Arc<crate::dashboard::Sessions>,
 }
 
 /// Requests served, counted by the access-log middleware.

@@ -21,7 +21,23 @@ use jarvis_breaker::{Breaker, Classifier, Event, OwnedPermit, Rejected, Snapshot
 use crate::config::{BreakerDefaults, BreakerFileEntry};
 use crate::names::Name;
 
-pub use jarvis_breaker::{Outcome, State};
+pub use jarvis_breaker::{Origin, Outcome, State};
+
+/// A breaker's change of state, as [`BreakerRegistry::subscribe`] tells it (the dashboard's live
+/// events): transitions only, never calls, so a CLOSED breaker's fast path sends nothing.
+#[derive(Debug, Clone)]
+pub struct BreakerChange {
+    /// The breaker's name.
+    pub name: String,
+    /// The state before.
+    pub from: State,
+    /// The state after.
+    pub to: State,
+    /// Calls, an operator, or another instance.
+    pub origin: Origin,
+    /// When this instance saw it.
+    pub at: chrono::DateTime<chrono::Utc>,
+}
 
 /// The admission of one call: report its outcome, or drop it (counts as neither).
 #[derive(Debug)]
@@ -68,6 +84,8 @@ pub struct BreakerRegistry {
     sink: Option<tokio::sync::mpsc::UnboundedSender<shared::SyncEvent>>,
     /// Whether new breakers coordinate their half-open trials through the store.
     coordinated: AtomicBool,
+    /// Every transition, for whoever subscribed (a send without receivers does nothing).
+    changes: tokio::sync::broadcast::Sender<BreakerChange>,
 }
 
 impl BreakerRegistry {
@@ -84,7 +102,14 @@ impl BreakerRegistry {
             metrics,
             sink: None,
             coordinated: AtomicBool::new(false),
+            changes: tokio::sync::broadcast::channel(256).0,
         }
+    }
+
+    /// Every transition of every breaker from now on (a receiver that falls more than 256
+    /// behind is told it lagged).
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<BreakerChange> {
+        self.changes.subscribe()
     }
 
     /// Shares state: every breaker sends its state-relevant events to `sink`, and with
@@ -179,6 +204,7 @@ impl BreakerRegistry {
         let o = self.overrides.get(name).cloned().unwrap_or_default();
         let metrics = self.metrics.clone();
         let sink = self.sink.clone();
+        let changes = self.changes.clone();
         let mut builder = Breaker::builder(name)
             .failure_threshold(
                 o.failure_threshold
@@ -191,6 +217,17 @@ impl BreakerRegistry {
             .coordinated_trials(self.sink.is_some() && self.coordinated.load(Ordering::Relaxed))
             .listener(move |b: &Breaker, e: &Event| {
                 on_event(&metrics, b, e);
+                if let Event::Transition(t) = e {
+                    if changes.receiver_count() > 0 {
+                        let _ = changes.send(BreakerChange {
+                            name: b.name().to_string(),
+                            from: t.from,
+                            to: t.to,
+                            origin: t.origin,
+                            at: chrono::Utc::now(),
+                        });
+                    }
+                }
                 if let Some(sink) = &sink {
                     if shares(e) {
                         // Unbounded and non-blocking: the listener must never wait.

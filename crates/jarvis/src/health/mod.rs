@@ -22,7 +22,7 @@ pub use crate::model::service as spec;
 pub mod uptime;
 
 pub use check::{CheckResult, Checker, Kind, Status, BREAKER_OPEN_MESSAGE};
-pub use monitor::{Monitor, RoundReport, RoundSink, ServiceHealth};
+pub use monitor::{Monitor, RoundReport, RoundSink, ServiceChange, ServiceHealth};
 pub use spec::{BodyCondition, ServiceInput, ServiceSpec};
 
 /// The overall status of a set of services, as the IETF health+json draft names it.

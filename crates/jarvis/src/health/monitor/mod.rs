@@ -186,6 +186,20 @@ struct Inner {
     history: std::sync::OnceLock<History>,
     /// Set when the supervisor has stopped every task: no task may start after it.
     closed: std::sync::atomic::AtomicBool,
+    /// Every change of a service's status, for whoever subscribed.
+    changes: tokio::sync::broadcast::Sender<ServiceChange>,
+}
+
+/// A service's status changed (its latest check found another status than the one before),
+/// as [`Monitor::subscribe`] tells it (the dashboard's live events).
+#[derive(Debug, Clone)]
+pub struct ServiceChange {
+    /// The service's name.
+    pub name: String,
+    /// The status before (`None`: not checked before).
+    pub from: Option<Status>,
+    /// The check that changed it.
+    pub result: CheckResult,
 }
 
 /// Background tasks of a started monitor.
@@ -231,9 +245,16 @@ impl Monitor {
                 fingerprint: Mutex::new(None),
                 history: std::sync::OnceLock::new(),
                 closed: std::sync::atomic::AtomicBool::new(false),
+                changes: tokio::sync::broadcast::channel(256).0,
             }),
             running: Mutex::new(None),
         }
+    }
+
+    /// Every change of a service's status from now on (a receiver that falls more than 256
+    /// behind is told it lagged).
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<ServiceChange> {
+        self.inner.changes.subscribe()
     }
 
     /// Adds a receiver of round reports (may be called before or after start).

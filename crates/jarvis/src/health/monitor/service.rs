@@ -34,7 +34,15 @@ pub(super) async fn run_service(inner: Arc<Inner>, history: History, slot: Arc<S
                 let took = now().saturating_duration_since(started);
                 m.result(result.status, result.breaker_open, kind, took);
                 inner.round_result(&result);
-                slot.record(&result);
+                if let Some(from) = slot.record(&result) {
+                    if inner.changes.receiver_count() > 0 {
+                        let _ = inner.changes.send(ServiceChange {
+                            name: spec.name.to_string(),
+                            from,
+                            result: result.clone(),
+                        });
+                    }
+                }
                 history.record(result);
             }
             (Ok(Err(_closed)), _) => return,
@@ -141,8 +149,9 @@ impl Slot {
         }
     }
 
-    /// Keeps `result` as the latest, counts it for uptime and logs a change of status.
-    pub(super) fn record(&self, result: &CheckResult) {
+    /// Keeps `result` as the latest, counts it for uptime and logs a change of status; returns
+    /// the status before when it changed.
+    pub(super) fn record(&self, result: &CheckResult) -> Option<Option<Status>> {
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
         let before = seen.latest.as_ref().map(|r| r.status);
         let secs = result.timestamp.timestamp().max(0) as u64;
@@ -153,7 +162,7 @@ impl Slot {
         seen.latest = Some(result.clone());
         drop(seen);
         if before == Some(result.status) {
-            return;
+            return None;
         }
         let span = tracing::info_span!(
             "health_check",
@@ -183,6 +192,7 @@ impl Slot {
                 "service status changed"
             );
         }
+        Some(before)
     }
 }
 

@@ -217,6 +217,12 @@ impl TaskQueue {
         })
     }
 
+    /// The ID of every task that settles finally (succeeded, failed, cancelled) from now on, on
+    /// this instance or, with PostgreSQL, on another (the channel `?wait=true` waits on).
+    pub fn subscribe_finished(&self) -> broadcast::Receiver<Uuid> {
+        self.finished.subscribe()
+    }
+
     /// The recorder execution records go to.
     pub fn recorder(&self) -> &Recorder {
         &self.recorder

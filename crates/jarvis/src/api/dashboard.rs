@@ -1,0 +1,375 @@
+//! The web dashboard's routes (docs/api.md, Dashboard): the page at `/` and its files under
+//! `/ui/` (embedded, validated by `ETag`), sign-in and sign-out with the API token (an HttpOnly,
+//! SameSite=Strict session cookie holding an opaque ID, see [`crate::dashboard::session`]), the
+//! CSRF check of state-changing requests authenticated by that cookie, and the server-sent
+//! events of `GET /api/v1/events` (breaker transitions, service status changes, settled tasks).
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::extract::{Path, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use chrono::SecondsFormat;
+use futures_util::stream::Stream;
+use secrecy::ExposeSecret;
+use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq;
+use tokio::sync::broadcast::error::RecvError;
+
+use super::envelope::{ok, ApiError, ApiJson};
+use crate::api::AppState;
+use crate::dashboard::{assets, Asset, Session};
+
+/// The session cookie's name.
+pub const COOKIE: &str = "jarvis_session";
+/// The header a cookie-authenticated state-changing request carries its CSRF token in.
+pub const CSRF_HEADER: &str = "x-jarvis-csrf";
+
+/// Served beside every dashboard file: the page loads only its own scripts and styles, talks
+/// only to its own origin, and cannot be framed.
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+                   connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+
+/// `/`, `/ui/{file}`, `/ui/login`, `/ui/logout`, `/ui/session` (merged into the root router;
+/// `GET /api/v1/events` is routed with the rest of `/api/v1`).
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/", get(index))
+        .route("/ui/login", post(login))
+        .route("/ui/logout", post(logout))
+        .route("/ui/session", get(session))
+        .route("/ui/{file}", get(file))
+}
+
+async fn index(headers: HeaderMap) -> Response {
+    serve(assets::index(), &headers)
+}
+
+async fn file(Path(name): Path<String>, headers: HeaderMap) -> Response {
+    match assets::get(&name) {
+        Some(asset) if asset.name != "index.html" => serve(asset, &headers),
+        _ => ApiError::not_found("no such dashboard file").into_response(),
+    }
+}
+
+/// The file, or 304 when the caller holds the same version. `no-cache`: always revalidated, so
+/// a new binary's files are used at once; the `ETag` makes the revalidation a 304 without body.
+fn serve(asset: &'static Asset, headers: &HeaderMap) -> Response {
+    let etag = asset.etag();
+    let fresh = headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| {
+            let t = t.trim();
+            t == etag || t == "*" || t.strip_prefix("W/") == Some(etag)
+        });
+    let mut response = if fresh {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        ([(header::CONTENT_TYPE, asset.content_type)], asset.bytes).into_response()
+    };
+    let h = response.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    if let Ok(v) = HeaderValue::from_str(etag) {
+        h.insert(header::ETAG, v);
+    }
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    response
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LoginBody {
+    token: String,
+}
+
+/// What the page needs to know of its session.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SessionView {
+    signed_in: bool,
+    /// The session's CSRF token, for `X-Jarvis-CSRF`.
+    csrf: String,
+    instance_id: String,
+    /// Seconds a session lasts without a request.
+    idle_timeout_seconds: u64,
+}
+
+fn session_view(state: &AppState, session: &Session) -> SessionView {
+    SessionView {
+        signed_in: true,
+        csrf: session.csrf.clone(),
+        instance_id: state.instance_id.clone(),
+        idle_timeout_seconds: crate::dashboard::session::IDLE.as_secs(),
+    }
+}
+
+/// `POST /ui/login` `{"token": "…"}`: a session for the right token, in a cookie.
+async fn login(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<LoginBody>,
+) -> Response {
+    if let Err(why) = same_origin(&headers) {
+        return forbidden(why);
+    }
+    let expected = state.auth_token.expose_secret().as_bytes();
+    if !bool::from(body.token.trim().as_bytes().ct_eq(expected)) {
+        // The given value is never logged: it may be a real token of another system.
+        tracing::warn!("dashboard sign-in refused: wrong token");
+        return ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "the token is not valid",
+        )
+        .into_response();
+    }
+    let (id, session) = state.sessions.create();
+    tracing::info!("dashboard sign-in");
+    let mut response = ok(session_view(&state, &session)).into_response();
+    let cookie = format!(
+        "{COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict{}",
+        if over_tls(&headers) { "; Secure" } else { "" }
+    );
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    no_store(response)
+}
+
+/// `POST /ui/logout`: ends the session server-side and clears the cookie (the CSRF check of
+/// every cookie-authenticated state change applies).
+async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let Some(id) = cookie_of(&headers) else {
+        return ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "not signed in")
+            .into_response();
+    };
+    match state.sessions.find(id) {
+        Some(session) => {
+            if let Err(why) = check_csrf(&session, &headers) {
+                return forbidden(why);
+            }
+            state.sessions.end(id);
+            tracing::info!("dashboard sign-out");
+        }
+        None => {
+            return ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "not signed in")
+                .into_response()
+        }
+    }
+    let mut response = ok(serde_json::json!({"signedIn": false})).into_response();
+    let cookie = format!(
+        "{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0{}",
+        if over_tls(&headers) { "; Secure" } else { "" }
+    );
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    no_store(response)
+}
+
+/// `GET /ui/session`: the signed-in session (with its CSRF token), or 401.
+async fn session(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    match cookie_of(&headers).and_then(|id| state.sessions.find(id)) {
+        Some(session) => no_store(ok(session_view(&state, &session)).into_response()),
+        None => {
+            ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "not signed in").into_response()
+        }
+    }
+}
+
+fn no_store(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+fn forbidden(why: &'static str) -> Response {
+    ApiError::new(StatusCode::FORBIDDEN, "csrf_failed", why).into_response()
+}
+
+/// Whether the browser reached Jarvis over HTTPS (through a TLS-terminating proxy or load
+/// balancer, which says so in `X-Forwarded-Proto`): the cookie is then `Secure`.
+fn over_tls(headers: &HeaderMap) -> bool {
+    headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("https"))
+}
+
+/// The value of the session cookie, if the request has one.
+pub(crate) fn cookie_of(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == COOKIE)
+        .map(|(_, value)| value.trim())
+        .filter(|v| !v.is_empty())
+}
+
+/// Refuses what a browser says came from another site: `Sec-Fetch-Site` other than
+/// `same-origin`, or an `Origin` whose host is not the request's `Host`. (Clients that are not
+/// browsers send neither; they cannot hold the cookie of a signed-in person anyway.)
+fn same_origin(headers: &HeaderMap) -> Result<(), &'static str> {
+    if let Some(site) = headers.get("sec-fetch-site") {
+        if site.as_bytes() != b"same-origin" {
+            return Err("cross-site request refused (Sec-Fetch-Site is not same-origin)");
+        }
+    }
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        let origin = origin.to_str().unwrap_or("");
+        let host = headers
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let origin_host = origin
+            .strip_prefix("http://")
+            .or_else(|| origin.strip_prefix("https://"))
+            .unwrap_or("");
+        if host.is_empty() || !origin_host.eq_ignore_ascii_case(host) {
+            return Err("cross-origin request refused (Origin is not this server)");
+        }
+    }
+    Ok(())
+}
+
+/// The CSRF defence of a state-changing request authenticated by the session cookie: the
+/// session's token in `X-Jarvis-CSRF` (a header another site's form or image cannot set, and its
+/// scripts cannot read), and a same-origin `Sec-Fetch-Site`/`Origin` where the browser sends them.
+pub(crate) fn check_csrf(session: &Session, headers: &HeaderMap) -> Result<(), &'static str> {
+    same_origin(headers)?;
+    match headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok()) {
+        Some(given) if session.csrf_matches(given.trim()) => Ok(()),
+        Some(_) => Err("the X-Jarvis-CSRF header does not match the session"),
+        None => Err("a request signed in by cookie must carry the X-Jarvis-CSRF header"),
+    }
+}
+
+/// The middleware's cookie path (`middleware::require_token` without a bearer header): the
+/// session of the cookie, and for a method other than GET, HEAD or OPTIONS the CSRF check.
+/// `Err` is the answer to give.
+pub(crate) fn authorize_cookie(state: &AppState, req: &Request) -> Result<(), Response> {
+    let headers = req.headers();
+    let Some(id) = cookie_of(headers) else {
+        return Err(super::middleware::unauthorized(
+            "missing Authorization: Bearer <token> header",
+        ));
+    };
+    let Some(session) = state.sessions.find(id) else {
+        return Err(super::middleware::unauthorized(
+            "the session is not valid (signed out or expired): sign in again",
+        ));
+    };
+    let safe = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    if !safe {
+        check_csrf(&session, headers).map_err(forbidden)?;
+    }
+    Ok(())
+}
+
+/// `GET /api/v1/events`: server-sent events, as they happen on this instance (breaker changes
+/// made by other instances included, with PostgreSQL): `breaker`, `service`, `task`, and
+/// `lagged` when this stream fell behind and dropped some (the page then reloads its data).
+pub async fn events(
+    State(state): State<AppState>,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let streams = Streams {
+        breakers: state.breakers.subscribe(),
+        services: state.health.subscribe(),
+        tasks: state.tasks.subscribe_finished(),
+        hello: Some(serde_json::json!({"instanceId": state.instance_id})),
+        open: [true; 3],
+    };
+    let stream = futures_util::stream::unfold(streams, |mut s| async move {
+        let event = s.next().await;
+        Some((Ok(event), s))
+    });
+    Sse::new(stream).keep_alive(
+        KeepAlive::new()
+            .interval(Duration::from_secs(15))
+            .text("keep-alive"),
+    )
+}
+
+struct Streams {
+    breakers: tokio::sync::broadcast::Receiver<crate::breakers::BreakerChange>,
+    services: tokio::sync::broadcast::Receiver<crate::health::ServiceChange>,
+    tasks: tokio::sync::broadcast::Receiver<uuid::Uuid>,
+    hello: Option<serde_json::Value>,
+    /// Which of breakers, services, tasks still send.
+    open: [bool; 3],
+}
+
+fn at(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+impl Streams {
+    async fn next(&mut self) -> Event {
+        if let Some(hello) = self.hello.take() {
+            return json_event("hello", &hello).retry(Duration::from_secs(3));
+        }
+        loop {
+            // A source that closed (the application stopping) is left out from then on.
+            let (b, s, t) = (self.open[0], self.open[1], self.open[2]);
+            if !(b || s || t) {
+                std::future::pending::<()>().await;
+            }
+            let lagged = tokio::select! {
+                r = self.breakers.recv(), if b => match r {
+                    Ok(c) => return json_event("breaker", &serde_json::json!({
+                        "name": c.name, "from": c.from.as_str(), "to": c.to.as_str(),
+                        "origin": c.origin.as_str(), "at": at(c.at),
+                    })),
+                    Err(RecvError::Lagged(n)) => n,
+                    Err(RecvError::Closed) => { self.open[0] = false; continue }
+                },
+                r = self.services.recv(), if s => match r {
+                    Ok(c) => return json_event("service", &serde_json::json!({
+                        "name": c.name,
+                        "from": c.from.map_or("unknown", |s| s.as_str()),
+                        "to": c.result.status.as_str(),
+                        "message": c.result.message,
+                        "latency": c.result.latency_ms,
+                        "breakerOpen": c.result.breaker_open,
+                        "at": at(c.result.timestamp),
+                    })),
+                    Err(RecvError::Lagged(n)) => n,
+                    Err(RecvError::Closed) => { self.open[1] = false; continue }
+                },
+                r = self.tasks.recv(), if t => match r {
+                    Ok(id) => return json_event("task", &serde_json::json!({"taskId": id})),
+                    Err(RecvError::Lagged(n)) => n,
+                    Err(RecvError::Closed) => { self.open[2] = false; continue }
+                },
+            };
+            return json_event("lagged", &serde_json::json!({ "missed": lagged }));
+        }
+    }
+}
+
+fn json_event(name: &str, data: &serde_json::Value) -> Event {
+    Event::default().event(name).data(data.to_string())
+}
