@@ -17,6 +17,7 @@ mod breakers;
 mod cli;
 mod cluster;
 mod config_file;
+mod dashboard;
 mod disk_full;
 mod docs;
 mod foundation;
