@@ -24,6 +24,11 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 log "cargo test"
 cargo test --workspace --locked
 
+# The dashboard in a real browser: headless Debian chromium driven by playwright-core, axe-core
+# on every page (installs chromium and the npm packages when missing).
+log "dashboard end-to-end tests"
+bash tests/e2e/run.sh
+
 # The same release build the Dockerfile runs (no Docker engine here to build the image itself).
 log "cargo build --release --locked -p jarvis"
 cargo build --release --locked -p jarvis

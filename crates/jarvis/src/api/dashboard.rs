@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use axum::extract::{Path, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -196,6 +197,17 @@ async fn session(State(state): State<AppState>, headers: HeaderMap) -> Response 
     }
 }
 
+/// 401 as `middleware::require_token` answers it (with `WWW-Authenticate`).
+fn unauthorized(message: &str) -> Response {
+    let mut response =
+        ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message).into_response();
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Bearer realm=\"jarvis\""),
+    );
+    response
+}
+
 fn no_store(mut response: Response) -> Response {
     response
         .headers_mut()
@@ -267,26 +279,24 @@ pub(crate) fn check_csrf(session: &Session, headers: &HeaderMap) -> Result<(), &
     }
 }
 
-/// The middleware's cookie path (`middleware::require_token` without a bearer header): the
-/// session of the cookie, and for a method other than GET, HEAD or OPTIONS the CSRF check.
-/// `Err` is the answer to give.
-pub(crate) fn authorize_cookie(state: &AppState, req: &Request) -> Result<(), Response> {
+/// The middleware's cookie path (`middleware::require_token` without a bearer header): runs
+/// the request when its cookie names a live session and, for a method other than GET, HEAD or
+/// OPTIONS, it passes the CSRF check; else answers 401 or 403.
+pub(crate) async fn with_session(state: &AppState, req: Request, next: Next) -> Response {
     let headers = req.headers();
     let Some(id) = cookie_of(headers) else {
-        return Err(super::middleware::unauthorized(
-            "missing Authorization: Bearer <token> header",
-        ));
+        return unauthorized("missing Authorization: Bearer <token> header");
     };
     let Some(session) = state.sessions.find(id) else {
-        return Err(super::middleware::unauthorized(
-            "the session is not valid (signed out or expired): sign in again",
-        ));
+        return unauthorized("the session is not valid (signed out or expired): sign in again");
     };
     let safe = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
     if !safe {
-        check_csrf(&session, headers).map_err(forbidden)?;
+        if let Err(why) = check_csrf(&session, headers) {
+            return forbidden(why);
+        }
     }
-    Ok(())
+    next.run(req).await
 }
 
 /// `GET /api/v1/events`: server-sent events, as they happen on this instance (breaker changes

@@ -100,14 +100,11 @@ pub async fn require_token(State(state): State<AppState>, req: Request, next: Ne
         Some(token) if bool::from(token.as_bytes().ct_eq(expected)) => next.run(req).await,
         Some(_) => unauthorized("the bearer token is not valid"),
         // No bearer header: the dashboard's session cookie (with its CSRF check) will do.
-        None => match super::dashboard::authorize_cookie(&state, &req) {
-            Ok(()) => next.run(req).await,
-            Err(answer) => answer,
-        },
+        None => super::dashboard::with_session(&state, req, next).await,
     }
 }
 
-pub(crate) fn unauthorized(message: &str) -> Response {
+fn unauthorized(message: &str) -> Response {
     let mut response =
         ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message).into_response();
     response.headers_mut().insert(
