@@ -42,12 +42,12 @@ const overview = {
     const cards = h('div', { class: 'cards', id: 'overview-cards' });
     root.append(cards);
     const problems = section(root, 'Needs attention', 'overview-problems');
-    const busiest = section(root, 'Tasks in the last 24 hours', 'overview-tasks');
+    const busiest = section(root, 'Busiest domains and actions', 'overview-tasks');
     async function refresh() {
       const since = hoursAgo(24);
       const [health, breakers, stats, analytics, usage] = await Promise.allSettled([
         api('/api/v1/health/services'), api('/api/v1/circuit-breakers'),
-        api('/api/v1/tasks/history' + qs({ since })), optional('/api/v1/analytics/overview' + qs({ since })),
+        api('/api/v1/tasks/history' + qs({ since })), optional('/api/v1/analytics/overview'),
         api('/api/v1/ai/usage'),
       ]);
       const services = health.status === 'fulfilled' ? Object.entries(health.value.services || {}) : [];
@@ -55,8 +55,11 @@ const overview = {
       const down = services.filter(([, s]) => s.status === 'down');
       let overall = health.status === 'fulfilled' ? health.value.status : 'unknown';
       if (overall === 'pass' && open.length) overall = 'warn';
-      let totals = null;
-      if (analytics.status === 'fulfilled' && analytics.value) totals = analytics.value.totals;
+      let totals = null, range = '24 h';
+      if (analytics.status === 'fulfilled' && analytics.value) {
+        totals = analytics.value.totals;
+        range = `since ${fmtTime(analytics.value.since)}`;
+      }
       else if (stats.status === 'fulfilled') {
         const t = stats.value.reduce((a, r) => ({ total: a.total + r.total, succeeded: a.succeeded + r.succeeded, failed: a.failed + r.failed }), { total: 0, succeeded: 0, failed: 0 });
         totals = { ...t, successRate: t.total ? t.succeeded / t.total : null };
@@ -67,7 +70,7 @@ const overview = {
         card('Overall status', badge(overall), h('p', { class: 'muted' }, health.status === 'fulfilled' ? health.value.description : 'service health not available')),
         card('Open circuits', String(open.length), h('p', { class: 'muted' }, link('#/breakers', 'Breakers'))),
         card('Failing services', `${down.length} of ${services.length}`, h('p', { class: 'muted' }, link('#/services', 'Services'))),
-        card('Attempts (24 h)', totals ? fmtNum(totals.total) : '–', h('p', { class: 'muted' }, totals ? `success ${fmtPct(totals.successRate)} · ${fmtNum(totals.failed)} failed` : '')),
+        card(`Attempts (${range})`, totals ? fmtNum(totals.total) : '–', h('p', { class: 'muted' }, totals ? `success ${fmtPct(totals.successRate)} · ${fmtNum(totals.failed)} failed` : '')),
         card('AI spend (this month)', fmtUsd(spend), h('p', { class: 'muted' }, link('#/ai', 'AI usage'))));
       const items = [
         ...open.map(([n, b]) => h('li', {}, badge(b.state), ' circuit ', link('#/breakers', n), b.lastFailureReason ? ` — ${b.lastFailureReason}` : '')),
@@ -76,7 +79,7 @@ const overview = {
       fill(problems, items.length ? h('ul', {}, items) : h('p', { class: 'muted' }, 'Nothing: every circuit is closed and no service is down.'));
       const rows = analytics.status === 'fulfilled' && analytics.value ? analytics.value.items
         : stats.status === 'fulfilled' ? stats.value : [];
-      fill(busiest, table('Tasks per domain and action, last 24 hours',
+      fill(busiest, table(`Tasks per domain and action (${range})`,
         [{ label: 'Domain / action' }, { label: 'Attempts', num: 1 }, { label: 'Success', num: 1 }, { label: 'p95', num: 1 }],
         rows.slice().sort((a, b) => b.total - a.total).slice(0, 10).map(r => [
           link(`#/tasks/${encodeURIComponent(r.domain)}/${encodeURIComponent(r.action)}`, `${r.domain} / ${r.action}`),
@@ -123,10 +126,10 @@ const breakers = {
       ]), 'No breaker yet: one appears when a service is checked or a task of a domain runs.');
     }
     async function refreshHistory() {
-      const data = await optional('/api/v1/analytics/breakers' + qs({ since: hoursAgo(24) }));
+      const data = await optional('/api/v1/analytics/breakers');
       const rows = (data ? data.transitions.slice().reverse() : seen).slice(0, 50);
       return [data ? null : unavailable('Stored transition history'),
-        h('p', { class: 'muted' }, data ? 'The last 24 hours, newest first.' : 'Transitions seen live since this page opened:'),
+        h('p', { class: 'muted' }, data ? 'Stored transitions, newest first.' : 'Transitions seen live since this page opened:'),
         table('Breaker transitions', [{ label: 'When' }, { label: 'Breaker' }, { label: 'From' }, { label: 'To' }, { label: 'By' }],
           rows.map(t => [fmtTime(t.at), t.breaker, badge(t.from), badge(t.to), t.reason || t.instance || t.origin || '']), 'No transition yet.')];
     }
@@ -150,7 +153,7 @@ const services = {
     const selected = args[0] || null;
     root.append(h('h1', {}, 'Services'));
     const list = section(root, 'Health', 'services-list');
-    const charts = section(root, 'Uptime and latency by hour', 'services-charts');
+    const charts = section(root, 'Uptime and latency per hour', 'services-charts');
     const detail = selected ? section(root, `Check history of ${selected}`, 'services-history') : null;
     async function refreshList() {
       const data = await api('/api/v1/health/services');
@@ -166,10 +169,10 @@ const services = {
         'No service is monitored. Register one with PUT /api/v1/services/{name}.')];
     }
     async function refreshCharts() {
-      const data = await optional('/api/v1/analytics/services' + qs({ bucket: 'hour', since: hoursAgo(24) }));
+      const data = await optional('/api/v1/analytics/services' + qs({ bucket: 'hour' }));
       if (!data) return unavailable('Uptime and latency over time');
       const shown = data.services.filter(s => !selected || s.name === selected).slice(0, 12);
-      if (!shown.length) return h('p', { class: 'muted' }, 'No checks in the last 24 hours.');
+      if (!shown.length) return h('p', { class: 'muted' }, 'No checks in this range.');
       return h('div', { class: 'charts' }, shown.flatMap(s => [
         lineChart(`${s.name}: uptime (%)`, [{ name: 'uptime', points: s.points.map(p => [p.at, p.uptimePct]) }], { unit: ' %', yMin: 0, yMax: 100 }),
         lineChart(`${s.name}: mean latency (ms)`, [{ name: 'latency', points: s.points.map(p => [p.at, p.avgLatencyMs]) }], { unit: ' ms' }),
@@ -223,10 +226,11 @@ const tasks = {
       const q = { domain, action };
       const [s, rec, series] = await Promise.all([
         api('/api/v1/tasks/history' + qs(q)), api('/api/v1/tasks/recommendations' + qs(q)),
-        optional('/api/v1/analytics/tasks' + qs({ ...q, bucket: 'hour', since: hoursAgo(24 * 7) })),
+        optional('/api/v1/analytics/tasks' + qs({ ...q, bucket: 'hour', since: hoursAgo(24 * 7) })).catch(e => ({ error: e })),
       ]);
       const out = [];
-      if (series) {
+      if (series && series.error) out.push(errorNote(series.error));
+      else if (series) {
         const pts = series.points;
         out.push(h('div', { class: 'charts' },
           lineChart('Attempts per hour', [{ name: 'attempts', points: pts.map(p => [p.at, p.total]) }, { name: 'failed', cls: 'line2', points: pts.map(p => [p.at, p.failed]) }]),
@@ -239,7 +243,7 @@ const tasks = {
         h('div', { class: 'card' }, h('h2', {}, 'Duration p50 / p95 / p99'), h('div', { class: 'big' }, fmtMs(s.p95DurationMs)), h('p', { class: 'muted' }, `${fmtMs(s.p50DurationMs)} / ${fmtMs(s.p95DurationMs)} / ${fmtMs(s.p99DurationMs)}`)),
         h('div', { class: 'card' }, h('h2', {}, 'Cost per task'), h('div', { class: 'big' }, fmtUsd(s.costPerTaskUsd)), h('p', { class: 'muted' }, `total ${fmtUsd(s.totalCostUsd)}`))));
       out.push(h('h3', {}, 'Failure groups'));
-      const groups = series && series.failureGroups ? series.failureGroups.map(g => ({ group: g.group, reason: g.template, example: g.example, count: g.count }))
+      const groups = series && !series.error && series.failureGroups ? series.failureGroups.map(g => ({ group: g.group, reason: g.template, example: g.example, count: g.count }))
         : (s.commonFailureReasons || []);
       out.push(table('Failure groups', [{ label: 'Reason' }, { label: 'Count', num: 1 }, { label: 'Example' }, { label: 'Group' }],
         groups.map(g => [g.reason, fmtNum(g.count), g.example || '', h('code', {}, g.group || '')]), 'No failures.'));

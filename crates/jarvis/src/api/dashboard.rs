@@ -304,8 +304,18 @@ pub(crate) async fn with_session(state: &AppState, req: Request, next: Next) -> 
 /// `lagged` when this stream fell behind and dropped some (the page then reloads its data).
 pub async fn events(
     State(state): State<AppState>,
+    headers: HeaderMap,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    // A stream opened with the session cookie ends once the session does (sign-out, expiry).
+    let session = match headers.get(header::AUTHORIZATION) {
+        Some(_) => None,
+        None => cookie_of(&headers).map(|id| (id.to_string(), state.sessions.clone())),
+    };
+    let mut check = tokio::time::interval(SESSION_CHECK);
+    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let streams = Streams {
+        session,
+        check,
         breakers: state.breakers.subscribe(),
         services: state.health.subscribe(),
         tasks: state.tasks.subscribe_finished(),
@@ -313,7 +323,7 @@ pub async fn events(
         open: [true; 3],
     };
     let stream = futures_util::stream::unfold(streams, |mut s| async move {
-        let event = s.next().await;
+        let event = s.next().await?;
         Some((Ok(event), s))
     });
     Sse::new(stream).keep_alive(
@@ -323,7 +333,12 @@ pub async fn events(
     )
 }
 
+/// How often a cookie-authenticated event stream checks that its session still lives.
+const SESSION_CHECK: Duration = Duration::from_secs(5);
+
 struct Streams {
+    session: Option<(String, std::sync::Arc<crate::dashboard::Sessions>)>,
+    check: tokio::time::Interval,
     breakers: tokio::sync::broadcast::Receiver<crate::breakers::BreakerChange>,
     services: tokio::sync::broadcast::Receiver<crate::health::ServiceChange>,
     tasks: tokio::sync::broadcast::Receiver<uuid::Uuid>,
@@ -337,27 +352,36 @@ fn at(t: chrono::DateTime<chrono::Utc>) -> String {
 }
 
 impl Streams {
-    async fn next(&mut self) -> Event {
+    /// The next event; `None` ends the stream (its session ended).
+    async fn next(&mut self) -> Option<Event> {
         if let Some(hello) = self.hello.take() {
-            return json_event("hello", &hello).retry(Duration::from_secs(3));
+            return Some(json_event("hello", &hello).retry(Duration::from_secs(3)));
         }
         loop {
             // A source that closed (the application stopping) is left out from then on.
             let (b, s, t) = (self.open[0], self.open[1], self.open[2]);
-            if !(b || s || t) {
+            if !(b || s || t) && self.session.is_none() {
                 std::future::pending::<()>().await;
             }
             let lagged = tokio::select! {
+                _ = self.check.tick() => {
+                    if let Some((id, sessions)) = &self.session {
+                        if !sessions.is_live(id) {
+                            return None;
+                        }
+                    }
+                    continue;
+                }
                 r = self.breakers.recv(), if b => match r {
-                    Ok(c) => return json_event("breaker", &serde_json::json!({
+                    Ok(c) => return Some(json_event("breaker", &serde_json::json!({
                         "name": c.name, "from": c.from.as_str(), "to": c.to.as_str(),
                         "origin": c.origin.as_str(), "at": at(c.at),
-                    })),
+                    }))),
                     Err(RecvError::Lagged(n)) => n,
                     Err(RecvError::Closed) => { self.open[0] = false; continue }
                 },
                 r = self.services.recv(), if s => match r {
-                    Ok(c) => return json_event("service", &serde_json::json!({
+                    Ok(c) => return Some(json_event("service", &serde_json::json!({
                         "name": c.name,
                         "from": c.from.map_or("unknown", |s| s.as_str()),
                         "to": c.result.status.as_str(),
@@ -365,17 +389,20 @@ impl Streams {
                         "latency": c.result.latency_ms,
                         "breakerOpen": c.result.breaker_open,
                         "at": at(c.result.timestamp),
-                    })),
+                    }))),
                     Err(RecvError::Lagged(n)) => n,
                     Err(RecvError::Closed) => { self.open[1] = false; continue }
                 },
                 r = self.tasks.recv(), if t => match r {
-                    Ok(id) => return json_event("task", &serde_json::json!({"taskId": id})),
+                    Ok(id) => return Some(json_event("task", &serde_json::json!({"taskId": id}))),
                     Err(RecvError::Lagged(n)) => n,
                     Err(RecvError::Closed) => { self.open[2] = false; continue }
                 },
             };
-            return json_event("lagged", &serde_json::json!({ "missed": lagged }));
+            return Some(json_event(
+                "lagged",
+                &serde_json::json!({ "missed": lagged }),
+            ));
         }
     }
 }

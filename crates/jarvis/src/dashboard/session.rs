@@ -97,6 +97,17 @@ impl Sessions {
         }
     }
 
+    /// Whether `id` names a live session (without marking it used: an open event stream does
+    /// not keep a session alive by itself).
+    pub fn is_live(&self, id: &str) -> bool {
+        let now = Instant::now();
+        self.by_hash
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&hash(id))
+            .is_some_and(|s| s.alive(now))
+    }
+
     /// Ends the session of `id`; whether there was one.
     pub fn end(&self, id: &str) -> bool {
         self.by_hash
@@ -143,7 +154,9 @@ mod tests {
             sessions.find(&s.csrf).is_none(),
             "the CSRF token is no session ID"
         );
+        assert!(sessions.is_live(&id));
         assert!(sessions.end(&id));
+        assert!(!sessions.is_live(&id));
         assert!(sessions.find(&id).is_none());
         assert!(!sessions.end(&id));
     }

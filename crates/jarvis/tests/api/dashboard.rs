@@ -371,7 +371,7 @@ both_backends!(
             .await
             .unwrap();
         assert_eq!(r.status(), 401, "the stream needs the token or a session");
-        let (session, _) = sign_in(&app).await;
+        let (session, csrf) = sign_in(&app).await;
         let mut events = app
             .client
             .get(app.url("/api/v1/events"))
@@ -446,4 +446,47 @@ async fn an_unknown_route_still_answers_404_and_the_page_needs_no_token() {
     assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
     let r = app.client.head(app.url("/ui/app.js")).send().await.unwrap();
     assert_eq!(r.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jarvis_serve_prints_the_dashboard_url_and_never_the_token() {
+    let env = TestEnv::new(Backend::Sqlite).await;
+    let p = TestProcess::start(&env).await;
+    let stderr = p.stderr();
+    let url = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("Jarvis dashboard: "))
+        .unwrap_or_else(|| panic!("no dashboard URL in: {stderr}"));
+    assert_eq!(url, format!("http://127.0.0.1:{}/", p.port));
+    let page = reqwest::get(url).await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.unwrap().contains("<title>Jarvis</title>"));
+    // Signing in and out writes log lines, none of which holds the token or the session ID.
+    let client = reqwest::Client::new();
+    let r = client
+        .post(format!("{url}ui/login"))
+        .json(&json!({"token": TOKEN}))
+        .send()
+        .await
+        .unwrap();
+    let cookie = r.headers()["set-cookie"].to_str().unwrap().to_string();
+    let id = cookie
+        .split(';')
+        .next()
+        .unwrap()
+        .trim_start_matches("jarvis_session=")
+        .to_string();
+    client
+        .post(format!("{url}ui/login"))
+        .json(&json!({"token": "wrong-token-value"}))
+        .send()
+        .await
+        .unwrap();
+    eventually(Duration::from_secs(10), "the sign-in log lines", || async {
+        let out = std::fs::read_to_string(&p.stdout_path).unwrap_or_default();
+        out.contains("dashboard sign-in refused") && out.contains("\"dashboard sign-in\"")
+    })
+    .await;
+    let out = std::fs::read_to_string(&p.stdout_path).unwrap();
+    assert!(!out.contains(TOKEN) && !out.contains(&id) && !out.contains("wrong-token-value"));
 }
