@@ -229,7 +229,7 @@ try {
   });
 
   await check('keyboard: the skip link is the first stop and moves focus to the content', async () => {
-    await page.reload();
+    await page.goto(BASE + '/#/overview');
     await page.locator('#overview-cards .card').first().waitFor();
     await page.keyboard.press('Tab');
     assert(await page.evaluate(() => document.activeElement.className) === 'skip', 'first Tab stop is the skip link');

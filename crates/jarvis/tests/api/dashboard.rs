@@ -429,6 +429,22 @@ both_backends!(
             .as_str()
             .unwrap()
             .contains("connection failed"));
+
+        // Signing out ends the stream the session opened.
+        let r = app
+            .client
+            .post(app.url("/ui/logout"))
+            .headers(with_cookie(&session))
+            .header("x-jarvis-csrf", &csrf)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let ended = tokio::time::timeout(Duration::from_secs(20), async {
+            while let Ok(Some(_)) = events.chunk().await {}
+        })
+        .await;
+        assert!(ended.is_ok(), "the stream outlived its session");
     }
 );
 
