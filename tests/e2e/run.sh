@@ -18,7 +18,7 @@ tools_name="e2e"
 
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1
 ensure_node
-ensure_apt chromium:chromium
+ensure_apt chromium:chromium curl:curl
 ensure_npm_ci tests/e2e playwright-core axe-core
 
 if [ -z "${JARVIS_BIN:-}" ]; then
