@@ -87,8 +87,10 @@ const overview = {
         'No task ran in the last 24 hours.'));
     }
     refresh();
-    const soon = debounce(refresh, 500);
-    return { refresh, onEvent: soon };
+    // Breakers and services change rarely and matter at once; settled tasks can be thousands a
+    // second, so they refresh the figures at most every 3 s.
+    const soon = debounce(refresh, 300), later = debounce(refresh, 3000);
+    return { refresh, onEvent: type => (type === 'task' ? later : soon)() };
   },
 };
 
@@ -308,7 +310,7 @@ const tasks = {
       load(execs, refreshExecs);
     }
     refresh();
-    const soon = debounce(refresh, 1000);
+    const soon = debounce(refresh, 2000);
     return { refresh, onEvent(type) { if (type === 'task' || type === 'lagged') soon(); } };
   },
 };

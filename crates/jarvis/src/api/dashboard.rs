@@ -333,6 +333,9 @@ pub async fn events(
     )
 }
 
+/// At most this many task IDs in one `task` event.
+const TASKS_PER_EVENT: usize = 256;
+
 /// How often a cookie-authenticated event stream checks that its session still lives.
 const SESSION_CHECK: Duration = Duration::from_secs(5);
 
@@ -394,7 +397,18 @@ impl Streams {
                     Err(RecvError::Closed) => { self.open[1] = false; continue }
                 },
                 r = self.tasks.recv(), if t => match r {
-                    Ok(id) => return Some(json_event("task", &serde_json::json!({"taskId": id}))),
+                    Ok(id) => {
+                        // Settlements come in bursts: the ones already waiting go in the same
+                        // event, so a busy queue costs a client one event per burst.
+                        let mut ids = vec![id];
+                        while ids.len() < TASKS_PER_EVENT {
+                            match self.tasks.try_recv() {
+                                Ok(id) => ids.push(id),
+                                Err(_) => break,
+                            }
+                        }
+                        return Some(json_event("task", &serde_json::json!({"taskIds": ids})));
+                    }
                     Err(RecvError::Lagged(n)) => n,
                     Err(RecvError::Closed) => { self.open[2] = false; continue }
                 },

@@ -391,7 +391,11 @@ both_backends!(
             .await;
         let id = task["taskId"].as_str().unwrap().to_string();
         next_event(&mut events, &mut buf, "task", |v| {
-            v["taskId"] == id.as_str()
+            v["taskIds"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|t| t == id.as_str())
         })
         .await;
 
