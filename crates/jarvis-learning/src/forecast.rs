@@ -156,6 +156,9 @@ pub struct Forecaster {
     last: Option<Forecast>,
 }
 
+/// Calls ahead over which a forecast's spread grows (see `failure_chances`).
+const SPREAD_GROWTH_CALLS: u32 = 30;
+
 /// The spread (variance of log latency) before any evidence: about ±20 %.
 const INITIAL_SPREAD: f64 = 0.04;
 /// The least spread: ±5 %, so that a very steady service's first slower calls are not taken
@@ -297,8 +300,11 @@ impl Forecaster {
             cumulative += damp;
             let mean = self.level + self.trend * cumulative;
             // The spread of a forecast h calls ahead grows with h (simple exponential
-            // smoothing's forecast variance).
-            let sd_h = sd * (1.0 + f64::from(h - 1) * config.level_alpha.powi(2)).sqrt();
+            // smoothing's forecast variance), up to `SPREAD_GROWTH_CALLS` calls ahead: with
+            // checks every few hundred ms the horizon is hundreds of calls, over which that
+            // formula would make any service's timeout look near.
+            let ahead = f64::from(h.min(SPREAD_GROWTH_CALLS) - 1);
+            let sd_h = sd * (1.0 + ahead * config.level_alpha.powi(2)).sqrt();
             let slow = 1.0 - normal_cdf((limit - mean) / sd_h);
             out.push(1.0 - (1.0 - self.error_rate) * (1.0 - slow));
         }
@@ -350,21 +356,15 @@ impl Forecaster {
                 Some(s) => format!("likely within ~{} s", s.round() as u64),
                 None => "possible".to_string(),
             };
-            let why = if self.run > 0 && self.error_rate >= 0.3 {
+            let why = if self.error_rate >= 0.3 {
                 format!(
-                    "{} consecutive failures (error rate {:.0} %)",
+                    "{} consecutive failures, error rate {:.0} %",
                     self.run,
                     100.0 * self.error_rate
                 )
-            } else if seconds_to_timeout.is_some() || latency > 0.5 * timeout {
-                format!(
-                    "latency {latency:.0} ms, {trend_per_min:+.0} ms/min, toward the {timeout:.0} ms timeout"
-                )
             } else {
                 format!(
-                    "error rate {:.0} % and {} consecutive failures",
-                    100.0 * self.error_rate,
-                    self.run
+                    "latency {latency:.0} ms, {trend_per_min:+.0} ms/min, toward the {timeout:.0} ms timeout"
                 )
             };
             format!(
