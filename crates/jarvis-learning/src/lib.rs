@@ -17,6 +17,8 @@
 //! - [`config`] — [`LearningConfig`], the objective, and the optional [`ParameterSpace`].
 //! - [`recommend`](mod@recommend) — [`recommend()`]: the best parameters, their confidence, alternatives.
 //! - [`explore`] — [`choose`]: factored Thompson sampling for the parameters a caller left out.
+//! - [`forecast`] — [`Forecaster`]: smoothed latency and error rate, and the chance of a circuit trip ahead.
+//! - [`forecast_sim`] — generated outages and noise that measure how early and how falsely it warns.
 //! - [`timeout`] — the learned timeout and the warning for a timeout that is too short.
 //! - [`sim`] — a simulated agent and an experiment that measures what learning gains.
 //!
@@ -63,6 +65,8 @@ pub mod config;
 pub mod estimate;
 pub mod explore;
 pub mod failure;
+pub mod forecast;
+pub mod forecast_sim;
 pub mod recommend;
 pub mod sim;
 pub mod sketch;
@@ -74,6 +78,7 @@ pub use config::{LearningConfig, ParameterSpace};
 pub use estimate::{normal_cdf, success_rate, wilson_interval, BetaPosterior, Interval, Z_95};
 pub use explore::{choose, Choice, LearnedValue};
 pub use failure::{cluster_templates, fingerprint, normalize, FailureGroups, Fingerprint};
+pub use forecast::{Forecast, ForecastConfig, Forecaster, Limits, Outcome};
 pub use recommend::{
     rank_values, recommend, Alternative, Recommendation, RecommendationSource, ValueEstimate,
 };

@@ -60,6 +60,8 @@ struct Totals {
     latency_ms: u64,
     tasks: crate::tasks::metrics::TaskTotals,
     ai: crate::ai::spend::AiTotals,
+    /// Services whose trip forecast warns now (a level, not a total).
+    predicted_trips: u64,
 }
 
 fn totals(state: &AppState) -> (Totals, u64) {
@@ -79,6 +81,7 @@ fn totals(state: &AppState) -> (Totals, u64) {
             latency_ms,
             tasks: state.tasks.metrics().totals(),
             ai: state.ai.spend().totals(),
+            predicted_trips: state.health.predicted_trips() as u64,
         },
         open,
     )
@@ -147,6 +150,11 @@ fn figures(before: Totals, now: Totals, open: u64) -> Vec<Figure> {
             name: "ErrorRate",
             unit: "None",
             value: ratio(errors, requests),
+        },
+        Figure {
+            name: "PredictedTrips",
+            unit: "Count",
+            value: now.predicted_trips as f64,
         },
         Figure {
             name: "AiCalls",
@@ -248,6 +256,7 @@ mod tests {
                 errors: 0,
                 cost_micro_usd: 1_000,
             },
+            predicted_trips: 0,
         };
         let now = Totals {
             transitions: 5,
@@ -267,6 +276,7 @@ mod tests {
                 errors: 1,
                 cost_micro_usd: 501_000,
             },
+            predicted_trips: 2,
         };
         let f = figures(before, now, 1);
         let get = |n: &str| f.iter().find(|x| x.name == n).unwrap().value;
@@ -282,5 +292,6 @@ mod tests {
         assert_eq!(get("AiCalls"), 4.0);
         assert_eq!(get("AiErrorRate"), 0.25);
         assert_eq!(get("AiCostUsd"), 0.5);
+        assert_eq!(get("PredictedTrips"), 2.0);
     }
 }

@@ -19,7 +19,9 @@ use serde_json::json;
 
 use super::envelope::{ok, ApiError, ApiOk, ApiPath, ApiQuery, Envelope};
 use super::services::path_name;
-use super::types::{CheckHistoryView, CheckResultView, ServiceView, ServicesView, UptimeView};
+use super::types::{
+    CheckHistoryView, CheckResultView, PredictionView, ServiceView, ServicesView, UptimeView,
+};
 use crate::api::AppState;
 use crate::health::{overall, Kind, Overall, ServiceHealth};
 use crate::store::HistoryRange;
@@ -236,6 +238,7 @@ pub async fn services(
                         last_checked: None,
                         uptime_hour: None,
                         uptime_day: None,
+                        prediction: None,
                     });
             }
         }
@@ -275,6 +278,7 @@ pub async fn services(
                 },
                 critical: s.spec.critical,
                 component_type: Kind::of(&s.spec).as_str().into(),
+                prediction: s.prediction.as_ref().map(PredictionView::from),
             };
             (name, view)
         })

@@ -146,6 +146,58 @@ pub struct ServiceView {
     pub critical: bool,
     /// `http` or `tcp` (the health+json draft's `componentType`).
     pub component_type: Cow<'static, str>,
+    /// The trip forecast after the latest check that called the service; absent until it has
+    /// seen enough checks (6).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prediction: Option<PredictionView>,
+}
+
+/// A service's trip forecast (docs/api.md, Service health; bench/predict/README.md).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PredictionView {
+    /// `warn` when a circuit trip within the horizon is forecast, else `ok`.
+    pub status: Cow<'static, str>,
+    /// Why, when it warns.
+    pub reason: Option<String>,
+    /// The probability of a trip within the horizon (0–1, three decimals).
+    pub trip_probability: f64,
+    /// The horizon, seconds.
+    pub horizon_seconds: f64,
+    /// When a trip becomes more likely than not, seconds from the latest check (null: not
+    /// within the next 120 checks).
+    pub seconds_to_trip: Option<f64>,
+    /// When the smoothed latency reaches the timeout, seconds from the latest check.
+    pub seconds_to_timeout: Option<f64>,
+    /// The smoothed (median) latency, ms.
+    pub latency_ms: f64,
+    /// Its trend, ms per minute.
+    pub latency_trend_ms_per_min: f64,
+    /// The smoothed share of checks failing for another reason than slowness (0–1).
+    pub error_rate: f64,
+    /// Consecutive failed checks.
+    pub consecutive_failures: u32,
+}
+
+impl From<&jarvis_learning::Forecast> for PredictionView {
+    fn from(f: &jarvis_learning::Forecast) -> Self {
+        let round = |x: f64, places: i32| {
+            let m = 10f64.powi(places);
+            (x * m).round() / m
+        };
+        PredictionView {
+            status: if f.warning { "warn" } else { "ok" }.into(),
+            reason: f.reason.clone(),
+            trip_probability: round(f.trip_probability, 3),
+            horizon_seconds: round(f.horizon_secs, 1),
+            seconds_to_trip: f.seconds_to_trip.map(|s| round(s, 1)),
+            seconds_to_timeout: f.seconds_to_timeout.map(|s| round(s, 1)),
+            latency_ms: round(f.latency_ms, 1),
+            latency_trend_ms_per_min: round(f.latency_trend_ms_per_min, 1),
+            error_rate: round(f.error_rate, 3),
+            consecutive_failures: f.consecutive_failures,
+        }
+    }
 }
 
 /// Uptime percentages; null without checks in the window.
@@ -382,6 +434,18 @@ mod tests {
             },
             critical: hour.is_some(),
             component_type: "http".into(),
+            prediction: hour.map(|_| PredictionView {
+                status: "warn".into(),
+                reason: Some("a circuit trip is likely within ~45 s".into()),
+                trip_probability: 0.812,
+                horizon_seconds: 120.0,
+                seconds_to_trip: Some(45.0),
+                seconds_to_timeout: None,
+                latency_ms: 2710.5,
+                latency_trend_ms_per_min: 420.0,
+                error_rate: 0.0,
+                consecutive_failures: 1,
+            }),
         };
         let view = ServicesView {
             status: Overall::Warn,

@@ -188,6 +188,15 @@ impl BreakerRegistry {
             .map(|p| Admission { permit: Some(p) })
     }
 
+    /// Consecutive failures that open `name`'s circuit (its override, else the default); the
+    /// breaker need not exist yet.
+    pub fn failure_threshold(&self, name: &str) -> u32 {
+        self.overrides
+            .get(name)
+            .and_then(|o| o.failure_threshold)
+            .unwrap_or(self.defaults.failure_threshold)
+    }
+
     /// Snapshots of every breaker, by name.
     pub fn snapshots(&self) -> Vec<Snapshot> {
         let mut snaps: Vec<Snapshot> = self.all().iter().map(|b| b.snapshot()).collect();

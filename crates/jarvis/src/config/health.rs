@@ -71,6 +71,16 @@ settings! {
                with PostgreSQL the other instances' counts read back",
         ..Setting::PLAIN
     };
+    /// `JARVIS_PREDICT_HORIZON_MS`.
+    PREDICT_HORIZON_MS = Setting {
+        var: "JARVIS_PREDICT_HORIZON_MS",
+        kind: Kind::Int { min: 1_000, max: 3_600_000 },
+        default: Default::Value("120000"),
+        view: "health.predictHorizon",
+        help: "how far ahead the trip forecast of each service looks: it warns when a circuit \
+               trip within this time is more likely than not (bench/predict/README.md)",
+        ..Setting::PLAIN
+    };
 }
 
 /// Settings of the health monitor.
@@ -91,6 +101,8 @@ pub struct HealthConfig {
     /// How often uptime counts are added to the store (and, with PostgreSQL, the other
     /// instances' counts read back).
     pub uptime_sync: Duration,
+    /// How far ahead each service's trip forecast looks.
+    pub predict_horizon: Duration,
 }
 
 impl HealthConfig {
@@ -104,6 +116,7 @@ impl HealthConfig {
             history_retention_hours: r.get(&HISTORY_RETENTION_HOURS)?,
             history_flush: r.get(&HISTORY_FLUSH_MS)?,
             uptime_sync: r.get(&UPTIME_SYNC_MS)?,
+            predict_horizon: r.get(&PREDICT_HORIZON_MS)?,
         })
     }
 }

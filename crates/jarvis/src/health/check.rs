@@ -68,6 +68,11 @@ pub struct Checker {
 }
 
 impl Checker {
+    /// Consecutive failures that open the circuit of the service named `name`.
+    pub fn failure_threshold(&self, name: &str) -> u32 {
+        self.breakers.failure_threshold(name)
+    }
+
     /// A checker whose calls go through `breakers`.
     pub fn new(breakers: Arc<BreakerRegistry>) -> anyhow::Result<Checker> {
         let client = reqwest::Client::builder()

@@ -29,6 +29,10 @@ pub mod names {
     pub const HISTORY_DROPPED: &str = "jarvis_health_history_dropped_total";
     /// Counter: results written to history.
     pub const HISTORY_WRITTEN: &str = "jarvis_health_history_written_total";
+    /// Gauge: services whose trip forecast warns now.
+    pub const PREDICTED_TRIPS: &str = "jarvis_health_predicted_trips";
+    /// Counter: trip warnings started.
+    pub const TRIP_WARNINGS: &str = "jarvis_health_trip_warnings_total";
 }
 
 /// The health part of an instance's metrics.
@@ -53,6 +57,10 @@ pub struct HealthMetrics {
     pub history_dropped: Counter,
     /// History results written.
     pub history_written: Counter,
+    /// Services whose trip forecast warns.
+    pub predicted_trips: Gauge,
+    /// Trip warnings started.
+    pub trip_warnings: Counter,
 }
 
 impl HealthMetrics {
@@ -95,6 +103,16 @@ impl HealthMetrics {
             None,
             "Health check results written to history.",
         );
+        metrics.describe(
+            names::PREDICTED_TRIPS,
+            None,
+            "Services whose circuit is forecast to trip within JARVIS_PREDICT_HORIZON_MS (GET /api/v1/health/services says which and why).",
+        );
+        metrics.describe(
+            names::TRIP_WARNINGS,
+            None,
+            "Trip forecast warnings started.",
+        );
         let result = |r: &str| metrics.counter(names::CHECKS, &[("result", r)]);
         HealthMetrics {
             up: result("up"),
@@ -110,6 +128,8 @@ impl HealthMetrics {
             in_flight: metrics.gauge(names::IN_FLIGHT, &[]),
             history_dropped: metrics.counter(names::HISTORY_DROPPED, &[]),
             history_written: metrics.counter(names::HISTORY_WRITTEN, &[]),
+            predicted_trips: metrics.gauge(names::PREDICTED_TRIPS, &[]),
+            trip_warnings: metrics.counter(names::TRIP_WARNINGS, &[]),
         }
     }
 

@@ -7,6 +7,7 @@
 //! - [`check`]: one check (HTTP or TCP) through the service's circuit breaker.
 //! - [`monitor`]: the scheduler that checks every service on its interval, and the per-round
 //!   [`RoundReport`] handed to [`RoundSink`]s.
+//! - [`predict`]: each service's trip forecast, fed by its checks.
 //! - [`history`]: results written in batches off the check path, with retention.
 //! - [`uptime`]: uptime over the last hour and day, in memory.
 //! - [`metrics`]: the Prometheus metrics of the monitor.
@@ -18,6 +19,7 @@ pub mod check;
 pub mod history;
 pub mod metrics;
 pub mod monitor;
+pub mod predict;
 pub use crate::model::service as spec;
 pub mod uptime;
 

@@ -664,6 +664,8 @@ pub enum Mode {
     Fail,
     /// 200 after a delay (ms): a slow service, not a wait of the test.
     Slow(u64),
+    /// 200 after `from_ms + step_ms × (requests before this one)`: a service slowing down.
+    Ramp { from_ms: u64, step_ms: u64 },
 }
 
 /// One request a fake service received.
@@ -680,6 +682,7 @@ struct FakeShared {
 }
 
 async fn fake_answer(State(s): State<FakeShared>, headers: HeaderMap) -> axum::response::Response {
+    let before = s.hits.lock().unwrap().len() as u64;
     s.hits.lock().unwrap().push(Hit {
         at: SystemTime::now(),
         correlation_id: headers
@@ -693,6 +696,10 @@ async fn fake_answer(State(s): State<FakeShared>, headers: HeaderMap) -> axum::r
         Mode::Fail => (StatusCode::SERVICE_UNAVAILABLE, "down").into_response(),
         Mode::Slow(ms) => {
             tokio::time::sleep(Duration::from_millis(ms)).await;
+            (StatusCode::OK, "{\"status\":\"ok\",\"success\":true}").into_response()
+        }
+        Mode::Ramp { from_ms, step_ms } => {
+            tokio::time::sleep(Duration::from_millis(from_ms + step_ms * before)).await;
             (StatusCode::OK, "{\"status\":\"ok\",\"success\":true}").into_response()
         }
     }

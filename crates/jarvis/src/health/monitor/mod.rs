@@ -58,6 +58,7 @@ use tracing::Instrument;
 use super::check::{CheckResult, Checker, Kind, Status};
 use super::history::{History, HistoryWriter};
 use super::metrics::HealthMetrics;
+use super::predict::{Change, ServiceForecast};
 use super::spec::ServiceSpec;
 use super::uptime::{Pending, Uptime, DAY_BUCKET, HOUR_BUCKET};
 use crate::breakers::shared::BreakerSync;
@@ -65,6 +66,7 @@ use crate::config::HealthConfig;
 use crate::correlation::CorrelationId;
 use crate::metrics::Metrics;
 use crate::store::{Backend, Store, UptimeCount};
+use jarvis_learning::{Forecast, ForecastConfig};
 
 /// How long the monitor waits after a change through the API before re-reading the list.
 const LOCAL_CHANGE_DEBOUNCE: Duration = Duration::from_millis(100);
@@ -108,6 +110,8 @@ pub struct RoundReport {
     pub max_latency_ms: u64,
     /// Names of services down, critical first, at most 20.
     pub down_services: Vec<String>,
+    /// Services whose trip forecast warns at the end of the round.
+    pub predicted_trips: usize,
 }
 
 /// Receives every round's report. Called on the monitor's round task: it must not block (send
@@ -139,6 +143,8 @@ pub struct ServiceHealth {
     pub uptime_hour: Option<f64>,
     /// Percent up over about the last day.
     pub uptime_day: Option<f64>,
+    /// The trip forecast after the latest check that called the service.
+    pub prediction: Option<Forecast>,
 }
 
 /// One monitored service: its definition and what the checks found.
@@ -154,6 +160,7 @@ struct Seen {
     latest: Option<CheckResult>,
     last_checked: Option<DateTime<Utc>>,
     uptime: Uptime,
+    forecast: ServiceForecast,
 }
 
 /// Counts for the round in progress (swapped to zero at each round's end).
@@ -188,6 +195,8 @@ struct Inner {
     closed: std::sync::atomic::AtomicBool,
     /// Every change of a service's status, for whoever subscribed.
     changes: tokio::sync::broadcast::Sender<ServiceChange>,
+    /// How each service's trip forecast smooths and warns.
+    forecast: ForecastConfig,
 }
 
 /// A service's status changed (its latest check found another status than the one before),
@@ -246,6 +255,7 @@ impl Monitor {
                 history: std::sync::OnceLock::new(),
                 closed: std::sync::atomic::AtomicBool::new(false),
                 changes: tokio::sync::broadcast::channel(256).0,
+                forecast: super::predict::forecast_config(config.predict_horizon),
             }),
             running: Mutex::new(None),
         }
@@ -378,6 +388,18 @@ impl Monitor {
             .unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Services whose trip forecast warns now.
+    pub fn predicted_trips(&self) -> usize {
+        self.inner
+            .all_slots()
+            .iter()
+            .filter(|slot| {
+                let seen = slot.seen.lock().unwrap_or_else(|e| e.into_inner());
+                seen.forecast.warning()
+            })
+            .count()
+    }
+
     /// The latest view of every monitored service, by name.
     pub fn services(&self) -> Vec<ServiceHealth> {
         let slots = self.inner.all_slots();
@@ -392,6 +414,7 @@ impl Monitor {
                     last_checked: seen.last_checked,
                     uptime_hour: seen.uptime.hour(now),
                     uptime_day: seen.uptime.day(now),
+                    prediction: seen.forecast.latest().cloned(),
                 }
             })
             .collect();

@@ -41,6 +41,7 @@ pub(super) async fn rounds(inner: Arc<Inner>, mut stopped: watch::Receiver<bool>
                 max_latency_ms = report.max_latency_ms,
                 duration_ms = report.duration.as_millis() as u64,
                 down_services = %report.down_services.join(","),
+                predicted_trips = report.predicted_trips,
                 "health round"
             );
             let sinks = inner
@@ -71,6 +72,7 @@ impl Inner {
         for slot in &slots {
             let seen = slot.seen.lock().unwrap_or_else(|e| e.into_inner());
             let latest = seen.latest.as_ref();
+            tally.predicted_trips += usize::from(seen.forecast.warning());
             tally.add(
                 &slot.spec,
                 latest.map(|l| l.status),
@@ -82,6 +84,9 @@ impl Inner {
         let mut down_services = tally.down_critical;
         down_services.append(&mut tally.down_other);
         down_services.truncate(20);
+        self.metrics
+            .predicted_trips
+            .set(tally.predicted_trips as f64);
         RoundReport {
             correlation_id: CorrelationId::generate("hm"),
             started_at,
@@ -104,12 +109,14 @@ impl Inner {
             mean_latency_ms: latency_sum.checked_div(checks).unwrap_or(0),
             max_latency_ms,
             down_services,
+            predicted_trips: tally.predicted_trips,
         }
     }
 }
 
 /// Counting services by their latest status.
 struct Tally {
+    predicted_trips: usize,
     up: usize,
     down: usize,
     degraded: usize,
@@ -125,6 +132,7 @@ struct Tally {
 impl Default for Tally {
     fn default() -> Self {
         Tally {
+            predicted_trips: 0,
             up: 0,
             down: 0,
             degraded: 0,

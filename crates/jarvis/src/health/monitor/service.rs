@@ -34,7 +34,7 @@ pub(super) async fn run_service(inner: Arc<Inner>, history: History, slot: Arc<S
                 let took = now().saturating_duration_since(started);
                 m.result(result.status, result.breaker_open, kind, took);
                 inner.round_result(&result);
-                if let Some(from) = slot.record(&result) {
+                if let Some(from) = slot.record(&result, &inner) {
                     if inner.changes.receiver_count() > 0 {
                         let _ = inner.changes.send(ServiceChange {
                             name: spec.name.to_string(),
@@ -150,8 +150,9 @@ impl Slot {
     }
 
     /// Keeps `result` as the latest, counts it for uptime and logs a change of status; returns
-    /// the status before when it changed.
-    pub(super) fn record(&self, result: &CheckResult) -> Option<Option<Status>> {
+    /// the status before when it changed. Feeds the service's trip forecast and logs a warning
+    /// that starts or ends.
+    pub(super) fn record(&self, result: &CheckResult, inner: &Inner) -> Option<Option<Status>> {
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
         let before = seen.latest.as_ref().map(|r| r.status);
         let secs = result.timestamp.timestamp().max(0) as u64;
@@ -160,7 +161,33 @@ impl Slot {
             seen.last_checked = Some(result.timestamp);
         }
         seen.latest = Some(result.clone());
+        let change = seen.forecast.observe(
+            result,
+            self.spec.timeout_ms,
+            inner.checker.failure_threshold(self.spec.name.as_str()),
+            &inner.forecast,
+        );
+        let reason = change
+            .is_some()
+            .then(|| seen.forecast.latest().and_then(|f| f.reason.clone()))
+            .flatten();
         drop(seen);
+        match change {
+            Some(Change::Warns) => {
+                inner.metrics.trip_warnings.increment(1);
+                tracing::warn!(
+                    service = %self.spec.name,
+                    correlation_id = %result.correlation_id.as_ref().map_or("", |c| c.as_str()),
+                    reason = reason.as_deref().unwrap_or(""),
+                    "circuit trip predicted"
+                );
+            }
+            Some(Change::Clears) => tracing::info!(
+                service = %self.spec.name,
+                "circuit trip no longer predicted"
+            ),
+            None => {}
+        }
         if before == Some(result.status) {
             return None;
         }

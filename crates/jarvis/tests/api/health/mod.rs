@@ -7,6 +7,7 @@ mod aggregation;
 mod checklist;
 mod checks;
 mod history;
+mod prediction;
 mod reporting;
 mod services;
 mod trials;

@@ -1,0 +1,146 @@
+//! Each service's trip forecast (issue 16): every check that called the service feeds its
+//! [`Forecaster`] (the `jarvis-learning` crate, `forecast`), and the forecast after the latest
+//! check is what `GET /api/v1/health/services` shows as `prediction`, what the monitor's gauges
+//! count and what the CloudWatch lines report. Checks refused by an open circuit feed nothing
+//! (they say nothing about the service). How early and how falsely it warns is measured in
+//! bench/predict/README.md.
+
+use std::time::Duration;
+
+use jarvis_learning::{Forecast, ForecastConfig, Forecaster, Limits, Outcome};
+
+use super::check::{CheckResult, Status};
+
+/// The forecaster settings of every service: the library's defaults with the configured horizon
+/// (`JARVIS_PREDICT_HORIZON_MS`).
+pub fn forecast_config(horizon: Duration) -> ForecastConfig {
+    ForecastConfig {
+        horizon_secs: horizon.as_secs_f64(),
+        ..ForecastConfig::default()
+    }
+}
+
+/// What a check tells the forecaster: `None` for a check the circuit refused. A check that ran
+/// into its timeout is known by its duration, not by its message.
+pub fn outcome(result: &CheckResult, timeout_ms: u64) -> Option<Outcome> {
+    if result.breaker_open {
+        return None;
+    }
+    let latency_ms = result.latency_ms as f64;
+    Some(match result.status {
+        Status::Up | Status::Degraded => Outcome::Ok { latency_ms },
+        Status::Down if result.latency_ms >= timeout_ms => Outcome::TimedOut,
+        Status::Down => Outcome::Failed { latency_ms },
+    })
+}
+
+/// One service's forecaster.
+#[derive(Debug, Default)]
+pub struct ServiceForecast {
+    forecaster: Forecaster,
+}
+
+impl ServiceForecast {
+    /// Feeds one check; returns whether a warning started or ended with it.
+    pub fn observe(
+        &mut self,
+        result: &CheckResult,
+        timeout_ms: u64,
+        failure_threshold: u32,
+        config: &ForecastConfig,
+    ) -> Option<Change> {
+        let outcome = outcome(result, timeout_ms)?;
+        let before = self.warning();
+        let at = result.timestamp.timestamp_millis() as f64 / 1000.0;
+        let limits = Limits {
+            timeout_ms: timeout_ms as f64,
+            failure_threshold,
+        };
+        let after = self
+            .forecaster
+            .observe(at, outcome, limits, config)
+            .is_some_and(|f| f.warning);
+        match (before, after) {
+            (false, true) => Some(Change::Warns),
+            (true, false) => Some(Change::Clears),
+            _ => None,
+        }
+    }
+
+    /// The forecast after the latest check (none before the forecaster's minimum of calls).
+    pub fn latest(&self) -> Option<&Forecast> {
+        self.forecaster.latest()
+    }
+
+    /// Whether the latest forecast warns.
+    pub fn warning(&self) -> bool {
+        self.latest().is_some_and(|f| f.warning)
+    }
+}
+
+/// A warning started or ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// A trip became likely.
+    Warns,
+    /// It no longer is.
+    Clears,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::names::Name;
+
+    fn result(status: Status, latency_ms: u64, breaker_open: bool) -> CheckResult {
+        CheckResult {
+            service: Name::parse("svc").unwrap(),
+            status,
+            message: String::new(),
+            latency_ms,
+            timestamp: chrono::Utc::now(),
+            breaker_open,
+            correlation_id: None,
+        }
+    }
+
+    #[test]
+    fn a_check_becomes_an_outcome_by_its_status_and_duration() {
+        assert_eq!(
+            outcome(&result(Status::Up, 120, false), 3000),
+            Some(Outcome::Ok { latency_ms: 120.0 })
+        );
+        assert_eq!(
+            outcome(&result(Status::Degraded, 2500, false), 3000),
+            Some(Outcome::Ok { latency_ms: 2500.0 })
+        );
+        assert_eq!(
+            outcome(&result(Status::Down, 3001, false), 3000),
+            Some(Outcome::TimedOut)
+        );
+        assert_eq!(
+            outcome(&result(Status::Down, 4, false), 3000),
+            Some(Outcome::Failed { latency_ms: 4.0 })
+        );
+        assert_eq!(outcome(&result(Status::Down, 0, true), 3000), None);
+    }
+
+    #[test]
+    fn consecutive_failures_start_a_warning_once() {
+        let config = forecast_config(Duration::from_secs(120));
+        let mut f = ServiceForecast::default();
+        let mut changes = Vec::new();
+        for i in 0..40 {
+            let mut r = result(Status::Up, 100, false);
+            r.timestamp = chrono::DateTime::from_timestamp(1_700_000_000 + 5 * i, 0).unwrap();
+            if i >= 30 {
+                r.status = Status::Down;
+                r.latency_ms = 2;
+            }
+            changes.extend(f.observe(&r, 3000, 5, &config));
+        }
+        assert_eq!(changes, vec![Change::Warns]);
+        assert!(f.warning());
+        assert!(f.latest().unwrap().reason.is_some());
+    }
+}
