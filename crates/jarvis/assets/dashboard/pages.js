@@ -75,6 +75,8 @@ const overview = {
       const items = [
         ...open.map(([n, b]) => h('li', {}, badge(b.state), ' circuit ', link('#/breakers', n), b.lastFailureReason ? ` — ${b.lastFailureReason}` : '')),
         ...down.map(([n, s]) => h('li', {}, badge('down'), ' service ', link('#/services/' + encodeURIComponent(n), n), ` — ${s.message}`)),
+        ...services.filter(([, s]) => s.status !== 'down' && s.prediction && s.prediction.status === 'warn')
+          .map(([n, s]) => h('li', {}, badge('warn'), ' circuit trip predicted for ', link('#/services/' + encodeURIComponent(n), n), ` — ${s.prediction.reason || ''}`)),
       ];
       fill(problems, items.length ? h('ul', {}, items) : h('p', { class: 'muted' }, 'Nothing: every circuit is closed and no service is down.'));
       const rows = analytics.status === 'fulfilled' && analytics.value ? analytics.value.items
@@ -148,6 +150,13 @@ const breakers = {
   },
 };
 
+// The health monitor's trip forecast of a service (absent until it has seen a few checks).
+function forecast(p) {
+  if (!p) return h('span', { class: 'muted' }, 'not yet');
+  if (p.status !== 'warn') return h('span', {}, badge('ok'), ` ${fmtPct(p.tripProbability)}`);
+  return h('span', {}, badge('warn'), ' ', p.reason || `trip likely (${fmtPct(p.tripProbability)})`);
+}
+
 // ---------------------------------------------------------------- services
 const services = {
   title: 'Services',
@@ -162,12 +171,12 @@ const services = {
       const all = Object.entries(data.services || {});
       return [h('p', {}, 'Overall: ', badge(data.status), ' ', data.description),
         table('Monitored services', [{ label: 'Service' }, { label: 'Status' }, { label: 'Message' }, { label: 'Latency', num: 1 },
-          { label: 'Uptime 1 h', num: 1 }, { label: 'Uptime 24 h', num: 1 }, { label: 'Circuit' }, { label: 'Last checked' }],
+          { label: 'Uptime 1 h', num: 1 }, { label: 'Uptime 24 h', num: 1 }, { label: 'Circuit' }, { label: 'Trip forecast' }, { label: 'Last checked' }],
         all.map(([name, s]) => [
           link('#/services/' + encodeURIComponent(name), name),
           h('span', { 'data-service-status': name }, badge(s.status)), s.message, fmtMs(s.latency),
           s.uptime.hour === null ? '–' : fmtNum(s.uptime.hour, 2) + ' %', s.uptime.day === null ? '–' : fmtNum(s.uptime.day, 2) + ' %',
-          h('span', { 'data-service-breaker': name }, badge(s.breaker)), fmtTime(s.lastChecked)]),
+          h('span', { 'data-service-breaker': name }, badge(s.breaker)), forecast(s.prediction), fmtTime(s.lastChecked)]),
         'No service is monitored. Register one with PUT /api/v1/services/{name}.')];
     }
     async function refreshCharts() {
