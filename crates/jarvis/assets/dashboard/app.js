@@ -1,7 +1,7 @@
 // The dashboard's shell: sign-in, navigation (hash routes), live events (server-sent events,
 // with a periodic refresh as the fallback), the theme toggle and the confirmation dialog.
 import { api, setCsrf, whenSignedOut, h } from './api.js';
-import { pages } from './pages.js';
+import { pages, heard } from './pages.js';
 
 const $ = id => document.getElementById(id);
 const REFRESH_MS = 10000;
@@ -93,6 +93,7 @@ function startLive() {
     events.addEventListener(type, ev => {
       let data = null;
       try { data = JSON.parse(ev.data); } catch { return; }
+      heard(type, data);
       if (current && current.view.onEvent) current.view.onEvent(type, data);
     });
   }

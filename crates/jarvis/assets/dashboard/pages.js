@@ -31,6 +31,15 @@ function section(root, title, id) {
   return region;
 }
 
+// Breaker transitions heard on the event stream since the dashboard was opened (any page).
+const seenTransitions = [];
+export function heard(type, data) {
+  if (type === 'breaker') {
+    seenTransitions.unshift({ at: data.at, breaker: data.name, from: data.from, to: data.to, origin: data.origin });
+    seenTransitions.length = Math.min(seenTransitions.length, 200);
+  }
+}
+
 const hoursAgo = n => new Date(Date.now() - n * 3600000).toISOString();
 const link = (href, text) => h('a', { href }, text);
 
@@ -103,7 +112,6 @@ const breakers = {
     root.append(h('h1', {}, 'Circuit breakers'));
     const list = section(root, 'Breakers', 'breakers-list');
     const history = section(root, 'Transitions', 'breakers-transitions');
-    const seen = [];
     async function act(name, action) {
       const what = { open: 'hold the circuit open: no call reaches it until it is closed or reset',
         close: 'close the circuit: calls go through again', reset: 'close the circuit and clear its statistics' }[action];
@@ -131,9 +139,9 @@ const breakers = {
     }
     async function refreshHistory() {
       const data = await optional('/api/v1/analytics/breakers');
-      const rows = (data ? data.transitions.slice().reverse() : seen).slice(0, 50);
+      const rows = (data ? data.transitions.slice().reverse() : seenTransitions).slice(0, 50);
       return [data ? null : unavailable('Stored transition history'),
-        h('p', { class: 'muted' }, data ? 'Stored transitions, newest first.' : 'Transitions seen live since this page opened:'),
+        h('p', { class: 'muted' }, data ? 'Stored transitions, newest first.' : 'Transitions heard live since the dashboard was opened:'),
         table('Breaker transitions', [{ label: 'When' }, { label: 'Breaker' }, { label: 'From' }, { label: 'To' }, { label: 'By' }],
           rows.map(t => [fmtTime(t.at), t.breaker, badge(t.from), badge(t.to), t.reason || t.instance || t.origin || '']), 'No transition yet.')];
     }
@@ -142,10 +150,7 @@ const breakers = {
     const soon = debounce(refresh, 200);
     return {
       refresh,
-      onEvent(type, data) {
-        if (type === 'breaker') seen.unshift({ at: data.at, breaker: data.name, from: data.from, to: data.to, origin: data.origin });
-        if (type === 'breaker' || type === 'lagged') soon();
-      },
+      onEvent(type) { if (type === 'breaker' || type === 'lagged') soon(); },
     };
   },
 };
