@@ -1,11 +1,13 @@
-//! CloudWatch Embedded Metric Format: key metrics written into the JSON log, so that CloudWatch
-//! turns log lines into metrics (and alarms) with no agent.
+//! CloudWatch Embedded Metric Format: key metrics written as JSON lines to stdout, so that
+//! CloudWatch turns them into metrics (and alarms) with no agent.
 //!
-//! Every `JARVIS_EMF_INTERVAL_MS` (default 60 s; 0 turns it off) one log line carries an `_aws`
+//! Every `JARVIS_EMF_INTERVAL_MS` (default 60 s; 0 turns it off) one line carries an `_aws`
 //! object (`Timestamp`, `CloudWatchMetrics[{Namespace, Dimensions, Metrics}]`) and the values at
 //! its top level, as the EMF specification requires. The dimension set is empty, so the figures
 //! are fleet-wide: the alarms `jarvis-circuit-open` (CircuitBreakersOpen ≥ 1) and
-//! `jarvis-high-failure-rate` (TaskFailureRate > 0.3) read them without dimensions.
+//! `jarvis-high-failure-rate` (TaskFailureRate > 0.3) read them without dimensions. The lines
+//! have a writer of their own ([`StdoutLines`]), so no `LOG_LEVEL` or `LOG_FORMAT` silences
+//! them; they are not in the log file.
 
 use std::time::Duration;
 
@@ -191,6 +193,7 @@ pub async fn run(
     if interval.is_zero() {
         return;
     }
+    let writer = StdoutLines::start();
     let (mut before, _) = totals(&state);
     let mut tick = tokio::time::interval(interval);
     tick.tick().await;
@@ -206,8 +209,55 @@ pub async fn run(
             &figures(before, now, open),
         );
         before = now;
-        let emf = Value::Object(line).to_string();
-        tracing::info!(target: "jarvis::emf", emf = emf.as_str(), "metrics");
+        writer.write(&state.instance_id, line);
+    }
+}
+
+/// Writes EMF lines to stdout by itself, not through the log: CloudWatch reads them from
+/// stdout, and the alarms built on them must not go silent because `LOG_LEVEL` is above `info`
+/// or `LOG_FORMAT=pretty` turned the log lines into text (issue 16). One thread owns the
+/// writes; a line that finds it still writing the previous ones (stdout is a pipe nobody
+/// reads) is dropped, never waited for.
+struct StdoutLines {
+    lines: std::sync::mpsc::SyncSender<String>,
+}
+
+impl StdoutLines {
+    fn start() -> StdoutLines {
+        let (lines, rx) = std::sync::mpsc::sync_channel::<String>(4);
+        let spawned = std::thread::Builder::new()
+            .name("jarvis-emf".into())
+            .spawn(move || {
+                use std::io::Write;
+                for line in rx {
+                    // One write of a whole line: stdout's lock keeps it apart from the log's.
+                    let _ = std::io::stdout().lock().write_all(line.as_bytes());
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "cannot start the EMF writer; no CloudWatch metrics");
+        }
+        StdoutLines { lines }
+    }
+
+    /// One EMF line, shaped like the JSON log lines (timestamp, level, message, target,
+    /// correlationId) so that it reads the same beside them.
+    fn write(&self, instance_id: &str, figures: Map<String, Value>) {
+        let mut line = Map::new();
+        line.insert(
+            "timestamp".into(),
+            json!(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
+        );
+        line.insert("level".into(), json!("INFO"));
+        line.insert("message".into(), json!("metrics"));
+        line.insert("target".into(), json!("jarvis::emf"));
+        line.insert("correlationId".into(), json!(format!("sys-{instance_id}")));
+        line.extend(figures);
+        let mut text = Value::Object(line).to_string();
+        text.push('\n');
+        if self.lines.try_send(text).is_err() {
+            tracing::warn!("an EMF metrics line was dropped: stdout is not being read");
+        }
     }
 }
 

@@ -237,34 +237,54 @@ async fn sigterm_lets_a_slow_request_finish() {
     assert!(std::net::TcpStream::connect(("127.0.0.1", p.port)).is_err());
 }
 
-/// The EMF lines in the log satisfy the specification's required fields.
+/// The EMF lines on stdout satisfy the specification's required fields, whatever the log level
+/// and format: the alarms built on them must not go silent because the log was turned down
+/// (issue 16).
 #[tokio::test]
 async fn emf_metric_lines_follow_the_specification() {
+    for (level, format) in [("info", "json"), ("error", "json"), ("error", "pretty")] {
+        emf_lines_at(level, format).await;
+    }
+}
+
+async fn emf_lines_at(level: &str, format: &str) {
     let mut env = TestEnv::new(Backend::Sqlite).await;
-    env.set("JARVIS_EMF_INTERVAL_MS", "150");
-    env.set("JARVIS_METRICS_NAMESPACE", "JarvisTest");
+    env.set("JARVIS_EMF_INTERVAL_MS", "150")
+        .set("JARVIS_METRICS_NAMESPACE", "JarvisTest")
+        .set("LOG_LEVEL", level)
+        .set("LOG_FORMAT", format);
     let mut p = TestProcess::start(&env).await;
     let client = reqwest::Client::new();
     for _ in 0..3 {
         client.get(p.url("/health")).send().await.unwrap();
     }
-    let log = env.log_file();
-    eventually(Duration::from_secs(10), "two EMF lines", || {
-        let log = log.clone();
-        async move {
-            log_lines(&log)
-                .iter()
-                .filter(|l| l.get("_aws").is_some())
-                .count()
-                >= 2
-        }
-    })
+    let emf_lines = |text: String| -> Vec<serde_json::Value> {
+        text.lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|l| l.get("_aws").is_some())
+            .collect()
+    };
+    eventually(
+        Duration::from_secs(10),
+        &format!("two EMF lines on stdout at LOG_LEVEL={level} LOG_FORMAT={format}"),
+        || {
+            let n = emf_lines(p.stdout()).len();
+            async move { n >= 2 }
+        },
+    )
     .await;
     p.signal("TERM");
     assert!(p.wait_exit(Duration::from_secs(20)).await.success());
-    let lines = log_lines(&env.log_file());
-    let emf: Vec<_> = lines.iter().filter(|l| l.get("_aws").is_some()).collect();
+    let emf = emf_lines(p.stdout());
+    // Their own writer: not in the log file (nor twice on stdout).
+    assert!(
+        !log_lines(&env.log_file())
+            .iter()
+            .any(|l| l.get("_aws").is_some()),
+        "an EMF line in the log file"
+    );
     for line in &emf {
+        assert_eq!(line["message"], "metrics", "{line}");
         let aws = &line["_aws"];
         assert!(aws["Timestamp"].is_i64(), "{line}");
         let directives = aws["CloudWatchMetrics"]
@@ -303,6 +323,7 @@ async fn emf_metric_lines_follow_the_specification() {
                 "CostPerTask",
                 "RequestLatencyMs",
                 "ErrorRate",
+                "PredictedTrips",
             ] {
                 assert!(names.contains(&wanted), "{wanted} missing");
             }
