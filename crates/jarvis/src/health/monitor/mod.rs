@@ -58,7 +58,7 @@ use tracing::Instrument;
 use super::check::{CheckResult, Checker, Kind, Status};
 use super::history::{History, HistoryWriter};
 use super::metrics::HealthMetrics;
-use super::predict::{Change, ServiceForecast};
+use super::predict::{Change, DomainForecasts, ServiceForecast};
 use super::spec::ServiceSpec;
 use super::uptime::{Pending, Uptime, DAY_BUCKET, HOUR_BUCKET};
 use crate::breakers::shared::BreakerSync;
@@ -195,6 +195,8 @@ struct Inner {
     closed: std::sync::atomic::AtomicBool,
     /// How each service's trip forecast smooths and warns.
     forecast: ForecastConfig,
+    /// The agent domains' trip forecasts (fed by the history recorder).
+    domains: Arc<DomainForecasts>,
 }
 
 /// Background tasks of a started monitor.
@@ -226,7 +228,6 @@ impl Monitor {
         Monitor {
             inner: Arc::new(Inner {
                 store,
-                checker,
                 slots_semaphore: Arc::new(Semaphore::new(config.concurrency)),
                 config,
                 instance_id,
@@ -241,6 +242,11 @@ impl Monitor {
                 history: std::sync::OnceLock::new(),
                 closed: std::sync::atomic::AtomicBool::new(false),
                 forecast: super::predict::forecast_config(config.predict_horizon),
+                domains: Arc::new(DomainForecasts::new(
+                    checker.breakers().clone(),
+                    super::predict::forecast_config(config.predict_horizon),
+                )),
+                checker,
             }),
             running: Mutex::new(None),
         }
@@ -367,8 +373,18 @@ impl Monitor {
             .unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Services whose trip forecast warns now.
+    /// The agent domains' trip forecasts (the history recorder feeds them).
+    pub fn domain_forecasts(&self) -> &Arc<DomainForecasts> {
+        &self.inner.domains
+    }
+
+    /// Services and agent domains whose trip forecast warns now.
     pub fn predicted_trips(&self) -> usize {
+        self.service_warnings() + self.inner.domains.warnings()
+    }
+
+    /// Services whose trip forecast warns now.
+    fn service_warnings(&self) -> usize {
         self.inner
             .all_slots()
             .iter()
