@@ -43,7 +43,7 @@ pub struct ForecastConfig {
     pub outlier_clip: f64,
     /// Weight of the newest call in the error rate (0–1).
     pub error_alpha: f64,
-    /// How far ahead the trip probability looks, seconds.
+    /// How far ahead the trip probability looks, seconds (at most `lookahead_calls` calls).
     pub horizon_secs: f64,
     /// Trip probability within the horizon at which a warning starts.
     pub warn_probability: f64,
@@ -53,7 +53,8 @@ pub struct ForecastConfig {
     pub hold_secs: f64,
     /// Calls seen before anything is forecast.
     pub min_observations: u32,
-    /// Calls ahead looked at for `seconds_to_trip` and `seconds_to_timeout`.
+    /// Calls ahead looked at for `seconds_to_trip` and `seconds_to_timeout`, and the most the
+    /// horizon covers.
     pub lookahead_calls: u32,
 }
 
@@ -282,10 +283,11 @@ impl Forecaster {
     }
 
     /// The chance that a call right after a failure fails too: the observed share with one
-    /// imagined call of each kind (so 0.5 before any evidence).
+    /// imagined failure and three imagined successes (so 0.25 before any evidence: a first
+    /// failure is more often alone than the start of an outage).
     fn persistence(&self) -> f64 {
         (self.after_failure_failed + 1.0)
-            / (self.after_failure_failed + self.after_failure_ok + 2.0)
+            / (self.after_failure_failed + self.after_failure_ok + 4.0)
     }
 
     /// Each of the next `calls` calls' chance to fail, from the damped-trend forecast of the
@@ -317,8 +319,10 @@ impl Forecaster {
         } else {
             1.0
         };
-        let horizon_calls = ((config.horizon_secs / gap).ceil() as u32).clamp(1, 10_000);
-        let lookahead = config.lookahead_calls.max(horizon_calls);
+        // The horizon, in calls, at most the lookahead: over thousands of calls (a busy agent
+        // domain) any failure rate at all would make a run of failures certain somewhere.
+        let lookahead = config.lookahead_calls.max(1);
+        let horizon_calls = ((config.horizon_secs / gap).ceil() as u32).clamp(1, lookahead);
         let chances = self.failure_chances(limits, config, lookahead);
         let k = limits.failure_threshold.max(1);
         let by_call = trip_by_call(&chances, self.persistence(), self.run, k);
@@ -608,6 +612,8 @@ mod tests {
         assert_eq!(fc.consecutive_failures, 3);
         assert!(fc.latency_ms > 2_400.0, "{fc:?}");
         assert_eq!(fc.error_rate, 0.0, "timeouts are slowness, not errors");
+        // The fourth timeout in a row, one before the trip, warns.
+        let fc = feed(&mut f, [Outcome::TimedOut]).unwrap();
         assert!(fc.warning, "{fc:?}");
     }
 

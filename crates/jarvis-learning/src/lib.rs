@@ -20,6 +20,7 @@
 //! - [`forecast`] — [`Forecaster`]: smoothed latency and error rate, and the chance of a circuit trip ahead.
 //! - [`forecast_sim`] — generated outages and noise that measure how early and how falsely it warns.
 //! - [`timeout`] — the learned timeout and the warning for a timeout that is too short.
+//! - [`slo`] — objectives and multiwindow, multi-burn-rate alerts.
 //! - [`sim`] — a simulated agent and an experiment that measures what learning gains.
 //!
 //! # Use by the server
@@ -70,6 +71,7 @@ pub mod forecast_sim;
 pub mod recommend;
 pub mod sim;
 pub mod sketch;
+pub mod slo;
 pub mod timeout;
 pub mod value_key;
 

@@ -134,7 +134,10 @@ impl Application {
             store.clone(),
             &config.server.data_dir,
             metrics.clone(),
-            Some(learner.clone()),
+            Some(Arc::new(vec![
+                learner.clone() as Arc<dyn crate::history::recorder::BatchObserver>,
+                health.domain_forecasts().clone(),
+            ])),
         );
         // Every health round is recorded in task history as system-health/monitor-services.
         health.add_sink(Arc::new(crate::health::as_tasks::HistorySink::new(

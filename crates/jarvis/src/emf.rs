@@ -90,7 +90,7 @@ fn totals(state: &AppState) -> (Totals, u64) {
 }
 
 /// The figures of one interval, from the totals before and now.
-fn figures(before: Totals, now: Totals, open: u64) -> Vec<Figure> {
+fn figures(before: Totals, now: Totals, open: u64, interval: Duration) -> Vec<Figure> {
     let requests = now.requests.saturating_sub(before.requests);
     let errors = now.errors.saturating_sub(before.errors);
     let latency = now.latency_ms.saturating_sub(before.latency_ms);
@@ -117,6 +117,11 @@ fn figures(before: Totals, now: Totals, open: u64) -> Vec<Figure> {
             name: "TasksCompleted",
             unit: "Count",
             value: finished as f64,
+        },
+        Figure {
+            name: "TasksPerHour",
+            unit: "Count",
+            value: finished as f64 * 3600.0 / interval.as_secs_f64().max(1e-3),
         },
         Figure {
             name: "TaskFailureRate",
@@ -206,7 +211,7 @@ pub async fn run(
         let line = fields(
             &namespace,
             chrono::Utc::now().timestamp_millis(),
-            &figures(before, now, open),
+            &figures(before, now, open, interval),
         );
         before = now;
         writer.write(&state.instance_id, line);
@@ -328,7 +333,7 @@ mod tests {
             },
             predicted_trips: 2,
         };
-        let f = figures(before, now, 1);
+        let f = figures(before, now, 1, Duration::from_secs(60));
         let get = |n: &str| f.iter().find(|x| x.name == n).unwrap().value;
         assert_eq!(get("CircuitStateChanges"), 3.0);
         assert_eq!(get("RejectedCalls"), 3.0);
@@ -336,6 +341,7 @@ mod tests {
         assert_eq!(get("ErrorRate"), 0.25);
         assert_eq!(get("CircuitBreakersOpen"), 1.0);
         assert_eq!(get("TasksCompleted"), 10.0);
+        assert_eq!(get("TasksPerHour"), 600.0);
         assert_eq!(get("TaskFailureRate"), 0.4);
         assert_eq!(get("TaskDurationMs"), 25.0);
         assert_eq!(get("CostPerTask"), 0.2);

@@ -20,7 +20,8 @@ use serde_json::json;
 use super::envelope::{ok, ApiError, ApiOk, ApiPath, ApiQuery, Envelope};
 use super::services::path_name;
 use super::types::{
-    CheckHistoryView, CheckResultView, PredictionView, ServiceView, ServicesView, UptimeView,
+    AgentPredictionView, CheckHistoryView, CheckResultView, PredictionView, ServiceView,
+    ServicesView, UptimeView,
 };
 use crate::api::AppState;
 use crate::health::{overall, Kind, Overall, ServiceHealth};
@@ -298,6 +299,20 @@ pub async fn services(
                 status,
                 description: description.into(),
                 services,
+                agents: state
+                    .health
+                    .domain_forecasts()
+                    .forecasts()
+                    .iter()
+                    .map(|(domain, f)| {
+                        (
+                            domain.clone(),
+                            AgentPredictionView {
+                                prediction: PredictionView::from(f),
+                            },
+                        )
+                    })
+                    .collect(),
             },
         },
     ))

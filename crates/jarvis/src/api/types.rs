@@ -122,6 +122,17 @@ pub struct ServicesView {
     pub description: Cow<'static, str>,
     /// Every service by name.
     pub services: BTreeMap<String, ServiceView>,
+    /// The trip forecast of every agent domain whose attempts this instance has seen (enough
+    /// of them), by domain; absent when none has one.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub agents: BTreeMap<String, AgentPredictionView>,
+}
+
+/// One agent domain in `GET /api/v1/health/services`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentPredictionView {
+    /// Its trip forecast.
+    pub prediction: PredictionView,
 }
 
 /// One service in `GET /api/v1/health/services`.
@@ -455,6 +466,13 @@ mod tests {
                 ("b".to_string(), service("degraded", Some(33.333_333_333))),
                 ("c".to_string(), service("unknown", None)),
             ]
+            .into(),
+            agents: [(
+                "payments".to_string(),
+                AgentPredictionView {
+                    prediction: service("up", Some(1.0)).prediction.unwrap(),
+                },
+            )]
             .into(),
         };
         round_trip(&view);

@@ -68,6 +68,11 @@ pub struct Checker {
 }
 
 impl Checker {
+    /// The breakers checks go through.
+    pub fn breakers(&self) -> &Arc<BreakerRegistry> {
+        &self.breakers
+    }
+
     /// Consecutive failures that open the circuit of the service named `name`.
     pub fn failure_threshold(&self, name: &str) -> u32 {
         self.breakers.failure_threshold(name)

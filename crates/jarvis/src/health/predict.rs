@@ -1,15 +1,24 @@
-//! Each service's trip forecast (issue 16): every check that called the service feeds its
-//! [`Forecaster`] (the `jarvis-learning` crate, `forecast`), and the forecast after the latest
-//! check is what `GET /api/v1/health/services` shows as `prediction`, what the monitor's gauges
-//! count and what the CloudWatch lines report. Checks refused by an open circuit feed nothing
-//! (they say nothing about the service). How early and how falsely it warns is measured in
-//! bench/predict/README.md.
+//! Trip forecasts (issue 16), per service and per agent domain.
+//!
+//! Every check that called a service feeds the service's [`Forecaster`] (the `jarvis-learning`
+//! crate, `forecast`), and the forecast after the latest check is what
+//! `GET /api/v1/health/services` shows as `prediction`, what the monitor's gauges count and what
+//! the CloudWatch lines report. Checks refused by an open circuit feed nothing (they say nothing
+//! about the service). Every stored attempt of an agent feeds its domain's forecaster the same
+//! way ([`DomainForecasts`], a batch observer of the history recorder), shown under `agents` in
+//! the same answer. How early and how falsely it warns is measured in bench/predict/README.md.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use jarvis_learning::{Forecast, ForecastConfig, Forecaster, Limits, Outcome};
 
 use super::check::{CheckResult, Status};
+use crate::breakers::BreakerRegistry;
+use crate::history::recorder::BatchObserver;
+use crate::model::agent::{DEFAULT_AI_TIMEOUT_MS, DEFAULT_TIMEOUT_MS};
+use crate::model::record::ExecutionRecord;
 
 /// The forecaster settings of every service: the library's defaults with the configured horizon
 /// (`JARVIS_PREDICT_HORIZON_MS`).
@@ -85,6 +94,105 @@ pub enum Change {
     Warns,
     /// It no longer is.
     Clears,
+}
+
+/// The trip forecast of every agent domain, fed by the stored attempts of its tasks.
+///
+/// An attempt is an outcome like a check: in time (success or not, a failed agent answer is a
+/// failure for the breaker too), cut off by Jarvis at its timeout (`timedOut`), or failed. The
+/// timeout a domain's attempts run into is the duration of its latest timed-out attempt, until
+/// one has timed out the agents' default (30 s, AI agents 120 s). Attempts Jarvis stopped itself
+/// and attempts that reached no agent are left out (as the learner does), and so is
+/// `system-health` (the monitor's rounds, not an agent).
+pub struct DomainForecasts {
+    breakers: Arc<BreakerRegistry>,
+    config: ForecastConfig,
+    domains: Mutex<HashMap<String, DomainState>>,
+}
+
+#[derive(Default)]
+struct DomainState {
+    forecast: Forecaster,
+    timeout_ms: Option<u64>,
+}
+
+impl DomainForecasts {
+    /// Forecasts for the domains whose breakers are in `breakers`.
+    pub fn new(breakers: Arc<BreakerRegistry>, config: ForecastConfig) -> DomainForecasts {
+        DomainForecasts {
+            breakers,
+            config,
+            domains: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The latest forecast of every domain that has one, by domain.
+    pub fn forecasts(&self) -> Vec<(String, Forecast)> {
+        let domains = self.domains.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out: Vec<(String, Forecast)> = domains
+            .iter()
+            .filter_map(|(d, s)| s.forecast.latest().map(|f| (d.clone(), f.clone())))
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    /// Domains whose forecast warns now.
+    pub fn warnings(&self) -> usize {
+        let domains = self.domains.lock().unwrap_or_else(|e| e.into_inner());
+        domains
+            .values()
+            .filter(|s| s.forecast.latest().is_some_and(|f| f.warning))
+            .count()
+    }
+}
+
+impl BatchObserver for DomainForecasts {
+    fn observe(&self, records: &[ExecutionRecord]) {
+        let mut domains = self.domains.lock().unwrap_or_else(|e| e.into_inner());
+        for r in records {
+            if r.domain == crate::health::as_tasks::DOMAIN
+                || crate::learning::execution_of(r, &Default::default()).is_none()
+            {
+                continue;
+            }
+            let state = domains.entry(r.domain.clone()).or_default();
+            let outcome = if r.success {
+                Outcome::Ok {
+                    latency_ms: r.duration_ms as f64,
+                }
+            } else if r.timed_out {
+                state.timeout_ms = Some(r.duration_ms.max(1));
+                Outcome::TimedOut
+            } else {
+                Outcome::Failed {
+                    latency_ms: r.duration_ms as f64,
+                }
+            };
+            let default = if r.model_call.is_some() {
+                DEFAULT_AI_TIMEOUT_MS
+            } else {
+                DEFAULT_TIMEOUT_MS
+            };
+            let limits = Limits {
+                timeout_ms: state.timeout_ms.unwrap_or(default) as f64,
+                failure_threshold: self.breakers.failure_threshold(&r.domain),
+            };
+            let at = r.finished_at.timestamp_millis() as f64 / 1000.0;
+            let before = state.forecast.latest().is_some_and(|f| f.warning);
+            let after = state
+                .forecast
+                .observe(at, outcome, limits, &self.config)
+                .is_some_and(|f| f.warning);
+            if after && !before {
+                tracing::warn!(
+                    domain = %r.domain,
+                    reason = state.forecast.latest().and_then(|f| f.reason.as_deref()).unwrap_or(""),
+                    "circuit trip predicted"
+                );
+            }
+        }
+    }
 }
 
 #[cfg(test)]

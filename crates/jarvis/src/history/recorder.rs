@@ -74,6 +74,15 @@ pub trait BatchObserver: Send + Sync {
     fn observe(&self, records: &[ExecutionRecord]);
 }
 
+/// Several observers (the learner, the agent domains' trip forecasts), each given every batch.
+impl BatchObserver for Vec<Arc<dyn BatchObserver>> {
+    fn observe(&self, records: &[ExecutionRecord]) {
+        for observer in self {
+            observer.observe(records);
+        }
+    }
+}
+
 /// The handle through which tasks hand over their records. Cheap to clone.
 #[derive(Clone)]
 pub struct Recorder {

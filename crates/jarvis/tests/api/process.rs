@@ -324,6 +324,7 @@ async fn emf_lines_at(level: &str, format: &str) {
                 "RequestLatencyMs",
                 "ErrorRate",
                 "PredictedTrips",
+                "TasksPerHour",
             ] {
                 assert!(names.contains(&wanted), "{wanted} missing");
             }

@@ -58,7 +58,7 @@ use tracing::Instrument;
 use super::check::{CheckResult, Checker, Kind, Status};
 use super::history::{History, HistoryWriter};
 use super::metrics::HealthMetrics;
-use super::predict::{Change, ServiceForecast};
+use super::predict::{Change, DomainForecasts, ServiceForecast};
 use super::spec::ServiceSpec;
 use super::uptime::{Pending, Uptime, DAY_BUCKET, HOUR_BUCKET};
 use crate::breakers::shared::BreakerSync;
@@ -197,6 +197,8 @@ struct Inner {
     changes: tokio::sync::broadcast::Sender<ServiceChange>,
     /// How each service's trip forecast smooths and warns.
     forecast: ForecastConfig,
+    /// The agent domains' trip forecasts (fed by the history recorder).
+    domains: Arc<DomainForecasts>,
 }
 
 /// A service's status changed (its latest check found another status than the one before),
@@ -240,7 +242,6 @@ impl Monitor {
         Monitor {
             inner: Arc::new(Inner {
                 store,
-                checker,
                 slots_semaphore: Arc::new(Semaphore::new(config.concurrency)),
                 config,
                 instance_id,
@@ -256,6 +257,11 @@ impl Monitor {
                 closed: std::sync::atomic::AtomicBool::new(false),
                 changes: tokio::sync::broadcast::channel(256).0,
                 forecast: super::predict::forecast_config(config.predict_horizon),
+                domains: Arc::new(DomainForecasts::new(
+                    checker.breakers().clone(),
+                    super::predict::forecast_config(config.predict_horizon),
+                )),
+                checker,
             }),
             running: Mutex::new(None),
         }
@@ -388,8 +394,18 @@ impl Monitor {
             .unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Services whose trip forecast warns now.
+    /// The agent domains' trip forecasts (the history recorder feeds them).
+    pub fn domain_forecasts(&self) -> &Arc<DomainForecasts> {
+        &self.inner.domains
+    }
+
+    /// Services and agent domains whose trip forecast warns now.
     pub fn predicted_trips(&self) -> usize {
+        self.service_warnings() + self.inner.domains.warnings()
+    }
+
+    /// Services whose trip forecast warns now.
+    fn service_warnings(&self) -> usize {
         self.inner
             .all_slots()
             .iter()

@@ -111,3 +111,57 @@ both_backends!(
         .await;
     }
 );
+
+both_backends!(
+    an_agent_domain_failing_call_after_call_is_forecast_to_trip,
+    |backend| async move {
+        let app = TestApp::spawn(backend).await;
+        let agent = FakeService::start(Mode::Ok).await;
+        let (s, body) = app
+            .put_agent("payments", json!({"url": agent.url("/run")}))
+            .await;
+        assert!(s == 200 || s == 201, "{body}");
+        let task = json!({"domain": "payments", "action": "charge", "maxAttempts": 1});
+        for _ in 0..8 {
+            app.run_task(task.clone()).await;
+        }
+        let p = eventually_some(
+            Duration::from_secs(10),
+            "a forecast for the payments domain",
+            || async {
+                let p = services(&app).await["agents"]["payments"]["prediction"].clone();
+                (!p.is_null()).then_some(p)
+            },
+        )
+        .await;
+        assert_eq!(p["status"], "ok", "{p}");
+
+        // The agent starts failing: one failed attempt after another.
+        agent.set_mode(Mode::Fail);
+        let mut failed = 0;
+        let p = eventually_some(
+            Duration::from_secs(30),
+            "a trip forecast for the payments domain",
+            || {
+                failed += 1;
+                let task = task.clone();
+                let app = &app;
+                async move {
+                    app.run_task(task).await;
+                    let p = services(app).await["agents"]["payments"]["prediction"].clone();
+                    (p["status"] == "warn").then_some(p)
+                }
+            },
+        )
+        .await;
+        assert!(
+            p["reason"]
+                .as_str()
+                .unwrap()
+                .contains("consecutive failures"),
+            "{p}"
+        );
+        assert!(p["consecutiveFailures"].as_u64().unwrap() >= 1, "{p}");
+        assert!(failed <= 20, "{failed} failures before a warning");
+    }
+);
