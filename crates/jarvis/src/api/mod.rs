@@ -5,6 +5,7 @@ pub mod agents;
 pub mod ai;
 pub mod ai_models;
 pub mod ai_usage;
+pub mod analytics;
 pub mod breakers;
 pub mod envelope;
 pub mod health;
@@ -67,6 +68,10 @@ pub fn router(state: AppState) -> Router {
                 .put(ai_models::put)
                 .delete(ai_models::delete),
         )
+        .route("/analytics/tasks", get(analytics::tasks))
+        .route("/analytics/overview", get(analytics::overview))
+        .route("/analytics/breakers", get(analytics::breakers))
+        .route("/analytics/services", get(analytics::services))
         .route("/agents", get(agents::list))
         .route(
             "/agents/{domain}",
