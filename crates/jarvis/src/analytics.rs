@@ -208,12 +208,13 @@ pub fn points(
     out
 }
 
-/// A task series: `domain`/`action` (an action only with its domain), `[from, to)` whole
-/// buckets (see [`series_range`]).
+/// A task series: `domain`/`action` (an action only with its domain; without a domain, the
+/// `system-*` domains only with `include_system`), `[from, to)` whole buckets (see
+/// [`series_range`]).
 pub async fn task_series(
     store: &dyn Store,
-    domain: Option<String>,
-    action: Option<String>,
+    (domain, action): (Option<String>, Option<String>),
+    include_system: bool,
     bucket: Bucket,
     (from, to): (DateTime<Utc>, DateTime<Utc>),
 ) -> Result<TaskSeries, StoreError> {
@@ -225,6 +226,7 @@ pub async fn task_series(
             from,
             to,
             top_failures: TOP_FAILURES,
+            include_system,
         })
         .await?;
     Ok(TaskSeries {

@@ -35,10 +35,12 @@ fn bucket(raw: Option<String>, allowed: &[Bucket], default: Bucket) -> Result<Bu
         })
 }
 
-/// `GET /api/v1/analytics/tasks?domain=&action=&since=&until=&bucket=`.
+/// `GET /api/v1/analytics/tasks?domain=&action=&since=&until=&bucket=&includeSystem=`.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct TasksQuery {
+    #[serde(default)]
+    include_system: Option<bool>,
     #[serde(default)]
     domain: Option<String>,
     #[serde(default)]
@@ -84,8 +86,11 @@ pub async fn tasks(
         .map_err(range_error)?;
     let series = crate::analytics::task_series(
         state.store.as_ref(),
-        domain.map(|d| d.as_str().to_string()),
-        action.map(|a| a.as_str().to_string()),
+        (
+            domain.map(|d| d.as_str().to_string()),
+            action.map(|a| a.as_str().to_string()),
+        ),
+        q.include_system.unwrap_or(false),
         bucket,
         range,
     )

@@ -28,6 +28,8 @@ pub struct SeriesQuery {
     pub to: DateTime<Utc>,
     /// How many failure groups.
     pub top_failures: u32,
+    /// Without a domain: also the `system-*` domains.
+    pub include_system: bool,
 }
 
 /// What the store sums up for a series.
@@ -133,12 +135,14 @@ pub trait AnalyticsStore: Send + Sync {
     ) -> Result<u64, StoreError>;
 }
 
-/// The filter of a series by how much of domain/action it names (`$3`, `$4`).
-pub(crate) fn pair_filter(domain: bool, action: bool) -> &'static str {
-    match (domain, action) {
-        (true, true) => "domain = $3 AND action = $4 AND",
-        (true, false) => "domain = $3 AND",
-        _ => "",
+/// The filter of a series by how much of domain/action it names (`$3`, `$4`); without a
+/// domain, Jarvis's own `system-*` domains only when asked.
+pub(crate) fn pair_filter(domain: bool, action: bool, include_system: bool) -> &'static str {
+    match (domain, action, include_system) {
+        (true, true, _) => "domain = $3 AND action = $4 AND",
+        (true, false, _) => "domain = $3 AND",
+        (false, _, true) => "",
+        (false, _, false) => "substr(domain, 1, 7) <> 'system-' AND",
     }
 }
 
@@ -325,7 +329,8 @@ macro_rules! impl_analytics_store {
             ) -> Result<$crate::store::analytics::SeriesRaw, $crate::store::StoreError> {
                 use $crate::store::analytics as sql;
                 use $crate::store::shared::SqlBackend;
-                let filter = sql::pair_filter(q.domain.is_some(), q.action.is_some());
+                let filter =
+                    sql::pair_filter(q.domain.is_some(), q.action.is_some(), q.include_system);
                 let hours = ($crate::model::rollup::hour_of(q.from), q.to);
                 let work = async {
                     let totals_sql = sql::series_totals_sql(q.bucket, filter);
