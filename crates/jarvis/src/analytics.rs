@@ -52,6 +52,11 @@ pub enum RangeError {
     },
 }
 
+/// `t - d`, or the earliest time there is (a caller's `until` of year 0 must not panic).
+fn earlier(t: DateTime<Utc>, d: TimeDelta) -> DateTime<Utc> {
+    t.checked_sub_signed(d).unwrap_or(DateTime::<Utc>::MIN_UTC)
+}
+
 /// The range of a series when the caller gives no `since`: an hour of minutes, a day of
 /// hours, 30 days.
 pub fn default_span(bucket: Bucket) -> TimeDelta {
@@ -72,7 +77,7 @@ pub fn series_range(
     now: DateTime<Utc>,
 ) -> Result<(DateTime<Utc>, DateTime<Utc>), RangeError> {
     let to = bucket.ceil(until.unwrap_or(now));
-    let from = bucket.floor(since.unwrap_or(to - default_span(bucket)));
+    let from = bucket.floor(since.unwrap_or_else(|| earlier(to, default_span(bucket))));
     if from >= to {
         return Err(RangeError::Empty(bucket.as_str(), from, to));
     }
@@ -203,7 +208,10 @@ pub fn points(
             totals.get(&at).unwrap_or(&empty),
             durations.get(&at).map(Vec::as_slice).unwrap_or(&[]),
         ));
-        at += bucket.width();
+        match at.checked_add_signed(bucket.width()) {
+            Some(next) => at = next,
+            None => break,
+        }
     }
     out
 }
@@ -357,7 +365,8 @@ pub fn overview_hours(
 ) -> (DateTime<Utc>, DateTime<Utc>) {
     let from = since.map(hour_of).unwrap_or(DateTime::<Utc>::UNIX_EPOCH);
     // Without `until`, a day past now: records of an instance whose clock runs ahead count.
-    let to = hour_of(until.unwrap_or(now + TimeDelta::days(1))) + TimeDelta::hours(1);
+    let end = hour_of(until.unwrap_or(now + TimeDelta::days(1)));
+    let to = end.checked_add_signed(TimeDelta::hours(1)).unwrap_or(end);
     (from, to)
 }
 
@@ -430,7 +439,7 @@ pub fn transitions_range(
 ) -> Result<(DateTime<Utc>, DateTime<Utc>), RangeError> {
     // A millisecond past now, so that a transition made this millisecond is included.
     let to = until.unwrap_or(now + TimeDelta::milliseconds(1));
-    let from = since.unwrap_or(to - TimeDelta::hours(24));
+    let from = since.unwrap_or_else(|| earlier(to, TimeDelta::hours(24)));
     if from >= to {
         return Err(RangeError::Empty("millisecond", from, to));
     }
@@ -539,7 +548,10 @@ pub fn service_points(
                     avg_latency_ms: (lat_n > 0)
                         .then(|| (lat_sum as f64 * 10.0 / lat_n as f64).round() / 10.0),
                 });
-                at += bucket.width();
+                match at.checked_add_signed(bucket.width()) {
+                    Some(next) => at = next,
+                    None => break,
+                }
             }
             ServiceSeries {
                 name: service.to_string(),
@@ -637,6 +649,13 @@ mod tests {
             Err(RangeError::Empty(..))
         ));
         assert!(series_range(Bucket::Hour, Some(now), Some(same), now).is_err());
+        // The ends of time do not overflow.
+        let first = DateTime::<Utc>::MIN_UTC;
+        let last = DateTime::<Utc>::MAX_UTC;
+        assert!(series_range(Bucket::Day, None, Some(first), now).is_err());
+        assert!(series_range(Bucket::Day, Some(last), None, now).is_err());
+        let _ = overview_hours(Some(first), Some(last), now);
+        assert!(transitions_range(None, Some(first), now).is_err());
         // 1,440 points is the most.
         let day_of_minutes = series_range(
             Bucket::Minute,

@@ -141,7 +141,7 @@ impl Bucket {
         if f == t {
             t
         } else {
-            f + self.width()
+            f.checked_add_signed(self.width()).unwrap_or(f)
         }
     }
 }
