@@ -10,6 +10,8 @@
 #      20 warm-up + N timed requests each (curl time_total, so the HTTP round trip is
 #      included), nearest-rank p50/p95/p99 per endpoint, one JSON line per backend/endpoint.
 #   bench/analytics/run.sh [--rows M] [--samples N] [--backend postgres|sqlite|both]
+#                          [--keep-pg NAME]   (PostgreSQL: seed database NAME once and keep it;
+#                                              a later run with the same NAME measures it again)
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
@@ -22,6 +24,7 @@ while [ $# -gt 0 ]; do
     --rows) ROWS="$2"; shift 2 ;;
     --samples) SAMPLES="$2"; shift 2 ;;
     --backend) [ "$2" = both ] || BACKENDS="$2"; shift 2 ;;
+    --keep-pg) KEEP_PG="$2"; shift 2 ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -34,13 +37,18 @@ PG="postgres://postgres@127.0.0.1:5432"
 psql_admin() { psql -q -v ON_ERROR_STOP=1 "$PG/postgres" "$@"; }
 [ -n "${JARVIS_BIN:-}" ] || { cargo build --release -p jarvis >&2; JARVIS_BIN=target/release/jarvis; }
 TMP="$(mktemp -d)"
-DB="bench_analytics_$$"
+DB="${KEEP_PG:-bench_analytics_$$}"
 JPID=
-trap 'psql_admin -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)"; [ -n "$JPID" ] && kill "$JPID" 2>/dev/null; rm -rf "$TMP"' EXIT
+trap '[ -n "${KEEP_PG:-}" ] || psql_admin -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)"; [ -n "$JPID" ] && kill "$JPID" 2>/dev/null; rm -rf "$TMP"' EXIT
 NOW=$(date +%s)
 SPAN=$((30 * 86400))
 
 seed_postgres() {
+  STORE_ENV=(DATABASE_URL="$PG/$DB")
+  if [ -n "${KEEP_PG:-}" ] && psql -Atc "SELECT 1 FROM pg_database WHERE datname = '$DB'" "$PG/postgres" | grep -q 1; then
+    echo "postgres: measuring the kept database $DB as it is" >&2
+    return
+  fi
   psql_admin -c "CREATE DATABASE $DB"
   DATABASE_URL="$PG/$DB" "$JARVIS_BIN" migrate >&2
   psql -q -v ON_ERROR_STOP=1 "$PG/$DB" <<SQL
@@ -222,6 +230,6 @@ for backend in $BACKENDS; do
   "seed_$backend"
   echo "$backend: seeded $ROWS history rows with their rollups in $(( $(date +%s) - t0 )) s (load $(cut -d' ' -f1-3 /proc/loadavg))" >&2
   measure "$backend"
-  if [ "$backend" = postgres ]; then psql_admin -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)"; fi
+  if [ "$backend" = postgres ] && [ -z "${KEEP_PG:-}" ]; then psql_admin -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)"; fi
   rm -rf "$TMP/sqlite"
 done

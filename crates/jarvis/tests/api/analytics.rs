@@ -537,3 +537,89 @@ both_backends!(service_uptime_and_latency_points, |backend| async move {
     assert_eq!(sum(&none["services"][0]["points"], "checks"), 0);
     app.stop().await;
 });
+
+both_backends!(
+    retention_prunes_old_minutes_and_transitions,
+    |backend| async move {
+        let app = TestApp::spawn(backend).await;
+        let store = app.state().store.clone();
+        // A record of three hours ago, stored with its rollups (minute ones included; the
+        // instance's own retention job, 48 hours, leaves them alone).
+        let at = chrono::Utc::now() - chrono::TimeDelta::hours(3);
+        let record = jarvis::model::record::ExecutionRecord {
+            record_id: uuid::Uuid::now_v7(),
+            task_id: uuid::Uuid::now_v7(),
+            domain: "old".into(),
+            action: "run".into(),
+            attempt: 1,
+            parameters: json!({}),
+            learned_parameters: None,
+            success: true,
+            duration_ms: 12,
+            impact_score: None,
+            failure_reason: None,
+            failure_group: None,
+            cost_usd: Some(0.25),
+            correlation_id: None,
+            instance_id: None,
+            started_at: at,
+            finished_at: at,
+            timed_out: false,
+            model_call: None,
+        };
+        assert_eq!(store.insert_history(&[record]).await.unwrap(), 1);
+        let minute =
+            |m: chrono::DateTime<chrono::Utc>| m.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let around = format!(
+            "/api/v1/analytics/tasks?domain=old&action=run&bucket=minute&since={}&until={}",
+            minute(at - chrono::TimeDelta::minutes(2)),
+            minute(at + chrono::TimeDelta::minutes(2))
+        );
+        let before = app.data(&around).await;
+        assert_eq!(sum(&before["points"], "total"), 1, "{before}");
+        let p = before["points"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["total"] == 1)
+            .unwrap()
+            .clone();
+        assert_eq!(p["costPerTaskUsd"], 0.25, "{p}");
+        assert!(p["p50DurationMs"].is_u64(), "the minute histogram: {p}");
+
+        // A transition to prune.
+        app.fail_calls("pay", 5, "boom");
+        eventually(LIMIT, "the opening recorded", || async {
+            app.data("/api/v1/analytics/breakers?name=pay").await["transitions"]
+                .as_array()
+                .is_some_and(|t| !t.is_empty())
+        })
+        .await;
+
+        // Minutes older than the cutoff go (the hour and day rollups stay); transitions older than
+        // the given cutoff (here: all) go.
+        let cutoff = chrono::Utc::now() - chrono::TimeDelta::hours(1);
+        let in_a_second = (chrono::Utc::now() + chrono::TimeDelta::seconds(1)).timestamp_millis();
+        let minutes = store.prune_analytics(cutoff, None).await.unwrap();
+        assert_eq!(minutes, 2, "a minute's totals and histogram");
+        let transitions = store
+            .prune_analytics(cutoff, Some(in_a_second))
+            .await
+            .unwrap();
+        assert!(transitions >= 1, "{transitions}");
+        assert_eq!(sum(&app.data(&around).await["points"], "total"), 0);
+        let hours = app
+            .data(&format!(
+                "/api/v1/analytics/tasks?domain=old&action=run&since={}",
+                minute(at - chrono::TimeDelta::hours(1))
+            ))
+            .await;
+        assert_eq!(sum(&hours["points"], "total"), 1, "{hours}");
+        assert_eq!(
+            app.data("/api/v1/analytics/breakers?name=pay").await["transitions"],
+            json!([])
+        );
+        assert_eq!(store.prune_analytics(cutoff, None).await.unwrap(), 0);
+        app.stop().await;
+    }
+);
