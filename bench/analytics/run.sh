@@ -12,6 +12,7 @@
 #   bench/analytics/run.sh [--rows M] [--samples N] [--backend postgres|sqlite|both]
 #                          [--keep-pg NAME]   (PostgreSQL: seed database NAME once and keep it;
 #                                              a later run with the same NAME measures it again)
+#                          [--keep-sqlite FILE] (SQLite: keep the seeded store as FILE)
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
@@ -25,6 +26,7 @@ while [ $# -gt 0 ]; do
     --samples) SAMPLES="$2"; shift 2 ;;
     --backend) [ "$2" = both ] || BACKENDS="$2"; shift 2 ;;
     --keep-pg) KEEP_PG="$2"; shift 2 ;;
+    --keep-sqlite) KEEP_SQLITE="$2"; shift 2 ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -231,5 +233,6 @@ for backend in $BACKENDS; do
   echo "$backend: seeded $ROWS history rows with their rollups in $(( $(date +%s) - t0 )) s (load $(cut -d' ' -f1-3 /proc/loadavg))" >&2
   measure "$backend"
   if [ "$backend" = postgres ] && [ -z "${KEEP_PG:-}" ]; then psql_admin -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)"; fi
+  if [ "$backend" = sqlite ] && [ -n "${KEEP_SQLITE:-}" ]; then mv "$TMP/sqlite/jarvis.db" "$KEEP_SQLITE"; fi
   rm -rf "$TMP/sqlite"
 done
