@@ -78,7 +78,8 @@ WHERE (width_s = 300 AND bucket_start >= $1) OR (width_s = 3600 AND bucket_start
 pub(crate) const PRUNE_UPTIME: &str =
     "DELETE FROM health_uptime WHERE bucket_start < $1 AND (width_s <> 3600 OR bucket_start < $2)";
 
-/// How long hour buckets of uptime are kept, seconds (31 days: the default day series and a day more; 744 rows per service).
+/// How long hour buckets of uptime are kept, seconds (31 days: the default day series and a
+/// day more; 744 rows per service).
 pub const UPTIME_HOURS_KEEP_SECS: i64 = 31 * 86_400;
 
 /// Health check results and uptime counts in the store.
