@@ -214,6 +214,23 @@ impl Application {
                 ))
             }));
         }
+        {
+            // Minute rollups (48 h) and breaker transitions (the history's retention).
+            let store = store.clone();
+            let keep = (config.tasks.history_retention_days > 0).then(|| {
+                std::time::Duration::from_secs(
+                    u64::from(config.tasks.history_retention_days) * 86_400,
+                )
+            });
+            background.push(Box::new(move |stop| {
+                Box::pin(crate::analytics::retention_loop(
+                    store,
+                    keep,
+                    std::time::Duration::from_secs(600),
+                    stop,
+                ))
+            }));
+        }
         // Every instance runs the scheduler: ticks are claimed in the store, so any number of
         // instances submit one task per tick (see `schedules::scheduler`).
         let agent_defaults = Arc::new(crate::agents::AgentDefaults::default());

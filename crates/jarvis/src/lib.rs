@@ -3,6 +3,8 @@
 //! Code map (one line per module; `ARCHITECTURE.md` has the bird's-eye view):
 //!
 //! - [`agents`]: HTTP agents, one per domain.
+//! - [`analytics`]: time series of task runs, the overview, breaker transitions and service
+//!   uptime/latency, all from rollups (`/api/v1/analytics/*`).
 //! - [`app`]: builds the application from a [`config::Config`] and runs it with graceful shutdown.
 //! - [`api`]: the HTTP API (routes, envelope, auth and correlation middleware). Only this module
 //!   knows about HTTP and JSON shapes; [`api::types`] holds the views that the CLI subcommands
@@ -49,6 +51,7 @@ macro_rules! say {
 
 pub mod agents;
 pub mod ai;
+pub mod analytics;
 pub mod api;
 pub mod app;
 pub mod breakers;

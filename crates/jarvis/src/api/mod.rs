@@ -5,6 +5,7 @@ pub mod agents;
 pub mod ai;
 pub mod ai_models;
 pub mod ai_usage;
+pub mod analytics;
 pub mod breakers;
 pub mod dashboard;
 pub mod envelope;
@@ -69,6 +70,10 @@ pub fn router(state: AppState) -> Router {
                 .delete(ai_models::delete),
         )
         .route("/events", get(dashboard::events))
+        .route("/analytics/tasks", get(analytics::tasks))
+        .route("/analytics/overview", get(analytics::overview))
+        .route("/analytics/breakers", get(analytics::breakers))
+        .route("/analytics/services", get(analytics::services))
         .route("/agents", get(agents::list))
         .route(
             "/agents/{domain}",

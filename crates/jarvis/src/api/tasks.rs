@@ -513,19 +513,17 @@ fn domain_action(
     Ok((path_name(&domain, "domain")?, path_name(&action, "action")?))
 }
 
-/// Domain/action pairs an overview shows at most.
-pub const OVERVIEW_LIMIT: u32 = 1_000;
-
 /// What `GET /api/v1/tasks/history` answers: one domain/action's statistics, or (no `domain`
-/// and no `action`) the overview, every domain/action's.
+/// and no `action`) the overview, every domain/action's figures.
 #[derive(Debug, Serialize)]
 #[serde(untagged)]
 pub enum HistoryAnswer {
     /// `?domain=&action=`.
     One(Box<Stats>),
     /// No query: every domain/action with runs in the range, sorted by domain and action
-    /// (Jarvis's own `system-*` ones only with `includeSystem=true`).
-    Overview(Vec<Stats>),
+    /// (Jarvis's own `system-*` ones only with `includeSystem=true`), as
+    /// `GET /api/v1/analytics/overview` answers it.
+    Overview(Box<crate::analytics::Overview>),
 }
 
 /// `GET /api/v1/tasks/history`: statistics of one domain/action, or the overview.
@@ -537,18 +535,9 @@ pub async fn history(
     let until = time("until", q.until)?;
     if q.domain.is_none() && q.action.is_none() {
         let include_system = q.include_system.unwrap_or(false);
-        let mut overview = Vec::new();
-        for (domain, action) in state.store.history_pairs(OVERVIEW_LIMIT).await? {
-            if !include_system && domain.starts_with(crate::store::task_rows::SYSTEM_DOMAIN_PREFIX)
-            {
-                continue;
-            }
-            let stats = domain_stats(&state, &domain, &action, since, until).await?;
-            if stats.total > 0 {
-                overview.push(stats);
-            }
-        }
-        return Ok(ok(HistoryAnswer::Overview(overview)));
+        let overview =
+            super::analytics::overview_answer(&state, since, until, include_system).await?;
+        return Ok(ok(HistoryAnswer::Overview(Box::new(overview))));
     }
     if q.include_system.is_some() {
         return Err(ApiError::bad_request(

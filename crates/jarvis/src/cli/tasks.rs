@@ -335,9 +335,9 @@ pub async fn run(connection: &Connection, command: TasksCommand) -> anyhow::Resu
             if !overview {
                 json_text(&client.get::<Stats>(&path).await?)?
             } else {
-                let all: Vec<Stats> = client.get(&path).await?;
+                let all: crate::analytics::Overview = client.get(&path).await?;
                 if !json {
-                    crate::cli::common::out(&overview_table(&all));
+                    crate::cli::common::out(&overview_table(&all.items));
                     return Ok(ExitCode::SUCCESS);
                 }
                 json_text(&all)?
@@ -422,7 +422,7 @@ pub fn wait_exit_code(status: TaskStatus) -> u8 {
 }
 
 /// The overview as a table: one row per domain/action.
-fn overview_table(all: &[Stats]) -> String {
+fn overview_table(all: &[crate::analytics::OverviewItem]) -> String {
     let mut rows = vec![[
         "DOMAIN/ACTION".to_string(),
         "RUNS".to_string(),

@@ -91,6 +91,11 @@ pub struct Pending {
     pub up: u32,
     /// All checks.
     pub total: u32,
+    /// Sum of the latencies of the checks that reached the service, ms (hour buckets only:
+    /// the analytics API's latency series).
+    pub latency_sum_ms: u64,
+    /// How many checks reached the service (hour buckets only).
+    pub latency_count: u32,
 }
 
 /// Uptime of one service: share of checks that found it up or degraded.
@@ -137,6 +142,8 @@ impl Uptime {
                         bucket_start,
                         up: 0,
                         total: 0,
+                        latency_sum_ms: 0,
+                        latency_count: 0,
                     });
                     self.pending.last_mut().expect("just pushed")
                 }
@@ -144,6 +151,23 @@ impl Uptime {
             entry.total = entry.total.saturating_add(1);
             if up {
                 entry.up = entry.up.saturating_add(1);
+            }
+        }
+    }
+
+    /// Counts one check at `unix_secs`, and the latency of a check that reached the service
+    /// (`None` for one the open circuit rejected).
+    pub fn record_check(&mut self, unix_secs: u64, up: bool, latency_ms: Option<u64>) {
+        self.record(unix_secs, up);
+        if let Some(ms) = latency_ms {
+            let bucket_start = unix_secs / u64::from(DAY_BUCKET) * u64::from(DAY_BUCKET);
+            if let Some(p) = self
+                .pending
+                .iter_mut()
+                .find(|p| p.width_s == DAY_BUCKET && p.bucket_start == bucket_start)
+            {
+                p.latency_sum_ms = p.latency_sum_ms.saturating_add(ms);
+                p.latency_count = p.latency_count.saturating_add(1);
             }
         }
     }
@@ -164,6 +188,8 @@ impl Uptime {
                 Some(p) => {
                     p.up = p.up.saturating_add(c.up);
                     p.total = p.total.saturating_add(c.total);
+                    p.latency_sum_ms = p.latency_sum_ms.saturating_add(c.latency_sum_ms);
+                    p.latency_count = p.latency_count.saturating_add(c.latency_count);
                 }
                 None => self.pending.push(*c),
             }
@@ -238,13 +264,17 @@ mod tests {
                     width_s: HOUR_BUCKET,
                     bucket_start: t0,
                     up: 1,
-                    total: 2
+                    total: 2,
+                    latency_sum_ms: 0,
+                    latency_count: 0,
                 },
                 Pending {
                     width_s: DAY_BUCKET,
                     bucket_start: t0,
                     up: 1,
-                    total: 2
+                    total: 2,
+                    latency_sum_ms: 0,
+                    latency_count: 0,
                 },
             ]
         );
@@ -267,5 +297,26 @@ mod tests {
         // Old buckets do not replace newer ones in the ring.
         fresh.set_stored(HOUR_BUCKET, t0 - 3600, 0, 50);
         assert_eq!(fresh.hour(t0 + 10), u.hour(t0 + 10));
+    }
+
+    #[test]
+    fn latency_is_summed_per_hour_for_checks_that_reached_the_service() {
+        let t0 = 1_800_000_000;
+        let mut u = Uptime::new();
+        u.record_check(t0 + 1, true, Some(30));
+        u.record_check(t0 + 2, true, Some(50));
+        // Rejected by the open circuit: counted as down, no latency.
+        u.record_check(t0 + 3, false, None);
+        let pending = u.take_pending();
+        let hour = pending.iter().find(|p| p.width_s == DAY_BUCKET).unwrap();
+        assert_eq!((hour.total, hour.up), (3, 2));
+        assert_eq!((hour.latency_sum_ms, hour.latency_count), (80, 2));
+        let five = pending.iter().find(|p| p.width_s == HOUR_BUCKET).unwrap();
+        assert_eq!(five.latency_count, 0);
+        u.restore_pending(&pending);
+        u.restore_pending(&pending);
+        let again = u.take_pending();
+        let hour = again.iter().find(|p| p.width_s == DAY_BUCKET).unwrap();
+        assert_eq!((hour.latency_sum_ms, hour.latency_count), (160, 4));
     }
 }

@@ -85,7 +85,7 @@ pub struct Stats {
 }
 
 /// Nearest-rank percentile of a bucketed histogram.
-fn percentile(durations: &[(i16, i64)], total: i64, p: f64) -> Option<u64> {
+pub(crate) fn percentile(durations: &[(i16, i64)], total: i64, p: f64) -> Option<u64> {
     if total <= 0 {
         return None;
     }

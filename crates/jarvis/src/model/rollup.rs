@@ -3,7 +3,9 @@
 //! The store keeps, per domain/action and hour, counts and sums, a log-bucketed duration
 //! histogram and failure counts per fingerprint. Stats read those (a few thousand rows for a
 //! month), never the raw history. Only records actually inserted are rolled up, in the same
-//! transaction, so replaying a spool file never counts a record twice.
+//! transaction, so replaying a spool file never counts a record twice. The same counts and
+//! histogram are also kept per minute (`task_stats_minute`, `task_duration_minute`, 48 hours)
+//! for the analytics API's minute buckets.
 
 use std::collections::BTreeMap;
 
@@ -78,9 +80,70 @@ pub fn split_range(since: DateTime<Utc>, until: DateTime<Utc>) -> RangeSplit {
     }
 }
 
+/// The minute a time falls in.
+pub fn minute_of(t: DateTime<Utc>) -> DateTime<Utc> {
+    t.duration_trunc(TimeDelta::minutes(1)).unwrap_or(t)
+}
+
 /// The hour a time falls in.
 pub fn hour_of(t: DateTime<Utc>) -> DateTime<Utc> {
     t.duration_trunc(TimeDelta::hours(1)).unwrap_or(t)
+}
+
+/// The width of an analytics series' points.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Bucket {
+    /// A minute (read from the minute rollups, kept 48 hours).
+    Minute,
+    /// An hour.
+    Hour,
+    /// A UTC day.
+    Day,
+}
+
+impl Bucket {
+    /// `minute`, `hour` or `day`.
+    pub fn parse(s: &str) -> Option<Bucket> {
+        match s {
+            "minute" => Some(Bucket::Minute),
+            "hour" => Some(Bucket::Hour),
+            "day" => Some(Bucket::Day),
+            _ => None,
+        }
+    }
+
+    /// The name the API uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Bucket::Minute => "minute",
+            Bucket::Hour => "hour",
+            Bucket::Day => "day",
+        }
+    }
+
+    /// How long one point is.
+    pub fn width(self) -> TimeDelta {
+        match self {
+            Bucket::Minute => TimeDelta::minutes(1),
+            Bucket::Hour => TimeDelta::hours(1),
+            Bucket::Day => TimeDelta::days(1),
+        }
+    }
+
+    /// The start of the bucket `t` falls in.
+    pub fn floor(self, t: DateTime<Utc>) -> DateTime<Utc> {
+        t.duration_trunc(self.width()).unwrap_or(t)
+    }
+
+    /// The start of the first bucket at or after `t`.
+    pub fn ceil(self, t: DateTime<Utc>) -> DateTime<Utc> {
+        let f = self.floor(t);
+        if f == t {
+            t
+        } else {
+            f.checked_add_signed(self.width()).unwrap_or(f)
+        }
+    }
 }
 
 /// Counts and sums of one domain/action/hour.
@@ -130,6 +193,10 @@ pub struct Rollup {
     pub durations: BTreeMap<(HourKey, i16), i64>,
     /// Failure counts per hour and fingerprint.
     pub failures: BTreeMap<(HourKey, String), FailureCount>,
+    /// Totals per minute (keys carry the minute's start; impact is not kept per minute).
+    pub minute_totals: BTreeMap<HourKey, HourTotals>,
+    /// Duration histogram counts per minute and bucket.
+    pub minute_durations: BTreeMap<(HourKey, i16), i64>,
 }
 
 impl Rollup {
@@ -184,6 +251,27 @@ impl Rollup {
         *self
             .durations
             .entry((key.clone(), bucket_of(rec.duration_ms)))
+            .or_default() += 1;
+        let minute = (
+            rec.domain.clone(),
+            rec.action.clone(),
+            minute_of(rec.finished_at),
+        );
+        let m = self.minute_totals.entry(minute.clone()).or_default();
+        m.total += 1;
+        if rec.success {
+            m.succeeded += 1;
+        } else {
+            m.failed += 1;
+        }
+        m.duration_sum_ms += rec.duration_ms.min(i64::MAX as u64) as i64;
+        if let Some(c) = rec.cost_usd {
+            m.cost_sum_usd += c;
+            m.cost_count += 1;
+        }
+        *self
+            .minute_durations
+            .entry((minute, bucket_of(rec.duration_ms)))
             .or_default() += 1;
         if !rec.success {
             let reason = rec.failure_reason.as_deref().unwrap_or("unknown failure");
@@ -248,6 +336,69 @@ mod tests {
             assert_eq!(s.head, (at(a), at(b) + TimeDelta::hours(1)));
             assert!(s.days.0 >= s.days.1 && s.tail.0 >= s.tail.1);
         }
+    }
+
+    #[test]
+    fn buckets_round_to_their_width() {
+        let t = at("2026-11-02T13:45:30.5Z");
+        assert_eq!(Bucket::Minute.floor(t), at("2026-11-02T13:45:00Z"));
+        assert_eq!(Bucket::Minute.ceil(t), at("2026-11-02T13:46:00Z"));
+        assert_eq!(Bucket::Hour.floor(t), at("2026-11-02T13:00:00Z"));
+        assert_eq!(Bucket::Hour.ceil(t), at("2026-11-02T14:00:00Z"));
+        assert_eq!(Bucket::Day.floor(t), at("2026-11-02T00:00:00Z"));
+        assert_eq!(Bucket::Day.ceil(t), at("2026-11-03T00:00:00Z"));
+        // A bound on a bucket's start stays where it is.
+        let h = at("2026-11-02T13:00:00Z");
+        assert_eq!((Bucket::Hour.floor(h), Bucket::Hour.ceil(h)), (h, h));
+        for b in [Bucket::Minute, Bucket::Hour, Bucket::Day] {
+            assert_eq!(Bucket::parse(b.as_str()), Some(b));
+        }
+        assert_eq!(Bucket::parse("week"), None);
+        assert_eq!(Bucket::parse("Hour"), None);
+    }
+
+    #[test]
+    fn records_are_rolled_up_per_minute_too() {
+        use crate::model::record::ExecutionRecord;
+        let rec = |finished: &str, success: bool, ms: u64| ExecutionRecord {
+            record_id: uuid::Uuid::now_v7(),
+            task_id: uuid::Uuid::now_v7(),
+            domain: "d".into(),
+            action: "a".into(),
+            attempt: 1,
+            parameters: serde_json::json!({}),
+            learned_parameters: None,
+            success,
+            duration_ms: ms,
+            impact_score: None,
+            failure_reason: (!success).then(|| "boom".to_string()),
+            failure_group: None,
+            cost_usd: Some(0.5),
+            correlation_id: None,
+            instance_id: None,
+            started_at: at(finished),
+            finished_at: at(finished),
+            timed_out: false,
+            model_call: None,
+        };
+        let records = [
+            rec("2026-11-02T13:45:01Z", true, 10),
+            rec("2026-11-02T13:45:59Z", false, 20),
+            rec("2026-11-02T13:46:00Z", true, 10),
+        ];
+        let r = Rollup::of(&records);
+        let key = |m: &str| ("d".to_string(), "a".to_string(), at(m));
+        let first = &r.minute_totals[&key("2026-11-02T13:45:00Z")];
+        assert_eq!((first.total, first.succeeded, first.failed), (2, 1, 1));
+        assert_eq!(first.duration_sum_ms, 30);
+        assert_eq!(r.minute_totals[&key("2026-11-02T13:46:00Z")].total, 1);
+        assert_eq!(r.totals[&key("2026-11-02T13:00:00Z")].total, 3);
+        let minute_counts: i64 = r.minute_durations.values().sum();
+        assert_eq!(minute_counts, 3);
+        assert_eq!(
+            r.minute_durations[&(key("2026-11-02T13:45:00Z"), bucket_of(10))],
+            1
+        );
     }
 
     #[test]

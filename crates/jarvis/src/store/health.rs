@@ -27,6 +27,10 @@ pub struct UptimeCount {
     pub up: i64,
     /// All checks.
     pub total: i64,
+    /// Sum of the latencies of the checks that reached the service, ms.
+    pub latency_sum_ms: i64,
+    /// How many checks reached the service.
+    pub latency_count: i64,
 }
 
 /// A time range and a row limit for history queries.
@@ -57,16 +61,26 @@ DELETE FROM health_checks WHERE id IN
 /// The head of a multi-row upsert of uptime counts (`push_values` adds the rows, then
 /// [`ADD_UPTIME_TAIL`]).
 pub(crate) const ADD_UPTIME: &str =
-    "INSERT INTO health_uptime (service, width_s, bucket_start, up, total) ";
+    "INSERT INTO health_uptime (service, width_s, bucket_start, up, total, latency_sum_ms, \
+     latency_count) ";
 pub(crate) const ADD_UPTIME_TAIL: &str = " ON CONFLICT (service, width_s, bucket_start) \
      DO UPDATE SET up = health_uptime.up + excluded.up, \
-     total = health_uptime.total + excluded.total";
+     total = health_uptime.total + excluded.total, \
+     latency_sum_ms = health_uptime.latency_sum_ms + excluded.latency_sum_ms, \
+     latency_count = health_uptime.latency_count + excluded.latency_count";
 
 pub(crate) const UPTIME: &str = "\
-SELECT service, width_s, bucket_start, up, total FROM health_uptime
+SELECT service, width_s, bucket_start, up, total, latency_sum_ms, latency_count FROM health_uptime
 WHERE (width_s = 300 AND bucket_start >= $1) OR (width_s = 3600 AND bucket_start >= $2)";
 
-pub(crate) const PRUNE_UPTIME: &str = "DELETE FROM health_uptime WHERE bucket_start < $1";
+/// Buckets that started before `$1`, except hour buckets, kept [`UPTIME_HOURS_KEEP_SECS`]
+/// (`$2` is the cutoff for those) for the analytics API's uptime series.
+pub(crate) const PRUNE_UPTIME: &str =
+    "DELETE FROM health_uptime WHERE bucket_start < $1 AND (width_s <> 3600 OR bucket_start < $2)";
+
+/// How long hour buckets of uptime are kept, seconds (31 days: the default day series and a
+/// day more; 744 rows per service).
+pub const UPTIME_HOURS_KEEP_SECS: i64 = 31 * 86_400;
 
 /// Health check results and uptime counts in the store.
 #[async_trait]
@@ -101,7 +115,8 @@ pub trait HealthStore: Send + Sync {
         since_1h: i64,
     ) -> Result<Vec<UptimeCount>, StoreError>;
 
-    /// Deletes uptime buckets that started before `before` (unix seconds); returns how many.
+    /// Deletes uptime buckets that started before `before` (unix seconds), hour buckets only
+    /// after [`UPTIME_HOURS_KEEP_SECS`]; returns how many.
     async fn prune_uptime(&self, before: i64) -> Result<u64, StoreError>;
 }
 
@@ -188,7 +203,9 @@ macro_rules! impl_health_store {
                             .push_bind(c.width_s as i32)
                             .push_bind(c.bucket_start)
                             .push_bind(c.up)
-                            .push_bind(c.total);
+                            .push_bind(c.total)
+                            .push_bind(c.latency_sum_ms)
+                            .push_bind(c.latency_count);
                     });
                     q.push($crate::store::health::ADD_UPTIME_TAIL);
                     q.build()
@@ -215,6 +232,10 @@ macro_rules! impl_health_store {
             async fn prune_uptime(&self, before: i64) -> Result<u64, $crate::store::StoreError> {
                 let done = sqlx::query($crate::store::health::PRUNE_UPTIME)
                     .bind(before)
+                    .bind(
+                        $crate::store::now().timestamp()
+                            - $crate::store::health::UPTIME_HOURS_KEEP_SECS,
+                    )
                     .execute($crate::store::shared::SqlBackend::writer(self))
                     .await
                     .map_err(|e| $crate::store::shared::SqlBackend::classify(self, e))?;

@@ -12,6 +12,7 @@
 pub mod agents;
 pub mod ai_models;
 pub mod ai_usage;
+pub mod analytics;
 pub mod breaker_state;
 pub mod config;
 pub mod health;
@@ -149,6 +150,7 @@ pub trait Store:
     + HealthStore
     + ai_usage::AiUsageStore
     + AiModelStore
+    + analytics::AnalyticsStore
     + Send
     + Sync
     + 'static

@@ -156,7 +156,11 @@ impl Slot {
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
         let before = seen.latest.as_ref().map(|r| r.status);
         let secs = result.timestamp.timestamp().max(0) as u64;
-        seen.uptime.record(secs, result.status != Status::Down);
+        seen.uptime.record_check(
+            secs,
+            result.status != Status::Down,
+            (!result.breaker_open).then_some(result.latency_ms),
+        );
         if !result.breaker_open {
             seen.last_checked = Some(result.timestamp);
         }

@@ -3,7 +3,8 @@
 
 use super::*;
 
-/// How long uptime buckets are kept in the store: the day window and some slack.
+/// How long uptime buckets are kept in the store: the day window and some slack (hour buckets
+/// are kept longer, `store::health::UPTIME_HOURS_KEEP_SECS`, for the analytics API).
 const UPTIME_KEEP_SECS: u64 = 2 * 86_400;
 /// How often old uptime buckets are deleted.
 const UPTIME_PRUNE_EVERY: Duration = Duration::from_secs(3_600);
@@ -93,6 +94,8 @@ impl Inner {
                     bucket_start: p.bucket_start as i64,
                     up: i64::from(p.up),
                     total: i64::from(p.total),
+                    latency_sum_ms: p.latency_sum_ms.min(i64::MAX as u64) as i64,
+                    latency_count: i64::from(p.latency_count),
                 })
             })
             .collect();

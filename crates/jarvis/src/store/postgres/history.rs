@@ -53,6 +53,24 @@ INSERT INTO task_duration_daily AS h (domain, action, day, bucket, count)
 SELECT * FROM UNNEST($1::text[], $2::text[], $3::timestamptz[], $4::int2[], $5::int8[])
 ON CONFLICT (domain, action, day, bucket) DO UPDATE SET count = h.count + excluded.count";
 
+const UPSERT_MINUTE_TOTALS: &str = "\
+INSERT INTO task_stats_minute AS s (domain, action, minute, total, succeeded, failed,
+       duration_sum_ms, cost_sum_usd, cost_count)
+SELECT * FROM UNNEST($1::text[], $2::text[], $3::timestamptz[], $4::int8[], $5::int8[],
+                     $6::int8[], $7::int8[], $8::float8[], $9::int8[])
+ON CONFLICT (domain, action, minute) DO UPDATE SET
+    total = s.total + excluded.total,
+    succeeded = s.succeeded + excluded.succeeded,
+    failed = s.failed + excluded.failed,
+    duration_sum_ms = s.duration_sum_ms + excluded.duration_sum_ms,
+    cost_sum_usd = s.cost_sum_usd + excluded.cost_sum_usd,
+    cost_count = s.cost_count + excluded.cost_count";
+
+const UPSERT_MINUTE_DURATIONS: &str = "\
+INSERT INTO task_duration_minute AS h (domain, action, minute, bucket, count)
+SELECT * FROM UNNEST($1::text[], $2::text[], $3::timestamptz[], $4::int2[], $5::int8[])
+ON CONFLICT (domain, action, minute, bucket) DO UPDATE SET count = h.count + excluded.count";
+
 const UPSERT_FAILURES: &str = "\
 INSERT INTO task_failure_hourly AS f (domain, action, hour, failure_group, template, example, count)
 SELECT * FROM UNNEST($1::text[], $2::text[], $3::timestamptz[], $4::text[], $5::text[],
@@ -209,6 +227,57 @@ impl HistoryDialect for PostgresStore {
             .bind(&d)
             .bind(&a)
             .bind(&day)
+            .bind(&b)
+            .bind(&c)
+            .execute(&mut **tx)
+            .await?;
+
+        let (mut d, mut a, mut m) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut total, mut ok, mut failed, mut dur, mut csum, mut ccount) = (
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+        );
+        for ((domain, action, minute), t) in &rollup.minute_totals {
+            d.push(domain.as_str());
+            a.push(action.as_str());
+            m.push(*minute);
+            total.push(t.total);
+            ok.push(t.succeeded);
+            failed.push(t.failed);
+            dur.push(t.duration_sum_ms);
+            csum.push(t.cost_sum_usd);
+            ccount.push(t.cost_count);
+        }
+        sqlx::query(UPSERT_MINUTE_TOTALS)
+            .bind(&d)
+            .bind(&a)
+            .bind(&m)
+            .bind(&total)
+            .bind(&ok)
+            .bind(&failed)
+            .bind(&dur)
+            .bind(&csum)
+            .bind(&ccount)
+            .execute(&mut **tx)
+            .await?;
+
+        let (mut d, mut a, mut m, mut b, mut c) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for (((domain, action, minute), bucket), count) in &rollup.minute_durations {
+            d.push(domain.as_str());
+            a.push(action.as_str());
+            m.push(*minute);
+            b.push(*bucket);
+            c.push(*count);
+        }
+        sqlx::query(UPSERT_MINUTE_DURATIONS)
+            .bind(&d)
+            .bind(&a)
+            .bind(&m)
             .bind(&b)
             .bind(&c)
             .execute(&mut **tx)

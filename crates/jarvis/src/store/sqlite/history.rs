@@ -30,6 +30,15 @@ const ON_TOTALS: &str = " ON CONFLICT (domain, action, hour) DO UPDATE SET
     cost_sum_usd = cost_sum_usd + excluded.cost_sum_usd, cost_count = cost_count + excluded.cost_count,
     last_executed_at = MAX(last_executed_at, excluded.last_executed_at)";
 
+const UPSERT_MINUTE_TOTALS: &str = "\
+INSERT INTO task_stats_minute (domain, action, minute, total, succeeded, failed, duration_sum_ms,
+    cost_sum_usd, cost_count) ";
+
+const ON_MINUTE_TOTALS: &str = " ON CONFLICT (domain, action, minute) DO UPDATE SET
+    total = total + excluded.total, succeeded = succeeded + excluded.succeeded,
+    failed = failed + excluded.failed, duration_sum_ms = duration_sum_ms + excluded.duration_sum_ms,
+    cost_sum_usd = cost_sum_usd + excluded.cost_sum_usd, cost_count = cost_count + excluded.cost_count";
+
 impl HistoryDialect for SqliteStore {
     const PURGE_IN_ONE_TRANSACTION: bool = true;
 
@@ -91,11 +100,28 @@ impl HistoryDialect for SqliteStore {
             });
             q.push(ON_TOTALS).build().execute(&mut **tx).await?;
         }
-        // The hourly and daily duration histograms: the same columns, another time unit.
+        let minutes: Vec<_> = rollup.minute_totals.iter().collect();
+        for chunk in minutes.chunks(ROWS) {
+            let mut q = QueryBuilder::<Sqlite>::new(UPSERT_MINUTE_TOTALS);
+            q.push_values(chunk, |mut row, ((domain, action, minute), t)| {
+                row.push_bind(domain.as_str())
+                    .push_bind(action.as_str())
+                    .push_bind(*minute)
+                    .push_bind(t.total)
+                    .push_bind(t.succeeded)
+                    .push_bind(t.failed)
+                    .push_bind(t.duration_sum_ms)
+                    .push_bind(t.cost_sum_usd)
+                    .push_bind(t.cost_count);
+            });
+            q.push(ON_MINUTE_TOTALS).build().execute(&mut **tx).await?;
+        }
+        // The hourly, daily and minute duration histograms: the same columns, another time unit.
         let daily = rollup.daily_durations();
         for (table, unit, counts) in [
             ("task_duration_hourly", "hour", &rollup.durations),
             ("task_duration_daily", "day", &daily),
+            ("task_duration_minute", "minute", &rollup.minute_durations),
         ] {
             let counts: Vec<_> = counts.iter().collect();
             for chunk in counts.chunks(ROWS) {
