@@ -69,8 +69,10 @@ const overview = {
         totals = analytics.value.totals;
         range = `since ${fmtTime(analytics.value.since)}`;
       }
-      else if (stats.status === 'fulfilled') {
-        const t = stats.value.reduce((a, r) => ({ total: a.total + r.total, succeeded: a.succeeded + r.succeeded, failed: a.failed + r.failed }), { total: 0, succeeded: 0, failed: 0 });
+      const statsRows = stats.status === 'fulfilled'
+        ? (Array.isArray(stats.value) ? stats.value : (stats.value.items || [])) : [];
+      if (!totals && stats.status === 'fulfilled') {
+        const t = statsRows.reduce((a, r) => ({ total: a.total + r.total, succeeded: a.succeeded + r.succeeded, failed: a.failed + r.failed }), { total: 0, succeeded: 0, failed: 0 });
         totals = { ...t, successRate: t.total ? t.succeeded / t.total : null };
       }
       const spend = usage.status === 'fulfilled' ? usage.value.total.costUsd : null;
@@ -89,7 +91,7 @@ const overview = {
       ];
       fill(problems, items.length ? h('ul', {}, items) : h('p', { class: 'muted' }, 'Nothing: every circuit is closed and no service is down.'));
       const rows = analytics.status === 'fulfilled' && analytics.value ? analytics.value.items
-        : stats.status === 'fulfilled' ? stats.value : [];
+        : statsRows;
       fill(busiest, table(`Tasks per domain and action (${range})`,
         [{ label: 'Domain / action' }, { label: 'Attempts', num: 1 }, { label: 'Success', num: 1 }, { label: 'p95', num: 1 }],
         rows.slice().sort((a, b) => b.total - a.total).slice(0, 10).map(r => [
@@ -228,14 +230,17 @@ const tasks = {
     const execs = section(root, 'Recent executions', 'tasks-executions');
     const submit = section(root, 'Submit a task', 'tasks-submit');
     async function refreshStats() {
-      const rows = await api('/api/v1/tasks/history' + qs({ since: hoursAgo(24 * 7) }));
+      // The overview (docs/api.md, GET /api/v1/tasks/history with no domain/action): {since,
+      // until, totals, items}; an older server answered the list of items itself.
+      const overview = await api('/api/v1/tasks/history' + qs({ since: hoursAgo(24 * 7) }));
+      const rows = Array.isArray(overview) ? overview : (overview.items || []);
       return table('Statistics per domain and action', [{ label: 'Domain / action' }, { label: 'Attempts', num: 1 }, { label: 'Succeeded', num: 1 },
-        { label: 'Failed', num: 1 }, { label: 'Success', num: 1 }, { label: 'Mean', num: 1 }, { label: 'p50', num: 1 }, { label: 'p95', num: 1 },
+        { label: 'Failed', num: 1 }, { label: 'Success', num: 1 }, { label: 'Mean', num: 1 }, { label: 'p95', num: 1 },
         { label: 'Cost / task', num: 1 }, { label: 'Last run' }],
       rows.map(r => [
         h('a', { href: `#/tasks/${encodeURIComponent(r.domain)}/${encodeURIComponent(r.action)}`, 'data-stats': `${r.domain}/${r.action}` }, `${r.domain} / ${r.action}`),
         fmtNum(r.total), fmtNum(r.succeeded), fmtNum(r.failed), fmtPct(r.successRate), fmtMs(r.avgDurationMs),
-        fmtMs(r.p50DurationMs), fmtMs(r.p95DurationMs), fmtUsd(r.costPerTaskUsd), fmtTime(r.lastExecutedAt)]),
+        fmtMs(r.p95DurationMs), fmtUsd(r.costPerTaskUsd ?? (r.total ? (r.costUsd || 0) / r.total : null)), fmtTime(r.lastExecutedAt)]),
       'No task has run in the last 7 days.');
     }
     async function refreshDetail() {
