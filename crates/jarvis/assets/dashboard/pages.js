@@ -56,7 +56,7 @@ const overview = {
       const since = hoursAgo(24);
       const [health, breakers, stats, analytics, usage] = await Promise.allSettled([
         api('/api/v1/health/services'), api('/api/v1/circuit-breakers'),
-        api('/api/v1/tasks/history' + qs({ since })), optional('/api/v1/analytics/overview'),
+        api('/api/v1/tasks/history' + qs({ since })), optional('/api/v1/analytics/overview' + qs({ since })),
         api('/api/v1/ai/usage'),
       ]);
       const services = health.status === 'fulfilled' ? Object.entries(health.value.services || {}) : [];
@@ -67,7 +67,7 @@ const overview = {
       let totals = null, range = '24 h';
       if (analytics.status === 'fulfilled' && analytics.value) {
         totals = analytics.value.totals;
-        range = `since ${fmtTime(analytics.value.since)}`;
+        range = analytics.value.since ? `since ${fmtTime(analytics.value.since)}` : 'all time';
       }
       const statsRows = stats.status === 'fulfilled'
         ? (Array.isArray(stats.value) ? stats.value : (stats.value.items || [])) : [];
