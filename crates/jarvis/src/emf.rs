@@ -208,11 +208,18 @@ pub async fn run(
             _ = stop.changed() => return,
         }
         let (now, open) = totals(&state);
-        let line = fields(
-            &namespace,
-            chrono::Utc::now().timestamp_millis(),
-            &figures(before, now, open, interval),
-        );
+        let mut figures = figures(before, now, open, interval);
+        // Tasks waiting, fleet-wide (the store's count): what auto-scaling divides by the
+        // running instances. Left out, not zero, when the store does not answer in time.
+        let depth = tokio::time::timeout(Duration::from_secs(2), state.store.queue_depth()).await;
+        if let Ok(Ok(depth)) = depth {
+            figures.push(Figure {
+                name: "QueuedTasks",
+                unit: "Count",
+                value: depth as f64,
+            });
+        }
+        let line = fields(&namespace, chrono::Utc::now().timestamp_millis(), &figures);
         before = now;
         writer.write(&state.instance_id, line);
     }

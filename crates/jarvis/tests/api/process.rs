@@ -325,6 +325,7 @@ async fn emf_lines_at(level: &str, format: &str) {
                 "ErrorRate",
                 "PredictedTrips",
                 "TasksPerHour",
+                "QueuedTasks",
             ] {
                 assert!(names.contains(&wanted), "{wanted} missing");
             }
