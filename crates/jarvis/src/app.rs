@@ -225,7 +225,17 @@ impl Application {
             let scheduler = scheduler.clone();
             background.push(Box::new(move |stop| Box::pin(scheduler.run(stop))));
         }
+        let (traces, trace_writer) = crate::trace::Tracer::start(
+            store.clone(),
+            &config.server.instance_id,
+            std::time::Duration::from_secs(
+                u64::from(config.telemetry.trace_retention_hours) * 3_600,
+            ),
+        );
+        background.push(Box::new(move |stop| Box::pin(trace_writer.run(stop))));
+        tasks.set_tracer(traces.clone());
         let state = AppState {
+            traces,
             ai,
             scheduler,
             health,

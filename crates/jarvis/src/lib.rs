@@ -68,3 +68,4 @@ pub mod store;
 pub mod tasks;
 pub mod telemetry;
 pub mod timeparse;
+pub mod trace;

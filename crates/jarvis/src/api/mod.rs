@@ -14,6 +14,7 @@ pub mod schedules;
 pub mod services;
 pub mod state;
 pub mod tasks;
+pub mod traces;
 pub mod types;
 
 pub use state::AppState;
@@ -67,6 +68,7 @@ pub fn router(state: AppState) -> Router {
                 .put(ai_models::put)
                 .delete(ai_models::delete),
         )
+        .route("/traces/{id}", get(traces::get))
         .route("/agents", get(agents::list))
         .route(
             "/agents/{domain}",

@@ -48,6 +48,8 @@ pub struct AppState {
     pub scheduler: Arc<crate::schedules::Scheduler>,
     /// The AI gateway's providers (`/v1/*`).
     pub ai: Arc<crate::ai::Gateway>,
+    /// Records trace events (`GET /api/v1/traces/{id}`).
+    pub traces: crate::trace::Tracer,
 }
 
 /// Requests served, counted by the access-log middleware.

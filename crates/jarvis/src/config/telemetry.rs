@@ -127,6 +127,16 @@ settings! {
         help: "CloudWatch namespace of the EMF metrics",
         ..Setting::PLAIN
     };
+    /// `JARVIS_TRACE_RETENTION_HOURS`.
+    TRACE_RETENTION_HOURS = Setting {
+        var: "JARVIS_TRACE_RETENTION_HOURS",
+        kind: Kind::Int { min: 0, max: 87_600 },
+        default: Default::Value("168"),
+        view: "traceRetentionHours",
+        help: "how long trace events (requests, gateway and agent calls, breaker decisions) are \
+               kept for `GET /api/v1/traces/{id}` (0: forever)",
+        ..Setting::PLAIN
+    };
 }
 
 /// Log lines and metrics lines.
@@ -142,6 +152,8 @@ pub struct TelemetrySettings {
     pub emf_interval: Duration,
     /// The CloudWatch namespace of those metrics.
     pub metrics_namespace: String,
+    /// How long trace events are kept, in hours (zero: forever).
+    pub trace_retention_hours: u32,
 }
 
 impl TelemetrySettings {
@@ -153,6 +165,7 @@ impl TelemetrySettings {
             log_dir: r.get(&LOG_DIR)?,
             emf_interval: r.get(&EMF_INTERVAL_MS)?,
             metrics_namespace: r.get(&METRICS_NAMESPACE)?,
+            trace_retention_hours: r.get(&TRACE_RETENTION_HOURS)?,
         })
     }
 }

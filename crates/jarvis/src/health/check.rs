@@ -165,6 +165,10 @@ impl Checker {
             .client
             .request(method, &spec.url)
             .header(HEADER, id.as_str())
+            .header(
+                crate::trace::context::TRACEPARENT,
+                crate::trace::context::TraceContext::for_correlation(id.as_str()).to_string(),
+            )
             .timeout(timeout)
             .send();
         // The client's own timeout covers the whole exchange; this one also bounds reading the

@@ -26,6 +26,7 @@ mod shared;
 pub mod sqlite;
 pub mod task_rows;
 pub mod tasks;
+pub mod traces;
 
 use std::sync::Arc;
 
@@ -149,6 +150,7 @@ pub trait Store:
     + HealthStore
     + ai_usage::AiUsageStore
     + AiModelStore
+    + traces::TraceStore
     + Send
     + Sync
     + 'static

@@ -106,6 +106,7 @@ macro_rules! impl_sql_store {
         $crate::store::breaker_state::impl_breaker_state_store!($backend);
         $crate::store::ai_usage::impl_ai_usage_store!($backend);
         $crate::store::ai_models::impl_ai_model_store!($backend);
+        $crate::store::traces::impl_trace_store!($backend);
 
         #[async_trait::async_trait]
         impl $crate::store::Store for $backend {

@@ -35,6 +35,11 @@ pub struct AgentCall {
     pub attempt: u32,
     /// The submitting request's correlation ID (also sent as `X-Correlation-ID`).
     pub correlation_id: String,
+    /// The submitting request's W3C `traceparent`, when it sent one (not in the body: each
+    /// call sends a child of it, or of the trace derived from the correlation ID, as the
+    /// `traceparent` header).
+    #[serde(skip)]
+    pub traceparent: Option<String>,
 }
 
 /// What an agent answered.
@@ -249,6 +254,10 @@ impl HttpAgents {
             .client
             .post(&agent.url)
             .header(HEADER, &call.correlation_id)
+            .header(
+                crate::trace::context::TRACEPARENT,
+                crate::trace::context::outgoing(call.traceparent.as_deref(), &call.correlation_id),
+            )
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .header(reqwest::header::CONTENT_LENGTH, len)
             .body(reqwest::Body::wrap_stream(stream))

@@ -32,3 +32,4 @@ mod submission;
 mod tasks;
 mod tasks_faults;
 mod tasks_process;
+mod traces;

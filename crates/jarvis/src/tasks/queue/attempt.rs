@@ -20,6 +20,7 @@ impl TaskQueue {
             parameters: task.parameters.clone(),
             attempt: task.attempts,
             correlation_id: task.correlation_id.clone(),
+            traceparent: task.traceparent.clone(),
         };
         enum Target {
             Builtin(Arc<dyn BuiltinAgent>),
@@ -65,6 +66,7 @@ impl TaskQueue {
         let admission = match self.breakers.acquire(&task.domain) {
             Ok(a) => a,
             Err(rejected) => {
+                self.trace_breaker(&task, "rejected", format!("{rejected}"));
                 let delay = rejected
                     .retry_after()
                     .unwrap_or(Duration::from_millis(100))
@@ -114,10 +116,13 @@ impl TaskQueue {
                     let on_sent = calls.clone().map(|calls| {
                         Box::new(move || calls.mark(id, attempt)) as Box<dyn FnOnce() + Send>
                     });
+                    let sent_at = chrono::Utc::now();
+                    let call_clock = Instant::now();
                     let r = self.http.call(spec, &call, timeout, on_sent).await;
                     if let Some(calls) = &calls {
                         calls.answered(id, attempt);
                     }
+                    self.trace_agent_call(&task, spec, sent_at, call_clock.elapsed(), &r);
                     Ok((r.answer, r.outcome))
                 }
             }
@@ -159,7 +164,22 @@ impl TaskQueue {
                     success = matches!(answer, AgentAnswer::Success { .. }),
                     "agent answered"
                 );
+                let before = self
+                    .tracer
+                    .get()
+                    .and_then(|_| self.breakers.get(task.domain.as_str()))
+                    .map(|b| b.state());
                 admission.record(outcome, reason);
+                if let Some(before) = before {
+                    let after = self.breakers.get(task.domain.as_str()).map(|b| b.state());
+                    if let Some(after) = after.filter(|a| *a != before) {
+                        self.trace_breaker(
+                            &task,
+                            after.as_str(),
+                            format!("{before} → {after} after outcome {outcome}"),
+                        );
+                    }
+                }
                 let timed_out = outcome == Outcome::Timeout;
                 self.finish(&task, started_at, clock, answer, timed_out);
             }
@@ -207,9 +227,19 @@ impl TaskQueue {
         // A task's ID was checked when it was submitted; one stored otherwise gets a fresh one.
         let correlation = crate::correlation::CorrelationId::parse(&task.correlation_id)
             .unwrap_or_else(|| crate::correlation::CorrelationId::generate("task"));
+        let trace = task
+            .traceparent
+            .as_deref()
+            .and_then(crate::trace::context::TraceContext::parse)
+            .unwrap_or_else(|| {
+                crate::trace::context::TraceContext::for_correlation(correlation.as_str())
+            });
         let done = tokio::time::timeout(
             timeout,
-            gateway.complete(&model, &prompt, task.domain.as_str(), &correlation),
+            crate::trace::context::scope(
+                trace,
+                gateway.complete(&model, &prompt, task.domain.as_str(), &correlation),
+            ),
         )
         .await;
         if let Some(calls) = &calls {
@@ -269,6 +299,66 @@ impl TaskQueue {
                 })
             }
         }
+    }
+
+    /// Traces a breaker decision about the task's domain (`rejected`, or the state an outcome
+    /// moved the circuit to).
+    fn trace_breaker(&self, task: &Task, status: &str, summary: String) {
+        let Some(tracer) = self.tracer.get() else {
+            return;
+        };
+        let mut e = tracer.event(
+            &task.correlation_id,
+            crate::trace::TraceKind::Breaker,
+            format!("breaker {}: {summary}", task.domain),
+        );
+        e.task_id = Some(task.id);
+        e.attempt = Some(task.attempts);
+        e.status = Some(status.to_string());
+        e.detail = serde_json::json!({"breaker": task.domain.as_str()});
+        tracer.record(e);
+    }
+
+    /// Traces one call to an HTTP agent: where (the URL without credentials or query), how it
+    /// ended, how long it took.
+    fn trace_agent_call(
+        &self,
+        task: &Task,
+        spec: &AgentSpec,
+        at: chrono::DateTime<chrono::Utc>,
+        took: Duration,
+        result: &crate::tasks::agents::HttpResult,
+    ) {
+        let Some(tracer) = self.tracer.get() else {
+            return;
+        };
+        let url = crate::trace::display_url(&spec.url);
+        let (status, reason) = match &result.answer {
+            AgentAnswer::Success { .. } => (result.outcome.to_string(), None),
+            AgentAnswer::Failure { reason } => (
+                result.outcome.to_string(),
+                Some(reason.chars().take(200).collect::<String>()),
+            ),
+        };
+        let mut e = tracer.event(
+            &task.correlation_id,
+            crate::trace::TraceKind::AgentCall,
+            match &reason {
+                None => format!("POST {url}: {status}"),
+                Some(r) => format!("POST {url}: {status}: {r}"),
+            },
+        );
+        e.at = at;
+        e.task_id = Some(task.id);
+        e.attempt = Some(task.attempts);
+        e.duration_ms = Some(took.as_millis() as u64);
+        e.status = Some(status);
+        e.detail = serde_json::json!({
+            "url": url,
+            "success": matches!(result.answer, AgentAnswer::Success { .. }),
+            "failureReason": reason,
+        });
+        tracer.record(e);
     }
 
     /// Puts a claimed task back to `waiting` for `delay` without spending the attempt (no agent
