@@ -233,6 +233,13 @@ impl Application {
             ),
         );
         background.push(Box::new(move |stop| Box::pin(trace_writer.run(stop))));
+        if let Some(endpoint) = &config.telemetry.otlp_endpoint {
+            let exporter = crate::trace::otel::start(endpoint, &config.telemetry.service_name)
+                .context("building the OTLP span exporter")?;
+            if let Some(exporter) = exporter {
+                background.push(Box::new(move |stop| Box::pin(exporter.run(stop))));
+            }
+        }
         tasks.set_tracer(traces.clone());
         let state = AppState {
             traces,

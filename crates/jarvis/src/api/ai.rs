@@ -238,25 +238,16 @@ async fn chat_completions(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    in_trace(
-        trace,
+    let trace = trace.map(|t| t.0.context);
+    forward(
+        &state,
+        Endpoint::ChatCompletions,
         &id,
-        forward(&state, Endpoint::ChatCompletions, &id, &headers, body),
+        trace,
+        &headers,
+        body,
     )
     .await
-}
-
-/// Runs a gateway call in the request's trace, so that each provider call it makes sends a
-/// `traceparent` with a new span of that trace.
-async fn in_trace<F: std::future::Future>(
-    trace: Option<Extension<RequestTrace>>,
-    id: &CorrelationId,
-    f: F,
-) -> F::Output {
-    let context = trace
-        .map(|t| t.0.context)
-        .unwrap_or_else(|| TraceContext::for_correlation(id.as_str()));
-    crate::trace::context::scope(context, f).await
 }
 
 /// `POST /v1/embeddings`.
@@ -267,12 +258,8 @@ async fn embeddings(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    in_trace(
-        trace,
-        &id,
-        forward(&state, Endpoint::Embeddings, &id, &headers, body),
-    )
-    .await
+    let trace = trace.map(|t| t.0.context);
+    forward(&state, Endpoint::Embeddings, &id, trace, &headers, body).await
 }
 
 /// Who is calling: the domain of `X-Jarvis-Domain` (a valid name, or a 400) and the token's
@@ -307,6 +294,7 @@ async fn forward(
     state: &AppState,
     endpoint: Endpoint,
     id: &CorrelationId,
+    trace: Option<TraceContext>,
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
@@ -335,8 +323,34 @@ async fn forward(
         .map(|m| m.chars().take(128).collect::<String>())
         .unwrap_or_default();
     let (at, started) = (chrono::Utc::now(), std::time::Instant::now());
-    let answer = state.ai.cached_call(endpoint, body, id, &caller, ask).await;
+    // The model call's span, a child of the request's: each provider call it makes sends a
+    // `traceparent` with a new span under it.
+    let request_span = trace.unwrap_or_else(|| TraceContext::for_correlation(id.as_str()));
+    let span = request_span.child();
+    let answer =
+        crate::trace::context::scope(span, state.ai.cached_call(endpoint, body, id, &caller, ask))
+            .await;
     trace_model_call(state, id, &model, at, started.elapsed(), &answer);
+    if crate::trace::otel::enabled() {
+        let (deployment, error) = match &answer {
+            Ok(reply) => (reply.deployment.to_string(), None),
+            Err(e) => (String::new(), Some(e.to_string())),
+        };
+        crate::trace::otel::record(crate::trace::otel::SpanRecord {
+            name: "model call",
+            kind: opentelemetry::trace::SpanKind::Client,
+            context: span,
+            parent: Some(request_span.span_id),
+            start: at,
+            end: chrono::Utc::now(),
+            attributes: vec![
+                ("gen_ai.request.model", model.clone()),
+                ("jarvis.deployment", deployment),
+                ("jarvis.correlation_id", id.to_string()),
+            ],
+            error,
+        });
+    }
     match answer {
         Ok(reply) => reply_response(reply),
         Err(e) => OpenAiError::from(e).into_response(),

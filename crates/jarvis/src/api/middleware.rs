@@ -45,7 +45,10 @@ pub async fn correlate(State(state): State<AppState>, mut req: Request, next: Ne
         .get(TRACEPARENT)
         .and_then(|v| v.to_str().ok())
         .and_then(TraceContext::parse);
-    let trace = given_trace.unwrap_or_else(|| TraceContext::for_correlation(id.as_str()));
+    // The request's own span: a child of the caller's, else the root of the derived trace.
+    let trace = given_trace
+        .map(|t| t.child())
+        .unwrap_or_else(|| TraceContext::for_correlation(id.as_str()));
     req.extensions_mut().insert(RequestTrace {
         context: trace,
         given: given_trace.is_some(),
@@ -95,8 +98,25 @@ pub async fn correlate(State(state): State<AppState>, mut req: Request, next: Ne
         state
             .requests
             .record(response.status().as_u16(), started.elapsed());
+        let status = response.status().as_u16();
+        if crate::trace::otel::enabled() {
+            crate::trace::otel::record(crate::trace::otel::SpanRecord {
+                name: "request",
+                kind: opentelemetry::trace::SpanKind::Server,
+                context: trace,
+                parent: given_trace.map(|t| t.span_id),
+                start: at,
+                end: chrono::Utc::now(),
+                attributes: vec![
+                    ("http.request.method", method.to_string()),
+                    ("url.path", path.clone()),
+                    ("http.response.status_code", status.to_string()),
+                    ("jarvis.correlation_id", id.to_string()),
+                ],
+                error: (status >= 500).then(|| format!("HTTP {status}")),
+            });
+        }
         if traced {
-            let status = response.status().as_u16();
             let mut e = state.traces.event(
                 id.as_str(),
                 TraceKind::Request,

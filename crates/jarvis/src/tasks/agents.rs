@@ -35,9 +35,8 @@ pub struct AgentCall {
     pub attempt: u32,
     /// The submitting request's correlation ID (also sent as `X-Correlation-ID`).
     pub correlation_id: String,
-    /// The submitting request's W3C `traceparent`, when it sent one (not in the body: each
-    /// call sends a child of it, or of the trace derived from the correlation ID, as the
-    /// `traceparent` header).
+    /// The W3C `traceparent` header of this call: the agent-call span of the attempt (not in
+    /// the body; none: a new span in the trace derived from the correlation ID).
     #[serde(skip)]
     pub traceparent: Option<String>,
 }
@@ -256,7 +255,9 @@ impl HttpAgents {
             .header(HEADER, &call.correlation_id)
             .header(
                 crate::trace::context::TRACEPARENT,
-                crate::trace::context::outgoing(call.traceparent.as_deref(), &call.correlation_id),
+                call.traceparent
+                    .clone()
+                    .unwrap_or_else(|| crate::trace::context::outgoing(None, &call.correlation_id)),
             )
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .header(reqwest::header::CONTENT_LENGTH, len)

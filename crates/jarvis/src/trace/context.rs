@@ -109,20 +109,20 @@ impl fmt::Display for TraceContext {
     }
 }
 
-/// A request's trace context as the correlation middleware found it: the caller's, or one
-/// Jarvis started (`given` false; then it is derived from the correlation ID and needs no
-/// storing).
+/// A request's trace context as the correlation middleware made it: the request's own span,
+/// a child of the caller's `traceparent` (`given`), or the root of the trace derived from the
+/// correlation ID (then it needs no storing).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RequestTrace {
-    /// The context.
+    /// The request's span.
     pub context: TraceContext,
-    /// Whether the caller sent it.
+    /// Whether the caller sent a `traceparent`.
     pub given: bool,
 }
 
 impl RequestTrace {
-    /// What a task submitted by the request keeps (`tasks.traceparent`): the caller's
-    /// context, or nothing when the trace is derived from the correlation ID.
+    /// What a task submitted by the request keeps (`tasks.traceparent`): the request's span
+    /// in the caller's trace, or nothing when the trace is derived from the correlation ID.
     pub fn stored(&self) -> Option<String> {
         self.given.then(|| self.context.to_string())
     }

@@ -13,6 +13,7 @@
 //! [`assemble`] merges the sources into one timeline.
 
 pub mod context;
+pub mod otel;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

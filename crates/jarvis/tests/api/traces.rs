@@ -504,3 +504,180 @@ async fn the_cli_prints_the_timeline() {
     assert!(stderr.contains("trace_not_found"), "{stderr}");
     app.stop().await;
 }
+
+/// One span an OTLP receiver got.
+#[derive(Debug, Clone)]
+struct ReceivedSpan {
+    service: String,
+    name: String,
+    trace_id: String,
+    span_id: String,
+    parent: String,
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+async fn otlp_traces(
+    State(spans): State<Arc<Mutex<Vec<ReceivedSpan>>>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> axum::response::Response {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use prost::Message;
+    assert_eq!(
+        headers.get("content-type").and_then(|v| v.to_str().ok()),
+        Some("application/x-protobuf")
+    );
+    let request = match ExportTraceServiceRequest::decode(body) {
+        Ok(r) => r,
+        Err(_) => return StatusCode::BAD_REQUEST.into_response(),
+    };
+    let mut got = spans.lock().unwrap();
+    for rs in request.resource_spans {
+        let service = rs
+            .resource
+            .iter()
+            .flat_map(|r| r.attributes.iter())
+            .find(|a| a.key == "service.name")
+            .and_then(|a| a.value.as_ref())
+            .map(|v| format!("{:?}", v.value))
+            .unwrap_or_default();
+        for ss in rs.scope_spans {
+            for s in ss.spans {
+                got.push(ReceivedSpan {
+                    service: service.clone(),
+                    name: s.name,
+                    trace_id: hex(&s.trace_id),
+                    span_id: hex(&s.span_id),
+                    parent: hex(&s.parent_span_id),
+                });
+            }
+        }
+    }
+    (
+        StatusCode::OK,
+        [("content-type", "application/x-protobuf")],
+        Vec::<u8>::new(),
+    )
+        .into_response()
+}
+
+/// With `OTEL_EXPORTER_OTLP_ENDPOINT` pointing at a real OTLP/HTTP receiver on 127.0.0.1, a
+/// task submitted with a `traceparent` arrives as spans of the caller's trace: the request (a
+/// child of the caller's span), the task attempt (a child of the request), the agent call (a
+/// child of the attempt, with the span ID the agent received), as service `OTEL_SERVICE_NAME`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_are_exported_over_otlp_in_the_callers_trace() {
+    let spans: Arc<Mutex<Vec<ReceivedSpan>>> = Arc::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let receiver = axum::Router::new()
+        .route("/v1/traces", axum::routing::post(otlp_traces))
+        .with_state(spans.clone());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, receiver).await;
+    });
+    let mut env = TestEnv::new(Backend::Sqlite).await;
+    env.set(
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        &format!("http://127.0.0.1:{port}"),
+    )
+    .set("OTEL_SERVICE_NAME", "jarvis-otlp-test");
+    let app = TestApp::spawn_with(env).await;
+    let agent = FlakyAgent::start(0).await;
+    app.put_agent("traced", json!({"url": agent.url()})).await;
+    let id = fresh_id("req-otlp");
+    let response = app
+        .client
+        .post(app.url("/api/v1/execute?wait=true"))
+        .bearer_auth(TOKEN)
+        .header("x-correlation-id", &id)
+        .header("traceparent", TRACEPARENT)
+        .json(&json!({"domain": "traced", "action": "run"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let got = eventually_some(
+        LIMIT,
+        "the request, attempt and agent call spans",
+        || async {
+            let got: Vec<ReceivedSpan> = spans
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|s| s.trace_id == TRACE_ID)
+                .cloned()
+                .collect();
+            let has = |n: &str| got.iter().any(|s| s.name == n);
+            (has("request") && has("task attempt") && has("agent call")).then_some(got)
+        },
+    )
+    .await;
+    let one = |n: &str| got.iter().find(|s| s.name == n).unwrap().clone();
+    let (request, attempt, call) = (one("request"), one("task attempt"), one("agent call"));
+    assert!(request.service.contains("jarvis-otlp-test"), "{request:?}");
+    assert_eq!(
+        request.parent, "00f067aa0ba902b7",
+        "the caller's span is the parent"
+    );
+    assert_eq!(attempt.parent, request.span_id, "{got:#?}");
+    assert_eq!(call.parent, attempt.span_id, "{got:#?}");
+    let sent = agent.seen()[0].traceparent.clone().unwrap();
+    assert_eq!(sent, format!("00-{TRACE_ID}-{}-01", call.span_id));
+    app.stop().await;
+}
+
+/// A real `jarvis serve` merges its own log lines of the ID into the trace (`log` events, with
+/// the line as `detail`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_instances_log_lines_are_in_the_trace() {
+    let env = TestEnv::new(Backend::Sqlite).await;
+    let p = TestProcess::start(&env).await;
+    let agent = FlakyAgent::start(0).await;
+    let (s, body) = p.put_agent("traced", json!({"url": agent.url()})).await;
+    assert_eq!(s, 201, "{body}");
+    let id = fresh_id("req-logs");
+    let client = reqwest::Client::new();
+    let s = client
+        .post(p.url("/api/v1/execute?wait=true"))
+        .bearer_auth(TOKEN)
+        .header("x-correlation-id", &id)
+        .json(&json!({"domain": "traced", "action": "run"}))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(s, 200);
+    let data = eventually_some(
+        LIMIT,
+        "the log lines of the request and the task",
+        || async {
+            let (s, body) = p
+                .api(reqwest::Method::GET, &format!("/api/v1/traces/{id}"), None)
+                .await;
+            let logs: Vec<String> = body["data"]["events"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|e| e["kind"] == "log")
+                .map(|e| e["summary"].as_str().unwrap_or("").to_string())
+                .collect();
+            (s == 200
+                && logs.iter().any(|m| m == "request completed")
+                && logs.iter().any(|m| m == "agent answered"))
+            .then_some(body["data"].clone())
+        },
+    )
+    .await;
+    let line = events_of(&data, "log")
+        .into_iter()
+        .find(|e| e["summary"] == "agent answered")
+        .unwrap()
+        .clone();
+    assert_eq!(line["detail"]["correlationId"], id.as_str());
+    assert_eq!(line["status"], "INFO");
+    assert!(line["instance"].is_string(), "{line}");
+}

@@ -13,6 +13,17 @@ impl TaskQueue {
         let started_at = self.now();
         let clock = self.clock.now();
         tracing::info!(priority = task.priority, "executing task");
+        // The attempt's span: a child of the submitting request's span (a task submitted with
+        // a `traceparent`), else a root in the trace derived from the correlation ID; the agent
+        // call's span is a child of it.
+        let parent = task
+            .traceparent
+            .as_deref()
+            .and_then(crate::trace::context::TraceContext::parse);
+        let span = parent.map(|p| p.child()).unwrap_or_else(|| {
+            crate::trace::context::TraceContext::for_correlation(&task.correlation_id)
+        });
+        let agent_span = span.child();
         let call = AgentCall {
             task_id: task.id,
             domain: task.domain.to_string(),
@@ -20,7 +31,7 @@ impl TaskQueue {
             parameters: task.parameters.clone(),
             attempt: task.attempts,
             correlation_id: task.correlation_id.clone(),
-            traceparent: task.traceparent.clone(),
+            traceparent: Some(agent_span.to_string()),
         };
         enum Target {
             Builtin(Arc<dyn BuiltinAgent>),
@@ -104,7 +115,7 @@ impl TaskQueue {
                         )),
                     }
                 }
-                Target::Ai(spec) => self.run_ai(spec, &task, timeout).await,
+                Target::Ai(spec) => self.run_ai(spec, &task, timeout, span).await,
                 Target::Http(spec) => {
                     tracing::info!(url = %spec.url, timeout_ms = timeout.as_millis() as u64, "calling agent");
                     // The attempt is spent once the agent has the request: then it is marked
@@ -123,6 +134,25 @@ impl TaskQueue {
                         calls.answered(id, attempt);
                     }
                     self.trace_agent_call(&task, spec, sent_at, call_clock.elapsed(), &r);
+                    if crate::trace::otel::enabled() {
+                        crate::trace::otel::record(crate::trace::otel::SpanRecord {
+                            name: "agent call",
+                            kind: opentelemetry::trace::SpanKind::Client,
+                            context: agent_span,
+                            parent: Some(span.span_id),
+                            start: sent_at,
+                            end: chrono::Utc::now(),
+                            attributes: vec![
+                                ("url.full", crate::trace::display_url(&spec.url)),
+                                ("jarvis.outcome", r.outcome.to_string()),
+                                ("jarvis.correlation_id", task.correlation_id.clone()),
+                            ],
+                            error: match &r.answer {
+                                AgentAnswer::Failure { reason } => Some(reason.clone()),
+                                AgentAnswer::Success { .. } => None,
+                            },
+                        });
+                    }
                     Ok((r.answer, r.outcome))
                 }
             }
@@ -169,6 +199,24 @@ impl TaskQueue {
                     .get()
                     .and_then(|_| self.breakers.get(task.domain.as_str()))
                     .map(|b| b.state());
+                if crate::trace::otel::enabled() {
+                    crate::trace::otel::record(crate::trace::otel::SpanRecord {
+                        name: "task attempt",
+                        kind: opentelemetry::trace::SpanKind::Internal,
+                        context: span,
+                        parent: parent.map(|p| p.span_id),
+                        start: started_at,
+                        end: self.now(),
+                        attributes: vec![
+                            ("jarvis.task_id", task.id.to_string()),
+                            ("jarvis.domain", task.domain.to_string()),
+                            ("jarvis.action", task.action.to_string()),
+                            ("jarvis.attempt", task.attempts.to_string()),
+                            ("jarvis.correlation_id", task.correlation_id.clone()),
+                        ],
+                        error: (!reason.is_empty()).then(|| reason.clone()),
+                    });
+                }
                 admission.record(outcome, reason);
                 if let Some(before) = before {
                     let after = self.breakers.get(task.domain.as_str()).map(|b| b.state());
@@ -198,6 +246,7 @@ impl TaskQueue {
         spec: &AgentSpec,
         task: &Task,
         timeout: Duration,
+        attempt_span: crate::trace::context::TraceContext,
     ) -> Result<(AgentAnswer, Outcome), Unspent> {
         let failed = |reason: String, outcome| Ok((AgentAnswer::Failure { reason }, outcome));
         let Some(gateway) = &self.ai else {
@@ -227,13 +276,9 @@ impl TaskQueue {
         // A task's ID was checked when it was submitted; one stored otherwise gets a fresh one.
         let correlation = crate::correlation::CorrelationId::parse(&task.correlation_id)
             .unwrap_or_else(|| crate::correlation::CorrelationId::generate("task"));
-        let trace = task
-            .traceparent
-            .as_deref()
-            .and_then(crate::trace::context::TraceContext::parse)
-            .unwrap_or_else(|| {
-                crate::trace::context::TraceContext::for_correlation(correlation.as_str())
-            });
+        // The model call's span, a child of the attempt's; each provider call is a child of it.
+        let trace = attempt_span.child();
+        let called_at = chrono::Utc::now();
         let done = tokio::time::timeout(
             timeout,
             crate::trace::context::scope(
@@ -244,6 +289,25 @@ impl TaskQueue {
         .await;
         if let Some(calls) = &calls {
             calls.answered(task.id, task.attempts);
+        }
+        if crate::trace::otel::enabled() {
+            crate::trace::otel::record(crate::trace::otel::SpanRecord {
+                name: "model call",
+                kind: opentelemetry::trace::SpanKind::Client,
+                context: trace,
+                parent: Some(attempt_span.span_id),
+                start: called_at,
+                end: chrono::Utc::now(),
+                attributes: vec![
+                    ("gen_ai.request.model", model.clone()),
+                    ("jarvis.correlation_id", task.correlation_id.clone()),
+                ],
+                error: match &done {
+                    Ok(Ok(_)) => None,
+                    Err(_) => Some("timeout".into()),
+                    Ok(Err(_)) => Some("failed".into()),
+                },
+            });
         }
         match done {
             Err(_) => failed(
