@@ -87,7 +87,7 @@ END \$\$;
 INSERT INTO task_history (record_id, task_id, domain, action, attempt, parameters, success, duration_ms,
                           failure_reason, correlation_id, instance_id, started_at, finished_at)
 SELECT gen_random_uuid(), gen_random_uuid(), 'domain' || (g % 4), 'action' || (g % 5), 1 + g % 2,
-       '{"bpm": 120}'::jsonb, g % 2 = 1, (g * 7919) % 5000,
+       '{"bpm": 120}'::jsonb, g % 2 = 1, (g::int8 * 7919) % 5000,
        CASE WHEN g % 2 = 0 THEN 'agent answered HTTP 503' END,
        'req-' || (g / 2), 'bench', ts, ts + interval '20 ms'
 FROM (SELECT g, now() - (($ROWS - g) * interval '30 days' / $ROWS) AS ts
