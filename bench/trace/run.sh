@@ -121,14 +121,15 @@ if [ "$BACKEND" != postgres ]; then
     AND tbl_name IN ('task_history', 'tasks', 'trace_events', 'health_checks')" > "$TMP/indexes.sql"
   sqlite3 "$TMP/sqlite/jarvis.db" "SELECT 'DROP INDEX ' || name || ';' FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL
     AND tbl_name IN ('task_history', 'tasks', 'trace_events', 'health_checks')" > "$TMP/drop.sql"
-  UUID="lower(hex(randomblob(4)) || '-' || hex(randomblob(2)) || '-4' || substr(hex(randomblob(2)), 2) || '-a' || substr(hex(randomblob(2)), 2) || '-' || hex(randomblob(6)))"
-  sqlite3 "$TMP/sqlite/jarvis.db" <<SQL
-PRAGMA journal_mode = WAL;
-PRAGMA synchronous = OFF;
-.read $TMP/drop.sql
--- Times as Jarvis writes them (RFC 3339 text), UUIDs as hyphenated text.
+  # The history in transactions of 1,000,000 rows (one 10 M-row statement ran out of
+  # SQLite's temporary space here).
+  history_chunks() {
+    local lo=0 hi
+    while [ "$lo" -lt "$ROWS" ]; do
+      hi=$(( lo + 1000000 < ROWS ? lo + 1000000 : ROWS ))
+      cat <<CHUNK
 BEGIN;
-WITH RECURSIVE s(g) AS (SELECT 0 UNION ALL SELECT g + 1 FROM s WHERE g + 1 < $ROWS)
+WITH RECURSIVE s(g) AS (SELECT $lo UNION ALL SELECT g + 1 FROM s WHERE g + 1 < $hi)
 INSERT INTO task_history (record_id, task_id, domain, action, attempt, parameters, success, duration_ms,
                           failure_reason, correlation_id, instance_id, started_at, finished_at)
 SELECT $UUID, $UUID, 'domain' || (g % 4), 'action' || (g % 5), 1 + g % 2,
@@ -137,6 +138,19 @@ SELECT $UUID, $UUID, 'domain' || (g % 4), 'action' || (g % 5), 1 + g % 2,
        strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-' || (($ROWS - g) * 2592 / ($ROWS / 1000)) || ' seconds'),
        strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-' || (($ROWS - g) * 2592 / ($ROWS / 1000)) || ' seconds')
 FROM s;
+COMMIT;
+CHUNK
+      lo=$hi
+    done
+  }
+  UUID="lower(hex(randomblob(4)) || '-' || hex(randomblob(2)) || '-4' || substr(hex(randomblob(2)), 2) || '-a' || substr(hex(randomblob(2)), 2) || '-' || hex(randomblob(6)))"
+  sqlite3 "$TMP/sqlite/jarvis.db" <<SQL
+PRAGMA journal_mode = WAL;
+PRAGMA synchronous = OFF;
+.read $TMP/drop.sql
+-- Times as Jarvis writes them (RFC 3339 text), UUIDs as hyphenated text.
+$(history_chunks)
+BEGIN;
 WITH RECURSIVE s(g) AS (SELECT 0 UNION ALL SELECT g + 1 FROM s WHERE g + 1 < $OTHER)
 INSERT INTO tasks (id, domain, action, parameters, status, attempts, correlation_id, created_at, finished_at, updated_at, run_at)
 SELECT $UUID, 'domain' || (g % 4), 'action' || (g % 5), '{}', 'succeeded', 2, 'req-' || (g * 5),
