@@ -245,8 +245,25 @@ impl Application {
             let scheduler = scheduler.clone();
             background.push(Box::new(move |stop| Box::pin(scheduler.run(stop))));
         }
+        let (traces, trace_writer) = crate::trace::Tracer::start(
+            store.clone(),
+            &config.server.instance_id,
+            std::time::Duration::from_secs(
+                u64::from(config.telemetry.trace_retention_hours) * 3_600,
+            ),
+        );
+        background.push(Box::new(move |stop| Box::pin(trace_writer.run(stop))));
+        if let Some(endpoint) = &config.telemetry.otlp_endpoint {
+            let exporter = crate::trace::otel::start(endpoint, &config.telemetry.service_name)
+                .context("building the OTLP span exporter")?;
+            if let Some(exporter) = exporter {
+                background.push(Box::new(move |stop| Box::pin(exporter.run(stop))));
+            }
+        }
+        tasks.set_tracer(traces.clone());
         let state = AppState {
             sessions: Arc::new(crate::dashboard::Sessions::new()),
+            traces,
             ai,
             scheduler,
             health,

@@ -74,3 +74,4 @@ pub mod store;
 pub mod tasks;
 pub mod telemetry;
 pub mod timeparse;
+pub mod trace;

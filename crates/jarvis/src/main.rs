@@ -139,6 +139,16 @@ async fn run(cli: Cli) -> ExitCode {
                 Err(e) => config_error(e),
             };
         }
+        Command::Trace {
+            connection,
+            json,
+            correlation_id,
+        } => {
+            return match connect(connection) {
+                Ok(c) => done(jarvis::cli::trace::run(&c, json, &correlation_id).await),
+                Err(e) => config_error(e),
+            };
+        }
         Command::Serve | Command::Migrate | Command::Config { .. } => {}
     }
     let prefix = match jarvis::config::secrets_prefix(&vars) {

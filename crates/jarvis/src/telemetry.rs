@@ -10,6 +10,10 @@
 //! Lines outside any request or task carry the instance's own ID (`sys-<instance>`), so that
 //! `grep correlationId logs/jarvis-combined.log` matches every line.
 //!
+//! The layer also keeps the most recent lines of each correlation ID in a bounded ring in
+//! memory ([`recent_lines`]), so that the trace API can show this instance's log lines of a
+//! request without reading the log file.
+//!
 //! This is written by hand instead of using `tracing-subscriber`'s JSON formatter because that
 //! formatter nests span fields under `span`/`spans`, while CloudWatch filters and the user's
 //! checklist need `correlationId` at the top level of every line.
@@ -191,6 +195,10 @@ where
                 }
             }
         }
+        let recent = match &correlation {
+            Value::String(id) if *id != self.system_id => Some(id.clone()),
+            _ => None,
+        };
         line.insert("correlationId".into(), correlation);
         for (k, v) in context {
             let key = camel_case(&k);
@@ -200,16 +208,79 @@ where
             }
         }
 
-        let mut bytes = match serde_json::to_vec(&Value::Object(line)) {
+        let line = Value::Object(line);
+        let mut bytes = match serde_json::to_vec(&line) {
             Ok(b) => b,
             Err(_) => return,
         };
+        if let Some(id) = recent {
+            RECENT.push(id, line);
+        }
         bytes.push(b'\n');
         for w in &self.writers {
             // A failed write of a log line has nowhere better to be reported.
             let _ = w.clone().write_all(&bytes);
         }
     }
+}
+
+/// Correlation IDs whose recent lines are kept at most (the oldest ID is forgotten first).
+pub const RECENT_IDS: usize = 4_096;
+/// Lines kept per correlation ID at most (the oldest line is forgotten first).
+pub const RECENT_LINES_PER_ID: usize = 64;
+
+/// The recent log lines of each correlation ID, bounded in IDs and in lines per ID.
+struct RecentLines {
+    inner: std::sync::Mutex<RecentInner>,
+}
+
+#[derive(Default)]
+struct RecentInner {
+    by_id: std::collections::HashMap<String, std::collections::VecDeque<Value>>,
+    order: std::collections::VecDeque<String>,
+}
+
+impl RecentLines {
+    fn push(&self, id: String, line: Value) {
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let inner = &mut *inner;
+        if let Some(lines) = inner.by_id.get_mut(&id) {
+            if lines.len() >= RECENT_LINES_PER_ID {
+                lines.pop_front();
+            }
+            lines.push_back(line);
+            return;
+        }
+        while inner.order.len() >= RECENT_IDS {
+            if let Some(old) = inner.order.pop_front() {
+                inner.by_id.remove(&old);
+            }
+        }
+        inner.order.push_back(id.clone());
+        inner
+            .by_id
+            .insert(id, std::collections::VecDeque::from([line]));
+    }
+
+    fn get(&self, id: &str) -> Vec<Value> {
+        let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        inner
+            .by_id
+            .get(id)
+            .map(|l| l.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+}
+
+static RECENT: std::sync::LazyLock<RecentLines> = std::sync::LazyLock::new(|| RecentLines {
+    inner: std::sync::Mutex::new(RecentInner::default()),
+});
+
+/// This process's most recent log lines under `correlation_id` (at most
+/// [`RECENT_LINES_PER_ID`], oldest first; lines of IDs older than the last [`RECENT_IDS`] are
+/// gone), as the JSON objects written to the log.
+pub fn recent_lines(correlation_id: &str) -> Vec<Value> {
+    RECENT.get(correlation_id)
 }
 
 /// Collects `tracing` field values as JSON values.
@@ -344,6 +415,25 @@ mod tests {
         assert_eq!(camel_case("correlation_id"), "correlationId");
         assert_eq!(camel_case("status"), "status");
         assert_eq!(camel_case("_private"), "private");
+    }
+
+    #[test]
+    fn recent_lines_are_bounded_per_id_and_in_ids() {
+        let ring = RecentLines {
+            inner: std::sync::Mutex::new(RecentInner::default()),
+        };
+        for i in 0..RECENT_LINES_PER_ID + 5 {
+            ring.push("a".into(), Value::from(i));
+        }
+        let a = ring.get("a");
+        assert_eq!(a.len(), RECENT_LINES_PER_ID);
+        assert_eq!(a[0], Value::from(5));
+        for i in 0..RECENT_IDS {
+            ring.push(format!("id-{i}"), Value::from(i));
+        }
+        assert!(ring.get("a").is_empty(), "the oldest ID is forgotten first");
+        assert_eq!(ring.get(&format!("id-{}", RECENT_IDS - 1)).len(), 1);
+        assert_eq!(ring.inner.lock().unwrap().by_id.len(), RECENT_IDS);
     }
 
     #[test]

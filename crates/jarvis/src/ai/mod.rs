@@ -442,7 +442,11 @@ impl Deployment {
             .client
             .request(method, format!("{}{}", self.base_url, path))
             .header(self.auth.0.clone(), self.auth.1.clone())
-            .header(CORRELATION_HEADER, correlation.as_str());
+            .header(CORRELATION_HEADER, correlation.as_str())
+            .header(
+                crate::trace::context::TRACEPARENT,
+                crate::trace::context::outgoing_current(correlation.as_str()),
+            );
         match self.provider {
             Provider::Anthropic => request.header("anthropic-version", anthropic::API_VERSION),
             Provider::OpenAi | Provider::Gemini => request,

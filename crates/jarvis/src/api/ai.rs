@@ -25,6 +25,7 @@ use super::envelope::{ApiError, ErrorAnswer};
 use super::AppState;
 use crate::ai::{cache, AiError, Caller, Endpoint, Models, Reply, ReplyBody, ResolveError};
 use crate::correlation::CorrelationId;
+use crate::trace::context::{RequestTrace, TraceContext};
 
 /// The header that says which deployment answered.
 pub const DEPLOYMENT_HEADER: HeaderName = HeaderName::from_static("x-jarvis-deployment");
@@ -233,20 +234,32 @@ impl From<AiError> for OpenAiError {
 async fn chat_completions(
     State(state): State<AppState>,
     Extension(id): Extension<CorrelationId>,
+    trace: Option<Extension<RequestTrace>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    forward(&state, Endpoint::ChatCompletions, &id, &headers, body).await
+    let trace = trace.map(|t| t.0.context);
+    forward(
+        &state,
+        Endpoint::ChatCompletions,
+        &id,
+        trace,
+        &headers,
+        body,
+    )
+    .await
 }
 
 /// `POST /v1/embeddings`.
 async fn embeddings(
     State(state): State<AppState>,
     Extension(id): Extension<CorrelationId>,
+    trace: Option<Extension<RequestTrace>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    forward(&state, Endpoint::Embeddings, &id, &headers, body).await
+    let trace = trace.map(|t| t.0.context);
+    forward(&state, Endpoint::Embeddings, &id, trace, &headers, body).await
 }
 
 /// Who is calling: the domain of `X-Jarvis-Domain` (a valid name, or a 400) and the token's
@@ -281,6 +294,7 @@ async fn forward(
     state: &AppState,
     endpoint: Endpoint,
     id: &CorrelationId,
+    trace: Option<TraceContext>,
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
@@ -303,10 +317,100 @@ async fn forward(
                 .into_response()
         }
     };
-    match state.ai.cached_call(endpoint, body, id, &caller, ask).await {
+    let model = body
+        .get("model")
+        .and_then(Value::as_str)
+        .map(|m| m.chars().take(128).collect::<String>())
+        .unwrap_or_default();
+    let (at, started) = (chrono::Utc::now(), std::time::Instant::now());
+    // The model call's span, a child of the request's: each provider call it makes sends a
+    // `traceparent` with a new span under it.
+    let request_span = trace.unwrap_or_else(|| TraceContext::for_correlation(id.as_str()));
+    let span = request_span.child();
+    let answer =
+        crate::trace::context::scope(span, state.ai.cached_call(endpoint, body, id, &caller, ask))
+            .await;
+    trace_model_call(state, id, &model, at, started.elapsed(), &answer);
+    if crate::trace::otel::enabled() {
+        let (deployment, error) = match &answer {
+            Ok(reply) => (reply.deployment.to_string(), None),
+            Err(e) => (String::new(), Some(e.to_string())),
+        };
+        crate::trace::otel::record(crate::trace::otel::SpanRecord {
+            name: "model call",
+            kind: opentelemetry::trace::SpanKind::Client,
+            context: span,
+            parent: Some(request_span.span_id),
+            start: at,
+            end: chrono::Utc::now(),
+            attributes: vec![
+                ("gen_ai.request.model", model.clone()),
+                ("jarvis.deployment", deployment),
+                ("jarvis.correlation_id", id.to_string()),
+            ],
+            error,
+        });
+    }
+    match answer {
         Ok(reply) => reply_response(reply),
         Err(e) => OpenAiError::from(e).into_response(),
     }
+}
+
+/// Traces a gateway call (and a breaker's rejection of it): one channel send. A stream's
+/// duration is the time to its answer's head.
+fn trace_model_call(
+    state: &AppState,
+    id: &CorrelationId,
+    model: &str,
+    at: chrono::DateTime<chrono::Utc>,
+    took: std::time::Duration,
+    answer: &Result<Reply, AiError>,
+) {
+    use crate::trace::TraceKind;
+    let tracer = &state.traces;
+    let (summary, status, detail) = match answer {
+        Ok(reply) => (
+            format!(
+                "model {model} via {}: HTTP {}",
+                reply.deployment, reply.status
+            ),
+            reply.status.to_string(),
+            serde_json::json!({
+                "model": model,
+                "deployment": &*reply.deployment,
+                "fallbacks": reply.fallbacks,
+                "stream": !matches!(reply.body, ReplyBody::Full(_)),
+            }),
+        ),
+        Err(e) => (
+            format!("model {model}: {e}"),
+            "error".to_string(),
+            serde_json::json!({"model": model, "error": e.to_string()}),
+        ),
+    };
+    if let Err(AiError::BreakerOpen {
+        deployment,
+        breaker,
+        ..
+    }) = answer
+    {
+        let mut b = tracer.event(
+            id.as_str(),
+            TraceKind::Breaker,
+            format!("breaker {breaker}: rejected the call to {deployment}"),
+        );
+        b.at = at;
+        b.status = Some("rejected".into());
+        b.detail = serde_json::json!({"breaker": &**breaker, "deployment": &**deployment});
+        tracer.record(b);
+    }
+    let mut e = tracer.event(id.as_str(), TraceKind::ModelCall, summary);
+    e.at = at;
+    e.duration_ms = Some(took.as_millis() as u64);
+    e.status = Some(status);
+    e.detail = detail;
+    tracer.record(e);
 }
 
 /// The body as JSON; no `Content-Type` is required (clients of OpenAI's API are not held to

@@ -1,10 +1,11 @@
-//! Request middleware: correlation IDs with the access log (and in every error envelope), and
-//! bearer-token auth (or the dashboard's session cookie, `api::dashboard`).
+//! Request middleware: correlation IDs and W3C trace context with the access log (and in every
+//! error envelope), the request's trace event, and bearer-token auth (or the dashboard's session
+//! cookie, `api::dashboard`).
 
 use std::time::Instant;
 
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use secrecy::ExposeSecret;
@@ -14,6 +15,8 @@ use tracing::Instrument;
 use super::envelope::{ApiError, ErrorAnswer};
 use crate::api::AppState;
 use crate::correlation::{CorrelationId, ALT_HEADER, HEADER};
+use crate::trace::context::{RequestTrace, TraceContext, TRACEPARENT};
+use crate::trace::TraceKind;
 
 /// The longest path written to the access log; longer paths are cut (never a whole hostile URL).
 const MAX_LOGGED_PATH: usize = 256;
@@ -34,7 +37,29 @@ pub async fn correlate(State(state): State<AppState>, mut req: Request, next: Ne
             None => (CorrelationId::generate("req"), true),
         },
     };
+    let carried_id = given.is_some();
     req.extensions_mut().insert(id.clone());
+    // The caller's W3C trace context, else a trace Jarvis starts for the ID; a malformed
+    // `traceparent` is ignored, as the specification asks.
+    let given_trace = req
+        .headers()
+        .get(TRACEPARENT)
+        .and_then(|v| v.to_str().ok())
+        .and_then(TraceContext::parse);
+    // The request's own span: a child of the caller's, else the root of the derived trace.
+    let trace = given_trace
+        .map(|t| t.child())
+        .unwrap_or_else(|| TraceContext::for_correlation(id.as_str()));
+    req.extensions_mut().insert(RequestTrace {
+        context: trace,
+        given: given_trace.is_some(),
+    });
+    let traced = worth_tracing(
+        req.method(),
+        req.uri().path(),
+        carried_id || given_trace.is_some(),
+    );
+    let method = req.method().clone();
 
     let mut path = req.uri().path().to_string();
     if path.len() > MAX_LOGGED_PATH {
@@ -48,9 +73,11 @@ pub async fn correlate(State(state): State<AppState>, mut req: Request, next: Ne
     let span = tracing::info_span!(
         "request",
         correlation_id = %id,
+        trace_id = %trace.trace_id_hex(),
         method = %req.method(),
         path = %path,
     );
+    let at = chrono::Utc::now();
     async move {
         if replaced {
             // The refused value itself is never logged: it may be an injection attempt.
@@ -72,6 +99,41 @@ pub async fn correlate(State(state): State<AppState>, mut req: Request, next: Ne
         state
             .requests
             .record(response.status().as_u16(), started.elapsed());
+        let status = response.status().as_u16();
+        if crate::trace::otel::enabled() {
+            crate::trace::otel::record(crate::trace::otel::SpanRecord {
+                name: "request",
+                kind: opentelemetry::trace::SpanKind::Server,
+                context: trace,
+                parent: given_trace.map(|t| t.span_id),
+                start: at,
+                end: chrono::Utc::now(),
+                attributes: vec![
+                    ("http.request.method", method.to_string()),
+                    ("url.path", path.clone()),
+                    ("http.response.status_code", status.to_string()),
+                    ("jarvis.correlation_id", id.to_string()),
+                ],
+                error: (status >= 500).then(|| format!("HTTP {status}")),
+            });
+        }
+        if traced {
+            let mut e = state.traces.event(
+                id.as_str(),
+                TraceKind::Request,
+                format!("{method} {path} → {status}"),
+            );
+            e.at = at;
+            e.duration_ms = Some(started.elapsed().as_millis() as u64);
+            e.status = Some(status.to_string());
+            e.detail = serde_json::json!({
+                "method": method.as_str(),
+                "path": path,
+                "traceId": trace.trace_id_hex(),
+                "traceparent": given_trace.map(|t| t.to_string()),
+            });
+            state.traces.record(e);
+        }
         tracing::info!(
             status = response.status().as_u16(),
             duration_ms = started.elapsed().as_millis() as u64,
@@ -81,6 +143,16 @@ pub async fn correlate(State(state): State<AppState>, mut req: Request, next: Ne
     }
     .instrument(span)
     .await
+}
+
+/// Whether a request gets a trace event: one that changes something or calls out (not a GET,
+/// HEAD or OPTIONS), or one that carries its caller's correlation ID or trace context; never
+/// the probes (`/health`, `/metrics`) or the trace API itself.
+fn worth_tracing(method: &Method, path: &str, carried: bool) -> bool {
+    if path == "/health" || path == "/metrics" || path.starts_with("/api/v1/traces") {
+        return false;
+    }
+    carried || !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
 }
 
 /// Refuses a request without `Authorization: Bearer <JARVIS_AUTH_TOKEN>` (401 in the envelope).

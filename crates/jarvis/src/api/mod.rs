@@ -16,6 +16,7 @@ pub mod schedules;
 pub mod services;
 pub mod state;
 pub mod tasks;
+pub mod traces;
 pub mod types;
 
 pub use state::AppState;
@@ -74,6 +75,7 @@ pub fn router(state: AppState) -> Router {
         .route("/analytics/overview", get(analytics::overview))
         .route("/analytics/breakers", get(analytics::breakers))
         .route("/analytics/services", get(analytics::services))
+        .route("/traces/{id}", get(traces::get))
         .route("/agents", get(agents::list))
         .route(
             "/agents/{domain}",

@@ -50,6 +50,8 @@ pub struct AppState {
     pub ai: Arc<crate::ai::Gateway>,
     /// The dashboard's sign-in sessions (the API accepts their cookie, `api::dashboard`).
     pub sessions: Arc<crate::dashboard::Sessions>,
+    /// Records trace events (`GET /api/v1/traces/{id}`).
+    pub traces: crate::trace::Tracer,
 }
 
 /// Requests served, counted by the access-log middleware.

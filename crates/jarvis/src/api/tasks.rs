@@ -24,6 +24,7 @@ use crate::store::{ExecutionFilter, Inserted, TaskListing};
 use crate::tasks::input::{TaskInput, MAX_BATCH};
 use crate::tasks::{Task, TaskStatus};
 use crate::timeparse::{parse_bound, Bound};
+use crate::trace::context::RequestTrace;
 
 /// Default bound of `?wait=true`.
 pub const DEFAULT_WAIT_MS: u64 = 30_000;
@@ -163,6 +164,7 @@ fn idempotency_conflict(existing: &Task, new: &NewTask, field: &str) -> Result<(
 pub async fn submit(
     State(state): State<AppState>,
     correlation_id: Option<Extension<CorrelationId>>,
+    trace: Option<Extension<RequestTrace>>,
     headers: HeaderMap,
     ApiQuery(q): ApiQuery<WaitQuery>,
     ApiJson(mut input): ApiJson<TaskInput>,
@@ -200,6 +202,7 @@ pub async fn submit(
     let mut new = input
         .validate("", &cid, crate::clock::now())
         .map_err(invalid)?;
+    new.traceparent = trace.and_then(|t| t.0.stored());
     let agent_default = domain_agent(&state, &new.domain, wait_for_agent, "domain").await?;
     if asked.unwrap_or(agent_default) {
         state.learner.apply(&mut new).await?;
@@ -269,6 +272,7 @@ pub struct BatchAccepted {
 pub async fn batch(
     State(state): State<AppState>,
     correlation_id: Option<Extension<CorrelationId>>,
+    trace: Option<Extension<RequestTrace>>,
     headers: HeaderMap,
     ApiJson(input): ApiJson<BatchInput>,
 ) -> Result<ApiOk<BatchAccepted>, ApiError> {
@@ -296,10 +300,11 @@ pub async fn batch(
     for (i, t) in input.tasks.into_iter().enumerate() {
         asked.push(t.use_learned);
         waits.push(t.wait_for_agent.unwrap_or(false));
-        new.push(
-            t.validate(&format!("tasks[{i}]."), &cid, now)
-                .map_err(invalid)?,
-        );
+        let mut task = t
+            .validate(&format!("tasks[{i}]."), &cid, now)
+            .map_err(invalid)?;
+        task.traceparent = trace.as_ref().and_then(|t| t.0.stored());
+        new.push(task);
     }
     // Each distinct domain's agent, read once (a cached read) per batch.
     let mut defaults: HashMap<String, bool> = HashMap::new();

@@ -21,6 +21,7 @@ use crate::health::Overall;
 use crate::schedules::Missed;
 use crate::tasks::TaskStatus;
 
+pub use super::traces::{TraceEventView, TraceView};
 pub use crate::history::stats::{FailureReason, ParametersSource};
 pub use crate::history::{Stats, StoredExecution};
 pub use crate::learning::RecommendationView;

@@ -1,6 +1,6 @@
 //! The command line: `jarvis serve`, `jarvis migrate`, `jarvis config check`,
 //! `jarvis healthcheck`, and one subcommand per capability for operators (`breakers`, `health`,
-//! `tasks`, `schedules`, `services`, `agents`), each a client of a running Jarvis that finds it
+//! `tasks`, `schedules`, `services`, `agents`, `trace`), each a client of a running Jarvis that finds it
 //! through `crate::client::Connection`.
 //!
 //! Everything the CLI prints goes through [`out`], so that output into a closed pipe
@@ -14,6 +14,7 @@ pub mod health;
 pub mod schedules;
 pub mod services;
 pub mod tasks;
+pub mod trace;
 
 use std::path::PathBuf;
 
@@ -123,6 +124,19 @@ pub enum Command {
         /// What to do (default: list).
         #[command(subcommand)]
         command: Option<crate::cli::agents::AgentsCommand>,
+    },
+    /// Print everything a running Jarvis knows about one correlation ID as a timeline: the
+    /// request, tasks, attempts, agent and model calls, breaker decisions, health checks and
+    /// the instance's log lines.
+    Trace {
+        /// Where the server is.
+        #[command(flatten)]
+        connection: crate::client::Connection,
+        /// Print the raw JSON instead of a timeline.
+        #[arg(long)]
+        json: bool,
+        /// The correlation ID (`X-Correlation-ID` of a request, `hc-…` of a health check).
+        correlation_id: String,
     },
     /// Exit 0 when a running Jarvis answers /health with a 2xx, else 1 (for container health
     /// checks; needs no token).

@@ -127,6 +127,40 @@ settings! {
         help: "CloudWatch namespace of the EMF metrics",
         ..Setting::PLAIN
     };
+    /// `JARVIS_TRACE_RETENTION_HOURS`.
+    TRACE_RETENTION_HOURS = Setting {
+        var: "JARVIS_TRACE_RETENTION_HOURS",
+        kind: Kind::Int { min: 0, max: 87_600 },
+        default: Default::Value("168"),
+        view: "traceRetentionHours",
+        help: "how long trace events (requests, gateway and agent calls, breaker decisions) are \
+               kept for `GET /api/v1/traces/{id}` (0: forever)",
+        ..Setting::PLAIN
+    };
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT`.
+    OTLP_ENDPOINT = Setting {
+        var: "OTEL_EXPORTER_OTLP_ENDPOINT",
+        kind: Kind::Text {
+            check: otlp_endpoint,
+            accepted: "an `http://` or `https://` URL (spans go to `<url>/v1/traces`)",
+        },
+        view: "otlpEndpoint",
+        help: "with it, spans (request, task attempt, agent call, model call, health check) are \
+               exported over OTLP/HTTP (protobuf) to this collector",
+        ..Setting::PLAIN
+    };
+    /// `OTEL_SERVICE_NAME`.
+    SERVICE_NAME = Setting {
+        var: "OTEL_SERVICE_NAME",
+        kind: Kind::Text {
+            check: service_name,
+            accepted: "1–128 printable characters",
+        },
+        default: Default::Value("jarvis"),
+        view: "otelServiceName",
+        help: "`service.name` of the exported spans (only with `OTEL_EXPORTER_OTLP_ENDPOINT`)",
+        ..Setting::PLAIN
+    };
 }
 
 /// Log lines and metrics lines.
@@ -142,6 +176,12 @@ pub struct TelemetrySettings {
     pub emf_interval: Duration,
     /// The CloudWatch namespace of those metrics.
     pub metrics_namespace: String,
+    /// How long trace events are kept, in hours (zero: forever).
+    pub trace_retention_hours: u32,
+    /// Where spans are exported over OTLP/HTTP (none: not exported).
+    pub otlp_endpoint: Option<String>,
+    /// The `service.name` of exported spans.
+    pub service_name: String,
 }
 
 impl TelemetrySettings {
@@ -153,7 +193,25 @@ impl TelemetrySettings {
             log_dir: r.get(&LOG_DIR)?,
             emf_interval: r.get(&EMF_INTERVAL_MS)?,
             metrics_namespace: r.get(&METRICS_NAMESPACE)?,
+            trace_retention_hours: r.get(&TRACE_RETENTION_HOURS)?,
+            otlp_endpoint: r.opt(&OTLP_ENDPOINT)?,
+            service_name: r.get(&SERVICE_NAME)?,
         })
+    }
+}
+
+fn otlp_endpoint(raw: &str) -> Result<(), String> {
+    match url::Url::parse(raw) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => Ok(()),
+        _ => Err("an http:// or https:// URL".into()),
+    }
+}
+
+fn service_name(raw: &str) -> Result<(), String> {
+    if !raw.is_empty() && raw.chars().count() <= 128 && !raw.chars().any(char::is_control) {
+        Ok(())
+    } else {
+        Err("1-128 printable characters".into())
     }
 }
 

@@ -116,10 +116,13 @@ impl Checker {
             service = %spec.name,
         );
         let started = Instant::now();
+        let started_at = chrono::Utc::now();
+        // The check's span: a root in the trace of its `hc-` ID, sent as `traceparent`.
+        let trace = crate::trace::context::TraceContext::for_correlation(id.as_str());
         let observed = async {
             let timeout = Duration::from_millis(spec.timeout_ms);
             let observed = match Kind::of(spec) {
-                Kind::Http => self.http(spec, &id, timeout).await,
+                Kind::Http => self.http(spec, &id, &trace, timeout).await,
                 Kind::Tcp => tcp(spec, timeout).await,
             };
             tracing::debug!(
@@ -157,6 +160,22 @@ impl Checker {
                 }
             }
         }
+        if crate::trace::otel::enabled() {
+            crate::trace::otel::record(crate::trace::otel::SpanRecord {
+                name: "health check",
+                kind: opentelemetry::trace::SpanKind::Client,
+                context: trace,
+                parent: None,
+                start: started_at,
+                end: chrono::Utc::now(),
+                attributes: vec![
+                    ("jarvis.service", spec.name.to_string()),
+                    ("jarvis.status", status.as_str().to_string()),
+                    ("jarvis.correlation_id", id.to_string()),
+                ],
+                error: (status == Status::Down).then(|| message.clone()),
+            });
+        }
         CheckResult {
             service: spec.name.clone(),
             status,
@@ -168,13 +187,20 @@ impl Checker {
         }
     }
 
-    async fn http(&self, spec: &ServiceSpec, id: &CorrelationId, timeout: Duration) -> Observed {
+    async fn http(
+        &self,
+        spec: &ServiceSpec,
+        id: &CorrelationId,
+        trace: &crate::trace::context::TraceContext,
+        timeout: Duration,
+    ) -> Observed {
         let method =
             reqwest::Method::from_bytes(spec.method.as_bytes()).unwrap_or(reqwest::Method::GET);
         let request = self
             .client
             .request(method, &spec.url)
             .header(HEADER, id.as_str())
+            .header(crate::trace::context::TRACEPARENT, trace.to_string())
             .timeout(timeout)
             .send();
         // The client's own timeout covers the whole exchange; this one also bounds reading the

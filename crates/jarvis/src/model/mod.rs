@@ -13,3 +13,4 @@ pub mod schedule;
 pub mod service;
 pub mod task;
 pub mod task_input;
+pub mod trace;

@@ -97,6 +97,9 @@ pub struct NewTask {
     /// Someone waits for it (`?wait=true`): its settlement is announced to every instance
     /// (PostgreSQL `NOTIFY`), so a waiter on another instance learns of it at once.
     pub notify_done: bool,
+    /// The W3C `traceparent` the submitting request brought (none: the trace is the one
+    /// derived from the correlation ID, see `trace::context`).
+    pub traceparent: Option<String>,
 }
 
 /// A task as stored.
@@ -146,6 +149,8 @@ pub struct Task {
     pub duration_ms: Option<u64>,
     /// Its settlement is announced to every instance (see [`NewTask::notify_done`]).
     pub notify_done: bool,
+    /// The submitting request's W3C `traceparent` (see [`NewTask::traceparent`]).
+    pub traceparent: Option<String>,
 }
 
 impl Task {
@@ -174,6 +179,7 @@ impl Task {
             finished_at: None,
             duration_ms: None,
             notify_done: new.notify_done,
+            traceparent: new.traceparent.clone(),
         }
     }
 }

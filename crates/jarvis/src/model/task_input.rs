@@ -182,6 +182,7 @@ impl TaskInput {
             correlation_id: correlation_id.to_string(),
             created_at: now,
             notify_done: false,
+            traceparent: None,
         })
     }
 }

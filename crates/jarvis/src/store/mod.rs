@@ -27,6 +27,7 @@ mod shared;
 pub mod sqlite;
 pub mod task_rows;
 pub mod tasks;
+pub mod traces;
 
 use std::sync::Arc;
 
@@ -151,6 +152,7 @@ pub trait Store:
     + ai_usage::AiUsageStore
     + AiModelStore
     + analytics::AnalyticsStore
+    + traces::TraceStore
     + Send
     + Sync
     + 'static

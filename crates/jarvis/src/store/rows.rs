@@ -172,6 +172,8 @@ pub(crate) struct TaskRow {
     finished_at: Option<DateTime<Utc>>,
     duration_ms: Option<i64>,
     notify_done: bool,
+    #[sqlx(default)]
+    traceparent: Option<String>,
 }
 
 impl TryFrom<TaskRow> for Task {
@@ -203,6 +205,7 @@ impl TryFrom<TaskRow> for Task {
             finished_at: r.finished_at,
             duration_ms: r.duration_ms.map(ms),
             notify_done: r.notify_done,
+            traceparent: r.traceparent,
         })
     }
 }

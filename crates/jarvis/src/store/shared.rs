@@ -107,6 +107,7 @@ macro_rules! impl_sql_store {
         $crate::store::ai_usage::impl_ai_usage_store!($backend);
         $crate::store::ai_models::impl_ai_model_store!($backend);
         $crate::store::analytics::impl_analytics_store!($backend);
+        $crate::store::traces::impl_trace_store!($backend);
 
         #[async_trait::async_trait]
         impl $crate::store::Store for $backend {

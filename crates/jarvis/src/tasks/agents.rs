@@ -35,6 +35,10 @@ pub struct AgentCall {
     pub attempt: u32,
     /// The submitting request's correlation ID (also sent as `X-Correlation-ID`).
     pub correlation_id: String,
+    /// The W3C `traceparent` header of this call: the agent-call span of the attempt (not in
+    /// the body; none: a new span in the trace derived from the correlation ID).
+    #[serde(skip)]
+    pub traceparent: Option<String>,
 }
 
 /// What an agent answered.
@@ -249,6 +253,12 @@ impl HttpAgents {
             .client
             .post(&agent.url)
             .header(HEADER, &call.correlation_id)
+            .header(
+                crate::trace::context::TRACEPARENT,
+                call.traceparent
+                    .clone()
+                    .unwrap_or_else(|| crate::trace::context::outgoing(None, &call.correlation_id)),
+            )
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .header(reqwest::header::CONTENT_LENGTH, len)
             .body(reqwest::Body::wrap_stream(stream))

@@ -34,3 +34,4 @@ mod submission;
 mod tasks;
 mod tasks_faults;
 mod tasks_process;
+mod traces;

@@ -40,6 +40,7 @@ fn new_task(i: usize, key: Option<&str>) -> NewTask {
         correlation_id: "req-store".into(),
         created_at: now,
         notify_done: false,
+        traceparent: None,
     }
 }
 

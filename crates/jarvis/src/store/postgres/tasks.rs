@@ -29,16 +29,16 @@ WITH ins AS (
     INSERT INTO tasks (id, domain, action, parameters, learned_parameters, status, priority,
                        run_at, attempts, max_attempts, timeout_ms, idempotency_key,
                        correlation_id, locked_by, lease_until, created_at, started_at, updated_at,
-                       notify_done)
+                       notify_done, traceparent)
     SELECT u.id, u.domain, u.action, u.parameters::jsonb, u.learned::jsonb,
            CASE WHEN $13 THEN 'running' ELSE 'queued' END, u.priority, u.run_at,
            CASE WHEN $13 THEN 1 ELSE 0 END, u.max_attempts, u.timeout_ms, u.key, u.corr,
-           $14, $15, u.created_at, $16, u.created_at, u.notify
+           $14, $15, u.created_at, $16, u.created_at, u.notify, u.tp
     FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int4[],
                 $7::timestamptz[], $8::int4[], $9::int8[], $10::text[], $11::text[],
-                $12::timestamptz[], $18::bool[])
+                $12::timestamptz[], $18::bool[], $19::text[])
          AS u(id, domain, action, parameters, learned, priority, run_at, max_attempts,
-              timeout_ms, key, corr, created_at, notify)
+              timeout_ms, key, corr, created_at, notify, tp)
     ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
     RETURNING *
 ), wake AS (
@@ -205,6 +205,7 @@ impl QueueDialect for PostgresStore {
         let mut corrs = Vec::with_capacity(n);
         let mut created = Vec::with_capacity(n);
         let mut notify = Vec::with_capacity(n);
+        let mut traceparents = Vec::with_capacity(n);
         for t in tasks {
             ids.push(t.id);
             domains.push(t.domain.as_str().to_string());
@@ -219,6 +220,7 @@ impl QueueDialect for PostgresStore {
             corrs.push(t.correlation_id.clone());
             created.push(t.created_at);
             notify.push(t.notify_done);
+            traceparents.push(t.traceparent.clone());
         }
         let rows = sqlx::query(INSERT)
             .bind(&ids)
@@ -239,6 +241,7 @@ impl QueueDialect for PostgresStore {
             .bind(claim.map(|c| c.now))
             .bind(claim.is_none())
             .bind(&notify)
+            .bind(&traceparents)
             .fetch_all(self.queue())
             .await?;
         // Visible at once, durable before anyone is told: the insert above commits without

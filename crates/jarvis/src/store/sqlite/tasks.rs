@@ -45,7 +45,7 @@ RETURNING *";
                 "INSERT INTO tasks (id, domain, action, parameters, learned_parameters, \
                  status, priority, run_at, attempts, max_attempts, timeout_ms, \
                  idempotency_key, correlation_id, locked_by, lease_until, created_at, \
-                 started_at, updated_at, notify_done) ",
+                 started_at, updated_at, notify_done, traceparent) ",
             );
             q.push_values(chunk, |mut b, t| {
                 b.push_bind(DbUuid(t.id))
@@ -70,7 +70,8 @@ RETURNING *";
                     .push_bind(t.created_at)
                     .push_bind(claim.map(|c| c.now))
                     .push_bind(t.created_at)
-                    .push_bind(t.notify_done);
+                    .push_bind(t.notify_done)
+                    .push_bind(t.traceparent.as_deref());
             });
             q.push(" ON CONFLICT (idempotency_key) DO NOTHING RETURNING *");
             for r in q.build().fetch_all(&mut *tx).await? {

@@ -13,6 +13,17 @@ impl TaskQueue {
         let started_at = self.now();
         let clock = self.clock.now();
         tracing::info!(priority = task.priority, "executing task");
+        // The attempt's span: a child of the submitting request's span (a task submitted with
+        // a `traceparent`), else a root in the trace derived from the correlation ID; the agent
+        // call's span is a child of it.
+        let parent = task
+            .traceparent
+            .as_deref()
+            .and_then(crate::trace::context::TraceContext::parse);
+        let span = parent.map(|p| p.child()).unwrap_or_else(|| {
+            crate::trace::context::TraceContext::for_correlation(&task.correlation_id)
+        });
+        let agent_span = span.child();
         let call = AgentCall {
             task_id: task.id,
             domain: task.domain.to_string(),
@@ -20,6 +31,7 @@ impl TaskQueue {
             parameters: task.parameters.clone(),
             attempt: task.attempts,
             correlation_id: task.correlation_id.clone(),
+            traceparent: Some(agent_span.to_string()),
         };
         enum Target {
             Builtin(Arc<dyn BuiltinAgent>),
@@ -65,6 +77,7 @@ impl TaskQueue {
         let admission = match self.breakers.acquire(&task.domain) {
             Ok(a) => a,
             Err(rejected) => {
+                self.trace_breaker(&task, "rejected", format!("{rejected}"));
                 let delay = rejected
                     .retry_after()
                     .unwrap_or(Duration::from_millis(100))
@@ -102,7 +115,7 @@ impl TaskQueue {
                         )),
                     }
                 }
-                Target::Ai(spec) => self.run_ai(spec, &task, timeout).await,
+                Target::Ai(spec) => self.run_ai(spec, &task, timeout, span).await,
                 Target::Http(spec) => {
                     tracing::info!(url = %spec.url, timeout_ms = timeout.as_millis() as u64, "calling agent");
                     // The attempt is spent once the agent has the request: then it is marked
@@ -114,9 +127,31 @@ impl TaskQueue {
                     let on_sent = calls.clone().map(|calls| {
                         Box::new(move || calls.mark(id, attempt)) as Box<dyn FnOnce() + Send>
                     });
+                    let sent_at = chrono::Utc::now();
+                    let call_clock = Instant::now();
                     let r = self.http.call(spec, &call, timeout, on_sent).await;
                     if let Some(calls) = &calls {
                         calls.answered(id, attempt);
+                    }
+                    self.trace_agent_call(&task, spec, sent_at, call_clock.elapsed(), &r);
+                    if crate::trace::otel::enabled() {
+                        crate::trace::otel::record(crate::trace::otel::SpanRecord {
+                            name: "agent call",
+                            kind: opentelemetry::trace::SpanKind::Client,
+                            context: agent_span,
+                            parent: Some(span.span_id),
+                            start: sent_at,
+                            end: chrono::Utc::now(),
+                            attributes: vec![
+                                ("url.full", crate::trace::display_url(&spec.url)),
+                                ("jarvis.outcome", r.outcome.to_string()),
+                                ("jarvis.correlation_id", task.correlation_id.clone()),
+                            ],
+                            error: match &r.answer {
+                                AgentAnswer::Failure { reason } => Some(reason.clone()),
+                                AgentAnswer::Success { .. } => None,
+                            },
+                        });
                     }
                     Ok((r.answer, r.outcome))
                 }
@@ -159,7 +194,40 @@ impl TaskQueue {
                     success = matches!(answer, AgentAnswer::Success { .. }),
                     "agent answered"
                 );
+                let before = self
+                    .tracer
+                    .get()
+                    .and_then(|_| self.breakers.get(task.domain.as_str()))
+                    .map(|b| b.state());
+                if crate::trace::otel::enabled() {
+                    crate::trace::otel::record(crate::trace::otel::SpanRecord {
+                        name: "task attempt",
+                        kind: opentelemetry::trace::SpanKind::Internal,
+                        context: span,
+                        parent: parent.map(|p| p.span_id),
+                        start: started_at,
+                        end: self.now(),
+                        attributes: vec![
+                            ("jarvis.task_id", task.id.to_string()),
+                            ("jarvis.domain", task.domain.to_string()),
+                            ("jarvis.action", task.action.to_string()),
+                            ("jarvis.attempt", task.attempts.to_string()),
+                            ("jarvis.correlation_id", task.correlation_id.clone()),
+                        ],
+                        error: (!reason.is_empty()).then(|| reason.clone()),
+                    });
+                }
                 admission.record(outcome, reason);
+                if let Some(before) = before {
+                    let after = self.breakers.get(task.domain.as_str()).map(|b| b.state());
+                    if let Some(after) = after.filter(|a| *a != before) {
+                        self.trace_breaker(
+                            &task,
+                            after.as_str(),
+                            format!("{before} → {after} after outcome {outcome}"),
+                        );
+                    }
+                }
                 let timed_out = outcome == Outcome::Timeout;
                 self.finish(&task, started_at, clock, answer, timed_out);
             }
@@ -178,6 +246,7 @@ impl TaskQueue {
         spec: &AgentSpec,
         task: &Task,
         timeout: Duration,
+        attempt_span: crate::trace::context::TraceContext,
     ) -> Result<(AgentAnswer, Outcome), Unspent> {
         let failed = |reason: String, outcome| Ok((AgentAnswer::Failure { reason }, outcome));
         let Some(gateway) = &self.ai else {
@@ -207,13 +276,38 @@ impl TaskQueue {
         // A task's ID was checked when it was submitted; one stored otherwise gets a fresh one.
         let correlation = crate::correlation::CorrelationId::parse(&task.correlation_id)
             .unwrap_or_else(|| crate::correlation::CorrelationId::generate("task"));
+        // The model call's span, a child of the attempt's; each provider call is a child of it.
+        let trace = attempt_span.child();
+        let called_at = chrono::Utc::now();
         let done = tokio::time::timeout(
             timeout,
-            gateway.complete(&model, &prompt, task.domain.as_str(), &correlation),
+            crate::trace::context::scope(
+                trace,
+                gateway.complete(&model, &prompt, task.domain.as_str(), &correlation),
+            ),
         )
         .await;
         if let Some(calls) = &calls {
             calls.answered(task.id, task.attempts);
+        }
+        if crate::trace::otel::enabled() {
+            crate::trace::otel::record(crate::trace::otel::SpanRecord {
+                name: "model call",
+                kind: opentelemetry::trace::SpanKind::Client,
+                context: trace,
+                parent: Some(attempt_span.span_id),
+                start: called_at,
+                end: chrono::Utc::now(),
+                attributes: vec![
+                    ("gen_ai.request.model", model.clone()),
+                    ("jarvis.correlation_id", task.correlation_id.clone()),
+                ],
+                error: match &done {
+                    Ok(Ok(_)) => None,
+                    Err(_) => Some("timeout".into()),
+                    Ok(Err(_)) => Some("failed".into()),
+                },
+            });
         }
         match done {
             Err(_) => failed(
@@ -269,6 +363,66 @@ impl TaskQueue {
                 })
             }
         }
+    }
+
+    /// Traces a breaker decision about the task's domain (`rejected`, or the state an outcome
+    /// moved the circuit to).
+    fn trace_breaker(&self, task: &Task, status: &str, summary: String) {
+        let Some(tracer) = self.tracer.get() else {
+            return;
+        };
+        let mut e = tracer.event(
+            &task.correlation_id,
+            crate::trace::TraceKind::Breaker,
+            format!("breaker {}: {summary}", task.domain),
+        );
+        e.task_id = Some(task.id);
+        e.attempt = Some(task.attempts);
+        e.status = Some(status.to_string());
+        e.detail = serde_json::json!({"breaker": task.domain.as_str()});
+        tracer.record(e);
+    }
+
+    /// Traces one call to an HTTP agent: where (the URL without credentials or query), how it
+    /// ended, how long it took.
+    fn trace_agent_call(
+        &self,
+        task: &Task,
+        spec: &AgentSpec,
+        at: chrono::DateTime<chrono::Utc>,
+        took: Duration,
+        result: &crate::tasks::agents::HttpResult,
+    ) {
+        let Some(tracer) = self.tracer.get() else {
+            return;
+        };
+        let url = crate::trace::display_url(&spec.url);
+        let (status, reason) = match &result.answer {
+            AgentAnswer::Success { .. } => (result.outcome.to_string(), None),
+            AgentAnswer::Failure { reason } => (
+                result.outcome.to_string(),
+                Some(reason.chars().take(200).collect::<String>()),
+            ),
+        };
+        let mut e = tracer.event(
+            &task.correlation_id,
+            crate::trace::TraceKind::AgentCall,
+            match &reason {
+                None => format!("POST {url}: {status}"),
+                Some(r) => format!("POST {url}: {status}: {r}"),
+            },
+        );
+        e.at = at;
+        e.task_id = Some(task.id);
+        e.attempt = Some(task.attempts);
+        e.duration_ms = Some(took.as_millis() as u64);
+        e.status = Some(status);
+        e.detail = serde_json::json!({
+            "url": url,
+            "success": matches!(result.answer, AgentAnswer::Success { .. }),
+            "failureReason": reason,
+        });
+        tracer.record(e);
     }
 
     /// Puts a claimed task back to `waiting` for `delay` without spending the attempt (no agent

@@ -179,6 +179,8 @@ pub struct TaskQueue {
     /// When a store call of this instance last failed: a holder cut off from the store could
     /// not renew its leases either, so the reclaimer waits a whole lease after that.
     store_trouble: Mutex<Option<Instant>>,
+    /// Where agent calls and breaker decisions are traced (none: not traced).
+    tracer: std::sync::OnceLock<crate::trace::Tracer>,
 }
 
 impl TaskQueue {
@@ -214,6 +216,7 @@ impl TaskQueue {
             background: Mutex::new(Vec::new()),
             calls: Mutex::new(None),
             store_trouble: Mutex::new(None),
+            tracer: std::sync::OnceLock::new(),
         })
     }
 
@@ -221,6 +224,11 @@ impl TaskQueue {
     /// this instance or, with PostgreSQL, on another (the channel `?wait=true` waits on).
     pub fn subscribe_finished(&self) -> broadcast::Receiver<Uuid> {
         self.finished.subscribe()
+    }
+
+    /// Traces agent calls and breaker decisions through `tracer` from now on (once).
+    pub fn set_tracer(&self, tracer: crate::trace::Tracer) {
+        let _ = self.tracer.set(tracer);
     }
 
     /// The recorder execution records go to.
