@@ -64,6 +64,8 @@ struct Totals {
     ai: crate::ai::spend::AiTotals,
     /// Services whose trip forecast warns now (a level, not a total).
     predicted_trips: u64,
+    /// Log lines so far.
+    log: crate::telemetry::LogTotals,
 }
 
 fn totals(state: &AppState) -> (Totals, u64) {
@@ -84,6 +86,7 @@ fn totals(state: &AppState) -> (Totals, u64) {
             tasks: state.tasks.metrics().totals(),
             ai: state.ai.spend().totals(),
             predicted_trips: state.health.predicted_trips() as u64,
+            log: crate::telemetry::LOG_VOLUME.totals(),
         },
         open,
     )
@@ -162,6 +165,36 @@ fn figures(before: Totals, now: Totals, open: u64, interval: Duration) -> Vec<Fi
             name: "PredictedTrips",
             unit: "Count",
             value: now.predicted_trips as f64,
+        },
+        Figure {
+            name: "LogLinesError",
+            unit: "Count",
+            value: now.log.lines[0].saturating_sub(before.log.lines[0]) as f64,
+        },
+        Figure {
+            name: "LogLinesWarn",
+            unit: "Count",
+            value: now.log.lines[1].saturating_sub(before.log.lines[1]) as f64,
+        },
+        Figure {
+            name: "LogLinesInfo",
+            unit: "Count",
+            value: now.log.lines[2].saturating_sub(before.log.lines[2]) as f64,
+        },
+        Figure {
+            name: "LogLinesDebug",
+            unit: "Count",
+            value: (now.log.lines[3] + now.log.lines[4])
+                .saturating_sub(before.log.lines[3] + before.log.lines[4])
+                as f64,
+        },
+        Figure {
+            name: "CorrelationCoverage",
+            unit: "None",
+            value: ratio(
+                now.log.correlated.saturating_sub(before.log.correlated),
+                now.log.total().saturating_sub(before.log.total()),
+            ),
         },
         Figure {
             name: "AiCalls",
@@ -319,6 +352,10 @@ mod tests {
                 cost_micro_usd: 1_000,
             },
             predicted_trips: 0,
+            log: crate::telemetry::LogTotals {
+                lines: [1, 2, 3, 0, 0],
+                correlated: 2,
+            },
         };
         let now = Totals {
             transitions: 5,
@@ -339,6 +376,10 @@ mod tests {
                 cost_micro_usd: 501_000,
             },
             predicted_trips: 2,
+            log: crate::telemetry::LogTotals {
+                lines: [2, 4, 13, 1, 1],
+                correlated: 14,
+            },
         };
         let f = figures(before, now, 1, Duration::from_secs(60));
         let get = |n: &str| f.iter().find(|x| x.name == n).unwrap().value;
@@ -356,5 +397,10 @@ mod tests {
         assert_eq!(get("AiErrorRate"), 0.25);
         assert_eq!(get("AiCostUsd"), 0.5);
         assert_eq!(get("PredictedTrips"), 2.0);
+        assert_eq!(get("LogLinesError"), 1.0);
+        assert_eq!(get("LogLinesWarn"), 2.0);
+        assert_eq!(get("LogLinesInfo"), 10.0);
+        assert_eq!(get("LogLinesDebug"), 2.0);
+        assert_eq!(get("CorrelationCoverage"), 0.8);
     }
 }

@@ -186,19 +186,11 @@ where
         if let Some(message) = context.remove("message") {
             line.insert("message".into(), message);
         }
-        // An `emf` field holds CloudWatch Embedded Metric Format fields (see `crate::emf`): they
-        // go to the top level of the line, where CloudWatch looks for them.
-        if let Some(Value::String(emf)) = context.remove("emf") {
-            if let Ok(Value::Object(fields)) = serde_json::from_str::<Value>(&emf) {
-                for (k, v) in fields {
-                    line.entry(k).or_insert(v);
-                }
-            }
-        }
         let recent = match &correlation {
             Value::String(id) if *id != self.system_id => Some(id.clone()),
             _ => None,
         };
+        LOG_VOLUME.count(*event.metadata().level(), recent.is_some());
         line.insert("correlationId".into(), correlation);
         for (k, v) in context {
             let key = camel_case(&k);
@@ -223,6 +215,63 @@ where
         }
     }
 }
+
+/// Log lines written, per level, and how many of them belong to a request or a task (a
+/// correlation ID other than the process's own): the log volume and the correlation coverage
+/// the CloudWatch lines report (`crate::emf`). Process-wide, like the log itself.
+pub struct LogVolume {
+    /// Lines per level: error, warn, info, debug, trace.
+    lines: [std::sync::atomic::AtomicU64; 5],
+    correlated: std::sync::atomic::AtomicU64,
+}
+
+/// Lines per level so far, and the correlated ones.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct LogTotals {
+    /// Lines per level: error, warn, info, debug, trace.
+    pub lines: [u64; 5],
+    /// Lines that belong to a request or a task.
+    pub correlated: u64,
+}
+
+impl LogTotals {
+    /// Every line.
+    pub fn total(&self) -> u64 {
+        self.lines.iter().sum()
+    }
+}
+
+impl LogVolume {
+    fn count(&self, level: tracing::Level, correlated: bool) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let i = match level {
+            tracing::Level::ERROR => 0,
+            tracing::Level::WARN => 1,
+            tracing::Level::INFO => 2,
+            tracing::Level::DEBUG => 3,
+            tracing::Level::TRACE => 4,
+        };
+        self.lines[i].fetch_add(1, Relaxed);
+        if correlated {
+            self.correlated.fetch_add(1, Relaxed);
+        }
+    }
+
+    /// The totals so far.
+    pub fn totals(&self) -> LogTotals {
+        use std::sync::atomic::Ordering::Relaxed;
+        LogTotals {
+            lines: std::array::from_fn(|i| self.lines[i].load(Relaxed)),
+            correlated: self.correlated.load(Relaxed),
+        }
+    }
+}
+
+/// The process's log volume (see [`LogVolume`]).
+pub static LOG_VOLUME: LogVolume = LogVolume {
+    lines: [const { std::sync::atomic::AtomicU64::new(0) }; 5],
+    correlated: std::sync::atomic::AtomicU64::new(0),
+};
 
 /// Correlation IDs whose recent lines are kept at most (the oldest ID is forgotten first).
 pub const RECENT_IDS: usize = 4_096;

@@ -326,6 +326,11 @@ async fn emf_lines_at(level: &str, format: &str) {
                 "PredictedTrips",
                 "TasksPerHour",
                 "QueuedTasks",
+                "LogLinesError",
+                "LogLinesWarn",
+                "LogLinesInfo",
+                "LogLinesDebug",
+                "CorrelationCoverage",
             ] {
                 assert!(names.contains(&wanted), "{wanted} missing");
             }
