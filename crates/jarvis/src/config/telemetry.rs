@@ -112,7 +112,7 @@ settings! {
         kind: Kind::Int { min: 0, max: 86_400_000 },
         default: Default::Value("60000"),
         view: "emfIntervalMs",
-        help: "how often a CloudWatch EMF metrics line is logged (0: never)",
+        help: "how often a CloudWatch EMF metrics line is written to stdout (0: never)",
         ..Setting::PLAIN
     };
     /// `JARVIS_METRICS_NAMESPACE`.
