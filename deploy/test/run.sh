@@ -859,7 +859,7 @@ main() {
 aws application-autoscaling register-scalable-target
 aws cloudwatch put-dashboard
 aws ecs update-cluster" \
-    "$(grep -oE '^\+ aws (application-autoscaling|cloudwatch|ecs update-cluster|ecs create-cluster|ecs update-service) [a-z-]*' "$work/deploy-scale.txt" | sed 's/^+ //' | sort)"
+    "$(grep -oE '^\+ aws (application-autoscaling [a-z-]+|cloudwatch [a-z-]+|ecs (update-cluster|create-cluster|update-service))' "$work/deploy-scale.txt" | sed 's/^+ //' | sort)"
   check_grep "the CPU policy was left alone" '^deploy-to-aws.sh: scaling policy jarvis-cpu: unchanged$' "$work/deploy-scale.txt"
   check_eq "the CPU policy is the same object (same ARN)" "$cpu_policy_before" \
     "$(awst application-autoscaling describe-scaling-policies --service-namespace ecs --query "ScalingPolicies[?PolicyName=='jarvis-cpu'].PolicyARN" --output text)"
