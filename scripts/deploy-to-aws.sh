@@ -736,8 +736,10 @@ ensure_autoscaling() {
 ensure_dashboard() {
   local body="$JARVIS_TMP_DIR/dashboard.json" dims alarm_arns current messages
   dims="$(dimensions_json)" || die "JARVIS_ALARM_DIMENSIONS='${JARVIS_ALARM_DIMENSIONS:-}' must look like Name=Value,Name=Value"
-  alarm_arns="$(jq -c --arg region "$AWS_REGION" --arg account "$account_id" \
-    'map("arn:aws:cloudwatch:\($region):\($account):alarm:\(.)")' <<<"$alarm_names_json")"
+  alarm_arns="$(jq -c --arg region "$AWS_REGION" --arg account "$account_id" '
+    (if ($region | startswith("cn-")) then "aws-cn" elif ($region | startswith("us-gov-")) then "aws-us-gov"
+     else "aws" end) as $partition
+    | map("arn:\($partition):cloudwatch:\($region):\($account):alarm:\(.)")' <<<"$alarm_names_json")"
   jq -n --arg namespace "$metrics_namespace" --argjson dimensions "$dims" --arg region "$AWS_REGION" \
     --arg env "$env_name" --arg cluster "$cluster" --arg service "$service_name" \
     --argjson alarm_arns "$alarm_arns" --argjson backlog_target "$scale_backlog_per_task" \
@@ -754,7 +756,7 @@ ensure_dashboard() {
   if [ -n "$messages" ] && jq -e 'length > 0' <<<"$messages" >/dev/null 2>&1; then
     warn "dashboard $dashboard_name: CloudWatch reported: $(jq -c . <<<"$messages")"
   fi
-  info "dashboard $dashboard_name: $(outcome set) ($(jq '.widgets | length' "$body") widgets)"
+  info "dashboard $dashboard_name: $(outcome set) ($(jq '.widgets | length' "$body") widgets): https://$AWS_REGION.console.aws.amazon.com/cloudwatch/home?region=$AWS_REGION#dashboards:name=$dashboard_name"
 }
 
 main() {

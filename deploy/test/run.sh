@@ -814,7 +814,7 @@ main() {
   run_deploy "$work/deploy-2.txt" "$env_name" --image "$image_1"
   check_ok "deploy-to-aws.sh $env_name --image (second run, same image)" "$work/deploy-2.txt"
   after="$(state_snapshot)"
-  check_eq "second runs change nothing: secret versions, task definition revisions, service, cluster, repository, log group, alarms" \
+  check_eq "second runs change nothing: secret versions, task definition revisions, service, cluster and its settings, repository, log group, alarms, scalable target, scaling policies, dashboard" \
     "$before" "$after"
   check_eq "JARVIS_AUTH_TOKEN not rotated by the second run" "$auth_token" \
     "$(secret_json "jarvis/$env_name/app" | jq -r .JARVIS_AUTH_TOKEN)"
