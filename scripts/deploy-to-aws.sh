@@ -104,12 +104,12 @@ while [ "$#" -gt 0 ]; do
       min_tasks_flag="$(flag_value "$1" "$@")"
       shift
       ;;
-    --min-tasks=*) min_tasks_flag="${1#--min-tasks=}" ;;
+    --min-tasks=*) min_tasks_flag="$(flag_value --min-tasks --min-tasks "${1#--min-tasks=}")" ;;
     --max-tasks)
       max_tasks_flag="$(flag_value "$1" "$@")"
       shift
       ;;
-    --max-tasks=*) max_tasks_flag="${1#--max-tasks=}" ;;
+    --max-tasks=*) max_tasks_flag="$(flag_value --max-tasks --max-tasks "${1#--max-tasks=}")" ;;
     --dry-run) DRY_RUN=1 ;;
     --skip-migration) skip_migration=1 ;;
     --force-new-deployment) force_new_deployment=1 ;;
