@@ -1,20 +1,24 @@
 #!/usr/bin/env bash
 # Deploys Jarvis to Amazon ECS on Fargate behind an existing load balancer target group.
 #
-#   scripts/deploy-to-aws.sh ENV [--image URI] [--dry-run] [--skip-migration] [--force-new-deployment]
+#   scripts/deploy-to-aws.sh ENV [--image URI] [--min-tasks N] [--max-tasks N] [--dry-run]
+#                            [--skip-migration] [--force-new-deployment]
 #
 # Steps, each idempotent (a step whose target already matches changes nothing):
 #   1. preflight: aws CLI, jq, region, credentials, network settings, the four secrets of
 #      scripts/create-aws-secrets.sh, the target group (type ip, attached to a load balancer)
 #   2. ECR repository; image built with docker and pushed, unless --image URI is given
-#   3. ECS cluster jarvis-ENV (JARVIS_ECS_CLUSTER overrides)
+#   3. ECS cluster jarvis-ENV (JARVIS_ECS_CLUSTER overrides), with Container Insights
 #   4. log group /ecs/jarvis with its retention
 #   5. task definition (Fargate, awsvpc, secrets from Secrets Manager, awslogs, health check);
 #      a new revision is registered only when the rendered definition differs from the latest one
 #   6. database migration: a one-off task running `jarvis migrate`, waited for, must exit 0
 #   7. service created or updated (rolling deployment with circuit breaker and rollback) behind
 #      JARVIS_TARGET_GROUP_ARN, then waited for until stable
-#   8. CloudWatch alarms jarvis-circuit-open and jarvis-high-failure-rate
+#   8. auto-scaling of the service (Application Auto Scaling): min/max tasks, target tracking
+#      on CPU and on queued tasks per running task
+#   9. CloudWatch alarms jarvis-circuit-open and jarvis-high-failure-rate
+#  10. CloudWatch dashboard jarvis-ENV
 #
 # --dry-run prints every AWS call (and docker command) it would make and makes none.
 set -euo pipefail
@@ -27,7 +31,8 @@ repo_root="$(cd "$script_dir/.." && pwd)"
 
 usage() {
   cat <<'EOF'
-Usage: scripts/deploy-to-aws.sh ENV [--image URI] [--dry-run] [--skip-migration] [--force-new-deployment]
+Usage: scripts/deploy-to-aws.sh ENV [--image URI] [--min-tasks N] [--max-tasks N] [--dry-run]
+                                [--skip-migration] [--force-new-deployment]
 
 Required environment:
   JARVIS_SUBNETS              comma-separated subnet ids for the tasks (awsvpc)
@@ -38,7 +43,14 @@ Required environment:
 Optional environment (defaults in brackets):
   JARVIS_ECS_CLUSTER [jarvis-ENV]   JARVIS_SERVICE_NAME [jarvis]   JARVIS_TASK_FAMILY [jarvis-ENV]
   JARVIS_ECR_REPOSITORY [jarvis]    JARVIS_IMAGE_TAG [git commit, else a timestamp]
-  JARVIS_DESIRED_COUNT [2 on create; on update only applied when set]
+  JARVIS_DESIRED_COUNT [the minimum on create; on update only applied when set]
+  JARVIS_MIN_TASKS [2]  JARVIS_MAX_TASKS [10]   auto-scaling bounds (--min-tasks/--max-tasks win)
+  JARVIS_SCALE_CPU_TARGET [60]        average CPU % the CPU policy holds the service at
+  JARVIS_SCALE_BACKLOG_PER_TASK [100] queued tasks per running task the backlog policy holds
+  JARVIS_SCALE_OUT_COOLDOWN_SECONDS [60]   JARVIS_SCALE_IN_COOLDOWN_SECONDS [300]
+  JARVIS_CONTAINER_INSIGHTS [enabled: enabled, enhanced or disabled; the backlog policy reads
+                            RunningTaskCount from Container Insights]
+  JARVIS_DASHBOARD_NAME [jarvis-ENV]
   JARVIS_TASK_CPU [512]   JARVIS_TASK_MEMORY [1024]   JARVIS_CPU_ARCHITECTURE [X86_64]
   JARVIS_TASK_ROLE_ARN [none]       JARVIS_ASSIGN_PUBLIC_IP [DISABLED]
   JARVIS_RUNTIME_ENV [production]   LOG_LEVEL [info]
@@ -53,6 +65,8 @@ Optional environment (defaults in brackets):
   AWS_ENDPOINT_URL          optional endpoint (for an emulator)
 Options:
   --image URI               deploy this image; skip the docker build and push
+  --min-tasks N             auto-scaling minimum (at least 1; default JARVIS_MIN_TASKS, 2)
+  --max-tasks N             auto-scaling maximum (at least the minimum; default JARVIS_MAX_TASKS, 10)
   --dry-run                 print every AWS call and docker command; make none
   --skip-migration          do not run `jarvis migrate` before updating the service
   --force-new-deployment    roll the service even when nothing changed
@@ -63,6 +77,15 @@ env_name=""
 image=""
 skip_migration=0
 force_new_deployment=0
+min_tasks_flag=""
+max_tasks_flag=""
+# flag_value OPTION "$@": the value of `OPTION VALUE`, or a clear error when it is missing.
+flag_value() {
+  if [ "$#" -lt 3 ] || [ -z "$3" ]; then
+    die "$1 needs a value (a whole number of tasks)"
+  fi
+  printf '%s' "$3"
+}
 while [ "$#" -gt 0 ]; do
   case "$1" in
     -h | --help)
@@ -77,6 +100,16 @@ while [ "$#" -gt 0 ]; do
       shift
       ;;
     --image=*) image="${1#--image=}" ;;
+    --min-tasks)
+      min_tasks_flag="$(flag_value "$1" "$@")"
+      shift
+      ;;
+    --min-tasks=*) min_tasks_flag="$(flag_value --min-tasks --min-tasks "${1#--min-tasks=}")" ;;
+    --max-tasks)
+      max_tasks_flag="$(flag_value "$1" "$@")"
+      shift
+      ;;
+    --max-tasks=*) max_tasks_flag="$(flag_value --max-tasks --max-tasks "${1#--max-tasks=}")" ;;
     --dry-run) DRY_RUN=1 ;;
     --skip-migration) skip_migration=1 ;;
     --force-new-deployment) force_new_deployment=1 ;;
@@ -98,7 +131,15 @@ load_settings() {
   service_name="${JARVIS_SERVICE_NAME:-jarvis}"
   task_family="${JARVIS_TASK_FAMILY:-jarvis-$env_name}"
   ecr_repository="${JARVIS_ECR_REPOSITORY:-jarvis}"
-  desired_count_on_create="${JARVIS_DESIRED_COUNT:-2}"
+  min_tasks="${min_tasks_flag:-${JARVIS_MIN_TASKS:-2}}"
+  max_tasks="${max_tasks_flag:-${JARVIS_MAX_TASKS:-10}}"
+  desired_count_on_create="${JARVIS_DESIRED_COUNT:-$min_tasks}"
+  scale_cpu_target="${JARVIS_SCALE_CPU_TARGET:-60}"
+  scale_backlog_per_task="${JARVIS_SCALE_BACKLOG_PER_TASK:-100}"
+  scale_out_cooldown="${JARVIS_SCALE_OUT_COOLDOWN_SECONDS:-60}"
+  scale_in_cooldown="${JARVIS_SCALE_IN_COOLDOWN_SECONDS:-300}"
+  container_insights="${JARVIS_CONTAINER_INSIGHTS:-enabled}"
+  dashboard_name="${JARVIS_DASHBOARD_NAME:-jarvis-$env_name}"
   task_cpu="${JARVIS_TASK_CPU:-512}"
   task_memory="${JARVIS_TASK_MEMORY:-1024}"
   cpu_architecture="${JARVIS_CPU_ARCHITECTURE:-X86_64}"
@@ -119,9 +160,29 @@ load_settings() {
 
   local n
   for n in task_cpu task_memory log_retention_days health_check_grace migration_timeout \
-    service_timeout poll_seconds desired_count_on_create; do
+    service_timeout poll_seconds desired_count_on_create min_tasks max_tasks scale_out_cooldown \
+    scale_in_cooldown; do
     [[ "${!n}" =~ ^[0-9]+$ ]] || die "$(setting_name "$n")='${!n}' is not a whole number"
   done
+  # Auto-scaling bounds: Application Auto Scaling keeps the desired count in [min, max].
+  [ "$((10#$min_tasks))" -ge 1 ] \
+    || die "$(setting_name min_tasks)=$min_tasks: the minimum number of tasks must be at least 1"
+  [ "$((10#$max_tasks))" -ge "$((10#$min_tasks))" ] \
+    || die "$(setting_name max_tasks)=$max_tasks is below the minimum $(setting_name min_tasks)=$min_tasks"
+  min_tasks="$((10#$min_tasks))"
+  max_tasks="$((10#$max_tasks))"
+  if [ -n "${JARVIS_DESIRED_COUNT:-}" ] \
+    && { [ "$((10#$JARVIS_DESIRED_COUNT))" -lt "$min_tasks" ] || [ "$((10#$JARVIS_DESIRED_COUNT))" -gt "$max_tasks" ]; }; then
+    die "JARVIS_DESIRED_COUNT=$JARVIS_DESIRED_COUNT is outside the auto-scaling range $min_tasks-$max_tasks (--min-tasks/--max-tasks); auto-scaling would move it back"
+  fi
+  if ! positive_number "$scale_cpu_target" || ! awk -v v="$scale_cpu_target" 'BEGIN { exit !(v <= 100) }'; then
+    die "JARVIS_SCALE_CPU_TARGET='$scale_cpu_target' must be a number of percent above 0 and at most 100"
+  fi
+  positive_number "$scale_backlog_per_task" \
+    || die "JARVIS_SCALE_BACKLOG_PER_TASK='$scale_backlog_per_task' must be a number above 0 (queued tasks per running task)"
+  case "$container_insights" in enabled | enhanced | disabled) ;; *) die "JARVIS_CONTAINER_INSIGHTS='$container_insights' must be enabled, enhanced or disabled" ;; esac
+  [[ "$dashboard_name" =~ ^[A-Za-z0-9_-]{1,255}$ ]] \
+    || die "JARVIS_DASHBOARD_NAME='$dashboard_name' may hold only A-Z, a-z, 0-9, '-' and '_'"
   case "$assign_public_ip" in ENABLED | DISABLED) ;; *) die "JARVIS_ASSIGN_PUBLIC_IP='$assign_public_ip' must be ENABLED or DISABLED" ;; esac
   case "$cpu_architecture" in X86_64 | ARM64) ;; *) die "JARVIS_CPU_ARCHITECTURE='$cpu_architecture' must be X86_64 or ARM64" ;; esac
   case "$runtime_env" in production | development) ;; *) die "JARVIS_RUNTIME_ENV='$runtime_env' must be production or development" ;; esac
@@ -137,8 +198,17 @@ setting_name() {
     service_timeout) echo JARVIS_SERVICE_TIMEOUT_SECONDS ;;
     poll_seconds) echo JARVIS_POLL_SECONDS ;;
     desired_count_on_create) echo JARVIS_DESIRED_COUNT ;;
+    min_tasks) if [ -n "$min_tasks_flag" ]; then echo --min-tasks; else echo JARVIS_MIN_TASKS; fi ;;
+    max_tasks) if [ -n "$max_tasks_flag" ]; then echo --max-tasks; else echo JARVIS_MAX_TASKS; fi ;;
+    scale_out_cooldown) echo JARVIS_SCALE_OUT_COOLDOWN_SECONDS ;;
+    scale_in_cooldown) echo JARVIS_SCALE_IN_COOLDOWN_SECONDS ;;
     *) echo "$1" ;;
   esac
+}
+
+# A decimal number above 0 (a target value), such as 60 or 0.5.
+positive_number() {
+  [[ "$1" =~ ^[0-9]+(\.[0-9]+)?$ ]] && awk -v v="$1" 'BEGIN { exit !(v > 0) }'
 }
 
 # "a, b ,c" -> JSON array ["a","b","c"]
@@ -336,15 +406,25 @@ build_and_push_image() {
 }
 
 ensure_cluster() {
-  local status
-  if status="$(aws_read ecs describe-clusters --clusters "$cluster" --query 'clusters[0].status' --output text)" \
-    && [ "$status" = ACTIVE ]; then
+  local current status insights
+  if current="$(aws_read ecs describe-clusters --clusters "$cluster" --include SETTINGS \
+    --query 'clusters[0]' --output json)" && [ "$current" != null ] \
+    && status="$(jq -r '.status' <<<"$current")" && [ "$status" = ACTIVE ]; then
     info "ECS cluster $cluster: exists"
+    insights="$(jq -r '[(.settings // [])[] | select(.name == "containerInsights") | .value][0] // "disabled"' <<<"$current")"
+    if [ "$insights" = "$container_insights" ] || { [ "$container_insights" = enabled ] && [ "$insights" = enhanced ]; }; then
+      info "ECS cluster $cluster: Container Insights unchanged ($insights)"
+    else
+      aws_do ecs update-cluster --cluster "$cluster" \
+        --settings "name=containerInsights,value=$container_insights" >/dev/null
+      info "ECS cluster $cluster: Container Insights $(outcome updated) ($insights -> $container_insights)"
+    fi
     return 0
   fi
   aws_do ecs create-cluster --cluster-name "$cluster" \
+    --settings "name=containerInsights,value=$container_insights" \
     --tags key=project,value=jarvis "key=environment,value=$env_name" >/dev/null
-  info "ECS cluster $cluster: $(outcome created)"
+  info "ECS cluster $cluster: $(outcome created) (Container Insights $container_insights)"
 }
 
 ensure_log_group() {
@@ -572,6 +652,7 @@ ensure_alarms() {
   count="$(jq 'length' "$alarms")"
   local names=()
   read -r -a names <<<"$(jq -r 'map(.AlarmName) | join(" ")' "$alarms")"
+  alarm_names_json="$(jq -c 'map(.AlarmName)' "$alarms")"
   local existing="[]"
   if ! existing="$(aws_read cloudwatch describe-alarms --alarm-names "${names[@]}" --alarm-types MetricAlarm \
     --query 'MetricAlarms' --output json)"; then
@@ -591,6 +672,91 @@ ensure_alarms() {
     aws_do cloudwatch put-metric-alarm --cli-input-json "file://$input"
     info "alarm $name: $(outcome set): $(jq -r '"\(.MetricName) \(.ComparisonOperator) \(.Threshold) in namespace \(.Namespace)"' "$input")"
   done
+}
+
+# The scalable target and the two target-tracking policies of deploy/aws/scaling.jq. Each is
+# written only when what AWS describes differs from it; policies of other names are left alone.
+ensure_autoscaling() {
+  local scaling="$JARVIS_TMP_DIR/scaling.json" target="$JARVIS_TMP_DIR/scalable-target.json"
+  local dims resource_id current existing count i input name
+  dims="$(dimensions_json)" || die "JARVIS_ALARM_DIMENSIONS='${JARVIS_ALARM_DIMENSIONS:-}' must look like Name=Value,Name=Value"
+  jq -n --arg cluster "$cluster" --arg service "$service_name" --arg namespace "$metrics_namespace" \
+    --argjson dimensions "$dims" --argjson min "$min_tasks" --argjson max "$max_tasks" \
+    --argjson cpu_target "$scale_cpu_target" --argjson backlog_target "$scale_backlog_per_task" \
+    --argjson scale_out_cooldown "$scale_out_cooldown" --argjson scale_in_cooldown "$scale_in_cooldown" \
+    -f "$repo_root/deploy/aws/scaling.jq" >"$scaling"
+  jq '.target' "$scaling" >"$target"
+  resource_id="$(jq -r '.ResourceId' "$target")"
+
+  if current="$(aws_read application-autoscaling describe-scalable-targets --service-namespace ecs \
+    --resource-ids "$resource_id" --scalable-dimension ecs:service:DesiredCount \
+    --query 'ScalableTargets[0]' --output json)" && [ "$current" != null ] \
+    && jq -e --slurpfile wanted "$target" "$JQ_SUBSET"'subset($wanted[0]; .)' <<<"$current" >/dev/null; then
+    info "auto-scaling target $resource_id: unchanged ($min_tasks-$max_tasks tasks)"
+  else
+    show_file_for_dry_run "scalable target" "$target"
+    aws_do application-autoscaling register-scalable-target --cli-input-json "file://$target" >/dev/null
+    info "auto-scaling target $resource_id: $(outcome registered) ($min_tasks-$max_tasks tasks)"
+  fi
+  if [ -n "$current" ] && jq -e '(.SuspendedState // {}) | any(.[]; . == true)' <<<"$current" >/dev/null 2>&1; then
+    warn "auto-scaling of $resource_id is suspended ($(jq -c '.SuspendedState' <<<"$current")); this script leaves that as it is"
+  fi
+
+  if ! existing="$(aws_read application-autoscaling describe-scaling-policies --service-namespace ecs \
+    --resource-id "$resource_id" --scalable-dimension ecs:service:DesiredCount \
+    --query 'ScalingPolicies' --output json)"; then
+    existing="[]"
+  fi
+  count="$(jq '.policies | length' "$scaling")"
+  for ((i = 0; i < count; i++)); do
+    input="$JARVIS_TMP_DIR/scaling-policy-$i.json"
+    jq ".policies[$i]" "$scaling" >"$input"
+    name="$(jq -r '.PolicyName' "$input")"
+    current="$(jq -c --arg n "$name" '[.[] | select(.PolicyName == $n)][0]' <<<"$existing")"
+    if jq -e --slurpfile wanted "$input" "$JQ_SUBSET"'
+      . != null and .PolicyType == $wanted[0].PolicyType
+      and subset($wanted[0].TargetTrackingScalingPolicyConfiguration; .TargetTrackingScalingPolicyConfiguration)
+    ' <<<"$current" >/dev/null; then
+      info "scaling policy $name: unchanged"
+      continue
+    fi
+    show_file_for_dry_run "scaling policy $name" "$input"
+    aws_do application-autoscaling put-scaling-policy --cli-input-json "file://$input" >/dev/null
+    info "scaling policy $name: $(outcome set): $(jq -r '.TargetTrackingScalingPolicyConfiguration
+      | "target tracking, \(if .PredefinedMetricSpecification then "average CPU \(.TargetValue)%"
+         else "\(.TargetValue) queued tasks per running task" end)"' "$input")"
+  done
+  if [ "$container_insights" = disabled ]; then
+    warn "JARVIS_CONTAINER_INSIGHTS=disabled: the policy jarvis-queue-backlog divides by RunningTaskCount of Container Insights, so it gets no data and never scales"
+  fi
+}
+
+# The dashboard of deploy/aws/dashboard.jq, written only when the body AWS holds differs
+# (compared as JSON, so key order and spacing do not count).
+ensure_dashboard() {
+  local body="$JARVIS_TMP_DIR/dashboard.json" dims alarm_arns current messages
+  dims="$(dimensions_json)" || die "JARVIS_ALARM_DIMENSIONS='${JARVIS_ALARM_DIMENSIONS:-}' must look like Name=Value,Name=Value"
+  alarm_arns="$(jq -c --arg region "$AWS_REGION" --arg account "$account_id" '
+    (if ($region | startswith("cn-")) then "aws-cn" elif ($region | startswith("us-gov-")) then "aws-us-gov"
+     else "aws" end) as $partition
+    | map("arn:\($partition):cloudwatch:\($region):\($account):alarm:\(.)")' <<<"$alarm_names_json")"
+  jq -n --arg namespace "$metrics_namespace" --argjson dimensions "$dims" --arg region "$AWS_REGION" \
+    --arg env "$env_name" --arg cluster "$cluster" --arg service "$service_name" \
+    --argjson alarm_arns "$alarm_arns" --argjson backlog_target "$scale_backlog_per_task" \
+    -f "$repo_root/deploy/aws/dashboard.jq" >"$body"
+  if current="$(aws_read cloudwatch get-dashboard --dashboard-name "$dashboard_name" \
+    --query DashboardBody --output json 2>/dev/null)" \
+    && jq -e --slurpfile wanted "$body" 'fromjson == $wanted[0]' <<<"$current" >/dev/null 2>&1; then
+    info "dashboard $dashboard_name: unchanged"
+    return 0
+  fi
+  show_file_for_dry_run "dashboard $dashboard_name" "$body"
+  messages="$(aws_do cloudwatch put-dashboard --dashboard-name "$dashboard_name" \
+    --dashboard-body "file://$body" --query DashboardValidationMessages --output json)"
+  if [ -n "$messages" ] && jq -e 'length > 0' <<<"$messages" >/dev/null 2>&1; then
+    warn "dashboard $dashboard_name: CloudWatch reported: $(jq -c . <<<"$messages")"
+  fi
+  info "dashboard $dashboard_name: $(outcome set) ($(jq '.widgets | length' "$body") widgets): https://$AWS_REGION.console.aws.amazon.com/cloudwatch/home?region=$AWS_REGION#dashboards:name=$dashboard_name"
 }
 
 main() {
@@ -623,7 +789,9 @@ main() {
   run_migration
   ensure_service
   wait_for_service_stable
+  ensure_autoscaling
   ensure_alarms
+  ensure_dashboard
   if [ "$DRY_RUN" = 1 ]; then
     info "dry run done: nothing was changed"
   else

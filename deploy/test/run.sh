@@ -140,6 +140,19 @@ lint() {
     --arg execution_role_arn a --arg task_role_arn "" --arg metrics_namespace Jarvis --arg port 4000 \
     --argjson secret_arns '{"database":"a","redis":"b","ai-keys":"c","app":"d"}' \
     -f deploy/aws/task-definition.jq
+  # With dimensions: every Jarvis metric of the scaling policy and the dashboard carries them.
+  check "scaling template: Jarvis metrics carry JARVIS_ALARM_DIMENSIONS, Container Insights its own" bash -c '
+    jq -n --arg cluster c --arg service s --arg namespace Jarvis --argjson dimensions "[{\"Name\":\"Env\",\"Value\":\"p\"}]" \
+      --argjson min 2 --argjson max 10 --argjson cpu_target 60 --argjson backlog_target 100 \
+      --argjson scale_out_cooldown 60 --argjson scale_in_cooldown 300 -f deploy/aws/scaling.jq \
+    | jq -e "[.policies[1].TargetTrackingScalingPolicyConfiguration.CustomizedMetricSpecification.Metrics[:2][]
+        | .MetricStat.Metric.Dimensions] == [[{Name: \"Env\", Value: \"p\"}],
+        [{Name: \"ClusterName\", Value: \"c\"}, {Name: \"ServiceName\", Value: \"s\"}]]"'
+  check "dashboard template: Jarvis metric lines carry JARVIS_ALARM_DIMENSIONS" bash -c '
+    jq -n --arg namespace Jarvis --argjson dimensions "[{\"Name\":\"Env\",\"Value\":\"p\"}]" --arg region r \
+      --arg env e --arg cluster c --arg service s --argjson alarm_arns "[]" --argjson backlog_target 100 \
+      -f deploy/aws/dashboard.jq \
+    | jq -e "[.widgets[].properties.metrics[]? | select(.[0] == \"Jarvis\") | .[2:4]] | length > 10 and all(. == [\"Env\", \"p\"])"'
   check "docker-compose.yml: postgres, migrate, two Jarvis instances, example agent" python3 - <<'EOF'
 import yaml
 doc = yaml.safe_load(open("docker-compose.yml"))
@@ -374,6 +387,11 @@ state_snapshot() {
     printf 'repositories %s\n' "$(awst ecr describe-repositories --query 'repositories[].repositoryName' | jq -c .)"
     printf 'log-groups %s\n' "$(awst logs describe-log-groups --query 'logGroups[].[logGroupName, retentionInDays]' | jq -c .)"
     printf 'alarms %s\n' "$(awst cloudwatch describe-alarms --query 'MetricAlarms[].[AlarmName, AlarmConfigurationUpdatedTimestamp]' | jq -c .)"
+    printf 'cluster-settings %s\n' "$(awst ecs describe-clusters --clusters "jarvis-$env_name" --include SETTINGS --query 'clusters[0].settings' | jq -c .)"
+    printf 'scalable-targets %s\n' "$(awst application-autoscaling describe-scalable-targets --service-namespace ecs --query 'ScalableTargets[].[ScalableTargetARN, ResourceId, MinCapacity, MaxCapacity]' | jq -c .)"
+    # moto gives a policy a new ARN (and new alarms) each time it is written.
+    printf 'scaling-policies %s\n' "$(awst application-autoscaling describe-scaling-policies --service-namespace ecs --query 'ScalingPolicies[].[PolicyName, PolicyARN]' | jq -c 'sort')"
+    printf 'dashboards %s\n' "$(awst cloudwatch list-dashboards --query 'DashboardEntries[].[DashboardName, LastModified, Size]' | jq -c .)"
   }
 }
 
@@ -456,6 +474,29 @@ test_fail_fast() {
 
   run_deploy "$out" "Bad_Env" --image "$image_1"
   check_fails "deploy with an invalid ENV says so" "$out" "ENV 'Bad_Env' is not valid"
+
+  # Bad auto-scaling bounds are refused before any AWS call.
+  local requests_before
+  requests_before="$(moto_requests)"
+  run_deploy "$out" "$env_name" --image "$image_1" --min-tasks 0
+  check_fails "deploy refuses --min-tasks 0" "$out" '--min-tasks=0: the minimum number of tasks must be at least 1'
+  run_deploy "$out" "$env_name" --image "$image_1" --min-tasks 5 --max-tasks 3
+  check_fails "deploy refuses a maximum below the minimum" "$out" '--max-tasks=3 is below the minimum --min-tasks=5'
+  JARVIS_MIN_TASKS=11 run_deploy "$out" "$env_name" --image "$image_1"
+  check_fails "deploy refuses JARVIS_MIN_TASKS above the default maximum, naming both settings" "$out" \
+    'JARVIS_MAX_TASKS=10 is below the minimum JARVIS_MIN_TASKS=11'
+  JARVIS_MAX_TASKS=ten run_deploy "$out" "$env_name" --image "$image_1"
+  check_fails "deploy refuses a JARVIS_MAX_TASKS that is not a number" "$out" "JARVIS_MAX_TASKS='ten' is not a whole number"
+  run_deploy "$out" "$env_name" --image "$image_1" --max-tasks
+  check_fails "deploy refuses --max-tasks without a value" "$out" '--max-tasks needs a value'
+  JARVIS_DESIRED_COUNT=12 run_deploy "$out" "$env_name" --image "$image_1"
+  check_fails "deploy refuses a JARVIS_DESIRED_COUNT outside the scaling range" "$out" \
+    'JARVIS_DESIRED_COUNT=12 is outside the auto-scaling range 2-10'
+  JARVIS_SCALE_CPU_TARGET=120 run_deploy "$out" "$env_name" --image "$image_1"
+  check_fails "deploy refuses a CPU target above 100 %" "$out" "JARVIS_SCALE_CPU_TARGET='120' must be a number of percent"
+  JARVIS_SCALE_BACKLOG_PER_TASK=0 run_deploy "$out" "$env_name" --image "$image_1"
+  check_fails "deploy refuses a backlog target of 0" "$out" "JARVIS_SCALE_BACKLOG_PER_TASK='0' must be a number above 0"
+  check_eq "refused scaling settings made no AWS call" "$requests_before" "$(moto_requests)"
 
   rc=0
   env -u AWS_REGION -u AWS_DEFAULT_REGION JARVIS_SUBNETS="$subnets" JARVIS_SECURITY_GROUPS="$security_groups" \
@@ -548,7 +589,9 @@ test_dry_run() {
   for call in "aws sts get-caller-identity" "aws secretsmanager list-secrets" \
     "aws ecr create-repository" "aws ecs create-cluster" "aws logs create-log-group" \
     "aws logs put-retention-policy" "aws ecs register-task-definition" "aws ecs run-task" \
-    "aws ecs create-service" "aws cloudwatch put-metric-alarm"; do
+    "aws ecs create-service" "aws application-autoscaling register-scalable-target" \
+    "aws application-autoscaling put-scaling-policy" "aws cloudwatch put-metric-alarm" \
+    "aws cloudwatch put-dashboard"; do
     grep -q "^\[dry-run\] would run: $call" "$out" || missing+="$call; "
   done
   check_eq "deploy --dry-run prints every call it would make ($label)" "" "$missing"
@@ -661,10 +704,50 @@ check_deployment() {
   check_eq "exactly one service in the cluster" 1 \
     "$(awst ecs list-services --cluster "jarvis-$env_name" --query 'length(serviceArns)')"
 
-  alarms="$(awst cloudwatch describe-alarms --query 'MetricAlarms[].{n: AlarmName, m: MetricName, ns: Namespace, t: Threshold, c: ComparisonOperator}' | jq -c 'sort_by(.n)')"
+  alarms="$(awst cloudwatch describe-alarms --alarm-name-prefix jarvis- --query 'MetricAlarms[].{n: AlarmName, m: MetricName, ns: Namespace, t: Threshold, c: ComparisonOperator}' | jq -c 'sort_by(.n)')"
   check_eq "alarms jarvis-circuit-open (CircuitBreakersOpen >= 1) and jarvis-high-failure-rate (TaskFailureRate > 0.3) in namespace Jarvis" \
     '[{"n":"jarvis-circuit-open","m":"CircuitBreakersOpen","ns":"Jarvis","t":1,"c":"GreaterThanOrEqualToThreshold"},{"n":"jarvis-high-failure-rate","m":"TaskFailureRate","ns":"Jarvis","t":0.3,"c":"GreaterThanThreshold"}]' \
     "$alarms"
+  check_scaling 2 10 100
+  check_dashboard
+}
+
+# check_scaling MIN MAX BACKLOG_TARGET: the scalable target and both target-tracking policies.
+check_scaling() {
+  local min="$1" max="$2" backlog="$3" resource="service/jarvis-$env_name/jarvis" policies
+  check_eq "cluster jarvis-$env_name has Container Insights enabled (the backlog policy reads RunningTaskCount)" enabled \
+    "$(awst ecs describe-clusters --clusters "jarvis-$env_name" --include SETTINGS --query 'clusters[0].settings' | jq -r '[.[] | select(.name == "containerInsights") | .value][0]')"
+  check_eq "scalable target $resource: ecs:service:DesiredCount, $min to $max tasks" \
+    "[[\"$resource\",\"ecs:service:DesiredCount\",$min,$max]]" \
+    "$(awst application-autoscaling describe-scalable-targets --service-namespace ecs --query 'ScalableTargets[].[ResourceId, ScalableDimension, MinCapacity, MaxCapacity]' | jq -c .)"
+  policies="$(awst application-autoscaling describe-scaling-policies --service-namespace ecs --resource-id "$resource" --scalable-dimension ecs:service:DesiredCount --query ScalingPolicies)"
+  check_eq "two target-tracking policies on $resource: jarvis-cpu and jarvis-queue-backlog" \
+    '[["jarvis-cpu","TargetTrackingScaling"],["jarvis-queue-backlog","TargetTrackingScaling"]]' \
+    "$(jq -c 'map([.PolicyName, .PolicyType]) | sort' <<<"$policies")"
+  check_eq "policy jarvis-cpu: ECSServiceAverageCPUUtilization held at 60 %, cooldowns 60 s out / 300 s in" \
+    '["ECSServiceAverageCPUUtilization",60,60,300,false]' \
+    "$(jq -c '.[] | select(.PolicyName == "jarvis-cpu") | .TargetTrackingScalingPolicyConfiguration
+      | [.PredefinedMetricSpecification.PredefinedMetricType, .TargetValue, .ScaleOutCooldown, .ScaleInCooldown, .DisableScaleIn]' <<<"$policies")"
+  check_eq "policy jarvis-queue-backlog: Jarvis QueuedTasks (Maximum) / ECS/ContainerInsights RunningTaskCount of the service, held at $backlog per task" \
+    "[$backlog,[\"queued\",\"Jarvis\",\"QueuedTasks\",null,\"Maximum\",false],[\"running\",\"ECS/ContainerInsights\",\"RunningTaskCount\",[{\"Name\":\"ClusterName\",\"Value\":\"jarvis-$env_name\"},{\"Name\":\"ServiceName\",\"Value\":\"jarvis\"}],\"Average\",false],[\"backlog_per_task\",\"queued / running\",true]]" \
+    "$(jq -c '.[] | select(.PolicyName == "jarvis-queue-backlog") | .TargetTrackingScalingPolicyConfiguration
+      | [.TargetValue] + [.CustomizedMetricSpecification.Metrics[]
+        | if .MetricStat then [.Id, .MetricStat.Metric.Namespace, .MetricStat.Metric.MetricName, .MetricStat.Metric.Dimensions, .MetricStat.Stat, .ReturnData]
+          else [.Id, .Expression, .ReturnData] end]' <<<"$policies")"
+}
+
+check_dashboard() {
+  local body
+  body="$(awst cloudwatch get-dashboard --dashboard-name "jarvis-$env_name" --query DashboardBody --output text)"
+  check_eq "dashboard jarvis-$env_name: its graphs name every metric of the list (namespace Jarvis)" \
+    '["CircuitBreakersOpen","CircuitStateChanges","CostPerTask","ErrorRate","PredictedTrips","QueuedTasks","RejectedCalls","RequestLatencyMs","TaskDurationMs","TaskFailureRate","TasksCompleted","TasksPerHour"]' \
+    "$(jq -c '[.widgets[].properties.metrics[]? | select(.[0] == "Jarvis") | .[1]] | unique' <<<"$body")"
+  check_eq "dashboard jarvis-$env_name: success rate is 1 - TaskFailureRate, backlog per task is QueuedTasks / RunningTaskCount" \
+    '["100 * (1 - failure)","queued / running"]' \
+    "$(jq -c '[.widgets[].properties.metrics[]? | .[0] | objects | .expression | select(test("failure|queued"))]' <<<"$body")"
+  check_eq "dashboard jarvis-$env_name: an alarm widget with both alarms" \
+    "[\"arn:aws:cloudwatch:$region:123456789012:alarm:jarvis-circuit-open\",\"arn:aws:cloudwatch:$region:123456789012:alarm:jarvis-high-failure-rate\"]" \
+    "$(jq -c '[.widgets[] | select(.type == "alarm") | .properties.alarms[]]' <<<"$body")"
 }
 
 check_no_secret_in_output() {
@@ -731,11 +814,15 @@ main() {
   run_deploy "$work/deploy-2.txt" "$env_name" --image "$image_1"
   check_ok "deploy-to-aws.sh $env_name --image (second run, same image)" "$work/deploy-2.txt"
   after="$(state_snapshot)"
-  check_eq "second runs change nothing: secret versions, task definition revisions, service, cluster, repository, log group, alarms" \
+  check_eq "second runs change nothing: secret versions, task definition revisions, service, cluster and its settings, repository, log group, alarms, scalable target, scaling policies, dashboard" \
     "$before" "$after"
   check_eq "JARVIS_AUTH_TOKEN not rotated by the second run" "$auth_token" \
     "$(secret_json "jarvis/$env_name/app" | jq -r .JARVIS_AUTH_TOKEN)"
   check_grep "second deploy keeps the task definition revision" 'task definition: unchanged' "$work/deploy-2.txt"
+  check_eq "second deploy reports the scalable target, both scaling policies, both alarms, the dashboard and Container Insights unchanged" 7 \
+    "$(grep -cE '(auto-scaling target service/jarvis-production/jarvis|scaling policy jarvis-(cpu|queue-backlog)|alarm jarvis-[a-z-]+|dashboard jarvis-production): unchanged|Container Insights unchanged' "$work/deploy-2.txt" || true)"
+  check_eq "second deploy makes no auto-scaling, alarm, dashboard or cluster write" "" \
+    "$(grep -E '^\+ aws (application-autoscaling|cloudwatch|ecs (update-cluster|create-cluster|update-service|register-task-definition))' "$work/deploy-2.txt" || true)"
   check_eq "the migration runs on every deploy (it is idempotent): two migration tasks so far" 2 \
     "$(awst ecs list-tasks --cluster "jarvis-$env_name" --started-by jarvis-migrate --query 'length(taskArns)')"
 
@@ -758,6 +845,28 @@ main() {
     "$(jq length <<<"$migrations") $(awst ecs describe-tasks --cluster "jarvis-$env_name" --tasks "$(jq -r '.[-1]' <<<"$migrations")" --query 'tasks[0].taskDefinitionArn' --output text)"
   check_grep "the service was updated in place (update-service), not recreated" \
     "service jarvis: updated to .*jarvis-$env_name:2 \(rolling deployment\)" "$work/deploy-3.txt"
+
+  section "scaling settings change"
+  # Container Insights switched off by hand: the deploy switches it back on.
+  awst ecs update-cluster --cluster "jarvis-$env_name" --settings name=containerInsights,value=disabled >/dev/null
+  local cpu_policy_before
+  cpu_policy_before="$(awst application-autoscaling describe-scaling-policies --service-namespace ecs --query "ScalingPolicies[?PolicyName=='jarvis-cpu'].PolicyARN" --output text)"
+  JARVIS_SCALE_BACKLOG_PER_TASK=50 run_deploy "$work/deploy-scale.txt" "$env_name" --image "$image_2" --max-tasks=6
+  check_ok "deploy-to-aws.sh $env_name --max-tasks=6 with JARVIS_SCALE_BACKLOG_PER_TASK=50" "$work/deploy-scale.txt"
+  check_scaling 2 6 50
+  check_eq "only what changed was written: the scalable target, the backlog policy, the dashboard, Container Insights" \
+    "aws application-autoscaling put-scaling-policy
+aws application-autoscaling register-scalable-target
+aws cloudwatch put-dashboard
+aws ecs update-cluster" \
+    "$(grep -oE '^\+ aws (application-autoscaling [a-z-]+|cloudwatch [a-z-]+|ecs (update-cluster|create-cluster|update-service))' "$work/deploy-scale.txt" | sed 's/^+ //' | sort)"
+  check_grep "the CPU policy was left alone" '^deploy-to-aws.sh: scaling policy jarvis-cpu: unchanged$' "$work/deploy-scale.txt"
+  check_eq "the CPU policy is the same object (same ARN)" "$cpu_policy_before" \
+    "$(awst application-autoscaling describe-scaling-policies --service-namespace ecs --query "ScalingPolicies[?PolicyName=='jarvis-cpu'].PolicyARN" --output text)"
+  check_eq "the dashboard's backlog widget shows the new target (50 per task)" 50 \
+    "$(awst cloudwatch get-dashboard --dashboard-name "jarvis-$env_name" --query DashboardBody --output text | jq '.widgets[] | select(.properties.title == "Queue backlog and running tasks") | .properties.annotations.horizontal[0].value')"
+  check_eq "the service's desired count was not touched" 2 \
+    "$(awst ecs describe-services --cluster "jarvis-$env_name" --services jarvis --query 'services[0].desiredCount')"
 
   section "updates and rotation"
   OPENAI_API_KEY="sk-openai-s3cret-rotated-1" run_secrets "$work/secrets-3.txt" "$env_name"
