@@ -196,41 +196,8 @@ impl HistoryDialect for PostgresStore {
             .execute(&mut **tx)
             .await?;
 
-        let (mut d, mut a, mut h, mut b, mut c) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        for (((domain, action, hour), bucket), count) in &rollup.durations {
-            d.push(domain.as_str());
-            a.push(action.as_str());
-            h.push(*hour);
-            b.push(*bucket);
-            c.push(*count);
-        }
-        sqlx::query(UPSERT_DURATIONS)
-            .bind(&d)
-            .bind(&a)
-            .bind(&h)
-            .bind(&b)
-            .bind(&c)
-            .execute(&mut **tx)
-            .await?;
-
-        let (mut d, mut a, mut day, mut b, mut c) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        for (((domain, action, start), bucket), count) in rollup.daily_durations() {
-            d.push(domain);
-            a.push(action);
-            day.push(start);
-            b.push(bucket);
-            c.push(count);
-        }
-        sqlx::query(UPSERT_DURATIONS_DAILY)
-            .bind(&d)
-            .bind(&a)
-            .bind(&day)
-            .bind(&b)
-            .bind(&c)
-            .execute(&mut **tx)
-            .await?;
+        upsert_histogram(tx, UPSERT_DURATIONS, &rollup.durations).await?;
+        upsert_histogram(tx, UPSERT_DURATIONS_DAILY, &rollup.daily_durations()).await?;
 
         let (mut d, mut a, mut m) = (Vec::new(), Vec::new(), Vec::new());
         let (mut total, mut ok, mut failed, mut dur, mut csum, mut ccount) = (
@@ -265,23 +232,7 @@ impl HistoryDialect for PostgresStore {
             .execute(&mut **tx)
             .await?;
 
-        let (mut d, mut a, mut m, mut b, mut c) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        for (((domain, action, minute), bucket), count) in &rollup.minute_durations {
-            d.push(domain.as_str());
-            a.push(action.as_str());
-            m.push(*minute);
-            b.push(*bucket);
-            c.push(*count);
-        }
-        sqlx::query(UPSERT_MINUTE_DURATIONS)
-            .bind(&d)
-            .bind(&a)
-            .bind(&m)
-            .bind(&b)
-            .bind(&c)
-            .execute(&mut **tx)
-            .await?;
+        upsert_histogram(tx, UPSERT_MINUTE_DURATIONS, &rollup.minute_durations).await?;
 
         if !rollup.failures.is_empty() {
             let (mut d, mut a, mut h, mut g, mut tpl, mut ex, mut c) = (
@@ -315,4 +266,31 @@ impl HistoryDialect for PostgresStore {
         }
         Ok(())
     }
+}
+
+/// One duration histogram (hourly, daily or per minute: the same columns, another time unit)
+/// added to its table with one `UNNEST` statement.
+async fn upsert_histogram(
+    tx: &mut Transaction<'_, Postgres>,
+    sql: &str,
+    counts: &std::collections::BTreeMap<(crate::model::rollup::HourKey, i16), i64>,
+) -> Result<(), sqlx::Error> {
+    let (mut d, mut a, mut at, mut b, mut c) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (((domain, action, start), bucket), count) in counts {
+        d.push(domain.as_str());
+        a.push(action.as_str());
+        at.push(*start);
+        b.push(*bucket);
+        c.push(*count);
+    }
+    sqlx::query(sql)
+        .bind(&d)
+        .bind(&a)
+        .bind(&at)
+        .bind(&b)
+        .bind(&c)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }
