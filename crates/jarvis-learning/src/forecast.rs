@@ -181,6 +181,19 @@ impl Forecaster {
         limits: Limits,
         config: &ForecastConfig,
     ) -> Option<Forecast> {
+        self.record(at_secs, outcome, limits, config);
+        self.refresh(limits, config)
+    }
+
+    /// Takes one call without forecasting (cheap: a few arithmetic operations); a caller that
+    /// takes calls in batches forecasts once per batch with [`Forecaster::refresh`].
+    pub fn record(
+        &mut self,
+        at_secs: f64,
+        outcome: Outcome,
+        limits: Limits,
+        config: &ForecastConfig,
+    ) {
         let timeout = limits.timeout_ms.max(1.0);
         if let Some(last) = self.last_at {
             let gap = (at_secs - last).max(0.0);
@@ -222,10 +235,16 @@ impl Forecaster {
         if let Some(x) = latency {
             self.smooth(x, config);
         }
+    }
+
+    /// The forecast after the calls taken so far (`None` before `min_observations` calls),
+    /// kept as [`Forecaster::latest`].
+    pub fn refresh(&mut self, limits: Limits, config: &ForecastConfig) -> Option<Forecast> {
         if self.calls < config.min_observations || self.latency_calls == 0 {
             self.last = None;
             return None;
         }
+        let at_secs = self.last_at.unwrap_or(0.0);
         let forecast = self.forecast(at_secs, limits, config);
         self.last = Some(forecast.clone());
         Some(forecast)

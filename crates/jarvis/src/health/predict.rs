@@ -148,8 +148,12 @@ impl DomainForecasts {
 }
 
 impl BatchObserver for DomainForecasts {
+    /// Takes every record of the batch, then forecasts once per domain it touched: the
+    /// forecast (a dynamic program over the next calls) costs far more than taking a call, and
+    /// the recorder's batches hold up to thousands of records.
     fn observe(&self, records: &[ExecutionRecord]) {
         let mut domains = self.domains.lock().unwrap_or_else(|e| e.into_inner());
+        let mut touched: HashMap<&str, Limits> = HashMap::new();
         for r in records {
             if r.domain == crate::health::as_tasks::DOMAIN
                 || crate::learning::execution_of(r, &Default::default()).is_none()
@@ -179,15 +183,26 @@ impl BatchObserver for DomainForecasts {
                 failure_threshold: self.breakers.failure_threshold(&r.domain),
             };
             let at = r.finished_at.timestamp_millis() as f64 / 1000.0;
+            state.forecast.record(at, outcome, limits, &self.config);
+            touched.insert(r.domain.as_str(), limits);
+        }
+        for (domain, limits) in touched {
+            let Some(state) = domains.get_mut(domain) else {
+                continue;
+            };
             let before = state.forecast.latest().is_some_and(|f| f.warning);
             let after = state
                 .forecast
-                .observe(at, outcome, limits, &self.config)
+                .refresh(limits, &self.config)
                 .is_some_and(|f| f.warning);
             if after && !before {
                 tracing::warn!(
-                    domain = %r.domain,
-                    reason = state.forecast.latest().and_then(|f| f.reason.as_deref()).unwrap_or(""),
+                    domain,
+                    reason = state
+                        .forecast
+                        .latest()
+                        .and_then(|f| f.reason.as_deref())
+                        .unwrap_or(""),
                     "circuit trip predicted"
                 );
             }
