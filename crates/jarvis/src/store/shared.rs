@@ -144,6 +144,29 @@ macro_rules! impl_sql_store {
 }
 pub(crate) use impl_sql_store;
 
+/// Runs a retention statement (`$sql` binds the cut-off time and [`PRUNE_BATCH`](super::PRUNE_BATCH)
+/// and deletes at most that many rows) on the writer until a batch deletes fewer, so that no
+/// statement holds its locks for long; evaluates to the rows deleted. Used inside the store
+/// macro bodies (`impl_health_store!`, `impl_trace_store!`).
+macro_rules! prune_in_batches {
+    ($self:ident, $sql:expr, $before:expr) => {{
+        let mut total = 0;
+        loop {
+            let done = sqlx::query($sql)
+                .bind($before)
+                .bind($crate::store::PRUNE_BATCH)
+                .execute($crate::store::shared::SqlBackend::writer($self))
+                .await
+                .map_err(|e| $crate::store::shared::SqlBackend::classify($self, e))?;
+            total += done.rows_affected();
+            if done.rows_affected() < $crate::store::PRUNE_BATCH as u64 {
+                break Ok(total);
+            }
+        }
+    }};
+}
+pub(crate) use prune_in_batches;
+
 /// A UUID as a column or a parameter: native `uuid` on PostgreSQL, hyphenated text on SQLite
 /// (sqlx's SQLite driver would write a blob).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -208,19 +208,7 @@ macro_rules! impl_trace_store {
                 &self,
                 before: chrono::DateTime<chrono::Utc>,
             ) -> Result<u64, $crate::store::StoreError> {
-                let mut total = 0;
-                loop {
-                    let done = sqlx::query($crate::store::traces::PRUNE)
-                        .bind(before)
-                        .bind($crate::store::PRUNE_BATCH)
-                        .execute($crate::store::shared::SqlBackend::writer(self))
-                        .await
-                        .map_err(|e| $crate::store::shared::SqlBackend::classify(self, e))?;
-                    total += done.rows_affected();
-                    if done.rows_affected() < $crate::store::PRUNE_BATCH as u64 {
-                        return Ok(total);
-                    }
-                }
+                $crate::store::shared::prune_in_batches!(self, $crate::store::traces::PRUNE, before)
             }
         }
     };
