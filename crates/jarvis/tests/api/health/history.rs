@@ -128,3 +128,35 @@ async fn every_round_is_reported_to_the_sinks() {
     let _ = stop.send(());
     server.await.unwrap().unwrap();
 }
+
+// Retention deletes old results in batches until none is left, and nothing newer.
+both_backends!(
+    retention_deletes_every_old_result_and_keeps_the_new,
+    |backend| async move {
+        let app = TestApp::spawn(backend).await;
+        let store = app.state().store.clone();
+        let result = |at: chrono::DateTime<chrono::Utc>| jarvis::health::CheckResult {
+            service: jarvis::names::Name::parse("kept").unwrap(),
+            status: jarvis::health::Status::Up,
+            message: "HTTP 200".into(),
+            latency_ms: 3,
+            timestamp: at,
+            breaker_open: false,
+            correlation_id: None,
+        };
+        let now = chrono::Utc::now();
+        let old: Vec<_> = (0..25)
+            .map(|i| result(now - chrono::TimeDelta::hours(48) + chrono::TimeDelta::seconds(i)))
+            .collect();
+        store.insert_health_checks(&old, "test").await.unwrap();
+        store
+            .insert_health_checks(&[result(now)], "test")
+            .await
+            .unwrap();
+        let cutoff = now - chrono::TimeDelta::hours(24);
+        assert_eq!(store.prune_health_checks(cutoff).await.unwrap(), 25);
+        assert_eq!(store.prune_health_checks(cutoff).await.unwrap(), 0);
+        let history = app.data("/api/v1/health/services/kept/history").await;
+        assert_eq!(history["results"].as_array().unwrap().len(), 1, "{history}");
+    }
+);
