@@ -146,14 +146,16 @@ both_backends!(
         };
         let now = chrono::Utc::now();
         let old: Vec<_> = (0..25)
-            .map(|i| result(now - chrono::TimeDelta::hours(48) + chrono::TimeDelta::seconds(i)))
+            // Two hours old: older than this test's cut-off, younger than the instance's own
+            // retention (24 h), whose job would otherwise race the test for them.
+            .map(|i| result(now - chrono::TimeDelta::hours(2) + chrono::TimeDelta::seconds(i)))
             .collect();
         store.insert_health_checks(&old, "test").await.unwrap();
         store
             .insert_health_checks(&[result(now)], "test")
             .await
             .unwrap();
-        let cutoff = now - chrono::TimeDelta::hours(24);
+        let cutoff = now - chrono::TimeDelta::hours(1);
         assert_eq!(store.prune_health_checks(cutoff).await.unwrap(), 25);
         assert_eq!(store.prune_health_checks(cutoff).await.unwrap(), 0);
         let history = app.data("/api/v1/health/services/kept/history").await;
