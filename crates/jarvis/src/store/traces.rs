@@ -1,7 +1,10 @@
 //! Traces in the store: the trace events Jarvis writes (`trace_events`: API requests, AI
 //! gateway calls, agent calls, breaker decisions; appended in batches, pruned by age) and
 //! everything else kept under one correlation ID (tasks, execution records, health checks),
-//! each read through an index on `correlation_id`.
+//! each read through an index on `correlation_id` — except tasks: `tasks` has no such index (it
+//! would take an entry at every status change of every task; see migration 0016), so a trace's
+//! tasks are those its submission markers name (a `task` event per submission, with the IDs
+//! stored) and those its attempts ran, read by primary key.
 //!
 //! The SQL is written once: both engines accept it as is. `impl_trace_store!` expands it for a
 //! backend.
@@ -21,8 +24,8 @@ pub(crate) const INSERT: &str = "INSERT INTO trace_events (correlation_id, at, k
 
 pub(crate) const EVENTS: &str = "\
 SELECT * FROM trace_events WHERE correlation_id = $1 ORDER BY at, id LIMIT $2";
-pub(crate) const TASKS: &str = "\
-SELECT * FROM tasks WHERE correlation_id = $1 ORDER BY created_at, id LIMIT $2";
+/// The head of the read of a trace's tasks by ID (`push_tuples`-style list added after it).
+pub(crate) const TASKS_BY_ID: &str = "SELECT * FROM tasks WHERE id IN ";
 pub(crate) const ATTEMPTS: &str = "\
 SELECT * FROM task_history WHERE correlation_id = $1 ORDER BY started_at, id LIMIT $2";
 pub(crate) const CHECKS: &str = "\
@@ -39,7 +42,7 @@ DELETE FROM trace_events WHERE id IN
 pub struct TraceSources {
     /// Trace events (requests, gateway and agent calls, breaker decisions).
     pub events: Vec<TraceEvent>,
-    /// Tasks submitted under the ID.
+    /// Tasks submitted under the ID (named by a submission marker or run by an attempt).
     pub tasks: Vec<Task>,
     /// Their execution records (one per attempt).
     pub attempts: Vec<StoredExecution>,
@@ -55,6 +58,41 @@ impl TraceSources {
             && self.attempts.is_empty()
             && self.checks.is_empty()
     }
+}
+
+/// The detail key of a submission marker: the IDs of the tasks one submission stored.
+pub const SUBMITTED_IDS: &str = "taskIds";
+
+/// Splits the submission markers (stored `task` events, see [`SUBMITTED_IDS`]) off `events`
+/// and returns the task IDs they and `attempts` name, first seen first, at most `limit`.
+pub(crate) fn task_ids(
+    events: &mut Vec<TraceEvent>,
+    attempts: &[StoredExecution],
+    limit: usize,
+) -> Vec<uuid::Uuid> {
+    let mut seen = std::collections::HashSet::new();
+    let mut ids = Vec::new();
+    let mut keep = |id: uuid::Uuid| {
+        if ids.len() < limit && seen.insert(id) {
+            ids.push(id);
+        }
+    };
+    events.retain(|e| {
+        if e.kind != crate::model::trace::TraceKind::Task {
+            return true;
+        }
+        let named = e.detail.get(SUBMITTED_IDS).and_then(|v| v.as_array());
+        for id in named.into_iter().flatten() {
+            if let Some(id) = id.as_str().and_then(|s| uuid::Uuid::parse_str(s).ok()) {
+                keep(id);
+            }
+        }
+        false
+    });
+    for a in attempts {
+        keep(a.record.task_id);
+    }
+    ids
 }
 
 /// A `trace_events` row.
@@ -170,11 +208,6 @@ macro_rules! impl_trace_store {
                 .bind(correlation_id)
                 .bind(limit)
                 .fetch_all(pool);
-                let tasks =
-                    sqlx::query_as::<_, $crate::store::rows::TaskRow>($crate::store::traces::TASKS)
-                        .bind(correlation_id)
-                        .bind(limit)
-                        .fetch_all(pool);
                 let attempts = sqlx::query_as::<_, $crate::store::rows::ExecutionRow>(
                     $crate::store::traces::ATTEMPTS,
                 )
@@ -187,15 +220,37 @@ macro_rules! impl_trace_store {
                 .bind(correlation_id)
                 .bind(limit)
                 .fetch_all(pool);
-                // The four reads at once, each on its own connection.
-                let (events, tasks, attempts, checks) =
-                    tokio::try_join!(events, tasks, attempts, checks)
-                        .map_err(|e| self.classify(e))?;
+                // The three reads by correlation ID at once, each on its own connection;
+                // then the tasks they name, by primary key.
+                let (events, attempts, checks) =
+                    tokio::try_join!(events, attempts, checks).map_err(|e| self.classify(e))?;
                 let decode = |e: sqlx::Error| self.classify(e);
+                let mut events: Vec<$crate::model::trace::TraceEvent> =
+                    $crate::store::rows::all(events).map_err(decode)?;
+                let attempts: Vec<$crate::model::record::StoredExecution> =
+                    $crate::store::rows::all(attempts).map_err(decode)?;
+                let ids = $crate::store::traces::task_ids(&mut events, &attempts, limit as usize);
+                let mut tasks: Vec<$crate::model::task::Task> = Vec::new();
+                if !ids.is_empty() {
+                    type Db = <$backend as $crate::store::shared::SqlBackend>::Db;
+                    let mut q = sqlx::QueryBuilder::<Db>::new($crate::store::traces::TASKS_BY_ID);
+                    q.push("(");
+                    let mut list = q.separated(", ");
+                    for id in &ids {
+                        list.push_bind($crate::store::shared::DbUuid(*id));
+                    }
+                    q.push(") ORDER BY created_at, id");
+                    let rows = q
+                        .build_query_as::<$crate::store::rows::TaskRow>()
+                        .fetch_all(pool)
+                        .await
+                        .map_err(|e| self.classify(e))?;
+                    tasks = $crate::store::rows::all(rows).map_err(decode)?;
+                }
                 Ok($crate::store::traces::TraceSources {
-                    events: $crate::store::rows::all(events).map_err(decode)?,
-                    tasks: $crate::store::rows::all(tasks).map_err(decode)?,
-                    attempts: $crate::store::rows::all(attempts).map_err(decode)?,
+                    events,
+                    tasks,
+                    attempts,
                     checks: checks
                         .into_iter()
                         .map($crate::store::traces::CheckTraceRow::decode)

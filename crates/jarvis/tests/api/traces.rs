@@ -681,3 +681,70 @@ async fn the_instances_log_lines_are_in_the_trace() {
     assert_eq!(line["status"], "INFO");
     assert!(line["instance"].is_string(), "{line}");
 }
+
+// Tasks that have not run yet are in their submission's trace: the tasks table is not indexed
+// by correlation ID, so the trace finds them through the submission's marker — one batch of
+// three (one marker naming all three) and a single task, none due for an hour. The marker
+// itself is not shown: each task appears once, as its submission.
+both_backends!(
+    tasks_that_have_not_run_are_in_the_trace,
+    |backend| async move {
+        let app = TestApp::spawn(backend).await;
+        let (s, body) = app
+            .put_agent("later", json!({"url": "http://127.0.0.1:9/never"}))
+            .await;
+        assert_eq!(s, 201, "{body}");
+        let run_at = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
+        let batch_id = fresh_id("req-batch");
+        let tasks: Vec<Value> = (0..3)
+        .map(|i| json!({"domain": "later", "action": "wait", "parameters": {"i": i}, "runAt": run_at}))
+        .collect();
+        let response = app
+            .client
+            .post(app.url("/api/v1/tasks/batch"))
+            .bearer_auth(TOKEN)
+            .header("x-correlation-id", &batch_id)
+            .json(&json!({ "tasks": tasks }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 202);
+        let data = trace_until(&app, &batch_id, "the batch's three tasks", |d| {
+            events_of(d, "task").len() == 3
+        })
+        .await;
+        let mut ids: Vec<&str> = events_of(&data, "task")
+            .iter()
+            .map(|e| e["taskId"].as_str().unwrap())
+            .collect();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), 3, "each task once: {data}");
+        for e in events_of(&data, "task") {
+            assert_eq!(e["status"], "submitted", "{e}");
+            assert_eq!(e["detail"]["currentStatus"], "queued", "{e}");
+        }
+
+        let single_id = fresh_id("req-single");
+        let response = app
+            .client
+            .post(app.url("/api/v1/tasks"))
+            .bearer_auth(TOKEN)
+            .header("x-correlation-id", &single_id)
+            .json(&json!({"domain": "later", "action": "wait", "runAt": run_at}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 202);
+        let (_, body) = json(response).await;
+        let task_id = body["data"]["taskId"].as_str().unwrap().to_string();
+        let data = trace_until(&app, &single_id, "the single task", |d| {
+            !events_of(d, "task").is_empty()
+        })
+        .await;
+        let tasks = events_of(&data, "task");
+        assert_eq!(tasks.len(), 1, "{data}");
+        assert_eq!(tasks[0]["taskId"], task_id.as_str());
+        app.stop().await;
+    }
+);

@@ -367,6 +367,7 @@ impl TaskQueue {
                     .store
                     .insert_tasks(&tasks, Some(self.lease_from(now)))
                     .await?;
+                self.trace_submitted(&out);
                 if let Some(ins) = out.first() {
                     if ins.created && ins.task.status == TaskStatus::Running {
                         self.held
@@ -383,7 +384,40 @@ impl TaskQueue {
         if out.iter().any(|i| i.created) {
             self.wake.notify_one();
         }
+        self.trace_submitted(&out);
         Ok(out)
+    }
+
+    /// Records one submission marker per correlation ID among the tasks this submission
+    /// stored (not those an idempotency key found): a `task` trace event whose detail names
+    /// their IDs, which is how the trace API finds a task that has not run yet (`tasks` is not
+    /// indexed by correlation ID; see `store::traces`).
+    fn trace_submitted(&self, out: &[Inserted]) {
+        let Some(tracer) = self.tracer.get() else {
+            return;
+        };
+        let mut groups: Vec<(&str, Vec<serde_json::Value>)> = Vec::new();
+        for ins in out.iter().filter(|i| i.created) {
+            let corr = ins.task.correlation_id.as_str();
+            let id = serde_json::Value::String(ins.task.id.to_string());
+            match groups.iter_mut().find(|(c, _)| *c == corr) {
+                Some((_, ids)) => ids.push(id),
+                None => groups.push((corr, vec![id])),
+            }
+        }
+        for (corr, ids) in groups {
+            let n = ids.len();
+            let mut e = tracer.event(
+                corr,
+                crate::trace::TraceKind::Task,
+                format!("{n} task(s) submitted"),
+            );
+            if n == 1 {
+                e.task_id = ids[0].as_str().and_then(|s| Uuid::parse_str(s).ok());
+            }
+            e.detail = serde_json::json!({ crate::store::traces::SUBMITTED_IDS: ids });
+            tracer.record(e);
+        }
     }
 
     /// One task.
