@@ -26,55 +26,55 @@ FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::int4[], $6::text
 ON CONFLICT DO NOTHING
 RETURNING record_id";
 
-const UPSERT_TOTALS: &str = "\
-INSERT INTO task_stats_hourly AS s (domain, action, hour, total, succeeded, failed,
-       duration_sum_ms, impact_sum, impact_count, cost_sum_usd, cost_count, last_executed_at)
-SELECT * FROM UNNEST($1::text[], $2::text[], $3::timestamptz[], $4::int8[], $5::int8[],
-                     $6::int8[], $7::int8[], $8::float8[], $9::int8[], $10::float8[], $11::int8[],
-                     $12::timestamptz[])
-ON CONFLICT (domain, action, hour) DO UPDATE SET
-    total = s.total + excluded.total,
-    succeeded = s.succeeded + excluded.succeeded,
-    failed = s.failed + excluded.failed,
-    duration_sum_ms = s.duration_sum_ms + excluded.duration_sum_ms,
-    impact_sum = s.impact_sum + excluded.impact_sum,
-    impact_count = s.impact_count + excluded.impact_count,
-    cost_sum_usd = s.cost_sum_usd + excluded.cost_sum_usd,
-    cost_count = s.cost_count + excluded.cost_count,
-    last_executed_at = GREATEST(s.last_executed_at, excluded.last_executed_at)";
-
-const UPSERT_DURATIONS: &str = "\
-INSERT INTO task_duration_hourly AS h (domain, action, hour, bucket, count)
-SELECT * FROM UNNEST($1::text[], $2::text[], $3::timestamptz[], $4::int2[], $5::int8[])
-ON CONFLICT (domain, action, hour, bucket) DO UPDATE SET count = h.count + excluded.count";
-
-const UPSERT_DURATIONS_DAILY: &str = "\
-INSERT INTO task_duration_daily AS h (domain, action, day, bucket, count)
-SELECT * FROM UNNEST($1::text[], $2::text[], $3::timestamptz[], $4::int2[], $5::int8[])
-ON CONFLICT (domain, action, day, bucket) DO UPDATE SET count = h.count + excluded.count";
-
-const UPSERT_MINUTE_TOTALS: &str = "\
-INSERT INTO task_stats_minute AS s (domain, action, minute, total, succeeded, failed,
-       duration_sum_ms, cost_sum_usd, cost_count)
-SELECT * FROM UNNEST($1::text[], $2::text[], $3::timestamptz[], $4::int8[], $5::int8[],
-                     $6::int8[], $7::int8[], $8::float8[], $9::int8[])
-ON CONFLICT (domain, action, minute) DO UPDATE SET
-    total = s.total + excluded.total,
-    succeeded = s.succeeded + excluded.succeeded,
-    failed = s.failed + excluded.failed,
-    duration_sum_ms = s.duration_sum_ms + excluded.duration_sum_ms,
-    cost_sum_usd = s.cost_sum_usd + excluded.cost_sum_usd,
-    cost_count = s.cost_count + excluded.cost_count";
-
-const UPSERT_MINUTE_DURATIONS: &str = "\
-INSERT INTO task_duration_minute AS h (domain, action, minute, bucket, count)
-SELECT * FROM UNNEST($1::text[], $2::text[], $3::timestamptz[], $4::int2[], $5::int8[])
-ON CONFLICT (domain, action, minute, bucket) DO UPDATE SET count = h.count + excluded.count";
-
-const UPSERT_FAILURES: &str = "\
+/// Every rollup table in one statement (one round trip per batch, not six): each table's rows
+/// as an `UNNEST` of its columns, added to what is there; a table given empty arrays gets
+/// nothing. Each `INSERT … ON CONFLICT` is a data-modifying CTE; they touch different tables, so
+/// no row is updated twice in the statement.
+const UPSERT_ROLLUP: &str = "\
+WITH hourly AS (
+    INSERT INTO task_stats_hourly AS s (domain, action, hour, total, succeeded, failed,
+           duration_sum_ms, impact_sum, impact_count, cost_sum_usd, cost_count, last_executed_at)
+    SELECT * FROM UNNEST($1::text[], $2::text[], $3::timestamptz[], $4::int8[], $5::int8[],
+                         $6::int8[], $7::int8[], $8::float8[], $9::int8[], $10::float8[],
+                         $11::int8[], $12::timestamptz[])
+    ON CONFLICT (domain, action, hour) DO UPDATE SET
+        total = s.total + excluded.total,
+        succeeded = s.succeeded + excluded.succeeded,
+        failed = s.failed + excluded.failed,
+        duration_sum_ms = s.duration_sum_ms + excluded.duration_sum_ms,
+        impact_sum = s.impact_sum + excluded.impact_sum,
+        impact_count = s.impact_count + excluded.impact_count,
+        cost_sum_usd = s.cost_sum_usd + excluded.cost_sum_usd,
+        cost_count = s.cost_count + excluded.cost_count,
+        last_executed_at = GREATEST(s.last_executed_at, excluded.last_executed_at)
+), hourly_durations AS (
+    INSERT INTO task_duration_hourly AS h (domain, action, hour, bucket, count)
+    SELECT * FROM UNNEST($13::text[], $14::text[], $15::timestamptz[], $16::int2[], $17::int8[])
+    ON CONFLICT (domain, action, hour, bucket) DO UPDATE SET count = h.count + excluded.count
+), daily_durations AS (
+    INSERT INTO task_duration_daily AS h (domain, action, day, bucket, count)
+    SELECT * FROM UNNEST($18::text[], $19::text[], $20::timestamptz[], $21::int2[], $22::int8[])
+    ON CONFLICT (domain, action, day, bucket) DO UPDATE SET count = h.count + excluded.count
+), minutes AS (
+    INSERT INTO task_stats_minute AS s (domain, action, minute, total, succeeded, failed,
+           duration_sum_ms, cost_sum_usd, cost_count)
+    SELECT * FROM UNNEST($23::text[], $24::text[], $25::timestamptz[], $26::int8[], $27::int8[],
+                         $28::int8[], $29::int8[], $30::float8[], $31::int8[])
+    ON CONFLICT (domain, action, minute) DO UPDATE SET
+        total = s.total + excluded.total,
+        succeeded = s.succeeded + excluded.succeeded,
+        failed = s.failed + excluded.failed,
+        duration_sum_ms = s.duration_sum_ms + excluded.duration_sum_ms,
+        cost_sum_usd = s.cost_sum_usd + excluded.cost_sum_usd,
+        cost_count = s.cost_count + excluded.cost_count
+), minute_durations AS (
+    INSERT INTO task_duration_minute AS h (domain, action, minute, bucket, count)
+    SELECT * FROM UNNEST($32::text[], $33::text[], $34::timestamptz[], $35::int2[], $36::int8[])
+    ON CONFLICT (domain, action, minute, bucket) DO UPDATE SET count = h.count + excluded.count
+)
 INSERT INTO task_failure_hourly AS f (domain, action, hour, failure_group, template, example, count)
-SELECT * FROM UNNEST($1::text[], $2::text[], $3::timestamptz[], $4::text[], $5::text[],
-                     $6::text[], $7::int8[])
+SELECT * FROM UNNEST($37::text[], $38::text[], $39::timestamptz[], $40::text[], $41::text[],
+                     $42::text[], $43::int8[])
 ON CONFLICT (domain, action, hour, failure_group) DO UPDATE SET count = f.count + excluded.count";
 
 impl HistoryDialect for PostgresStore {
@@ -153,7 +153,7 @@ impl HistoryDialect for PostgresStore {
             .await
     }
 
-    /// One `UNNEST` statement per rollup table.
+    /// One statement for every rollup table ([`UPSERT_ROLLUP`]).
     async fn write_rollup(
         tx: &mut Transaction<'_, Postgres>,
         rollup: &Rollup,
@@ -161,46 +161,14 @@ impl HistoryDialect for PostgresStore {
         if rollup.is_empty() {
             return Ok(());
         }
-        let (mut d, mut a, mut h) = (Vec::new(), Vec::new(), Vec::new());
-        let (mut total, mut ok, mut failed, mut dur) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        let (mut isum, mut icount, mut csum, mut ccount, mut last) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        for ((domain, action, hour), t) in &rollup.totals {
-            d.push(domain.as_str());
-            a.push(action.as_str());
-            h.push(*hour);
-            total.push(t.total);
-            ok.push(t.succeeded);
-            failed.push(t.failed);
-            dur.push(t.duration_sum_ms);
-            isum.push(t.impact_sum);
-            icount.push(t.impact_count);
-            csum.push(t.cost_sum_usd);
-            ccount.push(t.cost_count);
-            last.push(t.last_executed_at.unwrap_or(*hour));
-        }
-        sqlx::query(UPSERT_TOTALS)
-            .bind(&d)
-            .bind(&a)
-            .bind(&h)
-            .bind(&total)
-            .bind(&ok)
-            .bind(&failed)
-            .bind(&dur)
-            .bind(&isum)
-            .bind(&icount)
-            .bind(&csum)
-            .bind(&ccount)
-            .bind(&last)
-            .execute(&mut **tx)
-            .await?;
-
-        upsert_histogram(tx, UPSERT_DURATIONS, &rollup.durations).await?;
-        upsert_histogram(tx, UPSERT_DURATIONS_DAILY, &rollup.daily_durations()).await?;
-
-        let (mut d, mut a, mut m) = (Vec::new(), Vec::new(), Vec::new());
-        let (mut total, mut ok, mut failed, mut dur, mut csum, mut ccount) = (
+        let hourly = totals(&rollup.totals);
+        let minutes = totals(&rollup.minute_totals);
+        let hourly_durations = histogram(&rollup.durations);
+        let daily = rollup.daily_durations();
+        let daily_durations = histogram(&daily);
+        let minute_durations = histogram(&rollup.minute_durations);
+        let (mut d, mut a, mut h, mut g, mut tpl, mut ex, mut c) = (
+            Vec::new(),
             Vec::new(),
             Vec::new(),
             Vec::new(),
@@ -208,89 +176,137 @@ impl HistoryDialect for PostgresStore {
             Vec::new(),
             Vec::new(),
         );
-        for ((domain, action, minute), t) in &rollup.minute_totals {
+        for (((domain, action, hour), group), f) in &rollup.failures {
             d.push(domain.as_str());
             a.push(action.as_str());
-            m.push(*minute);
-            total.push(t.total);
-            ok.push(t.succeeded);
-            failed.push(t.failed);
-            dur.push(t.duration_sum_ms);
-            csum.push(t.cost_sum_usd);
-            ccount.push(t.cost_count);
+            h.push(*hour);
+            g.push(group.as_str());
+            tpl.push(f.template.as_str());
+            ex.push(f.example.as_str());
+            c.push(f.count);
         }
-        sqlx::query(UPSERT_MINUTE_TOTALS)
-            .bind(&d)
+        let q = sqlx::query(UPSERT_ROLLUP)
+            .bind(&hourly.domain)
+            .bind(&hourly.action)
+            .bind(&hourly.start)
+            .bind(&hourly.total)
+            .bind(&hourly.succeeded)
+            .bind(&hourly.failed)
+            .bind(&hourly.duration_sum_ms)
+            .bind(&hourly.impact_sum)
+            .bind(&hourly.impact_count)
+            .bind(&hourly.cost_sum_usd)
+            .bind(&hourly.cost_count)
+            .bind(&hourly.last);
+        let q = hourly_durations.bind(q);
+        let q = daily_durations.bind(q);
+        let q = q
+            .bind(&minutes.domain)
+            .bind(&minutes.action)
+            .bind(&minutes.start)
+            .bind(&minutes.total)
+            .bind(&minutes.succeeded)
+            .bind(&minutes.failed)
+            .bind(&minutes.duration_sum_ms)
+            .bind(&minutes.cost_sum_usd)
+            .bind(&minutes.cost_count);
+        let q = minute_durations.bind(q);
+        q.bind(&d)
             .bind(&a)
-            .bind(&m)
-            .bind(&total)
-            .bind(&ok)
-            .bind(&failed)
-            .bind(&dur)
-            .bind(&csum)
-            .bind(&ccount)
+            .bind(&h)
+            .bind(&g)
+            .bind(&tpl)
+            .bind(&ex)
+            .bind(&c)
             .execute(&mut **tx)
             .await?;
-
-        upsert_histogram(tx, UPSERT_MINUTE_DURATIONS, &rollup.minute_durations).await?;
-
-        if !rollup.failures.is_empty() {
-            let (mut d, mut a, mut h, mut g, mut tpl, mut ex, mut c) = (
-                Vec::new(),
-                Vec::new(),
-                Vec::new(),
-                Vec::new(),
-                Vec::new(),
-                Vec::new(),
-                Vec::new(),
-            );
-            for (((domain, action, hour), group), f) in &rollup.failures {
-                d.push(domain.as_str());
-                a.push(action.as_str());
-                h.push(*hour);
-                g.push(group.as_str());
-                tpl.push(f.template.as_str());
-                ex.push(f.example.as_str());
-                c.push(f.count);
-            }
-            sqlx::query(UPSERT_FAILURES)
-                .bind(&d)
-                .bind(&a)
-                .bind(&h)
-                .bind(&g)
-                .bind(&tpl)
-                .bind(&ex)
-                .bind(&c)
-                .execute(&mut **tx)
-                .await?;
-        }
         Ok(())
     }
 }
 
-/// One duration histogram (hourly, daily or per minute: the same columns, another time unit)
-/// added to its table with one `UNNEST` statement.
-async fn upsert_histogram(
-    tx: &mut Transaction<'_, Postgres>,
-    sql: &str,
-    counts: &std::collections::BTreeMap<(crate::model::rollup::HourKey, i16), i64>,
-) -> Result<(), sqlx::Error> {
-    let (mut d, mut a, mut at, mut b, mut c) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for (((domain, action, start), bucket), count) in counts {
-        d.push(domain.as_str());
-        a.push(action.as_str());
-        at.push(*start);
-        b.push(*bucket);
-        c.push(*count);
+type Query<'q> = sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>;
+
+/// The columns of one totals table (hourly or per minute), as arrays to `UNNEST`.
+#[derive(Default)]
+struct Totals<'a> {
+    domain: Vec<&'a str>,
+    action: Vec<&'a str>,
+    start: Vec<chrono::DateTime<chrono::Utc>>,
+    total: Vec<i64>,
+    succeeded: Vec<i64>,
+    failed: Vec<i64>,
+    duration_sum_ms: Vec<i64>,
+    impact_sum: Vec<f64>,
+    impact_count: Vec<i64>,
+    cost_sum_usd: Vec<f64>,
+    cost_count: Vec<i64>,
+    last: Vec<chrono::DateTime<chrono::Utc>>,
+}
+
+fn totals(
+    rows: &std::collections::BTreeMap<
+        crate::model::rollup::HourKey,
+        crate::model::rollup::HourTotals,
+    >,
+) -> Totals<'_> {
+    let mut out = Totals::default();
+    for ((domain, action, start), t) in rows {
+        out.domain.push(domain.as_str());
+        out.action.push(action.as_str());
+        out.start.push(*start);
+        out.total.push(t.total);
+        out.succeeded.push(t.succeeded);
+        out.failed.push(t.failed);
+        out.duration_sum_ms.push(t.duration_sum_ms);
+        out.impact_sum.push(t.impact_sum);
+        out.impact_count.push(t.impact_count);
+        out.cost_sum_usd.push(t.cost_sum_usd);
+        out.cost_count.push(t.cost_count);
+        out.last.push(t.last_executed_at.unwrap_or(*start));
     }
-    sqlx::query(sql)
-        .bind(&d)
-        .bind(&a)
-        .bind(&at)
-        .bind(&b)
-        .bind(&c)
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
+    out
+}
+
+/// The columns of one duration histogram (hourly, daily or per minute: the same columns,
+/// another time unit), as arrays to `UNNEST`.
+struct Histogram<'a> {
+    domain: Vec<&'a str>,
+    action: Vec<&'a str>,
+    start: Vec<chrono::DateTime<chrono::Utc>>,
+    bucket: Vec<i16>,
+    count: Vec<i64>,
+}
+
+fn histogram(
+    counts: &std::collections::BTreeMap<(crate::model::rollup::HourKey, i16), i64>,
+) -> Histogram<'_> {
+    let mut out = Histogram {
+        domain: Vec::with_capacity(counts.len()),
+        action: Vec::with_capacity(counts.len()),
+        start: Vec::with_capacity(counts.len()),
+        bucket: Vec::with_capacity(counts.len()),
+        count: Vec::with_capacity(counts.len()),
+    };
+    for (((domain, action, start), bucket), count) in counts {
+        out.domain.push(domain.as_str());
+        out.action.push(action.as_str());
+        out.start.push(*start);
+        out.bucket.push(*bucket);
+        out.count.push(*count);
+    }
+    out
+}
+
+impl<'a> Histogram<'a> {
+    /// Binds the five arrays, in column order.
+    fn bind<'q>(self, q: Query<'q>) -> Query<'q>
+    where
+        'a: 'q,
+    {
+        q.bind(self.domain)
+            .bind(self.action)
+            .bind(self.start)
+            .bind(self.bucket)
+            .bind(self.count)
+    }
 }
