@@ -53,8 +53,8 @@ pub(crate) trait SqlBackend {
         &self.pools().queue
     }
 
-    /// Classifies a driver error ([`StoreError::from_sqlx`]), its message [`scrub`](Self::scrub)bed,
-    /// and lets the backend [`notice`](Self::notice) it.
+    /// Classifies a driver error ([`StoreError::from_sqlx`]) with its message scrubbed
+    /// ([`scrub`](Self::scrub)), and lets the backend [`notice`](Self::notice) it.
     fn classify(&self, e: sqlx::Error) -> StoreError {
         let e = match StoreError::from_sqlx(e) {
             StoreError::Unavailable(m) => StoreError::Unavailable(self.scrub(m)),

@@ -4,10 +4,10 @@
 //! idempotency key are one statement each whose text a backend gives ([`QueueDialect::CLAIM`],
 //! [`QueueDialect::BY_KEYS`]); the next due time ([`NEXT_RUN_AT`]), pairing submitted tasks
 //! with what was stored, the empty batches and the error classification are the same
-//! everywhere. What really differs by
-//! dialect is a [`QueueDialect`] method in each backend's `tasks.rs`: storing a batch, renewing
-//! leases, settling, marking attempts called and reclaiming (`UNNEST`, `SKIP LOCKED`, `NOTIFY`
-//! and plan pinning on PostgreSQL; a loop in one transaction on SQLite's single writer).
+//! everywhere. What really differs by dialect is a [`QueueDialect`] method in each backend's
+//! `tasks.rs`: storing a batch, renewing leases, settling, marking attempts called and
+//! reclaiming (`UNNEST`, `SKIP LOCKED`, `NOTIFY` and plan pinning on PostgreSQL; a loop in one
+//! transaction on SQLite's single writer).
 //! Reading, listing and cancelling tasks are shared too (`store::task_rows`).
 
 use std::collections::{HashMap, HashSet};
@@ -199,7 +199,8 @@ pub(crate) trait QueueDialect: SqlBackend + Sync {
     /// `$3`, leased until `$4`; returns the claimed rows (`tasks.*`) in any order.
     const CLAIM: &'static str;
 
-    /// The tasks (`tasks.*`) whose idempotency key is in `$1`, a [`DbTexts`](super::shared::DbTexts).
+    /// The tasks (`tasks.*`) whose idempotency key is in `$1`, a list of keys bound as
+    /// [`DbTexts`](super::shared::DbTexts).
     const BY_KEYS: &'static str;
 
     /// Stores `tasks` (claimed by `claim`'s instance if given) unless their idempotency key is
