@@ -15,7 +15,7 @@ mod tasks;
 pub use tasks::CHANNEL;
 
 use super::shared::{Pools, SqlBackend};
-use super::{Backend, StoreError, INSERT_CHUNK};
+use super::{Backend, INSERT_CHUNK};
 use crate::store::config::DatabaseUrl;
 
 /// The PostgreSQL-backed [`Store`].
@@ -127,16 +127,7 @@ impl SqlBackend for PostgresStore {
         &self.pools
     }
 
-    /// Scrubs the password from the error's text.
-    fn classify(&self, e: sqlx::Error) -> StoreError {
-        match StoreError::from_sqlx(e) {
-            StoreError::Unavailable(m) => StoreError::Unavailable(self.url.scrub(&m)),
-            StoreError::Other(m) => StoreError::Other(self.url.scrub(&m)),
-            StoreError::Full(m) => StoreError::Full(self.url.scrub(&m)),
-            other => other,
-        }
-    }
-
+    /// The password of the URL, from error messages.
     fn scrub(&self, message: String) -> String {
         self.url.scrub(&message)
     }

@@ -7,7 +7,8 @@
 //! rather than a generic function: each expansion is plain code over one concrete driver,
 //! with none of the higher-ranked bounds a function generic over `sqlx::Database` needs. A
 //! backend provides [`SqlBackend`] (its pools and migrations, how an error is classified);
-//! the values that are stored differently ([`DbUuid`]) encode and decode the same way on both.
+//! the values that are stored or bound differently ([`DbUuid`], [`DbTexts`]) encode and decode
+//! the same way on both.
 //!
 //! What really differs by dialect stays in `store/sqlite/` and `store/postgres/`, as the SQL
 //! text or the steps a domain's dialect trait asks for (`QueueDialect`, `HistoryDialect`,
@@ -52,14 +53,29 @@ pub(crate) trait SqlBackend {
         &self.pools().queue
     }
 
-    /// Classifies a driver error (and remembers what the backend must: SQLite's "out of
-    /// space", PostgreSQL's password scrubbing).
-    fn classify(&self, e: sqlx::Error) -> StoreError;
+    /// Classifies a driver error ([`StoreError::from_sqlx`]) with its message scrubbed
+    /// ([`scrub`](Self::scrub)), and lets the backend [`notice`](Self::notice) it.
+    fn classify(&self, e: sqlx::Error) -> StoreError {
+        let e = match StoreError::from_sqlx(e) {
+            StoreError::Unavailable(m) => StoreError::Unavailable(self.scrub(m)),
+            StoreError::Full(m) => StoreError::Full(self.scrub(m)),
+            StoreError::Other(m) => StoreError::Other(self.scrub(m)),
+            other => other,
+        };
+        self.notice(&e);
+        e
+    }
 
     /// Removes what an operator must not see from an error message (PostgreSQL: the
     /// password of the URL).
     fn scrub(&self, message: String) -> String {
         message
+    }
+
+    /// Remembers what a classified error says about the backend (SQLite: that it is out of
+    /// space). Nothing by default.
+    fn notice(&self, e: &StoreError) {
+        let _ = e;
     }
 
     /// After a successful read in `ping`: whether writes work (SQLite, after running out of
@@ -166,6 +182,46 @@ macro_rules! prune_in_batches {
     }};
 }
 pub(crate) use prune_in_batches;
+
+/// A list of texts as one parameter: a `text[]` on PostgreSQL (`= ANY($1)`), a JSON array on
+/// SQLite, which has no arrays (`IN (SELECT value FROM json_each($1))`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct DbTexts(pub Vec<String>);
+
+impl Type<Postgres> for DbTexts {
+    fn type_info() -> PgTypeInfo {
+        <[String] as Type<Postgres>>::type_info()
+    }
+
+    fn compatible(ty: &PgTypeInfo) -> bool {
+        <[String] as Type<Postgres>>::compatible(ty)
+    }
+}
+
+impl<'q> Encode<'q, Postgres> for DbTexts {
+    fn encode_by_ref(&self, buf: &mut PgArgumentBuffer) -> Result<IsNull, BoxDynError> {
+        <&[String] as Encode<'q, Postgres>>::encode_by_ref(&self.0.as_slice(), buf)
+    }
+}
+
+impl Type<Sqlite> for DbTexts {
+    fn type_info() -> SqliteTypeInfo {
+        <String as Type<Sqlite>>::type_info()
+    }
+
+    fn compatible(ty: &SqliteTypeInfo) -> bool {
+        <String as Type<Sqlite>>::compatible(ty)
+    }
+}
+
+impl<'q> Encode<'q, Sqlite> for DbTexts {
+    fn encode_by_ref(
+        &self,
+        args: &mut Vec<SqliteArgumentValue<'q>>,
+    ) -> Result<IsNull, BoxDynError> {
+        <String as Encode<'q, Sqlite>>::encode(serde_json::to_string(&self.0)?, args)
+    }
+}
 
 /// A UUID as a column or a parameter: native `uuid` on PostgreSQL, hyphenated text on SQLite
 /// (sqlx's SQLite driver would write a blob).

@@ -118,12 +118,10 @@ impl SqlBackend for SqliteStore {
     }
 
     /// Remembers an "out of space" until a probe write succeeds.
-    fn classify(&self, e: sqlx::Error) -> StoreError {
-        let e = StoreError::from_sqlx(e);
-        if let StoreError::Full(m) = &e {
+    fn notice(&self, e: &StoreError) {
+        if let StoreError::Full(m) = e {
             *self.full.lock().unwrap_or_else(|p| p.into_inner()) = Some(m.clone());
         }
-        e
     }
 
     /// Writes failed for lack of space: a probe write (a header field of the file, no table

@@ -1,12 +1,13 @@
 //! The queue's part of the storage trait: submitting, claiming with leases, settling, reclaiming.
 //!
-//! [`TaskStore`] is written once (`impl_task_store!`): the claim and the next due time are one
-//! statement each whose text a backend gives ([`QueueDialect::CLAIM`],
-//! [`QueueDialect::NEXT_RUN_AT`]); pairing submitted tasks with what was stored, the empty
-//! batches and the error classification are the same everywhere. What really differs by
-//! dialect is a [`QueueDialect`] method in each backend's `tasks.rs`: storing a batch, renewing
-//! leases, settling, marking attempts called and reclaiming (`UNNEST`, `SKIP LOCKED`, `NOTIFY`
-//! and plan pinning on PostgreSQL; a loop in one transaction on SQLite's single writer).
+//! [`TaskStore`] is written once (`impl_task_store!`): the claim and the lookup of tasks by
+//! idempotency key are one statement each whose text a backend gives ([`QueueDialect::CLAIM`],
+//! [`QueueDialect::BY_KEYS`]); the next due time ([`NEXT_RUN_AT`]), pairing submitted tasks
+//! with what was stored, the empty batches and the error classification are the same
+//! everywhere. What really differs by dialect is a [`QueueDialect`] method in each backend's
+//! `tasks.rs`: storing a batch, renewing leases, settling, marking attempts called and
+//! reclaiming (`UNNEST`, `SKIP LOCKED`, `NOTIFY` and plan pinning on PostgreSQL; a loop in one
+//! transaction on SQLite's single writer).
 //! Reading, listing and cancelling tasks are shared too (`store::task_rows`).
 
 use std::collections::{HashMap, HashSet};
@@ -198,17 +199,18 @@ pub(crate) trait QueueDialect: SqlBackend + Sync {
     /// `$3`, leased until `$4`; returns the claimed rows (`tasks.*`) in any order.
     const CLAIM: &'static str;
 
-    /// The earliest `run_at` of a claimable task, as a column `run_at` of at most one row.
-    const NEXT_RUN_AT: &'static str;
+    /// The tasks (`tasks.*`) whose idempotency key is in `$1`, a list of keys bound as
+    /// [`DbTexts`](super::shared::DbTexts).
+    const BY_KEYS: &'static str;
 
     /// Stores `tasks` (claimed by `claim`'s instance if given) unless their idempotency key is
-    /// taken. Returns the tasks it stored and the earlier ones found under the
-    /// [`missing_keys`] of the others.
+    /// taken; returns the tasks it stored. Once it returns, they are durable and readable on the
+    /// writer, where the earlier tasks holding the [`missing_keys`] of the others are read.
     async fn store_tasks(
         &self,
         tasks: &[NewTask],
         claim: Option<Lease<'_>>,
-    ) -> Result<(Vec<Task>, Vec<Task>), sqlx::Error>;
+    ) -> Result<Vec<Task>, sqlx::Error>;
 
     /// See [`TaskStore::extend_leases`].
     async fn renew_leases(
@@ -266,6 +268,12 @@ pub(crate) trait QueueDialect: SqlBackend + Sync {
         None
     }
 }
+
+/// The earliest `run_at` of a claimable task, as a column `run_at` of at most one row (none when
+/// nothing is claimable). No index leads with `run_at`, so this walks the claimable rows either
+/// way; on PostgreSQL `min(run_at)` plans the same walk.
+pub(crate) const NEXT_RUN_AT: &str =
+    "SELECT run_at FROM tasks WHERE status IN ('queued', 'waiting') ORDER BY run_at LIMIT 1";
 
 /// The idempotency keys of the tasks a batch insert did not store (`stored`): each names a
 /// task stored before, or earlier in the same batch.
@@ -328,10 +336,24 @@ macro_rules! impl_task_store {
                 if tasks.is_empty() {
                     return Ok(Vec::new());
                 }
-                let (stored, existing) = self
-                    .store_tasks(tasks, claim)
-                    .await
-                    .map_err(|e| self.classify(e))?;
+                let work = async {
+                    let stored = self.store_tasks(tasks, claim).await?;
+                    // The others: their idempotency key names a task stored before (or earlier
+                    // in this batch).
+                    let missing = $crate::store::tasks::missing_keys(tasks, &stored);
+                    if missing.is_empty() {
+                        return Ok((stored, Vec::new()));
+                    }
+                    let existing = sqlx::query(<$backend as QueueDialect>::BY_KEYS)
+                        .bind($crate::store::shared::DbTexts(missing))
+                        .fetch_all(self.writer())
+                        .await?
+                        .iter()
+                        .map($crate::store::rows::task)
+                        .collect::<Result<Vec<_>, _>>()?;
+                    Ok::<_, sqlx::Error>((stored, existing))
+                };
+                let (stored, existing) = work.await.map_err(|e| self.classify(e))?;
                 $crate::store::tasks::inserted(tasks, stored, existing)
             }
 
@@ -422,13 +444,11 @@ macro_rules! impl_task_store {
             async fn next_run_at(
                 &self,
             ) -> Result<Option<chrono::DateTime<chrono::Utc>>, $crate::store::StoreError> {
-                use $crate::store::{shared::SqlBackend, tasks::QueueDialect};
-                let next: Option<Option<chrono::DateTime<chrono::Utc>>> =
-                    sqlx::query_scalar(<$backend as QueueDialect>::NEXT_RUN_AT)
-                        .fetch_optional(self.reader())
-                        .await
-                        .map_err(|e| self.classify(e))?;
-                Ok(next.flatten())
+                use $crate::store::shared::SqlBackend;
+                sqlx::query_scalar($crate::store::tasks::NEXT_RUN_AT)
+                    .fetch_optional(self.reader())
+                    .await
+                    .map_err(|e| self.classify(e))
             }
 
             async fn listen_for_tasks(

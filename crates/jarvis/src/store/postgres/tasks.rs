@@ -13,9 +13,7 @@ use super::PostgresStore;
 use crate::model::task::{NewTask, Task};
 use crate::store::rows;
 use crate::store::shared::SqlBackend;
-use crate::store::tasks::{
-    missing_keys, Lease, QueueDialect, ReclaimOutcome, Reclaimed, Settlement,
-};
+use crate::store::tasks::{Lease, QueueDialect, ReclaimOutcome, Reclaimed, Settlement};
 
 /// The channel idle workers `LISTEN` on.
 pub const CHANNEL: &str = "jarvis_tasks";
@@ -183,14 +181,13 @@ RETURNING t.id";
 
 impl QueueDialect for PostgresStore {
     const CLAIM: &'static str = CLAIM;
-    const NEXT_RUN_AT: &'static str =
-        "SELECT min(run_at) FROM tasks WHERE status IN ('queued', 'waiting')";
+    const BY_KEYS: &'static str = "SELECT * FROM tasks WHERE idempotency_key = ANY($1)";
 
     async fn store_tasks(
         &self,
         tasks: &[NewTask],
         claim: Option<Lease<'_>>,
-    ) -> Result<(Vec<Task>, Vec<Task>), sqlx::Error> {
+    ) -> Result<Vec<Task>, sqlx::Error> {
         let n = tasks.len();
         let mut ids = Vec::with_capacity(n);
         let mut domains = Vec::with_capacity(n);
@@ -255,17 +252,7 @@ impl QueueDialect for PostgresStore {
         sqlx::query("SELECT pg_current_xact_id()")
             .execute(self.writer())
             .await?;
-        let stored = rows.iter().map(rows::task).collect::<Result<Vec<_>, _>>()?;
-        let missing = missing_keys(tasks, &stored);
-        if missing.is_empty() {
-            return Ok((stored, Vec::new()));
-        }
-        let rows = sqlx::query("SELECT * FROM tasks WHERE idempotency_key = ANY($1)")
-            .bind(&missing)
-            .fetch_all(self.writer())
-            .await?;
-        let existing = rows.iter().map(rows::task).collect::<Result<_, _>>()?;
-        Ok((stored, existing))
+        rows.iter().map(rows::task).collect()
     }
 
     async fn renew_leases(

@@ -9,9 +9,7 @@ use super::SqliteStore;
 use crate::model::task::{NewTask, Task, TaskStatus};
 use crate::store::rows;
 use crate::store::shared::{DbUuid, SqlBackend};
-use crate::store::tasks::{
-    missing_keys, Lease, QueueDialect, ReclaimOutcome, Reclaimed, Settlement,
-};
+use crate::store::tasks::{Lease, QueueDialect, ReclaimOutcome, Reclaimed, Settlement};
 
 /// Rows per statement (at most 19 parameters each: far below SQLite's limit of 32,766).
 ///
@@ -29,15 +27,15 @@ WHERE id IN (SELECT id FROM tasks WHERE status IN ('queued', 'waiting') AND run_
              ORDER BY priority DESC, run_at, id LIMIT $3)
 RETURNING *";
 
-    /// The first claimable row in `run_at` order (no row when none is claimable).
-    const NEXT_RUN_AT: &'static str =
-        "SELECT run_at FROM tasks WHERE status IN ('queued', 'waiting') ORDER BY run_at LIMIT 1";
+    /// SQLite has no arrays: the keys come as a JSON array.
+    const BY_KEYS: &'static str =
+        "SELECT * FROM tasks WHERE idempotency_key IN (SELECT value FROM json_each($1))";
 
     async fn store_tasks(
         &self,
         tasks: &[NewTask],
         claim: Option<Lease<'_>>,
-    ) -> Result<(Vec<Task>, Vec<Task>), sqlx::Error> {
+    ) -> Result<Vec<Task>, sqlx::Error> {
         let mut tx = self.writer().begin().await?;
         let mut stored = Vec::with_capacity(tasks.len());
         for chunk in tasks.chunks(ROWS) {
@@ -78,18 +76,8 @@ RETURNING *";
                 stored.push(rows::task(&r)?);
             }
         }
-        // The others: their idempotency key names a task stored before (or earlier in this
-        // batch, hence inside the transaction).
-        let mut existing = Vec::new();
-        for key in missing_keys(tasks, &stored) {
-            let r = sqlx::query("SELECT * FROM tasks WHERE idempotency_key = $1")
-                .bind(key)
-                .fetch_one(&mut *tx)
-                .await?;
-            existing.push(rows::task(&r)?);
-        }
         tx.commit().await?;
-        Ok((stored, existing))
+        Ok(stored)
     }
 
     async fn renew_leases(
