@@ -5,6 +5,7 @@
 //! store reads and writes them without depending on the engines that produce them.
 
 pub mod agent;
+pub mod alert;
 pub mod ai;
 pub mod check;
 pub mod record;
