@@ -194,7 +194,13 @@ pub async fn list(
             ))
         }
     };
-    let since = super::tasks::time("since", q.since)?;
+    let since = q
+        .since
+        .map(|raw| {
+            crate::timeparse::parse_bound(&raw, crate::timeparse::Bound::Since)
+                .map_err(|e| ApiError::bad_request("invalid_query", format!("since: {e}")))
+        })
+        .transpose()?;
     let limit = match q.limit {
         None => 100,
         Some(n @ 1..=1000) => n,
