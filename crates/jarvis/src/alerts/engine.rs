@@ -182,9 +182,12 @@ impl AlertEngine {
         let settings = self.settings.clone();
         let opened = self
             .store
-            .open_alerts(&episodes, now_ms, &self.instance, &move |e: &[Episode]| {
-                plan_notifications(&settings, EpisodeState::Firing, e)
-            })
+            .open_alerts(
+                &episodes,
+                now_ms,
+                &self.instance,
+                &move |e: &[Episode]| plan_notifications(&settings, EpisodeState::Firing, e),
+            )
             .await?;
         let settings = self.settings.clone();
         let stale = self.settings.interval * RESOLVE_AFTER_INTERVALS;

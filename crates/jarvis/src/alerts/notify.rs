@@ -96,11 +96,7 @@ pub fn slack_payload(status: EpisodeState, episodes: &[Episode]) -> Value {
             .map(|(k, v)| format!("`{}={}`", slack_escape(k), slack_escape(v)))
             .collect();
         let when = match e.ends_at_ms {
-            Some(end) => format!(
-                "{} → {}",
-                time_text(e.starts_at_ms),
-                time_text(end)
-            ),
+            Some(end) => format!("{} → {}", time_text(e.starts_at_ms), time_text(end)),
             None => format!("since {}", time_text(e.starts_at_ms)),
         };
         blocks.push(json!({
@@ -142,7 +138,12 @@ pub fn backoff(base: Duration, attempts: u32) -> Duration {
 }
 
 /// What to record after an attempt that failed with `error` (the `attempts`th).
-pub fn after_failure(settings: &AlertSettings, attempts: u32, error: String, now_ms: i64) -> Delivery {
+pub fn after_failure(
+    settings: &AlertSettings,
+    attempts: u32,
+    error: String,
+    now_ms: i64,
+) -> Delivery {
     if attempts >= settings.max_attempts {
         Delivery::Failed { error }
     } else {
@@ -228,7 +229,12 @@ impl Notifier {
             self.metrics.notification("deferred");
             return self
                 .store
-                .settle_notification(n.id, &self.instance, &Delivery::Later { at_ms: now + wait }, now)
+                .settle_notification(
+                    n.id,
+                    &self.instance,
+                    &Delivery::Later { at_ms: now + wait },
+                    now,
+                )
                 .await;
         }
         let episodes = self.store.alert_episodes_by_id(&n.episode_ids).await?;
@@ -261,7 +267,12 @@ impl Notifier {
         };
         self.count(&d);
         self.store
-            .settle_notification(n.id, &self.instance, &d, crate::clock::now().timestamp_millis())
+            .settle_notification(
+                n.id,
+                &self.instance,
+                &d,
+                crate::clock::now().timestamp_millis(),
+            )
             .await
     }
 
@@ -337,7 +348,10 @@ mod tests {
 
     #[test]
     fn the_json_payload_has_the_documented_shape() {
-        let v = json_payload(EpisodeState::Resolved, &[episode(1, Some(1_796_000_060_000))]);
+        let v = json_payload(
+            EpisodeState::Resolved,
+            &[episode(1, Some(1_796_000_060_000))],
+        );
         assert_eq!(
             v,
             json!({"status": "resolved", "alerts": [{
@@ -368,7 +382,9 @@ mod tests {
             "*circuit-open* (page)\ncircuit db is OPEN: HTTP 503 &lt;down&gt;\n`breaker=db` \
              `service=db` · since 2026-11-30T00:53:20.000Z"
         );
-        let many: Vec<Episode> = (0..45).map(|i| episode(i, Some(1_796_000_060_000))).collect();
+        let many: Vec<Episode> = (0..45)
+            .map(|i| episode(i, Some(1_796_000_060_000)))
+            .collect();
         let v = slack_payload(EpisodeState::Resolved, &many);
         let blocks = v["blocks"].as_array().unwrap();
         assert_eq!(blocks.len(), 1 + SLACK_SECTIONS + 1);

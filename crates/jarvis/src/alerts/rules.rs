@@ -219,9 +219,7 @@ pub fn evaluate(settings: &AlertSettings, plan: &WindowPlan, inputs: &Inputs) ->
         let fr = settings.failure_rate;
         if fr.enabled {
             let c = plan.counts(pair, fr.window);
-            if c.total >= fr.min_events.max(1)
-                && c.failed as f64 / c.total as f64 > fr.threshold
-            {
+            if c.total >= fr.min_events.max(1) && c.failed as f64 / c.total as f64 > fr.threshold {
                 out.push(Alert {
                     rule: FAILURE_RATE.into(),
                     severity: fr.severity,
@@ -337,9 +335,24 @@ mod tests {
         assert_eq!(plan.hours, Some(d(72 * H)));
         let now: chrono::DateTime<chrono::Utc> = "2026-12-06T10:07:30Z".parse().unwrap();
         let (minutes, hours) = plan.starts(now);
-        assert_eq!(minutes[0], "2026-12-06T10:03:00Z".parse::<chrono::DateTime<chrono::Utc>>().unwrap());
-        assert_eq!(minutes[2], "2026-12-06T09:08:00Z".parse::<chrono::DateTime<chrono::Utc>>().unwrap());
-        assert_eq!(hours.unwrap(), "2026-12-03T11:00:00Z".parse::<chrono::DateTime<chrono::Utc>>().unwrap());
+        assert_eq!(
+            minutes[0],
+            "2026-12-06T10:03:00Z"
+                .parse::<chrono::DateTime<chrono::Utc>>()
+                .unwrap()
+        );
+        assert_eq!(
+            minutes[2],
+            "2026-12-06T09:08:00Z"
+                .parse::<chrono::DateTime<chrono::Utc>>()
+                .unwrap()
+        );
+        assert_eq!(
+            hours.unwrap(),
+            "2026-12-03T11:00:00Z"
+                .parse::<chrono::DateTime<chrono::Utc>>()
+                .unwrap()
+        );
     }
 
     /// The failure-rate threshold: above 0.3 with enough tasks fires, at 0.3 or with few
@@ -428,7 +441,11 @@ mod tests {
         assert_eq!(slow[0].severity, Severity::Ticket);
         let slower = run(&[(d(72 * H), 30_000, 450), (d(6 * H), 3000, 45)]);
         assert_eq!(rules_of(&slower), [SLO_BURN_TICKET]);
-        assert!(slower[0].summary.contains("over 3d"), "{}", slower[0].summary);
+        assert!(
+            slower[0].summary.contains("over 3d"),
+            "{}",
+            slower[0].summary
+        );
         // Both severities at once: one alert each.
         let both = run(&[
             (d(H), 1000, 150),
@@ -478,7 +495,10 @@ mod tests {
             pairs: vec![],
         };
         let alerts = evaluate(&s, &plan, &inputs);
-        assert_eq!(rules_of(&alerts), [CIRCUIT_OPEN, CIRCUIT_OPEN, PREDICTED_TRIP]);
+        assert_eq!(
+            rules_of(&alerts),
+            [CIRCUIT_OPEN, CIRCUIT_OPEN, PREDICTED_TRIP]
+        );
         assert_eq!(alerts[0].summary, "circuit db is OPEN: HTTP 503");
         assert_eq!(alerts[0].labels.get("service").unwrap(), "db");
         assert_eq!(alerts[1].labels.get("service"), None);

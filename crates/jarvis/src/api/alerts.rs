@@ -155,7 +155,8 @@ impl From<Notification> for NotificationView {
             last_error: n.last_error,
             created_at: time_text(n.created_at_ms),
             sent_at: n.sent_at_ms.map(time_text),
-            next_attempt_at: (n.state == DeliveryState::Pending).then(|| time_text(n.next_attempt_ms)),
+            next_attempt_at: (n.state == DeliveryState::Pending)
+                .then(|| time_text(n.next_attempt_ms)),
         }
     }
 }
@@ -259,7 +260,9 @@ pub async fn silence(
     }
     for (k, v) in input.matchers.pairs() {
         if v.is_empty() || v.len() > 256 {
-            return Err(invalid(format!("matchers.{k}: expected 1 to 256 characters")));
+            return Err(invalid(format!(
+                "matchers.{k}: expected 1 to 256 characters"
+            )));
         }
     }
     if input.comment.as_ref().is_some_and(|c| c.len() > 1024) {
@@ -359,7 +362,10 @@ mod tests {
         });
         let page = AlertsView { alerts: vec![view] };
         let text = serde_json::to_string(&page).unwrap();
-        assert!(text.contains("\"startsAt\":\"2026-11-30T00:53:20.000Z\""), "{text}");
+        assert!(
+            text.contains("\"startsAt\":\"2026-11-30T00:53:20.000Z\""),
+            "{text}"
+        );
         let back: AlertsView = serde_json::from_str(&text).unwrap();
         assert_eq!(back, page);
         assert_eq!(serde_json::to_string(&back).unwrap(), text);

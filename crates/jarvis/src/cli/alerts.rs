@@ -69,7 +69,11 @@ pub fn duration_ms(raw: &str) -> Result<u64, String> {
         "m" => 60_000,
         "h" => 3_600_000,
         "d" => 86_400_000,
-        _ => return Err(format!("expected a duration like 30m, 2h or 1d, got {raw:?}")),
+        _ => {
+            return Err(format!(
+                "expected a duration like 30m, 2h or 1d, got {raw:?}"
+            ))
+        }
     };
     n.checked_mul(unit_ms)
         .filter(|ms| *ms > 0)
@@ -115,7 +119,11 @@ pub fn silences_table(view: &SilencesView) -> String {
         "COMMENT".into(),
     ]];
     for s in &view.silences {
-        let m: Vec<String> = s.matchers.pairs().map(|(k, v)| format!("{k}={v}")).collect();
+        let m: Vec<String> = s
+            .matchers
+            .pairs()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
         rows.push([
             s.id.clone(),
             m.join(","),
@@ -186,10 +194,7 @@ pub async fn run(
             if json {
                 crate::cli::common::outln(&json_text(&view)?);
             } else {
-                crate::cli::common::outln(&format!(
-                    "silence {} until {}",
-                    view.id, view.ends_at
-                ));
+                crate::cli::common::outln(&format!("silence {} until {}", view.id, view.ends_at));
             }
         }
         AlertsCommand::Silences => {
@@ -235,7 +240,10 @@ mod tests {
         assert_eq!(duration_ms("1500"), Ok(1500));
         assert!(duration_ms("0m").is_err());
         assert!(duration_ms("2 weeks").is_err());
-        assert_eq!(urlencode("2026-12-06T09:00:00+01:00"), "2026-12-06T09%3A00%3A00%2B01%3A00");
+        assert_eq!(
+            urlencode("2026-12-06T09:00:00+01:00"),
+            "2026-12-06T09%3A00%3A00%2B01%3A00"
+        );
     }
 
     #[test]

@@ -284,7 +284,10 @@ pub struct AlertSettings {
 
 impl AlertSettings {
     /// Reads the group; `file` is the config file's (already validated) `[alerts]`.
-    pub(crate) fn read(r: &mut Reader<'_>, file: &FileAlerts) -> Result<AlertSettings, ConfigError> {
+    pub(crate) fn read(
+        r: &mut Reader<'_>,
+        file: &FileAlerts,
+    ) -> Result<AlertSettings, ConfigError> {
         let mut webhooks = Vec::new();
         if let Some(url) = r.opt::<SecretString>(&WEBHOOK_URL)? {
             let format: String = r.get(&WEBHOOK_FORMAT)?;
@@ -381,7 +384,9 @@ impl std::default::Default for AlertSettings {
 
 /// The name of the `i`th `[[alerts.webhooks]]` (0-based).
 pub fn webhook_name(i: usize, w: &FileWebhook) -> String {
-    w.name.clone().unwrap_or_else(|| format!("webhook-{}", i + 1))
+    w.name
+        .clone()
+        .unwrap_or_else(|| format!("webhook-{}", i + 1))
 }
 
 /// What `serve` would refuse in `[alerts]`, as one message naming the key. A webhook's URL is
@@ -418,7 +423,7 @@ pub fn validate(a: &FileAlerts) -> Result<(), String> {
             }
         }
         if let Some(w) = fr.window_ms {
-            if w < 60_000 || w > 86_400_000 || w % 60_000 != 0 {
+            if !(60_000..=86_400_000).contains(&w) || w % 60_000 != 0 {
                 return Err(invalid_message(
                     "alerts.failureRate.windowMs",
                     &w.to_string(),
@@ -493,10 +498,19 @@ mod tests {
     #[test]
     fn wrong_values_are_refused_without_the_url() {
         let bad = [
-            ("[objectives.\"a b\"]\nsuccessRate = 0.9", "alerts.objectives"),
+            (
+                "[objectives.\"a b\"]\nsuccessRate = 0.9",
+                "alerts.objectives",
+            ),
             ("[objectives.\"*\"]\nsuccessRate = 1.0", "successRate"),
-            ("[failureRate]\nthreshold = 1.5", "alerts.failureRate.threshold"),
-            ("[failureRate]\nwindowMs = 90000", "alerts.failureRate.windowMs"),
+            (
+                "[failureRate]\nthreshold = 1.5",
+                "alerts.failureRate.threshold",
+            ),
+            (
+                "[failureRate]\nwindowMs = 90000",
+                "alerts.failureRate.windowMs",
+            ),
             (
                 "[[webhooks]]\nurl = \"ftp://secret-token@x\"",
                 "alerts.webhooks[0].url",
@@ -511,7 +525,10 @@ mod tests {
             assert!(err.contains(want), "{text}: {err}");
             assert!(!err.contains("secret-token"), "{err}");
         }
-        assert!(toml::from_str::<FileAlerts>("[[webhooks]]\nurl = \"http://x\"\nformat = \"xml\"").is_err());
+        assert!(
+            toml::from_str::<FileAlerts>("[[webhooks]]\nurl = \"http://x\"\nformat = \"xml\"")
+                .is_err()
+        );
     }
 
     #[test]
@@ -528,9 +545,11 @@ mod tests {
             "#,
         );
         validate(&f).unwrap();
-        let env: std::collections::HashMap<String, String> =
-            [("JARVIS_ALERT_WEBHOOK_URL".to_string(), "http://127.0.0.1:1/x".to_string())]
-                .into();
+        let env: std::collections::HashMap<String, String> = [(
+            "JARVIS_ALERT_WEBHOOK_URL".to_string(),
+            "http://127.0.0.1:1/x".to_string(),
+        )]
+        .into();
         let s = AlertSettings::read(&mut Reader::new(&env), &f).unwrap();
         let names: Vec<&str> = s.webhooks.iter().map(|w| w.name.as_str()).collect();
         assert_eq!(names, ["env", "webhook-1", "ops"]);

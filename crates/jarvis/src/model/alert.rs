@@ -84,7 +84,10 @@ pub fn fingerprint(rule: &str, labels: &Labels) -> String {
         h.update(b"=");
         h.update(v.as_bytes());
     }
-    h.finalize()[..8].iter().map(|b| format!("{b:02x}")).collect()
+    h.finalize()[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// An episode to open: an alert this evaluation found firing, silenced or not.
@@ -350,16 +353,25 @@ mod tests {
 
     #[test]
     fn fingerprints_are_stable_and_depend_on_rule_and_labels_only() {
-        let a = fingerprint("circuit-open", &labels(&[("breaker", "x"), ("service", "x")]));
+        let a = fingerprint(
+            "circuit-open",
+            &labels(&[("breaker", "x"), ("service", "x")]),
+        );
         assert_eq!(a.len(), 16);
         assert_eq!(
             a,
-            fingerprint("circuit-open", &labels(&[("service", "x"), ("breaker", "x")]))
+            fingerprint(
+                "circuit-open",
+                &labels(&[("service", "x"), ("breaker", "x")])
+            )
         );
         assert_ne!(a, fingerprint("circuit-open", &labels(&[("breaker", "y")])));
         assert_ne!(
             a,
-            fingerprint("predicted-trip", &labels(&[("breaker", "x"), ("service", "x")]))
+            fingerprint(
+                "predicted-trip",
+                &labels(&[("breaker", "x"), ("service", "x")])
+            )
         );
     }
 

@@ -5,8 +5,8 @@
 //! store reads and writes them without depending on the engines that produce them.
 
 pub mod agent;
-pub mod alert;
 pub mod ai;
+pub mod alert;
 pub mod check;
 pub mod record;
 pub mod rollup;

@@ -156,11 +156,13 @@ impl TryFrom<EpisodeRow> for Episode {
     type Error = sqlx::Error;
 
     fn try_from(r: EpisodeRow) -> Result<Self, Self::Error> {
-        let bad = |what: &str| sqlx::Error::Decode(format!("alert episode {}: {what}", r.id).into());
+        let bad =
+            |what: &str| sqlx::Error::Decode(format!("alert episode {}: {what}", r.id).into());
         Ok(Episode {
             id: r.id,
             severity: Severity::parse(&r.severity).ok_or_else(|| bad("unknown severity"))?,
-            labels: serde_json::from_str(&r.labels).map_err(|_| bad("labels are not a JSON object"))?,
+            labels: serde_json::from_str(&r.labels)
+                .map_err(|_| bad("labels are not a JSON object"))?,
             state: match r.state.as_str() {
                 "firing" => EpisodeState::Firing,
                 "resolved" => EpisodeState::Resolved,
@@ -255,10 +257,13 @@ where
     rows.into_iter().map(T::try_from).collect()
 }
 
+/// One pair's `(total, failed)` per minute window, as the minute query reads them.
+pub(crate) type MinuteCounts = (String, String, Vec<(u64, u64)>);
+
 /// Merges the minute windows and the hourly window into one [`PairWindows`] per pair, the
 /// hourly window last (`0, 0` where a pair has none).
 pub(crate) fn merge_windows(
-    minutes: Vec<(String, String, Vec<(u64, u64)>)>,
+    minutes: Vec<MinuteCounts>,
     windows: usize,
     hourly: Option<Vec<(String, String, i64, i64)>>,
 ) -> Vec<PairWindows> {
@@ -349,8 +354,11 @@ pub trait AlertStore: Send + Sync {
     ) -> Result<(), StoreError>;
 
     /// Messages delivered to `webhook` since `since_ms`.
-    async fn notifications_sent_since(&self, webhook: &str, since_ms: i64)
-        -> Result<i64, StoreError>;
+    async fn notifications_sent_since(
+        &self,
+        webhook: &str,
+        since_ms: i64,
+    ) -> Result<i64, StoreError>;
 
     /// The latest notifications, newest first.
     async fn alert_notifications(&self, limit: u32) -> Result<Vec<Notification>, StoreError>;
@@ -388,9 +396,8 @@ macro_rules! impl_alert_store {
                 }
                 let work = async {
                     let mut tx = self.writer().begin().await?;
-                    let mut q = sqlx::QueryBuilder::<Db>::new(
-                        "UPDATE alert_episodes SET last_seen_ms = ",
-                    );
+                    let mut q =
+                        sqlx::QueryBuilder::<Db>::new("UPDATE alert_episodes SET last_seen_ms = ");
                     q.push_bind(now_ms);
                     q.push(" WHERE state = 'firing' AND fingerprint IN (");
                     let mut list = q.separated(", ");
@@ -406,8 +413,8 @@ macro_rules! impl_alert_store {
                         .collect();
                     let mut opened = Vec::new();
                     for a in alerts.iter().filter(|a| !seen.contains(&a.fingerprint)) {
-                        let labels = serde_json::to_string(&a.alert.labels)
-                            .expect("labels serialize");
+                        let labels =
+                            serde_json::to_string(&a.alert.labels).expect("labels serialize");
                         let row: Option<sql::EpisodeRow> = sqlx::query_as(sql::INSERT_EPISODE)
                             .bind(a.fingerprint.as_str())
                             .bind(a.alert.rule.as_str())
@@ -692,11 +699,7 @@ macro_rules! impl_alert_store {
                         ),
                         None => None,
                     };
-                    Ok::<_, sqlx::Error>(sql::merge_windows(
-                        minutes,
-                        minute_windows.len(),
-                        hourly,
-                    ))
+                    Ok::<_, sqlx::Error>(sql::merge_windows(minutes, minute_windows.len(), hourly))
                 };
                 work.await.map_err(|e| self.classify(e))
             }

@@ -11,8 +11,8 @@
 
 pub mod agents;
 pub mod ai_models;
-pub mod alerts;
 pub mod ai_usage;
+pub mod alerts;
 pub mod analytics;
 pub mod breaker_state;
 pub mod config;
@@ -120,8 +120,8 @@ fn error_kind(code: &str) -> DbErrorKind {
 }
 
 pub use agents::AgentStore;
-pub use alerts::AlertStore;
 pub use ai_models::AiModelStore;
+pub use alerts::AlertStore;
 pub use health::{HealthStore, HistoryRange, UptimeCount};
 pub use history::{ExecutionFilter, HistoryReadStore, HistoryStore, StatsQuery, StatsRaw};
 pub use learning::{LearningRow, LearningStore};
