@@ -200,6 +200,25 @@ impl AlertEngine {
                 &move |e: &[Episode]| plan_notifications(&settings, EpisodeState::Resolved, e),
             )
             .await?;
+        // A silence that ended (or was removed) while its alert still fires lets the firing
+        // message go now; its resolution is sent too, later.
+        let settings = self.settings.clone();
+        let released = self
+            .store
+            .release_silenced(now_ms, &move |e: &[Episode]| {
+                plan_notifications(&settings, EpisodeState::Firing, e)
+            })
+            .await?;
+        for e in &released {
+            tracing::warn!(
+                alert = %e.rule,
+                fingerprint = %e.fingerprint,
+                severity = e.severity.as_str(),
+                labels = ?e.labels,
+                "alert still firing after its silence ended: {}",
+                e.summary
+            );
+        }
         for e in &opened {
             tracing::warn!(
                 alert = %e.rule,
@@ -220,7 +239,7 @@ impl AlertEngine {
                 e.summary
             );
         }
-        if !opened.is_empty() || !resolved.is_empty() {
+        if !opened.is_empty() || !resolved.is_empty() || !released.is_empty() {
             self.queued.notify_one();
         }
         let mut counts = [("page", 0.0), ("ticket", 0.0)];

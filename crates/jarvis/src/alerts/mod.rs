@@ -10,6 +10,8 @@
 //!           per evaluation: grouping), in one transaction
 //!        ─► store.resolve_stale_alerts: episodes nobody saw for 3 intervals resolved + their
 //!           resolved notifications, in one transaction
+//!        ─► store.release_silenced: firing episodes whose silence ended + their (late) firing
+//!           notifications, in one transaction
 //!  notifier: claim due notifications (SKIP LOCKED + lease) ─► POST (json | slack)
 //!        ─► sent | retry with backoff | failed after the last attempt | later (rate limit)
 //! ```
@@ -17,8 +19,9 @@
 //! An alert is firing while any instance finds it so; it resolves once none has for three
 //! intervals, so instances that see a change a moment apart neither resolve nor reopen it.
 //! Deduplication is the unique index on firing fingerprints: an alert firing for hours is one
-//! episode and one message. A silenced alert is recorded (its episode names the silence) and
-//! neither its firing nor its resolution is sent.
+//! episode and one message. An alert silenced when it starts is recorded (its episode names the
+//! silence) and neither its firing nor its resolution is sent, unless the silence ends while it
+//! still fires (`store.release_silenced`): then both are, the firing at once.
 //!
 //! - [`rules`]: the rules, pure;
 //! - [`engine`]: the evaluation loop;

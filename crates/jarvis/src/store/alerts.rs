@@ -48,6 +48,17 @@ INSERT INTO alert_notifications (webhook, status, episode_ids, state, next_attem
     created_at_ms)
 VALUES ($1, $2, $3, 'pending', $4, $4)";
 
+/// Firing episodes whose silence no longer holds at `$1`, released (see
+/// [`AlertStore::release_silenced`]); the silences are read in the same statement, so a silence
+/// stored a moment ago by another instance is seen.
+pub(crate) const RELEASE_SILENCED: &str = "\
+UPDATE alert_episodes SET silenced_by = NULL
+WHERE state = 'firing' AND silenced_by IS NOT NULL
+  AND silenced_by NOT IN (
+      SELECT id FROM alert_silences WHERE starts_at_ms <= $1 AND ends_at_ms > $1)
+RETURNING id, fingerprint, rule, severity, labels, summary, state, starts_at_ms, ends_at_ms,
+    last_seen_ms, silenced_by, opened_by, resolved_by";
+
 pub(crate) const FIRING_BY_SEVERITY: &str = "\
 SELECT severity, COUNT(*) FROM alert_episodes WHERE state = 'firing' GROUP BY severity";
 
@@ -322,6 +333,15 @@ pub trait AlertStore: Send + Sync {
     /// The episodes of these IDs, by ID.
     async fn alert_episodes_by_id(&self, ids: &[i64]) -> Result<Vec<Episode>, StoreError>;
 
+    /// Firing episodes held back by a silence that does not hold at `now_ms` any more (it ended
+    /// or was removed) are no longer silenced: queues `plan(released)`'s notifications (their
+    /// firing messages, late) in the same transaction; returns those this call released.
+    async fn release_silenced(
+        &self,
+        now_ms: i64,
+        plan: &Planner,
+    ) -> Result<Vec<Episode>, StoreError>;
+
     /// `(severity, count)` of the firing episodes.
     async fn firing_alerts(&self) -> Result<Vec<(String, i64)>, StoreError>;
 
@@ -522,6 +542,29 @@ macro_rules! impl_alert_store {
                     .await
                     .map_err(|e| self.classify(e))?;
                 sql::decode(rows).map_err(|e| self.classify(e))
+            }
+
+            async fn release_silenced(
+                &self,
+                now_ms: i64,
+                plan: &$crate::store::alerts::Planner,
+            ) -> Result<Vec<$crate::model::alert::Episode>, $crate::store::StoreError> {
+                use $crate::store::alerts as sql;
+                use $crate::store::shared::SqlBackend;
+                let work = async {
+                    let mut tx = self.writer().begin().await?;
+                    let rows: Vec<sql::EpisodeRow> = sqlx::query_as(sql::RELEASE_SILENCED)
+                        .bind(now_ms)
+                        .fetch_all(&mut *tx)
+                        .await?;
+                    let released: Vec<$crate::model::alert::Episode> = sql::decode(rows)?;
+                    for n in plan(&released) {
+                        $crate::store::alerts::sql_enqueue!(tx, n, now_ms);
+                    }
+                    tx.commit().await?;
+                    Ok::<_, sqlx::Error>(released)
+                };
+                work.await.map_err(|e| self.classify(e))
             }
 
             async fn firing_alerts(&self) -> Result<Vec<(String, i64)>, $crate::store::StoreError> {

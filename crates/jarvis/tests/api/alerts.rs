@@ -541,3 +541,63 @@ both_backends!(
         app.stop().await;
     }
 );
+
+both_backends!(
+    an_alert_outliving_its_silence_is_sent_then,
+    |backend| async move {
+        let receiver = Receiver::start(0).await;
+        let mut env = TestEnv::new(backend).await;
+        alert_env(&mut env, &receiver);
+        env.set("CIRCUIT_BREAKER_TIMEOUT_MS", "600000");
+        let app = TestApp::spawn_with(env).await;
+        let (s, body) = json(
+            app.send_json(
+                Method::POST,
+                "/api/v1/alerts/silences",
+                &json!({"matchers": {"rule": "circuit-open"}, "durationMs": 600_000}),
+            )
+            .await,
+        )
+        .await;
+        assert_eq!(s, 201, "{body}");
+        let id = body["data"]["id"].as_str().unwrap().to_string();
+        app.fail_calls("svc", 5, "refused");
+        eventually(Duration::from_secs(10), "the silenced episode", || async {
+            alerts(&app, "?state=firing")
+                .await
+                .first()
+                .is_some_and(|a| a["silencedBy"] == id.as_str())
+        })
+        .await;
+        assert!(receiver.bodies().is_empty());
+        // The silence goes while the circuit is still open: the firing message goes now.
+        let r = app
+            .send_json(
+                Method::DELETE,
+                &format!("/api/v1/alerts/silences/{id}"),
+                &json!({}),
+            )
+            .await;
+        assert_eq!(r.status(), 204);
+        eventually(
+            Duration::from_secs(10),
+            "the late firing message",
+            || async { receiver.about("firing", "circuit-open", "breaker", "svc") == 1 },
+        )
+        .await;
+        let firing = alerts(&app, "?state=firing").await;
+        assert_eq!(firing.len(), 1, "the same episode: {firing:?}");
+        assert!(firing[0]["silencedBy"].is_null());
+        app.send_json(
+            Method::POST,
+            "/api/v1/circuit-breakers/svc/reset",
+            &json!({}),
+        )
+        .await;
+        eventually(Duration::from_secs(10), "the resolved message", || async {
+            receiver.about("resolved", "circuit-open", "breaker", "svc") == 1
+        })
+        .await;
+        app.stop().await;
+    }
+);
