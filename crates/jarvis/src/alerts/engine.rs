@@ -115,6 +115,7 @@ impl AlertEngine {
                     open: s.state != jarvis_breaker::State::Closed,
                     state: s.state.as_str(),
                     last_failure: s.last_failure_reason,
+                    forced: s.forced,
                     name: s.name,
                 })
                 .collect()

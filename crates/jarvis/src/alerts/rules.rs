@@ -122,6 +122,8 @@ pub struct BreakerInput {
     pub state: &'static str,
     /// Why its last call failed.
     pub last_failure: Option<String>,
+    /// Whether an operator holds it open.
+    pub forced: bool,
     /// Whether a monitored service has its name.
     pub is_service: bool,
 }
@@ -188,9 +190,13 @@ pub fn evaluate(settings: &AlertSettings, plan: &WindowPlan, inputs: &Inputs) ->
                 rule: CIRCUIT_OPEN.into(),
                 severity: settings.circuit_open.severity,
                 labels: l,
-                summary: match &b.last_failure {
-                    Some(why) => format!("circuit {} is {}: {why}", b.name, b.state),
-                    None => format!("circuit {} is {}", b.name, b.state),
+                summary: match (&b.last_failure, b.forced) {
+                    (_, true) => format!(
+                        "circuit {} is {} (held open by an operator)",
+                        b.name, b.state
+                    ),
+                    (Some(why), false) => format!("circuit {} is {}: {why}", b.name, b.state),
+                    (None, false) => format!("circuit {} is {}", b.name, b.state),
                 },
             });
         }
@@ -469,13 +475,15 @@ mod tests {
                     open: true,
                     state: "OPEN",
                     last_failure: Some("HTTP 503".into()),
+                    forced: false,
                     is_service: true,
                 },
                 BreakerInput {
                     name: "music".into(),
                     open: true,
-                    state: "HALF_OPEN",
+                    state: "OPEN",
                     last_failure: None,
+                    forced: true,
                     is_service: false,
                 },
                 BreakerInput {
@@ -483,6 +491,7 @@ mod tests {
                     open: false,
                     state: "CLOSED",
                     last_failure: None,
+                    forced: false,
                     is_service: true,
                 },
             ],
@@ -502,6 +511,10 @@ mod tests {
         assert_eq!(alerts[0].summary, "circuit db is OPEN: HTTP 503");
         assert_eq!(alerts[0].labels.get("service").unwrap(), "db");
         assert_eq!(alerts[1].labels.get("service"), None);
+        assert_eq!(
+            alerts[1].summary,
+            "circuit music is OPEN (held open by an operator)"
+        );
         assert_eq!(alerts[1].severity, Severity::Page);
         assert_eq!(alerts[2].severity, Severity::Ticket);
         assert_eq!(
