@@ -15,7 +15,9 @@ use super::AlertMetrics;
 use crate::breakers::BreakerRegistry;
 use crate::config::alerts::AlertSettings;
 use crate::health::Monitor;
-use crate::model::alert::{Episode, EpisodeState, NewEpisode, NewNotification, Silence};
+use crate::model::alert::{
+    Episode, EpisodeState, NewEpisode, NewNotification, PairWindows, Silence,
+};
 use crate::store::{Store, StoreError};
 
 /// How an alert no instance finds firing any more is resolved: after this many intervals.
@@ -44,6 +46,45 @@ pub struct AlertEngine {
     notifier: Notifier,
     /// Wakes the notifier when this instance queued something.
     queued: Notify,
+    /// The long windows' counts and when they were read.
+    long_windows: std::sync::Mutex<Option<(std::time::Instant, Vec<PairWindows>)>>,
+}
+
+/// Windows up to this long are read at every evaluation.
+pub const SHORT_WINDOW: Duration = Duration::from_secs(30 * 60);
+/// Longer windows are read again after six evaluations, at most this long (and at least one
+/// interval).
+pub const LONG_WINDOWS_EVERY: Duration = Duration::from_secs(60);
+
+/// Joins the short windows' counts (`short` of them) and the long ones' into one row per pair
+/// of `width` windows, zeros where a pair has none.
+pub fn join_windows(
+    short_counts: Vec<PairWindows>,
+    short: usize,
+    long_counts: Vec<PairWindows>,
+    width: usize,
+) -> Vec<PairWindows> {
+    let mut all: std::collections::BTreeMap<(String, String), Vec<(u64, u64)>> =
+        std::collections::BTreeMap::new();
+    for (offset, rows) in [(0, short_counts), (short, long_counts)] {
+        for p in rows {
+            let entry = all
+                .entry((p.domain, p.action))
+                .or_insert_with(|| vec![(0, 0); width]);
+            for (i, c) in p.windows.into_iter().enumerate() {
+                if let Some(slot) = entry.get_mut(offset + i) {
+                    *slot = c;
+                }
+            }
+        }
+    }
+    all.into_iter()
+        .map(|((domain, action), windows)| PairWindows {
+            domain,
+            action,
+            windows,
+        })
+        .collect()
 }
 
 /// The notifications to queue for `episodes` becoming `status`: per webhook, one message with
@@ -99,6 +140,7 @@ impl AlertEngine {
             metrics,
             notifier,
             queued: Notify::new(),
+            long_windows: std::sync::Mutex::new(None),
         }))
     }
 
@@ -145,17 +187,67 @@ impl AlertEngine {
                 });
             }
         }
-        let pairs = if self.plan.minutes.is_empty() && self.plan.hours.is_none() {
-            Vec::new()
-        } else {
-            let (minutes, hours) = self.plan.starts(now);
-            self.store.task_window_counts(&minutes, hours).await?
-        };
+        let pairs = self.window_counts(now).await?;
         Ok(Inputs {
             breakers,
             predictions,
             pairs,
         })
+    }
+
+    /// How long the long windows' counts are used before they are read again.
+    fn long_windows_every(&self) -> Duration {
+        (self.settings.interval * 6)
+            .min(LONG_WINDOWS_EVERY)
+            .max(self.settings.interval)
+    }
+
+    /// The task counts of every window of the plan. The short windows (up to
+    /// [`SHORT_WINDOW`]) are read at every evaluation; the long ones (an hour to three days,
+    /// a scan of a day of minute rollups) every sixth evaluation, at most every
+    /// [`LONG_WINDOWS_EVERY`]: a minute more or less changes them by a few percent at most.
+    async fn window_counts(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<PairWindows>, StoreError> {
+        let (minutes, hours) = self.plan.starts(now);
+        let short = self
+            .plan
+            .minutes
+            .iter()
+            .take_while(|w| **w <= SHORT_WINDOW)
+            .count();
+        let fresh = if short > 0 {
+            self.store
+                .task_window_counts(&minutes[..short], None)
+                .await?
+        } else {
+            Vec::new()
+        };
+        if short == minutes.len() && hours.is_none() {
+            return Ok(fresh);
+        }
+        let cached = {
+            let cache = self.long_windows.lock().unwrap_or_else(|e| e.into_inner());
+            cache
+                .as_ref()
+                .filter(|(at, _)| at.elapsed() < self.long_windows_every())
+                .map(|(_, counts)| counts.clone())
+        };
+        let long = match cached {
+            Some(counts) => counts,
+            None => {
+                let counts = self
+                    .store
+                    .task_window_counts(&minutes[short..], hours)
+                    .await?;
+                *self.long_windows.lock().unwrap_or_else(|e| e.into_inner()) =
+                    Some((std::time::Instant::now(), counts.clone()));
+                counts
+            }
+        };
+        let width = minutes.len() + usize::from(hours.is_some());
+        Ok(join_windows(fresh, short, long, width))
     }
 
     /// One evaluation: rules, episodes opened and resolved, notifications queued.
@@ -342,6 +434,31 @@ mod tests {
             opened_by: "a".into(),
             resolved_by: None,
         }
+    }
+
+    #[test]
+    fn short_and_long_windows_join_per_pair() {
+        let pair = |d: &str, w: Vec<(u64, u64)>| PairWindows {
+            domain: d.into(),
+            action: "x".into(),
+            windows: w,
+        };
+        let joined = join_windows(
+            vec![pair("a", vec![(1, 0), (2, 1)])],
+            2,
+            vec![
+                pair("a", vec![(10, 1), (20, 2)]),
+                pair("b", vec![(5, 5), (6, 6)]),
+            ],
+            4,
+        );
+        assert_eq!(
+            joined,
+            vec![
+                pair("a", vec![(1, 0), (2, 1), (10, 1), (20, 2)]),
+                pair("b", vec![(0, 0), (0, 0), (5, 5), (6, 6)]),
+            ]
+        );
     }
 
     /// One message per webhook with what it takes; silenced episodes go nowhere.
