@@ -601,3 +601,40 @@ both_backends!(
         app.stop().await;
     }
 );
+
+both_backends!(a_webhook_gets_no_more_than_its_rate, |backend| async move {
+    let receiver = Receiver::start(0).await;
+    let mut env = TestEnv::new(backend).await;
+    alert_env(&mut env, &receiver);
+    env.set("CIRCUIT_BREAKER_TIMEOUT_MS", "600000");
+    env.set("JARVIS_ALERT_RATE_PER_MIN", "1");
+    let app = TestApp::spawn_with(env).await;
+    app.fail_calls("first", 5, "refused");
+    eventually(Duration::from_secs(10), "the first message", || async {
+        receiver.bodies().len() == 1
+    })
+    .await;
+    app.fail_calls("second", 5, "refused");
+    eventually(
+        Duration::from_secs(10),
+        "the second alert queued",
+        || async {
+            let n = app.data("/api/v1/alerts/notifications").await;
+            n["notifications"].as_array().unwrap().len() == 2
+        },
+    )
+    .await;
+    // One message a minute: the second waits, its attempt not counted.
+    stays(
+        Duration::from_secs(1),
+        "the second message waits",
+        || async { receiver.bodies().len() == 1 },
+    )
+    .await;
+    let n = app.data("/api/v1/alerts/notifications").await["notifications"][0].clone();
+    assert_eq!(n["state"], "pending", "{n}");
+    assert_eq!(n["attempts"], 0, "{n}");
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert!(metrics.contains("jarvis_alert_notifications_total{result=\"deferred\"}"));
+    app.stop().await;
+});
