@@ -261,6 +261,18 @@ impl Application {
             }
         }
         tasks.set_tracer(traces.clone());
+        if config.alerts.enabled {
+            let engine = crate::alerts::AlertEngine::new(
+                store.clone(),
+                breakers.clone(),
+                health.clone(),
+                config.alerts.clone(),
+                config.server.instance_id.clone(),
+                metrics.clone(),
+            )
+            .context("building the alert notifier's HTTP client")?;
+            background.push(Box::new(move |stop| Box::pin(engine.run(stop))));
+        }
         let state = AppState {
             sessions: Arc::new(crate::dashboard::Sessions::new()),
             traces,

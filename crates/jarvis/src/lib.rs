@@ -3,6 +3,8 @@
 //! Code map (one line per module; `ARCHITECTURE.md` has the bird's-eye view):
 //!
 //! - [`agents`]: HTTP agents, one per domain.
+//! - [`alerts`]: alert rules (circuit opened, predicted trip, failure rate, SLO burn rates),
+//!   episodes and silences in the store, webhook notifications from an outbox.
 //! - [`analytics`]: time series of task runs, the overview, breaker transitions and service
 //!   uptime/latency, all from rollups (`/api/v1/analytics/*`).
 //! - [`app`]: builds the application from a [`config::Config`] and runs it with graceful shutdown.
@@ -51,6 +53,7 @@ macro_rules! say {
 
 pub mod agents;
 pub mod ai;
+pub mod alerts;
 pub mod analytics;
 pub mod api;
 pub mod app;

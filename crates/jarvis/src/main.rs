@@ -139,6 +139,16 @@ async fn run(cli: Cli) -> ExitCode {
                 Err(e) => config_error(e),
             };
         }
+        Command::Alerts {
+            connection,
+            json,
+            command,
+        } => {
+            return match connect(connection) {
+                Ok(c) => done(jarvis::cli::alerts::run(&c, json, command).await),
+                Err(e) => config_error(e),
+            };
+        }
         Command::Trace {
             connection,
             json,

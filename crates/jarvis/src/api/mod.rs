@@ -5,6 +5,7 @@ pub mod agents;
 pub mod ai;
 pub mod ai_models;
 pub mod ai_usage;
+pub mod alerts;
 pub mod analytics;
 pub mod breakers;
 pub mod dashboard;
@@ -76,6 +77,16 @@ pub fn router(state: AppState) -> Router {
         .route("/analytics/breakers", get(analytics::breakers))
         .route("/analytics/services", get(analytics::services))
         .route("/traces/{id}", get(traces::get))
+        .route("/alerts", get(alerts::list))
+        .route(
+            "/alerts/silences",
+            get(alerts::silences).post(alerts::silence),
+        )
+        .route(
+            "/alerts/silences/{id}",
+            axum::routing::delete(alerts::unsilence),
+        )
+        .route("/alerts/notifications", get(alerts::notifications))
         .route("/agents", get(agents::list))
         .route(
             "/agents/{domain}",

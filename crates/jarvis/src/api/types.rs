@@ -21,6 +21,9 @@ use crate::health::Overall;
 use crate::schedules::Missed;
 use crate::tasks::TaskStatus;
 
+pub use super::alerts::{
+    AlertView, AlertsView, NotificationView, NotificationsView, SilenceView, SilencesView,
+};
 pub use super::traces::{TraceEventView, TraceView};
 pub use crate::history::stats::{FailureReason, ParametersSource};
 pub use crate::history::{Stats, StoredExecution};

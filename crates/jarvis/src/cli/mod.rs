@@ -1,6 +1,6 @@
 //! The command line: `jarvis serve`, `jarvis migrate`, `jarvis config check`,
 //! `jarvis healthcheck`, and one subcommand per capability for operators (`breakers`, `health`,
-//! `tasks`, `schedules`, `services`, `agents`, `trace`), each a client of a running Jarvis that finds it
+//! `tasks`, `schedules`, `services`, `agents`, `trace`, `alerts`), each a client of a running Jarvis that finds it
 //! through `crate::client::Connection`.
 //!
 //! Everything the CLI prints goes through [`out`], so that output into a closed pipe
@@ -8,6 +8,7 @@
 
 pub mod agents;
 pub mod ai;
+pub mod alerts;
 pub mod breakers;
 pub mod common;
 pub mod health;
@@ -137,6 +138,19 @@ pub enum Command {
         json: bool,
         /// The correlation ID (`X-Correlation-ID` of a request, `hc-…` of a health check).
         correlation_id: String,
+    },
+    /// The alert history of a running Jarvis (`list`, the default), and its silences: add one
+    /// (`silence --service NAME --duration 2h`), list them, remove one.
+    Alerts {
+        /// Where the server is.
+        #[command(flatten)]
+        connection: crate::client::Connection,
+        /// Print the raw JSON instead of a table.
+        #[arg(long, global = true)]
+        json: bool,
+        /// What to do (default: list).
+        #[command(subcommand)]
+        command: Option<crate::cli::alerts::AlertsCommand>,
     },
     /// Exit 0 when a running Jarvis answers /health with a 2xx, else 1 (for container health
     /// checks; needs no token).

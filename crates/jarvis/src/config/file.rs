@@ -75,6 +75,9 @@ pub struct FileConfig {
     /// The AI gateway: prices, budgets and model groups.
     #[serde(default)]
     pub ai: FileAi,
+    /// Alert rules and webhooks (`config::alerts`).
+    #[serde(default)]
+    pub alerts: super::alerts::FileAlerts,
 }
 
 /// The `[ai]` table of the config file.
@@ -221,6 +224,7 @@ fn validate(file: &FileConfig) -> Result<(), String> {
         }
     }
     validate_learning(&file.learning)?;
+    super::alerts::validate(&file.alerts)?;
     validate_ai(&file.ai)
 }
 

@@ -17,6 +17,7 @@
 //! - [`tasks`]: queue, workers, retries, history retention;
 //! - [`learning`]: the learner;
 //! - [`integrations`]: Redis and the model providers;
+//! - [`alerts`]: alert rules, webhooks and their delivery (with the `[alerts]` table);
 //! - [`file`]: the config file's shape and checks;
 //! - [`docs`]: the settings table of README.md and docs/api.md, generated from the declarations.
 //!
@@ -28,6 +29,7 @@ use std::path::PathBuf;
 
 use serde_json::Value;
 
+pub mod alerts;
 pub mod breakers;
 pub mod docs;
 pub mod file;
@@ -40,6 +42,7 @@ pub mod store;
 pub mod tasks;
 pub mod telemetry;
 
+pub use alerts::AlertSettings;
 pub use breakers::{BreakerDefaults, BreakerSettings};
 pub use file::{load_file, BreakerFileEntry, FileAi, FileConfig, FileLearning, FileServer};
 pub use health::HealthConfig;
@@ -63,6 +66,7 @@ pub fn all_settings() -> impl Iterator<Item = &'static Setting> {
         health::SETTINGS,
         learning::SETTINGS,
         integrations::SETTINGS,
+        alerts::SETTINGS,
     ]
     .into_iter()
     .flatten()
@@ -88,6 +92,8 @@ pub struct Config {
     pub learning: LearningSettings,
     /// Redis and the model providers.
     pub integrations: Integrations,
+    /// Alert rules, webhooks and delivery.
+    pub alerts: AlertSettings,
     /// The parsed config file (services, agents, per-breaker settings, schedules).
     pub file: FileConfig,
     /// Where the config file was read from, if any.
@@ -190,6 +196,7 @@ impl Config {
                     .insert(var.clone(), secrecy::SecretString::from(v.clone()));
             }
         }
+        let alerts = AlertSettings::read(&mut r, &file.alerts)?;
         let shown = r.into_shown();
         Ok(Config {
             server,
@@ -200,6 +207,7 @@ impl Config {
             tasks,
             learning,
             integrations,
+            alerts,
             file,
             file_path,
             shown,
@@ -218,6 +226,7 @@ impl Config {
         insert_at(&mut view, "agents", json(&self.file.agents));
         insert_at(&mut view, "breakers", json(&self.file.breakers));
         insert_at(&mut view, "schedules", json(&self.file.schedules));
+        insert_at(&mut view, "alerts.rules", json(&self.file.alerts));
         Value::Object(view)
     }
 }

@@ -271,8 +271,12 @@ fn every_secret_is_masked() {
     let secrets: Vec<_> = all_settings().filter(|s| s.mask != Mask::Shown).collect();
     assert!(secrets.len() >= 5);
     for s in secrets {
-        let value = match s.mask {
-            Mask::UrlPassword => "postgres://app:hunter2-secret@db/x".to_string(),
+        let value = match (s.mask, s.kind) {
+            (Mask::UrlPassword, _) => "postgres://app:hunter2-secret@db/x".to_string(),
+            // A secret URL (a webhook's, whose path holds its token).
+            (_, super::setting::Kind::Text { .. }) => {
+                "https://hooks.example/services/hunter2-secret".to_string()
+            }
             _ => "hunter2-secret-0123456789".to_string(),
         };
         let c = Config::from_env_map(&vars(&[(s.var, &value), ("REDIS_HOST", "h")]), None)

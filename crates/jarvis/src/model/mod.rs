@@ -6,6 +6,7 @@
 
 pub mod agent;
 pub mod ai;
+pub mod alert;
 pub mod check;
 pub mod record;
 pub mod rollup;

@@ -12,6 +12,7 @@
 pub mod agents;
 pub mod ai_models;
 pub mod ai_usage;
+pub mod alerts;
 pub mod analytics;
 pub mod breaker_state;
 pub mod config;
@@ -120,6 +121,7 @@ fn error_kind(code: &str) -> DbErrorKind {
 
 pub use agents::AgentStore;
 pub use ai_models::AiModelStore;
+pub use alerts::AlertStore;
 pub use health::{HealthStore, HistoryRange, UptimeCount};
 pub use history::{ExecutionFilter, HistoryReadStore, HistoryStore, StatsQuery, StatsRaw};
 pub use learning::{LearningRow, LearningStore};
@@ -134,8 +136,8 @@ pub use tasks::{Inserted, Lease, ReclaimOutcome, Reclaimed, Settlement, TaskFilt
 /// ([`HistoryStore`], [`HistoryReadStore`]), the learner ([`LearningStore`]), the breaker state
 /// ([`breaker_state::BreakerStateStore`]), the schedules ([`ScheduleStore`]), manual retry
 /// ([`TaskRetryStore`]), reading and cancelling tasks ([`TaskRowStore`]), services ([`ServiceStore`]), agents ([`AgentStore`]), health
-/// results ([`HealthStore`]), the AI gateway's usage ([`ai_usage::AiUsageStore`]) and its
-/// model groups ([`AiModelStore`]).
+/// results ([`HealthStore`]), the AI gateway's usage ([`ai_usage::AiUsageStore`]), its
+/// model groups ([`AiModelStore`]) and alerts ([`alerts::AlertStore`]).
 #[async_trait]
 pub trait Store:
     TaskStore
@@ -153,6 +155,7 @@ pub trait Store:
     + AiModelStore
     + analytics::AnalyticsStore
     + traces::TraceStore
+    + alerts::AlertStore
     + Send
     + Sync
     + 'static

@@ -124,6 +124,7 @@ macro_rules! impl_sql_store {
         $crate::store::ai_models::impl_ai_model_store!($backend);
         $crate::store::analytics::impl_analytics_store!($backend);
         $crate::store::traces::impl_trace_store!($backend);
+        $crate::store::alerts::impl_alert_store!($backend);
 
         #[async_trait::async_trait]
         impl $crate::store::Store for $backend {

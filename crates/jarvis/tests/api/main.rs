@@ -13,6 +13,7 @@ mod ai_gemini;
 mod ai_mock;
 mod ai_routing;
 mod ai_spend;
+mod alerts;
 mod analytics;
 mod breakers;
 mod cli;
