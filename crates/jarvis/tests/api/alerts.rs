@@ -517,10 +517,15 @@ both_backends!(
         .await;
         let fr = firing.iter().find(|a| a["rule"] == "failure-rate").unwrap();
         assert_eq!(fr["labels"], json!({"domain": "render", "action": "draw"}));
-        assert_eq!(
-            fr["summary"],
-            "render/draw: 100% of 20 tasks failed in the last 5m (threshold 30%)"
-        );
+        // The rule may first fire while some of the 20 are still running: at least its
+        // minimum of 10 tasks, all failed.
+        let summary = fr["summary"].as_str().unwrap();
+        let counted: u32 = summary
+            .strip_prefix("render/draw: 100% of ")
+            .and_then(|rest| rest.strip_suffix(" tasks failed in the last 5m (threshold 30%)"))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("unexpected summary {summary:?}"));
+        assert!((10..=20).contains(&counted), "{summary}");
         let burn = firing
             .iter()
             .find(|a| a["rule"] == "slo-burn-page")
