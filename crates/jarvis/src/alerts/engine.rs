@@ -48,6 +48,58 @@ pub struct AlertEngine {
     queued: Notify,
     /// The long windows' counts and when they were read.
     long_windows: std::sync::Mutex<Option<(std::time::Instant, Vec<PairWindows>)>>,
+    /// Which trip forecasts are news (see [`PredictionGate`]).
+    gate: std::sync::Mutex<PredictionGate>,
+}
+
+/// A circuit that was open this recently makes its forecast old news: the warning a forecast
+/// holds (`jarvis_learning::forecast`, 180 s after it was raised) outlives the outage it foresaw.
+pub const QUIET_AFTER_OPEN: Duration = Duration::from_secs(180);
+
+/// Decides which trip forecasts become `predicted-trip` alerts, so that one outage is one
+/// alert: a forecast is news only ahead of a trip. It must have warned for as long as a sudden
+/// failure takes to trip the circuit (the breaker's failure threshold × the service's check
+/// interval; for an agent domain, whose calls come as fast as its tasks, three evaluation
+/// intervals) — a sudden outage trips first and is reported once, as `circuit-open`; and it is
+/// not raised while its circuit is open or for [`QUIET_AFTER_OPEN`] after (the circuit-open
+/// alert and its resolution said it all). Per instance, like the forecasts.
+#[derive(Debug, Default)]
+pub struct PredictionGate {
+    /// Since when each forecast (by name) has warned.
+    pending: std::collections::HashMap<String, std::time::Instant>,
+    /// When each circuit (by name) was last seen open.
+    last_open: std::collections::HashMap<String, std::time::Instant>,
+}
+
+impl PredictionGate {
+    /// The predictions among `warning` (each with how long it must have warned) that are news
+    /// at `now`, given the circuits open now.
+    pub fn admit(
+        &mut self,
+        now: std::time::Instant,
+        open: &[&str],
+        warning: Vec<(PredictionInput, Duration)>,
+    ) -> Vec<PredictionInput> {
+        for name in open {
+            self.last_open.insert(name.to_string(), now);
+        }
+        self.last_open
+            .retain(|_, at| now.saturating_duration_since(*at) < QUIET_AFTER_OPEN);
+        let mut seen = HashSet::new();
+        let mut out = Vec::new();
+        for (p, hold) in warning {
+            if self.last_open.contains_key(&p.name) {
+                continue;
+            }
+            seen.insert(p.name.clone());
+            let since = *self.pending.entry(p.name.clone()).or_insert(now);
+            if now.saturating_duration_since(since) >= hold {
+                out.push(p);
+            }
+        }
+        self.pending.retain(|name, _| seen.contains(name));
+        out
+    }
 }
 
 /// Windows up to this long are read at every evaluation.
@@ -141,6 +193,7 @@ impl AlertEngine {
             notifier,
             queued: Notify::new(),
             long_windows: std::sync::Mutex::new(None),
+            gate: std::sync::Mutex::new(PredictionGate::default()),
         }))
     }
 
@@ -164,29 +217,48 @@ impl AlertEngine {
         } else {
             Vec::new()
         };
-        let mut predictions: Vec<PredictionInput> = services
+        let mut warning: Vec<(PredictionInput, Duration)> = services
             .iter()
             .filter_map(|s| {
                 let p = s.prediction.as_ref().filter(|p| p.warning)?;
-                Some(PredictionInput {
-                    label: "service",
-                    name: s.spec.name.as_str().to_string(),
-                    reason: p.reason.clone(),
-                    probability: p.trip_probability,
-                })
+                let name = s.spec.name.as_str();
+                let to_trip = Duration::from_millis(s.spec.interval_ms)
+                    * self.breakers.failure_threshold(name);
+                Some((
+                    PredictionInput {
+                        label: "service",
+                        name: name.to_string(),
+                        reason: p.reason.clone(),
+                        probability: p.trip_probability,
+                    },
+                    to_trip,
+                ))
             })
             .collect();
         for (domain, p) in self.health.domain_forecasts().forecasts() {
             // An agent checked as a service is one thing: its service's forecast speaks for it.
             if p.warning && !names.contains(domain.as_str()) {
-                predictions.push(PredictionInput {
-                    label: "domain",
-                    name: domain,
-                    reason: p.reason.clone(),
-                    probability: p.trip_probability,
-                });
+                warning.push((
+                    PredictionInput {
+                        label: "domain",
+                        name: domain,
+                        reason: p.reason.clone(),
+                        probability: p.trip_probability,
+                    },
+                    self.settings.interval * 3,
+                ));
             }
         }
+        let open: Vec<&str> = breakers
+            .iter()
+            .filter(|b| b.open)
+            .map(|b| b.name.as_str())
+            .collect();
+        let predictions = self.gate.lock().unwrap_or_else(|e| e.into_inner()).admit(
+            std::time::Instant::now(),
+            &open,
+            warning,
+        );
         let pairs = self.window_counts(now).await?;
         Ok(Inputs {
             breakers,
@@ -417,6 +489,66 @@ mod tests {
     use super::*;
     use crate::config::alerts::{Webhook, WebhookFormat};
     use crate::model::alert::Severity;
+
+    fn warns(name: &str, hold_s: u64) -> (PredictionInput, Duration) {
+        (
+            PredictionInput {
+                label: "service",
+                name: name.into(),
+                reason: None,
+                probability: 0.9,
+            },
+            Duration::from_secs(hold_s),
+        )
+    }
+
+    fn names(admitted: &[PredictionInput]) -> Vec<&str> {
+        admitted.iter().map(|p| p.name.as_str()).collect()
+    }
+
+    #[test]
+    fn a_forecast_is_news_once_it_has_warned_as_long_as_a_sudden_trip_takes() {
+        let mut gate = PredictionGate::default();
+        let t0 = std::time::Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        assert!(gate.admit(at(0), &[], vec![warns("db", 10)]).is_empty());
+        assert!(gate.admit(at(9), &[], vec![warns("db", 10)]).is_empty());
+        assert_eq!(
+            names(&gate.admit(at(10), &[], vec![warns("db", 10)])),
+            ["db"]
+        );
+        // A pause in the warning starts the wait again.
+        assert!(gate.admit(at(11), &[], vec![]).is_empty());
+        assert!(gate.admit(at(12), &[], vec![warns("db", 10)]).is_empty());
+        assert_eq!(
+            names(&gate.admit(at(22), &[], vec![warns("db", 10)])),
+            ["db"]
+        );
+    }
+
+    #[test]
+    fn a_sudden_outage_trips_before_its_forecast_matures_and_stays_one_alert() {
+        let mut gate = PredictionGate::default();
+        let t0 = std::time::Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        // Warns at 0, the circuit opens at 5 (threshold × interval is 10): never admitted,
+        // neither while open nor while the held warning outlives the outage.
+        assert!(gate.admit(at(0), &[], vec![warns("db", 10)]).is_empty());
+        assert!(gate.admit(at(5), &["db"], vec![warns("db", 10)]).is_empty());
+        assert!(gate
+            .admit(at(60), &["db"], vec![warns("db", 10)])
+            .is_empty());
+        assert!(gate.admit(at(100), &[], vec![warns("db", 10)]).is_empty());
+        assert!(gate.admit(at(200), &[], vec![warns("db", 10)]).is_empty());
+        // Other services are not affected; and once the quiet time is over, the forecast is
+        // news again.
+        assert!(gate.admit(at(200), &[], vec![warns("cache", 0)]).len() == 1);
+        assert!(gate.admit(at(240), &[], vec![warns("db", 10)]).is_empty());
+        assert_eq!(
+            names(&gate.admit(at(250), &[], vec![warns("db", 10)])),
+            ["db"]
+        );
+    }
 
     fn episode(id: i64, severity: Severity, silenced: bool) -> Episode {
         Episode {

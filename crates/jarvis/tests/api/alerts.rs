@@ -440,6 +440,10 @@ async fn two_instances_send_one_alert_and_one_resolve_per_outage() {
         assert_eq!(e.len(), 1, "one episode: {e:?}");
         assert_eq!(e[0]["state"], "resolved");
     }
+    // And nothing else reached the receiver for that outage: one firing, one resolved message
+    // in all (a trip forecast for the same service is not a second page).
+    let all = receiver.bodies();
+    assert_eq!(all.len(), 2, "{all:#?}");
 
     // Silenced (through the other instance): recorded, not sent.
     let (s, body) = ps[1]
@@ -643,3 +647,42 @@ both_backends!(a_webhook_gets_no_more_than_its_rate, |backend| async move {
     assert!(metrics.contains("jarvis_alert_notifications_total{result=\"deferred\"}"));
     app.stop().await;
 });
+
+// A service slowing toward its timeout: the trip forecast is sent as a `predicted-trip` alert
+// ahead of the trip, then the circuit-open alert follows (the forecast came true).
+both_backends!(
+    a_slowing_service_is_announced_before_its_circuit_opens,
+    |backend| async move {
+        let receiver = Receiver::start(0).await;
+        let mut env = TestEnv::new(backend).await;
+        alert_env(&mut env, &receiver);
+        env.set("CIRCUIT_BREAKER_TIMEOUT_MS", "60000");
+        let app = TestApp::spawn_with(env).await;
+        // 10 ms, then 20 ms slower with every check: the 600 ms timeout is reached at the 30th
+        // check (3 s), and five timeouts in a row open the circuit.
+        let slowing = FakeService::start(Mode::Ramp {
+            from_ms: 10,
+            step_ms: 20,
+        })
+        .await;
+        app.put_service(
+            "slowing",
+            json!({"url": slowing.url("/"), "intervalMs": 100, "timeoutMs": 600}),
+        )
+        .await;
+        eventually(Duration::from_secs(30), "the circuit-open alert", || async {
+            receiver.about("firing", "circuit-open", "service", "slowing") == 1
+        })
+        .await;
+        let rules: Vec<String> = receiver
+            .bodies()
+            .iter()
+            .filter(|b| b["status"] == "firing")
+            .flat_map(|b| b["alerts"].as_array().cloned().unwrap_or_default())
+            .filter(|a| a["labels"]["service"] == "slowing")
+            .map(|a| a["rule"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(rules, ["predicted-trip", "circuit-open"], "{rules:?}");
+        app.stop().await;
+    }
+);
