@@ -488,10 +488,14 @@ fn resolve_token(config: &Config) -> anyhow::Result<SecretString> {
     debug_assert_eq!(config.server.environment, Environment::Development);
     let path = config.server.data_dir.join("dev-token");
     let token = match std::fs::read_to_string(&path) {
-        Ok(t) if t.trim().len() >= 16 => t.trim().to_string(),
+        Ok(t) if t.trim().len() >= 16 => {
+            crate::files::restrict(&path)
+                .with_context(|| format!("restricting {}", path.display()))?;
+            t.trim().to_string()
+        }
         _ => {
             let token = new_token();
-            std::fs::create_dir_all(&config.server.data_dir)
+            crate::files::create_dir(&config.server.data_dir)
                 .with_context(|| format!("creating {}", config.server.data_dir.display()))?;
             write_private(&path, &token).with_context(|| format!("writing {}", path.display()))?;
             token

@@ -23,6 +23,7 @@
 //! - [`history`]: execution records, the batched recorder with its spool, rollups, stats.
 //! - [`correlation`]: correlation IDs, taken from callers or generated, carried across work.
 //! - [`emf`]: CloudWatch Embedded Metric Format lines in the log (the alarms' metrics).
+//! - [`files`]: the files Jarvis writes are its own user's only (`0600`, directories `0700`).
 //! - [`health`]: monitored services: definitions, checks through breakers, the scheduler,
 //!   aggregation, history and per-round reports.
 //! - [`learning`]: the learner state per domain/action shared through the store,
@@ -65,6 +66,7 @@ pub mod config;
 pub mod correlation;
 pub mod dashboard;
 pub mod emf;
+pub mod files;
 pub mod health;
 pub mod history;
 pub mod learning;

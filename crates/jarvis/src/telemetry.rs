@@ -18,7 +18,7 @@
 //! formatter nests span fields under `span`/`spans`, while CloudWatch filters and the user's
 //! checklist need `correlationId` at the top level of every line.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
@@ -51,7 +51,7 @@ pub struct TelemetryGuard {
 /// Installs the global subscriber: JSON to `logs/jarvis-combined.log` always, and JSON or
 /// pretty lines to stdout. Returns a guard to keep until shutdown.
 pub fn init(config: &Config) -> anyhow::Result<TelemetryGuard> {
-    std::fs::create_dir_all(&config.telemetry.log_dir).map_err(|e| {
+    crate::files::create_dir(&config.telemetry.log_dir).map_err(|e| {
         anyhow::anyhow!(
             "cannot create the log directory {}: {e}",
             config.telemetry.log_dir.display()
@@ -400,7 +400,7 @@ pub struct RotatingFile {
 impl RotatingFile {
     /// Opens (appending) or creates `path`.
     pub fn open(path: PathBuf, max_bytes: u64, keep: usize) -> io::Result<RotatingFile> {
-        let file = OpenOptions::new().create(true).append(true).open(&path)?;
+        let file = crate::files::open_append(&path)?;
         let written = file.metadata()?.len();
         Ok(RotatingFile {
             path,
@@ -430,10 +430,7 @@ impl RotatingFile {
         } else {
             std::fs::remove_file(&self.path)?;
         }
-        self.file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.path)?;
+        self.file = crate::files::open_append(&self.path)?;
         self.written = 0;
         Ok(())
     }

@@ -470,17 +470,14 @@ impl Spool {
 
     fn append(&mut self, batch: &[ExecutionRecord]) -> std::io::Result<()> {
         if let Some(dir) = self.path.parent() {
-            std::fs::create_dir_all(dir)?;
+            crate::files::create_dir(dir)?;
         }
         let mut text = Vec::with_capacity(batch.len() * 400);
         for r in self.memory.iter().chain(batch) {
             serde_json::to_writer(&mut text, r)?;
             text.push(b'\n');
         }
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.path)?;
+        let mut f = crate::files::open_append(&self.path)?;
         f.write_all(&text)?;
         f.sync_data()?;
         self.pending += self.memory.len() + batch.len();
@@ -513,10 +510,7 @@ impl Spool {
     fn reject(&self, rejected: &[(ExecutionRecord, String)]) -> std::io::Result<()> {
         let mut path = self.path.clone().into_os_string();
         path.push(".rejected");
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(PathBuf::from(path))?;
+        let mut f = crate::files::open_append(&PathBuf::from(path))?;
         for (r, error) in rejected {
             let line = serde_json::json!({ "record": r, "error": error });
             writeln!(f, "{line}")?;

@@ -41,9 +41,20 @@ impl SqliteStore {
     /// Opens (creating if needed) the database file at `path` and its directory.
     pub async fn open(path: &Path) -> anyhow::Result<SqliteStore> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| {
+            crate::files::create_dir(dir).map_err(|e| {
                 anyhow::anyhow!("cannot create the data directory {}: {e}", dir.display())
             })?;
+        }
+        // The database holds task parameters and results: its user's only, and so are the
+        // `-wal` and `-shm` files SQLite makes with the database file's permissions.
+        crate::files::create_private(path).map_err(|e| {
+            anyhow::anyhow!("cannot create the SQLite database {}: {e}", path.display())
+        })?;
+        for suffix in ["-wal", "-shm"] {
+            let mut side = path.as_os_str().to_owned();
+            side.push(suffix);
+            crate::files::restrict(std::path::Path::new(&side))
+                .map_err(|e| anyhow::anyhow!("cannot restrict {}: {e}", path.display()))?;
         }
         let options = SqliteConnectOptions::from_str("sqlite://")?
             .filename(path)

@@ -670,9 +670,11 @@ both_backends!(
             json!({"url": slowing.url("/"), "intervalMs": 100, "timeoutMs": 600}),
         )
         .await;
-        eventually(Duration::from_secs(30), "the circuit-open alert", || async {
-            receiver.about("firing", "circuit-open", "service", "slowing") == 1
-        })
+        eventually(
+            Duration::from_secs(30),
+            "the circuit-open alert",
+            || async { receiver.about("firing", "circuit-open", "service", "slowing") == 1 },
+        )
         .await;
         let rules: Vec<String> = receiver
             .bodies()

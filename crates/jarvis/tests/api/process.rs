@@ -338,3 +338,62 @@ async fn emf_lines_at(level: &str, format: &str) {
         assert!(line.get("correlationId").is_some());
     }
 }
+
+// The files Jarvis writes are its own user's only (issue 17): the SQLite database and its WAL
+// and shared-memory files, the development token, the log file, and the directories it made;
+// a database file an older version left world-readable is narrowed when Jarvis opens it again.
+#[cfg(unix)]
+#[tokio::test]
+async fn the_files_jarvis_writes_are_its_users_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &std::path::Path| {
+        std::fs::metadata(p)
+            .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    let mut env = TestEnv::new(Backend::Sqlite).await;
+    // No token configured: a development instance keeps the one it generates in a file.
+    env.vars.remove("JARVIS_AUTH_TOKEN");
+    let data = env.dir.path().join("data");
+    let logs = env.dir.path().join("logs");
+    let p = TestProcess::start(&env).await;
+    let token = std::fs::read_to_string(data.join("dev-token")).unwrap();
+    let (s, _) = json(
+        reqwest::Client::new()
+            .put(p.url("/api/v1/agents/files"))
+            .bearer_auth(token.trim())
+            .json(&serde_json::json!({"url": "http://127.0.0.1:9/run"}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, 201);
+    for dir in [&data, &logs] {
+        assert_eq!(mode(dir), 0o700, "{}", dir.display());
+    }
+    for file in [
+        data.join("jarvis.db"),
+        data.join("jarvis.db-wal"),
+        data.join("jarvis.db-shm"),
+        data.join("dev-token"),
+        logs.join("jarvis-combined.log"),
+    ] {
+        assert_eq!(mode(&file), 0o600, "{}", file.display());
+    }
+    p.signal("TERM");
+    let mut p = p;
+    p.wait_exit(Duration::from_secs(30)).await;
+
+    // An older version's world-readable database is narrowed at the next start.
+    std::fs::set_permissions(
+        data.join("jarvis.db"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    let p = TestProcess::start(&env).await;
+    assert_eq!(mode(&data.join("jarvis.db")), 0o600);
+    p.signal("TERM");
+}
