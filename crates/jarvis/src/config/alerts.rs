@@ -451,7 +451,9 @@ pub fn validate(a: &FileAlerts) -> Result<(), String> {
 
 fn http_url(raw: &str) -> Result<(), String> {
     match url::Url::parse(raw) {
-        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => Ok(()),
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => {
+            crate::model::outbound::check(&u)
+        }
         _ => Err("an http:// or https:// URL with a host".into()),
     }
 }

@@ -6,6 +6,16 @@ use super::setting::{settings, Default, Kind, Mask, Reader, Setting};
 use super::ConfigError;
 
 settings! {
+    /// `JARVIS_OUTBOUND_ALLOW`.
+    OUTBOUND_ALLOW = Setting {
+        var: "JARVIS_OUTBOUND_ALLOW",
+        kind: Kind::Text { check: allow_list, accepted: "addresses, CIDR ranges or host names, comma-separated" },
+        view: "outbound.allow",
+        help: "link-local and cloud metadata addresses (169.254.0.0/16, fe80::/10, \
+               fd00:ec2::254, 100.100.100.200, `metadata.google.internal`) that agent, service, \
+               webhook and model URLs may name after all (refused by default)",
+        ..Setting::PLAIN
+    };
     /// `REDIS_HOST`.
     REDIS_HOST = Setting {
         var: "REDIS_HOST",
@@ -281,6 +291,10 @@ impl Integrations {
             },
         })
     }
+}
+
+fn allow_list(raw: &str) -> Result<(), String> {
+    crate::model::outbound::Allowed::parse(raw).map(|_| ())
 }
 
 fn http_url(raw: &str) -> Result<(), String> {

@@ -147,6 +147,13 @@ impl Config {
         config_path: Option<PathBuf>,
     ) -> Result<Config, ConfigError> {
         let mut r = Reader::new(vars);
+        // First: the URLs of the config file's services, agents and webhooks are checked
+        // against it.
+        if let Some(raw) = r.opt::<String>(&integrations::OUTBOUND_ALLOW)? {
+            crate::model::outbound::allow(
+                crate::model::outbound::Allowed::parse(&raw).expect("checked by its setting"),
+            );
+        }
         let file_path = match config_path {
             // `--config '~/jarvis.toml'` (quoted, so the shell left it alone) is read like the
             // variable would be.

@@ -160,6 +160,10 @@ impl AgentInput {
                         message: "an agent URL is http:// or https:// with a host".into(),
                     });
                 }
+                super::outbound::check(&url).map_err(|message| SpecError {
+                    field: "url",
+                    message,
+                })?;
                 (url.to_string(), None, None)
             }
             AgentKind::Ai => {
@@ -234,6 +238,10 @@ impl AgentInput {
                         message: format!("{raw:?} is not an http:// or https:// URL with a host"),
                     });
                 };
+                super::outbound::check(&parsed).map_err(|message| SpecError {
+                    field: "healthUrl",
+                    message,
+                })?;
                 Some(parsed.to_string())
             }
         };

@@ -287,6 +287,9 @@ pub fn group_problem(group: &str, g: &ModelGroup, known: &dyn Fn(&str) -> bool) 
                     "{at}.baseUrl: {url:?} is not an http:// or https:// URL with a host"
                 ));
             }
+            if let Err(why) = super::outbound::check_str(url) {
+                return Some(format!("{at}.baseUrl: {why}"));
+            }
         }
         if let Some(var) = &d.key_env {
             if !is_key_var(var) {

@@ -8,6 +8,7 @@ pub mod agent;
 pub mod ai;
 pub mod alert;
 pub mod check;
+pub mod outbound;
 pub mod record;
 pub mod rollup;
 pub mod schedule;

@@ -156,6 +156,7 @@ impl ServiceInput {
         if url.host_str().is_none_or(str::is_empty) {
             return Err(refuse("url", "the URL has no host"));
         }
+        super::outbound::check(&url).map_err(|m| refuse("url", m))?;
         let interval_ms = self.interval_ms.unwrap_or(DEFAULT_INTERVAL_MS);
         if !(100..=86_400_000).contains(&interval_ms) {
             return Err(refuse("intervalMs", "must be from 100 to 86400000"));
