@@ -33,6 +33,7 @@
 //! - [`metrics`]: the Prometheus registry of an instance (`GET /metrics`).
 //! - [`schedules`]: recurring tasks (cron with a time zone, or a period), one task per tick
 //!   across all instances, the missed-tick policy, `jarvis schedules`.
+//! - [`resolver`]: DNS for outbound calls, without link-local and cloud metadata addresses.
 //! - [`names`]: validated names of services, agents, breakers, domains and actions.
 //! - [`secrets`]: secrets read from AWS Secrets Manager at start (`JARVIS_SECRETS_PREFIX`).
 //! - [`store`]: the storage trait and its SQLite (embedded) and PostgreSQL (shared) backends.
@@ -73,6 +74,7 @@ pub mod learning;
 pub mod metrics;
 pub mod model;
 pub mod names;
+pub mod resolver;
 pub mod schedules;
 pub mod secrets;
 pub mod store;

@@ -386,6 +386,8 @@ impl Deployment {
         timeouts: AiTimeouts,
     ) -> anyhow::Result<Deployment> {
         let client = reqwest::Client::builder()
+            // Link-local and cloud metadata addresses are not called (crate::resolver).
+            .dns_resolver(crate::resolver::refusing())
             .connect_timeout(timeouts.connect)
             .tcp_nodelay(true)
             .pool_idle_timeout(Duration::from_secs(90))

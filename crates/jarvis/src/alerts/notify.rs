@@ -172,6 +172,8 @@ impl Notifier {
         metrics: AlertMetrics,
     ) -> anyhow::Result<Notifier> {
         let client = reqwest::Client::builder()
+            // Link-local and cloud metadata addresses are not called (crate::resolver).
+            .dns_resolver(crate::resolver::refusing())
             .timeout(settings.timeout)
             .redirect(reqwest::redirect::Policy::none())
             .build()?;

@@ -5,7 +5,8 @@
 //! Cloud), and the names `metadata.google.internal` / `metadata` — unless the operator allows
 //! them (`JARVIS_OUTBOUND_ALLOW`: addresses, CIDR ranges or host names). The check is of the
 //! URL as written (an address literal or one of those names), at registration, so that
-//! `PUT /api/v1/agents/x` with `http://169.254.170.2/v2/credentials` is a 400.
+//! `PUT /api/v1/agents/x` with `http://169.254.170.2/v2/credentials` is a 400; a name that
+//! resolves to such an address is caught at connect time (`crate::resolver`).
 //!
 //! The allow-list is process-wide: set once at start ([`allow`]) from the configuration, read by
 //! the validation of every domain type that holds a URL.

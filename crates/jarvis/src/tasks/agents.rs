@@ -175,6 +175,8 @@ impl HttpAgents {
     /// A client with connection reuse.
     pub fn new() -> HttpAgents {
         let client = reqwest::Client::builder()
+            // Link-local and cloud metadata addresses are not called (crate::resolver).
+            .dns_resolver(crate::resolver::refusing())
             .pool_idle_timeout(Duration::from_secs(30))
             .tcp_nodelay(true)
             .build()
