@@ -426,17 +426,16 @@ macro_rules! impl_analytics_store {
                     let split =
                         $crate::model::rollup::split_range(from, to - chrono::TimeDelta::hours(1));
                     let durations_sql = sql::overview_durations_sql(backend);
-                    let durations: Vec<(String, String, i32, i64)> =
-                        sqlx::query_as(&durations_sql)
-                            .bind(split.head.0)
-                            .bind(split.head.1)
-                            .bind(split.days.0)
-                            .bind(split.days.1)
-                            .bind(split.tail.0)
-                            .bind(split.tail.1)
-                            .bind(include_system)
-                            .fetch_all(self.reader())
-                            .await?;
+                    let durations: Vec<(String, String, i32, i64)> = sqlx::query_as(&durations_sql)
+                        .bind(split.head.0)
+                        .bind(split.head.1)
+                        .bind(split.days.0)
+                        .bind(split.days.1)
+                        .bind(split.tail.0)
+                        .bind(split.tail.1)
+                        .bind(include_system)
+                        .fetch_all(self.reader())
+                        .await?;
                     Ok::<_, sqlx::Error>(sql::overview_of(rows, durations))
                 };
                 work.await.map_err(|e| self.classify(e))
