@@ -4,6 +4,9 @@
 //!
 //! `cargo run --release -p jarvis --example history_bench -- <records>`
 //!
+//! With `HISTORY_BENCH_SQLITE=<file>` instead of `DATABASE_URL`, the same into the embedded
+//! SQLite store at that file (created if missing).
+//!
 //! `… -- <records> retention`: first stores `<records>` records that finished 40 days ago
 //! (untimed), then records `<records>` new ones while the retention job's statement
 //! (`purge_history`, chunks of 10,000, as `history::retention_loop` runs it) deletes the old
@@ -24,12 +27,19 @@ async fn main() -> anyhow::Result<()> {
         .map(|a| a.parse())
         .transpose()?
         .unwrap_or(200_000);
-    let url =
-        std::env::var("DATABASE_URL").map_err(|_| anyhow::anyhow!("DATABASE_URL is required"))?;
-    let url = jarvis::config::DatabaseUrl::parse(&url).map_err(|e| anyhow::anyhow!(e))?;
-    let store: Arc<dyn Store> = Arc::new(
-        jarvis::store::postgres::PostgresStore::connect(&url, Duration::from_secs(10)).await?,
-    );
+    let store: Arc<dyn Store> = match std::env::var("HISTORY_BENCH_SQLITE") {
+        Ok(file) => Arc::new(jarvis::store::sqlite::SqliteStore::open(file.as_ref()).await?),
+        Err(_) => {
+            let url = std::env::var("DATABASE_URL").map_err(|_| {
+                anyhow::anyhow!("DATABASE_URL (or HISTORY_BENCH_SQLITE) is required")
+            })?;
+            let url = jarvis::config::DatabaseUrl::parse(&url).map_err(|e| anyhow::anyhow!(e))?;
+            Arc::new(
+                jarvis::store::postgres::PostgresStore::connect(&url, Duration::from_secs(10))
+                    .await?,
+            )
+        }
+    };
     store.migrate().await?;
     let spool = tempfile_dir();
     let (recorder, task) = Recorder::start(

@@ -20,6 +20,9 @@ mod tasks;
 /// of that, for a few percent more time per row (bench/health/README.md).
 const HEALTH_INSERT_CHUNK: usize = 128;
 
+/// Rows a reader connection's thread may hand over before the caller has taken them.
+const READER_ROW_BUFFER: usize = 4_096;
+
 /// The SQLite-backed [`Store`].
 ///
 /// SQLite allows one writer at a time. Every write (queue, history, services, agents, breaker
@@ -68,7 +71,12 @@ impl SqliteStore {
         let reader = SqlitePoolOptions::new()
             .max_connections(8)
             .acquire_timeout(Duration::from_secs(10))
-            .connect_with(options.clone())
+            // Each connection runs on its own thread and hands rows to the caller through a
+            // channel of this many; at sqlx's 50, a statement of a few thousand rows (the
+            // analytics' day series and overview) stopped its thread and woke the caller every
+            // 50 rows: a third of such an answer's time went to thread switches
+            // (bench/analytics/README.md).
+            .connect_with(options.clone().row_buffer_size(READER_ROW_BUFFER))
             .await
             .map_err(|e| {
                 anyhow::anyhow!("cannot open the SQLite database {}: {e}", path.display())
