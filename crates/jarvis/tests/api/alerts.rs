@@ -80,6 +80,21 @@ fn alert_env(env: &mut TestEnv, receiver: &Receiver) {
     env.set("JARVIS_EMF_INTERVAL_MS", "0");
 }
 
+/// Silences what `matchers` match for ten minutes through `app`; the silence's ID.
+async fn silence(app: &TestApp, matchers: Value) -> Value {
+    let (s, body) = json(
+        app.send_json(
+            Method::POST,
+            "/api/v1/alerts/silences",
+            &json!({"matchers": matchers, "durationMs": 600_000}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(s, 201, "{body}");
+    body["data"]["id"].clone()
+}
+
 /// The episodes `GET /api/v1/alerts?…` lists.
 async fn alerts(app: &TestApp, query: &str) -> Vec<Value> {
     app.data(&format!("/api/v1/alerts{query}")).await["alerts"]
@@ -323,17 +338,7 @@ both_backends!(
         alert_env(&mut env, &receiver);
         env.set("CIRCUIT_BREAKER_TIMEOUT_MS", "600000");
         let app = TestApp::spawn_with(env).await;
-        let (s, body) = json(
-            app.send_json(
-                Method::POST,
-                "/api/v1/alerts/silences",
-                &json!({"matchers": {"breaker": "quiet"}, "durationMs": 600_000}),
-            )
-            .await,
-        )
-        .await;
-        assert_eq!(s, 201, "{body}");
-        let silence = body["data"]["id"].clone();
+        let silence = silence(&app, json!({"breaker": "quiet"})).await;
         app.fail_calls("quiet", 5, "refused");
         let firing = eventually_some(Duration::from_secs(10), "the episode", || async {
             alerts(&app, "?state=firing").await.first().cloned()
@@ -559,17 +564,11 @@ both_backends!(
         alert_env(&mut env, &receiver);
         env.set("CIRCUIT_BREAKER_TIMEOUT_MS", "600000");
         let app = TestApp::spawn_with(env).await;
-        let (s, body) = json(
-            app.send_json(
-                Method::POST,
-                "/api/v1/alerts/silences",
-                &json!({"matchers": {"rule": "circuit-open"}, "durationMs": 600_000}),
-            )
-            .await,
-        )
-        .await;
-        assert_eq!(s, 201, "{body}");
-        let id = body["data"]["id"].as_str().unwrap().to_string();
+        let id = silence(&app, json!({"rule": "circuit-open"}))
+            .await
+            .as_str()
+            .unwrap()
+            .to_string();
         app.fail_calls("svc", 5, "refused");
         eventually(Duration::from_secs(10), "the silenced episode", || async {
             alerts(&app, "?state=firing")
