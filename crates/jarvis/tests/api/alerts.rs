@@ -272,27 +272,38 @@ both_backends!(
     }
 );
 
+/// An app whose webhook is `receiver` (at most `max_attempts` per message) and whose circuit
+/// `svc` opens: waits until the one notification is in `state`; the app and the notification.
+async fn one_notification(
+    backend: Backend,
+    receiver: &Receiver,
+    max_attempts: u32,
+    state: &str,
+) -> (TestApp, Value) {
+    let mut env = TestEnv::new(backend).await;
+    alert_env(&mut env, receiver);
+    env.set("CIRCUIT_BREAKER_TIMEOUT_MS", "600000");
+    env.set("JARVIS_ALERT_MAX_ATTEMPTS", &max_attempts.to_string());
+    let app = TestApp::spawn_with(env).await;
+    app.fail_calls("svc", 5, "refused");
+    let n = eventually_some(
+        Duration::from_secs(10),
+        &format!("the notification {state}"),
+        || async {
+            let n = app.data("/api/v1/alerts/notifications").await["notifications"][0].clone();
+            (n["state"] == state).then_some(n)
+        },
+    )
+    .await;
+    (app, n)
+}
+
 both_backends!(
     a_failing_receiver_is_retried_then_given_up,
     |backend| async move {
         // Fails twice, then takes the message: three attempts of one notification.
         let receiver = Receiver::start(2).await;
-        let mut env = TestEnv::new(backend).await;
-        alert_env(&mut env, &receiver);
-        env.set("CIRCUIT_BREAKER_TIMEOUT_MS", "600000");
-        env.set("JARVIS_ALERT_MAX_ATTEMPTS", "3");
-        let app = TestApp::spawn_with(env).await;
-        app.fail_calls("svc", 5, "refused");
-        eventually(
-            Duration::from_secs(10),
-            "the third attempt delivered",
-            || async {
-                let n = app.data("/api/v1/alerts/notifications").await;
-                n["notifications"][0]["state"] == "sent"
-            },
-        )
-        .await;
-        let n = app.data("/api/v1/alerts/notifications").await["notifications"][0].clone();
+        let (app, n) = one_notification(backend, &receiver, 3, "sent").await;
         assert_eq!(n["attempts"], 3, "{n}");
         let bodies = receiver.bodies();
         assert_eq!(bodies.len(), 3);
@@ -304,22 +315,7 @@ both_backends!(
 
         // Never accepts: recorded as failed after the last attempt, without the URL.
         let receiver = Receiver::start(usize::MAX).await;
-        let mut env = TestEnv::new(backend).await;
-        alert_env(&mut env, &receiver);
-        env.set("CIRCUIT_BREAKER_TIMEOUT_MS", "600000");
-        env.set("JARVIS_ALERT_MAX_ATTEMPTS", "2");
-        let app = TestApp::spawn_with(env).await;
-        app.fail_calls("svc", 5, "refused");
-        eventually(
-            Duration::from_secs(10),
-            "the notification failed",
-            || async {
-                let n = app.data("/api/v1/alerts/notifications").await;
-                n["notifications"][0]["state"] == "failed"
-            },
-        )
-        .await;
-        let n = app.data("/api/v1/alerts/notifications").await["notifications"][0].clone();
+        let (app, n) = one_notification(backend, &receiver, 2, "failed").await;
         assert_eq!(n["attempts"], 2, "{n}");
         assert_eq!(n["lastError"], "HTTP 500");
         assert_eq!(receiver.bodies().len(), 2);
@@ -397,28 +393,7 @@ async fn two_instances_send_one_alert_and_one_resolve_per_outage() {
         env.set("JARVIS_INSTANCE_ID", &format!("inst-{i}"));
         ps.push(TestProcess::start(&env).await);
     }
-    let (s, body) = ps[0]
-        .api(
-            Method::PUT,
-            "/api/v1/services/flaky",
-            Some(json!({"url": service.url("/health"), "intervalMs": 200, "timeoutMs": 2000})),
-        )
-        .await;
-    assert_eq!(s, 201, "{body}");
-    eventually(
-        Duration::from_secs(20),
-        "both check the service",
-        || async {
-            for p in &ps {
-                let (_, body) = p.api(Method::GET, "/api/v1/health/services", None).await;
-                if body["data"]["services"]["flaky"]["status"] != "up" {
-                    return false;
-                }
-            }
-            true
-        },
-    )
-    .await;
+    register_service_on_all(&ps, "flaky", &service.url("/health"), 200, 2000).await;
 
     // The outage: one firing message, whichever instance opened the episode.
     service.set_mode(Mode::Fail);

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::Method;
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::helpers::*;
 
@@ -51,29 +51,8 @@ async fn three_instances_share_one_circuit() {
     let db = sqlx::PgPool::connect(&db_url).await.unwrap();
 
     // Registered on one instance, checked by all three (every 300 ms each).
-    let (s, body) = ps[0]
-        .api(
-            Method::PUT,
-            "/api/v1/services/flaky",
-            Some(json!({"url": service.url("/health"), "intervalMs": 300, "timeoutMs": 6000})),
-        )
-        .await;
-    assert_eq!(s, 201, "{body}");
     // Every instance checks it (and finds it up) before it starts failing.
-    eventually(
-        Duration::from_secs(20),
-        "all three check the service",
-        || async {
-            for p in &ps {
-                let (_, body) = p.api(Method::GET, "/api/v1/health/services", None).await;
-                if body["data"]["services"]["flaky"]["status"] != "up" {
-                    return false;
-                }
-            }
-            true
-        },
-    )
-    .await;
+    register_service_on_all(&ps, "flaky", &service.url("/health"), 300, 6000).await;
     service.set_mode(Mode::Fail);
 
     // Failures from different instances open the circuit for all three.

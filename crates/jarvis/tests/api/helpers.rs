@@ -532,6 +532,43 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// Registers the service `name` at `url` through `ps[0]` and waits until every instance of
+/// `ps` has checked it and found it up.
+pub async fn register_service_on_all(
+    ps: &[TestProcess],
+    name: &str,
+    url: &str,
+    interval_ms: u64,
+    timeout_ms: u64,
+) {
+    let (s, body) = ps[0]
+        .api(
+            reqwest::Method::PUT,
+            &format!("/api/v1/services/{name}"),
+            Some(
+                serde_json::json!({"url": url, "intervalMs": interval_ms, "timeoutMs": timeout_ms}),
+            ),
+        )
+        .await;
+    assert_eq!(s, 201, "{body}");
+    eventually(
+        Duration::from_secs(20),
+        "every instance checks the service",
+        || async {
+            for p in ps {
+                let (_, body) = p
+                    .api(reqwest::Method::GET, "/api/v1/health/services", None)
+                    .await;
+                if body["data"]["services"][name]["status"] != "up" {
+                    return false;
+                }
+            }
+            true
+        },
+    )
+    .await;
+}
+
 impl TestProcess {
     /// Starts `jarvis serve` with `env`'s variables on a free port and waits for `/health`.
     pub async fn start(env: &TestEnv) -> TestProcess {
