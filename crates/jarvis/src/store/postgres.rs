@@ -3,7 +3,6 @@
 
 use std::time::{Duration, Instant};
 
-use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgConnection, PgPool};
 
@@ -14,8 +13,8 @@ mod tasks;
 
 pub use tasks::CHANNEL;
 
-use super::shared::{Pools, SqlBackend};
-use super::{Backend, INSERT_CHUNK};
+use super::shared::{BackendHooks, Pools};
+use super::INSERT_CHUNK;
 use crate::store::config::DatabaseUrl;
 
 /// The PostgreSQL-backed [`Store`].
@@ -117,16 +116,7 @@ impl PostgresStore {
     }
 }
 
-impl SqlBackend for PostgresStore {
-    type Db = sqlx::Postgres;
-    const BACKEND: Backend = Backend::Postgres;
-    const MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
-
-    /// The main pool for reads and writes, the queue's own (see [`PostgresStore`]).
-    fn pools(&self) -> &Pools<sqlx::Postgres> {
-        &self.pools
-    }
-
+impl BackendHooks for PostgresStore {
     /// The password of the URL, from error messages.
     fn scrub(&self, message: String) -> String {
         self.url.scrub(&message)
@@ -134,8 +124,12 @@ impl SqlBackend for PostgresStore {
 }
 
 // Everything else is written once, in `store::<domain>`, with this backend's dialect.
+// The main pool for reads and writes, the queue's own (see [`PostgresStore`]).
 crate::store::shared::impl_sql_store!(
     PostgresStore,
+    db = sqlx::Postgres,
+    engine = Postgres,
+    migrations = "./migrations/postgres",
     health_chunk = INSERT_CHUNK,
     retry = retry::RETRY,
 );

@@ -5,10 +5,11 @@
 //! (`impl_service_store!` in `store/services.rs`, `impl_schedule_store!` in
 //! `store/schedules.rs`, …), and expanded once per backend by one `impl_sql_store!`. A macro
 //! rather than a generic function: each expansion is plain code over one concrete driver,
-//! with none of the higher-ranked bounds a function generic over `sqlx::Database` needs. A
-//! backend provides [`SqlBackend`] (its pools and migrations, how an error is classified);
-//! the values that are stored or bound differently ([`DbUuid`], [`DbTexts`]) encode and decode
-//! the same way on both.
+//! with none of the higher-ranked bounds a function generic over `sqlx::Database` needs. The
+//! same macro implements [`SqlBackend`] (pools, migrations, how an error is classified) from
+//! the backend's arguments; a backend writes only its [`BackendHooks`]. The values that are
+//! stored or bound differently ([`DbUuid`], [`DbTexts`], [`DbList`]) encode and decode the same
+//! way on both.
 //!
 //! What really differs by dialect stays in `store/sqlite/` and `store/postgres/`, as the SQL
 //! text or the steps a domain's dialect trait asks for (`QueueDialect`, `HistoryDialect`,
@@ -25,7 +26,9 @@ use uuid::Uuid;
 use super::{Backend, StoreError};
 
 /// Where a backend reads and writes, and how it turns a driver error into a [`StoreError`].
-pub(crate) trait SqlBackend {
+/// Implemented by [`impl_sql_store!`] from the backend's arguments (driver, engine, migrations
+/// folder) and its `pools` field; what a backend decides itself is its [`BackendHooks`].
+pub(crate) trait SqlBackend: BackendHooks {
     /// The driver.
     type Db: sqlx::Database;
 
@@ -54,7 +57,7 @@ pub(crate) trait SqlBackend {
     }
 
     /// Classifies a driver error ([`StoreError::from_sqlx`]) with its message scrubbed
-    /// ([`scrub`](Self::scrub)), and lets the backend [`notice`](Self::notice) it.
+    /// ([`BackendHooks::scrub`]), and lets the backend [`notice`](BackendHooks::notice) it.
     fn classify(&self, e: sqlx::Error) -> StoreError {
         let e = match StoreError::from_sqlx(e) {
             StoreError::Unavailable(m) => StoreError::Unavailable(self.scrub(m)),
@@ -65,7 +68,11 @@ pub(crate) trait SqlBackend {
         self.notice(&e);
         e
     }
+}
 
+/// What a backend decides itself about its errors and its health; each hook does nothing by
+/// default.
+pub(crate) trait BackendHooks {
     /// Removes what an operator must not see from an error message (PostgreSQL: the
     /// password of the URL).
     fn scrub(&self, message: String) -> String {
@@ -73,13 +80,13 @@ pub(crate) trait SqlBackend {
     }
 
     /// Remembers what a classified error says about the backend (SQLite: that it is out of
-    /// space). Nothing by default.
+    /// space).
     fn notice(&self, e: &StoreError) {
         let _ = e;
     }
 
     /// After a successful read in `ping`: whether writes work (SQLite, after running out of
-    /// space). Nothing more to check by default.
+    /// space).
     async fn probe_writes(&self) -> Result<(), StoreError> {
         Ok(())
     }
@@ -99,16 +106,31 @@ pub(crate) struct Pools<DB: sqlx::Database> {
 
 /// Implements [`Store`](super::Store) and every domain trait for a backend from the bodies
 /// written once, given the few statements a backend writes its own way:
-/// `impl_sql_store!(SqliteStore, health_chunk = …, retry = …)`
+/// `impl_sql_store!(SqliteStore, db = sqlx::Sqlite, engine = Sqlite, migrations =
+/// "./migrations/sqlite", health_chunk = …, retry = …)`, which also implements [`SqlBackend`]
+/// over the backend's `pools` field
 /// (see `impl_health_store!`, `impl_learning_store!` and `impl_task_retry_store!`). The
 /// queue, history and breaker bodies take their dialect from the backend's `QueueDialect`,
 /// `HistoryDialect` and `BreakerDialect`.
 macro_rules! impl_sql_store {
     (
         $backend:ty,
+        db = $db:ty,
+        engine = $engine:ident,
+        migrations = $migrations:literal,
         health_chunk = $health_chunk:expr,
         retry = $retry:expr $(,)?
     ) => {
+        impl $crate::store::shared::SqlBackend for $backend {
+            type Db = $db;
+            const BACKEND: $crate::store::Backend = $crate::store::Backend::$engine;
+            const MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!($migrations);
+
+            fn pools(&self) -> &$crate::store::shared::Pools<$db> {
+                &self.pools
+            }
+        }
+
         $crate::store::services::impl_service_store!($backend);
         $crate::store::agents::impl_agent_store!($backend);
         $crate::store::health::impl_health_store!($backend, $health_chunk);
@@ -138,7 +160,7 @@ macro_rules! impl_sql_store {
                     .execute(self.reader())
                     .await
                     .map_err(|e| self.classify(e))?;
-                self.probe_writes().await
+                $crate::store::shared::BackendHooks::probe_writes(self).await
             }
 
             async fn migrate(&self) -> Result<(), $crate::store::StoreError> {
@@ -146,7 +168,11 @@ macro_rules! impl_sql_store {
                 <$backend as SqlBackend>::MIGRATOR
                     .run(self.reader())
                     .await
-                    .map_err(|e| $crate::store::StoreError::Migration(self.scrub(e.to_string())))
+                    .map_err(|e| {
+                        $crate::store::StoreError::Migration(
+                            $crate::store::shared::BackendHooks::scrub(self, e.to_string()),
+                        )
+                    })
             }
 
             async fn close(&self) {
@@ -221,6 +247,53 @@ impl<'q> Encode<'q, Sqlite> for DbTexts {
         args: &mut Vec<SqliteArgumentValue<'q>>,
     ) -> Result<IsNull, BoxDynError> {
         <String as Encode<'q, Sqlite>>::encode(serde_json::to_string(&self.0)?, args)
+    }
+}
+
+/// A list as one parameter: an array on PostgreSQL (`UNNEST($1::uuid[])`, `= ANY($1)`), a JSON
+/// array on SQLite, which has no arrays (`json_each($1)`, `$1 ->> n`). UUIDs are hyphenated text
+/// in the JSON, as SQLite stores them ([`DbUuid`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct DbList<'a, T>(pub &'a [T]);
+
+impl<T> Type<Postgres> for DbList<'_, T>
+where
+    [T]: Type<Postgres>,
+{
+    fn type_info() -> PgTypeInfo {
+        <[T] as Type<Postgres>>::type_info()
+    }
+
+    fn compatible(ty: &PgTypeInfo) -> bool {
+        <[T] as Type<Postgres>>::compatible(ty)
+    }
+}
+
+impl<'q, T> Encode<'q, Postgres> for DbList<'_, T>
+where
+    for<'a> &'a [T]: Encode<'q, Postgres>,
+{
+    fn encode_by_ref(&self, buf: &mut PgArgumentBuffer) -> Result<IsNull, BoxDynError> {
+        <&[T] as Encode<'q, Postgres>>::encode_by_ref(&self.0, buf)
+    }
+}
+
+impl<T> Type<Sqlite> for DbList<'_, T> {
+    fn type_info() -> SqliteTypeInfo {
+        <String as Type<Sqlite>>::type_info()
+    }
+
+    fn compatible(ty: &SqliteTypeInfo) -> bool {
+        <String as Type<Sqlite>>::compatible(ty)
+    }
+}
+
+impl<'q, T: serde::Serialize> Encode<'q, Sqlite> for DbList<'_, T> {
+    fn encode_by_ref(
+        &self,
+        args: &mut Vec<SqliteArgumentValue<'q>>,
+    ) -> Result<IsNull, BoxDynError> {
+        <String as Encode<'q, Sqlite>>::encode(serde_json::to_string(self.0)?, args)
     }
 }
 

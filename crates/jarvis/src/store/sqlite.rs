@@ -4,11 +4,10 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::migrate::Migrator;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
-use super::shared::{Pools, SqlBackend};
-use super::{Backend, StoreError};
+use super::shared::{BackendHooks, Pools, SqlBackend};
+use super::StoreError;
 
 mod breaker_state;
 mod history;
@@ -126,16 +125,7 @@ impl SqliteStore {
     }
 }
 
-impl SqlBackend for SqliteStore {
-    type Db = sqlx::Sqlite;
-    const BACKEND: Backend = Backend::Sqlite;
-    const MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
-
-    /// One writer connection for writes and the queue (see [`SqliteStore`]).
-    fn pools(&self) -> &Pools<sqlx::Sqlite> {
-        &self.pools
-    }
-
+impl BackendHooks for SqliteStore {
     /// Remembers an "out of space" until a probe write succeeds.
     fn notice(&self, e: &StoreError) {
         if let StoreError::Full(m) = e {
@@ -168,8 +158,12 @@ impl SqlBackend for SqliteStore {
 }
 
 // Everything else is written once, in `store::<domain>`, with this backend's dialect.
+// One writer connection for writes and the queue (see [`SqliteStore`]).
 crate::store::shared::impl_sql_store!(
     SqliteStore,
+    db = sqlx::Sqlite,
+    engine = Sqlite,
+    migrations = "./migrations/sqlite",
     health_chunk = HEALTH_INSERT_CHUNK,
     retry = crate::store::retry::REQUEUE,
 );

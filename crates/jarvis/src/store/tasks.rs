@@ -212,13 +212,11 @@ pub(crate) trait QueueDialect: SqlBackend + Sync {
         claim: Option<Lease<'_>>,
     ) -> Result<Vec<Task>, sqlx::Error>;
 
-    /// See [`TaskStore::extend_leases`].
-    async fn renew_leases(
-        &self,
-        instance: &str,
-        ids: &[Uuid],
-        until: DateTime<Utc>,
-    ) -> Result<Vec<Uuid>, sqlx::Error>;
+    /// Renews the leases of the tasks `$2` (a [`DbList`](super::shared::DbList) of IDs) until
+    /// `$1` where they are still running (`$4`, "running" per task) for this instance (`$3`,
+    /// the instance per task); returns the IDs renewed. The holder and the expected status are
+    /// bound per task, like the batch, for PostgreSQL's plan (see its `SETTLE`).
+    const RENEW: &'static str;
 
     /// See [`TaskStore::settle_tasks`].
     async fn apply_settlements(
@@ -228,13 +226,10 @@ pub(crate) trait QueueDialect: SqlBackend + Sync {
         now: DateTime<Utc>,
     ) -> Result<u64, sqlx::Error>;
 
-    /// See [`TaskStore::mark_called`].
-    async fn mark_attempts_called(
-        &self,
-        instance: &str,
-        attempts: &[(Uuid, u32)],
-        now: DateTime<Utc>,
-    ) -> Result<Vec<Uuid>, sqlx::Error>;
+    /// Marks the attempts `($2, $3)` (lists of task IDs and attempt numbers) as having called
+    /// their agent at `$1`, where the task is still running (`$5`) that attempt for this
+    /// instance (`$4`), both per task as in [`RENEW`](Self::RENEW); returns the IDs marked.
+    const MARK_CALLED: &'static str;
 
     /// See [`TaskStore::reclaim_expired`].
     async fn take_back_expired(
@@ -390,13 +385,22 @@ macro_rules! impl_task_store {
                 ids: &[uuid::Uuid],
                 until: chrono::DateTime<chrono::Utc>,
             ) -> Result<Vec<uuid::Uuid>, $crate::store::StoreError> {
-                use $crate::store::{shared::SqlBackend, tasks::QueueDialect};
+                use $crate::store::shared::{DbList, DbUuid, SqlBackend};
                 if ids.is_empty() {
                     return Ok(Vec::new());
                 }
-                self.renew_leases(instance, ids, until)
-                    .await
-                    .map_err(|e| self.classify(e))
+                let holders = vec![instance; ids.len()];
+                let expected = vec!["running"; ids.len()];
+                let renewed: Vec<DbUuid> =
+                    sqlx::query_scalar(<$backend as $crate::store::tasks::QueueDialect>::RENEW)
+                        .bind(until)
+                        .bind(DbList(ids))
+                        .bind(DbList(&holders))
+                        .bind(DbList(&expected))
+                        .fetch_all(self.queue())
+                        .await
+                        .map_err(|e| self.classify(e))?;
+                Ok(renewed.into_iter().map(|u| u.0).collect())
             }
 
             async fn settle_tasks(
@@ -420,13 +424,26 @@ macro_rules! impl_task_store {
                 attempts: &[(uuid::Uuid, u32)],
                 now: chrono::DateTime<chrono::Utc>,
             ) -> Result<Vec<uuid::Uuid>, $crate::store::StoreError> {
-                use $crate::store::{shared::SqlBackend, tasks::QueueDialect};
+                use $crate::store::shared::{DbList, DbUuid, SqlBackend};
                 if attempts.is_empty() {
                     return Ok(Vec::new());
                 }
-                self.mark_attempts_called(instance, attempts, now)
-                    .await
-                    .map_err(|e| self.classify(e))
+                let ids: Vec<uuid::Uuid> = attempts.iter().map(|a| a.0).collect();
+                let numbers: Vec<i32> = attempts.iter().map(|a| a.1 as i32).collect();
+                let holders = vec![instance; ids.len()];
+                let expected = vec!["running"; ids.len()];
+                let marked: Vec<DbUuid> = sqlx::query_scalar(
+                    <$backend as $crate::store::tasks::QueueDialect>::MARK_CALLED,
+                )
+                .bind(now)
+                .bind(DbList(&ids))
+                .bind(DbList(&numbers))
+                .bind(DbList(&holders))
+                .bind(DbList(&expected))
+                .fetch_all(self.queue())
+                .await
+                .map_err(|e| self.classify(e))?;
+                Ok(marked.into_iter().map(|u| u.0).collect())
             }
 
             async fn reclaim_expired(

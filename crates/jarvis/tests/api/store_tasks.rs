@@ -173,6 +173,66 @@ both_backends!(settlements_apply_only_to_the_holder, |backend| async move {
     store.close().await;
 });
 
+// Lease renewal and call marks take a whole batch in one statement (lists bound as one
+// parameter: arrays on PostgreSQL, JSON arrays on SQLite): only what this instance holds, at
+// the attempt given, is renewed or marked.
+both_backends!(
+    renewals_and_call_marks_apply_per_task,
+    |backend| async move {
+        let (_env, store) = open(backend).await;
+        let tasks: Vec<NewTask> = (0..4).map(|i| new_task(i, None)).collect();
+        store.insert_tasks(&tasks, None).await.unwrap();
+        let mine = store.claim_tasks(lease("a", 30), 3).await.unwrap();
+        let theirs = store.claim_tasks(lease("b", 30), 1).await.unwrap();
+        assert_eq!((mine.len(), theirs.len()), (3, 1));
+        let all: Vec<Uuid> = mine.iter().chain(&theirs).map(|t| t.id).collect();
+        let mut renewed = store
+            .extend_leases("a", &all, jarvis::store::now() + TimeDelta::seconds(60))
+            .await
+            .unwrap();
+        renewed.sort();
+        let mut expected: Vec<Uuid> = mine.iter().map(|t| t.id).collect();
+        expected.sort();
+        assert_eq!(renewed, expected);
+        // Two of this instance's attempts, one of its tasks at an attempt it is not on, and the
+        // other instance's task.
+        let marks = [
+            (mine[0].id, 1),
+            (mine[1].id, 1),
+            (mine[2].id, 2),
+            (theirs[0].id, 1),
+        ];
+        let mut marked = store
+            .mark_called("a", &marks, jarvis::store::now())
+            .await
+            .unwrap();
+        marked.sort();
+        let mut expected = vec![mine[0].id, mine[1].id];
+        expected.sort();
+        assert_eq!(marked, expected);
+        // Once this instance's leases are over, the marked attempts were interrupted and the
+        // unmarked one is given back; the other instance's lease still runs.
+        let now = jarvis::store::now();
+        let mine_ids: Vec<Uuid> = mine.iter().map(|t| t.id).collect();
+        let expired = store
+            .extend_leases("a", &mine_ids, now - TimeDelta::seconds(1))
+            .await
+            .unwrap();
+        assert_eq!(expired.len(), 3);
+        let back = store.reclaim_expired(now, 10, GRACE).await.unwrap();
+        assert_eq!(back.len(), 3);
+        for r in &back {
+            let want = if r.task.id == mine[2].id {
+                jarvis::store::ReclaimOutcome::GivenBack
+            } else {
+                jarvis::store::ReclaimOutcome::Interrupted
+            };
+            assert_eq!(r.outcome, want, "task {}", r.task.id);
+        }
+        store.close().await;
+    }
+);
+
 both_backends!(expired_leases_are_reclaimed_once, |backend| async move {
     use jarvis::store::ReclaimOutcome;
     let (_env, store) = open(backend).await;

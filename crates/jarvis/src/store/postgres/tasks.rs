@@ -172,6 +172,14 @@ UPDATE tasks t SET
 FROM decided d WHERE t.id = d.id
 RETURNING t.*, d.locked_by AS lost_by, d.started_at AS attempt_started_at, d.outcome";
 
+/// Renews leases: same shape and plan settings as the settlement (see `SETTLE`), one
+/// primary-key probe per held task, whatever the statistics say about `locked_by` and `status`.
+const RENEW: &str = "\
+UPDATE tasks t SET lease_until = $1
+FROM UNNEST($2::uuid[], $3::text[], $4::text[]) AS u(id, holder, expected)
+WHERE t.id = u.id AND t.locked_by = u.holder AND t.status = u.expected
+RETURNING t.id";
+
 /// Marks attempts as called; same shape and plan settings as the settlement (`SETTLE`).
 const MARK_CALLED: &str = "\
 UPDATE tasks t SET called_at = $1
@@ -182,6 +190,8 @@ RETURNING t.id";
 impl QueueDialect for PostgresStore {
     const CLAIM: &'static str = CLAIM;
     const BY_KEYS: &'static str = "SELECT * FROM tasks WHERE idempotency_key = ANY($1)";
+    const RENEW: &'static str = RENEW;
+    const MARK_CALLED: &'static str = MARK_CALLED;
 
     async fn store_tasks(
         &self,
@@ -255,30 +265,6 @@ impl QueueDialect for PostgresStore {
         rows.iter().map(rows::task).collect()
     }
 
-    async fn renew_leases(
-        &self,
-        instance: &str,
-        ids: &[Uuid],
-        until: DateTime<Utc>,
-    ) -> Result<Vec<Uuid>, sqlx::Error> {
-        // Same shape and plan settings as the settlement (see `SETTLE`): one primary-key probe
-        // per held task, whatever the statistics say about `locked_by` and `status`.
-        let holders = vec![instance; ids.len()];
-        let expected = vec!["running"; ids.len()];
-        sqlx::query_scalar(
-            "UPDATE tasks t SET lease_until = $1 \
-             FROM UNNEST($2::uuid[], $3::text[], $4::text[]) AS u(id, holder, expected) \
-             WHERE t.id = u.id AND t.locked_by = u.holder AND t.status = u.expected \
-             RETURNING t.id",
-        )
-        .bind(until)
-        .bind(ids)
-        .bind(&holders)
-        .bind(&expected)
-        .fetch_all(self.queue())
-        .await
-    }
-
     async fn apply_settlements(
         &self,
         instance: &str,
@@ -325,26 +311,6 @@ impl QueueDialect for PostgresStore {
             .fetch_one(self.queue())
             .await?;
         Ok(done.try_get::<i64, _>("applied")?.max(0) as u64)
-    }
-
-    async fn mark_attempts_called(
-        &self,
-        instance: &str,
-        attempts: &[(Uuid, u32)],
-        now: DateTime<Utc>,
-    ) -> Result<Vec<Uuid>, sqlx::Error> {
-        let ids: Vec<Uuid> = attempts.iter().map(|a| a.0).collect();
-        let numbers: Vec<i32> = attempts.iter().map(|a| a.1 as i32).collect();
-        let holders = vec![instance; ids.len()];
-        let expected = vec!["running"; ids.len()];
-        sqlx::query_scalar(MARK_CALLED)
-            .bind(now)
-            .bind(&ids)
-            .bind(&numbers)
-            .bind(&holders)
-            .bind(&expected)
-            .fetch_all(self.queue())
-            .await
     }
 
     async fn take_back_expired(

@@ -3,7 +3,6 @@
 
 use chrono::{DateTime, Utc};
 use sqlx::{QueryBuilder, Row, Sqlite};
-use uuid::Uuid;
 
 use super::SqliteStore;
 use crate::model::task::{NewTask, Task, TaskStatus};
@@ -14,8 +13,9 @@ use crate::store::tasks::{Lease, QueueDialect, ReclaimOutcome, Reclaimed, Settle
 /// Rows per statement (at most 19 parameters each: far below SQLite's limit of 32,766).
 ///
 /// Every statement is a round trip to sqlx's SQLite worker thread: with one per task a batch
-/// was mostly thread wake-ups (bench/queue/README.md, SQLite enqueue), so inserts, lease
-/// renewals, settlements and call marks take a chunk of rows each.
+/// was mostly thread wake-ups (bench/queue/README.md, SQLite enqueue), so inserts and
+/// settlements take a chunk of rows each (lease renewals and call marks take the whole batch
+/// as JSON arrays).
 pub(super) const ROWS: usize = 100;
 
 impl QueueDialect for SqliteStore {
@@ -30,6 +30,23 @@ RETURNING *";
     /// SQLite has no arrays: the keys come as a JSON array.
     const BY_KEYS: &'static str =
         "SELECT * FROM tasks WHERE idempotency_key IN (SELECT value FROM json_each($1))";
+
+    /// The lists come as JSON arrays; the holder and the expected status are one value each
+    /// (bound per task for PostgreSQL's plan), so membership is the per-task comparison.
+    const RENEW: &'static str = "\
+UPDATE tasks SET lease_until = $1
+WHERE id IN (SELECT value FROM json_each($2))
+  AND locked_by IN (SELECT value FROM json_each($3)) AND status IN (SELECT value FROM json_each($4))
+RETURNING id";
+
+    /// Like [`RENEW`](Self::RENEW), with each task's attempt number at the same index of `$3`.
+    const MARK_CALLED: &'static str = "\
+UPDATE tasks SET called_at = $1
+FROM (SELECT i.value AS id, $3 ->> i.key AS attempt FROM json_each($2) AS i) AS u
+WHERE tasks.id = u.id AND tasks.attempts = u.attempt
+  AND tasks.locked_by IN (SELECT value FROM json_each($4))
+  AND tasks.status IN (SELECT value FROM json_each($5))
+RETURNING tasks.id";
 
     async fn store_tasks(
         &self,
@@ -80,32 +97,6 @@ RETURNING *";
         Ok(stored)
     }
 
-    async fn renew_leases(
-        &self,
-        instance: &str,
-        ids: &[Uuid],
-        until: DateTime<Utc>,
-    ) -> Result<Vec<Uuid>, sqlx::Error> {
-        let mut tx = self.writer().begin().await?;
-        let mut held = Vec::with_capacity(ids.len());
-        for chunk in ids.chunks(ROWS) {
-            let mut q = QueryBuilder::<Sqlite>::new("UPDATE tasks SET lease_until = ");
-            q.push_bind(until)
-                .push(" WHERE status = 'running' AND locked_by = ")
-                .push_bind(instance)
-                .push(" AND id IN (");
-            let mut list = q.separated(", ");
-            for u in chunk {
-                list.push_bind(DbUuid(*u));
-            }
-            q.push(") RETURNING id");
-            let renewed: Vec<DbUuid> = q.build_query_scalar().fetch_all(&mut *tx).await?;
-            held.extend(renewed.into_iter().map(|u| u.0));
-        }
-        tx.commit().await?;
-        Ok(held)
-    }
-
     /// One `UPDATE … FROM (VALUES …)` per chunk of settlements, each row matched by primary
     /// key and attempt (like PostgreSQL's `UNNEST` join).
     async fn apply_settlements(
@@ -148,35 +139,6 @@ RETURNING *";
         }
         tx.commit().await?;
         Ok(applied)
-    }
-
-    /// One `UPDATE … FROM (VALUES …)` per chunk, like the settlement.
-    async fn mark_attempts_called(
-        &self,
-        instance: &str,
-        attempts: &[(Uuid, u32)],
-        now: DateTime<Utc>,
-    ) -> Result<Vec<Uuid>, sqlx::Error> {
-        let mut tx = self.writer().begin().await?;
-        let mut held = Vec::with_capacity(attempts.len());
-        for chunk in attempts.chunks(ROWS) {
-            let mut q = QueryBuilder::<Sqlite>::new("UPDATE tasks SET called_at = ");
-            q.push_bind(now)
-                .push(" FROM (SELECT column1 AS id, column2 AS attempt FROM (");
-            q.push_values(chunk, |mut row, (task, attempt)| {
-                row.push_bind(DbUuid(*task)).push_bind(i64::from(*attempt));
-            });
-            q.push(
-                ")) AS u WHERE tasks.id = u.id AND tasks.attempts = u.attempt \
-                 AND tasks.status = 'running' AND tasks.locked_by = ",
-            )
-            .push_bind(instance)
-            .push(" RETURNING id");
-            let marked: Vec<DbUuid> = q.build_query_scalar().fetch_all(&mut *tx).await?;
-            held.extend(marked.into_iter().map(|u| u.0));
-        }
-        tx.commit().await?;
-        Ok(held)
     }
 
     /// One process owns the file, so there is no server restart to wait for: `grace` is
