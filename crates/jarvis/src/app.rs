@@ -505,7 +505,11 @@ fn build_keyring(config: &mut Config) -> anyhow::Result<crate::auth::Keyring> {
     let given = config.server.auth_token.is_some();
     let admin = resolve_token(config)?;
     let mut fixed = vec![crate::auth::Token {
-        name: Arc::from(if given { "JARVIS_AUTH_TOKEN" } else { "dev-token" }),
+        name: Arc::from(if given {
+            "JARVIS_AUTH_TOKEN"
+        } else {
+            "dev-token"
+        }),
         role: crate::auth::Role::Admin,
         hash: crate::auth::hash(admin.expose_secret()),
     }];

@@ -230,7 +230,10 @@ pub fn parse_env_list(raw: &str) -> Result<Vec<Token>, String> {
                 sha256: None,
             },
         };
-        out.push(token_of(&entry, &format!("entry {} ({})", i + 1, entry.name))?);
+        out.push(token_of(
+            &entry,
+            &format!("entry {} ({})", i + 1, entry.name),
+        )?);
     }
     Ok(out)
 }
@@ -442,7 +445,8 @@ impl Keyring {
         #[cfg(unix)]
         let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
         let mut tick = (!self.every.is_zero()).then(|| {
-            let mut t = tokio::time::interval_at(tokio::time::Instant::now() + self.every, self.every);
+            let mut t =
+                tokio::time::interval_at(tokio::time::Instant::now() + self.every, self.every);
             t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             t
         });
@@ -535,9 +539,7 @@ mod tests {
     fn the_env_list_takes_tokens_and_hashes() {
         let secret = "another-secret-token-1";
         let hex: String = hash(secret).iter().map(|b| format!("{b:02x}")).collect();
-        let list = parse_env_list(&format!(
-            " a:read:{secret} , b:admin:sha256:{hex}x ,"
-        ));
+        let list = parse_env_list(&format!(" a:read:{secret} , b:admin:sha256:{hex}x ,"));
         assert!(list.is_err());
         let list = parse_env_list(&format!("a:read:{secret},b:admin:sha256:{}", &hex)).unwrap();
         assert_eq!(list.len(), 2);

@@ -66,7 +66,11 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
     // Circuit breakers: forcing one is an admin's act.
     ("GET", "/api/v1/circuit-breakers", Needs(Read)),
     ("GET", "/api/v1/circuit-breakers/{name}", Needs(Read)),
-    ("POST", "/api/v1/circuit-breakers/{name}/{action}", Needs(Admin)),
+    (
+        "POST",
+        "/api/v1/circuit-breakers/{name}/{action}",
+        Needs(Admin),
+    ),
     // Tasks.
     ("POST", "/api/v1/execute", Needs(Operate)),
     ("POST", "/api/v1/tasks", Needs(Operate)),
@@ -210,8 +214,8 @@ impl RateLimits {
         }
     }
 
-    /// The client address of a request: the last `X-Forwarded-For` entry when trusted, else the
-    /// TCP peer's.
+    /// The client address of a request: the last `X-Forwarded-For` entry when trusted (and an
+    /// IP address), else the TCP peer's.
     fn client_address(&self, req: &Request) -> String {
         if self.trust_forwarded_for {
             let last = req
@@ -220,8 +224,9 @@ impl RateLimits {
                 .iter()
                 .filter_map(|v| v.to_str().ok())
                 .flat_map(|v| v.split(','))
-                .filter_map(|a| a.trim().parse::<IpAddr>().ok())
-                .last();
+                // The entry the load balancer appended; not an earlier one the client wrote.
+                .next_back()
+                .and_then(|a| a.trim().parse::<IpAddr>().ok());
             if let Some(ip) = last {
                 return ip.to_string();
             }
@@ -340,7 +345,12 @@ pub async fn authorize(State(state): State<AppState>, req: Request, next: Next) 
         Some(token) => match state.auth.keyring.authenticate(token) {
             Some(c) => c,
             None => {
-                return refuse_unauthenticated(&state, &req, &route, "the bearer token is not valid")
+                return refuse_unauthenticated(
+                    &state,
+                    &req,
+                    &route,
+                    "the bearer token is not valid",
+                )
             }
         },
         // No bearer header: the dashboard's session cookie (with its CSRF check) will do.
@@ -356,7 +366,12 @@ pub async fn authorize(State(state): State<AppState>, req: Request, next: Next) 
         },
     };
     if let Err(wait) = state.auth.limits.check_token(&caller.name) {
-        log_denied(&route, 429, Some(&*caller.name), "token over its rate limit");
+        log_denied(
+            &route,
+            429,
+            Some(&*caller.name),
+            "token over its rate limit",
+        );
         return too_many(wait, &format!("token {}", caller.name));
     }
     let Some(pattern) = req.extensions().get::<MatchedPath>().map(|m| m.as_str()) else {
@@ -384,9 +399,12 @@ pub async fn authorize(State(state): State<AppState>, req: Request, next: Next) 
             .into_response()
         }
         Lookup::OtherMethods(allowed) => {
-            let mut allow: Vec<&str> = allowed;
-            if allow.contains(&"GET") {
-                allow.push("HEAD");
+            let mut allow: Vec<&str> = Vec::new();
+            for m in allowed {
+                allow.push(m);
+                if m == "GET" {
+                    allow.push("HEAD");
+                }
             }
             let mut response = ApiError::new(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -405,7 +423,12 @@ pub async fn authorize(State(state): State<AppState>, req: Request, next: Next) 
                 method = %req.method(),
                 "route has no entry in the access table (api::auth::ROUTES); refused"
             );
-            log_denied(&route, 403, Some(&*caller.name), "route not in the access table");
+            log_denied(
+                &route,
+                403,
+                Some(&*caller.name),
+                "route not in the access table",
+            );
             ApiError::new(
                 StatusCode::FORBIDDEN,
                 "forbidden",
@@ -421,7 +444,12 @@ pub async fn authorize(State(state): State<AppState>, req: Request, next: Next) 
 pub async fn limit_by_address(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let address = state.auth.limits.client_address(&req);
     if let Err(wait) = state.auth.limits.check_address(&address) {
-        log_denied(&route_of(&req), 429, None, "client address over its rate limit");
+        log_denied(
+            &route_of(&req),
+            429,
+            None,
+            "client address over its rate limit",
+        );
         return too_many(wait, "this client address");
     }
     next.run(req).await
@@ -458,7 +486,10 @@ mod tests {
         assert!(check(l.as_ref(), "a").is_ok());
         assert!(check(l.as_ref(), "a").is_ok());
         let wait = check(l.as_ref(), "a").unwrap_err();
-        assert!(wait > Duration::ZERO && wait <= Duration::from_secs(1), "{wait:?}");
+        assert!(
+            wait > Duration::ZERO && wait <= Duration::from_secs(1),
+            "{wait:?}"
+        );
         // Another key has its own budget.
         assert!(check(l.as_ref(), "b").is_ok());
         assert!(check(None, "a").is_ok());

@@ -139,7 +139,12 @@ async fn login(
     }
     let Some(caller) = state.auth.keyring.authenticate(&body.token) else {
         // The given value is never logged: it may be a real token of another system.
-        super::auth::log_denied("/ui/login", 401, None, "dashboard sign-in with a wrong token");
+        super::auth::log_denied(
+            "/ui/login",
+            401,
+            None,
+            "dashboard sign-in with a wrong token",
+        );
         return ApiError::new(
             StatusCode::UNAUTHORIZED,
             "unauthorized",

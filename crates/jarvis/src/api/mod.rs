@@ -110,13 +110,15 @@ pub fn router(state: AppState) -> Router {
             Router::new(),
         )
     } else {
-        (public, 
-        Router::new()
-            .route("/metrics", get(breakers::metrics))
-            .layer(axum::middleware::from_fn_with_state(
-                state.clone(),
-                middleware::require_token,
-            )))
+        (
+            public,
+            Router::new()
+                .route("/metrics", get(breakers::metrics))
+                .layer(axum::middleware::from_fn_with_state(
+                    state.clone(),
+                    middleware::require_token,
+                )),
+        )
     };
     let public = public.layer(axum::middleware::from_fn_with_state(
         state.clone(),

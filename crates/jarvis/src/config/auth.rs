@@ -130,8 +130,9 @@ impl AuthSettings {
     /// Reads the group. The tokens file is read (and refused when wrong) at start by `app`.
     pub(super) fn read(r: &mut Reader<'_>) -> Result<AuthSettings, ConfigError> {
         let env_tokens = match r.opt::<SecretString>(&TOKENS)? {
-            Some(raw) => crate::auth::parse_env_list(raw.expose_secret())
-                .expect("checked by token_list"),
+            Some(raw) => {
+                crate::auth::parse_env_list(raw.expose_secret()).expect("checked by token_list")
+            }
             None => Vec::new(),
         };
         let token_rps: u32 = r.get(&TOKEN_RPS)?;
