@@ -139,11 +139,11 @@ async fn login(
     }
     let Some(caller) = state.auth.keyring.authenticate(&body.token) else {
         // The given value is never logged: it may be a real token of another system.
-        super::auth::log_denied(
-            "/ui/login",
-            401,
-            None,
-            "dashboard sign-in with a wrong token",
+        tracing::warn!(
+            route = "/ui/login",
+            status = 401,
+            reason = "dashboard sign-in with a wrong token",
+            "request denied"
         );
         return ApiError::new(
             StatusCode::UNAUTHORIZED,
