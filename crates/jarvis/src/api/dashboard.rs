@@ -142,7 +142,7 @@ async fn login(
         tracing::warn!(
             route = "/ui/login",
             status = 401,
-            reason = "dashboard sign-in with a wrong token",
+            reason = "dashboard sign-in refused: wrong token",
             "request denied"
         );
         return ApiError::new(
