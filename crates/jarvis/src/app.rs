@@ -53,7 +53,7 @@ impl Application {
     /// Like [`Application::build`], with the built-in agents to serve (`noop` and whatever
     /// other modules register, such as the health monitor's `system-health`).
     pub async fn build_with(
-        config: Config,
+        mut config: Config,
         builtins: BuiltinAgents,
     ) -> anyhow::Result<Application> {
         let store = store::open(&config.store).await?;
@@ -62,7 +62,7 @@ impl Application {
             .await
             .context("applying the database migrations")?;
         seed_from_file(&config, store.as_ref()).await?;
-        let auth_token = resolve_token(&config)?;
+        let keyring = Arc::new(build_keyring(&mut config)?);
         let addr = SocketAddr::new(config.server.bind, config.server.port);
         let listener = TcpListener::bind(addr)
             .await
@@ -273,8 +273,19 @@ impl Application {
             .context("building the alert notifier's HTTP client")?;
             background.push(Box::new(move |stop| Box::pin(engine.run(stop))));
         }
+        let auth = Arc::new(crate::api::auth::Auth {
+            keyring: keyring.clone(),
+            limits: crate::api::auth::RateLimits::new(&config.auth),
+        });
+        let sessions = Arc::new(crate::dashboard::Sessions::new());
+        {
+            let (auth, sessions) = (auth.clone(), sessions.clone());
+            background.push(Box::new(move |stop| {
+                Box::pin(auth_upkeep(auth, sessions, stop))
+            }));
+        }
         let state = AppState {
-            sessions: Arc::new(crate::dashboard::Sessions::new()),
+            sessions,
             traces,
             ai,
             scheduler,
@@ -289,7 +300,7 @@ impl Application {
             instance_id: config.server.instance_id.clone(),
             config: Arc::new(config),
             store,
-            auth_token,
+            auth,
             started_at: Instant::now(),
         };
         {
@@ -384,7 +395,12 @@ impl Application {
                 tracing::debug!(error = %e, "could not set TCP_NODELAY on a connection");
             }
         });
-        let serve = axum::serve(listener, router).with_graceful_shutdown(signal);
+        // The peer's address reaches the per-address rate limit (`api::auth`).
+        let serve = axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(signal);
         let mut stopping = stopping_rx;
         let deadline = async move {
             // Resolves only once shutdown was requested and the grace period has passed.
@@ -477,6 +493,80 @@ async fn seed_from_file(config: &Config, store: &dyn Store) -> anyhow::Result<()
         store.put_schedule(&spec.to_row(now)).await?;
     }
     Ok(())
+}
+
+/// The token set at start: `JARVIS_AUTH_TOKEN` (or the development token) as an `admin` token,
+/// `JARVIS_AUTH_TOKENS`, the config file's `[auth]` table and the tokens file (`crate::auth`).
+/// A wrong source stops the start. From here on only hashes are kept: the configuration's
+/// copies of the tokens are dropped (the config file's entries keep their SHA-256 for
+/// `config check`).
+fn build_keyring(config: &mut Config) -> anyhow::Result<crate::auth::Keyring> {
+    use secrecy::ExposeSecret;
+    let given = config.server.auth_token.is_some();
+    let admin = resolve_token(config)?;
+    let mut fixed = vec![crate::auth::Token {
+        name: Arc::from(if given {
+            "JARVIS_AUTH_TOKEN"
+        } else {
+            "dev-token"
+        }),
+        role: crate::auth::Role::Admin,
+        hash: crate::auth::hash(admin.expose_secret()),
+    }];
+    drop(admin);
+    config.server.auth_token = None;
+    fixed.extend(config.auth.env_tokens.iter().cloned());
+    let sources = crate::auth::Sources {
+        fixed,
+        config_file: config.file_path.clone(),
+        tokens_file: config.auth.tokens_file.clone(),
+    };
+    let keyring = crate::auth::Keyring::load(sources, config.auth.reload)
+        .map_err(|e| anyhow::anyhow!("auth tokens: {e}"))?;
+    for entry in &mut config.file.auth.tokens {
+        if let Some(token) = entry.token.take() {
+            let hex: String = crate::auth::hash(&token)
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            entry.sha256 = Some(hex);
+        }
+    }
+    tracing::info!(
+        tokens = keyring.current().summary().join(","),
+        "auth tokens loaded"
+    );
+    Ok(keyring)
+}
+
+/// The auth chores of a running instance: reloading tokens (SIGHUP, timer), ending the dashboard
+/// sessions of tokens a reload removed, and forgetting idle rate-limit budgets.
+async fn auth_upkeep(
+    auth: Arc<crate::api::auth::Auth>,
+    sessions: Arc<crate::dashboard::Sessions>,
+    stop: watch::Receiver<bool>,
+) {
+    let reload = tokio::spawn(auth.keyring.clone().run(stop.clone()));
+    let mut changed = auth.keyring.subscribe();
+    let mut sweep = tokio::time::interval(std::time::Duration::from_secs(60));
+    let mut stop = stop;
+    loop {
+        tokio::select! {
+            _ = stop.changed() => break,
+            r = changed.changed() => {
+                if r.is_err() {
+                    break;
+                }
+                let set = auth.keyring.current();
+                let ended = sessions.end_unless(|h| set.find_hash(h).is_some());
+                if ended > 0 {
+                    tracing::info!(ended, "dashboard sessions of removed tokens ended");
+                }
+            }
+            _ = sweep.tick() => auth.limits.forget_idle(),
+        }
+    }
+    let _ = reload.await;
 }
 
 /// The configured token, or in development one generated on first start and kept in the data

@@ -7,6 +7,8 @@
 //!   episodes and silences in the store, webhook notifications from an outbox.
 //! - [`analytics`]: time series of task runs, the overview, breaker transitions and service
 //!   uptime/latency, all from rollups (`/api/v1/analytics/*`).
+//! - [`auth`]: API tokens with roles (`read`, `operate`, `admin`), from the environment, the
+//!   config file and a tokens file, kept as hashes and reloaded on SIGHUP and a timer.
 //! - [`app`]: builds the application from a [`config::Config`] and runs it with graceful shutdown.
 //! - [`api`]: the HTTP API (routes, envelope, auth and correlation middleware). Only this module
 //!   knows about HTTP and JSON shapes; [`api::types`] holds the views that the CLI subcommands
@@ -59,6 +61,7 @@ pub mod alerts;
 pub mod analytics;
 pub mod api;
 pub mod app;
+pub mod auth;
 pub mod breakers;
 pub mod cli;
 pub mod client;

@@ -184,6 +184,9 @@ async fn run(cli: Cli) -> ExitCode {
         Ok(c) => c,
         Err(e) => return config_error(e),
     };
+    // The configuration keeps what it needs (tokens only as hashes once the server is built):
+    // this copy of the environment, with the tokens and secrets in it, goes now.
+    drop(vars);
     match command {
         Command::Serve => serve(config).await,
         Command::Migrate => match migrate(&config).await {

@@ -106,6 +106,7 @@ impl OpenAiError {
     fn new(status: StatusCode, message: impl Into<String>, code: &'static str) -> OpenAiError {
         let kind = match status.as_u16() {
             401 => "authentication_error",
+            403 => "permission_error",
             429 => "rate_limit_error",
             s if s >= 500 => "server_error",
             _ => "invalid_request_error",

@@ -9,16 +9,13 @@ use std::time::Duration;
 
 use axum::extract::{Path, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
-use axum::middleware::Next;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use chrono::SecondsFormat;
 use futures_util::stream::Stream;
-use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
-use subtle::ConstantTimeEq;
 use tokio::sync::broadcast::error::RecvError;
 
 use super::envelope::{ok, ApiError, ApiJson};
@@ -112,6 +109,8 @@ struct SessionView {
     instance_id: String,
     /// Seconds a session lasts without a request.
     idle_timeout_seconds: u64,
+    /// The role of the token the session was signed in with (`read`, `operate`, `admin`).
+    role: Option<crate::auth::Role>,
 }
 
 fn session_view(state: &AppState, session: &Session) -> SessionView {
@@ -120,6 +119,12 @@ fn session_view(state: &AppState, session: &Session) -> SessionView {
         csrf: session.csrf.clone(),
         instance_id: state.instance_id.clone(),
         idle_timeout_seconds: crate::dashboard::session::IDLE.as_secs(),
+        role: state
+            .auth
+            .keyring
+            .current()
+            .find_hash(&session.token)
+            .map(|c| c.role),
     }
 }
 
@@ -132,19 +137,23 @@ async fn login(
     if let Err(why) = same_origin(&headers) {
         return forbidden(why);
     }
-    let expected = state.auth_token.expose_secret().as_bytes();
-    if !bool::from(body.token.trim().as_bytes().ct_eq(expected)) {
+    let Some(caller) = state.auth.keyring.authenticate(&body.token) else {
         // The given value is never logged: it may be a real token of another system.
-        tracing::warn!("dashboard sign-in refused: wrong token");
+        tracing::warn!(
+            route = "/ui/login",
+            status = 401,
+            reason = "dashboard sign-in refused: wrong token",
+            "request denied"
+        );
         return ApiError::new(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
             "the token is not valid",
         )
         .into_response();
-    }
-    let (id, session) = state.sessions.create();
-    tracing::info!("dashboard sign-in");
+    };
+    let (id, session) = state.sessions.create(caller.hash);
+    tracing::info!(token_name = %caller.name, role = %caller.role, "dashboard sign-in");
     let mut response = ok(session_view(&state, &session)).into_response();
     let cookie = format!(
         "{COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict{}",
@@ -195,17 +204,6 @@ async fn session(State(state): State<AppState>, headers: HeaderMap) -> Response 
             ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "not signed in").into_response()
         }
     }
-}
-
-/// 401 as `middleware::require_token` answers it (with `WWW-Authenticate`).
-fn unauthorized(message: &str) -> Response {
-    let mut response =
-        ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message).into_response();
-    response.headers_mut().insert(
-        header::WWW_AUTHENTICATE,
-        HeaderValue::from_static("Bearer realm=\"jarvis\""),
-    );
-    response
 }
 
 fn no_store(mut response: Response) -> Response {
@@ -279,24 +277,50 @@ pub(crate) fn check_csrf(session: &Session, headers: &HeaderMap) -> Result<(), &
     }
 }
 
-/// The middleware's cookie path (`middleware::require_token` without a bearer header): runs
-/// the request when its cookie names a live session and, for a method other than GET, HEAD or
-/// OPTIONS, it passes the CSRF check; else answers 401 or 403.
-pub(crate) async fn with_session(state: &AppState, req: Request, next: Next) -> Response {
+/// Why the cookie path refused a request.
+pub(crate) enum Refusal {
+    /// No cookie, or no live session, or the session's token was rotated away: 401.
+    Unauthorized(&'static str),
+    /// The session's CSRF check failed (the session's token name and why): 403 `csrf_failed`.
+    Csrf(std::sync::Arc<str>, &'static str),
+}
+
+/// 403 `csrf_failed`.
+pub(crate) fn csrf_refused(why: &'static str) -> Response {
+    forbidden(why)
+}
+
+/// The auth middleware's cookie path (`api::auth::authorize` without a bearer header): the
+/// caller of a live session whose token is still in force (a session whose token was rotated
+/// away ends here), once a request other than GET, HEAD or OPTIONS passes the CSRF check.
+pub(crate) fn session_caller(
+    state: &AppState,
+    req: &Request,
+) -> Result<crate::auth::Caller, Refusal> {
     let headers = req.headers();
     let Some(id) = cookie_of(headers) else {
-        return unauthorized("missing Authorization: Bearer <token> header");
+        return Err(Refusal::Unauthorized(
+            "missing Authorization: Bearer <token> header",
+        ));
     };
     let Some(session) = state.sessions.find(id) else {
-        return unauthorized("the session is not valid (signed out or expired): sign in again");
+        return Err(Refusal::Unauthorized(
+            "the session is not valid (signed out or expired): sign in again",
+        ));
+    };
+    let Some(caller) = state.auth.keyring.current().find_hash(&session.token) else {
+        state.sessions.end(id);
+        return Err(Refusal::Unauthorized(
+            "the token this session was signed in with is no longer valid: sign in again",
+        ));
     };
     let safe = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
     if !safe {
         if let Err(why) = check_csrf(&session, headers) {
-            return forbidden(why);
+            return Err(Refusal::Csrf(caller.name, why));
         }
     }
-    next.run(req).await
+    Ok(caller)
 }
 
 /// `GET /api/v1/events`: server-sent events, as they happen on this instance (breaker changes

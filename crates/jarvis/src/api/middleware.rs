@@ -1,6 +1,6 @@
 //! Request middleware: correlation IDs and W3C trace context with the access log (and in every
-//! error envelope), the request's trace event, and bearer-token auth (or the dashboard's session
-//! cookie, `api::dashboard`).
+//! error envelope), the request's trace event, the body limit, and the hook of the token check
+//! (`api::auth`: bearer token or the dashboard's session cookie, roles, rate limits).
 
 use std::time::Instant;
 
@@ -8,8 +8,6 @@ use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use secrecy::ExposeSecret;
-use subtle::ConstantTimeEq;
 use tracing::Instrument;
 
 use super::envelope::{ApiError, ErrorAnswer};
@@ -155,35 +153,10 @@ fn worth_tracing(method: &Method, path: &str, carried: bool) -> bool {
     carried || !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
 }
 
-/// Refuses a request without `Authorization: Bearer <JARVIS_AUTH_TOKEN>` (401 in the envelope).
-/// The comparison takes the same time whatever the given token.
-pub async fn require_token(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let given = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .map(str::trim);
-    let expected = state.auth_token.expose_secret().as_bytes();
-    match given {
-        Some(token) if bool::from(token.as_bytes().ct_eq(expected)) => next.run(req).await,
-        Some(_) => unauthorized("the bearer token is not valid"),
-        // No bearer header: the dashboard's session cookie (with its CSRF check) will do.
-        None => super::dashboard::with_session(&state, req, next).await,
-    }
-}
-
-fn unauthorized(message: &str) -> Response {
-    let mut response =
-        ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message).into_response();
-    response.headers_mut().insert(
-        header::WWW_AUTHENTICATE,
-        HeaderValue::from_static("Bearer realm=\"jarvis\""),
-    );
-    response
+/// The token check of the protected routes: [`super::auth::authorize`] (the caller's token or
+/// dashboard session, its role against the route's in `api::auth::ROUTES`, its rate limit).
+pub async fn require_token(state: State<AppState>, req: Request, next: Next) -> Response {
+    super::auth::authorize(state, req, next).await
 }
 
 /// Answers 413 at once when `Content-Length` announces a body over the limit, before reading it

@@ -7,6 +7,7 @@ pub mod ai_models;
 pub mod ai_usage;
 pub mod alerts;
 pub mod analytics;
+pub mod auth;
 pub mod breakers;
 pub mod dashboard;
 pub mod envelope;
@@ -99,23 +100,36 @@ pub fn router(state: AppState) -> Router {
             middleware::require_token,
         ));
 
-    let metrics = if state.config.server.metrics_public {
-        Router::new().route("/metrics", get(breakers::metrics))
+    // Public routes have a budget per client address (`api::auth`); the others per token.
+    let public = Router::new()
+        .route("/health", get(health::health))
+        .merge(dashboard::router());
+    let (public, metrics) = if state.config.server.metrics_public {
+        (
+            public.route("/metrics", get(breakers::metrics)),
+            Router::new(),
+        )
     } else {
-        Router::new()
-            .route("/metrics", get(breakers::metrics))
-            .layer(axum::middleware::from_fn_with_state(
-                state.clone(),
-                middleware::require_token,
-            ))
+        (
+            public,
+            Router::new()
+                .route("/metrics", get(breakers::metrics))
+                .layer(axum::middleware::from_fn_with_state(
+                    state.clone(),
+                    middleware::require_token,
+                )),
+        )
     };
+    let public = public.layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        auth::limit_by_address,
+    ));
 
     Router::new()
-        .route("/health", get(health::health))
+        .merge(public)
         .merge(metrics)
         .nest("/api/v1", api)
         .nest("/v1", ai::router(state.clone()))
-        .merge(dashboard::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(state.config.server.body_limit))

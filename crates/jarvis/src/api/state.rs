@@ -5,8 +5,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use secrecy::SecretString;
-
 use crate::breakers::shared::BreakerSync;
 use crate::breakers::BreakerRegistry;
 use crate::config::Config;
@@ -22,8 +20,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// Where everything is kept.
     pub store: Arc<dyn Store>,
-    /// The bearer token every `/api/v1` call must present.
-    pub auth_token: SecretString,
+    /// The tokens in force and the rate limits (`api::auth`).
+    pub auth: Arc<crate::api::auth::Auth>,
     /// This instance's name (logs, history rows, breaker updates).
     pub instance_id: String,
     /// When the process started serving.

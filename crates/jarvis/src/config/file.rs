@@ -78,6 +78,10 @@ pub struct FileConfig {
     /// Alert rules and webhooks (`config::alerts`).
     #[serde(default)]
     pub alerts: super::alerts::FileAlerts,
+    /// API tokens with their roles (`[[auth.tokens]]`: `name`, `role`, `token` or `sha256`),
+    /// read again on SIGHUP and every `JARVIS_AUTH_RELOAD_MS` (`crate::auth`).
+    #[serde(default)]
+    pub auth: crate::auth::TokensTable,
 }
 
 /// The `[ai]` table of the config file.
@@ -177,6 +181,7 @@ pub(super) fn parse_file(path: &Path, text: &str) -> Result<FileConfig, ConfigEr
 /// learner's variables-backed keys are checked when they are read (see `setting::Reader`).
 fn validate(file: &FileConfig) -> Result<(), String> {
     let now = chrono::Utc::now();
+    crate::auth::tokens_of(&file.auth, "auth.tokens")?;
     for (name, s) in &file.services {
         let parsed = Name::parse(name).map_err(|e| format!("services.{name}: {e}"))?;
         s.clone()

@@ -10,6 +10,7 @@
 //! secret or not, help), kept next to the group of [`Config`] that uses it:
 //!
 //! - [`server`]: environment, address, token, instance name, data directory, request limits;
+//! - [`auth`]: more tokens with roles, their reload, rate limits per token and per address;
 //! - [`telemetry`]: log level, format and directory, CloudWatch EMF lines;
 //! - [`store`]: `DATABASE_URL` or the embedded SQLite file;
 //! - [`breakers`]: breaker defaults and shared breaker state;
@@ -30,6 +31,7 @@ use std::path::PathBuf;
 use serde_json::Value;
 
 pub mod alerts;
+pub mod auth;
 pub mod breakers;
 pub mod docs;
 pub mod file;
@@ -43,6 +45,7 @@ pub mod tasks;
 pub mod telemetry;
 
 pub use alerts::AlertSettings;
+pub use auth::{AuthSettings, Rate};
 pub use breakers::{BreakerDefaults, BreakerSettings};
 pub use file::{load_file, BreakerFileEntry, FileAi, FileConfig, FileLearning, FileServer};
 pub use health::HealthConfig;
@@ -59,6 +62,7 @@ use setting::{Reader, Setting};
 pub fn all_settings() -> impl Iterator<Item = &'static Setting> {
     [
         server::SETTINGS,
+        auth::SETTINGS,
         telemetry::SETTINGS,
         store::SETTINGS,
         breakers::SETTINGS,
@@ -78,6 +82,8 @@ pub fn all_settings() -> impl Iterator<Item = &'static Setting> {
 pub struct Config {
     /// The server: environment, address, token, instance name, data directory, limits.
     pub server: ServerSettings,
+    /// More tokens with roles, their reload, rate limits.
+    pub auth: AuthSettings,
     /// Log lines and CloudWatch metrics lines.
     pub telemetry: TelemetrySettings,
     /// Where the state lives.
@@ -185,6 +191,7 @@ impl Config {
         };
 
         let server = ServerSettings::read(&mut r)?;
+        let auth = AuthSettings::read(&mut r)?;
         let telemetry = TelemetrySettings::read(&mut r)?;
         let store = StoreConfig::read(&mut r, &server.data_dir)?;
         let breakers = BreakerSettings::read(&mut r)?;
@@ -207,6 +214,7 @@ impl Config {
         let shown = r.into_shown();
         Ok(Config {
             server,
+            auth,
             telemetry,
             store,
             breakers,
@@ -234,6 +242,8 @@ impl Config {
         insert_at(&mut view, "breakers", json(&self.file.breakers));
         insert_at(&mut view, "schedules", json(&self.file.schedules));
         insert_at(&mut view, "alerts.rules", json(&self.file.alerts));
+        // Names, roles and given hashes; a token itself is never serialized.
+        insert_at(&mut view, "auth.file", json(&self.file.auth));
         Value::Object(view)
     }
 }

@@ -273,6 +273,8 @@ fn every_secret_is_masked() {
     for s in secrets {
         let value = match (s.mask, s.kind) {
             (Mask::UrlPassword, _) => "postgres://app:hunter2-secret@db/x".to_string(),
+            // A list of named tokens with roles.
+            _ if s.var == "JARVIS_AUTH_TOKENS" => "ci:read:hunter2-secret-0123456789".to_string(),
             // A secret URL (a webhook's, whose path holds its token).
             (_, super::setting::Kind::Text { .. }) => {
                 "https://hooks.example/services/hunter2-secret".to_string()

@@ -3,6 +3,10 @@
 //! instead of the bearer header. The ID is not derived from the token, so the token cannot be
 //! recovered from it; the server keeps only the ID's SHA-256, with the session's CSRF token.
 //!
+//! A session remembers the SHA-256 of the token it was signed in with (never the token): it
+//! acts with that token's role as the token set in force says, and ends when a reload removes
+//! the token (`crate::auth`), so rotating a token away signs out its browsers too.
+//!
 //! Sessions live in this instance's memory: signing out ends one at once, and a restart ends
 //! them all. Behind a load balancer with several instances, a session is known only to the
 //! instance that created it (use sticky sessions for the dashboard, or one instance).
@@ -28,6 +32,8 @@ pub struct Session {
     /// The token a state-changing request made with the session's cookie must carry in
     /// `X-Jarvis-CSRF` (64 hex digits).
     pub csrf: String,
+    /// The SHA-256 of the token the session was signed in with.
+    pub token: [u8; 32],
     created: Instant,
     last_seen: Instant,
 }
@@ -55,12 +61,14 @@ impl Sessions {
         Sessions::default()
     }
 
-    /// Starts a session: its ID (for the cookie; 64 hex digits) and the session itself.
-    pub fn create(&self) -> (String, Session) {
+    /// Starts a session for the token whose hash is `token`: its ID (for the cookie; 64 hex
+    /// digits) and the session itself.
+    pub fn create(&self, token: [u8; 32]) -> (String, Session) {
         let id = random_hex();
         let now = Instant::now();
         let session = Session {
             csrf: random_hex(),
+            token,
             created: now,
             last_seen: now,
         };
@@ -117,6 +125,14 @@ impl Sessions {
             .is_some()
     }
 
+    /// Ends every session whose token `keep` refuses (a token rotated away); how many ended.
+    pub fn end_unless(&self, keep: impl Fn(&[u8; 32]) -> bool) -> usize {
+        let mut all = self.by_hash.lock().unwrap_or_else(|e| e.into_inner());
+        let before = all.len();
+        all.retain(|_, s| keep(&s.token));
+        before - all.len()
+    }
+
     /// Live and expired-but-not-yet-swept sessions.
     pub fn len(&self) -> usize {
         self.by_hash.lock().unwrap_or_else(|e| e.into_inner()).len()
@@ -144,7 +160,7 @@ mod tests {
     #[test]
     fn a_session_is_found_by_its_id_until_it_ends() {
         let sessions = Sessions::new();
-        let (id, s) = sessions.create();
+        let (id, s) = sessions.create([1; 32]);
         assert_eq!(id.len(), 64);
         assert_ne!(id, s.csrf);
         let found = sessions.find(&id).expect("found");
@@ -164,10 +180,14 @@ mod tests {
     #[test]
     fn two_sessions_differ() {
         let sessions = Sessions::new();
-        let (a, sa) = sessions.create();
-        let (b, sb) = sessions.create();
+        let (a, sa) = sessions.create([1; 32]);
+        let (b, sb) = sessions.create([2; 32]);
         assert_ne!(a, b);
         assert_ne!(sa.csrf, sb.csrf);
         assert_eq!(sessions.len(), 2);
+        // Rotating token 1 away ends its session only.
+        assert_eq!(sessions.end_unless(|t| *t != [1; 32]), 1);
+        assert!(sessions.find(&a).is_none());
+        assert!(sessions.find(&b).is_some());
     }
 }

@@ -15,6 +15,7 @@ mod ai_routing;
 mod ai_spend;
 mod alerts;
 mod analytics;
+mod auth;
 mod breakers;
 mod cli;
 mod cluster;
