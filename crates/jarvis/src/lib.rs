@@ -82,3 +82,6 @@ pub mod tasks;
 pub mod telemetry;
 pub mod timeparse;
 pub mod trace;
+
+#[cfg(test)]
+mod props;

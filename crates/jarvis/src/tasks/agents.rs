@@ -276,53 +276,61 @@ impl HttpAgents {
             Ok(b) => b,
             Err(e) => return transport_error(&e, timeout),
         };
-        if !(200..300).contains(&status) {
+        read_answer(status, &body)
+    }
+}
+
+/// What an agent's HTTP answer (its status and body) means for the task and the breaker: a
+/// non-2xx status is a failed attempt the breaker counts; a 2xx body is read as the agent
+/// protocol, and one that is not the protocol is a failed attempt (with what was expected) but
+/// a healthy agent. Pure, so that any answer can be checked without a server (`crate::props`).
+pub fn read_answer(status: u16, body: &[u8]) -> HttpResult {
+    if !(200..300).contains(&status) {
+        return HttpResult {
+            answer: AgentAnswer::Failure {
+                reason: format!("agent answered HTTP {status}"),
+            },
+            outcome: Outcome::Status(status),
+        };
+    }
+    let outcome = Outcome::Status(status);
+    let wire: WireAnswer = match serde_json::from_slice(body) {
+        Ok(w) => w,
+        Err(e) => {
             return HttpResult {
                 answer: AgentAnswer::Failure {
-                    reason: format!("agent answered HTTP {status}"),
+                    reason: not_the_protocol(body, &e),
                 },
-                outcome: Outcome::Status(status),
-            };
+                outcome,
+            }
         }
-        let outcome = Outcome::Status(status);
-        let wire: WireAnswer = match serde_json::from_slice(&body) {
-            Ok(w) => w,
-            Err(e) => {
-                return HttpResult {
-                    answer: AgentAnswer::Failure {
-                        reason: not_the_protocol(&body, &e),
-                    },
-                    outcome,
-                }
+    };
+    let answer = if wire.success {
+        let impact_score = wire.impact_score.filter(|s| {
+            let ok = s.is_finite() && (0.0..=100.0).contains(s);
+            if !ok {
+                tracing::warn!(
+                    impact_score = s,
+                    "agent reported an impact score outside 0-100; ignored"
+                );
             }
+            ok
+        });
+        AgentAnswer::Success {
+            impact_score,
+            output: wire.output,
+            cost_usd: wire.cost_usd.filter(|c| c.is_finite() && *c >= 0.0),
+            model_call: None,
+        }
+    } else {
+        let reason = match wire.error {
+            Some(Value::String(s)) if !s.is_empty() => s,
+            Some(Value::Null) | None => "agent reported failure without a reason".to_string(),
+            Some(other) => other.to_string(),
         };
-        let answer = if wire.success {
-            let impact_score = wire.impact_score.filter(|s| {
-                let ok = s.is_finite() && (0.0..=100.0).contains(s);
-                if !ok {
-                    tracing::warn!(
-                        impact_score = s,
-                        "agent reported an impact score outside 0-100; ignored"
-                    );
-                }
-                ok
-            });
-            AgentAnswer::Success {
-                impact_score,
-                output: wire.output,
-                cost_usd: wire.cost_usd.filter(|c| c.is_finite() && *c >= 0.0),
-                model_call: None,
-            }
-        } else {
-            let reason = match wire.error {
-                Some(Value::String(s)) if !s.is_empty() => s,
-                Some(Value::Null) | None => "agent reported failure without a reason".to_string(),
-                Some(other) => other.to_string(),
-            };
-            AgentAnswer::Failure { reason }
-        };
-        HttpResult { answer, outcome }
-    }
+        AgentAnswer::Failure { reason }
+    };
+    HttpResult { answer, outcome }
 }
 
 /// The answer shape of the agent protocol, quoted in the failure reason of an answer that is
