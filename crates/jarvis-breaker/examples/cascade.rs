@@ -490,8 +490,9 @@ enum Kind {
     NeedsB,
 }
 
+/// How a caller request ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Result_ {
+enum Got {
     Ok,
     /// An error answer in under 100 ms.
     FastError,
@@ -506,7 +507,7 @@ struct Sample {
     /// When the request was sent, ms since the start of the mode.
     at_ms: u64,
     kind: Kind,
-    result: Result_,
+    result: Got,
     latency_ms: f64,
 }
 
@@ -527,10 +528,10 @@ async fn one_call(client: reqwest::Client, url: String, at_ms: u64, kind: Kind) 
     };
     let latency_ms = t0.elapsed().as_secs_f64() * 1000.0;
     let result = match ok {
-        Ok(true) => Result_::Ok,
-        Err(e) if e.is_timeout() => Result_::Timeout,
-        _ if latency_ms < FAST_MS => Result_::FastError,
-        _ => Result_::SlowError,
+        Ok(true) => Got::Ok,
+        Err(e) if e.is_timeout() => Got::Timeout,
+        _ if latency_ms < FAST_MS => Got::FastError,
+        _ => Got::SlowError,
     };
     Sample {
         at_ms,
@@ -743,15 +744,15 @@ async fn run_mode(mode: Mode, o: &Opts) -> [Figures; 2] {
                     lat_local_window.push(s.latency_ms);
                 }
             }
-            if s.result == Result_::Ok {
+            if s.result == Got::Ok {
                 continue;
             }
             f.failed += 1;
             match s.result {
-                Result_::FastError => f.fast += 1,
-                Result_::SlowError => f.slow += 1,
-                Result_::Timeout => f.timeout += 1,
-                Result_::Ok => {}
+                Got::FastError => f.fast += 1,
+                Got::SlowError => f.slow += 1,
+                Got::Timeout => f.timeout += 1,
+                Got::Ok => {}
             }
             match (s.kind, in_window) {
                 (Kind::Local, _) => f.failed_local += 1,

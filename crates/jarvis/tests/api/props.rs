@@ -14,6 +14,7 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, RngSeed, TestCaseError, TestRunner};
 use serde_json::{Map, Value};
 
+use crate::both_backends;
 use crate::helpers::*;
 
 /// Requests per backend.
