@@ -7,7 +7,8 @@
 //! refuses with a message) and never panics; where a parser has an invariant that is cheap to
 //! state (an accepted name satisfies the grammar, a stream split anywhere parses to the same
 //! events), it is checked too. The HTTP layer (no 5xx for any request) is checked in
-//! `tests/api/props.rs`; the Redis reply reader in `ai::cache`'s tests.
+//! `tests/api/props.rs`; the private readers next to their code: the Redis reply reader in
+//! `ai::cache`'s tests, OpenAI's stream usage and error bodies in `ai`'s tests.
 //!
 //! The inputs are random but not blind: JSON values are built from the field names and words
 //! the parsers look for (so that the generated objects get past the first `match`), mixed with
@@ -382,6 +383,7 @@ proptest! {
         if let Ok(task) = input.validate("", "req-props", now) {
             prop_assert!(task.run_at >= now);
             prop_assert!(task.parameters.is_object());
+            prop_assert!(!crate::model::task_input::holds_nul(&task.parameters));
         }
     }
 
@@ -426,10 +428,14 @@ proptest! {
     ) {
         use crate::tasks::agents::{read_answer, AgentAnswer};
         let r = read_answer(status, &body);
-        if let AgentAnswer::Success { impact_score, cost_usd, .. } = r.answer {
+        match r.answer {
+            AgentAnswer::Failure { reason } => prop_assert!(!reason.contains('\0')),
+            AgentAnswer::Success { impact_score, cost_usd, output, .. } => {
             prop_assert!((200..300).contains(&status));
+            prop_assert!(!output.as_ref().is_some_and(crate::model::task_input::holds_nul));
             prop_assert!(impact_score.is_none_or(|s| (0.0..=100.0).contains(&s)));
             prop_assert!(cost_usd.is_none_or(|c| c >= 0.0 && c.is_finite()));
+            }
         }
     }
 }

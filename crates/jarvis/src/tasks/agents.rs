@@ -299,7 +299,7 @@ pub fn read_answer(status: u16, body: &[u8]) -> HttpResult {
         Err(e) => {
             return HttpResult {
                 answer: AgentAnswer::Failure {
-                    reason: not_the_protocol(body, &e),
+                    reason: not_the_protocol(body, &e).replace('\0', "\u{FFFD}"),
                 },
                 outcome,
             }
@@ -318,7 +318,7 @@ pub fn read_answer(status: u16, body: &[u8]) -> HttpResult {
         });
         AgentAnswer::Success {
             impact_score,
-            output: wire.output,
+            output: wire.output.map(without_nul),
             cost_usd: wire.cost_usd.filter(|c| c.is_finite() && *c >= 0.0),
             model_call: None,
         }
@@ -328,9 +328,27 @@ pub fn read_answer(status: u16, body: &[u8]) -> HttpResult {
             Some(Value::Null) | None => "agent reported failure without a reason".to_string(),
             Some(other) => other.to_string(),
         };
-        AgentAnswer::Failure { reason }
+        AgentAnswer::Failure {
+            reason: reason.replace('\0', "\u{FFFD}"),
+        }
     };
     HttpResult { answer, outcome }
+}
+
+/// `v` with every NUL character in its strings and keys replaced by U+FFFD: the output and the
+/// reason are stored (`jsonb`, `text`), and PostgreSQL refuses NUL in both, which would fail the
+/// settlement of an attempt the agent completed.
+fn without_nul(v: Value) -> Value {
+    match v {
+        Value::String(s) if s.contains('\0') => Value::String(s.replace('\0', "\u{FFFD}")),
+        Value::Array(a) => Value::Array(a.into_iter().map(without_nul).collect()),
+        Value::Object(o) => Value::Object(
+            o.into_iter()
+                .map(|(k, v)| (k.replace('\0', "\u{FFFD}"), without_nul(v)))
+                .collect(),
+        ),
+        other => other,
+    }
 }
 
 /// The answer shape of the agent protocol, quoted in the failure reason of an answer that is
@@ -412,6 +430,23 @@ mod tests {
         );
         assert!(r.contains("missing field `success`"), "{r}");
         assert!(r.contains(r#"the answer was {"result": "done"}"#), "{r}");
+    }
+
+    #[test]
+    fn nul_characters_in_an_answer_are_replaced_not_stored() {
+        // PostgreSQL refuses NUL in jsonb and text; the task's result must still settle.
+        let r = read_answer(200, br#"{"success": true, "output": {"a\u0000": ["x\u0000"]}}"#);
+        let AgentAnswer::Success { output, .. } = r.answer else {
+            panic!("{r:?}")
+        };
+        assert_eq!(output.unwrap(), serde_json::json!({"a\u{FFFD}": ["x\u{FFFD}"]}));
+        let r = read_answer(200, br#"{"success": false, "error": "bad\u0000"}"#);
+        assert_eq!(
+            r.answer,
+            AgentAnswer::Failure {
+                reason: "bad\u{FFFD}".into()
+            }
+        );
     }
 
     #[test]

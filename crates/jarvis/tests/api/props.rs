@@ -3,6 +3,12 @@
 //! session cookie) and body (malformed JSON, unknown fields, wrong types, huge numbers, any
 //! bytes) — Jarvis answers below 500, on SQLite and on PostgreSQL.
 //!
+//! One kind of 5xx is the contract, not a fault: the AI gateway (`/v1/*`) says what its
+//! upstreams did with 502/503/504 and a documented code (docs/api.md, "AI gateway errors";
+//! this test's application has no provider key, so `provider_not_configured` and
+//! `no_deployment_available` are expected there). Those are accepted by their code; a 500, or a
+//! 5xx with any other code, still fails.
+//!
 //! The requests go over real HTTP to a `TestApp` (so hyper's and axum's own parsing is part of
 //! what is checked). The seed is fixed (a run is reproducible); a failure found once is kept
 //! as a named regression test below. Unit-level properties of the parsers themselves are in
@@ -18,7 +24,7 @@ use crate::both_backends;
 use crate::helpers::*;
 
 /// Requests per backend.
-const CASES: u32 = 300;
+const CASES: u32 = 500;
 
 /// One generated request.
 #[derive(Debug, Clone)]
@@ -30,54 +36,55 @@ struct Call {
     body: Option<Vec<u8>>,
 }
 
-const ROUTES: &[&str] = &[
-    "/health",
-    "/metrics",
-    "/api/v1/services",
-    "/api/v1/services/{name}",
-    "/api/v1/health/services",
-    "/api/v1/health/services/{name}/history",
-    "/api/v1/circuit-breakers",
-    "/api/v1/circuit-breakers/{name}",
-    "/api/v1/circuit-breakers/{name}/{word}",
-    "/api/v1/execute",
-    "/api/v1/tasks",
-    "/api/v1/tasks/batch",
-    "/api/v1/tasks/history",
-    "/api/v1/tasks/recommendations",
-    "/api/v1/tasks/executions",
-    "/api/v1/tasks/{id}",
-    "/api/v1/tasks/{id}/retry",
-    "/api/v1/schedules",
-    "/api/v1/schedules/{name}",
-    "/api/v1/schedules/{name}/pause",
-    "/api/v1/schedules/{name}/resume",
-    "/api/v1/ai/usage",
-    "/api/v1/ai/budgets",
-    "/api/v1/ai/prices",
-    "/api/v1/ai/models",
-    "/api/v1/ai/models/{name}",
-    "/api/v1/analytics/tasks",
-    "/api/v1/analytics/overview",
-    "/api/v1/analytics/breakers",
-    "/api/v1/analytics/services",
-    "/api/v1/traces/{id}",
-    "/api/v1/alerts",
-    "/api/v1/alerts/silences",
-    "/api/v1/alerts/silences/{id}",
-    "/api/v1/alerts/notifications",
-    "/api/v1/agents",
-    "/api/v1/agents/{name}",
-    "/api/v1/openapi.json",
-    "/v1/chat/completions",
-    "/v1/embeddings",
-    "/v1/models",
-    "/",
-    "/ui/login",
-    "/ui/logout",
-    "/ui/session",
-    "/ui/{name}",
-    "/{name}",
+/// Every route with the methods it answers (a request takes one of them most of the time).
+const ROUTES: &[(&str, &[&str])] = &[
+    ("/health", &["GET"]),
+    ("/metrics", &["GET"]),
+    ("/api/v1/services", &["GET"]),
+    ("/api/v1/services/{name}", &["GET", "PUT", "DELETE"]),
+    ("/api/v1/health/services", &["GET"]),
+    ("/api/v1/health/services/{name}/history", &["GET"]),
+    ("/api/v1/circuit-breakers", &["GET"]),
+    ("/api/v1/circuit-breakers/{name}", &["GET"]),
+    ("/api/v1/circuit-breakers/{name}/{word}", &["POST"]),
+    ("/api/v1/execute", &["POST"]),
+    ("/api/v1/tasks", &["GET", "POST"]),
+    ("/api/v1/tasks/batch", &["POST"]),
+    ("/api/v1/tasks/history", &["GET"]),
+    ("/api/v1/tasks/recommendations", &["GET"]),
+    ("/api/v1/tasks/executions", &["GET"]),
+    ("/api/v1/tasks/{id}", &["GET", "DELETE"]),
+    ("/api/v1/tasks/{id}/retry", &["POST"]),
+    ("/api/v1/schedules", &["GET"]),
+    ("/api/v1/schedules/{name}", &["GET", "PUT", "DELETE"]),
+    ("/api/v1/schedules/{name}/pause", &["POST"]),
+    ("/api/v1/schedules/{name}/resume", &["POST"]),
+    ("/api/v1/ai/usage", &["GET"]),
+    ("/api/v1/ai/budgets", &["GET"]),
+    ("/api/v1/ai/prices", &["GET"]),
+    ("/api/v1/ai/models", &["GET"]),
+    ("/api/v1/ai/models/{name}", &["GET", "PUT", "DELETE"]),
+    ("/api/v1/analytics/tasks", &["GET"]),
+    ("/api/v1/analytics/overview", &["GET"]),
+    ("/api/v1/analytics/breakers", &["GET"]),
+    ("/api/v1/analytics/services", &["GET"]),
+    ("/api/v1/traces/{id}", &["GET"]),
+    ("/api/v1/alerts", &["GET"]),
+    ("/api/v1/alerts/silences", &["GET", "POST"]),
+    ("/api/v1/alerts/silences/{id}", &["DELETE"]),
+    ("/api/v1/alerts/notifications", &["GET"]),
+    ("/api/v1/agents", &["GET"]),
+    ("/api/v1/agents/{name}", &["GET", "PUT", "DELETE"]),
+    ("/api/v1/openapi.json", &["GET"]),
+    ("/v1/chat/completions", &["POST"]),
+    ("/v1/embeddings", &["POST"]),
+    ("/v1/models", &["GET"]),
+    ("/", &["GET"]),
+    ("/ui/login", &["POST"]),
+    ("/ui/logout", &["POST"]),
+    ("/ui/session", &["GET"]),
+    ("/ui/{name}", &["GET"]),
+    ("/{name}", &["GET"]),
 ];
 
 /// Field names the handlers read (and a few they do not).
@@ -88,6 +95,7 @@ const KEYS: &[&str] = &[
     "everyMs", "timezone", "task", "paused", "missed", "catchUpLimit", "model", "messages",
     "role", "content", "stream", "max_tokens", "input", "deployments", "weight", "fallbacks",
     "matchers", "rule", "service", "until", "comment", "reason", "token", "password", "extra",
+    "durationMs", "endsAt",
 ];
 
 const WORDS: &[&str] = &[
@@ -188,8 +196,8 @@ fn query() -> BoxedStrategy<String> {
     )
         .prop_map(|(k, v)| format!("{}={}", encode(&k), encode(&v)));
     prop_oneof![
-        3 => Just(String::new()),
-        4 => proptest::collection::vec(pair, 1..4).prop_map(|p| p.join("&")),
+        6 => Just(String::new()),
+        3 => proptest::collection::vec(pair, 1..4).prop_map(|p| p.join("&")),
         1 => proptest::sample::select(vec![
             "%zz", "a=%", "==", "&&", "limit=99999999999999999999", "since=+262143-01-01",
             "wait=true&waitMs=1", "wait=true&waitMs=0", "wait=maybe", "waitMs=-1",
@@ -201,7 +209,7 @@ fn query() -> BoxedStrategy<String> {
 
 fn headers() -> BoxedStrategy<Vec<(&'static str, String)>> {
     let auth = prop_oneof![
-        6 => Just(format!("Bearer {TOKEN}")),
+        16 => Just(format!("Bearer {TOKEN}")),
         1 => Just(String::new()),
         1 => text().prop_map(|t| format!("Bearer {t}")),
         1 => text(),
@@ -242,10 +250,70 @@ fn headers() -> BoxedStrategy<Vec<(&'static str, String)>> {
         .boxed()
 }
 
-fn body() -> BoxedStrategy<Option<Vec<u8>>> {
+/// `base` with up to three of `keys` set to any value: gets past the first checks of a write
+/// route, so that odd values reach validation and the store.
+fn with_extra(base: Value, keys: &'static [&'static str]) -> BoxedStrategy<Value> {
+    proptest::collection::vec((proptest::sample::select(keys), json()), 0..4)
+        .prop_map(move |extra| {
+            let mut v = base.clone();
+            for (k, x) in extra {
+                v[k] = x;
+            }
+            v
+        })
+        .boxed()
+}
+
+const TASK_KEYS: &[&str] = &[
+    "parameters", "useLearned", "timeoutMs", "maxAttempts", "priority", "runAt",
+    "idempotencyKey", "waitForAgent",
+];
+
+/// A body shaped like `route`'s (a task, a batch, a service, an agent, a schedule, a chat
+/// request, a model group, a silence, a sign-in), with some fields of any value.
+fn shaped(route: &str) -> BoxedStrategy<Value> {
+    use serde_json::json;
+    let task = json!({"domain": "props", "action": "run", "waitForAgent": true,
+                      "parameters": {"x": "\u{0}y", "n": 1e300}});
+    match route {
+        "/api/v1/execute" | "/api/v1/tasks" => with_extra(task, TASK_KEYS),
+        "/api/v1/tasks/batch" => with_extra(json!({"tasks": [task.clone(), task]}), &["tasks"]),
+        "/api/v1/services/{name}" => with_extra(
+            json!({"url": "http://127.0.0.1:9/health", "intervalMs": 60000}),
+            &["intervalMs", "timeoutMs", "critical", "expectedStatus", "method", "expectBody",
+              "degradedLatencyMs"],
+        ),
+        "/api/v1/agents/{name}" => with_extra(
+            json!({"url": "http://127.0.0.1:9/agent"}),
+            &["timeoutMs", "useLearned", "healthUrl", "url"],
+        ),
+        "/api/v1/schedules/{name}" => with_extra(
+            json!({"everyMs": 3_600_000, "task": {"domain": "props", "action": "run"}}),
+            &["cron", "everyMs", "timezone", "paused", "missed", "catchUpLimit", "task"],
+        ),
+        "/v1/chat/completions" | "/v1/embeddings" => with_extra(
+            json!({"model": "openai/gpt-4o", "messages": [{"role": "user", "content": "hi"}],
+                   "input": "hi"}),
+            &["model", "messages", "stream", "max_tokens", "input", "tools", "n"],
+        ),
+        "/api/v1/ai/models/{name}" => with_extra(
+            json!({"deployments": [{"model": "openai/gpt-4o"}]}),
+            &["deployments", "fallbacks", "weight"],
+        ),
+        "/api/v1/alerts/silences" => with_extra(
+            json!({"matchers": {"service": "props"}, "durationMs": 60000, "comment": "x"}),
+            &["matchers", "durationMs", "endsAt", "comment"],
+        ),
+        "/ui/login" => with_extra(json!({"token": TOKEN}), &["token"]),
+        _ => json(),
+    }
+}
+
+fn body(route: &str) -> BoxedStrategy<Option<Vec<u8>>> {
     prop_oneof![
         2 => Just(None),
-        6 => json().prop_map(|v| Some(serde_json::to_vec(&v).unwrap())),
+        2 => json().prop_map(|v| Some(serde_json::to_vec(&v).unwrap())),
+        6 => shaped(route).prop_map(|v| Some(serde_json::to_vec(&v).unwrap())),
         1 => proptest::collection::vec(any::<u8>(), 0..64).prop_map(Some),
         1 => proptest::sample::select(vec![
             "{", "[", "{\"domain\":", "1e999", "-1e999", "{\"timeoutMs\": 1e400}",
@@ -260,24 +328,27 @@ fn body() -> BoxedStrategy<Option<Vec<u8>>> {
 }
 
 fn call() -> BoxedStrategy<Call> {
-    (
-        proptest::sample::select(vec![
-            reqwest::Method::GET,
-            reqwest::Method::POST,
-            reqwest::Method::PUT,
-            reqwest::Method::DELETE,
-            reqwest::Method::PATCH,
-            reqwest::Method::HEAD,
-            reqwest::Method::OPTIONS,
-        ]),
-        proptest::sample::select(ROUTES),
-        segment(),
-        segment(),
-        query(),
-        headers(),
-        body(),
-    )
-        .prop_map(|(method, route, a, b, query, headers, body)| {
+    proptest::sample::select(ROUTES)
+        .prop_flat_map(|(route, methods)| {
+            (
+                Just(route),
+                proptest::sample::select(methods),
+                prop_oneof![
+                    6 => Just(None),
+                    1 => proptest::sample::select(vec![
+                        "GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS",
+                    ])
+                    .prop_map(Some),
+                ],
+                segment(),
+                segment(),
+                query(),
+                headers(),
+                body(route),
+            )
+        })
+        .prop_map(|(route, method, other, a, b, query, headers, body)| {
+            let method = reqwest::Method::from_bytes(other.unwrap_or(method).as_bytes()).unwrap();
             let path = route
                 .replacen("{name}", &a, 1)
                 .replacen("{id}", &a, 1)
@@ -316,12 +387,47 @@ async fn send(app: &TestApp, client: &reqwest::Client, call: &Call) -> Result<u1
         Err(e) => return Err(format!("no answer: {e}")),
     };
     let status = resp.status().as_u16();
-    if status >= 500 {
-        let text = resp.text().await.unwrap_or_default();
-        return Err(format!("{status}: {text}"));
+    if status < 500 {
+        return Ok(status);
     }
-    Ok(status)
+    let mut text = resp.text().await.unwrap_or_default();
+    if call.method == reqwest::Method::HEAD {
+        // No body to read the code from: the same request as a GET says it.
+        let get = Call {
+            method: reqwest::Method::GET,
+            ..call.clone()
+        };
+        text = Box::pin(send(app, client, &get))
+            .await
+            .err()
+            .unwrap_or_default();
+    }
+    if call.path.starts_with("/v1/") && matches!(status, 502..=504) {
+        let body = match call.method {
+            // `send` of the GET said "<status>: <body>".
+            reqwest::Method::HEAD => text.split_once(": ").map_or("", |t| t.1),
+            _ => text.as_str(),
+        };
+        let code = serde_json::from_str::<Value>(body)
+            .ok()
+            .and_then(|v| v["error"]["code"].as_str().map(str::to_string));
+        if code.is_some_and(|c| UPSTREAM_CODES.contains(&c.as_str())) {
+            return Ok(status);
+        }
+    }
+    Err(format!("{status}: {text}"))
 }
+
+/// The AI gateway's documented 5xx codes: what an upstream did, or that none is configured.
+const UPSTREAM_CODES: &[&str] = &[
+    "provider_not_configured",
+    "no_deployment_available",
+    "circuit_open",
+    "upstream_timeout",
+    "upstream_unreachable",
+    "upstream_error",
+    "upstream_bad_answer",
+];
 
 /// Runs the property on a fresh application of `backend`.
 async fn no_request_gets_a_5xx(backend: Backend) {
@@ -336,7 +442,13 @@ async fn no_request_gets_a_5xx(backend: Backend) {
     let result = tokio::task::spawn_blocking(move || {
         let mut runner = TestRunner::new(Config {
             cases: CASES,
-            rng_seed: RngSeed::Fixed(0x4a41_5256_4953),
+            // `JARVIS_PROPS_SEED=<n>` explores other cases; the suite runs the fixed one.
+            rng_seed: RngSeed::Fixed(
+                std::env::var("JARVIS_PROPS_SEED")
+                    .ok()
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(0x4a41_5256_4953),
+            ),
             failure_persistence: None,
             // Shrinking re-sends requests; a few hundred steps find the small case.
             max_shrink_iters: 300,
@@ -361,3 +473,37 @@ both_backends!(http_no_request_gets_a_5xx, |backend| async move {
 });
 
 // Regressions: the failing cases the property found, kept by name.
+
+both_backends!(
+    a_task_with_a_nul_character_is_refused_on_both_backends,
+    |backend| async move {
+        // Found by `http_no_request_gets_a_5xx` on PostgreSQL: `jsonb` refuses `\u0000`, so a
+        // task (or a batch, or a schedule's task) whose parameters held one was a 500 there and
+        // stored on SQLite.
+        let app = TestApp::spawn(backend).await;
+        let task = serde_json::json!({"domain": "props", "action": "run", "waitForAgent": true,
+                                      "parameters": {"x": "a\u{0}b"}});
+        for (path, body) in [
+            ("/api/v1/execute", task.clone()),
+            ("/api/v1/tasks/batch", serde_json::json!({"tasks": [task.clone()]})),
+        ] {
+            let r = app.send_json(reqwest::Method::POST, path, &body).await;
+            let (status, body) = crate::helpers::json(r).await;
+            assert!((400..500).contains(&status), "{path}: {status} {body}");
+            assert!(
+                body.to_string().contains("NUL character"),
+                "{path}: {body}"
+            );
+        }
+        let r = app
+            .send_json(
+                reqwest::Method::PUT,
+                "/api/v1/schedules/props",
+                &serde_json::json!({"everyMs": 3_600_000, "task": {"domain": "props",
+                                    "action": "run", "parameters": {"k\u{0}": 1}}}),
+            )
+            .await;
+        let (status, body) = crate::helpers::json(r).await;
+        assert!((400..500).contains(&status), "schedule: {status} {body}");
+    }
+);
