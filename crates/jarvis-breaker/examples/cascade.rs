@@ -91,7 +91,12 @@ impl Default for Opts {
             after_s: 10,
             threshold: 5,
             open_ms: 5000,
-            modes: vec![Mode::Dies, Mode::Hangs, Mode::Slows, Mode::SlowsBelowTimeout],
+            modes: vec![
+                Mode::Dies,
+                Mode::Hangs,
+                Mode::Slows,
+                Mode::SlowsBelowTimeout,
+            ],
             out: None,
         }
     }
@@ -122,9 +127,7 @@ fn parse_opts() -> Result<Opts, String> {
             println!("{HELP}");
             std::process::exit(0);
         }
-        let value = args
-            .next()
-            .ok_or_else(|| format!("{flag} needs a value"))?;
+        let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
         let num = || -> Result<u64, String> {
             value
                 .parse::<u64>()
@@ -311,7 +314,8 @@ impl ServiceB {
                 _ = epoch.changed() => return,
                 _ = tokio::time::sleep(delay) => {}
             }
-            let answer = b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 2\r\n\r\nok";
+            let answer =
+                b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 2\r\n\r\nok";
             if stream.write_all(answer).await.is_err() {
                 return;
             }
@@ -463,7 +467,10 @@ impl ServiceA {
             Ok(_) => (StatusCode::BAD_GATEWAY, "B answered an error"),
             Err(CallError::Rejected(_)) => {
                 self.stats.rejected.fetch_add(1, Ordering::Relaxed);
-                (StatusCode::SERVICE_UNAVAILABLE, "B unavailable: circuit open")
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "B unavailable: circuit open",
+                )
             }
             Err(CallError::Inner(e)) if e.is_timeout() => {
                 (StatusCode::GATEWAY_TIMEOUT, "B timed out")
@@ -840,7 +847,10 @@ fn report(o: &Opts, results: &[(Mode, [Figures; 2])], elapsed: Duration) -> Stri
         md,
         "| mode | variant | requests | failed | B-caused | cascading | recovery | fast / slow error / timeout | p50 ms | p99 ms | p99 no-B ms | max calls A→B in flight (mean while failing) | max busy workers | wasted calls to B | rejected by breaker |"
     );
-    let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(
+        md,
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+    );
     for (mode, figs) in results {
         for (f, name) in figs.iter().zip(["without", "with Jarvis"]) {
             let _ = writeln!(

@@ -435,11 +435,17 @@ mod tests {
     #[test]
     fn nul_characters_in_an_answer_are_replaced_not_stored() {
         // PostgreSQL refuses NUL in jsonb and text; the task's result must still settle.
-        let r = read_answer(200, br#"{"success": true, "output": {"a\u0000": ["x\u0000"]}}"#);
+        let r = read_answer(
+            200,
+            br#"{"success": true, "output": {"a\u0000": ["x\u0000"]}}"#,
+        );
         let AgentAnswer::Success { output, .. } = r.answer else {
             panic!("{r:?}")
         };
-        assert_eq!(output.unwrap(), serde_json::json!({"a\u{FFFD}": ["x\u{FFFD}"]}));
+        assert_eq!(
+            output.unwrap(),
+            serde_json::json!({"a\u{FFFD}": ["x\u{FFFD}"]})
+        );
         let r = read_answer(200, br#"{"success": false, "error": "bad\u0000"}"#);
         assert_eq!(
             r.answer,

@@ -89,21 +89,86 @@ const ROUTES: &[(&str, &[&str])] = &[
 
 /// Field names the handlers read (and a few they do not).
 const KEYS: &[&str] = &[
-    "domain", "action", "parameters", "useLearned", "timeoutMs", "maxAttempts", "priority",
-    "runAt", "idempotencyKey", "waitForAgent", "tasks", "url", "intervalMs", "critical",
-    "expectedStatus", "method", "expectBody", "degradedLatencyMs", "healthUrl", "cron",
-    "everyMs", "timezone", "task", "paused", "missed", "catchUpLimit", "model", "messages",
-    "role", "content", "stream", "max_tokens", "input", "deployments", "weight", "fallbacks",
-    "matchers", "rule", "service", "until", "comment", "reason", "token", "password", "extra",
-    "durationMs", "endsAt",
+    "domain",
+    "action",
+    "parameters",
+    "useLearned",
+    "timeoutMs",
+    "maxAttempts",
+    "priority",
+    "runAt",
+    "idempotencyKey",
+    "waitForAgent",
+    "tasks",
+    "url",
+    "intervalMs",
+    "critical",
+    "expectedStatus",
+    "method",
+    "expectBody",
+    "degradedLatencyMs",
+    "healthUrl",
+    "cron",
+    "everyMs",
+    "timezone",
+    "task",
+    "paused",
+    "missed",
+    "catchUpLimit",
+    "model",
+    "messages",
+    "role",
+    "content",
+    "stream",
+    "max_tokens",
+    "input",
+    "deployments",
+    "weight",
+    "fallbacks",
+    "matchers",
+    "rule",
+    "service",
+    "until",
+    "comment",
+    "reason",
+    "token",
+    "password",
+    "extra",
+    "durationMs",
+    "endsAt",
 ];
 
 const WORDS: &[&str] = &[
-    "system-health", "monitor-services", "svc", "http://127.0.0.1:9/x", "https://127.0.0.1:9",
-    "http://169.254.169.254/latest", "file:///etc/passwd", "* * * * *", "@hourly", "UTC",
-    "catchUp", "skip", "2026-12-06T10:00:00Z", "9999-12-31T23:59:59Z", "2026-12-06",
-    "openai/gpt-4o", "anthropic/claude-x", "gemini/gemini-x", "user", "open", "close", "reset",
-    "", " ", "\u{0}", "é", "🦀", "..", ".", "null",
+    "system-health",
+    "monitor-services",
+    "svc",
+    "http://127.0.0.1:9/x",
+    "https://127.0.0.1:9",
+    "http://169.254.169.254/latest",
+    "file:///etc/passwd",
+    "* * * * *",
+    "@hourly",
+    "UTC",
+    "catchUp",
+    "skip",
+    "2026-12-06T10:00:00Z",
+    "9999-12-31T23:59:59Z",
+    "2026-12-06",
+    "openai/gpt-4o",
+    "anthropic/claude-x",
+    "gemini/gemini-x",
+    "user",
+    "open",
+    "close",
+    "reset",
+    "",
+    " ",
+    "\u{0}",
+    "é",
+    "🦀",
+    "..",
+    ".",
+    "null",
 ];
 
 const QUERY_KEYS: &[&str] = &[
@@ -215,9 +280,7 @@ fn headers() -> BoxedStrategy<Vec<(&'static str, String)>> {
         1 => text(),
         1 => Just(format!("bearer  {TOKEN} ")),
     ];
-    let optional = |name: &'static str, value: BoxedStrategy<String>| {
-        prop_oneof![2 => Just(None), 1 => value.prop_map(move |v| Some((name, v)))]
-    };
+    let optional = |name: &'static str, value: BoxedStrategy<String>| prop_oneof![2 => Just(None), 1 => value.prop_map(move |v| Some((name, v)))];
     (
         auth,
         prop_oneof![
@@ -237,7 +300,10 @@ fn headers() -> BoxedStrategy<Vec<(&'static str, String)>> {
             .boxed(),
         ),
         optional("idempotency-key", text()),
-        optional("cookie", text().prop_map(|t| format!("jarvis_session={t}")).boxed()),
+        optional(
+            "cookie",
+            text().prop_map(|t| format!("jarvis_session={t}")).boxed(),
+        ),
         optional("x-jarvis-csrf", text()),
         optional("origin", text()),
         optional("accept", text()),
@@ -265,8 +331,14 @@ fn with_extra(base: Value, keys: &'static [&'static str]) -> BoxedStrategy<Value
 }
 
 const TASK_KEYS: &[&str] = &[
-    "parameters", "useLearned", "timeoutMs", "maxAttempts", "priority", "runAt",
-    "idempotencyKey", "waitForAgent",
+    "parameters",
+    "useLearned",
+    "timeoutMs",
+    "maxAttempts",
+    "priority",
+    "runAt",
+    "idempotencyKey",
+    "waitForAgent",
 ];
 
 /// A body shaped like `route`'s (a task, a batch, a service, an agent, a schedule, a chat
@@ -280,8 +352,15 @@ fn shaped(route: &str) -> BoxedStrategy<Value> {
         "/api/v1/tasks/batch" => with_extra(json!({"tasks": [task.clone(), task]}), &["tasks"]),
         "/api/v1/services/{name}" => with_extra(
             json!({"url": "http://127.0.0.1:9/health", "intervalMs": 60000}),
-            &["intervalMs", "timeoutMs", "critical", "expectedStatus", "method", "expectBody",
-              "degradedLatencyMs"],
+            &[
+                "intervalMs",
+                "timeoutMs",
+                "critical",
+                "expectedStatus",
+                "method",
+                "expectBody",
+                "degradedLatencyMs",
+            ],
         ),
         "/api/v1/agents/{name}" => with_extra(
             json!({"url": "http://127.0.0.1:9/agent"}),
@@ -289,12 +368,28 @@ fn shaped(route: &str) -> BoxedStrategy<Value> {
         ),
         "/api/v1/schedules/{name}" => with_extra(
             json!({"everyMs": 3_600_000, "task": {"domain": "props", "action": "run"}}),
-            &["cron", "everyMs", "timezone", "paused", "missed", "catchUpLimit", "task"],
+            &[
+                "cron",
+                "everyMs",
+                "timezone",
+                "paused",
+                "missed",
+                "catchUpLimit",
+                "task",
+            ],
         ),
         "/v1/chat/completions" | "/v1/embeddings" => with_extra(
             json!({"model": "openai/gpt-4o", "messages": [{"role": "user", "content": "hi"}],
                    "input": "hi"}),
-            &["model", "messages", "stream", "max_tokens", "input", "tools", "n"],
+            &[
+                "model",
+                "messages",
+                "stream",
+                "max_tokens",
+                "input",
+                "tools",
+                "n",
+            ],
         ),
         "/api/v1/ai/models/{name}" => with_extra(
             json!({"deployments": [{"model": "openai/gpt-4o"}]}),
@@ -454,12 +549,14 @@ async fn no_request_gets_a_5xx(backend: Backend) {
             max_shrink_iters: 300,
             ..Config::default()
         });
-        runner.run(&call(), |c| {
-            handle
-                .block_on(send(&runner_app, &client, &c))
-                .map(|_| ())
-                .map_err(TestCaseError::fail)
-        })
+        runner
+            .run(&call(), |c| {
+                handle
+                    .block_on(send(&runner_app, &client, &c))
+                    .map(|_| ())
+                    .map_err(TestCaseError::fail)
+            })
+            .map_err(|e| e.to_string())
     })
     .await
     .unwrap();
@@ -485,15 +582,15 @@ both_backends!(
                                       "parameters": {"x": "a\u{0}b"}});
         for (path, body) in [
             ("/api/v1/execute", task.clone()),
-            ("/api/v1/tasks/batch", serde_json::json!({"tasks": [task.clone()]})),
+            (
+                "/api/v1/tasks/batch",
+                serde_json::json!({"tasks": [task.clone()]}),
+            ),
         ] {
             let r = app.send_json(reqwest::Method::POST, path, &body).await;
             let (status, body) = crate::helpers::json(r).await;
             assert!((400..500).contains(&status), "{path}: {status} {body}");
-            assert!(
-                body.to_string().contains("NUL character"),
-                "{path}: {body}"
-            );
+            assert!(body.to_string().contains("NUL character"), "{path}: {body}");
         }
         let r = app
             .send_json(
