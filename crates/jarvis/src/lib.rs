@@ -85,3 +85,6 @@ pub mod tasks;
 pub mod telemetry;
 pub mod timeparse;
 pub mod trace;
+
+#[cfg(test)]
+mod props;

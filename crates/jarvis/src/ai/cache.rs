@@ -492,6 +492,10 @@ fn parse_reply(buf: &[u8]) -> Result<Option<Result<Resp, RedisError>>, RedisErro
     let Some(end) = buf.windows(2).position(|w| w == b"\r\n") else {
         return Ok(None);
     };
+    // A reply starts with its type byte; a line without one (`\r\n` first) is not RESP.
+    if end == 0 {
+        return Err(RedisError::Protocol);
+    }
     let line = std::str::from_utf8(&buf[1..end]).map_err(|_| RedisError::Protocol)?;
     match buf.first() {
         Some(b'+') => Ok(Some(Ok(Resp::Simple(line.to_string())))),
@@ -763,6 +767,33 @@ impl Gateway {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(crate::props::config(512))]
+
+        /// Whatever Redis (or anything listening on its port) answers, the reply reader
+        /// answers: a reply, "more bytes", or a protocol error.
+        #[test]
+        fn redis_replies_never_panic(
+            buf in prop_oneof![
+                proptest::collection::vec(any::<u8>(), 0..64),
+                "[-+:$*]?[ -~]{0,12}(\r\n)?[ -~]{0,12}(\r\n)?"
+                    .prop_map(String::into_bytes),
+                "\\$-?[0-9]{1,20}\r\n[a-z]{0,8}(\r\n)?".prop_map(String::into_bytes),
+            ],
+        ) {
+            let _ = parse_reply(&buf);
+        }
+    }
+
+    #[test]
+    fn a_reply_without_a_type_byte_is_a_protocol_error() {
+        // Found by `redis_replies_never_panic`: `&buf[1..0]` panicked.
+        assert!(matches!(parse_reply(b"\r\n"), Err(RedisError::Protocol)));
+        assert!(matches!(parse_reply(b"\r\nx"), Err(RedisError::Protocol)));
+    }
 
     fn k(body: Value) -> [u8; 32] {
         key(Endpoint::ChatCompletions, &body)

@@ -1825,6 +1825,27 @@ fn error_message(bytes: &[u8]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(crate::props::config(384))]
+
+        /// OpenAI's stream chunks (usage) and error bodies, whatever the provider sends.
+        #[test]
+        fn openai_chunks_and_error_bodies_never_panic(
+            raw in proptest::collection::vec(any::<u8>(), 0..300),
+            value in crate::props::json(),
+            prefix in prop_oneof![Just(""), Just("data:"), Just("data: "), Just("\n")],
+        ) {
+            let _ = stream_usage(&raw);
+            let _ = error_message(&raw);
+            let text = format!("{prefix}{value}\n\n");
+            let _ = stream_usage(text.as_bytes());
+            let _ = error_message(value.to_string().as_bytes());
+            let chunk = format!("data: {{\"usage\": {value}}}\n\n");
+            let _ = stream_usage(chunk.as_bytes());
+        }
+    }
 
     #[test]
     fn scrub_removes_every_occurrence_of_the_key() {

@@ -109,8 +109,10 @@ pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Duration {
             .and_then(|v| v.trim().parse::<f64>().ok())
             .filter(|x| x.is_finite() && *x >= 0.0)
     };
+    // Capped before the conversion: `from_secs_f64` panics on values a `Duration` cannot hold
+    // (`retry-after-ms: 1e300`).
     if let Some(ms) = read("retry-after-ms") {
-        return Duration::from_secs_f64(ms / 1000.0).min(MAX_COOLDOWN);
+        return Duration::from_secs_f64((ms / 1000.0).min(MAX_COOLDOWN.as_secs_f64()));
     }
     if let Some(s) = read("retry-after") {
         return Duration::from_secs_f64(s.min(MAX_COOLDOWN.as_secs_f64()));
@@ -328,6 +330,17 @@ impl RetryBudget {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_huge_retry_after_ms_is_capped_not_a_panic() {
+        // Found by `props::retry_after_headers_never_panic`: `Duration::from_secs_f64(1e297)`.
+        let mut h = reqwest::header::HeaderMap::new();
+        h.insert("retry-after-ms", "1e300".parse().unwrap());
+        assert_eq!(retry_after(&h), MAX_COOLDOWN);
+        let mut h = reqwest::header::HeaderMap::new();
+        h.insert("retry-after", "1e300".parse().unwrap());
+        assert_eq!(retry_after(&h), MAX_COOLDOWN);
+    }
 
     #[test]
     fn the_retry_budget_allows_its_share_of_requests_and_its_floor() {

@@ -165,7 +165,7 @@ pub fn load_file(path: &Path) -> Result<FileConfig, ConfigError> {
 }
 
 /// Parses and validates the text of a config file read from `path`.
-pub(super) fn parse_file(path: &Path, text: &str) -> Result<FileConfig, ConfigError> {
+pub(crate) fn parse_file(path: &Path, text: &str) -> Result<FileConfig, ConfigError> {
     let file: FileConfig = toml::from_str(text).map_err(|e| ConfigError::File {
         path: path.display().to_string(),
         message: e.to_string(),

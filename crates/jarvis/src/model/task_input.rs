@@ -97,6 +97,13 @@ impl TaskInput {
         let parameters = match self.parameters {
             None | Some(Value::Null) => Value::Object(Default::default()),
             Some(v @ Value::Object(_)) => {
+                if holds_nul(&v) {
+                    return Err(refuse(
+                        &f("parameters"),
+                        "must not contain the NUL character (\\u0000): PostgreSQL cannot store \
+                         it, so neither backend accepts it",
+                    ));
+                }
                 let size = serde_json::to_vec(&v)
                     .map(|b| b.len())
                     .unwrap_or(usize::MAX);
@@ -184,6 +191,17 @@ impl TaskInput {
             notify_done: false,
             traceparent: None,
         })
+    }
+}
+
+/// Whether a JSON value holds the NUL character in a string or a key (PostgreSQL's `jsonb` and
+/// `text` refuse it: a task holding one could be stored on SQLite but not on PostgreSQL).
+pub fn holds_nul(v: &Value) -> bool {
+    match v {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(a) => a.iter().any(holds_nul),
+        Value::Object(o) => o.iter().any(|(k, v)| k.contains('\0') || holds_nul(v)),
+        _ => false,
     }
 }
 

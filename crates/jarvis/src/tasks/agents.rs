@@ -276,52 +276,78 @@ impl HttpAgents {
             Ok(b) => b,
             Err(e) => return transport_error(&e, timeout),
         };
-        if !(200..300).contains(&status) {
+        read_answer(status, &body)
+    }
+}
+
+/// What an agent's HTTP answer (its status and body) means for the task and the breaker: a
+/// non-2xx status is a failed attempt the breaker counts; a 2xx body is read as the agent
+/// protocol, and one that is not the protocol is a failed attempt (with what was expected) but
+/// a healthy agent. Pure, so that any answer can be checked without a server (`crate::props`).
+pub fn read_answer(status: u16, body: &[u8]) -> HttpResult {
+    if !(200..300).contains(&status) {
+        return HttpResult {
+            answer: AgentAnswer::Failure {
+                reason: format!("agent answered HTTP {status}"),
+            },
+            outcome: Outcome::Status(status),
+        };
+    }
+    let outcome = Outcome::Status(status);
+    let wire: WireAnswer = match serde_json::from_slice(body) {
+        Ok(w) => w,
+        Err(e) => {
             return HttpResult {
                 answer: AgentAnswer::Failure {
-                    reason: format!("agent answered HTTP {status}"),
+                    reason: not_the_protocol(body, &e).replace('\0', "\u{FFFD}"),
                 },
-                outcome: Outcome::Status(status),
-            };
+                outcome,
+            }
         }
-        let outcome = Outcome::Status(status);
-        let wire: WireAnswer = match serde_json::from_slice(&body) {
-            Ok(w) => w,
-            Err(e) => {
-                return HttpResult {
-                    answer: AgentAnswer::Failure {
-                        reason: not_the_protocol(&body, &e),
-                    },
-                    outcome,
-                }
+    };
+    let answer = if wire.success {
+        let impact_score = wire.impact_score.filter(|s| {
+            let ok = s.is_finite() && (0.0..=100.0).contains(s);
+            if !ok {
+                tracing::warn!(
+                    impact_score = s,
+                    "agent reported an impact score outside 0-100; ignored"
+                );
             }
+            ok
+        });
+        AgentAnswer::Success {
+            impact_score,
+            output: wire.output.map(without_nul),
+            cost_usd: wire.cost_usd.filter(|c| c.is_finite() && *c >= 0.0),
+            model_call: None,
+        }
+    } else {
+        let reason = match wire.error {
+            Some(Value::String(s)) if !s.is_empty() => s,
+            Some(Value::Null) | None => "agent reported failure without a reason".to_string(),
+            Some(other) => other.to_string(),
         };
-        let answer = if wire.success {
-            let impact_score = wire.impact_score.filter(|s| {
-                let ok = s.is_finite() && (0.0..=100.0).contains(s);
-                if !ok {
-                    tracing::warn!(
-                        impact_score = s,
-                        "agent reported an impact score outside 0-100; ignored"
-                    );
-                }
-                ok
-            });
-            AgentAnswer::Success {
-                impact_score,
-                output: wire.output,
-                cost_usd: wire.cost_usd.filter(|c| c.is_finite() && *c >= 0.0),
-                model_call: None,
-            }
-        } else {
-            let reason = match wire.error {
-                Some(Value::String(s)) if !s.is_empty() => s,
-                Some(Value::Null) | None => "agent reported failure without a reason".to_string(),
-                Some(other) => other.to_string(),
-            };
-            AgentAnswer::Failure { reason }
-        };
-        HttpResult { answer, outcome }
+        AgentAnswer::Failure {
+            reason: reason.replace('\0', "\u{FFFD}"),
+        }
+    };
+    HttpResult { answer, outcome }
+}
+
+/// `v` with every NUL character in its strings and keys replaced by U+FFFD: the output and the
+/// reason are stored (`jsonb`, `text`), and PostgreSQL refuses NUL in both, which would fail the
+/// settlement of an attempt the agent completed.
+fn without_nul(v: Value) -> Value {
+    match v {
+        Value::String(s) if s.contains('\0') => Value::String(s.replace('\0', "\u{FFFD}")),
+        Value::Array(a) => Value::Array(a.into_iter().map(without_nul).collect()),
+        Value::Object(o) => Value::Object(
+            o.into_iter()
+                .map(|(k, v)| (k.replace('\0', "\u{FFFD}"), without_nul(v)))
+                .collect(),
+        ),
+        other => other,
     }
 }
 
@@ -404,6 +430,29 @@ mod tests {
         );
         assert!(r.contains("missing field `success`"), "{r}");
         assert!(r.contains(r#"the answer was {"result": "done"}"#), "{r}");
+    }
+
+    #[test]
+    fn nul_characters_in_an_answer_are_replaced_not_stored() {
+        // PostgreSQL refuses NUL in jsonb and text; the task's result must still settle.
+        let r = read_answer(
+            200,
+            br#"{"success": true, "output": {"a\u0000": ["x\u0000"]}}"#,
+        );
+        let AgentAnswer::Success { output, .. } = r.answer else {
+            panic!("{r:?}")
+        };
+        assert_eq!(
+            output.unwrap(),
+            serde_json::json!({"a\u{FFFD}": ["x\u{FFFD}"]})
+        );
+        let r = read_answer(200, br#"{"success": false, "error": "bad\u0000"}"#);
+        assert_eq!(
+            r.answer,
+            AgentAnswer::Failure {
+                reason: "bad\u{FFFD}".into()
+            }
+        );
     }
 
     #[test]

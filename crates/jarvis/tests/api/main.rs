@@ -29,6 +29,7 @@ mod learning;
 mod markdown_tables;
 mod outbound;
 mod process;
+mod props;
 mod registry;
 mod schedules;
 mod shared_breakers;
