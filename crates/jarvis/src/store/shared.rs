@@ -22,6 +22,7 @@ use sqlx::sqlite::{SqliteArgumentValue, SqliteTypeInfo, SqliteValueRef};
 use sqlx::{Decode, Encode, Postgres, Sqlite, Type};
 use uuid::Uuid;
 
+use super::pool::StorePool;
 use super::{Backend, StoreError};
 
 /// Where a backend reads and writes, and how it turns a driver error into a [`StoreError`].
@@ -39,17 +40,17 @@ pub(crate) trait SqlBackend {
     fn pools(&self) -> &Pools<Self::Db>;
 
     /// The pool reads go to.
-    fn reader(&self) -> &sqlx::Pool<Self::Db> {
+    fn reader(&self) -> &StorePool<Self::Db> {
         &self.pools().reader
     }
 
     /// The pool writes go to (on SQLite, the single writer connection).
-    fn writer(&self) -> &sqlx::Pool<Self::Db> {
+    fn writer(&self) -> &StorePool<Self::Db> {
         &self.pools().writer
     }
 
     /// The pool the queue's own statements run on (claim, settle, leases, marks, reclaim).
-    fn queue(&self) -> &sqlx::Pool<Self::Db> {
+    fn queue(&self) -> &StorePool<Self::Db> {
         &self.pools().queue
     }
 
@@ -78,6 +79,9 @@ pub(crate) trait SqlBackend {
         let _ = e;
     }
 
+    /// Applies the embedded migrations ([`MIGRATOR`](Self::MIGRATOR)).
+    async fn run_migrations(&self) -> Result<(), sqlx::migrate::MigrateError>;
+
     /// After a successful read in `ping`: whether writes work (SQLite, after running out of
     /// space). Nothing more to check by default.
     async fn probe_writes(&self) -> Result<(), StoreError> {
@@ -90,11 +94,11 @@ pub(crate) trait SqlBackend {
 /// reader and writer its main pool.
 pub(crate) struct Pools<DB: sqlx::Database> {
     /// Where reads go.
-    pub reader: sqlx::Pool<DB>,
+    pub reader: StorePool<DB>,
     /// Where writes go.
-    pub writer: sqlx::Pool<DB>,
+    pub writer: StorePool<DB>,
     /// Where the queue's own statements go.
-    pub queue: sqlx::Pool<DB>,
+    pub queue: StorePool<DB>,
 }
 
 /// Implements [`Store`](super::Store) and every domain trait for a backend from the bodies
@@ -143,8 +147,7 @@ macro_rules! impl_sql_store {
 
             async fn migrate(&self) -> Result<(), $crate::store::StoreError> {
                 use $crate::store::shared::SqlBackend;
-                <$backend as SqlBackend>::MIGRATOR
-                    .run(self.reader())
+                <$backend as SqlBackend>::run_migrations(self)
                     .await
                     .map_err(|e| $crate::store::StoreError::Migration(self.scrub(e.to_string())))
             }

@@ -7,6 +7,7 @@ use std::time::Duration;
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
+use super::pool::StorePool;
 use super::shared::{Pools, SqlBackend};
 use super::{Backend, StoreError};
 
@@ -117,9 +118,9 @@ impl SqliteStore {
             })?;
         Ok(SqliteStore {
             pools: Pools {
-                reader,
-                queue: writer.clone(),
-                writer,
+                reader: StorePool::direct(reader),
+                queue: StorePool::direct(writer.clone()),
+                writer: StorePool::direct(writer),
             },
             full: std::sync::Mutex::new(None),
         })
@@ -132,6 +133,11 @@ impl SqlBackend for SqliteStore {
     const MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
 
     /// One writer connection for writes and the queue (see [`SqliteStore`]).
+    /// On a connection of the reader pool.
+    async fn run_migrations(&self) -> Result<(), sqlx::migrate::MigrateError> {
+        Self::MIGRATOR.run(self.reader().inner()).await
+    }
+
     fn pools(&self) -> &Pools<sqlx::Sqlite> {
         &self.pools
     }

@@ -27,6 +27,7 @@ mod health;
 mod learning;
 mod markdown_tables;
 mod outbound;
+mod pooler;
 mod process;
 mod registry;
 mod schedules;

@@ -72,7 +72,7 @@ RETURNING *";
                     .push_bind(t.traceparent.as_deref());
             });
             q.push(" ON CONFLICT (idempotency_key) DO NOTHING RETURNING *");
-            for r in q.build().fetch_all(&mut *tx).await? {
+            for r in q.build().fetch_all(&mut tx).await? {
                 stored.push(rows::task(&r)?);
             }
         }
@@ -99,7 +99,7 @@ RETURNING *";
                 list.push_bind(DbUuid(*u));
             }
             q.push(") RETURNING id");
-            let renewed: Vec<DbUuid> = q.build_query_scalar().fetch_all(&mut *tx).await?;
+            let renewed: Vec<DbUuid> = q.build_query_scalar().fetch_all(&mut tx).await?;
             held.extend(renewed.into_iter().map(|u| u.0));
         }
         tx.commit().await?;
@@ -144,7 +144,7 @@ RETURNING *";
                  AND tasks.status = 'running' AND tasks.locked_by = ",
             )
             .push_bind(instance);
-            applied += q.build().execute(&mut *tx).await?.rows_affected();
+            applied += q.build().execute(&mut tx).await?.rows_affected();
         }
         tx.commit().await?;
         Ok(applied)
@@ -172,7 +172,7 @@ RETURNING *";
             )
             .push_bind(instance)
             .push(" RETURNING id");
-            let marked: Vec<DbUuid> = q.build_query_scalar().fetch_all(&mut *tx).await?;
+            let marked: Vec<DbUuid> = q.build_query_scalar().fetch_all(&mut tx).await?;
             held.extend(marked.into_iter().map(|u| u.0));
         }
         tx.commit().await?;
@@ -200,7 +200,7 @@ RETURNING *";
         )
         .bind(now)
         .bind(i64::from(limit))
-        .fetch_all(&mut *tx)
+        .fetch_all(&mut tx)
         .await?;
         let mut out = Vec::with_capacity(expired.len());
         for e in &expired {
@@ -276,7 +276,7 @@ RETURNING *";
             .bind(finished)
             .bind(duration)
             .bind(error)
-            .fetch_one(&mut *tx)
+            .fetch_one(&mut tx)
             .await?;
             out.push(Reclaimed {
                 task: rows::task(&row)?,
