@@ -42,7 +42,8 @@ settings! {
         mask: Mask::UrlPassword,
         view: "store.listenUrl",
         help: "a direct PostgreSQL connection (not through a transaction-mode pooler) for \
-               `LISTEN` and migrations (only read with `DATABASE_URL`)",
+               `LISTEN` and, with `JARVIS_DATABASE_POOLER`, migrations (only read with \
+               `DATABASE_URL`)",
         ..Setting::PLAIN
     };
     /// `JARVIS_DATABASE_POOLER`.

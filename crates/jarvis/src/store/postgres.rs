@@ -33,6 +33,8 @@ pub struct PostgresStore {
     /// migrator holds a session-level advisory lock).
     listen_url: DatabaseUrl,
     listen: PgConnectOptions,
+    /// What `url` reaches.
+    pooler: Pooler,
 }
 
 /// Connect options from a URL, named `jarvis` in `pg_stat_activity`; the error names host and
@@ -116,6 +118,7 @@ impl PostgresStore {
                         url: url.clone(),
                         listen_url,
                         listen,
+                        pooler,
                     });
                 }
                 Err(e) => {
@@ -173,10 +176,14 @@ impl SqlBackend for PostgresStore {
         self.listen_url.scrub(&self.url.scrub(&message))
     }
 
-    /// On a direct connection (`JARVIS_LISTEN_DATABASE_URL`): sqlx's migrator holds a
-    /// session-level advisory lock (`pg_advisory_lock`) from the first migration to the last,
-    /// which a transaction-mode pooler would leave on whichever server connection took it.
+    /// Behind a pooler, on a direct connection (`JARVIS_LISTEN_DATABASE_URL`): sqlx's migrator
+    /// holds a session-level advisory lock (`pg_advisory_lock`) from the first migration to the
+    /// last, which a transaction-mode pooler would leave on whichever server connection took
+    /// it. Without one, on a connection of the main pool (no connection more at start).
     async fn run_migrations(&self) -> Result<(), sqlx::migrate::MigrateError> {
+        if self.pooler == Pooler::None {
+            return Self::MIGRATOR.run(self.reader().inner()).await;
+        }
         let direct = PgPoolOptions::new()
             .max_connections(1)
             .connect_with(self.listen.clone())
