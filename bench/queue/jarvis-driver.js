@@ -12,6 +12,10 @@
 // of POST /api/v1/execute?wait=true of a noop task sent to the API-only instance, and, interleaved
 // with it, the same request sent to the worker instance (--wait-samples, default 300, after
 // --wait-warmup, default 20, of each). See README.md, "Cross-instance figures".
+//
+// BENCH_PGBOUNCER_PORT=P: every instance reaches the database through a PgBouncer (transaction
+// mode, started by the caller) on 127.0.0.1:P, with JARVIS_DATABASE_POOLER=pgbouncer and
+// JARVIS_LISTEN_DATABASE_URL the direct URL (docs/operations.md, "Behind PgBouncer or RDS Proxy").
 
 const { spawn, execSync } = require("node:child_process");
 const http = require("node:http");
@@ -62,6 +66,18 @@ process.on("exit", () => {
 async function startJarvis(url, extra) {
   const port = await freePort();
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "jarvis-bench-"));
+  const pooler = process.env.BENCH_PGBOUNCER_PORT
+    ? (() => {
+        const pooled = new URL(url);
+        pooled.hostname = "127.0.0.1";
+        pooled.port = process.env.BENCH_PGBOUNCER_PORT;
+        return {
+          DATABASE_URL: pooled.toString(),
+          JARVIS_LISTEN_DATABASE_URL: url,
+          JARVIS_DATABASE_POOLER: "pgbouncer",
+        };
+      })()
+    : {};
   const env = {
     PATH: process.env.PATH,
     DATABASE_URL: url,
@@ -72,6 +88,7 @@ async function startJarvis(url, extra) {
     JARVIS_LOG_DIR: path.join(dir, "logs"),
     JARVIS_CONCURRENCY: String(opts.concurrency),
     LOG_LEVEL: "warn",
+    ...pooler,
     ...extra,
   };
   const child = spawn(BIN, ["serve"], { env, stdio: ["ignore", "ignore", "inherit"] });

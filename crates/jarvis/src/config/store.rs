@@ -2,9 +2,18 @@
 
 use std::path::Path;
 
-use super::setting::{settings, Default, Kind, Mask, Reader, Setting};
+use super::setting::{settings, Default, FromParsed, Kind, Mask, Parsed, Reader, Setting};
 use super::ConfigError;
-pub use crate::store::config::{DatabaseUrl, StoreConfig};
+pub use crate::store::config::{DatabaseUrl, Pooler, StoreConfig};
+
+impl FromParsed for Pooler {
+    fn from_parsed(p: Parsed) -> Self {
+        match p {
+            Parsed::Choice("pgbouncer") => Pooler::Transaction,
+            _ => Pooler::None,
+        }
+    }
+}
 
 settings! {
     /// `DATABASE_URL`.
@@ -19,6 +28,33 @@ settings! {
         mask: Mask::UrlPassword,
         view: "store.url",
         help: "PostgreSQL, shared by several instances",
+        ..Setting::PLAIN
+    };
+    /// `JARVIS_LISTEN_DATABASE_URL`.
+    LISTEN_DATABASE_URL = Setting {
+        var: "JARVIS_LISTEN_DATABASE_URL",
+        kind: Kind::Text {
+            check: postgres_url,
+            accepted: "`postgres://` or `postgresql://` URL (shown with `***` for its password, \
+                       without its query)",
+        },
+        default: Default::Unset("unset: `DATABASE_URL`"),
+        mask: Mask::UrlPassword,
+        view: "store.listenUrl",
+        help: "a direct PostgreSQL connection (not through a transaction-mode pooler) for \
+               `LISTEN` and, with `JARVIS_DATABASE_POOLER`, migrations (only read with \
+               `DATABASE_URL`)",
+        ..Setting::PLAIN
+    };
+    /// `JARVIS_DATABASE_POOLER`.
+    DATABASE_POOLER = Setting {
+        var: "JARVIS_DATABASE_POOLER",
+        kind: Kind::Choice(&[&["none"], &["pgbouncer", "rds-proxy", "transaction"]]),
+        default: Default::Value("none"),
+        view: "store.pooler",
+        help: "what `DATABASE_URL` reaches: PostgreSQL itself, or a transaction-mode pooler \
+               (PgBouncer `pool_mode = transaction`, RDS Proxy): then every statement is sent \
+               unnamed in a transaction of its own (see docs/operations.md)",
         ..Setting::PLAIN
     };
     /// `JARVIS_DB_CONNECT_TIMEOUT_MS`.
@@ -43,6 +79,10 @@ impl StoreConfig {
             }
             Some(raw) => StoreConfig::Postgres {
                 url: DatabaseUrl::parse(&raw).expect("checked by postgres_url"),
+                listen_url: r
+                    .opt::<String>(&LISTEN_DATABASE_URL)?
+                    .map(|raw| DatabaseUrl::parse(&raw).expect("checked by postgres_url")),
+                pooler: r.get(&DATABASE_POOLER)?,
                 connect_timeout: r.get(&DB_CONNECT_TIMEOUT_MS)?,
             },
         };

@@ -218,7 +218,7 @@ macro_rules! impl_ai_usage_store {
                             .bind(r.prompt_tokens)
                             .bind(r.completion_tokens)
                             .bind(r.cost_usd)
-                            .execute(&mut *tx)
+                            .execute(&mut tx)
                             .await?;
                     }
                     tx.commit().await

@@ -427,7 +427,7 @@ macro_rules! impl_alert_store {
                     q.push(") RETURNING fingerprint");
                     let seen: std::collections::HashSet<String> = q
                         .build_query_scalar::<String>()
-                        .fetch_all(&mut *tx)
+                        .fetch_all(&mut tx)
                         .await?
                         .into_iter()
                         .collect();
@@ -444,7 +444,7 @@ macro_rules! impl_alert_store {
                             .bind(now_ms)
                             .bind(a.silenced_by.as_deref())
                             .bind(instance)
-                            .fetch_optional(&mut *tx)
+                            .fetch_optional(&mut tx)
                             .await?;
                         if let Some(row) = row {
                             opened.push($crate::model::alert::Episode::try_from(row)?);
@@ -474,7 +474,7 @@ macro_rules! impl_alert_store {
                         .bind(now_ms)
                         .bind(instance)
                         .bind(seen_before_ms)
-                        .fetch_all(&mut *tx)
+                        .fetch_all(&mut tx)
                         .await?;
                     let resolved: Vec<$crate::model::alert::Episode> = sql::decode(rows)?;
                     for n in plan(&resolved) {
@@ -555,7 +555,7 @@ macro_rules! impl_alert_store {
                     let mut tx = self.writer().begin().await?;
                     let rows: Vec<sql::EpisodeRow> = sqlx::query_as(sql::RELEASE_SILENCED)
                         .bind(now_ms)
-                        .fetch_all(&mut *tx)
+                        .fetch_all(&mut tx)
                         .await?;
                     let released: Vec<$crate::model::alert::Episode> = sql::decode(rows)?;
                     for n in plan(&released) {
@@ -775,7 +775,7 @@ macro_rules! sql_enqueue {
             .bind(n.status.as_str())
             .bind(serde_json::to_string(&ids).expect("IDs serialize"))
             .bind($now_ms)
-            .execute(&mut *$tx)
+            .execute(&mut $tx)
             .await?;
     }};
 }

@@ -340,7 +340,7 @@ pub(crate) trait BreakerDialect: super::shared::SqlBackend + Sync {
     /// Announces a change of `name` to other instances, inside the transaction that makes it
     /// (PostgreSQL: `pg_notify`).
     async fn announce(
-        tx: &mut sqlx::Transaction<'_, Self::Db>,
+        tx: &mut crate::store::pool::Tx<'_, Self::Db>,
         name: &str,
     ) -> Result<(), sqlx::Error> {
         let _ = (tx, name);
@@ -428,7 +428,7 @@ macro_rules! impl_breaker_state_store {
                         .bind(i64::from(f.count))
                         .bind(f.instance)
                         .bind(short(f.reason))
-                        .fetch_one(&mut *tx)
+                        .fetch_one(&mut tx)
                         .await?;
                     let opened: Option<BreakerStateRow> = sqlx::query_as(&sql.open_at_threshold)
                         .bind(f.name)
@@ -436,7 +436,7 @@ macro_rules! impl_breaker_state_store {
                         .bind(f.open_ms as f64)
                         .bind(i64::from(f.threshold))
                         .bind(i64::from(f.quorum))
-                        .fetch_optional(&mut *tx)
+                        .fetch_optional(&mut tx)
                         .await?;
                     <$backend as BreakerDialect>::announce(&mut tx, f.name).await?;
                     tx.commit().await?;
@@ -461,7 +461,7 @@ macro_rules! impl_breaker_state_store {
                     let reset: Option<BreakerStateRow> = sqlx::query_as(&sql.success)
                         .bind(name)
                         .bind(instance)
-                        .fetch_optional(&mut *tx)
+                        .fetch_optional(&mut tx)
                         .await?;
                     if reset.is_some() {
                         <$backend as BreakerDialect>::announce(&mut tx, name).await?;
@@ -494,7 +494,7 @@ macro_rules! impl_breaker_state_store {
                         .bind(w.instance)
                         .bind(w.lease_ms.map(|v| v as f64))
                         .bind(w.expected_version.map(|v| v as i64))
-                        .fetch_optional(&mut *tx)
+                        .fetch_optional(&mut tx)
                         .await?;
                     if written.is_some() {
                         <$backend as BreakerDialect>::announce(&mut tx, w.name).await?;
@@ -525,7 +525,7 @@ macro_rules! impl_breaker_state_store {
                         .bind(name)
                         .bind(instance)
                         .bind(lease_ms as f64)
-                        .fetch_optional(&mut *tx)
+                        .fetch_optional(&mut tx)
                         .await?;
                     let result = match granted {
                         Some(row) => {
@@ -536,7 +536,7 @@ macro_rules! impl_breaker_state_store {
                             let row: Option<BreakerStateRow> =
                                 sqlx::query_as(&format!("{} WHERE name = $1", sql.select))
                                     .bind(name)
-                                    .fetch_optional(&mut *tx)
+                                    .fetch_optional(&mut tx)
                                     .await?;
                             (false, row.map(Into::into))
                         }
@@ -555,7 +555,7 @@ macro_rules! impl_breaker_state_store {
                     let mut tx = $crate::store::shared::SqlBackend::writer(self)
                         .begin()
                         .await?;
-                    let done = sqlx::query(sql.delete).bind(name).execute(&mut *tx).await?;
+                    let done = sqlx::query(sql.delete).bind(name).execute(&mut tx).await?;
                     let deleted = done.rows_affected() > 0;
                     if deleted {
                         <$backend as BreakerDialect>::announce(&mut tx, name).await?;

@@ -20,9 +20,27 @@ pub enum StoreConfig {
     Postgres {
         /// The connection URL.
         url: DatabaseUrl,
+        /// A direct connection for `LISTEN` and migrations, when `url` reaches a pooler
+        /// (`None`: `url`).
+        listen_url: Option<DatabaseUrl>,
+        /// What `url` reaches.
+        pooler: Pooler,
         /// How long start-up keeps retrying a refused connection.
         connect_timeout: Duration,
     },
+}
+
+/// What `DATABASE_URL` reaches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Pooler {
+    /// PostgreSQL itself (or a session-mode pooler): statements are prepared once per
+    /// connection and cached, the queue's connections carry their planner settings.
+    #[default]
+    None,
+    /// A transaction-mode pooler (PgBouncer `pool_mode = transaction`, RDS Proxy), which may
+    /// hand the server connection to another client between transactions: every statement is
+    /// sent unnamed in a transaction of its own, nothing is set per session.
+    Transaction,
 }
 
 impl StoreConfig {

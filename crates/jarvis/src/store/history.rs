@@ -116,14 +116,14 @@ pub(crate) trait HistoryDialect: SqlBackend + Sync {
     /// Inserts `records` (never empty) inside `tx`, skipping any stored already; returns the
     /// `record_id`s it inserted.
     async fn insert_records(
-        tx: &mut sqlx::Transaction<'_, Self::Db>,
+        tx: &mut crate::store::pool::Tx<'_, Self::Db>,
         records: &[ExecutionRecord],
     ) -> Result<Vec<Uuid>, sqlx::Error>;
 
     /// Adds `rollup` to the rollup tables inside `tx`, taking row locks in the rollup's
     /// (sorted) key order.
     async fn write_rollup(
-        tx: &mut sqlx::Transaction<'_, Self::Db>,
+        tx: &mut crate::store::pool::Tx<'_, Self::Db>,
         rollup: &Rollup,
     ) -> Result<(), sqlx::Error>;
 }
@@ -176,7 +176,7 @@ macro_rules! impl_history_store {
                     if <$backend as HistoryDialect>::PURGE_IN_ONE_TRANSACTION {
                         let mut tx = self.writer().begin().await?;
                         let deleted =
-                            $crate::store::history::purge!(&mut *tx, before, limit).await?;
+                            $crate::store::history::purge!(&mut tx, before, limit).await?;
                         tx.commit().await?;
                         Ok(deleted)
                     } else {

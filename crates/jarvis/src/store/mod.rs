@@ -19,6 +19,7 @@ pub mod config;
 pub mod health;
 pub mod history;
 pub mod learning;
+mod pool;
 pub mod postgres;
 pub mod retry;
 mod rows;
@@ -186,9 +187,17 @@ pub async fn open(config: &StoreConfig) -> anyhow::Result<Arc<dyn Store>> {
         StoreConfig::Sqlite { path } => Ok(Arc::new(sqlite::SqliteStore::open(path).await?)),
         StoreConfig::Postgres {
             url,
+            listen_url,
+            pooler,
             connect_timeout,
         } => Ok(Arc::new(
-            postgres::PostgresStore::connect(url, *connect_timeout).await?,
+            postgres::PostgresStore::connect_to(
+                url,
+                listen_url.as_ref(),
+                *pooler,
+                *connect_timeout,
+            )
+            .await?,
         )),
     }
 }

@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{Connection, PgConnection, PgPool};
+use sqlx::{Connection, PgConnection};
 
 mod breaker_state;
 mod history;
@@ -13,30 +13,64 @@ mod tasks;
 
 pub use tasks::CHANNEL;
 
-use super::shared::{BackendHooks, Pools};
+use super::pool::StorePool;
+use super::shared::{BackendHooks, Pools, SqlBackend};
 use super::INSERT_CHUNK;
-use crate::store::config::DatabaseUrl;
+use crate::store::config::{DatabaseUrl, Pooler};
 
 /// The PostgreSQL-backed [`Store`].
 pub struct PostgresStore {
     /// The main pool reads and writes; the queue's own statements (claim, settle, leases,
     /// marks, reclaim) have connections of their own, opened with the planner settings those
     /// statements need (`tasks::QUEUE_PLAN`), so that each is one round trip instead of BEGIN,
-    /// SET LOCAL, the statement and COMMIT.
+    /// SET LOCAL, the statement and COMMIT. Behind a transaction-mode pooler that is what they
+    /// cost (see `store::pool`): a pooler cannot keep settings per session.
     pools: Pools<sqlx::Postgres>,
     url: DatabaseUrl,
-    options: PgConnectOptions,
+    /// Where `LISTEN` and migrations connect: directly to PostgreSQL, never through a
+    /// transaction-mode pooler (a listening session must stay one server session, and the
+    /// migrator holds a session-level advisory lock).
+    listen_url: DatabaseUrl,
+    listen: PgConnectOptions,
+    /// What `url` reaches.
+    pooler: Pooler,
+}
+
+/// Connect options from a URL, named `jarvis` in `pg_stat_activity`; the error names host and
+/// database, never the password.
+fn options_of(url: &DatabaseUrl) -> anyhow::Result<PgConnectOptions> {
+    let options: PgConnectOptions = url
+        .expose()
+        .parse()
+        .map_err(|e: sqlx::Error| anyhow::anyhow!(url.scrub(&e.to_string())))?;
+    Ok(options.application_name("jarvis"))
 }
 
 impl PostgresStore {
-    /// Connects, retrying with exponential backoff (100 ms doubling to 2 s) until
-    /// `connect_timeout` has passed. The error names host and database, never the password.
+    /// Connects to PostgreSQL itself at `url` (see [`connect_to`](Self::connect_to)).
     pub async fn connect(url: &DatabaseUrl, connect_timeout: Duration) -> anyhow::Result<Self> {
-        let options: PgConnectOptions = url
-            .expose()
-            .parse()
-            .map_err(|e: sqlx::Error| anyhow::anyhow!(url.scrub(&e.to_string())))?;
-        let options = options.application_name("jarvis");
+        Self::connect_to(url, None, Pooler::None, connect_timeout).await
+    }
+
+    /// Connects to `url`, which reaches PostgreSQL or a `pooler`, retrying with exponential
+    /// backoff (100 ms doubling to 2 s) until `connect_timeout` has passed; `LISTEN` and
+    /// migrations connect to `listen_url` (by default `url`). The error names host and
+    /// database, never the password.
+    pub async fn connect_to(
+        url: &DatabaseUrl,
+        listen_url: Option<&DatabaseUrl>,
+        pooler: Pooler,
+        connect_timeout: Duration,
+    ) -> anyhow::Result<Self> {
+        let mut options = options_of(url)?;
+        let listen_url = listen_url.unwrap_or(url).clone();
+        let listen = options_of(&listen_url)?;
+        if pooler == Pooler::Transaction {
+            // PgBouncer refuses startup parameters it does not know ("unsupported startup
+            // parameter: extra_float_digits"); results come back in binary, which it does not
+            // affect. No statement cache: every statement is sent unnamed (`store::pool`).
+            options = options.extra_float_digits(None).statement_cache_capacity(0);
+        }
         let started = Instant::now();
         let mut delay = Duration::from_millis(100);
         let mut attempt = 0u32;
@@ -60,16 +94,30 @@ impl PostgresStore {
                 Ok(pool) => {
                     let queue = PgPoolOptions::new()
                         .max_connections(8)
-                        .acquire_timeout(Duration::from_secs(5))
-                        .connect_lazy_with(options.clone().options(tasks::QUEUE_PLAN));
-                    return Ok(PostgresStore {
-                        pools: Pools {
-                            reader: pool.clone(),
-                            writer: pool,
-                            queue,
+                        .acquire_timeout(Duration::from_secs(5));
+                    let pools = match pooler {
+                        Pooler::None => Pools {
+                            reader: StorePool::direct(pool.clone()),
+                            writer: StorePool::direct(pool),
+                            queue: StorePool::direct(
+                                queue.connect_lazy_with(options.clone().options(tasks::QUEUE_PLAN)),
+                            ),
                         },
+                        Pooler::Transaction => Pools {
+                            reader: StorePool::behind_pooler(pool.clone(), "BEGIN"),
+                            writer: StorePool::behind_pooler(pool, "BEGIN"),
+                            queue: StorePool::behind_pooler(
+                                queue.connect_lazy_with(options.clone()),
+                                tasks::queue_begin(),
+                            ),
+                        },
+                    };
+                    return Ok(PostgresStore {
+                        pools,
                         url: url.clone(),
-                        options,
+                        listen_url,
+                        listen,
+                        pooler,
                     });
                 }
                 Err(e) => {
@@ -105,21 +153,34 @@ impl PostgresStore {
         }
     }
 
-    /// The main pool, for the backend's own modules.
-    pub fn pool(&self) -> &PgPool {
-        &self.pools.writer
-    }
-
-    /// How connections are opened (the task listener opens its own).
-    pub fn connect_options(&self) -> &PgConnectOptions {
-        &self.options
+    /// How `LISTEN`ing connections are opened: directly to PostgreSQL
+    /// (`JARVIS_LISTEN_DATABASE_URL`, by default `DATABASE_URL`).
+    pub(crate) fn listen_options(&self) -> &PgConnectOptions {
+        &self.listen
     }
 }
 
 impl BackendHooks for PostgresStore {
-    /// The password of the URL, from error messages.
+    /// The passwords of the URLs, from error messages.
     fn scrub(&self, message: String) -> String {
-        self.url.scrub(&message)
+        self.listen_url.scrub(&self.url.scrub(&message))
+    }
+
+    /// Behind a pooler, on a direct connection (`JARVIS_LISTEN_DATABASE_URL`): sqlx's migrator
+    /// holds a session-level advisory lock (`pg_advisory_lock`) from the first migration to the
+    /// last, which a transaction-mode pooler would leave on whichever server connection took
+    /// it. Without one, on a connection of the main pool (no connection more at start).
+    async fn run_migrations(&self) -> Result<(), sqlx::migrate::MigrateError> {
+        if self.pooler == Pooler::None {
+            return Self::MIGRATOR.run(self.reader().inner()).await;
+        }
+        let direct = PgPoolOptions::new()
+            .max_connections(1)
+            .connect_with(self.listen.clone())
+            .await?;
+        let done = Self::MIGRATOR.run(&direct).await;
+        direct.close().await;
+        done
     }
 }
 

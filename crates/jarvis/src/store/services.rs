@@ -129,12 +129,12 @@ macro_rules! impl_service_store {
                         .await?;
                     let done = sqlx::query($crate::store::services::DELETE)
                         .bind(name)
-                        .execute(&mut *tx)
+                        .execute(&mut tx)
                         .await?;
                     if done.rows_affected() > 0 {
                         sqlx::query($crate::store::services::DELETE_UPTIME)
                             .bind(name)
-                            .execute(&mut *tx)
+                            .execute(&mut tx)
                             .await?;
                     }
                     tx.commit().await?;

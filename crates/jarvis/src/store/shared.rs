@@ -23,6 +23,7 @@ use sqlx::sqlite::{SqliteArgumentValue, SqliteTypeInfo, SqliteValueRef};
 use sqlx::{Decode, Encode, Postgres, Sqlite, Type};
 use uuid::Uuid;
 
+use super::pool::StorePool;
 use super::{Backend, StoreError};
 
 /// Where a backend reads and writes, and how it turns a driver error into a [`StoreError`].
@@ -42,17 +43,17 @@ pub(crate) trait SqlBackend: BackendHooks {
     fn pools(&self) -> &Pools<Self::Db>;
 
     /// The pool reads go to.
-    fn reader(&self) -> &sqlx::Pool<Self::Db> {
+    fn reader(&self) -> &StorePool<Self::Db> {
         &self.pools().reader
     }
 
     /// The pool writes go to (on SQLite, the single writer connection).
-    fn writer(&self) -> &sqlx::Pool<Self::Db> {
+    fn writer(&self) -> &StorePool<Self::Db> {
         &self.pools().writer
     }
 
     /// The pool the queue's own statements run on (claim, settle, leases, marks, reclaim).
-    fn queue(&self) -> &sqlx::Pool<Self::Db> {
+    fn queue(&self) -> &StorePool<Self::Db> {
         &self.pools().queue
     }
 
@@ -85,6 +86,9 @@ pub(crate) trait BackendHooks {
         let _ = e;
     }
 
+    /// Applies the embedded migrations ([`SqlBackend::MIGRATOR`]).
+    async fn run_migrations(&self) -> Result<(), sqlx::migrate::MigrateError>;
+
     /// After a successful read in `ping`: whether writes work (SQLite, after running out of
     /// space).
     async fn probe_writes(&self) -> Result<(), StoreError> {
@@ -97,11 +101,11 @@ pub(crate) trait BackendHooks {
 /// reader and writer its main pool.
 pub(crate) struct Pools<DB: sqlx::Database> {
     /// Where reads go.
-    pub reader: sqlx::Pool<DB>,
+    pub reader: StorePool<DB>,
     /// Where writes go.
-    pub writer: sqlx::Pool<DB>,
+    pub writer: StorePool<DB>,
     /// Where the queue's own statements go.
-    pub queue: sqlx::Pool<DB>,
+    pub queue: StorePool<DB>,
 }
 
 /// Implements [`Store`](super::Store) and every domain trait for a backend from the bodies
@@ -164,9 +168,7 @@ macro_rules! impl_sql_store {
             }
 
             async fn migrate(&self) -> Result<(), $crate::store::StoreError> {
-                use $crate::store::shared::SqlBackend;
-                <$backend as SqlBackend>::MIGRATOR
-                    .run(self.reader())
+                <$backend as $crate::store::shared::BackendHooks>::run_migrations(self)
                     .await
                     .map_err(|e| {
                         $crate::store::StoreError::Migration(

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
+use super::pool::StorePool;
 use super::shared::{BackendHooks, Pools, SqlBackend};
 use super::StoreError;
 
@@ -116,9 +117,9 @@ impl SqliteStore {
             })?;
         Ok(SqliteStore {
             pools: Pools {
-                reader,
-                queue: writer.clone(),
-                writer,
+                reader: StorePool::direct(reader),
+                queue: StorePool::direct(writer.clone()),
+                writer: StorePool::direct(writer),
             },
             full: std::sync::Mutex::new(None),
         })
@@ -126,6 +127,11 @@ impl SqliteStore {
 }
 
 impl BackendHooks for SqliteStore {
+    /// On a connection of the reader pool.
+    async fn run_migrations(&self) -> Result<(), sqlx::migrate::MigrateError> {
+        Self::MIGRATOR.run(self.reader().inner()).await
+    }
+
     /// Remembers an "out of space" until a probe write succeeds.
     fn notice(&self, e: &StoreError) {
         if let StoreError::Full(m) = e {

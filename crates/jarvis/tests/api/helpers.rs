@@ -397,7 +397,7 @@ const POLL: Duration = Duration::from_millis(20);
 
 /// Polls `check` every 20 ms until it returns `Some`, at most `limit`: the one wait loop of
 /// these tests (the helpers below and the harness's own waits go through it).
-async fn poll<T, F, Fut>(limit: Duration, mut check: F) -> Option<T>
+pub async fn poll<T, F, Fut>(limit: Duration, mut check: F) -> Option<T>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,

@@ -28,6 +28,7 @@ mod health;
 mod learning;
 mod markdown_tables;
 mod outbound;
+mod pooler;
 mod process;
 mod props;
 mod registry;

@@ -18,13 +18,13 @@ impl BreakerDialect for PostgresStore {
     };
 
     async fn announce(
-        tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+        tx: &mut crate::store::pool::Tx<'_, sqlx::Postgres>,
         name: &str,
     ) -> Result<(), sqlx::Error> {
         sqlx::query("SELECT pg_notify($1, $2)")
             .bind(CHANNEL)
             .bind(name)
-            .execute(&mut **tx)
+            .execute(&mut *tx)
             .await
             .map(|_| ())
     }
@@ -35,9 +35,17 @@ impl BreakerDialect for PostgresStore {
         mut shutdown: tokio::sync::watch::Receiver<bool>,
     ) {
         let mut backoff = Duration::from_millis(100);
+        // One direct connection of its own (`JARVIS_LISTEN_DATABASE_URL`), never the main
+        // pool's: a `LISTEN` must stay on one server session, which a transaction-mode pooler
+        // does not keep.
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(1)
+            .max_lifetime(None)
+            .idle_timeout(None)
+            .connect_lazy_with(self.listen_options().clone());
         while !*shutdown.borrow() {
             let listener = async {
-                let mut l = sqlx::postgres::PgListener::connect_with(self.pool()).await?;
+                let mut l = sqlx::postgres::PgListener::connect_with(&pool).await?;
                 l.listen(CHANNEL).await?;
                 Ok::<_, sqlx::Error>(l)
             };

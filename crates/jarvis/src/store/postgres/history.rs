@@ -1,7 +1,9 @@
 //! Task history on PostgreSQL: batched inserts with `UNNEST`, rollups in the same transaction;
 //! retention statement by statement, so that no lock outlives its statement.
 
-use sqlx::{Postgres, Transaction};
+use sqlx::Postgres;
+
+use crate::store::pool::Tx;
 use uuid::Uuid;
 
 use super::PostgresStore;
@@ -81,7 +83,7 @@ impl HistoryDialect for PostgresStore {
     const PURGE_IN_ONE_TRANSACTION: bool = false;
 
     async fn insert_records(
-        tx: &mut Transaction<'_, Postgres>,
+        tx: &mut Tx<'_, Postgres>,
         records: &[ExecutionRecord],
     ) -> Result<Vec<Uuid>, sqlx::Error> {
         let n = records.len();
@@ -149,15 +151,12 @@ impl HistoryDialect for PostgresStore {
             .bind(&fin)
             .bind(&tmo)
             .bind(&mc)
-            .fetch_all(&mut **tx)
+            .fetch_all(&mut *tx)
             .await
     }
 
     /// One statement for every rollup table ([`UPSERT_ROLLUP`]).
-    async fn write_rollup(
-        tx: &mut Transaction<'_, Postgres>,
-        rollup: &Rollup,
-    ) -> Result<(), sqlx::Error> {
+    async fn write_rollup(tx: &mut Tx<'_, Postgres>, rollup: &Rollup) -> Result<(), sqlx::Error> {
         if rollup.is_empty() {
             return Ok(());
         }
@@ -218,7 +217,7 @@ impl HistoryDialect for PostgresStore {
             .bind(&tpl)
             .bind(&ex)
             .bind(&c)
-            .execute(&mut **tx)
+            .execute(&mut *tx)
             .await?;
         Ok(())
     }

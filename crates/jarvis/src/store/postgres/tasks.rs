@@ -75,6 +75,17 @@ pub(crate) const QUEUE_PLAN: [(&str, &str); 5] = [
     ("enable_mergejoin", "off"),
 ];
 
+/// The statement that opens each queue statement's transaction behind a transaction-mode
+/// pooler, which cannot keep [`QUEUE_PLAN`] per session: `BEGIN` and a `SET LOCAL` of each
+/// setting, in one round trip.
+pub(crate) fn queue_begin() -> String {
+    let mut begin = String::from("BEGIN");
+    for (name, value) in QUEUE_PLAN {
+        begin.push_str(&format!("; SET LOCAL {name} = {value}"));
+    }
+    begin
+}
+
 const CLAIM: &str = "\
 WITH picked AS (
     SELECT id FROM tasks
@@ -259,7 +270,9 @@ impl QueueDialect for PostgresStore {
         // told about (its run, if it started, with it: the claim and any record come later in
         // the WAL); an error here answers the submission with an error although the task may
         // exist, as a lost answer would (the idempotency key finds it).
-        sqlx::query("SELECT pg_current_xact_id()")
+        // (As text: sqlx does not know `xid8`, and would look the type up with a named
+        // statement of its own, which a transaction-mode pooler cannot carry; `store::pool`.)
+        sqlx::query("SELECT pg_current_xact_id()::text")
             .execute(self.writer())
             .await?;
         rows.iter().map(rows::task).collect()
@@ -348,7 +361,7 @@ impl QueueDialect for PostgresStore {
         &self,
         wake: Arc<tokio::sync::Notify>,
     ) -> Option<tokio::task::JoinHandle<()>> {
-        let options = self.connect_options().clone();
+        let options = self.listen_options().clone();
         Some(tokio::spawn(listen(options, CHANNEL, move |_| {
             // Any message, a reconnection included (something may have been submitted while
             // nobody listened), is a reason to look for work.
@@ -376,7 +389,7 @@ impl QueueDialect for PostgresStore {
         &self,
         finished: tokio::sync::broadcast::Sender<Uuid>,
     ) -> Option<tokio::task::JoinHandle<()>> {
-        let options = self.connect_options().clone();
+        let options = self.listen_options().clone();
         Some(tokio::spawn(listen(
             options,
             DONE_CHANNEL,

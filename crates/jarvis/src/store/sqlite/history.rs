@@ -2,7 +2,9 @@
 //! `INSERT … VALUES`), inside the one transaction per batch on the single writer connection;
 //! retention in one transaction too (one commit).
 
-use sqlx::{QueryBuilder, Sqlite, Transaction};
+use sqlx::{QueryBuilder, Sqlite};
+
+use crate::store::pool::Tx;
 use uuid::Uuid;
 
 use super::tasks::ROWS;
@@ -43,7 +45,7 @@ impl HistoryDialect for SqliteStore {
     const PURGE_IN_ONE_TRANSACTION: bool = true;
 
     async fn insert_records(
-        tx: &mut Transaction<'_, Sqlite>,
+        tx: &mut Tx<'_, Sqlite>,
         records: &[ExecutionRecord],
     ) -> Result<Vec<Uuid>, sqlx::Error> {
         let mut inserted = Vec::with_capacity(records.len());
@@ -71,16 +73,13 @@ impl HistoryDialect for SqliteStore {
                     .push_bind(r.model_call.as_ref().map(sqlx::types::Json));
             });
             q.push(" ON CONFLICT DO NOTHING RETURNING record_id");
-            let ids: Vec<DbUuid> = q.build_query_scalar().fetch_all(&mut **tx).await?;
+            let ids: Vec<DbUuid> = q.build_query_scalar().fetch_all(&mut *tx).await?;
             inserted.extend(ids.into_iter().map(|u| u.0));
         }
         Ok(inserted)
     }
 
-    async fn write_rollup(
-        tx: &mut Transaction<'_, Sqlite>,
-        rollup: &Rollup,
-    ) -> Result<(), sqlx::Error> {
+    async fn write_rollup(tx: &mut Tx<'_, Sqlite>, rollup: &Rollup) -> Result<(), sqlx::Error> {
         let totals: Vec<_> = rollup.totals.iter().collect();
         for chunk in totals.chunks(ROWS) {
             let mut q = QueryBuilder::<Sqlite>::new(UPSERT_TOTALS);
@@ -98,7 +97,7 @@ impl HistoryDialect for SqliteStore {
                     .push_bind(t.cost_count)
                     .push_bind(t.last_executed_at.unwrap_or(*hour));
             });
-            q.push(ON_TOTALS).build().execute(&mut **tx).await?;
+            q.push(ON_TOTALS).build().execute(&mut *tx).await?;
         }
         let minutes: Vec<_> = rollup.minute_totals.iter().collect();
         for chunk in minutes.chunks(ROWS) {
@@ -114,7 +113,7 @@ impl HistoryDialect for SqliteStore {
                     .push_bind(t.cost_sum_usd)
                     .push_bind(t.cost_count);
             });
-            q.push(ON_MINUTE_TOTALS).build().execute(&mut **tx).await?;
+            q.push(ON_MINUTE_TOTALS).build().execute(&mut *tx).await?;
         }
         // The hourly, daily and minute duration histograms: the same columns, another time unit.
         let daily = rollup.daily_durations();
@@ -139,7 +138,7 @@ impl HistoryDialect for SqliteStore {
                     " ON CONFLICT (domain, action, {unit}, bucket) \
                      DO UPDATE SET count = count + excluded.count"
                 ));
-                q.build().execute(&mut **tx).await?;
+                q.build().execute(&mut *tx).await?;
             }
         }
         let failures: Vec<_> = rollup.failures.iter().collect();
@@ -161,7 +160,7 @@ impl HistoryDialect for SqliteStore {
                 " ON CONFLICT (domain, action, hour, failure_group) \
                  DO UPDATE SET count = count + excluded.count",
             );
-            q.build().execute(&mut **tx).await?;
+            q.build().execute(&mut *tx).await?;
         }
         Ok(())
     }

@@ -89,7 +89,7 @@ RETURNING tasks.id";
                     .push_bind(t.traceparent.as_deref());
             });
             q.push(" ON CONFLICT (idempotency_key) DO NOTHING RETURNING *");
-            for r in q.build().fetch_all(&mut *tx).await? {
+            for r in q.build().fetch_all(&mut tx).await? {
                 stored.push(rows::task(&r)?);
             }
         }
@@ -135,7 +135,7 @@ RETURNING tasks.id";
                  AND tasks.status = 'running' AND tasks.locked_by = ",
             )
             .push_bind(instance);
-            applied += q.build().execute(&mut *tx).await?.rows_affected();
+            applied += q.build().execute(&mut tx).await?.rows_affected();
         }
         tx.commit().await?;
         Ok(applied)
@@ -162,7 +162,7 @@ RETURNING tasks.id";
         )
         .bind(now)
         .bind(i64::from(limit))
-        .fetch_all(&mut *tx)
+        .fetch_all(&mut tx)
         .await?;
         let mut out = Vec::with_capacity(expired.len());
         for e in &expired {
@@ -238,7 +238,7 @@ RETURNING tasks.id";
             .bind(finished)
             .bind(duration)
             .bind(error)
-            .fetch_one(&mut *tx)
+            .fetch_one(&mut tx)
             .await?;
             out.push(Reclaimed {
                 task: rows::task(&row)?,
