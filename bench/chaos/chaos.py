@@ -734,7 +734,6 @@ def s_kill(args, sc):
     sc.fault_start = sc.fault_end = time.time()
     victim.kill()
     log(f"SIGKILLed the victim holding {len(held)} called tasks")
-    time.sleep(args.after_s)
 
     def held_done():
         ids = ",".join(f"'{h}'" for h in held)
@@ -744,6 +743,7 @@ def s_kill(args, sc):
 
     wait_for("the victim's tasks to settle", held_done, limit=60)
     sc.recovery_override = time.time() - sc.fault_end
+    time.sleep(max(0.0, args.after_s - sc.recovery_override))
     rows = sc.db.rows("SELECT count(*) FROM task_history WHERE instance_id = 'victim' AND NOT success")
     sc.notes.append(f"victim held {len(held)} called tasks; {rows[0][0] if rows else '?'} interrupted "
                     f"attempts recorded; task recovery = until all of them settled")
