@@ -18,7 +18,8 @@ impl TaskQueue {
                     }
                 }
             }
-            let ids = self.held_ids();
+            let claims: HashMap<Uuid, u64> = self.held_claims().into_iter().collect();
+            let ids: Vec<Uuid> = claims.keys().copied().collect();
             if ids.is_empty() {
                 if *stop.borrow() && self.running() == 0 {
                     return;
@@ -36,7 +37,7 @@ impl TaskQueue {
                         let task = self.store.get_task(id).await;
                         if let Some(why) = lost_lease(task.ok().flatten().as_ref(), &self.instance)
                         {
-                            self.stop_local(id, why);
+                            self.stop_claim(id, claims.get(&id).copied(), why);
                         }
                     }
                 }
@@ -155,7 +156,9 @@ impl TaskQueue {
 ///
 /// That happens without anything lost: the task was settled (given back to wait for an OPEN
 /// circuit, or a retry) between the moment the keeper listed the held tasks and its renewal,
-/// and claimed again by this instance before the keeper read the row. Stopping it then stopped
+/// and claimed again by this instance before the keeper read the row. (Claimed again after
+/// the keeper read the row, the task is held under a new claim number, which the keeper does
+/// not stop either: [`TaskQueue::stop_claim`].) Stopping it then stopped
 /// a live attempt of this very instance mid-call, without a record; its lease expired and the
 /// reclaimer recorded it as interrupted and ran it again, sometimes after its agent had already
 /// succeeded (bench/chaos, hang: 15 of 830 tasks ran again after a recorded success). The new

@@ -244,3 +244,29 @@ async fn a_renewal_miss_stops_only_what_this_instance_no_longer_holds() {
         Some(Stop::LeaseLost)
     );
 }
+
+/// A renewal that missed an earlier claim of a task does not stop the claim held now.
+#[tokio::test]
+async fn a_renewal_miss_does_not_stop_a_newer_claim() {
+    let f = fixture().await;
+    let task = f.claimed_by("test-instance").await;
+    let first = f.queue.held_claim();
+    let first_claim = first.claim;
+    f.queue.held.lock().unwrap().insert(task.id, first);
+    // Settled and claimed again: a new claim number.
+    let again = f.queue.held_claim();
+    assert_ne!(again.claim, first_claim);
+    f.queue.held.lock().unwrap().insert(task.id, again);
+    f.queue
+        .stop_claim(task.id, Some(first_claim), Stop::LeaseLost);
+    assert!(
+        f.queue.held_ids().contains(&task.id),
+        "the newer claim was stopped"
+    );
+    let now_held = f.queue.held_claims()[0].1;
+    f.queue.stop_claim(task.id, Some(now_held), Stop::LeaseLost);
+    assert!(
+        f.queue.held_ids().is_empty(),
+        "the claim the renewal missed is stopped"
+    );
+}
