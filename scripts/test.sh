@@ -37,7 +37,7 @@ cargo build --release --locked -p jarvis
 # restarted (this machine's cluster, once, for about a second), an instance SIGKILLed, a hanging
 # agent, PostgreSQL cut off and blackholed, the log disk full, a clock jump. Fails when an
 # acknowledged task is lost, an attempt has no record or a record is duplicated
-# (bench/chaos/README.md; about 3 minutes).
+# (bench/chaos/README.md; about 2 minutes).
 log "chaos suite (short)"
 JARVIS_BIN=target/release/jarvis bash bench/chaos/run.sh --short
 

@@ -6,7 +6,7 @@
 #
 #   bash bench/chaos/run.sh [--short] [--only LIST] [--skip LIST] [--keep]
 #
-#   --short   short windows (2 s warm-up, 4 s fault, 4 s after): the CI run, about 3 minutes
+#   --short   short windows (2 s warm-up, 4 s fault, 4 s after): the CI run, about 2 minutes
 #   --only    comma-separated scenarios (default: all; names in chaos.py --help)
 #   --skip    comma-separated scenarios to leave out
 #   --keep    keep the work directories and databases (for a post-mortem)
