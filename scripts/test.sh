@@ -33,6 +33,14 @@ bash tests/e2e/run.sh
 log "cargo build --release --locked -p jarvis"
 cargo build --release --locked -p jarvis
 
+# The queue's invariants under faults, with real processes of that release binary: PostgreSQL
+# restarted (this machine's cluster, once, for about a second), an instance SIGKILLed, a hanging
+# agent, PostgreSQL cut off and blackholed, the log disk full, a clock jump. Fails when an
+# acknowledged task is lost, an attempt has no record or a record is duplicated
+# (bench/chaos/README.md; about 2 minutes).
+log "chaos suite (short)"
+JARVIS_BIN=target/release/jarvis bash bench/chaos/run.sh --short
+
 if [ -x deploy/test/run.sh ] || [ -f deploy/test/run.sh ]; then
   log "deployment tests"
   bash deploy/test/run.sh

@@ -436,14 +436,46 @@ impl RotatingFile {
     }
 }
 
+impl RotatingFile {
+    /// Takes back the last `n` bytes written (the start of a line a full disk cut off).
+    fn take_back(&mut self, n: usize) {
+        if n == 0 {
+            return;
+        }
+        if let Ok(meta) = self.file.metadata() {
+            if let Some(len) = meta.len().checked_sub(n as u64) {
+                let _ = self.file.set_len(len);
+            }
+        }
+    }
+}
+
 impl Write for RotatingFile {
+    /// Writes the whole of `buf` or nothing. The log writer hands over one whole line per call;
+    /// on a full disk a line used to be cut where the space ended, and the first line written
+    /// once there was space again ran on from that fragment, so that neither could be read
+    /// (bench/chaos, disk-full-log). A write that fails part-way takes back what it wrote.
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         if self.written > 0 && self.written + buf.len() as u64 > self.max_bytes {
             self.rotate()?;
         }
-        let n = self.file.write(buf)?;
-        self.written += n as u64;
-        Ok(n)
+        let mut done = 0;
+        while done < buf.len() {
+            match self.file.write(&buf[done..]) {
+                Ok(0) => {
+                    self.take_back(done);
+                    return Err(io::ErrorKind::WriteZero.into());
+                }
+                Ok(n) => done += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.take_back(done);
+                    return Err(e);
+                }
+            }
+        }
+        self.written += done as u64;
+        Ok(done)
     }
 
     fn flush(&mut self) -> io::Result<()> {

@@ -232,3 +232,55 @@ async fn a_full_disk_loses_no_acknowledged_task() {
         acknowledged.len()
     );
 }
+
+/// The log directory on a full disk: the lines that do not fit are lost, but none is cut in
+/// two (a cut line used to run on into the first line written once there was space again, and
+/// neither could be read: bench/chaos, disk-full-log), requests are answered meanwhile, and
+/// logging resumes by itself once there is space.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_log_disk_cuts_no_line() {
+    let mut env = TestEnv::new(Backend::Sqlite).await;
+    let logs = env.dir.path().join("logs");
+    let _tmpfs = Tmpfs::mount(&logs, "1m");
+    env.set("JARVIS_HEALTH_MONITOR", "false");
+    let mut p = TestProcess::start(&env).await;
+    let client = reqwest::Client::new();
+    let run = |i: usize, correlation: &'static str| {
+        let client = client.clone();
+        let url = p.url("/api/v1/execute?wait=true");
+        async move {
+            let r = client
+                .post(url)
+                .bearer_auth(TOKEN)
+                .header("x-correlation-id", correlation)
+                .json(&json!({"domain": "noop", "action": "log", "parameters": {"i": i}}))
+                .send()
+                .await
+                .unwrap();
+            json(r).await
+        }
+    };
+    let ballast = fill(&logs);
+    // While the disk is full: the lines fill what is left of the log file's last page, the one
+    // that crosses its end does not fit, the rest are lost; every request is answered.
+    for i in 0..50 {
+        let (s, b) = run(i, "req-while-full").await;
+        assert_eq!(s, 200, "{b}");
+    }
+    std::fs::remove_file(&ballast).unwrap();
+    let (s, b) = run(50, "req-after-full").await;
+    assert_eq!(s, 200, "{b}");
+    p.signal("TERM");
+    assert!(p.wait_exit(Duration::from_secs(20)).await.success());
+
+    let text = std::fs::read_to_string(env.log_file()).unwrap();
+    for line in text.lines() {
+        if let Err(e) = serde_json::from_str::<Value>(line) {
+            panic!("a log line cut by the full disk ({e}): {line:?}");
+        }
+    }
+    assert!(
+        text.contains("\"correlationId\":\"req-after-full\""),
+        "logging resumed once there was space"
+    );
+}

@@ -101,7 +101,7 @@ impl TaskQueue {
                             {
                                 let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
                                 for t in &tasks {
-                                    held.insert(t.id, Held { stop: None });
+                                    held.insert(t.id, self.held_claim());
                                 }
                             }
                             self.buffer

@@ -18,7 +18,8 @@ impl TaskQueue {
                     }
                 }
             }
-            let ids = self.held_ids();
+            let claims: HashMap<Uuid, u64> = self.held_claims().into_iter().collect();
+            let ids: Vec<Uuid> = claims.keys().copied().collect();
             if ids.is_empty() {
                 if *stop.borrow() && self.running() == 0 {
                     return;
@@ -31,12 +32,13 @@ impl TaskQueue {
                     let kept: HashSet<Uuid> = kept.into_iter().collect();
                     for id in ids.into_iter().filter(|id| !kept.contains(id)) {
                         // Rare: cancelled elsewhere (the attempt is recorded as stopped), or
-                        // reclaimed (the reclaimer dealt with the attempt).
-                        let why = match self.store.get_task(id).await {
-                            Ok(Some(t)) if t.status == TaskStatus::Cancelled => Stop::Cancelled,
-                            _ => Stop::LeaseLost,
-                        };
-                        self.stop_local(id, why);
+                        // reclaimed (the reclaimer dealt with the attempt), or settled and
+                        // claimed again by this instance since `ids` was taken.
+                        let task = self.store.get_task(id).await;
+                        if let Some(why) = lost_lease(task.ok().flatten().as_ref(), &self.instance)
+                        {
+                            self.stop_claim(id, claims.get(&id).copied(), why);
+                        }
                     }
                 }
                 Err(e) => {
@@ -146,5 +148,27 @@ impl TaskQueue {
                 None
             }
         }
+    }
+}
+
+/// Why a held task whose renewal matched nothing is to be stopped, from its row as read after
+/// the renewal; `None` when the row says this instance holds it (running, locked by it).
+///
+/// That happens without anything lost: the task was settled (given back to wait for an OPEN
+/// circuit, or a retry) between the moment the keeper listed the held tasks and its renewal,
+/// and claimed again by this instance before the keeper read the row. (Claimed again after
+/// the keeper read the row, the task is held under a new claim number, which the keeper does
+/// not stop either: [`TaskQueue::stop_claim`].) Stopping it then stopped
+/// a live attempt of this very instance mid-call, without a record; its lease expired and the
+/// reclaimer recorded it as interrupted and ran it again, sometimes after its agent had already
+/// succeeded (bench/chaos, hang: 15 of 830 tasks ran again after a recorded success). The new
+/// claim has a fresh lease, renewed on the next round.
+pub(super) fn lost_lease(task: Option<&Task>, instance: &str) -> Option<Stop> {
+    match task {
+        Some(t) if t.status == TaskStatus::Cancelled => Some(Stop::Cancelled),
+        Some(t) if t.status == TaskStatus::Running && t.locked_by.as_deref() == Some(instance) => {
+            None
+        }
+        _ => Some(Stop::LeaseLost),
     }
 }

@@ -37,7 +37,7 @@ mod tests;
 
 use std::cmp::Ordering;
 use std::collections::{BinaryHeap, HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering as AtomicOrdering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering as AtomicOrdering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -113,6 +113,10 @@ impl Ord for Ready {
 struct Held {
     /// Stops the running attempt; `None` while the task waits in the buffer.
     stop: Option<oneshot::Sender<Stop>>,
+    /// Which claim of the task this is (a number unique in the process): a task settled and
+    /// claimed again is held under a new one, so that a renewal that missed the old claim does
+    /// not stop the new one.
+    claim: u64,
 }
 
 /// A settlement on its way to the store, with what to do once it is applied.
@@ -172,6 +176,8 @@ pub struct TaskQueue {
     settle_tx: mpsc::UnboundedSender<SettleMsg>,
     settle_rx: Mutex<Option<mpsc::UnboundedReceiver<SettleMsg>>>,
     running: AtomicUsize,
+    /// The last claim number given out (see [`Held::claim`]).
+    claims: AtomicU64,
     started: AtomicBool,
     stopping: watch::Sender<bool>,
     background: Mutex<Vec<tokio::task::JoinHandle<()>>>,
@@ -211,6 +217,7 @@ impl TaskQueue {
             settle_tx,
             settle_rx: Mutex::new(Some(settle_rx)),
             running: AtomicUsize::new(0),
+            claims: AtomicU64::new(0),
             started: AtomicBool::new(false),
             stopping,
             background: Mutex::new(Vec::new()),
@@ -255,6 +262,24 @@ impl TaskQueue {
     /// The queue clock's wall time, as the store keeps it.
     fn now(&self) -> chrono::DateTime<chrono::Utc> {
         clock::utc(&*self.clock)
+    }
+
+    /// A new entry of [`TaskQueue::held`] for a task just claimed.
+    fn held_claim(&self) -> Held {
+        Held {
+            stop: None,
+            claim: self.claims.fetch_add(1, AtomicOrdering::Relaxed) + 1,
+        }
+    }
+
+    /// The tasks this instance holds, each with its claim number.
+    fn held_claims(&self) -> Vec<(Uuid, u64)> {
+        self.held
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(id, h)| (*id, h.claim))
+            .collect()
     }
 
     /// The tasks this instance holds (running or waiting in its buffer).
@@ -373,7 +398,7 @@ impl TaskQueue {
                         self.held
                             .lock()
                             .unwrap_or_else(|e| e.into_inner())
-                            .insert(ins.task.id, Held { stop: None });
+                            .insert(ins.task.id, self.held_claim());
                         self.spawn_attempt(ins.task.clone(), permit);
                     }
                 }
@@ -463,14 +488,23 @@ impl TaskQueue {
     /// Stops a task this instance holds: a running attempt is told to stop, a buffered task is
     /// dropped from the buffer.
     fn stop_local(&self, id: Uuid, why: Stop) {
+        self.stop_claim(id, None, why)
+    }
+
+    /// [`TaskQueue::stop_local`], only while the task is held under claim `claim` (when
+    /// given): a claim made since is another attempt, not concerned.
+    fn stop_claim(&self, id: Uuid, claim: Option<u64>, why: Stop) {
         let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        if claim.is_some() && held.get(&id).map(|h| h.claim) != claim {
+            return;
+        }
         match held.get_mut(&id) {
-            Some(Held { stop: Some(_) }) => {
-                if let Some(Held { stop: Some(tx) }) = held.remove(&id) {
+            Some(Held { stop: Some(_), .. }) => {
+                if let Some(Held { stop: Some(tx), .. }) = held.remove(&id) {
                     let _ = tx.send(why);
                 }
             }
-            Some(Held { stop: None }) => {
+            Some(Held { stop: None, .. }) => {
                 held.remove(&id);
                 drop(held);
                 self.buffer

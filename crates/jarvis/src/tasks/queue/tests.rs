@@ -209,3 +209,64 @@ async fn the_reclaimer_waits_a_whole_lease_after_its_own_store_trouble() {
     assert_eq!(f.queue.reclaim_once().await, Some(1));
     assert_eq!(f.task(task.id).await.status, TaskStatus::Queued);
 }
+
+/// A held task whose renewal matched nothing is stopped only when its row says it is no longer
+/// this instance's: a task settled and claimed again by this instance between the keeper's list
+/// and its renewal keeps running (stopping it stopped a live attempt mid-call: bench/chaos,
+/// hang).
+#[tokio::test]
+async fn a_renewal_miss_stops_only_what_this_instance_no_longer_holds() {
+    let f = fixture().await;
+    let ours = f.claimed_by("test-instance").await;
+    let row = f.task(ours.id).await;
+    assert_eq!(leases::lost_lease(Some(&row), "test-instance"), None);
+    let theirs = f.claimed_by("other-instance").await;
+    let row = f.task(theirs.id).await;
+    assert_eq!(
+        leases::lost_lease(Some(&row), "test-instance"),
+        Some(Stop::LeaseLost)
+    );
+    let mut given_back = row.clone();
+    given_back.status = TaskStatus::Queued;
+    given_back.locked_by = None;
+    assert_eq!(
+        leases::lost_lease(Some(&given_back), "test-instance"),
+        Some(Stop::LeaseLost)
+    );
+    let mut cancelled = row;
+    cancelled.status = TaskStatus::Cancelled;
+    assert_eq!(
+        leases::lost_lease(Some(&cancelled), "test-instance"),
+        Some(Stop::Cancelled)
+    );
+    assert_eq!(
+        leases::lost_lease(None, "test-instance"),
+        Some(Stop::LeaseLost)
+    );
+}
+
+/// A renewal that missed an earlier claim of a task does not stop the claim held now.
+#[tokio::test]
+async fn a_renewal_miss_does_not_stop_a_newer_claim() {
+    let f = fixture().await;
+    let task = f.claimed_by("test-instance").await;
+    let first = f.queue.held_claim();
+    let first_claim = first.claim;
+    f.queue.held.lock().unwrap().insert(task.id, first);
+    // Settled and claimed again: a new claim number.
+    let again = f.queue.held_claim();
+    assert_ne!(again.claim, first_claim);
+    f.queue.held.lock().unwrap().insert(task.id, again);
+    f.queue
+        .stop_claim(task.id, Some(first_claim), Stop::LeaseLost);
+    assert!(
+        f.queue.held_ids().contains(&task.id),
+        "the newer claim was stopped"
+    );
+    let now_held = f.queue.held_claims()[0].1;
+    f.queue.stop_claim(task.id, Some(now_held), Stop::LeaseLost);
+    assert!(
+        f.queue.held_ids().is_empty(),
+        "the claim the renewal missed is stopped"
+    );
+}
