@@ -26,6 +26,7 @@ mod foundation;
 mod health;
 mod learning;
 mod markdown_tables;
+mod openapi;
 mod outbound;
 mod process;
 mod registry;
