@@ -29,6 +29,9 @@ def chat(body):
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         return refuse("messages must be a non-empty array", "messages")
+    for i, message in enumerate(messages):
+        if not isinstance(message, dict) or not isinstance(message.get("role"), str):
+            return refuse(f"messages[{i}].role is required", f"messages[{i}].role")
     return 200, {
         "id": "chatcmpl-fake",
         "object": "chat.completion",

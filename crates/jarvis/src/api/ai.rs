@@ -111,7 +111,9 @@ pub struct ErrorFields<'a> {
     pub kind: &'a str,
     /// The request field at fault, when one is.
     pub param: Option<&'a str>,
-    /// Stable and machine-readable (`invalid_request`, `circuit_open`, `budget_exceeded`, …).
+    /// Stable and machine-readable (`invalid_request`, `circuit_open`, `budget_exceeded`, …);
+    /// a provider's own error, passed on, may have none.
+    #[schema(value_type = Option<String>)]
     pub code: &'a str,
 }
 

@@ -242,6 +242,7 @@ pub async fn list(
 /// The body of `POST /api/v1/alerts/silences`.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[schema(examples(json!({"matchers": {"service": "api"}, "durationMs": 3600000, "comment": "maintenance"})))]
 pub struct SilenceInput {
     /// What it matches (at least one of them).
     matchers: Matchers,

@@ -153,9 +153,10 @@ pub struct ChatCompletionRequest {
 pub struct ChatMessage {
     /// `system`, `user`, `assistant` or `tool`.
     pub role: String,
-    /// The text, or OpenAI's content parts.
-    #[schema(value_type = Object)]
-    pub content: serde_json::Value,
+    /// The text, or OpenAI's content parts (an assistant message with tool calls may have
+    /// none).
+    #[schema(value_type = Option<Object>)]
+    pub content: Option<serde_json::Value>,
 }
 
 /// The body of `POST /v1/embeddings`: OpenAI's embeddings request (other fields are passed on).

@@ -316,6 +316,7 @@ impl utoipa::ToSchema for Submitted {
 /// The body of `POST /api/v1/tasks/batch`.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(examples(json!({"tasks": [{"domain": "noop", "action": "report"}]})))]
 pub struct BatchInput {
     /// 1 to 1000 tasks, stored all or none.
     #[schema(min_items = 1, max_items = 1000)]

@@ -98,6 +98,7 @@ pub struct AgentSpec {
 /// file (the same keys).
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[schema(examples(json!({"url": "http://127.0.0.1:9/run", "timeoutMs": 30000})))]
 pub struct AgentInput {
     /// `http` (default) or `ai`.
     #[serde(default)]

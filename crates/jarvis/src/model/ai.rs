@@ -100,6 +100,7 @@ pub const GROUP_PROVIDERS: [&str; 3] = ["openai", "anthropic", "gemini"];
 /// given), then from its fallback groups.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[schema(examples(json!({"deployments": [{"provider": "openai", "model": "gpt-4o-mini"}]})))]
 pub struct ModelGroup {
     /// The deployments, tried in this order unless weights are given.
     pub deployments: Vec<GroupDeployment>,

@@ -71,6 +71,7 @@ impl Missed {
 /// file. Unknown fields are refused.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[schema(examples(json!({"everyMs": 60000, "task": {"domain": "noop", "action": "report"}})))]
 pub struct ScheduleInput {
     /// A cron expression: 5 fields (minute granularity) or 6 (with seconds first); POSIX
     /// weekdays (0 or 7 Sunday), names (`MON`, `JAN`), `L`, `#`, `W`, `@hourly` and the like.

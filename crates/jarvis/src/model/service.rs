@@ -44,6 +44,7 @@ pub struct ServiceSpec {
 /// The body of `PUT /api/v1/services/{name}`, and a `[services.<name>]` entry of the config file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[schema(examples(json!({"url": "http://127.0.0.1:9/health", "intervalMs": 5000, "timeoutMs": 3000, "critical": true, "expectedStatus": [200]})))]
 pub struct ServiceInput {
     /// Required: what to check.
     pub url: String,

@@ -28,6 +28,7 @@ pub const MAX_BATCH: usize = 1_000;
 /// task each tick submits as given.)
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[schema(examples(json!({"domain": "noop", "action": "report", "parameters": {"x": 1}})))]
 pub struct TaskInput {
     /// Required: which agent runs it.
     #[schema(value_type = crate::names::Name, required)]
