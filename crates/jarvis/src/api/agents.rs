@@ -7,10 +7,10 @@ use axum::response::{IntoResponse, Response};
 
 use super::envelope::{ok, ApiError, ApiJson, ApiOk, ApiPath, Envelope};
 use super::openapi::ErrorEnvelope;
-use crate::names::Name;
 use super::services::path_name;
 use crate::agents::{AgentInput, AgentSpec};
 use crate::api::AppState;
+use crate::names::Name;
 
 /// `PUT /api/v1/agents/{domain}`: 201 when new, 200 when replaced.
 #[utoipa::path(put, path = "/api/v1/agents/{domain}", tag = "agents",

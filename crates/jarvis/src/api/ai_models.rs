@@ -12,10 +12,10 @@ use axum::response::{IntoResponse, Response};
 
 use super::envelope::{ok, ApiError, ApiJson, ApiOk, ApiPath, Envelope};
 use super::openapi::ErrorEnvelope;
-use crate::names::Name;
 use super::services::path_name;
 use crate::api::AppState;
 use crate::model::ai::ModelGroup;
+use crate::names::Name;
 
 /// The stored groups, by name (a row that does not read as a group is left out, as the
 /// gateway leaves it out).

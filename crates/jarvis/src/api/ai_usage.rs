@@ -19,16 +19,16 @@ use crate::store::ai_usage::UsageKey;
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 #[into_params(parameter_in = Query)]
 pub struct UsageQuery {
-    #[serde(default)]
     /// From this time (RFC 3339, or a date; default: the start of this UTC month).
+    #[serde(default)]
     #[param(value_type = Option<super::openapi::TimeBound>)]
     since: Option<String>,
-    #[serde(default)]
     /// Until this time, excluded (RFC 3339, or a date; default: an hour from now).
+    #[serde(default)]
     #[param(value_type = Option<super::openapi::TimeBound>)]
     until: Option<String>,
-    #[serde(default)]
     /// What the rows are grouped by: model (default), deployment, domain, token or hour.
+    #[serde(default)]
     #[param(value_type = Option<UsageBy>)]
     by: Option<String>,
 }

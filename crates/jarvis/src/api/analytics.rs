@@ -41,27 +41,27 @@ fn bucket(raw: Option<String>, allowed: &[Bucket], default: Bucket) -> Result<Bu
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 #[into_params(parameter_in = Query)]
 pub struct TasksQuery {
-    #[serde(default)]
     /// Also Jarvis's own system-* domains.
-    include_system: Option<bool>,
     #[serde(default)]
+    include_system: Option<bool>,
     /// Only this domain.
+    #[serde(default)]
     #[param(value_type = Option<crate::names::Name>)]
     domain: Option<String>,
-    #[serde(default)]
     /// Only this action (with domain).
+    #[serde(default)]
     #[param(value_type = Option<crate::names::Name>)]
     action: Option<String>,
-    #[serde(default)]
     /// From this time (RFC 3339, or a date).
+    #[serde(default)]
     #[param(value_type = Option<super::openapi::TimeBound>)]
     since: Option<String>,
-    #[serde(default)]
     /// Until this time (RFC 3339, or a date).
+    #[serde(default)]
     #[param(value_type = Option<super::openapi::TimeBound>)]
     until: Option<String>,
-    #[serde(default)]
     /// minute, hour (default) or day.
+    #[serde(default)]
     #[param(value_type = Option<Bucket>)]
     bucket: Option<String>,
 }
@@ -123,16 +123,16 @@ pub async fn tasks(
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 #[into_params(parameter_in = Query)]
 pub struct OverviewQuery {
-    #[serde(default)]
     /// From this time (RFC 3339, or a date).
+    #[serde(default)]
     #[param(value_type = Option<super::openapi::TimeBound>)]
     since: Option<String>,
-    #[serde(default)]
     /// Until this time (RFC 3339, or a date).
+    #[serde(default)]
     #[param(value_type = Option<super::openapi::TimeBound>)]
     until: Option<String>,
-    #[serde(default)]
     /// Also Jarvis's own system-* domains.
+    #[serde(default)]
     include_system: Option<bool>,
 }
 
@@ -181,20 +181,20 @@ pub(super) async fn overview_answer(
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct BreakersQuery {
-    #[serde(default)]
     /// Only this breaker.
+    #[serde(default)]
     #[param(value_type = Option<crate::names::Name>)]
     name: Option<String>,
-    #[serde(default)]
     /// From this time (RFC 3339, or a date).
+    #[serde(default)]
     #[param(value_type = Option<super::openapi::TimeBound>)]
     since: Option<String>,
-    #[serde(default)]
     /// Until this time (RFC 3339, or a date).
+    #[serde(default)]
     #[param(value_type = Option<super::openapi::TimeBound>)]
     until: Option<String>,
-    #[serde(default)]
     /// At most this many (default 100).
+    #[serde(default)]
     #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
 }
@@ -254,20 +254,20 @@ pub enum ServiceBucket {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ServicesQuery {
-    #[serde(default)]
     /// Only this service.
+    #[serde(default)]
     #[param(value_type = Option<crate::names::Name>)]
     name: Option<String>,
-    #[serde(default)]
     /// From this time (RFC 3339, or a date).
+    #[serde(default)]
     #[param(value_type = Option<super::openapi::TimeBound>)]
     since: Option<String>,
-    #[serde(default)]
     /// Until this time (RFC 3339, or a date).
+    #[serde(default)]
     #[param(value_type = Option<super::openapi::TimeBound>)]
     until: Option<String>,
-    #[serde(default)]
     /// hour (default) or day.
+    #[serde(default)]
     #[param(value_type = Option<ServiceBucket>)]
     bucket: Option<String>,
 }

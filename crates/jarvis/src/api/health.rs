@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::envelope::{ok, ApiError, ApiOk, ApiPath, ApiQuery, Envelope};
+use super::openapi::ErrorEnvelope;
 use super::services::path_name;
 use super::types::{
     AgentPredictionView, CheckHistoryView, CheckResultView, PredictionView, ServiceView,
@@ -25,9 +26,8 @@ use super::types::{
 };
 use crate::api::AppState;
 use crate::health::{overall, Kind, Overall, ServiceHealth};
-use crate::store::HistoryRange;
 use crate::names::Name;
-use super::openapi::ErrorEnvelope;
+use crate::store::HistoryRange;
 
 /// How long the store may take to answer before `/health` reports it failed.
 const STORE_TIMEOUT: Duration = Duration::from_secs(2);

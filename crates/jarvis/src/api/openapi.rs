@@ -13,9 +13,9 @@ use std::sync::OnceLock;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+use utoipa::openapi::link::LinkBuilder;
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
-use utoipa::openapi::link::LinkBuilder;
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, Response as OaResponse, ResponseBuilder};
 use utoipa::{Modify, OpenApi, ToSchema};
 
@@ -103,7 +103,9 @@ pub struct TimeBound;
 
 impl utoipa::PartialSchema for TimeBound {
     fn schema() -> RefOr<utoipa::openapi::schema::Schema> {
-        use utoipa::openapi::schema::{AnyOfBuilder, KnownFormat, ObjectBuilder, SchemaFormat, Type};
+        use utoipa::openapi::schema::{
+            AnyOfBuilder, KnownFormat, ObjectBuilder, SchemaFormat, Type,
+        };
         let string = |format| {
             ObjectBuilder::new()
                 .schema_type(Type::String)
@@ -320,7 +322,10 @@ impl Modify for Contract {
                     add(
                         op,
                         "413",
-                        error(gateway, "`payload_too_large`: over JARVIS_BODY_LIMIT_BYTES."),
+                        error(
+                            gateway,
+                            "`payload_too_large`: over JARVIS_BODY_LIMIT_BYTES.",
+                        ),
                     );
                     if !gateway {
                         add(
@@ -450,7 +455,11 @@ fn add_links(doc: &mut utoipa::openapi::OpenApi, links: &Links) {
         .paths
         .paths
         .get_mut(path)
-        .and_then(|item| operations(item).find(|(m, _)| *m == method).map(|(_, op)| op))
+        .and_then(|item| {
+            operations(item)
+                .find(|(m, _)| *m == method)
+                .map(|(_, op)| op)
+        })
         .unwrap_or_else(|| panic!("a link from {method} {path}, which is not documented"));
     for status in links.statuses {
         let Some(RefOr::T(response)) = op.responses.responses.get_mut(*status) else {
@@ -592,7 +601,10 @@ mod tests {
         }
         assert!(used.len() > 20, "the scan found the codes: {used:?}");
         for code in used {
-            assert!(listed.contains(&code.as_str()), "{code} is not in ErrorCode");
+            assert!(
+                listed.contains(&code.as_str()),
+                "{code} is not in ErrorCode"
+            );
         }
     }
 

@@ -23,8 +23,8 @@ use crate::tasks::input::MAX_ATTEMPTS;
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct RetryQuery {
-    #[serde(default)]
     /// How many more attempts the task gets (default 1).
+    #[serde(default)]
     #[param(minimum = 1, maximum = 100)]
     attempts: Option<u32>,
 }

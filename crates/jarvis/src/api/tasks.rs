@@ -74,11 +74,11 @@ impl From<&Inserted> for Accepted {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 #[into_params(parameter_in = Query)]
 pub struct WaitQuery {
-    #[serde(default)]
     /// Wait (bounded) until the task has finished and answer it.
-    wait: Option<bool>,
     #[serde(default)]
+    wait: Option<bool>,
     /// The longest wait, ms (default 30000).
+    #[serde(default)]
     #[param(minimum = 1, maximum = 120_000)]
     wait_ms: Option<u64>,
 }
@@ -482,38 +482,38 @@ pub async fn cancel(
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
-    #[serde(default)]
     /// Only this domain's tasks (includes system domains).
+    #[serde(default)]
     #[param(value_type = Option<crate::names::Name>)]
     domain: Option<String>,
-    #[serde(default)]
     /// Only this action's tasks.
+    #[serde(default)]
     #[param(value_type = Option<crate::names::Name>)]
     action: Option<String>,
-    #[serde(default)]
     /// Only tasks in this status.
+    #[serde(default)]
     #[param(value_type = Option<crate::tasks::TaskStatus>)]
     status: Option<String>,
-    #[serde(default)]
     /// Only the tasks of this correlation ID.
-    correlation_id: Option<String>,
     #[serde(default)]
+    correlation_id: Option<String>,
     /// Created at or after this time (RFC 3339, or a date: its 00:00 UTC).
+    #[serde(default)]
     #[param(value_type = Option<super::openapi::TimeBound>)]
     since: Option<String>,
-    #[serde(default)]
     /// Created before this time (RFC 3339, or a date: up to the end of that UTC day).
+    #[serde(default)]
     #[param(value_type = Option<super::openapi::TimeBound>)]
     until: Option<String>,
-    #[serde(default)]
     /// Also the tasks of Jarvis's own system-* domains.
-    include_system: Option<bool>,
     #[serde(default)]
+    include_system: Option<bool>,
     /// At most this many (default 100).
+    #[serde(default)]
     #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
-    #[serde(default)]
     /// The nextCursor of the previous page.
+    #[serde(default)]
     cursor: Option<String>,
 }
 
@@ -609,23 +609,23 @@ pub(super) fn time(field: &str, raw: Option<String>) -> Result<Option<DateTime<U
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 #[into_params(parameter_in = Query)]
 pub struct HistoryQuery {
-    #[serde(default)]
     /// Overview only: also Jarvis's own system-* domains.
-    include_system: Option<bool>,
     #[serde(default)]
+    include_system: Option<bool>,
     /// The domain (with action): that domain/action's statistics.
+    #[serde(default)]
     #[param(value_type = Option<crate::names::Name>)]
     domain: Option<String>,
-    #[serde(default)]
     /// The action (with domain).
+    #[serde(default)]
     #[param(value_type = Option<crate::names::Name>)]
     action: Option<String>,
-    #[serde(default)]
     /// From this time (RFC 3339, or a date).
+    #[serde(default)]
     #[param(value_type = Option<super::openapi::TimeBound>)]
     since: Option<String>,
-    #[serde(default)]
     /// Until this time (RFC 3339, or a date).
+    #[serde(default)]
     #[param(value_type = Option<super::openapi::TimeBound>)]
     until: Option<String>,
 }
@@ -710,12 +710,12 @@ async fn domain_stats(
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct RecommendationQuery {
-    #[serde(default)]
     /// Required: the domain.
+    #[serde(default)]
     #[param(value_type = Option<crate::names::Name>)]
     domain: Option<String>,
-    #[serde(default)]
     /// Required: the action.
+    #[serde(default)]
     #[param(value_type = Option<crate::names::Name>)]
     action: Option<String>,
 }
@@ -745,41 +745,41 @@ pub async fn recommendations(
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 #[into_params(parameter_in = Query)]
 pub struct ExecutionsQuery {
-    #[serde(default)]
     /// Only this domain's records (includes system domains).
+    #[serde(default)]
     #[param(value_type = Option<crate::names::Name>)]
     domain: Option<String>,
-    #[serde(default)]
     /// Only this action's records.
+    #[serde(default)]
     #[param(value_type = Option<crate::names::Name>)]
     action: Option<String>,
-    #[serde(default)]
     /// Only this task's records.
+    #[serde(default)]
     #[param(value_type = Option<uuid::Uuid>)]
     task_id: Option<String>,
-    #[serde(default)]
     /// Only successful (true) or failed (false) attempts.
+    #[serde(default)]
     success: Option<bool>,
-    #[serde(default)]
     /// Only the records of this correlation ID.
-    correlation_id: Option<String>,
     #[serde(default)]
+    correlation_id: Option<String>,
     /// Finished at or after this time (RFC 3339, or a date).
+    #[serde(default)]
     #[param(value_type = Option<super::openapi::TimeBound>)]
     since: Option<String>,
-    #[serde(default)]
     /// Finished before this time (RFC 3339, or a date).
+    #[serde(default)]
     #[param(value_type = Option<super::openapi::TimeBound>)]
     until: Option<String>,
-    #[serde(default)]
     /// Also the records of Jarvis's own system-* domains.
-    include_system: Option<bool>,
     #[serde(default)]
+    include_system: Option<bool>,
     /// At most this many (default 100).
+    #[serde(default)]
     #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
-    #[serde(default)]
     /// The nextCursor of the previous page.
+    #[serde(default)]
     cursor: Option<String>,
 }
 

@@ -117,7 +117,10 @@ fn every_route_of_the_router_is_documented() {
     assert!(routes.len() > 40, "the scan found the routes: {routes:?}");
     let ops = documented(&doc);
     let missing: Vec<_> = routes.difference(&ops).collect();
-    assert!(missing.is_empty(), "routes missing from the document: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "routes missing from the document: {missing:?}"
+    );
     let extra: Vec<_> = ops.difference(&routes).collect();
     assert!(extra.is_empty(), "operations that are no route: {extra:?}");
 }
