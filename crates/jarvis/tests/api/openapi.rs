@@ -79,9 +79,15 @@ fn routes_in(source: &str, prefix: &str) -> BTreeSet<(String, String)> {
 /// sign-in, `/` and `/ui/*`, are not part of the document).
 fn router_routes() -> BTreeSet<(String, String)> {
     let api = repo_file("src/api/mod.rs");
-    let (inner, outer) = api.split_at(api.find("let metrics").expect("the metrics router"));
-    let mut routes = routes_in(inner, "/api/v1");
-    routes.extend(routes_in(outer, ""));
+    // The `/api/v1` router is `let api = Router::new()…` up to its first fallback; every other
+    // `.route` of the file is at the root.
+    let start = api
+        .find("let api = Router::new()")
+        .expect("the /api/v1 router");
+    let end = start + api[start..].find(".fallback(").expect("its fallback");
+    let mut routes = routes_in(&api[start..end], "/api/v1");
+    routes.extend(routes_in(&api[..start], ""));
+    routes.extend(routes_in(&api[end..], ""));
     routes.extend(routes_in(&repo_file("src/api/ai.rs"), "/v1"));
     routes
 }
