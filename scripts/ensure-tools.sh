@@ -3,6 +3,7 @@
 #   promtool  (package prometheus)  - `promtool check metrics` on GET /metrics
 #   pgbouncer (package pgbouncer)   - the connection-pooler test (tests/api/pooler.rs)
 #   .tools/py (a Python venv with the official `openai` client) - the AI gateway's SDK test
+#   (scripts/schemathesis.sh adds schemathesis, pinned there, to the same venv)
 # Safe to run repeatedly; does nothing when everything is present. CI calls it before the tests.
 # The install helpers are scripts/lib/tools.sh, shared with the benchmark scripts.
 set -euo pipefail

@@ -41,6 +41,11 @@ cargo build --release --locked -p jarvis
 log "chaos suite (short)"
 JARVIS_BIN=target/release/jarvis bash bench/chaos/run.sh --short
 
+# The HTTP API against its own OpenAPI document (docs/openapi.json, served at
+# /api/v1/openapi.json): schemathesis, on the embedded store and on PostgreSQL.
+log "schemathesis"
+JARVIS_BIN=target/release/jarvis bash scripts/schemathesis.sh sqlite postgres
+
 if [ -x deploy/test/run.sh ] || [ -f deploy/test/run.sh ]; then
   log "deployment tests"
   bash deploy/test/run.sh

@@ -95,7 +95,7 @@ pub fn series_range(
 }
 
 /// One point of a task series.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Point {
     /// The bucket's start.
@@ -119,7 +119,7 @@ pub struct Point {
 }
 
 /// A failure group of a series.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct FailureGroup {
     /// The stable fingerprint of the group.
@@ -133,7 +133,7 @@ pub struct FailureGroup {
 }
 
 /// `GET /api/v1/analytics/tasks`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TaskSeries {
     /// The domain, or null for all.
@@ -258,7 +258,7 @@ pub async fn task_series(
 }
 
 /// The figures of the whole overview.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct OverviewTotals {
     /// Attempts.
@@ -274,7 +274,7 @@ pub struct OverviewTotals {
 }
 
 /// One domain/action of the overview.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct OverviewItem {
     /// The domain.
@@ -300,7 +300,7 @@ pub struct OverviewItem {
 }
 
 /// `GET /api/v1/analytics/overview` and `GET /api/v1/tasks/history` without a query.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Overview {
     /// As asked, or null (from the first record).
@@ -388,7 +388,7 @@ pub async fn overview(
 }
 
 /// One breaker transition.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Transition {
     /// When (the database's clock).
@@ -406,7 +406,7 @@ pub struct Transition {
 }
 
 /// `GET /api/v1/analytics/breakers`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct BreakerTransitions {
     /// From (included).
@@ -469,7 +469,7 @@ pub async fn breaker_transitions(
 }
 
 /// One point of a service's series.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ServicePoint {
     /// The bucket's start.
@@ -485,7 +485,7 @@ pub struct ServicePoint {
 }
 
 /// One service's series.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ServiceSeries {
     /// The service.
@@ -495,7 +495,7 @@ pub struct ServiceSeries {
 }
 
 /// `GET /api/v1/analytics/services`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ServicesSeries {
     /// The first bucket's start.

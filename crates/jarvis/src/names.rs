@@ -61,6 +61,29 @@ impl Name {
     }
 }
 
+/// The name grammar as a regular expression (ECMA-262, as OpenAPI's `pattern` reads it): a
+/// first character that is not a dot, or one dot and then a character that is not, or two dots
+/// and at least one more character, so that `.` and `..` are the only strings of the
+/// character set that it leaves out.
+pub const NAME_PATTERN: &str = r"^(?:[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}|\.[A-Za-z0-9_-][A-Za-z0-9_.-]{0,62}|\.\.[A-Za-z0-9_.-]{1,62})$";
+
+impl utoipa::PartialSchema for Name {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::schema::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .min_length(Some(1))
+            .max_length(Some(Self::MAX_LEN))
+            .pattern(Some(NAME_PATTERN))
+            .description(Some(
+                "A name of a service, agent, breaker, domain, action, schedule or model group: \
+                 1-64 characters of A-Z a-z 0-9 _ . -, never . or ..",
+            ))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Name {}
+
 impl fmt::Display for Name {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)

@@ -5,12 +5,23 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
-use super::envelope::{ok, ApiError, ApiJson, ApiOk, ApiPath};
+use super::envelope::{ok, ApiError, ApiJson, ApiOk, ApiPath, Envelope};
+use super::openapi::ErrorEnvelope;
 use super::services::path_name;
 use crate::agents::{AgentInput, AgentSpec};
 use crate::api::AppState;
+use crate::names::Name;
 
 /// `PUT /api/v1/agents/{domain}`: 201 when new, 200 when replaced.
+#[utoipa::path(put, path = "/api/v1/agents/{domain}", tag = "agents",
+    params(("domain" = Name, Path, description = "The domain the agent serves.")),
+    request_body = AgentInput,
+    responses(
+        (status = 200, description = "Replaced.", body = Envelope<AgentSpec>),
+        (status = 201, description = "Registered.", body = Envelope<AgentSpec>),
+        (status = 400, description = "`invalid_name`, `invalid_agent`, `invalid_body` or `malformed_json`.", body = ErrorEnvelope),
+        (status = 409, description = "`builtin_agent`: a built-in agent serves the domain.", body = ErrorEnvelope),
+    ))]
 pub async fn put(
     State(state): State<AppState>,
     ApiPath(domain): ApiPath<String>,
@@ -52,11 +63,20 @@ pub async fn put(
 }
 
 /// `GET /api/v1/agents`.
+#[utoipa::path(get, path = "/api/v1/agents", tag = "agents",
+    responses((status = 200, description = "Every HTTP or AI agent, by domain.", body = Envelope<Vec<AgentSpec>>)))]
 pub async fn list(State(state): State<AppState>) -> Result<ApiOk<Vec<AgentSpec>>, ApiError> {
     Ok(ok(state.store.list_agents().await?))
 }
 
 /// `GET /api/v1/agents/{domain}`.
+#[utoipa::path(get, path = "/api/v1/agents/{domain}", tag = "agents",
+    params(("domain" = Name, Path, description = "The agent's domain.")),
+    responses(
+        (status = 200, description = "The agent.", body = Envelope<AgentSpec>),
+        (status = 400, description = "`invalid_name`.", body = ErrorEnvelope),
+        (status = 404, description = "`not_found`: no agent for the domain.", body = ErrorEnvelope),
+    ))]
 pub async fn get(
     State(state): State<AppState>,
     ApiPath(domain): ApiPath<String>,
@@ -69,6 +89,13 @@ pub async fn get(
 }
 
 /// `DELETE /api/v1/agents/{domain}`: 204.
+#[utoipa::path(delete, path = "/api/v1/agents/{domain}", tag = "agents",
+    params(("domain" = Name, Path, description = "The agent's domain.")),
+    responses(
+        (status = 204, description = "Removed (with the health check it declared)."),
+        (status = 400, description = "`invalid_name`.", body = ErrorEnvelope),
+        (status = 404, description = "`not_found`: no agent for the domain.", body = ErrorEnvelope),
+    ))]
 pub async fn delete(
     State(state): State<AppState>,
     ApiPath(domain): ApiPath<String>,

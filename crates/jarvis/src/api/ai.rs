@@ -25,6 +25,10 @@ use super::envelope::{ApiError, ErrorAnswer};
 use super::AppState;
 use crate::ai::{cache, AiError, Caller, Endpoint, Models, Reply, ReplyBody, ResolveError};
 use crate::correlation::CorrelationId;
+use crate::names::Name;
+
+/// The OpenAI error shape under the name the OpenAPI document gives it.
+type OpenAiErrorEnvelope = ErrorShape<'static>;
 use crate::trace::context::{RequestTrace, TraceContext};
 
 /// The header that says which deployment answered.
@@ -87,18 +91,30 @@ pub struct OpenAiError {
     retry_after_secs: Option<u64>,
 }
 
-#[derive(Serialize)]
-struct ErrorShape<'a> {
-    error: ErrorFields<'a>,
+/// An error on `/v1/*`, in OpenAI's shape.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = OpenAiErrorEnvelope)]
+pub struct ErrorShape<'a> {
+    /// What went wrong.
+    pub error: ErrorFields<'a>,
 }
 
-#[derive(Serialize)]
-struct ErrorFields<'a> {
-    message: &'a str,
+/// The `error` of OpenAI's error shape.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = OpenAiErrorBody)]
+pub struct ErrorFields<'a> {
+    /// What went wrong, for a person.
+    pub message: &'a str,
+    /// OpenAI's error type: `invalid_request_error`, `authentication_error`,
+    /// `rate_limit_error`, `insufficient_quota` or `server_error`.
     #[serde(rename = "type")]
-    kind: &'a str,
-    param: Option<&'a str>,
-    code: &'a str,
+    pub kind: &'a str,
+    /// The request field at fault, when one is.
+    pub param: Option<&'a str>,
+    /// Stable and machine-readable (`invalid_request`, `circuit_open`, `budget_exceeded`, …);
+    /// a provider's own error, passed on, may have none.
+    #[schema(value_type = Option<String>)]
+    pub code: &'a str,
 }
 
 impl OpenAiError {
@@ -232,7 +248,21 @@ impl From<AiError> for OpenAiError {
 }
 
 /// `POST /v1/chat/completions`.
-async fn chat_completions(
+#[utoipa::path(post, path = "/v1/chat/completions", tag = "ai-gateway",
+    params(("X-Jarvis-Domain" = Option<Name>, Header, description = "The domain the call is made for (usage and budgets).")),
+    request_body = super::openapi::ChatCompletionRequest,
+    responses(
+        (status = 200, description = "The provider's answer in OpenAI's shape (a stream of events with `stream: true`); `x-jarvis-deployment` names the deployment.", content(
+            (Object = "application/json"),
+            (super::openapi::ServerSentEvent = "text/event-stream"),
+        )),
+        (status = 400, description = "`invalid_request`, `invalid_model`, `unknown_provider`, `unsupported_by_provider`, `invalid_domain`, `invalid_cache_header`, `malformed_json`; or a provider's own 4xx, passed on.", body = OpenAiErrorEnvelope),
+        (status = 429, description = "`deployments_cooling` or `budget_exceeded` (with `Retry-After`).", body = OpenAiErrorEnvelope),
+        (status = 502, description = "`upstream_unreachable`, `upstream_error` or `upstream_bad_answer`.", body = OpenAiErrorEnvelope),
+        (status = 503, description = "`provider_not_configured`, `circuit_open` or `no_deployment_available`.", body = OpenAiErrorEnvelope),
+        (status = 504, description = "`upstream_timeout`.", body = OpenAiErrorEnvelope),
+    ))]
+pub async fn chat_completions(
     State(state): State<AppState>,
     Extension(id): Extension<CorrelationId>,
     trace: Option<Extension<RequestTrace>>,
@@ -252,7 +282,18 @@ async fn chat_completions(
 }
 
 /// `POST /v1/embeddings`.
-async fn embeddings(
+#[utoipa::path(post, path = "/v1/embeddings", tag = "ai-gateway",
+    params(("X-Jarvis-Domain" = Option<Name>, Header, description = "The domain the call is made for (usage and budgets).")),
+    request_body = super::openapi::EmbeddingsRequest,
+    responses(
+        (status = 200, description = "The provider's answer in OpenAI's shape.", body = Object),
+        (status = 400, description = "`invalid_request`, `invalid_model`, `unknown_provider`, `unsupported_by_provider`, `invalid_domain`, `malformed_json`; or a provider's own 4xx, passed on.", body = OpenAiErrorEnvelope),
+        (status = 429, description = "`deployments_cooling` or `budget_exceeded` (with `Retry-After`).", body = OpenAiErrorEnvelope),
+        (status = 502, description = "`upstream_unreachable`, `upstream_error` or `upstream_bad_answer`.", body = OpenAiErrorEnvelope),
+        (status = 503, description = "`provider_not_configured`, `circuit_open` or `no_deployment_available`.", body = OpenAiErrorEnvelope),
+        (status = 504, description = "`upstream_timeout`.", body = OpenAiErrorEnvelope),
+    ))]
+pub async fn embeddings(
     State(state): State<AppState>,
     Extension(id): Extension<CorrelationId>,
     trace: Option<Extension<RequestTrace>>,
@@ -484,17 +525,25 @@ fn reply_response(reply: Reply) -> Response {
     response
 }
 
-#[derive(Serialize)]
-struct ModelList {
+/// The answer of `GET /v1/models`, OpenAI's model list.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ModelList {
+    /// Always `list`.
     object: &'static str,
+    /// The models.
     data: Vec<ModelView>,
 }
 
-#[derive(Serialize)]
-struct ModelView {
+/// One model of `GET /v1/models`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ModelView {
+    /// The name `/v1/*` takes (`openai/gpt-4o-mini`, a model group).
     id: String,
+    /// Always `model`.
     object: &'static str,
+    /// When the provider made it (unix seconds; 0 when not known).
     created: i64,
+    /// Who owns it, as the provider says.
     owned_by: String,
 }
 
@@ -504,7 +553,12 @@ pub const UNLISTED_HEADER: HeaderName = HeaderName::from_static("x-jarvis-unlist
 /// `GET /v1/models`: the models of the configured providers, named as `/v1/*` takes them.
 /// `x-jarvis-deployment` names the deployments that listed theirs, `x-jarvis-unlisted` those
 /// that could not (their models are missing; the rest is still listed).
-async fn models(
+#[utoipa::path(get, path = "/v1/models", tag = "ai-gateway",
+    responses(
+        (status = 200, description = "The models of the configured providers and model groups.", body = ModelList),
+        (status = 503, description = "`provider_not_configured`.", body = OpenAiErrorEnvelope),
+    ))]
+pub async fn models(
     State(state): State<AppState>,
     Extension(id): Extension<CorrelationId>,
 ) -> Response {

@@ -10,10 +10,12 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
-use super::envelope::{ok, ApiError, ApiJson, ApiOk, ApiPath};
+use super::envelope::{ok, ApiError, ApiJson, ApiOk, ApiPath, Envelope};
+use super::openapi::ErrorEnvelope;
 use super::services::path_name;
 use crate::api::AppState;
 use crate::model::ai::ModelGroup;
+use crate::names::Name;
 
 /// The stored groups, by name (a row that does not read as a group is left out, as the
 /// gateway leaves it out).
@@ -29,6 +31,14 @@ async fn stored(state: &AppState) -> Result<BTreeMap<String, ModelGroup>, ApiErr
 
 /// `PUT /api/v1/ai/models/{group}`: 201 when new, 200 when replaced; 400 `invalid_model_group`
 /// naming the key at fault.
+#[utoipa::path(put, path = "/api/v1/ai/models/{group}", tag = "ai",
+    params(("group" = Name, Path, description = "The model group's name.")),
+    request_body = ModelGroup,
+    responses(
+        (status = 200, description = "Replaced.", body = Envelope<ModelGroup>),
+        (status = 201, description = "Stored.", body = Envelope<ModelGroup>),
+        (status = 400, description = "`invalid_name`, `invalid_model_group`, `invalid_body` or `malformed_json`.", body = ErrorEnvelope),
+    ))]
 pub async fn put(
     State(state): State<AppState>,
     ApiPath(name): ApiPath<String>,
@@ -56,6 +66,8 @@ pub async fn put(
 }
 
 /// `GET /api/v1/ai/models`: every stored group, by name.
+#[utoipa::path(get, path = "/api/v1/ai/models", tag = "ai",
+    responses((status = 200, description = "Every stored model group, by name.", body = Envelope<BTreeMap<String, ModelGroup>>)))]
 pub async fn list(
     State(state): State<AppState>,
 ) -> Result<ApiOk<BTreeMap<String, ModelGroup>>, ApiError> {
@@ -63,6 +75,13 @@ pub async fn list(
 }
 
 /// `GET /api/v1/ai/models/{group}`.
+#[utoipa::path(get, path = "/api/v1/ai/models/{group}", tag = "ai",
+    params(("group" = Name, Path, description = "The model group's name.")),
+    responses(
+        (status = 200, description = "The group.", body = Envelope<ModelGroup>),
+        (status = 400, description = "`invalid_name`.", body = ErrorEnvelope),
+        (status = 404, description = "`not_found`.", body = ErrorEnvelope),
+    ))]
 pub async fn get(
     State(state): State<AppState>,
     ApiPath(name): ApiPath<String>,
@@ -77,6 +96,14 @@ pub async fn get(
 
 /// `DELETE /api/v1/ai/models/{group}`: 204; 409 `model_group_in_use` while another group
 /// falls back to it.
+#[utoipa::path(delete, path = "/api/v1/ai/models/{group}", tag = "ai",
+    params(("group" = Name, Path, description = "The model group's name.")),
+    responses(
+        (status = 204, description = "Removed."),
+        (status = 400, description = "`invalid_name`.", body = ErrorEnvelope),
+        (status = 404, description = "`not_found`.", body = ErrorEnvelope),
+        (status = 409, description = "`model_group_in_use`: another group falls back to it.", body = ErrorEnvelope),
+    ))]
 pub async fn delete(
     State(state): State<AppState>,
     ApiPath(name): ApiPath<String>,

@@ -6,7 +6,8 @@ use axum::extract::State;
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::Deserialize;
 
-use super::envelope::{ok, ApiError, ApiOk, ApiQuery};
+use super::envelope::{ok, ApiError, ApiOk, ApiQuery, Envelope};
+use super::openapi::ErrorEnvelope;
 use super::types::{AiUsageRowView, AiUsageView, BudgetView};
 use super::AppState;
 use crate::ai::spend::month_start;
@@ -14,15 +15,39 @@ use crate::model::ai::Price;
 use crate::store::ai_usage::UsageKey;
 
 /// `GET /api/v1/ai/usage?since=&until=&by=`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
 pub struct UsageQuery {
+    /// From this time (RFC 3339, or a date; default: the start of this UTC month).
     #[serde(default)]
+    #[param(value_type = Option<super::openapi::TimeBound>)]
     since: Option<String>,
+    /// Until this time, excluded (RFC 3339, or a date; default: an hour from now).
     #[serde(default)]
+    #[param(value_type = Option<super::openapi::TimeBound>)]
     until: Option<String>,
+    /// What the rows are grouped by: model (default), deployment, domain, token or hour.
     #[serde(default)]
+    #[param(value_type = Option<UsageBy>)]
     by: Option<String>,
+}
+
+/// The values of `by` (a schema only: [`usage_key`] reads the text, so that a wrong one gets
+/// a message listing them).
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
+pub enum UsageBy {
+    /// By `provider/model`.
+    Model,
+    /// By deployment.
+    Deployment,
+    /// By the `X-Jarvis-Domain` of the calls.
+    Domain,
+    /// By token fingerprint.
+    Token,
+    /// By UTC hour.
+    Hour,
 }
 
 /// Parses `by` (default `model`).
@@ -44,6 +69,12 @@ fn usage_key(by: Option<&str>) -> Result<(UsageKey, &'static str), ApiError> {
 
 /// Usage and spend grouped by model, deployment, domain, token or hour; by default this UTC
 /// month's, by model. What this instance counted in the last second may not be in yet.
+#[utoipa::path(get, path = "/api/v1/ai/usage", tag = "ai",
+    params(UsageQuery),
+    responses(
+        (status = 200, description = "Usage and spend in the range, grouped.", body = Envelope<AiUsageView>),
+        (status = 400, description = "`invalid_query`.", body = ErrorEnvelope),
+    ))]
 pub async fn usage(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<UsageQuery>,
@@ -87,6 +118,8 @@ pub async fn usage(
 }
 
 /// Every configured budget (`[[ai.budgets]]`) with what it has spent today and this month.
+#[utoipa::path(get, path = "/api/v1/ai/budgets", tag = "ai",
+    responses((status = 200, description = "Every configured budget with what it has spent.", body = Envelope<Vec<BudgetView>>)))]
 pub async fn budgets(State(state): State<AppState>) -> ApiOk<Vec<BudgetView>> {
     let views = state
         .ai
@@ -115,6 +148,8 @@ pub async fn budgets(State(state): State<AppState>) -> ApiOk<Vec<BudgetView>> {
 
 /// The price of every listed model, by `provider/model` (defaults with the config file's
 /// `[ai.prices]` on top).
+#[utoipa::path(get, path = "/api/v1/ai/prices", tag = "ai",
+    responses((status = 200, description = "The price of every listed model, by `provider/model`.", body = Envelope<std::collections::BTreeMap<String, Price>>)))]
 pub async fn prices(
     State(state): State<AppState>,
 ) -> ApiOk<std::collections::BTreeMap<String, Price>> {

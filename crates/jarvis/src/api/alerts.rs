@@ -8,7 +8,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
-use super::envelope::{ok, ApiError, ApiJson, ApiOk, ApiPath, ApiQuery};
+use super::envelope::{ok, ApiError, ApiJson, ApiOk, ApiPath, ApiQuery, Envelope};
+use super::openapi::ErrorEnvelope;
 use crate::alerts::notify::time_text;
 use crate::api::AppState;
 use crate::model::alert::{
@@ -19,7 +20,7 @@ use crate::model::alert::{
 pub const MAX_SILENCE_MS: i64 = 90 * 86_400_000;
 
 /// One alert episode.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AlertView {
     /// The episode's ID.
@@ -71,7 +72,7 @@ impl From<Episode> for AlertView {
 }
 
 /// `GET /api/v1/alerts`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AlertsView {
     /// Episodes, newest first.
@@ -79,7 +80,7 @@ pub struct AlertsView {
 }
 
 /// One silence.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SilenceView {
     /// Its ID (for `DELETE /api/v1/alerts/silences/{id}`).
@@ -110,7 +111,7 @@ impl From<Silence> for SilenceView {
 }
 
 /// `GET /api/v1/alerts/silences`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SilencesView {
     /// Silences that have not ended, oldest first.
@@ -118,7 +119,7 @@ pub struct SilencesView {
 }
 
 /// One message of the outbox.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct NotificationView {
     /// Its ID.
@@ -162,7 +163,7 @@ impl From<Notification> for NotificationView {
 }
 
 /// `GET /api/v1/alerts/notifications`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct NotificationsView {
     /// Messages, newest first.
@@ -170,16 +171,29 @@ pub struct NotificationsView {
 }
 
 /// The query of `GET /api/v1/alerts`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct AlertsQuery {
+    /// Only firing or only resolved episodes.
+    #[param(value_type = Option<crate::model::alert::EpisodeState>)]
     state: Option<String>,
+    /// Only episodes going on at or after this time (RFC 3339, or a date).
+    #[param(value_type = Option<super::openapi::TimeBound>)]
     since: Option<String>,
+    /// At most this many (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
 }
 
 /// `GET /api/v1/alerts?state=firing|resolved&since=&limit=`: episodes, newest first (at most
 /// `limit`, default 100, up to 1000). `since` keeps the episodes going on at or after it.
+#[utoipa::path(get, path = "/api/v1/alerts", tag = "alerts",
+    params(AlertsQuery),
+    responses(
+        (status = 200, description = "Alert episodes, newest first.", body = Envelope<AlertsView>),
+        (status = 400, description = "`invalid_query`.", body = ErrorEnvelope),
+    ))]
 pub async fn list(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<AlertsQuery>,
@@ -226,18 +240,29 @@ pub async fn list(
 }
 
 /// The body of `POST /api/v1/alerts/silences`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[schema(examples(json!({"matchers": {"service": "api"}, "durationMs": 3600000, "comment": "maintenance"})))]
 pub struct SilenceInput {
+    /// What it matches (at least one of them).
     matchers: Matchers,
+    /// How long it lasts, ms (or `endsAt`).
     duration_ms: Option<u64>,
+    /// When it ends, RFC 3339 (or `durationMs`).
     ends_at: Option<String>,
+    /// Why (at most 1024 bytes).
     comment: Option<String>,
 }
 
 /// `POST /api/v1/alerts/silences`: 201 with the silence. 400 `invalid_silence` without a
 /// matcher, with an unknown rule, without exactly one of `durationMs` and `endsAt`, or with an
 /// end not in the next 90 days.
+#[utoipa::path(post, path = "/api/v1/alerts/silences", tag = "alerts",
+    request_body = SilenceInput,
+    responses(
+        (status = 201, description = "The silence.", body = Envelope<SilenceView>),
+        (status = 400, description = "`invalid_silence`, `invalid_body` or `malformed_json`.", body = ErrorEnvelope),
+    ))]
 pub async fn silence(
     State(state): State<AppState>,
     ApiJson(input): ApiJson<SilenceInput>,
@@ -295,6 +320,8 @@ pub async fn silence(
 }
 
 /// `GET /api/v1/alerts/silences`: the silences that have not ended.
+#[utoipa::path(get, path = "/api/v1/alerts/silences", tag = "alerts",
+    responses((status = 200, description = "The silences that have not ended, oldest first.", body = Envelope<SilencesView>)))]
 pub async fn silences(State(state): State<AppState>) -> Result<ApiOk<SilencesView>, ApiError> {
     let now = crate::clock::now().timestamp_millis();
     let all = state.store.silences(now).await?;
@@ -304,6 +331,12 @@ pub async fn silences(State(state): State<AppState>) -> Result<ApiOk<SilencesVie
 }
 
 /// `DELETE /api/v1/alerts/silences/{id}`: 204; 404 `silence_not_found`.
+#[utoipa::path(delete, path = "/api/v1/alerts/silences/{id}", tag = "alerts",
+    params(("id" = String, Path, description = "The silence's ID.")),
+    responses(
+        (status = 204, description = "Removed."),
+        (status = 404, description = "`silence_not_found`.", body = ErrorEnvelope),
+    ))]
 pub async fn unsilence(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
@@ -321,13 +354,21 @@ pub async fn unsilence(
 }
 
 /// The query of `GET /api/v1/alerts/notifications`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct NotificationsQuery {
+    /// At most this many (default 100; 0 counts as 1, more than 1000 as 1000).
     limit: Option<u32>,
 }
 
 /// `GET /api/v1/alerts/notifications?limit=`: the outbox, newest first (default 100).
+#[utoipa::path(get, path = "/api/v1/alerts/notifications", tag = "alerts",
+    params(NotificationsQuery),
+    responses(
+        (status = 200, description = "The notification outbox, newest first.", body = Envelope<NotificationsView>),
+        (status = 400, description = "`invalid_query`.", body = ErrorEnvelope),
+    ))]
 pub async fn notifications(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<NotificationsQuery>,

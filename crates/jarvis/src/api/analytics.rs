@@ -4,7 +4,8 @@
 use axum::extract::State;
 use serde::Deserialize;
 
-use super::envelope::{ok, ApiError, ApiOk, ApiQuery};
+use super::envelope::{ok, ApiError, ApiOk, ApiQuery, Envelope};
+use super::openapi::ErrorEnvelope;
 use super::services::path_name;
 use super::tasks::time;
 use crate::analytics::{BreakerTransitions, Overview, RangeError, ServicesSeries, TaskSeries};
@@ -36,25 +37,43 @@ fn bucket(raw: Option<String>, allowed: &[Bucket], default: Bucket) -> Result<Bu
 }
 
 /// `GET /api/v1/analytics/tasks?domain=&action=&since=&until=&bucket=&includeSystem=`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
 pub struct TasksQuery {
+    /// Also Jarvis's own system-* domains.
     #[serde(default)]
     include_system: Option<bool>,
+    /// Only this domain.
     #[serde(default)]
+    #[param(value_type = Option<crate::names::Name>)]
     domain: Option<String>,
+    /// Only this action (with domain).
     #[serde(default)]
+    #[param(value_type = Option<crate::names::Name>)]
     action: Option<String>,
+    /// From this time (RFC 3339, or a date).
     #[serde(default)]
+    #[param(value_type = Option<super::openapi::TimeBound>)]
     since: Option<String>,
+    /// Until this time (RFC 3339, or a date).
     #[serde(default)]
+    #[param(value_type = Option<super::openapi::TimeBound>)]
     until: Option<String>,
+    /// minute, hour (default) or day.
     #[serde(default)]
+    #[param(value_type = Option<Bucket>)]
     bucket: Option<String>,
 }
 
 /// A time series of task runs: every domain/action combined, one domain's actions, or one
 /// domain/action.
+#[utoipa::path(get, path = "/api/v1/analytics/tasks", tag = "analytics",
+    params(TasksQuery),
+    responses(
+        (status = 200, description = "A time series of task runs.", body = Envelope<TaskSeries>),
+        (status = 400, description = "`invalid_query`, `invalid_name`, `invalid_bucket`, `invalid_range` or `too_many_points`.", body = ErrorEnvelope),
+    ))]
 pub async fn tasks(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<TasksQuery>,
@@ -100,18 +119,30 @@ pub async fn tasks(
 
 /// `GET /api/v1/analytics/overview?since=&until=&includeSystem=` (the same as
 /// `GET /api/v1/tasks/history` without a query).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
 pub struct OverviewQuery {
+    /// From this time (RFC 3339, or a date).
     #[serde(default)]
+    #[param(value_type = Option<super::openapi::TimeBound>)]
     since: Option<String>,
+    /// Until this time (RFC 3339, or a date).
     #[serde(default)]
+    #[param(value_type = Option<super::openapi::TimeBound>)]
     until: Option<String>,
+    /// Also Jarvis's own system-* domains.
     #[serde(default)]
     include_system: Option<bool>,
 }
 
 /// Every domain/action with its figures.
+#[utoipa::path(get, path = "/api/v1/analytics/overview", tag = "analytics",
+    params(OverviewQuery),
+    responses(
+        (status = 200, description = "Every domain/action with its figures.", body = Envelope<Overview>),
+        (status = 400, description = "`invalid_query`, `invalid_name`, `invalid_bucket`, `invalid_range` or `too_many_points`.", body = ErrorEnvelope),
+    ))]
 pub async fn overview(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<OverviewQuery>,
@@ -146,20 +177,35 @@ pub(super) async fn overview_answer(
 }
 
 /// `GET /api/v1/analytics/breakers?name=&since=&until=&limit=`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct BreakersQuery {
+    /// Only this breaker.
     #[serde(default)]
+    #[param(value_type = Option<crate::names::Name>)]
     name: Option<String>,
+    /// From this time (RFC 3339, or a date).
     #[serde(default)]
+    #[param(value_type = Option<super::openapi::TimeBound>)]
     since: Option<String>,
+    /// Until this time (RFC 3339, or a date).
     #[serde(default)]
+    #[param(value_type = Option<super::openapi::TimeBound>)]
     until: Option<String>,
+    /// At most this many (default 100).
     #[serde(default)]
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
 }
 
 /// Breaker transitions, newest first.
+#[utoipa::path(get, path = "/api/v1/analytics/breakers", tag = "analytics",
+    params(BreakersQuery),
+    responses(
+        (status = 200, description = "Breaker transitions, newest first.", body = Envelope<BreakerTransitions>),
+        (status = 400, description = "`invalid_query`, `invalid_name`, `invalid_bucket`, `invalid_range` or `too_many_points`.", body = ErrorEnvelope),
+    ))]
 pub async fn breakers(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<BreakersQuery>,
@@ -193,21 +239,46 @@ pub async fn breakers(
     Ok(ok(t))
 }
 
+/// The buckets of `GET /api/v1/analytics/services` (a schema only; [`bucket`] reads the text).
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
+pub enum ServiceBucket {
+    /// An hour.
+    Hour,
+    /// A day.
+    Day,
+}
+
 /// `GET /api/v1/analytics/services?name=&since=&until=&bucket=`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ServicesQuery {
+    /// Only this service.
     #[serde(default)]
+    #[param(value_type = Option<crate::names::Name>)]
     name: Option<String>,
+    /// From this time (RFC 3339, or a date).
     #[serde(default)]
+    #[param(value_type = Option<super::openapi::TimeBound>)]
     since: Option<String>,
+    /// Until this time (RFC 3339, or a date).
     #[serde(default)]
+    #[param(value_type = Option<super::openapi::TimeBound>)]
     until: Option<String>,
+    /// hour (default) or day.
     #[serde(default)]
+    #[param(value_type = Option<ServiceBucket>)]
     bucket: Option<String>,
 }
 
 /// Uptime and latency series of monitored services.
+#[utoipa::path(get, path = "/api/v1/analytics/services", tag = "analytics",
+    params(ServicesQuery),
+    responses(
+        (status = 200, description = "Uptime and latency series of monitored services.", body = Envelope<ServicesSeries>),
+        (status = 400, description = "`invalid_query`, `invalid_name`, `invalid_bucket`, `invalid_range` or `too_many_points`.", body = ErrorEnvelope),
+    ))]
 pub async fn services(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<ServicesQuery>,

@@ -9,11 +9,28 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, SecondsFormat, Utc};
 use jarvis_breaker::Snapshot;
 
-use super::envelope::{ok, ApiError, ApiOk, ApiPath};
+use std::collections::BTreeMap;
+
+use super::envelope::{ok, ApiError, ApiOk, ApiPath, Envelope};
+use super::openapi::ErrorEnvelope;
 use super::services::path_name;
 use super::types::{BreakerView, BreakerViews as Views};
 use crate::api::AppState;
 use crate::correlation::CorrelationId;
+use crate::names::Name;
+
+/// The operator actions of `POST /api/v1/circuit-breakers/{name}/{action}` (the handler reads
+/// the segment itself and answers 404 for any other).
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
+pub enum BreakerAction {
+    /// Held open until closed or reset.
+    Open,
+    /// Held closed.
+    Close,
+    /// Closed, with its counts cleared.
+    Reset,
+}
 
 /// ISO 8601 UTC with milliseconds.
 pub fn iso(t: SystemTime) -> String {
@@ -55,6 +72,8 @@ fn view_of(state: &AppState, name: &str) -> Result<Views, ApiError> {
 }
 
 /// `GET /api/v1/circuit-breakers`: `{name: view}` for every breaker (`{}` on a fresh system).
+#[utoipa::path(get, path = "/api/v1/circuit-breakers", tag = "circuit-breakers",
+    responses((status = 200, description = "`{name: breaker}` for every breaker (`{}` on a fresh system).", body = Envelope<BTreeMap<String, BreakerView>>)))]
 pub async fn list(State(state): State<AppState>) -> ApiOk<Views> {
     let enabled = state.breakers.enabled();
     ok(state
@@ -66,6 +85,13 @@ pub async fn list(State(state): State<AppState>) -> ApiOk<Views> {
 }
 
 /// `GET /api/v1/circuit-breakers/{name}`: `{name: view}`.
+#[utoipa::path(get, path = "/api/v1/circuit-breakers/{name}", tag = "circuit-breakers",
+    params(("name" = Name, Path, description = "The breaker's name.")),
+    responses(
+        (status = 200, description = "`{name: breaker}`.", body = Envelope<BTreeMap<String, BreakerView>>),
+        (status = 400, description = "`invalid_name`.", body = ErrorEnvelope),
+        (status = 404, description = "`not_found`: no such breaker.", body = ErrorEnvelope),
+    ))]
 pub async fn get(
     State(state): State<AppState>,
     ApiPath(name): ApiPath<String>,
@@ -75,6 +101,16 @@ pub async fn get(
 }
 
 /// `POST /api/v1/circuit-breakers/{name}/{open|close|reset}`: an operator action.
+#[utoipa::path(post, path = "/api/v1/circuit-breakers/{name}/{action}", tag = "circuit-breakers",
+    params(
+        ("name" = Name, Path, description = "The breaker's name."),
+        ("action" = BreakerAction, Path, description = "`open` (held open), `close` (held closed) or `reset` (closed, counts cleared)."),
+    ),
+    responses(
+        (status = 200, description = "`{name: breaker}` after the action.", body = Envelope<BTreeMap<String, BreakerView>>),
+        (status = 400, description = "`invalid_name`.", body = ErrorEnvelope),
+        (status = 404, description = "`not_found`: no such breaker, or no such action.", body = ErrorEnvelope),
+    ))]
 pub async fn act(
     State(state): State<AppState>,
     ApiPath((name, action)): ApiPath<(String, String)>,
@@ -106,6 +142,8 @@ pub async fn act(
 }
 
 /// `GET /metrics`: Prometheus text format.
+#[utoipa::path(get, path = "/metrics", tag = "telemetry",
+    responses((status = 200, description = "Prometheus text exposition format 0.0.4.", content_type = "text/plain; version=0.0.4; charset=utf-8", body = String)))]
 pub async fn metrics(State(state): State<AppState>) -> Response {
     let snapshots = state.breakers.snapshots();
     state.breakers.metrics().refresh(&snapshots);

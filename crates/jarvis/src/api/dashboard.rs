@@ -326,6 +326,8 @@ pub(crate) fn session_caller(
 /// `GET /api/v1/events`: server-sent events, as they happen on this instance (breaker changes
 /// made by other instances included, with PostgreSQL): `breaker`, `service`, `task`, and
 /// `lagged` when this stream fell behind and dropped some (the page then reloads its data).
+#[utoipa::path(get, path = "/api/v1/events", tag = "dashboard",
+    responses((status = 200, description = "Server-sent events: `hello`, then `breaker`, `service` and `task` events as they happen; the stream does not end.", content_type = "text/event-stream", body = super::openapi::ServerSentEvent)))]
 pub async fn events(
     State(state): State<AppState>,
     headers: HeaderMap,

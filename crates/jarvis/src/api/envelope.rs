@@ -29,7 +29,7 @@ pub fn ok<T: Serialize>(data: T) -> ApiOk<T> {
 /// The success envelope. A struct rather than a JSON map so that `success` comes first, as
 /// docs/api.md, Envelope says (`{"success":true,"data":{}}` is compared literally by the user's
 /// checklist).
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct Envelope<T> {
     /// Always true here.
     pub success: bool,
@@ -38,20 +38,28 @@ pub struct Envelope<T> {
 }
 
 /// The error envelope, `success` first.
-#[derive(Serialize)]
-struct ErrorEnvelope<'a> {
-    success: bool,
-    error: ErrorBody<'a>,
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = ErrorEnvelope)]
+pub struct ErrorEnvelope<'a> {
+    /// Always false here.
+    pub success: bool,
+    /// What went wrong.
+    pub error: ErrorBody<'a>,
 }
 
-#[derive(Serialize)]
+/// The `error` of the error envelope.
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct ErrorBody<'a> {
-    code: &'a str,
-    message: &'a str,
+#[schema(as = ErrorBody)]
+pub struct ErrorBody<'a> {
+    /// Stable and machine-readable (`api::openapi::ErrorCode` lists them).
+    #[schema(value_type = super::openapi::ErrorCode)]
+    pub code: &'a str,
+    /// What went wrong, for a person.
+    pub message: &'a str,
     /// The request's correlation ID: absent only for an answer built outside a request.
     #[serde(skip_serializing_if = "Option::is_none")]
-    correlation_id: Option<&'a str>,
+    pub correlation_id: Option<&'a str>,
 }
 
 impl<T: Serialize> IntoResponse for ApiOk<T> {

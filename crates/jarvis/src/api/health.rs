@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::envelope::{ok, ApiError, ApiOk, ApiPath, ApiQuery, Envelope};
+use super::openapi::ErrorEnvelope;
 use super::services::path_name;
 use super::types::{
     AgentPredictionView, CheckHistoryView, CheckResultView, PredictionView, ServiceView,
@@ -25,6 +26,7 @@ use super::types::{
 };
 use crate::api::AppState;
 use crate::health::{overall, Kind, Overall, ServiceHealth};
+use crate::names::Name;
 use crate::store::HistoryRange;
 
 /// How long the store may take to answer before `/health` reports it failed.
@@ -50,17 +52,23 @@ impl<T: Serialize> IntoResponse for HealthJson<T> {
 }
 
 /// One entry of a draft `checks` array: a component, one measurement of it and its status.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct Check {
+pub struct Check {
+    /// The instance, on `process:uptime`.
     #[serde(skip_serializing_if = "Option::is_none")]
     component_id: Option<String>,
+    /// `system`, `datastore` or `component`.
     component_type: &'static str,
+    /// The measurement (seconds of uptime, ms of the store's answer).
     #[serde(skip_serializing_if = "Option::is_none")]
     observed_value: Option<u64>,
+    /// `s` or `ms`.
     #[serde(skip_serializing_if = "Option::is_none")]
     observed_unit: Option<&'static str>,
+    /// `pass`, `warn` or `fail`.
     status: &'static str,
+    /// When it was measured (ISO 8601 UTC).
     time: String,
     /// Why it is not `pass` (the draft's raw error output); absent on `pass`.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -70,10 +78,53 @@ struct Check {
     backend: Option<crate::store::Backend>,
 }
 
+/// The `data` of `GET /health`: the health+json draft's fields.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HealthView {
+    /// `pass`, `warn` or `fail`.
+    status: &'static str,
+    /// The major version.
+    version: &'static str,
+    /// The full version.
+    release_id: &'static str,
+    /// Always `jarvis`.
+    service_id: &'static str,
+    /// Always `Jarvis control plane`.
+    description: &'static str,
+    /// This instance's ID.
+    instance_id: String,
+    /// Seconds since this instance started.
+    uptime_seconds: u64,
+    /// `process:uptime`, `store:responseTime`, `breakers:storeSync`.
+    checks: BTreeMap<&'static str, Vec<Check>>,
+    /// Why it is not `pass` (the store's error); absent on `pass`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    output: Option<String>,
+}
+
+/// The answer of `GET /health` when the store is broken (503): the error envelope with the
+/// health `data` beside it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct HealthFailure {
+    /// Always false.
+    success: bool,
+    /// `unhealthy`.
+    #[schema(value_type = super::envelope::ErrorBody)]
+    error: serde_json::Value,
+    /// What failed.
+    data: HealthView,
+}
+
 /// `GET /health`, in the IETF health+json format inside the envelope: 200 with `status: pass`
 /// (or `warn`) when the store answers, else 503 with `status: fail`. The `checks` keys follow
 /// the draft's `{component}:{measurement}`: `process:uptime`, `store:responseTime`,
 /// `breakers:storeSync`.
+#[utoipa::path(get, path = "/health", tag = "health",
+    responses(
+        (status = 200, description = "`pass` or `warn`: serving.", content_type = "application/health+json", body = Envelope<HealthView>),
+        (status = 503, description = "`fail`: the embedded store is broken (error code `unhealthy`).", content_type = "application/health+json", body = HealthFailure),
+    ))]
 pub async fn health(
     State(state): State<AppState>,
     correlation_id: Option<axum::Extension<crate::correlation::CorrelationId>>,
@@ -150,20 +201,18 @@ pub async fn health(
             backend: None,
         }],
     );
-    let mut data = json!({
-        "status": status,
-        "version": env!("CARGO_PKG_VERSION").split('.').next().unwrap_or("0"),
-        "releaseId": env!("CARGO_PKG_VERSION"),
-        "serviceId": "jarvis",
-        "description": "Jarvis control plane",
-        "instanceId": state.instance_id,
-        "uptimeSeconds": state.started_at.elapsed().as_secs(),
-        "checks": checks,
-    });
-    if let Some(output) = output {
+    let data = HealthView {
+        status,
+        version: env!("CARGO_PKG_VERSION").split('.').next().unwrap_or("0"),
+        release_id: env!("CARGO_PKG_VERSION"),
+        service_id: "jarvis",
+        description: "Jarvis control plane",
+        instance_id: state.instance_id.clone(),
+        uptime_seconds: state.started_at.elapsed().as_secs(),
+        checks,
         // The draft's raw error output, omitted on `pass`.
-        data["output"] = output.into();
-    }
+        output,
+    };
     if pass {
         HealthJson(
             StatusCode::OK,
@@ -176,15 +225,15 @@ pub async fn health(
     } else {
         HealthJson(
             StatusCode::SERVICE_UNAVAILABLE,
-            json!({
-                "success": false,
-                "error": {
+            HealthFailure {
+                success: false,
+                error: json!({
                     "code": "unhealthy",
                     "message": "the store does not answer",
                     "correlationId": correlation_id.map(|c| c.0.to_string()),
-                },
-                "data": data,
-            }),
+                }),
+                data,
+            },
         )
         .into_response()
     }
@@ -201,6 +250,8 @@ fn iso(t: DateTime<Utc>) -> String {
 /// gives it (with the draft's `componentType`); they are not repeated as a draft `checks` map,
 /// which would double an answer that is already several MB at 20,000 services. It reads what
 /// the monitor already knows: it never calls a service.
+#[utoipa::path(get, path = "/api/v1/health/services", tag = "health",
+    responses((status = 200, description = "The latest result of every service and the overall status.", content_type = "application/health+json", body = Envelope<ServicesView>)))]
 pub async fn services(
     State(state): State<AppState>,
 ) -> Result<HealthJson<Envelope<ServicesView>>, ApiError> {
@@ -319,19 +370,30 @@ pub async fn services(
 }
 
 /// Query of `GET /api/v1/health/services/{name}/history`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct HistoryQuery {
     /// Only results at or after this time (RFC 3339, or a date: its 00:00 UTC).
+    #[param(value_type = Option<super::openapi::TimeBound>)]
     pub since: Option<String>,
     /// Only results before this time (RFC 3339, or a date: up to the end of that UTC day).
+    #[param(value_type = Option<super::openapi::TimeBound>)]
     pub until: Option<String>,
     /// At most this many results, newest first (1–1000, default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
 }
 
 /// `GET /api/v1/health/services/{name}/history?since=&until=&limit=`: stored check results,
 /// newest first. 404 for a service that is neither registered nor has history.
+#[utoipa::path(get, path = "/api/v1/health/services/{name}/history", tag = "health",
+    params(("name" = Name, Path, description = "The service's name."), HistoryQuery),
+    responses(
+        (status = 200, description = "Stored check results, newest first.", body = Envelope<CheckHistoryView>),
+        (status = 400, description = "`invalid_name` or `invalid_query`.", body = ErrorEnvelope),
+        (status = 404, description = "`not_found`: neither registered nor with history.", body = ErrorEnvelope),
+    ))]
 pub async fn history(
     State(state): State<AppState>,
     ApiPath(name): ApiPath<String>,

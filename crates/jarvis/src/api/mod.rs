@@ -13,6 +13,7 @@ pub mod dashboard;
 pub mod envelope;
 pub mod health;
 pub mod middleware;
+pub mod openapi;
 pub mod retry;
 pub mod schedules;
 pub mod services;
@@ -73,6 +74,7 @@ pub fn router(state: AppState) -> Router {
                 .delete(ai_models::delete),
         )
         .route("/events", get(dashboard::events))
+        .route("/openapi.json", get(openapi::serve))
         .route("/analytics/tasks", get(analytics::tasks))
         .route("/analytics/overview", get(analytics::overview))
         .route("/analytics/breakers", get(analytics::breakers))

@@ -12,20 +12,32 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::envelope::{ApiError, ApiOk, ApiPath, ApiQuery};
+use super::envelope::{ApiError, ApiOk, ApiPath, ApiQuery, Envelope};
+use super::openapi::ErrorEnvelope;
 use super::types::TaskView;
 use crate::api::AppState;
 use crate::tasks::input::MAX_ATTEMPTS;
 
 /// `?attempts=` of a retry.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct RetryQuery {
+    /// How many more attempts the task gets (default 1).
     #[serde(default)]
+    #[param(minimum = 1, maximum = 100)]
     attempts: Option<u32>,
 }
 
 /// `POST /api/v1/tasks/{id}/retry`: 202 with the task, queued again.
+#[utoipa::path(post, path = "/api/v1/tasks/{id}/retry", tag = "tasks",
+    params(("id" = uuid::Uuid, Path, description = "The task's ID."), RetryQuery),
+    responses(
+        (status = 202, description = "The task, queued again.", body = Envelope<TaskView>),
+        (status = 400, description = "`invalid_id` or `invalid_query`.", body = ErrorEnvelope),
+        (status = 404, description = "`not_found`: no such task.", body = ErrorEnvelope),
+        (status = 409, description = "`not_retryable`: the task is queued, waiting, running or succeeded.", body = ErrorEnvelope),
+    ))]
 pub async fn retry(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,

@@ -5,7 +5,8 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
-use super::envelope::{ok, ApiError, ApiJson, ApiOk, ApiPath};
+use super::envelope::{ok, ApiError, ApiJson, ApiOk, ApiPath, Envelope};
+use super::openapi::ErrorEnvelope;
 use super::services::path_name;
 use super::types::ScheduleView;
 use crate::api::AppState;
@@ -55,6 +56,14 @@ fn not_found(name: &Name) -> ApiError {
 
 /// `PUT /api/v1/schedules/{name}`: 201 when new, 200 when replaced. A replacement that keeps
 /// the timing (cron, everyMs, timezone) and the paused state keeps the next tick.
+#[utoipa::path(put, path = "/api/v1/schedules/{name}", tag = "schedules",
+    params(("name" = Name, Path, description = "The schedule's name.")),
+    request_body = ScheduleInput,
+    responses(
+        (status = 200, description = "Replaced.", body = Envelope<ScheduleView>),
+        (status = 201, description = "Created.", body = Envelope<ScheduleView>),
+        (status = 400, description = "`invalid_name`, `invalid_schedule`, `invalid_body` or `malformed_json`.", body = ErrorEnvelope),
+    ))]
 pub async fn put(
     State(state): State<AppState>,
     ApiPath(name): ApiPath<String>,
@@ -82,12 +91,21 @@ pub async fn put(
 }
 
 /// `GET /api/v1/schedules`: every schedule, by name.
+#[utoipa::path(get, path = "/api/v1/schedules", tag = "schedules",
+    responses((status = 200, description = "Every schedule, by name.", body = Envelope<Vec<ScheduleView>>)))]
 pub async fn list(State(state): State<AppState>) -> Result<ApiOk<Vec<ScheduleView>>, ApiError> {
     let rows = state.store.list_schedules().await?;
     Ok(ok(rows.into_iter().map(view).collect::<Result<_, _>>()?))
 }
 
 /// `GET /api/v1/schedules/{name}`.
+#[utoipa::path(get, path = "/api/v1/schedules/{name}", tag = "schedules",
+    params(("name" = Name, Path, description = "The schedule's name.")),
+    responses(
+        (status = 200, description = "The schedule.", body = Envelope<ScheduleView>),
+        (status = 400, description = "`invalid_name`.", body = ErrorEnvelope),
+        (status = 404, description = "`not_found`.", body = ErrorEnvelope),
+    ))]
 pub async fn get(
     State(state): State<AppState>,
     ApiPath(name): ApiPath<String>,
@@ -100,6 +118,13 @@ pub async fn get(
 }
 
 /// `DELETE /api/v1/schedules/{name}`: 204. The tasks it submitted stay.
+#[utoipa::path(delete, path = "/api/v1/schedules/{name}", tag = "schedules",
+    params(("name" = Name, Path, description = "The schedule's name.")),
+    responses(
+        (status = 204, description = "Removed (the tasks it submitted stay)."),
+        (status = 400, description = "`invalid_name`.", body = ErrorEnvelope),
+        (status = 404, description = "`not_found`.", body = ErrorEnvelope),
+    ))]
 pub async fn delete(
     State(state): State<AppState>,
     ApiPath(name): ApiPath<String>,
@@ -141,6 +166,13 @@ async fn set_paused(state: &AppState, raw: &str, paused: bool) -> Result<Schedul
 
 /// `POST /api/v1/schedules/{name}/pause`: the schedule, paused (`nextRunAt` null). Pausing a
 /// paused schedule changes nothing.
+#[utoipa::path(post, path = "/api/v1/schedules/{name}/pause", tag = "schedules",
+    params(("name" = Name, Path, description = "The schedule's name.")),
+    responses(
+        (status = 200, description = "The schedule, paused.", body = Envelope<ScheduleView>),
+        (status = 400, description = "`invalid_name`.", body = ErrorEnvelope),
+        (status = 404, description = "`not_found`.", body = ErrorEnvelope),
+    ))]
 pub async fn pause(
     State(state): State<AppState>,
     ApiPath(name): ApiPath<String>,
@@ -151,6 +183,13 @@ pub async fn pause(
 /// `POST /api/v1/schedules/{name}/resume`: the schedule, running again from its next tick
 /// after now (ticks while paused are not made up). Resuming a running schedule changes
 /// nothing.
+#[utoipa::path(post, path = "/api/v1/schedules/{name}/resume", tag = "schedules",
+    params(("name" = Name, Path, description = "The schedule's name.")),
+    responses(
+        (status = 200, description = "The schedule, running again from its next tick.", body = Envelope<ScheduleView>),
+        (status = 400, description = "`invalid_name`.", body = ErrorEnvelope),
+        (status = 404, description = "`not_found`.", body = ErrorEnvelope),
+    ))]
 pub async fn resume(
     State(state): State<AppState>,
     ApiPath(name): ApiPath<String>,

@@ -4,7 +4,8 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
-use super::envelope::{ok, ApiError, ApiJson, ApiOk, ApiPath};
+use super::envelope::{ok, ApiError, ApiJson, ApiOk, ApiPath, Envelope};
+use super::openapi::ErrorEnvelope;
 use crate::api::AppState;
 use crate::health::{ServiceInput, ServiceSpec};
 use crate::names::Name;
@@ -15,6 +16,14 @@ pub fn path_name(raw: &str, what: &str) -> Result<Name, ApiError> {
 }
 
 /// `PUT /api/v1/services/{name}`: 201 when new, 200 when replaced.
+#[utoipa::path(put, path = "/api/v1/services/{name}", tag = "services",
+    params(("name" = Name, Path, description = "The service's name (also its breaker's).")),
+    request_body = ServiceInput,
+    responses(
+        (status = 200, description = "Replaced.", body = Envelope<ServiceSpec>),
+        (status = 201, description = "Registered.", body = Envelope<ServiceSpec>),
+        (status = 400, description = "`invalid_name`, `invalid_service`, `invalid_body` or `malformed_json`.", body = ErrorEnvelope),
+    ))]
 pub async fn put(
     State(state): State<AppState>,
     ApiPath(name): ApiPath<String>,
@@ -37,11 +46,20 @@ pub async fn put(
 }
 
 /// `GET /api/v1/services`.
+#[utoipa::path(get, path = "/api/v1/services", tag = "services",
+    responses((status = 200, description = "Every service, by name.", body = Envelope<Vec<ServiceSpec>>)))]
 pub async fn list(State(state): State<AppState>) -> Result<ApiOk<Vec<ServiceSpec>>, ApiError> {
     Ok(ok(state.store.list_services().await?))
 }
 
 /// `GET /api/v1/services/{name}`.
+#[utoipa::path(get, path = "/api/v1/services/{name}", tag = "services",
+    params(("name" = Name, Path, description = "The service's name.")),
+    responses(
+        (status = 200, description = "The service.", body = Envelope<ServiceSpec>),
+        (status = 400, description = "`invalid_name`.", body = ErrorEnvelope),
+        (status = 404, description = "`not_found`: no such service.", body = ErrorEnvelope),
+    ))]
 pub async fn get(
     State(state): State<AppState>,
     ApiPath(name): ApiPath<String>,
@@ -55,6 +73,13 @@ pub async fn get(
 
 /// `DELETE /api/v1/services/{name}`: 204. The service's circuit breaker goes with it (here, in
 /// the store and on every other instance), unless an agent's domain shares the name.
+#[utoipa::path(delete, path = "/api/v1/services/{name}", tag = "services",
+    params(("name" = Name, Path, description = "The service's name.")),
+    responses(
+        (status = 204, description = "Removed, with its breaker."),
+        (status = 400, description = "`invalid_name`.", body = ErrorEnvelope),
+        (status = 404, description = "`not_found`: no such service.", body = ErrorEnvelope),
+    ))]
 pub async fn delete(
     State(state): State<AppState>,
     ApiPath(name): ApiPath<String>,

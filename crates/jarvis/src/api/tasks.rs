@@ -11,7 +11,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::envelope::{ok, ApiError, ApiJson, ApiOk, ApiPath, ApiQuery};
+use super::envelope::{ok, ApiError, ApiJson, ApiOk, ApiPath, ApiQuery, Envelope};
+use super::openapi::ErrorEnvelope;
 use super::services::path_name;
 use super::types::{
     Accepted, ExecutionPage, ParametersSource, RecommendationView, Stats, TaskPage, TaskView,
@@ -69,12 +70,16 @@ impl From<&Inserted> for Accepted {
 }
 
 /// `?wait=true&waitMs=…` of a submission.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
 pub struct WaitQuery {
+    /// Wait (bounded) until the task has finished and answer it.
     #[serde(default)]
     wait: Option<bool>,
+    /// The longest wait, ms (default 30000).
     #[serde(default)]
+    #[param(minimum = 1, maximum = 120_000)]
     wait_ms: Option<u64>,
 }
 
@@ -161,6 +166,16 @@ fn idempotency_conflict(existing: &Task, new: &NewTask, field: &str) -> Result<(
 /// header, matched the same request; 409 when it matched another); with `?wait=true` the task
 /// once finished (or as it is when the bounded wait ends: 202). 422 when the domain has no
 /// agent (unless `waitForAgent`).
+#[utoipa::path(post, path = "/api/v1/execute", tag = "tasks",
+    params(WaitQuery, ("Idempotency-Key" = Option<String>, Header, description = "The same as the body's `idempotencyKey`.")),
+    request_body = TaskInput,
+    responses(
+        (status = 200, description = "The idempotency key matched the same request (`duplicate: true`), or with `wait=true` the finished task.", body = Envelope<Submitted>),
+        (status = 202, description = "Accepted `{taskId, correlationId, status}`; with `wait=true` the task as it is when the wait ends.", body = Envelope<Submitted>),
+        (status = 400, description = "`invalid_task`, `invalid_query`, `invalid_body` or `malformed_json`.", body = ErrorEnvelope),
+        (status = 409, description = "`idempotency_conflict`: the key belongs to another request.", body = ErrorEnvelope),
+        (status = 422, description = "`no_agent`: the domain has no agent (and `waitForAgent` is not set).", body = ErrorEnvelope),
+    ))]
 pub async fn submit(
     State(state): State<AppState>,
     correlation_id: Option<Extension<CorrelationId>>,
@@ -250,25 +265,87 @@ pub async fn submit(
     Ok(ApiOk(status, Accepted::from(ins)).into_response())
 }
 
+/// `POST /api/v1/tasks`: the same handler as `POST /api/v1/execute` ([`submit`]); this item
+/// only gives the route its own entry in the OpenAPI document.
+#[utoipa::path(post, path = "/api/v1/tasks", tag = "tasks",
+    params(WaitQuery, ("Idempotency-Key" = Option<String>, Header, description = "The same as the body's `idempotencyKey`.")),
+    request_body = TaskInput,
+    responses(
+        (status = 200, description = "The idempotency key matched the same request (`duplicate: true`), or with `wait=true` the finished task.", body = Envelope<Submitted>),
+        (status = 202, description = "Accepted `{taskId, correlationId, status}`; with `wait=true` the task as it is when the wait ends.", body = Envelope<Submitted>),
+        (status = 400, description = "`invalid_task`, `invalid_query`, `invalid_body` or `malformed_json`.", body = ErrorEnvelope),
+        (status = 409, description = "`idempotency_conflict`: the key belongs to another request.", body = ErrorEnvelope),
+        (status = 422, description = "`no_agent`: the domain has no agent (and `waitForAgent` is not set).", body = ErrorEnvelope),
+    ))]
+#[allow(dead_code)]
+fn submit_to_tasks() {}
+
+/// The `data` of a submission: [`Accepted`], or with `?wait=true` the [`TaskView`] (a schema
+/// only: a task view is also a valid `Accepted`, so the two are `anyOf`).
+pub struct Submitted;
+
+impl utoipa::PartialSchema for Submitted {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::AnyOfBuilder;
+        use utoipa::openapi::Ref;
+        AnyOfBuilder::new()
+            .item(Ref::from_schema_name("Accepted"))
+            .item(Ref::from_schema_name("TaskView"))
+            .description(Some(
+                "Without wait: {taskId, correlationId, status, duplicate?}; with wait: the task.",
+            ))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Submitted {
+    fn schemas(
+        schemas: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        use utoipa::PartialSchema;
+        schemas.push(("Accepted".into(), Accepted::schema()));
+        schemas.push(("TaskView".into(), TaskView::schema()));
+        <Accepted as utoipa::ToSchema>::schemas(schemas);
+        <TaskView as utoipa::ToSchema>::schemas(schemas);
+    }
+}
+
 /// The body of `POST /api/v1/tasks/batch`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(examples(json!({"tasks": [{"domain": "noop", "action": "report"}]})))]
 pub struct BatchInput {
+    /// 1 to 1000 tasks, stored all or none.
+    #[schema(min_items = 1, max_items = 1000)]
     tasks: Vec<TaskInput>,
 }
 
 /// The answer of a batch.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct BatchAccepted {
+    /// One per task, in the order given.
     tasks: Vec<Accepted>,
+    /// How many tasks the batch held.
     count: usize,
+    /// How many were new (the others matched an idempotency key).
     created: usize,
 }
 
 /// `POST /api/v1/tasks/batch`: up to 1,000 tasks stored in one transaction (all or none).
 /// Checked as a whole before anything is stored: fields, agents (422 `no_agent`), idempotency
 /// keys reused with another request (409 `idempotency_conflict`).
+#[utoipa::path(post, path = "/api/v1/tasks/batch", tag = "tasks",
+    request_body = BatchInput,
+    responses(
+        (status = 202, description = "Every task, stored in one transaction.", body = Envelope<BatchAccepted>),
+        (status = 400, description = "`invalid_task`, `invalid_body` or `malformed_json` (nothing is stored).", body = ErrorEnvelope),
+        (status = 409, description = "`idempotency_conflict`.", body = ErrorEnvelope),
+        (status = 422, description = "`no_agent`.", body = ErrorEnvelope),
+    ))]
 pub async fn batch(
     State(state): State<AppState>,
     correlation_id: Option<Extension<CorrelationId>>,
@@ -357,6 +434,13 @@ fn task_id(raw: &str) -> Result<Uuid, ApiError> {
 }
 
 /// `GET /api/v1/tasks/{id}`.
+#[utoipa::path(get, path = "/api/v1/tasks/{id}", tag = "tasks",
+    params(("id" = uuid::Uuid, Path, description = "The task's ID.")),
+    responses(
+        (status = 200, description = "The task.", body = Envelope<TaskView>),
+        (status = 400, description = "`invalid_id`.", body = ErrorEnvelope),
+        (status = 404, description = "`not_found`: no such task.", body = ErrorEnvelope),
+    ))]
 pub async fn get(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
@@ -369,6 +453,14 @@ pub async fn get(
 }
 
 /// `DELETE /api/v1/tasks/{id}`: the cancelled task; 409 when it had already finished.
+#[utoipa::path(delete, path = "/api/v1/tasks/{id}", tag = "tasks",
+    params(("id" = uuid::Uuid, Path, description = "The task's ID.")),
+    responses(
+        (status = 200, description = "The cancelled task.", body = Envelope<TaskView>),
+        (status = 400, description = "`invalid_id`.", body = ErrorEnvelope),
+        (status = 404, description = "`not_found`: no such task.", body = ErrorEnvelope),
+        (status = 409, description = "`already_finished`.", body = ErrorEnvelope),
+    ))]
 pub async fn cancel(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
@@ -386,31 +478,53 @@ pub async fn cancel(
 }
 
 /// `GET /api/v1/tasks?status=&domain=&action=&correlationId=&since=&until=&includeSystem=&limit=&cursor=`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// Only this domain's tasks (includes system domains).
     #[serde(default)]
+    #[param(value_type = Option<crate::names::Name>)]
     domain: Option<String>,
+    /// Only this action's tasks.
     #[serde(default)]
+    #[param(value_type = Option<crate::names::Name>)]
     action: Option<String>,
+    /// Only tasks in this status.
     #[serde(default)]
+    #[param(value_type = Option<crate::tasks::TaskStatus>)]
     status: Option<String>,
+    /// Only the tasks of this correlation ID.
     #[serde(default)]
     correlation_id: Option<String>,
+    /// Created at or after this time (RFC 3339, or a date: its 00:00 UTC).
     #[serde(default)]
+    #[param(value_type = Option<super::openapi::TimeBound>)]
     since: Option<String>,
+    /// Created before this time (RFC 3339, or a date: up to the end of that UTC day).
     #[serde(default)]
+    #[param(value_type = Option<super::openapi::TimeBound>)]
     until: Option<String>,
+    /// Also the tasks of Jarvis's own system-* domains.
     #[serde(default)]
     include_system: Option<bool>,
+    /// At most this many (default 100).
     #[serde(default)]
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
+    /// The nextCursor of the previous page.
     #[serde(default)]
     cursor: Option<String>,
 }
 
 /// `GET /api/v1/tasks`: tasks, newest first, a page at a time (`nextCursor`); tasks of the
 /// `system-*` domains only when asked for (`includeSystem=true`, or a `domain` filter).
+#[utoipa::path(get, path = "/api/v1/tasks", tag = "tasks",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "A page of tasks, newest first.", body = Envelope<TaskPage>),
+        (status = 400, description = "`invalid_query` or `invalid_name`.", body = ErrorEnvelope),
+    ))]
 pub async fn list(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<ListQuery>,
@@ -491,18 +605,28 @@ pub(super) fn time(field: &str, raw: Option<String>) -> Result<Option<DateTime<U
 
 /// `GET /api/v1/tasks/history?domain=&action=&since=&until=` (without `domain` and `action`:
 /// the overview, `&includeSystem=`).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
 pub struct HistoryQuery {
+    /// Overview only: also Jarvis's own system-* domains.
     #[serde(default)]
     include_system: Option<bool>,
+    /// The domain (with action): that domain/action's statistics.
     #[serde(default)]
+    #[param(value_type = Option<crate::names::Name>)]
     domain: Option<String>,
+    /// The action (with domain).
     #[serde(default)]
+    #[param(value_type = Option<crate::names::Name>)]
     action: Option<String>,
+    /// From this time (RFC 3339, or a date).
     #[serde(default)]
+    #[param(value_type = Option<super::openapi::TimeBound>)]
     since: Option<String>,
+    /// Until this time (RFC 3339, or a date).
     #[serde(default)]
+    #[param(value_type = Option<super::openapi::TimeBound>)]
     until: Option<String>,
 }
 
@@ -520,7 +644,7 @@ fn domain_action(
 
 /// What `GET /api/v1/tasks/history` answers: one domain/action's statistics, or (no `domain`
 /// and no `action`) the overview, every domain/action's figures.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum HistoryAnswer {
     /// `?domain=&action=`.
@@ -532,6 +656,12 @@ pub enum HistoryAnswer {
 }
 
 /// `GET /api/v1/tasks/history`: statistics of one domain/action, or the overview.
+#[utoipa::path(get, path = "/api/v1/tasks/history", tag = "tasks",
+    params(HistoryQuery),
+    responses(
+        (status = 200, description = "With `domain` and `action`: their statistics; with neither: the overview.", body = Envelope<HistoryAnswer>),
+        (status = 400, description = "`invalid_query`, `invalid_name` or `invalid_range`.", body = ErrorEnvelope),
+    ))]
 pub async fn history(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<HistoryQuery>,
@@ -576,17 +706,28 @@ async fn domain_stats(
 }
 
 /// `GET /api/v1/tasks/recommendations?domain=&action=`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct RecommendationQuery {
+    /// Required: the domain.
     #[serde(default)]
+    #[param(value_type = Option<crate::names::Name>)]
     domain: Option<String>,
+    /// Required: the action.
     #[serde(default)]
+    #[param(value_type = Option<crate::names::Name>)]
     action: Option<String>,
 }
 
 /// `GET /api/v1/tasks/recommendations`: what the learner would run next for a domain/action
 /// (`parameters` empty and `source: "insufficientData"` until there is enough data).
+#[utoipa::path(get, path = "/api/v1/tasks/recommendations", tag = "tasks",
+    params(RecommendationQuery),
+    responses(
+        (status = 200, description = "What the learner would run next.", body = Envelope<RecommendationView>),
+        (status = 400, description = "`invalid_query` or `invalid_name`.", body = ErrorEnvelope),
+    ))]
 pub async fn recommendations(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<RecommendationQuery>,
@@ -600,27 +741,44 @@ pub async fn recommendations(
 }
 
 /// `GET /api/v1/tasks/executions?…&limit=&cursor=`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
 pub struct ExecutionsQuery {
+    /// Only this domain's records (includes system domains).
     #[serde(default)]
+    #[param(value_type = Option<crate::names::Name>)]
     domain: Option<String>,
+    /// Only this action's records.
     #[serde(default)]
+    #[param(value_type = Option<crate::names::Name>)]
     action: Option<String>,
+    /// Only this task's records.
     #[serde(default)]
+    #[param(value_type = Option<uuid::Uuid>)]
     task_id: Option<String>,
+    /// Only successful (true) or failed (false) attempts.
     #[serde(default)]
     success: Option<bool>,
+    /// Only the records of this correlation ID.
     #[serde(default)]
     correlation_id: Option<String>,
+    /// Finished at or after this time (RFC 3339, or a date).
     #[serde(default)]
+    #[param(value_type = Option<super::openapi::TimeBound>)]
     since: Option<String>,
+    /// Finished before this time (RFC 3339, or a date).
     #[serde(default)]
+    #[param(value_type = Option<super::openapi::TimeBound>)]
     until: Option<String>,
+    /// Also the records of Jarvis's own system-* domains.
     #[serde(default)]
     include_system: Option<bool>,
+    /// At most this many (default 100).
     #[serde(default)]
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
+    /// The nextCursor of the previous page.
     #[serde(default)]
     cursor: Option<String>,
 }
@@ -628,6 +786,12 @@ pub struct ExecutionsQuery {
 /// `GET /api/v1/tasks/executions`: raw execution records, newest first, cursor-paginated;
 /// records of the `system-*` domains only when asked for (`includeSystem=true`, a `domain` or a
 /// `taskId` filter).
+#[utoipa::path(get, path = "/api/v1/tasks/executions", tag = "tasks",
+    params(ExecutionsQuery),
+    responses(
+        (status = 200, description = "A page of execution records, newest first.", body = Envelope<ExecutionPage>),
+        (status = 400, description = "`invalid_query`, `invalid_name` or `invalid_id`.", body = ErrorEnvelope),
+    ))]
 pub async fn executions(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<ExecutionsQuery>,

@@ -8,13 +8,14 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::envelope::{ok, ApiError, ApiOk, ApiPath};
+use super::envelope::{ok, ApiError, ApiOk, ApiPath, Envelope};
+use super::openapi::ErrorEnvelope;
 use crate::api::AppState;
 use crate::correlation::CorrelationId;
 use crate::trace::{TraceEvent, TraceKind};
 
 /// One correlation ID's trace.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TraceView {
     /// The ID.
@@ -26,7 +27,7 @@ pub struct TraceView {
 }
 
 /// One event of a trace.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TraceEventView {
     /// When it happened (its start, for things that last).
@@ -68,6 +69,13 @@ impl From<TraceEvent> for TraceEventView {
 
 /// `GET /api/v1/traces/{correlationId}`: 400 `invalid_correlation_id` for an ID Jarvis would
 /// never accept, 404 `trace_not_found` when nothing is known of it.
+#[utoipa::path(get, path = "/api/v1/traces/{correlationId}", tag = "traces",
+    params(("correlationId" = String, Path, description = "The correlation ID (1-128 characters of A-Z a-z 0-9 - _ . :).")),
+    responses(
+        (status = 200, description = "Everything known about the ID, in time order.", body = Envelope<TraceView>),
+        (status = 400, description = "`invalid_correlation_id`.", body = ErrorEnvelope),
+        (status = 404, description = "`trace_not_found`.", body = ErrorEnvelope),
+    ))]
 pub async fn get(
     State(state): State<AppState>,
     ApiPath(raw): ApiPath<String>,

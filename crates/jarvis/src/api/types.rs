@@ -41,7 +41,7 @@ pub fn wire_time(t: &DateTime<Utc>) -> String {
 // ---- circuit breakers ---------------------------------------------------------------------
 
 /// One breaker as `GET /api/v1/circuit-breakers` shows it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct BreakerView {
     /// `CLOSED`, `OPEN` or `HALF_OPEN`.
@@ -82,7 +82,7 @@ pub type BreakerViews = BTreeMap<String, BreakerView>;
 // ---- schedules ----------------------------------------------------------------------------
 
 /// A schedule as the API shows it (`GET /api/v1/schedules` answers a list of them).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ScheduleView {
     /// The schedule's name.
@@ -118,7 +118,7 @@ pub struct ScheduleView {
 // ---- service health -----------------------------------------------------------------------
 
 /// The `data` of `GET /api/v1/health/services`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ServicesView {
     /// `pass`, `warn` or `fail`.
     pub status: Overall,
@@ -133,14 +133,14 @@ pub struct ServicesView {
 }
 
 /// One agent domain in `GET /api/v1/health/services`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AgentPredictionView {
     /// Its trip forecast.
     pub prediction: PredictionView,
 }
 
 /// One service in `GET /api/v1/health/services`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ServiceView {
     /// `up`, `degraded`, `down`, or `unknown` before the first check.
@@ -168,7 +168,7 @@ pub struct ServiceView {
 }
 
 /// A service's trip forecast (docs/api.md, Service health; bench/predict/README.md).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PredictionView {
     /// `warn` when a circuit trip within the horizon is forecast, else `ok`.
@@ -216,7 +216,7 @@ impl From<&jarvis_learning::Forecast> for PredictionView {
 }
 
 /// Uptime percentages; null without checks in the window.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct UptimeView {
     /// About the last hour.
     pub hour: Option<f64>,
@@ -225,7 +225,7 @@ pub struct UptimeView {
 }
 
 /// The `data` of `GET /api/v1/health/services/{name}/history`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CheckHistoryView {
     /// The service.
     pub service: String,
@@ -234,7 +234,7 @@ pub struct CheckHistoryView {
 }
 
 /// One stored check result.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CheckResultView {
     /// `up`, `degraded` or `down`.
@@ -254,7 +254,7 @@ pub struct CheckResultView {
 // ---- tasks --------------------------------------------------------------------------------
 
 /// A task as the API shows it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TaskView {
     /// The task's ID (UUIDv7).
@@ -298,7 +298,7 @@ pub struct TaskView {
 }
 
 /// The answer to a submission that does not wait.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Accepted {
     /// The task's ID.
@@ -313,7 +313,7 @@ pub struct Accepted {
 }
 
 /// One page of `GET /api/v1/tasks`, newest first.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TaskPage {
     /// The tasks.
@@ -323,7 +323,7 @@ pub struct TaskPage {
 }
 
 /// One page of `GET /api/v1/tasks/executions`, newest first.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ExecutionPage {
     /// The records.
@@ -705,7 +705,7 @@ mod tests {
 }
 
 /// `GET /api/v1/ai/usage`: the AI gateway's usage and spend in a range, grouped.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AiUsageView {
     /// The range's start (an hour boundary or earlier).
@@ -724,7 +724,7 @@ pub struct AiUsageView {
 pub type AiUsageRowView = crate::store::ai_usage::AiUsageTotal;
 
 /// `GET /api/v1/ai/budgets`: a configured budget and what it has spent.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct BudgetView {
     /// The domain it holds, if it holds one.

@@ -28,7 +28,9 @@ pub use monitor::{Monitor, RoundReport, RoundSink, ServiceChange, ServiceHealth}
 pub use spec::{BodyCondition, ServiceInput, ServiceSpec};
 
 /// The overall status of a set of services, as the IETF health+json draft names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Overall {
     /// Every service up.

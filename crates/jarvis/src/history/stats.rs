@@ -10,7 +10,7 @@ use super::rollup::bucket_value;
 use crate::store::StatsRaw;
 
 /// One common failure reason.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct FailureReason {
     /// The normalised reason (numbers, IDs, hosts … masked).
@@ -24,7 +24,7 @@ pub struct FailureReason {
 }
 
 /// Where the `optimalParameters` of [`Stats`] come from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum ParametersSource {
     /// The learner's recommendation (`learned`).
@@ -36,7 +36,7 @@ pub enum ParametersSource {
 
 /// The statistics of one domain/action (`GET /api/v1/tasks/history`; read back by
 /// `jarvis tasks stats`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Stats {
     /// The domain.

@@ -122,7 +122,7 @@ impl LearnerState {
 }
 
 /// A recommendation as the API shows it (read back by `jarvis tasks recommend`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RecommendationView {
     /// The domain.
@@ -132,10 +132,12 @@ pub struct RecommendationView {
     /// What the library recommends (`parameters`, `timeoutMs`, `confidence`, `basedOnRuns`,
     /// `alternatives`, `source`, `estimates`).
     #[serde(flatten)]
+    #[schema(value_type = Object)]
     pub recommendation: Recommendation,
     /// The timeout in force when a task gives none (the agent's).
     pub configured_timeout_ms: u64,
     /// Set when the configured timeout cuts off runs that would have succeeded.
+    #[schema(value_type = Option<Object>)]
     pub timeout_warning: Option<TimeoutWarning>,
     /// Parameters not learned because they have too many distinct values.
     pub ignored_parameters: Vec<String>,

@@ -30,7 +30,7 @@ pub const DEFAULT_AI_TIMEOUT_MS: u64 = 120_000;
 pub const MAX_PROMPT_BYTES: usize = 100_000;
 
 /// What runs a domain's tasks.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum AgentKind {
     /// An HTTP endpoint speaking the agent protocol.
@@ -60,7 +60,7 @@ impl AgentKind {
 }
 
 /// An HTTP agent as stored and returned by the API.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AgentSpec {
     /// The domain this agent serves.
@@ -96,8 +96,9 @@ pub struct AgentSpec {
 
 /// The body of `PUT /api/v1/agents/{domain}`, and an `[agents.<domain>]` table of the config
 /// file (the same keys).
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[schema(examples(json!({"url": "http://127.0.0.1:9/run", "timeoutMs": 30000})))]
 pub struct AgentInput {
     /// `http` (default) or `ai`.
     #[serde(default)]

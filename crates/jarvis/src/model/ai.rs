@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 /// A model's price, USD per million tokens.
-#[derive(Debug, Clone, Copy, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Price {
     /// Per million prompt (input) tokens.
@@ -98,8 +98,9 @@ pub const GROUP_PROVIDERS: [&str; 3] = ["openai", "anthropic", "gemini"];
 /// A model group (`[ai.models.<group>]`): callers name the group as their `model`, and the
 /// gateway serves it from its deployments, in order (or weighted at random when weights are
 /// given), then from its fallback groups.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[schema(examples(json!({"deployments": [{"provider": "openai", "model": "gpt-4o-mini"}]})))]
 pub struct ModelGroup {
     /// The deployments, tried in this order unless weights are given.
     pub deployments: Vec<GroupDeployment>,
@@ -126,7 +127,7 @@ pub struct ModelGroup {
 }
 
 /// One deployment of a model group.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct GroupDeployment {
     /// Its name (`x-jarvis-deployment`; its breaker is `ai-<name>`); default `<group>-<n>`,

@@ -10,7 +10,7 @@ pub const MAX_REASON_CHARS: usize = 2_000;
 
 /// One attempt of one task. `record_id` identifies the record itself, so writing it twice (a
 /// replayed spool file) stores it once.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ExecutionRecord {
     /// The record's own ID.
@@ -58,7 +58,7 @@ pub struct ExecutionRecord {
 }
 
 /// The model call of an `ai` agent's attempt, as its execution record keeps it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ModelCall {
     /// The model asked for (`openai/gpt-4o-mini`).
@@ -82,7 +82,7 @@ impl ExecutionRecord {
 }
 
 /// A record as read back, with its position for cursor pagination.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct StoredExecution {
     /// Position in the history (increasing).

@@ -91,7 +91,8 @@ pub fn hour_of(t: DateTime<Utc>) -> DateTime<Utc> {
 }
 
 /// The width of an analytics series' points.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
 pub enum Bucket {
     /// A minute (read from the minute rollups, kept 48 hours).
     Minute,

@@ -36,7 +36,7 @@ const MAX_COUNTED: u64 = 10_000;
 
 /// What happens to ticks that fell due while no scheduler ran them (all instances down, or the
 /// store unreachable).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum Missed {
     /// Missed ticks submit nothing; the latest one still runs when it is at most
@@ -69,8 +69,9 @@ impl Missed {
 
 /// The body of `PUT /api/v1/schedules/{name}` and a `[schedules.<name>]` table of the config
 /// file. Unknown fields are refused.
-#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[schema(examples(json!({"everyMs": 60000, "task": {"domain": "noop", "action": "report"}})))]
 pub struct ScheduleInput {
     /// A cron expression: 5 fields (minute granularity) or 6 (with seconds first); POSIX
     /// weekdays (0 or 7 Sunday), names (`MON`, `JAN`), `L`, `#`, `W`, `@hourly` and the like.

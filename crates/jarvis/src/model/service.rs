@@ -12,7 +12,7 @@ pub const DEFAULT_INTERVAL_MS: u64 = 5_000;
 pub const DEFAULT_TIMEOUT_MS: u64 = 3_000;
 
 /// A monitored service as stored and returned by the API.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ServiceSpec {
     /// The service's name (also its breaker's name).
@@ -42,8 +42,9 @@ pub struct ServiceSpec {
 }
 
 /// The body of `PUT /api/v1/services/{name}`, and a `[services.<name>]` entry of the config file.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[schema(examples(json!({"url": "http://127.0.0.1:9/health", "intervalMs": 5000, "timeoutMs": 3000, "critical": true, "expectedStatus": [200]})))]
 pub struct ServiceInput {
     /// Required: what to check.
     pub url: String,
@@ -73,7 +74,7 @@ pub struct ServiceInput {
 /// A condition on the JSON body of a check's answer: the value at `pointer` (a JSON Pointer,
 /// RFC 6901, such as `/status`) must equal `equals`, or, without `equals`, must exist and be
 /// neither `null` nor `false`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct BodyCondition {
     /// Where to look in the body.

@@ -26,15 +26,19 @@ pub const MAX_BATCH: usize = 1_000;
 
 /// The body of a submission. Unknown fields are refused. (Serializable: schedules keep the
 /// task each tick submits as given.)
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[schema(examples(json!({"domain": "noop", "action": "report", "parameters": {"x": 1}})))]
 pub struct TaskInput {
     /// Required: which agent runs it.
+    #[schema(value_type = crate::names::Name, required)]
     pub domain: Option<String>,
     /// Required: what the agent is asked to do.
+    #[schema(value_type = crate::names::Name, required)]
     pub action: Option<String>,
     /// A JSON object (default `{}`).
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub parameters: Option<Value>,
     /// Fill in the parameters left out (and the timeout, when none is given) from what was
     /// learned (see `crate::learning`). Unset: as the domain's agent says (`useLearned` of
@@ -43,12 +47,15 @@ pub struct TaskInput {
     pub use_learned: Option<bool>,
     /// Per-attempt timeout, 1..=3600000 ms.
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 3_600_000)]
     pub timeout_ms: Option<u64>,
     /// Attempts in all, 1..=100 (default 3).
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 100)]
     pub max_attempts: Option<u32>,
     /// Higher runs first (default 0).
     #[serde(default)]
+    #[schema(minimum = -1_000_000, maximum = 1_000_000)]
     pub priority: Option<i32>,
     /// ISO 8601 time before which it does not run.
     #[serde(default)]

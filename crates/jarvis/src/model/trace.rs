@@ -9,7 +9,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 /// What a trace event is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum TraceKind {
     /// An API request (`/api/v1/*`, `/v1/*`).

@@ -65,7 +65,7 @@ impl UsageKey {
 }
 
 /// Totals of one group (also the row of `GET /api/v1/ai/usage`).
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AiUsageTotal {
     /// The group's value ('' for calls that named no domain or token; an hour as RFC 3339;

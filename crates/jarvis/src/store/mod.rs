@@ -41,7 +41,7 @@ use crate::store::config::StoreConfig;
 pub use crate::clock::now;
 
 /// Which engine a store runs on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Backend {
     /// The embedded SQLite file.

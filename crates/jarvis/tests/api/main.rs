@@ -27,6 +27,7 @@ mod foundation;
 mod health;
 mod learning;
 mod markdown_tables;
+mod openapi;
 mod outbound;
 mod pooler;
 mod process;
