@@ -278,7 +278,7 @@ GROUP BY failure_group ORDER BY n DESC, failure_group LIMIT $5";
 /// Parameters of successful runs among the latest `$5` records in a time range.
 pub(crate) const RECENT_PARAMETERS: &str = "\
 SELECT parameters FROM (SELECT parameters, success FROM task_history
-    WHERE domain = $1 AND action = $2 AND finished_at >= $3 AND finished_at <= $4
+    WHERE domain = $1 AND action = $2 AND finished_at >= $3 AND finished_at < $4
     ORDER BY id DESC LIMIT $5) s
 WHERE success";
 
@@ -315,14 +315,15 @@ impl From<FailureRow> for (String, FailureCount) {
     }
 }
 
-/// The hour range of a stats query: from the hour of `since` to the hour of `until` (both
-/// included), everything when unset.
+/// The hour range of a stats query: from the hour of `since` to the last hour before `until`
+/// (both included; `until` is exclusive, so an `until` on the hour leaves that hour out),
+/// everything when unset.
 pub(crate) fn hour_range(q: &StatsQuery) -> (DateTime<Utc>, DateTime<Utc>) {
     use crate::model::rollup::hour_of;
     let since = q.since.map(hour_of).unwrap_or(DateTime::<Utc>::UNIX_EPOCH);
     let until = q
         .until
-        .map(hour_of)
+        .map(|u| hour_of(u - chrono::TimeDelta::nanoseconds(1)))
         .unwrap_or_else(|| hour_of(super::now() + chrono::TimeDelta::days(365 * 100)));
     (since, until)
 }
@@ -467,3 +468,37 @@ macro_rules! impl_history_read_store {
     };
 }
 pub(crate) use impl_history_read_store;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    fn query(since: &str, until: &str) -> StatsQuery {
+        StatsQuery {
+            domain: "d".into(),
+            action: "a".into(),
+            since: Some(at(since)),
+            until: Some(at(until)),
+            top_failures: 5,
+            recent_successes: 5,
+        }
+    }
+
+    #[test]
+    fn the_hour_range_leaves_out_an_until_on_the_hour() {
+        // `until` is exclusive: midnight (a plain date's end) ends with the hour before it.
+        assert_eq!(
+            hour_range(&query("2026-12-06T00:00:00Z", "2026-12-07T00:00:00Z")),
+            (at("2026-12-06T00:00:00Z"), at("2026-12-06T23:00:00Z"))
+        );
+        // Inside an hour, that hour is in (rollups are hourly).
+        assert_eq!(
+            hour_range(&query("2026-12-06T10:15:00Z", "2026-12-06T11:30:00Z")),
+            (at("2026-12-06T10:00:00Z"), at("2026-12-06T11:00:00Z"))
+        );
+    }
+}
