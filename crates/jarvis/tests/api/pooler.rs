@@ -269,8 +269,19 @@ async fn two_instances_behind_pgbouncer_in_transaction_mode() {
         .await;
     assert_eq!(s, 201, "{body}");
     let started = chrono::Utc::now();
-    // The test's running time (the ticks to count), not a wait for an event.
-    tokio::time::sleep(Duration::from_secs(6)).await;
+    // Let it tick for a while: until six ticks were submitted.
+    let count = || async {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM tasks WHERE idempotency_key LIKE 'schedule:every-second:%'",
+        )
+        .fetch_one(&pg)
+        .await
+        .unwrap()
+    };
+    eventually(Duration::from_secs(30), "six ticks", || async {
+        count().await >= 6
+    })
+    .await;
     let (s, body) = ps[0]
         .api(Method::POST, "/api/v1/schedules/every-second/pause", None)
         .await;
