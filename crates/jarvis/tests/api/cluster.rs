@@ -13,18 +13,6 @@ use crate::helpers::*;
 
 const OPEN_MS: u64 = 3000;
 
-/// Breaker `name` as instance `p` shows it (`Null` when it has none).
-async fn breaker(p: &TestProcess, name: &str) -> Value {
-    let (_, body) = p
-        .api(
-            Method::GET,
-            &format!("/api/v1/circuit-breakers/{name}"),
-            None,
-        )
-        .await;
-    body["data"][name].clone()
-}
-
 async fn all_show(ps: &[TestProcess], name: &str, state: &str) -> bool {
     for p in ps {
         if breaker(p, name).await["state"] != state {

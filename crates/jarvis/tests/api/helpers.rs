@@ -953,3 +953,15 @@ impl Drop for TcpProxy {
         self.generation.send_modify(|g| *g += 1);
     }
 }
+
+/// Breaker `name` as instance `p` shows it (`Null` when it has none).
+pub async fn breaker(p: &TestProcess, name: &str) -> serde_json::Value {
+    let (_, body) = p
+        .api(
+            reqwest::Method::GET,
+            &format!("/api/v1/circuit-breakers/{name}"),
+            None,
+        )
+        .await;
+    body["data"][name].clone()
+}

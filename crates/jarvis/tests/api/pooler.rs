@@ -152,18 +152,6 @@ fn is_root() -> bool {
         .unwrap_or(false)
 }
 
-/// Breaker `name` as instance `p` shows it.
-async fn breaker(p: &TestProcess, name: &str) -> Value {
-    let (_, body) = p
-        .api(
-            Method::GET,
-            &format!("/api/v1/circuit-breakers/{name}"),
-            None,
-        )
-        .await;
-    body["data"][name].clone()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_behind_pgbouncer_in_transaction_mode() {
     let bouncer = PgBouncer::start().await;
