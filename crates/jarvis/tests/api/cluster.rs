@@ -7,8 +7,6 @@ use std::time::{Duration, Instant};
 
 use reqwest::Method;
 
-use serde_json::Value;
-
 use crate::helpers::*;
 
 const OPEN_MS: u64 = 3000;
