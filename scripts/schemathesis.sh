@@ -41,6 +41,7 @@ pg_user="${PG_USER:-postgres}"
 work="$(mktemp -d)"
 pids=()
 databases=()
+# shellcheck disable=SC2317  # run by the EXIT trap
 cleanup() {
   local pid db
   for pid in "${pids[@]}"; do
