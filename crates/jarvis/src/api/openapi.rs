@@ -197,7 +197,6 @@ pub struct EmbeddingsRequest {
         super::breakers::get,
         super::breakers::act,
         super::tasks::submit,
-        super::tasks::submit_to_tasks,
         super::tasks::list,
         super::tasks::batch,
         super::tasks::history,
@@ -299,6 +298,16 @@ impl Modify for Contract {
                     .build(),
             ),
         );
+        // `POST /api/v1/tasks` is the handler of `POST /api/v1/execute` (`api::tasks::submit`),
+        // and a handler has one `#[utoipa::path]`: the route gets a copy of that operation.
+        let submit = doc
+            .paths
+            .paths
+            .get("/api/v1/execute")
+            .and_then(|item| item.post.clone());
+        if let (Some(submit), Some(tasks)) = (submit, doc.paths.paths.get_mut("/api/v1/tasks")) {
+            tasks.post = Some(submit);
+        }
         for (path, item) in doc.paths.paths.iter_mut() {
             let gateway = path.starts_with("/v1/");
             let protected = gateway || path.starts_with("/api/v1/") || path == "/metrics";

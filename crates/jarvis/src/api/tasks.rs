@@ -265,21 +265,6 @@ pub async fn submit(
     Ok(ApiOk(status, Accepted::from(ins)).into_response())
 }
 
-/// `POST /api/v1/tasks`: the same handler as `POST /api/v1/execute` ([`submit`]); this item
-/// only gives the route its own entry in the OpenAPI document.
-#[utoipa::path(post, path = "/api/v1/tasks", tag = "tasks",
-    params(WaitQuery, ("Idempotency-Key" = Option<String>, Header, description = "The same as the body's `idempotencyKey`.")),
-    request_body = TaskInput,
-    responses(
-        (status = 200, description = "The idempotency key matched the same request (`duplicate: true`), or with `wait=true` the finished task.", body = Envelope<Submitted>),
-        (status = 202, description = "Accepted `{taskId, correlationId, status}`; with `wait=true` the task as it is when the wait ends.", body = Envelope<Submitted>),
-        (status = 400, description = "`invalid_task`, `invalid_query`, `invalid_body` or `malformed_json`.", body = ErrorEnvelope),
-        (status = 409, description = "`idempotency_conflict`: the key belongs to another request.", body = ErrorEnvelope),
-        (status = 422, description = "`no_agent`: the domain has no agent (and `waitForAgent` is not set).", body = ErrorEnvelope),
-    ))]
-#[allow(dead_code)]
-fn submit_to_tasks() {}
-
 /// The `data` of a submission: [`Accepted`], or with `?wait=true` the [`TaskView`] (a schema
 /// only: a task view is also a valid `Accepted`, so the two are `anyOf`).
 pub struct Submitted;
