@@ -14,8 +14,8 @@
 # WARNING: the postgres-restart scenario RESTARTS THE MACHINE'S POSTGRESQL CLUSTER
 # (pg_ctlcluster --skip-systemctl-redirect <version> main restart): every other client of that
 # server loses its connections for about a second. Use --skip postgres-restart on a shared
-# machine when that matters. disk-full-log mounts a tmpfs (needs root); clock-jump uses
-# libfaketime (Debian package faketime).
+# machine when that matters. disk-full-log mounts a tmpfs (needs root); the clock scenarios
+# compile clockshift.c (an LD_PRELOAD library; cc).
 #
 # Environment: JARVIS_BIN=path uses that binary instead of building target/release/jarvis.
 #
@@ -30,10 +30,7 @@ tools_name="chaos/run.sh"
 # shellcheck source=../../scripts/lib/tools.sh
 . "$ROOT/scripts/lib/tools.sh"
 ensure_postgres
-ensure_apt python3:python3 psql:postgresql-client createdb:postgresql-client
-if ! ls /usr/lib/*/faketime/libfaketime.so.1 >/dev/null 2>&1; then
-  apt_install faketime
-fi
+ensure_apt python3:python3 psql:postgresql-client createdb:postgresql-client cc:gcc
 BIN="${JARVIS_BIN:-}"
 if [ -z "$BIN" ]; then
   cargo build --release --locked -p jarvis >&2

@@ -61,6 +61,9 @@ impl Application {
             .migrate()
             .await
             .context("applying the database migrations")?;
+        if let Err(e) = store::sync_clock(store.as_ref()).await {
+            tracing::warn!(error = %e, "cannot read the database server's clock; this machine's is used until it can");
+        }
         seed_from_file(&config, store.as_ref()).await?;
         let keyring = Arc::new(build_keyring(&mut config)?);
         let addr = SocketAddr::new(config.server.bind, config.server.port);
@@ -93,6 +96,14 @@ impl Application {
         breaker_sync.load().await;
         let (notes_tx, notes_rx) = mpsc::unbounded_channel();
         let mut background: Vec<BackgroundTask> = Vec::new();
+        // Time by the database server's clock, before anything is claimed or scheduled: a
+        // step of this machine's clock then moves no lease, retry time or `runAt` (`clock`).
+        if store.backend() == Backend::Postgres {
+            let store = store.clone();
+            background.push(Box::new(move |stop| {
+                Box::pin(store::clock_sync_loop(store, stop))
+            }));
+        }
         {
             let sync = breaker_sync.clone();
             background.push(Box::new(move |stop| {
@@ -173,7 +184,7 @@ impl Application {
         // The config file's model groups are written to the store at every start (replacing
         // what the API stored under their names, as [agents] and [services] are); from then
         // on every instance serves what the store holds.
-        let now_ms = chrono::Utc::now().timestamp_millis();
+        let now_ms = crate::clock::now().timestamp_millis();
         for (name, group) in &config.file.ai.models {
             let json = serde_json::to_string(group).expect("a group serializes");
             store
@@ -504,7 +515,7 @@ fn build_keyring(config: &mut Config) -> anyhow::Result<crate::auth::Keyring> {
     use secrecy::ExposeSecret;
     let given = config.server.auth_token.is_some();
     let admin = resolve_token(config)?;
-    let mut fixed = vec![crate::auth::Token {
+    let admin = crate::auth::Token {
         name: Arc::from(if given {
             "JARVIS_AUTH_TOKEN"
         } else {
@@ -512,16 +523,34 @@ fn build_keyring(config: &mut Config) -> anyhow::Result<crate::auth::Keyring> {
         }),
         role: crate::auth::Role::Admin,
         hash: crate::auth::hash(admin.expose_secret()),
-    }];
-    drop(admin);
+    };
     config.server.auth_token = None;
-    fixed.extend(config.auth.env_tokens.iter().cloned());
+    // What came from Secrets Manager is read again at each reload; the rest is fixed.
+    let from_secret = |key: &str| {
+        config
+            .auth
+            .app_secret
+            .as_ref()
+            .is_some_and(|s| s.keys().contains(&key))
+    };
+    let (mut fixed, mut secret) = (Vec::new(), Vec::new());
+    if given && from_secret("JARVIS_AUTH_TOKEN") {
+        secret.push(admin);
+    } else {
+        fixed.push(admin);
+    }
+    if from_secret("JARVIS_AUTH_TOKENS") {
+        secret.extend(config.auth.env_tokens.iter().cloned());
+    } else {
+        fixed.extend(config.auth.env_tokens.iter().cloned());
+    }
     let sources = crate::auth::Sources {
         fixed,
+        secret: config.auth.app_secret.clone(),
         config_file: config.file_path.clone(),
         tokens_file: config.auth.tokens_file.clone(),
     };
-    let keyring = crate::auth::Keyring::load(sources, config.auth.reload)
+    let keyring = crate::auth::Keyring::load(sources, secret, config.auth.reload)
         .map_err(|e| anyhow::anyhow!("auth tokens: {e}"))?;
     for entry in &mut config.file.auth.tokens {
         if let Some(token) = entry.token.take() {

@@ -12,8 +12,10 @@
 //! 3. the config file's `[[auth.tokens]]` entries;
 //! 4. the tokens file `JARVIS_AUTH_TOKENS_FILE` (`[[tokens]]` entries of the same shape).
 //!
-//! The environment's tokens (1, 2) are fixed for the life of the process; the config file's and
-//! the tokens file's are read again on SIGHUP and every `JARVIS_AUTH_RELOAD_MS` ([`Keyring::run`]).
+//! The config file's and the tokens file's tokens are read again on SIGHUP and every
+//! `JARVIS_AUTH_RELOAD_MS` ([`Keyring::run`]), and so are 1 and 2 when they come from the AWS
+//! secret `<prefix>/app` ([`crate::secrets::AppSecret`]); set in the environment itself, they are
+//! fixed for the life of the process.
 //! A reload that fails (a file that does not parse, a bad entry, a duplicate name) keeps the set
 //! in force and logs why, never with a token in the message.
 
@@ -303,12 +305,15 @@ impl TokenSet {
     }
 }
 
-/// Where the token set comes from: the fixed part (the environment's tokens, hashed at start)
-/// and the files read again at each reload.
+/// Where the token set comes from: the fixed part (the environment's tokens, hashed at start),
+/// the files read again at each reload, and the Secrets Manager secret read again too.
 #[derive(Debug, Clone, Default)]
 pub struct Sources {
     /// Tokens from the environment (`JARVIS_AUTH_TOKEN`, `JARVIS_AUTH_TOKENS`), fixed.
     pub fixed: Vec<Token>,
+    /// Where `JARVIS_AUTH_TOKEN`/`JARVIS_AUTH_TOKENS` are read again when they came from
+    /// Secrets Manager (the tokens read at start are the keyring's first secret part).
+    pub secret: Option<crate::secrets::AppSecret>,
     /// The config file, whose `[auth]` table is read again at each reload.
     pub config_file: Option<PathBuf>,
     /// The tokens file (`JARVIS_AUTH_TOKENS_FILE`).
@@ -348,10 +353,34 @@ pub fn tokens_file(path: &Path) -> Result<Vec<Token>, String> {
     tokens_of(&table, "tokens").map_err(|e| format!("{}: {e}", path.display()))
 }
 
+/// The tokens of the variables [`crate::secrets::RELOADED`] read from a secret: the `admin`
+/// token named `JARVIS_AUTH_TOKEN`, and the `JARVIS_AUTH_TOKENS` list. Messages never quote a
+/// token.
+pub fn secret_tokens(
+    values: &std::collections::HashMap<String, String>,
+) -> Result<Vec<Token>, String> {
+    let mut tokens = Vec::new();
+    if let Some(admin) = values.get("JARVIS_AUTH_TOKEN") {
+        let admin = admin.trim();
+        check_token(admin).map_err(|e| format!("JARVIS_AUTH_TOKEN (secret, not shown): {e}"))?;
+        tokens.push(Token {
+            name: Arc::from("JARVIS_AUTH_TOKEN"),
+            role: Role::Admin,
+            hash: hash(admin),
+        });
+    }
+    if let Some(list) = values.get("JARVIS_AUTH_TOKENS") {
+        tokens.extend(parse_env_list(list).map_err(|e| format!("JARVIS_AUTH_TOKENS: {e}"))?);
+    }
+    Ok(tokens)
+}
+
 impl Sources {
-    /// The whole set as the sources say now.
-    pub fn load(&self) -> Result<TokenSet, String> {
+    /// The whole set as the sources say now, with `secret` the tokens last read from the
+    /// secret.
+    pub fn load(&self, secret: &[Token]) -> Result<TokenSet, String> {
         let mut all = self.fixed.clone();
+        all.extend(secret.iter().cloned());
         if let Some(p) = &self.config_file {
             all.extend(config_file_tokens(p)?);
         }
@@ -369,17 +398,21 @@ impl Sources {
 #[derive(Debug)]
 pub struct Keyring {
     sources: Sources,
+    /// The tokens last read from the secret (`Sources::secret`).
+    secret: RwLock<Vec<Token>>,
     current: RwLock<Arc<TokenSet>>,
     changed: watch::Sender<u64>,
     every: Duration,
 }
 
 impl Keyring {
-    /// Loads the set for the first time: at start, a bad source stops Jarvis.
-    pub fn load(sources: Sources, every: Duration) -> Result<Keyring, String> {
-        let set = sources.load()?;
+    /// Loads the set for the first time, with `secret` the tokens read from Secrets Manager at
+    /// start: a bad source stops Jarvis.
+    pub fn load(sources: Sources, secret: Vec<Token>, every: Duration) -> Result<Keyring, String> {
+        let set = sources.load(&secret)?;
         Ok(Keyring {
             sources,
+            secret: RwLock::new(secret),
             current: RwLock::new(Arc::new(set)),
             changed: watch::channel(0).0,
             every,
@@ -408,7 +441,12 @@ impl Keyring {
     /// Reads the sources again; on success the new set replaces the old one, else the old one
     /// stays and the reason is returned (and logged by the caller). `why` says what asked.
     pub fn reload(&self, why: &str) -> Result<usize, String> {
-        match self.sources.load() {
+        let secret = self
+            .secret
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        match self.sources.load(&secret) {
             Ok(set) => {
                 let n = set.len();
                 let before = self.current();
@@ -440,7 +478,33 @@ impl Keyring {
         }
     }
 
-    /// Reloads on SIGHUP and every reload period (0: only on SIGHUP) until `stop`.
+    /// Reads the secret again (when tokens come from one), then [`reload`](Self::reload)s. A
+    /// secret that cannot be read or holds a bad token keeps the set in force, as a bad file
+    /// does.
+    pub async fn refresh(&self, why: &str) -> Result<usize, String> {
+        if let Some(source) = &self.sources.secret {
+            let read = source
+                .read()
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|values| secret_tokens(&values));
+            match read {
+                Ok(tokens) => *self.secret.write().unwrap_or_else(|e| e.into_inner()) = tokens,
+                Err(e) => {
+                    tracing::warn!(
+                        reason = why,
+                        error = %e,
+                        "auth tokens not reloaded; the tokens in force stay"
+                    );
+                    return Err(e);
+                }
+            }
+        }
+        self.reload(why)
+    }
+
+    /// Reloads ([`refresh`](Self::refresh)) on SIGHUP and every reload period (0: only on
+    /// SIGHUP) until `stop`.
     pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
         #[cfg(unix)]
         let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
@@ -472,8 +536,8 @@ impl Keyring {
             };
             tokio::select! {
                 _ = stop.changed() => return,
-                () = hangup => { let _ = self.reload("SIGHUP"); }
-                () = timer => { let _ = self.reload("timer"); }
+                () = hangup => { let _ = self.refresh("SIGHUP").await; }
+                () = timer => { let _ = self.refresh("timer").await; }
             }
         }
     }
@@ -568,6 +632,7 @@ mod tests {
                 tokens_file: Some(path.clone()),
                 ..Sources::default()
             },
+            Vec::new(),
             Duration::ZERO,
         )
         .unwrap();
@@ -593,5 +658,29 @@ mod tests {
             ring.authenticate("second-token-0123456789").unwrap().role,
             Role::Admin
         );
+    }
+
+    #[test]
+    fn a_secret_gives_the_admin_token_and_the_list_and_never_quotes_them() {
+        let admin = "admin-token-from-the-secret";
+        let values: std::collections::HashMap<String, String> = [
+            ("JARVIS_AUTH_TOKEN".to_string(), format!(" {admin} ")),
+            (
+                "JARVIS_AUTH_TOKENS".to_string(),
+                "ci:operate:ci-token-from-the-secret".to_string(),
+            ),
+        ]
+        .into();
+        let set = TokenSet::new(secret_tokens(&values).unwrap()).unwrap();
+        assert_eq!(set.summary(), ["JARVIS_AUTH_TOKEN:admin", "ci:operate"]);
+        assert_eq!(set.authenticate(admin).unwrap().role, Role::Admin);
+        let bad: std::collections::HashMap<String, String> =
+            [("JARVIS_AUTH_TOKEN".to_string(), "short token".to_string())].into();
+        let e = secret_tokens(&bad).unwrap_err();
+        assert!(
+            e.contains("JARVIS_AUTH_TOKEN") && !e.contains("short token"),
+            "{e}"
+        );
+        assert!(secret_tokens(&Default::default()).unwrap().is_empty());
     }
 }

@@ -165,6 +165,11 @@ async fn run(cli: Cli) -> ExitCode {
         Ok(p) => p,
         Err(e) => return config_error(e),
     };
+    // The token variables the environment leaves to the secret `<prefix>/app`, read again at
+    // each token reload (rotation without a restart).
+    let app_secret = prefix
+        .as_deref()
+        .and_then(|p| jarvis::secrets::AppSecret::new(p, &vars));
     if let Some(prefix) = prefix {
         match jarvis::secrets::load(&prefix, &vars).await {
             Ok(found) => {
@@ -180,10 +185,11 @@ async fn run(cli: Cli) -> ExitCode {
             }
         }
     }
-    let config = match Config::from_env_map(&vars, config) {
+    let mut config = match Config::from_env_map(&vars, config) {
         Ok(c) => c,
         Err(e) => return config_error(e),
     };
+    config.auth.app_secret = app_secret;
     // The configuration keeps what it needs (tokens only as hashes once the server is built):
     // this copy of the environment, with the tokens and secrets in it, goes now.
     drop(vars);

@@ -1,4 +1,5 @@
-//! Secrets from AWS Secrets Manager, read once at start when `JARVIS_SECRETS_PREFIX` is set.
+//! Secrets from AWS Secrets Manager, read at start when `JARVIS_SECRETS_PREFIX` is set; the API
+//! tokens of `<prefix>/app` are read again at each token reload ([`AppSecret`]).
 //!
 //! With `JARVIS_SECRETS_PREFIX=jarvis/production`, Jarvis reads the secrets
 //! `jarvis/production/{database,redis,ai-keys,app}` (JSON objects whose keys are environment
@@ -177,78 +178,97 @@ async fn credentials(
     })
 }
 
-/// Reads every secret under `prefix` and returns the variables they hold that `vars` does not
-/// already set. A secret that does not exist is skipped (with a note on stderr); any other
-/// failure stops start-up.
-pub async fn load(
-    prefix: &str,
-    vars: &HashMap<String, String>,
-) -> Result<HashMap<String, String>, SecretsError> {
-    let region = vars
-        .get("AWS_REGION")
-        .or_else(|| vars.get("AWS_DEFAULT_REGION"))
-        .cloned()
-        .ok_or_else(|| SecretsError::Setup("AWS_REGION is not set".into()))?;
-    let endpoint = vars
-        .get("AWS_ENDPOINT_URL_SECRETS_MANAGER")
-        .or_else(|| vars.get("AWS_ENDPOINT_URL"))
-        .cloned()
-        .unwrap_or_else(|| format!("https://secretsmanager.{region}.amazonaws.com"));
-    let url = url::Url::parse(&endpoint)
-        .map_err(|e| SecretsError::Setup(format!("the endpoint {endpoint:?} is not a URL: {e}")))?;
-    let host = match (url.host_str(), url.port()) {
-        (Some(h), Some(p)) => format!("{h}:{p}"),
-        (Some(h), None) => h.to_string(),
-        (None, _) => {
-            return Err(SecretsError::Setup(format!(
-                "the endpoint {endpoint:?} has no host"
-            )))
-        }
-    };
-    let path = if url.path().is_empty() {
-        "/"
-    } else {
-        url.path()
-    }
-    .to_string();
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .map_err(|e| SecretsError::Setup(e.to_string()))?;
-    let creds = credentials(vars, &client).await?;
+/// A Secrets Manager endpoint, region and credentials, for `GetSecretValue` calls.
+struct SecretsClient {
+    region: String,
+    url: url::Url,
+    host: String,
+    path: String,
+    http: reqwest::Client,
+    creds: Credentials,
+}
 
-    let mut found = HashMap::new();
-    for suffix in SECRET_NAMES {
-        let secret = format!("{}/{suffix}", prefix.trim_end_matches('/'));
-        let body = serde_json::to_vec(&serde_json::json!({ "SecretId": secret }))
+impl SecretsClient {
+    /// The client `vars` (`AWS_REGION`, the endpoint, the credentials) describe.
+    async fn new(vars: &HashMap<String, String>) -> Result<SecretsClient, SecretsError> {
+        let region = vars
+            .get("AWS_REGION")
+            .or_else(|| vars.get("AWS_DEFAULT_REGION"))
+            .cloned()
+            .ok_or_else(|| SecretsError::Setup("AWS_REGION is not set".into()))?;
+        let endpoint = vars
+            .get("AWS_ENDPOINT_URL_SECRETS_MANAGER")
+            .or_else(|| vars.get("AWS_ENDPOINT_URL"))
+            .cloned()
+            .unwrap_or_else(|| format!("https://secretsmanager.{region}.amazonaws.com"));
+        let url = url::Url::parse(&endpoint).map_err(|e| {
+            SecretsError::Setup(format!("the endpoint {endpoint:?} is not a URL: {e}"))
+        })?;
+        let host = match (url.host_str(), url.port()) {
+            (Some(h), Some(p)) => format!("{h}:{p}"),
+            (Some(h), None) => h.to_string(),
+            (None, _) => {
+                return Err(SecretsError::Setup(format!(
+                    "the endpoint {endpoint:?} has no host"
+                )))
+            }
+        };
+        let path = if url.path().is_empty() {
+            "/"
+        } else {
+            url.path()
+        }
+        .to_string();
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|e| SecretsError::Setup(e.to_string()))?;
+        let creds = credentials(vars, &http).await?;
+        Ok(SecretsClient {
+            region,
+            url,
+            host,
+            path,
+            http,
+            creds,
+        })
+    }
+
+    /// The secret `name`'s variables (a JSON object of strings; numbers are taken as their
+    /// text, nulls and empty strings left out); `None` when it does not exist.
+    async fn get(&self, name: &str) -> Result<Option<HashMap<String, String>>, SecretsError> {
+        let body = serde_json::to_vec(&serde_json::json!({ "SecretId": name }))
             .expect("serialising a map of strings");
+        // The machine's clock, not the process's (`clock`): AWS checks the signature's time
+        // against real time, and the machine's clock is what an operator sets right.
         let amz_date = chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
         let headers = [
             ("content-type", "application/x-amz-json-1.1"),
             ("x-amz-target", "secretsmanager.GetSecretValue"),
         ];
         let auth = sign(
-            &creds,
-            &region,
+            &self.creds,
+            &self.region,
             "secretsmanager",
-            &host,
-            &path,
+            &self.host,
+            &self.path,
             &amz_date,
             &headers,
             &body,
         );
-        let mut req = client
-            .post(url.clone())
+        let mut req = self
+            .http
+            .post(self.url.clone())
             .header("content-type", headers[0].1)
             .header("x-amz-target", headers[1].1)
             .header("x-amz-date", &amz_date)
             .header("authorization", auth)
             .body(body);
-        if let Some(t) = &creds.session_token {
+        if let Some(t) = &self.creds.session_token {
             req = req.header("x-amz-security-token", t);
         }
         let response = req.send().await.map_err(|e| SecretsError::Api {
-            secret: secret.clone(),
+            secret: name.to_string(),
             message: e.to_string(),
         })?;
         let status = response.status();
@@ -261,37 +281,132 @@ pub async fn load(
                 .next()
                 .unwrap_or("");
             if kind == "ResourceNotFoundException" {
-                crate::say!("jarvis: secret {secret} does not exist; skipped");
-                continue;
+                return Ok(None);
             }
             let message = value["message"]
                 .as_str()
                 .or_else(|| value["Message"].as_str())
                 .unwrap_or("");
             return Err(SecretsError::Api {
-                secret,
+                secret: name.to_string(),
                 message: format!("HTTP {status} {kind} {message}").trim().to_string(),
             });
         }
         let text = value["SecretString"]
             .as_str()
-            .ok_or_else(|| SecretsError::Shape(secret.clone()))?;
+            .ok_or_else(|| SecretsError::Shape(name.to_string()))?;
         let object: HashMap<String, serde_json::Value> =
-            serde_json::from_str(text).map_err(|_| SecretsError::Shape(secret.clone()))?;
+            serde_json::from_str(text).map_err(|_| SecretsError::Shape(name.to_string()))?;
+        let mut vars = HashMap::new();
         for (key, v) in object {
             let v = match v {
                 serde_json::Value::String(s) => s,
                 serde_json::Value::Number(n) => n.to_string(),
                 serde_json::Value::Null => continue,
-                _ => return Err(SecretsError::Shape(secret.clone())),
+                _ => return Err(SecretsError::Shape(name.to_string())),
             };
-            let set_by_env = vars.get(&key).is_some_and(|e| !e.trim().is_empty());
-            if !set_by_env && !v.is_empty() {
+            if !v.is_empty() {
+                vars.insert(key, v);
+            }
+        }
+        Ok(Some(vars))
+    }
+}
+
+/// The name of the secret `suffix` under `prefix`.
+fn secret_name(prefix: &str, suffix: &str) -> String {
+    format!("{}/{suffix}", prefix.trim_end_matches('/'))
+}
+
+/// Whether the environment `vars` sets `key` itself (then it wins over any secret).
+fn set_by_env(vars: &HashMap<String, String>, key: &str) -> bool {
+    vars.get(key).is_some_and(|e| !e.trim().is_empty())
+}
+
+/// Reads every secret under `prefix` and returns the variables they hold that `vars` does not
+/// already set. A secret that does not exist is skipped (with a note on stderr); any other
+/// failure stops start-up.
+pub async fn load(
+    prefix: &str,
+    vars: &HashMap<String, String>,
+) -> Result<HashMap<String, String>, SecretsError> {
+    let client = SecretsClient::new(vars).await?;
+    let mut found = HashMap::new();
+    for suffix in SECRET_NAMES {
+        let secret = secret_name(prefix, suffix);
+        let Some(object) = client.get(&secret).await? else {
+            crate::say!("jarvis: secret {secret} does not exist; skipped");
+            continue;
+        };
+        for (key, v) in object {
+            if !set_by_env(vars, &key) {
                 found.insert(key, v);
             }
         }
     }
     Ok(found)
+}
+
+/// The variables of the secret `<prefix>/app` that are read again at each token reload, so
+/// that tokens kept in Secrets Manager are rotated without a restart (`auth::Keyring`).
+pub const RELOADED: &[&str] = &["JARVIS_AUTH_TOKEN", "JARVIS_AUTH_TOKENS"];
+
+/// Where the API tokens kept in Secrets Manager are read again: the secret `<prefix>/app`, the
+/// AWS settings to reach it, and which of [`RELOADED`] the environment leaves to it.
+/// `Debug` shows neither credentials nor values.
+#[derive(Clone)]
+pub struct AppSecret {
+    prefix: String,
+    /// The `AWS_*` variables of the environment (region, endpoint, credentials).
+    aws: HashMap<String, String>,
+    /// The variables of [`RELOADED`] the environment does not set.
+    keys: Vec<&'static str>,
+}
+
+impl std::fmt::Debug for AppSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "AppSecret({}/app, {:?})", self.prefix, self.keys)
+    }
+}
+
+impl AppSecret {
+    /// The source for `prefix` given the environment `vars` (before secrets were merged into
+    /// it); `None` when the environment sets every token variable itself.
+    pub fn new(prefix: &str, vars: &HashMap<String, String>) -> Option<AppSecret> {
+        let keys: Vec<&'static str> = RELOADED
+            .iter()
+            .copied()
+            .filter(|k| !set_by_env(vars, k))
+            .collect();
+        (!keys.is_empty()).then(|| AppSecret {
+            prefix: prefix.to_string(),
+            aws: vars
+                .iter()
+                .filter(|(k, _)| k.starts_with("AWS_"))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            keys,
+        })
+    }
+
+    /// The variables of [`RELOADED`] this source provides.
+    pub fn keys(&self) -> &[&'static str] {
+        &self.keys
+    }
+
+    /// Reads the secret again: the values of [`keys`](Self::keys) it holds now (none when the
+    /// secret does not exist).
+    pub async fn read(&self) -> Result<HashMap<String, String>, SecretsError> {
+        let client = SecretsClient::new(&self.aws).await?;
+        let object = client
+            .get(&secret_name(&self.prefix, "app"))
+            .await?
+            .unwrap_or_default();
+        Ok(object
+            .into_iter()
+            .filter(|(k, _)| self.keys.contains(&k.as_str()))
+            .collect())
+    }
 }
 
 #[cfg(test)]

@@ -533,7 +533,7 @@ impl Completion {
 
 /// The current time in Unix seconds (`created` of answers and chunks).
 pub fn now_unix() -> i64 {
-    chrono::Utc::now().timestamp()
+    crate::clock::now().timestamp()
 }
 
 /// A new ID for an answer or a tool call when the provider gives none.

@@ -333,7 +333,7 @@ impl Spend {
         };
         self.observe(call, counts.cost_usd);
         let key = (
-            hour_of(Utc::now()),
+            hour_of(crate::clock::now()),
             call.model.to_string(),
             call.deployment.to_string(),
             call.domain.to_string(),
@@ -349,7 +349,7 @@ impl Spend {
         if self.budgets.is_empty() {
             return Ok(());
         }
-        let now = Utc::now();
+        let now = crate::clock::now();
         let ledger = self.ledger();
         for b in &self.budgets {
             if !holds(b, domain, token) {
@@ -384,7 +384,7 @@ impl Spend {
 
     /// Every budget with what it has spent.
     pub fn budgets(&self) -> Vec<BudgetStatus> {
-        let now = Utc::now();
+        let now = crate::clock::now();
         let ledger = self.ledger();
         self.budgets
             .iter()
@@ -435,7 +435,7 @@ impl Spend {
             self.ledger().flushing.clear();
             return;
         }
-        let now = Utc::now();
+        let now = crate::clock::now();
         match self.store.ai_spend(month_start(now), day_start(now)).await {
             Ok(rows) => {
                 let mut l = self.ledger();

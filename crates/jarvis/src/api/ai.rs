@@ -364,7 +364,7 @@ async fn forward(
         .and_then(Value::as_str)
         .map(|m| m.chars().take(128).collect::<String>())
         .unwrap_or_default();
-    let (at, started) = (chrono::Utc::now(), std::time::Instant::now());
+    let (at, started) = (crate::clock::now(), std::time::Instant::now());
     // The model call's span, a child of the request's: each provider call it makes sends a
     // `traceparent` with a new span under it.
     let request_span = trace.unwrap_or_else(|| TraceContext::for_correlation(id.as_str()));
@@ -384,7 +384,7 @@ async fn forward(
             context: span,
             parent: Some(request_span.span_id),
             start: at,
-            end: chrono::Utc::now(),
+            end: crate::clock::now(),
             attributes: vec![
                 ("gen_ai.request.model", model.clone()),
                 ("jarvis.deployment", deployment),

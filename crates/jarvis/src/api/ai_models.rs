@@ -51,7 +51,7 @@ pub async fn put(
         return Err(ApiError::bad_request("invalid_model_group", problem));
     }
     let json = serde_json::to_string(&group).expect("a group serializes");
-    let now_ms = chrono::Utc::now().timestamp_millis();
+    let now_ms = crate::clock::now().timestamp_millis();
     let created = state.store.put_ai_model(&name, &json, now_ms).await;
     // Served here at once (also after an error: the row may have changed).
     state.ai.sync_groups(&*state.store).await;

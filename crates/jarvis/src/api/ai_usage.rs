@@ -80,7 +80,7 @@ pub async fn usage(
     ApiQuery(q): ApiQuery<UsageQuery>,
 ) -> Result<ApiOk<AiUsageView>, ApiError> {
     let (key, by) = usage_key(q.by.as_deref())?;
-    let now = Utc::now();
+    let now = crate::clock::now();
     let since: DateTime<Utc> =
         super::tasks::time("since", q.since)?.unwrap_or_else(|| month_start(now));
     // The current hour's row is stamped with the hour's start: the default end takes it in.

@@ -332,15 +332,22 @@ pub async fn events(
     State(state): State<AppState>,
     headers: HeaderMap,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
-    // A stream opened with the session cookie ends once the session does (sign-out, expiry).
-    let session = match headers.get(header::AUTHORIZATION) {
-        Some(_) => None,
-        None => cookie_of(&headers).map(|id| (id.to_string(), state.sessions.clone())),
+    // A stream opened with the session cookie ends once the session does (sign-out, expiry,
+    // its token removed by a reload); one opened with a bearer token once a reload removed
+    // that token (or lowered it below `read`).
+    let holder = match super::auth::bearer(&headers) {
+        Some(token) => Some(Holder::Token(
+            crate::auth::hash(token),
+            state.auth.keyring.clone(),
+        )),
+        None => {
+            cookie_of(&headers).map(|id| Holder::Session(id.to_string(), state.sessions.clone()))
+        }
     };
     let mut check = tokio::time::interval(SESSION_CHECK);
     check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let streams = Streams {
-        session,
+        holder,
         check,
         breakers: state.breakers.subscribe(),
         services: state.health.subscribe(),
@@ -362,11 +369,32 @@ pub async fn events(
 /// At most this many task IDs in one `task` event.
 const TASKS_PER_EVENT: usize = 256;
 
-/// How often a cookie-authenticated event stream checks that its session still lives.
+/// How often an event stream checks that its session or token is still accepted.
 const SESSION_CHECK: Duration = Duration::from_secs(5);
 
+/// What an event stream was opened with, checked every [`SESSION_CHECK`].
+enum Holder {
+    /// A dashboard session (its ID).
+    Session(String, std::sync::Arc<crate::dashboard::Sessions>),
+    /// A bearer token (its hash).
+    Token(crate::auth::Digest32, std::sync::Arc<crate::auth::Keyring>),
+}
+
+impl Holder {
+    /// Whether the stream may go on.
+    fn accepted(&self) -> bool {
+        match self {
+            Holder::Session(id, sessions) => sessions.is_live(id),
+            Holder::Token(hash, keyring) => keyring
+                .current()
+                .find_hash(hash)
+                .is_some_and(|c| c.role >= crate::auth::Role::Read),
+        }
+    }
+}
+
 struct Streams {
-    session: Option<(String, std::sync::Arc<crate::dashboard::Sessions>)>,
+    holder: Option<Holder>,
     check: tokio::time::Interval,
     breakers: tokio::sync::broadcast::Receiver<crate::breakers::BreakerChange>,
     services: tokio::sync::broadcast::Receiver<crate::health::ServiceChange>,
@@ -389,15 +417,13 @@ impl Streams {
         loop {
             // A source that closed (the application stopping) is left out from then on.
             let (b, s, t) = (self.open[0], self.open[1], self.open[2]);
-            if !(b || s || t) && self.session.is_none() {
+            if !(b || s || t) && self.holder.is_none() {
                 std::future::pending::<()>().await;
             }
             let lagged = tokio::select! {
                 _ = self.check.tick() => {
-                    if let Some((id, sessions)) = &self.session {
-                        if !sessions.is_live(id) {
-                            return None;
-                        }
+                    if self.holder.as_ref().is_some_and(|h| !h.accepted()) {
+                        return None;
                     }
                     continue;
                 }

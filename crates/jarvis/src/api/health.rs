@@ -132,7 +132,7 @@ pub async fn health(
     let started = Instant::now();
     let backend = state.store.backend();
     let answer = tokio::time::timeout(STORE_TIMEOUT, state.store.ping()).await;
-    let now = iso(Utc::now());
+    let now = iso(crate::clock::now());
     let (mut store_status, store_output, latency) = match answer {
         Ok(Ok(())) => ("pass", None, Some(started.elapsed().as_millis() as u64)),
         Ok(Err(e)) => ("fail", Some(e.to_string()), None),

@@ -75,7 +75,7 @@ pub async fn correlate(State(state): State<AppState>, mut req: Request, next: Ne
         method = %req.method(),
         path = %path,
     );
-    let at = chrono::Utc::now();
+    let at = crate::clock::now();
     async move {
         if replaced {
             // The refused value itself is never logged: it may be an injection attempt.
@@ -105,7 +105,7 @@ pub async fn correlate(State(state): State<AppState>, mut req: Request, next: Ne
                 context: trace,
                 parent: given_trace.map(|t| t.span_id),
                 start: at,
-                end: chrono::Utc::now(),
+                end: crate::clock::now(),
                 attributes: vec![
                     ("http.request.method", method.to_string()),
                     ("url.path", path.clone()),

@@ -233,7 +233,7 @@ impl BreakerRegistry {
                             from: t.from,
                             to: t.to,
                             origin: t.origin,
-                            at: chrono::Utc::now(),
+                            at: crate::clock::now(),
                         });
                     }
                 }

@@ -124,6 +124,9 @@ pub struct AuthSettings {
     pub address_rate: Option<Rate>,
     /// Whether the last `X-Forwarded-For` address is the client's.
     pub trust_forwarded_for: bool,
+    /// Where the tokens that came from Secrets Manager are read again (set by `main` when
+    /// `JARVIS_SECRETS_PREFIX` is; no variable of its own).
+    pub app_secret: Option<crate::secrets::AppSecret>,
 }
 
 impl AuthSettings {
@@ -152,6 +155,7 @@ impl AuthSettings {
                 burst: address_burst,
             }),
             trust_forwarded_for: r.get(&TRUST_FORWARDED_FOR)?,
+            app_secret: None,
         })
     }
 }

@@ -146,7 +146,8 @@ settings! {
                `/ai-keys`, `/app` (JSON objects of variable names to string values) and use them \
                for variables the environment does not set; a missing secret is skipped, any other \
                failure stops start-up (exit 2); uses `AWS_REGION`, `AWS_ENDPOINT_URL`, AWS \
-               credentials",
+               credentials. The API tokens of `/app` are read again at each token reload \
+               (`JARVIS_AUTH_RELOAD_MS`, SIGHUP)",
         ..Setting::PLAIN
     };
 }

@@ -120,7 +120,7 @@ impl Checker {
             service = %spec.name,
         );
         let started = Instant::now();
-        let started_at = chrono::Utc::now();
+        let started_at = crate::clock::now();
         // The check's span: a root in the trace of its `hc-` ID, sent as `traceparent`.
         let trace = crate::trace::context::TraceContext::for_correlation(id.as_str());
         let observed = async {
@@ -171,7 +171,7 @@ impl Checker {
                 context: trace,
                 parent: None,
                 start: started_at,
-                end: chrono::Utc::now(),
+                end: crate::clock::now(),
                 attributes: vec![
                     ("jarvis.service", spec.name.to_string()),
                     ("jarvis.status", status.as_str().to_string()),
@@ -294,13 +294,40 @@ async fn read_body(mut response: reqwest::Response) -> Result<Vec<u8>, reqwest::
     Ok(body)
 }
 
+/// Connects to `host:port` as the HTTP clients do (`resolver`): the name's link-local and
+/// cloud metadata addresses are left out, and a name that has only those is refused, so a TCP
+/// check never reaches one through DNS. The addresses left are tried in order.
+async fn connect_callable(target: &str) -> std::io::Result<tokio::net::TcpStream> {
+    let host = target
+        .rsplit_once(':')
+        .map_or(target, |(h, _)| h)
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    let found: Vec<std::net::SocketAddr> = tokio::net::lookup_host(target).await?.collect();
+    let kept = crate::resolver::keep_callable(host, found)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::PermissionDenied, e.to_string()))?;
+    let mut last = None;
+    for addr in kept {
+        match tokio::net::TcpStream::connect(addr).await {
+            Ok(stream) => return Ok(stream),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            format!("{host} has no address"),
+        )
+    }))
+}
+
 /// A TCP connect check: up when the connection is accepted within the timeout.
 async fn tcp(spec: &ServiceSpec, timeout: Duration) -> Observed {
     let Some(target) = spec.url.strip_prefix("tcp://") else {
         return down(Outcome::Error, "not a tcp:// URL".into());
     };
     let target = target.trim_end_matches('/');
-    match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(target)).await {
+    match tokio::time::timeout(timeout, connect_callable(target)).await {
         Err(_) => timed_out(timeout),
         Ok(Err(e)) => down(Outcome::Connection, format!("connection failed: {e}")),
         Ok(Ok(stream)) => {

@@ -221,7 +221,7 @@ mod tests {
             status,
             message: String::new(),
             latency_ms,
-            timestamp: chrono::Utc::now(),
+            timestamp: crate::clock::now(),
             breaker_open,
             correlation_id: None,
         }

@@ -557,7 +557,7 @@ mod tests {
     use jarvis_learning::aggregates::CombinationKey;
 
     fn record(parameters: Value, success: bool, reason: Option<&str>) -> ExecutionRecord {
-        let now = chrono::Utc::now();
+        let now = crate::clock::now();
         ExecutionRecord {
             record_id: uuid::Uuid::now_v7(),
             task_id: uuid::Uuid::now_v7(),

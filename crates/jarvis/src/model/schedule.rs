@@ -196,7 +196,7 @@ impl Timing {
                     cron: Box::new(parsed),
                     tz,
                 };
-                if timing.next_after(Utc::now()).is_none() {
+                if timing.next_after(crate::clock::now()).is_none() {
                     return Err(refuse("cron", format!("{raw:?} never matches")));
                 }
                 Ok(timing)
@@ -490,7 +490,7 @@ mod tests {
 
     fn spec(body: Value) -> Result<ScheduleSpec, ScheduleError> {
         let input: ScheduleInput = serde_json::from_value(body).unwrap();
-        input.into_spec(Name::parse("s").unwrap(), Utc::now())
+        input.into_spec(Name::parse("s").unwrap(), crate::clock::now())
     }
 
     fn err(body: Value) -> String {

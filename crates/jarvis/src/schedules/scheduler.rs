@@ -263,7 +263,7 @@ pub(crate) fn iso(t: Option<DateTime<Utc>>) -> String {
 /// How long until `t` (zero when it has passed; [`RELOAD`] when there is none).
 fn until(t: Option<DateTime<Utc>>) -> Duration {
     match t {
-        Some(t) => (t - Utc::now()).to_std().unwrap_or(Duration::ZERO),
+        Some(t) => (t - crate::clock::now()).to_std().unwrap_or(Duration::ZERO),
         None => RELOAD,
     }
 }

@@ -102,7 +102,7 @@ macro_rules! impl_learning_store {
                     .bind(sqlx::types::Json(state))
                     .bind(runs)
                     .bind(instance)
-                    .bind(chrono::Utc::now());
+                    .bind(crate::clock::now());
                 if let Some(version) = expected {
                     q = q.bind(version);
                 }

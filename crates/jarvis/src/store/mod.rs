@@ -167,12 +167,64 @@ pub trait Store:
     /// A cheap round trip, for `/health`.
     async fn ping(&self) -> Result<(), StoreError>;
 
+    /// The database server's clock (PostgreSQL's `clock_timestamp()`), which every instance
+    /// sharing the store takes as its wall time ([`sync_clock`]); `None` for the embedded
+    /// store.
+    async fn database_time(&self) -> Result<Option<chrono::DateTime<chrono::Utc>>, StoreError>;
+
     /// Applies every embedded migration that has not run yet. Safe to call concurrently from
     /// several instances (PostgreSQL serialises it with an advisory lock).
     async fn migrate(&self) -> Result<(), StoreError>;
 
     /// Closes every connection; waits for in-flight queries.
     async fn close(&self);
+}
+
+/// Makes the database server's clock the process's wall time (see [`crate::clock`]): the
+/// server's time, taken as read halfway through the round trip. Returns how far the machine's
+/// clock is from it (positive: ahead), or `None` for a store without a clock of its own.
+pub async fn sync_clock(store: &dyn Store) -> Result<Option<chrono::TimeDelta>, StoreError> {
+    let sent = std::time::Instant::now();
+    let Some(server) = store.database_time().await? else {
+        return Ok(None);
+    };
+    let rtt = sent.elapsed();
+    crate::clock::follow(server.into(), sent + rtt / 2);
+    Ok(Some(crate::clock::machine_offset()))
+}
+
+/// Keeps the process's wall time on the database server's clock: [`sync_clock`] every
+/// [`crate::clock::SYNC_EVERY`] until `stop` (an unreachable store keeps the last reference,
+/// which the monotonic clock carries on). Logs when the machine's clock is more than a second
+/// off, and when it comes back.
+pub async fn clock_sync_loop(store: Arc<dyn Store>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let mut off = false;
+    loop {
+        match sync_clock(&*store).await {
+            Ok(Some(offset)) => {
+                let ms = offset.num_milliseconds();
+                if ms.abs() > 1_000 && !off {
+                    tracing::warn!(
+                        machine_clock_offset_ms = ms,
+                        "this machine's clock is off from the database server's; Jarvis keeps \
+                         time by the database server's clock"
+                    );
+                } else if ms.abs() <= 1_000 && off {
+                    tracing::info!(
+                        machine_clock_offset_ms = ms,
+                        "this machine's clock agrees with the database server's again"
+                    );
+                }
+                off = ms.abs() > 1_000;
+            }
+            Ok(None) => return,
+            Err(e) => tracing::debug!(error = %e, "clock sync skipped: store unreachable"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(crate::clock::SYNC_EVERY) => {}
+            _ = stop.changed() => return,
+        }
+    }
 }
 
 /// Rows per multi-row insert: 8 binds each stays far below both engines' bind limits.

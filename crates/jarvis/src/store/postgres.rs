@@ -182,6 +182,18 @@ impl BackendHooks for PostgresStore {
         direct.close().await;
         done
     }
+
+    /// `clock_timestamp()`: the server's clock when the statement runs (`now()` would be the
+    /// start of the transaction).
+    async fn database_time(
+        &self,
+    ) -> Result<Option<chrono::DateTime<chrono::Utc>>, crate::store::StoreError> {
+        sqlx::query_scalar::<_, chrono::DateTime<chrono::Utc>>("SELECT clock_timestamp()")
+            .fetch_one(self.reader())
+            .await
+            .map(Some)
+            .map_err(|e| self.classify(e))
+    }
 }
 
 // Everything else is written once, in `store::<domain>`, with this backend's dialect.

@@ -94,6 +94,12 @@ pub(crate) trait BackendHooks {
     async fn probe_writes(&self) -> Result<(), StoreError> {
         Ok(())
     }
+
+    /// The database server's clock, for a store several instances share (PostgreSQL);
+    /// `None` for an embedded one.
+    async fn database_time(&self) -> Result<Option<chrono::DateTime<chrono::Utc>>, StoreError> {
+        Ok(None)
+    }
 }
 
 /// Where a backend reads, writes and runs its queue. Two fields may hold the same pool (a
@@ -165,6 +171,12 @@ macro_rules! impl_sql_store {
                     .await
                     .map_err(|e| self.classify(e))?;
                 $crate::store::shared::BackendHooks::probe_writes(self).await
+            }
+
+            async fn database_time(
+                &self,
+            ) -> Result<Option<chrono::DateTime<chrono::Utc>>, $crate::store::StoreError> {
+                $crate::store::shared::BackendHooks::database_time(self).await
             }
 
             async fn migrate(&self) -> Result<(), $crate::store::StoreError> {

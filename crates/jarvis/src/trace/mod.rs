@@ -98,7 +98,7 @@ impl Tracer {
     pub fn event(&self, correlation_id: &str, kind: TraceKind, summary: String) -> TraceEvent {
         TraceEvent {
             correlation_id: correlation_id.to_string(),
-            at: Utc::now(),
+            at: crate::clock::now(),
             kind,
             instance: self.instance.to_string(),
             task_id: None,
@@ -183,7 +183,11 @@ impl TraceWriter {
         let Ok(age) = chrono::TimeDelta::from_std(self.retention) else {
             return;
         };
-        match self.store.prune_trace_events(Utc::now() - age).await {
+        match self
+            .store
+            .prune_trace_events(crate::clock::now() - age)
+            .await
+        {
             Ok(0) => {}
             Ok(n) => tracing::info!(deleted = n, "old trace events deleted"),
             Err(e) => tracing::warn!(error = %e, "cannot delete old trace events"),

@@ -258,6 +258,24 @@ async fn a_token_rotated_in_the_tokens_file_works_after_sighup_and_the_old_one_s
             .as_u16()
     };
     assert_eq!(with_cookie().await, 200);
+    // An event stream opened with A, and one with the environment's admin token.
+    let open_events = |token: &'static str| {
+        client
+            .get(p.url("/api/v1/events"))
+            .bearer_auth(token)
+            .send()
+    };
+    let (mut events_a, mut events_admin) = (
+        open_events(A).await.unwrap(),
+        open_events(TOKEN).await.unwrap(),
+    );
+    assert_eq!(
+        (events_a.status().as_u16(), events_admin.status().as_u16()),
+        (200, 200)
+    );
+    // Both say hello.
+    assert!(events_a.chunk().await.unwrap().is_some());
+    assert!(events_admin.chunk().await.unwrap().is_some());
 
     // Rotate: B replaces A. Without a reload A still works (the timer is off)…
     std::fs::write(&file, tokens_file("ci-b", B)).unwrap();
@@ -274,6 +292,17 @@ async fn a_token_rotated_in_the_tokens_file_works_after_sighup_and_the_old_one_s
     assert_eq!(with_cookie().await, 401);
     // The admin token of the environment is untouched.
     assert_eq!(status_with(&client, tasks.clone(), TOKEN).await, 200);
+    // A's event stream ends within its 5 s check; the admin's goes on.
+    let ended = tokio::time::timeout(Duration::from_secs(20), async {
+        while let Ok(Some(_)) = events_a.chunk().await {}
+    })
+    .await;
+    assert!(ended.is_ok(), "the event stream outlived its token");
+    let still = tokio::time::timeout(Duration::from_secs(6), events_admin.chunk()).await;
+    assert!(
+        still.is_err() || matches!(still, Ok(Ok(Some(_)))),
+        "the admin's stream ended: {still:?}"
+    );
 
     // A file that does not parse (on the token's own line) keeps the set in force.
     const C: &str = "rotation-token-C-0123456789";
@@ -452,5 +481,123 @@ async fn denied_calls_are_logged_with_correlation_id_and_route_never_the_token()
     let text = std::fs::read_to_string(&log).unwrap() + &p.stdout() + &p.stderr();
     for secret in [WRONG, READER, OPERATOR, TOKEN] {
         assert!(!text.contains(secret), "a token reached the log");
+    }
+}
+
+/// A stand-in for AWS Secrets Manager on 127.0.0.1: `GetSecretValue` of `jarvis-test/app`
+/// answers the JSON object `app` holds now; any other secret does not exist. Counts the calls
+/// that carried a SigV4 `Authorization`.
+struct FakeSecretsManager {
+    port: u16,
+    app: std::sync::Arc<std::sync::Mutex<Value>>,
+    signed_calls: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl FakeSecretsManager {
+    async fn start(app: Value) -> FakeSecretsManager {
+        use axum::http::{HeaderMap, StatusCode};
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::{Arc, Mutex};
+        type Shared = (Arc<Mutex<Value>>, Arc<AtomicUsize>);
+        async fn get_secret_value(
+            axum::extract::State((app, signed)): axum::extract::State<Shared>,
+            headers: HeaderMap,
+            body: String,
+        ) -> (StatusCode, axum::Json<Value>) {
+            let auth = headers
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            if auth.starts_with("AWS4-HMAC-SHA256 Credential=AKIDTEST/") {
+                signed.fetch_add(1, Ordering::SeqCst);
+            }
+            let target = headers.get("x-amz-target").and_then(|v| v.to_str().ok());
+            let id: Value = serde_json::from_str(&body).unwrap_or_default();
+            if target != Some("secretsmanager.GetSecretValue")
+                || id["SecretId"] != "jarvis-test/app"
+            {
+                return (
+                    StatusCode::BAD_REQUEST,
+                    axum::Json(json!({
+                        "__type": "ResourceNotFoundException",
+                        "message": "Secrets Manager can't find the specified secret."
+                    })),
+                );
+            }
+            let text = app.lock().unwrap().to_string();
+            (
+                StatusCode::OK,
+                axum::Json(json!({"Name": "jarvis-test/app", "SecretString": text})),
+            )
+        }
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let app = Arc::new(Mutex::new(app));
+        let signed_calls = Arc::new(AtomicUsize::new(0));
+        let router = axum::Router::new()
+            .route("/", axum::routing::post(get_secret_value))
+            .with_state((app.clone(), signed_calls.clone()));
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        });
+        FakeSecretsManager {
+            port,
+            app,
+            signed_calls,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_rotated_in_secrets_manager_works_without_a_restart_and_the_old_one_stops() {
+    const A: &str = "secret-token-A-0123456789";
+    const B: &str = "secret-token-B-0123456789";
+    let sm =
+        FakeSecretsManager::start(json!({"JARVIS_AUTH_TOKENS": format!("ci:operate:{A}")})).await;
+    let mut env = TestEnv::new(Backend::Sqlite).await;
+    env.set("JARVIS_SECRETS_PREFIX", "jarvis-test");
+    env.set("AWS_REGION", "eu-west-1");
+    env.set(
+        "AWS_ENDPOINT_URL_SECRETS_MANAGER",
+        &format!("http://127.0.0.1:{}", sm.port),
+    );
+    env.set("AWS_ACCESS_KEY_ID", "AKIDTEST");
+    env.set("AWS_SECRET_ACCESS_KEY", "aws-secret-key-never-logged");
+    env.set("JARVIS_AUTH_RELOAD_MS", "200");
+    let p = TestProcess::start(&env).await;
+    let client = reqwest::Client::new();
+    let tasks = p.url("/api/v1/tasks");
+    assert_eq!(status_with(&client, tasks.clone(), A).await, 200);
+    // The admin token of the environment is fixed, whatever the secret says.
+    assert_eq!(status_with(&client, tasks.clone(), TOKEN).await, 200);
+
+    *sm.app.lock().unwrap() = json!({"JARVIS_AUTH_TOKENS": format!("ci:operate:{B}")});
+    eventually(
+        Duration::from_secs(10),
+        "B accepted after the secret changed",
+        || async { status_with(&client, tasks.clone(), B).await == 200 },
+    )
+    .await;
+    assert_eq!(status_with(&client, tasks.clone(), A).await, 401);
+    assert_eq!(status_with(&client, tasks.clone(), TOKEN).await, 200);
+
+    // A secret with a bad token keeps the set in force, and says so in the log.
+    *sm.app.lock().unwrap() = json!({"JARVIS_AUTH_TOKENS": "ci:operate:short"});
+    let log = env.log_file();
+    eventually(
+        Duration::from_secs(10),
+        "the refused reload logged",
+        || async {
+            log_lines(&log)
+                .iter()
+                .any(|l| l["message"] == "auth tokens not reloaded; the tokens in force stay")
+        },
+    )
+    .await;
+    assert_eq!(status_with(&client, tasks.clone(), B).await, 200);
+    assert!(sm.signed_calls.load(std::sync::atomic::Ordering::SeqCst) >= 3);
+    let text = std::fs::read_to_string(&log).unwrap() + &p.stdout() + &p.stderr();
+    for secret in [A, B, TOKEN, "aws-secret-key-never-logged"] {
+        assert!(!text.contains(secret), "a secret reached the log");
     }
 }

@@ -680,3 +680,27 @@ both_backends!(
         store.close().await;
     }
 );
+
+both_backends!(a_shared_store_lends_its_clock, |backend| async move {
+    let (_env, store) = open(backend).await;
+    let server = store.database_time().await.unwrap();
+    let synced = jarvis::store::sync_clock(&*store).await.unwrap();
+    match backend {
+        // This machine's PostgreSQL keeps this machine's time.
+        Backend::Postgres => {
+            let server = server.expect("PostgreSQL has a clock");
+            let off = (server - chrono::Utc::now()).num_milliseconds().abs();
+            assert!(off < 2_000, "PostgreSQL's clock is {off} ms off");
+            let machine = synced
+                .expect("a sync on PostgreSQL")
+                .num_milliseconds()
+                .abs();
+            assert!(machine < 2_000, "{machine} ms");
+        }
+        // The embedded store has no clock of its own: the process keeps the machine's.
+        Backend::Sqlite => {
+            assert_eq!(server, None);
+            assert_eq!(synced, None);
+        }
+    }
+});

@@ -127,7 +127,7 @@ impl TaskQueue {
                     let on_sent = calls.clone().map(|calls| {
                         Box::new(move || calls.mark(id, attempt)) as Box<dyn FnOnce() + Send>
                     });
-                    let sent_at = chrono::Utc::now();
+                    let sent_at = crate::clock::now();
                     let call_clock = Instant::now();
                     let r = self.http.call(spec, &call, timeout, on_sent).await;
                     if let Some(calls) = &calls {
@@ -141,7 +141,7 @@ impl TaskQueue {
                             context: agent_span,
                             parent: Some(span.span_id),
                             start: sent_at,
-                            end: chrono::Utc::now(),
+                            end: crate::clock::now(),
                             attributes: vec![
                                 ("url.full", crate::trace::display_url(&spec.url)),
                                 ("jarvis.outcome", r.outcome.to_string()),
@@ -278,7 +278,7 @@ impl TaskQueue {
             .unwrap_or_else(|| crate::correlation::CorrelationId::generate("task"));
         // The model call's span, a child of the attempt's; each provider call is a child of it.
         let trace = attempt_span.child();
-        let called_at = chrono::Utc::now();
+        let called_at = crate::clock::now();
         let done = tokio::time::timeout(
             timeout,
             crate::trace::context::scope(
@@ -297,7 +297,7 @@ impl TaskQueue {
                 context: trace,
                 parent: Some(attempt_span.span_id),
                 start: called_at,
-                end: chrono::Utc::now(),
+                end: crate::clock::now(),
                 attributes: vec![
                     ("gen_ai.request.model", model.clone()),
                     ("jarvis.correlation_id", task.correlation_id.clone()),
@@ -346,7 +346,7 @@ impl TaskQueue {
             ),
             Ok(Err(CompletionError::NotCalled(e))) => {
                 let delay = match &e {
-                    crate::ai::AiError::Budget(b) => (b.resets_at - chrono::Utc::now())
+                    crate::ai::AiError::Budget(b) => (b.resets_at - crate::clock::now())
                         .to_std()
                         .unwrap_or_default()
                         .min(BUDGET_RECHECK),
