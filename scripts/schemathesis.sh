@@ -4,7 +4,8 @@
 # coverage, fuzzing phases) and stateful sequences (create, read, change, delete) and every
 # answer is checked: no 5xx, the status is documented, the body matches the schema, the
 # content type is the documented one, invalid data is refused, a deleted resource is gone, the
-# token is required.
+# token is required. The dashboard's session routes (GET /ui/session, POST /ui/logout) get the
+# session cookie of a sign-in with the token (scripts/lib/schemathesis.toml).
 #
 #   bash scripts/schemathesis.sh [sqlite|postgres]...   # default: sqlite postgres
 #
@@ -118,7 +119,8 @@ run_backend() {
   #   tests/api/dashboard.rs covers it.
   # One worker: schemathesis's coverage phase parses Python ASTs, which CPython 3.11 does not
   # do safely from two threads ("SystemError: AST constructor recursion depth mismatch").
-  "$venv/bin/schemathesis" run "$url/api/v1/openapi.json" \
+  JARVIS_ST_TOKEN="$token" "$venv/bin/schemathesis" --config-file scripts/lib/schemathesis.toml \
+    run "$url/api/v1/openapi.json" \
     --url "$url" \
     --header "Authorization: Bearer $token" \
     --phases examples,coverage,fuzzing,stateful \

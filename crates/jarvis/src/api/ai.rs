@@ -257,7 +257,7 @@ impl From<AiError> for OpenAiError {
             (super::openapi::ServerSentEvent = "text/event-stream"),
         )),
         (status = 400, description = "`invalid_request`, `invalid_model`, `unknown_provider`, `unsupported_by_provider`, `invalid_domain`, `invalid_cache_header`, `malformed_json`; or a provider's own 4xx, passed on.", body = OpenAiErrorEnvelope),
-        (status = 429, description = "`deployments_cooling` or `budget_exceeded` (with `Retry-After`).", body = OpenAiErrorEnvelope),
+        (status = 429, description = "`deployments_cooling` (with `Retry-After`) or `budget_exceeded`.", body = OpenAiErrorEnvelope),
         (status = 502, description = "`upstream_unreachable`, `upstream_error` or `upstream_bad_answer`.", body = OpenAiErrorEnvelope),
         (status = 503, description = "`provider_not_configured`, `circuit_open` or `no_deployment_available`.", body = OpenAiErrorEnvelope),
         (status = 504, description = "`upstream_timeout`.", body = OpenAiErrorEnvelope),
@@ -288,7 +288,7 @@ pub async fn chat_completions(
     responses(
         (status = 200, description = "The provider's answer in OpenAI's shape.", body = Object),
         (status = 400, description = "`invalid_request`, `invalid_model`, `unknown_provider`, `unsupported_by_provider`, `invalid_domain`, `malformed_json`; or a provider's own 4xx, passed on.", body = OpenAiErrorEnvelope),
-        (status = 429, description = "`deployments_cooling` or `budget_exceeded` (with `Retry-After`).", body = OpenAiErrorEnvelope),
+        (status = 429, description = "`deployments_cooling` (with `Retry-After`) or `budget_exceeded`.", body = OpenAiErrorEnvelope),
         (status = 502, description = "`upstream_unreachable`, `upstream_error` or `upstream_bad_answer`.", body = OpenAiErrorEnvelope),
         (status = 503, description = "`provider_not_configured`, `circuit_open` or `no_deployment_available`.", body = OpenAiErrorEnvelope),
         (status = 504, description = "`upstream_timeout`.", body = OpenAiErrorEnvelope),

@@ -4,11 +4,12 @@
 //! CSRF check of state-changing requests authenticated by that cookie, and the server-sent
 //! events of `GET /api/v1/events` (breaker transitions, service status changes, settled tasks).
 
+use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::extract::{Path, Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -17,8 +18,12 @@ use chrono::SecondsFormat;
 use futures_util::stream::Stream;
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast::error::RecvError;
+use utoipa::openapi::header::HeaderBuilder;
+use utoipa::openapi::schema::{ObjectBuilder, Type};
+use utoipa::openapi::{ContentBuilder, RefOr, ResponseBuilder};
+use utoipa::{IntoResponses, ToSchema};
 
-use super::envelope::{ok, ApiError, ApiJson};
+use super::envelope::{ok, ApiError, ApiJson, Envelope, ErrorEnvelope};
 use crate::api::AppState;
 use crate::dashboard::{assets, Asset, Session};
 
@@ -32,6 +37,36 @@ pub const CSRF_HEADER: &str = "x-jarvis-csrf";
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
                    connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
+/// The headers of every answer with a dashboard file (or its 304) besides its `ETag`: name,
+/// value, and what it is for (the OpenAPI document says).
+const FILE_HEADERS: [(HeaderName, &str, &str); 5] = [
+    (
+        header::CACHE_CONTROL,
+        "no-cache",
+        "Revalidate every time: a new binary's files are used at once.",
+    ),
+    (
+        header::CONTENT_SECURITY_POLICY,
+        CSP,
+        "The page loads only its own files, talks only to its own origin, and cannot be framed.",
+    ),
+    (
+        header::X_CONTENT_TYPE_OPTIONS,
+        "nosniff",
+        "The file is only ever read as its own type.",
+    ),
+    (
+        header::REFERRER_POLICY,
+        "no-referrer",
+        "No referrer is sent from the page.",
+    ),
+    (
+        header::X_FRAME_OPTIONS,
+        "DENY",
+        "The page cannot be framed (for browsers without CSP).",
+    ),
+];
+
 /// `/`, `/ui/{file}`, `/ui/login`, `/ui/logout`, `/ui/session` (merged into the root router;
 /// `GET /api/v1/events` is routed with the rest of `/api/v1`).
 pub fn router() -> Router<AppState> {
@@ -43,15 +78,138 @@ pub fn router() -> Router<AppState> {
         .route("/ui/{file}", get(file))
 }
 
-async fn index(headers: HeaderMap) -> Response {
+/// `GET /`: the dashboard's page.
+#[utoipa::path(
+    get,
+    path = "/",
+    tag = "dashboard",
+    params(Revalidation),
+    responses(PageResponses)
+)]
+pub async fn index(headers: HeaderMap) -> Response {
     serve(assets::index(), &headers)
 }
 
-async fn file(Path(name): Path<String>, headers: HeaderMap) -> Response {
-    match assets::get(&name) {
-        Some(asset) if asset.name != "index.html" => serve(asset, &headers),
-        _ => ApiError::not_found("no such dashboard file").into_response(),
+/// `GET /ui/{file}`: one of the page's files.
+#[utoipa::path(get, path = "/ui/{file}", tag = "dashboard",
+    params(
+        ("file" = FileName, Path, description = "The file's name."),
+        Revalidation,
+    ),
+    responses(
+        FileResponses,
+        (status = 404, description = "`not_found`: the dashboard has no such file.", body = ErrorEnvelope),
+    ))]
+pub async fn file(Path(name): Path<String>, headers: HeaderMap) -> Response {
+    match ui_files().find(|a| a.name == name) {
+        Some(asset) => serve(asset, &headers),
+        None => ApiError::not_found("no such dashboard file").into_response(),
     }
+}
+
+/// The files served under `/ui/`: every embedded file but the page (served at `/` only).
+fn ui_files() -> impl Iterator<Item = &'static Asset> {
+    let page = assets::index();
+    assets::ASSETS.iter().filter(move |a| a.name != page.name)
+}
+
+/// The request header of a file's revalidation (a schema only: [`serve`] reads the headers).
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+pub struct Revalidation {
+    /// The `ETag`s the caller holds (or `*`): 304 without a body when one is the file's.
+    #[param(rename = "If-None-Match", nullable = false)]
+    pub if_none_match: Option<String>,
+}
+
+/// The name of a file under `/ui/` (a schema only): one of the embedded files.
+pub struct FileName;
+
+impl utoipa::PartialSchema for FileName {
+    fn schema() -> RefOr<utoipa::openapi::schema::Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .enum_values(Some(ui_files().map(|a| a.name)))
+            .description(Some(
+                "A file of the dashboard's page (the page itself is served at `/`).",
+            ))
+            .into()
+    }
+}
+
+impl ToSchema for FileName {}
+
+/// The answers of `GET /`: the page, or 304.
+pub struct PageResponses;
+
+impl IntoResponses for PageResponses {
+    fn responses() -> BTreeMap<String, RefOr<utoipa::openapi::Response>> {
+        file_responses(std::iter::once(assets::index()))
+    }
+}
+
+/// The answers of `GET /ui/{file}` but 404: the file (with its own type), or 304.
+pub struct FileResponses;
+
+impl IntoResponses for FileResponses {
+    fn responses() -> BTreeMap<String, RefOr<utoipa::openapi::Response>> {
+        file_responses(ui_files())
+    }
+}
+
+/// 200 with one of `files` (each type once) and 304, both with the headers [`serve`] sets.
+fn file_responses(
+    files: impl Iterator<Item = &'static Asset>,
+) -> BTreeMap<String, RefOr<utoipa::openapi::Response>> {
+    let mut types: Vec<&str> = files.map(|a| a.content_type).collect();
+    types.sort_unstable();
+    types.dedup();
+    let string = || ObjectBuilder::new().schema_type(Type::String);
+    let etag = (
+        "ETag".to_string(),
+        string(),
+        "The file's strong validator, for `If-None-Match`.",
+    );
+    let fixed = FILE_HEADERS.iter().map(|(name, value, description)| {
+        let schema = string().enum_values(Some([*value]));
+        (canonical(name), schema, *description)
+    });
+    let headers = std::iter::once(etag).chain(fixed);
+    let mut fresh = ResponseBuilder::new().description("The file.");
+    for t in types {
+        fresh = fresh.content(t, ContentBuilder::new().schema(Some(string())).build());
+    }
+    let mut not_modified = ResponseBuilder::new()
+        .description("Not modified: `If-None-Match` names the file's `ETag` (or is `*`); no body.");
+    for (name, schema, description) in headers {
+        let schema = schema.build();
+        let header = || {
+            HeaderBuilder::new()
+                .schema(schema.clone())
+                .description(Some(description))
+                .build()
+        };
+        fresh = fresh.header(&name, header());
+        not_modified = not_modified.header(&name, header());
+    }
+    BTreeMap::from([
+        ("200".to_string(), RefOr::T(fresh.build())),
+        ("304".to_string(), RefOr::T(not_modified.build())),
+    ])
+}
+
+/// `x-content-type-options` → `X-Content-Type-Options`, as the document writes header names.
+fn canonical(name: &HeaderName) -> String {
+    name.as_str()
+        .split('-')
+        .map(|word| {
+            let mut chars = word.chars();
+            chars.next().map_or_else(String::new, |first| {
+                first.to_ascii_uppercase().to_string() + chars.as_str()
+            })
+        })
+        .collect::<Vec<_>>()
+        .join("-")
 }
 
 /// The file, or 304 when the caller holds the same version. `no-cache`: always revalidated, so
@@ -73,43 +231,38 @@ fn serve(asset: &'static Asset, headers: &HeaderMap) -> Response {
         ([(header::CONTENT_TYPE, asset.content_type)], asset.bytes).into_response()
     };
     let h = response.headers_mut();
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     if let Ok(v) = HeaderValue::from_str(etag) {
         h.insert(header::ETAG, v);
     }
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(CSP),
-    );
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    h.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
-    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    for (name, value, _) in FILE_HEADERS {
+        h.insert(name, HeaderValue::from_static(value));
+    }
     response
 }
 
-#[derive(Debug, Deserialize)]
+/// The body of `POST /ui/login`.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct LoginBody {
+pub struct LoginBody {
+    /// A token of `JARVIS_AUTH_TOKEN`, `JARVIS_AUTH_TOKENS` or the tokens file.
     token: String,
 }
 
 /// What the page needs to know of its session.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct SessionView {
+pub struct SessionView {
+    /// Always true here.
     signed_in: bool,
     /// The session's CSRF token, for `X-Jarvis-CSRF`.
+    #[schema(pattern = "^[0-9a-f]{64}$")]
     csrf: String,
+    /// The instance that holds the session (sessions live in its memory).
     instance_id: String,
     /// Seconds a session lasts without a request.
     idle_timeout_seconds: u64,
-    /// The role of the token the session was signed in with (`read`, `operate`, `admin`).
+    /// The role of the token the session was signed in with (`read`, `operate`, `admin`); null
+    /// once a reload removed that token (the session's next other request ends it).
     role: Option<crate::auth::Role>,
 }
 
@@ -128,8 +281,27 @@ fn session_view(state: &AppState, session: &Session) -> SessionView {
     }
 }
 
+/// The answer of `POST /ui/logout`.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SignedOut {
+    /// Always false here.
+    signed_in: bool,
+}
+
 /// `POST /ui/login` `{"token": "…"}`: a session for the right token, in a cookie.
-async fn login(
+#[utoipa::path(post, path = "/ui/login", tag = "dashboard",
+    request_body = LoginBody,
+    responses(
+        (status = 200, description = "Signed in: the session, and its cookie.", body = Envelope<SessionView>,
+            headers(
+                ("Set-Cookie" = String, description = "`jarvis_session=<64 hex>; Path=/; HttpOnly; SameSite=Strict` (and `; Secure` when `X-Forwarded-Proto` is `https`)."),
+                ("Cache-Control" = String, description = "`no-store`."),
+            )),
+        (status = 401, description = "`unauthorized`: the token is not valid.", body = ErrorEnvelope),
+        (status = 403, description = "`csrf_failed`: a browser says the request came from another site (`Sec-Fetch-Site` not `same-origin`, or `Origin` not this server).", body = ErrorEnvelope),
+    ))]
+pub async fn login(
     State(state): State<AppState>,
     headers: HeaderMap,
     ApiJson(body): ApiJson<LoginBody>,
@@ -167,7 +339,19 @@ async fn login(
 
 /// `POST /ui/logout`: ends the session server-side and clears the cookie (the CSRF check of
 /// every cookie-authenticated state change applies).
-async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Response {
+#[utoipa::path(post, path = "/ui/logout", tag = "dashboard",
+    params(("X-Jarvis-CSRF" = String, Header, description = "The session's `csrf` (`GET /ui/session`).")),
+    security(("session" = [])),
+    responses(
+        (status = 200, description = "Signed out: the session is ended and its cookie cleared.", body = Envelope<SignedOut>,
+            headers(
+                ("Set-Cookie" = String, description = "`jarvis_session=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0` (and `; Secure` when `X-Forwarded-Proto` is `https`)."),
+                ("Cache-Control" = String, description = "`no-store`."),
+            )),
+        (status = 401, description = "`unauthorized`: not signed in (no session cookie, or no live session).", body = ErrorEnvelope),
+        (status = 403, description = "`csrf_failed`: `X-Jarvis-CSRF` is missing or not the session's, or a browser says the request came from another site.", body = ErrorEnvelope),
+    ))]
+pub async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let Some(id) = cookie_of(&headers) else {
         return ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "not signed in")
             .into_response();
@@ -185,7 +369,7 @@ async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Response {
                 .into_response()
         }
     }
-    let mut response = ok(serde_json::json!({"signedIn": false})).into_response();
+    let mut response = ok(SignedOut { signed_in: false }).into_response();
     let cookie = format!(
         "{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0{}",
         if over_tls(&headers) { "; Secure" } else { "" }
@@ -197,7 +381,14 @@ async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Response {
 }
 
 /// `GET /ui/session`: the signed-in session (with its CSRF token), or 401.
-async fn session(State(state): State<AppState>, headers: HeaderMap) -> Response {
+#[utoipa::path(get, path = "/ui/session", tag = "dashboard",
+    security(("session" = [])),
+    responses(
+        (status = 200, description = "The cookie's session.", body = Envelope<SessionView>,
+            headers(("Cache-Control" = String, description = "`no-store`."))),
+        (status = 401, description = "`unauthorized`: not signed in (no session cookie, or no live session).", body = ErrorEnvelope),
+    ))]
+pub async fn session(State(state): State<AppState>, headers: HeaderMap) -> Response {
     match cookie_of(&headers).and_then(|id| state.sessions.find(id)) {
         Some(session) => no_store(ok(session_view(&state, &session)).into_response()),
         None => {

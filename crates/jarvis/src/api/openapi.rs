@@ -1,7 +1,8 @@
 //! The OpenAPI 3.1 document of the HTTP API, generated from the code: the handlers carry
 //! `#[utoipa::path]`, the types they take and answer derive `ToSchema`/`IntoParams`, and
-//! [`ApiDoc`] gathers them. What is the same on every route (the bearer token, 401, the body
-//! errors 400/413/415, the store's 503) is added once by [`Contract`].
+//! [`ApiDoc`] gathers them. Every route of the router is in it, the dashboard's included. What
+//! is the same on every route of a kind (the bearer token with its 401 and 403, the rate limit's
+//! 429, the body errors 400/413/415, the store's 503) is added once by [`Contract`].
 //!
 //! Served at `GET /api/v1/openapi.json` ([`serve`]) and committed as `docs/openapi.json`; a test
 //! fails when the committed file is not this document
@@ -13,9 +14,13 @@ use std::sync::OnceLock;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::link::LinkBuilder;
 use utoipa::openapi::path::Operation;
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::schema::{ObjectBuilder, Type};
+use utoipa::openapi::security::{
+    ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
+};
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, Response as OaResponse, ResponseBuilder};
 use utoipa::{Modify, OpenApi, ToSchema};
 
@@ -107,9 +112,7 @@ pub struct TimeBound;
 
 impl utoipa::PartialSchema for TimeBound {
     fn schema() -> RefOr<utoipa::openapi::schema::Schema> {
-        use utoipa::openapi::schema::{
-            AnyOfBuilder, KnownFormat, ObjectBuilder, SchemaFormat, Type,
-        };
+        use utoipa::openapi::schema::{AnyOfBuilder, KnownFormat, SchemaFormat};
         let string = |format| {
             ObjectBuilder::new()
                 .schema_type(Type::String)
@@ -218,6 +221,11 @@ pub struct EmbeddingsRequest {
         super::ai_models::get,
         super::ai_models::put,
         super::ai_models::delete,
+        super::dashboard::index,
+        super::dashboard::file,
+        super::dashboard::login,
+        super::dashboard::logout,
+        super::dashboard::session,
         super::dashboard::events,
         super::analytics::tasks,
         super::analytics::overview,
@@ -242,6 +250,7 @@ pub struct EmbeddingsRequest {
         ErrorEnvelope,
         ErrorCode,
         TimeBound,
+        super::dashboard::FileName,
         super::breakers::BreakerAction,
         super::ai_usage::UsageBy,
         super::analytics::ServiceBucket,
@@ -260,7 +269,7 @@ pub struct EmbeddingsRequest {
         (name = "analytics", description = "Series and overviews read from rollups."),
         (name = "traces", description = "Everything known about one correlation ID."),
         (name = "alerts", description = "Alert history, silences and notifications."),
-        (name = "dashboard", description = "The dashboard's event stream."),
+        (name = "dashboard", description = "The dashboard's page and files, its sign-in with a token into a session cookie, and its event stream."),
         (name = "telemetry", description = "Prometheus metrics."),
         (name = "meta", description = "This document."),
     ),
@@ -279,9 +288,11 @@ const NO_STORE: [&str; 8] = [
     "/api/v1/health/services",
 ];
 
-/// What every route of a kind shares: the bearer token and its 401 on `/api/v1/*`, `/v1/*`
-/// and `/metrics`; the body errors on routes that take a body; 503 on routes that read or write
-/// the store.
+/// What every route of a kind shares: the bearer token and its 401 and 403 on `/api/v1/*`,
+/// `/v1/*` and `/metrics` (the public routes, `/health` and the dashboard's page, files and
+/// sign-in, have none); 429 on every route; the body errors on routes that take a body; 503 on
+/// routes that read or write the store. It also declares the dashboard's session cookie, the
+/// security of `GET /ui/session` and `POST /ui/logout`.
 pub struct Contract;
 
 impl Modify for Contract {
@@ -297,6 +308,13 @@ impl Modify for Contract {
                     ))
                     .build(),
             ),
+        );
+        components.add_security_scheme(
+            "session",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
+                super::dashboard::COOKIE,
+                "The dashboard's session, set by POST /ui/login (HttpOnly, SameSite=Strict)",
+            ))),
         );
         // `POST /api/v1/tasks` is the handler of `POST /api/v1/execute` (`api::tasks::submit`),
         // and a handler has one `#[utoipa::path]`: the route gets a copy of that operation.
@@ -334,15 +352,17 @@ impl Modify for Contract {
                         ),
                     );
                 }
-                // Every route counts against a rate limit: the token's, or the client address's.
-                add(
-                    op,
-                    "429",
-                    error(
-                        gateway,
-                        "`rate_limited`: over the token's or the client address's rate; `Retry-After` says when to try again.",
-                    ),
-                );
+                // Every route counts against a rate limit: a public route only against the
+                // client address's; a protected one against the token's, or without a valid
+                // token the client address's.
+                let limited = rate_limited(gateway, protected);
+                match op.responses.responses.get_mut("429") {
+                    // The operation's own 429s (the gateway's): the rate limit's is one more.
+                    Some(RefOr::T(own)) => {
+                        own.description = format!("{} Or {}", own.description, limited.description);
+                    }
+                    _ => add(op, "429", limited),
+                }
                 if op.request_body.is_some() {
                     add(
                         op,
@@ -524,7 +544,8 @@ fn operations(
     .filter_map(|(method, op)| Some((method, op?)))
 }
 
-/// `get` `/api/v1/services/{name}` → `get_services_name`; `/v1/…` keeps its `v1`.
+/// `get` `/api/v1/services/{name}` → `get_services_name`; `/v1/…` keeps its `v1`; `/` is
+/// `root`.
 fn operation_id(method: &str, path: &str) -> String {
     let path = path.strip_prefix("/api/v1").unwrap_or(path);
     let words: Vec<String> = path
@@ -532,6 +553,9 @@ fn operation_id(method: &str, path: &str) -> String {
         .filter(|w| !w.is_empty())
         .map(str::to_ascii_lowercase)
         .collect();
+    if words.is_empty() {
+        return format!("{method}_root");
+    }
     format!("{method}_{}", words.join("_"))
 }
 
@@ -559,6 +583,31 @@ fn error(gateway: bool, description: &str) -> OaResponse {
                 .build(),
         )
         .build()
+}
+
+/// 429 `rate_limited`, with its `Retry-After`.
+fn rate_limited(gateway: bool, protected: bool) -> OaResponse {
+    let whose = if protected {
+        "the token's or the client address's rate"
+    } else {
+        "the client address's rate"
+    };
+    let mut response = error(
+        gateway,
+        &format!("`rate_limited`: over {whose}; `Retry-After` says when to try again."),
+    );
+    response.headers.insert(
+        "Retry-After".to_string(),
+        HeaderBuilder::new()
+            .schema(
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .minimum(Some(1)),
+            )
+            .description(Some("Seconds to wait before the next request."))
+            .build(),
+    );
+    response
 }
 
 /// The document as JSON, made once.
@@ -693,24 +742,75 @@ mod tests {
         assert!(links >= 20, "{links} links");
     }
 
-    /// Every route of the document that needs the token says so, `/health` does not; operation
-    /// IDs are unique.
+    /// Every route of the document that needs the token says so, the public ones (`/health`,
+    /// the dashboard's page, files and sign-in) do not; the dashboard's session routes need its
+    /// cookie; whatever needs a credential documents 401; every route documents the rate
+    /// limit's 429 (with `Retry-After` outside the gateway, whose own 429s may lack it);
+    /// operation IDs are unique.
     #[test]
     fn security_is_declared() {
+        use crate::api::auth::{Access, ROUTES};
+        // `/a/{name}` → `/a/{}`: the document may name a parameter otherwise than the router.
+        let generic = |path: &str| -> String {
+            path.split('/')
+                .map(|seg| if seg.starts_with('{') { "{}" } else { seg })
+                .collect::<Vec<_>>()
+                .join("/")
+        };
         let doc: serde_json::Value = serde_json::from_str(json()).unwrap();
         assert_eq!(doc["openapi"], "3.1.0");
         let mut ids = std::collections::BTreeSet::new();
+        let mut public = 0;
         for (path, item) in doc["paths"].as_object().unwrap() {
             for (method, op) in item.as_object().unwrap() {
                 let id = op["operationId"].as_str().unwrap();
                 assert!(ids.insert(id.to_string()), "operationId {id} repeats");
-                let secured = op["security"] == serde_json::json!([{"bearer": []}]);
-                assert_eq!(secured, path != "/health", "{method} {path}");
+                let access = ROUTES
+                    .iter()
+                    .find(|(m, p, _)| m.eq_ignore_ascii_case(method) && generic(p) == generic(path))
+                    .map(|(_, _, access)| *access)
+                    .unwrap_or_else(|| panic!("{method} {path} is not in api::auth::ROUTES"));
+                let security = &op["security"];
+                if access == Access::Public {
+                    public += 1;
+                    let session = path == "/ui/session" || path == "/ui/logout";
+                    let expected = if session {
+                        serde_json::json!([{"session": []}])
+                    } else {
+                        serde_json::Value::Null
+                    };
+                    assert_eq!(security, &expected, "{method} {path}");
+                } else {
+                    assert_eq!(
+                        security,
+                        &serde_json::json!([{"bearer": []}]),
+                        "{method} {path}"
+                    );
+                }
+                let responses = op["responses"].as_object().unwrap();
+                if !security.is_null() {
+                    assert!(responses.contains_key("401"), "{method} {path}");
+                }
+                let limited = &responses["429"];
+                let description = limited["description"].as_str().unwrap_or("");
                 assert!(
-                    op["responses"].as_object().unwrap().contains_key("401") == secured,
-                    "{method} {path}"
+                    description.contains("`rate_limited`"),
+                    "{method} {path}: {limited}"
                 );
+                // The gateway's own 429 `budget_exceeded` has no `Retry-After`.
+                if !path.starts_with("/v1/") {
+                    let retry = &limited["headers"]["Retry-After"];
+                    assert!(
+                        retry.is_object(),
+                        "{method} {path}: 429 without Retry-After"
+                    );
+                }
             }
         }
+        let listed = ROUTES.iter().filter(|r| r.2 == Access::Public).count();
+        assert_eq!(
+            public, listed,
+            "public operations, against api::auth::ROUTES"
+        );
     }
 }

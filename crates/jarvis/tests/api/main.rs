@@ -33,6 +33,7 @@ mod pooler;
 mod process;
 mod props;
 mod registry;
+mod routes_table;
 mod schedules;
 mod shared_breakers;
 mod store_tasks;

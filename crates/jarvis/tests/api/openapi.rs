@@ -1,6 +1,7 @@
 //! The OpenAPI document (docs/api.md, OpenAPI document): served behind the token, the same as
 //! the committed `docs/openapi.json`, and covering the router: every route of `api::router`
-//! (but the dashboard's page and files) is in it, and every operation in it is a route.
+//! (the dashboard's page, files and sign-in included) is in it, and every operation in it is a
+//! route.
 
 use std::collections::BTreeSet;
 
@@ -75,8 +76,8 @@ fn routes_in(source: &str, prefix: &str) -> BTreeSet<(String, String)> {
     routes
 }
 
-/// Every route the router serves, read from its source (the dashboard's page, files and
-/// sign-in, `/` and `/ui/*`, are not part of the document).
+/// Every route the router serves, read from its source: `api::router`, the gateway's
+/// `api::ai::router` and the dashboard's `api::dashboard::router` (`/`, `/ui/*`).
 fn router_routes() -> BTreeSet<(String, String)> {
     let api = repo_file("src/api/mod.rs");
     // The `/api/v1` router is `let api = Router::new()…` up to its first fallback; every other
@@ -89,6 +90,13 @@ fn router_routes() -> BTreeSet<(String, String)> {
     routes.extend(routes_in(&api[..start], ""));
     routes.extend(routes_in(&api[end..], ""));
     routes.extend(routes_in(&repo_file("src/api/ai.rs"), "/v1"));
+    // Merged at the root.
+    let dashboard = routes_in(&repo_file("src/api/dashboard.rs"), "");
+    assert!(
+        dashboard.contains(&("POST".to_string(), "/ui/login".to_string())),
+        "the scan found the dashboard's routes: {dashboard:?}"
+    );
+    routes.extend(dashboard);
     routes
 }
 
