@@ -81,10 +81,8 @@ impl Checker {
     /// A checker whose calls go through `breakers`.
     pub fn new(breakers: Arc<BreakerRegistry>) -> anyhow::Result<Checker> {
         let client = reqwest::Client::builder()
-            // A health check is about the service itself: no proxy from the environment, no
-            // redirect following (a 3xx is up only when listed in expectedStatus)// Link-local and cloud metadata addresses are not called (crate::resolver).
-            // A health check is about the service itself: no proxy from the environment, no
-            // redirect following (a 3xx is up only when listed in expectedStatus).dns_resolver(crate::resolver::refusing())
+            // Link-local and cloud metadata addresses are not called (crate::resolver).
+            .dns_resolver(crate::resolver::refusing())
             // A health check is about the service itself: no proxy from the environment, no
             // redirect following (a 3xx is up only when listed in expectedStatus).
             .no_proxy()
