@@ -5,8 +5,17 @@ use super::*;
 
 impl TaskQueue {
     pub(super) fn settle(&self, task: &Task, settlement: Settlement) {
+        // No new claim of the task can exist before this settlement commits: the one held now
+        // is the one settled.
+        let claim = self
+            .held
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&task.id)
+            .map(|h| h.claim);
         let msg = SettleMsg::Settle(Box::new(Settle {
             settlement,
+            claim,
             domain: task.domain.to_string(),
             action: task.action.to_string(),
         }));
@@ -81,9 +90,15 @@ impl TaskQueue {
             }
         }
         {
+            // Only the settled claim: the dispatcher may have claimed the task again between
+            // the commit and this lock (a retry due at once, a task given back), and that
+            // claim must stay held, or its lease would not be renewed.
             let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
             for s in &batch {
-                held.remove(&s.settlement.id);
+                let id = s.settlement.id;
+                if held.get(&id).map(|h| h.claim) == s.claim {
+                    held.remove(&id);
+                }
             }
         }
         let mut retry_soon = false;

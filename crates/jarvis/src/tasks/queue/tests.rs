@@ -270,3 +270,45 @@ async fn a_renewal_miss_does_not_stop_a_newer_claim() {
         "the claim the renewal missed is stopped"
     );
 }
+
+/// The settler forgets only the claim it settled: a claim of the same task made between the
+/// settlement's commit and the settler's bookkeeping stays held (and so renewed).
+#[tokio::test]
+async fn a_settlement_forgets_only_the_claim_it_settled() {
+    let f = fixture().await;
+    let task = f.claimed_by("test-instance").await;
+    let first = f.queue.held_claim();
+    f.queue.held.lock().unwrap().insert(task.id, first);
+    let settle = |claim| Settle {
+        settlement: Settlement {
+            id: task.id,
+            attempt: task.attempts,
+            status: TaskStatus::Queued,
+            attempts_delta: 0,
+            run_at: Some(f.now()),
+            result: None,
+            error: Some("retry".into()),
+            finished_at: None,
+            duration_ms: Some(1),
+        },
+        claim,
+        domain: task.domain.to_string(),
+        action: task.action.to_string(),
+    };
+    // Handed to the settler under the first claim…
+    let held_then = f.queue.held_claims()[0].1;
+    // …and, before its bookkeeping, the task was claimed again.
+    let again = f.queue.held_claim();
+    let again_claim = again.claim;
+    f.queue.held.lock().unwrap().insert(task.id, again);
+    f.queue.apply(vec![settle(Some(held_then))]).await;
+    assert_eq!(
+        f.queue.held_claims(),
+        vec![(task.id, again_claim)],
+        "the newer claim was forgotten"
+    );
+    assert_eq!(f.task(task.id).await.status, TaskStatus::Queued);
+    // Its own settlement forgets it.
+    f.queue.apply(vec![settle(Some(again_claim))]).await;
+    assert!(f.queue.held_ids().is_empty());
+}
