@@ -326,10 +326,16 @@ pub async fn login(
     };
     let (id, session) = state.sessions.create(caller.hash);
     tracing::info!(token_name = %caller.name, role = %caller.role, "dashboard sign-in");
-    let mut response = ok(session_view(&state, &session)).into_response();
+    let response = ok(session_view(&state, &session)).into_response();
+    with_cookie(response, &format!("{COOKIE}={id}"), &headers)
+}
+
+/// `response` with the session cookie set to `value` (`name=value[; attributes]`): HttpOnly,
+/// SameSite=Strict, Secure over TLS, and not to be stored by caches.
+fn with_cookie(mut response: Response, value: &str, headers: &HeaderMap) -> Response {
     let cookie = format!(
-        "{COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict{}",
-        if over_tls(&headers) { "; Secure" } else { "" }
+        "{value}; Path=/; HttpOnly; SameSite=Strict{}",
+        if over_tls(headers) { "; Secure" } else { "" }
     );
     if let Ok(v) = HeaderValue::from_str(&cookie) {
         response.headers_mut().insert(header::SET_COOKIE, v);
@@ -345,7 +351,7 @@ pub async fn login(
     responses(
         (status = 200, description = "Signed out: the session is ended and its cookie cleared.", body = Envelope<SignedOut>,
             headers(
-                ("Set-Cookie" = String, description = "`jarvis_session=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0` (and `; Secure` when `X-Forwarded-Proto` is `https`)."),
+                ("Set-Cookie" = String, description = "`jarvis_session=; Max-Age=0; Path=/; HttpOnly; SameSite=Strict` (and `; Secure` when `X-Forwarded-Proto` is `https`)."),
                 ("Cache-Control" = String, description = "`no-store`."),
             )),
         (status = 401, description = "`unauthorized`: not signed in (no session cookie, or no live session).", body = ErrorEnvelope),
@@ -369,15 +375,9 @@ pub async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Respon
                 .into_response()
         }
     }
-    let mut response = ok(SignedOut { signed_in: false }).into_response();
-    let cookie = format!(
-        "{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0{}",
-        if over_tls(&headers) { "; Secure" } else { "" }
-    );
-    if let Ok(v) = HeaderValue::from_str(&cookie) {
-        response.headers_mut().insert(header::SET_COOKIE, v);
-    }
-    no_store(response)
+    let response = ok(SignedOut { signed_in: false }).into_response();
+    // Cleared: empty, expired at once.
+    with_cookie(response, &format!("{COOKIE}=; Max-Age=0"), &headers)
 }
 
 /// `GET /ui/session`: the signed-in session (with its CSRF token), or 401.

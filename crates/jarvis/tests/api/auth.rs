@@ -228,6 +228,28 @@ async fn status_with(client: &reqwest::Client, url: String, token: &str) -> u16 
         .as_u16()
 }
 
+/// Waits until the log at `log` says a reload was refused and the tokens in force stay.
+async fn refused_reload_logged(log: &std::path::Path) {
+    eventually(
+        Duration::from_secs(10),
+        "the refused reload logged",
+        || async {
+            log_lines(log)
+                .iter()
+                .any(|l| l["message"] == "auth tokens not reloaded; the tokens in force stay")
+        },
+    )
+    .await;
+}
+
+/// The server's log (file, stdout, stderr) of `p` holds none of `secrets`.
+fn log_holds_none_of(log: &std::path::Path, p: &TestProcess, secrets: &[&str]) {
+    let text = std::fs::read_to_string(log).unwrap() + &p.stdout() + &p.stderr();
+    for secret in secrets {
+        assert!(!text.contains(secret), "a secret reached the log");
+    }
+}
+
 fn tokens_file(name: &str, token: &str) -> String {
     format!("[[tokens]]\nname = \"{name}\"\nrole = \"operate\"\ntoken = \"{token}\"\n")
 }
@@ -313,22 +335,11 @@ async fn a_token_rotated_in_the_tokens_file_works_after_sighup_and_the_old_one_s
     .unwrap();
     p.signal("HUP");
     let log = env.log_file();
-    eventually(
-        Duration::from_secs(10),
-        "the refused reload logged",
-        || async {
-            log_lines(&log)
-                .iter()
-                .any(|l| l["message"] == "auth tokens not reloaded; the tokens in force stay")
-        },
-    )
-    .await;
+    refused_reload_logged(&log).await;
     assert_eq!(status_with(&client, tasks.clone(), B).await, 200);
     assert_eq!(status_with(&client, tasks.clone(), C).await, 401);
-    let text = std::fs::read_to_string(&log).unwrap() + &p.stdout() + &p.stderr();
-    for secret in [A, B, C, TOKEN] {
-        assert!(!text.contains(secret), "a token reached the log");
-    }
+    log_holds_none_of(&log, &p, &[A, B, C, TOKEN]);
+    let text = std::fs::read_to_string(&log).unwrap();
     assert!(text.contains("ci-b"), "token names are logged");
 }
 
@@ -584,20 +595,8 @@ async fn a_token_rotated_in_secrets_manager_works_without_a_restart_and_the_old_
     // A secret with a bad token keeps the set in force, and says so in the log.
     *sm.app.lock().unwrap() = json!({"JARVIS_AUTH_TOKENS": "ci:operate:short"});
     let log = env.log_file();
-    eventually(
-        Duration::from_secs(10),
-        "the refused reload logged",
-        || async {
-            log_lines(&log)
-                .iter()
-                .any(|l| l["message"] == "auth tokens not reloaded; the tokens in force stay")
-        },
-    )
-    .await;
+    refused_reload_logged(&log).await;
     assert_eq!(status_with(&client, tasks.clone(), B).await, 200);
     assert!(sm.signed_calls.load(std::sync::atomic::Ordering::SeqCst) >= 3);
-    let text = std::fs::read_to_string(&log).unwrap() + &p.stdout() + &p.stderr();
-    for secret in [A, B, TOKEN, "aws-secret-key-never-logged"] {
-        assert!(!text.contains(secret), "a secret reached the log");
-    }
+    log_holds_none_of(&log, &p, &[A, B, TOKEN, "aws-secret-key-never-logged"]);
 }
