@@ -96,12 +96,17 @@ impl Application {
         breaker_sync.load().await;
         let (notes_tx, notes_rx) = mpsc::unbounded_channel();
         let mut background: Vec<BackgroundTask> = Vec::new();
-        // Time by the database server's clock, before anything is claimed or scheduled: a
-        // step of this machine's clock then moves no lease, retry time or `runAt` (`clock`).
+        // Time by the database server's clock (the embedded store: this machine's, steps only
+        // once they held a minute): a step of this machine's clock then moves no lease, retry
+        // time or `runAt` (`clock`).
         if store.backend() == Backend::Postgres {
             let store = store.clone();
             background.push(Box::new(move |stop| {
                 Box::pin(store::clock_sync_loop(store, stop))
+            }));
+        } else {
+            background.push(Box::new(|stop| {
+                Box::pin(crate::clock::follow_machine_loop(stop))
             }));
         }
         {

@@ -12,8 +12,11 @@
 //! read; on PostgreSQL the store replaces it every [`SYNC_EVERY`] with the database server's
 //! clock ([`follow`], called by `store::sync_clock`), so every instance of a deployment
 //! compares times on one clock, PostgreSQL's, as graphile-worker and River do with `now()`.
-//! On the embedded store (one instance) the reference stays the machine's clock at start:
-//! a step while running is ignored until the next start (bench/chaos/README.md, clock jumps).
+//! On the embedded store (one instance) the reference is the machine's clock, followed every
+//! [`SYNC_EVERY`] while it agrees within a second (NTP's slewing), and a step of it only once
+//! the step has held for [`STEP_SETTLE`] ([`StepFilter`], [`follow_machine_loop`]): a clock set
+//! wrong and back within a minute moves nothing, and a laptop resumed from sleep (whose
+//! monotonic clock did not count the sleep) is back on real time a minute later.
 //!
 //! This module sits at the bottom of the crate: it depends on nothing else in it.
 
@@ -122,6 +125,77 @@ pub fn machine_offset() -> chrono::TimeDelta {
     reference().machine_offset()
 }
 
+/// How long a step of the machine's clock must hold before an instance on the embedded store
+/// follows it.
+pub const STEP_SETTLE: Duration = Duration::from_secs(60);
+
+/// How far the machine's clock may be from the process's and still be followed at once (drift,
+/// NTP's slewing).
+const DRIFT: chrono::TimeDelta = chrono::TimeDelta::seconds(1);
+
+/// Decides, from the machine's offset sampled now and then, when the process follows the
+/// machine's clock: at once while the offset is within a second, and after a step only once
+/// the same step (within a second) has held for the settle time.
+#[derive(Debug)]
+pub struct StepFilter {
+    settle: Duration,
+    /// A step seen and since when, not followed yet.
+    pending: Option<(chrono::TimeDelta, Instant)>,
+}
+
+impl StepFilter {
+    /// A filter that follows a step once it has held for `settle`.
+    pub fn new(settle: Duration) -> StepFilter {
+        StepFilter {
+            settle,
+            pending: None,
+        }
+    }
+
+    /// The machine's clock is `offset` from the process's at `at`: whether to follow it now.
+    pub fn observe(&mut self, offset: chrono::TimeDelta, at: Instant) -> bool {
+        if offset.abs() <= DRIFT {
+            self.pending = None;
+            return true;
+        }
+        match self.pending {
+            Some((seen, since)) if (offset - seen).abs() <= DRIFT => {
+                if at.saturating_duration_since(since) >= self.settle {
+                    self.pending = None;
+                    return true;
+                }
+                false
+            }
+            _ => {
+                self.pending = Some((offset, at));
+                false
+            }
+        }
+    }
+}
+
+/// Keeps the process's wall time on the machine's clock for a store without a clock of its
+/// own (see [`StepFilter`]): every [`SYNC_EVERY`] until `stop`.
+pub async fn follow_machine_loop(mut stop: tokio::sync::watch::Receiver<bool>) {
+    let mut filter = StepFilter::new(STEP_SETTLE);
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(SYNC_EVERY) => {}
+            _ = stop.changed() => return,
+        }
+        let offset = machine_offset();
+        if filter.observe(offset, Instant::now()) {
+            follow(SystemTime::now(), Instant::now());
+            if offset.abs() > DRIFT {
+                tracing::warn!(
+                    step_ms = offset.num_milliseconds(),
+                    "following a step of this machine's clock that held for a minute"
+                );
+            }
+        }
+    }
+}
+
 /// The process's clocks: [`Instant::now`] and [`wall`].
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ProcessClock;
@@ -183,6 +257,31 @@ mod tests {
         let before = r2.at - Duration::from_millis(500);
         r2.follow(SystemTime::now() - Duration::from_millis(500), before);
         assert!(r2.machine_offset().num_milliseconds().abs() < 100);
+    }
+
+    #[test]
+    fn a_step_is_followed_only_once_it_has_held() {
+        let mut f = StepFilter::new(Duration::from_secs(60));
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let ms = chrono::TimeDelta::milliseconds;
+        // Drift is followed at once.
+        assert!(f.observe(ms(300), at(0)));
+        assert!(f.observe(ms(-900), at(10)));
+        // A jump of an hour, back after 50 s: never followed.
+        for s in [20, 30, 40, 50, 60, 70] {
+            assert!(!f.observe(ms(3_600_000), at(s)), "followed at {s} s");
+        }
+        assert!(f.observe(ms(0), at(80)));
+        // A step that holds (a resumed laptop): followed once it has held for 60 s.
+        assert!(!f.observe(ms(7_200_000), at(90)));
+        assert!(!f.observe(ms(7_200_400), at(140)));
+        assert!(f.observe(ms(7_199_800), at(150)));
+        // A step that changes is a new step: its wait starts again.
+        assert!(!f.observe(ms(-5_000), at(160)));
+        assert!(!f.observe(ms(9_000), at(230)));
+        assert!(!f.observe(ms(9_000), at(280)));
+        assert!(f.observe(ms(9_000), at(290)));
     }
 
     #[test]
