@@ -41,6 +41,8 @@ pub const SYNC_EVERY: Duration = Duration::from_secs(10);
 pub struct Reference {
     at: Instant,
     epoch_nanos: AtomicI64,
+    /// When the wall time last moved by more than [`DRIFT`] at once (a step followed).
+    stepped: std::sync::Mutex<Option<Instant>>,
 }
 
 impl Reference {
@@ -49,7 +51,13 @@ impl Reference {
         Reference {
             at: Instant::now(),
             epoch_nanos: AtomicI64::new(nanos_of(SystemTime::now())),
+            stepped: std::sync::Mutex::new(None),
         }
+    }
+
+    /// When the wall time last moved by more than a second at once ([`follow`](Self::follow)).
+    pub fn last_step(&self) -> Option<Instant> {
+        *self.stepped.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The reference plus the monotonic clock's progress since.
@@ -63,7 +71,8 @@ impl Reference {
     }
 
     /// Makes `reference`, read at the monotonic instant `read_at`, the wall time from now on.
-    /// Returns how far the wall time moved (positive: forward).
+    /// Returns how far the wall time moved (positive: forward); a move of more than a second
+    /// is remembered as a step ([`last_step`](Self::last_step)).
     pub fn follow(&self, reference: SystemTime, read_at: Instant) -> chrono::TimeDelta {
         let since = match read_at.checked_duration_since(self.at) {
             Some(d) => i64::try_from(d.as_nanos()).unwrap_or(i64::MAX),
@@ -71,7 +80,11 @@ impl Reference {
         };
         let new = nanos_of(reference).saturating_sub(since);
         let old = self.epoch_nanos.swap(new, Ordering::Relaxed);
-        chrono::TimeDelta::nanoseconds(new.saturating_sub(old))
+        let moved = chrono::TimeDelta::nanoseconds(new.saturating_sub(old));
+        if moved.abs() > DRIFT {
+            *self.stepped.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+        }
+        moved
     }
 
     /// How far the machine's clock is from [`wall`](Self::wall) (positive: the machine's
@@ -118,6 +131,13 @@ pub fn wall() -> SystemTime {
 /// Makes `reference`, read at `read_at`, the process's wall time (see [`Reference::follow`]).
 pub fn follow(reference_time: SystemTime, read_at: Instant) -> chrono::TimeDelta {
     reference().follow(reference_time, read_at)
+}
+
+/// When the process's wall time last stepped (see [`Reference::last_step`]): times written
+/// before it (the leases of live attempts) are off by the step until they are written again,
+/// so the queue's reclaimer waits a lease after it.
+pub fn last_step() -> Option<Instant> {
+    reference().last_step()
 }
 
 /// How far the machine's clock is from the process's wall time (positive: ahead).
@@ -236,12 +256,16 @@ mod tests {
     fn a_reference_is_followed_and_then_the_monotonic_clock() {
         let r = Reference::new();
         assert!(r.machine_offset().num_milliseconds().abs() < 1_000);
+        // Following the machine's own clock is no step.
+        r.follow(SystemTime::now(), Instant::now());
+        assert_eq!(r.last_step(), None);
         // A reference an hour ahead, read now: the wall time is an hour ahead and goes on.
         let moved = r.follow(
             SystemTime::now() + Duration::from_secs(3_600),
             Instant::now(),
         );
         assert!((moved.num_seconds() - 3_600).abs() <= 1, "{moved}");
+        assert!(r.last_step().is_some(), "an hour is a step");
         let ahead = r.machine_offset();
         assert!((ahead.num_seconds() + 3_600).abs() <= 1, "{ahead}");
         let a = r.wall();

@@ -67,10 +67,10 @@ impl TaskQueue {
     }
 
     /// One pass of the reclaimer: what expired before now on the queue's clock, unless a store
-    /// call of this instance failed within the last lease. Returns how many tasks it took back
-    /// (`None`: skipped or failed).
+    /// call of this instance failed, or the process's wall time stepped, within the last lease.
+    /// Returns how many tasks it took back (`None`: skipped or failed).
     pub(super) async fn reclaim_once(&self) -> Option<usize> {
-        if self.store_troubled_recently() {
+        if self.store_troubled_recently() || self.clock_stepped_recently() {
             return None;
         }
         let now = self.now();

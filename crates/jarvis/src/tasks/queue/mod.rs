@@ -329,6 +329,12 @@ impl TaskQueue {
             .is_some_and(|t| self.clock.now().saturating_duration_since(t) < self.lease())
     }
 
+    /// Whether the process's wall time stepped within the last lease (`clock::last_step`):
+    /// leases renewed before the step look expired (or far off) until renewed after it.
+    fn clock_stepped_recently(&self) -> bool {
+        clock::last_step().is_some_and(|t| t.elapsed() < self.lease())
+    }
+
     /// Starts the settler, and with workers enabled the dispatcher, lease keeper, reclaimer
     /// and (PostgreSQL) the `LISTEN` wake-up.
     pub async fn start(self: &Arc<Self>) {
