@@ -113,15 +113,41 @@ async function stopJarvis(j) {
   fs.rmSync(j.dir, { recursive: true, force: true });
 }
 
-async function call(j, method, p, body) {
-  const r = await fetch(`${j.base}${p}`, {
-    method,
-    headers: { authorization: `Bearer ${TOKEN}`, "content-type": "application/json" },
-    body: body === undefined ? undefined : JSON.stringify(body),
+// The API client: node's `http` module over kept-alive connections (one agent for the whole
+// driver), as the peers' drivers use their own clients (pg, ioredis) over kept-alive
+// connections. Measured against one idle instance, 400 alternating GETs: `fetch` (undici)
+// 0.49 ms p50, this 0.32 ms; the difference is the client's, not Jarvis's.
+const apiAgent = new http.Agent({ keepAlive: true, keepAliveMsecs: 60000 });
+
+function call(j, method, p, body) {
+  const payload = body === undefined ? undefined : JSON.stringify(body);
+  const u = new URL(`${j.base}${p}`);
+  return new Promise((resolve, reject) => {
+    const headers = { authorization: `Bearer ${TOKEN}`, "content-type": "application/json" };
+    if (payload !== undefined) headers["content-length"] = Buffer.byteLength(payload);
+    const req = http.request(
+      { host: u.hostname, port: u.port, path: u.pathname + u.search, method, headers, agent: apiAgent },
+      (res) => {
+        const chunks = [];
+        res.on("data", (d) => chunks.push(d));
+        res.on("end", () => {
+          const text = Buffer.concat(chunks).toString("utf8");
+          if (res.statusCode < 200 || res.statusCode > 299) {
+            reject(new Error(`${method} ${p}: ${res.statusCode} ${text.slice(0, 300)}`));
+            return;
+          }
+          try {
+            resolve(JSON.parse(text));
+          } catch (e) {
+            reject(new Error(`${method} ${p}: not JSON: ${text.slice(0, 300)}`));
+          }
+        });
+        res.on("error", reject);
+      },
+    );
+    req.on("error", reject);
+    req.end(payload);
   });
-  const text = await r.text();
-  if (!r.ok) throw new Error(`${method} ${p}: ${r.status} ${text.slice(0, 300)}`);
-  return JSON.parse(text);
 }
 
 function httpAgent() {

@@ -9,8 +9,8 @@
 //! reference was taken. A step of the machine's clock (an operator's `date -s`, an NTP step, a
 //! VM resumed with a stale clock) does not move it, so leases, retry times and `runAt` written
 //! by this instance keep their meaning. The reference is the machine's clock at the first
-//! read; on PostgreSQL the store replaces it every [`SYNC_EVERY`] with the database server's
-//! clock ([`follow`], called by `store::sync_clock`), so every instance of a deployment
+//! read; on PostgreSQL the store corrects it every [`SYNC_EVERY`] by the database server's
+//! clock ([`follow_within`], called by `store::sync_clock`), so every instance of a deployment
 //! compares times on one clock, PostgreSQL's, as graphile-worker and River do with `now()`.
 //! On the embedded store (one instance) the reference is the machine's clock, followed every
 //! [`SYNC_EVERY`] while it agrees within a second (NTP's slewing), and a step of it only once
@@ -62,12 +62,7 @@ impl Reference {
 
     /// The reference plus the monotonic clock's progress since.
     pub fn wall(&self) -> SystemTime {
-        let since = i64::try_from(self.at.elapsed().as_nanos()).unwrap_or(i64::MAX);
-        time_of(
-            self.epoch_nanos
-                .load(Ordering::Relaxed)
-                .saturating_add(since),
-        )
+        self.wall_at(Instant::now())
     }
 
     /// Makes `reference`, read at the monotonic instant `read_at`, the wall time from now on.
@@ -85,6 +80,48 @@ impl Reference {
             *self.stepped.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
         }
         moved
+    }
+
+    /// Follows a clock read somewhere between the monotonic instants `sent` and `received`
+    /// (a round trip to the database server) by the least move that makes the reading
+    /// possible: when `reading` lies between this wall time at `sent` and at `received`, nothing
+    /// moves; otherwise the wall time moves so that the nearer end of that window equals it.
+    /// Returns how far the wall time moved (see [`follow`](Self::follow)).
+    ///
+    /// Taking the reading as made halfway through the round trip (the usual estimate) moved
+    /// the wall time by up to half of every round trip, and a round trip that waited (for a
+    /// pooled connection, its ping, a busy machine) is mostly not the server's: with the
+    /// database on the same machine the process ran ~1 ms ahead of the machine's clock, which
+    /// every time written by one instance and compared by another (a task's `runAt` against a
+    /// claim's `now`) carried. Moving only when the reading is impossible keeps the error
+    /// within the shortest round trip seen, and a server on the same machine moves nothing.
+    pub fn follow_within(
+        &self,
+        reading: SystemTime,
+        sent: Instant,
+        received: Instant,
+    ) -> chrono::TimeDelta {
+        let (earliest, latest) = (self.wall_at(sent), self.wall_at(received));
+        if reading < earliest {
+            self.follow(reading, sent)
+        } else if reading > latest {
+            self.follow(reading, received)
+        } else {
+            chrono::TimeDelta::zero()
+        }
+    }
+
+    /// The wall time at the monotonic instant `at`.
+    fn wall_at(&self, at: Instant) -> SystemTime {
+        let since = match at.checked_duration_since(self.at) {
+            Some(d) => i64::try_from(d.as_nanos()).unwrap_or(i64::MAX),
+            None => -i64::try_from(self.at.duration_since(at).as_nanos()).unwrap_or(i64::MAX),
+        };
+        time_of(
+            self.epoch_nanos
+                .load(Ordering::Relaxed)
+                .saturating_add(since),
+        )
     }
 
     /// How far the machine's clock is from [`wall`](Self::wall) (positive: the machine's
@@ -131,6 +168,12 @@ pub fn wall() -> SystemTime {
 /// Makes `reference`, read at `read_at`, the process's wall time (see [`Reference::follow`]).
 pub fn follow(reference_time: SystemTime, read_at: Instant) -> chrono::TimeDelta {
     reference().follow(reference_time, read_at)
+}
+
+/// Follows a reference clock read between `sent` and `received` (see
+/// [`Reference::follow_within`]).
+pub fn follow_within(reading: SystemTime, sent: Instant, received: Instant) -> chrono::TimeDelta {
+    reference().follow_within(reading, sent, received)
 }
 
 /// When the process's wall time last stepped (see [`Reference::last_step`]): times written
@@ -281,6 +324,35 @@ mod tests {
         let before = r2.at - Duration::from_millis(500);
         r2.follow(SystemTime::now() - Duration::from_millis(500), before);
         assert!(r2.machine_offset().num_milliseconds().abs() < 100);
+    }
+
+    #[test]
+    fn a_reading_within_the_round_trip_moves_nothing_and_one_outside_moves_the_least() {
+        let r = Reference::new();
+        let ms = Duration::from_millis;
+        let sent = Instant::now();
+        let received = sent + ms(4);
+        let at_sent = r.wall_at(sent);
+        // Read anywhere within the round trip: consistent, nothing moves (the midpoint estimate
+        // would have moved by up to 2 ms).
+        for k in [0, 1, 3, 4] {
+            let moved = r.follow_within(at_sent + ms(k), sent, received);
+            assert_eq!(moved, chrono::TimeDelta::zero(), "read {k} ms in");
+        }
+        assert_eq!(r.wall_at(sent), at_sent);
+        // A server 10 ms ahead: moved so that the latest possible moment matches (6 ms), not
+        // by the whole 10 (the reading may have been taken at the start of the trip).
+        let moved = r.follow_within(at_sent + ms(10), sent, received);
+        assert_eq!(moved, chrono::TimeDelta::milliseconds(6));
+        // Now 10 ms behind the new wall time: moved back to the earliest possible moment.
+        let at_sent = r.wall_at(sent);
+        let moved = r.follow_within(at_sent - ms(10), sent, received);
+        assert_eq!(moved, chrono::TimeDelta::milliseconds(-10));
+        assert_eq!(r.last_step(), None, "moves of milliseconds are no step");
+        // An hour off is a step.
+        let at_sent = r.wall_at(sent);
+        r.follow_within(at_sent + Duration::from_secs(3_600), sent, received);
+        assert!(r.last_step().is_some());
     }
 
     #[test]

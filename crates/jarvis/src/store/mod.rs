@@ -181,15 +181,22 @@ pub trait Store:
 }
 
 /// Makes the database server's clock the process's wall time (see [`crate::clock`]): the
-/// server's time, taken as read halfway through the round trip. Returns how far the machine's
-/// clock is from it (positive: ahead), or `None` for a store without a clock of its own.
+/// server's time, read somewhere within the round trip, moves the wall time only when it could
+/// not have been read then, and then by the least amount ([`crate::clock::follow_within`]).
+/// Returns how far the machine's clock is from it (positive: ahead), or `None` for a store
+/// without a clock of its own.
 pub async fn sync_clock(store: &dyn Store) -> Result<Option<chrono::TimeDelta>, StoreError> {
     let sent = std::time::Instant::now();
     let Some(server) = store.database_time().await? else {
         return Ok(None);
     };
-    let rtt = sent.elapsed();
-    crate::clock::follow(server.into(), sent + rtt / 2);
+    let received = std::time::Instant::now();
+    // PostgreSQL's clock has microseconds: a reading is up to 1 µs before the moment it was
+    // taken.
+    let earliest = sent
+        .checked_sub(std::time::Duration::from_micros(1))
+        .unwrap_or(sent);
+    crate::clock::follow_within(server.into(), earliest, received);
     Ok(Some(crate::clock::machine_offset()))
 }
 
