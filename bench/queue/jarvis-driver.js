@@ -89,6 +89,8 @@ async function startJarvis(url, extra) {
     JARVIS_CONCURRENCY: String(opts.concurrency),
     LOG_LEVEL: "warn",
     ...pooler,
+    // Settings to try (BENCH_JARVIS_ENV='{"JARVIS_QUEUE_PREFETCH":"2000"}'); none by default.
+    ...(process.env.BENCH_JARVIS_ENV ? JSON.parse(process.env.BENCH_JARVIS_ENV) : {}),
     ...extra,
   };
   const child = spawn(BIN, ["serve"], { env, stdio: ["ignore", "ignore", "inherit"] });

@@ -5,9 +5,9 @@
 //! `insert_history` call, so batches grow with load and add no delay when idle. When the store
 //! cannot take a batch, the batch is appended to a local spool file (JSON lines, fsynced) under
 //! the data directory, and so is every later batch until the spool has been replayed into the
-//! store. Replaying is idempotent: each record carries its own `record_id`, which the store
-//! keeps unique, so a batch written twice (a timeout after a commit, a crash during replay) is
-//! stored once. A record the store refuses outright (not an outage) is moved to
+//! store. Replaying is idempotent: each record is its attempt's (`task_id`, `attempt`), which
+//! the store keeps unique, so a batch written twice (a timeout after a commit, a crash during
+//! replay) is stored once. A record the store refuses outright (not an outage) is moved to
 //! `history-spool.rejected.jsonl` with an error line rather than blocking the spool forever.
 //!
 //! When neither the store nor the spool file can take a batch (the disk is full), the records
@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use super::record::ExecutionRecord;
 use crate::metrics::Metrics;
@@ -39,7 +39,7 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(15);
 /// two let it use two cores. Their rollup upserts meet on the same rows, and both take them
 /// table by table in key order, so the second waits for the first's commit and never
 /// deadlocks. If one half fails the whole batch goes to the spool; replaying it stores the
-/// other half's records once, since `record_id` is unique. (On SQLite the halves simply take
+/// other half's records once, since each attempt has one record (a unique key). (On SQLite the halves simply take
 /// turns on the single writer.)
 const SPLIT_AT: usize = 1_000;
 /// Most records kept in memory when neither the store nor the spool file takes them; beyond
@@ -87,6 +87,12 @@ impl BatchObserver for Vec<Arc<dyn BatchObserver>> {
 #[derive(Clone)]
 pub struct Recorder {
     tx: mpsc::UnboundedSender<Msg>,
+    /// Records queued so far. Counted under this lock together with the send, so that a count
+    /// read anywhere covers every record queued before it, in the channel's order.
+    queued: Arc<std::sync::Mutex<u64>>,
+    /// Records the writer has finished with (stored, spooled or kept in memory), in the order
+    /// they were queued.
+    processed: watch::Receiver<u64>,
 }
 
 /// The background writer's join handle; [`RecorderTask::stop`] drains and flushes it.
@@ -133,27 +139,57 @@ impl Recorder {
             "Duration of one batched history write.",
         );
         let (tx, rx) = mpsc::unbounded_channel();
+        let (processed_tx, processed) = watch::channel(0);
         let writer = Writer {
             store,
             spool: Spool::new(spool_dir.join(SPOOL_FILE)),
             metrics,
             observer,
+            processed: processed_tx,
         };
         let handle = tokio::spawn(writer.run(rx));
-        (Recorder { tx }, RecorderTask { handle })
+        (
+            Recorder {
+                tx,
+                queued: Arc::new(std::sync::Mutex::new(0)),
+                processed,
+            },
+            RecorderTask { handle },
+        )
     }
 
     /// Queues a record. Never blocks, never fails (after shutdown the record is logged).
     pub fn record(&self, record: ExecutionRecord) {
-        if let Err(mpsc::error::SendError(Msg::Record(r))) =
-            self.tx.send(Msg::Record(Box::new(record)))
-        {
+        let mut queued = self.queued.lock().unwrap_or_else(|e| e.into_inner());
+        let sent = self.tx.send(Msg::Record(Box::new(record)));
+        *queued += 1;
+        drop(queued);
+        if let Err(mpsc::error::SendError(Msg::Record(r))) = sent {
             tracing::error!(
                 record_id = %r.record_id,
                 task_id = %r.task_id,
                 "execution record after the recorder stopped; not stored"
             );
         }
+    }
+
+    /// How many records were queued so far (a mark for [`Recorder::written`]).
+    pub fn queued(&self) -> u64 {
+        *self.queued.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Waits until the writer is done with the first `mark` records queued ([`queued`]): they
+    /// are in the store or the spool file (or, when neither takes them, held in memory, as
+    /// after a [`flush`]). Unlike a flush, it does not wait for records queued after the mark,
+    /// nor for a batch of its own: a caller that must not get ahead of the records (the
+    /// settler: a settled task has its record) waits only as long as needed. Returns at once
+    /// when the writer is gone.
+    ///
+    /// [`queued`]: Recorder::queued
+    /// [`flush`]: Recorder::flush
+    pub async fn written(&self, mark: u64) {
+        let mut processed = self.processed.clone();
+        let _ = processed.wait_for(|&n| n >= mark).await;
     }
 
     /// Waits until every record queued before this call is in the store or the spool file.
@@ -180,6 +216,8 @@ struct Writer {
     spool: Spool,
     metrics: Arc<Metrics>,
     observer: Option<Arc<dyn BatchObserver>>,
+    /// Tells [`Recorder::written`] how many records, in queue order, are done with.
+    processed: watch::Sender<u64>,
 }
 
 impl Writer {
@@ -226,7 +264,9 @@ impl Writer {
                 last_replay = Instant::now();
             }
             if !batch.is_empty() {
+                let n = batch.len() as u64;
                 self.write(batch).await;
+                self.processed.send_modify(|done| *done += n);
             }
             if !flushes.is_empty() && (self.spool.pending > 0 || !self.spool.memory.is_empty()) {
                 // A flush (shutdown) gives the spool one more chance to reach the store.

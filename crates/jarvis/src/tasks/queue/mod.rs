@@ -122,6 +122,9 @@ struct Held {
 /// A settlement on its way to the store, with what to do once it is applied.
 struct Settle {
     settlement: Settlement,
+    /// How many records were queued when the settlement was made ([`Recorder::queued`]): the
+    /// settlement is applied once those are written, its attempt's record among them.
+    records: u64,
     /// The claim being settled (its [`Held::claim`] when it was handed to the settler): only
     /// that claim's entry is removed after the commit, never one made after it.
     claim: Option<u64>,

@@ -291,6 +291,7 @@ async fn a_settlement_forgets_only_the_claim_it_settled() {
             finished_at: None,
             duration_ms: Some(1),
         },
+        records: 0,
         claim,
         domain: task.domain.to_string(),
         action: task.action.to_string(),

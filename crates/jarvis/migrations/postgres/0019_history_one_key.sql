@@ -1,0 +1,12 @@
+-- Jarvis schema, part 19: one unique key on task_history, the attempt.
+--
+-- Applied automatically at start, and also runnable by hand before instances start.
+-- Every statement is idempotent, so running the file twice does no harm.
+--
+-- A record was unique twice: by its own `record_id` (so that a spooled batch replayed after a
+-- timeout is stored once) and by its attempt (`task_id, attempt`: one record per attempt,
+-- whoever wrote it first). The second implies the first (a replayed record is the same
+-- attempt's), and the insert's `ON CONFLICT DO NOTHING` names no key, so it keeps skipping
+-- replays. The `record_id` index was one more index entry per record on the queue's busiest
+-- write (bench/queue: the history writer is what bounds the queue's throughput).
+ALTER TABLE task_history DROP CONSTRAINT IF EXISTS task_history_record_id_key;
