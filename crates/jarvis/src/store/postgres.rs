@@ -81,7 +81,7 @@ impl PostgresStore {
             let result = match PgConnection::connect_with(&options).await {
                 Ok(conn) => {
                     let _ = conn.close().await;
-                    tested_when_idle(PgPoolOptions::new())
+                    PgPoolOptions::new()
                         .max_connections(16)
                         .min_connections(1)
                         .acquire_timeout(Duration::from_secs(5))
@@ -92,7 +92,7 @@ impl PostgresStore {
             };
             match result {
                 Ok(pool) => {
-                    let queue = tested_when_idle(PgPoolOptions::new())
+                    let queue = PgPoolOptions::new()
                         .max_connections(8)
                         .acquire_timeout(Duration::from_secs(5));
                     let pools = match pooler {
@@ -158,32 +158,6 @@ impl PostgresStore {
     pub(crate) fn listen_options(&self) -> &PgConnectOptions {
         &self.listen
     }
-}
-
-/// A connection idle for longer than this is pinged before it is handed out.
-const PING_WHEN_IDLE_FOR: Duration = Duration::from_secs(1);
-
-/// Pool options that test a connection before handing it out only when it sat idle for
-/// [`PING_WHEN_IDLE_FOR`] (sqlx's own `test_before_acquire` pings every time).
-///
-/// sqlx already pings every connection when it goes back to the pool (and closes one that does
-/// not answer), so a connection used a moment ago is known to work; pinging it again on the way
-/// out cost a round trip in front of every statement: a fifth of a cross-instance pickup
-/// (submission, its flush, the claim: three statements in a row; bench/queue). One that sat
-/// idle longer may have been cut off meanwhile (a restarted server, a pooler's idle timeout) and
-/// is still tested, so after an outage only a connection used within the last second before it
-/// can fail a statement once.
-fn tested_when_idle(options: PgPoolOptions) -> PgPoolOptions {
-    options
-        .test_before_acquire(false)
-        .before_acquire(|conn, meta| {
-            Box::pin(async move {
-                if meta.idle_for >= PING_WHEN_IDLE_FOR {
-                    sqlx::Connection::ping(conn).await?;
-                }
-                Ok(true)
-            })
-        })
 }
 
 impl BackendHooks for PostgresStore {
