@@ -5,9 +5,9 @@
 //! `insert_history` call, so batches grow with load and add no delay when idle. When the store
 //! cannot take a batch, the batch is appended to a local spool file (JSON lines, fsynced) under
 //! the data directory, and so is every later batch until the spool has been replayed into the
-//! store. Replaying is idempotent: each record is its attempt's (`task_id`, `attempt`), which
-//! the store keeps unique, so a batch written twice (a timeout after a commit, a crash during
-//! replay) is stored once. A record the store refuses outright (not an outage) is moved to
+//! store. Replaying is idempotent: each record carries its own `record_id`, which the store
+//! keeps unique, so a batch written twice (a timeout after a commit, a crash during replay) is
+//! stored once. A record the store refuses outright (not an outage) is moved to
 //! `history-spool.rejected.jsonl` with an error line rather than blocking the spool forever.
 //!
 //! When neither the store nor the spool file can take a batch (the disk is full), the records
@@ -39,7 +39,7 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(15);
 /// two let it use two cores. Their rollup upserts meet on the same rows, and both take them
 /// table by table in key order, so the second waits for the first's commit and never
 /// deadlocks. If one half fails the whole batch goes to the spool; replaying it stores the
-/// other half's records once, since each attempt has one record (a unique key). (On SQLite the halves simply take
+/// other half's records once, since `record_id` is unique. (On SQLite the halves simply take
 /// turns on the single writer.)
 const SPLIT_AT: usize = 1_000;
 /// Most records kept in memory when neither the store nor the spool file takes them; beyond

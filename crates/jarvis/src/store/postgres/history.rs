@@ -23,8 +23,8 @@ FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::int4[], $6::text
             $14::text[], $15::text[], $16::timestamptz[], $17::timestamptz[], $18::bool[],
             $19::text[])
      AS u(r, t, d, a, n, p, lp, s, dur, imp, fr, fg, c, corr, inst, st, fin, tmo, mc)
--- The attempt is the unique key (one record per attempt, whoever wrote it first), which also
--- skips a replayed spool's records (migration 0019).
+-- Both unique keys: the record itself (a replayed spool) and its attempt (one record per
+-- attempt, whoever wrote it first).
 ON CONFLICT DO NOTHING
 RETURNING record_id";
 
