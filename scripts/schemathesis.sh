@@ -117,6 +117,11 @@ run_backend() {
   # - GET /api/v1/events is a server-sent event stream that does not end while the server
   #   runs (by design: the dashboard listens to it); every request to it would only time out.
   #   tests/api/dashboard.rs covers it.
+  # The request timeout is above the longest answer the API may legitimately take: a
+  # `?wait=true` submission waits up to `waitMs` (at most 120 s, 30 s by default) for its task,
+  # and a task whose domain's circuit is OPEN (an agent generated here that refuses every
+  # call opens it) waits that long without running. At 20 s such a request failed the run as a
+  # "Network Error" in some generations.
   # One worker: schemathesis's coverage phase parses Python ASTs, which CPython 3.11 does not
   # do safely from two threads ("SystemError: AST constructor recursion depth mismatch").
   JARVIS_ST_TOKEN="$token" "$venv/bin/schemathesis" --config-file scripts/lib/schemathesis.toml \
@@ -127,7 +132,7 @@ run_backend() {
     --checks all \
     --exclude-checks positive_data_acceptance \
     --max-examples "${SCHEMATHESIS_MAX_EXAMPLES:-25}" \
-    --request-timeout 20 \
+    --request-timeout 130 \
     --seed "${SCHEMATHESIS_SEED:-1}" \
     --workers 1 \
     --exclude-path /api/v1/events \

@@ -81,8 +81,8 @@ impl TaskQueue {
     ///
     /// One claim at a time left the workers idle while it ran: a claim of 1,000 tasks took
     /// ~40 ms on PostgreSQL, the workers drained the buffer's half in ~10 ms and then waited for
-    /// it, three quarters of the time, with the database's CPU a third idle (bench/queue,
-    /// `JARVIS_PROBE`-style timelines). Two claims of half the batch each, the second started
+    /// it, three quarters of the time, with the database's CPU a third idle (bench/queue/README.md,
+    /// session 11). Two claims of half the batch each, the second started
     /// while the first is in flight, keep one claim running while the workers drain what the
     /// other brought. The second claim is started only once a claim came back full (a backlog),
     /// so an idle instance woken for one task sends one claim.
@@ -103,11 +103,19 @@ impl TaskQueue {
         let mut wait = poll;
         loop {
             if *stop.borrow() {
-                // Claims in flight are let finish, so what they took is held (and given back
-                // by the shutdown) rather than left to lease expiry.
+                // Claims in flight are let finish and what they took is given back at once
+                // (the shutdown has released the buffer already), rather than left to wait for
+                // its lease to expire.
                 while let Some((_, result)) = claims.next().await {
+                    let result: Result<Vec<Task>, StoreError> = result;
                     if let Ok(tasks) = result {
-                        self.take_claimed(tasks);
+                        {
+                            let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+                            for t in &tasks {
+                                held.insert(t.id, self.held_claim());
+                            }
+                        }
+                        self.release_unstarted(&tasks);
                     }
                 }
                 return;

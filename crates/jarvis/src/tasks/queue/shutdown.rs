@@ -23,26 +23,7 @@ impl TaskQueue {
                 "releasing claimed tasks that did not start"
             );
         }
-        for t in &buffered {
-            self.settle(
-                t,
-                Settlement {
-                    id: t.id,
-                    attempt: t.attempts,
-                    status: if t.status == TaskStatus::Waiting {
-                        TaskStatus::Waiting
-                    } else {
-                        TaskStatus::Queued
-                    },
-                    attempts_delta: -1,
-                    run_at: None,
-                    result: None,
-                    error: t.error.clone(),
-                    finished_at: None,
-                    duration_ms: None,
-                },
-            );
-        }
+        self.release_unstarted(&buffered);
         if self.running() > 0 {
             tracing::info!(
                 running = self.running(),
@@ -83,5 +64,32 @@ impl TaskQueue {
             h.abort();
         }
         tracing::info!("task workers stopped");
+    }
+}
+
+impl TaskQueue {
+    /// Gives back claimed tasks that never started (the attempt their claim counted is not
+    /// spent): the buffer at shutdown, and what claims still in flight then bring.
+    pub(super) fn release_unstarted(&self, tasks: &[Task]) {
+        for t in tasks {
+            self.settle(
+                t,
+                Settlement {
+                    id: t.id,
+                    attempt: t.attempts,
+                    status: if t.status == TaskStatus::Waiting {
+                        TaskStatus::Waiting
+                    } else {
+                        TaskStatus::Queued
+                    },
+                    attempts_delta: -1,
+                    run_at: None,
+                    result: None,
+                    error: t.error.clone(),
+                    finished_at: None,
+                    duration_ms: None,
+                },
+            );
+        }
     }
 }
