@@ -102,7 +102,10 @@ enum DbErrorKind {
 
 /// What a driver's error code says: SQLite's (extended) result codes are numbers, whose low
 /// byte is the primary code (13 `SQLITE_FULL`, 10 `SQLITE_IOERR`); PostgreSQL's are SQLSTATEs
-/// (`53100` disk_full, class `58` system errors such as `58030` io_error).
+/// (`53100` disk_full, class `58` system errors such as `58030` io_error; class `08` connection
+/// exceptions and `57P01`–`57P03`, the server shutting down or starting: a pooled connection
+/// that met a restart reads the shutdown notice on its next statement, an outage like any
+/// other, so 503, not 500).
 fn error_kind(code: &str) -> DbErrorKind {
     if let Ok(n) = code.parse::<u32>() {
         if code.len() != 5 {
@@ -115,8 +118,37 @@ fn error_kind(code: &str) -> DbErrorKind {
     }
     match code {
         "53100" => DbErrorKind::Full,
-        c if c.starts_with("58") => DbErrorKind::Io,
+        c if c.starts_with("58") || c.starts_with("08") => DbErrorKind::Io,
+        "57P01" | "57P02" | "57P03" => DbErrorKind::Io,
         _ => DbErrorKind::Other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_codes_say_outage_full_disk_or_refusal() {
+        let kind = |c: &str| match error_kind(c) {
+            DbErrorKind::Full => "full",
+            DbErrorKind::Io => "outage",
+            DbErrorKind::Other => "other",
+        };
+        // PostgreSQL: a full disk; I/O and connection failures; the server shutting down or
+        // starting (a pooled connection that met a restart reads 57P01 on its next statement).
+        assert_eq!(kind("53100"), "full");
+        for c in ["58030", "08006", "08003", "57P01", "57P02", "57P03"] {
+            assert_eq!(kind(c), "outage", "{c}");
+        }
+        // The write itself refused: a constraint, a syntax error, a cancelled statement.
+        for c in ["23505", "42601", "57014", "22P02"] {
+            assert_eq!(kind(c), "other", "{c}");
+        }
+        // SQLite's extended result codes: the low byte is the primary code.
+        assert_eq!(kind("13"), "full");
+        assert_eq!(kind("3338"), "outage"); // SQLITE_IOERR_WRITE
+        assert_eq!(kind("2067"), "other"); // SQLITE_CONSTRAINT_UNIQUE
     }
 }
 
