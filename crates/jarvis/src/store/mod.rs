@@ -124,34 +124,6 @@ fn error_kind(code: &str) -> DbErrorKind {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn error_codes_say_outage_full_disk_or_refusal() {
-        let kind = |c: &str| match error_kind(c) {
-            DbErrorKind::Full => "full",
-            DbErrorKind::Io => "outage",
-            DbErrorKind::Other => "other",
-        };
-        // PostgreSQL: a full disk; I/O and connection failures; the server shutting down or
-        // starting (a pooled connection that met a restart reads 57P01 on its next statement).
-        assert_eq!(kind("53100"), "full");
-        for c in ["58030", "08006", "08003", "57P01", "57P02", "57P03"] {
-            assert_eq!(kind(c), "outage", "{c}");
-        }
-        // The write itself refused: a constraint, a syntax error, a cancelled statement.
-        for c in ["23505", "42601", "57014", "22P02"] {
-            assert_eq!(kind(c), "other", "{c}");
-        }
-        // SQLite's extended result codes: the low byte is the primary code.
-        assert_eq!(kind("13"), "full");
-        assert_eq!(kind("3338"), "outage"); // SQLITE_IOERR_WRITE
-        assert_eq!(kind("2067"), "other"); // SQLITE_CONSTRAINT_UNIQUE
-    }
-}
-
 pub use agents::AgentStore;
 pub use ai_models::AiModelStore;
 pub use alerts::AlertStore;
@@ -290,5 +262,33 @@ pub async fn open(config: &StoreConfig) -> anyhow::Result<Arc<dyn Store>> {
             )
             .await?,
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_codes_say_outage_full_disk_or_refusal() {
+        let kind = |c: &str| match error_kind(c) {
+            DbErrorKind::Full => "full",
+            DbErrorKind::Io => "outage",
+            DbErrorKind::Other => "other",
+        };
+        // PostgreSQL: a full disk; I/O and connection failures; the server shutting down or
+        // starting (a pooled connection that met a restart reads 57P01 on its next statement).
+        assert_eq!(kind("53100"), "full");
+        for c in ["58030", "08006", "08003", "57P01", "57P02", "57P03"] {
+            assert_eq!(kind(c), "outage", "{c}");
+        }
+        // The write itself refused: a constraint, a syntax error, a cancelled statement.
+        for c in ["23505", "42601", "57014", "22P02"] {
+            assert_eq!(kind(c), "other", "{c}");
+        }
+        // SQLite's extended result codes: the low byte is the primary code.
+        assert_eq!(kind("13"), "full");
+        assert_eq!(kind("3338"), "outage"); // SQLITE_IOERR_WRITE
+        assert_eq!(kind("2067"), "other"); // SQLITE_CONSTRAINT_UNIQUE
     }
 }
