@@ -69,11 +69,7 @@ impl Reference {
     /// Returns how far the wall time moved (positive: forward); a move of more than a second
     /// is remembered as a step ([`last_step`](Self::last_step)).
     pub fn follow(&self, reference: SystemTime, read_at: Instant) -> chrono::TimeDelta {
-        let since = match read_at.checked_duration_since(self.at) {
-            Some(d) => i64::try_from(d.as_nanos()).unwrap_or(i64::MAX),
-            None => -i64::try_from(self.at.duration_since(read_at).as_nanos()).unwrap_or(i64::MAX),
-        };
-        let new = nanos_of(reference).saturating_sub(since);
+        let new = nanos_of(reference).saturating_sub(self.nanos_since(read_at));
         let old = self.epoch_nanos.swap(new, Ordering::Relaxed);
         let moved = chrono::TimeDelta::nanoseconds(new.saturating_sub(old));
         if moved.abs() > DRIFT {
@@ -113,15 +109,19 @@ impl Reference {
 
     /// The wall time at the monotonic instant `at`.
     fn wall_at(&self, at: Instant) -> SystemTime {
-        let since = match at.checked_duration_since(self.at) {
-            Some(d) => i64::try_from(d.as_nanos()).unwrap_or(i64::MAX),
-            None => -i64::try_from(self.at.duration_since(at).as_nanos()).unwrap_or(i64::MAX),
-        };
         time_of(
             self.epoch_nanos
                 .load(Ordering::Relaxed)
-                .saturating_add(since),
+                .saturating_add(self.nanos_since(at)),
         )
+    }
+
+    /// Nanoseconds from the reference's monotonic instant to `at` (negative before it).
+    fn nanos_since(&self, at: Instant) -> i64 {
+        match at.checked_duration_since(self.at) {
+            Some(d) => i64::try_from(d.as_nanos()).unwrap_or(i64::MAX),
+            None => -i64::try_from(self.at.duration_since(at).as_nanos()).unwrap_or(i64::MAX),
+        }
     }
 
     /// How far the machine's clock is from [`wall`](Self::wall) (positive: the machine's

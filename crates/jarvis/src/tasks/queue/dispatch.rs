@@ -109,12 +109,7 @@ impl TaskQueue {
                 while let Some((_, result)) = claims.next().await {
                     let result: Result<Vec<Task>, StoreError> = result;
                     if let Ok(tasks) = result {
-                        {
-                            let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
-                            for t in &tasks {
-                                held.insert(t.id, self.held_claim());
-                            }
-                        }
+                        self.hold(&tasks);
                         self.release_unstarted(&tasks);
                     }
                 }
@@ -202,12 +197,7 @@ impl TaskQueue {
         if tasks.is_empty() {
             return;
         }
-        {
-            let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
-            for t in &tasks {
-                held.insert(t.id, self.held_claim());
-            }
-        }
+        self.hold(&tasks);
         self.buffer
             .lock()
             .unwrap_or_else(|e| e.into_inner())

@@ -278,6 +278,14 @@ impl TaskQueue {
         }
     }
 
+    /// Notes that this instance now holds `tasks` (just claimed), each under a new claim.
+    fn hold(&self, tasks: &[Task]) {
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        for t in tasks {
+            held.insert(t.id, self.held_claim());
+        }
+    }
+
     /// The tasks this instance holds, each with its claim number.
     fn held_claims(&self) -> Vec<(Uuid, u64)> {
         self.held
@@ -407,10 +415,7 @@ impl TaskQueue {
                 self.trace_submitted(&out);
                 if let Some(ins) = out.first() {
                     if ins.created && ins.task.status == TaskStatus::Running {
-                        self.held
-                            .lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .insert(ins.task.id, self.held_claim());
+                        self.hold(std::slice::from_ref(&ins.task));
                         self.spawn_attempt(ins.task.clone(), permit);
                     }
                 }
