@@ -118,10 +118,12 @@ run_backend() {
   #   runs (by design: the dashboard listens to it); every request to it would only time out.
   #   tests/api/dashboard.rs covers it.
   # The request timeout is above the longest answer the API may legitimately take: a
-  # `?wait=true` submission waits up to `waitMs` (at most 120 s, 30 s by default) for its task,
-  # and a task whose domain's circuit is OPEN (an agent generated here that refuses every
-  # call opens it) waits that long without running. At 20 s such a request failed the run as a
-  # "Network Error" in some generations.
+  # `?wait=true` submission waits up to `waitMs` (at most 120 s, 30 s by default) for its task
+  # (a task waiting for an agent of its domain to be registered waits that long). At 20 s a
+  # wait on a task whose domain's circuit was OPEN (an agent generated here refuses every
+  # call) failed the run as a "Network Error"; such a wait now ends at once, since the task
+  # cannot start before the circuit's next attempt (the stateful phase had also flagged it
+  # at 30 s as ST112, response time above 10 s).
   # One worker: schemathesis's coverage phase parses Python ASTs, which CPython 3.11 does not
   # do safely from two threads ("SystemError: AST constructor recursion depth mismatch").
   JARVIS_ST_TOKEN="$token" "$venv/bin/schemathesis" --config-file scripts/lib/schemathesis.toml \

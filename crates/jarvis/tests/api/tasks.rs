@@ -1,6 +1,6 @@
 //! Tasks end to end: a real HTTP agent on 127.0.0.1, the real server, both backends.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::agent::{Behaviour, TestAgent};
 use crate::both_backends;
@@ -254,6 +254,83 @@ both_backends!(an_open_circuit_spends_no_attempts, |backend| async move {
     history_of(&app, &id, 3).await;
     app.stop().await;
 });
+
+both_backends!(
+    a_wait_ends_at_once_when_the_task_cannot_start_before_it,
+    |backend| async move {
+        let app = app_with(
+            backend,
+            &[
+                ("CIRCUIT_BREAKER_FAILURE_THRESHOLD", "1"),
+                ("CIRCUIT_BREAKER_TIMEOUT_MS", "60000"),
+                ("JARVIS_TASK_RETRY_BASE_MS", "10"),
+            ],
+        )
+        .await;
+        let fine = TestAgent::start(Behaviour::Succeed).await;
+        register(&app, "fine", &fine).await;
+        // Due in a minute: a 20 s wait could see nothing change, so it answers at once.
+        let later = (chrono::Utc::now() + chrono::TimeDelta::seconds(60)).to_rfc3339();
+        let started = Instant::now();
+        let (s, body) = json(
+            app.send_json(
+                Method::POST,
+                "/api/v1/execute?wait=true&waitMs=20000",
+                &json!({"domain": "fine", "action": "x", "runAt": later}),
+            )
+            .await,
+        )
+        .await;
+        assert_eq!(s, 202, "{body}");
+        assert_eq!(body["data"]["status"], "queued", "{body}");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+        assert!(fine.calls().is_empty());
+        // Due within the wait: it waits, and answers the finished task.
+        let soon = (chrono::Utc::now() + chrono::TimeDelta::milliseconds(700)).to_rfc3339();
+        let (s, body) = json(
+            app.send_json(
+                Method::POST,
+                "/api/v1/execute?wait=true&waitMs=20000",
+                &json!({"domain": "fine", "action": "x", "runAt": soon}),
+            )
+            .await,
+        )
+        .await;
+        assert_eq!(s, 200, "{body}");
+        assert_eq!(body["data"]["status"], "succeeded", "{body}");
+        // A refusal opens the circuit for a minute; the task's next attempt waits for it, so
+        // the wait answers the waiting task instead of holding the request for 20 s.
+        let flaky = TestAgent::start(Behaviour::Status(503)).await;
+        register(&app, "flaky", &flaky).await;
+        let started = Instant::now();
+        let (s, body) = json(
+            app.send_json(
+                Method::POST,
+                "/api/v1/execute?wait=true&waitMs=20000",
+                &json!({"domain": "flaky", "action": "x", "maxAttempts": 3}),
+            )
+            .await,
+        )
+        .await;
+        assert_eq!(s, 202, "{body}");
+        assert_eq!(body["data"]["status"], "waiting", "{body}");
+        assert!(
+            body["data"]["error"].as_str().unwrap().contains("OPEN"),
+            "{body}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(flaky.calls().len(), 1);
+        app.stop().await;
+    }
+);
 
 both_backends!(
     idempotency_keys_return_the_same_task,

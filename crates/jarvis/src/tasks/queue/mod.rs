@@ -533,7 +533,17 @@ impl TaskQueue {
         }
     }
 
-    /// Waits (at most `limit`) for a task to finish; returns it as it is then.
+    /// Whether a task not yet running cannot start within `within`: it waits for its `runAt`
+    /// (a delayed submission, a retry's backoff, an OPEN circuit's next attempt, a recheck for
+    /// an agent), and only a claim, which `runAt` holds back, moves that time. A wait for it
+    /// would end with nothing changed, so it ends at once instead.
+    fn not_before(&self, task: &Task, within: Duration) -> bool {
+        matches!(task.status, TaskStatus::Queued | TaskStatus::Waiting)
+            && chrono::TimeDelta::from_std(within).is_ok_and(|w| task.run_at > self.now() + w)
+    }
+
+    /// Waits (at most `limit`) for a task to finish; returns it as it is then, or at once
+    /// when it cannot start before the wait ends.
     pub async fn wait(&self, id: Uuid, limit: Duration) -> Result<Option<Task>, StoreError> {
         let mut rx = self.finished.subscribe();
         let deadline = tokio::time::Instant::now() + limit;
@@ -541,7 +551,8 @@ impl TaskQueue {
             let Some(task) = self.store.get_task(id).await? else {
                 return Ok(None);
             };
-            if task.status.is_final() || tokio::time::Instant::now() >= deadline {
+            let now = tokio::time::Instant::now();
+            if task.status.is_final() || now >= deadline || self.not_before(&task, deadline - now) {
                 return Ok(Some(task));
             }
             // Woken by a finish here or, through the store's notification, on another
