@@ -301,6 +301,23 @@ async function oneRun(runIndex) {
       throw new Error(`expected ${opts.tasks} history rows, found ${historyRows}: ${JSON.stringify(detail.rows)}`);
     }
     const processMs = tEnd - tFirst;
+    if (process.env.BENCH_TIMELINE) {
+      // Where the processing phase's time went, ms from the first attempt's start: the last
+      // attempt started and finished (stamped by Jarvis), the last settlement (its statement's
+      // time), and the poller's t_end.
+      const tl = await pool.query(
+        "SELECT extract(epoch FROM max(h.started_at)) * 1000 AS last_start, " +
+          "extract(epoch FROM max(h.finished_at)) * 1000 AS last_finish, " +
+          "(SELECT extract(epoch FROM max(updated_at)) * 1000 FROM tasks WHERE domain = $1) AS last_settle " +
+          "FROM task_history h WHERE h.domain = $1",
+        [domain],
+      );
+      const at = (v) => Math.round(Number(v) - tFirst);
+      c.log(
+        `timeline ms: last start ${at(tl.rows[0].last_start)}, last finish ${at(tl.rows[0].last_finish)}, ` +
+          `last settlement ${at(tl.rows[0].last_settle)}, t_end ${at(tEnd)}`,
+      );
+    }
 
     // ---- 3. idle pickup -----------------------------------------------------------------
     await c.sleep(200);

@@ -115,6 +115,12 @@ impl<DB: Database> Tx<'_, DB> {
     pub async fn commit(self) -> Result<(), Error> {
         self.inner.commit().await
     }
+
+    /// The connection the transaction runs on, for what is not a statement (PostgreSQL's
+    /// `COPY … FROM STDIN`).
+    pub fn connection(&mut self) -> &mut DB::Connection {
+        &mut self.inner
+    }
 }
 
 /// A statement sent as the unnamed prepared statement (never cached on the connection).
