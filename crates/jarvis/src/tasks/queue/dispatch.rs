@@ -151,7 +151,15 @@ impl TaskQueue {
                             let n = tasks.len();
                             self.take_claimed(tasks);
                             backlog = n == asked;
-                            if n < asked {
+                            if backlog {
+                                // More are due, whatever another claim found.
+                                idle_until = None;
+                            } else if !claims.is_empty() {
+                                // Another claim is in flight: no new one meanwhile; what it
+                                // brings decides (not asked for the next due time here, which
+                                // would leave that claim's tasks unread until answered).
+                                idle_until = Some(tokio::time::Instant::now() + poll);
+                            } else {
                                 // Drained for now: rest until the next delayed task is due (or
                                 // a submission, a finished worker, the poll wakes us).
                                 wait = poll;
