@@ -119,7 +119,7 @@ impl HistoryDialect for PostgresStore {
         match copied {
             Ok(_) => Ok(records.iter().map(|r| r.record_id).collect()),
             Err(e) => {
-                tracing::debug!(error = %e, records = records.len(), "COPY of history records failed; inserting them one statement, skipping those stored");
+                tracing::debug!(error = %e, records = records.len(), "COPY of history records failed; inserting them in one statement that skips those stored");
                 sqlx::query("ROLLBACK TO SAVEPOINT copy_records")
                     .execute(&mut *tx)
                     .await?;
