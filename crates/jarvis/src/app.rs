@@ -375,6 +375,18 @@ impl Application {
             .map(|task| tokio::spawn(task(stop_rx.clone())))
             .collect();
         let grace = state.config.server.shutdown_grace;
+        // On the embedded store, the data directory's lock says whether this is its only
+        // `serve`: then what is left running belongs to a process that died, and is taken
+        // back now rather than when its leases expire. Held until this function returns.
+        let _serve_lock = if state.store.backend() == Backend::Sqlite {
+            let lock = crate::files::ServeLock::try_take(&state.config.server.data_dir);
+            if lock.is_some() {
+                state.tasks.take_back_orphans().await;
+            }
+            lock
+        } else {
+            None
+        };
         state.tasks.start().await;
         let router = crate::api::router(state.clone());
         tracing::info!(

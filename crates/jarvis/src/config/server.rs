@@ -72,7 +72,7 @@ settings! {
             get: |f| f.server.data_dir.as_ref().map(|p| p.display().to_string().into()),
         }),
         view: "dataDir",
-        help: "directory of `jarvis.db` (SQLite), `dev-token`, `history-spool.jsonl`",
+        help: "directory of `jarvis.db` (SQLite), `dev-token`, `history-spool.jsonl`, `serve.lock`",
         ..Setting::PLAIN
     };
     /// `JARVIS_CONFIG`.

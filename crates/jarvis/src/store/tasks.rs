@@ -164,6 +164,16 @@ pub trait TaskStore: Send + Sync {
         grace: std::time::Duration,
     ) -> Result<Vec<Reclaimed>, StoreError>;
 
+    /// Takes back up to `limit` running tasks whatever their lease, as
+    /// [`reclaim_expired`](TaskStore::reclaim_expired) does expired ones. Only for a process
+    /// that knows every holder is gone: the embedded store's `serve` starting with the data
+    /// directory's lock, before it claims anything (`files::ServeLock`).
+    async fn reclaim_orphaned(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Reclaimed>, StoreError>;
+
     /// The earliest `run_at` of a claimable task, if any.
     async fn next_run_at(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
 
@@ -231,10 +241,13 @@ pub(crate) trait QueueDialect: SqlBackend + Sync {
     /// instance (`$4`), both per task as in [`RENEW`](Self::RENEW); returns the IDs marked.
     const MARK_CALLED: &'static str;
 
-    /// See [`TaskStore::reclaim_expired`].
+    /// See [`TaskStore::reclaim_expired`]: the leases that expired before `expired_before`
+    /// (`now`, or any time after it for [`TaskStore::reclaim_orphaned`]); `now` stamps what
+    /// is taken back.
     async fn take_back_expired(
         &self,
         now: DateTime<Utc>,
+        expired_before: DateTime<Utc>,
         limit: u32,
         grace: std::time::Duration,
     ) -> Result<Vec<Reclaimed>, sqlx::Error>;
@@ -453,7 +466,21 @@ macro_rules! impl_task_store {
                 grace: std::time::Duration,
             ) -> Result<Vec<$crate::store::tasks::Reclaimed>, $crate::store::StoreError> {
                 use $crate::store::{shared::SqlBackend, tasks::QueueDialect};
-                self.take_back_expired(now, limit, grace)
+                self.take_back_expired(now, now, limit, grace)
+                    .await
+                    .map_err(|e| self.classify(e))
+            }
+
+            async fn reclaim_orphaned(
+                &self,
+                now: chrono::DateTime<chrono::Utc>,
+                limit: u32,
+            ) -> Result<Vec<$crate::store::tasks::Reclaimed>, $crate::store::StoreError> {
+                use $crate::store::{shared::SqlBackend, tasks::QueueDialect};
+                // Any lease, however long it still runs (a century on: times stay comparable
+                // as SQLite's text).
+                let any = now + chrono::TimeDelta::days(36_525);
+                self.take_back_expired(now, any, limit, std::time::Duration::ZERO)
                     .await
                     .map_err(|e| self.classify(e))
             }

@@ -294,6 +294,42 @@ both_backends!(expired_leases_are_reclaimed_once, |backend| async move {
 const GRACE: Duration = Duration::from_millis(1);
 
 both_backends!(
+    orphans_are_taken_back_whatever_their_lease,
+    |backend| async move {
+        use jarvis::store::ReclaimOutcome;
+        let (_env, store) = open(backend).await;
+        let tasks: Vec<NewTask> = (0..3).map(|i| new_task(i, None)).collect();
+        store.insert_tasks(&tasks, None).await.unwrap();
+        // Held for an hour by a process that is gone; one attempt was called.
+        let claimed = store.claim_tasks(lease("gone", 3_600), 3).await.unwrap();
+        assert_eq!(claimed.len(), 3);
+        let now = jarvis::store::now();
+        store
+            .mark_called("gone", &[(claimed[0].id, 1)], now)
+            .await
+            .unwrap();
+        let expired = store.reclaim_expired(now, 10, GRACE).await.unwrap();
+        assert!(expired.is_empty(), "no lease has expired: {expired:?}");
+        let back = store.reclaim_orphaned(now, 10).await.unwrap();
+        assert_eq!(back.len(), 3);
+        for r in &back {
+            let want = if r.task.id == claimed[0].id {
+                ReclaimOutcome::Interrupted
+            } else {
+                ReclaimOutcome::GivenBack
+            };
+            assert_eq!(r.outcome, want, "{:?}", r.task);
+            assert_eq!(r.lost_by.as_deref(), Some("gone"));
+            assert!(r.task.run_at <= jarvis::store::now(), "due again at once");
+        }
+        // Claimable again at once.
+        let again = store.claim_tasks(lease("new", 30), 3).await.unwrap();
+        assert_eq!(again.len(), 3);
+        store.close().await;
+    }
+);
+
+both_backends!(
     an_attempt_never_called_is_given_back,
     |backend| async move {
         use jarvis::store::ReclaimOutcome;

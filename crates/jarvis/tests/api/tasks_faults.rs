@@ -217,6 +217,43 @@ async fn sqlite_kill_and_restart_keeps_one_record_per_attempt() {
     check_invariants(&again, &ids, &agent).await;
 }
 
+/// The embedded store with the default lease (30 s): started again after a SIGKILL, `serve`
+/// holds the data directory's lock, so the tasks the dead process left running are taken back
+/// at once, not when their leases expire, with the same invariants.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_restart_takes_back_the_dead_process_tasks_at_once() {
+    let mut env = TestEnv::new(Backend::Sqlite).await;
+    env.set("JARVIS_CONCURRENCY", "10")
+        .set("JARVIS_TASK_RETRY_BASE_MS", "20")
+        .set("JARVIS_HEALTH_MONITOR", "false");
+    let agent = TestAgent::start(Behaviour::Delay(Duration::from_millis(500))).await;
+    let mut first = TestProcess::start(&env).await;
+    register_music_agent(&first, &agent).await;
+    let ids = submit(&first, 40).await;
+    eventually(
+        LIMIT,
+        "calls after the first round was answered",
+        || async { agent.calls().len() > 10 },
+    )
+    .await;
+    first.signal("KILL");
+    first.wait_exit(Duration::from_secs(10)).await;
+    let restarted = std::time::Instant::now();
+    let again = TestProcess::start(&env).await;
+    check_invariants(&again, &ids, &agent).await;
+    let took = restarted.elapsed();
+    assert!(
+        took < Duration::from_secs(15),
+        "the tasks left running took {took:?} to finish: they waited for their 30 s leases"
+    );
+    let said = log_lines(&env.log_file()).into_iter().any(|l| {
+        l["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("took back the tasks a previous process"))
+    });
+    assert!(said, "the restart said what it took back");
+}
+
 /// `?wait=true` answered by an instance that does not run the task hears of its settlement
 /// through the store (NOTIFY), not by polling: every answer comes well before the 500 ms
 /// fallback poll could have fired.

@@ -140,13 +140,14 @@ SELECT (SELECT count(*) FROM done) AS applied, (SELECT count(*) FROM sent) AS no
 /// Takes back tasks whose lease expired, deciding per task from its row and the history record
 /// of its current attempt (see [`ReclaimOutcome`]): `recorded` settles as the record says,
 /// `given_back` returns an attempt whose agent was never called (`called_at IS NULL`),
-/// `interrupted` requeues (or fails) and leaves the record to the caller. Nothing is reclaimed
-/// until `$3` has passed since the server started: leases that expired while it was down
+/// `interrupted` requeues (or fails) and leaves the record to the caller. Leases that expired
+/// before `$4` (`$1`, now, but for orphans); `$1` stamps what is taken back. Nothing is
+/// reclaimed until `$3` has passed since the server started: leases that expired while it was down
 /// belong to holders that may be alive and renew as soon as they reconnect.
 const RECLAIM: &str = "\
 WITH expired AS (
     SELECT id, locked_by, started_at, called_at, attempts FROM tasks
-    WHERE status = 'running' AND lease_until < $1 AND pg_postmaster_start_time() < $3
+    WHERE status = 'running' AND lease_until < $4 AND pg_postmaster_start_time() < $3
     ORDER BY lease_until
     LIMIT $2
     FOR UPDATE SKIP LOCKED
@@ -329,6 +330,7 @@ impl QueueDialect for PostgresStore {
     async fn take_back_expired(
         &self,
         now: DateTime<Utc>,
+        expired_before: DateTime<Utc>,
         limit: u32,
         grace: Duration,
     ) -> Result<Vec<Reclaimed>, sqlx::Error> {
@@ -338,6 +340,7 @@ impl QueueDialect for PostgresStore {
             .bind(now)
             .bind(i64::from(limit))
             .bind(up_before)
+            .bind(expired_before)
             .fetch_all(self.queue())
             .await?;
         all.iter()

@@ -146,6 +146,7 @@ RETURNING tasks.id";
     async fn take_back_expired(
         &self,
         now: DateTime<Utc>,
+        expired_before: DateTime<Utc>,
         limit: u32,
         _grace: std::time::Duration,
     ) -> Result<Vec<Reclaimed>, sqlx::Error> {
@@ -160,7 +161,7 @@ RETURNING tasks.id";
              WHERE t.status = 'running' AND t.lease_until < ?1 \
              ORDER BY t.lease_until LIMIT ?2",
         )
-        .bind(now)
+        .bind(expired_before)
         .bind(i64::from(limit))
         .fetch_all(&mut tx)
         .await?;

@@ -79,75 +79,117 @@ impl TaskQueue {
             .reclaim_expired(now, RECLAIM_BATCH, self.lease())
             .await
         {
-            Ok(list) => {
-                let count = list.len();
-                let mut announce = Vec::new();
-                for r in list {
-                    let task = &r.task;
-                    let lost_by = r.lost_by.as_deref().unwrap_or("?");
-                    match r.outcome {
-                        ReclaimOutcome::Interrupted => {
-                            let started = r.attempt_started_at.unwrap_or(now);
-                            let reason =
-                                task.error.clone().unwrap_or_else(|| "lease expired".into());
-                            let duration = (now - started).num_milliseconds().max(0) as u64;
-                            let record =
-                                attempt_record(task, r.lost_by.clone(), started, now, duration)
-                                    .with_failure(&reason);
-                            task_span(task).in_scope(|| {
-                                tracing::warn!(
-                                    lost_by,
-                                    status = %task.status,
-                                    attempts = task.attempts,
-                                    "reclaimed a task whose worker stopped renewing its lease mid-call"
-                                )
-                            });
-                            self.recorder.record(record);
-                        }
-                        ReclaimOutcome::Recorded => task_span(task).in_scope(|| {
-                            tracing::warn!(
-                                lost_by,
-                                status = %task.status,
-                                attempts = task.attempts,
-                                "reclaimed a task whose worker recorded its attempt but did not settle it; settled as recorded"
-                            )
-                        }),
-                        ReclaimOutcome::GivenBack => task_span(task).in_scope(|| {
-                            tracing::warn!(
-                                lost_by,
-                                attempts = task.attempts,
-                                "reclaimed a task whose agent was never called; attempt given back"
-                            )
-                        }),
-                    }
-                    if task.status.is_final() {
-                        self.metrics.finished(
-                            task.domain.as_str(),
-                            task.action.as_str(),
-                            task.status,
-                        );
-                        let _ = self.finished.send(task.id);
-                        if task.notify_done {
-                            announce.push(task.id);
-                        }
-                    }
-                }
-                if !announce.is_empty() {
-                    if let Err(e) = self.store.notify_finished(&announce).await {
-                        tracing::warn!(error = %e, "cannot announce reclaimed tasks; waiters poll");
-                    }
-                }
-                if count > 0 {
-                    self.wake.notify_one();
-                }
-                Some(count)
-            }
+            Ok(list) => Some(self.took_back(list, now).await),
             Err(e) => {
                 self.store_failed();
                 tracing::warn!(error = %e, "cannot reclaim expired task leases");
                 None
             }
         }
+    }
+
+    /// Takes back, before this instance claims anything, every task a process that is gone
+    /// left running: the embedded store's `serve` holds its data directory's lock
+    /// (`files::ServeLock`), so no other worker of that store is alive, and its tasks need not
+    /// wait for their leases to expire. The records the dead process left in its history spool
+    /// are stored first, so an attempt it recorded is settled as recorded. Returns how many
+    /// tasks were taken back.
+    pub async fn take_back_orphans(&self) -> usize {
+        if !self.settings.workers_enabled {
+            return 0;
+        }
+        self.recorder.flush().await;
+        let mut total = 0;
+        loop {
+            let now = self.now();
+            match self.store.reclaim_orphaned(now, RECLAIM_BATCH).await {
+                Ok(list) => {
+                    let n = list.len();
+                    total += self.took_back(list, now).await;
+                    if n < RECLAIM_BATCH as usize {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    // The reclaimer takes them back once their leases expire.
+                    tracing::warn!(error = %e, "cannot take back the tasks of the previous process");
+                    break;
+                }
+            }
+        }
+        if total > 0 {
+            tracing::warn!(
+                tasks = total,
+                "took back the tasks a previous process on this data directory left running"
+            );
+        }
+        total
+    }
+
+    /// Records, announces and counts what a reclaim took back (see [`ReclaimOutcome`]).
+    async fn took_back(
+        &self,
+        list: Vec<crate::store::Reclaimed>,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> usize {
+        let count = list.len();
+        let mut announce = Vec::new();
+        for r in list {
+            let task = &r.task;
+            let lost_by = r.lost_by.as_deref().unwrap_or("?");
+            match r.outcome {
+                ReclaimOutcome::Interrupted => {
+                    let started = r.attempt_started_at.unwrap_or(now);
+                    let reason =
+                        task.error.clone().unwrap_or_else(|| "lease expired".into());
+                    let duration = (now - started).num_milliseconds().max(0) as u64;
+                    let record =
+                        attempt_record(task, r.lost_by.clone(), started, now, duration)
+                            .with_failure(&reason);
+                    task_span(task).in_scope(|| {
+                        tracing::warn!(
+                            lost_by,
+                            status = %task.status,
+                            attempts = task.attempts,
+                            "reclaimed a task whose worker stopped renewing its lease mid-call"
+                        )
+                    });
+                    self.recorder.record(record);
+                }
+                ReclaimOutcome::Recorded => task_span(task).in_scope(|| {
+                    tracing::warn!(
+                        lost_by,
+                        status = %task.status,
+                        attempts = task.attempts,
+                        "reclaimed a task whose worker recorded its attempt but did not settle it; settled as recorded"
+                    )
+                }),
+                ReclaimOutcome::GivenBack => task_span(task).in_scope(|| {
+                    tracing::warn!(
+                        lost_by,
+                        attempts = task.attempts,
+                        "reclaimed a task whose agent was never called; attempt given back"
+                    )
+                }),
+            }
+            if task.status.is_final() {
+                self.metrics
+                    .finished(task.domain.as_str(), task.action.as_str(), task.status);
+                let _ = self.finished.send(task.id);
+                if task.notify_done {
+                    announce.push(task.id);
+                }
+            }
+        }
+        if !announce.is_empty() {
+            if let Err(e) = self.store.notify_finished(&announce).await {
+                tracing::warn!(error = %e, "cannot announce reclaimed tasks; waiters poll");
+            }
+        }
+        if count > 0 {
+            self.wake.notify_one();
+        }
+        count
     }
 }
 
