@@ -190,21 +190,17 @@ async fn postgres_kill_and_outage_keep_one_record_per_attempt() {
     );
 }
 
-/// The embedded store: one instance SIGKILLed while its calls are in flight (with tasks
-/// claimed ahead of its workers), then started again on the same data directory.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_kill_and_restart_keeps_one_record_per_attempt() {
-    let mut env = TestEnv::new(Backend::Sqlite).await;
-    env.set("JARVIS_TASK_LEASE_MS", "2000")
-        .set("JARVIS_CONCURRENCY", "10")
+/// Starts an instance on the embedded store of `env` (concurrency 10), submits `n` tasks of a
+/// 500 ms agent, and SIGKILLs it once the first round was answered: the next calls are in
+/// flight and more tasks are claimed ahead of the workers. Returns the task IDs and the agent.
+async fn sqlite_killed_mid_call(env: &mut TestEnv, n: usize) -> (Vec<String>, TestAgent) {
+    env.set("JARVIS_CONCURRENCY", "10")
         .set("JARVIS_TASK_RETRY_BASE_MS", "20")
         .set("JARVIS_HEALTH_MONITOR", "false");
     let agent = TestAgent::start(Behaviour::Delay(Duration::from_millis(500))).await;
-    let mut first = TestProcess::start(&env).await;
+    let mut first = TestProcess::start(env).await;
     register_music_agent(&first, &agent).await;
-    let ids = submit(&first, 60).await;
-    // More calls than the ten workers make at once: the first ones were answered, the next
-    // ones are in flight (each takes 500 ms), and more tasks are claimed ahead.
+    let ids = submit(&first, n).await;
     eventually(
         LIMIT,
         "calls after the first round was answered",
@@ -213,6 +209,16 @@ async fn sqlite_kill_and_restart_keeps_one_record_per_attempt() {
     .await;
     first.signal("KILL");
     first.wait_exit(Duration::from_secs(10)).await;
+    (ids, agent)
+}
+
+/// The embedded store: one instance SIGKILLed while its calls are in flight (with tasks
+/// claimed ahead of its workers), then started again on the same data directory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_kill_and_restart_keeps_one_record_per_attempt() {
+    let mut env = TestEnv::new(Backend::Sqlite).await;
+    env.set("JARVIS_TASK_LEASE_MS", "2000");
+    let (ids, agent) = sqlite_killed_mid_call(&mut env, 60).await;
     let again = TestProcess::start(&env).await;
     check_invariants(&again, &ids, &agent).await;
 }
@@ -223,21 +229,7 @@ async fn sqlite_kill_and_restart_keeps_one_record_per_attempt() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_restart_takes_back_the_dead_process_tasks_at_once() {
     let mut env = TestEnv::new(Backend::Sqlite).await;
-    env.set("JARVIS_CONCURRENCY", "10")
-        .set("JARVIS_TASK_RETRY_BASE_MS", "20")
-        .set("JARVIS_HEALTH_MONITOR", "false");
-    let agent = TestAgent::start(Behaviour::Delay(Duration::from_millis(500))).await;
-    let mut first = TestProcess::start(&env).await;
-    register_music_agent(&first, &agent).await;
-    let ids = submit(&first, 40).await;
-    eventually(
-        LIMIT,
-        "calls after the first round was answered",
-        || async { agent.calls().len() > 10 },
-    )
-    .await;
-    first.signal("KILL");
-    first.wait_exit(Duration::from_secs(10)).await;
+    let (ids, agent) = sqlite_killed_mid_call(&mut env, 40).await;
     let restarted = std::time::Instant::now();
     let again = TestProcess::start(&env).await;
     check_invariants(&again, &ids, &agent).await;
