@@ -288,11 +288,11 @@ const NO_STORE: [&str; 8] = [
     "/api/v1/health/services",
 ];
 
-/// What every route of a kind shares: the bearer token and its 401 and 403 on `/api/v1/*`,
-/// `/v1/*` and `/metrics` (the public routes, `/health` and the dashboard's page, files and
-/// sign-in, have none); 429 on every route; the body errors on routes that take a body; 503 on
-/// routes that read or write the store. It also declares the dashboard's session cookie, the
-/// security of `GET /ui/session` and `POST /ui/logout`.
+/// What every route of a kind shares: the bearer token or the dashboard's session cookie, and
+/// their 401 and 403, on `/api/v1/*`, `/v1/*` and `/metrics` (the public routes, `/health` and
+/// the dashboard's page, files and sign-in, have none); 429 on every route; the body errors on
+/// routes that take a body; 503 on routes that read or write the store. The session cookie
+/// alone is the security of `GET /ui/session` and `POST /ui/logout`.
 pub struct Contract;
 
 impl Modify for Contract {
@@ -334,21 +334,26 @@ impl Modify for Contract {
                 // (utoipa's default, the handler's name, repeats: `get`, `list`, …).
                 op.operation_id = Some(operation_id(method, path));
                 if protected {
-                    op.security = Some(vec![SecurityRequirement::new(
-                        "bearer",
-                        Vec::<String>::new(),
-                    )]);
+                    // Either credential (`api::auth::authorize`): the bearer token, or without
+                    // an `Authorization` header the dashboard's session cookie.
+                    op.security = Some(vec![
+                        SecurityRequirement::new("bearer", Vec::<String>::new()),
+                        SecurityRequirement::new("session", Vec::<String>::new()),
+                    ]);
                     add(
                         op,
                         "401",
-                        error(gateway, "`unauthorized`: no valid bearer token."),
+                        error(
+                            gateway,
+                            "`unauthorized`: no valid bearer token (nor dashboard session).",
+                        ),
                     );
                     add(
                         op,
                         "403",
                         error(
                             gateway,
-                            "`forbidden`: the token's role is below the route's (read < operate < admin).",
+                            "`forbidden`: the token's role is below the route's (read < operate < admin); `csrf_failed`: a change made with the session cookie without the dashboard's CSRF header.",
                         ),
                     );
                 }
@@ -783,7 +788,7 @@ mod tests {
                 } else {
                     assert_eq!(
                         security,
-                        &serde_json::json!([{"bearer": []}]),
+                        &serde_json::json!([{"bearer": []}, {"session": []}]),
                         "{method} {path}"
                     );
                 }

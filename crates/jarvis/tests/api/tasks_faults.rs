@@ -244,6 +244,26 @@ async fn sqlite_restart_takes_back_the_dead_process_tasks_at_once() {
             .is_some_and(|m| m.contains("took back the tasks a previous process"))
     });
     assert!(said, "the restart said what it took back");
+    // The calls in flight at the kill were interrupted; their records say how they were found.
+    let (_, b) = again
+        .api(
+            Method::GET,
+            "/api/v1/tasks/executions?success=false&limit=100",
+            None,
+        )
+        .await;
+    let reasons: Vec<&str> = b["data"]["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["failureReason"].as_str())
+        .collect();
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains("taken back when serve started again")),
+        "no interrupted record says it was taken back at the restart: {reasons:?}"
+    );
 }
 
 /// `?wait=true` answered by an instance that does not run the task hears of its settlement

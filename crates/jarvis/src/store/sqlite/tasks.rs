@@ -213,10 +213,18 @@ RETURNING tasks.id";
                 } else {
                     TaskStatus::Queued
                 };
-                let error = format!(
-                    "attempt {attempts} interrupted: instance {} stopped renewing its lease",
-                    lost_by.as_deref().unwrap_or("?")
-                );
+                let holder = lost_by.as_deref().unwrap_or("?");
+                // Taken back whatever its lease (`reclaim_orphaned`): the holder is known gone.
+                let error = if expired_before > now {
+                    format!(
+                        "attempt {attempts} interrupted: instance {holder} stopped while the \
+                         attempt ran (taken back when serve started again on its data directory)"
+                    )
+                } else {
+                    format!(
+                        "attempt {attempts} interrupted: instance {holder} stopped renewing its lease"
+                    )
+                };
                 (
                     ReclaimOutcome::Interrupted,
                     status,

@@ -1,0 +1,11 @@
+-- Jarvis schema, part 19: `task_history.record_id` is no longer a unique index.
+--
+-- Applied automatically at start, and also runnable by hand before instances start.
+-- Every statement is idempotent, so running the file twice does no harm.
+--
+-- 0001 made `record_id` UNIQUE so that replaying a spool file never duplicates a row. Since 0007,
+-- `task_history_task_attempt_idx` (one record per task and attempt) refuses every such replay
+-- on its own: a replayed record carries the (task_id, attempt) it was written with. The second
+-- unique index was one more entry per recorded attempt, ~1 µs of the ~8 µs a record costs
+-- PostgreSQL (bench/queue/README.md, "Session 12"), and nothing looks records up by it.
+ALTER TABLE task_history DROP CONSTRAINT IF EXISTS task_history_record_id_key;
