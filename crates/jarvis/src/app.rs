@@ -377,17 +377,26 @@ impl Application {
         let grace = state.config.server.shutdown_grace;
         // On the embedded store, the data directory's lock says whether this is its only
         // `serve`: then what is left running belongs to a process that died, and is taken
-        // back now rather than when its leases expire. Held until this function returns.
-        let _serve_lock = if state.store.backend() == Backend::Sqlite {
-            let lock = crate::files::ServeLock::try_take(&state.config.server.data_dir);
-            if lock.is_some() {
-                state.tasks.take_back_orphans().await;
-            }
-            lock
+        // back before the workers start rather than when its leases expire. Held until this
+        // function returns.
+        let serve_lock = if state.store.backend() == Backend::Sqlite {
+            crate::files::ServeLock::try_take(&state.config.server.data_dir)
         } else {
             None
         };
-        state.tasks.start().await;
+        // The workers start once that is done (it first stores the dead process's history
+        // spool, which after a long outage can take seconds); the API serves meanwhile, so
+        // `/health` answers and submissions are stored.
+        let workers = {
+            let queue = state.tasks.clone();
+            let orphans = serve_lock.is_some();
+            tokio::spawn(async move {
+                if orphans {
+                    queue.take_back_orphans().await;
+                }
+                queue.start().await;
+            })
+        };
         let router = crate::api::router(state.clone());
         tracing::info!(
             port = listener.local_addr().map(|a| a.port()).unwrap_or(0),
@@ -409,8 +418,10 @@ impl Application {
                 "shutdown requested; finishing in-flight requests and tasks"
             );
             let _ = stopping_tx.send(true);
-            // The workers stop claiming now and drain alongside the HTTP requests.
+            // The workers stop claiming now and drain alongside the HTTP requests (once
+            // started: a shutdown during the take-back above waits for it).
             tokio::spawn(async move {
+                let _ = workers.await;
                 queue.shutdown(grace).await;
                 let _ = drained_tx.send(());
             });

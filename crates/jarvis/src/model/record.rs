@@ -8,8 +8,8 @@ use uuid::Uuid;
 /// Longest failure reason kept, in characters (the rest is cut).
 pub const MAX_REASON_CHARS: usize = 2_000;
 
-/// One attempt of one task. `record_id` identifies the record itself, so writing it twice (a
-/// replayed spool file) stores it once.
+/// One attempt of one task. The store keeps one record per task and attempt, so writing a
+/// record twice (a replayed spool file) stores it once.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ExecutionRecord {

@@ -266,6 +266,77 @@ async fn sqlite_restart_takes_back_the_dead_process_tasks_at_once() {
     );
 }
 
+/// A restart after SIGKILL serves the API while it takes back what the dead process left: the
+/// take-back first stores the dead process's history spool, which after a long outage can take
+/// seconds, and only the workers wait for it. `/health` answers before the take-back ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_restart_serves_the_api_while_it_takes_back() {
+    let mut env = TestEnv::new(Backend::Sqlite).await;
+    let (ids, agent) = sqlite_killed_mid_call(&mut env, 20).await;
+    // The spool a crash during a long outage leaves (100,000 records of earlier tasks).
+    let data = std::path::PathBuf::from(&env.vars["JARVIS_DATA_DIR"]);
+    let at = chrono::Utc::now() - chrono::TimeDelta::minutes(5);
+    let mut spool = String::new();
+    for _ in 0..100_000 {
+        let record = jarvis::model::record::ExecutionRecord {
+            record_id: uuid::Uuid::now_v7(),
+            task_id: uuid::Uuid::now_v7(),
+            domain: "spooled".into(),
+            action: "run".into(),
+            attempt: 1,
+            parameters: json!({}),
+            learned_parameters: None,
+            success: true,
+            duration_ms: 3,
+            impact_score: None,
+            failure_reason: None,
+            failure_group: None,
+            cost_usd: None,
+            correlation_id: None,
+            instance_id: None,
+            started_at: at,
+            finished_at: at,
+            timed_out: false,
+            model_call: None,
+        };
+        spool.push_str(&serde_json::to_string(&record).unwrap());
+        spool.push('\n');
+    }
+    use std::io::Write as _;
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(data.join(jarvis::history::recorder::SPOOL_FILE))
+        .and_then(|mut f| f.write_all(spool.as_bytes()))
+        .unwrap();
+    let again = TestProcess::start(&env).await;
+    let healthy_at = chrono::Utc::now();
+    check_invariants(&again, &ids, &agent).await;
+    let took_back_at = log_lines(&env.log_file())
+        .into_iter()
+        .filter(|l| {
+            l["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("took back the tasks a previous process"))
+        })
+        .filter_map(|l| l["timestamp"].as_str().map(str::to_string))
+        .next_back()
+        .expect("the restart said what it took back");
+    let took_back_at = chrono::DateTime::parse_from_rfc3339(&took_back_at).unwrap();
+    assert!(
+        healthy_at < took_back_at,
+        "/health answered at {healthy_at}, only after the take-back ended at {took_back_at}"
+    );
+    let (_, b) = again
+        .api(
+            Method::GET,
+            "/api/v1/tasks/executions?domain=spooled&limit=1",
+            None,
+        )
+        .await;
+    assert_eq!(b["data"]["items"].as_array().map(Vec::len), Some(1), "{b}");
+}
+
 /// `?wait=true` answered by an instance that does not run the task hears of its settlement
 /// through the store (NOTIFY), not by polling: every answer comes well before the 500 ms
 /// fallback poll could have fired.
