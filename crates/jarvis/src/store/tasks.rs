@@ -88,6 +88,9 @@ pub struct Reclaimed {
     pub lost_by: Option<String>,
     /// When the lost attempt started.
     pub attempt_started_at: Option<DateTime<Utc>>,
+    /// The lease its holder last set (`lease_until` before reclaiming): the holder was alive
+    /// at its last renewal, a lease before that.
+    pub lost_lease_until: Option<DateTime<Utc>>,
     /// What became of the lost attempt.
     pub outcome: ReclaimOutcome,
 }

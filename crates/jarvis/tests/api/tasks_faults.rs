@@ -230,6 +230,8 @@ async fn sqlite_kill_and_restart_keeps_one_record_per_attempt() {
 async fn sqlite_restart_takes_back_the_dead_process_tasks_at_once() {
     let mut env = TestEnv::new(Backend::Sqlite).await;
     let (ids, agent) = sqlite_killed_mid_call(&mut env, 40).await;
+    // Down for a while: an interrupted attempt's duration must not count the downtime.
+    tokio::time::sleep(Duration::from_secs(3)).await;
     let restarted = std::time::Instant::now();
     let again = TestProcess::start(&env).await;
     check_invariants(&again, &ids, &agent).await;
@@ -252,9 +254,24 @@ async fn sqlite_restart_takes_back_the_dead_process_tasks_at_once() {
             None,
         )
         .await;
-    let reasons: Vec<&str> = b["data"]["items"]
+    let interrupted: Vec<&Value> = b["data"]["items"]
         .as_array()
         .unwrap()
+        .iter()
+        .filter(|r| {
+            r["failureReason"]
+                .as_str()
+                .is_some_and(|m| m.contains("interrupted"))
+        })
+        .collect();
+    for r in &interrupted {
+        // The holder was last known alive at its last lease renewal (< 2 s into the run).
+        assert!(
+            r["durationMs"].as_u64().unwrap() < 2_500,
+            "an interrupted attempt counted the downtime: {r}"
+        );
+    }
+    let reasons: Vec<&str> = interrupted
         .iter()
         .filter_map(|r| r["failureReason"].as_str())
         .collect();

@@ -146,13 +146,13 @@ SELECT (SELECT count(*) FROM done) AS applied, (SELECT count(*) FROM sent) AS no
 /// belong to holders that may be alive and renew as soon as they reconnect.
 const RECLAIM: &str = "\
 WITH expired AS (
-    SELECT id, locked_by, started_at, called_at, attempts FROM tasks
+    SELECT id, locked_by, started_at, called_at, lease_until, attempts FROM tasks
     WHERE status = 'running' AND lease_until < $4 AND pg_postmaster_start_time() < $3
     ORDER BY lease_until
     LIMIT $2
     FOR UPDATE SKIP LOCKED
 ), decided AS (
-    SELECT e.id, e.locked_by, e.started_at, h.success AS rec_success,
+    SELECT e.id, e.locked_by, e.started_at, e.lease_until, h.success AS rec_success,
            h.failure_reason AS rec_reason, h.finished_at AS rec_finished,
            h.duration_ms AS rec_duration,
            CASE WHEN h.task_id IS NOT NULL THEN 'recorded'
@@ -182,7 +182,8 @@ UPDATE tasks t SET
              || COALESCE(d.locked_by, '?') || ' stopped renewing its lease' END,
     locked_by = NULL, lease_until = NULL, called_at = NULL, run_at = $1, updated_at = $1
 FROM decided d WHERE t.id = d.id
-RETURNING t.*, d.locked_by AS lost_by, d.started_at AS attempt_started_at, d.outcome";
+RETURNING t.*, d.locked_by AS lost_by, d.started_at AS attempt_started_at,
+          d.lease_until AS lost_lease_until, d.outcome";
 
 /// Renews leases: same shape and plan settings as the settlement (see `SETTLE`), one
 /// primary-key probe per held task, whatever the statistics say about `locked_by` and `status`.
@@ -350,6 +351,7 @@ impl QueueDialect for PostgresStore {
                     task: rows::task(r)?,
                     lost_by: r.try_get("lost_by")?,
                     attempt_started_at: r.try_get("attempt_started_at")?,
+                    lost_lease_until: r.try_get("lost_lease_until")?,
                     outcome: match outcome.as_str() {
                         "recorded" => ReclaimOutcome::Recorded,
                         "given_back" => ReclaimOutcome::GivenBack,

@@ -152,7 +152,7 @@ RETURNING tasks.id";
     ) -> Result<Vec<Reclaimed>, sqlx::Error> {
         let mut tx = self.writer().begin().await?;
         let expired = sqlx::query(
-            "SELECT t.id, t.locked_by, t.started_at, t.called_at, t.attempts, \
+            "SELECT t.id, t.locked_by, t.started_at, t.called_at, t.lease_until, t.attempts, \
                     t.max_attempts, t.error, h.success AS rec_success, \
                     h.failure_reason AS rec_reason, h.finished_at AS rec_finished, \
                     h.duration_ms AS rec_duration, h.task_id IS NOT NULL AS recorded \
@@ -171,6 +171,7 @@ RETURNING tasks.id";
             let lost_by: Option<String> = e.try_get("locked_by")?;
             let started: Option<DateTime<Utc>> = e.try_get("started_at")?;
             let called: Option<DateTime<Utc>> = e.try_get("called_at")?;
+            let lease_until: Option<DateTime<Utc>> = e.try_get("lease_until")?;
             let attempts: i64 = e.try_get("attempts")?;
             let max_attempts: i64 = e.try_get("max_attempts")?;
             let last = attempts >= max_attempts;
@@ -253,6 +254,7 @@ RETURNING tasks.id";
                 task: rows::task(&row)?,
                 lost_by,
                 attempt_started_at: started,
+                lost_lease_until: lease_until,
                 outcome,
             });
         }

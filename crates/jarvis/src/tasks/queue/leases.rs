@@ -142,9 +142,10 @@ impl TaskQueue {
                     let started = r.attempt_started_at.unwrap_or(now);
                     let reason =
                         task.error.clone().unwrap_or_else(|| "lease expired".into());
-                    let duration = (now - started).num_milliseconds().max(0) as u64;
+                    let ended = interrupted_at(started, r.lost_lease_until, self.lease(), now);
+                    let duration = (ended - started).num_milliseconds().max(0) as u64;
                     let record =
-                        attempt_record(task, r.lost_by.clone(), started, now, duration)
+                        attempt_record(task, r.lost_by.clone(), started, ended, duration)
                             .with_failure(&reason);
                     task_span(task).in_scope(|| {
                         tracing::warn!(
@@ -191,6 +192,23 @@ impl TaskQueue {
         }
         count
     }
+}
+
+/// When an attempt its holder lost ended, as far as anyone can tell: at the holder's last lease
+/// renewal (the lease it last set, less one lease of this instance's), never before the attempt
+/// started nor after `now`. The holder died somewhere between that renewal and the next one it
+/// missed; `now` (when the lease was found expired, or a restart found it) would count the whole
+/// wait for the lease, or the whole downtime, as the attempt's duration.
+pub(super) fn interrupted_at(
+    started: chrono::DateTime<chrono::Utc>,
+    lost_lease_until: Option<chrono::DateTime<chrono::Utc>>,
+    lease: Duration,
+    now: chrono::DateTime<chrono::Utc>,
+) -> chrono::DateTime<chrono::Utc> {
+    let renewed = lost_lease_until
+        .map(|until| until - chrono::TimeDelta::from_std(lease).unwrap_or_default())
+        .unwrap_or(now);
+    renewed.clamp(started, now.max(started))
 }
 
 /// Why a held task whose renewal matched nothing is to be stopped, from its row as read after

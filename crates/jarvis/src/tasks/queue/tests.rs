@@ -313,3 +313,25 @@ async fn a_settlement_forgets_only_the_claim_it_settled() {
     f.queue.apply(vec![settle(Some(again_claim))]).await;
     assert!(f.queue.held_ids().is_empty());
 }
+
+#[test]
+fn an_interrupted_attempt_ends_at_its_holders_last_renewal() {
+    use super::leases::interrupted_at;
+    use chrono::TimeDelta;
+    let t0 = chrono::DateTime::parse_from_rfc3339("2026-12-07T10:00:00Z")
+        .unwrap()
+        .to_utc();
+    let lease = Duration::from_secs(30);
+    let s = |n: i64| t0 + TimeDelta::seconds(n);
+    // Renewed at +50 s (lease until +80 s), found expired at +85 s: it ran 50 s, not 85.
+    assert_eq!(interrupted_at(t0, Some(s(80)), lease, s(85)), s(50));
+    // Found by a restart an hour later, its lease still (or long) expired: the same.
+    assert_eq!(interrupted_at(t0, Some(s(80)), lease, s(3_600)), s(50));
+    // Never renewed after the claim (lease until +30 s): it ended as far as we know at once.
+    assert_eq!(interrupted_at(t0, Some(s(30)), lease, s(40)), t0);
+    // A holder with a longer lease than ours: never later than now.
+    assert_eq!(interrupted_at(t0, Some(s(200)), lease, s(100)), s(100));
+    // No lease known, or a clock behind the start: now, and never before the start.
+    assert_eq!(interrupted_at(t0, None, lease, s(40)), s(40));
+    assert_eq!(interrupted_at(t0, Some(s(80)), lease, s(-5)), t0);
+}
