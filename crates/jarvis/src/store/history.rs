@@ -75,9 +75,9 @@ pub struct ExecutionFilter {
 /// Writing and pruning the history (a body per backend).
 #[async_trait]
 pub trait HistoryStore: Send + Sync {
-    /// Inserts `records` in one transaction, skipping any whose `record_id` is stored already,
-    /// and adds the inserted ones to the rollups in the same transaction. Returns how many were
-    /// inserted.
+    /// Inserts `records` in one transaction, skipping any stored already (one record per task
+    /// and attempt: a replayed record, or an attempt the reclaimer recorded first), and adds the
+    /// inserted ones to the rollups in the same transaction. Returns how many were inserted.
     async fn insert_history(&self, records: &[ExecutionRecord]) -> Result<u64, StoreError>;
 
     /// Deletes, among the `limit` oldest records (in insertion order: the primary key, so no
