@@ -965,3 +965,34 @@ pub async fn breaker(p: &TestProcess, name: &str) -> serde_json::Value {
         .await;
     body["data"][name].clone()
 }
+
+/// A successful attempt of `domain/action` that finished at `finished` after `duration_ms`,
+/// with a task of its own and nothing else set: records to store or spool directly.
+pub fn success_record(
+    domain: &str,
+    action: &str,
+    finished: chrono::DateTime<chrono::Utc>,
+    duration_ms: u64,
+) -> jarvis::model::record::ExecutionRecord {
+    jarvis::model::record::ExecutionRecord {
+        record_id: uuid::Uuid::now_v7(),
+        task_id: uuid::Uuid::now_v7(),
+        domain: domain.into(),
+        action: action.into(),
+        attempt: 1,
+        parameters: serde_json::json!({}),
+        learned_parameters: None,
+        success: true,
+        duration_ms,
+        impact_score: None,
+        failure_reason: None,
+        failure_group: None,
+        cost_usd: None,
+        correlation_id: None,
+        instance_id: None,
+        started_at: finished,
+        finished_at: finished,
+        timed_out: false,
+        model_call: None,
+    }
+}

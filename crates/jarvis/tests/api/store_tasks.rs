@@ -50,27 +50,7 @@ fn success_at(
     finished: chrono::DateTime<chrono::Utc>,
     duration_ms: u64,
 ) -> ExecutionRecord {
-    ExecutionRecord {
-        record_id: Uuid::now_v7(),
-        task_id: Uuid::now_v7(),
-        domain: "music".into(),
-        action: action.into(),
-        attempt: 1,
-        parameters: json!({}),
-        learned_parameters: None,
-        success: true,
-        duration_ms,
-        impact_score: None,
-        failure_reason: None,
-        failure_group: None,
-        cost_usd: None,
-        correlation_id: None,
-        instance_id: None,
-        started_at: finished,
-        finished_at: finished,
-        timed_out: false,
-        model_call: None,
-    }
+    success_record("music", action, finished, duration_ms)
 }
 
 fn lease(instance: &str, secs: i64) -> Lease<'_> {

@@ -295,27 +295,7 @@ async fn sqlite_restart_serves_the_api_while_it_takes_back() {
     let at = chrono::Utc::now() - chrono::TimeDelta::minutes(5);
     let mut spool = String::new();
     for _ in 0..100_000 {
-        let record = jarvis::model::record::ExecutionRecord {
-            record_id: uuid::Uuid::now_v7(),
-            task_id: uuid::Uuid::now_v7(),
-            domain: "spooled".into(),
-            action: "run".into(),
-            attempt: 1,
-            parameters: json!({}),
-            learned_parameters: None,
-            success: true,
-            duration_ms: 3,
-            impact_score: None,
-            failure_reason: None,
-            failure_group: None,
-            cost_usd: None,
-            correlation_id: None,
-            instance_id: None,
-            started_at: at,
-            finished_at: at,
-            timed_out: false,
-            model_call: None,
-        };
+        let record = success_record("spooled", "run", at, 3);
         spool.push_str(&serde_json::to_string(&record).unwrap());
         spool.push('\n');
     }
