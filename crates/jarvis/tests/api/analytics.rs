@@ -547,25 +547,8 @@ both_backends!(
         // instance's own retention job, 48 hours, leaves them alone).
         let at = chrono::Utc::now() - chrono::TimeDelta::hours(3);
         let record = jarvis::model::record::ExecutionRecord {
-            record_id: uuid::Uuid::now_v7(),
-            task_id: uuid::Uuid::now_v7(),
-            domain: "old".into(),
-            action: "run".into(),
-            attempt: 1,
-            parameters: json!({}),
-            learned_parameters: None,
-            success: true,
-            duration_ms: 12,
-            impact_score: None,
-            failure_reason: None,
-            failure_group: None,
             cost_usd: Some(0.25),
-            correlation_id: None,
-            instance_id: None,
-            started_at: at,
-            finished_at: at,
-            timed_out: false,
-            model_call: None,
+            ..success_record("old", "run", at, 12)
         };
         assert_eq!(store.insert_history(&[record]).await.unwrap(), 1);
         let minute =

@@ -995,27 +995,7 @@ both_backends!(
         }
         // A system domain that ran, for the overview to leave out unless asked.
         let now = chrono::Utc::now();
-        let system = jarvis::model::record::ExecutionRecord {
-            record_id: uuid::Uuid::now_v7(),
-            task_id: uuid::Uuid::now_v7(),
-            domain: "system-maintenance".into(),
-            action: "sweep".into(),
-            attempt: 1,
-            parameters: json!({}),
-            learned_parameters: None,
-            success: true,
-            duration_ms: 3,
-            impact_score: None,
-            failure_reason: None,
-            failure_group: None,
-            cost_usd: None,
-            correlation_id: None,
-            instance_id: None,
-            started_at: now,
-            finished_at: now,
-            timed_out: false,
-            model_call: None,
-        };
+        let system = success_record("system-maintenance", "sweep", now, 3);
         app.state().store.insert_history(&[system]).await.unwrap();
         let figures = |all: &Value| -> Vec<(String, i64)> {
             all["items"]
